@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test: type check, unit tests, then the suites that drive real peers (casync, Nix).
+# Installs the system packages those peers need when they are missing (Debian, as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command -> Debian package
+declare -A NEEDED=(
+  [nix]=nix-bin [casync]=casync [xz]=xz-utils [zstd]=zstd [bzip2]=bzip2
+  [brotli]=brotli [lz4]=lz4 [curl]=curl
+)
+missing=()
+for cmd in "${!NEEDED[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEEDED[$cmd]}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test: installing system packages the tests need: ${missing[*]}"
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "test: cannot install ${missing[*]}: run as root on Debian, or install them yourself (apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Nix needs its store directory; the Debian package creates it, but a bare root may lack it.
+mkdir -p /nix/store /nix/var/nix 2>/dev/null || true
+
+echo "test: type check"
+tsc -p tsconfig.json
+
+echo "test: unit, casync and end-to-end suites"
+node --test --test-concurrency=2 --test-timeout=600000 \
+  'test/unit/**/*.test.ts' 'test/casync/**/*.test.ts' 'test/e2e/**/*.test.ts'

@@ -1,0 +1,102 @@
+import { createHash } from 'node:crypto';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { NarwhalError } from '../errors.ts';
+import { chunkStream } from '../chunking/chunker.ts';
+import { createDecompressor } from '../compression/decompress.ts';
+import type { Compression } from '../compression/compression.ts';
+import { NarValidator } from '../nix/nar-validator.ts';
+import { formatSha256Nix32 } from '../nix/hash.ts';
+import type { NarRecord, NewChunk } from '../metadata/metadata-store.ts';
+import { chunkId } from './chunk-codec.ts';
+import { ChunkTableBuilder } from './chunk-table.ts';
+import { ChunkWriter } from './chunk-writer.ts';
+import type { Narwhal } from './narwhal.ts';
+
+export interface IngestRequest {
+  /** How the body is compressed; 'auto' tells gzip from an uncompressed NAR by its first bytes. */
+  compression: Compression | 'auto';
+  /**
+   * The name the client uploads it under (`nar/<fileHash>.nar<suffix>`): the body's sha256 must
+   * match fileHash, and the name is recorded so that a HEAD on it finds the NAR.
+   */
+  upload?: { fileHash: Uint8Array; fileHashText: string; suffix: string };
+}
+
+/**
+ * Ingests one NAR in a single streaming pass: decompress, validate the grammar, hash, cut into
+ * chunks, store the chunks not yet stored. The NAR is committed only after the whole body arrived
+ * and passed every check; a failure leaves no NAR record (chunks already written are orphans
+ * that GC collects).
+ */
+export async function ingestNar(nw: Narwhal, body: Readable, request: IngestRequest): Promise<NarRecord> {
+  const fileHasher = createHash('sha256');
+  let fileSize = 0;
+  const hashCompressed = new Transform({
+    transform(data: Buffer, _encoding, done) {
+      fileHasher.update(data);
+      fileSize += data.length;
+      done(null, data);
+    },
+  });
+
+  const narHasher = createHash('sha256');
+  const validator = new NarValidator();
+  let narSize = 0;
+  const checkNar = (data: Uint8Array): void => {
+    narSize += data.length;
+    if (narSize > nw.options.maxNarSize) {
+      throw new NarwhalError('too-large', `NAR exceeds the size limit of ${nw.options.maxNarSize} bytes`);
+    }
+    validator.push(data);
+    narHasher.update(data);
+  };
+
+  const table = new ChunkTableBuilder();
+  const distinct = new Map<string, NewChunk>();
+  const sequence: NewChunk[] = [];
+  const writer = new ChunkWriter(nw);
+  try {
+    await pipeline(body, hashCompressed, createDecompressor(request.compression), async (source: AsyncIterable<Uint8Array>) => {
+      let end = 0;
+      for await (const data of chunkStream(tap(source, checkNar))) {
+        const id = chunkId(data);
+        end += data.length;
+        table.add(end, id);
+        const key = Buffer.from(id).toString('hex');
+        let chunk = distinct.get(key);
+        if (!chunk) {
+          chunk = { id, size: data.length, storedSize: 0 };
+          distinct.set(key, chunk);
+          await writer.write(chunk, data);
+        }
+        sequence.push(chunk);
+      }
+      validator.end();
+    });
+    await writer.finish();
+  } catch (err) {
+    await writer.abandon();
+    throw err;
+  }
+
+  if (request.upload && !fileHasher.digest().equals(request.upload.fileHash)) {
+    throw new NarwhalError('hash-mismatch', `the body does not hash to ${request.upload.fileHashText}, the hash in its URL`);
+  }
+  await nw.chunks.flush();
+  return nw.meta.commitNar({
+    narHash: formatSha256Nix32(narHasher.digest()),
+    narSize,
+    storedSize: sequence.reduce((sum, chunk) => sum + chunk.storedSize, 0),
+    chunkTable: table.finish(),
+    chunks: [...distinct.values()],
+    upload: request.upload && { fileHash: request.upload.fileHashText, suffix: request.upload.suffix, fileSize },
+  });
+}
+
+async function* tap(source: AsyncIterable<Uint8Array>, inspect: (data: Uint8Array) => void): AsyncGenerator<Uint8Array> {
+  for await (const data of source) {
+    inspect(data);
+    yield data;
+  }
+}

@@ -1,0 +1,90 @@
+import { NarwhalError } from '../errors.ts';
+import type { NarRecord } from '../metadata/metadata-store.ts';
+import { decodeChunk } from './chunk-codec.ts';
+import { chunkEntries, chunkEntry, chunkIndexAt, type ChunkTableEntry } from './chunk-table.ts';
+import type { Narwhal } from './narwhal.ts';
+
+/** Chunks read ahead of the one being sent. */
+const READ_AHEAD = 8;
+/** Existence checks in flight at once before a download starts. */
+const CHECK_CONCURRENCY = 32;
+
+/**
+ * Finds a NAR for reading and makes sure every chunk it needs is in the chunk store, so that a
+ * download never starts that cannot finish: a missing chunk throws 'chunk-missing' before any
+ * byte is sent.
+ */
+export async function openNar(nw: Narwhal, narHash: string): Promise<NarRecord | undefined> {
+  const nar = await nw.meta.getNar(narHash);
+  if (!nar) return undefined;
+  await assertChunksPresent(nw, nar);
+  return nar;
+}
+
+export async function assertChunksPresent(nw: Narwhal, nar: NarRecord): Promise<void> {
+  const entries = [...chunkEntries(nar.chunkTable)];
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < entries.length) {
+      const entry = entries[next++];
+      if ((await nw.chunks.storedSize(entry.id)) === undefined) {
+        throw new NarwhalError('chunk-missing', `NAR ${nar.narHash} is incomplete: chunk ${Buffer.from(entry.id).toString('hex')} is missing`);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(CHECK_CONCURRENCY, entries.length) }, worker));
+}
+
+/** The stored zstd frames of the NAR, back to back: together they are one zstd stream of the NAR. */
+export async function* readStoredFrames(nw: Narwhal, nar: NarRecord): AsyncGenerator<Uint8Array> {
+  for await (const { stored } of readAhead(nw, chunkEntries(nar.chunkTable))) yield stored;
+}
+
+/**
+ * The uncompressed NAR bytes [start, end), each chunk checked against its id before it is passed
+ * on: a corrupt chunk ends the stream with 'chunk-corrupt' rather than sending wrong bytes.
+ */
+export async function* readNarBytes(nw: Narwhal, nar: NarRecord, start = 0, end = nar.narSize): AsyncGenerator<Uint8Array> {
+  if (start >= end) return;
+  const first = chunkIndexAt(nar.chunkTable, start);
+  const last = chunkIndexAt(nar.chunkTable, end - 1);
+  const wanted = (function* () {
+    for (let i = first; i <= last; i++) yield chunkEntry(nar.chunkTable, i);
+  })();
+  const decoded = mapAhead(readAhead(nw, wanted), ({ entry, stored }) => decodeChunk(entry.id, stored, entry.end - entry.start).then((data) => ({ entry, data })));
+  for await (const { entry, data } of decoded) {
+    const from = Math.max(start, entry.start) - entry.start;
+    const to = Math.min(end, entry.end) - entry.start;
+    yield data.subarray(from, to);
+  }
+}
+
+interface StoredChunk {
+  entry: ChunkTableEntry;
+  stored: Uint8Array;
+}
+
+function readAhead(nw: Narwhal, entries: Iterable<ChunkTableEntry>): AsyncGenerator<StoredChunk> {
+  return mapAhead(toAsync(entries), async (entry) => ({ entry, stored: await nw.chunks.get(entry.id) }));
+}
+
+/** Maps in order with up to READ_AHEAD operations running ahead of the consumer. */
+async function* mapAhead<T, U>(source: AsyncIterable<T>, map: (item: T) => Promise<U>): AsyncGenerator<U> {
+  const pending: Promise<U>[] = [];
+  try {
+    for await (const item of source) {
+      const promise = map(item);
+      promise.catch(() => undefined); // awaited below in order; avoid an unhandled rejection meanwhile
+      pending.push(promise);
+      if (pending.length >= READ_AHEAD) yield await pending.shift()!;
+    }
+    while (pending.length > 0) yield await pending.shift()!;
+  } finally {
+    await Promise.allSettled(pending);
+  }
+}
+
+async function* toAsync<T>(items: Iterable<T>): AsyncGenerator<T> {
+  yield* items;
+}
+

@@ -1,0 +1,46 @@
+import { join } from 'node:path';
+import type { MetadataStore } from '../metadata/metadata-store.ts';
+import type { ChunkStore } from '../storage/chunk-store.ts';
+import { openMetadataStore, openChunkStore } from './backends.ts';
+
+export interface NarwhalOptions {
+  /** Largest uncompressed NAR accepted, in bytes: bounds decompression bombs. */
+  maxNarSize: number;
+  /** zstd level for new chunks. */
+  zstdLevel: number;
+}
+
+export const DEFAULT_OPTIONS: NarwhalOptions = {
+  maxNarSize: 64 * 1024 ** 3,
+  zstdLevel: 3,
+};
+
+/** Everything a cache operation needs: the two stores and the settings. No HTTP in here. */
+export interface Narwhal {
+  meta: MetadataStore;
+  chunks: ChunkStore;
+  options: NarwhalOptions;
+}
+
+export interface OpenConfig {
+  dataDir: string;
+  /** `sqlite:PATH`; defaults to `sqlite:<dataDir>/narwhal.sqlite`. */
+  database?: string;
+  /** A directory; defaults to `<dataDir>/castr`. */
+  storage?: string;
+  options?: Partial<NarwhalOptions>;
+}
+
+export const DEFAULT_CACHE = 'main';
+
+export async function openNarwhal(config: OpenConfig): Promise<Narwhal> {
+  const meta = await openMetadataStore(config.database ?? `sqlite:${join(config.dataDir, 'narwhal.sqlite')}`);
+  const chunks = await openChunkStore(config.storage ?? join(config.dataDir, 'castr'));
+  await meta.ensureCache({ name: DEFAULT_CACHE, isPublic: true, priority: 40, signingKey: null });
+  return { meta, chunks, options: { ...DEFAULT_OPTIONS, ...config.options } };
+}
+
+export async function closeNarwhal(nw: Narwhal): Promise<void> {
+  await nw.chunks.close();
+  await nw.meta.close();
+}

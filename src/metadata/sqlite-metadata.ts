@@ -1,0 +1,244 @@
+import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { SQLITE_MIGRATIONS } from './sqlite-schema.ts';
+import type {
+  CacheFile,
+  CacheRecord,
+  MetadataStore,
+  NarRecord,
+  NewNar,
+  NewPath,
+  PathRecord,
+  StoreStats,
+} from './metadata-store.ts';
+
+type Row = Record<string, SQLInputValue>;
+
+/**
+ * The embedded metadata backend: one SQLite file in WAL mode, so `narwhal stats` and other
+ * commands can read while the server writes. node:sqlite is synchronous; every statement here is
+ * short, and each method runs in one transaction.
+ */
+export class SqliteMetadata implements MetadataStore {
+  readonly #db: DatabaseSync;
+  readonly #statements = new Map<string, StatementSync>();
+
+  constructor(path: string) {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    this.#db = new DatabaseSync(path);
+    this.#db.exec('PRAGMA busy_timeout = 10000');
+    this.#db.exec('PRAGMA journal_mode = WAL');
+    // FULL: a commit that was acknowledged survives power loss, not only a process crash.
+    this.#db.exec('PRAGMA synchronous = FULL');
+    this.#db.exec('PRAGMA foreign_keys = ON');
+    this.#migrate();
+  }
+
+  #migrate(): void {
+    this.#transaction(() => {
+      const version = Number((this.#db.prepare('PRAGMA user_version').get() as Row).user_version);
+      for (let v = version; v < SQLITE_MIGRATIONS.length; v++) this.#db.exec(SQLITE_MIGRATIONS[v]);
+      if (version < SQLITE_MIGRATIONS.length) this.#db.exec(`PRAGMA user_version = ${SQLITE_MIGRATIONS.length}`);
+    });
+  }
+
+  #sql(sql: string): StatementSync {
+    let statement = this.#statements.get(sql);
+    if (!statement) {
+      statement = this.#db.prepare(sql);
+      this.#statements.set(sql, statement);
+    }
+    return statement;
+  }
+
+  #transaction<T>(body: () => T): T {
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      const result = body();
+      this.#db.exec('COMMIT');
+      return result;
+    } catch (err) {
+      this.#db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#db.close();
+  }
+
+  async getCache(name: string): Promise<CacheRecord | undefined> {
+    const row = this.#sql('SELECT * FROM caches WHERE name = ?').get(name) as Row | undefined;
+    return row && toCache(row);
+  }
+
+  async ensureCache(init: { name: string; isPublic: boolean; priority: number; signingKey: string | null }): Promise<CacheRecord> {
+    this.#sql(
+      `INSERT INTO caches (name, is_public, priority, signing_key, created_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (name) DO NOTHING`,
+    ).run(init.name, init.isPublic ? 1 : 0, init.priority, init.signingKey, Date.now());
+    return (await this.getCache(init.name))!;
+  }
+
+  async listCaches(): Promise<CacheRecord[]> {
+    return (this.#sql('SELECT * FROM caches ORDER BY name').all() as Row[]).map(toCache);
+  }
+
+  async getNar(narHash: string): Promise<NarRecord | undefined> {
+    const row = this.#sql('SELECT * FROM nars WHERE nar_hash = ?').get(narHash) as Row | undefined;
+    return row && toNar(row);
+  }
+
+  async getNarByUpload(fileHash: string, suffix: string): Promise<NarRecord | undefined> {
+    const row = this.#sql(
+      'SELECT nars.* FROM nar_uploads JOIN nars ON nars.id = nar_uploads.nar_id WHERE file_hash = ? AND suffix = ?',
+    ).get(fileHash, suffix) as Row | undefined;
+    return row && toNar(row);
+  }
+
+  async commitNar(nar: NewNar): Promise<NarRecord> {
+    const now = Date.now();
+    const id = this.#transaction(() => {
+      const existing = this.#sql('SELECT id FROM nars WHERE nar_hash = ?').get(nar.narHash) as Row | undefined;
+      let narId: number;
+      if (existing) {
+        narId = Number(existing.id);
+      } else {
+        const inserted = this.#sql(
+          `INSERT INTO nars (nar_hash, nar_size, chunk_count, stored_size, chunk_table, created_at)
+           VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
+        ).get(nar.narHash, nar.narSize, nar.chunkTable.length / 40, nar.storedSize, nar.chunkTable, now) as Row;
+        narId = Number(inserted.id);
+        const addRef = this.#sql(
+          `INSERT INTO chunks (id, size, stored_size, refcount, created_at) VALUES (?, ?, ?, 1, ?)
+           ON CONFLICT (id) DO UPDATE SET refcount = refcount + 1`,
+        );
+        for (const chunk of nar.chunks) addRef.run(chunk.id, chunk.size, chunk.storedSize, now);
+      }
+      if (nar.upload) {
+        this.#sql(
+          `INSERT INTO nar_uploads (file_hash, suffix, nar_id, file_size) VALUES (?, ?, ?, ?)
+           ON CONFLICT DO NOTHING`,
+        ).run(nar.upload.fileHash, nar.upload.suffix, narId, nar.upload.fileSize);
+      }
+      return narId;
+    });
+    return toNar(this.#sql('SELECT * FROM nars WHERE id = ?').get(id) as Row);
+  }
+
+  async getPath(cacheId: number, hashPart: string): Promise<PathRecord | undefined> {
+    const row = this.#sql(
+      `SELECT paths.*, nars.nar_hash, nars.nar_size FROM paths JOIN nars ON nars.id = paths.nar_id
+       WHERE cache_id = ? AND hash_part = ?`,
+    ).get(cacheId, hashPart) as Row | undefined;
+    return row && toPath(row);
+  }
+
+  async existingPaths(cacheId: number, hashParts: string[]): Promise<Set<string>> {
+    const found = new Set<string>();
+    const query = this.#sql('SELECT 1 AS found FROM paths WHERE cache_id = ? AND hash_part = ?');
+    for (const hashPart of hashParts) if (query.get(cacheId, hashPart)) found.add(hashPart);
+    return found;
+  }
+
+  async putPath(path: NewPath): Promise<void> {
+    const now = Date.now();
+    this.#sql(
+      `INSERT INTO paths (cache_id, hash_part, store_path, nar_id, refs, deriver, system, sigs, ca, created_at, last_access)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (cache_id, hash_part) DO UPDATE SET
+         store_path = excluded.store_path, nar_id = excluded.nar_id, refs = excluded.refs,
+         deriver = excluded.deriver, system = excluded.system, sigs = excluded.sigs, ca = excluded.ca,
+         created_at = excluded.created_at, last_access = excluded.last_access`,
+    ).run(
+      path.cacheId,
+      path.hashPart,
+      path.storePath,
+      path.narId,
+      path.references.join(' '),
+      path.deriver,
+      path.system,
+      path.sigs.join('\n'),
+      path.ca,
+      now,
+      now,
+    );
+  }
+
+  async getFile(cacheId: number, name: string): Promise<CacheFile | undefined> {
+    const row = this.#sql('SELECT * FROM files WHERE cache_id = ? AND name = ?').get(cacheId, name) as Row | undefined;
+    if (!row) return undefined;
+    return {
+      content: row.content as Uint8Array,
+      contentType: String(row.content_type),
+      contentEncoding: row.content_encoding === null ? null : String(row.content_encoding),
+    };
+  }
+
+  async putFile(cacheId: number, name: string, file: CacheFile): Promise<void> {
+    this.#sql(
+      `INSERT INTO files (cache_id, name, content, content_type, content_encoding, created_at) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (cache_id, name) DO UPDATE SET content = excluded.content, content_type = excluded.content_type,
+         content_encoding = excluded.content_encoding, created_at = excluded.created_at`,
+    ).run(cacheId, name, file.content, file.contentType, file.contentEncoding, Date.now());
+  }
+
+  async stats(): Promise<StoreStats> {
+    const paths = this.#sql('SELECT count(*) AS n FROM paths').get() as Row;
+    const nars = this.#sql('SELECT count(*) AS n, coalesce(sum(nar_size), 0) AS bytes FROM nars').get() as Row;
+    const chunks = this.#sql(
+      'SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes, coalesce(sum(stored_size), 0) AS stored FROM chunks',
+    ).get() as Row;
+    return {
+      paths: Number(paths.n),
+      nars: Number(nars.n),
+      narBytes: Number(nars.bytes),
+      chunks: Number(chunks.n),
+      chunkBytes: Number(chunks.bytes),
+      storedBytes: Number(chunks.stored),
+    };
+  }
+}
+
+function toCache(row: Row): CacheRecord {
+  return {
+    id: Number(row.id),
+    name: String(row.name),
+    isPublic: Number(row.is_public) === 1,
+    priority: Number(row.priority),
+    signingKey: row.signing_key === null ? null : String(row.signing_key),
+    createdAt: Number(row.created_at),
+  };
+}
+
+function toNar(row: Row): NarRecord {
+  return {
+    id: Number(row.id),
+    narHash: String(row.nar_hash),
+    narSize: Number(row.nar_size),
+    chunkCount: Number(row.chunk_count),
+    storedSize: Number(row.stored_size),
+    chunkTable: row.chunk_table as Uint8Array,
+    createdAt: Number(row.created_at),
+  };
+}
+
+function toPath(row: Row): PathRecord {
+  const refs = String(row.refs);
+  const sigs = String(row.sigs);
+  return {
+    cacheId: Number(row.cache_id),
+    hashPart: String(row.hash_part),
+    storePath: String(row.store_path),
+    narId: Number(row.nar_id),
+    narHash: String(row.nar_hash),
+    narSize: Number(row.nar_size),
+    references: refs === '' ? [] : refs.split(' '),
+    deriver: row.deriver === null ? null : String(row.deriver),
+    system: row.system === null ? null : String(row.system),
+    sigs: sigs === '' ? [] : sigs.split('\n'),
+    ca: row.ca === null ? null : String(row.ca),
+    createdAt: Number(row.created_at),
+  };
+}

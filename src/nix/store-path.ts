@@ -1,0 +1,66 @@
+/**
+ * Store paths under the fixed store dir /nix/store, validated as Nix 2.8 does: a 32-character
+ * nix32 hash part, '-', then a name of at most 211 characters from [A-Za-z0-9+-._?=] that does
+ * not start with '.'.
+ */
+import { NarwhalError, type ErrorCode } from '../errors.ts';
+import { isNixBase32Chars } from './base32.ts';
+
+export const STORE_DIR = '/nix/store';
+export const HASH_PART_LENGTH = 32;
+/** Nix's StorePath::MaxPathLen, a limit on the name part. */
+export const MAX_NAME_LENGTH = 211;
+
+export interface StorePath {
+  hashPart: string;
+  name: string;
+}
+
+const NAME_RE = /^[A-Za-z0-9+\-._?=]+$/;
+
+export function isValidHashPart(s: string): boolean {
+  return s.length === HASH_PART_LENGTH && isNixBase32Chars(s);
+}
+
+export function isValidStorePathName(name: string): boolean {
+  return name.length > 0 && name.length <= MAX_NAME_LENGTH && name[0] !== '.' && NAME_RE.test(name);
+}
+
+/** Parses `<hash>-<name>`; throws NarwhalError(code) when it is not a valid store path base name. */
+export function parseStorePathBaseName(baseName: string, code: ErrorCode = 'bad-request'): StorePath {
+  if (baseName.length < HASH_PART_LENGTH + 2 || baseName[HASH_PART_LENGTH] !== '-') {
+    throw new NarwhalError(code, 'store path must be <32-char hash>-<name>');
+  }
+  const hashPart = baseName.slice(0, HASH_PART_LENGTH);
+  const name = baseName.slice(HASH_PART_LENGTH + 1);
+  if (!isValidHashPart(hashPart)) throw new NarwhalError(code, 'store path hash part is not nix base-32');
+  if (name.length > MAX_NAME_LENGTH) {
+    throw new NarwhalError(code, `store path name is longer than ${MAX_NAME_LENGTH} characters`);
+  }
+  if (name[0] === '.') throw new NarwhalError(code, 'store path name must not start with a period');
+  if (!NAME_RE.test(name)) throw new NarwhalError(code, 'store path name contains an illegal character');
+  return { hashPart, name };
+}
+
+/** Parses `/nix/store/<hash>-<name>`; throws NarwhalError(code) otherwise. */
+export function parseStorePath(full: string, code: ErrorCode = 'bad-request'): StorePath {
+  if (!full.startsWith(STORE_DIR + '/')) throw new NarwhalError(code, `path is not in ${STORE_DIR}`);
+  return parseStorePathBaseName(full.slice(STORE_DIR.length + 1), code);
+}
+
+export function isValidStorePathBaseName(baseName: string): boolean {
+  return (
+    baseName.length >= HASH_PART_LENGTH + 2 &&
+    baseName[HASH_PART_LENGTH] === '-' &&
+    isValidHashPart(baseName.slice(0, HASH_PART_LENGTH)) &&
+    isValidStorePathName(baseName.slice(HASH_PART_LENGTH + 1))
+  );
+}
+
+export function storePathBaseName(p: StorePath): string {
+  return `${p.hashPart}-${p.name}`;
+}
+
+export function fullStorePath(baseName: string): string {
+  return `${STORE_DIR}/${baseName}`;
+}

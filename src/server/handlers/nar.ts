@@ -1,0 +1,93 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { ingestNar } from '../../cache/ingest-nar.ts';
+import { narUrl } from '../../cache/get-narinfo.ts';
+import { openNar, readNarBytes, readStoredFrames } from '../../cache/nar-reader.ts';
+import { renderCaibx } from '../../cache/casync-view.ts';
+import { compressionFromNarUrlSuffix } from '../../compression/compression.ts';
+import { decodeNixBase32 } from '../../nix/base32.ts';
+import { NarwhalError } from '../../errors.ts';
+import type { NarRecord } from '../../metadata/metadata-store.ts';
+import { parseRange } from '../range.ts';
+import type { RequestContext } from '../request-context.ts';
+
+const NAR_TYPE = 'application/x-nix-nar';
+
+/**
+ * GET/HEAD `nar/<hash>.nar<suffix>`. The canonical names are the ones our narinfos give:
+ * `nar/<narhash>.nar.zst` (the stored frames back to back) and `nar/<narhash>.nar` (plain, with
+ * Range). A name a client uploaded under (`nar/<filehash>.nar.xz`, ...) exists too: HEAD says so,
+ * which stops clients uploading it twice, and GET redirects to the canonical zstd name.
+ */
+export async function getNar(ctx: RequestContext): Promise<void> {
+  const [hash, suffix] = ctx.params;
+  const narHash = `sha256:${hash}`;
+  if (suffix === '.zst' || suffix === '') {
+    const nar = ctx.head ? await ctx.nw.meta.getNar(narHash) : await openNar(ctx.nw, narHash);
+    if (nar) return suffix === '.zst' ? sendFrames(ctx, nar) : sendPlain(ctx, nar);
+  }
+  const uploaded = await ctx.nw.meta.getNarByUpload(narHash, suffix);
+  if (!uploaded) throw new NarwhalError('not-found', 'no such NAR');
+  if (ctx.head) {
+    ctx.res.writeHead(200, { 'Content-Type': NAR_TYPE }).end();
+    return;
+  }
+  ctx.res.writeHead(301, { Location: `/${ctx.cache.name}/${narUrl(uploaded.narHash)}`, 'Content-Length': 0 }).end();
+}
+
+async function sendFrames({ nw, res, head }: RequestContext, nar: NarRecord): Promise<void> {
+  res.writeHead(200, { 'Content-Type': NAR_TYPE, 'Content-Length': nar.storedSize });
+  if (head) return void res.end();
+  await pipeline(Readable.from(readStoredFrames(nw, nar), { objectMode: false }), res);
+}
+
+async function sendPlain({ nw, req, res, head }: RequestContext, nar: NarRecord): Promise<void> {
+  const range = parseRange(req.headers.range, nar.narSize);
+  if (range === 'unsatisfiable') {
+    res.writeHead(416, { 'Content-Range': `bytes */${nar.narSize}`, 'Content-Length': 0 }).end();
+    return;
+  }
+  const { start, end } = range ?? { start: 0, end: nar.narSize };
+  res.writeHead(range ? 206 : 200, {
+    'Content-Type': NAR_TYPE,
+    'Content-Length': end - start,
+    'Accept-Ranges': 'bytes',
+    ...(range ? { 'Content-Range': `bytes ${start}-${end - 1}/${nar.narSize}` } : {}),
+  });
+  if (head) return void res.end();
+  await pipeline(Readable.from(readNarBytes(nw, nar, start, end), { objectMode: false }), res);
+}
+
+export async function putNar({ nw, req, res, params }: RequestContext): Promise<void> {
+  const [hash, suffix] = params;
+  const compression = suffix === '' ? 'auto' : compressionFromNarUrlSuffix(suffix.slice(1));
+  if (!compression) throw new NarwhalError('bad-request', `unsupported compression suffix ${suffix}`);
+  await ingestNar(nw, req, {
+    compression,
+    upload: { fileHash: decodeNixBase32(hash), fileHashText: `sha256:${hash}`, suffix },
+  });
+  res.writeHead(204).end();
+}
+
+export async function getCaibx({ nw, res, params, head }: RequestContext): Promise<void> {
+  const nar = await nw.meta.getNar(`sha256:${params[0]}`);
+  if (!nar) throw new NarwhalError('not-found', 'no such NAR');
+  const index = renderCaibx(nar);
+  res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': index.length });
+  res.end(head ? undefined : index);
+}
+
+export async function getChunk({ nw, res, params, head }: RequestContext): Promise<void> {
+  if (params[1].slice(0, 4) !== params[0]) throw new NarwhalError('not-found', 'no such chunk');
+  const id = Buffer.from(params[1], 'hex');
+  const stored = head ? await nw.chunks.storedSize(id) : await nw.chunks.get(id).catch(notFoundIfMissing);
+  if (stored === undefined) throw new NarwhalError('not-found', 'no such chunk');
+  const length = typeof stored === 'number' ? stored : stored.length;
+  res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': length });
+  res.end(typeof stored === 'number' ? undefined : stored);
+}
+
+function notFoundIfMissing(err: unknown): never {
+  if (err instanceof NarwhalError && err.code === 'chunk-missing') throw new NarwhalError('not-found', 'no such chunk');
+  throw err;
+}

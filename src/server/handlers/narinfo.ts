@@ -1,0 +1,20 @@
+import { renderNarinfo } from '../../cache/get-narinfo.ts';
+import { putNarinfo as storeNarinfo } from '../../cache/put-narinfo.ts';
+import { NarwhalError } from '../../errors.ts';
+import { readBody } from '../body.ts';
+import { sendText } from '../http-errors.ts';
+import type { RequestContext } from '../request-context.ts';
+
+const MAX_NARINFO_SIZE = 64 * 1024;
+
+export async function getNarinfo({ nw, cache, res, params }: RequestContext): Promise<void> {
+  const text = await renderNarinfo(nw, cache, params[0]);
+  if (text === undefined) throw new NarwhalError('not-found', 'no such path');
+  sendText(res, 200, text, { contentType: 'text/x-nix-narinfo' });
+}
+
+export async function putNarinfo({ nw, cache, req, res, params }: RequestContext): Promise<void> {
+  const body = await readBody(req, MAX_NARINFO_SIZE);
+  await storeNarinfo(nw, cache, params[0], body.toString('utf8'));
+  res.writeHead(204).end();
+}

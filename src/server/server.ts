@@ -1,0 +1,54 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { findCache } from '../cache/caches.ts';
+import type { Narwhal } from '../cache/narwhal.ts';
+import { NarwhalError } from '../errors.ts';
+import { sendError, sendText } from './http-errors.ts';
+import { matchRoute, normalizeCachePath } from './routes.ts';
+
+export interface ServerOptions {
+  log?: (message: string) => void;
+  /** Log one line per request: method, path, status. */
+  logRequests?: boolean;
+}
+
+/**
+ * The HTTP server: `/<cache>/<file>` is routed to the cache's protocol handlers. It holds no
+ * state of its own beyond the Narwhal it serves.
+ */
+export function createNarwhalServer(nw: Narwhal, options: ServerOptions = {}): Server {
+  const log = options.log ?? ((message: string) => console.error(message));
+  const server = createServer((req, res) => {
+    if (options.logRequests) res.once('finish', () => log(`${req.method} ${req.url} ${res.statusCode}`));
+    handle(nw, req, res, log).catch((err: unknown) => sendError(res, err, log));
+  });
+  // No absolute deadline for a request: an honest large upload on a slow link must finish.
+  // An idle socket is still dropped, and headers must arrive promptly.
+  server.requestTimeout = 0;
+  server.headersTimeout = 60_000;
+  server.timeout = 300_000;
+  return server;
+}
+
+async function handle(nw: Narwhal, req: IncomingMessage, res: ServerResponse, log: (message: string) => void): Promise<void> {
+  const method = req.method ?? 'GET';
+  const rawPath = (req.url ?? '/').split('?', 1)[0];
+  if (rawPath === '/' && (method === 'GET' || method === 'HEAD')) {
+    return sendText(res, 200, 'Narwhal Nix binary cache. Caches answer under /<name>/, e.g. /main/nix-cache-info\n');
+  }
+  const slash = rawPath.indexOf('/', 1);
+  const cacheName = slash < 0 ? rawPath.slice(1) : rawPath.slice(1, slash);
+  const cache = await findCache(nw, cacheName);
+  if (!cache) throw new NarwhalError('not-found', 'no such cache');
+  const matched = slash < 0 ? undefined : matchRoute(normalizeCachePath(rawPath.slice(slash + 1)));
+  if (!matched) throw new NarwhalError('not-found', 'not found');
+  const { route, params } = matched;
+  const head = method === 'HEAD';
+  if (method === 'GET' || head) {
+    return route.get({ nw, cache, req, res, params, head, log });
+  }
+  if (method === 'PUT' && route.put) {
+    return route.put({ nw, cache, req, res, params, head: false, log });
+  }
+  res.setHeader('Allow', route.put ? 'GET, HEAD, PUT' : 'GET, HEAD');
+  sendText(res, 405, 'method not allowed\n', { close: true });
+}

@@ -1,0 +1,36 @@
+/**
+ * The chunk store contract, in the layers desync uses: readers need only `ChunkReader`, ingest
+ * needs `ChunkWriter`, GC and repair need `ChunkStore`. A chunk is addressed by its 32-byte id
+ * (hex in names); what is stored is the chunk's encoded form (a zstd frame), opaque here.
+ */
+export interface ChunkReader {
+  /** The stored bytes; throws NarwhalError('chunk-missing') when absent. */
+  get(id: Uint8Array): Promise<Uint8Array>;
+  /** The size of the stored chunk, or undefined when it is absent. */
+  storedSize(id: Uint8Array): Promise<number | undefined>;
+}
+
+export interface ChunkWriter extends ChunkReader {
+  /** Stores the bytes atomically: readers see either nothing or the whole file. Idempotent. */
+  put(id: Uint8Array, stored: Uint8Array): Promise<void>;
+  /** Makes every put that has returned durable (survives power loss). */
+  flush(): Promise<void>;
+}
+
+export interface StoredChunkInfo {
+  id: Uint8Array;
+  storedSize: number;
+  modifiedAt: number;
+}
+
+export interface ChunkStore extends ChunkWriter {
+  delete(id: Uint8Array): Promise<void>;
+  list(): AsyncIterable<StoredChunkInfo>;
+  close(): Promise<void>;
+}
+
+/** The castr key of a chunk: `<first 4 hex>/<64 hex>.cacnk`. */
+export function castrKey(id: Uint8Array): string {
+  const hex = Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('hex');
+  return `${hex.slice(0, 4)}/${hex}.cacnk`;
+}

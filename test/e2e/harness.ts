@@ -1,0 +1,118 @@
+import { spawn, execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+
+const execFileAsync = promisify(execFile);
+export const REPO = resolve(import.meta.dirname, '../..');
+
+/** Settings that let the Debian nix-bin run as root without a daemon (nix-protocol.md). */
+export function nixEnv(home: string): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    HOME: home,
+    XDG_CACHE_HOME: join(home, 'cache'),
+    NIX_CONFIG: [
+      'build-users-group =',
+      'sandbox = false',
+      'experimental-features = nix-command',
+      'substituters =',
+      'require-sigs = true',
+    ].join('\n'),
+  };
+}
+
+export async function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  try {
+    const { stdout } = await execFileAsync(cmd, args, { env, maxBuffer: 256 * 1024 * 1024 });
+    return stdout;
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new Error(`${cmd} ${args.join(' ')} failed:\n${e.stderr ?? e.message}`);
+  }
+}
+
+export interface RunningServer {
+  url: string;
+  dataDir: string;
+  /** Everything the server wrote to stderr so far (with --log-requests: one line per request). */
+  output(): string;
+  /** Request lines `METHOD /path status` logged since the server started. */
+  requests(): string[];
+  stop(): Promise<void>;
+}
+
+/** Starts the real `narwhal serve` as a user would, on a free port, and waits until it listens. */
+export async function startServer(dataDir: string, extraArgs: string[] = []): Promise<RunningServer> {
+  const child = spawn(process.execPath, [join(REPO, 'bin/narwhal.js'), 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--log-requests', ...extraArgs], {
+    stdio: ['ignore', 'inherit', 'pipe'],
+  });
+  let log = '';
+  const url = await new Promise<string>((resolveUrl, reject) => {
+    child.stderr.on('data', (data: Buffer) => {
+      log += data.toString();
+      const match = /on (http:\/\/[\d.]+:\d+)\//.exec(log);
+      if (match) resolveUrl(match[1]);
+    });
+    child.once('exit', (code) => reject(new Error(`narwhal serve exited with ${code}:\n${log}`)));
+  });
+  return {
+    url,
+    dataDir,
+    output: () => log,
+    requests: () => log.split('\n').filter((line) => /^(GET|HEAD|PUT|POST|DELETE) \S+ \d{3}$/.test(line)),
+    async stop() {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+export async function tempDir(prefix: string): Promise<{ path: string; remove(): Promise<void> }> {
+  const path = await mkdtemp(join(tmpdir(), `narwhal-${prefix}-`));
+  return { path, remove: () => rm(path, { recursive: true, force: true }) };
+}
+
+export interface TestClosure {
+  /** Input-addressed output that references `dep` and itself, with a multi-chunk binary inside. */
+  top: string;
+  dep: string;
+  /** A content-addressed path added with nix-store --add. */
+  added: string;
+  /** The .drv of `top`, for build logs. */
+  topDrv: string;
+}
+
+/**
+ * Builds a small closure unique to `nonce` with trivial derivations (sandbox off, /bin/sh as
+ * builder): `top` references `dep` and itself and carries a copy of a real binary large enough to
+ * span several chunks.
+ */
+export async function buildClosure(env: NodeJS.ProcessEnv, work: string, nonce: string): Promise<TestClosure> {
+  const addedDir = join(work, `added-${nonce}`);
+  await run('mkdir', ['-p', join(addedDir, 'sub')]);
+  await writeFile(join(addedDir, 'hello.txt'), `hello ${nonce}\n`);
+  await writeFile(join(addedDir, 'sub', 'data.bin'), Buffer.alloc(100_000, nonce));
+  const added = (await run('nix-store', ['--add', addedDir], env)).trim();
+  const expr = `
+    let
+      dep = derivation {
+        name = "narwhal-dep"; system = builtins.currentSystem; builder = "/bin/sh";
+        nonce = "${nonce}";
+        args = [ "-c" "echo dep $nonce > $out" ];
+      };
+    in derivation {
+      name = "narwhal-top"; system = builtins.currentSystem; builder = "/bin/sh";
+      nonce = "${nonce}"; inherit dep;
+      args = [ "-c" "/bin/mkdir -p $out/bin && /bin/cp /usr/bin/nix $out/bin/tool && echo $dep > $out/dep && echo $out > $out/self && echo building top $nonce" ];
+    }`;
+  const exprFile = join(work, `closure-${nonce}.nix`);
+  await writeFile(exprFile, expr);
+  const top = (await run('nix-build', ['--no-out-link', exprFile], env)).trim();
+  const topDrv = (await run('nix-store', ['-q', '--deriver', top], env)).trim();
+  const dep = (await run('nix-store', ['-q', '--references', top], env)).split('\n').find((p) => p.endsWith('-narwhal-dep'))!;
+  return { top, dep, added, topDrv };
+}

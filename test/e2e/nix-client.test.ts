@@ -1,0 +1,112 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { buildClosure, nixEnv, run, startServer, tempDir, type RunningServer, type TestClosure } from './harness.ts';
+
+const COMPRESSIONS = ['none', 'xz', 'zstd', 'bzip2', 'br', 'gzip', 'lz4'] as const;
+
+describe('real Nix 2.8 client against narwhal serve', () => {
+  let work: { path: string; remove(): Promise<void> };
+  let server: RunningServer;
+  let env: NodeJS.ProcessEnv;
+  let secretKey: string;
+  let publicKey: string;
+  const closures = new Map<string, TestClosure>();
+
+  before(async () => {
+    work = await tempDir('e2e');
+    env = nixEnv(work.path);
+    await run('nix-store', ['--generate-binary-cache-key', 'narwhal-test-1', join(work.path, 'sk'), join(work.path, 'pk')], env);
+    secretKey = join(work.path, 'sk');
+    publicKey = await readFile(join(work.path, 'pk'), 'utf8');
+    server = await startServer(join(work.path, 'data'));
+  });
+
+  after(async () => {
+    await server?.stop();
+    await work?.remove();
+  });
+
+  for (const compression of COMPRESSIONS) {
+    test(`push with compression=${compression}, then substitute into a fresh store with signatures checked`, async () => {
+      const closure = await buildClosure(env, work.path, `${compression}-${randomBytes(4).toString('hex')}`);
+      closures.set(compression, closure);
+      const to = `${server.url}/main?compression=${compression}&secret-key=${secretKey}`;
+      await run('nix', ['copy', '--to', to, closure.top, closure.added], env);
+
+      const putNars = server.requests().filter((line) => line.startsWith('PUT /main/nar/'));
+      assert.ok(putNars.length >= 3, `expected NAR uploads, saw ${putNars.length}`);
+      for (const line of putNars) assert.match(line, / 204$/, line);
+      // The name the client uploaded each NAR under now exists, so it would not upload it again.
+      for (const line of putNars) {
+        const path = line.split(' ')[1];
+        const status = await fetch(`${server.url}${path}`, { method: 'HEAD' }).then((r) => r.status);
+        assert.equal(status, 200, `HEAD ${path}`);
+      }
+
+      const store = join(work.path, `store-${compression}`);
+      await run('nix', ['copy', '--from', `${server.url}/main`, '--to', store, '--option', 'trusted-public-keys', publicKey, closure.top, closure.added], env);
+      const rel = (p: string) => join(store, p);
+      assert.equal(await readFile(rel(join(closure.top, 'dep')), 'utf8'), `${closure.dep}\n`);
+      assert.equal(await readFile(rel(join(closure.top, 'self')), 'utf8'), `${closure.top}\n`);
+      assert.deepEqual(await readFile(rel(join(closure.top, 'bin/tool'))), await readFile('/usr/bin/nix'));
+      const verify = await run('nix', ['store', 'verify', '--store', store, '--trusted-public-keys', publicKey, '-r', closure.top], env);
+      assert.equal(verify.trim(), '');
+    });
+  }
+
+  test('a substitution from an untrusted key is refused', async () => {
+    const closure = closures.get('zstd')!;
+    const store = join(work.path, 'store-untrusted');
+    const other = 'other-key-1:' + Buffer.alloc(32, 7).toString('base64');
+    await assert.rejects(
+      run('nix', ['copy', '--from', `${server.url}/main`, '--to', store, '--option', 'trusted-public-keys', other, closure.top], env),
+      /lacks a valid signature|no signature/,
+    );
+  });
+
+  test('nix path-info and nix store verify against the cache', async () => {
+    const closure = closures.get('xz')!;
+    const remote = JSON.parse(await run('nix', ['path-info', '--store', `${server.url}/main`, '--json', '-r', closure.top], env)) as { path: string; narHash: string; narSize: number; references: string[]; signatures?: string[] }[];
+    const local = JSON.parse(await run('nix', ['path-info', '--json', '-r', closure.top], env)) as typeof remote;
+    assert.deepEqual(remote.map((p) => p.path).sort(), local.map((p) => p.path).sort());
+    for (const info of remote) {
+      const mine = local.find((p) => p.path === info.path)!;
+      assert.equal(info.narHash, mine.narHash);
+      assert.equal(info.narSize, mine.narSize);
+      assert.deepEqual([...info.references].sort(), [...mine.references].sort());
+      assert.ok(info.signatures?.some((s) => s.startsWith('narwhal-test-1:')), `${info.path} keeps its uploaded signature`);
+    }
+    const top = remote.find((p) => p.path === closure.top)!;
+    assert.ok(top.references.includes(closure.top), 'self-reference kept');
+    assert.ok(top.references.includes(closure.dep));
+    await run('nix', ['store', 'verify', '--store', `${server.url}/main`, '--trusted-public-keys', publicKey, '-r', closure.top], env);
+  });
+
+  test('nix log reads a build log uploaded with nix store copy-log', async () => {
+    const closure = closures.get('zstd')!;
+    await run('nix', ['store', 'copy-log', '--to', `${server.url}/main`, closure.topDrv], env);
+    const log = await run('nix', ['log', '--store', `${server.url}/main`, closure.top], env);
+    assert.match(log, /building top zstd-/);
+  });
+
+  test('a second push of the same closure uploads nothing', async () => {
+    const closure = closures.get('xz')!;
+    const before = server.requests().length;
+    await run('nix', ['copy', '--to', `${server.url}/main?compression=xz&secret-key=${secretKey}`, closure.top, closure.added], env);
+    const puts = server.requests().slice(before).filter((line) => line.startsWith('PUT '));
+    assert.deepEqual(puts, []);
+  });
+
+  test('stats count each distinct chunk once', async () => {
+    const stats = JSON.parse(await run(process.execPath, [join(import.meta.dirname, '../../bin/narwhal.js'), 'stats', '--data-dir', server.dataDir, '--json'])) as Record<string, number>;
+    assert.equal(stats.paths, COMPRESSIONS.length * 3);
+    assert.equal(stats.nars, COMPRESSIONS.length * 3);
+    // Seven closures each carry the same 3 MB binary: its chunks are stored once.
+    assert.ok(stats.narBytes > 7 * 3_000_000, `narBytes ${stats.narBytes}`);
+    assert.ok(stats.chunkBytes < 2 * 3_400_000, `chunkBytes ${stats.chunkBytes}`);
+    assert.ok(stats.storedBytes < stats.chunkBytes);
+  });
+});

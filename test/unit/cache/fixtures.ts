@@ -1,0 +1,52 @@
+import { mkdtemp, rm, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { createHash } from 'node:crypto';
+import { openNarwhal, closeNarwhal, type Narwhal } from '../../../src/cache/narwhal.ts';
+import { writeNar } from '../../../src/nix/nar-writer.ts';
+import { formatSha256Nix32 } from '../../../src/nix/hash.ts';
+
+export interface TempNarwhal {
+  nw: Narwhal;
+  dir: string;
+  close(): Promise<void>;
+}
+
+export async function tempNarwhal(options: Parameters<typeof openNarwhal>[0]['options'] = {}): Promise<TempNarwhal> {
+  const dir = await mkdtemp(join(tmpdir(), 'narwhal-unit-'));
+  const nw = await openNarwhal({ dataDir: dir, options });
+  return {
+    nw,
+    dir,
+    async close() {
+      await closeNarwhal(nw);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+let realBinary: Buffer | undefined;
+
+/** A NAR around a real multi-megabyte binary plus `extra`, so it spans many chunks. */
+export async function realisticNar(extra: string): Promise<Uint8Array> {
+  realBinary ??= await readFile(process.execPath);
+  return writeNar({
+    type: 'directory',
+    entries: {
+      bin: { type: 'directory', entries: { tool: { type: 'regular', contents: realBinary.subarray(0, 3_000_000), executable: true } } },
+      note: { type: 'regular', contents: Buffer.from(extra) },
+      link: { type: 'symlink', target: 'bin/tool' },
+    },
+  });
+}
+
+export function narHashOf(nar: Uint8Array): string {
+  return formatSha256Nix32(createHash('sha256').update(nar).digest());
+}
+
+export function bodyOf(bytes: Uint8Array, pieceSize = 65_521): Readable {
+  return Readable.from((function* () {
+    for (let i = 0; i < bytes.length; i += pieceSize) yield Buffer.from(bytes.subarray(i, i + pieceSize));
+  })());
+}

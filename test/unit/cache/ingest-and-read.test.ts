@@ -1,0 +1,115 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
+import { zstdDecompressSync } from 'node:zlib';
+import { ingestNar } from '../../../src/cache/ingest-nar.ts';
+import { openNar, readNarBytes, readStoredFrames } from '../../../src/cache/nar-reader.ts';
+import { chunkEntries } from '../../../src/cache/chunk-table.ts';
+import { LocalChunkStore } from '../../../src/storage/local-chunk-store.ts';
+import { NarwhalError } from '../../../src/errors.ts';
+import { bodyOf, narHashOf, realisticNar, tempNarwhal } from './fixtures.ts';
+
+async function collect(source: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const part of source) parts.push(Buffer.from(part));
+  return Buffer.concat(parts);
+}
+
+test('an ingested NAR reads back byte for byte, as frames and as plain bytes', async () => {
+  const t = await tempNarwhal();
+  try {
+    const nar = await realisticNar('one');
+    const record = await ingestNar(t.nw, bodyOf(nar), { compression: 'none' });
+    assert.equal(record.narHash, narHashOf(nar));
+    assert.equal(record.narSize, nar.length);
+    assert.ok(record.chunkCount > 10, `chunks: ${record.chunkCount}`);
+    const opened = (await openNar(t.nw, record.narHash))!;
+    assert.deepEqual(await collect(readNarBytes(t.nw, opened)), Buffer.from(nar));
+    const frames = await collect(readStoredFrames(t.nw, opened));
+    assert.equal(frames.length, record.storedSize);
+    assert.deepEqual(zstdDecompressSync(frames), Buffer.from(nar));
+    // Any byte range reads back the same bytes as the slice.
+    for (const [start, end] of [[0, 1], [100, 70_000], [65_530, 300_000], [nar.length - 5, nar.length]]) {
+      assert.deepEqual(await collect(readNarBytes(t.nw, opened, start, end)), Buffer.from(nar.subarray(start, end)), `${start}-${end}`);
+    }
+  } finally {
+    await t.close();
+  }
+});
+
+test('a second NAR that shares content stores only its new chunks', async () => {
+  const t = await tempNarwhal();
+  try {
+    await ingestNar(t.nw, bodyOf(await realisticNar('one')), { compression: 'none' });
+    const before = await t.nw.meta.stats();
+    await ingestNar(t.nw, bodyOf(await realisticNar('two, a little different')), { compression: 'none' });
+    const after = await t.nw.meta.stats();
+    assert.equal(after.nars, 2);
+    assert.ok(after.chunks - before.chunks <= 2, `new chunks: ${after.chunks - before.chunks}`);
+    // Ingesting the same NAR again changes nothing.
+    await ingestNar(t.nw, bodyOf(await realisticNar('one')), { compression: 'none' });
+    assert.deepEqual(await t.nw.meta.stats(), after);
+  } finally {
+    await t.close();
+  }
+});
+
+test('an invalid NAR is rejected and leaves no NAR record', async () => {
+  const t = await tempNarwhal();
+  try {
+    const nar = await realisticNar('bad');
+    const truncated = nar.subarray(0, nar.length - 8);
+    await assert.rejects(ingestNar(t.nw, bodyOf(truncated), { compression: 'none' }), (err: unknown) => err instanceof NarwhalError && err.code === 'bad-nar');
+    assert.equal((await t.nw.meta.stats()).nars, 0);
+  } finally {
+    await t.close();
+  }
+});
+
+test('a body whose hash differs from the one in its URL is rejected', async () => {
+  const t = await tempNarwhal();
+  try {
+    const nar = await realisticNar('x');
+    await assert.rejects(
+      ingestNar(t.nw, bodyOf(nar), { compression: 'none', upload: { fileHash: new Uint8Array(32), fileHashText: 'sha256:000', suffix: '' } }),
+      (err: unknown) => err instanceof NarwhalError && err.code === 'hash-mismatch',
+    );
+    assert.equal((await t.nw.meta.stats()).nars, 0);
+  } finally {
+    await t.close();
+  }
+});
+
+test('a decompressed size above the limit is refused', async () => {
+  const t = await tempNarwhal({ maxNarSize: 1_000_000 });
+  try {
+    await assert.rejects(ingestNar(t.nw, bodyOf(await realisticNar('big')), { compression: 'none' }), (err: unknown) => err instanceof NarwhalError && err.code === 'too-large');
+  } finally {
+    await t.close();
+  }
+});
+
+test('a NAR with a missing chunk cannot be opened, and a corrupt chunk never reaches the reader', async () => {
+  const t = await tempNarwhal();
+  try {
+    const nar = await realisticNar('damage');
+    const record = await ingestNar(t.nw, bodyOf(nar), { compression: 'none' });
+    const store = t.nw.chunks as LocalChunkStore;
+    const entries = [...chunkEntries(record.chunkTable)];
+    const victim = entries[3];
+    const stored = await store.get(victim.id);
+    await rm(store.path(victim.id));
+    await assert.rejects(openNar(t.nw, record.narHash), (err: unknown) => err instanceof NarwhalError && err.code === 'chunk-missing');
+    // A file with the right name but wrong content: decompresses (it is a valid frame of another chunk) but fails its hash.
+    await store.put(victim.id, await store.get(entries[5].id));
+    const opened = (await openNar(t.nw, record.narHash))!;
+    await assert.rejects(collect(readNarBytes(t.nw, opened)), (err: unknown) => err instanceof NarwhalError && err.code === 'chunk-corrupt');
+    // A re-push heals it.
+    await store.delete(victim.id);
+    await ingestNar(t.nw, bodyOf(nar), { compression: 'none' });
+    assert.deepEqual(await store.get(victim.id), stored);
+    assert.deepEqual(await collect(readNarBytes(t.nw, (await openNar(t.nw, record.narHash))!)), Buffer.from(nar));
+  } finally {
+    await t.close();
+  }
+});
