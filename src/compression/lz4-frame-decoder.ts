@@ -269,7 +269,7 @@ export function decodeLz4Block(src: Uint8Array, dst: Uint8Array, start: number, 
     }
     if (length > limit - d) throw corrupt('block decodes to more than the frame allows');
     const from = d - offset;
-    if (length <= 32 || offset < 8) {
+    if (length <= 32 || (offset < 8 && length < 256)) {
       for (let i = 0; i < length; i++) dst[d + i] = dst[from + i];
       d += length;
     } else if (offset >= length) {

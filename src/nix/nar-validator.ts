@@ -1,5 +1,5 @@
 /**
- * Streaming validator of canonical NARs (the grammar in docs/design/nix-protocol.md).
+ * Streaming validator of canonical NARs, following Nix's parser (libutil/archive.cc).
  *
  * Accepts exactly what `nix-store --dump` produces: magic, one node, nothing after it; u64 LE
  * lengths; zero padding; fields in Nix's order; directory entries strictly increasing by raw bytes
@@ -171,9 +171,7 @@ export class NarValidator {
           } else {
             if (this.lenHave === 0) this.tokenStart = this.bytesSeen + pos;
             const take = Math.min(8 - this.lenHave, end - pos);
-            this.lenBuf.set(data.subarray(pos, pos + take), this.lenHave);
-            this.lenHave += take;
-            pos += take;
+            for (const stop = pos + take; pos < stop; pos++) this.lenBuf[this.lenHave++] = data[pos];
             if (this.lenHave < 8) break;
             this.lenHave = 0;
             const b = this.lenBuf;
@@ -186,10 +184,12 @@ export class NarValidator {
           break;
         }
         case L_STR: {
+          // Tokens are short: a plain loop beats creating a subarray view per token.
           const take = Math.min(this.tokWant - this.tokLen, end - pos);
-          this.tok.set(data.subarray(pos, pos + take), this.tokLen);
-          this.tokLen += take;
-          pos += take;
+          const tok = this.tok;
+          let t = this.tokLen;
+          for (const stop = pos + take; pos < stop; pos++) tok[t++] = data[pos];
+          this.tokLen = t;
           if (this.tokLen === this.tokWant) this.onString();
           break;
         }

@@ -132,7 +132,7 @@ test('round-trips narinfo files written by nix copy byte for byte', () => {
     NIX_CONFIG: 'experimental-features = nix-command\nbuild-users-group =\nsubstituters =\nsandbox = false',
     XDG_CACHE_HOME: join(dir, 'xdg'),
   };
-  const nix = (cmd: string, ...args: string[]): string => execFileSync(cmd, args, { env, encoding: 'utf8' }).trim();
+  const nix = (cmd: string, ...args: string[]): string => execFileSync(cmd, args, { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
   try {
     const store = join(dir, 'store');
     writeFileSync(join(dir, 'f'), 'hello\n');

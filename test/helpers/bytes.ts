@@ -1,0 +1,12 @@
+import assert from 'node:assert/strict';
+
+/**
+ * Byte equality with a short failure message (first differing offset and lengths): assert's own
+ * diff of two multi-megabyte buffers takes minutes and gigabytes.
+ */
+export function assertSameBytes(actual: Uint8Array, expected: Uint8Array, message = 'bytes differ'): void {
+  if (Buffer.from(actual.buffer, actual.byteOffset, actual.byteLength).equals(expected)) return;
+  let at = 0;
+  while (at < actual.length && at < expected.length && actual[at] === expected[at]) at++;
+  assert.fail(`${message}: lengths ${actual.length} vs ${expected.length}, first difference at byte ${at}`);
+}
