@@ -1,5 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { assertSameBytes } from '../helpers/bytes.ts';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -46,14 +47,19 @@ describe('real Nix 2.8 client against narwhal serve', () => {
         assert.equal(status, 200, `HEAD ${path}`);
       }
 
-      const store = join(work.path, `store-${compression}`);
-      await run('nix', ['copy', '--from', `${server.url}/main`, '--to', store, '--option', 'trusted-public-keys', publicKey, closure.top, closure.added], env);
-      const rel = (p: string) => join(store, p);
-      assert.equal(await readFile(rel(join(closure.top, 'dep')), 'utf8'), `${closure.dep}\n`);
-      assert.equal(await readFile(rel(join(closure.top, 'self')), 'utf8'), `${closure.top}\n`);
-      assert.deepEqual(await readFile(rel(join(closure.top, 'bin/tool'))), await readFile('/usr/bin/nix'));
-      const verify = await run('nix', ['store', 'verify', '--store', store, '--trusted-public-keys', publicKey, '-r', closure.top], env);
-      assert.equal(verify.trim(), '');
+      // Twice: once as the pushing machine, whose Nix remembers the narinfos it wrote (with the
+      // upload's URL and compression), and once as a fresh machine that reads ours.
+      for (const client of ['pusher', 'fresh']) {
+        const clientEnv = client === 'pusher' ? env : { ...env, XDG_CACHE_HOME: join(work.path, `cache-${compression}-fresh`) };
+        const store = join(work.path, `store-${compression}-${client}`);
+        await run('nix', ['copy', '--from', `${server.url}/main`, '--to', store, '--option', 'trusted-public-keys', publicKey, closure.top, closure.added], clientEnv);
+        const inStore = (p: string) => join(store, p);
+        assert.equal(await readFile(inStore(join(closure.top, 'dep')), 'utf8'), `${closure.dep}\n`);
+        assert.equal(await readFile(inStore(join(closure.top, 'self')), 'utf8'), `${closure.top}\n`);
+        assertSameBytes(await readFile(inStore(join(closure.top, 'bin/tool'))), await readFile('/usr/bin/nix'));
+        const verify = await run('nix', ['store', 'verify', '--store', store, '--trusted-public-keys', publicKey, '-r', closure.top], clientEnv);
+        assert.equal(verify.trim(), '');
+      }
     });
   }
 
