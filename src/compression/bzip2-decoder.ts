@@ -53,6 +53,7 @@ export class Bzip2Decoder implements PullDecoder {
   #pos = 0;
 
   #level = 0;
+  readonly #readAhead: number | undefined;
   /** Input to buffer before trying to decode the next block; grows when a block is larger. */
   #threshold = 0;
   #combinedCrc = 0;
@@ -78,6 +79,15 @@ export class Bzip2Decoder implements PullDecoder {
   #lastByte = -1;
   #runLength = 0;
   #repeat = 0;
+
+  /**
+   * readAhead: input bytes to buffer before trying to decode a block (default: a little more than
+   * the block size, which holds a whole compressed block unless the data is incompressible).
+   * A block that turns out longer is retried with twice the input.
+   */
+  constructor(options: { readAhead?: number } = {}) {
+    this.#readAhead = options.readAhead;
+  }
 
   write(input: Uint8Array): void {
     this.#in.append(input);
@@ -161,7 +171,7 @@ export class Bzip2Decoder implements PullDecoder {
     if (level < 1 || level > 9) throw corrupt('invalid block size');
     this.#sawStream = true;
     this.#level = level;
-    this.#threshold = level * 100000 + (level * 100000) / 16 + 4096;
+    this.#threshold = Math.max(this.#threshold, this.#readAhead ?? level * 100000 + (level * 100000) / 16 + 4096);
     this.#combinedCrc = 0;
     if (this.#tt.length < level * 100000) this.#tt = new Uint32Array(level * 100000);
     this.#state = BLOCK_HEADER;

@@ -16,6 +16,8 @@ const LEGACY_MAGIC = 0x184c2102;
 const SKIPPABLE_MAGIC_MASK = 0xfffffff0;
 const SKIPPABLE_MAGIC = 0x184d2a50;
 const HISTORY = 65536;
+/** Decoded blocks (up to 4 MiB) are handed out in pieces of at most this size. */
+const OUTPUT_PIECE = 256 * 1024;
 
 const MAGIC = 0;
 const DESCRIPTOR = 1;
@@ -50,6 +52,10 @@ export class Lz4FrameDecoder implements PullDecoder {
   #window = new Uint8Array(0);
   #historyLength = 0;
 
+  /** Decoded bytes window[#pendingStart, #pendingEnd) not yet handed out. */
+  #pendingStart = 0;
+  #pendingEnd = 0;
+
   // Current block or skippable frame.
   #blockSize = 0;
   #blockUncompressed = false;
@@ -64,6 +70,7 @@ export class Lz4FrameDecoder implements PullDecoder {
   }
 
   read(): Uint8Array | null {
+    if (this.#pendingStart < this.#pendingEnd) return this.#emit();
     const input = this.#in;
     for (;;) {
       const bytes = input.bytes;
@@ -123,10 +130,10 @@ export class Lz4FrameDecoder implements PullDecoder {
           if (this.#blockChecksum && xxh32(block) !== u32le(bytes, at + this.#blockSize)) {
             throw corrupt('block checksum mismatch');
           }
-          const output = this.#decodeBlock(block);
+          this.#decodeBlock(block);
           input.consume(length);
           this.#state = BLOCK_HEADER;
-          if (output !== null) return output;
+          if (this.#pendingStart < this.#pendingEnd) return this.#emit();
           break;
         }
         case CONTENT_CHECKSUM: {
@@ -198,8 +205,8 @@ export class Lz4FrameDecoder implements PullDecoder {
     this.#historyLength = 0;
   }
 
-  /** Decodes one block behind the history in the window; returns a copy of its output. */
-  #decodeBlock(block: Uint8Array): Uint8Array | null {
+  /** Decodes one block behind the history in the window, to be handed out by #emit(). */
+  #decodeBlock(block: Uint8Array): void {
     const window = this.#window;
     let end: number;
     if (this.#blockUncompressed) {
@@ -209,14 +216,22 @@ export class Lz4FrameDecoder implements PullDecoder {
       const lowest = this.#independent ? HISTORY : HISTORY - this.#historyLength;
       end = decodeLz4Block(block, window, HISTORY, HISTORY + this.#blockMax, lowest);
     }
-    const length = end - HISTORY;
-    if (length === 0) return null;
     const decoded = window.subarray(HISTORY, end);
     this.#contentChecksum?.update(decoded);
-    this.#produced += length;
-    const output = Buffer.from(decoded);
-    if (!this.#independent) {
-      const keep = Math.min(HISTORY, this.#historyLength + length);
+    this.#produced += decoded.length;
+    this.#pendingStart = HISTORY;
+    this.#pendingEnd = end;
+  }
+
+  /** Copies out the next piece of the decoded block; after the last one, keeps the history. */
+  #emit(): Uint8Array {
+    const window = this.#window;
+    const start = this.#pendingStart;
+    const end = Math.min(this.#pendingEnd, start + OUTPUT_PIECE);
+    const output = Buffer.from(window.subarray(start, end));
+    this.#pendingStart = end;
+    if (end === this.#pendingEnd && !this.#independent) {
+      const keep = Math.min(HISTORY, this.#historyLength + (end - HISTORY));
       window.copyWithin(HISTORY - keep, end - keep, end);
       this.#historyLength = keep;
     }

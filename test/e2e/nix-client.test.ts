@@ -59,6 +59,13 @@ describe('real Nix 2.8 client against narwhal serve', () => {
         assertSameBytes(await readFile(inStore(join(closure.top, 'bin/tool'))), await readFile('/usr/bin/nix'));
         const verify = await run('nix', ['store', 'verify', '--store', store, '--trusted-public-keys', publicKey, '-r', closure.top], clientEnv);
         assert.equal(verify.trim(), '');
+        const fetched = server.requests().filter((line) => line.startsWith('GET /main/nar/'));
+        const uploadedNames = putNars.map((line) => line.split(' ')[1]);
+        if (client === 'pusher') {
+          for (const name of uploadedNames) assert.ok(fetched.includes(`GET ${name} 200`), `the pusher fetched ${name}`);
+        } else {
+          assert.ok(fetched.some((line) => line.endsWith('.nar.zst 200')), 'a fresh client follows our narinfo to .nar.zst');
+        }
       }
     });
   }

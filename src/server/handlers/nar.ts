@@ -1,10 +1,10 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ingestNar } from '../../cache/ingest-nar.ts';
-import { narUrl } from '../../cache/get-narinfo.ts';
 import { openNar, readNarBytes, readStoredFrames } from '../../cache/nar-reader.ts';
 import { renderCaibx } from '../../cache/casync-view.ts';
-import { compressionFromNarUrlSuffix } from '../../compression/compression.ts';
+import { compressionFromNarUrlSuffix, type Compression } from '../../compression/compression.ts';
+import { createCompressor } from '../../compression/compress.ts';
 import { decodeNixBase32 } from '../../nix/base32.ts';
 import { NarwhalError } from '../../errors.ts';
 import type { NarRecord } from '../../metadata/metadata-store.ts';
@@ -16,23 +16,35 @@ const NAR_TYPE = 'application/x-nix-nar';
 /**
  * GET/HEAD `nar/<hash>.nar<suffix>`. The canonical names are the ones our narinfos give:
  * `nar/<narhash>.nar.zst` (the stored frames back to back) and `nar/<narhash>.nar` (plain, with
- * Range). A name a client uploaded under (`nar/<filehash>.nar.xz`, ...) exists too: HEAD says so,
- * which stops clients uploading it twice, and GET redirects to the canonical zstd name.
+ * Range). A name a client uploaded under (`nar/<filehash>.nar.xz`, ...) exists too: a pushing Nix
+ * remembers the narinfo it wrote and later downloads that name expecting that compression, so it
+ * is served compressed that way on the fly.
  */
 export async function getNar(ctx: RequestContext): Promise<void> {
   const [hash, suffix] = ctx.params;
   const narHash = `sha256:${hash}`;
   if (suffix === '.zst' || suffix === '') {
-    const nar = ctx.head ? await ctx.nw.meta.getNar(narHash) : await openNar(ctx.nw, narHash);
+    const nar = await findNar(ctx, narHash);
     if (nar) return suffix === '.zst' ? sendFrames(ctx, nar) : sendPlain(ctx, nar);
   }
   const uploaded = await ctx.nw.meta.getNarByUpload(narHash, suffix);
   if (!uploaded) throw new NarwhalError('not-found', 'no such NAR');
-  if (ctx.head) {
-    ctx.res.writeHead(200, { 'Content-Type': NAR_TYPE }).end();
-    return;
-  }
-  ctx.res.writeHead(301, { Location: `/${ctx.cache.name}/${narUrl(uploaded.narHash)}`, 'Content-Length': 0 }).end();
+  const nar = await findNar(ctx, uploaded.narHash);
+  if (!nar) throw new NarwhalError('not-found', 'no such NAR');
+  if (suffix === '.zst') return sendFrames(ctx, nar);
+  // Without a suffix the upload was plain (then its name is the NarHash, handled above) or gzip.
+  return sendRecompressed(ctx, nar, suffix === '' ? 'gzip' : compressionFromNarUrlSuffix(suffix.slice(1))!);
+}
+
+/** HEAD answers from metadata alone; GET first makes sure every chunk is there. */
+function findNar({ nw, head }: RequestContext, narHash: string): Promise<NarRecord | undefined> {
+  return head ? nw.meta.getNar(narHash) : openNar(nw, narHash);
+}
+
+async function sendRecompressed({ nw, res, head }: RequestContext, nar: NarRecord, compression: Compression): Promise<void> {
+  res.writeHead(200, { 'Content-Type': NAR_TYPE });
+  if (head) return void res.end();
+  await pipeline(Readable.from(readNarBytes(nw, nar), { objectMode: false }), createCompressor(compression), res);
 }
 
 async function sendFrames({ nw, res, head }: RequestContext, nar: NarRecord): Promise<void> {

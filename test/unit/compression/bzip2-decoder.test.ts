@@ -1,0 +1,194 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { test } from 'node:test';
+import { Bzip2Decoder } from '../../../src/compression/bzip2-decoder.ts';
+import { isNarwhalError } from '../../../src/errors.ts';
+
+function bzip2(data: Uint8Array, options: string[] = []): Buffer {
+  const result = spawnSync('bzip2', ['-c', ...options], { input: data, maxBuffer: 1 << 30 });
+  assert.equal(result.status, 0, `bzip2 failed: ${result.stderr}`);
+  return result.stdout;
+}
+
+function realBinary(size: number): Buffer {
+  const fd = openSync(process.execPath, 'r');
+  try {
+    const offset = Math.max(0, Math.min(16 << 20, fstatSync(fd).size - size));
+    const buffer = Buffer.alloc(size);
+    assert.equal(readSync(fd, buffer, 0, size, offset), size);
+    return buffer;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Feeds the decoder random pieces, reading whenever it asks for more, as a stream would. */
+function decode(input: Uint8Array, options: { seed?: number; maxPiece?: number; readAhead?: number } = {}): Buffer {
+  const random = rng(options.seed ?? 1);
+  const maxPiece = options.maxPiece ?? 100000;
+  const decoder = new Bzip2Decoder({ readAhead: options.readAhead });
+  const output: Uint8Array[] = [];
+  const drain = (): void => {
+    for (let piece = decoder.read(); piece !== null; piece = decoder.read()) {
+      assert.ok(piece.length > 0 && piece.length <= 128 * 1024);
+      output.push(piece);
+    }
+  };
+  for (let i = 0; i < input.length; ) {
+    const n = 1 + Math.floor(random() * (random() < 0.3 ? Math.min(16, maxPiece) : maxPiece));
+    decoder.write(input.subarray(i, i + n));
+    drain();
+    i += n;
+  }
+  decoder.end();
+  drain();
+  return Buffer.concat(output);
+}
+
+function assertBad(input: Uint8Array, detail: string | RegExp, name = String(detail)): void {
+  assert.throws(
+    () => decode(input),
+    (error: unknown) => {
+      assert.ok(isNarwhalError(error, 'bad-compression'), `${name}: ${String(error)}`);
+      assert.ok(error.message.startsWith('corrupt bzip2 stream: '), error.message);
+      if (typeof detail === 'string') assert.ok(error.message.includes(detail), `${name}: ${error.message}`);
+      else assert.match(error.message, detail, name);
+      return true;
+    },
+    name,
+  );
+}
+
+const sample = realBinary(3 << 20);
+
+/** Runs of every length from 1 to 600 (RLE1 writes runs of 4..255 as four bytes and a count). */
+function runs(): Buffer {
+  const parts: Buffer[] = [];
+  for (let length = 1; length <= 600; length++) parts.push(Buffer.alloc(length, length % 3 === 0 ? 0x41 : length));
+  for (const length of [3, 4, 5, 254, 255, 256, 258, 259, 260, 263, 1000, 100000]) parts.push(Buffer.alloc(length, 0x42), Buffer.from([0x43]));
+  return Buffer.concat(parts);
+}
+
+function randomBytes(n: number, seed: number): Buffer {
+  const random = rng(seed);
+  const out = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) out[i] = Math.floor(random() * 256);
+  return out;
+}
+
+const allBytes = Buffer.from(Array.from({ length: 256 * 40 }, (_, i) => (i * 7919) & 0xff));
+const cases: [string, Buffer][] = [
+  ['empty', Buffer.alloc(0)],
+  ['one byte', Buffer.from([0])],
+  ['one symbol repeated', Buffer.alloc(5000, 0x61)],
+  ['two symbols', Buffer.from('ab'.repeat(3000) + 'ba'.repeat(3000))],
+  ['runs of every length', runs()],
+  ['all byte values', allBytes],
+  ['incompressible', randomBytes(400000, 11)],
+  ['text', Buffer.from('(type directory entry (name lib node (type regular contents ...)))\n'.repeat(20000))],
+];
+
+test('every block size the CLI writes (-1 .. -9), on a real binary', () => {
+  for (let level = 1; level <= 9; level++) {
+    assert.ok(decode(bzip2(sample, [`-${level}`]), { seed: level }).equals(sample), `-${level}`);
+  }
+});
+
+test('edge-case contents: runs, single symbols, all bytes, incompressible data, empty', () => {
+  for (const [name, data] of cases) {
+    for (const level of ['-1', '-9']) {
+      assert.ok(decode(bzip2(data, [level])).equals(data), `${name} ${level}`);
+    }
+  }
+});
+
+test('blocks longer than the read-ahead are retried from their start until they fit', () => {
+  for (const [name, data] of [['real binary', sample.subarray(0, 500000)] as const, ...cases]) {
+    const packed = bzip2(data, ['-1']);
+    assert.ok(decode(packed, { readAhead: 1, maxPiece: 3000, seed: 2 }).equals(data), name);
+    assert.ok(decode(packed, { readAhead: 1, maxPiece: 17, seed: 3 }).equals(data), `${name}, tiny pieces`);
+  }
+});
+
+test('concatenated streams (as pbzip2 writes, or cat a.bz2 b.bz2) of different block sizes', () => {
+  const parts = [sample.subarray(0, 250000), cases[4][1], Buffer.alloc(0), cases[6][1]];
+  const packed = Buffer.concat(parts.map((p, i) => bzip2(p, [`-${1 + 4 * (i % 3)}`])));
+  assert.ok(decode(packed).equals(Buffer.concat(parts)));
+});
+
+test('a bomb is decoded piece by piece, never all at once', () => {
+  const result = spawnSync('sh', ['-c', `head -c ${256 << 20} /dev/zero | bzip2 -9`], { maxBuffer: 1 << 20 });
+  assert.equal(result.status, 0);
+  const packed = Buffer.concat([result.stdout, result.stdout, result.stdout, result.stdout]);
+  assert.ok(packed.length < 2000);
+  const decoder = new Bzip2Decoder();
+  decoder.write(packed);
+  decoder.end();
+  for (let i = 0; i < 100; i++) {
+    const piece = decoder.read();
+    assert.ok(piece !== null && piece.length === 128 * 1024 && piece.every((b) => b === 0));
+  }
+});
+
+/** Bit offset of the last end-of-stream marker (0x177245385090) in a stream. */
+function endOfStreamBit(packed: Buffer): number {
+  for (let bit = (packed.length - 10) * 8; bit >= 0; bit--) {
+    let value = 0n;
+    for (let k = 0; k < 48; k++) {
+      const b = bit + k;
+      value = (value << 1n) | BigInt((packed[b >> 3] >> (7 - (b & 7))) & 1);
+    }
+    if (value === 0x177245385090n) return bit;
+  }
+  throw new Error('no end-of-stream marker');
+}
+
+function flipBit(packed: Buffer, bit: number): Buffer {
+  const copy = Buffer.from(packed);
+  copy[bit >> 3] ^= 0x80 >> (bit & 7);
+  return copy;
+}
+
+test('corruption is detected: data, block CRC, stream CRC, header fields', () => {
+  const packed = bzip2(sample.subarray(0, 2000000), ['-9']);
+  const flipped = Buffer.from(packed);
+  flipped[flipped.length >> 1] ^= 0x10;
+  assertBad(flipped, /./, 'flipped byte in the middle');
+  // Bytes 10..13 are the first block's CRC; bit 112 says "randomised".
+  assertBad(flipBit(packed, 10 * 8 + 5), 'block checksum mismatch');
+  assertBad(flipBit(packed, 14 * 8), 'randomised blocks are not supported');
+  assertBad(flipBit(packed, endOfStreamBit(packed) + 48 + 3), 'stream checksum mismatch');
+  assertBad(flipBit(packed, 4 * 8 + 1), 'bad block header');
+  assertBad(Buffer.concat([Buffer.from('BZh0'), packed.subarray(4)]), 'invalid block size');
+  assertBad(Buffer.from('BZx9 not bzip2'), 'not a bzip2 stream');
+  assertBad(sample.subarray(0, 5000), 'not a bzip2 stream');
+  for (let i = 0; i < 40; i++) {
+    const corrupt = Buffer.from(packed);
+    corrupt[Math.floor(((i + 0.5) / 40) * packed.length)] ^= 1 << (i % 8);
+    assertBad(corrupt, /./, `bit flip #${i}`);
+  }
+});
+
+test('truncation anywhere and data after the end are errors', () => {
+  const packed = bzip2(cases[4][1], ['-1']);
+  for (let length = 0; length < packed.length; length += length < 64 ? 1 : 211) {
+    assertBad(packed.subarray(0, length), length === 0 ? 'empty input' : 'truncated', `first ${length} bytes`);
+  }
+  assertBad(packed.subarray(0, packed.length - 1), 'truncated');
+  assertBad(Buffer.concat([packed, Buffer.from([0])]), 'trailing data');
+  assertBad(Buffer.concat([packed, Buffer.from('BZh')]), 'trailing data');
+  assertBad(Buffer.concat([packed, Buffer.from('garbage after the end')]), 'trailing data');
+  assertBad(Buffer.concat([packed, Buffer.from('BZh9')]), 'truncated');
+});
