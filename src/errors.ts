@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'hash-mismatch' // declared hash/size differs from the content
   | 'too-large' // a configured size limit was exceeded
   | 'not-found'
+  | 'conflict' // the name is taken
   | 'missing-reference' // narinfo names a NAR or reference that is not stored
   | 'unauthorized'
   | 'forbidden'

@@ -2,6 +2,8 @@ import { join } from 'node:path';
 import type { MetadataStore } from '../metadata/metadata-store.ts';
 import type { ChunkStore } from '../storage/chunk-store.ts';
 import { openMetadataStore, openChunkStore } from './backends.ts';
+import { createCache } from './caches.ts';
+import { isNarwhalError } from '../errors.ts';
 
 export interface NarwhalOptions {
   /** Largest uncompressed NAR accepted, in bytes: bounds decompression bombs. */
@@ -31,13 +33,19 @@ export interface OpenConfig {
   options?: Partial<NarwhalOptions>;
 }
 
+/** Created public on first start, so a fresh server is usable at once. */
 export const DEFAULT_CACHE = 'main';
 
 export async function openNarwhal(config: OpenConfig): Promise<Narwhal> {
   const meta = await openMetadataStore(config.database ?? `sqlite:${join(config.dataDir, 'narwhal.sqlite')}`);
   const chunks = await openChunkStore(config.storage ?? join(config.dataDir, 'castr'));
-  await meta.ensureCache({ name: DEFAULT_CACHE, isPublic: true, priority: 40, signingKey: null });
-  return { meta, chunks, options: { ...DEFAULT_OPTIONS, ...config.options } };
+  const nw = { meta, chunks, options: { ...DEFAULT_OPTIONS, ...config.options } };
+  if (!(await meta.getCache(DEFAULT_CACHE))) {
+    await createCache(nw, DEFAULT_CACHE, { isPublic: true }).catch((err: unknown) => {
+      if (!isNarwhalError(err, 'conflict')) throw err; // another process created it meanwhile
+    });
+  }
+  return nw;
 }
 
 export async function closeNarwhal(nw: Narwhal): Promise<void> {

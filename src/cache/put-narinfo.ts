@@ -2,19 +2,24 @@ import { NarwhalError } from '../errors.ts';
 import { parseNarinfo } from '../nix/narinfo.ts';
 import { parseSha256, formatSha256Nix32 } from '../nix/hash.ts';
 import { parseStorePathBaseName } from '../nix/store-path.ts';
+import { narinfoFingerprint, verifySignature } from '../nix/signing.ts';
 import type { CacheRecord } from '../metadata/metadata-store.ts';
 import type { Narwhal } from './narwhal.ts';
 
 /**
  * Stores a narinfo uploaded as `<hashPart>.narinfo` after checking it against what is stored:
  * its store path has that hash part, its NAR was uploaded with the same NarHash and NarSize, and
- * every reference other than itself is already in this cache (Nix uploads dependencies first).
+ * every reference other than itself is already in this cache (Nix uploads dependencies first),
+ * and, where the cache requires it, a trusted key signed it.
  */
 export async function putNarinfo(nw: Narwhal, cache: CacheRecord, hashPart: string, text: string): Promise<void> {
   const info = parseNarinfo(text);
   const { hashPart: ownHash } = parseStorePathBaseName(info.storePath.slice(info.storePath.lastIndexOf('/') + 1));
   if (ownHash !== hashPart) {
     throw new NarwhalError('bad-narinfo', `StorePath ${info.storePath} does not match the file name ${hashPart}.narinfo`);
+  }
+  if (cache.requireSignature && !info.sigs.some((sig) => verifySignature(narinfoFingerprint(info), sig, cache.trustedKeys))) {
+    throw new NarwhalError('forbidden', `this cache accepts only narinfos signed by one of: ${cache.trustedKeys.map((k) => k.split(':')[0]).join(', ')}`);
   }
   const narHash = formatSha256Nix32(parseSha256(info.narHash));
   const nar = await nw.meta.getNar(narHash);

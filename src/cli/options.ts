@@ -1,4 +1,32 @@
+import { openNarwhal, closeNarwhal } from '../cache/narwhal.ts';
+import { localAdmin, type AdminOperations } from '../cache/admin-operations.ts';
+import { remoteAdmin } from '../client/remote-admin.ts';
+import { NarwhalError } from '../errors.ts';
+
 /** Options every command that opens the stores accepts. */
 export const STORE_OPTIONS = {
   'data-dir': { type: 'string', default: './narwhal-data' },
 } as const;
+
+/** Options of the management commands: local stores, or a server's API. */
+export const ADMIN_OPTIONS = {
+  ...STORE_OPTIONS,
+  server: { type: 'string' },
+  token: { type: 'string' },
+} as const;
+
+export interface AdminTarget {
+  admin: AdminOperations;
+  close(): Promise<void>;
+}
+
+/** `--server URL --token T` talks to a running server; otherwise the stores under --data-dir are opened directly. */
+export async function openAdminTarget(values: { 'data-dir': string; server?: string; token?: string }): Promise<AdminTarget> {
+  if (values.server !== undefined) {
+    const token = values.token ?? process.env.NARWHAL_TOKEN;
+    if (!token) throw new NarwhalError('bad-request', '--server needs --token (or NARWHAL_TOKEN)');
+    return { admin: remoteAdmin(values.server, token), close: async () => undefined };
+  }
+  const nw = await openNarwhal({ dataDir: values['data-dir'] });
+  return { admin: localAdmin(nw), close: () => closeNarwhal(nw) };
+}

@@ -4,14 +4,34 @@
  * nothing. NARs and chunks are global and content-addressed; paths and files belong to one cache.
  */
 
-export interface CacheRecord {
-  id: number;
-  name: string;
+export interface CacheSettings {
   isPublic: boolean;
   priority: number;
-  /** The cache's own signing key, Nix secret key text (`name:base64`), if it has one. */
-  signingKey: string | null;
+  /** The cache's own signing key, Nix secret key text (`name:base64`). */
+  signingKey: string;
+  /** Public keys (`name:base64`) whose signatures uploads may be required to carry. */
+  trustedKeys: string[];
+  /** Refuse narinfo uploads without a valid signature by one of trustedKeys. */
+  requireSignature: boolean;
+}
+
+export interface CacheRecord extends CacheSettings {
+  id: number;
+  name: string;
   createdAt: number;
+}
+
+export type Permission = 'pull' | 'push' | 'delete' | 'admin';
+
+export interface TokenRecord {
+  id: string;
+  name: string;
+  /** Cache names or globs (`*` matches any run of characters). */
+  caches: string[];
+  perms: Permission[];
+  createdAt: number;
+  expiresAt: number | null;
+  revokedAt: number | null;
 }
 
 export interface NarRecord {
@@ -81,9 +101,24 @@ export interface MetadataStore {
   close(): Promise<void>;
 
   getCache(name: string): Promise<CacheRecord | undefined>;
-  /** Creates the cache, or returns the existing one of that name unchanged. */
-  ensureCache(init: { name: string; isPublic: boolean; priority: number; signingKey: string | null }): Promise<CacheRecord>;
+  /** Creates the cache; returns undefined when the name is taken. */
+  createCache(name: string, settings: CacheSettings): Promise<CacheRecord | undefined>;
+  /** Changes the given settings; returns undefined when there is no such cache. */
+  updateCache(name: string, changes: Partial<CacheSettings>): Promise<CacheRecord | undefined>;
+  /** Deletes the cache with its paths and files (NARs and chunks stay for GC). */
+  deleteCache(name: string): Promise<boolean>;
   listCaches(): Promise<CacheRecord[]>;
+
+  createToken(token: TokenRecord, secretHash: Uint8Array): Promise<void>;
+  findTokenBySecretHash(secretHash: Uint8Array): Promise<TokenRecord | undefined>;
+  listTokens(): Promise<TokenRecord[]>;
+  /** Marks the token revoked; returns false when there is no such token. */
+  revokeToken(id: string, at: number): Promise<boolean>;
+
+  /** Whether some path of this cache uses the NAR. */
+  cacheHasNar(cacheId: number, narId: number): Promise<boolean>;
+  /** Whether a NAR that some path of this cache uses contains the chunk. */
+  cacheHasChunk(cacheId: number, chunkId: Uint8Array): Promise<boolean>;
 
   getNar(narHash: string): Promise<NarRecord | undefined>;
   /** The NAR that was uploaded as `nar/<fileHash>.nar<suffix>`, if any. */

@@ -5,6 +5,9 @@ import { SQLITE_MIGRATIONS } from './sqlite-schema.ts';
 import type {
   CacheFile,
   CacheRecord,
+  CacheSettings,
+  Permission,
+  TokenRecord,
   MetadataStore,
   NarRecord,
   NewNar,
@@ -73,16 +76,72 @@ export class SqliteMetadata implements MetadataStore {
     return row && toCache(row);
   }
 
-  async ensureCache(init: { name: string; isPublic: boolean; priority: number; signingKey: string | null }): Promise<CacheRecord> {
-    this.#sql(
-      `INSERT INTO caches (name, is_public, priority, signing_key, created_at) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (name) DO NOTHING`,
-    ).run(init.name, init.isPublic ? 1 : 0, init.priority, init.signingKey, Date.now());
-    return (await this.getCache(init.name))!;
+  async createCache(name: string, settings: CacheSettings): Promise<CacheRecord | undefined> {
+    const row = this.#sql(
+      `INSERT INTO caches (name, is_public, priority, signing_key, trusted_keys, require_signature, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING *`,
+    ).get(
+      name,
+      settings.isPublic ? 1 : 0,
+      settings.priority,
+      settings.signingKey,
+      settings.trustedKeys.join('\n'),
+      settings.requireSignature ? 1 : 0,
+      Date.now(),
+    ) as Row | undefined;
+    return row && toCache(row);
+  }
+
+  async updateCache(name: string, changes: Partial<CacheSettings>): Promise<CacheRecord | undefined> {
+    return this.#transaction(() => {
+      const row = this.#sql('SELECT * FROM caches WHERE name = ?').get(name) as Row | undefined;
+      if (!row) return undefined;
+      const next = { ...toCache(row), ...changes };
+      this.#sql(
+        `UPDATE caches SET is_public = ?, priority = ?, signing_key = ?, trusted_keys = ?, require_signature = ? WHERE name = ?`,
+      ).run(next.isPublic ? 1 : 0, next.priority, next.signingKey, next.trustedKeys.join('\n'), next.requireSignature ? 1 : 0, name);
+      return next;
+    });
+  }
+
+  async deleteCache(name: string): Promise<boolean> {
+    return Number(this.#sql('DELETE FROM caches WHERE name = ?').run(name).changes) > 0;
   }
 
   async listCaches(): Promise<CacheRecord[]> {
     return (this.#sql('SELECT * FROM caches ORDER BY name').all() as Row[]).map(toCache);
+  }
+
+  async createToken(token: TokenRecord, secretHash: Uint8Array): Promise<void> {
+    this.#sql(
+      `INSERT INTO tokens (id, secret_hash, name, caches, perms, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(token.id, secretHash, token.name, token.caches.join(','), token.perms.join(','), token.createdAt, token.expiresAt, token.revokedAt);
+  }
+
+  async findTokenBySecretHash(secretHash: Uint8Array): Promise<TokenRecord | undefined> {
+    const row = this.#sql('SELECT * FROM tokens WHERE secret_hash = ?').get(secretHash) as Row | undefined;
+    return row && toToken(row);
+  }
+
+  async listTokens(): Promise<TokenRecord[]> {
+    return (this.#sql('SELECT * FROM tokens ORDER BY created_at, id').all() as Row[]).map(toToken);
+  }
+
+  async revokeToken(id: string, at: number): Promise<boolean> {
+    const result = this.#sql('UPDATE tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?').run(at, id);
+    return Number(result.changes) > 0;
+  }
+
+  async cacheHasNar(cacheId: number, narId: number): Promise<boolean> {
+    return this.#sql('SELECT 1 AS found FROM paths WHERE nar_id = ? AND cache_id = ? LIMIT 1').get(narId, cacheId) !== undefined;
+  }
+
+  async cacheHasChunk(cacheId: number, chunkId: Uint8Array): Promise<boolean> {
+    const row = this.#sql(
+      `SELECT 1 AS found FROM nar_chunks JOIN paths ON paths.nar_id = nar_chunks.nar_id
+       WHERE nar_chunks.chunk_id = ? AND paths.cache_id = ? LIMIT 1`,
+    ).get(chunkId, cacheId);
+    return row !== undefined;
   }
 
   async getNar(narHash: string): Promise<NarRecord | undefined> {
@@ -110,11 +169,14 @@ export class SqliteMetadata implements MetadataStore {
            VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
         ).get(nar.narHash, nar.narSize, nar.chunkTable.length / 40, nar.storedSize, nar.chunkTable, now) as Row;
         narId = Number(inserted.id);
-        const addRef = this.#sql(
-          `INSERT INTO chunks (id, size, stored_size, refcount, created_at) VALUES (?, ?, ?, 1, ?)
-           ON CONFLICT (id) DO UPDATE SET refcount = refcount + 1`,
+        const addChunk = this.#sql(
+          `INSERT INTO chunks (id, size, stored_size, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
         );
-        for (const chunk of nar.chunks) addRef.run(chunk.id, chunk.size, chunk.storedSize, now);
+        const addUse = this.#sql('INSERT INTO nar_chunks (chunk_id, nar_id) VALUES (?, ?)');
+        for (const chunk of nar.chunks) {
+          addChunk.run(chunk.id, chunk.size, chunk.storedSize, now);
+          addUse.run(chunk.id, narId);
+        }
       }
       if (nar.upload) {
         this.#sql(
@@ -207,9 +269,28 @@ function toCache(row: Row): CacheRecord {
     name: String(row.name),
     isPublic: Number(row.is_public) === 1,
     priority: Number(row.priority),
-    signingKey: row.signing_key === null ? null : String(row.signing_key),
+    signingKey: String(row.signing_key),
+    trustedKeys: splitList(row.trusted_keys, '\n'),
+    requireSignature: Number(row.require_signature) === 1,
     createdAt: Number(row.created_at),
   };
+}
+
+function toToken(row: Row): TokenRecord {
+  return {
+    id: String(row.id),
+    name: String(row.name),
+    caches: splitList(row.caches, ','),
+    perms: splitList(row.perms, ',') as Permission[],
+    createdAt: Number(row.created_at),
+    expiresAt: row.expires_at === null ? null : Number(row.expires_at),
+    revokedAt: row.revoked_at === null ? null : Number(row.revoked_at),
+  };
+}
+
+function splitList(value: SQLInputValue, separator: string): string[] {
+  const text = String(value);
+  return text === '' ? [] : text.split(separator);
 }
 
 function toNar(row: Row): NarRecord {
@@ -225,8 +306,6 @@ function toNar(row: Row): NarRecord {
 }
 
 function toPath(row: Row): PathRecord {
-  const refs = String(row.refs);
-  const sigs = String(row.sigs);
   return {
     cacheId: Number(row.cache_id),
     hashPart: String(row.hash_part),
@@ -234,10 +313,10 @@ function toPath(row: Row): PathRecord {
     narId: Number(row.nar_id),
     narHash: String(row.nar_hash),
     narSize: Number(row.nar_size),
-    references: refs === '' ? [] : refs.split(' '),
+    references: splitList(row.refs, ' '),
     deriver: row.deriver === null ? null : String(row.deriver),
     system: row.system === null ? null : String(row.system),
-    sigs: sigs === '' ? [] : sigs.split('\n'),
+    sigs: splitList(row.sigs, '\n'),
     ca: row.ca === null ? null : String(row.ca),
     createdAt: Number(row.created_at),
   };

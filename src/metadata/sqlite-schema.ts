@@ -9,7 +9,12 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     name TEXT NOT NULL UNIQUE,
     is_public INTEGER NOT NULL,
     priority INTEGER NOT NULL,
-    signing_key TEXT,
+    -- Nix secret key text (name:base64); narinfos served are signed with it.
+    signing_key TEXT NOT NULL,
+    -- Public keys (one per line) of which an uploaded narinfo must carry a valid signature,
+    -- when require_signature is set.
+    trusted_keys TEXT NOT NULL DEFAULT '',
+    require_signature INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL
   );
   CREATE TABLE nars (
@@ -35,9 +40,15 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     size INTEGER NOT NULL,
     stored_size INTEGER NOT NULL,
     encoding TEXT NOT NULL DEFAULT 'zstd',
-    refcount INTEGER NOT NULL,
     created_at INTEGER NOT NULL
   ) WITHOUT ROWID;
+  -- Which NARs use which chunks (each distinct chunk of a NAR once).
+  CREATE TABLE nar_chunks (
+    chunk_id BLOB NOT NULL REFERENCES chunks(id),
+    nar_id INTEGER NOT NULL REFERENCES nars(id) ON DELETE CASCADE,
+    PRIMARY KEY (chunk_id, nar_id)
+  ) WITHOUT ROWID;
+  CREATE INDEX nar_chunks_nar ON nar_chunks(nar_id);
   CREATE TABLE paths (
     cache_id INTEGER NOT NULL REFERENCES caches(id) ON DELETE CASCADE,
     hash_part TEXT NOT NULL,
@@ -52,7 +63,7 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     last_access INTEGER NOT NULL,
     PRIMARY KEY (cache_id, hash_part)
   );
-  CREATE INDEX paths_nar ON paths(nar_id);
+  CREATE INDEX paths_nar ON paths(nar_id, cache_id);
   -- Small per-cache files: build logs, .ls listings, realisations, debuginfo.
   CREATE TABLE files (
     cache_id INTEGER NOT NULL REFERENCES caches(id) ON DELETE CASCADE,
@@ -62,6 +73,18 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     content_encoding TEXT,
     created_at INTEGER NOT NULL,
     PRIMARY KEY (cache_id, name)
+  );
+  -- API tokens. Only the sha256 of the secret is kept. caches: comma-separated names or globs;
+  -- perms: comma-separated subset of pull,push,delete,admin.
+  CREATE TABLE tokens (
+    id TEXT PRIMARY KEY,
+    secret_hash BLOB NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    caches TEXT NOT NULL,
+    perms TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    revoked_at INTEGER
   );
   `,
 ];

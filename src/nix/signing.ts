@@ -118,3 +118,9 @@ export function verifySignature(fp: string, sig: string, publicKeys: readonly (s
   }
   return false;
 }
+
+/** The public key, in Nix's text format, that belongs to a secret key. */
+export function publicKeyOf(secretKey: string | SecretKey): string {
+  const sk = typeof secretKey === 'string' ? parseSecretKey(secretKey) : secretKey;
+  return `${sk.name}:${Buffer.from(sk.publicKey).toString('base64')}`;
+}

@@ -12,6 +12,7 @@ const STATUS: Record<ErrorCode, number> = {
   'missing-reference': 400,
   'too-large': 413,
   'not-found': 404,
+  conflict: 409,
   unauthorized: 401,
   forbidden: 403,
   'chunk-missing': 503,
@@ -38,6 +39,7 @@ export function sendError(res: ServerResponse, err: unknown, log: (message: stri
     res.destroy();
     return;
   }
+  if (status === 401) res.setHeader('WWW-Authenticate', 'Basic realm="narwhal"');
   sendText(res, status, `${message}\n`, { close: true });
 }
 

@@ -1,7 +1,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { findCache } from '../cache/caches.ts';
+import { mayAccess } from '../cache/access.ts';
 import type { Narwhal } from '../cache/narwhal.ts';
 import { NarwhalError } from '../errors.ts';
+import { handleApi } from './api/api-router.ts';
+import { requestToken } from './auth.ts';
 import { sendError, sendText } from './http-errors.ts';
 import { matchRoute, normalizeCachePath } from './routes.ts';
 
@@ -12,8 +15,8 @@ export interface ServerOptions {
 }
 
 /**
- * The HTTP server: `/<cache>/<file>` is routed to the cache's protocol handlers. It holds no
- * state of its own beyond the Narwhal it serves.
+ * The HTTP server: `/_api/v1/...` is the management API; `/<cache>/<file>` is routed to the
+ * cache's binary cache protocol. It holds no state of its own beyond the Narwhal it serves.
  */
 export function createNarwhalServer(nw: Narwhal, options: ServerOptions = {}): Server {
   const log = options.log ?? ((message: string) => console.error(message));
@@ -35,19 +38,31 @@ async function handle(nw: Narwhal, req: IncomingMessage, res: ServerResponse, lo
   if (rawPath === '/' && (method === 'GET' || method === 'HEAD')) {
     return sendText(res, 200, 'Narwhal Nix binary cache. Caches answer under /<name>/, e.g. /main/nix-cache-info\n');
   }
+  const token = await requestToken(nw, req);
+  if (rawPath.startsWith('/_api/')) return handleApi({ nw, req, res, token, path: rawPath, log });
+
   const slash = rawPath.indexOf('/', 1);
-  const cacheName = slash < 0 ? rawPath.slice(1) : rawPath.slice(1, slash);
-  const cache = await findCache(nw, cacheName);
+  const cache = await findCache(nw, slash < 0 ? rawPath.slice(1) : rawPath.slice(1, slash));
   if (!cache) throw new NarwhalError('not-found', 'no such cache');
   const matched = slash < 0 ? undefined : matchRoute(normalizeCachePath(rawPath.slice(slash + 1)));
+  const head = method === 'HEAD';
+  const read = method === 'GET' || head;
+
+  // A cache the caller may not read looks exactly like one that does not have the file, so Nix
+  // falls back to its other substituters.
+  if (read && !mayAccess(token, cache, 'pull')) {
+    throw new NarwhalError('not-found', 'not found');
+  }
   if (!matched) throw new NarwhalError('not-found', 'not found');
   const { route, params } = matched;
-  const head = method === 'HEAD';
-  if (method === 'GET' || head) {
-    return route.get({ nw, cache, req, res, params, head, log });
-  }
+  if (read) return route.get({ nw, cache, req, res, params, head, token, log });
   if (method === 'PUT' && route.put) {
-    return route.put({ nw, cache, req, res, params, head: false, log });
+    if (!mayAccess(token, cache, 'push')) {
+      throw token
+        ? new NarwhalError('forbidden', `this token may not push to ${cache.name}`)
+        : new NarwhalError('unauthorized', `pushing to ${cache.name} needs a token`);
+    }
+    return route.put({ nw, cache, req, res, params, head: false, token, log });
   }
   res.setHeader('Allow', route.put ? 'GET, HEAD, PUT' : 'GET, HEAD');
   sendText(res, 405, 'method not allowed\n', { close: true });

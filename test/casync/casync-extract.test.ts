@@ -13,7 +13,7 @@ import { createNarwhalServer } from '../../src/server/server.ts';
 import { ingestNar } from '../../src/cache/ingest-nar.ts';
 import { run } from '../e2e/harness.ts';
 import { assertSameBytes } from '../helpers/bytes.ts';
-import { bodyOf, realisticNar, tempNarwhal, type TempNarwhal } from '../unit/cache/fixtures.ts';
+import { addPath, bodyOf, realisticNar, tempNarwhal, type TempNarwhal } from '../unit/cache/fixtures.ts';
 
 let t: TempNarwhal;
 let server: Server;
@@ -37,6 +37,7 @@ test('casync extract rebuilds a NAR from our caibx and castr view', async () => 
   for (const extra of ['first', 'second, sharing most chunks with the first']) {
     const nar = await realisticNar(extra);
     const record = await ingestNar(t.nw, bodyOf(nar), { compression: 'none' });
+    await addPath(t.nw, 'main', record);
     const out = join(t.dir, `out-${record.id}.nar`);
     await run('casync', ['extract', `--store=${base}/castr`, `${base}/nar/${record.narHash.slice('sha256:'.length)}.caibx`, out]);
     assertSameBytes(await readFile(out), nar, `casync extract of ${extra}`);
@@ -46,6 +47,7 @@ test('casync extract rebuilds a NAR from our caibx and castr view', async () => 
 test('casync extract fails when a chunk is gone rather than writing a wrong file', async () => {
   const nar = await realisticNar('damaged');
   const record = await ingestNar(t.nw, bodyOf(nar), { compression: 'none' });
+  await addPath(t.nw, 'main', record);
   const id = record.chunkTable.subarray(8 + 40 * 2, 40 * 3);
   await t.nw.chunks.delete(id);
   const out = join(t.dir, 'damaged.nar');

@@ -7,7 +7,10 @@ import { promisify } from 'node:util';
 const execFileAsync = promisify(execFile);
 export const REPO = resolve(import.meta.dirname, '../..');
 
-/** Settings that let the Debian nix-bin run as root without a daemon (nix-protocol.md). */
+/**
+ * Settings that let the Debian nix-bin run as root without a daemon (nix-protocol.md), with the
+ * netrc file `<home>/netrc` for credentials (see writeNetrc).
+ */
 export function nixEnv(home: string): NodeJS.ProcessEnv {
   return {
     ...process.env,
@@ -19,6 +22,7 @@ export function nixEnv(home: string): NodeJS.ProcessEnv {
       'experimental-features = nix-command',
       'substituters =',
       'require-sigs = true',
+      `netrc-file = ${join(home, 'netrc')}`,
     ].join('\n'),
   };
 }
@@ -31,6 +35,16 @@ export async function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = 
     const e = err as { stderr?: string; message: string };
     throw new Error(`${cmd} ${args.join(' ')} failed:\n${e.stderr ?? e.message}`);
   }
+}
+
+/** Lets Nix present `token` as the Basic auth password to 127.0.0.1 (what a user puts in a netrc). */
+export async function writeNetrc(home: string, token: string): Promise<void> {
+  await writeFile(join(home, 'netrc'), `machine 127.0.0.1 login narwhal password ${token}\n`, { mode: 0o600 });
+}
+
+/** Runs the real `narwhal` command. */
+export async function narwhal(args: string[]): Promise<string> {
+  return run(process.execPath, [join(REPO, 'bin/narwhal.js'), ...args]);
 }
 
 export interface RunningServer {

@@ -4,7 +4,7 @@ import { assertSameBytes } from '../helpers/bytes.ts';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { buildClosure, nixEnv, run, startServer, tempDir, type RunningServer, type TestClosure } from './harness.ts';
+import { buildClosure, narwhal, nixEnv, run, startServer, tempDir, writeNetrc, type RunningServer, type TestClosure } from './harness.ts';
 
 const COMPRESSIONS = ['none', 'xz', 'zstd', 'bzip2', 'br', 'gzip', 'lz4'] as const;
 
@@ -23,6 +23,8 @@ describe('real Nix 2.8 client against narwhal serve', () => {
     secretKey = join(work.path, 'sk');
     publicKey = await readFile(join(work.path, 'pk'), 'utf8');
     server = await startServer(join(work.path, 'data'));
+    const token = JSON.parse(await narwhal(['token', 'create', '--data-dir', server.dataDir, '--cache', 'main', '--perm', 'push', '--json'])) as { secret: string };
+    await writeNetrc(work.path, token.secret);
   });
 
   after(async () => {
@@ -114,7 +116,7 @@ describe('real Nix 2.8 client against narwhal serve', () => {
   });
 
   test('stats count each distinct chunk once', async () => {
-    const stats = JSON.parse(await run(process.execPath, [join(import.meta.dirname, '../../bin/narwhal.js'), 'stats', '--data-dir', server.dataDir, '--json'])) as Record<string, number>;
+    const stats = JSON.parse(await narwhal(['stats', '--data-dir', server.dataDir, '--json'])) as Record<string, number>;
     assert.equal(stats.paths, COMPRESSIONS.length * 3);
     assert.equal(stats.nars, COMPRESSIONS.length * 3);
     // Seven closures each carry the same 3 MB binary: its chunks are stored once.

@@ -1,7 +1,8 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ingestNar } from '../../cache/ingest-nar.ts';
-import { openNar, readNarBytes, readStoredFrames } from '../../cache/nar-reader.ts';
+import { assertChunksPresent, readNarBytes, readStoredFrames } from '../../cache/nar-reader.ts';
+import { mayAccess } from '../../cache/access.ts';
 import { renderCaibx } from '../../cache/casync-view.ts';
 import { compressionFromNarUrlSuffix, type Compression } from '../../compression/compression.ts';
 import { createCompressor } from '../../compression/compress.ts';
@@ -28,17 +29,24 @@ export async function getNar(ctx: RequestContext): Promise<void> {
     if (nar) return suffix === '.zst' ? sendFrames(ctx, nar) : sendPlain(ctx, nar);
   }
   const uploaded = await ctx.nw.meta.getNarByUpload(narHash, suffix);
-  if (!uploaded) throw new NarwhalError('not-found', 'no such NAR');
-  const nar = await findNar(ctx, uploaded.narHash);
+  const nar = uploaded && (await findNar(ctx, uploaded.narHash));
   if (!nar) throw new NarwhalError('not-found', 'no such NAR');
   if (suffix === '.zst') return sendFrames(ctx, nar);
   // Without a suffix the upload was plain (then its name is the NarHash, handled above) or gzip.
   return sendRecompressed(ctx, nar, suffix === '' ? 'gzip' : compressionFromNarUrlSuffix(suffix.slice(1))!);
 }
 
-/** HEAD answers from metadata alone; GET first makes sure every chunk is there. */
-function findNar({ nw, head }: RequestContext, narHash: string): Promise<NarRecord | undefined> {
-  return head ? nw.meta.getNar(narHash) : openNar(nw, narHash);
+/**
+ * The NAR, if this request may see it: a path of this cache uses it, or (for HEAD, the check
+ * before an upload) the caller may push here, so an upload another cache already made is not
+ * sent again. HEAD answers from metadata alone; GET first makes sure every chunk is there.
+ */
+async function findNar({ nw, cache, token, head }: RequestContext, narHash: string): Promise<NarRecord | undefined> {
+  const nar = await nw.meta.getNar(narHash);
+  if (!nar) return undefined;
+  if (!(head && mayAccess(token, cache, 'push')) && !(await nw.meta.cacheHasNar(cache.id, nar.id))) return undefined;
+  if (!head) await assertChunksPresent(nw, nar);
+  return nar;
 }
 
 async function sendRecompressed({ nw, res, head }: RequestContext, nar: NarRecord, compression: Compression): Promise<void> {
@@ -81,17 +89,19 @@ export async function putNar({ nw, req, res, params }: RequestContext): Promise<
   res.writeHead(204).end();
 }
 
-export async function getCaibx({ nw, res, params, head }: RequestContext): Promise<void> {
+export async function getCaibx({ nw, cache, res, params, head }: RequestContext): Promise<void> {
   const nar = await nw.meta.getNar(`sha256:${params[0]}`);
-  if (!nar) throw new NarwhalError('not-found', 'no such NAR');
+  if (!nar || !(await nw.meta.cacheHasNar(cache.id, nar.id))) throw new NarwhalError('not-found', 'no such NAR');
   const index = renderCaibx(nar);
   res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': index.length });
   res.end(head ? undefined : index);
 }
 
-export async function getChunk({ nw, res, params, head }: RequestContext): Promise<void> {
+/** A chunk file, served only when a NAR this cache uses contains it. */
+export async function getChunk({ nw, cache, res, params, head }: RequestContext): Promise<void> {
   if (params[1].slice(0, 4) !== params[0]) throw new NarwhalError('not-found', 'no such chunk');
   const id = Buffer.from(params[1], 'hex');
+  if (!(await nw.meta.cacheHasChunk(cache.id, id))) throw new NarwhalError('not-found', 'no such chunk');
   const stored = head ? await nw.chunks.storedSize(id) : await nw.chunks.get(id).catch(notFoundIfMissing);
   if (stored === undefined) throw new NarwhalError('not-found', 'no such chunk');
   const length = typeof stored === 'number' ? stored : stored.length;

@@ -2,7 +2,9 @@ import { mkdtemp, rm, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { putNarinfo } from '../../../src/cache/put-narinfo.ts';
+import { serializeNarinfo } from '../../../src/nix/narinfo.ts';
 import { openNarwhal, closeNarwhal, type Narwhal } from '../../../src/cache/narwhal.ts';
 import { writeNar } from '../../../src/nix/nar-writer.ts';
 import { formatSha256Nix32 } from '../../../src/nix/hash.ts';
@@ -49,4 +51,17 @@ export function bodyOf(bytes: Uint8Array, pieceSize = 65_521): Readable {
   return Readable.from((function* () {
     for (let i = 0; i < bytes.length; i += pieceSize) yield Buffer.from(bytes.subarray(i, i + pieceSize));
   })());
+}
+
+/** Records a path in `cacheName` that uses the ingested NAR, as a narinfo upload would. */
+export async function addPath(nw: Narwhal, cacheName: string, nar: { narHash: string; narSize: number }, hashPart = randomHashPart()): Promise<string> {
+  const cache = (await nw.meta.getCache(cacheName))!;
+  const text = serializeNarinfo({ storePath: `/nix/store/${hashPart}-fixture`, url: 'nar/x.nar', narHash: nar.narHash, narSize: nar.narSize, references: [], sigs: [] });
+  await putNarinfo(nw, cache, hashPart, text);
+  return hashPart;
+}
+
+export function randomHashPart(): string {
+  const alphabet = '0123456789abcdfghijklmnpqrsvwxyz';
+  return Array.from(randomBytes(32), (b) => alphabet[b & 31]).join('');
 }

@@ -136,9 +136,10 @@ test('a bomb is decoded piece by piece, never all at once', () => {
   const decoder = new Bzip2Decoder();
   decoder.write(packed);
   decoder.end();
+  const zeros = Buffer.alloc(128 * 1024);
   for (let i = 0; i < 100; i++) {
     const piece = decoder.read();
-    assert.ok(piece !== null && piece.length === 128 * 1024 && piece.every((b) => b === 0));
+    assert.ok(piece !== null && zeros.equals(piece));
   }
 });
 

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { createNarwhalServer } from '../../../src/server/server.ts';
+import { createToken } from '../../../src/cache/tokens.ts';
 import { encodeNixBase32 } from '../../../src/nix/base32.ts';
 import { serializeNarinfo } from '../../../src/nix/narinfo.ts';
 import { decodeCaibx } from '../../../src/storage/caibx.ts';
@@ -23,8 +24,9 @@ describe('binary cache protocol over HTTP', () => {
   let narHash: string;
 
   const url = (path: string) => `${base}/main/${path}`;
+  let auth: Record<string, string>;
   const put = (path: string, body: Uint8Array | string, headers: Record<string, string> = {}) =>
-    fetch(url(path), { method: 'PUT', body: typeof body === 'string' ? body : Buffer.from(body), headers });
+    fetch(url(path), { method: 'PUT', body: typeof body === 'string' ? body : Buffer.from(body), headers: { ...auth, ...headers } });
 
   function narinfoFor(hashPart: string, references: string[] = []): string {
     return serializeNarinfo({
@@ -45,6 +47,8 @@ describe('binary cache protocol over HTTP', () => {
     await once(server, 'listening');
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     nar = await realisticNar('protocol');
+    const { secret } = await createToken(t.nw, { caches: ['main'], perms: ['push'] });
+    auth = { Authorization: `Bearer ${secret}` };
     narHash = narHashOf(nar);
   });
 
@@ -88,7 +92,9 @@ describe('binary cache protocol over HTTP', () => {
   test('upload, then serve as frames, as plain bytes with Range, and as a casync index', async () => {
     const upload = `nar/${narHash.slice(7)}.nar`;
     assert.equal((await put(upload, nar)).status, 204);
-    assert.equal((await fetch(url(upload), { method: 'HEAD' })).status, 200);
+    // The pusher learns the upload is stored; anyone else sees it only once a path of this cache uses it.
+    assert.equal((await fetch(url(upload), { method: 'HEAD', headers: auth })).status, 200);
+    assert.equal((await fetch(url(upload), { method: 'HEAD' })).status, 404);
 
     // References must already be in the cache; a self-reference is fine.
     const missingRef = await put(`${HASH_A}.narinfo`, narinfoFor(HASH_A, [`${HASH_B}-dep`]));
@@ -107,6 +113,7 @@ describe('binary cache protocol over HTTP', () => {
     assert.equal(fields.References, `${HASH_B}-test ${HASH_A}-test`);
     const head = await fetch(url(`${HASH_A}.narinfo`), { method: 'HEAD' });
     assert.equal(head.status, 200);
+    assert.equal((await fetch(url(upload), { method: 'HEAD' })).status, 200);
 
     const frames = await fetch(url(fields.URL));
     assert.equal(frames.status, 200);

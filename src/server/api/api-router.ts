@@ -1,0 +1,86 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { localAdmin } from '../../cache/admin-operations.ts';
+import { isGlobalAdmin, mayAccess, tokenCoversCache } from '../../cache/access.ts';
+import { requireCache } from '../../cache/caches.ts';
+import type { Narwhal } from '../../cache/narwhal.ts';
+import { NarwhalError } from '../../errors.ts';
+import type { TokenRecord } from '../../metadata/metadata-store.ts';
+import { readBody } from '../body.ts';
+import { cacheChangesFromJson, newCacheFromJson, newTokenFromJson } from './api-json.ts';
+
+export interface ApiContext {
+  nw: Narwhal;
+  req: IncomingMessage;
+  res: ServerResponse;
+  token: TokenRecord | undefined;
+  path: string;
+  log: (message: string) => void;
+}
+
+const MAX_JSON_BODY = 64 * 1024;
+
+/**
+ * The management API under `/_api/v1/` (JSON in and out). Every call needs a token: cache
+ * operations need admin on that cache; creating caches and managing tokens need admin on `*`.
+ */
+export async function handleApi(ctx: ApiContext): Promise<void> {
+  const { nw, req, token } = ctx;
+  const method = req.method ?? 'GET';
+  if (!token) throw new NarwhalError('unauthorized', 'the API needs a token');
+  const admin = localAdmin(nw);
+  const segments = ctx.path.replace(/^\/_api\/v1\//, '').split('/');
+  if (!ctx.path.startsWith('/_api/v1/')) throw new NarwhalError('not-found', 'unknown API version');
+
+  const [collection, name, extra] = segments;
+  if (extra !== undefined) throw new NarwhalError('not-found', 'no such API route');
+  if (collection === 'caches' && name === undefined) {
+    if (method === 'GET') {
+      const visible = (await admin.listCaches()).filter((c) => isGlobalAdmin(token) || tokenCoversCache(token, c.name));
+      return sendJson(ctx, 200, visible);
+    }
+    if (method === 'POST') {
+      requireGlobalAdmin(token);
+      const { name: newName, options } = newCacheFromJson(await readJson(ctx));
+      return sendJson(ctx, 201, await admin.createCache(newName, options));
+    }
+  }
+  if (collection === 'caches' && name !== undefined) {
+    const cache = await requireCache(nw, name);
+    if (!mayAccess(token, cache, 'admin')) throw new NarwhalError('forbidden', `this token is not admin on ${name}`);
+    if (method === 'GET') return sendJson(ctx, 200, await admin.cacheInfo(name));
+    if (method === 'PATCH') return sendJson(ctx, 200, await admin.configureCache(name, cacheChangesFromJson(await readJson(ctx))));
+    if (method === 'DELETE') {
+      await admin.destroyCache(name);
+      return sendJson(ctx, 200, { destroyed: name });
+    }
+  }
+  if (collection === 'tokens') {
+    requireGlobalAdmin(token);
+    if (name === undefined && method === 'GET') return sendJson(ctx, 200, await admin.listTokens());
+    if (name === undefined && method === 'POST') return sendJson(ctx, 201, await admin.createToken(newTokenFromJson(await readJson(ctx))));
+    if (name !== undefined && method === 'DELETE') {
+      await admin.revokeToken(name);
+      return sendJson(ctx, 200, { revoked: name });
+    }
+  }
+  throw new NarwhalError('not-found', 'no such API route');
+}
+
+function requireGlobalAdmin(token: TokenRecord): void {
+  if (!isGlobalAdmin(token)) throw new NarwhalError('forbidden', 'this needs a token with admin on all caches (--cache "*")');
+}
+
+async function readJson(ctx: ApiContext): Promise<unknown> {
+  const body = await readBody(ctx.req, MAX_JSON_BODY);
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new NarwhalError('bad-request', 'the body must be JSON');
+  }
+}
+
+function sendJson({ res }: ApiContext, status: number, value: unknown): void {
+  const body = Buffer.from(`${JSON.stringify(value)}\n`);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': body.length });
+  res.end(body);
+}
