@@ -21,8 +21,10 @@ const STORE_NAME = '[A-Za-z0-9+\\-._?=]+';
  * strict pattern, so no request can name anything outside what the pattern allows (no `..`,
  * no encoded slashes). Routes whose last group is the whole file name store it as a cache file.
  */
+export const CACHE_INFO_ROUTE: Route = { pattern: /^nix-cache-info$/, get: getCacheInfo, put: putCacheInfo };
+
 export const CACHE_ROUTES: readonly Route[] = [
-  { pattern: /^nix-cache-info$/, get: getCacheInfo, put: putCacheInfo },
+  CACHE_INFO_ROUTE,
   { pattern: new RegExp(`^(${HASH_PART})\\.narinfo$`), get: getNarinfo, put: putNarinfo },
   { pattern: new RegExp(`^nar/(${NIX32}{52})\\.nar(\\.xz|\\.zst|\\.bz2|\\.br|\\.lz4|)$`), get: getNar, put: putNar },
   { pattern: new RegExp(`^nar/(${NIX32}{52})\\.caibx$`), get: getCaibx },

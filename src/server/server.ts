@@ -6,7 +6,7 @@ import { NarwhalError } from '../errors.ts';
 import { handleApi } from './api/api-router.ts';
 import { requestToken } from './auth.ts';
 import { sendError, sendText } from './http-errors.ts';
-import { matchRoute, normalizeCachePath } from './routes.ts';
+import { CACHE_INFO_ROUTE, matchRoute, normalizeCachePath } from './routes.ts';
 
 export interface ServerOptions {
   log?: (message: string) => void;
@@ -49,8 +49,9 @@ async function handle(nw: Narwhal, req: IncomingMessage, res: ServerResponse, lo
   const read = method === 'GET' || head;
 
   // A cache the caller may not read looks exactly like one that does not have the file, so Nix
-  // falls back to its other substituters.
-  if (read && !mayAccess(token, cache, 'pull')) {
+  // falls back to its other substituters. Its nix-cache-info stays readable: without it Nix
+  // 2.8 declares the URL "not a binary cache" and fails instead of falling back.
+  if (read && !mayAccess(token, cache, 'pull') && matched?.route !== CACHE_INFO_ROUTE) {
     throw new NarwhalError('not-found', 'not found');
   }
   if (!matched) throw new NarwhalError('not-found', 'not found');

@@ -1,0 +1,77 @@
+/**
+ * Figure 3 (substitute): `nix copy --from` each server into a fresh store, series by series, as a
+ * new machine would; and curl downloads of the largest NAR in each form a server offers.
+ */
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Dataset } from './dataset.ts';
+import { nixEnv, run } from './exec.ts';
+import type { Download, TimedSystem } from './results.ts';
+import { nixCopyFrom, staticNarUrl } from './systems/static-cache.ts';
+
+export interface Substituter {
+  id: string;
+  label: string;
+  /** Base URL of the binary cache. */
+  url: string;
+}
+
+export async function measureSubstitute(ds: Dataset, subs: Substituter[], work: string, log: (line: string) => void): Promise<TimedSystem[]> {
+  const out: TimedSystem[] = [];
+  for (const sub of subs) {
+    log(`substitute: nix copy --from ${sub.label} into a fresh store`);
+    const root = join(work, `fresh-store-${sub.id}`);
+    await rm(root, { recursive: true, force: true });
+    const env = nixEnv(join(work, 'clients', `substitute-${sub.id}`));
+    const series: Record<string, number> = {};
+    let total = 0;
+    for (const s of ds.series) {
+      series[s.id] = await nixCopyFrom(sub.url, root, s.paths, env);
+      total += series[s.id];
+    }
+    // Every path must have arrived: a fast copy of nothing measures nothing.
+    await run('nix', ['path-info', '--store', root, ...ds.series.flatMap((s) => s.paths)], { env, stdout: 'ignore' });
+    await rm(root, { recursive: true, force: true });
+    out.push({ id: sub.id, label: sub.label, seconds: { series, total } });
+  }
+  return out;
+}
+
+/** Downloads one URL `repeats` times with curl and keeps the median time. */
+async function download(system: string, what: string, url: string, narBytes: number, repeats: number): Promise<Download> {
+  const times: number[] = [];
+  let bytes = 0;
+  for (let i = 0; i < repeats; i++) {
+    const { stdout } = await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code} %{size_download} %{time_total}', url]);
+    const [code, size, time] = stdout.trim().split(' ');
+    if (code !== '200') throw new Error(`GET ${url} answered ${code}`);
+    bytes = Number(size);
+    times.push(Number(time));
+  }
+  times.sort((a, b) => a - b);
+  return { system, what, url, bytes, narBytes, seconds: times[Math.floor(times.length / 2)] };
+}
+
+/** The largest NAR as each server offers it: compressed (what clients fetch) and plain. */
+export async function measureDownloads(
+  ds: Dataset,
+  narwhalCacheUrl: string,
+  nginxUrl: string,
+  staticRoot: string,
+  repeats: number,
+  log: (line: string) => void,
+): Promise<Download[]> {
+  const nar = ds.largest;
+  log(`substitute: curl GET of the largest NAR (${nar.storePath})`);
+  const narinfo = await (await fetch(`${narwhalCacheUrl}/${nar.hashPart}.narinfo`)).text();
+  const m = /^URL: (\S+)$/m.exec(narinfo);
+  if (!m) throw new Error(`Narwhal's narinfo for ${nar.hashPart} has no URL`);
+  const narwhalUrl = `${narwhalCacheUrl}/${m[1]}`;
+  const plainUrl = `${narwhalCacheUrl}/nar/${nar.narHash}.nar`;
+  return [
+    await download('Narwhal', `${m[1].replace(/^.*?(\.nar\S*)$/, '$1')} (narinfo URL)`, narwhalUrl, nar.narSize, repeats),
+    await download('nginx, static zstd', '.nar.zst', `${nginxUrl}/zstd/${await staticNarUrl(join(staticRoot, 'zstd'), nar.hashPart)}`, nar.narSize, repeats),
+    await download('Narwhal', '.nar', plainUrl, nar.narSize, repeats),
+    await download('nginx, static none', '.nar', `${nginxUrl}/none/${await staticNarUrl(join(staticRoot, 'none'), nar.hashPart)}`, nar.narSize, repeats),
+  ];
+}

@@ -1,0 +1,120 @@
+/** Everything one benchmark run measured; the report and the targets are computed from this. */
+import type { DiskUsage } from './disk-usage.ts';
+import type { ModeName } from './modes.ts';
+
+export interface RunInfo {
+  mode: ModeName;
+  command: string;
+  startedAt: string;
+  finishedAt: string;
+  seconds: number;
+  commit: string;
+  machine: Record<string, string>;
+  versions: Record<string, string>;
+  settings: Record<string, string>;
+}
+
+export interface SeriesSummary {
+  id: string;
+  title: string;
+  steps: string[];
+  paths: number;
+  regularFiles: number;
+  narBytes: number;
+  largestNarBytes: number;
+}
+
+/** A figure per series and for the whole dataset. */
+export interface PerSeries<T> {
+  series: Record<string, T>;
+  total: T;
+}
+
+export interface StorageSystem {
+  id: string;
+  label: string;
+  /** Per series: what the shared store grew by when the series was added (series in order). */
+  usage: PerSeries<DiskUsage>;
+}
+
+export interface ChunkingFigures {
+  chunks: number;
+  chunkBytes: number;
+  /** zstd-compressed bytes of the distinct chunks. */
+  storedBytes: number;
+  /** 40 bytes per chunk reference per NAR, as in a caibx index. */
+  indexBytes: number;
+}
+
+export interface ChunkingResult {
+  id: string;
+  label: string;
+  zstdLevel: number;
+  figures: PerSeries<ChunkingFigures>;
+  seconds: number;
+}
+
+export interface TimedSystem {
+  id: string;
+  label: string;
+  seconds: PerSeries<number>;
+}
+
+export interface IngestSystem {
+  id: string;
+  label: string;
+  seconds: PerSeries<number>;
+  narBytes: PerSeries<number>;
+}
+
+export interface Download {
+  system: string;
+  what: string;
+  url: string;
+  bytes: number;
+  narBytes: number;
+  seconds: number;
+}
+
+export interface Lookup {
+  system: string;
+  method: 'GET' | 'HEAD';
+  requestsPerSecond: number;
+  requests: number;
+  errors: number;
+  latencyAvg: string;
+}
+
+export interface MemoryFigure {
+  id: string;
+  label: string;
+  peakRssBytes: number;
+  narBytes: number;
+  seconds?: number;
+}
+
+export interface TargetResult {
+  name: string;
+  measured: string;
+  required: string;
+  status: 'met' | 'missed' | 'not measured';
+}
+
+export interface Results {
+  run: RunInfo;
+  series: SeriesSummary[];
+  totals: { paths: number; narBytes: number; largestNar: { storePath: string; narBytes: number } };
+  storage: StorageSystem[];
+  /** Narwhal's own `stats --json` after the push, for cross-checking the disk figures. */
+  narwhalStats: Record<string, number>;
+  chunking: ChunkingResult[];
+  push: TimedSystem[];
+  ingest: IngestSystem[];
+  substitute: TimedSystem[];
+  downloads: Download[];
+  lookups: Lookup[];
+  lookupSettings: string;
+  memory: MemoryFigure[];
+  targets: TargetResult[];
+  notes: string[];
+}

@@ -1,0 +1,43 @@
+/**
+ * The static binary cache most self-hosters run: `nix copy --to file://DIR?compression=...`
+ * writes narinfos and compressed NARs into a directory that a web server then serves as is.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { run } from '../exec.ts';
+
+export interface StaticCacheKind {
+  id: string;
+  label: string;
+  /** Query string of the file:// store URL. */
+  params: string;
+}
+
+export const STATIC_CACHES: StaticCacheKind[] = [
+  { id: 'zstd', label: 'static file cache, zstd', params: 'compression=zstd' },
+  // Nix 2.8 compresses xz at preset 6; parallel-compression only spreads it over both cores.
+  { id: 'xz', label: 'static file cache, xz', params: 'compression=xz&parallel-compression=true' },
+  { id: 'none', label: 'static file cache, uncompressed', params: 'compression=none' },
+];
+
+export function fileStoreUrl(dir: string, kind: StaticCacheKind): string {
+  return `file://${dir}?${kind.params}`;
+}
+
+/** `nix copy --to` the paths (and their closure); resolves to the wall time in seconds. */
+export async function nixCopyTo(storeUrl: string, paths: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  return (await run('nix', ['copy', '--to', storeUrl, ...paths], { env })).seconds;
+}
+
+/** `nix copy --from` a substituter into a separate store root, without signature checks. */
+export async function nixCopyFrom(fromUrl: string, storeRoot: string, paths: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  return (await run('nix', ['copy', '--from', fromUrl, '--to', storeRoot, '--no-check-sigs', ...paths], { env })).seconds;
+}
+
+/** The NAR URL (relative to the cache) that a static cache's narinfo names. */
+export async function staticNarUrl(dir: string, hashPart: string): Promise<string> {
+  const narinfo = await readFile(join(dir, `${hashPart}.narinfo`), 'utf8');
+  const m = /^URL: (\S+)$/m.exec(narinfo);
+  if (!m) throw new Error(`no URL in ${hashPart}.narinfo`);
+  return m[1];
+}
