@@ -6,6 +6,7 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
+import zlib from 'node:zlib';
 import type { Compression } from '../../../src/compression/compression.ts';
 import { createDecompressor } from '../../../src/compression/decompress.ts';
 import { isNarwhalError } from '../../../src/errors.ts';
@@ -162,6 +163,26 @@ test('xz: stream padding (zero bytes in multiples of four) is part of the format
   const padded = Buffer.concat([packed, Buffer.alloc(8)]);
   assert.ok((await decompress('xz', padded)).equals(smallInputs[2][1]));
   await assertBad('xz', Buffer.concat([packed, Buffer.alloc(6)]), 'padding not a multiple of four');
+});
+
+test('xz: dictionaries up to 64 MiB (xz -9) are accepted, larger ones refused', async () => {
+  const data = smallInputs[2][1];
+  const packed = compress('xz', data);
+  // The block header follows the 12-byte stream header: size, flags, LZMA2 filter id 0x21, one
+  // property byte (the dictionary size), padding, CRC32 of the header.
+  assert.deepEqual([...packed.subarray(13, 16)], [0x00, 0x21, 0x01]);
+  const withDictionary = (property: number): Buffer => {
+    const forged = Buffer.from(packed);
+    forged[16] = property;
+    forged.writeUInt32LE(zlib.crc32(forged.subarray(12, 20)), 20);
+    return forged;
+  };
+  assert.ok((await decompress('xz', withDictionary(28))).equals(data), '64 MiB');
+  await assert.rejects(decompress('xz', withDictionary(30)), (error: unknown) => {
+    assert.ok(isNarwhalError(error, 'bad-compression'));
+    assert.equal(error.message, 'corrupt xz stream: needs more than 80 MiB of memory');
+    return true;
+  });
 });
 
 test('zstd: skippable frames before, between and after frames are skipped', async () => {

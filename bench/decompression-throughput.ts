@@ -5,15 +5,14 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { test } from 'node:test';
-import type { Compression } from '../../../src/compression/compression.ts';
-import { createDecompressor } from '../../../src/compression/decompress.ts';
+import type { Compression } from '../src/compression/compression.ts';
+import { createDecompressor } from '../src/compression/decompress.ts';
 
 /**
  * Decompression throughput on ~50 MB of a real binary, next to the CLI's. A measurement, not a
- * test: it only runs with NARWHAL_BENCH=1 and asserts nothing about time.
- *   NARWHAL_BENCH=1 node --test test/unit/compression/throughput.test.ts
+ * test; it asserts nothing about time.
+ *   npx node --test bench/decompression-throughput.ts
  */
-const enabled = process.env.NARWHAL_BENCH === '1';
 const size = 50 << 20;
 
 type Packed = Exclude<Compression, 'none'>;
@@ -41,7 +40,7 @@ function run(command: string[], input: Uint8Array): Buffer {
   return result.stdout;
 }
 
-test('decompression throughput on 50 MiB of a real binary', { skip: !enabled && 'set NARWHAL_BENCH=1' }, async (t) => {
+test('decompression throughput on 50 MiB of a real binary', async (t) => {
   const input = Buffer.alloc(size);
   const fd = openSync(process.execPath, 'r');
   readSync(fd, input, 0, size, 16 << 20);
