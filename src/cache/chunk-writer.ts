@@ -1,9 +1,8 @@
 import type { NewChunk } from '../metadata/metadata-store.ts';
-import { encodeChunk } from './chunk-codec.ts';
 import type { Narwhal } from './narwhal.ts';
 
-/** Chunk writes in flight at once: enough to keep libuv's four pool threads compressing. */
-const WRITE_CONCURRENCY = 6;
+/** Chunks being compressed or written at once: file creation waits on the file system, so more than the cores (measured: 8 gave 76 MB/s, 32 gave 100-126 MB/s on 2 cores). */
+const WRITE_CONCURRENCY = 32;
 
 /**
  * Stores the new chunks of one upload with bounded concurrency. A chunk already in the store is
@@ -41,14 +40,19 @@ export class ChunkWriter {
     await Promise.allSettled(this.#inFlight);
   }
 
+  /**
+   * A chunk is reused only when a committed NAR vouches for it (its file was made durable before
+   * that commit) and its file is still there; anything else, such as a leftover of an upload
+   * that crashed, is written again.
+   */
   async #store(chunk: NewChunk, data: Uint8Array): Promise<void> {
-    const existing = await this.#nw.chunks.storedSize(chunk.id);
-    if (existing !== undefined) {
-      chunk.storedSize = existing;
-      return;
+    if (await this.#nw.meta.hasChunk(chunk.id)) {
+      const existing = await this.#nw.chunks.storedSize(chunk.id);
+      if (existing !== undefined) {
+        chunk.storedSize = existing;
+        return;
+      }
     }
-    const stored = await encodeChunk(data, this.#nw.options.zstdLevel);
-    await this.#nw.chunks.put(chunk.id, stored);
-    chunk.storedSize = stored.length;
+    chunk.storedSize = await this.#nw.chunks.encodeAndPut(chunk.id, data, this.#nw.options.zstdLevel);
   }
 }

@@ -56,8 +56,11 @@ export async function ingestNar(nw: Narwhal, body: Readable, request: IngestRequ
   const distinct = new Map<string, NewChunk>();
   const sequence: NewChunk[] = [];
   const writer = new ChunkWriter(nw);
+  // An uncompressed body is the NAR itself: its hash is the NarHash, computed once.
+  const plain = request.compression === 'none';
+  const stages = plain ? [body] : [body, hashCompressed, createDecompressor(request.compression)];
   try {
-    await pipeline(body, hashCompressed, createDecompressor(request.compression), async (source: AsyncIterable<Uint8Array>) => {
+    await pipeline(...(stages as [Readable]), async (source: AsyncIterable<Uint8Array>) => {
       let end = 0;
       for await (const data of chunkStream(tap(source, checkNar))) {
         const id = chunkId(data);
@@ -80,17 +83,18 @@ export async function ingestNar(nw: Narwhal, body: Readable, request: IngestRequ
     throw err;
   }
 
-  if (request.upload && !fileHasher.digest().equals(request.upload.fileHash)) {
+  const narHash = narHasher.digest();
+  if (request.upload && !(plain ? narHash : fileHasher.digest()).equals(request.upload.fileHash)) {
     throw new NarwhalError('hash-mismatch', `the body does not hash to ${request.upload.fileHashText}, the hash in its URL`);
   }
   await nw.chunks.flush();
   return nw.meta.commitNar({
-    narHash: formatSha256Nix32(narHasher.digest()),
+    narHash: formatSha256Nix32(narHash),
     narSize,
     storedSize: sequence.reduce((sum, chunk) => sum + chunk.storedSize, 0),
     chunkTable: table.finish(),
     chunks: [...distinct.values()],
-    upload: request.upload && { fileHash: request.upload.fileHashText, suffix: request.upload.suffix, fileSize },
+    upload: request.upload && { fileHash: request.upload.fileHashText, suffix: request.upload.suffix, fileSize: plain ? narSize : fileSize },
   });
 }
 

@@ -230,7 +230,9 @@ export async function* chunkStream(
       }
       let chunk: Uint8Array;
       if (pendingLength === 0) {
-        chunk = data.slice(pos, cut);
+        // Not data.slice(): on a Buffer that is a view, not a copy.
+        chunk = new Uint8Array(cut - pos);
+        chunk.set(data.subarray(pos, cut));
       } else {
         chunk = new Uint8Array(pendingLength + cut - pos);
         chunk.set(pending.subarray(0, pendingLength));
@@ -241,5 +243,5 @@ export async function* chunkStream(
       yield chunk;
     }
   }
-  if (pendingLength > 0) yield pending.slice(0, pendingLength);
+  if (pendingLength > 0) yield pending.slice(0, pendingLength); // pending is a Uint8Array: slice copies
 }

@@ -121,6 +121,8 @@ export interface MetadataStore {
   cacheHasChunk(cacheId: number, chunkId: Uint8Array): Promise<boolean>;
 
   getNar(narHash: string): Promise<NarRecord | undefined>;
+  /** Whether a committed NAR uses the chunk. */
+  hasChunk(id: Uint8Array): Promise<boolean>;
   /** The NAR that was uploaded as `nar/<fileHash>.nar<suffix>`, if any. */
   getNarByUpload(fileHash: string, suffix: string): Promise<NarRecord | undefined>;
   /**

@@ -149,6 +149,10 @@ export class SqliteMetadata implements MetadataStore {
     return row && toNar(row);
   }
 
+  async hasChunk(id: Uint8Array): Promise<boolean> {
+    return this.#sql('SELECT 1 AS found FROM chunks WHERE id = ?').get(id) !== undefined;
+  }
+
   async getNarByUpload(fileHash: string, suffix: string): Promise<NarRecord | undefined> {
     const row = this.#sql(
       'SELECT nars.* FROM nar_uploads JOIN nars ON nars.id = nar_uploads.nar_id WHERE file_hash = ? AND suffix = ?',

@@ -13,6 +13,11 @@ export interface ChunkReader {
 export interface ChunkWriter extends ChunkReader {
   /** Stores the bytes atomically: readers see either nothing or the whole file. Idempotent. */
   put(id: Uint8Array, stored: Uint8Array): Promise<void>;
+  /**
+   * Compresses the chunk's data as one zstd frame at `level` and stores it like put; returns the
+   * stored size. Each backend runs the compression where it is cheapest for it.
+   */
+  encodeAndPut(id: Uint8Array, data: Uint8Array, level: number): Promise<number>;
   /** Makes every put that has returned durable (survives power loss). */
   flush(): Promise<void>;
 }

@@ -1,0 +1,68 @@
+import { availableParallelism } from 'node:os';
+import { Worker, type Transferable } from 'node:worker_threads';
+
+/** What every worker answers: the request's sequence number and a result or an error. */
+export interface WorkerReply<R> {
+  seq: number;
+  result?: R;
+  error?: { message: string; code?: string };
+}
+
+/**
+ * A fixed set of worker threads running one script, with request/response by sequence number.
+ * Workers start on first use and are unref'd while idle, so an idle pool keeps no process alive.
+ */
+export class WorkerPool<Q extends object, R> {
+  readonly size: number;
+  readonly #script: URL;
+  #workers: Worker[] = [];
+  #next = 0;
+  #seq = 0;
+  readonly #pending = new Map<number, { resolve: (result: R) => void; reject: (err: Error) => void }>();
+
+  constructor(script: URL, size = Math.max(1, availableParallelism())) {
+    this.#script = script;
+    this.size = size;
+  }
+
+  run(request: Q, transfer: Transferable[] = []): Promise<R> {
+    if (this.#workers.length === 0) this.#start();
+    const seq = this.#seq++;
+    const worker = this.#workers[this.#next++ % this.#workers.length];
+    return new Promise<R>((resolve, reject) => {
+      if (this.#pending.size === 0) for (const w of this.#workers) w.ref();
+      this.#pending.set(seq, { resolve, reject });
+      worker.postMessage({ ...request, seq }, transfer);
+    });
+  }
+
+  async close(): Promise<void> {
+    const workers = this.#workers;
+    this.#workers = [];
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
+
+  #start(): void {
+    for (let i = 0; i < this.size; i++) {
+      const worker = new Worker(this.#script);
+      worker.on('message', (reply: WorkerReply<R>) => this.#settle(reply));
+      worker.on('error', (err) => this.#failAll(err));
+      worker.unref();
+      this.#workers.push(worker);
+    }
+  }
+
+  #settle({ seq, result, error }: WorkerReply<R>): void {
+    const pending = this.#pending.get(seq);
+    if (!pending) return;
+    this.#pending.delete(seq);
+    if (this.#pending.size === 0) for (const w of this.#workers) w.unref();
+    if (error) pending.reject(Object.assign(new Error(error.message), { code: error.code }));
+    else pending.resolve(result as R);
+  }
+
+  #failAll(err: Error): void {
+    for (const pending of this.#pending.values()) pending.reject(err);
+    this.#pending.clear();
+  }
+}
