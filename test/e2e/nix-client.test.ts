@@ -107,6 +107,17 @@ describe('real Nix 2.8 client against narwhal serve', () => {
     assert.match(log, /building top zstd-/);
   });
 
+  test('NAR listings uploaded with write-nar-listing serve nix store ls', async () => {
+    const closure = await buildClosure(env, work.path, `listing-${randomBytes(4).toString('hex')}`);
+    await run('nix', ['copy', '--to', `${server.url}/main?compression=zstd&write-nar-listing=true&secret-key=${secretKey}`, closure.top], env);
+    const hashPart = closure.top.slice('/nix/store/'.length, '/nix/store/'.length + 32);
+    const listing = (await (await fetch(`${server.url}/main/${hashPart}.ls`)).json()) as { version: number; root: { type: string; entries: Record<string, unknown> } };
+    assert.equal(listing.version, 1);
+    assert.deepEqual(Object.keys(listing.root.entries).sort(), ['bin', 'dep', 'self']);
+    const ls = await run('nix', ['store', 'ls', '--store', `${server.url}/main`, '-R', closure.top], env);
+    assert.match(ls, /bin\/tool/);
+  });
+
   test('a second push of the same closure uploads nothing', async () => {
     const closure = closures.get('xz')!;
     const before = server.requests().length;
@@ -117,8 +128,9 @@ describe('real Nix 2.8 client against narwhal serve', () => {
 
   test('stats count each distinct chunk once', async () => {
     const stats = JSON.parse(await narwhal(['stats', '--data-dir', server.dataDir, '--json'])) as Record<string, number>;
-    assert.equal(stats.paths, COMPRESSIONS.length * 3);
-    assert.equal(stats.nars, COMPRESSIONS.length * 3);
+    // Three paths per compression, plus the closure of the listing test (which shares its binary).
+    assert.equal(stats.paths, COMPRESSIONS.length * 3 + 2);
+    assert.equal(stats.nars, COMPRESSIONS.length * 3 + 2);
     // Seven closures each carry the same 3 MB binary: its chunks are stored once.
     assert.ok(stats.narBytes > 7 * 3_000_000, `narBytes ${stats.narBytes}`);
     assert.ok(stats.chunkBytes < 2 * 3_400_000, `chunkBytes ${stats.chunkBytes}`);
