@@ -14,6 +14,8 @@ export interface RunOptions {
   stdinFile?: string;
   /** Where standard output goes: collected (default), a file, or discarded. */
   stdout?: 'collect' | 'ignore' | { file: string };
+  /** Killed and reported as a failure after this long (default 30 minutes): a hang is a result too. */
+  timeoutSeconds?: number;
 }
 
 export interface RunResult {
@@ -44,8 +46,15 @@ export async function run(cmd: string, args: readonly string[], options: RunOpti
     const err: Buffer[] = [];
     child.stdout?.on('data', (d: Buffer) => out.push(d));
     child.stderr?.on('data', (d: Buffer) => err.push(d));
-    const code = await exitOf(child);
+    const limit = options.timeoutSeconds ?? 1800;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, limit * 1000);
+    const code = await exitOf(child).finally(() => clearTimeout(timer));
     const seconds = (performance.now() - started) / 1000;
+    if (timedOut) throw new Error(`${cmd} ${args.join(' ')} did not finish within ${limit} s and was killed`);
     const result = { stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), seconds };
     if (code !== 0) {
       throw new Error(`${cmd} ${args.join(' ')} exited with ${code}:\n${tail(result.stderr || result.stdout)}`);
@@ -142,13 +151,13 @@ export async function startDaemon(
  * substituters of its own, and a private XDG cache (Nix caches narinfo lookups per URL there, so
  * every measured client gets a fresh one).
  */
-export function nixEnv(home: string): NodeJS.ProcessEnv {
+export function nixEnv(home: string, extraConfig: string[] = []): NodeJS.ProcessEnv {
   mkdirSync(join(home, 'cache'), { recursive: true });
   return {
     ...process.env,
     HOME: home,
     XDG_CACHE_HOME: join(home, 'cache'),
-    NIX_CONFIG: ['build-users-group =', 'sandbox = false', 'experimental-features = nix-command', 'substituters ='].join('\n'),
+    NIX_CONFIG: ['build-users-group =', 'sandbox = false', 'experimental-features = nix-command', 'substituters =', ...extraConfig].join('\n'),
   };
 }
 

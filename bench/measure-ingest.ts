@@ -20,8 +20,9 @@ export interface IngestPhase {
 }
 
 /** PUTs one raw NAR under its NarHash with curl; throws unless the server answers 2xx. */
-export async function putNar(cacheUrl: string, nar: NarFile): Promise<number> {
-  const { stdout, seconds } = await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '-H', 'Expect:', '-T', nar.file, `${cacheUrl}/nar/${nar.narHash}.nar`]);
+export async function putNar(server: { cacheUrl: string; token: string }, nar: NarFile): Promise<number> {
+  const url = `${server.cacheUrl}/nar/${nar.narHash}.nar`;
+  const { stdout, seconds } = await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '-H', 'Expect:', '-H', `Authorization: Bearer ${server.token}`, '-T', nar.file, url]);
   if (!/^2\d\d$/.test(stdout.trim())) throw new Error(`PUT nar/${nar.narHash}.nar answered ${stdout.trim()}`);
   return seconds;
 }
@@ -36,7 +37,7 @@ export async function measureIngest(ds: Dataset, work: string, log: (line: strin
   let putStats: NarwhalStats;
   try {
     const seconds = await perSeries(ds, async (nar) => {
-      await putNar(server.cacheUrl, nar);
+      await putNar(server, nar);
     });
     ingest.push({ id: 'narwhal-put', label: 'Narwhal: PUT nar/<hash>.nar (raw NAR, curl)', seconds, narBytes });
     memory.push({ id: 'put-all', label: 'every NAR of the dataset PUT one after the other', peakRssBytes: await server.peakRss(), narBytes: ds.totalNarBytes, seconds: seconds.total });

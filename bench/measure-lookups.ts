@@ -1,6 +1,9 @@
 /**
- * Figure 4 (lookups): narinfo GET and HEAD requests per second with wrk, Narwhal against nginx
- * serving the static cache, the same keys in the same order at the same concurrency.
+ * Figure 4 (lookups): narinfo requests per second, Narwhal against nginx serving the static cache,
+ * the same keys at the same concurrency. GET with wrk cycling through every key. Debian's wrk
+ * 4.1.0 cannot measure HEAD (its parser waits for the body a HEAD response announces but never
+ * sends: wg/wrk issue 198), so HEAD, and GET again for comparison, use ApacheBench (`ab -k`, with
+ * `-i` for HEAD) on one key.
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -14,28 +17,38 @@ export interface LookupTarget {
   url: string;
 }
 
-export interface WrkSettings {
+export interface LoadSettings {
   threads: number;
   connections: number;
   seconds: number;
 }
 
-export async function measureLookups(ds: Dataset, targets: LookupTarget[], wrk: WrkSettings, work: string, log: (line: string) => void): Promise<Lookup[]> {
+export async function measureLookups(ds: Dataset, targets: LookupTarget[], load: LoadSettings, work: string, log: (line: string) => void): Promise<Lookup[]> {
   const keys = ds.series.flatMap((s) => s.nars.map((n) => n.hashPart));
   const out: Lookup[] = [];
-  for (const method of ['GET', 'HEAD'] as const) {
-    for (const target of targets) {
-      const url = new URL(target.url);
-      const prefix = `${url.pathname.replace(/\/$/, '')}/`;
-      // A lookup that fails is not a lookup: check one key answers 200 before timing.
+  // A lookup that fails is not a lookup: every server must answer 200 before anything is timed.
+  for (const target of targets) {
+    for (const method of ['GET', 'HEAD']) {
       const probe = await fetch(`${target.url}/${keys[0]}.narinfo`, { method });
       if (probe.status !== 200) throw new Error(`${method} ${target.url}/${keys[0]}.narinfo answered ${probe.status}`);
       await probe.arrayBuffer();
-      const script = join(work, `wrk-${method}-${target.system.replace(/\W+/g, '-')}.lua`);
-      await writeFile(script, wrkScript(method, prefix, keys));
-      log(`lookups: wrk ${method} narinfo against ${target.system}`);
-      const { stdout } = await run('wrk', ['-t', String(wrk.threads), '-c', String(wrk.connections), '-d', `${wrk.seconds}s`, '-s', script, `${url.protocol}//${url.host}`]);
-      out.push({ system: target.system, method, ...parseWrk(stdout) });
+    }
+  }
+  for (const target of targets) {
+    const url = new URL(target.url);
+    const prefix = `${url.pathname.replace(/\/$/, '')}/`;
+    const script = join(work, `wrk-GET-${target.system.replace(/\W+/g, '-')}.lua`);
+    await writeFile(script, wrkScript('GET', prefix, keys));
+    log(`lookups: wrk GET narinfo against ${target.system}`);
+    const { stdout } = await run('wrk', ['-t', String(load.threads), '-c', String(load.connections), '-d', `${load.seconds}s`, '-s', script, `${url.protocol}//${url.host}`]);
+    out.push({ system: target.system, method: 'GET', tool: `wrk, all ${keys.length} keys`, ...parseWrk(stdout) });
+  }
+  for (const method of ['HEAD', 'GET'] as const) {
+    for (const target of targets) {
+      log(`lookups: ab ${method} narinfo against ${target.system}`);
+      const args = ['-k', ...(method === 'HEAD' ? ['-i'] : []), '-c', String(load.connections), '-t', String(load.seconds), '-n', '100000000', `${target.url}/${keys[0]}.narinfo`];
+      const { stdout } = await run('ab', args);
+      out.push({ system: target.system, method, tool: 'ab -k, one key', ...parseAb(stdout) });
     }
   }
   return out;
@@ -52,7 +65,9 @@ end
 `;
 }
 
-export function parseWrk(output: string): Omit<Lookup, 'system' | 'method'> {
+type Counts = Omit<Lookup, 'system' | 'method' | 'tool'>;
+
+export function parseWrk(output: string): Counts {
   const rps = /^Requests\/sec:\s+([\d.]+)/m.exec(output);
   const total = /^\s*(\d+) requests in/m.exec(output);
   const latency = /^\s*Latency\s+(\S+)/m.exec(output);
@@ -65,5 +80,20 @@ export function parseWrk(output: string): Omit<Lookup, 'system' | 'method'> {
     requests: Number(total[1]),
     errors: (non2xx ? Number(non2xx[1]) : 0) + socketErrors,
     latencyAvg: latency ? latency[1] : '?',
+  };
+}
+
+export function parseAb(output: string): Counts {
+  const rps = /^Requests per second:\s+([\d.]+)/m.exec(output);
+  const total = /^Complete requests:\s+(\d+)/m.exec(output);
+  const failed = /^Failed requests:\s+(\d+)/m.exec(output);
+  const non2xx = /^Non-2xx responses:\s+(\d+)/m.exec(output);
+  const latency = /^Time per request:\s+([\d.]+) \[ms\] \(mean\)$/m.exec(output);
+  if (!rps || !total) throw new Error(`cannot read ab's output:\n${output}`);
+  return {
+    requestsPerSecond: Number(rps[1]),
+    requests: Number(total[1]),
+    errors: (failed ? Number(failed[1]) : 0) + (non2xx ? Number(non2xx[1]) : 0),
+    latencyAvg: latency ? `${latency[1]}ms` : '?',
   };
 }

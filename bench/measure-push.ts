@@ -9,7 +9,7 @@ import type { Dataset } from './dataset.ts';
 import { diskUsage, minus, ZERO_USAGE, type DiskUsage } from './disk-usage.ts';
 import { nixEnv } from './exec.ts';
 import type { MemoryFigure, StorageSystem, TimedSystem } from './results.ts';
-import { narwhalStats, startNarwhal, type NarwhalServer, type NarwhalStats } from './systems/narwhal.ts';
+import { narwhalStats, pushClientConfig, startNarwhal, type NarwhalServer, type NarwhalStats } from './systems/narwhal.ts';
 import { rawBytes } from './systems/raw.ts';
 import { fileStoreUrl, nixCopyTo, STATIC_CACHES } from './systems/static-cache.ts';
 
@@ -45,8 +45,11 @@ export async function measurePush(ds: Dataset, work: string, log: (line: string)
     narwhal = await startNarwhal(join(work, 'narwhal-zstd'));
     const server = narwhal;
     log(`push: nix copy --to Narwhal (compression=zstd)`);
-    const env = nixEnv(join(work, 'clients', 'push-narwhal-zstd'));
-    const { seconds, usage } = await pushSeries(ds, `${server.cacheUrl}?compression=zstd`, env, () => diskUsage(server.dataDir));
+    const home = join(work, 'clients', 'push-narwhal-zstd');
+    const env = nixEnv(home, await pushClientConfig(server, home));
+    const { seconds, usage } = await pushSeries(ds, `${server.cacheUrl}?compression=zstd`, env, () => diskUsage(server.dataDir)).catch((err: unknown) => {
+      throw withServerLog(err, server);
+    });
     push.push({ id: 'narwhal-zstd', label: 'nix copy --to Narwhal ?compression=zstd', seconds });
     storage.push({ id: 'narwhal', label: 'Narwhal', usage });
     memory.push({ id: 'push-zstd', label: 'whole dataset pushed with nix copy (zstd)', peakRssBytes: await server.peakRss(), narBytes: ds.totalNarBytes, seconds: seconds.total });
@@ -55,8 +58,11 @@ export async function measurePush(ds: Dataset, work: string, log: (line: string)
     const other = await startNarwhal(join(work, 'narwhal-none'));
     try {
       log(`push: nix copy --to Narwhal (compression=none)`);
-      const envNone = nixEnv(join(work, 'clients', 'push-narwhal-none'));
-      const none = await pushSeries(ds, `${other.cacheUrl}?compression=none`, envNone, () => diskUsage(other.dataDir));
+      const homeNone = join(work, 'clients', 'push-narwhal-none');
+      const envNone = nixEnv(homeNone, await pushClientConfig(other, homeNone));
+      const none = await pushSeries(ds, `${other.cacheUrl}?compression=none`, envNone, () => diskUsage(other.dataDir)).catch((err: unknown) => {
+        throw withServerLog(err, other);
+      });
       push.push({ id: 'narwhal-none', label: 'nix copy --to Narwhal ?compression=none', seconds: none.seconds });
       memory.push({ id: 'push-none', label: 'whole dataset pushed with nix copy (none)', peakRssBytes: await other.peakRss(), narBytes: ds.totalNarBytes, seconds: none.seconds.total });
       const statsNone = await narwhalStats(other.dataDir);
@@ -103,11 +109,16 @@ async function pushSeries(
   let before = ZERO_USAGE;
   let totalSeconds = 0;
   for (const s of ds.series) {
-    seconds[s.id] = await nixCopyTo(url, s.paths, env);
+    seconds[s.id] = await nixCopyTo(url, s.paths, env, s.narBytes);
     totalSeconds += seconds[s.id];
     const after = await weigh();
     usage[s.id] = minus(after, before);
     before = after;
   }
   return { seconds: { series: seconds, total: totalSeconds }, usage: { series: usage, total: before } };
+}
+
+function withServerLog(err: unknown, server: NarwhalServer): Error {
+  const tail = server.output().trimEnd().split('\n').slice(-40).join('\n');
+  return new Error(`${err instanceof Error ? err.message : String(err)}\nnarwhal serve's stderr (last lines):\n${tail}`, { cause: err });
 }

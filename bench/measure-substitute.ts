@@ -26,7 +26,7 @@ export async function measureSubstitute(ds: Dataset, subs: Substituter[], work: 
     const series: Record<string, number> = {};
     let total = 0;
     for (const s of ds.series) {
-      series[s.id] = await nixCopyFrom(sub.url, root, s.paths, env);
+      series[s.id] = await nixCopyFrom(sub.url, root, s.paths, env, s.narBytes);
       total += series[s.id];
     }
     // Every path must have arrived: a fast copy of nothing measures nothing.

@@ -50,6 +50,8 @@ export interface ChunkingResult {
   id: string;
   label: string;
   zstdLevel: number;
+  /** What Narwhal ships: the row the others are compared with. */
+  shipped: boolean;
   figures: PerSeries<ChunkingFigures>;
   seconds: number;
 }
@@ -79,6 +81,8 @@ export interface Download {
 export interface Lookup {
   system: string;
   method: 'GET' | 'HEAD';
+  /** The load generator and the keys it cycled through. */
+  tool: string;
   requestsPerSecond: number;
   requests: number;
   errors: number;

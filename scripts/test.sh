@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # command -> Debian package
 declare -A NEEDED=(
   [nix]=nix-bin [casync]=casync [xz]=xz-utils [zstd]=zstd [bzip2]=bzip2
-  [brotli]=brotli [lz4]=lz4 [curl]=curl
+  [brotli]=brotli [lz4]=lz4 [curl]=curl [wrk]=wrk
 )
 missing=()
 for cmd in "${!NEEDED[@]}"; do
@@ -28,6 +28,17 @@ mkdir -p /nix/store /nix/var/nix 2>/dev/null || true
 echo "test: type check"
 tsc -p tsconfig.json
 
-echo "test: unit, casync and end-to-end suites"
+# One S3 server (Ceph RADOS Gateway) for the whole run; the S3 tests find it through
+# NARWHAL_TEST_S3_ENDPOINT and the AWS_* variables. scripts/ceph-rgw.sh installs Ceph if needed.
+echo "test: starting a Ceph RADOS Gateway (S3)"
+rgw_base=$(mktemp -d "${TMPDIR:-/tmp}/narwhal-test-rgw.XXXXXX")
+trap 'bash scripts/ceph-rgw.sh stop "$rgw_base"' EXIT
+rgw_env=$(bash scripts/ceph-rgw.sh start "$rgw_base")
+set -a
+eval "$rgw_env"
+set +a
+
+echo "test: unit, storage, casync and end-to-end suites"
 node --test --test-concurrency=2 --test-timeout=600000 \
-  'test/unit/**/*.test.ts' 'test/casync/**/*.test.ts' 'test/e2e/**/*.test.ts'
+  'test/unit/**/*.test.ts' 'test/hostile/**/*.test.ts' 'test/storage/**/*.test.ts' 'test/casync/**/*.test.ts' 'test/e2e/**/*.test.ts' \
+  'test/crash/**/*.test.ts' 'test/load/**/*.test.ts' 'test/diskfull/**/*.test.ts'

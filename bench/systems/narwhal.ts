@@ -2,6 +2,7 @@
  * Narwhal as a user runs it: `narwhal serve` on a loopback port, `narwhal stats --json` for its
  * own storage figures. Black box: nothing here imports the server's code.
  */
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { peakRss, run, startDaemon, type Daemon } from '../exec.ts';
 import { REPO } from '../sources.ts';
@@ -9,9 +10,13 @@ import { REPO } from '../sources.ts';
 export interface NarwhalServer {
   /** Base URL of the cache `main`, without trailing slash. */
   cacheUrl: string;
+  /** Secret of a token with push permission on `main` (reads of the public `main` need none). */
+  token: string;
   dataDir: string;
   pid: number;
   peakRss(): Promise<number>;
+  /** What the server wrote to stderr (with BENCH_NARWHAL_ARGS=--log-requests, every request). */
+  output(): string;
   stop(): Promise<void>;
 }
 
@@ -28,18 +33,36 @@ function narwhalEnv(): NodeJS.ProcessEnv {
   return { ...process.env, PATH: `${join(REPO, 'node_modules/.bin')}:${process.env.PATH ?? ''}` };
 }
 
+/** Extra `serve` arguments for debugging a run, e.g. BENCH_NARWHAL_ARGS=--log-requests (slows lookups). */
+const EXTRA_ARGS = (process.env.BENCH_NARWHAL_ARGS ?? '').split(' ').filter((a) => a !== '');
+
 export async function startNarwhal(dataDir: string): Promise<NarwhalServer> {
   const { daemon, match } = await startDaemon(
     process.execPath,
-    [join(REPO, 'bin/narwhal.js'), 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0'],
+    [join(REPO, 'bin/narwhal.js'), 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', ...EXTRA_ARGS],
     /on (http:\/\/127\.0\.0\.1:\d+)\//,
     { env: narwhalEnv() },
   );
-  return wrap(daemon, `${match[1]}/main`, dataDir);
+  try {
+    const { stdout } = await run(process.execPath, [join(REPO, 'bin/narwhal.js'), 'token', 'create', '--data-dir', dataDir, '--cache', 'main', '--perm', 'push', '--name', 'bench', '--json'], { env: narwhalEnv() });
+    const token = (JSON.parse(stdout) as { secret: string }).secret;
+    return wrap(daemon, `${match[1]}/main`, dataDir, token);
+  } catch (err) {
+    await daemon.stop();
+    throw err;
+  }
 }
 
-function wrap(daemon: Daemon, cacheUrl: string, dataDir: string): NarwhalServer {
-  return { cacheUrl, dataDir, pid: daemon.pid, peakRss: () => peakRss(daemon.pid), stop: () => daemon.stop() };
+function wrap(daemon: Daemon, cacheUrl: string, dataDir: string, token: string): NarwhalServer {
+  return { cacheUrl, token, dataDir, pid: daemon.pid, peakRss: () => peakRss(daemon.pid), output: () => daemon.output(), stop: () => daemon.stop() };
+}
+
+/** Nix client settings that send the push token (Nix reads credentials from a netrc file). */
+export async function pushClientConfig(server: NarwhalServer, clientHome: string): Promise<string[]> {
+  await mkdir(clientHome, { recursive: true });
+  const netrc = join(clientHome, 'netrc');
+  await writeFile(netrc, `machine ${new URL(server.cacheUrl).hostname} login narwhal password ${server.token}\n`, { mode: 0o600 });
+  return [`netrc-file = ${netrc}`];
 }
 
 export async function narwhalStats(dataDir: string): Promise<NarwhalStats> {

@@ -58,6 +58,7 @@ http {
   const url = `http://127.0.0.1:${port}`;
   for (let attempt = 0; ; attempt++) {
     if (child.exitCode !== null) throw new Error(`nginx exited with ${child.exitCode}:\n${log}`);
+    // Refused connections are expected until nginx listens; any HTTP answer means it is up.
     const up = await fetch(`${url}/`, { method: 'HEAD' }).then(
       () => true,
       () => false,

@@ -24,14 +24,22 @@ export function fileStoreUrl(dir: string, kind: StaticCacheKind): string {
   return `file://${dir}?${kind.params}`;
 }
 
+/**
+ * A copy of `bytes` of NAR that takes longer than this has hung (xz, the slowest, runs at 1 MB/s
+ * or more here): Nix 2.8 waits forever on a retried PUT, which it sends without its body.
+ */
+export function copyTimeout(bytes: number): number {
+  return 120 + bytes / 250e3;
+}
+
 /** `nix copy --to` the paths (and their closure); resolves to the wall time in seconds. */
-export async function nixCopyTo(storeUrl: string, paths: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  return (await run('nix', ['copy', '--to', storeUrl, ...paths], { env })).seconds;
+export async function nixCopyTo(storeUrl: string, paths: string[], env: NodeJS.ProcessEnv, bytes: number): Promise<number> {
+  return (await run('nix', ['copy', '--to', storeUrl, ...paths], { env, timeoutSeconds: copyTimeout(bytes) })).seconds;
 }
 
 /** `nix copy --from` a substituter into a separate store root, without signature checks. */
-export async function nixCopyFrom(fromUrl: string, storeRoot: string, paths: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  return (await run('nix', ['copy', '--from', fromUrl, '--to', storeRoot, '--no-check-sigs', ...paths], { env })).seconds;
+export async function nixCopyFrom(fromUrl: string, storeRoot: string, paths: string[], env: NodeJS.ProcessEnv, bytes: number): Promise<number> {
+  return (await run('nix', ['copy', '--from', fromUrl, '--to', storeRoot, '--no-check-sigs', ...paths], { env, timeoutSeconds: copyTimeout(bytes) })).seconds;
 }
 
 /** The NAR URL (relative to the cache) that a static cache's narinfo names. */

@@ -13,7 +13,7 @@ export interface TokenInfo {
   revoked: boolean;
 }
 
-export type CacheChanges = Partial<Pick<CacheSettings, 'isPublic' | 'priority' | 'signingKey' | 'trustedKeys' | 'requireSignature'>>;
+export type CacheChanges = Partial<Pick<CacheSettings, 'isPublic' | 'priority' | 'signingKey' | 'trustedKeys' | 'requireSignature' | 'retention'>>;
 
 /**
  * The management operations, one contract for both ways the CLI reaches a server: directly on

@@ -2,6 +2,7 @@ import { NarwhalError } from '../errors.ts';
 import type { CacheRecord, CacheSettings } from '../metadata/metadata-store.ts';
 import { generateSigningKey, parsePublicKey, parseSecretKey, publicKeyOf } from '../nix/signing.ts';
 import type { Narwhal } from './narwhal.ts';
+import { forgetNarinfo } from './get-narinfo.ts';
 
 /** Cache names: lower-case and URL-safe; never a server route (those begin with `_`). */
 const CACHE_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
@@ -12,9 +13,30 @@ export function isValidCacheName(name: string): boolean {
   return CACHE_NAME.test(name) && !name.includes('..');
 }
 
+/**
+ * Every request looks its cache up, so records are kept for a second: changes made through this
+ * process apply at once (they call forgetCache), changes by other processes (the CLI on the same
+ * data dir, other replicas) within a second.
+ */
+const CACHE_RECORD_TTL_MS = 1000;
+const recentCaches = new WeakMap<Narwhal, Map<string, { record: CacheRecord | undefined; until: number }>>();
+
 export async function findCache(nw: Narwhal, name: string): Promise<CacheRecord | undefined> {
   if (!isValidCacheName(name)) return undefined;
-  return nw.meta.getCache(name);
+  let recent = recentCaches.get(nw);
+  if (!recent) recentCaches.set(nw, (recent = new Map()));
+  const now = Date.now();
+  const hit = recent.get(name);
+  if (hit && hit.until > now) return hit.record;
+  const record = await nw.meta.getCache(name);
+  if (recent.size > 10_000) recent.clear();
+  recent.set(name, { record, until: now + CACHE_RECORD_TTL_MS });
+  return record;
+}
+
+function forgetCache(nw: Narwhal, name: string): void {
+  recentCaches.get(nw)?.delete(name);
+  forgetNarinfo(nw);
 }
 
 export async function requireCache(nw: Narwhal, name: string): Promise<CacheRecord> {
@@ -28,6 +50,8 @@ export interface NewCacheOptions {
   priority?: number;
   /** Nix secret key text to sign with; a fresh key `<name>-1` is made when absent. */
   signingKey?: string;
+  /** Seconds since last access or upload after which GC drops a path; 0 (the default) keeps paths forever. */
+  retention?: number;
 }
 
 /** Creates a cache with its own signing key. Refuses names that are taken or invalid. */
@@ -42,16 +66,20 @@ export async function createCache(nw: Narwhal, name: string, options: NewCacheOp
     signingKey,
     trustedKeys: [],
     requireSignature: false,
+    retention: checkRetention(options.retention ?? 0),
   });
   if (!cache) throw new NarwhalError('conflict', `a cache named ${JSON.stringify(name)} already exists`);
+  forgetCache(nw, name);
   return cache;
 }
 
 export async function configureCache(nw: Narwhal, name: string, changes: Partial<CacheSettings>): Promise<CacheRecord> {
   if (changes.priority !== undefined) checkPriority(changes.priority);
+  if (changes.retention !== undefined) checkRetention(changes.retention);
   if (changes.signingKey !== undefined) checkSecretKey(changes.signingKey);
   for (const key of changes.trustedKeys ?? []) parsePublicKey(key);
   const cache = await nw.meta.updateCache(name, changes);
+  forgetCache(nw, name);
   if (!cache) throw new NarwhalError('not-found', `no cache named ${JSON.stringify(name)}`);
   if (cache.requireSignature && cache.trustedKeys.length === 0) {
     throw new NarwhalError('bad-request', 'requiring signatures needs at least one trusted key');
@@ -60,7 +88,9 @@ export async function configureCache(nw: Narwhal, name: string, changes: Partial
 }
 
 export async function destroyCache(nw: Narwhal, name: string): Promise<void> {
-  if (!(await nw.meta.deleteCache(name))) throw new NarwhalError('not-found', `no cache named ${JSON.stringify(name)}`);
+  const deleted = await nw.meta.deleteCache(name);
+  forgetCache(nw, name);
+  if (!deleted) throw new NarwhalError('not-found', `no cache named ${JSON.stringify(name)}`);
 }
 
 /** What `cache info` shows: everything but the secret key. */
@@ -71,6 +101,8 @@ export interface CacheInfo {
   publicKey: string;
   trustedKeys: string[];
   requireSignature: boolean;
+  /** Seconds since last access or upload after which GC drops a path; 0 = forever. */
+  retention: number;
   createdAt: string;
 }
 
@@ -82,6 +114,7 @@ export function cacheInfo(cache: CacheRecord): CacheInfo {
     publicKey: publicKeyOf(cache.signingKey),
     trustedKeys: cache.trustedKeys,
     requireSignature: cache.requireSignature,
+    retention: cache.retention,
     createdAt: new Date(cache.createdAt).toISOString(),
   };
 }
@@ -95,6 +128,16 @@ function checkPriority(priority: number): number {
     throw new NarwhalError('bad-request', 'priority must be a whole number from 0 to 10000');
   }
   return priority;
+}
+
+/** Up to 100 years, in whole seconds. */
+const MAX_RETENTION = 100 * 365 * 86_400;
+
+function checkRetention(seconds: number): number {
+  if (!Number.isInteger(seconds) || seconds < 0 || seconds > MAX_RETENTION) {
+    throw new NarwhalError('bad-request', 'retention must be a whole number of seconds from 0 (forever) to 100 years');
+  }
+  return seconds;
 }
 
 function checkSecretKey(text: string): string {

@@ -42,11 +42,12 @@ export class ChunkWriter {
 
   /**
    * A chunk is reused only when a committed NAR vouches for it (its file was made durable before
-   * that commit) and its file is still there; anything else, such as a leftover of an upload
-   * that crashed, is written again.
+   * that commit), it is not flagged damaged nor found unused by GC, and its file is still there;
+   * anything else, such as a leftover of an upload that crashed, is written again. Rewriting a
+   * damaged chunk is how a re-upload repairs it.
    */
   async #store(chunk: NewChunk, data: Uint8Array): Promise<void> {
-    if (await this.#nw.meta.hasChunk(chunk.id)) {
+    if (await this.#nw.meta.mayReuseChunk(chunk.id)) {
       const existing = await this.#nw.chunks.storedSize(chunk.id);
       if (existing !== undefined) {
         chunk.storedSize = existing;
@@ -54,5 +55,6 @@ export class ChunkWriter {
       }
     }
     chunk.storedSize = await this.#nw.chunks.encodeAndPut(chunk.id, data, this.#nw.options.zstdLevel);
+    chunk.written = true;
   }
 }

@@ -8,3 +8,23 @@ export function parseDuration(text: string): number {
   if (!match) throw new NarwhalError('bad-request', `invalid duration ${JSON.stringify(text)}: use a number and s, m, h, d or w (e.g. 30d)`);
   return Number(match[1]) * UNITS[match[2]];
 }
+
+/** Like parseDuration, and `0` alone for zero (off, or forever, as the option says). */
+export function parseDurationOrZero(text: string): number {
+  return text.trim() === '0' ? 0 : parseDuration(text);
+}
+
+/** A retention as given on the command line: a duration (`30d`), or `0` for forever; in whole seconds. */
+export function parseRetention(text: string): number {
+  return Math.round(parseDurationOrZero(text) / 1000);
+}
+
+/** Seconds as the largest unit that divides them (`2592000` -> `30d`); 0 is `forever`. */
+export function formatRetention(seconds: number): string {
+  if (seconds === 0) return 'forever';
+  for (const unit of ['w', 'd', 'h', 'm'] as const) {
+    const size = UNITS[unit] / 1000;
+    if (seconds % size === 0) return `${seconds / size}${unit}`;
+  }
+  return `${seconds}s`;
+}

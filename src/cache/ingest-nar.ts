@@ -3,7 +3,7 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { NarwhalError } from '../errors.ts';
 import { chunkStream } from '../chunking/chunker.ts';
-import { createDecompressor } from '../compression/decompress.ts';
+import { createDecompressor, sniffCompression } from '../compression/decompress.ts';
 import type { Compression } from '../compression/compression.ts';
 import { NarValidator } from '../nix/nar-validator.ts';
 import { formatSha256Nix32 } from '../nix/hash.ts';
@@ -27,9 +27,19 @@ export interface IngestRequest {
  * Ingests one NAR in a single streaming pass: decompress, validate the grammar, hash, cut into
  * chunks, store the chunks not yet stored. The NAR is committed only after the whole body arrived
  * and passed every check; a failure leaves no NAR record (chunks already written are orphans
- * that GC collects).
+ * that GC collects). It runs under this process's ingest hold, so that GC spares the chunks it
+ * writes or reuses until it has committed.
  */
 export async function ingestNar(nw: Narwhal, body: Readable, request: IngestRequest): Promise<NarRecord> {
+  const release = await nw.holds.begin();
+  try {
+    return await ingestHeld(nw, body, request);
+  } finally {
+    release();
+  }
+}
+
+async function ingestHeld(nw: Narwhal, body: Readable, request: IngestRequest): Promise<NarRecord> {
   const fileHasher = createHash('sha256');
   let fileSize = 0;
   const hashCompressed = new Transform({
@@ -57,8 +67,9 @@ export async function ingestNar(nw: Narwhal, body: Readable, request: IngestRequ
   const sequence: NewChunk[] = [];
   const writer = new ChunkWriter(nw);
   // An uncompressed body is the NAR itself: its hash is the NarHash, computed once.
-  const plain = request.compression === 'none';
-  const stages = plain ? [body] : [body, hashCompressed, createDecompressor(request.compression)];
+  const compression = request.compression === 'auto' ? await sniffBody(body) : request.compression;
+  const plain = compression === 'none';
+  const stages = plain ? [body] : [body, hashCompressed, createDecompressor(compression)];
   try {
     await pipeline(...(stages as [Readable]), async (source: AsyncIterable<Uint8Array>) => {
       let end = 0;
@@ -103,4 +114,33 @@ async function* tap(source: AsyncIterable<Uint8Array>, inspect: (data: Uint8Arra
     inspect(data);
     yield data;
   }
+}
+
+/**
+ * Tells gzip from a plain NAR (both are uploaded to a bare `.nar` URL) by the body's first bytes,
+ * which are put back for the pipeline to read.
+ */
+async function sniffBody(body: Readable): Promise<Compression> {
+  const head: Buffer[] = [];
+  let length = 0;
+  for (;;) {
+    const part = body.read() as Buffer | null;
+    if (part !== null) {
+      head.push(part);
+      length += part.length;
+      if (length >= 2) break;
+      continue;
+    }
+    if (body.readableEnded || body.destroyed) break;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        body.off('readable', done).off('end', done).off('error', done).off('close', done);
+        resolve();
+      };
+      body.on('readable', done).on('end', done).on('error', done).on('close', done);
+    });
+  }
+  const joined = Buffer.concat(head);
+  if (joined.length > 0) body.unshift(joined);
+  return sniffCompression(joined);
 }

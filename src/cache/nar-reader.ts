@@ -1,10 +1,9 @@
-import { NarwhalError } from '../errors.ts';
 import type { NarRecord } from '../metadata/metadata-store.ts';
-import { decodeChunk } from './chunk-codec.ts';
 import { chunkEntries, chunkEntry, chunkIndexAt, type ChunkTableEntry } from './chunk-table.ts';
+import { checkChunkPresent, readCheckedChunk, type CheckedChunk } from './chunk-damage.ts';
 import type { Narwhal } from './narwhal.ts';
 
-/** Chunks read ahead of the one being sent. */
+/** Chunks read and checked ahead of the one being sent (the checks run on worker threads). */
 const READ_AHEAD = 8;
 /** Existence checks in flight at once before a download starts. */
 const CHECK_CONCURRENCY = 32;
@@ -12,11 +11,11 @@ const CHECK_CONCURRENCY = 32;
 /**
  * Finds a NAR for reading and makes sure every chunk it needs is in the chunk store, so that a
  * download never starts that cannot finish: a missing chunk throws 'chunk-missing' before any
- * byte is sent.
+ * byte is sent (and flags the NAR damaged). A NAR already flagged damaged is not offered.
  */
 export async function openNar(nw: Narwhal, narHash: string): Promise<NarRecord | undefined> {
   const nar = await nw.meta.getNar(narHash);
-  if (!nar) return undefined;
+  if (!nar || nar.damagedAt !== null) return undefined;
   await assertChunksPresent(nw, nar);
   return nar;
 }
@@ -25,19 +24,18 @@ export async function assertChunksPresent(nw: Narwhal, nar: NarRecord): Promise<
   const entries = [...chunkEntries(nar.chunkTable)];
   let next = 0;
   const worker = async (): Promise<void> => {
-    while (next < entries.length) {
-      const entry = entries[next++];
-      if ((await nw.chunks.storedSize(entry.id)) === undefined) {
-        throw new NarwhalError('chunk-missing', `NAR ${nar.narHash} is incomplete: chunk ${Buffer.from(entry.id).toString('hex')} is missing`);
-      }
-    }
+    while (next < entries.length) await checkChunkPresent(nw, entries[next++].id, nar.narHash);
   };
   await Promise.all(Array.from({ length: Math.min(CHECK_CONCURRENCY, entries.length) }, worker));
 }
 
-/** The stored zstd frames of the NAR, back to back: together they are one zstd stream of the NAR. */
+/**
+ * The stored zstd frames of the NAR, back to back: together they are one zstd stream of the NAR.
+ * Each frame is decompressed and checked against its chunk id before it is passed on, as in
+ * readNarBytes: a damaged chunk ends the stream with an error rather than sending wrong bytes.
+ */
 export async function* readStoredFrames(nw: Narwhal, nar: NarRecord): AsyncGenerator<Uint8Array> {
-  for await (const { stored } of readAhead(nw, chunkEntries(nar.chunkTable))) yield stored;
+  for await (const { stored } of readChecked(nw, chunkEntries(nar.chunkTable), false)) yield stored;
 }
 
 /**
@@ -51,21 +49,16 @@ export async function* readNarBytes(nw: Narwhal, nar: NarRecord, start = 0, end 
   const wanted = (function* () {
     for (let i = first; i <= last; i++) yield chunkEntry(nar.chunkTable, i);
   })();
-  const decoded = mapAhead(readAhead(nw, wanted), ({ entry, stored }) => decodeChunk(entry.id, stored, entry.end - entry.start).then((data) => ({ entry, data })));
-  for await (const { entry, data } of decoded) {
+  for await (const { entry, data } of readChecked(nw, wanted, true)) {
     const from = Math.max(start, entry.start) - entry.start;
     const to = Math.min(end, entry.end) - entry.start;
-    yield data.subarray(from, to);
+    yield data!.subarray(from, to);
   }
 }
 
-interface StoredChunk {
-  entry: ChunkTableEntry;
-  stored: Uint8Array;
-}
-
-function readAhead(nw: Narwhal, entries: Iterable<ChunkTableEntry>): AsyncGenerator<StoredChunk> {
-  return mapAhead(toAsync(entries), async (entry) => ({ entry, stored: await nw.chunks.get(entry.id) }));
+/** Chunks read and checked in order, READ_AHEAD at a time; a damaged one is flagged (chunk-damage.ts). */
+function readChecked(nw: Narwhal, entries: Iterable<ChunkTableEntry>, wantData: boolean): AsyncGenerator<CheckedChunk> {
+  return mapAhead(toAsync(entries), (entry) => readCheckedChunk(nw, entry, wantData));
 }
 
 /** Maps in order with up to READ_AHEAD operations running ahead of the consumer. */

@@ -3,6 +3,7 @@ import type { MetadataStore } from '../metadata/metadata-store.ts';
 import type { ChunkStore } from '../storage/chunk-store.ts';
 import { openMetadataStore, openChunkStore } from './backends.ts';
 import { createCache } from './caches.ts';
+import { IngestHolds } from './ingest-holds.ts';
 import { isNarwhalError } from '../errors.ts';
 
 export interface NarwhalOptions {
@@ -22,13 +23,15 @@ export interface Narwhal {
   meta: MetadataStore;
   chunks: ChunkStore;
   options: NarwhalOptions;
+  /** What GC must spare for this process's running ingests. */
+  holds: IngestHolds;
 }
 
 export interface OpenConfig {
   dataDir: string;
   /** `sqlite:PATH`; defaults to `sqlite:<dataDir>/narwhal.sqlite`. */
   database?: string;
-  /** A directory; defaults to `<dataDir>/castr`. */
+  /** A directory or `s3://BUCKET/PREFIX?...` (see storage-url.ts); defaults to `<dataDir>/castr`. */
   storage?: string;
   options?: Partial<NarwhalOptions>;
 }
@@ -39,7 +42,7 @@ export const DEFAULT_CACHE = 'main';
 export async function openNarwhal(config: OpenConfig): Promise<Narwhal> {
   const meta = await openMetadataStore(config.database ?? `sqlite:${join(config.dataDir, 'narwhal.sqlite')}`);
   const chunks = await openChunkStore(config.storage ?? join(config.dataDir, 'castr'));
-  const nw = { meta, chunks, options: { ...DEFAULT_OPTIONS, ...config.options } };
+  const nw = { meta, chunks, options: { ...DEFAULT_OPTIONS, ...config.options }, holds: new IngestHolds(meta) };
   if (!(await meta.getCache(DEFAULT_CACHE))) {
     await createCache(nw, DEFAULT_CACHE, { isPublic: true }).catch((err: unknown) => {
       if (!isNarwhalError(err, 'conflict')) throw err; // another process created it meanwhile
@@ -49,6 +52,7 @@ export async function openNarwhal(config: OpenConfig): Promise<Narwhal> {
 }
 
 export async function closeNarwhal(nw: Narwhal): Promise<void> {
+  await nw.holds.close();
   await nw.chunks.close();
   await nw.meta.close();
 }

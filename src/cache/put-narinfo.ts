@@ -5,6 +5,7 @@ import { parseStorePathBaseName } from '../nix/store-path.ts';
 import { narinfoFingerprint, verifySignature } from '../nix/signing.ts';
 import type { CacheRecord } from '../metadata/metadata-store.ts';
 import type { Narwhal } from './narwhal.ts';
+import { forgetNarinfo } from './get-narinfo.ts';
 
 /**
  * Stores a narinfo uploaded as `<hashPart>.narinfo` after checking it against what is stored:
@@ -36,7 +37,8 @@ export async function putNarinfo(nw: Narwhal, cache: CacheRecord, hashPart: stri
   if (missing.length > 0) {
     throw new NarwhalError('missing-reference', `references not in this cache: ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', ...' : ''}`);
   }
-  await nw.meta.putPath({
+  // Checked again inside putPath's transaction: GC may have deleted the NAR or a reference since.
+  const result = await nw.meta.putPath({
     cacheId: cache.id,
     hashPart,
     storePath: info.storePath,
@@ -47,4 +49,7 @@ export async function putNarinfo(nw: Narwhal, cache: CacheRecord, hashPart: stri
     sigs: info.sigs,
     ca: info.ca ?? null,
   });
+  if (result === 'no-nar') throw new NarwhalError('missing-reference', `no NAR with NarHash ${narHash} has been uploaded`);
+  if (result === 'missing-reference') throw new NarwhalError('missing-reference', 'a reference was deleted from this cache meanwhile');
+  forgetNarinfo(nw, cache.id, hashPart);
 }

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { NarwhalError } from '../errors.ts';
 import type { CacheInfo } from '../cache/caches.ts';
 import type { CacheChanges } from '../cache/admin-operations.ts';
+import { formatRetention, parseRetention } from '../cache/duration.ts';
 import { ADMIN_OPTIONS, openAdminTarget } from './options.ts';
 import { printJsonOr } from './output.ts';
 
@@ -17,6 +18,7 @@ const OPTIONS = {
   'no-trusted-keys': { type: 'boolean' },
   'require-signature': { type: 'boolean' },
   'no-require-signature': { type: 'boolean' },
+  retention: { type: 'string' },
 } as const;
 
 export async function cacheCommand(args: string[]): Promise<number> {
@@ -35,6 +37,7 @@ export async function cacheCommand(args: string[]): Promise<number> {
           isPublic: values.public === true,
           priority: values.priority === undefined ? undefined : Number(values.priority),
           signingKey: values['signing-key'] === undefined ? undefined : await readFile(values['signing-key'], 'utf8'),
+          retention: values.retention === undefined ? undefined : parseRetention(values.retention),
         });
         printJsonOr(values.json, info, () => `created cache ${info.name} (${info.public ? 'public' : 'private'})\npublic key: ${info.publicKey}\n`);
         return 0;
@@ -75,6 +78,7 @@ async function changesFrom(values: {
   'no-trusted-keys'?: boolean;
   'require-signature'?: boolean;
   'no-require-signature'?: boolean;
+  retention?: string;
 }): Promise<CacheChanges> {
   const changes: CacheChanges = {};
   if (values.public && values.private) throw new NarwhalError('bad-request', '--public and --private contradict each other');
@@ -86,6 +90,7 @@ async function changesFrom(values: {
   if (values['trusted-key']) changes.trustedKeys = values['trusted-key'];
   if (values['require-signature']) changes.requireSignature = true;
   if (values['no-require-signature']) changes.requireSignature = false;
+  if (values.retention !== undefined) changes.retention = parseRetention(values.retention);
   if (Object.keys(changes).length === 0) throw new NarwhalError('bad-request', 'cache configure needs at least one setting to change');
   return changes;
 }
@@ -98,6 +103,7 @@ function describe(info: CacheInfo): string {
     `public key         ${info.publicKey}\n` +
     `require signature  ${info.requireSignature ? 'yes' : 'no'}\n` +
     `trusted keys       ${info.trustedKeys.join(' ') || '-'}\n` +
+    `retention          ${formatRetention(info.retention)}\n` +
     `created            ${info.createdAt}\n`
   );
 }

@@ -2,28 +2,50 @@ import { serveCommand } from './serve.ts';
 import { statsCommand } from './stats.ts';
 import { cacheCommand } from './cache-command.ts';
 import { tokenCommand } from './token-command.ts';
+import { gcCommand } from './gc-command.ts';
+import { verifyCommand } from './verify-command.ts';
+import { pathCommand } from './path-command.ts';
+import { migrateStorageCommand } from './migrate-storage-command.ts';
 import { NarwhalError } from '../errors.ts';
 
 const USAGE = `Usage: narwhal <command> [options]
 
 Commands:
   serve   [--data-dir DIR] [--listen HOST:PORT] [--log-requests]
-          run the binary cache server (default 127.0.0.1:5000)
+          [--gc-interval 6h|0] [--gc-grace 1h] [--max-nar-size BYTES]
+          run the binary cache server (default 127.0.0.1:5000), with GC every
+          interval (0 = never)
   stats   [--data-dir DIR] [--json]               storage and dedup figures
-  cache create NAME [--public] [--priority N] [--signing-key FILE] [--json]
+  cache create NAME [--public] [--priority N] [--signing-key FILE]
+                    [--retention 30d|0] [--json]
   cache list [--json]
   cache info NAME [--json]
   cache configure NAME [--public|--private] [--priority N] [--signing-key FILE]
                        [--trusted-key KEY]... [--no-trusted-keys]
                        [--require-signature|--no-require-signature]
+                       [--retention 30d|0]   drop paths unused that long (0 = never)
   cache destroy NAME
   token create --cache NAME[,NAME|glob] --perm pull,push,delete,admin
                [--expires 30d] [--name TEXT] [--json]
   token list [--json]
   token revoke ID
+  path list CACHE [--json]
+  path pin|unpin CACHE STOREPATH|HASH...   a pinned path and its closure outlive retention
+  path delete CACHE STOREPATH|HASH...      refused while other paths refer to them
+  gc      [--grace 1h] [--json]   expire paths by retention, delete unused NARs and
+          chunks (those unused for longer than the grace period)
+  verify  [--repair] [--json]     check every chunk and NAR; flag damaged NARs (their
+          narinfos answer 404 until uploaded again); --repair deletes corrupt
+          chunk files; exit status 1 while damage remains
+  migrate-storage [--from URL] [--to URL] [--data-dir DIR]
+          copy the chunks --from has and --to lacks, checking each;
+          either defaults to DIR/castr
 
 Options shared by all commands:
   --data-dir DIR   where the database and chunks live (default ./narwhal-data)
+  --storage URL    where chunks live instead of DIR/castr: a directory, or
+                   s3://BUCKET/PREFIX?endpoint=URL&region=R&path-style=1
+                   (credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)
   --server URL --token T   (cache and token commands) use a running server's API
                            instead of --data-dir; NARWHAL_TOKEN may hold the token
 `;
@@ -33,6 +55,10 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   stats: statsCommand,
   cache: cacheCommand,
   token: tokenCommand,
+  path: pathCommand,
+  gc: gcCommand,
+  verify: verifyCommand,
+  'migrate-storage': migrateStorageCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -6,6 +6,8 @@ import { NarwhalError } from '../errors.ts';
 /** Options every command that opens the stores accepts. */
 export const STORE_OPTIONS = {
   'data-dir': { type: 'string', default: './narwhal-data' },
+  /** Where chunks live: a directory or s3://BUCKET/PREFIX?... (default DIR/castr). */
+  storage: { type: 'string' },
 } as const;
 
 /** Options of the management commands: local stores, or a server's API. */
@@ -21,12 +23,12 @@ export interface AdminTarget {
 }
 
 /** `--server URL --token T` talks to a running server; otherwise the stores under --data-dir are opened directly. */
-export async function openAdminTarget(values: { 'data-dir': string; server?: string; token?: string }): Promise<AdminTarget> {
+export async function openAdminTarget(values: { 'data-dir': string; storage?: string; server?: string; token?: string }): Promise<AdminTarget> {
   if (values.server !== undefined) {
     const token = values.token ?? process.env.NARWHAL_TOKEN;
     if (!token) throw new NarwhalError('bad-request', '--server needs --token (or NARWHAL_TOKEN)');
     return { admin: remoteAdmin(values.server, token), close: async () => undefined };
   }
-  const nw = await openNarwhal({ dataDir: values['data-dir'] });
+  const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage });
   return { admin: localAdmin(nw), close: () => closeNarwhal(nw) };
 }

@@ -1,6 +1,8 @@
 import { parseArgs } from 'node:util';
 import { once } from 'node:events';
 import { openNarwhal, closeNarwhal } from '../cache/narwhal.ts';
+import { parseDurationOrZero } from '../cache/duration.ts';
+import { scheduleGc } from '../cache/gc-scheduler.ts';
 import { createNarwhalServer } from '../server/server.ts';
 import { NarwhalError } from '../errors.ts';
 import { STORE_OPTIONS } from './options.ts';
@@ -12,17 +14,24 @@ export async function serveCommand(args: string[]): Promise<number> {
       ...STORE_OPTIONS,
       listen: { type: 'string', default: '127.0.0.1:5000' },
       'log-requests': { type: 'boolean', default: false },
+      'gc-interval': { type: 'string', default: '6h' },
+      'gc-grace': { type: 'string', default: '1h' },
+      'max-nar-size': { type: 'string' },
     },
     strict: true,
   });
   const { host, port } = parseListen(values.listen);
-  const nw = await openNarwhal({ dataDir: values['data-dir'] });
+  const gcInterval = parseDurationOrZero(values['gc-interval']);
+  const gcGrace = parseDurationOrZero(values['gc-grace']);
+  const maxNarSize = values['max-nar-size'] === undefined ? undefined : parseByteSize('--max-nar-size', values['max-nar-size']);
+  const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage, options: maxNarSize === undefined ? {} : { maxNarSize } });
   const server = createNarwhalServer(nw, { logRequests: values['log-requests'] });
   server.listen(port, host);
   await once(server, 'listening');
   const address = server.address();
   const shown = typeof address === 'object' && address ? `${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}` : values.listen;
   process.stderr.write(`narwhal: serving ${values['data-dir']} on http://${shown}/ (cache "main" at http://${shown}/main)\n`);
+  const gc = gcInterval > 0 ? scheduleGc(nw, { intervalMs: gcInterval, graceMs: gcGrace, log: (message) => process.stderr.write(`narwhal: ${message}\n`) }) : undefined;
 
   const signal = await new Promise<string>((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
@@ -31,8 +40,17 @@ export async function serveCommand(args: string[]): Promise<number> {
   process.stderr.write(`narwhal: ${signal}, shutting down\n`);
   server.close();
   server.closeIdleConnections();
+  await gc?.stop();
   await closeNarwhal(nw);
   return 0;
+}
+
+/** A size in bytes, optionally with a binary multiple: `1073741824`, `1024M`, `1G`. */
+function parseByteSize(option: string, text: string): number {
+  const match = /^(\d+)([KMGT]?)$/i.exec(text);
+  const size = match ? Number(match[1]) * 1024 ** ' KMGT'.indexOf((match[2] || ' ').toUpperCase()) : NaN;
+  if (!Number.isSafeInteger(size) || size < 1) throw new NarwhalError('bad-request', `${option} takes a size in bytes (or with K, M, G, T), not ${text}`);
+  return size;
 }
 
 function parseListen(listen: string): { host: string; port: number } {

@@ -22,7 +22,7 @@ export function remoteAdmin(serverUrl: string, token: string): AdminOperations {
   return {
     listCaches: () => call<CacheInfo[]>('GET', '/caches'),
     createCache: (name: string, options: NewCacheOptions) =>
-      call<CacheInfo>('POST', '/caches', { name, public: options.isPublic, priority: options.priority, signingKey: options.signingKey }),
+      call<CacheInfo>('POST', '/caches', { name, public: options.isPublic, priority: options.priority, signingKey: options.signingKey, retention: options.retention }),
     cacheInfo: (name: string) => call<CacheInfo>('GET', cachePath(name)),
     configureCache: (name: string, changes: CacheChanges) =>
       call<CacheInfo>('PATCH', cachePath(name), {
@@ -31,6 +31,7 @@ export function remoteAdmin(serverUrl: string, token: string): AdminOperations {
         signingKey: changes.signingKey,
         trustedKeys: changes.trustedKeys,
         requireSignature: changes.requireSignature,
+        retention: changes.retention,
       }),
     destroyCache: async (name: string) => void (await call('DELETE', cachePath(name))),
     createToken: (spec: NewToken) =>

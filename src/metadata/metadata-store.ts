@@ -13,6 +13,8 @@ export interface CacheSettings {
   trustedKeys: string[];
   /** Refuse narinfo uploads without a valid signature by one of trustedKeys. */
   requireSignature: boolean;
+  /** Seconds since a path's last access or upload after which GC drops it; 0 keeps paths forever. */
+  retention: number;
 }
 
 export interface CacheRecord extends CacheSettings {
@@ -45,12 +47,25 @@ export interface NarRecord {
   /** The chunk table: per chunk, u64 LE cumulative end offset then the 32-byte chunk id (caibx table layout). */
   chunkTable: Uint8Array;
   createdAt: number;
+  /** When a chunk of it was found missing or corrupt; null while it is whole. Its narinfos answer 404 meanwhile. */
+  damagedAt: number | null;
 }
 
 export interface NewChunk {
   id: Uint8Array;
   size: number;
   storedSize: number;
+  /** True when this ingest wrote the chunk file (rather than reusing the stored one): it repairs a damaged chunk. */
+  written?: boolean;
+}
+
+export interface ChunkRecord {
+  id: Uint8Array;
+  size: number;
+  storedSize: number;
+  damagedAt: number | null;
+  /** When GC found that no NAR uses it any more; null while one does. */
+  unreferencedSince: number | null;
 }
 
 export interface NewNar {
@@ -71,6 +86,8 @@ export interface PathRecord {
   narId: number;
   narHash: string;
   narSize: number;
+  /** Stored size of the NAR's chunks, counting repeats: the size of the `.nar.zst` served. */
+  narStoredSize: number;
   /** Basenames of the referenced store paths. */
   references: string[];
   deriver: string | null;
@@ -78,9 +95,18 @@ export interface PathRecord {
   sigs: string[];
   ca: string | null;
   createdAt: number;
+  /** Last time its narinfo or NAR was served, or it was uploaded. */
+  lastAccess: number;
+  /** A pinned path and its closure survive retention. */
+  pinned: boolean;
+  /** Whether its NAR is flagged damaged (then its narinfo answers 404). */
+  narDamaged: boolean;
 }
 
-export type NewPath = Omit<PathRecord, 'createdAt' | 'narHash' | 'narSize'>;
+export type NewPath = Omit<PathRecord, 'createdAt' | 'narHash' | 'narSize' | 'narStoredSize' | 'lastAccess' | 'pinned' | 'narDamaged'>;
+
+/** What putPath did: stored it, or found its NAR or one of its references gone. */
+export type PutPathResult = 'stored' | 'no-nar' | 'missing-reference';
 
 export interface CacheFile {
   content: Uint8Array;
@@ -121,24 +147,92 @@ export interface MetadataStore {
   cacheHasChunk(cacheId: number, chunkId: Uint8Array): Promise<boolean>;
 
   getNar(narHash: string): Promise<NarRecord | undefined>;
-  /** Whether a committed NAR uses the chunk. */
-  hasChunk(id: Uint8Array): Promise<boolean>;
+  /**
+   * Whether an ingest may reuse the stored chunk instead of writing it: a committed NAR uses it
+   * (so its file was made durable), it is not flagged damaged, and GC has not found it unused.
+   */
+  mayReuseChunk(id: Uint8Array): Promise<boolean>;
   /** The NAR that was uploaded as `nar/<fileHash>.nar<suffix>`, if any. */
   getNarByUpload(fileHash: string, suffix: string): Promise<NarRecord | undefined>;
   /**
-   * Records a NAR and its chunks. Idempotent: a NAR already recorded is returned as it is (its
-   * chunks were recorded with it); the upload name is recorded either way.
+   * Records a NAR and its chunks. Idempotent: a NAR already recorded is kept (its chunks were
+   * recorded with it); the upload name is recorded either way. In the same transaction: the NAR
+   * and its chunks count as referenced again (GC starts their grace anew); chunks with `written`
+   * lose their damage flag, and NARs left with no damaged chunk lose theirs; a NAR that uses a
+   * chunk still flagged damaged is flagged itself.
    */
   commitNar(nar: NewNar): Promise<NarRecord>;
 
   getPath(cacheId: number, hashPart: string): Promise<PathRecord | undefined>;
   /** Which of these hash parts this cache holds. */
   existingPaths(cacheId: number, hashParts: string[]): Promise<Set<string>>;
-  /** Inserts or replaces the path. */
-  putPath(path: NewPath): Promise<void>;
+  /**
+   * Inserts or replaces the path (keeping its pin), checking in the same transaction that its NAR
+   * and every reference other than itself are still there (GC may delete them meanwhile).
+   */
+  putPath(path: NewPath): Promise<PutPathResult>;
+  /** The cache's paths, by store path. */
+  listPaths(cacheId: number): Promise<PathRecord[]>;
+  /** Sets or clears the pin; false when there is no such path. */
+  setPathPinned(cacheId: number, hashPart: string, pinned: boolean): Promise<boolean>;
+  /**
+   * Deletes these paths, unless a path of the cache outside the set refers to one of them: then
+   * nothing is deleted and those referrers are returned. `deleted` lists the hash parts removed.
+   */
+  deletePaths(cacheId: number, hashParts: string[]): Promise<{ deleted: string[]; referrers: string[] }>;
+  /** Sets the path's last access to `at` if it is before `staleBefore`. */
+  recordPathAccess(cacheId: number, hashPart: string, at: number, staleBefore: number): Promise<void>;
+  /** Sets the last access of the cache's paths that use the NAR to `at` where it is before `staleBefore`. */
+  recordNarAccess(cacheId: number, narId: number, at: number, staleBefore: number): Promise<void>;
 
   getFile(cacheId: number, name: string): Promise<CacheFile | undefined>;
   putFile(cacheId: number, name: string, file: CacheFile): Promise<void>;
 
   stats(): Promise<StoreStats>;
+
+  // Integrity (src/cache/verify.ts, src/cache/chunk-damage.ts).
+
+  /** Flags the chunks damaged and every NAR that uses one of them; returns how many NARs were newly flagged. */
+  markChunksDamaged(ids: Uint8Array[], at: number): Promise<number>;
+  /** Sets or clears the damage flag of these chunks only (not of their NARs). */
+  setChunksDamaged(ids: Uint8Array[], damaged: boolean, at: number): Promise<void>;
+  /** Up to `limit` chunks with ids above `after` (bytewise; an empty array starts at the first), ascending. */
+  listChunks(after: Uint8Array, limit: number): Promise<ChunkRecord[]>;
+  /** Up to `limit` NARs with ids above `afterId`, ascending. */
+  listNars(afterId: number, limit: number): Promise<NarRecord[]>;
+  /** The distinct chunks the NAR uses, as recorded. */
+  narChunks(narId: number): Promise<ChunkRecord[]>;
+  setNarDamaged(narId: number, damaged: boolean, at: number): Promise<void>;
+  damagedNarCount(): Promise<number>;
+
+  // Garbage collection (src/cache/gc.ts).
+
+  /**
+   * Deletes the cache's paths that are not live, and returns how many. Live: pinned, or last
+   * accessed after `accessedBefore`, or referred to (transitively) by a live path of the cache.
+   */
+  expirePaths(cacheId: number, accessedBefore: number): Promise<number>;
+  /** Sets unreferenced_since to `at` on NARs no path uses that have none yet; returns how many. */
+  markUnreferencedNars(at: number): Promise<number>;
+  /**
+   * Deletes up to `limit` NARs that no path uses and that were found unused at or before
+   * `before`; in the same transaction, the chunks they leave unused get unreferenced_since `at`.
+   */
+  deleteUnreferencedNars(before: number, at: number, limit: number): Promise<{ nars: number; narBytes: number }>;
+  /**
+   * Deletes up to `limit` chunk records that no NAR uses and that were found unused at or before
+   * `before`, and returns them. Their files are the caller's to delete.
+   */
+  deleteUnreferencedChunks(before: number, limit: number): Promise<ChunkRecord[]>;
+  /** Which of these chunk ids have a record (as lower-case hex). */
+  existingChunks(ids: Uint8Array[]): Promise<Set<string>>;
+  /** Publishes a process's ingest hold: `busySince` null when it has no ingest running. */
+  renewIngestHold(holder: string, busySince: number | null, at: number): Promise<void>;
+  releaseIngestHold(holder: string): Promise<void>;
+  /**
+   * The earliest busySince among holds renewed at or after `aliveSince`, leaving out
+   * `exceptHolder` (the caller's own); holds renewed before it belong to dead processes and are
+   * forgotten.
+   */
+  ingestHoldFloor(aliveSince: number, exceptHolder: string): Promise<number | undefined>;
 }

@@ -1,11 +1,14 @@
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { NarwhalError } from '../errors.ts';
 import { SQLITE_MIGRATIONS } from './sqlite-schema.ts';
 import type {
   CacheFile,
   CacheRecord,
   CacheSettings,
+  ChunkRecord,
+  PutPathResult,
   Permission,
   TokenRecord,
   MetadataStore,
@@ -62,8 +65,9 @@ export class SqliteMetadata implements MetadataStore {
       this.#db.exec('COMMIT');
       return result;
     } catch (err) {
-      this.#db.exec('ROLLBACK');
-      throw err;
+      // After some errors (SQLITE_FULL among them) SQLite has already rolled back by itself.
+      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+      throw storageFullError(err);
     }
   }
 
@@ -78,8 +82,8 @@ export class SqliteMetadata implements MetadataStore {
 
   async createCache(name: string, settings: CacheSettings): Promise<CacheRecord | undefined> {
     const row = this.#sql(
-      `INSERT INTO caches (name, is_public, priority, signing_key, trusted_keys, require_signature, created_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING *`,
+      `INSERT INTO caches (name, is_public, priority, signing_key, trusted_keys, require_signature, retention, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING *`,
     ).get(
       name,
       settings.isPublic ? 1 : 0,
@@ -87,6 +91,7 @@ export class SqliteMetadata implements MetadataStore {
       settings.signingKey,
       settings.trustedKeys.join('\n'),
       settings.requireSignature ? 1 : 0,
+      settings.retention,
       Date.now(),
     ) as Row | undefined;
     return row && toCache(row);
@@ -98,8 +103,8 @@ export class SqliteMetadata implements MetadataStore {
       if (!row) return undefined;
       const next = { ...toCache(row), ...changes };
       this.#sql(
-        `UPDATE caches SET is_public = ?, priority = ?, signing_key = ?, trusted_keys = ?, require_signature = ? WHERE name = ?`,
-      ).run(next.isPublic ? 1 : 0, next.priority, next.signingKey, next.trustedKeys.join('\n'), next.requireSignature ? 1 : 0, name);
+        `UPDATE caches SET is_public = ?, priority = ?, signing_key = ?, trusted_keys = ?, require_signature = ?, retention = ? WHERE name = ?`,
+      ).run(next.isPublic ? 1 : 0, next.priority, next.signingKey, next.trustedKeys.join('\n'), next.requireSignature ? 1 : 0, next.retention, name);
       return next;
     });
   }
@@ -149,8 +154,9 @@ export class SqliteMetadata implements MetadataStore {
     return row && toNar(row);
   }
 
-  async hasChunk(id: Uint8Array): Promise<boolean> {
-    return this.#sql('SELECT 1 AS found FROM chunks WHERE id = ?').get(id) !== undefined;
+  async mayReuseChunk(id: Uint8Array): Promise<boolean> {
+    const row = this.#sql('SELECT 1 AS found FROM chunks WHERE id = ? AND unreferenced_since IS NULL AND damaged_at IS NULL').get(id);
+    return row !== undefined;
   }
 
   async getNarByUpload(fileHash: string, suffix: string): Promise<NarRecord | undefined> {
@@ -163,24 +169,46 @@ export class SqliteMetadata implements MetadataStore {
   async commitNar(nar: NewNar): Promise<NarRecord> {
     const now = Date.now();
     const id = this.#transaction(() => {
-      const existing = this.#sql('SELECT id FROM nars WHERE nar_hash = ?').get(nar.narHash) as Row | undefined;
+      // Damage is rare: when no chunk is flagged, the repair bookkeeping below is skipped.
+      const anyDamage = this.#sql('SELECT 1 AS found FROM chunks WHERE damaged_at IS NOT NULL LIMIT 1').get() !== undefined;
+      const existing = this.#sql('SELECT id, damaged_at FROM nars WHERE nar_hash = ?').get(nar.narHash) as Row | undefined;
       let narId: number;
       if (existing) {
         narId = Number(existing.id);
+        // Uploaded again (its narinfo is likely to follow): GC's grace starts anew.
+        this.#sql('UPDATE nars SET unreferenced_since = NULL WHERE id = ? AND unreferenced_since IS NOT NULL').run(narId);
       } else {
         const inserted = this.#sql(
           `INSERT INTO nars (nar_hash, nar_size, chunk_count, stored_size, chunk_table, created_at)
            VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
         ).get(nar.narHash, nar.narSize, nar.chunkTable.length / 40, nar.storedSize, nar.chunkTable, now) as Row;
         narId = Number(inserted.id);
+      }
+      const repaired: Uint8Array[] = [];
+      if (!existing || anyDamage) {
+        // A chunk this NAR uses is referenced again; one this ingest wrote is whole again.
         const addChunk = this.#sql(
-          `INSERT INTO chunks (id, size, stored_size, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+          `INSERT INTO chunks (id, size, stored_size, created_at) VALUES (?, ?, ?, ?)
+           ON CONFLICT (id) DO UPDATE SET unreferenced_since = NULL, damaged_at = CASE WHEN ? THEN NULL ELSE chunks.damaged_at END
+           WHERE chunks.unreferenced_since IS NOT NULL OR (? AND chunks.damaged_at IS NOT NULL)`,
         );
+        const isDamaged = this.#sql('SELECT 1 AS found FROM chunks WHERE id = ? AND damaged_at IS NOT NULL');
         const addUse = this.#sql('INSERT INTO nar_chunks (chunk_id, nar_id) VALUES (?, ?)');
         for (const chunk of nar.chunks) {
-          addChunk.run(chunk.id, chunk.size, chunk.storedSize, now);
-          addUse.run(chunk.id, narId);
+          const written = chunk.written ? 1 : 0;
+          if (anyDamage && written && isDamaged.get(chunk.id)) repaired.push(chunk.id);
+          addChunk.run(chunk.id, chunk.size, chunk.storedSize, now, written, written);
+          if (!existing) addUse.run(chunk.id, narId);
         }
+      }
+      if (anyDamage || (existing && existing.damaged_at !== null)) {
+        const heal = this.#sql(
+          `UPDATE nars SET damaged_at = NULL WHERE damaged_at IS NOT NULL
+             AND id IN (SELECT nar_id FROM nar_chunks WHERE chunk_id = ?) AND ${NO_DAMAGED_CHUNK}`,
+        );
+        for (const chunkId of repaired) heal.run(chunkId);
+        // This NAR was just read whole, except where it reused a chunk flagged meanwhile.
+        this.#sql(`UPDATE nars SET damaged_at = CASE WHEN ${NO_DAMAGED_CHUNK} THEN NULL ELSE coalesce(damaged_at, ?) END WHERE id = ?`).run(now, narId);
       }
       if (nar.upload) {
         this.#sql(
@@ -195,7 +223,7 @@ export class SqliteMetadata implements MetadataStore {
 
   async getPath(cacheId: number, hashPart: string): Promise<PathRecord | undefined> {
     const row = this.#sql(
-      `SELECT paths.*, nars.nar_hash, nars.nar_size FROM paths JOIN nars ON nars.id = paths.nar_id
+      `SELECT ${PATH_COLUMNS} FROM paths JOIN nars ON nars.id = paths.nar_id
        WHERE cache_id = ? AND hash_part = ?`,
     ).get(cacheId, hashPart) as Row | undefined;
     return row && toPath(row);
@@ -208,28 +236,75 @@ export class SqliteMetadata implements MetadataStore {
     return found;
   }
 
-  async putPath(path: NewPath): Promise<void> {
+  async putPath(path: NewPath): Promise<PutPathResult> {
     const now = Date.now();
-    this.#sql(
-      `INSERT INTO paths (cache_id, hash_part, store_path, nar_id, refs, deriver, system, sigs, ca, created_at, last_access)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (cache_id, hash_part) DO UPDATE SET
-         store_path = excluded.store_path, nar_id = excluded.nar_id, refs = excluded.refs,
-         deriver = excluded.deriver, system = excluded.system, sigs = excluded.sigs, ca = excluded.ca,
-         created_at = excluded.created_at, last_access = excluded.last_access`,
-    ).run(
-      path.cacheId,
-      path.hashPart,
-      path.storePath,
-      path.narId,
-      path.references.join(' '),
-      path.deriver,
-      path.system,
-      path.sigs.join('\n'),
-      path.ca,
-      now,
-      now,
-    );
+    return this.#transaction((): PutPathResult => {
+      if (!this.#sql('SELECT 1 AS found FROM nars WHERE id = ?').get(path.narId)) return 'no-nar';
+      const refs = [...new Set(path.references.map((ref) => ref.slice(0, 32)))].filter((h) => h !== path.hashPart);
+      const present = this.#sql('SELECT 1 AS found FROM paths WHERE cache_id = ? AND hash_part = ?');
+      if (refs.some((h) => !present.get(path.cacheId, h))) return 'missing-reference';
+      this.#sql(
+        `INSERT INTO paths (cache_id, hash_part, store_path, nar_id, refs, deriver, system, sigs, ca, created_at, last_access)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (cache_id, hash_part) DO UPDATE SET
+           store_path = excluded.store_path, nar_id = excluded.nar_id, refs = excluded.refs,
+           deriver = excluded.deriver, system = excluded.system, sigs = excluded.sigs, ca = excluded.ca,
+           created_at = excluded.created_at, last_access = excluded.last_access`,
+      ).run(
+        path.cacheId,
+        path.hashPart,
+        path.storePath,
+        path.narId,
+        path.references.join(' '),
+        path.deriver,
+        path.system,
+        path.sigs.join('\n'),
+        path.ca,
+        now,
+        now,
+      );
+      this.#sql('DELETE FROM path_refs WHERE cache_id = ? AND hash_part = ?').run(path.cacheId, path.hashPart);
+      const addRef = this.#sql('INSERT INTO path_refs (cache_id, hash_part, ref_hash) VALUES (?, ?, ?)');
+      for (const ref of refs) addRef.run(path.cacheId, path.hashPart, ref);
+      this.#sql('UPDATE nars SET unreferenced_since = NULL WHERE id = ? AND unreferenced_since IS NOT NULL').run(path.narId);
+      return 'stored';
+    });
+  }
+
+  async listPaths(cacheId: number): Promise<PathRecord[]> {
+    const rows = this.#sql(`SELECT ${PATH_COLUMNS} FROM paths JOIN nars ON nars.id = paths.nar_id WHERE cache_id = ? ORDER BY store_path`).all(cacheId);
+    return (rows as Row[]).map(toPath);
+  }
+
+  async setPathPinned(cacheId: number, hashPart: string, pinned: boolean): Promise<boolean> {
+    const result = this.#sql('UPDATE paths SET pinned = ? WHERE cache_id = ? AND hash_part = ?').run(pinned ? 1 : 0, cacheId, hashPart);
+    return Number(result.changes) > 0;
+  }
+
+  async deletePaths(cacheId: number, hashParts: string[]): Promise<{ deleted: string[]; referrers: string[] }> {
+    return this.#transaction(() => {
+      const doomed = new Set(hashParts);
+      const referrers = new Set<string>();
+      const findReferrers = this.#sql('SELECT hash_part FROM path_refs WHERE cache_id = ? AND ref_hash = ?');
+      for (const hashPart of doomed) {
+        for (const row of findReferrers.all(cacheId, hashPart) as Row[]) {
+          if (!doomed.has(String(row.hash_part))) referrers.add(String(row.hash_part));
+        }
+      }
+      if (referrers.size > 0) return { deleted: [], referrers: [...referrers] };
+      const remove = this.#sql('DELETE FROM paths WHERE cache_id = ? AND hash_part = ?');
+      return { deleted: [...doomed].filter((hashPart) => Number(remove.run(cacheId, hashPart).changes) > 0), referrers: [] };
+    });
+  }
+
+  async recordPathAccess(cacheId: number, hashPart: string, at: number, staleBefore: number): Promise<void> {
+    this.#transaction(() => this.#sql('UPDATE paths SET last_access = ? WHERE cache_id = ? AND hash_part = ? AND last_access < ?').run(at, cacheId, hashPart, staleBefore));
+  }
+
+  async recordNarAccess(cacheId: number, narId: number, at: number, staleBefore: number): Promise<void> {
+    // Read first: a NAR is served far more often than its paths' access times go stale.
+    const stale = this.#sql('SELECT 1 AS found FROM paths WHERE nar_id = ? AND cache_id = ? AND last_access < ? LIMIT 1').get(narId, cacheId, staleBefore);
+    if (stale) this.#transaction(() => this.#sql('UPDATE paths SET last_access = ? WHERE nar_id = ? AND cache_id = ? AND last_access < ?').run(at, narId, cacheId, staleBefore));
   }
 
   async getFile(cacheId: number, name: string): Promise<CacheFile | undefined> {
@@ -243,11 +318,11 @@ export class SqliteMetadata implements MetadataStore {
   }
 
   async putFile(cacheId: number, name: string, file: CacheFile): Promise<void> {
-    this.#sql(
+    this.#transaction(() => this.#sql(
       `INSERT INTO files (cache_id, name, content, content_type, content_encoding, created_at) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT (cache_id, name) DO UPDATE SET content = excluded.content, content_type = excluded.content_type,
          content_encoding = excluded.content_encoding, created_at = excluded.created_at`,
-    ).run(cacheId, name, file.content, file.contentType, file.contentEncoding, Date.now());
+    ).run(cacheId, name, file.content, file.contentType, file.contentEncoding, Date.now()));
   }
 
   async stats(): Promise<StoreStats> {
@@ -265,7 +340,134 @@ export class SqliteMetadata implements MetadataStore {
       storedBytes: Number(chunks.stored),
     };
   }
+
+  async markChunksDamaged(ids: Uint8Array[], at: number): Promise<number> {
+    return this.#transaction(() => {
+      let nars = 0;
+      const markChunk = this.#sql('UPDATE chunks SET damaged_at = ? WHERE id = ? AND damaged_at IS NULL');
+      const markNars = this.#sql('UPDATE nars SET damaged_at = ? WHERE damaged_at IS NULL AND id IN (SELECT nar_id FROM nar_chunks WHERE chunk_id = ?)');
+      for (const id of ids) {
+        markChunk.run(at, id);
+        nars += Number(markNars.run(at, id).changes);
+      }
+      return nars;
+    });
+  }
+
+  async setChunksDamaged(ids: Uint8Array[], damaged: boolean, at: number): Promise<void> {
+    this.#transaction(() => {
+      const flag = this.#sql('UPDATE chunks SET damaged_at = coalesce(damaged_at, ?) WHERE id = ?');
+      const clear = this.#sql('UPDATE chunks SET damaged_at = NULL WHERE id = ?');
+      for (const id of ids) {
+        if (damaged) flag.run(at, id);
+        else clear.run(id);
+      }
+    });
+  }
+
+  async listChunks(after: Uint8Array, limit: number): Promise<ChunkRecord[]> {
+    return (this.#sql('SELECT * FROM chunks WHERE id > ? ORDER BY id LIMIT ?').all(after, limit) as Row[]).map(toChunk);
+  }
+
+  async listNars(afterId: number, limit: number): Promise<NarRecord[]> {
+    return (this.#sql('SELECT * FROM nars WHERE id > ? ORDER BY id LIMIT ?').all(afterId, limit) as Row[]).map(toNar);
+  }
+
+  async narChunks(narId: number): Promise<ChunkRecord[]> {
+    const rows = this.#sql('SELECT chunks.* FROM nar_chunks JOIN chunks ON chunks.id = nar_chunks.chunk_id WHERE nar_chunks.nar_id = ?').all(narId);
+    return (rows as Row[]).map(toChunk);
+  }
+
+  async setNarDamaged(narId: number, damaged: boolean, at: number): Promise<void> {
+    this.#sql('UPDATE nars SET damaged_at = CASE WHEN ? THEN coalesce(damaged_at, ?) ELSE NULL END WHERE id = ?').run(damaged ? 1 : 0, at, narId);
+  }
+
+  async damagedNarCount(): Promise<number> {
+    return Number((this.#sql('SELECT count(*) AS n FROM nars WHERE damaged_at IS NOT NULL').get() as Row).n);
+  }
+
+  async expirePaths(cacheId: number, accessedBefore: number): Promise<number> {
+    const result = this.#sql(
+      `WITH RECURSIVE live(hash_part) AS (
+         SELECT hash_part FROM paths WHERE cache_id = ? AND (pinned = 1 OR last_access >= ?)
+         UNION
+         SELECT path_refs.ref_hash FROM path_refs JOIN live ON path_refs.hash_part = live.hash_part WHERE path_refs.cache_id = ?
+       )
+       DELETE FROM paths WHERE cache_id = ? AND hash_part NOT IN (SELECT hash_part FROM live)`,
+    ).run(cacheId, accessedBefore, cacheId, cacheId);
+    return Number(result.changes);
+  }
+
+  async markUnreferencedNars(at: number): Promise<number> {
+    const result = this.#sql(
+      'UPDATE nars SET unreferenced_since = ? WHERE unreferenced_since IS NULL AND NOT EXISTS (SELECT 1 FROM paths WHERE paths.nar_id = nars.id)',
+    ).run(at);
+    return Number(result.changes);
+  }
+
+  async deleteUnreferencedNars(before: number, at: number, limit: number): Promise<{ nars: number; narBytes: number }> {
+    return this.#transaction(() => {
+      const doomed = this.#sql(
+        'SELECT id, nar_size FROM nars WHERE unreferenced_since <= ? AND NOT EXISTS (SELECT 1 FROM paths WHERE paths.nar_id = nars.id) LIMIT ?',
+      ).all(before, limit) as Row[];
+      const chunksOf = this.#sql('SELECT chunk_id FROM nar_chunks WHERE nar_id = ?');
+      const remove = this.#sql('DELETE FROM nars WHERE id = ?');
+      const markChunk = this.#sql(
+        'UPDATE chunks SET unreferenced_since = ? WHERE id = ? AND unreferenced_since IS NULL AND NOT EXISTS (SELECT 1 FROM nar_chunks WHERE chunk_id = ?)',
+      );
+      let narBytes = 0;
+      for (const row of doomed) {
+        const chunkIds = (chunksOf.all(row.id) as Row[]).map((r) => r.chunk_id as Uint8Array);
+        remove.run(row.id);
+        for (const chunkId of chunkIds) markChunk.run(at, chunkId, chunkId);
+        narBytes += Number(row.nar_size);
+      }
+      return { nars: doomed.length, narBytes };
+    });
+  }
+
+  async deleteUnreferencedChunks(before: number, limit: number): Promise<ChunkRecord[]> {
+    const rows = this.#sql(
+      `DELETE FROM chunks WHERE id IN (
+         SELECT id FROM chunks WHERE unreferenced_since <= ? AND NOT EXISTS (SELECT 1 FROM nar_chunks WHERE nar_chunks.chunk_id = chunks.id) LIMIT ?
+       ) RETURNING *`,
+    ).all(before, limit) as Row[];
+    return rows.map(toChunk);
+  }
+
+  async existingChunks(ids: Uint8Array[]): Promise<Set<string>> {
+    const found = new Set<string>();
+    const query = this.#sql('SELECT 1 AS found FROM chunks WHERE id = ?');
+    for (const id of ids) if (query.get(id)) found.add(Buffer.from(id).toString('hex'));
+    return found;
+  }
+
+  async renewIngestHold(holder: string, busySince: number | null, at: number): Promise<void> {
+    this.#transaction(() => this.#sql(
+      `INSERT INTO ingest_holds (holder, busy_since, renewed_at) VALUES (?, ?, ?)
+       ON CONFLICT (holder) DO UPDATE SET busy_since = excluded.busy_since, renewed_at = excluded.renewed_at`,
+    ).run(holder, busySince, at));
+  }
+
+  async releaseIngestHold(holder: string): Promise<void> {
+    this.#transaction(() => this.#sql('DELETE FROM ingest_holds WHERE holder = ?').run(holder));
+  }
+
+  async ingestHoldFloor(aliveSince: number, exceptHolder: string): Promise<number | undefined> {
+    return this.#transaction(() => {
+      this.#sql('DELETE FROM ingest_holds WHERE renewed_at < ?').run(aliveSince);
+      const row = this.#sql('SELECT min(busy_since) AS floor FROM ingest_holds WHERE holder <> ?').get(exceptHolder) as Row;
+      return row.floor === null ? undefined : Number(row.floor);
+    });
+  }
 }
+
+/** SQL condition on a `nars` row: none of its chunks is flagged damaged. */
+const NO_DAMAGED_CHUNK = `NOT EXISTS (SELECT 1 FROM nar_chunks AS used JOIN chunks ON chunks.id = used.chunk_id
+  WHERE used.nar_id = nars.id AND chunks.damaged_at IS NOT NULL)`;
+
+/** The columns toPath reads, from `paths JOIN nars`. */
+const PATH_COLUMNS = 'paths.*, nars.nar_hash, nars.nar_size, nars.stored_size AS nar_stored_size, nars.damaged_at AS nar_damaged_at';
 
 function toCache(row: Row): CacheRecord {
   return {
@@ -276,6 +478,7 @@ function toCache(row: Row): CacheRecord {
     signingKey: String(row.signing_key),
     trustedKeys: splitList(row.trusted_keys, '\n'),
     requireSignature: Number(row.require_signature) === 1,
+    retention: Number(row.retention),
     createdAt: Number(row.created_at),
   };
 }
@@ -306,7 +509,22 @@ function toNar(row: Row): NarRecord {
     storedSize: Number(row.stored_size),
     chunkTable: row.chunk_table as Uint8Array,
     createdAt: Number(row.created_at),
+    damagedAt: nullableNumber(row.damaged_at),
   };
+}
+
+function toChunk(row: Row): ChunkRecord {
+  return {
+    id: row.id as Uint8Array,
+    size: Number(row.size),
+    storedSize: Number(row.stored_size),
+    damagedAt: nullableNumber(row.damaged_at),
+    unreferencedSince: nullableNumber(row.unreferenced_since),
+  };
+}
+
+function nullableNumber(value: SQLInputValue): number | null {
+  return value === null ? null : Number(value);
 }
 
 function toPath(row: Row): PathRecord {
@@ -317,11 +535,27 @@ function toPath(row: Row): PathRecord {
     narId: Number(row.nar_id),
     narHash: String(row.nar_hash),
     narSize: Number(row.nar_size),
+    narStoredSize: Number(row.nar_stored_size),
     references: splitList(row.refs, ' '),
     deriver: row.deriver === null ? null : String(row.deriver),
     system: row.system === null ? null : String(row.system),
     sigs: splitList(row.sigs, '\n'),
     ca: row.ca === null ? null : String(row.ca),
     createdAt: Number(row.created_at),
+    lastAccess: Number(row.last_access),
+    pinned: Number(row.pinned) === 1,
+    narDamaged: row.nar_damaged_at !== null && row.nar_damaged_at !== undefined,
   };
+}
+
+/** SQLite's primary result code for a full disk (or a database at its size limit). */
+const SQLITE_FULL = 13;
+
+/** SQLITE_FULL becomes 'storage-full' (HTTP 507); other errors pass unchanged. */
+function storageFullError(err: unknown): unknown {
+  const { code, errcode } = err as { code?: unknown; errcode?: unknown };
+  if (code === 'ERR_SQLITE_ERROR' && typeof errcode === 'number' && (errcode & 0xff) === SQLITE_FULL) {
+    return new NarwhalError('storage-full', 'the metadata database is full', { cause: err });
+  }
+  return err;
 }

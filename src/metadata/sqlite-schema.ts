@@ -87,4 +87,49 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     revoked_at INTEGER
   );
   `,
+  // 2: integrity and garbage collection.
+  `
+  -- Seconds since a path's last access or upload after which GC drops it; 0 keeps paths forever.
+  ALTER TABLE caches ADD COLUMN retention INTEGER NOT NULL DEFAULT 0;
+  -- A pinned path and its closure survive retention.
+  ALTER TABLE paths ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+  -- Set when a chunk of the NAR was found missing or corrupt; its narinfos then answer 404
+  -- until a re-upload of the same NAR rewrites the chunk.
+  ALTER TABLE nars ADD COLUMN damaged_at INTEGER;
+  -- Set by GC when it finds no path using the NAR; cleared when a path uses it again or it is
+  -- uploaded again. GC deletes the NAR once this is older than its grace period.
+  ALTER TABLE nars ADD COLUMN unreferenced_since INTEGER;
+  -- Set when the chunk file was found missing or corrupt: ingest then rewrites it.
+  ALTER TABLE chunks ADD COLUMN damaged_at INTEGER;
+  -- Set when the last NAR using the chunk is deleted; ingest never reuses such a chunk, and GC
+  -- deletes it once this is older than its cutoff (see src/cache/gc.ts).
+  ALTER TABLE chunks ADD COLUMN unreferenced_since INTEGER;
+  CREATE INDEX nars_unreferenced ON nars(unreferenced_since) WHERE unreferenced_since IS NOT NULL;
+  CREATE INDEX nars_damaged ON nars(id) WHERE damaged_at IS NOT NULL;
+  CREATE INDEX chunks_unreferenced ON chunks(unreferenced_since) WHERE unreferenced_since IS NOT NULL;
+  CREATE INDEX chunks_damaged ON chunks(id) WHERE damaged_at IS NOT NULL;
+  -- paths.refs as rows (hash parts, self-references left out), so closures are computed in SQL.
+  CREATE TABLE path_refs (
+    cache_id INTEGER NOT NULL,
+    hash_part TEXT NOT NULL,
+    ref_hash TEXT NOT NULL,
+    PRIMARY KEY (cache_id, hash_part, ref_hash),
+    FOREIGN KEY (cache_id, hash_part) REFERENCES paths(cache_id, hash_part) ON DELETE CASCADE
+  ) WITHOUT ROWID;
+  CREATE INDEX path_refs_ref ON path_refs(cache_id, ref_hash);
+  WITH RECURSIVE split(cache_id, hash_part, rest, ref) AS (
+    SELECT cache_id, hash_part, refs || ' ', NULL FROM paths
+    UNION ALL
+    SELECT cache_id, hash_part, substr(rest, instr(rest, ' ') + 1), substr(rest, 1, instr(rest, ' ') - 1) FROM split WHERE rest <> ''
+  )
+  INSERT OR IGNORE INTO path_refs (cache_id, hash_part, ref_hash)
+    SELECT cache_id, hash_part, substr(ref, 1, 32) FROM split WHERE ref <> '' AND substr(ref, 1, 32) <> hash_part;
+  -- One row per process that ingests NARs: while busy_since is set, GC spares everything such an
+  -- ingest may have written or chosen to reuse since then (src/cache/ingest-holds.ts).
+  CREATE TABLE ingest_holds (
+    holder TEXT PRIMARY KEY,
+    busy_since INTEGER,
+    renewed_at INTEGER NOT NULL
+  );
+  `,
 ];

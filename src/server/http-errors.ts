@@ -1,4 +1,4 @@
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { NarwhalError, type ErrorCode } from '../errors.ts';
 
 /** The one mapping from error codes to HTTP statuses. */
@@ -40,15 +40,44 @@ export function sendError(res: ServerResponse, err: unknown, log: (message: stri
     return;
   }
   if (status === 401) res.setHeader('WWW-Authenticate', 'Basic realm="narwhal"');
-  sendText(res, status, `${message}\n`, { close: true });
+  // Keep the connection unless a request body may be left unread (Nix looks up many absent paths).
+  sendText(res, status, `${message}\n`, { close: !res.req.complete });
 }
 
+/**
+ * `close` ends the connection after the answer, except while the request body is still arriving:
+ * then the rest of it is discarded first and the connection stays usable (a client that is still
+ * sending would otherwise meet a closed connection and see a reset in place of the answer).
+ */
 export function sendText(res: ServerResponse, status: number, text: string, opts: { contentType?: string; close?: boolean } = {}): void {
   const body = Buffer.from(text);
   res.writeHead(status, {
     'Content-Type': opts.contentType ?? 'text/plain; charset=utf-8',
     'Content-Length': body.length,
-    ...(opts.close ? { Connection: 'close' } : {}),
+    ...(opts.close ? { Connection: discardRestOfBody(res.req) ? 'keep-alive' : 'close' } : {}),
   });
   res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+/** Request body bytes read and thrown away after an answer that came before the whole body did. */
+const DISCARD_LIMIT = 16 * 1024 * 1024;
+
+/**
+ * Reads and discards what is left of the request body, up to DISCARD_LIMIT bytes (then the
+ * connection is cut). False when nothing is left to read or more than that is announced.
+ */
+function discardRestOfBody(req: IncomingMessage): boolean {
+  const socket = req.socket;
+  if (req.complete || req.destroyed || !socket || socket.destroyed) return false;
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared - socket.bytesRead > DISCARD_LIMIT) return false;
+  let left = DISCARD_LIMIT;
+  req.unpipe();
+  req.removeAllListeners('data');
+  req.on('data', (part: Buffer) => {
+    left -= part.length;
+    if (left < 0) socket.destroy();
+  });
+  req.resume();
+  return true;
 }

@@ -12,6 +12,10 @@ export interface ServerOptions {
   log?: (message: string) => void;
   /** Log one line per request: method, path, status. */
   logRequests?: boolean;
+  /** A connection on which nothing arrives or leaves for this long is dropped (default 300 s). */
+  idleTimeoutMs?: number;
+  /** A request's line and headers must all arrive within this time (default 60 s). */
+  headersTimeoutMs?: number;
 }
 
 /**
@@ -20,15 +24,17 @@ export interface ServerOptions {
  */
 export function createNarwhalServer(nw: Narwhal, options: ServerOptions = {}): Server {
   const log = options.log ?? ((message: string) => console.error(message));
-  const server = createServer((req, res) => {
+  const headersTimeout = options.headersTimeoutMs ?? 60_000;
+  // Headers deadlines are checked on this period, so it bounds how late a slow sender is dropped.
+  const server = createServer({ connectionsCheckingInterval: Math.min(30_000, headersTimeout) }, (req, res) => {
     if (options.logRequests) res.once('finish', () => log(`${req.method} ${req.url} ${res.statusCode}`));
     handle(nw, req, res, log).catch((err: unknown) => sendError(res, err, log));
   });
   // No absolute deadline for a request: an honest large upload on a slow link must finish.
   // An idle socket is still dropped, and headers must arrive promptly.
   server.requestTimeout = 0;
-  server.headersTimeout = 60_000;
-  server.timeout = 300_000;
+  server.headersTimeout = headersTimeout;
+  server.timeout = options.idleTimeoutMs ?? 300_000;
   return server;
 }
 

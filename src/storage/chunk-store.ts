@@ -10,6 +10,10 @@ export interface ChunkReader {
   storedSize(id: Uint8Array): Promise<number | undefined>;
 }
 
+/**
+ * Writers may take over (detach) the buffers given to put and encodeAndPut, e.g. by moving them
+ * to a worker thread: callers must not use them afterwards.
+ */
 export interface ChunkWriter extends ChunkReader {
   /** Stores the bytes atomically: readers see either nothing or the whole file. Idempotent. */
   put(id: Uint8Array, stored: Uint8Array): Promise<void>;
@@ -32,6 +36,20 @@ export interface ChunkStore extends ChunkWriter {
   delete(id: Uint8Array): Promise<void>;
   list(): AsyncIterable<StoredChunkInfo>;
   close(): Promise<void>;
+  /**
+   * Deletes the chunk only if it was last written at or before `notAfter` (ms since the epoch),
+   * atomically with respect to a concurrent put of the same id: a copy written later always
+   * survives. Returns the stored size deleted, or undefined when nothing was deleted.
+   * Optional: without it GC compares list()'s modifiedAt and then calls delete(), which leaves a
+   * short window in which a concurrent rewrite of the same chunk is lost (src/cache/gc.ts).
+   */
+  deleteUnlessNewer?(id: Uint8Array, notAfter: number): Promise<number | undefined>;
+  /**
+   * Optional: cleans up after interrupted operations: removes temporary files of writes last
+   * modified at or before `notAfter`, and puts back chunks an interrupted deleteUnlessNewer had
+   * moved aside. Returns what it removed.
+   */
+  removeLeftovers?(notAfter: number): Promise<{ files: number; bytes: number }>;
 }
 
 /** The castr key of a chunk: `<first 4 hex>/<64 hex>.cacnk`. */

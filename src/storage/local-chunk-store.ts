@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
-import { closeSync, fsyncSync, openSync, statSync } from 'node:fs';
-import { readFile, readdir, rm, stat } from 'node:fs/promises';
+import { statSync } from 'node:fs';
+import { link, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { NarwhalError } from '../errors.ts';
@@ -99,6 +100,59 @@ export class LocalChunkStore implements ChunkStore {
     await rm(this.path(id), { force: true });
   }
 
+  /**
+   * Moves the file aside (an atomic rename), then looks at what it moved: an old file is
+   * deleted; one written after `notAfter` (a concurrent put that landed first) is put back. A put
+   * that lands after the rename is untouched. A crash in between leaves `<name>.<random>.gc`,
+   * which removeLeftovers puts back.
+   */
+  async deleteUnlessNewer(id: Uint8Array, notAfter: number): Promise<number | undefined> {
+    const path = this.path(id);
+    const aside = `${path}.${randomBytes(6).toString('hex')}${ASIDE_SUFFIX}`;
+    try {
+      await rename(path, aside);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    const info = await stat(aside);
+    if (info.mtimeMs <= notAfter) {
+      await rm(aside, { force: true });
+      return info.size;
+    }
+    await putBack(aside, path);
+    return undefined;
+  }
+
+  async removeLeftovers(notAfter: number): Promise<{ files: number; bytes: number }> {
+    const removed = { files: 0, bytes: 0 };
+    for (const prefix of await this.#prefixes()) {
+      const dir = join(this.root, prefix);
+      for (const name of await readdir(dir)) {
+        if (name.endsWith(ASIDE_SUFFIX)) {
+          await putBack(join(dir, name), join(dir, name.slice(0, name.indexOf('.cacnk') + '.cacnk'.length)));
+        } else if (name.endsWith('.tmp')) {
+          const info = await stat(join(dir, name)).catch(ignoreMissing);
+          if (info && info.mtimeMs <= notAfter) {
+            await rm(join(dir, name), { force: true });
+            removed.files++;
+            removed.bytes += info.size;
+          }
+        }
+      }
+    }
+    return removed;
+  }
+
+  async #prefixes(): Promise<string[]> {
+    try {
+      return (await readdir(this.root)).filter((name) => /^[0-9a-f]{4}$/.test(name)).sort();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+  }
+
   async *list(): AsyncIterable<StoredChunkInfo> {
     let prefixes: string[];
     try {
@@ -111,7 +165,7 @@ export class LocalChunkStore implements ChunkStore {
       if (!/^[0-9a-f]{4}$/.test(prefix)) continue;
       for (const name of (await readdir(join(this.root, prefix))).sort()) {
         const idHex = name.slice(0, -'.cacnk'.length);
-        if (!name.endsWith('.cacnk') || !HEX_ID.test(idHex)) continue;
+        if (!name.endsWith('.cacnk') || !HEX_ID.test(idHex) || !idHex.startsWith(prefix)) continue;
         const info = await stat(join(this.root, prefix, name)).catch(() => undefined);
         if (info) yield { id: Buffer.from(idHex, 'hex'), storedSize: info.size, modifiedAt: info.mtimeMs };
       }
@@ -124,25 +178,54 @@ export class LocalChunkStore implements ChunkStore {
   }
 }
 
+/** Below this many files an fsync each is cheaper than starting `sync` (~4 ms). */
+const FSYNC_EACH_BELOW = 64;
+
 /**
- * syncfs(2) through coreutils' `sync --file-system` (Node has no binding for it); where that is
- * unavailable, an fsync of each file and directory written.
+ * Makes the written files and their directories durable: an fsync of each when they are few,
+ * else one syncfs(2) through coreutils' `sync --file-system` (Node has no binding for it), with
+ * fsync of each as the fallback where that command is missing.
  */
 async function syncFileSystem(root: string, paths: string[]): Promise<void> {
-  try {
-    await execFileAsync('sync', ['--file-system', root]);
-    return;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as { code?: unknown }).code !== 1) throw err;
-  }
-  for (const path of new Set(paths)) {
-    const fd = openSync(path, 'r');
+  const unique = [...new Set(paths)];
+  if (unique.length >= FSYNC_EACH_BELOW) {
     try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
+      await execFileAsync('sync', ['--file-system', root]);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as { code?: unknown }).code !== 1) throw err;
     }
   }
+  await Promise.all(unique.map(fsyncPath));
+}
+
+async function fsyncPath(path: string): Promise<void> {
+  // A file deleted since it was written (GC removes the chunks of failed uploads) needs no sync.
+  const handle = await open(path, 'r').catch(ignoreMissing);
+  if (!handle) return;
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Suffix of a chunk file deleteUnlessNewer has moved aside. */
+const ASIDE_SUFFIX = '.gc';
+
+/** Puts a moved-aside chunk back under its name, unless a newer copy already took it; then drops the aside. */
+async function putBack(aside: string, path: string): Promise<void> {
+  try {
+    await link(aside, path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  await rm(aside, { force: true });
+}
+
+function ignoreMissing(err: unknown): undefined {
+  if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+  throw err;
 }
 
 function mapWriteError(err: unknown): unknown {

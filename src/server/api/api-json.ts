@@ -15,6 +15,7 @@ export function newCacheFromJson(body: unknown): { name: string; options: NewCac
       isPublic: optional(o.public, boolean, 'public'),
       priority: optional(o.priority, integer, 'priority'),
       signingKey: optional(o.signingKey, string, 'signingKey'),
+      retention: optional(o.retention, integer, 'retention'),
     },
   };
 }
@@ -27,6 +28,8 @@ export function cacheChangesFromJson(body: unknown): CacheChanges {
   if (o.signingKey !== undefined) changes.signingKey = string(o.signingKey, 'signingKey');
   if (o.trustedKeys !== undefined) changes.trustedKeys = stringArray(o.trustedKeys, 'trustedKeys');
   if (o.requireSignature !== undefined) changes.requireSignature = boolean(o.requireSignature, 'requireSignature');
+  // Seconds, as `cache info` shows it; 0 keeps paths forever.
+  if (o.retention !== undefined) changes.retention = integer(o.retention, 'retention');
   return changes;
 }
 

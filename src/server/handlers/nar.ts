@@ -4,11 +4,13 @@ import { ingestNar } from '../../cache/ingest-nar.ts';
 import { assertChunksPresent, readNarBytes, readStoredFrames } from '../../cache/nar-reader.ts';
 import { mayAccess } from '../../cache/access.ts';
 import { renderCaibx } from '../../cache/casync-view.ts';
+import { noteNarAccess } from '../../cache/access-times.ts';
 import { compressionFromNarUrlSuffix, type Compression } from '../../compression/compression.ts';
 import { createCompressor } from '../../compression/compress.ts';
 import { decodeNixBase32 } from '../../nix/base32.ts';
 import { NarwhalError } from '../../errors.ts';
 import type { NarRecord } from '../../metadata/metadata-store.ts';
+import { requestBody } from '../body.ts';
 import { parseRange } from '../range.ts';
 import type { RequestContext } from '../request-context.ts';
 
@@ -40,12 +42,17 @@ export async function getNar(ctx: RequestContext): Promise<void> {
  * The NAR, if this request may see it: a path of this cache uses it, or (for HEAD, the check
  * before an upload) the caller may push here, so an upload another cache already made is not
  * sent again. HEAD answers from metadata alone; GET first makes sure every chunk is there.
+ * A NAR flagged damaged is absent, also for the HEAD before an upload, so that a client pushing
+ * it again sends it (which repairs it).
  */
 async function findNar({ nw, cache, token, head }: RequestContext, narHash: string): Promise<NarRecord | undefined> {
   const nar = await nw.meta.getNar(narHash);
-  if (!nar) return undefined;
+  if (!nar || nar.damagedAt !== null) return undefined;
   if (!(head && mayAccess(token, cache, 'push')) && !(await nw.meta.cacheHasNar(cache.id, nar.id))) return undefined;
-  if (!head) await assertChunksPresent(nw, nar);
+  if (!head) {
+    await assertChunksPresent(nw, nar);
+    await noteNarAccess(nw, cache, nar);
+  }
   return nar;
 }
 
@@ -82,7 +89,7 @@ export async function putNar({ nw, req, res, params }: RequestContext): Promise<
   const [hash, suffix] = params;
   const compression = suffix === '' ? 'auto' : compressionFromNarUrlSuffix(suffix.slice(1));
   if (!compression) throw new NarwhalError('bad-request', `unsupported compression suffix ${suffix}`);
-  await ingestNar(nw, req, {
+  await ingestNar(nw, requestBody(req), {
     compression,
     upload: { fileHash: decodeNixBase32(hash), fileHashText: `sha256:${hash}`, suffix },
   });

@@ -101,9 +101,11 @@ test('a NAR with a missing chunk cannot be opened, and a corrupt chunk never rea
     const stored = await store.get(victim.id);
     await rm(store.path(victim.id));
     await assert.rejects(openNar(t.nw, record.narHash), (err: unknown) => err instanceof NarwhalError && err.code === 'chunk-missing');
+    // From then on the NAR is flagged damaged and not offered.
+    assert.equal(await openNar(t.nw, record.narHash), undefined);
     // A file with the right name but wrong content: decompresses (it is a valid frame of another chunk) but fails its hash.
     await store.put(victim.id, await store.get(entries[5].id));
-    const opened = (await openNar(t.nw, record.narHash))!;
+    const opened = (await t.nw.meta.getNar(record.narHash))!;
     await assert.rejects(collect(readNarBytes(t.nw, opened)), (err: unknown) => err instanceof NarwhalError && err.code === 'chunk-corrupt');
     // A re-push heals it.
     await store.delete(victim.id);

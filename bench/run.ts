@@ -1,0 +1,177 @@
+/**
+ * The benchmark of issue 3: storage, push, substitution, lookups and memory of Narwhal against a
+ * static file cache served by nginx, casync, and raw NARs, all in one run on the same store paths.
+ *
+ *   npm run bench                  full benchmark, writes docs/benchmarks.md and docs/benchmarks/
+ *   npm run bench -- --quick       the same in a few minutes, on less data
+ *   node bench/run.ts --tiny --out DIR    network-free smoke run on tiny local data (for the test)
+ *
+ * Options: --out DIR (report directory, default docs/), --work DIR (scratch space, default a
+ * directory under the system's temp dir, emptied first and removed after unless --keep),
+ * --render RESULTS.json (write the report again from a run's results.json, measuring nothing).
+ */
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { DEFAULT_ZSTD_LEVEL } from '../src/cache/chunk-codec.ts';
+import { buildDataset } from './dataset.ts';
+import { commitInfo, ensureTools, loadAverage, machineInfo, toolVersions } from './environment.ts';
+import { nixEnv } from './exec.ts';
+import { measureChunking } from './measure-chunking.ts';
+import { measureIngest } from './measure-ingest.ts';
+import { measureLookups } from './measure-lookups.ts';
+import { measureMemory } from './measure-memory.ts';
+import { measurePush } from './measure-push.ts';
+import { measureDownloads, measureSubstitute } from './measure-substitute.ts';
+import { MODES, type ModeName } from './modes.ts';
+import { writeReport } from './report.ts';
+import type { Results } from './results.ts';
+import { REPO } from './sources.ts';
+import { startNginx } from './systems/nginx.ts';
+import { judgeTargets } from './targets.ts';
+import { table } from './format.ts';
+
+async function main(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      quick: { type: 'boolean', default: false },
+      tiny: { type: 'boolean', default: false },
+      out: { type: 'string' },
+      work: { type: 'string' },
+      keep: { type: 'boolean', default: false },
+      render: { type: 'string' },
+    },
+    strict: true,
+  });
+  if (values.render !== undefined) {
+    const results = JSON.parse(await readFile(values.render, 'utf8')) as Results;
+    const file = await writeReport(results, resolve(values.out ?? join(REPO, 'docs')));
+    process.stderr.write(`report written to ${file}\n`);
+    return 0;
+  }
+  if (values.quick && values.tiny) throw new Error('--quick and --tiny exclude each other');
+  const modeName: ModeName = values.tiny ? 'tiny' : values.quick ? 'quick' : 'full';
+  const mode = MODES[modeName];
+  const outDir = resolve(values.out ?? join(REPO, 'docs'));
+  const work = resolve(values.work ?? join(tmpdir(), `narwhal-bench-${modeName}`));
+
+  const startedAt = new Date();
+  const t0 = performance.now();
+  const log = (line: string): void => {
+    process.stderr.write(`[bench ${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
+  };
+  log(`mode ${modeName}, work dir ${work}, report to ${outDir}`);
+
+  await ensureTools(log);
+  await rm(work, { recursive: true, force: true });
+  await mkdir(work, { recursive: true });
+  const loadBefore = await loadAverage();
+
+  const ds = await buildDataset(mode, work, nixEnv(join(work, 'clients', 'dataset')), log);
+  log(`dataset: ${ds.totalPaths} store paths, ${(ds.totalNarBytes / 1e6).toFixed(1)} MB of NAR`);
+
+  const pushed = await measurePush(ds, work, log);
+  const narwhal = pushed.narwhal;
+  let ingest: Awaited<ReturnType<typeof measureIngest>>;
+  let substitute: Awaited<ReturnType<typeof measureSubstitute>>;
+  let downloads: Awaited<ReturnType<typeof measureDownloads>>;
+  let lookups: Awaited<ReturnType<typeof measureLookups>>;
+  const wrk = { threads: mode.wrkThreads, connections: mode.wrkConnections, seconds: mode.wrkSeconds };
+  try {
+    ingest = await measureIngest(ds, work, log);
+    const nginx = await startNginx(pushed.staticRoot, join(work, 'nginx'));
+    try {
+      substitute = await measureSubstitute(
+        ds,
+        [
+          { id: 'narwhal', label: 'Narwhal', url: narwhal.cacheUrl },
+          { id: 'nginx-zstd', label: 'nginx, static zstd', url: `${nginx.url}/zstd` },
+          { id: 'nginx-xz', label: 'nginx, static xz', url: `${nginx.url}/xz` },
+        ],
+        work,
+        log,
+      );
+      downloads = await measureDownloads(ds, narwhal.cacheUrl, nginx.url, pushed.staticRoot, mode.downloadRepeats, log);
+      lookups = await measureLookups(
+        ds,
+        [
+          { system: 'Narwhal', url: narwhal.cacheUrl },
+          { system: 'nginx (static zstd)', url: `${nginx.url}/zstd` },
+        ],
+        wrk,
+        work,
+        log,
+      );
+    } finally {
+      await nginx.stop();
+    }
+  } finally {
+    await narwhal.stop();
+  }
+
+  const memory = await measureMemory(ds, mode.syntheticNarBytes, work, narwhal.dataDir, log);
+  const chunking = await measureChunking(ds, mode.chunkingVariants, DEFAULT_ZSTD_LEVEL, mode.zstdLevels, log);
+
+  const finishedAt = new Date();
+  const args = argv.join(' ');
+  const command = process.env.npm_lifecycle_event === 'bench' ? `npm run bench${args ? ` -- ${args}` : ''}` : `node bench/run.ts${args ? ` ${args}` : ''}`;
+  const figures = {
+    series: ds.series.map((s) => ({
+      id: s.id,
+      title: s.title,
+      steps: s.steps,
+      paths: s.paths.length,
+      regularFiles: s.regularFiles,
+      narBytes: s.narBytes,
+      largestNarBytes: Math.max(...s.nars.map((n) => n.narSize)),
+    })),
+    totals: { paths: ds.totalPaths, narBytes: ds.totalNarBytes, largestNar: { storePath: ds.largest.storePath, narBytes: ds.largest.narSize } },
+    storage: [...pushed.storage.slice(0, -1), ingest.casyncStorage, ...pushed.storage.slice(-1)],
+    narwhalStats: { ...pushed.narwhalStats },
+    chunking,
+    push: pushed.push,
+    ingest: ingest.ingest,
+    substitute,
+    downloads,
+    lookups,
+    lookupSettings: `${wrk.connections} connections, ${wrk.seconds} s per measurement, wrk with ${wrk.threads} threads`,
+    memory: [...memory.memory, ...pushed.memory, ...ingest.memory],
+    notes: pushed.notes,
+  };
+  const results: Results = {
+    run: {
+      mode: modeName,
+      command,
+      startedAt: startedAt.toISOString(),
+      finishedAt: finishedAt.toISOString(),
+      seconds: (performance.now() - t0) / 1000,
+      commit: await commitInfo(),
+      machine: await machineInfo(work),
+      versions: await toolVersions(),
+      settings: {
+        'load average before': loadBefore,
+        'load average after': await loadAverage(),
+        'synthetic NAR': `${(memory.syntheticBytes / 1e6).toFixed(0)} MB`,
+      },
+    },
+    ...figures,
+    targets: judgeTargets(figures, memory.syntheticBytes),
+  };
+  const file = await writeReport(results, outDir);
+  if (!values.keep) await rm(work, { recursive: true, force: true });
+  log(`report written to ${file}`);
+  process.stdout.write(`${table(['target', 'measured', 'required', 'status'], results.targets.map((t) => [t.name, t.measured, t.required, t.status]))}\n`);
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,62 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import { NarwhalError, isNarwhalError } from '../errors.ts';
+import { checkChunk } from './chunk-check.ts';
+import type { ChunkTableEntry } from './chunk-table.ts';
+import { forgetNarinfo } from './get-narinfo.ts';
+import type { Narwhal } from './narwhal.ts';
+
+/** Pause before a chunk that failed is tried a second time. */
+const RECHECK_DELAY_MS = 50;
+
+export interface CheckedChunk {
+  entry: ChunkTableEntry;
+  /** The chunk as stored (a zstd frame). */
+  stored: Uint8Array;
+  /** The chunk's bytes, which hash to its id (when asked for). */
+  data?: Uint8Array;
+}
+
+/**
+ * Reads a chunk and checks it against its id and size. A chunk that is missing or corrupt is
+ * tried once more after a short pause (GC may have moved a file aside for an instant, see
+ * LocalChunkStore.deleteUnlessNewer); if it fails again, the chunk and every NAR using it are
+ * flagged damaged before the error is thrown, so their narinfos answer 404 from then on.
+ */
+export async function readCheckedChunk(nw: Narwhal, entry: ChunkTableEntry, wantData: boolean): Promise<CheckedChunk> {
+  try {
+    return await readOnce(nw, entry, wantData);
+  } catch (err) {
+    if (!isDamage(err)) throw err;
+    await delay(RECHECK_DELAY_MS);
+    try {
+      return await readOnce(nw, entry, wantData);
+    } catch (again) {
+      if (isDamage(again)) await reportDamage(nw, [entry.id]);
+      throw again;
+    }
+  }
+}
+
+/** Like readCheckedChunk, for a presence check: throws 'chunk-missing' (and flags the damage) when the file is gone. */
+export async function checkChunkPresent(nw: Narwhal, id: Uint8Array, narHash: string): Promise<void> {
+  if ((await nw.chunks.storedSize(id)) !== undefined) return;
+  await delay(RECHECK_DELAY_MS);
+  if ((await nw.chunks.storedSize(id)) !== undefined) return;
+  await reportDamage(nw, [id]);
+  throw new NarwhalError('chunk-missing', `NAR ${narHash} is incomplete: chunk ${Buffer.from(id).toString('hex')} is missing`);
+}
+
+/** Flags the chunks and the NARs using them damaged, and drops this process's kept narinfos. */
+export async function reportDamage(nw: Narwhal, ids: Uint8Array[]): Promise<void> {
+  await nw.meta.markChunksDamaged(ids, Date.now());
+  forgetNarinfo(nw);
+}
+
+async function readOnce(nw: Narwhal, entry: ChunkTableEntry, wantData: boolean): Promise<CheckedChunk> {
+  const checked = await checkChunk(entry.id, await nw.chunks.get(entry.id), entry.end - entry.start, wantData);
+  return { entry, ...checked };
+}
+
+function isDamage(err: unknown): boolean {
+  return isNarwhalError(err, 'chunk-missing') || isNarwhalError(err, 'chunk-corrupt');
+}

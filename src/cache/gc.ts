@@ -1,0 +1,177 @@
+import type { ChunkStore } from '../storage/chunk-store.ts';
+import { forgetNarinfo } from './get-narinfo.ts';
+import { HOLD_STALE_MS } from './ingest-holds.ts';
+import type { Narwhal } from './narwhal.ts';
+
+/**
+ * Garbage collection. One run:
+ *
+ * 1. Expire paths: in each cache with a retention, delete the paths that are not live. Live: pinned,
+ *    accessed or uploaded within the retention, or in the closure (references, followed within the
+ *    cache) of a live path, so every remaining path keeps its references, as uploads require.
+ * 2. Note `unreferenced_since` on NARs no path uses, then delete the NARs so noted at or before the
+ *    cutoff. Deleting a NAR notes `unreferenced_since` on the chunks it leaves unused.
+ * 3. Delete the chunk records so noted at or before the cutoff, then their files.
+ * 4. Delete chunk files that have no record (uploads that failed or crashed, deletions a crash
+ *    interrupted) and were written at or before the cutoff, and leftovers of interrupted writes.
+ *
+ * Metadata goes first, files after: a crash in between leaves files without records, which the
+ * next run's step 4 removes. Nothing is ever deleted in the run that first finds it unused unless
+ * the grace period is 0.
+ *
+ * Cutoffs: records go when marked at or before the record cutoff: the earlier of (now - grace)
+ * and just before the oldest ingest still running in any process started (ingest-holds.ts); files go
+ * when written at or before the file cutoff, CLOCK_MARGIN_MS earlier still (file times come from
+ * a coarser clock than Date.now()). Why that makes GC safe while pushes run: an ingest I, started
+ * at S, either reuses a stored chunk or writes its file.
+ * - Reuse needs the chunk's record with no `unreferenced_since` (mayReuseChunk). That mark is set
+ *   only later, at a time >= S, and a record is deleted only when its mark is at or before the
+ *   record cutoff, which is < S while I runs. Once I commits, its NAR uses the chunk, and neither marks nor deletes
+ *   touch a used chunk (each check-and-write is one statement). So the record survives, and with
+ *   it the file: files are deleted only for records deleted, or when no record exists.
+ * - A file I writes is dated >= S minus the clock's coarseness, so it is newer than the file
+ *   cutoff while I runs, and deleteUnlessNewer spares it: that check is atomic with respect to the
+ *   write (the file is renamed aside first, and put back if it turns out to be new), so an old file
+ *   found by GC and replaced by I's write just after cannot take I's copy with it. When I commits,
+ *   the record exists again (the commit re-creates a record GC deleted meanwhile).
+ * - An ingest GC does not see (its hold was published after GC read the holds) started after GC
+ *   read the time: it finds every record GC may delete already marked, so it reuses none of them,
+ *   and what it writes is newer than the file cutoff even with a grace of 0.
+ *
+ * NARs: a NAR uploaded whose narinfo has not arrived yet is unused; the grace period covers that
+ * gap, and re-uploading a NAR clears its mark. A client that found the NAR present (HEAD) and skips
+ * uploading it can still lose it to a GC that runs in the moment before its narinfo arrives; the
+ * narinfo upload then fails with "no NAR with NarHash ..." (never a path without its NAR: putPath
+ * checks inside its transaction), and pushing again uploads the NAR.
+ */
+
+export const DEFAULT_GRACE_MS = 3_600_000;
+/** File times come from a coarser clock than Date.now(): the file cutoff is this much earlier. */
+export const CLOCK_MARGIN_MS = 1_000;
+/** Records deleted per transaction: bounds how long a run holds the database's write lock. */
+const BATCH = 500;
+
+export interface GcOptions {
+  /** How long a NAR or chunk stays after it was found unused (default 1 h). */
+  graceMs?: number;
+  /** The time retention is measured against (default now; tests move it forward). */
+  now?: number;
+  /** Overrides CLOCK_MARGIN_MS (tests). */
+  clockMarginMs?: number;
+}
+
+export interface GcReport {
+  /** Paths expired by retention. */
+  paths: number;
+  nars: number;
+  /** Sum of the deleted NARs' sizes. */
+  narBytes: number;
+  /** Chunk records deleted. */
+  chunks: number;
+  /** Uncompressed bytes of those chunks. */
+  chunkBytes: number;
+  /** Stored (compressed) bytes of those chunks. */
+  storedBytes: number;
+  /** Chunk files deleted, with or without a record, and their bytes. */
+  files: number;
+  fileBytes: number;
+  /** Of those, files that had no record (orphans). */
+  orphanFiles: number;
+  /** Temporary files of interrupted writes removed. */
+  leftoverFiles: number;
+}
+
+export async function runGc(nw: Narwhal, options: GcOptions = {}): Promise<GcReport> {
+  const grace = options.graceMs ?? DEFAULT_GRACE_MS;
+  const margin = options.clockMarginMs ?? CLOCK_MARGIN_MS;
+  const report: GcReport = { paths: 0, nars: 0, narBytes: 0, chunks: 0, chunkBytes: 0, storedBytes: 0, files: 0, fileBytes: 0, orphanFiles: 0, leftoverFiles: 0 };
+  /** The record cutoff (records marked before it go); files go when written at or before it minus the margin. */
+  const cutoff = async (): Promise<number> => {
+    const now = Date.now();
+    const others = await nw.meta.ingestHoldFloor(now - HOLD_STALE_MS, nw.holds.holder);
+    const local = nw.holds.localFloor();
+    // Strictly before the oldest running ingest's start: a mark at that very millisecond stays.
+    return Math.min(now - grace, Math.min(others ?? Infinity, local ?? Infinity) - 1);
+  };
+
+  const now = options.now ?? Date.now();
+  for (const cache of await nw.meta.listCaches()) {
+    if (cache.retention > 0) report.paths += await nw.meta.expirePaths(cache.id, now - cache.retention * 1000);
+  }
+  if (report.paths > 0) forgetNarinfo(nw);
+
+  await nw.meta.markUnreferencedNars(Date.now());
+  const narCutoff = await cutoff();
+  for (;;) {
+    const { nars, narBytes } = await nw.meta.deleteUnreferencedNars(narCutoff, Date.now(), BATCH);
+    report.nars += nars;
+    report.narBytes += narBytes;
+    if (nars < BATCH) break;
+  }
+
+  // Read after the NAR deletions marked their chunks, so that a grace of 0 takes them too.
+  const chunkCutoff = await cutoff();
+  const fileCutoff = chunkCutoff - margin;
+  const deleteFile = nw.chunks.deleteUnlessNewer?.bind(nw.chunks);
+  for (;;) {
+    const deleted = await nw.meta.deleteUnreferencedChunks(chunkCutoff, BATCH);
+    for (const chunk of deleted) {
+      report.chunks++;
+      report.chunkBytes += chunk.size;
+      report.storedBytes += chunk.storedSize;
+      // Without an atomic conditional delete, the orphan sweep below deletes the file instead.
+      const bytes = deleteFile && (await deleteFile(chunk.id, fileCutoff));
+      if (bytes !== undefined) {
+        report.files++;
+        report.fileBytes += bytes;
+      }
+    }
+    if (deleted.length < BATCH) break;
+  }
+
+  await sweepOrphans(nw, fileCutoff, report);
+  report.leftoverFiles = (await nw.chunks.removeLeftovers?.(fileCutoff))?.files ?? 0;
+  return report;
+}
+
+/** Deletes chunk files that have no record and were written at or before the cutoff. */
+async function sweepOrphans(nw: Narwhal, cutoff: number, report: GcReport): Promise<void> {
+  let batch: { id: Uint8Array; modifiedAt: number }[] = [];
+  const flush = async (): Promise<void> => {
+    const candidates = batch.filter((file) => file.modifiedAt <= cutoff);
+    batch = [];
+    if (candidates.length === 0) return;
+    const recorded = await nw.meta.existingChunks(candidates.map((file) => file.id));
+    for (const file of candidates) {
+      if (recorded.has(Buffer.from(file.id).toString('hex'))) continue;
+      const bytes = await deleteOrphan(nw.chunks, file.id, cutoff);
+      if (bytes !== undefined) {
+        report.files++;
+        report.fileBytes += bytes;
+        report.orphanFiles++;
+      }
+    }
+  };
+  for await (const file of nw.chunks.list()) {
+    batch.push({ id: file.id, modifiedAt: file.modifiedAt });
+    if (batch.length >= BATCH) await flush();
+  }
+  await flush();
+}
+
+async function deleteOrphan(store: ChunkStore, id: Uint8Array, cutoff: number): Promise<number | undefined> {
+  if (store.deleteUnlessNewer) return store.deleteUnlessNewer(id, cutoff);
+  const size = await store.storedSize(id);
+  await store.delete(id);
+  return size;
+}
+
+/** One line for logs and the CLI. */
+export function describeGc(report: GcReport): string {
+  return (
+    `deleted ${report.paths} paths, ${report.nars} NARs (${report.narBytes} bytes), ` +
+    `${report.chunks} chunks (${report.storedBytes} stored bytes), ` +
+    `${report.files} chunk files (${report.fileBytes} bytes, ${report.orphanFiles} without a record), ` +
+    `${report.leftoverFiles} temporary files`
+  );
+}
