@@ -21,11 +21,12 @@ export interface LoadSettings {
   threads: number;
   connections: number;
   seconds: number;
+  /** Each measurement is repeated this many times; the median is reported. */
+  rounds: number;
 }
 
 export async function measureLookups(ds: Dataset, targets: LookupTarget[], load: LoadSettings, work: string, log: (line: string) => void): Promise<Lookup[]> {
   const keys = ds.series.flatMap((s) => s.nars.map((n) => n.hashPart));
-  const out: Lookup[] = [];
   // A lookup that fails is not a lookup: every server must answer 200 before anything is timed.
   for (const target of targets) {
     for (const method of ['GET', 'HEAD']) {
@@ -34,22 +35,48 @@ export async function measureLookups(ds: Dataset, targets: LookupTarget[], load:
       await probe.arrayBuffer();
     }
   }
+  const scripts = new Map<LookupTarget, string>();
   for (const target of targets) {
-    const url = new URL(target.url);
-    const prefix = `${url.pathname.replace(/\/$/, '')}/`;
+    const prefix = `${new URL(target.url).pathname.replace(/\/$/, '')}/`;
     const script = join(work, `wrk-GET-${target.system.replace(/\W+/g, '-')}.lua`);
     await writeFile(script, wrkScript('GET', prefix, keys));
-    log(`lookups: wrk GET narinfo against ${target.system}`);
-    const { stdout } = await run('wrk', ['-t', String(load.threads), '-c', String(load.connections), '-d', `${load.seconds}s`, '-s', script, `${url.protocol}//${url.host}`]);
-    out.push({ system: target.system, method: 'GET', tool: `wrk, all ${keys.length} keys`, ...parseWrk(stdout) });
+    scripts.set(target, script);
   }
-  for (const method of ['HEAD', 'GET'] as const) {
+  // Rounds alternate between the servers, and each figure is the median of its rounds, so that a
+  // burst of other load on the machine cannot decide a ratio on its own.
+  const runs = new Map<string, { system: string; method: 'GET' | 'HEAD'; tool: string; counts: Counts[] }>();
+  const record = (system: string, method: 'GET' | 'HEAD', tool: string, counts: Counts): void => {
+    const key = `${system}|${method}|${tool}`;
+    if (!runs.has(key)) runs.set(key, { system, method, tool, counts: [] });
+    runs.get(key)!.counts.push(counts);
+  };
+  for (let round = 1; round <= load.rounds; round++) {
+    log(`lookups: round ${round} of ${load.rounds} (wrk GET, ab HEAD, ab GET against each server)`);
     for (const target of targets) {
-      log(`lookups: ab ${method} narinfo against ${target.system}`);
-      const args = ['-k', ...(method === 'HEAD' ? ['-i'] : []), '-c', String(load.connections), '-t', String(load.seconds), '-n', '100000000', `${target.url}/${keys[0]}.narinfo`];
-      const { stdout } = await run('ab', args);
-      out.push({ system: target.system, method, tool: 'ab -k, one key', ...parseAb(stdout) });
+      const url = new URL(target.url);
+      const { stdout } = await run('wrk', ['-t', String(load.threads), '-c', String(load.connections), '-d', `${load.seconds}s`, '-s', scripts.get(target)!, `${url.protocol}//${url.host}`]);
+      record(target.system, 'GET', `wrk, all ${keys.length} keys`, parseWrk(stdout));
     }
+    for (const method of ['HEAD', 'GET'] as const) {
+      for (const target of targets) {
+        const args = ['-k', ...(method === 'HEAD' ? ['-i'] : []), '-c', String(load.connections), '-t', String(load.seconds), '-n', '100000000', `${target.url}/${keys[0]}.narinfo`];
+        record(target.system, method, 'ab -k, one key', parseAb((await run('ab', args)).stdout));
+      }
+    }
+  }
+  const out: Lookup[] = [];
+  for (const { system, method, tool, counts } of runs.values()) {
+    const sorted = [...counts].sort((a, b) => a.requestsPerSecond - b.requestsPerSecond);
+    const median = sorted[Math.floor(sorted.length / 2)];
+    out.push({
+      system,
+      method,
+      tool,
+      requestsPerSecond: median.requestsPerSecond,
+      requests: counts.reduce((sum, c) => sum + c.requests, 0),
+      errors: counts.reduce((sum, c) => sum + c.errors, 0),
+      latencyAvg: median.latencyAvg,
+    });
   }
   return out;
 }

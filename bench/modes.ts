@@ -56,9 +56,10 @@ export interface Mode {
   series: SeriesSpec[];
   /** Size of the synthetic NAR ingested for the memory figure. */
   syntheticNarBytes: number;
-  /** wrk run length per measurement, seconds, and its concurrency. */
-  wrkSeconds: number;
-  wrkConnections: number;
+  /** Length of one load measurement, seconds, its concurrency, and how many rounds (median kept). */
+  loadSeconds: number;
+  loadRounds: number;
+  loadConnections: number;
   wrkThreads: number;
   /** curl downloads of the largest NAR per URL (the median is reported). */
   downloadRepeats: number;
@@ -106,8 +107,9 @@ export const MODES: Record<ModeName, Mode> = {
       REBUILD_FULL,
     ],
     syntheticNarBytes: 2 * 1024 ** 3,
-    wrkSeconds: 10,
-    wrkConnections: 32,
+    loadSeconds: 6,
+    loadRounds: 3,
+    loadConnections: 32,
     wrkThreads: 2,
     downloadRepeats: 5,
     chunkingVariants: VARIANTS,
@@ -126,8 +128,9 @@ export const MODES: Record<ModeName, Mode> = {
       },
     ],
     syntheticNarBytes: 2 * 1024 ** 3,
-    wrkSeconds: 5,
-    wrkConnections: 32,
+    loadSeconds: 3,
+    loadRounds: 3,
+    loadConnections: 32,
     wrkThreads: 2,
     downloadRepeats: 3,
     chunkingVariants: VARIANTS,
@@ -155,8 +158,9 @@ export const MODES: Record<ModeName, Mode> = {
       },
     ],
     syntheticNarBytes: 24 * 1024 * 1024,
-    wrkSeconds: 1,
-    wrkConnections: 4,
+    loadSeconds: 1,
+    loadRounds: 1,
+    loadConnections: 4,
     wrkThreads: 1,
     downloadRepeats: 1,
     chunkingVariants: VARIANTS,

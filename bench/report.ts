@@ -54,7 +54,7 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
     'reported as ratios against the baselines of the same run: absolute times depend on the machine and on',
     `whatever else ran on it (load average ${r.run.settings['load average before']} before, ${r.run.settings['load average after']} after).`,
     '',
-    `Reproduce: \`npm ci && ${r.run.command}\` as root on Debian 12 (it installs nix-bin, casync, nginx-light, wrk, curl, zstd and xz-utils when missing). \`npm run bench\` is the full benchmark, \`npm run bench -- --quick\` a few-minute version.`,
+    `Reproduce: \`npm ci && ${r.run.command}\` as root on Debian 12 (it installs nix-bin, casync, nginx-light, wrk, apache2-utils, curl, zstd and xz-utils when missing). \`npm run bench\` is the full benchmark, \`npm run bench -- --quick\` a few-minute version.`,
     '',
   );
 
@@ -265,7 +265,8 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
     `Both servers get the same load (${r.lookupSettings}) with keep-alive connections. wrk cycles through the narinfos of`,
     `all ${count(r.totals.paths)} store paths in the same order; Debian's wrk 4.1.0 cannot time HEAD (it waits for the body that a`,
     'HEAD answer announces: wg/wrk issue 198), so HEAD is measured with ApacheBench (`ab -k -i`) on one narinfo, and',
-    'GET once more with `ab -k` on the same narinfo for comparison. "errors" counts non-2xx answers and failed requests.',
+    'GET once more with `ab -k` on the same narinfo for comparison. Requests/s and latency are the median round\'s;',
+    '"requests" and "errors" (non-2xx answers, failed requests, socket errors) add up all rounds.',
     '',
   );
 

@@ -78,7 +78,7 @@ async function main(argv: string[]): Promise<number> {
   let substitute: Awaited<ReturnType<typeof measureSubstitute>>;
   let downloads: Awaited<ReturnType<typeof measureDownloads>>;
   let lookups: Awaited<ReturnType<typeof measureLookups>>;
-  const wrk = { threads: mode.wrkThreads, connections: mode.wrkConnections, seconds: mode.wrkSeconds };
+  const wrk = { threads: mode.wrkThreads, connections: mode.loadConnections, seconds: mode.loadSeconds, rounds: mode.loadRounds };
   try {
     ingest = await measureIngest(ds, work, log);
     const nginx = await startNginx(pushed.staticRoot, join(work, 'nginx'));
@@ -136,7 +136,7 @@ async function main(argv: string[]): Promise<number> {
     substitute,
     downloads,
     lookups,
-    lookupSettings: `${wrk.connections} connections, ${wrk.seconds} s per measurement, wrk with ${wrk.threads} threads`,
+    lookupSettings: `${wrk.connections} connections, ${wrk.seconds} s per measurement, median of ${wrk.rounds} alternating rounds, wrk with ${wrk.threads} threads`,
     memory: [...memory.memory, ...pushed.memory, ...ingest.memory],
     notes: pushed.notes,
   };
