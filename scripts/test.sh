@@ -13,6 +13,8 @@ missing=()
 for cmd in "${!NEEDED[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEEDED[$cmd]}")
 done
+# PostgreSQL's server binaries are not on PATH on Debian.
+compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test: installing system packages the tests need: ${missing[*]}"
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
@@ -32,13 +34,23 @@ tsc -p tsconfig.json
 # NARWHAL_TEST_S3_ENDPOINT and the AWS_* variables. scripts/ceph-rgw.sh installs Ceph if needed.
 echo "test: starting a Ceph RADOS Gateway (S3)"
 rgw_base=$(mktemp -d "${TMPDIR:-/tmp}/narwhal-test-rgw.XXXXXX")
-trap 'bash scripts/ceph-rgw.sh stop "$rgw_base"' EXIT
+pg_base=
+trap 'bash scripts/ceph-rgw.sh stop "$rgw_base"; [ -z "$pg_base" ] || bash scripts/postgres.sh stop "$pg_base"' EXIT
 rgw_env=$(bash scripts/ceph-rgw.sh start "$rgw_base")
 set -a
 eval "$rgw_env"
 set +a
 
+# One PostgreSQL server for the whole run; the metadata tests find it through
+# NARWHAL_TEST_DATABASE_URL and make a database of their own on it.
+echo "test: starting PostgreSQL"
+pg_base=$(mktemp -d "${TMPDIR:-/tmp}/narwhal-test-pg.XXXXXX")
+pg_env=$(bash scripts/postgres.sh start "$pg_base")
+set -a
+eval "$pg_env"
+set +a
+
 echo "test: unit, storage, casync and end-to-end suites"
 node --test --test-concurrency=2 --test-timeout=600000 \
-  'test/unit/**/*.test.ts' 'test/hostile/**/*.test.ts' 'test/storage/**/*.test.ts' 'test/casync/**/*.test.ts' 'test/e2e/**/*.test.ts' \
+  'test/unit/**/*.test.ts' 'test/metadata/**/*.test.ts' 'test/hostile/**/*.test.ts' 'test/storage/**/*.test.ts' 'test/casync/**/*.test.ts' 'test/e2e/**/*.test.ts' \
   'test/crash/**/*.test.ts' 'test/load/**/*.test.ts' 'test/diskfull/**/*.test.ts' 'test/bench/**/*.test.ts'

@@ -9,7 +9,12 @@ import { parseStorageUrl } from '../storage/storage-url.ts';
 /** The one place a metadata backend is picked, from its URL. */
 export async function openMetadataStore(url: string): Promise<MetadataStore> {
   if (url.startsWith('sqlite:')) return new SqliteMetadata(resolve(url.slice('sqlite:'.length)));
-  throw new NarwhalError('bad-request', `unsupported database URL: ${url} (expected sqlite:PATH)`);
+  if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
+    // Loaded only when used, like the S3 store: most deployments never need pg.
+    const { PostgresMetadata } = await import('../metadata/postgres-metadata.ts');
+    return PostgresMetadata.open(url);
+  }
+  throw new NarwhalError('bad-request', `unsupported database URL (expected sqlite:PATH or postgres://USER:PASSWORD@HOST:PORT/DB)`);
 }
 
 /**

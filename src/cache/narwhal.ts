@@ -29,7 +29,7 @@ export interface Narwhal {
 
 export interface OpenConfig {
   dataDir: string;
-  /** `sqlite:PATH`; defaults to `sqlite:<dataDir>/narwhal.sqlite`. */
+  /** `sqlite:PATH` or `postgres://USER:PASSWORD@HOST:PORT/DB`; defaults to `sqlite:<dataDir>/narwhal.sqlite`. */
   database?: string;
   /** A directory or `s3://BUCKET/PREFIX?...` (see storage-url.ts); defaults to `<dataDir>/castr`. */
   storage?: string;

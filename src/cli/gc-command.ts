@@ -12,7 +12,7 @@ export async function gcCommand(args: string[]): Promise<number> {
     strict: true,
   });
   const graceMs = parseDurationOrZero(values.grace);
-  const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage });
+  const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage, database: values.database });
   try {
     const report = await runGc(nw, { graceMs });
     printJsonOr(values.json, report, () => `${describeGc(report)}\n`);

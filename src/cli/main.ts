@@ -6,6 +6,7 @@ import { gcCommand } from './gc-command.ts';
 import { verifyCommand } from './verify-command.ts';
 import { pathCommand } from './path-command.ts';
 import { migrateStorageCommand } from './migrate-storage-command.ts';
+import { migrateCommand } from './migrate-command.ts';
 import { NarwhalError } from '../errors.ts';
 
 const USAGE = `Usage: narwhal <command> [options]
@@ -40,12 +41,16 @@ Commands:
   migrate-storage [--from URL] [--to URL] [--data-dir DIR]
           copy the chunks --from has and --to lacks, checking each;
           either defaults to DIR/castr
+  migrate [--database URL] [--json]   bring the metadata schema up to date
+          (opening the stores does it too) and print its version
 
 Options shared by all commands:
   --data-dir DIR   where the database and chunks live (default ./narwhal-data)
   --storage URL    where chunks live instead of DIR/castr: a directory, or
                    s3://BUCKET/PREFIX?endpoint=URL&region=R&path-style=1
                    (credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)
+  --database URL   where metadata lives instead of DIR/narwhal.sqlite:
+                   postgres://USER:PASSWORD@HOST:PORT/DB (replicas may share it)
   --server URL --token T   (cache and token commands) use a running server's API
                            instead of --data-dir; NARWHAL_TOKEN may hold the token
 `;
@@ -59,6 +64,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   gc: gcCommand,
   verify: verifyCommand,
   'migrate-storage': migrateStorageCommand,
+  migrate: migrateCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -8,6 +8,8 @@ export const STORE_OPTIONS = {
   'data-dir': { type: 'string', default: './narwhal-data' },
   /** Where chunks live: a directory or s3://BUCKET/PREFIX?... (default DIR/castr). */
   storage: { type: 'string' },
+  /** Where metadata lives: postgres://USER:PASSWORD@HOST:PORT/DB or sqlite:PATH (default sqlite:DIR/narwhal.sqlite). */
+  database: { type: 'string' },
 } as const;
 
 /** Options of the management commands: local stores, or a server's API. */
@@ -23,12 +25,12 @@ export interface AdminTarget {
 }
 
 /** `--server URL --token T` talks to a running server; otherwise the stores under --data-dir are opened directly. */
-export async function openAdminTarget(values: { 'data-dir': string; storage?: string; server?: string; token?: string }): Promise<AdminTarget> {
+export async function openAdminTarget(values: { 'data-dir': string; storage?: string; database?: string; server?: string; token?: string }): Promise<AdminTarget> {
   if (values.server !== undefined) {
     const token = values.token ?? process.env.NARWHAL_TOKEN;
     if (!token) throw new NarwhalError('bad-request', '--server needs --token (or NARWHAL_TOKEN)');
     return { admin: remoteAdmin(values.server, token), close: async () => undefined };
   }
-  const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage });
+  const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage, database: values.database });
   return { admin: localAdmin(nw), close: () => closeNarwhal(nw) };
 }

@@ -13,7 +13,7 @@ export async function pathCommand(args: string[]): Promise<number> {
   if (action === 'list' ? paths.length > 0 : paths.length === 0) {
     throw new NarwhalError('bad-request', action === 'list' ? 'path list takes only a cache name' : `path ${action} needs store paths or hashes`);
   }
-  const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage });
+  const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage, database: values.database });
   try {
     switch (action) {
       case 'list': {

@@ -24,7 +24,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   const gcInterval = parseDurationOrZero(values['gc-interval']);
   const gcGrace = parseDurationOrZero(values['gc-grace']);
   const maxNarSize = values['max-nar-size'] === undefined ? undefined : parseByteSize('--max-nar-size', values['max-nar-size']);
-  const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage, options: maxNarSize === undefined ? {} : { maxNarSize } });
+  const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage, database: values.database, options: maxNarSize === undefined ? {} : { maxNarSize } });
   const server = createNarwhalServer(nw, { logRequests: values['log-requests'] });
   server.listen(port, host);
   await once(server, 'listening');

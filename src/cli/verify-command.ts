@@ -11,7 +11,7 @@ export async function verifyCommand(args: string[]): Promise<number> {
     options: { ...STORE_OPTIONS, repair: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
     strict: true,
   });
-  const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage });
+  const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage, database: values.database });
   let report: VerifyReport;
   try {
     report = await verifyStore(nw, { repair: values.repair });

@@ -125,6 +125,8 @@ export interface StoreStats {
 
 export interface MetadataStore {
   close(): Promise<void>;
+  /** How many schema migrations have been applied (opening a store applies the missing ones). */
+  schemaVersion(): Promise<number>;
 
   getCache(name: string): Promise<CacheRecord | undefined>;
   /** Creates the cache; returns undefined when the name is taken. */

@@ -75,6 +75,10 @@ export class SqliteMetadata implements MetadataStore {
     this.#db.close();
   }
 
+  async schemaVersion(): Promise<number> {
+    return Number((this.#db.prepare('PRAGMA user_version').get() as Row).user_version);
+  }
+
   async getCache(name: string): Promise<CacheRecord | undefined> {
     const row = this.#sql('SELECT * FROM caches WHERE name = ?').get(name) as Row | undefined;
     return row && toCache(row);

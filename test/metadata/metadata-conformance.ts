@@ -1,0 +1,398 @@
+/**
+ * One behaviour suite for every MetadataStore backend: each backend's test file calls
+ * metadataConformance with a function that opens a fresh, empty store.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import type { CacheSettings, MetadataStore, NewChunk, NewNar, NewPath, TokenRecord } from '../../src/metadata/metadata-store.ts';
+
+export interface ConformanceTarget {
+  /** A fresh, empty store; the suite closes it. */
+  open(): Promise<MetadataStore>;
+}
+
+const SETTINGS: CacheSettings = {
+  isPublic: true,
+  priority: 40,
+  signingKey: 'test-1:c2VjcmV0',
+  trustedKeys: [],
+  requireSignature: false,
+  retention: 0,
+};
+
+function chunkId(seed: string): Uint8Array {
+  return new Uint8Array(createHash('sha256').update(seed).digest());
+}
+
+/** A NAR record of these chunks (sizes 1000 + index), with a well-formed chunk table. */
+function newNar(name: string, chunks: NewChunk[], upload?: NewNar['upload']): NewNar {
+  const table = new Uint8Array(chunks.length * 40);
+  const view = new DataView(table.buffer);
+  let end = 0;
+  chunks.forEach((chunk, i) => {
+    end += chunk.size;
+    view.setBigUint64(i * 40, BigInt(end), true);
+    table.set(chunk.id, i * 40 + 8);
+  });
+  return {
+    narHash: `sha256:${name.padEnd(52, '0')}`,
+    narSize: end,
+    storedSize: chunks.reduce((sum, chunk) => sum + chunk.storedSize, 0),
+    chunkTable: table,
+    chunks,
+    upload,
+  };
+}
+
+function chunk(seed: string, extra: Partial<NewChunk> = {}): NewChunk {
+  return { id: chunkId(seed), size: 1000 + seed.length, storedSize: 500 + seed.length, ...extra };
+}
+
+function hashPart(seed: string): string {
+  const alphabet = '0123456789abcdfghijklmnpqrsvwxyz';
+  const digest = createHash('sha256').update(seed).digest();
+  return Array.from(digest.subarray(0, 32), (b) => alphabet[b & 31]).join('');
+}
+
+function newPath(cacheId: number, seed: string, narId: number, references: string[] = []): NewPath {
+  const h = hashPart(seed);
+  return { cacheId, hashPart: h, storePath: `/nix/store/${h}-${seed}`, narId, references, deriver: null, system: 'x86_64-linux', sigs: ['k:sig'], ca: null };
+}
+
+function baseName(seed: string): string {
+  return `${hashPart(seed)}-${seed}`;
+}
+
+function hex(id: Uint8Array): string {
+  return Buffer.from(id).toString('hex');
+}
+
+export function metadataConformance(backend: string, target: ConformanceTarget): void {
+  const withStore = (name: string, body: (meta: MetadataStore) => Promise<void>) =>
+    test(`${backend}: ${name}`, async () => {
+      const meta = await target.open();
+      try {
+        await body(meta);
+      } finally {
+        await meta.close();
+      }
+    });
+
+  withStore('schema version is set on open', async (meta) => {
+    assert.ok((await meta.schemaVersion()) >= 1);
+  });
+
+  withStore('caches: create, get, update, list, delete', async (meta) => {
+    assert.equal(await meta.getCache('a'), undefined);
+    const created = await meta.createCache('b', SETTINGS);
+    assert.ok(created);
+    assert.equal(created.name, 'b');
+    assert.equal(created.isPublic, true);
+    assert.equal(created.priority, 40);
+    assert.equal(typeof created.id, 'number');
+    assert.equal(typeof created.createdAt, 'number');
+    assert.equal(await meta.createCache('b', SETTINGS), undefined, 'a taken name');
+    await meta.createCache('a', { ...SETTINGS, isPublic: false, trustedKeys: ['k1:AAA', 'k2:BBB'], requireSignature: true, retention: 3600 });
+    const a = await meta.getCache('a');
+    assert.deepEqual({ ...a, id: 0, createdAt: 0 }, { id: 0, createdAt: 0, name: 'a', isPublic: false, priority: 40, signingKey: SETTINGS.signingKey, trustedKeys: ['k1:AAA', 'k2:BBB'], requireSignature: true, retention: 3600 });
+    const updated = await meta.updateCache('a', { priority: 10, isPublic: true, trustedKeys: [] });
+    assert.equal(updated?.priority, 10);
+    assert.deepEqual(await meta.getCache('a'), updated);
+    assert.equal(await meta.updateCache('nope', { priority: 1 }), undefined);
+    assert.deepEqual((await meta.listCaches()).map((c) => c.name), ['a', 'b']);
+    assert.equal(await meta.deleteCache('a'), true);
+    assert.equal(await meta.deleteCache('a'), false);
+    assert.deepEqual((await meta.listCaches()).map((c) => c.name), ['b']);
+  });
+
+  withStore('tokens: create, find by secret hash, list, revoke', async (meta) => {
+    const token: TokenRecord = { id: 'tok1', name: 'ci', caches: ['main', 'team-*'], perms: ['pull', 'push'], createdAt: 1000, expiresAt: 5000, revokedAt: null };
+    const secret = new Uint8Array(randomBytes(32));
+    await meta.createToken(token, secret);
+    await meta.createToken({ ...token, id: 'tok2', caches: [], perms: [], createdAt: 2000, expiresAt: null }, new Uint8Array(randomBytes(32)));
+    assert.deepEqual(await meta.findTokenBySecretHash(secret), token);
+    assert.equal(await meta.findTokenBySecretHash(new Uint8Array(32)), undefined);
+    assert.deepEqual((await meta.listTokens()).map((t) => [t.id, t.caches, t.perms]), [['tok1', ['main', 'team-*'], ['pull', 'push']], ['tok2', [], []]]);
+    assert.equal(await meta.revokeToken('tok1', 3000), true);
+    assert.equal(await meta.revokeToken('tok1', 4000), true);
+    assert.equal((await meta.findTokenBySecretHash(secret))?.revokedAt, 3000, 'the first revocation time stays');
+    assert.equal(await meta.revokeToken('nope', 1), false);
+    await assert.rejects(meta.createToken({ ...token, id: 'tok3' }, secret), 'a secret hash is unique');
+  });
+
+  withStore('commitNar records a NAR and its chunks, idempotently', async (meta) => {
+    const chunks = [chunk('c1'), chunk('c2'), chunk('c3')];
+    const input = newNar('n1', chunks, { fileHash: 'fh1', suffix: '.xz', fileSize: 777 });
+    const nar = await meta.commitNar(input);
+    assert.equal(nar.narHash, input.narHash);
+    assert.equal(nar.narSize, input.narSize);
+    assert.equal(nar.chunkCount, 3);
+    assert.equal(nar.storedSize, input.storedSize);
+    assert.deepEqual(nar.chunkTable, input.chunkTable);
+    assert.equal(nar.damagedAt, null);
+    assert.deepEqual(await meta.getNar(input.narHash), nar);
+    assert.equal(await meta.getNar('sha256:nope'), undefined);
+    assert.deepEqual(await meta.getNarByUpload('fh1', '.xz'), nar);
+    assert.equal(await meta.getNarByUpload('fh1', '.zst'), undefined);
+    const again = await meta.commitNar({ ...input, upload: { fileHash: 'fh2', suffix: '', fileSize: 5 } });
+    assert.deepEqual(again, nar, 'the NAR already recorded is kept');
+    assert.deepEqual(await meta.getNarByUpload('fh2', ''), nar, 'the upload name is recorded either way');
+    assert.deepEqual((await meta.narChunks(nar.id)).map((c) => hex(c.id)).sort(), chunks.map((c) => hex(c.id)).sort());
+    for (const c of chunks) assert.equal(await meta.mayReuseChunk(c.id), true);
+    assert.equal(await meta.mayReuseChunk(chunkId('other')), false);
+    const stats = await meta.stats();
+    assert.deepEqual(stats, {
+      paths: 0,
+      nars: 1,
+      narBytes: input.narSize,
+      chunks: 3,
+      chunkBytes: chunks.reduce((s, c) => s + c.size, 0),
+      storedBytes: chunks.reduce((s, c) => s + c.storedSize, 0),
+    });
+  });
+
+  withStore('concurrent commits of the same NAR record it once', async (meta) => {
+    const input = newNar('same', [chunk('s1'), chunk('s2'), chunk('shared')]);
+    const other = newNar('other', [chunk('shared'), chunk('o1')]);
+    const results = await Promise.all([
+      ...Array.from({ length: 8 }, (_, i) => meta.commitNar({ ...input, upload: { fileHash: `f${i}`, suffix: '', fileSize: i } })),
+      meta.commitNar(other),
+    ]);
+    const ids = new Set(results.slice(0, 8).map((nar) => nar.id));
+    assert.equal(ids.size, 1);
+    for (let i = 0; i < 8; i++) assert.equal((await meta.getNarByUpload(`f${i}`, ''))?.id, results[0].id);
+    const stats = await meta.stats();
+    assert.equal(stats.nars, 2);
+    assert.equal(stats.chunks, 4);
+    assert.equal((await meta.narChunks(results[0].id)).length, 3);
+  });
+
+  withStore('paths: put, get, existing, list, pin, references, delete', async (meta) => {
+    const cache = (await meta.createCache('main', SETTINGS))!;
+    const other = (await meta.createCache('other', SETTINGS))!;
+    const nar = await meta.commitNar(newNar('p1', [chunk('pc1')]));
+    const dep = newPath(cache.id, 'dep', nar.id);
+    assert.equal(await meta.putPath(newPath(cache.id, 'top', nar.id, [baseName('dep')])), 'missing-reference');
+    assert.equal(await meta.putPath({ ...dep, narId: nar.id + 1000 }), 'no-nar');
+    assert.equal(await meta.putPath(dep), 'stored');
+    const top = newPath(cache.id, 'top', nar.id, [baseName('dep'), baseName('top')]);
+    assert.equal(await meta.putPath(top), 'stored', 'a self-reference needs nothing');
+    const got = await meta.getPath(cache.id, top.hashPart);
+    assert.ok(got);
+    assert.deepEqual(
+      { ...got, createdAt: 0, lastAccess: 0 },
+      { ...top, createdAt: 0, lastAccess: 0, narHash: nar.narHash, narSize: nar.narSize, narStoredSize: nar.storedSize, pinned: false, narDamaged: false },
+    );
+    assert.equal(got.createdAt, got.lastAccess);
+    assert.equal(await meta.getPath(other.id, top.hashPart), undefined, 'paths belong to one cache');
+    assert.deepEqual(await meta.existingPaths(cache.id, [top.hashPart, hashPart('absent'), dep.hashPart]), new Set([top.hashPart, dep.hashPart]));
+    assert.deepEqual(await meta.existingPaths(cache.id, []), new Set());
+    assert.deepEqual((await meta.listPaths(cache.id)).map((p) => p.storePath), [dep.storePath, top.storePath].sort());
+    assert.equal(await meta.cacheHasNar(cache.id, nar.id), true);
+    assert.equal(await meta.cacheHasNar(other.id, nar.id), false);
+    assert.equal(await meta.cacheHasChunk(cache.id, chunkId('pc1')), true);
+    assert.equal(await meta.cacheHasChunk(other.id, chunkId('pc1')), false);
+    assert.equal(await meta.cacheHasChunk(cache.id, chunkId('nope')), false);
+
+    assert.equal(await meta.setPathPinned(cache.id, top.hashPart, true), true);
+    assert.equal(await meta.setPathPinned(cache.id, hashPart('absent'), true), false);
+    assert.equal(await meta.putPath({ ...top, sigs: ['k:other'] }), 'stored');
+    const replaced = await meta.getPath(cache.id, top.hashPart);
+    assert.deepEqual(replaced?.sigs, ['k:other']);
+    assert.equal(replaced?.pinned, true, 'replacing keeps the pin');
+
+    assert.deepEqual(await meta.deletePaths(cache.id, [dep.hashPart]), { deleted: [], referrers: [top.hashPart] });
+    assert.ok(await meta.getPath(cache.id, dep.hashPart));
+    const both = await meta.deletePaths(cache.id, [top.hashPart, dep.hashPart, hashPart('absent')]);
+    assert.deepEqual(both, { deleted: [top.hashPart, dep.hashPart], referrers: [] });
+    assert.deepEqual(await meta.listPaths(cache.id), []);
+    assert.equal((await meta.stats()).paths, 0);
+  });
+
+  withStore('deleting a cache deletes its paths and files, not its NARs', async (meta) => {
+    const cache = (await meta.createCache('gone', SETTINGS))!;
+    const nar = await meta.commitNar(newNar('d1', [chunk('dc1')]));
+    await meta.putPath(newPath(cache.id, 'x', nar.id));
+    await meta.putFile(cache.id, 'log/x', { content: new Uint8Array([1]), contentType: 'text/plain', contentEncoding: null });
+    assert.equal(await meta.deleteCache('gone'), true);
+    assert.equal(await meta.getPath(cache.id, hashPart('x')), undefined);
+    assert.equal(await meta.getFile(cache.id, 'log/x'), undefined);
+    assert.ok(await meta.getNar(nar.narHash));
+    assert.deepEqual(await meta.stats(), { ...(await meta.stats()), paths: 0, nars: 1 });
+  });
+
+  withStore('access times: recorded only when stale', async (meta) => {
+    const cache = (await meta.createCache('main', SETTINGS))!;
+    const nar = await meta.commitNar(newNar('a1', [chunk('ac1')]));
+    const path = newPath(cache.id, 'acc', nar.id);
+    await meta.putPath(path);
+    const t0 = (await meta.getPath(cache.id, path.hashPart))!.lastAccess;
+    await meta.recordPathAccess(cache.id, path.hashPart, t0 + 10, t0);
+    assert.equal((await meta.getPath(cache.id, path.hashPart))!.lastAccess, t0, 'not stale: unchanged');
+    await meta.recordPathAccess(cache.id, path.hashPart, t0 + 10, t0 + 1);
+    assert.equal((await meta.getPath(cache.id, path.hashPart))!.lastAccess, t0 + 10);
+    await meta.recordNarAccess(cache.id, nar.id, t0 + 20, t0 + 10);
+    assert.equal((await meta.getPath(cache.id, path.hashPart))!.lastAccess, t0 + 10, 'not stale: unchanged');
+    await meta.recordNarAccess(cache.id, nar.id, t0 + 20, t0 + 11);
+    assert.equal((await meta.getPath(cache.id, path.hashPart))!.lastAccess, t0 + 20);
+  });
+
+  withStore('files: put, replace, get', async (meta) => {
+    const cache = (await meta.createCache('main', SETTINGS))!;
+    assert.equal(await meta.getFile(cache.id, 'log/a'), undefined);
+    const content = new Uint8Array(randomBytes(10_000));
+    await meta.putFile(cache.id, 'log/a', { content, contentType: 'text/plain', contentEncoding: 'br' });
+    assert.deepEqual(await meta.getFile(cache.id, 'log/a'), { content, contentType: 'text/plain', contentEncoding: 'br' });
+    await meta.putFile(cache.id, 'log/a', { content: new Uint8Array([1, 2]), contentType: 'application/json', contentEncoding: null });
+    assert.deepEqual(await meta.getFile(cache.id, 'log/a'), { content: new Uint8Array([1, 2]), contentType: 'application/json', contentEncoding: null });
+  });
+
+  withStore('damage: chunks and NARs flagged, listed, healed by a re-upload', async (meta) => {
+    const cache = (await meta.createCache('main', SETTINGS))!;
+    const n1 = await meta.commitNar(newNar('dm1', [chunk('bad'), chunk('good1')]));
+    const n2 = await meta.commitNar(newNar('dm2', [chunk('bad'), chunk('good2')]));
+    const n3 = await meta.commitNar(newNar('dm3', [chunk('good3')]));
+    await meta.putPath(newPath(cache.id, 'uses-n1', n1.id));
+    assert.equal(await meta.damagedNarCount(), 0);
+    assert.equal(await meta.markChunksDamaged([chunkId('bad'), chunkId('good1')], 5000), 2);
+    assert.equal(await meta.markChunksDamaged([chunkId('bad')], 6000), 0, 'already flagged');
+    assert.equal(await meta.damagedNarCount(), 2);
+    assert.equal((await meta.getNar(n1.narHash))?.damagedAt, 5000);
+    assert.equal((await meta.getNar(n3.narHash))?.damagedAt, null);
+    assert.equal((await meta.getPath(cache.id, hashPart('uses-n1')))?.narDamaged, true);
+    assert.equal(await meta.mayReuseChunk(chunkId('bad')), false);
+
+    await meta.setChunksDamaged([chunkId('good1')], false, 0);
+    assert.equal((await meta.narChunks(n1.id)).find((c) => hex(c.id) === hex(chunkId('good1')))?.damagedAt, null);
+    await meta.setChunksDamaged([chunkId('good3')], true, 7000);
+    await meta.setChunksDamaged([chunkId('good3')], true, 8000);
+    assert.equal((await meta.narChunks(n3.id))[0].damagedAt, 7000, 'the first flag time stays');
+    assert.equal((await meta.getNar(n3.narHash))?.damagedAt, null, 'its NAR is not flagged');
+    await meta.setChunksDamaged([chunkId('good3')], false, 0);
+
+    // n1 uploaded again, rewriting the bad chunk: both NARs using it heal.
+    await meta.commitNar(newNar('dm1', [chunk('bad', { written: true }), chunk('good1')]));
+    assert.equal((await meta.getNar(n1.narHash))?.damagedAt, null);
+    assert.equal((await meta.getNar(n2.narHash))?.damagedAt, null);
+    assert.equal(await meta.damagedNarCount(), 0);
+    assert.equal(await meta.mayReuseChunk(chunkId('bad')), true);
+
+    // A new NAR reusing a chunk still flagged is flagged itself.
+    await meta.setChunksDamaged([chunkId('good2')], true, 9000);
+    const n4 = await meta.commitNar(newNar('dm4', [chunk('good2'), chunk('fresh')]));
+    assert.notEqual(n4.damagedAt, null);
+    await meta.setNarDamaged(n4.id, false, 0);
+    assert.equal((await meta.getNar(n4.narHash))?.damagedAt, null);
+    await meta.setNarDamaged(n4.id, true, 1234);
+    await meta.setNarDamaged(n4.id, true, 5678);
+    assert.equal((await meta.getNar(n4.narHash))?.damagedAt, 1234);
+  });
+
+  withStore('listChunks and listNars page in ascending order', async (meta) => {
+    const seeds = Array.from({ length: 7 }, (_, i) => `lc${i}`);
+    for (const [i, seed] of seeds.entries()) await meta.commitNar(newNar(`ln${i}`, [chunk(seed)]));
+    const all = seeds.map((seed) => hex(chunkId(seed))).sort();
+    const seen: string[] = [];
+    let after: Uint8Array = new Uint8Array(0);
+    for (;;) {
+      const page = await meta.listChunks(after, 3);
+      if (page.length === 0) break;
+      for (const c of page) {
+        assert.ok(c.id instanceof Uint8Array);
+        assert.equal(c.size, 1000 + 3);
+        assert.equal(c.unreferencedSince, null);
+        seen.push(hex(c.id));
+      }
+      after = page[page.length - 1].id;
+    }
+    assert.deepEqual(seen, all);
+    const high = new Uint8Array(32).fill(0x80);
+    assert.deepEqual((await meta.listChunks(high, 100)).map((c) => hex(c.id)), all.filter((h) => h > hex(high)), 'bytewise order');
+    const nars = await meta.listNars(0, 100);
+    assert.equal(nars.length, 7);
+    assert.deepEqual(nars.map((n) => n.id), [...nars.map((n) => n.id)].sort((a, b) => a - b));
+    assert.deepEqual((await meta.listNars(nars[4].id, 100)).map((n) => n.id), nars.slice(5).map((n) => n.id));
+    assert.deepEqual((await meta.listNars(0, 2)).map((n) => n.id), nars.slice(0, 2).map((n) => n.id));
+  });
+
+  withStore('GC: expire by retention keeps pins and closures', async (meta) => {
+    const cache = (await meta.createCache('main', SETTINGS))!;
+    const nar = await meta.commitNar(newNar('g1', [chunk('gc1')]));
+    for (const seed of ['lib', 'app', 'old', 'pinned-dep', 'pinned']) {
+      const refs = seed === 'app' ? [baseName('lib')] : seed === 'pinned' ? [baseName('pinned-dep')] : [];
+      assert.equal(await meta.putPath(newPath(cache.id, seed, nar.id, refs)), 'stored');
+    }
+    const t = (await meta.getPath(cache.id, hashPart('lib')))!.lastAccess;
+    await meta.setPathPinned(cache.id, hashPart('pinned'), true);
+    await meta.recordPathAccess(cache.id, hashPart('app'), t + 100_000, t + 100_000);
+    // Everything but app was last used at t; app (and lib through it) is live.
+    assert.equal(await meta.expirePaths(cache.id, t + 50_000), 1);
+    assert.deepEqual(
+      (await meta.listPaths(cache.id)).map((p) => p.hashPart).sort(),
+      ['lib', 'app', 'pinned-dep', 'pinned'].map(hashPart).sort(),
+    );
+  });
+
+  withStore('GC: unreferenced NARs and chunks are marked, then deleted', async (meta) => {
+    const cache = (await meta.createCache('main', SETTINGS))!;
+    const kept = await meta.commitNar(newNar('k', [chunk('shared'), chunk('kept-only')]));
+    const doomed = await meta.commitNar(newNar('d', [chunk('shared'), chunk('doomed-only')]));
+    await meta.putPath(newPath(cache.id, 'keeper', kept.id));
+    assert.equal(await meta.markUnreferencedNars(1000), 1);
+    assert.equal(await meta.markUnreferencedNars(2000), 0, 'already marked');
+    assert.deepEqual(await meta.deleteUnreferencedNars(999, 3000, 10), { nars: 0, narBytes: 0 }, 'found unused after the cutoff');
+    assert.deepEqual(await meta.deleteUnreferencedNars(1000, 3000, 10), { nars: 1, narBytes: doomed.narSize });
+    assert.equal(await meta.getNar(doomed.narHash), undefined);
+    const doomedChunk = (await meta.listChunks(new Uint8Array(0), 100)).find((c) => hex(c.id) === hex(chunkId('doomed-only')));
+    assert.equal(doomedChunk?.unreferencedSince, 3000);
+    assert.equal(await meta.mayReuseChunk(chunkId('doomed-only')), false);
+    assert.equal(await meta.mayReuseChunk(chunkId('shared')), true);
+    assert.deepEqual(await meta.deleteUnreferencedChunks(2999, 10), []);
+    const deleted = await meta.deleteUnreferencedChunks(3000, 10);
+    assert.deepEqual(deleted.map((c) => hex(c.id)), [hex(chunkId('doomed-only'))]);
+    assert.equal(deleted[0].size, chunk('doomed-only').size);
+    assert.deepEqual(
+      await meta.existingChunks([chunkId('shared'), chunkId('doomed-only'), chunkId('kept-only')]),
+      new Set([hex(chunkId('shared')), hex(chunkId('kept-only'))]),
+    );
+    assert.deepEqual(await meta.existingChunks([]), new Set());
+  });
+
+  withStore('GC: a re-upload or a new path revives a marked NAR', async (meta) => {
+    const cache = (await meta.createCache('main', SETTINGS))!;
+    const a = await meta.commitNar(newNar('ra', [chunk('ra1')]));
+    const b = await meta.commitNar(newNar('rb', [chunk('rb1')]));
+    assert.equal(await meta.markUnreferencedNars(1000), 2);
+    await meta.commitNar(newNar('ra', [chunk('ra1')]));
+    await meta.putPath(newPath(cache.id, 'uses-b', b.id));
+    await meta.deletePaths(cache.id, [hashPart('uses-b')]);
+    assert.deepEqual(await meta.deleteUnreferencedNars(5000, 6000, 10), { nars: 0, narBytes: 0 });
+    assert.ok(await meta.getNar(a.narHash));
+    // A chunk found unused is referenced again by a NAR that uses it.
+    assert.equal(await meta.markUnreferencedNars(7000), 2);
+    assert.equal((await meta.deleteUnreferencedNars(7000, 8000, 1)).nars, 1, 'limit');
+    assert.equal((await meta.deleteUnreferencedNars(7000, 8000, 10)).nars, 1);
+    assert.equal(await meta.mayReuseChunk(chunkId('ra1')), false);
+    await meta.commitNar(newNar('rc', [chunk('ra1', { written: true })]));
+    assert.equal(await meta.mayReuseChunk(chunkId('ra1')), true);
+    assert.deepEqual(await meta.deleteUnreferencedChunks(9000, 10).then((cs) => cs.map((c) => hex(c.id))), [hex(chunkId('rb1'))]);
+  });
+
+  withStore('ingest holds: renew, floor, release, stale holds forgotten', async (meta) => {
+    assert.equal(await meta.ingestHoldFloor(0, 'me'), undefined);
+    await meta.renewIngestHold('me', 100, 1000);
+    await meta.renewIngestHold('a', 300, 1000);
+    await meta.renewIngestHold('b', 200, 1000);
+    await meta.renewIngestHold('idle', null, 1000);
+    assert.equal(await meta.ingestHoldFloor(1000, 'me'), 200);
+    await meta.renewIngestHold('b', null, 2000);
+    assert.equal(await meta.ingestHoldFloor(1000, 'me'), 300);
+    await meta.releaseIngestHold('a');
+    assert.equal(await meta.ingestHoldFloor(1000, 'me'), undefined);
+    await meta.renewIngestHold('old', 50, 500);
+    assert.equal(await meta.ingestHoldFloor(1000, 'me'), undefined, 'renewed before aliveSince: dead');
+    assert.equal(await meta.ingestHoldFloor(0, 'me'), undefined, 'and forgotten');
+    assert.equal(await meta.ingestHoldFloor(0, 'nobody'), 100);
+  });
+}
