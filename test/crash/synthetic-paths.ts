@@ -4,6 +4,7 @@ import { encodeNixBase32 } from '../../src/nix/base32.ts';
 import { formatSha256Nix32 } from '../../src/nix/hash.ts';
 import { serializeNarinfo } from '../../src/nix/narinfo.ts';
 import { writeNar, type NarTree } from '../../src/nix/nar-writer.ts';
+import { seededRandom as seededRandomFromNumber } from '../helpers/seeded-random.ts';
 
 /** A store path as a pushing client holds it: the NAR, and the narinfo it uploads. */
 export interface SyntheticPath {
@@ -57,16 +58,9 @@ export function loadBinarySource(bytes = SOURCE_BYTES): Uint8Array {
   }
 }
 
-/** Deterministic pseudo-random numbers in [0, 1) from a string seed (mulberry32). */
+/** Deterministic pseudo-random numbers in [0, 1) from a string seed. */
 export function seededRandom(seed: string): () => number {
-  let state = createHash('sha256').update(seed).digest().readUInt32LE(0);
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return seededRandomFromNumber(createHash('sha256').update(seed).digest().readUInt32LE(0));
 }
 
 export function hashPartFor(seed: string, name: string): string {

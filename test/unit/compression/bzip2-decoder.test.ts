@@ -4,6 +4,7 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { test } from 'node:test';
 import { Bzip2Decoder } from '../../../src/compression/bzip2-decoder.ts';
 import { isNarwhalError } from '../../../src/errors.ts';
+import { seededRandom as rng } from '../../helpers/seeded-random.ts';
 
 function bzip2(data: Uint8Array, options: string[] = []): Buffer {
   const result = spawnSync('bzip2', ['-c', ...options], { input: data, maxBuffer: 1 << 30 });
@@ -23,16 +24,6 @@ function realBinary(size: number): Buffer {
   }
 }
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Feeds the decoder random pieces, reading whenever it asks for more, as a stream would. */
 function decode(input: Uint8Array, options: { seed?: number; maxPiece?: number; readAhead?: number } = {}): Buffer {

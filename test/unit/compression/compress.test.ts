@@ -10,6 +10,7 @@ import type { Compression } from '../../../src/compression/compression.ts';
 import { createDecompressor } from '../../../src/compression/decompress.ts';
 import { Lz4FrameEncoder } from '../../../src/compression/lz4-frame-encoder.ts';
 import { isNarwhalError } from '../../../src/errors.ts';
+import { seededRandom as random } from '../../helpers/seeded-random.ts';
 
 const all: Compression[] = ['none', 'xz', 'zstd', 'bzip2', 'br', 'gzip', 'lz4'];
 
@@ -23,17 +24,6 @@ const decoders: Record<Exclude<Compression, 'none'>, [string, ...string[]]> = {
   lz4: ['lz4', '-dc'],
 };
 
-/** Deterministic pseudo-random numbers in [0, 1) (mulberry32). */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function runTool(argv: [string, ...string[]], input: Buffer): Promise<Buffer> {
   const [command, ...args] = argv;

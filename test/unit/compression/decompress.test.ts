@@ -10,6 +10,7 @@ import zlib from 'node:zlib';
 import type { Compression } from '../../../src/compression/compression.ts';
 import { createDecompressor } from '../../../src/compression/decompress.ts';
 import { isNarwhalError } from '../../../src/errors.ts';
+import { seededRandom as rng } from '../../helpers/seeded-random.ts';
 
 type Packed = Exclude<Compression, 'none'>;
 const formats: Packed[] = ['xz', 'zstd', 'bzip2', 'br', 'gzip', 'lz4'];
@@ -44,16 +45,6 @@ function realBinary(size: number): Buffer {
   }
 }
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Splits data into random pieces, many tiny ones among them. */
 function split(data: Uint8Array, seed: number): Buffer[] {

@@ -10,6 +10,7 @@ import { createDecompressor } from '../../../src/compression/decompress.ts';
 import { Lz4FrameDecoder } from '../../../src/compression/lz4-frame-decoder.ts';
 import { xxh32, Xxh32 } from '../../../src/compression/xxhash32.ts';
 import { isNarwhalError } from '../../../src/errors.ts';
+import { seededRandom as rng } from '../../helpers/seeded-random.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'narwhal-lz4-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -35,16 +36,6 @@ function realBinary(size: number): Buffer {
   }
 }
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomBytes(n: number, seed: number): Buffer {
   const random = rng(seed);

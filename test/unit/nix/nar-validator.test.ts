@@ -12,20 +12,11 @@ import {
 } from '../../../src/nix/nar-validator.ts';
 import { NarTokenWriter, writeNar, type NarTree } from '../../../src/nix/nar-writer.ts';
 import { isNarwhalError } from '../../../src/errors.ts';
+import { seededRandom as mulberry32 } from '../../helpers/seeded-random.ts';
 
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
 const file = (s = 'x', executable = false): NarTree => ({ type: 'regular', contents: bytes(s), executable });
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Feeds `nar` in pieces whose sizes come from `sizes` (cycled), then ends. */
 function validate(nar: Uint8Array, nextSize: () => number = () => nar.length): NarValidator {
