@@ -25,13 +25,14 @@ export async function serveCommand(args: string[]): Promise<number> {
   const gcGrace = parseDurationOrZero(values['gc-grace']);
   const maxNarSize = values['max-nar-size'] === undefined ? undefined : parseByteSize('--max-nar-size', values['max-nar-size']);
   const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage, database: values.database, options: maxNarSize === undefined ? {} : { maxNarSize } });
+  // Scheduled before listening, so that a bad interval stops the start.
+  const gc = gcInterval > 0 ? scheduleGc(nw, { intervalMs: gcInterval, graceMs: gcGrace, log: (message) => process.stderr.write(`narwhal: ${message}\n`) }) : undefined;
   const server = createNarwhalServer(nw, { logRequests: values['log-requests'] });
   server.listen(port, host);
   await once(server, 'listening');
   const address = server.address();
   const shown = typeof address === 'object' && address ? `${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}` : values.listen;
   process.stderr.write(`narwhal: serving ${values['data-dir']} on http://${shown}/ (cache "main" at http://${shown}/main)\n`);
-  const gc = gcInterval > 0 ? scheduleGc(nw, { intervalMs: gcInterval, graceMs: gcGrace, log: (message) => process.stderr.write(`narwhal: ${message}\n`) }) : undefined;
 
   const signal = await new Promise<string>((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
