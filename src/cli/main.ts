@@ -7,6 +7,7 @@ import { verifyCommand } from './verify-command.ts';
 import { pathCommand } from './path-command.ts';
 import { migrateStorageCommand } from './migrate-storage-command.ts';
 import { migrateCommand } from './migrate-command.ts';
+import { importCommand } from './import-command.ts';
 import { NarwhalError } from '../errors.ts';
 
 const USAGE = `Usage: narwhal <command> [options]
@@ -43,6 +44,9 @@ Commands:
           either defaults to DIR/castr
   migrate [--database URL] [--json]   bring the metadata schema up to date
           (opening the stores does it too) and print its version
+  import DIR [--cache NAME]   import a static binary cache directory (nix copy
+          --to file://DIR) into the cache (default main), checking every NAR
+          against its narinfo; exit status 1 if a path failed
 
 Options shared by all commands:
   --data-dir DIR   where the database and chunks live (default ./narwhal-data)
@@ -65,6 +69,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   verify: verifyCommand,
   'migrate-storage': migrateStorageCommand,
   migrate: migrateCommand,
+  import: importCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {
