@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+import { NarwhalError } from '../errors.ts';
 import type { ChunkStore } from '../storage/chunk-store.ts';
 import { forgetNarinfo } from './get-narinfo.ts';
 import { HOLD_STALE_MS } from './ingest-holds.ts';
@@ -43,6 +45,11 @@ import type { Narwhal } from './narwhal.ts';
  * uploading it can still lose it to a GC that runs in the moment before its narinfo arrives; the
  * narinfo upload then fails with "no NAR with NarHash ..." (never a path without its NAR: putPath
  * checks inside its transaction), and pushing again uploads the NAR.
+ *
+ * One run at a time: a run takes the lease GC_LEASE in the metadata store, shared by every process
+ * and replica, and renews it as it goes; a run that finds it held by another does nothing and says
+ * so (`skipped`). Concurrent runs would be safe by the argument above; the lease only spares the
+ * duplicate work.
  */
 
 export const DEFAULT_GRACE_MS = 3_600_000;
@@ -50,6 +57,12 @@ export const DEFAULT_GRACE_MS = 3_600_000;
 export const CLOCK_MARGIN_MS = 1_000;
 /** Records deleted per transaction: bounds how long a run holds the database's write lock. */
 const BATCH = 500;
+/** The lease a GC run holds in the metadata store. */
+export const GC_LEASE = 'gc';
+/** How long the lease lasts unless renewed: a run that died leaves it to others after this. */
+export const GC_LEASE_TTL_MS = 600_000;
+/** The lease is renewed once this much of its TTL has passed. */
+const RENEW_AFTER_MS = GC_LEASE_TTL_MS / 3;
 
 export interface GcOptions {
   /** How long a NAR or chunk stays after it was found unused (default 1 h). */
@@ -79,12 +92,36 @@ export interface GcReport {
   orphanFiles: number;
   /** Temporary files of interrupted writes removed. */
   leftoverFiles: number;
+  /** Set when the run did nothing, with the reason (another process was collecting). */
+  skipped?: string;
 }
 
+/** Renews the run's lease once a third of its TTL has passed; throws if another holder took it. */
+type KeepLease = () => Promise<void>;
+
 export async function runGc(nw: Narwhal, options: GcOptions = {}): Promise<GcReport> {
+  const report: GcReport = { paths: 0, nars: 0, narBytes: 0, chunks: 0, chunkBytes: 0, storedBytes: 0, files: 0, fileBytes: 0, orphanFiles: 0, leftoverFiles: 0 };
+  const holder = `gc-${randomUUID()}`;
+  if (!(await nw.meta.tryAcquireLease(GC_LEASE, holder, GC_LEASE_TTL_MS))) return { ...report, skipped: 'another GC is running' };
+  let renewedAt = Date.now();
+  const keepLease: KeepLease = async () => {
+    if (Date.now() - renewedAt < RENEW_AFTER_MS) return;
+    if (!(await nw.meta.tryAcquireLease(GC_LEASE, holder, GC_LEASE_TTL_MS))) {
+      throw new NarwhalError('unavailable', 'GC lost its lease to another process; stopped');
+    }
+    renewedAt = Date.now();
+  };
+  try {
+    await collect(nw, options, report, keepLease);
+  } finally {
+    await nw.meta.releaseLease(GC_LEASE, holder);
+  }
+  return report;
+}
+
+async function collect(nw: Narwhal, options: GcOptions, report: GcReport, keepLease: KeepLease): Promise<void> {
   const grace = options.graceMs ?? DEFAULT_GRACE_MS;
   const margin = options.clockMarginMs ?? CLOCK_MARGIN_MS;
-  const report: GcReport = { paths: 0, nars: 0, narBytes: 0, chunks: 0, chunkBytes: 0, storedBytes: 0, files: 0, fileBytes: 0, orphanFiles: 0, leftoverFiles: 0 };
   /** The record cutoff (records marked before it go); files go when written at or before it minus the margin. */
   const cutoff = async (): Promise<number> => {
     const now = Date.now();
@@ -97,15 +134,18 @@ export async function runGc(nw: Narwhal, options: GcOptions = {}): Promise<GcRep
   const now = options.now ?? Date.now();
   for (const cache of await nw.meta.listCaches()) {
     if (cache.retention > 0) report.paths += await nw.meta.expirePaths(cache.id, now - cache.retention * 1000);
+    await keepLease();
   }
   if (report.paths > 0) forgetNarinfo(nw);
 
   await nw.meta.markUnreferencedNars(Date.now());
+  await keepLease();
   const narCutoff = await cutoff();
   for (;;) {
     const { nars, narBytes } = await nw.meta.deleteUnreferencedNars(narCutoff, Date.now(), BATCH);
     report.nars += nars;
     report.narBytes += narBytes;
+    await keepLease();
     if (nars < BATCH) break;
   }
 
@@ -126,18 +166,20 @@ export async function runGc(nw: Narwhal, options: GcOptions = {}): Promise<GcRep
         report.fileBytes += bytes;
       }
     }
+    await keepLease();
     if (deleted.length < BATCH) break;
   }
 
-  await sweepOrphans(nw, fileCutoff, report);
+  await sweepOrphans(nw, fileCutoff, report, keepLease);
+  await keepLease();
   report.leftoverFiles = (await nw.chunks.removeLeftovers?.(fileCutoff))?.files ?? 0;
-  return report;
 }
 
 /** Deletes chunk files that have no record and were written at or before the cutoff. */
-async function sweepOrphans(nw: Narwhal, cutoff: number, report: GcReport): Promise<void> {
+async function sweepOrphans(nw: Narwhal, cutoff: number, report: GcReport, keepLease: KeepLease): Promise<void> {
   let batch: { id: Uint8Array; modifiedAt: number }[] = [];
   const flush = async (): Promise<void> => {
+    await keepLease();
     const candidates = batch.filter((file) => file.modifiedAt <= cutoff);
     batch = [];
     if (candidates.length === 0) return;
@@ -168,6 +210,7 @@ async function deleteOrphan(store: ChunkStore, id: Uint8Array, cutoff: number): 
 
 /** One line for logs and the CLI. */
 export function describeGc(report: GcReport): string {
+  if (report.skipped !== undefined) return `skipped: ${report.skipped}`;
   return (
     `deleted ${report.paths} paths, ${report.nars} NARs (${report.narBytes} bytes), ` +
     `${report.chunks} chunks (${report.storedBytes} stored bytes), ` +

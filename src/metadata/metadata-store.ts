@@ -237,4 +237,15 @@ export interface MetadataStore {
    * forgotten.
    */
   ingestHoldFloor(aliveSince: number, exceptHolder: string): Promise<number | undefined>;
+
+  // Leases: one holder at a time across every process sharing the store (GC takes 'gc').
+
+  /**
+   * Takes or renews the lease `name` for `holder` until now + `ttlMs`, atomically: true when
+   * there was no lease, it had expired, or `holder` already held it; false (and nothing changes)
+   * while another holder's lease runs.
+   */
+  tryAcquireLease(name: string, holder: string, ttlMs: number): Promise<boolean>;
+  /** Gives up the lease if `holder` holds it; does nothing otherwise. */
+  releaseLease(name: string, holder: string): Promise<void>;
 }

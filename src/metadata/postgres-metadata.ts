@@ -516,6 +516,23 @@ export class PostgresMetadata implements MetadataStore {
       return row.floor === null ? undefined : Number(row.floor);
     });
   }
+
+  async tryAcquireLease(name: string, holder: string, ttlMs: number): Promise<boolean> {
+    const now = Date.now();
+    // One statement, so atomic: a row comes back only when it was inserted or updated for us.
+    const rows = await this.#query(
+      `INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
+       ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+       WHERE leases.expires_at < $4 OR leases.holder = excluded.holder
+       RETURNING holder`,
+      [name, holder, now + ttlMs, now],
+    );
+    return rows.length === 1 && rows[0].holder === holder;
+  }
+
+  async releaseLease(name: string, holder: string): Promise<void> {
+    await this.#run('DELETE FROM leases WHERE name = $1 AND holder = $2', [name, holder]);
+  }
 }
 
 /** One transaction's connection. */

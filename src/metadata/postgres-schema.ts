@@ -107,4 +107,12 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     renewed_at BIGINT NOT NULL
   );
   `,
+  // 2: leases (see sqlite-schema.ts migration 3).
+  `
+  CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at BIGINT NOT NULL
+  );
+  `,
 ];

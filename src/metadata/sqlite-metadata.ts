@@ -464,6 +464,23 @@ export class SqliteMetadata implements MetadataStore {
       return row.floor === null ? undefined : Number(row.floor);
     });
   }
+
+  async tryAcquireLease(name: string, holder: string, ttlMs: number): Promise<boolean> {
+    const now = Date.now();
+    return this.#transaction(() => {
+      this.#sql(
+        `INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+         WHERE leases.expires_at < ? OR leases.holder = excluded.holder`,
+      ).run(name, holder, now + ttlMs, now);
+      const row = this.#sql('SELECT holder FROM leases WHERE name = ?').get(name) as Row | undefined;
+      return row?.holder === holder;
+    });
+  }
+
+  async releaseLease(name: string, holder: string): Promise<void> {
+    this.#transaction(() => this.#sql('DELETE FROM leases WHERE name = ? AND holder = ?').run(name, holder));
+  }
 }
 
 /** SQL condition on a `nars` row: none of its chunks is flagged damaged. */

@@ -132,4 +132,13 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     renewed_at INTEGER NOT NULL
   );
   `,
+  // 3: leases, so that only one process at a time runs GC (src/cache/gc.ts).
+  `
+  -- A named lease, held by one holder until expires_at (ms since the epoch) unless renewed.
+  CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at BIGINT NOT NULL
+  );
+  `,
 ];

@@ -395,4 +395,18 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     assert.equal(await meta.ingestHoldFloor(0, 'me'), undefined, 'and forgotten');
     assert.equal(await meta.ingestHoldFloor(0, 'nobody'), 100);
   });
+
+  withStore('leases: one holder at a time, renewal, release, expiry', async (meta) => {
+    assert.equal(await meta.tryAcquireLease('gc', 'a', 60_000), true, 'no lease: taken');
+    assert.equal(await meta.tryAcquireLease('gc', 'b', 60_000), false, 'held by a: refused');
+    assert.equal(await meta.tryAcquireLease('gc', 'a', 60_000), true, 'same holder renews');
+    assert.equal(await meta.tryAcquireLease('other', 'b', 60_000), true, 'leases are per name');
+    await meta.releaseLease('gc', 'b');
+    assert.equal(await meta.tryAcquireLease('gc', 'b', 60_000), false, 'releasing a lease one does not hold does nothing');
+    await meta.releaseLease('gc', 'a');
+    assert.equal(await meta.tryAcquireLease('gc', 'b', 1), true, 'released: another gets it');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.equal(await meta.tryAcquireLease('gc', 'c', 60_000), true, 'expired: another gets it');
+    assert.equal(await meta.tryAcquireLease('gc', 'b', 60_000), false, 'and the old holder is refused');
+  });
 }

@@ -368,3 +368,34 @@ test('the GC schedule runs GC periodically and stops cleanly', async () => {
     await t.close();
   }
 });
+
+test('a GC while another process holds the gc lease is skipped and deletes nothing', async () => {
+  const t = await tempNarwhal();
+  try {
+    await deletePaths(t.nw, 'main', [await addPath(t.nw, 'main', await push(t.nw, await realisticNar('held')))]);
+    const before = await t.nw.meta.stats();
+    const files = await storedFiles(t);
+    assert.equal(await t.nw.meta.tryAcquireLease('gc', 'another-process', 60_000), true);
+
+    const report = await runGc(t.nw, NOW);
+    assert.equal(report.skipped, 'another GC is running');
+    assert.equal(report.nars + report.chunks + report.files + report.paths, 0);
+    assert.deepEqual(await t.nw.meta.stats(), before);
+    assert.equal(await storedFiles(t), files);
+    const lines: string[] = [];
+    const schedule = scheduleGc(t.nw, { intervalMs: 20, graceMs: 0, log: (line) => lines.push(line) });
+    while (lines.length === 0) await delay(20);
+    await schedule.stop();
+    assert.equal(lines[0], 'gc: skipped: another GC is running');
+    assert.equal((await t.nw.meta.stats()).nars, 1);
+
+    await t.nw.meta.releaseLease('gc', 'another-process');
+    const after = await runGc(t.nw, NOW);
+    assert.equal(after.skipped, undefined);
+    assert.equal(after.nars, 1);
+    // The run released its lease: another holder gets it at once.
+    assert.equal(await t.nw.meta.tryAcquireLease('gc', 'another-process', 60_000), true);
+  } finally {
+    await t.close();
+  }
+});
