@@ -1,13 +1,13 @@
 import pg from 'pg';
 import { NarwhalError } from '../errors.ts';
 import { POSTGRES_MIGRATIONS } from './postgres-schema.ts';
+import { NO_DAMAGED_CHUNK, PATH_COLUMNS, blob, toCache, toChunk, toNar, toPath, toToken } from './metadata-rows.ts';
 import type {
   CacheFile,
   CacheRecord,
   CacheSettings,
   ChunkRecord,
   PutPathResult,
-  Permission,
   TokenRecord,
   MetadataStore,
   NarRecord,
@@ -371,7 +371,7 @@ export class PostgresMetadata implements MetadataStore {
     const [row] = await this.#query('SELECT * FROM files WHERE cache_id = $1 AND name = $2', [cacheId, name]);
     if (!row) return undefined;
     return {
-      content: toBytes(row.content),
+      content: blob(row.content),
       contentType: String(row.content_type),
       contentEncoding: row.content_encoding === null ? null : String(row.content_encoding),
     };
@@ -553,102 +553,11 @@ class Tx {
 }
 
 /** SQL condition on a `nars` row: none of its chunks is flagged damaged. */
-const NO_DAMAGED_CHUNK = `NOT EXISTS (SELECT 1 FROM nar_chunks AS used JOIN chunks ON chunks.id = used.chunk_id
-  WHERE used.nar_id = nars.id AND chunks.damaged_at IS NOT NULL)`;
-
-/** The columns toPath reads, from `paths JOIN nars`. */
-const PATH_COLUMNS = 'paths.*, nars.nar_hash, nars.nar_size, nars.stored_size AS nar_stored_size, nars.damaged_at AS nar_damaged_at';
-
 /** A BYTEA parameter (pg sends Buffers as binary strings). */
 function bytes(value: Uint8Array): Buffer {
   return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
 }
 
-/** A BYTEA result as a plain Uint8Array of its own, as SqliteMetadata returns blobs. */
-function toBytes(value: unknown): Uint8Array {
-  return new Uint8Array(value as Buffer);
-}
-
-function toCache(row: Row): CacheRecord {
-  return {
-    id: Number(row.id),
-    name: String(row.name),
-    isPublic: row.is_public === true,
-    priority: Number(row.priority),
-    signingKey: String(row.signing_key),
-    trustedKeys: splitList(row.trusted_keys, '\n'),
-    requireSignature: row.require_signature === true,
-    retention: Number(row.retention),
-    createdAt: Number(row.created_at),
-  };
-}
-
-function toToken(row: Row): TokenRecord {
-  return {
-    id: String(row.id),
-    name: String(row.name),
-    caches: splitList(row.caches, ','),
-    perms: splitList(row.perms, ',') as Permission[],
-    createdAt: Number(row.created_at),
-    expiresAt: nullableNumber(row.expires_at),
-    revokedAt: nullableNumber(row.revoked_at),
-  };
-}
-
-function splitList(value: unknown, separator: string): string[] {
-  const text = String(value);
-  return text === '' ? [] : text.split(separator);
-}
-
-function nullableNumber(value: unknown): number | null {
-  return value === null || value === undefined ? null : Number(value);
-}
-
-function toNar(row: Row): NarRecord {
-  return {
-    id: Number(row.id),
-    narHash: String(row.nar_hash),
-    narSize: Number(row.nar_size),
-    chunkCount: Number(row.chunk_count),
-    storedSize: Number(row.stored_size),
-    chunkTable: toBytes(row.chunk_table),
-    createdAt: Number(row.created_at),
-    damagedAt: nullableNumber(row.damaged_at),
-  };
-}
-
-function toChunk(row: Row): ChunkRecord {
-  return {
-    id: toBytes(row.id),
-    size: Number(row.size),
-    storedSize: Number(row.stored_size),
-    damagedAt: nullableNumber(row.damaged_at),
-    unreferencedSince: nullableNumber(row.unreferenced_since),
-  };
-}
-
-function toPath(row: Row): PathRecord {
-  return {
-    cacheId: Number(row.cache_id),
-    hashPart: String(row.hash_part),
-    storePath: String(row.store_path),
-    narId: Number(row.nar_id),
-    narHash: String(row.nar_hash),
-    narSize: Number(row.nar_size),
-    narStoredSize: Number(row.nar_stored_size),
-    references: splitList(row.refs, ' '),
-    deriver: row.deriver === null ? null : String(row.deriver),
-    system: row.system === null ? null : String(row.system),
-    sigs: splitList(row.sigs, '\n'),
-    ca: row.ca === null ? null : String(row.ca),
-    createdAt: Number(row.created_at),
-    lastAccess: Number(row.last_access),
-    pinned: row.pinned === true,
-    narDamaged: row.nar_damaged_at !== null && row.nar_damaged_at !== undefined,
-  };
-}
-
-/** PostgreSQL's disk_full (53100) becomes 'storage-full' (HTTP 507); other errors pass unchanged. */
 function storageFullError(err: unknown): unknown {
   if ((err as { code?: unknown }).code === '53100') {
     return new NarwhalError('storage-full', 'the metadata database is full', { cause: err });

@@ -3,13 +3,13 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { NarwhalError } from '../errors.ts';
 import { SQLITE_MIGRATIONS } from './sqlite-schema.ts';
+import { NO_DAMAGED_CHUNK, PATH_COLUMNS, toCache, toChunk, toNar, toPath, toToken } from './metadata-rows.ts';
 import type {
   CacheFile,
   CacheRecord,
   CacheSettings,
   ChunkRecord,
   PutPathResult,
-  Permission,
   TokenRecord,
   MetadataStore,
   NarRecord,
@@ -484,92 +484,6 @@ export class SqliteMetadata implements MetadataStore {
 }
 
 /** SQL condition on a `nars` row: none of its chunks is flagged damaged. */
-const NO_DAMAGED_CHUNK = `NOT EXISTS (SELECT 1 FROM nar_chunks AS used JOIN chunks ON chunks.id = used.chunk_id
-  WHERE used.nar_id = nars.id AND chunks.damaged_at IS NOT NULL)`;
-
-/** The columns toPath reads, from `paths JOIN nars`. */
-const PATH_COLUMNS = 'paths.*, nars.nar_hash, nars.nar_size, nars.stored_size AS nar_stored_size, nars.damaged_at AS nar_damaged_at';
-
-function toCache(row: Row): CacheRecord {
-  return {
-    id: Number(row.id),
-    name: String(row.name),
-    isPublic: Number(row.is_public) === 1,
-    priority: Number(row.priority),
-    signingKey: String(row.signing_key),
-    trustedKeys: splitList(row.trusted_keys, '\n'),
-    requireSignature: Number(row.require_signature) === 1,
-    retention: Number(row.retention),
-    createdAt: Number(row.created_at),
-  };
-}
-
-function toToken(row: Row): TokenRecord {
-  return {
-    id: String(row.id),
-    name: String(row.name),
-    caches: splitList(row.caches, ','),
-    perms: splitList(row.perms, ',') as Permission[],
-    createdAt: Number(row.created_at),
-    expiresAt: row.expires_at === null ? null : Number(row.expires_at),
-    revokedAt: row.revoked_at === null ? null : Number(row.revoked_at),
-  };
-}
-
-function splitList(value: SQLInputValue, separator: string): string[] {
-  const text = String(value);
-  return text === '' ? [] : text.split(separator);
-}
-
-function toNar(row: Row): NarRecord {
-  return {
-    id: Number(row.id),
-    narHash: String(row.nar_hash),
-    narSize: Number(row.nar_size),
-    chunkCount: Number(row.chunk_count),
-    storedSize: Number(row.stored_size),
-    chunkTable: row.chunk_table as Uint8Array,
-    createdAt: Number(row.created_at),
-    damagedAt: nullableNumber(row.damaged_at),
-  };
-}
-
-function toChunk(row: Row): ChunkRecord {
-  return {
-    id: row.id as Uint8Array,
-    size: Number(row.size),
-    storedSize: Number(row.stored_size),
-    damagedAt: nullableNumber(row.damaged_at),
-    unreferencedSince: nullableNumber(row.unreferenced_since),
-  };
-}
-
-function nullableNumber(value: SQLInputValue): number | null {
-  return value === null ? null : Number(value);
-}
-
-function toPath(row: Row): PathRecord {
-  return {
-    cacheId: Number(row.cache_id),
-    hashPart: String(row.hash_part),
-    storePath: String(row.store_path),
-    narId: Number(row.nar_id),
-    narHash: String(row.nar_hash),
-    narSize: Number(row.nar_size),
-    narStoredSize: Number(row.nar_stored_size),
-    references: splitList(row.refs, ' '),
-    deriver: row.deriver === null ? null : String(row.deriver),
-    system: row.system === null ? null : String(row.system),
-    sigs: splitList(row.sigs, '\n'),
-    ca: row.ca === null ? null : String(row.ca),
-    createdAt: Number(row.created_at),
-    lastAccess: Number(row.last_access),
-    pinned: Number(row.pinned) === 1,
-    narDamaged: row.nar_damaged_at !== null && row.nar_damaged_at !== undefined,
-  };
-}
-
-/** SQLite's primary result code for a full disk (or a database at its size limit). */
 const SQLITE_FULL = 13;
 
 /** SQLITE_FULL becomes 'storage-full' (HTTP 507); other errors pass unchanged. */

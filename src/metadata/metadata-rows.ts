@@ -1,0 +1,106 @@
+import type { CacheRecord, ChunkRecord, NarRecord, PathRecord, Permission, TokenRecord } from './metadata-store.ts';
+
+/**
+ * Row-to-record conversion shared by the metadata backends. Rows differ only in how drivers
+ * return booleans (SQLite 0/1, PostgreSQL true/false) and blobs (Uint8Array, or pg's Buffer).
+ */
+export type Row = Record<string, unknown>;
+
+/** SQL fragment: the NAR (aliased `nars`) has no damaged chunk. */
+export const NO_DAMAGED_CHUNK = `NOT EXISTS (SELECT 1 FROM nar_chunks AS used JOIN chunks ON chunks.id = used.chunk_id
+  WHERE used.nar_id = nars.id AND chunks.damaged_at IS NOT NULL)`;
+
+/** The columns toPath reads, from `paths JOIN nars`. */
+export const PATH_COLUMNS = 'paths.*, nars.nar_hash, nars.nar_size, nars.stored_size AS nar_stored_size, nars.damaged_at AS nar_damaged_at';
+
+function flag(value: unknown): boolean {
+  return value === true || Number(value) === 1;
+}
+
+/** A blob as a plain Uint8Array of its own (pg hands out Buffers from a shared pool). */
+export function blob(value: unknown): Uint8Array {
+  return Buffer.isBuffer(value) ? new Uint8Array(value) : (value as Uint8Array);
+}
+
+export function splitList(value: unknown, separator: string): string[] {
+  const text = String(value);
+  return text === '' ? [] : text.split(separator);
+}
+
+function nullableNumber(value: unknown): number | null {
+  return value === null || value === undefined ? null : Number(value);
+}
+
+function nullableString(value: unknown): string | null {
+  return value === null || value === undefined ? null : String(value);
+}
+
+export function toCache(row: Row): CacheRecord {
+  return {
+    id: Number(row.id),
+    name: String(row.name),
+    isPublic: flag(row.is_public),
+    priority: Number(row.priority),
+    signingKey: String(row.signing_key),
+    trustedKeys: splitList(row.trusted_keys, '\n'),
+    requireSignature: flag(row.require_signature),
+    retention: Number(row.retention),
+    createdAt: Number(row.created_at),
+  };
+}
+
+export function toToken(row: Row): TokenRecord {
+  return {
+    id: String(row.id),
+    name: String(row.name),
+    caches: splitList(row.caches, ','),
+    perms: splitList(row.perms, ',') as Permission[],
+    createdAt: Number(row.created_at),
+    expiresAt: nullableNumber(row.expires_at),
+    revokedAt: nullableNumber(row.revoked_at),
+  };
+}
+
+export function toNar(row: Row): NarRecord {
+  return {
+    id: Number(row.id),
+    narHash: String(row.nar_hash),
+    narSize: Number(row.nar_size),
+    chunkCount: Number(row.chunk_count),
+    storedSize: Number(row.stored_size),
+    chunkTable: blob(row.chunk_table),
+    createdAt: Number(row.created_at),
+    damagedAt: nullableNumber(row.damaged_at),
+  };
+}
+
+export function toChunk(row: Row): ChunkRecord {
+  return {
+    id: blob(row.id),
+    size: Number(row.size),
+    storedSize: Number(row.stored_size),
+    damagedAt: nullableNumber(row.damaged_at),
+    unreferencedSince: nullableNumber(row.unreferenced_since),
+  };
+}
+
+export function toPath(row: Row): PathRecord {
+  return {
+    cacheId: Number(row.cache_id),
+    hashPart: String(row.hash_part),
+    storePath: String(row.store_path),
+    narId: Number(row.nar_id),
+    narHash: String(row.nar_hash),
+    narSize: Number(row.nar_size),
+    narStoredSize: Number(row.nar_stored_size),
+    references: splitList(row.refs, ' '),
+    deriver: nullableString(row.deriver),
+    system: nullableString(row.system),
+    sigs: splitList(row.sigs, '\n'),
+    ca: nullableString(row.ca),
+    createdAt: Number(row.created_at),
+    lastAccess: Number(row.last_access),
+    pinned: flag(row.pinned),
+    narDamaged: row.nar_damaged_at !== null && row.nar_damaged_at !== undefined,
+  };
+}
