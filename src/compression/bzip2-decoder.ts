@@ -1,6 +1,7 @@
 import { NarwhalError } from '../errors.ts';
 import { InputBuffer } from './input-buffer.ts';
 import type { PullDecoder } from './pull-decoder-stream.ts';
+import { BZIP2_CRC_TABLE } from './bzip2-crc.ts';
 
 /**
  * Streaming bzip2 decoder (format of bzip2 >= 0.9.5, as written by bzip2, pbzip2 and libarchive):
@@ -26,16 +27,6 @@ const OUTPUT = 2;
 
 /** Thrown inside a decoding attempt when the buffered input ends before the block does. */
 const NEED_INPUT = Symbol('need input');
-
-const CRC_TABLE = (() => {
-  const table = new Int32Array(256);
-  for (let i = 0; i < 256; i++) {
-    let c = i << 24;
-    for (let k = 0; k < 8; k++) c = c & 0x80000000 ? (c << 1) ^ 0x04c11db7 : c << 1;
-    table[i] = c;
-  }
-  return table;
-})();
 
 function corrupt(detail: string): NarwhalError {
   return new NarwhalError('bad-compression', `corrupt bzip2 stream: ${detail}`);
@@ -449,7 +440,7 @@ export class Bzip2Decoder implements PullDecoder {
         if (repeat > 0) {
           const n = Math.min(repeat, OUTPUT_CHUNK - o);
           out.fill(lastByte, o, o + n);
-          for (let i = 0; i < n; i++) crc = (crc << 8) ^ CRC_TABLE[((crc >>> 24) ^ lastByte) & 0xff];
+          for (let i = 0; i < n; i++) crc = (crc << 8) ^ BZIP2_CRC_TABLE[((crc >>> 24) ^ lastByte) & 0xff];
           o += n;
           repeat -= n;
           continue;
@@ -466,7 +457,7 @@ export class Bzip2Decoder implements PullDecoder {
           continue;
         }
         out[o++] = b;
-        crc = (crc << 8) ^ CRC_TABLE[((crc >>> 24) ^ b) & 0xff];
+        crc = (crc << 8) ^ BZIP2_CRC_TABLE[((crc >>> 24) ^ b) & 0xff];
         if (b === lastByte) {
           runLength++;
         } else {

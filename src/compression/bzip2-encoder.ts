@@ -1,4 +1,5 @@
 import { NarwhalError } from '../errors.ts';
+import { BZIP2_CRC_TABLE } from './bzip2-crc.ts';
 
 /**
  * Streaming bzip2 encoder, producing streams that libbz2 (the `bzip2` CLI, libarchive, Nix) reads:
@@ -18,25 +19,6 @@ const GROUP_SIZE = 50;
 const MAX_CODE_LENGTH = 17;
 const TABLE_ITERATIONS = 4;
 
-const crcTable = makeCrcTable();
-
-/** The table of bzip2's CRC: CRC-32 with polynomial 0x04c11db7, most significant bit first. */
-function makeCrcTable(): Int32Array {
-  const table = new Int32Array(256);
-  for (let i = 0; i < 256; i++) {
-    let c = i << 24;
-    for (let k = 0; k < 8; k++) c = c & 0x80000000 ? (c << 1) ^ 0x04c11db7 : c << 1;
-    table[i] = c;
-  }
-  return table;
-}
-
-/** bzip2's CRC of data, as an unsigned number. */
-export function bzip2Crc(data: Uint8Array): number {
-  let crc = -1;
-  for (let i = 0; i < data.length; i++) crc = (crc << 8) ^ crcTable[((crc >>> 24) ^ data[i]) & 0xff];
-  return ~crc >>> 0;
-}
 
 /** Bits written most significant first into a growing byte array. */
 class BitWriter {
@@ -400,7 +382,7 @@ export class Bzip2Encoder {
       }
       if (runLength > 0) {
         // Flush the run: 1 to 3 copies, or 4 copies and a count of further ones.
-        for (let k = 0; k < runLength; k++) crc = (crc << 8) ^ crcTable[((crc >>> 24) ^ runByte) & 0xff];
+        for (let k = 0; k < runLength; k++) crc = (crc << 8) ^ BZIP2_CRC_TABLE[((crc >>> 24) ^ runByte) & 0xff];
         if (runLength < 4) {
           for (let k = 0; k < runLength; k++) block[length++] = runByte;
         } else {
@@ -449,7 +431,7 @@ export class Bzip2Encoder {
     const block = this.#block;
     let length = this.#blockLength;
     let crc = this.#blockCrc;
-    for (let k = 0; k < runLength; k++) crc = (crc << 8) ^ crcTable[((crc >>> 24) ^ runByte) & 0xff];
+    for (let k = 0; k < runLength; k++) crc = (crc << 8) ^ BZIP2_CRC_TABLE[((crc >>> 24) ^ runByte) & 0xff];
     if (runLength < 4) {
       for (let k = 0; k < runLength; k++) block[length++] = runByte;
     } else {
