@@ -1,16 +1,29 @@
+/**
+ * The real Nix 2.8 client (`nix copy`, `nix path-info`, `nix log`, ...) against each deployment
+ * in topology.ts: one server on the embedded default, and two replicas sharing PostgreSQL and S3
+ * where pushes go through replica A and every read through replica B.
+ */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { assertSameBytes } from '../helpers/bytes.ts';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { buildClosure, narwhal, nixEnv, run, startServer, tempDir, writeNetrc, type RunningServer, type TestClosure } from './harness.ts';
+import { buildClosure, nixEnv, run, tempDir, writeNetrc, type TestClosure } from './harness.ts';
+import { startEmbedded, startSharedReplicas, type Topology } from './topology.ts';
 
 const COMPRESSIONS = ['none', 'xz', 'zstd', 'bzip2', 'br', 'gzip', 'lz4'] as const;
 
-describe('real Nix 2.8 client against narwhal serve', () => {
+const TOPOLOGIES = [
+  { title: 'one server on the embedded default (SQLite + local chunks)', start: startEmbedded },
+  { title: 'PostgreSQL + S3, two replicas: pushes through A, reads through B', start: startSharedReplicas },
+];
+
+for (const { title, start } of TOPOLOGIES) describe(`real Nix 2.8 client against narwhal serve: ${title}`, () => {
   let work: { path: string; remove(): Promise<void> };
-  let server: RunningServer;
+  let topology: Topology;
+  /** The cache as clients address it. */
+  let cache: string;
   let env: NodeJS.ProcessEnv;
   let secretKey: string;
   let publicKey: string;
@@ -22,30 +35,34 @@ describe('real Nix 2.8 client against narwhal serve', () => {
     await run('nix-store', ['--generate-binary-cache-key', 'narwhal-test-1', join(work.path, 'sk'), join(work.path, 'pk')], env);
     secretKey = join(work.path, 'sk');
     publicKey = await readFile(join(work.path, 'pk'), 'utf8');
-    server = await startServer(join(work.path, 'data'));
-    const token = JSON.parse(await narwhal(['token', 'create', '--data-dir', server.dataDir, '--cache', 'main', '--perm', 'push', '--json'])) as { secret: string };
+    topology = await start(work.path);
+    cache = `${topology.url}/main`;
+    const token = JSON.parse(await topology.narwhal(['token', 'create', '--cache', 'main', '--perm', 'push', '--json'])) as { secret: string };
     await writeNetrc(work.path, token.secret);
   });
 
   after(async () => {
-    await server?.stop();
-    await work?.remove();
+    try {
+      await topology?.stop();
+    } finally {
+      await work?.remove();
+    }
   });
 
   for (const compression of COMPRESSIONS) {
     test(`push with compression=${compression}, then substitute into a fresh store with signatures checked`, async () => {
       const closure = await buildClosure(env, work.path, `${compression}-${randomBytes(4).toString('hex')}`);
       closures.set(compression, closure);
-      const to = `${server.url}/main?compression=${compression}&secret-key=${secretKey}`;
+      const to = `${cache}?compression=${compression}&secret-key=${secretKey}`;
       await run('nix', ['copy', '--to', to, closure.top, closure.added], env);
 
-      const putNars = server.requests().filter((line) => line.startsWith('PUT /main/nar/'));
+      const putNars = topology.writer.requests().filter((line) => line.startsWith('PUT /main/nar/'));
       assert.ok(putNars.length >= 3, `expected NAR uploads, saw ${putNars.length}`);
       for (const line of putNars) assert.match(line, / 204$/, line);
       // The name the client uploaded each NAR under now exists, so it would not upload it again.
       for (const line of putNars) {
         const path = line.split(' ')[1];
-        const status = await fetch(`${server.url}${path}`, { method: 'HEAD' }).then((r) => r.status);
+        const status = await fetch(`${topology.url}${path}`, { method: 'HEAD' }).then((r) => r.status);
         assert.equal(status, 200, `HEAD ${path}`);
       }
 
@@ -54,14 +71,14 @@ describe('real Nix 2.8 client against narwhal serve', () => {
       for (const client of ['pusher', 'fresh']) {
         const clientEnv = client === 'pusher' ? env : { ...env, XDG_CACHE_HOME: join(work.path, `cache-${compression}-fresh`) };
         const store = join(work.path, `store-${compression}-${client}`);
-        await run('nix', ['copy', '--from', `${server.url}/main`, '--to', store, '--option', 'trusted-public-keys', publicKey, closure.top, closure.added], clientEnv);
+        await run('nix', ['copy', '--from', cache, '--to', store, '--option', 'trusted-public-keys', publicKey, closure.top, closure.added], clientEnv);
         const inStore = (p: string) => join(store, p);
         assert.equal(await readFile(inStore(join(closure.top, 'dep')), 'utf8'), `${closure.dep}\n`);
         assert.equal(await readFile(inStore(join(closure.top, 'self')), 'utf8'), `${closure.top}\n`);
         assertSameBytes(await readFile(inStore(join(closure.top, 'bin/tool'))), await readFile('/usr/bin/nix'));
         const verify = await run('nix', ['store', 'verify', '--store', store, '--trusted-public-keys', publicKey, '-r', closure.top], clientEnv);
         assert.equal(verify.trim(), '');
-        const fetched = server.requests().filter((line) => line.startsWith('GET /main/nar/'));
+        const fetched = topology.reader.requests().filter((line) => line.startsWith('GET /main/nar/'));
         const uploadedNames = putNars.map((line) => line.split(' ')[1]);
         if (client === 'pusher') {
           for (const name of uploadedNames) assert.ok(fetched.includes(`GET ${name} 200`), `the pusher fetched ${name}`);
@@ -77,14 +94,14 @@ describe('real Nix 2.8 client against narwhal serve', () => {
     const store = join(work.path, 'store-untrusted');
     const other = 'other-key-1:' + Buffer.alloc(32, 7).toString('base64');
     await assert.rejects(
-      run('nix', ['copy', '--from', `${server.url}/main`, '--to', store, '--option', 'trusted-public-keys', other, closure.top], env),
+      run('nix', ['copy', '--from', cache, '--to', store, '--option', 'trusted-public-keys', other, closure.top], env),
       /lacks a valid signature|no signature/,
     );
   });
 
   test('nix path-info and nix store verify against the cache', async () => {
     const closure = closures.get('xz')!;
-    const remote = JSON.parse(await run('nix', ['path-info', '--store', `${server.url}/main`, '--json', '-r', closure.top], env)) as { path: string; narHash: string; narSize: number; references: string[]; signatures?: string[] }[];
+    const remote = JSON.parse(await run('nix', ['path-info', '--store', cache, '--json', '-r', closure.top], env)) as { path: string; narHash: string; narSize: number; references: string[]; signatures?: string[] }[];
     const local = JSON.parse(await run('nix', ['path-info', '--json', '-r', closure.top], env)) as typeof remote;
     assert.deepEqual(remote.map((p) => p.path).sort(), local.map((p) => p.path).sort());
     for (const info of remote) {
@@ -97,37 +114,37 @@ describe('real Nix 2.8 client against narwhal serve', () => {
     const top = remote.find((p) => p.path === closure.top)!;
     assert.ok(top.references.includes(closure.top), 'self-reference kept');
     assert.ok(top.references.includes(closure.dep));
-    await run('nix', ['store', 'verify', '--store', `${server.url}/main`, '--trusted-public-keys', publicKey, '-r', closure.top], env);
+    await run('nix', ['store', 'verify', '--store', cache, '--trusted-public-keys', publicKey, '-r', closure.top], env);
   });
 
   test('nix log reads a build log uploaded with nix store copy-log', async () => {
     const closure = closures.get('zstd')!;
-    await run('nix', ['store', 'copy-log', '--to', `${server.url}/main`, closure.topDrv], env);
-    const log = await run('nix', ['log', '--store', `${server.url}/main`, closure.top], env);
+    await run('nix', ['store', 'copy-log', '--to', cache, closure.topDrv], env);
+    const log = await run('nix', ['log', '--store', cache, closure.top], env);
     assert.match(log, /building top zstd-/);
   });
 
   test('NAR listings uploaded with write-nar-listing serve nix store ls', async () => {
     const closure = await buildClosure(env, work.path, `listing-${randomBytes(4).toString('hex')}`);
-    await run('nix', ['copy', '--to', `${server.url}/main?compression=zstd&write-nar-listing=true&secret-key=${secretKey}`, closure.top], env);
+    await run('nix', ['copy', '--to', `${cache}?compression=zstd&write-nar-listing=true&secret-key=${secretKey}`, closure.top], env);
     const hashPart = closure.top.slice('/nix/store/'.length, '/nix/store/'.length + 32);
-    const listing = (await (await fetch(`${server.url}/main/${hashPart}.ls`)).json()) as { version: number; root: { type: string; entries: Record<string, unknown> } };
+    const listing = (await (await fetch(`${cache}/${hashPart}.ls`)).json()) as { version: number; root: { type: string; entries: Record<string, unknown> } };
     assert.equal(listing.version, 1);
     assert.deepEqual(Object.keys(listing.root.entries).sort(), ['bin', 'dep', 'self']);
-    const ls = await run('nix', ['store', 'ls', '--store', `${server.url}/main`, '-R', closure.top], env);
+    const ls = await run('nix', ['store', 'ls', '--store', cache, '-R', closure.top], env);
     assert.match(ls, /bin\/tool/);
   });
 
   test('a second push of the same closure uploads nothing', async () => {
     const closure = closures.get('xz')!;
-    const before = server.requests().length;
-    await run('nix', ['copy', '--to', `${server.url}/main?compression=xz&secret-key=${secretKey}`, closure.top, closure.added], env);
-    const puts = server.requests().slice(before).filter((line) => line.startsWith('PUT '));
+    const before = topology.writer.requests().length;
+    await run('nix', ['copy', '--to', `${cache}?compression=xz&secret-key=${secretKey}`, closure.top, closure.added], env);
+    const puts = topology.writer.requests().slice(before).filter((line) => line.startsWith('PUT '));
     assert.deepEqual(puts, []);
   });
 
   test('stats count each distinct chunk once', async () => {
-    const stats = JSON.parse(await narwhal(['stats', '--data-dir', server.dataDir, '--json'])) as Record<string, number>;
+    const stats = JSON.parse(await topology.narwhal(['stats', '--json'])) as Record<string, number>;
     // Three paths per compression, plus the closure of the listing test (which shares its binary).
     assert.equal(stats.paths, COMPRESSIONS.length * 3 + 2);
     assert.equal(stats.nars, COMPRESSIONS.length * 3 + 2);

@@ -10,9 +10,8 @@ import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { assertSameBytes } from '../helpers/bytes.ts';
-import { freshDatabase } from '../metadata/postgres-server.ts';
-import { startS3TestServer, TestBucket, type S3TestServer } from '../storage/s3-test-server.ts';
-import { buildClosure, narwhal, nixEnv, run, startServer, tempDir, writeNetrc, type RunningServer } from './harness.ts';
+import { buildClosure, nixEnv, run, tempDir, writeNetrc, type RunningServer } from './harness.ts';
+import { startSharedReplicas, type SharedTopology } from './topology.ts';
 
 interface Stats {
   paths: number;
@@ -23,47 +22,34 @@ interface Stats {
 
 describe('two narwhal serve replicas sharing PostgreSQL and S3', () => {
   let work: { path: string; remove(): Promise<void> };
-  let s3: S3TestServer;
-  let bucket: TestBucket;
-  let db: { url: string; drop(): Promise<void> };
+  let topology: SharedTopology;
   let a: RunningServer;
   let b: RunningServer;
   let env: NodeJS.ProcessEnv;
   let publicKey: string;
-  let storage: string;
-  const prefix = `replicas-${randomBytes(4).toString('hex')}`;
   const pushed = new Set<string>();
   const substitutable: string[] = [];
 
-  const store = (): string[] => ['--database', db.url, '--storage', storage];
+  /** Every key under the replicas' S3 prefix. */
+  const objects = (): Promise<string[]> => topology.bucket.keys(topology.prefix);
 
   before(async () => {
     work = await tempDir('replicas');
-    s3 = await startS3TestServer();
-    bucket = new TestBucket(s3.endpoint);
-    await bucket.create();
-    storage = `${bucket.url(prefix)}&region=us-east-1`;
-    db = await freshDatabase();
     env = nixEnv(work.path);
-    // Both start at once: schema migration and the creation of `main` must not race.
-    [a, b] = await Promise.all([
-      startServer(join(work.path, 'data-a'), store()),
-      startServer(join(work.path, 'data-b'), store()),
-    ]);
-    const token = JSON.parse(await narwhal(['token', 'create', ...store(), '--data-dir', a.dataDir, '--cache', 'main', '--perm', 'push', '--json'])) as { secret: string };
+    // Each test names replica A or B itself: the front of the topology is not used here.
+    topology = await startSharedReplicas(work.path);
+    [a, b] = topology.replicas;
+    const token = JSON.parse(await topology.narwhal(['token', 'create', '--cache', 'main', '--perm', 'push', '--json'])) as { secret: string };
     await writeNetrc(work.path, token.secret);
-    const info = JSON.parse(await narwhal(['cache', 'info', 'main', '--json', ...store(), '--data-dir', b.dataDir])) as { publicKey: string };
+    const info = JSON.parse(await topology.narwhal(['cache', 'info', 'main', '--json'])) as { publicKey: string };
     publicKey = info.publicKey;
     assert.match(publicKey, /^main-1:/);
   });
 
   after(async () => {
     try {
-      await Promise.all([a?.stop(), b?.stop()]);
-      await db?.drop();
-      await bucket?.destroy();
+      await topology?.stop();
     } finally {
-      await s3?.stop();
       await work?.remove();
     }
   });
@@ -130,11 +116,11 @@ describe('two narwhal serve replicas sharing PostgreSQL and S3', () => {
     for (const p of [...closureA, ...closureB]) pushed.add(p);
     substitutable.push(topA, topB);
 
-    const stats = JSON.parse(await narwhal(['stats', '--json', ...store(), '--data-dir', a.dataDir])) as Stats;
+    const stats = JSON.parse(await topology.narwhal(['stats', '--json'])) as Stats;
     assert.equal(stats.paths, pushed.size);
     assert.equal(stats.nars, pushed.size);
-    const objects = (await bucket.keys(prefix)).filter((key) => /^[0-9a-f]{4}\/[0-9a-f]{64}\.cacnk$/.test(key));
-    assert.equal(stats.chunks, objects.length, 'each recorded chunk is one object, none stored twice');
+    const chunkObjects = (await objects()).filter((key) => /^[0-9a-f]{4}\/[0-9a-f]{64}\.cacnk$/.test(key));
+    assert.equal(stats.chunks, chunkObjects.length, 'each recorded chunk is one object, none stored twice');
     // Three copies of the ~3 MB binary, its chunks held once.
     assert.ok(stats.chunkBytes < 2 * 3_400_000, `chunkBytes ${stats.chunkBytes}`);
 
@@ -144,11 +130,11 @@ describe('two narwhal serve replicas sharing PostgreSQL and S3', () => {
   });
 
   test('narwhal gc beside both replicas leaves them serving', async () => {
-    const before = JSON.parse(await narwhal(['stats', '--json', ...store(), '--data-dir', a.dataDir])) as Stats;
-    await narwhal(['gc', '--grace', '0', '--json', ...store(), '--data-dir', join(work.path, 'data-gc')]);
-    const afterGc = JSON.parse(await narwhal(['stats', '--json', ...store(), '--data-dir', a.dataDir])) as Stats;
+    const before = JSON.parse(await topology.narwhal(['stats', '--json'])) as Stats;
+    await topology.narwhal(['gc', '--grace', '0', '--json']);
+    const afterGc = JSON.parse(await topology.narwhal(['stats', '--json'])) as Stats;
     assert.deepEqual(afterGc, before, 'every path is live: GC deletes nothing');
-    assert.equal((await bucket.keys(prefix)).length, before.chunks);
+    assert.equal((await objects()).length, before.chunks);
     await substitute(a, substitutable, 'a-after-gc');
     await substitute(b, substitutable, 'b-after-gc');
   });
