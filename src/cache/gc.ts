@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { NarwhalError } from '../errors.ts';
-import type { ChunkStore } from '../storage/chunk-store.ts';
+import type { StoredChunkInfo } from '../storage/chunk-store.ts';
 import { forgetNarinfo } from './get-narinfo.ts';
 import { HOLD_STALE_MS } from './ingest-holds.ts';
 import type { Narwhal } from './narwhal.ts';
@@ -36,6 +36,11 @@ import type { Narwhal } from './narwhal.ts';
  *   write (the file is renamed aside first, and put back if it turns out to be new), so an old file
  *   found by GC and replaced by I's write just after cannot take I's copy with it. When I commits,
  *   the record exists again (the commit re-creates a record GC deleted meanwhile).
+ * - Stores without deleteUnlessNewer (S3 has no portable conditional delete): GC notes each
+ *   deletion in the metadata store before it deletes, in a transaction that checks the chunk
+ *   still has no record, and notes when the deletion finished. I's commit is refused (503, push
+ *   again) when a chunk it uses has a deletion running or finished at or after S, since the file
+ *   I wrote may be the one deleted; a commit before the note makes the record that stops it.
  * - An ingest GC does not see (its hold was published after GC read the holds) started after GC
  *   read the time: it finds every record GC may delete already marked, so it reuses none of them,
  *   and what it writes is newer than the file cutoff even with a grace of 0.
@@ -123,13 +128,13 @@ async function collect(nw: Narwhal, options: GcOptions, report: GcReport, keepLe
   const grace = options.graceMs ?? DEFAULT_GRACE_MS;
   const margin = options.clockMarginMs ?? CLOCK_MARGIN_MS;
   /** The record cutoff (records marked before it go); files go when written at or before it minus the margin. */
-  const cutoff = async (): Promise<number> => {
+  // Strictly before the oldest running ingest's start: a mark at that very millisecond stays.
+  const cutoff = async (): Promise<number> => Math.min(Date.now() - grace, (await ingestFloor(nw)) - 1);
+
+  if (!nw.chunks.deleteUnlessNewer) {
     const now = Date.now();
-    const others = await nw.meta.ingestHoldFloor(now - HOLD_STALE_MS, nw.holds.holder);
-    const local = nw.holds.localFloor();
-    // Strictly before the oldest running ingest's start: a mark at that very millisecond stays.
-    return Math.min(now - grace, Math.min(others ?? Infinity, local ?? Infinity) - 1);
-  };
+    await nw.meta.tidyChunkDeletions(Math.min(now, await ingestFloor(nw)) - margin, now);
+  }
 
   const now = options.now ?? Date.now();
   for (const cache of await nw.meta.listCaches()) {
@@ -170,42 +175,66 @@ async function collect(nw: Narwhal, options: GcOptions, report: GcReport, keepLe
     if (deleted.length < BATCH) break;
   }
 
-  await sweepOrphans(nw, fileCutoff, report, keepLease);
+  await sweepOrphans(nw, fileCutoff, margin, report, keepLease);
   await keepLease();
   report.leftoverFiles = (await nw.chunks.removeLeftovers?.(fileCutoff))?.files ?? 0;
 }
 
+/** The start of the oldest ingest running in any process, or Infinity when none runs. */
+async function ingestFloor(nw: Narwhal): Promise<number> {
+  const others = await nw.meta.ingestHoldFloor(Date.now() - HOLD_STALE_MS, nw.holds.holder);
+  return Math.min(others ?? Infinity, nw.holds.localFloor() ?? Infinity);
+}
+
 /** Deletes chunk files that have no record and were written at or before the cutoff. */
-async function sweepOrphans(nw: Narwhal, cutoff: number, report: GcReport, keepLease: KeepLease): Promise<void> {
-  let batch: { id: Uint8Array; modifiedAt: number }[] = [];
+async function sweepOrphans(nw: Narwhal, cutoff: number, margin: number, report: GcReport, keepLease: KeepLease): Promise<void> {
+  let batch: StoredChunkInfo[] = [];
   const flush = async (): Promise<void> => {
     await keepLease();
     const candidates = batch.filter((file) => file.modifiedAt <= cutoff);
     batch = [];
     if (candidates.length === 0) return;
-    const recorded = await nw.meta.existingChunks(candidates.map((file) => file.id));
-    for (const file of candidates) {
-      if (recorded.has(Buffer.from(file.id).toString('hex'))) continue;
-      const bytes = await deleteOrphan(nw.chunks, file.id, cutoff);
-      if (bytes !== undefined) {
-        report.files++;
-        report.fileBytes += bytes;
-        report.orphanFiles++;
-      }
+    const deleted = nw.chunks.deleteUnlessNewer
+      ? await deleteOrphansUnlessNewer(nw, candidates, cutoff)
+      : await deleteNotedOrphans(nw, candidates, margin);
+    for (const bytes of deleted) {
+      report.files++;
+      report.fileBytes += bytes;
+      report.orphanFiles++;
     }
   };
   for await (const file of nw.chunks.list()) {
-    batch.push({ id: file.id, modifiedAt: file.modifiedAt });
+    batch.push(file);
     if (batch.length >= BATCH) await flush();
   }
   await flush();
 }
 
-async function deleteOrphan(store: ChunkStore, id: Uint8Array, cutoff: number): Promise<number | undefined> {
-  if (store.deleteUnlessNewer) return store.deleteUnlessNewer(id, cutoff);
-  const size = await store.storedSize(id);
-  await store.delete(id);
-  return size;
+/** The sizes of the files deleted: those without a record that no write renewed meanwhile. */
+async function deleteOrphansUnlessNewer(nw: Narwhal, files: StoredChunkInfo[], cutoff: number): Promise<number[]> {
+  const recorded = await nw.meta.existingChunks(files.map((file) => file.id));
+  const sizes: number[] = [];
+  for (const file of files) {
+    if (recorded.has(Buffer.from(file.id).toString('hex'))) continue;
+    const bytes = await nw.chunks.deleteUnlessNewer!(file.id, cutoff);
+    if (bytes !== undefined) sizes.push(bytes);
+  }
+  return sizes;
+}
+
+/**
+ * Without an atomic conditional delete, a concurrent ingest may rewrite a file just before GC
+ * deletes it. The deletion is therefore noted in the metadata store first (only for chunks that
+ * still have no record, in the same transaction), and an ingest whose commit uses a chunk
+ * whose deletion ran after it started is refused instead of committing a NAR without its file.
+ * The finish time is put `margin` later for replicas whose clocks run behind.
+ */
+async function deleteNotedOrphans(nw: Narwhal, files: StoredChunkInfo[], margin: number): Promise<number[]> {
+  const noted = await nw.meta.noteChunkDeletions(files.map((file) => file.id), Date.now());
+  const sizes = new Map(files.map((file) => [Buffer.from(file.id).toString('hex'), file.storedSize]));
+  for (const id of noted) await nw.chunks.delete(id);
+  await nw.meta.finishChunkDeletions(noted, Date.now() + margin);
+  return noted.map((id) => sizes.get(Buffer.from(id).toString('hex')) ?? 0);
 }
 
 /** One line for logs and the CLI. */

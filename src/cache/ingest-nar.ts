@@ -31,15 +31,16 @@ export interface IngestRequest {
  * writes or reuses until it has committed.
  */
 export async function ingestNar(nw: Narwhal, body: Readable, request: IngestRequest): Promise<NarRecord> {
+  const startedAt = Date.now();
   const release = await nw.holds.begin();
   try {
-    return await ingestHeld(nw, body, request);
+    return await ingestHeld(nw, body, request, startedAt);
   } finally {
     release();
   }
 }
 
-async function ingestHeld(nw: Narwhal, body: Readable, request: IngestRequest): Promise<NarRecord> {
+async function ingestHeld(nw: Narwhal, body: Readable, request: IngestRequest, startedAt: number): Promise<NarRecord> {
   const fileHasher = createHash('sha256');
   let fileSize = 0;
   const hashCompressed = new Transform({
@@ -106,6 +107,7 @@ async function ingestHeld(nw: Narwhal, body: Readable, request: IngestRequest): 
     chunkTable: table.finish(),
     chunks: [...distinct.values()],
     upload: request.upload && { fileHash: request.upload.fileHashText, suffix: request.upload.suffix, fileSize: plain ? narSize : fileSize },
+    ingestStartedAt: startedAt,
   });
 }
 

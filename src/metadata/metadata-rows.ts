@@ -1,3 +1,4 @@
+import { NarwhalError } from '../errors.ts';
 import type { CacheRecord, ChunkRecord, NarRecord, PathRecord, Permission, TokenRecord } from './metadata-store.ts';
 
 /**
@@ -9,6 +10,11 @@ export type Row = Record<string, unknown>;
 /** SQL fragment: the NAR (aliased `nars`) has no damaged chunk. */
 export const NO_DAMAGED_CHUNK = `NOT EXISTS (SELECT 1 FROM nar_chunks AS used JOIN chunks ON chunks.id = used.chunk_id
   WHERE used.nar_id = nars.id AND chunks.damaged_at IS NOT NULL)`;
+
+/** Why a commit is refused when GC deleted one of its chunk files meanwhile (NewNar.ingestStartedAt). */
+export function chunksDeletedError(): NarwhalError {
+  return new NarwhalError('unavailable', 'garbage collection deleted chunks of this upload while it ran; upload it again');
+}
 
 /** The columns toPath reads, from `paths JOIN nars`. */
 export const PATH_COLUMNS = 'paths.*, nars.nar_hash, nars.nar_size, nars.stored_size AS nar_stored_size, nars.damaged_at AS nar_damaged_at';

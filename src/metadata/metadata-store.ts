@@ -77,6 +77,12 @@ export interface NewNar {
   chunks: NewChunk[];
   /** The name the client uploaded it under (`nar/<fileHash>.nar<ext>`), so HEAD on it can answer. */
   upload?: { fileHash: string; suffix: string; fileSize: number };
+  /**
+   * When the ingest started. The commit is refused with 'unavailable' when GC deleted the file of
+   * one of its chunks at or after this time, or is deleting it (see noteChunkDeletions): the file
+   * this ingest wrote may be gone.
+   */
+  ingestStartedAt?: number;
 }
 
 export interface PathRecord {
@@ -228,6 +234,20 @@ export interface MetadataStore {
   deleteUnreferencedChunks(before: number, limit: number): Promise<ChunkRecord[]>;
   /** Which of these chunk ids have a record (as lower-case hex). */
   existingChunks(ids: Uint8Array[]): Promise<Set<string>>;
+  /**
+   * For GC on a chunk store without deleteUnlessNewer: in one transaction, notes at `at` that the
+   * files of those of these chunks that have no record are being deleted, and returns them; only
+   * their files may then be deleted. A commit that uses a noted chunk is refused until the
+   * deletion is finished, and afterwards when its ingest started before the deletion finished.
+   */
+  noteChunkDeletions(ids: Uint8Array[], at: number): Promise<Uint8Array[]>;
+  /** Marks the deletions of these chunks' files finished at `at`. */
+  finishChunkDeletions(ids: Uint8Array[], at: number): Promise<void>;
+  /**
+   * Marks deletions left unfinished (by a GC run that died) finished at `at`, then forgets those
+   * finished before `before`, when no ingest that could be refused for them still runs.
+   */
+  tidyChunkDeletions(before: number, at: number): Promise<void>;
   /** Publishes a process's ingest hold: `busySince` null when it has no ingest running. */
   renewIngestHold(holder: string, busySince: number | null, at: number): Promise<void>;
   releaseIngestHold(holder: string): Promise<void>;

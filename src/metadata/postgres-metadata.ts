@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { NarwhalError } from '../errors.ts';
 import { POSTGRES_MIGRATIONS } from './postgres-schema.ts';
-import { NO_DAMAGED_CHUNK, PATH_COLUMNS, blob, toCache, toChunk, toNar, toPath, toToken } from './metadata-rows.ts';
+import { NO_DAMAGED_CHUNK, PATH_COLUMNS, blob, chunksDeletedError, toCache, toChunk, toNar, toPath, toToken } from './metadata-rows.ts';
 import type {
   CacheFile,
   CacheRecord,
@@ -229,6 +229,13 @@ export class PostgresMetadata implements MetadataStore {
     // Distinct by id: one INSERT ... ON CONFLICT may not touch a row twice.
     const chunks = [...new Map(nar.chunks.map((chunk) => [Buffer.from(chunk.id).toString('hex'), chunk])).values()];
     return this.#write(async (tx) => {
+      if (nar.ingestStartedAt !== undefined && chunks.length > 0) {
+        const deleted = await tx.query(
+          'SELECT 1 AS found FROM chunk_deletions WHERE id = ANY($1::bytea[]) AND (done_at IS NULL OR done_at >= $2) LIMIT 1',
+          [chunks.map((c) => bytes(c.id)), nar.ingestStartedAt],
+        );
+        if (deleted.length > 0) throw chunksDeletedError();
+      }
       // Damage is rare: when no chunk is flagged, the repair bookkeeping below is skipped.
       const anyDamage = (await tx.query('SELECT 1 AS found FROM chunks WHERE damaged_at IS NOT NULL LIMIT 1')).length > 0;
       const [existing] = await tx.query('SELECT id, damaged_at FROM nars WHERE nar_hash = $1', [nar.narHash]);
@@ -497,6 +504,31 @@ export class PostgresMetadata implements MetadataStore {
     return new Set(rows.map((row) => (row.id as Buffer).toString('hex')));
   }
 
+  async noteChunkDeletions(ids: Uint8Array[], at: number): Promise<Uint8Array[]> {
+    if (ids.length === 0) return [];
+    // Under WRITE_LOCK, like commitNar: a record cannot appear between the check and the note.
+    const rows = await this.#write((tx) => tx.query(
+      `INSERT INTO chunk_deletions (id, noted_at)
+       SELECT id, $2::bigint FROM unnest($1::bytea[]) AS c(id) WHERE NOT EXISTS (SELECT 1 FROM chunks WHERE chunks.id = c.id)
+       ON CONFLICT (id) DO UPDATE SET noted_at = excluded.noted_at, done_at = NULL
+       RETURNING id`,
+      [distinctIds(ids), at],
+    ));
+    return rows.map((row) => blob(row.id));
+  }
+
+  async finishChunkDeletions(ids: Uint8Array[], at: number): Promise<void> {
+    if (ids.length === 0) return;
+    await this.#run('UPDATE chunk_deletions SET done_at = $2 WHERE id = ANY($1::bytea[])', [ids.map(bytes), at]);
+  }
+
+  async tidyChunkDeletions(before: number, at: number): Promise<void> {
+    await this.#write(async (tx) => {
+      await tx.run('UPDATE chunk_deletions SET done_at = $1 WHERE done_at IS NULL', [at]);
+      await tx.run('DELETE FROM chunk_deletions WHERE done_at < $1', [before]);
+    });
+  }
+
   async renewIngestHold(holder: string, busySince: number | null, at: number): Promise<void> {
     await this.#run(
       `INSERT INTO ingest_holds (holder, busy_since, renewed_at) VALUES ($1, $2, $3)
@@ -552,10 +584,14 @@ class Tx {
   }
 }
 
-/** SQL condition on a `nars` row: none of its chunks is flagged damaged. */
 /** A BYTEA parameter (pg sends Buffers as binary strings). */
 function bytes(value: Uint8Array): Buffer {
   return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+}
+
+/** BYTEA parameters without repeats: one INSERT ... ON CONFLICT may not touch a row twice. */
+function distinctIds(ids: Uint8Array[]): Buffer[] {
+  return [...new Map(ids.map((id) => [Buffer.from(id).toString('hex'), bytes(id)])).values()];
 }
 
 function storageFullError(err: unknown): unknown {

@@ -115,4 +115,12 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     expires_at BIGINT NOT NULL
   );
   `,
+  // 3: chunk deletion notices (see sqlite-schema.ts migration 4).
+  `
+  CREATE TABLE chunk_deletions (
+    id BYTEA PRIMARY KEY,
+    noted_at BIGINT NOT NULL,
+    done_at BIGINT
+  );
+  `,
 ];

@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { NarwhalError } from '../errors.ts';
 import { SQLITE_MIGRATIONS } from './sqlite-schema.ts';
-import { NO_DAMAGED_CHUNK, PATH_COLUMNS, toCache, toChunk, toNar, toPath, toToken } from './metadata-rows.ts';
+import { NO_DAMAGED_CHUNK, PATH_COLUMNS, chunksDeletedError, toCache, toChunk, toNar, toPath, toToken } from './metadata-rows.ts';
 import type {
   CacheFile,
   CacheRecord,
@@ -13,6 +13,7 @@ import type {
   TokenRecord,
   MetadataStore,
   NarRecord,
+  NewChunk,
   NewNar,
   NewPath,
   PathRecord,
@@ -173,6 +174,7 @@ export class SqliteMetadata implements MetadataStore {
   async commitNar(nar: NewNar): Promise<NarRecord> {
     const now = Date.now();
     const id = this.#transaction(() => {
+      if (nar.ingestStartedAt !== undefined) this.#refuseDeletedChunks(nar.chunks, nar.ingestStartedAt);
       // Damage is rare: when no chunk is flagged, the repair bookkeeping below is skipped.
       const anyDamage = this.#sql('SELECT 1 AS found FROM chunks WHERE damaged_at IS NOT NULL LIMIT 1').get() !== undefined;
       const existing = this.#sql('SELECT id, damaged_at FROM nars WHERE nar_hash = ?').get(nar.narHash) as Row | undefined;
@@ -446,6 +448,37 @@ export class SqliteMetadata implements MetadataStore {
     return found;
   }
 
+  async noteChunkDeletions(ids: Uint8Array[], at: number): Promise<Uint8Array[]> {
+    return this.#transaction(() => {
+      const note = this.#sql(
+        `INSERT INTO chunk_deletions (id, noted_at) SELECT ?, ? WHERE NOT EXISTS (SELECT 1 FROM chunks WHERE id = ?)
+         ON CONFLICT (id) DO UPDATE SET noted_at = excluded.noted_at, done_at = NULL`,
+      );
+      return ids.filter((id) => note.run(id, at, id).changes > 0);
+    });
+  }
+
+  async finishChunkDeletions(ids: Uint8Array[], at: number): Promise<void> {
+    this.#transaction(() => {
+      const finish = this.#sql('UPDATE chunk_deletions SET done_at = ? WHERE id = ?');
+      for (const id of ids) finish.run(at, id);
+    });
+  }
+
+  async tidyChunkDeletions(before: number, at: number): Promise<void> {
+    this.#transaction(() => {
+      this.#sql('UPDATE chunk_deletions SET done_at = ? WHERE done_at IS NULL').run(at);
+      this.#sql('DELETE FROM chunk_deletions WHERE done_at < ?').run(before);
+    });
+  }
+
+  /** Throws when a deletion of one of the chunks' files runs or finished at or after `since`. */
+  #refuseDeletedChunks(chunks: NewChunk[], since: number): void {
+    if (this.#sql('SELECT 1 AS found FROM chunk_deletions LIMIT 1').get() === undefined) return;
+    const deleted = this.#sql('SELECT 1 AS found FROM chunk_deletions WHERE id = ? AND (done_at IS NULL OR done_at >= ?)');
+    if (chunks.some((chunk) => deleted.get(chunk.id, since) !== undefined)) throw chunksDeletedError();
+  }
+
   async renewIngestHold(holder: string, busySince: number | null, at: number): Promise<void> {
     this.#transaction(() => this.#sql(
       `INSERT INTO ingest_holds (holder, busy_since, renewed_at) VALUES (?, ?, ?)
@@ -483,7 +516,6 @@ export class SqliteMetadata implements MetadataStore {
   }
 }
 
-/** SQL condition on a `nars` row: none of its chunks is flagged damaged. */
 const SQLITE_FULL = 13;
 
 /** SQLITE_FULL becomes 'storage-full' (HTTP 507); other errors pass unchanged. */

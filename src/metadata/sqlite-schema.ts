@@ -141,4 +141,15 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     expires_at BIGINT NOT NULL
   );
   `,
+  // 4: chunk deletion notices, for GC on chunk stores without an atomic conditional delete (S3).
+  `
+  -- GC notes here that it is deleting a chunk's file (done_at NULL while it does); a commit that
+  -- uses a chunk whose deletion finished after its ingest started, or still runs, is refused,
+  -- because the file it wrote may be gone (src/cache/gc.ts).
+  CREATE TABLE chunk_deletions (
+    id BLOB PRIMARY KEY,
+    noted_at INTEGER NOT NULL,
+    done_at INTEGER
+  ) WITHOUT ROWID;
+  `,
 ];

@@ -40,8 +40,9 @@ export interface ChunkStore extends ChunkWriter {
    * Deletes the chunk only if it was last written at or before `notAfter` (ms since the epoch),
    * atomically with respect to a concurrent put of the same id: a copy written later always
    * survives. Returns the stored size deleted, or undefined when nothing was deleted.
-   * Optional: without it GC compares list()'s modifiedAt and then calls delete(), which leaves a
-   * short window in which a concurrent rewrite of the same chunk is lost (src/cache/gc.ts).
+   * Optional: without it GC compares list()'s modifiedAt and calls delete() after noting the
+   * deletion in the metadata store, which refuses the commit of an ingest that may have rewritten
+   * the chunk meanwhile (src/cache/gc.ts).
    */
   deleteUnlessNewer?(id: Uint8Array, notAfter: number): Promise<number | undefined>;
   /**

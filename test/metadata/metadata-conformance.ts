@@ -409,4 +409,31 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     assert.equal(await meta.tryAcquireLease('gc', 'c', 60_000), true, 'expired: another gets it');
     assert.equal(await meta.tryAcquireLease('gc', 'b', 60_000), false, 'and the old holder is refused');
   });
+
+  withStore('chunk deletion notices: only for chunks without a record; refuse commits they may have robbed', async (meta) => {
+    const kept = chunk('recorded');
+    await meta.commitNar(newNar('keeper', [kept]));
+    const [a, b, c] = [chunk('orphan-a'), chunk('orphan-b'), chunk('orphan-c')];
+    const noted = await meta.noteChunkDeletions([a.id, kept.id, b.id, c.id], 1000);
+    assert.deepEqual(noted.map(hex).sort(), [a, b, c].map((x) => hex(x.id)).sort(), 'a chunk with a record is not noted');
+
+    await assert.rejects(meta.commitNar({ ...newNar('uses-a', [kept, a]), ingestStartedAt: 2000 }), (err: Error & { code?: string }) => err.code === 'unavailable', 'a deletion still running refuses the commit');
+    assert.equal(await meta.getNar(newNar('uses-a', []).narHash), undefined, 'nothing committed');
+    await meta.commitNar({ ...newNar('uses-kept', [kept]), ingestStartedAt: 2000 });
+
+    await meta.finishChunkDeletions([a.id, b.id], 3000);
+    await assert.rejects(meta.commitNar({ ...newNar('uses-b', [b]), ingestStartedAt: 3000 }), /upload it again/, 'finished after the ingest started');
+    await meta.commitNar({ ...newNar('uses-a', [a]), ingestStartedAt: 3001 });
+    assert.deepEqual(await meta.noteChunkDeletions([a.id], 4000), [], 'a now has a record: never noted again');
+    await meta.commitNar(newNar('uses-c', [c]));
+    assert.ok(await meta.getNar(newNar('uses-c', []).narHash), 'a commit without a start time (not an ingest) is not checked');
+
+    // c's deletion was never finished (its GC died): tidying finishes it now and forgets the old ones.
+    const d = chunk('orphan-d');
+    await meta.noteChunkDeletions([d.id], 5000);
+    await meta.tidyChunkDeletions(3500, 6000);
+    await meta.commitNar({ ...newNar('uses-b-late', [b]), ingestStartedAt: 2000 });
+    await assert.rejects(meta.commitNar({ ...newNar('uses-d', [d]), ingestStartedAt: 5999 }), /upload it again/, 'an unfinished deletion is finished at tidy time');
+    await meta.commitNar({ ...newNar('uses-d', [d]), ingestStartedAt: 6001 });
+  });
 }
