@@ -9,6 +9,7 @@ import { migrateStorageCommand } from './migrate-storage-command.ts';
 import { migrateCommand } from './migrate-command.ts';
 import { importCommand } from './import-command.ts';
 import { NarwhalError } from '../errors.ts';
+import { applyConfigFile } from './config-file.ts';
 
 const USAGE = `Usage: narwhal <command> [options]
 
@@ -55,6 +56,9 @@ Options shared by all commands:
                    (credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)
   --database URL   where metadata lives instead of DIR/narwhal.sqlite:
                    postgres://USER:PASSWORD@HOST:PORT/DB (replicas may share it)
+  --config FILE    a JSON object of these options (and serve's), e.g.
+                   {"database": "postgres://...", "storage": "s3://..."};
+                   options given on the command line win
   --server URL --token T   (cache and token commands) use a running server's API
                            instead of --data-dir; NARWHAL_TOKEN may hold the token
 `;
@@ -84,7 +88,7 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
-    return await run(rest);
+    return await run(applyConfigFile(command, rest));
   } catch (err) {
     if (err instanceof NarwhalError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`narwhal ${command}: ${(err as Error).message}\n`);

@@ -9,6 +9,7 @@
 import { createServer, request, type Server } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { writeFile } from 'node:fs/promises';
 import { pipeline } from 'node:stream';
 import { freshDatabase } from '../metadata/postgres-server.ts';
 import { startS3TestServer, TestBucket } from '../storage/s3-test-server.ts';
@@ -72,8 +73,11 @@ export async function startSharedReplicas(work: string): Promise<SharedTopology>
     const prefix = `replicas-${randomBytes(4).toString('hex')}`;
     const storeArgs = ['--database', db.url, '--storage', `${bucket.url(prefix)}&region=us-east-1`];
 
+    // Replica B reads the same settings from a config file, as a deployment would keep them.
+    const config = join(work, 'narwhal-b.json');
+    await writeFile(config, JSON.stringify({ database: storeArgs[1], storage: storeArgs[3], 'gc-interval': '0' }), { mode: 0o600 });
     // Both start at once: schema migration and the creation of `main` must not race.
-    const starting = [startServer(join(work, 'data-a'), storeArgs), startServer(join(work, 'data-b'), storeArgs)];
+    const starting = [startServer(join(work, 'data-a'), storeArgs), startServer(join(work, 'data-b'), ['--config', config])];
     // Registered before awaiting, so a replica that started is stopped even if the other did not.
     for (const replica of starting) cleanups.push(() => replica.then((r) => r.stop(), () => undefined));
     const [a, b] = await Promise.all(starting);
