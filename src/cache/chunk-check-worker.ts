@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 import { zstdDecompressSync } from 'node:zlib';
 import type { WorkerReply } from '../storage/worker-pool.ts';
+import { garbageCollectorByVolume } from '../storage/worker-gc.ts';
 
 export interface CheckRequest {
   id: Uint8Array;
@@ -21,6 +22,8 @@ export interface CheckResult {
   stored: Uint8Array;
   data?: Uint8Array;
 }
+
+const collectGarbage = garbageCollectorByVolume();
 
 parentPort!.on('message', ({ seq, id, stored, size, wantData }: CheckRequest & { seq: number }) => {
   let reply: WorkerReply<CheckResult>;
@@ -48,6 +51,7 @@ parentPort!.on('message', ({ seq, id, stored, size, wantData }: CheckRequest & {
     reply = { seq, error: { message: (err as Error).message, code: (err as NodeJS.ErrnoException).code } };
   }
   parentPort!.postMessage(reply, transfer);
+  collectGarbage(size);
 });
 
 function ownBuffer(bytes: Uint8Array): ArrayBuffer[] {

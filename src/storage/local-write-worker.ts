@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 import { constants, zstdCompressSync } from 'node:zlib';
 import type { WorkerReply } from './worker-pool.ts';
+import { garbageCollectorByVolume } from './worker-gc.ts';
 
 export interface WriteRequest {
   dir: string;
@@ -22,6 +23,8 @@ export type WriteResult = number;
 
 const knownDirs = new Set<string>();
 
+const collectGarbage = garbageCollectorByVolume();
+
 parentPort!.on('message', ({ seq, dir, path, data, level }: WriteRequest & { seq: number }) => {
   let reply: WorkerReply<WriteResult>;
   try {
@@ -33,6 +36,7 @@ parentPort!.on('message', ({ seq, dir, path, data, level }: WriteRequest & { seq
     reply = { seq, error: { message: (err as Error).message, code: (err as NodeJS.ErrnoException).code } };
   }
   parentPort!.postMessage(reply);
+  collectGarbage(data.byteLength);
 });
 
 function writeAtomically(dir: string, path: string, bytes: Uint8Array): void {

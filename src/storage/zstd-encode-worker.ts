@@ -5,6 +5,7 @@
 import { parentPort } from 'node:worker_threads';
 import { constants, zstdCompressSync } from 'node:zlib';
 import type { WorkerReply } from './worker-pool.ts';
+import { garbageCollectorByVolume } from './worker-gc.ts';
 
 export interface EncodeRequest {
   data: Uint8Array;
@@ -13,6 +14,8 @@ export interface EncodeRequest {
 
 /** The zstd frame, in a buffer of its own (moved, not copied, back to the caller). */
 export type EncodeResult = Uint8Array;
+
+const collectGarbage = garbageCollectorByVolume();
 
 parentPort!.on('message', ({ seq, data, level }: EncodeRequest & { seq: number }) => {
   let reply: WorkerReply<EncodeResult>;
@@ -28,4 +31,5 @@ parentPort!.on('message', ({ seq, data, level }: EncodeRequest & { seq: number }
     reply = { seq, error: { message: (err as Error).message, code: (err as NodeJS.ErrnoException).code } };
   }
   parentPort!.postMessage(reply, transfer);
+  collectGarbage(data.byteLength);
 });
