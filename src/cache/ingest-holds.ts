@@ -25,6 +25,8 @@ export class IngestHolds {
   /** Start times of the running ingests. */
   readonly #running = new Map<number, number>();
   #next = 0;
+  /** When the last ingest ended, or when this process started. */
+  #lastEnded = Date.now();
   /** What the store says, or is about to: busy since this time, or null for idle. */
   #published: number | null = null;
   /** The publishing writes in order; never rejects. */
@@ -49,6 +51,7 @@ export class IngestHolds {
     this.#idleTimer = undefined;
     const release = (): void => {
       this.#running.delete(token);
+      this.#lastEnded = Date.now();
       if (this.#running.size > 0 || this.#idleTimer) return;
       this.#idleTimer = setTimeout(() => {
         this.#idleTimer = undefined;
@@ -64,6 +67,11 @@ export class IngestHolds {
       throw err;
     }
     return release;
+  }
+
+  /** Since when no ingest has run in this process (the last one's end), or undefined while one runs. */
+  idleSince(): number | undefined {
+    return this.#running.size > 0 ? undefined : this.#lastEnded;
   }
 
   /** The start of the oldest ingest running in this process, if any. */

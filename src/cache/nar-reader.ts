@@ -1,3 +1,4 @@
+import { NarwhalError } from '../errors.ts';
 import type { NarRecord } from '../metadata/metadata-store.ts';
 import { chunkEntries, chunkEntry, chunkIndexAt, type ChunkTableEntry } from './chunk-table.ts';
 import { checkChunkPresent, readCheckedChunk, type CheckedChunk } from './chunk-damage.ts';
@@ -30,12 +31,37 @@ export async function assertChunksPresent(nw: Narwhal, nar: NarRecord): Promise<
 }
 
 /**
- * The stored zstd frames of the NAR, back to back: together they are one zstd stream of the NAR.
- * Each frame is decompressed and checked against its chunk id before it is passed on, as in
- * readNarBytes: a damaged chunk ends the stream with an error rather than sending wrong bytes.
+ * The stored zstd frames of the NAR, back to back: together they are one zstd stream of the NAR,
+ * exactly `nar.storedSize` bytes long (its Content-Length). Each frame is decompressed and checked
+ * against its chunk id before it is passed on, as in readNarBytes: a damaged chunk ends the stream
+ * with an error rather than sending wrong bytes. Recompression may shrink a frame while it is
+ * read; the bytes it saved are made up at the end with a skippable frame, which zstd decoders skip.
  */
 export async function* readStoredFrames(nw: Narwhal, nar: NarRecord): AsyncGenerator<Uint8Array> {
-  for await (const { stored } of readChecked(nw, chunkEntries(nar.chunkTable), false)) yield stored;
+  let sent = 0;
+  for await (const { stored } of readChecked(nw, chunkEntries(nar.chunkTable), false)) {
+    sent += stored.length;
+    if (sent > nar.storedSize) throw framesChanged(nar);
+    yield stored;
+  }
+  if (sent === nar.storedSize) return;
+  if (nar.storedSize - sent < SKIPPABLE_HEADER) throw framesChanged(nar);
+  yield skippableFrame(nar.storedSize - sent);
+}
+
+const SKIPPABLE_HEADER = 8;
+
+/** A zstd skippable frame of `length` bytes in all (RFC 8878, 3.1.2), its content zeros. */
+export function skippableFrame(length: number): Uint8Array {
+  const frame = new Uint8Array(length);
+  const view = new DataView(frame.buffer);
+  view.setUint32(0, 0x184d2a50, true);
+  view.setUint32(4, length - SKIPPABLE_HEADER, true);
+  return frame;
+}
+
+function framesChanged(nar: NarRecord): NarwhalError {
+  return new NarwhalError('unavailable', `the chunks of NAR ${nar.narHash} were rewritten while it was read; retry`);
 }
 
 /**

@@ -5,7 +5,7 @@ import { NarwhalError } from '../errors.ts';
 const STORE_SETTINGS = ['data-dir', 'database', 'storage'];
 /** The settings a config file may hold, by command; a setting another command takes is left out. */
 const SETTINGS_BY_COMMAND: Record<string, string[]> = {
-  serve: [...STORE_SETTINGS, 'listen', 'log-requests', 'gc-interval', 'gc-grace', 'max-nar-size'],
+  serve: [...STORE_SETTINGS, 'listen', 'log-requests', 'gc-interval', 'gc-grace', 'max-nar-size', 'recompress-level', 'recompress-after'],
   migrate: ['data-dir', 'database'],
   'migrate-storage': ['data-dir'],
 };

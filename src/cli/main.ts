@@ -8,6 +8,7 @@ import { pathCommand } from './path-command.ts';
 import { migrateStorageCommand } from './migrate-storage-command.ts';
 import { migrateCommand } from './migrate-command.ts';
 import { importCommand } from './import-command.ts';
+import { recompressCommand } from './recompress-command.ts';
 import { NarwhalError } from '../errors.ts';
 import { applyConfigFile } from './config-file.ts';
 
@@ -16,8 +17,10 @@ const USAGE = `Usage: narwhal <command> [options]
 Commands:
   serve   [--data-dir DIR] [--listen HOST:PORT] [--log-requests]
           [--gc-interval 6h|0] [--gc-grace 1h] [--max-nar-size BYTES]
+          [--recompress-level 19|0] [--recompress-after 60s]
           run the binary cache server (default 127.0.0.1:5000), with GC every
-          interval (0 = never)
+          interval (0 = never), and chunks recompressed at the level once no
+          upload has run for the given time (0 = never)
   stats   [--data-dir DIR] [--json]               storage and dedup figures
   cache create NAME [--public] [--priority N] [--signing-key FILE]
                     [--retention 30d|0] [--json]
@@ -40,6 +43,8 @@ Commands:
   verify  [--repair] [--json]     check every chunk and NAR; flag damaged NARs (their
           narinfos answer 404 until uploaded again); --repair deletes corrupt
           chunk files; exit status 1 while damage remains
+  recompress [--level 19] [--json]   rewrite the chunks still at their ingest
+          level at a higher one where that saves space (serve does it when idle)
   migrate-storage [--from URL] [--to URL] [--data-dir DIR]
           copy the chunks --from has and --to lacks, checking each;
           either defaults to DIR/castr
@@ -74,6 +79,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   'migrate-storage': migrateStorageCommand,
   migrate: migrateCommand,
   import: importCommand,
+  recompress: recompressCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

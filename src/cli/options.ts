@@ -34,3 +34,12 @@ export async function openAdminTarget(values: { 'data-dir': string; storage?: st
   const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage, database: values.database });
   return { admin: localAdmin(nw), close: () => closeNarwhal(nw) };
 }
+
+/** A zstd level, 1 to 22 (zstd's range; 20 and up need more memory to decompress), or 0 when `zeroMeansOff`. */
+export function parseZstdLevel(option: string, text: string, zeroMeansOff = false): number {
+  const level = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!(level >= (zeroMeansOff ? 0 : 1) && level <= 22)) {
+    throw new NarwhalError('bad-request', `${option} takes a zstd level from 1 to 22${zeroMeansOff ? ' (0: off)' : ''}, not ${text}`);
+  }
+  return level;
+}

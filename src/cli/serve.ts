@@ -3,9 +3,11 @@ import { once } from 'node:events';
 import { openNarwhal, closeNarwhal } from '../cache/narwhal.ts';
 import { parseDurationOrZero } from '../cache/duration.ts';
 import { scheduleGc } from '../cache/gc-scheduler.ts';
+import { DEFAULT_RECOMPRESS_LEVEL } from '../cache/recompress.ts';
+import { scheduleRecompression } from '../cache/recompress-scheduler.ts';
 import { createNarwhalServer } from '../server/server.ts';
 import { NarwhalError } from '../errors.ts';
-import { STORE_OPTIONS } from './options.ts';
+import { parseZstdLevel, STORE_OPTIONS } from './options.ts';
 
 export async function serveCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -17,16 +19,22 @@ export async function serveCommand(args: string[]): Promise<number> {
       'gc-interval': { type: 'string', default: '6h' },
       'gc-grace': { type: 'string', default: '1h' },
       'max-nar-size': { type: 'string' },
+      'recompress-level': { type: 'string', default: String(DEFAULT_RECOMPRESS_LEVEL) },
+      'recompress-after': { type: 'string', default: '60s' },
     },
     strict: true,
   });
   const { host, port } = parseListen(values.listen);
   const gcInterval = parseDurationOrZero(values['gc-interval']);
   const gcGrace = parseDurationOrZero(values['gc-grace']);
+  const recompressLevel = parseZstdLevel('--recompress-level', values['recompress-level'], true);
+  const recompressAfter = parseDurationOrZero(values['recompress-after']);
   const maxNarSize = values['max-nar-size'] === undefined ? undefined : parseByteSize('--max-nar-size', values['max-nar-size']);
   const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage, database: values.database, options: maxNarSize === undefined ? {} : { maxNarSize } });
   // Scheduled before listening, so that a bad interval stops the start.
   const gc = gcInterval > 0 ? scheduleGc(nw, { intervalMs: gcInterval, graceMs: gcGrace, log: (message) => process.stderr.write(`narwhal: ${message}\n`) }) : undefined;
+  const log = (message: string): void => void process.stderr.write(`narwhal: ${message}\n`);
+  const recompression = recompressLevel > 0 ? scheduleRecompression(nw, { level: recompressLevel, idleMs: recompressAfter, log }) : undefined;
   const server = createNarwhalServer(nw, { logRequests: values['log-requests'] });
   server.listen(port, host);
   await once(server, 'listening');
@@ -42,6 +50,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   server.close();
   server.closeIdleConnections();
   await gc?.stop();
+  await recompression?.stop();
   await closeNarwhal(nw);
   return 0;
 }

@@ -87,6 +87,7 @@ export function toChunk(row: Row): ChunkRecord {
     storedSize: Number(row.stored_size),
     damagedAt: nullableNumber(row.damaged_at),
     unreferencedSince: nullableNumber(row.unreferenced_since),
+    zstdLevel: nullableNumber(row.zstd_level),
   };
 }
 
@@ -109,4 +110,16 @@ export function toPath(row: Row): PathRecord {
     pinned: flag(row.pinned),
     narDamaged: row.nar_damaged_at !== null && row.nar_damaged_at !== undefined,
   };
+}
+
+/**
+ * How a NAR's stored size moves when some of its chunks change size: the sum, over the entries
+ * of its chunk table (40 bytes each: end offset, then the 32-byte chunk id), of the change of
+ * the entry's chunk. `changes` maps chunk ids (lower-case hex) to new minus old stored size.
+ */
+export function storedSizeDelta(chunkTable: Uint8Array, changes: Map<string, number>): number {
+  const table = Buffer.from(chunkTable.buffer, chunkTable.byteOffset, chunkTable.byteLength);
+  let delta = 0;
+  for (let at = 8; at + 32 <= table.length; at += 40) delta += changes.get(table.toString('hex', at, at + 32)) ?? 0;
+  return delta;
 }

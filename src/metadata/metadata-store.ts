@@ -66,6 +66,17 @@ export interface ChunkRecord {
   damagedAt: number | null;
   /** When GC found that no NAR uses it any more; null while one does. */
   unreferencedSince: number | null;
+  /** The zstd level its file was recompressed at (or found not worth it at); null as ingested. */
+  zstdLevel: number | null;
+}
+
+/** A chunk file rewritten smaller by recompression. */
+export interface RecompressedChunk {
+  id: Uint8Array;
+  /** The stored size the record had when the chunk was read. */
+  oldStoredSize: number;
+  storedSize: number;
+  zstdLevel: number;
 }
 
 export interface NewNar {
@@ -232,6 +243,23 @@ export interface MetadataStore {
    * `before`, and returns them. Their files are the caller's to delete.
    */
   deleteUnreferencedChunks(before: number, limit: number): Promise<ChunkRecord[]>;
+  /** The chunk's record, if any. */
+  getChunk(id: Uint8Array): Promise<ChunkRecord | undefined>;
+
+  // Recompression (src/cache/recompress.ts).
+
+  /** Up to `limit` chunks as ingested (zstdLevel null), in use and not damaged, with ids above `after`, ascending. */
+  chunksToRecompress(after: Uint8Array, limit: number): Promise<ChunkRecord[]>;
+  /**
+   * In one transaction: records the new stored sizes and levels of chunks whose record still has
+   * `oldStoredSize` (the others changed meanwhile and are left alone), and moves the stored size
+   * of every NAR that uses them by the difference, counting each use in its chunk table. Returns
+   * how many chunks it recorded.
+   */
+  recordRecompressed(chunks: RecompressedChunk[]): Promise<number>;
+  /** Sets the level of chunks found not worth rewriting at it, so they are not tried again. */
+  setChunkLevels(ids: Uint8Array[], zstdLevel: number): Promise<void>;
+
   /** Which of these chunk ids have a record (as lower-case hex). */
   existingChunks(ids: Uint8Array[]): Promise<Set<string>>;
   /**

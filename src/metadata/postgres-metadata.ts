@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { NarwhalError } from '../errors.ts';
 import { POSTGRES_MIGRATIONS } from './postgres-schema.ts';
-import { NO_DAMAGED_CHUNK, PATH_COLUMNS, blob, chunksDeletedError, toCache, toChunk, toNar, toPath, toToken } from './metadata-rows.ts';
+import { NO_DAMAGED_CHUNK, PATH_COLUMNS, blob, chunksDeletedError, storedSizeDelta, toCache, toChunk, toNar, toPath, toToken } from './metadata-rows.ts';
 import type {
   CacheFile,
   CacheRecord,
@@ -14,6 +14,7 @@ import type {
   NewNar,
   NewPath,
   PathRecord,
+  RecompressedChunk,
   StoreStats,
 } from './metadata-store.ts';
 
@@ -253,21 +254,35 @@ export class PostgresMetadata implements MetadataStore {
         );
         narId = Number(inserted.id);
       }
+      const written = chunks.filter((chunk) => chunk.written);
+      // A chunk this ingest wrote again may now have another stored size than its record (one
+      // recompressed, then repaired): the NARs that use it follow.
+      const resized = new Map<string, number>();
+      if (written.length > 0) {
+        const sizes = new Map(written.map((c) => [Buffer.from(c.id).toString('hex'), c.storedSize]));
+        const rows = await tx.query('SELECT id, stored_size FROM chunks WHERE id = ANY($1::bytea[])', [written.map((c) => bytes(c.id))]);
+        for (const row of rows) {
+          const hex = (row.id as Buffer).toString('hex');
+          const change = sizes.get(hex)! - Number(row.stored_size);
+          if (change !== 0) resized.set(hex, change);
+        }
+      }
       let repaired: Buffer[] = [];
-      if (!existing || anyDamage) {
-        const written = chunks.filter((chunk) => chunk.written);
+      if (!existing || anyDamage || resized.size > 0) {
         if (anyDamage && written.length > 0) {
           const rows = await tx.query('SELECT id FROM chunks WHERE id = ANY($1::bytea[]) AND damaged_at IS NOT NULL', [written.map((c) => bytes(c.id))]);
           repaired = rows.map((row) => row.id as Buffer);
         }
-        // A chunk this NAR uses is referenced again; one this ingest wrote is whole again.
+        // A chunk this NAR uses is referenced again; one this ingest wrote is whole again, as written.
         for (const [group, isWritten] of [[written, true], [chunks.filter((chunk) => !chunk.written), false]] as const) {
           if (group.length === 0) continue;
           await tx.run(
             `INSERT INTO chunks (id, size, stored_size, created_at)
              SELECT id, size, stored_size, $4::bigint FROM unnest($1::bytea[], $2::bigint[], $3::bigint[]) AS c(id, size, stored_size)
-             ON CONFLICT (id) DO UPDATE SET unreferenced_since = NULL, damaged_at = CASE WHEN $5::boolean THEN NULL ELSE chunks.damaged_at END
-             WHERE chunks.unreferenced_since IS NOT NULL OR ($5 AND chunks.damaged_at IS NOT NULL)`,
+             ON CONFLICT (id) DO UPDATE SET unreferenced_since = NULL, damaged_at = CASE WHEN $5::boolean THEN NULL ELSE chunks.damaged_at END,
+               stored_size = CASE WHEN $5 THEN excluded.stored_size ELSE chunks.stored_size END,
+               zstd_level = CASE WHEN $5 AND chunks.stored_size <> excluded.stored_size THEN NULL ELSE chunks.zstd_level END
+             WHERE chunks.unreferenced_since IS NOT NULL OR ($5 AND (chunks.damaged_at IS NOT NULL OR chunks.stored_size <> excluded.stored_size))`,
             [group.map((c) => bytes(c.id)), group.map((c) => c.size), group.map((c) => c.storedSize), now, isWritten],
           );
         }
@@ -277,6 +292,8 @@ export class PostgresMetadata implements MetadataStore {
             [chunks.map((c) => bytes(c.id)), narId],
           );
         }
+        // A new NAR counted its chunks at the sizes written.
+        await moveNarStoredSizes(tx, resized, existing ? undefined : narId);
       }
       if (anyDamage || (existing && existing.damaged_at !== null)) {
         if (repaired.length > 0) {
@@ -431,6 +448,40 @@ export class PostgresMetadata implements MetadataStore {
     return (await this.#query('SELECT * FROM chunks WHERE id > $1 ORDER BY id LIMIT $2', [bytes(after), limit])).map(toChunk);
   }
 
+  async getChunk(id: Uint8Array): Promise<ChunkRecord | undefined> {
+    const [row] = await this.#query('SELECT * FROM chunks WHERE id = $1', [bytes(id)]);
+    return row && toChunk(row);
+  }
+
+  async chunksToRecompress(after: Uint8Array, limit: number): Promise<ChunkRecord[]> {
+    return (await this.#query(
+      `SELECT * FROM chunks WHERE zstd_level IS NULL AND id > $1 AND damaged_at IS NULL AND unreferenced_since IS NULL
+       ORDER BY id LIMIT $2`,
+      [bytes(after), limit],
+    )).map(toChunk);
+  }
+
+  async recordRecompressed(chunks: RecompressedChunk[]): Promise<number> {
+    if (chunks.length === 0) return 0;
+    return this.#write(async (tx) => {
+      const updated = await tx.query(
+        `UPDATE chunks SET stored_size = c.stored_size, zstd_level = c.zstd_level
+         FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::int[]) AS c(id, old_stored_size, stored_size, zstd_level)
+         WHERE chunks.id = c.id AND chunks.stored_size = c.old_stored_size
+         RETURNING chunks.id, c.stored_size - c.old_stored_size AS change`,
+        [chunks.map((c) => bytes(c.id)), chunks.map((c) => c.oldStoredSize), chunks.map((c) => c.storedSize), chunks.map((c) => c.zstdLevel)],
+      );
+      const changes = new Map(updated.map((row) => [(row.id as Buffer).toString('hex'), Number(row.change)]));
+      await moveNarStoredSizes(tx, changes);
+      return changes.size;
+    });
+  }
+
+  async setChunkLevels(ids: Uint8Array[], zstdLevel: number): Promise<void> {
+    if (ids.length === 0) return;
+    await this.#run('UPDATE chunks SET zstd_level = $2 WHERE id = ANY($1::bytea[])', [ids.map(bytes), zstdLevel]);
+  }
+
   async listNars(afterId: number, limit: number): Promise<NarRecord[]> {
     return (await this.#query('SELECT * FROM nars WHERE id > $1 ORDER BY id LIMIT $2', [afterId, limit])).map(toNar);
   }
@@ -581,6 +632,18 @@ class Tx {
 
   async run(sql: string, params: unknown[] = []): Promise<number> {
     return (await this.#client.query(sql, params)).rowCount ?? 0;
+  }
+}
+
+/** Inside a transaction: moves the stored size of the NARs (but `except`) that use changed chunks. */
+async function moveNarStoredSizes(tx: Tx, changes: Map<string, number>, except?: number): Promise<void> {
+  if (changes.size === 0) return;
+  const nars = await tx.query(
+    'SELECT id, chunk_table FROM nars WHERE id IN (SELECT nar_id FROM nar_chunks WHERE chunk_id = ANY($1::bytea[])) AND id <> $2',
+    [[...changes.keys()].map((hex) => Buffer.from(hex, 'hex')), except ?? -1],
+  );
+  for (const nar of nars) {
+    await tx.run('UPDATE nars SET stored_size = stored_size + $1 WHERE id = $2', [storedSizeDelta(blob(nar.chunk_table), changes), nar.id]);
   }
 }
 

@@ -123,4 +123,9 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     done_at BIGINT
   );
   `,
+  // 4: recompression (see sqlite-schema.ts migration 5).
+  `
+  ALTER TABLE chunks ADD COLUMN zstd_level INTEGER;
+  CREATE INDEX chunks_as_ingested ON chunks(id) WHERE zstd_level IS NULL;
+  `,
 ];

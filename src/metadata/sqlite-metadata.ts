@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { NarwhalError } from '../errors.ts';
 import { SQLITE_MIGRATIONS } from './sqlite-schema.ts';
-import { NO_DAMAGED_CHUNK, PATH_COLUMNS, chunksDeletedError, toCache, toChunk, toNar, toPath, toToken } from './metadata-rows.ts';
+import { NO_DAMAGED_CHUNK, PATH_COLUMNS, blob, chunksDeletedError, storedSizeDelta, toCache, toChunk, toNar, toPath, toToken } from './metadata-rows.ts';
 import type {
   CacheFile,
   CacheRecord,
@@ -17,6 +17,7 @@ import type {
   NewNar,
   NewPath,
   PathRecord,
+  RecompressedChunk,
   StoreStats,
 } from './metadata-store.ts';
 
@@ -190,22 +191,35 @@ export class SqliteMetadata implements MetadataStore {
         ).get(nar.narHash, nar.narSize, nar.chunkTable.length / 40, nar.storedSize, nar.chunkTable, now) as Row;
         narId = Number(inserted.id);
       }
+      // A chunk this ingest wrote again may now have another stored size than its record (one
+      // recompressed, then repaired): the NARs that use it follow.
+      const resized = new Map<string, number>();
+      const recordedSize = this.#sql('SELECT stored_size FROM chunks WHERE id = ?');
+      for (const chunk of nar.chunks) {
+        if (!chunk.written) continue;
+        const row = recordedSize.get(chunk.id) as Row | undefined;
+        if (row && Number(row.stored_size) !== chunk.storedSize) resized.set(Buffer.from(chunk.id).toString('hex'), chunk.storedSize - Number(row.stored_size));
+      }
       const repaired: Uint8Array[] = [];
-      if (!existing || anyDamage) {
-        // A chunk this NAR uses is referenced again; one this ingest wrote is whole again.
+      if (!existing || anyDamage || resized.size > 0) {
+        // A chunk this NAR uses is referenced again; one this ingest wrote is whole again, as written.
         const addChunk = this.#sql(
-          `INSERT INTO chunks (id, size, stored_size, created_at) VALUES (?, ?, ?, ?)
-           ON CONFLICT (id) DO UPDATE SET unreferenced_since = NULL, damaged_at = CASE WHEN ? THEN NULL ELSE chunks.damaged_at END
-           WHERE chunks.unreferenced_since IS NOT NULL OR (? AND chunks.damaged_at IS NOT NULL)`,
+          `INSERT INTO chunks (id, size, stored_size, created_at) VALUES (?1, ?2, ?3, ?4)
+           ON CONFLICT (id) DO UPDATE SET unreferenced_since = NULL, damaged_at = CASE WHEN ?5 THEN NULL ELSE chunks.damaged_at END,
+             stored_size = CASE WHEN ?5 THEN excluded.stored_size ELSE chunks.stored_size END,
+             zstd_level = CASE WHEN ?5 AND chunks.stored_size <> excluded.stored_size THEN NULL ELSE chunks.zstd_level END
+           WHERE chunks.unreferenced_since IS NOT NULL OR (?5 AND (chunks.damaged_at IS NOT NULL OR chunks.stored_size <> excluded.stored_size))`,
         );
         const isDamaged = this.#sql('SELECT 1 AS found FROM chunks WHERE id = ? AND damaged_at IS NOT NULL');
         const addUse = this.#sql('INSERT INTO nar_chunks (chunk_id, nar_id) VALUES (?, ?)');
         for (const chunk of nar.chunks) {
           const written = chunk.written ? 1 : 0;
           if (anyDamage && written && isDamaged.get(chunk.id)) repaired.push(chunk.id);
-          addChunk.run(chunk.id, chunk.size, chunk.storedSize, now, written, written);
+          addChunk.run(chunk.id, chunk.size, chunk.storedSize, now, written);
           if (!existing) addUse.run(chunk.id, narId);
         }
+        // A new NAR counted its chunks at the sizes written.
+        this.#moveNarStoredSizes(resized, existing ? undefined : narId);
       }
       if (anyDamage || (existing && existing.damaged_at !== null)) {
         const heal = this.#sql(
@@ -373,6 +387,51 @@ export class SqliteMetadata implements MetadataStore {
 
   async listChunks(after: Uint8Array, limit: number): Promise<ChunkRecord[]> {
     return (this.#sql('SELECT * FROM chunks WHERE id > ? ORDER BY id LIMIT ?').all(after, limit) as Row[]).map(toChunk);
+  }
+
+  async getChunk(id: Uint8Array): Promise<ChunkRecord | undefined> {
+    const row = this.#sql('SELECT * FROM chunks WHERE id = ?').get(id) as Row | undefined;
+    return row && toChunk(row);
+  }
+
+  async chunksToRecompress(after: Uint8Array, limit: number): Promise<ChunkRecord[]> {
+    return (this.#sql(
+      `SELECT * FROM chunks WHERE zstd_level IS NULL AND id > ? AND damaged_at IS NULL AND unreferenced_since IS NULL
+       ORDER BY id LIMIT ?`,
+    ).all(after, limit) as Row[]).map(toChunk);
+  }
+
+  async recordRecompressed(chunks: RecompressedChunk[]): Promise<number> {
+    return this.#transaction(() => {
+      const update = this.#sql('UPDATE chunks SET stored_size = ?, zstd_level = ? WHERE id = ? AND stored_size = ?');
+      const changes = new Map<string, number>();
+      for (const chunk of chunks) {
+        if (update.run(chunk.storedSize, chunk.zstdLevel, chunk.id, chunk.oldStoredSize).changes > 0) {
+          changes.set(Buffer.from(chunk.id).toString('hex'), chunk.storedSize - chunk.oldStoredSize);
+        }
+      }
+      this.#moveNarStoredSizes(changes);
+      return changes.size;
+    });
+  }
+
+  /** Inside a transaction: moves the stored size of the NARs (but `except`) that use changed chunks. */
+  #moveNarStoredSizes(changes: Map<string, number>, except?: number): void {
+    if (changes.size === 0) return;
+    const users = this.#sql('SELECT nar_id FROM nar_chunks WHERE chunk_id = ?');
+    const narIds = new Set<number>();
+    for (const hex of changes.keys()) for (const row of users.all(Buffer.from(hex, 'hex')) as Row[]) narIds.add(Number(row.nar_id));
+    narIds.delete(except ?? -1);
+    const table = this.#sql('SELECT chunk_table FROM nars WHERE id = ?');
+    const move = this.#sql('UPDATE nars SET stored_size = stored_size + ? WHERE id = ?');
+    for (const narId of narIds) move.run(storedSizeDelta(blob((table.get(narId) as Row).chunk_table), changes), narId);
+  }
+
+  async setChunkLevels(ids: Uint8Array[], zstdLevel: number): Promise<void> {
+    this.#transaction(() => {
+      const set = this.#sql('UPDATE chunks SET zstd_level = ? WHERE id = ?');
+      for (const id of ids) set.run(zstdLevel, id);
+    });
   }
 
   async listNars(afterId: number, limit: number): Promise<NarRecord[]> {

@@ -152,4 +152,11 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     done_at INTEGER
   ) WITHOUT ROWID;
   `,
+  // 5: recompression (src/cache/recompress.ts).
+  `
+  -- The zstd level the chunk's file was recompressed at (or found not worth recompressing at);
+  -- NULL while it is as ingested.
+  ALTER TABLE chunks ADD COLUMN zstd_level INTEGER;
+  CREATE INDEX chunks_as_ingested ON chunks(id) WHERE zstd_level IS NULL;
+  `,
 ];

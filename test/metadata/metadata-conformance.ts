@@ -436,4 +436,40 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     await assert.rejects(meta.commitNar({ ...newNar('uses-d', [d]), ingestStartedAt: 5999 }), /upload it again/, 'an unfinished deletion is finished at tidy time');
     await meta.commitNar({ ...newNar('uses-d', [d]), ingestStartedAt: 6001 });
   });
+
+  withStore('recompression: chunk sizes and levels recorded, NAR stored sizes follow every use', async (meta) => {
+    const [a, b, c] = [chunk('rc-a'), chunk('rc-b'), chunk('rc-c')];
+    // x uses a twice (a repeated chunk, like a run of zeros), y uses a once and c; z only c.
+    const x = await meta.commitNar({ ...newNar('rc-x', [a, b, a]), chunks: [a, b] });
+    const y = await meta.commitNar(newNar('rc-y', [a, c]));
+    const z = await meta.commitNar(newNar('rc-z', [c]));
+    assert.equal(x.storedSize, 2 * a.storedSize + b.storedSize);
+    const todo = await meta.chunksToRecompress(new Uint8Array(0), 10);
+    assert.deepEqual(todo.map((r) => hex(r.id)).sort(), [a, b, c].map((r) => hex(r.id)).sort());
+    assert.ok(todo.every((r) => r.zstdLevel === null));
+
+    const recorded = await meta.recordRecompressed([
+      { id: a.id, oldStoredSize: a.storedSize, storedSize: a.storedSize - 100, zstdLevel: 19 },
+      { id: c.id, oldStoredSize: c.storedSize + 1, storedSize: 10, zstdLevel: 19 }, // changed meanwhile: left alone
+    ]);
+    assert.equal(recorded, 1);
+    assert.equal((await meta.getNar(x.narHash))!.storedSize, x.storedSize - 200, 'both uses of a count');
+    assert.equal((await meta.getNar(y.narHash))!.storedSize, y.storedSize - 100);
+    assert.equal((await meta.getNar(z.narHash))!.storedSize, z.storedSize, 'c was not recorded');
+    const recA = (await meta.getChunk(a.id))!;
+    assert.deepEqual([recA.storedSize, recA.zstdLevel], [a.storedSize - 100, 19]);
+    assert.equal(await meta.getChunk(chunkId('never stored')), undefined);
+
+    await meta.setChunkLevels([b.id], 19);
+    assert.deepEqual((await meta.chunksToRecompress(new Uint8Array(0), 10)).map((r) => hex(r.id)), [hex(c.id)]);
+    assert.deepEqual(await meta.chunksToRecompress(c.id, 10), [], 'ids above `after` only');
+
+    // An ingest writes a back at its ingest size (a repair): the record and every NAR using it follow.
+    const w = await meta.commitNar({ ...newNar('rc-w', [{ ...a, written: true }]), ingestStartedAt: Date.now() });
+    assert.equal(w.storedSize, a.storedSize, 'the new NAR counts the size it wrote');
+    const again = (await meta.getChunk(a.id))!;
+    assert.deepEqual([again.storedSize, again.zstdLevel], [a.storedSize, null], 'as ingested again');
+    assert.equal((await meta.getNar(x.narHash))!.storedSize, x.storedSize);
+    assert.equal((await meta.getNar(y.narHash))!.storedSize, y.storedSize);
+  });
 }

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { assertSameBytes } from '../../helpers/bytes.ts';
+import { unzstd } from '../../helpers/zstd-cli.ts';
 import { rm } from 'node:fs/promises';
-import { execFileSync } from 'node:child_process';
 import { ingestNar } from '../../../src/cache/ingest-nar.ts';
 import { openNar, readNarBytes, readStoredFrames } from '../../../src/cache/nar-reader.ts';
 import { chunkEntries } from '../../../src/cache/chunk-table.ts';
@@ -118,6 +118,3 @@ test('a NAR with a missing chunk cannot be opened, and a corrupt chunk never rea
 });
 
 /** The zstd CLI as the oracle: Node's zstd stops after the first frame, real clients do not. */
-function unzstd(data: Uint8Array): Buffer {
-  return execFileSync('zstd', ['-d', '-c'], { input: data, maxBuffer: 1 << 30 });
-}

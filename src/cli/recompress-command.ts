@@ -1,0 +1,23 @@
+import { parseArgs } from 'node:util';
+import { openNarwhal, closeNarwhal } from '../cache/narwhal.ts';
+import { DEFAULT_RECOMPRESS_LEVEL, describeRecompression, recompressChunks } from '../cache/recompress.ts';
+import { parseZstdLevel, STORE_OPTIONS } from './options.ts';
+import { printJsonOr } from './output.ts';
+
+/** `narwhal recompress`: one recompression run over every chunk still as ingested (src/cache/recompress.ts). */
+export async function recompressCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { ...STORE_OPTIONS, level: { type: 'string', default: String(DEFAULT_RECOMPRESS_LEVEL) }, json: { type: 'boolean', default: false } },
+    strict: true,
+  });
+  const level = parseZstdLevel('--level', values.level);
+  const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage, database: values.database });
+  try {
+    const report = await recompressChunks(nw, { level });
+    printJsonOr(values.json, report, () => `${describeRecompression(report)}\n`);
+  } finally {
+    await closeNarwhal(nw);
+  }
+  return 0;
+}
