@@ -153,4 +153,22 @@ for (const { title, start } of TOPOLOGIES) describe(`real Nix 2.8 client against
     assert.ok(stats.chunkBytes < 2 * 3_400_000, `chunkBytes ${stats.chunkBytes}`);
     assert.ok(stats.storedBytes < stats.chunkBytes);
   });
+
+  test('after narwhal recompress beside the running servers, a fresh machine substitutes everything', async () => {
+    const before = JSON.parse(await topology.narwhal(['stats', '--json'])) as Record<string, number>;
+    const report = JSON.parse(await topology.narwhal(['recompress', '--level', '12', '--json'])) as Record<string, number>;
+    assert.equal(report.chunks, before.chunks);
+    assert.ok(report.rewritten > 0);
+    const after = JSON.parse(await topology.narwhal(['stats', '--json'])) as Record<string, number>;
+    assert.equal(after.storedBytes, before.storedBytes - (report.bytesBefore - report.bytesAfter));
+    const clientEnv = { ...env, XDG_CACHE_HOME: join(work.path, 'cache-after-recompress') };
+    const store = join(work.path, 'store-after-recompress');
+    const paths = [...closures.values()].flatMap((closure) => [closure.top, closure.added]);
+    // Served narinfos are cached for up to 5 s; their FileSize may lag, their NARs may not.
+    await run('nix', ['copy', '--from', cache, '--to', store, '--option', 'trusted-public-keys', publicKey, ...paths], clientEnv);
+    const verify = await run('nix', ['store', 'verify', '--store', store, '--trusted-public-keys', publicKey, '-r', ...paths], clientEnv);
+    assert.equal(verify.trim(), '');
+    const checked = JSON.parse(await topology.narwhal(['verify', '--json'])) as { chunks: Record<string, number>; nars: Record<string, number> };
+    assert.deepEqual([checked.chunks.corrupt, checked.chunks.missing, checked.nars.damaged], [0, 0, 0]);
+  });
 });

@@ -1,8 +1,10 @@
 import { test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import assert from 'node:assert/strict';
 import { ingestNar } from '../../../src/cache/ingest-nar.ts';
 import { openNar, readNarBytes, readStoredFrames } from '../../../src/cache/nar-reader.ts';
 import { MIN_SAVING, recompressChunks, RECOMPRESS_LEASE } from '../../../src/cache/recompress.ts';
+import { scheduleRecompression } from '../../../src/cache/recompress-scheduler.ts';
 import { renderNarinfo } from '../../../src/cache/get-narinfo.ts';
 import { verifyStore } from '../../../src/cache/verify.ts';
 import { checkChunk } from '../../../src/cache/chunk-check.ts';
@@ -126,6 +128,24 @@ test('recompression: a file rewritten smaller by a run that crashed before recor
     assert.equal(now.storedSize, record.storedSize - (victim.storedSize - (await t.nw.chunks.storedSize(victim.id))!));
     assert.equal((await collect(readStoredFrames(t.nw, now))).length, now.storedSize);
   } finally {
+    await t.close();
+  }
+});
+
+test('the server schedule recompresses once uploads have been idle for the given time', async () => {
+  const t = await tempNarwhal({ zstdLevel: 1 });
+  const logged: string[] = [];
+  const schedule = scheduleRecompression(t.nw, { level: 9, idleMs: 300, log: (line) => logged.push(line) });
+  try {
+    const nar = await realisticNar('scheduled');
+    const record = await ingestNar(t.nw, bodyOf(nar), { compression: 'none' });
+    const before = (await t.nw.meta.stats()).storedBytes;
+    for (let waited = 0; logged.length === 0 && waited < 20_000; waited += 100) await delay(100);
+    assert.match(logged.join('\n'), /^recompress: recompressed \d+ chunks/);
+    assert.ok((await t.nw.meta.stats()).storedBytes < before);
+    assertSameBytes(await collect(readNarBytes(t.nw, (await openNar(t.nw, record.narHash))!)), nar);
+  } finally {
+    await schedule.stop();
     await t.close();
   }
 });
