@@ -9,7 +9,7 @@ import type { Dataset } from './dataset.ts';
 import { diskUsage, minus, ZERO_USAGE, type DiskUsage } from './disk-usage.ts';
 import { nixEnv } from './exec.ts';
 import type { MemoryFigure, StorageSystem, TimedSystem } from './results.ts';
-import { narwhalStats, pushClientConfig, startNarwhal, type NarwhalServer, type NarwhalStats } from './systems/narwhal.ts';
+import { narwhalStats, pushClientConfig, recompress, startNarwhal, type NarwhalServer, type NarwhalStats } from './systems/narwhal.ts';
 import { rawBytes } from './systems/raw.ts';
 import { fileStoreUrl, nixCopyTo, STATIC_CACHES } from './systems/static-cache.ts';
 
@@ -47,10 +47,17 @@ export async function measurePush(ds: Dataset, work: string, log: (line: string)
     log(`push: nix copy --to Narwhal (compression=zstd)`);
     const home = join(work, 'clients', 'push-narwhal-zstd');
     const env = nixEnv(home, await pushClientConfig(server, home));
-    const { seconds, usage } = await pushSeries(ds, `${server.cacheUrl}?compression=zstd`, env, () => diskUsage(server.dataDir)).catch((err: unknown) => {
+    // After each series, the recompression the server runs once uploads pause (src/cache/recompress.ts).
+    const recompressSeconds: Record<string, number> = {};
+    const settle = async (seriesId: string): Promise<void> => {
+      recompressSeconds[seriesId] = await recompress(server.dataDir);
+    };
+    const { seconds, usage } = await pushSeries(ds, `${server.cacheUrl}?compression=zstd`, env, () => diskUsage(server.dataDir), settle).catch((err: unknown) => {
       throw withServerLog(err, server);
     });
     push.push({ id: 'narwhal-zstd', label: 'nix copy --to Narwhal ?compression=zstd', seconds });
+    const recompressTotal = Object.values(recompressSeconds).reduce((a, b) => a + b, 0);
+    push.push({ id: 'narwhal-recompress', label: 'then narwhal recompress (background in serve)', seconds: { series: recompressSeconds, total: recompressTotal } });
     storage.push({ id: 'narwhal', label: 'Narwhal', usage });
     memory.push({ id: 'push-zstd', label: 'whole dataset pushed with nix copy (zstd)', peakRssBytes: await server.peakRss(), narBytes: ds.totalNarBytes, seconds: seconds.total });
     const stats = await narwhalStats(server.dataDir);
@@ -64,10 +71,11 @@ export async function measurePush(ds: Dataset, work: string, log: (line: string)
         throw withServerLog(err, other);
       });
       push.push({ id: 'narwhal-none', label: 'nix copy --to Narwhal ?compression=none', seconds: none.seconds });
+      storage.push({ id: 'narwhal-as-pushed', label: 'Narwhal as pushed, before recompression', usage: none.usage });
       memory.push({ id: 'push-none', label: 'whole dataset pushed with nix copy (none)', peakRssBytes: await other.peakRss(), narBytes: ds.totalNarBytes, seconds: none.seconds.total });
       const statsNone = await narwhalStats(other.dataDir);
-      if (statsNone.storedBytes !== stats.storedBytes || statsNone.chunks !== stats.chunks) {
-        notes.push(`Narwhal stored different chunks depending on the upload compression: zstd push ${stats.chunks} chunks / ${stats.storedBytes} B, none push ${statsNone.chunks} chunks / ${statsNone.storedBytes} B.`);
+      if (statsNone.chunkBytes !== stats.chunkBytes || statsNone.chunks !== stats.chunks) {
+        notes.push(`Narwhal stored different chunks depending on the upload compression: zstd push ${stats.chunks} chunks / ${stats.chunkBytes} B, none push ${statsNone.chunks} chunks / ${statsNone.chunkBytes} B.`);
       }
     } finally {
       await other.stop();
@@ -97,12 +105,13 @@ async function rawStorage(ds: Dataset): Promise<StorageSystem> {
   return { id: 'raw', label: 'raw NARs (uncompressed)', usage: { series, total } };
 }
 
-/** Copies series after series, timing each and weighing the destination after each. */
+/** Copies series after series, timing each and weighing the destination after each (and after `settle`, if given). */
 async function pushSeries(
   ds: Dataset,
   url: string,
   env: NodeJS.ProcessEnv,
   weigh: () => Promise<DiskUsage>,
+  settle?: (seriesId: string) => Promise<void>,
 ): Promise<{ seconds: { series: Record<string, number>; total: number }; usage: { series: Record<string, DiskUsage>; total: DiskUsage } }> {
   const seconds: Record<string, number> = {};
   const usage: Record<string, DiskUsage> = {};
@@ -111,6 +120,7 @@ async function pushSeries(
   for (const s of ds.series) {
     seconds[s.id] = await nixCopyTo(url, s.paths, env, s.narBytes);
     totalSeconds += seconds[s.id];
+    await settle?.(s.id);
     const after = await weigh();
     usage[s.id] = minus(after, before);
     before = after;

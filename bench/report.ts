@@ -123,7 +123,10 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
     'Stored bytes are the sizes of every file the system keeps (NAR files and narinfos; chunk files, indexes and the',
     'metadata database), measured after each series was pushed into one shared store per system, so a series is',
     "charged with what it added. The last column is the file system's allocation (4 KiB blocks) for the whole dataset.",
-    `Narwhal's own \`stats --json\` after the push: ${Object.entries(r.narwhalStats).map(([k, v]) => `${k} ${count(v)}`).join(', ')}; so of its`,
+    'Narwhal is weighed after each series was pushed and then recompressed (chunks ingested at zstd 3 rewritten at',
+    'zstd 19, what `narwhal serve` does once uploads pause; timed in the push table), the row "as pushed" before that,',
+    'from a second Narwhal that received the same pushes with `compression=none` and was not recompressed.',
+    `Narwhal's own \`stats --json\` after the push and recompression: ${Object.entries(r.narwhalStats).map(([k, v]) => `${k} ${count(v)}`).join(', ')}; so of its`,
     `${mb(narwhalTotal)} on disk, ${mb(r.narwhalStats.storedBytes ?? 0)} are chunk files and ${mb(narwhalTotal - (r.narwhalStats.storedBytes ?? 0))} the metadata database`,
     '(SQLite with its write-ahead log, as the running server left them).',
     '',
@@ -178,6 +181,8 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
   md.push(
     'Each series is one `nix copy --to` of its store paths (Nix 2.8, no daemon), series after series into one store;',
     'the total is their sum. Nix dumps, compresses and uploads each NAR; the static caches write files locally.',
+    '"then narwhal recompress" is the recompression run after each series (`narwhal recompress`, all cores), which',
+    '`narwhal serve` does by itself on one core once no upload has come for a minute; pushes do not wait for it.',
     '',
   );
   md.push('### Ingest throughput on the same NAR files', '');

@@ -36,10 +36,15 @@ function narwhalEnv(): NodeJS.ProcessEnv {
 /** Extra `serve` arguments for debugging a run, e.g. BENCH_NARWHAL_ARGS=--log-requests (slows lookups). */
 const EXTRA_ARGS = (process.env.BENCH_NARWHAL_ARGS ?? '').split(' ').filter((a) => a !== '');
 
+/**
+ * Background recompression is off (`--recompress-level 0`): it would run when a measurement
+ * pauses and disturb the next one. The push phase runs `narwhal recompress` itself, timed,
+ * where the server would do it between pushes.
+ */
 export async function startNarwhal(dataDir: string): Promise<NarwhalServer> {
   const { daemon, match } = await startDaemon(
     process.execPath,
-    [join(REPO, 'bin/narwhal.js'), 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', ...EXTRA_ARGS],
+    [join(REPO, 'bin/narwhal.js'), 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--recompress-level', '0', ...EXTRA_ARGS],
     /on (http:\/\/127\.0\.0\.1:\d+)\//,
     { env: narwhalEnv() },
   );
@@ -68,4 +73,10 @@ export async function pushClientConfig(server: NarwhalServer, clientHome: string
 export async function narwhalStats(dataDir: string): Promise<NarwhalStats> {
   const { stdout } = await run(process.execPath, [join(REPO, 'bin/narwhal.js'), 'stats', '--data-dir', dataDir, '--json'], { env: narwhalEnv() });
   return JSON.parse(stdout) as NarwhalStats;
+}
+
+/** `narwhal recompress` on the data dir, as the server does when idle; returns its wall time in seconds. */
+export async function recompress(dataDir: string): Promise<number> {
+  const { seconds } = await run(process.execPath, [join(REPO, 'bin/narwhal.js'), 'recompress', '--data-dir', dataDir, '--json'], { env: narwhalEnv() });
+  return seconds;
 }

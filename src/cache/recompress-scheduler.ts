@@ -12,18 +12,25 @@ export interface RecompressSchedule {
 /**
  * Recompresses in the background of a server: a run starts once no upload has run here for
  * `idleMs`, uses one compression thread, and yields (stops after its batch) as soon as an upload
- * starts; the next idle period resumes it. Runs that found work are logged.
+ * starts; the next idle period resumes it. Once a run has finished, the metadata store's log is
+ * checkpointed, and nothing more happens until uploads have come and gone again. Runs that
+ * found work are logged.
  */
 export function scheduleRecompression(nw: Narwhal, options: { level: number; idleMs: number; log: (message: string) => void }): RecompressSchedule {
   let running: Promise<void> | undefined;
   let stopping = false;
+  /** The idle period (by its start) whose run finished. */
+  let doneFor: number | undefined;
   const busy = (): boolean => stopping || nw.holds.idleSince() === undefined;
   const timer = setInterval(() => {
     const idleSince = nw.holds.idleSince();
-    if (running || idleSince === undefined || Date.now() - idleSince < options.idleMs) return;
+    if (running || idleSince === undefined || idleSince === doneFor || Date.now() - idleSince < options.idleMs) return;
     running = recompressChunks(nw, { level: options.level, workers: 1, shouldStop: busy })
-      .then((report) => {
+      .then(async (report) => {
         if (report.chunks > 0 || report.skipped > 0) options.log(`recompress: ${describeRecompression(report)}`);
+        if (report.stopped || report.busy !== undefined) return;
+        doneFor = idleSince;
+        await nw.meta.checkpoint?.();
       })
       .catch((err: unknown) => options.log(`recompress failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`))
       .finally(() => {

@@ -79,6 +79,8 @@ export async function recompressChunks(nw: Narwhal, options: RecompressOptions =
     await encoders.close();
     await nw.meta.releaseLease(RECOMPRESS_LEASE, holder);
   }
+  // A run rewrites many records: give the log's space back while things are quiet.
+  if (report.rewritten > 0) await nw.meta.checkpoint?.();
   return report;
 }
 

@@ -142,6 +142,11 @@ export interface StoreStats {
 
 export interface MetadataStore {
   close(): Promise<void>;
+  /**
+   * Optional: folds the write-ahead log into the database and empties it, for quiet times (SQLite;
+   * its log otherwise keeps the size of its busiest moment).
+   */
+  checkpoint?(): Promise<void>;
   /** How many schema migrations have been applied (opening a store applies the missing ones). */
   schemaVersion(): Promise<number>;
 

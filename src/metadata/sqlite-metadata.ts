@@ -77,6 +77,15 @@ export class SqliteMetadata implements MetadataStore {
     this.#db.close();
   }
 
+  async checkpoint(): Promise<void> {
+    // Only when no other connection reads: otherwise SQLITE_BUSY, and the next idle time retries.
+    try {
+      this.#db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
+    } catch (err) {
+      if ((err as { errcode?: number }).errcode !== 5) throw err;
+    }
+  }
+
   async schemaVersion(): Promise<number> {
     return Number((this.#db.prepare('PRAGMA user_version').get() as Row).user_version);
   }

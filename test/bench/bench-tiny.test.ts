@@ -44,7 +44,7 @@ test('bench/run.ts --tiny measures every system and writes the report with every
     assert.equal(r.series.length, 2);
     const raw = r.storage.find((s) => s.id === 'raw')!;
     assert.equal(raw.usage.total.apparent, r.totals.narBytes);
-    for (const id of ['static-zstd', 'static-xz', 'static-none', 'casync', 'narwhal']) {
+    for (const id of ['static-zstd', 'static-xz', 'static-none', 'casync', 'narwhal', 'narwhal-as-pushed']) {
       const system = r.storage.find((s) => s.id === id);
       assert.ok(system, `storage of ${id}`);
       for (const s of r.series) {
@@ -55,7 +55,9 @@ test('bench/run.ts --tiny measures every system and writes the report with every
     assert.equal(r.narwhalStats.nars, r.totals.paths);
     assert.equal(r.narwhalStats.narBytes, r.totals.narBytes);
 
-    assert.deepEqual(r.push.map((p) => p.id), ['static-zstd', 'static-xz', 'static-none', 'narwhal-zstd', 'narwhal-none']);
+    assert.deepEqual(r.push.map((p) => p.id), ['static-zstd', 'static-xz', 'static-none', 'narwhal-zstd', 'narwhal-recompress', 'narwhal-none']);
+    const narwhal = (id: string) => r.storage.find((s) => s.id === id)!.usage.total.apparent;
+    assert.ok(narwhal('narwhal') < narwhal('narwhal-as-pushed'), 'recompression stores less than the push did');
     assert.deepEqual(r.ingest.map((i) => i.id), ['narwhal-put', 'casync', 'casync-sha256']);
     assert.deepEqual(r.substitute.map((s) => s.id), ['narwhal', 'nginx-zstd', 'nginx-xz']);
     for (const t of [...r.push, ...r.ingest, ...r.substitute]) {
