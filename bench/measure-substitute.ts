@@ -16,25 +16,35 @@ export interface Substituter {
   url: string;
 }
 
-export async function measureSubstitute(ds: Dataset, subs: Substituter[], work: string, log: (line: string) => void): Promise<TimedSystem[]> {
-  const out: TimedSystem[] = [];
-  for (const sub of subs) {
-    log(`substitute: nix copy --from ${sub.label} into a fresh store`);
-    const root = join(work, `fresh-store-${sub.id}`);
-    await rm(root, { recursive: true, force: true });
-    const env = nixEnv(join(work, 'clients', `substitute-${sub.id}`));
-    const series: Record<string, number> = {};
-    let total = 0;
-    for (const s of ds.series) {
-      series[s.id] = await nixCopyFrom(sub.url, root, s.paths, env, s.narBytes);
-      total += series[s.id];
+/**
+ * `rounds` rounds in which every system takes its turn (so that none always goes first, into
+ * cold caches); per series, the median of its rounds is reported.
+ */
+export async function measureSubstitute(ds: Dataset, subs: Substituter[], work: string, rounds: number, log: (line: string) => void): Promise<TimedSystem[]> {
+  const times = new Map(subs.map((sub) => [sub.id, Object.fromEntries(ds.series.map((s) => [s.id, [] as number[]]))]));
+  for (let round = 1; round <= rounds; round++) {
+    for (const sub of subs) {
+      log(`substitute: nix copy --from ${sub.label} into a fresh store (round ${round} of ${rounds})`);
+      const root = join(work, `fresh-store-${sub.id}`);
+      await rm(root, { recursive: true, force: true });
+      // A fresh client too: Nix caches narinfos per user.
+      const clientHome = join(work, 'clients', `substitute-${sub.id}-${round}`);
+      const env = nixEnv(clientHome);
+      for (const s of ds.series) times.get(sub.id)![s.id].push(await nixCopyFrom(sub.url, root, s.paths, env, s.narBytes));
+      // Every path must have arrived: a fast copy of nothing measures nothing.
+      await run('nix', ['path-info', '--store', root, ...ds.series.flatMap((s) => s.paths)], { env, stdout: 'ignore' });
+      await rm(root, { recursive: true, force: true });
     }
-    // Every path must have arrived: a fast copy of nothing measures nothing.
-    await run('nix', ['path-info', '--store', root, ...ds.series.flatMap((s) => s.paths)], { env, stdout: 'ignore' });
-    await rm(root, { recursive: true, force: true });
-    out.push({ id: sub.id, label: sub.label, seconds: { series, total } });
   }
-  return out;
+  return subs.map((sub) => {
+    const series = Object.fromEntries(ds.series.map((s) => [s.id, median(times.get(sub.id)![s.id])]));
+    return { id: sub.id, label: sub.label, seconds: { series, total: Object.values(series).reduce((a, b) => a + b, 0) } };
+  });
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
 }
 
 /** Downloads one URL `repeats` times with curl and keeps the median time. */

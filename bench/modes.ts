@@ -63,6 +63,8 @@ export interface Mode {
   wrkThreads: number;
   /** curl downloads of the largest NAR per URL (the median is reported). */
   downloadRepeats: number;
+  /** Rounds of `nix copy --from` per system, the systems taking turns (the median is reported). */
+  substituteRounds: number;
   chunkingVariants: ChunkingVariant[];
   zstdLevels: number[];
 }
@@ -112,6 +114,7 @@ export const MODES: Record<ModeName, Mode> = {
     loadConnections: 32,
     wrkThreads: 2,
     downloadRepeats: 5,
+    substituteRounds: 3,
     chunkingVariants: VARIANTS,
     zstdLevels: [1, 3, 9],
   },
@@ -133,6 +136,7 @@ export const MODES: Record<ModeName, Mode> = {
     loadConnections: 32,
     wrkThreads: 2,
     downloadRepeats: 3,
+    substituteRounds: 3,
     chunkingVariants: VARIANTS,
     zstdLevels: [1, 3, 9, 19],
   },
@@ -163,6 +167,7 @@ export const MODES: Record<ModeName, Mode> = {
     loadConnections: 4,
     wrkThreads: 1,
     downloadRepeats: 1,
+    substituteRounds: 1,
     chunkingVariants: VARIANTS,
     zstdLevels: [1, 3],
   },

@@ -224,8 +224,9 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
   md.push(chart('substitute.svg', timedChart('nix copy --from into a fresh store, wall time per series', 'seconds; smaller is better', r.substitute, seriesCols, seriesHeads)), '');
   md.push(timedTable(r.substitute, seriesCols, seriesHeads, r.totals.narBytes, r.substitute.find((s) => s.id === 'nginx-zstd')), '');
   md.push(
-    'Each series is one `nix copy --from URL --to /fresh/root --no-check-sigs PATHS` (a new client cache per server),',
-    'series after series into one fresh store; every path is checked to be valid there afterwards.',
+    'Each series is one `nix copy --from URL --to /fresh/root --no-check-sigs PATHS` (a new client cache per round),',
+    'series after series into one fresh store; every path is checked to be valid there afterwards. The servers take',
+    'turns over several rounds (a new store and client cache each time) and each figure is the median of its rounds.',
     '',
   );
   md.push(`### Downloads of the largest NAR (${mb(r.totals.largestNar.narBytes)})`, '');

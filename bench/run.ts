@@ -91,6 +91,7 @@ async function main(argv: string[]): Promise<number> {
           { id: 'nginx-xz', label: 'nginx, static xz', url: `${nginx.url}/xz` },
         ],
         work,
+        mode.substituteRounds,
         log,
       );
       downloads = await measureDownloads(ds, narwhal.cacheUrl, nginx.url, pushed.staticRoot, mode.downloadRepeats, log);
