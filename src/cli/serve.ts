@@ -35,6 +35,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   const gc = gcInterval > 0 ? scheduleGc(nw, { intervalMs: gcInterval, graceMs: gcGrace, log: (message) => process.stderr.write(`narwhal: ${message}\n`) }) : undefined;
   const log = (message: string): void => void process.stderr.write(`narwhal: ${message}\n`);
   const recompression = recompressLevel > 0 ? scheduleRecompression(nw, { level: recompressLevel, idleMs: recompressAfter, log }) : undefined;
+  nw.chunks.prepare?.();
   const server = createNarwhalServer(nw, { logRequests: values['log-requests'] });
   server.listen(port, host);
   await once(server, 'listening');

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { link, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { NarwhalError } from '../errors.ts';
@@ -26,7 +27,12 @@ const HEX_ID = /^[0-9a-f]{64}$/;
  */
 export class LocalChunkStore implements ChunkStore {
   readonly root: string;
-  readonly #writers = new WorkerPool<WriteRequest, WriteResult>(new URL('./local-write-worker.ts', import.meta.url));
+  /**
+   * One writer per core but the main thread's, which chunks and hashes. On 2 cores one writer
+   * ingested as fast as two (file creation serializes on the directory and the journal) with a
+   * lower peak RSS: 394 vs 432 ms for a 32 MB NAR over HTTP, 223 vs 238 MB over a 1.1 GB one.
+   */
+  readonly #writers = new WorkerPool<WriteRequest, WriteResult>(new URL('./local-write-worker.ts', import.meta.url), Math.max(1, availableParallelism() - 1));
   #unsynced: string[] = [];
   #syncing: Promise<void> | undefined;
   #syncAgain: Promise<void> | undefined;
@@ -52,6 +58,10 @@ export class LocalChunkStore implements ChunkStore {
 
   async storedSize(id: Uint8Array): Promise<number | undefined> {
     return statSync(this.path(id), { throwIfNoEntry: false })?.size;
+  }
+
+  prepare(): void {
+    this.#writers.start();
   }
 
   async put(id: Uint8Array, stored: Uint8Array): Promise<void> {
