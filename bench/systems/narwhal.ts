@@ -29,6 +29,9 @@ export interface NarwhalStats {
   storedBytes: number;
 }
 
+/** The command `npx narwhal` runs: the package's bin, whose shebang picks Node 24 from PATH and sets its flags. */
+const NARWHAL_BIN = join(REPO, 'node_modules/.bin/narwhal');
+
 function narwhalEnv(): NodeJS.ProcessEnv {
   return { ...process.env, PATH: `${join(REPO, 'node_modules/.bin')}:${process.env.PATH ?? ''}` };
 }
@@ -43,13 +46,13 @@ const EXTRA_ARGS = (process.env.BENCH_NARWHAL_ARGS ?? '').split(' ').filter((a) 
  */
 export async function startNarwhal(dataDir: string): Promise<NarwhalServer> {
   const { daemon, match } = await startDaemon(
-    process.execPath,
-    [join(REPO, 'bin/narwhal.js'), 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--recompress-level', '0', ...EXTRA_ARGS],
+    NARWHAL_BIN,
+    ['serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--recompress-level', '0', ...EXTRA_ARGS],
     /on (http:\/\/127\.0\.0\.1:\d+)\//,
     { env: narwhalEnv() },
   );
   try {
-    const { stdout } = await run(process.execPath, [join(REPO, 'bin/narwhal.js'), 'token', 'create', '--data-dir', dataDir, '--cache', 'main', '--perm', 'push', '--name', 'bench', '--json'], { env: narwhalEnv() });
+    const { stdout } = await run(NARWHAL_BIN, ['token', 'create', '--data-dir', dataDir, '--cache', 'main', '--perm', 'push', '--name', 'bench', '--json'], { env: narwhalEnv() });
     const token = (JSON.parse(stdout) as { secret: string }).secret;
     return wrap(daemon, `${match[1]}/main`, dataDir, token);
   } catch (err) {
@@ -71,12 +74,12 @@ export async function pushClientConfig(server: NarwhalServer, clientHome: string
 }
 
 export async function narwhalStats(dataDir: string): Promise<NarwhalStats> {
-  const { stdout } = await run(process.execPath, [join(REPO, 'bin/narwhal.js'), 'stats', '--data-dir', dataDir, '--json'], { env: narwhalEnv() });
+  const { stdout } = await run(NARWHAL_BIN, ['stats', '--data-dir', dataDir, '--json'], { env: narwhalEnv() });
   return JSON.parse(stdout) as NarwhalStats;
 }
 
 /** `narwhal recompress` on the data dir, as the server does when idle; returns its wall time in seconds. */
 export async function recompress(dataDir: string): Promise<number> {
-  const { seconds } = await run(process.execPath, [join(REPO, 'bin/narwhal.js'), 'recompress', '--data-dir', dataDir, '--json'], { env: narwhalEnv() });
+  const { seconds } = await run(NARWHAL_BIN, ['recompress', '--data-dir', dataDir, '--json'], { env: narwhalEnv() });
   return seconds;
 }
