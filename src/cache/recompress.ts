@@ -28,7 +28,8 @@ export const DEFAULT_RECOMPRESS_LEVEL = 19;
 /** A smaller frame replaces the stored one only if it saves at least this (and a skippable frame needs 8). */
 export const MIN_SAVING = 64;
 export const RECOMPRESS_LEASE = 'recompress';
-const LEASE_TTL_MS = 600_000;
+/** Renewed after every batch (seconds of work): a run that died leaves the lease to others after this. */
+const LEASE_TTL_MS = 120_000;
 /** Chunks read per metadata query and recorded per transaction. */
 const BATCH = 64;
 
