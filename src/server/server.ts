@@ -2,7 +2,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { findCache } from '../cache/caches.ts';
 import { mayAccess } from '../cache/access.ts';
 import type { Narwhal } from '../cache/narwhal.ts';
-import { NarwhalError } from '../errors.ts';
+import { StorageFullGuard } from '../cache/storage-full.ts';
+import { isNarwhalError, NarwhalError } from '../errors.ts';
 import { handleApi } from './api/api-router.ts';
 import { requestToken } from './auth.ts';
 import { sendError, sendText } from './http-errors.ts';
@@ -26,9 +27,31 @@ export function createNarwhalServer(nw: Narwhal, options: ServerOptions = {}): S
   const log = options.log ?? ((message: string) => console.error(message));
   const headersTimeout = options.headersTimeoutMs ?? 60_000;
   // Headers deadlines are checked on this period, so it bounds how late a slow sender is dropped.
-  const server = createServer({ connectionsCheckingInterval: Math.min(30_000, headersTimeout) }, (req, res) => {
+  const full = new StorageFullGuard(nw.chunks);
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     if (options.logRequests) res.once('finish', () => log(`${req.method} ${req.url} ${res.statusCode}`));
-    handle(nw, req, res, log).catch((err: unknown) => sendError(res, err, log));
+    handle(nw, req, res, log).catch((err: unknown) => {
+      if (isNarwhalError(err, 'storage-full')) void full.noteFull();
+      sendError(res, err, log);
+    });
+  };
+  const server = createServer({ connectionsCheckingInterval: Math.min(30_000, headersTimeout) }, onRequest);
+  // An upload announced with `Expect: 100-continue` is refused before its body while the store
+  // is known to be full (storage-full.ts says why that matters to Nix).
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    (req.method === 'PUT' ? full.refuses() : Promise.resolve(false)).then(
+      (refused) => {
+        if (!refused) {
+          res.writeContinue();
+          return onRequest(req, res);
+        }
+        if (options.logRequests) res.once('finish', () => log(`${req.method} ${req.url} ${res.statusCode}`));
+        // The client has not sent the body and will not: answer and close, without reading it.
+        const body = 'the chunk store is full\n';
+        res.writeHead(507, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body), Connection: 'close' }).end(body);
+      },
+      (err: unknown) => sendError(res, err, log),
+    );
   });
   // No absolute deadline for a request: an honest large upload on a slow link must finish.
   // An idle socket is still dropped, and headers must arrive promptly.

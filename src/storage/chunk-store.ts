@@ -33,6 +33,8 @@ export interface StoredChunkInfo {
 }
 
 export interface ChunkStore extends ChunkWriter {
+  /** Optional: the bytes the store can still write (a local file system's free space). */
+  freeBytes?(): Promise<number>;
   /** Optional: gets ready for writes (e.g. starts worker threads), so a server's first upload does not wait for it. */
   prepare?(): void;
   delete(id: Uint8Array): Promise<void>;

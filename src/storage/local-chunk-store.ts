@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { statSync } from 'node:fs';
-import { link, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { link, open, readFile, readdir, rename, rm, stat, statfs } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -58,6 +58,11 @@ export class LocalChunkStore implements ChunkStore {
 
   async storedSize(id: Uint8Array): Promise<number | undefined> {
     return statSync(this.path(id), { throwIfNoEntry: false })?.size;
+  }
+
+  async freeBytes(): Promise<number> {
+    const fs = await statfs(this.root);
+    return fs.bavail * fs.bsize;
   }
 
   prepare(): void {

@@ -1,15 +1,18 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rm, statfs } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, statfs, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { narwhal, run, startServer, tempDir, type RunningServer } from '../e2e/harness.ts';
+import { narwhal, nixEnv, run, startServer, tempDir, writeNetrc, type RunningServer } from '../e2e/harness.ts';
 import { pushPath } from '../crash/push-client.ts';
 import { checkServedPath } from '../crash/served-path.ts';
 import { hashPartFor, loadBinarySource, syntheticPath, type SyntheticPath } from '../crash/synthetic-paths.ts';
 
 const FS_SIZE = '40m';
+const execFileAsync = promisify(execFile);
 
 /**
  * The data directory on a small tmpfs whose free space the test controls with filler files: an
@@ -80,6 +83,22 @@ describe('disk full: a small file system under the data directory', { skip: proc
     assert.equal(logPut.status, 507, `build log upload on a full disk: ${logPut.status} ${logPut.text}`);
     const refusedAgain = await put(cacheUrl, token, big.uploadName, big.nar);
     assert.equal(refusedAgain.status, 507, `NAR upload on a disk without a free byte: ${refusedAgain.status} ${refusedAgain.text}`);
+    // Real Nix retries a PUT that got a 5xx with the same headers and no body: answered only
+    // after a body, each retry would wait for one and `nix copy` would hang for minutes. Refused
+    // before the body (Expect: 100-continue), it fails at once and says why.
+    const nixHome = join(work.path, 'nix-client');
+    await mkdir(nixHome, { recursive: true });
+    await writeNetrc(nixHome, token);
+    const nixEnvironment = nixEnv(nixHome);
+    const payload = join(work.path, 'nix-payload');
+    await writeFile(payload, randomBytes(3 * 1024 * 1024));
+    const storePath = (await run('nix-store', ['--add', payload], nixEnvironment)).trim();
+    const copy = await execFileAsync('nix', ['copy', '--to', `${cacheUrl}?compression=none`, storePath], { env: nixEnvironment, timeout: 120_000 }).then(
+      () => ({ failed: false, killed: false, stderr: '' }),
+      (err: { killed?: boolean; stderr?: string }) => ({ failed: true, killed: err.killed === true, stderr: err.stderr ?? '' }),
+    );
+    assert.ok(copy.failed && !copy.killed, `nix copy to a full server must fail, not hang (killed after 120 s: ${copy.killed})`);
+    assert.match(copy.stderr, /507|full/, copy.stderr);
     const pendingInfo = await put(cacheUrl, token, `${pending.hashPart}.narinfo`, new TextEncoder().encode(pending.narinfo));
     assert.ok(pendingInfo.status === 204 || pendingInfo.status === 507, `small narinfo on a full disk: ${pendingInfo.status} ${pendingInfo.text}`);
     assert.equal(await checkServedPath(cacheUrl, pending), pendingInfo.status === 204 ? 'served' : 'absent');
