@@ -3,7 +3,7 @@
  * deleting must not commit a NAR whose chunk file the deletion then takes (src/cache/gc.ts).
  * Against a real S3 server (Ceph RGW, see s3-test-server.ts).
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,26 +16,11 @@ import { isNarwhalError } from '../../src/errors.ts';
 import type { ChunkStore } from '../../src/storage/chunk-store.ts';
 import { assertSameBytes } from '../helpers/bytes.ts';
 import { addPath, bodyOf, realisticNar } from '../unit/cache/fixtures.ts';
-import { startS3TestServer, TestBucket, type S3TestServer } from './s3-test-server.ts';
+import { useS3TestBucket } from './s3-test-server.ts';
 
 const NOW = { graceMs: 0, clockMarginMs: 0 };
 
-let server: S3TestServer;
-let bucket: TestBucket;
-
-before(async () => {
-  server = await startS3TestServer();
-  bucket = new TestBucket(server.endpoint);
-  await bucket.create();
-});
-
-after(async () => {
-  try {
-    await bucket?.destroy();
-  } finally {
-    await server?.stop();
-  }
-});
+const testS3 = useS3TestBucket();
 
 /** The store, except that its first delete() waits until `release` is called. */
 function pauseFirstDelete(store: ChunkStore): { store: ChunkStore; paused: Promise<void>; release: () => void } {
@@ -74,14 +59,14 @@ async function readBack(nw: Narwhal, narHash: string): Promise<Buffer> {
 test('S3: an ingest that rewrites chunks while GC deletes them is refused, never committed without its chunks', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'narwhal-s3-gc-'));
   const prefix = 'gc-race';
-  const nw = await openNarwhal({ dataDir: dir, storage: bucket.url(prefix) });
+  const nw = await openNarwhal({ dataDir: dir, storage: testS3.bucket.url(prefix) });
   try {
     assert.equal(nw.chunks.deleteUnlessNewer, undefined, 'S3 has no conditional delete: the noted path is the one tested');
     const nar = await realisticNar('s3 gc race');
     const first = await ingestNar(nw, bodyOf(nar), { compression: 'none' });
     const chunkCount = (await nw.meta.stats()).chunks;
     assert.ok(chunkCount > 10);
-    assert.equal((await bucket.keys(prefix)).length, chunkCount);
+    assert.equal((await testS3.bucket.keys(prefix)).length, chunkCount);
 
     // GC takes the unused NAR and its chunk records, then stops at the first chunk file it deletes.
     const gate = pauseFirstDelete(nw.chunks);
@@ -96,7 +81,7 @@ test('S3: an ingest that rewrites chunks while GC deletes them is refused, never
     const report = await gc;
     assert.equal(report.nars, 1);
     assert.equal(report.files, chunkCount);
-    assert.deepEqual(await bucket.keys(prefix), [], 'the files the refused ingest wrote were deleted: committing it would have lost them');
+    assert.deepEqual(await testS3.bucket.keys(prefix), [], 'the files the refused ingest wrote were deleted: committing it would have lost them');
     assert.equal(await nw.meta.getNar(first.narHash), undefined, 'nothing committed');
 
     // Pushing again after the deletion finished works, and the NAR reads back whole.
@@ -107,11 +92,11 @@ test('S3: an ingest that rewrites chunks while GC deletes them is refused, never
     // A later run forgets the finished deletions, deletes nothing in use, and the NAR still reads.
     const later = await runGc(nw, NOW);
     assert.equal(later.files, 0);
-    assert.equal((await bucket.keys(prefix)).length, chunkCount);
+    assert.equal((await testS3.bucket.keys(prefix)).length, chunkCount);
     assertSameBytes(await readBack(nw, again.narHash), nar);
   } finally {
     await closeNarwhal(nw);
-    await bucket.deleteUnder(prefix);
+    await testS3.bucket.deleteUnder(prefix);
     await rm(dir, { recursive: true, force: true });
   }
 });
@@ -119,7 +104,7 @@ test('S3: an ingest that rewrites chunks while GC deletes them is refused, never
 test('S3: GC deletes orphan chunk files (no record) and spares recorded ones', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'narwhal-s3-gc-'));
   const prefix = 'gc-orphans';
-  const nw = await openNarwhal({ dataDir: dir, storage: bucket.url(prefix) });
+  const nw = await openNarwhal({ dataDir: dir, storage: testS3.bucket.url(prefix) });
   try {
     const kept = await ingestNar(nw, bodyOf(await realisticNar('kept')), { compression: 'none' });
     await addPath(nw, DEFAULT_CACHE, kept);
@@ -127,15 +112,15 @@ test('S3: GC deletes orphan chunk files (no record) and spares recorded ones', a
     // An upload that failed after writing its chunks leaves files without records.
     const orphanNar = await realisticNar('orphaned upload');
     await assert.rejects(ingestNar(nw, bodyOf(orphanNar.subarray(0, orphanNar.length - 1000)), { compression: 'none' }));
-    const files = (await bucket.keys(prefix)).length;
+    const files = (await testS3.bucket.keys(prefix)).length;
     assert.ok(files > keptChunks, 'the failed upload left chunk files');
     const report = await runGc(nw, NOW);
     assert.equal(report.orphanFiles, files - keptChunks);
-    assert.equal((await bucket.keys(prefix)).length, keptChunks);
+    assert.equal((await testS3.bucket.keys(prefix)).length, keptChunks);
     assert.equal(report.chunks, 0);
   } finally {
     await closeNarwhal(nw);
-    await bucket.deleteUnder(prefix);
+    await testS3.bucket.deleteUnder(prefix);
     await rm(dir, { recursive: true, force: true });
   }
 });

@@ -5,6 +5,7 @@
  * the reason when neither works: S3 tests never skip.
  */
 import { execFile } from 'node:child_process';
+import { after, before } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -130,4 +131,25 @@ export class TestBucket {
     await this.client.send(new DeleteBucketCommand({ Bucket: this.name }));
     this.client.destroy();
   }
+}
+
+/**
+ * For a test file: hooks that start (or find) the S3 server and create a fresh bucket before its
+ * tests, and empty and remove the bucket and stop the server after them. Read the fields in tests.
+ */
+export function useS3TestBucket(): { server: S3TestServer; bucket: TestBucket } {
+  const s3 = {} as { server: S3TestServer; bucket: TestBucket };
+  before(async () => {
+    s3.server = await startS3TestServer();
+    s3.bucket = new TestBucket(s3.server.endpoint);
+    await s3.bucket.create();
+  });
+  after(async () => {
+    try {
+      await s3.bucket?.destroy();
+    } finally {
+      await s3.server?.stop();
+    }
+  });
+  return s3;
 }
