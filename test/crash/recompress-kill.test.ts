@@ -16,19 +16,13 @@ import { ingestNar } from '../../src/cache/ingest-nar.ts';
 import { openNar, readNarBytes, readStoredFrames } from '../../src/cache/nar-reader.ts';
 import { verifyStore } from '../../src/cache/verify.ts';
 import { writeNar } from '../../src/nix/nar-writer.ts';
-import { assertSameBytes } from '../helpers/bytes.ts';
+import { assertSameBytes, collect } from '../helpers/bytes.ts';
 import { unzstd } from '../helpers/zstd-cli.ts';
 import { addPath, bodyOf, narHashOf } from '../unit/cache/fixtures.ts';
 import { loadBinarySource, seededRandom } from './synthetic-paths.ts';
 
 const BIN = resolve(import.meta.dirname, '../../bin/narwhal.js');
 const KILLS = Number(process.env.NARWHAL_CRASH_KILLS ?? 8);
-
-async function collect(source: AsyncIterable<Uint8Array>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const part of source) parts.push(Buffer.from(part));
-  return Buffer.concat(parts);
-}
 
 /** Runs `narwhal recompress` and SIGKILLs it after `killAfterMs`; resolves with whether it finished first. */
 function recompressUntilKilled(dataDir: string, killAfterMs: number): Promise<boolean> {

@@ -10,3 +10,10 @@ export function assertSameBytes(actual: Uint8Array, expected: Uint8Array, messag
   while (at < actual.length && at < expected.length && actual[at] === expected[at]) at++;
   assert.fail(`${message}: lengths ${actual.length} vs ${expected.length}, first difference at byte ${at}`);
 }
+
+/** Every byte of an async stream of pieces, in one buffer. */
+export async function collect(source: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const part of source) parts.push(Buffer.from(part));
+  return Buffer.concat(parts);
+}

@@ -12,12 +12,7 @@ import { runGc } from '../../src/cache/gc.ts';
 import { parseNarinfo } from '../../src/nix/narinfo.ts';
 import { addPath, bodyOf, narHashOf, realisticNar } from '../unit/cache/fixtures.ts';
 import { freshDatabase } from './postgres-server.ts';
-
-async function collect(source: AsyncIterable<Uint8Array>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const part of source) parts.push(Buffer.from(part));
-  return Buffer.concat(parts);
-}
+import { collect } from '../helpers/bytes.ts';
 
 test('a Narwhal on PostgreSQL ingests, serves narinfo and NAR, collects garbage, and two replicas share it', async () => {
   const db = await freshDatabase();

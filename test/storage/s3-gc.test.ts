@@ -14,7 +14,7 @@ import { openNar, readNarBytes } from '../../src/cache/nar-reader.ts';
 import { runGc } from '../../src/cache/gc.ts';
 import { isNarwhalError } from '../../src/errors.ts';
 import type { ChunkStore } from '../../src/storage/chunk-store.ts';
-import { assertSameBytes } from '../helpers/bytes.ts';
+import { assertSameBytes, collect } from '../helpers/bytes.ts';
 import { addPath, bodyOf, realisticNar } from '../unit/cache/fixtures.ts';
 import { useS3TestBucket } from './s3-test-server.ts';
 
@@ -51,9 +51,7 @@ function pauseFirstDelete(store: ChunkStore): { store: ChunkStore; paused: Promi
 async function readBack(nw: Narwhal, narHash: string): Promise<Buffer> {
   const opened = await openNar(nw, narHash);
   assert.ok(opened, `NAR ${narHash} opens`);
-  const parts: Buffer[] = [];
-  for await (const part of readNarBytes(nw, opened)) parts.push(Buffer.from(part));
-  return Buffer.concat(parts);
+  return collect(readNarBytes(nw, opened));
 }
 
 test('S3: an ingest that rewrites chunks while GC deletes them is refused, never committed without its chunks', async () => {

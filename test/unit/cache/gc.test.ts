@@ -20,18 +20,12 @@ import { NarwhalError } from '../../../src/errors.ts';
 import type { NarRecord } from '../../../src/metadata/metadata-store.ts';
 import type { Narwhal } from '../../../src/cache/narwhal.ts';
 import type { LocalChunkStore } from '../../../src/storage/local-chunk-store.ts';
-import { assertSameBytes } from '../../helpers/bytes.ts';
+import { assertSameBytes, collect } from '../../helpers/bytes.ts';
 import { addPath, bodyOf, randomHashPart, realisticNar, tempNarwhal, type TempNarwhal } from './fixtures.ts';
 
 const DAY = 86_400_000;
 /** Collect at once: no grace, and files count as old as soon as they are written. */
 const NOW = { graceMs: 0, clockMarginMs: 0 };
-
-async function collect(source: AsyncIterable<Uint8Array>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const part of source) parts.push(Buffer.from(part));
-  return Buffer.concat(parts);
-}
 
 async function push(nw: Narwhal, nar: Uint8Array): Promise<NarRecord> {
   return ingestNar(nw, bodyOf(nar), { compression: 'none' });

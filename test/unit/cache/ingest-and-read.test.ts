@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { assertSameBytes } from '../../helpers/bytes.ts';
+import { assertSameBytes, collect } from '../../helpers/bytes.ts';
 import { unzstd } from '../../helpers/zstd-cli.ts';
 import { rm } from 'node:fs/promises';
 import { ingestNar } from '../../../src/cache/ingest-nar.ts';
@@ -9,12 +9,6 @@ import { chunkEntries } from '../../../src/cache/chunk-table.ts';
 import { LocalChunkStore } from '../../../src/storage/local-chunk-store.ts';
 import { NarwhalError } from '../../../src/errors.ts';
 import { bodyOf, narHashOf, realisticNar, tempNarwhal } from './fixtures.ts';
-
-async function collect(source: AsyncIterable<Uint8Array>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const part of source) parts.push(Buffer.from(part));
-  return Buffer.concat(parts);
-}
 
 test('an ingested NAR reads back byte for byte, as frames and as plain bytes', async () => {
   const t = await tempNarwhal();

@@ -11,15 +11,9 @@ import { checkChunk } from '../../../src/cache/chunk-check.ts';
 import { encodeChunk } from '../../../src/cache/chunk-codec.ts';
 import { parseNarinfo } from '../../../src/nix/narinfo.ts';
 import type { Narwhal } from '../../../src/cache/narwhal.ts';
-import { assertSameBytes } from '../../helpers/bytes.ts';
+import { assertSameBytes, collect } from '../../helpers/bytes.ts';
 import { unzstd } from '../../helpers/zstd-cli.ts';
 import { addPath, bodyOf, realisticNar, tempNarwhal } from './fixtures.ts';
-
-async function collect(source: AsyncIterable<Uint8Array>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const part of source) parts.push(Buffer.from(part));
-  return Buffer.concat(parts);
-}
 
 /** The sum of the sizes of the chunk files, as the store has them. */
 async function fileBytes(nw: Narwhal): Promise<number> {

@@ -14,14 +14,8 @@ import { createNarwhalServer } from '../../../src/server/server.ts';
 import { serializeNarinfo } from '../../../src/nix/narinfo.ts';
 import { NarwhalError } from '../../../src/errors.ts';
 import type { LocalChunkStore } from '../../../src/storage/local-chunk-store.ts';
-import { assertSameBytes } from '../../helpers/bytes.ts';
+import { assertSameBytes, collect } from '../../helpers/bytes.ts';
 import { addPath, bodyOf, realisticNar, tempNarwhal } from './fixtures.ts';
-
-async function collect(source: AsyncIterable<Uint8Array>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const part of source) parts.push(Buffer.from(part));
-  return Buffer.concat(parts);
-}
 
 /** Flips bytes in the middle of a file, as bit rot would, keeping its size and time. */
 async function flipBytes(path: string): Promise<void> {

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { test } from 'node:test';
 import { Bzip2Decoder } from '../../../src/compression/bzip2-decoder.ts';
-import { isNarwhalError } from '../../../src/errors.ts';
-import { seededRandom as rng } from '../../helpers/seeded-random.ts';
+import { assertCorruptStream, decodeInRandomPieces } from '../../helpers/pull-decoder.ts';
+import { realBinary, seededBytes } from '../../helpers/test-data.ts';
 
 function bzip2(data: Uint8Array, options: string[] = []): Buffer {
   const result = spawnSync('bzip2', ['-c', ...options], { input: data, maxBuffer: 1 << 30 });
@@ -12,54 +11,12 @@ function bzip2(data: Uint8Array, options: string[] = []): Buffer {
   return result.stdout;
 }
 
-function realBinary(size: number): Buffer {
-  const fd = openSync(process.execPath, 'r');
-  try {
-    const offset = Math.max(0, Math.min(16 << 20, fstatSync(fd).size - size));
-    const buffer = Buffer.alloc(size);
-    assert.equal(readSync(fd, buffer, 0, size, offset), size);
-    return buffer;
-  } finally {
-    closeSync(fd);
-  }
-}
-
-
-/** Feeds the decoder random pieces, reading whenever it asks for more, as a stream would. */
 function decode(input: Uint8Array, options: { seed?: number; maxPiece?: number; readAhead?: number } = {}): Buffer {
-  const random = rng(options.seed ?? 1);
-  const maxPiece = options.maxPiece ?? 100000;
-  const decoder = new Bzip2Decoder({ readAhead: options.readAhead });
-  const output: Uint8Array[] = [];
-  const drain = (): void => {
-    for (let piece = decoder.read(); piece !== null; piece = decoder.read()) {
-      assert.ok(piece.length > 0 && piece.length <= 128 * 1024);
-      output.push(piece);
-    }
-  };
-  for (let i = 0; i < input.length; ) {
-    const n = 1 + Math.floor(random() * (random() < 0.3 ? Math.min(16, maxPiece) : maxPiece));
-    decoder.write(input.subarray(i, i + n));
-    drain();
-    i += n;
-  }
-  decoder.end();
-  drain();
-  return Buffer.concat(output);
+  return decodeInRandomPieces(new Bzip2Decoder({ readAhead: options.readAhead }), input, { seed: options.seed ?? 1, maxPiece: options.maxPiece ?? 100000, maxOutput: 128 * 1024 });
 }
 
 function assertBad(input: Uint8Array, detail: string | RegExp, name = String(detail)): void {
-  assert.throws(
-    () => decode(input),
-    (error: unknown) => {
-      assert.ok(isNarwhalError(error, 'bad-compression'), `${name}: ${String(error)}`);
-      assert.ok(error.message.startsWith('corrupt bzip2 stream: '), error.message);
-      if (typeof detail === 'string') assert.ok(error.message.includes(detail), `${name}: ${error.message}`);
-      else assert.match(error.message, detail, name);
-      return true;
-    },
-    name,
-  );
+  assertCorruptStream(() => decode(input), 'bzip2', detail, name);
 }
 
 const sample = realBinary(3 << 20);
@@ -72,13 +29,6 @@ function runs(): Buffer {
   return Buffer.concat(parts);
 }
 
-function randomBytes(n: number, seed: number): Buffer {
-  const random = rng(seed);
-  const out = Buffer.alloc(n);
-  for (let i = 0; i < n; i++) out[i] = Math.floor(random() * 256);
-  return out;
-}
-
 const allBytes = Buffer.from(Array.from({ length: 256 * 40 }, (_, i) => (i * 7919) & 0xff));
 const cases: [string, Buffer][] = [
   ['empty', Buffer.alloc(0)],
@@ -87,7 +37,7 @@ const cases: [string, Buffer][] = [
   ['two symbols', Buffer.from('ab'.repeat(3000) + 'ba'.repeat(3000))],
   ['runs of every length', runs()],
   ['all byte values', allBytes],
-  ['incompressible', randomBytes(400000, 11)],
+  ['incompressible', seededBytes(400000, 11)],
   ['text', Buffer.from('(type directory entry (name lib node (type regular contents ...)))\n'.repeat(20000))],
 ];
 

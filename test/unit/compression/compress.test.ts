@@ -12,6 +12,7 @@ import { createDecompressor } from '../../../src/compression/decompress.ts';
 import { Lz4FrameEncoder } from '../../../src/compression/lz4-frame-encoder.ts';
 import { isNarwhalError } from '../../../src/errors.ts';
 import { seededRandom as random } from '../../helpers/seeded-random.ts';
+import { seededBytes } from '../../helpers/test-data.ts';
 
 const all: Compression[] = ['none', 'xz', 'zstd', 'bzip2', 'br', 'gzip', 'lz4'];
 
@@ -24,7 +25,6 @@ const decoders: Record<Exclude<Compression, 'none'>, [string, ...string[]]> = {
   gzip: ['gzip', '-dc'],
   lz4: ['lz4', '-dc'],
 };
-
 
 async function runTool(argv: [string, ...string[]], input: Buffer): Promise<Buffer> {
   const [command, ...args] = argv;
@@ -90,13 +90,6 @@ function randomRuns(total: number, seed: number): Buffer {
   return out;
 }
 
-function randomBytes(n: number, seed: number): Buffer {
-  const rng = random(seed);
-  const out = Buffer.alloc(n);
-  for (let i = 0; i < n; i++) out[i] = Math.floor(rng() * 256);
-  return out;
-}
-
 const nixBinary = readFileSync('/usr/bin/nix');
 
 const inputs: [string, Buffer][] = [
@@ -115,7 +108,7 @@ const inputs: [string, Buffer][] = [
   ['2 MB of random runs', randomRuns(2_000_000, 7)],
   ['a period of 3 (1.5 MB)', Buffer.from('abc'.repeat(500000))],
   ['a period of 7 over a block boundary', Buffer.from('0123456'.repeat(30000))],
-  ['incompressible bytes (300 kB)', randomBytes(300000, 3)],
+  ['incompressible bytes (300 kB)', seededBytes(300000, 3)],
 ];
 
 for (const compression of all) {
@@ -232,7 +225,7 @@ describe('bzip2 encoder', () => {
 
 describe('lz4 frame encoder', () => {
   test('every block size writes frames lz4 decodes', async () => {
-    const input = Buffer.concat([nixBinary.subarray(0, 600000), randomBytes(70000, 4), Buffer.alloc(300000)]);
+    const input = Buffer.concat([nixBinary.subarray(0, 600000), seededBytes(70000, 4), Buffer.alloc(300000)]);
     for (const size of [65536, 262144, 1048576, 4194304] as const) {
       const encoder = new Lz4FrameEncoder(size);
       const out = [...encoder.update(input.subarray(0, 100)), ...encoder.update(input.subarray(100)), ...encoder.finish()];
@@ -241,7 +234,7 @@ describe('lz4 frame encoder', () => {
   });
 
   test('incompressible blocks are stored', () => {
-    const input = randomBytes(200000, 8);
+    const input = seededBytes(200000, 8);
     const encoder = new Lz4FrameEncoder(65536);
     const frame = Buffer.concat([...encoder.update(input), ...encoder.finish()]);
     // Header 7, four blocks with 4-byte sizes, end mark 4, checksum 4.

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -11,6 +10,7 @@ import type { Compression } from '../../../src/compression/compression.ts';
 import { createDecompressor } from '../../../src/compression/decompress.ts';
 import { isNarwhalError } from '../../../src/errors.ts';
 import { seededRandom as rng } from '../../helpers/seeded-random.ts';
+import { realBinary } from '../../helpers/test-data.ts';
 
 type Packed = Exclude<Compression, 'none'>;
 const formats: Packed[] = ['xz', 'zstd', 'bzip2', 'br', 'gzip', 'lz4'];
@@ -31,20 +31,6 @@ function compress(c: Packed, data: Uint8Array, extra: string[] = []): Buffer {
   assert.equal(result.status, 0, `${command} failed: ${result.stderr}`);
   return result.stdout;
 }
-
-/** `size` bytes of a real executable (the running node binary). */
-function realBinary(size: number): Buffer {
-  const fd = openSync(process.execPath, 'r');
-  try {
-    const offset = Math.max(0, Math.min(16 << 20, fstatSync(fd).size - size));
-    const buffer = Buffer.alloc(size);
-    assert.equal(readSync(fd, buffer, 0, size, offset), size);
-    return buffer;
-  } finally {
-    closeSync(fd);
-  }
-}
-
 
 /** Splits data into random pieces, many tiny ones among them. */
 function split(data: Uint8Array, seed: number): Buffer[] {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { closeSync, fstatSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -11,6 +11,8 @@ import { Lz4FrameDecoder } from '../../../src/compression/lz4-frame-decoder.ts';
 import { xxh32, Xxh32 } from '../../../src/compression/xxhash32.ts';
 import { isNarwhalError } from '../../../src/errors.ts';
 import { seededRandom as rng } from '../../helpers/seeded-random.ts';
+import { assertCorruptStream, decodeInRandomPieces } from '../../helpers/pull-decoder.ts';
+import { realBinary, seededBytes } from '../../helpers/test-data.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'narwhal-lz4-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -24,64 +26,16 @@ function lz4(data: Uint8Array, options: string[]): Buffer {
   return result.stdout;
 }
 
-function realBinary(size: number): Buffer {
-  const fd = openSync(process.execPath, 'r');
-  try {
-    const offset = Math.max(0, Math.min(16 << 20, fstatSync(fd).size - size));
-    const buffer = Buffer.alloc(size);
-    assert.equal(readSync(fd, buffer, 0, size, offset), size);
-    return buffer;
-  } finally {
-    closeSync(fd);
-  }
-}
-
-
-function randomBytes(n: number, seed: number): Buffer {
-  const random = rng(seed);
-  const out = Buffer.alloc(n);
-  for (let i = 0; i < n; i++) out[i] = Math.floor(random() * 256);
-  return out;
-}
-
-/** Feeds the decoder random pieces, reading whenever it asks for more, as a stream would. */
 function decode(input: Uint8Array, seed = 1): Buffer {
-  const random = rng(seed);
-  const decoder = new Lz4FrameDecoder();
-  const output: Uint8Array[] = [];
-  const drain = (): void => {
-    for (let piece = decoder.read(); piece !== null; piece = decoder.read()) {
-      assert.ok(piece.length > 0 && piece.length <= 256 * 1024);
-      output.push(piece);
-    }
-  };
-  for (let i = 0; i < input.length; ) {
-    const n = 1 + Math.floor(random() * (random() < 0.3 ? 16 : 200000));
-    decoder.write(input.subarray(i, i + n));
-    drain();
-    i += n;
-  }
-  decoder.end();
-  drain();
-  return Buffer.concat(output);
+  return decodeInRandomPieces(new Lz4FrameDecoder(), input, { seed, maxPiece: 200000, maxOutput: 256 * 1024 });
 }
 
 function assertBad(input: Uint8Array, detail: RegExp | string, name = String(detail)): void {
-  assert.throws(
-    () => decode(input),
-    (error: unknown) => {
-      assert.ok(isNarwhalError(error, 'bad-compression'), `${name}: ${String(error)}`);
-      assert.ok(error.message.startsWith('corrupt lz4 stream: '), error.message);
-      if (typeof detail === 'string') assert.ok(error.message.includes(detail), `${name}: ${error.message}`);
-      else assert.match(error.message, detail, name);
-      return true;
-    },
-    name,
-  );
+  assertCorruptStream(() => decode(input), 'lz4', detail, name);
 }
 
 const sample = realBinary(9 << 20);
-const incompressible = randomBytes(300000, 7);
+const incompressible = seededBytes(300000, 7);
 // Long overlapping matches: runs with periods 1, 2, 3 and 7.
 const repetitive = Buffer.concat([
   Buffer.alloc(200000, 0x61),
