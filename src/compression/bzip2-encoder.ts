@@ -288,6 +288,19 @@ interface HuffmanScratch {
   readonly heap: Int32Array;
 }
 
+/**
+ * A run of `zeros` MTF zeros (zeros >= 1) as bzip2's bijective base-2 digits RUNA/RUNB, least
+ * significant first, counted in `freq`. Returns the next index in `symbols`.
+ */
+function writeZeroRun(zeros: number, symbols: Uint16Array, m: number, freq: Int32Array): number {
+  for (let rest = zeros - 1; ; rest = (rest - 2) >>> 1) {
+    const digit = rest & 1 ? RUNB : RUNA;
+    symbols[m++] = digit;
+    freq[digit]++;
+    if (rest < 2) return m;
+  }
+}
+
 function siftUp(heap: Int32Array, weight: Float64Array, at: number): void {
   const node = heap[at];
   const w = weight[node];
@@ -488,14 +501,7 @@ export class Bzip2Encoder {
         continue;
       }
       if (zeros > 0) {
-        zeros--;
-        for (;;) {
-          const digit = zeros & 1 ? RUNB : RUNA;
-          symbols[m++] = digit;
-          freq[digit]++;
-          if (zeros < 2) break;
-          zeros = (zeros - 2) >>> 1;
-        }
+        m = writeZeroRun(zeros, symbols, m, freq);
         zeros = 0;
       }
       let j = 1;
@@ -511,16 +517,7 @@ export class Bzip2Encoder {
       symbols[m++] = j + 1;
       freq[j + 1]++;
     }
-    if (zeros > 0) {
-      zeros--;
-      for (;;) {
-        const digit = zeros & 1 ? RUNB : RUNA;
-        symbols[m++] = digit;
-        freq[digit]++;
-        if (zeros < 2) break;
-        zeros = (zeros - 2) >>> 1;
-      }
-    }
+    if (zeros > 0) m = writeZeroRun(zeros, symbols, m, freq);
     symbols[m++] = endOfBlock;
     freq[endOfBlock]++;
 

@@ -92,12 +92,7 @@ export function compressLz4Block(src: Uint8Array, dst: Uint8Array, hashTable: In
       let token: number;
       if (literals >= 15) {
         token = 0xf0;
-        let rest = literals - 15;
-        while (rest >= 255) {
-          dst[op++] = 255;
-          rest -= 255;
-        }
-        dst[op++] = rest;
+        op = writeLengthRest(dst, op, literals - 15);
       } else {
         token = literals << 4;
       }
@@ -110,15 +105,10 @@ export function compressLz4Block(src: Uint8Array, dst: Uint8Array, hashTable: In
       const offset = start - ref;
       dst[op++] = offset & 0xff;
       dst[op++] = offset >>> 8;
-      let matchRest = end - start - MIN_MATCH;
+      const matchRest = end - start - MIN_MATCH;
       if (matchRest >= 15) {
         token |= 15;
-        matchRest -= 15;
-        while (matchRest >= 255) {
-          dst[op++] = 255;
-          matchRest -= 255;
-        }
-        dst[op++] = matchRest;
+        op = writeLengthRest(dst, op, matchRest - 15);
       } else {
         token |= matchRest;
       }
@@ -135,17 +125,19 @@ export function compressLz4Block(src: Uint8Array, dst: Uint8Array, hashTable: In
   const literals = n - anchor;
   if (literals >= 15) {
     dst[op++] = 0xf0;
-    let rest = literals - 15;
-    while (rest >= 255) {
-      dst[op++] = 255;
-      rest -= 255;
-    }
-    dst[op++] = rest;
+    op = writeLengthRest(dst, op, literals - 15);
   } else {
     dst[op++] = literals << 4;
   }
   dst.set(src.subarray(anchor, n), op);
   return op + literals;
+}
+
+/** What a length's 4-bit token field cannot hold, as LZ4 writes it: 255s, then the remainder. Returns the next offset. */
+function writeLengthRest(dst: Uint8Array, op: number, rest: number): number {
+  for (; rest >= 255; rest -= 255) dst[op++] = 255;
+  dst[op++] = rest;
+  return op;
 }
 
 /**
