@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { Dataset } from './dataset.ts';
 import { run } from './exec.ts';
 import type { Lookup } from './results.ts';
+import { medianBy } from './median.ts';
 
 export interface LookupTarget {
   system: string;
@@ -66,8 +67,7 @@ export async function measureLookups(ds: Dataset, targets: LookupTarget[], load:
   }
   const out: Lookup[] = [];
   for (const { system, method, tool, counts } of runs.values()) {
-    const sorted = [...counts].sort((a, b) => a.requestsPerSecond - b.requestsPerSecond);
-    const median = sorted[Math.floor(sorted.length / 2)];
+    const median = medianBy(counts, (c) => c.requestsPerSecond);
     out.push({
       system,
       method,

@@ -6,6 +6,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Dataset } from './dataset.ts';
 import { nixEnv, run } from './exec.ts';
+import { medianBy } from './median.ts';
 import type { Download, TimedSystem } from './results.ts';
 import { nixCopyFrom, staticNarUrl } from './systems/static-cache.ts';
 
@@ -37,14 +38,9 @@ export async function measureSubstitute(ds: Dataset, subs: Substituter[], work: 
     }
   }
   return subs.map((sub) => {
-    const series = Object.fromEntries(ds.series.map((s) => [s.id, median(times.get(sub.id)![s.id])]));
+    const series = Object.fromEntries(ds.series.map((s) => [s.id, medianBy(times.get(sub.id)![s.id], (t) => t)]));
     return { id: sub.id, label: sub.label, seconds: { series, total: Object.values(series).reduce((a, b) => a + b, 0) } };
   });
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
 }
 
 /** Downloads one URL `repeats` times with curl and keeps the median time. */
@@ -58,8 +54,7 @@ async function download(system: string, what: string, url: string, narBytes: num
     bytes = Number(size);
     times.push(Number(time));
   }
-  times.sort((a, b) => a - b);
-  return { system, what, url, bytes, narBytes, seconds: times[Math.floor(times.length / 2)] };
+  return { system, what, url, bytes, narBytes, seconds: medianBy(times, (t) => t) };
 }
 
 /** The largest NAR as each server offers it: compressed (what clients fetch) and plain. */

@@ -28,8 +28,11 @@ export function createNarwhalServer(nw: Narwhal, options: ServerOptions = {}): S
   const headersTimeout = options.headersTimeoutMs ?? 60_000;
   // Headers deadlines are checked on this period, so it bounds how late a slow sender is dropped.
   const full = new StorageFullGuard(nw.chunks);
-  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+  const logWhenDone = (req: IncomingMessage, res: ServerResponse): void => {
     if (options.logRequests) res.once('finish', () => log(`${req.method} ${req.url} ${res.statusCode}`));
+  };
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    logWhenDone(req, res);
     handle(nw, req, res, log).catch((err: unknown) => {
       if (isNarwhalError(err, 'storage-full')) void full.noteFull();
       sendError(res, err, log);
@@ -45,7 +48,7 @@ export function createNarwhalServer(nw: Narwhal, options: ServerOptions = {}): S
           res.writeContinue();
           return onRequest(req, res);
         }
-        if (options.logRequests) res.once('finish', () => log(`${req.method} ${req.url} ${res.statusCode}`));
+        logWhenDone(req, res);
         // The client has not sent the body and will not: answer and close, without reading it.
         const body = 'the chunk store is full\n';
         res.writeHead(507, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body), Connection: 'close' }).end(body);
