@@ -31,9 +31,9 @@ export async function serveCommand(args: string[]): Promise<number> {
   const recompressAfter = parseDurationOrZero(values['recompress-after']);
   const maxNarSize = values['max-nar-size'] === undefined ? undefined : parseByteSize('--max-nar-size', values['max-nar-size']);
   const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage, database: values.database, options: maxNarSize === undefined ? {} : { maxNarSize } });
-  // Scheduled before listening, so that a bad interval stops the start.
-  const gc = gcInterval > 0 ? scheduleGc(nw, { intervalMs: gcInterval, graceMs: gcGrace, log: (message) => process.stderr.write(`narwhal: ${message}\n`) }) : undefined;
   const log = (message: string): void => void process.stderr.write(`narwhal: ${message}\n`);
+  // Scheduled before listening, so that a bad interval stops the start.
+  const gc = gcInterval > 0 ? scheduleGc(nw, { intervalMs: gcInterval, graceMs: gcGrace, log }) : undefined;
   const recompression = recompressLevel > 0 ? scheduleRecompression(nw, { level: recompressLevel, idleMs: recompressAfter, log }) : undefined;
   nw.chunks.prepare?.();
   const server = createNarwhalServer(nw, { logRequests: values['log-requests'] });
