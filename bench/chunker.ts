@@ -4,7 +4,8 @@
  */
 import { createHash, randomFillSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Chunker, chunkStream } from '../src/chunking/chunker.ts';
+import { Chunker } from '../src/chunking/chunker.ts';
+import { chunkStream } from '../src/chunking/chunk-stream.ts';
 
 const MiB = 1024 * 1024;
 

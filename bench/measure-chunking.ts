@@ -6,7 +6,7 @@
  * the chunks it added.
  */
 import { readFile } from 'node:fs/promises';
-import { chunkStream } from '../src/chunking/chunker.ts';
+import { chunkStream } from '../src/chunking/chunk-stream.ts';
 import { chunkId, encodeChunk } from '../src/cache/chunk-codec.ts';
 import type { Dataset } from './dataset.ts';
 import type { ChunkingVariant } from './modes.ts';

@@ -120,15 +120,15 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
   );
   md.push(
     '',
-    'Stored bytes are the sizes of every file the system keeps (NAR files and narinfos; chunk files, indexes and the',
+    'Stored bytes are the sizes of every file the system keeps (NAR files and narinfos; chunk packs or files, indexes and the',
     'metadata database), measured after each series was pushed into one shared store per system, so a series is',
     "charged with what it added. The last column is the file system's allocation (4 KiB blocks) for the whole dataset.",
-    'Narwhal is weighed after each series was pushed and then recompressed (chunks ingested at zstd 3 rewritten at',
-    'zstd 19, what `narwhal serve` does once uploads pause; timed in the push table), the row "as pushed" before that,',
+    'Narwhal is weighed after each series was pushed and then recompressed (chunks ingested at zstd 1 rewritten at',
+    'zstd 19 and the packs compacted, what `narwhal serve` does once uploads pause; timed in the push table), the row "as pushed" before that,',
     'from a second Narwhal that received the same pushes with `compression=none` and was not recompressed.',
     `Narwhal's own \`stats --json\` after the push and recompression: ${Object.entries(r.narwhalStats).map(([k, v]) => `${k} ${count(v)}`).join(', ')}; so of its`,
-    `${mb(narwhalTotal)} on disk, ${mb(r.narwhalStats.storedBytes ?? 0)} are chunk files and ${mb(narwhalTotal - (r.narwhalStats.storedBytes ?? 0))} the metadata database`,
-    '(SQLite with its write-ahead log, as the running server left them).',
+    `${mb(narwhalTotal)} on disk, ${mb(r.narwhalStats.storedBytes ?? 0)} are chunk frames and ${mb(narwhalTotal - (r.narwhalStats.storedBytes ?? 0))} the metadata database, the`,
+    'pack index and the frame headers (SQLite with its write-ahead log, as the running server left them).',
     '',
   );
   md.push('### Alternatives considered', '');

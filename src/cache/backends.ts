@@ -1,9 +1,11 @@
-import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { NarwhalError } from '../errors.ts';
 import type { MetadataStore } from '../metadata/metadata-store.ts';
 import { SqliteMetadata } from '../metadata/sqlite-metadata.ts';
 import type { ChunkStore } from '../storage/chunk-store.ts';
 import { LocalChunkStore } from '../storage/local-chunk-store.ts';
+import { PackChunkStore } from '../storage/pack-chunk-store.ts';
 import { parseStorageUrl } from '../storage/storage-url.ts';
 
 /** The one place a metadata backend is picked, from its URL. */
@@ -19,7 +21,7 @@ export async function openMetadataStore(url: string): Promise<MetadataStore> {
 
 /**
  * The one place a chunk store backend is picked, from its URL or path (see storage-url.ts):
- * a directory, or `s3://BUCKET/PREFIX?endpoint=URL&region=R&path-style=1`.
+ * `pack:DIR`, a directory, or `s3://BUCKET/PREFIX?endpoint=URL&region=R&path-style=1`.
  */
 export async function openChunkStore(url: string): Promise<ChunkStore> {
   const location = parseStorageUrl(url);
@@ -28,5 +30,15 @@ export async function openChunkStore(url: string): Promise<ChunkStore> {
     const { openS3ChunkStore } = await import('../storage/s3-chunk-store.ts');
     return openS3ChunkStore(location);
   }
+  if (location.kind === 'pack') return new PackChunkStore(resolve(location.path));
   return new LocalChunkStore(resolve(location.path));
+}
+
+/**
+ * The chunk store of a data dir without --storage: the pack store `DIR/chunks`, unless the data
+ * dir has the castr directory that versions before the pack store used (kept as it is).
+ */
+export function defaultStorage(dataDir: string): string {
+  const castr = join(dataDir, 'castr');
+  return existsSync(castr) ? castr : `pack:${join(dataDir, 'chunks')}`;
 }

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 import { zstdDecompressSync } from 'node:zlib';
 import type { WorkerReply } from '../storage/worker-pool.ts';
-import { garbageCollectorByVolume } from '../storage/worker-gc.ts';
+import { garbageCollectorByVolume } from '../storage/gc-by-volume.ts';
 
 export interface CheckRequest {
   id: Uint8Array;

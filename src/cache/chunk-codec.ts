@@ -15,7 +15,12 @@ export function chunkId(data: Uint8Array): Uint8Array {
   return createHash('sha256').update(data).digest();
 }
 
-export const DEFAULT_ZSTD_LEVEL = 3;
+/**
+ * The level chunks are stored at as uploaded. Low, because pushes wait for it and recompression
+ * rewrites chunks at a high level once uploads pause: level 1 ingested 1.5 GB in 6.9 s against
+ * 8.0 s at 3.
+ */
+export const DEFAULT_ZSTD_LEVEL = 1;
 
 /** One zstd frame per chunk (casync's `.cacnk`), compressed on libuv's thread pool. */
 export async function encodeChunk(data: Uint8Array, level = DEFAULT_ZSTD_LEVEL): Promise<Uint8Array> {

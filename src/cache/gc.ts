@@ -97,6 +97,9 @@ export interface GcReport {
   orphanFiles: number;
   /** Temporary files of interrupted writes removed. */
   leftoverFiles: number;
+  /** Pack files rewritten without their deleted chunks (pack store), and the bytes that gave back. */
+  compactedPacks: number;
+  reclaimedBytes: number;
   /** Set when the run did nothing, with the reason (another process was collecting). */
   skipped?: string;
 }
@@ -105,7 +108,7 @@ export interface GcReport {
 type KeepLease = () => Promise<void>;
 
 export async function runGc(nw: Narwhal, options: GcOptions = {}): Promise<GcReport> {
-  const report: GcReport = { paths: 0, nars: 0, narBytes: 0, chunks: 0, chunkBytes: 0, storedBytes: 0, files: 0, fileBytes: 0, orphanFiles: 0, leftoverFiles: 0 };
+  const report: GcReport = { paths: 0, nars: 0, narBytes: 0, chunks: 0, chunkBytes: 0, storedBytes: 0, files: 0, fileBytes: 0, orphanFiles: 0, leftoverFiles: 0, compactedPacks: 0, reclaimedBytes: 0 };
   const holder = `gc-${randomUUID()}`;
   if (!(await nw.meta.tryAcquireLease(GC_LEASE, holder, GC_LEASE_TTL_MS))) return { ...report, skipped: 'another GC is running' };
   let renewedAt = Date.now();
@@ -178,6 +181,10 @@ async function collect(nw: Narwhal, options: GcOptions, report: GcReport, keepLe
   await sweepOrphans(nw, fileCutoff, margin, report, keepLease);
   await keepLease();
   report.leftoverFiles = (await nw.chunks.removeLeftovers?.(fileCutoff))?.files ?? 0;
+  await keepLease();
+  const compacted = await nw.chunks.compact?.(fileCutoff);
+  report.compactedPacks = compacted?.packs ?? 0;
+  report.reclaimedBytes = compacted?.reclaimedBytes ?? 0;
 }
 
 /** The start of the oldest ingest running in any process, or Infinity when none runs. */
@@ -244,6 +251,7 @@ export function describeGc(report: GcReport): string {
     `deleted ${report.paths} paths, ${report.nars} NARs (${report.narBytes} bytes), ` +
     `${report.chunks} chunks (${report.storedBytes} stored bytes), ` +
     `${report.files} chunk files (${report.fileBytes} bytes, ${report.orphanFiles} without a record), ` +
-    `${report.leftoverFiles} temporary files`
+    `${report.leftoverFiles} temporary files` +
+    (report.compactedPacks > 0 ? `; compacted ${report.compactedPacks} packs (${report.reclaimedBytes} bytes given back)` : '')
   );
 }

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { NarwhalError } from '../errors.ts';
-import { chunkStream } from '../chunking/chunker.ts';
+import { chunkViews } from '../chunking/chunk-stream.ts';
 import { createDecompressor, sniffCompression } from '../compression/decompress.ts';
 import type { Compression } from '../compression/compression.ts';
 import { NarValidator } from '../nix/nar-validator.ts';
@@ -77,7 +77,7 @@ async function ingestHeld(nw: Narwhal, body: Readable, request: IngestRequest, s
   try {
     await pipeline(...(stages as [Readable]), async (source: AsyncIterable<Uint8Array>) => {
       let end = 0;
-      for await (const data of chunkStream(tap(coalesce(source, COALESCE_BYTES), checkNar))) {
+      for await (const data of chunkViews(tap(coalesce(source, COALESCE_BYTES), checkNar))) {
         const id = chunkId(data);
         end += data.length;
         table.add(end, id);

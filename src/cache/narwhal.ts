@@ -1,7 +1,8 @@
 import { join } from 'node:path';
+import { DEFAULT_ZSTD_LEVEL } from './chunk-codec.ts';
 import type { MetadataStore } from '../metadata/metadata-store.ts';
 import type { ChunkStore } from '../storage/chunk-store.ts';
-import { openMetadataStore, openChunkStore } from './backends.ts';
+import { defaultStorage, openMetadataStore, openChunkStore } from './backends.ts';
 import { createCache } from './caches.ts';
 import { IngestHolds } from './ingest-holds.ts';
 import { isNarwhalError } from '../errors.ts';
@@ -15,7 +16,7 @@ export interface NarwhalOptions {
 
 export const DEFAULT_OPTIONS: NarwhalOptions = {
   maxNarSize: 64 * 1024 ** 3,
-  zstdLevel: 3,
+  zstdLevel: DEFAULT_ZSTD_LEVEL,
 };
 
 /** Everything a cache operation needs: the two stores and the settings. No HTTP in here. */
@@ -31,7 +32,7 @@ export interface OpenConfig {
   dataDir: string;
   /** `sqlite:PATH` or `postgres://USER:PASSWORD@HOST:PORT/DB`; defaults to `sqlite:<dataDir>/narwhal.sqlite`. */
   database?: string;
-  /** A directory or `s3://BUCKET/PREFIX?...` (see storage-url.ts); defaults to `<dataDir>/castr`. */
+  /** `pack:DIR`, a directory or `s3://BUCKET/PREFIX?...` (see storage-url.ts); defaults to defaultStorage(dataDir). */
   storage?: string;
   options?: Partial<NarwhalOptions>;
 }
@@ -41,7 +42,7 @@ export const DEFAULT_CACHE = 'main';
 
 export async function openNarwhal(config: OpenConfig): Promise<Narwhal> {
   const meta = await openMetadataStore(config.database ?? `sqlite:${join(config.dataDir, 'narwhal.sqlite')}`);
-  const chunks = await openChunkStore(config.storage ?? join(config.dataDir, 'castr'));
+  const chunks = await openChunkStore(config.storage ?? defaultStorage(config.dataDir));
   const nw = { meta, chunks, options: { ...DEFAULT_OPTIONS, ...config.options }, holds: new IngestHolds(meta) };
   if (!(await meta.getCache(DEFAULT_CACHE))) {
     await createCache(nw, DEFAULT_CACHE, { isPublic: true }).catch((err: unknown) => {

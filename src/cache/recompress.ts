@@ -7,7 +7,7 @@ import { checkChunk } from './chunk-check.ts';
 import type { Narwhal } from './narwhal.ts';
 
 /**
- * Recompression: chunks are stored at a fast zstd level while a push waits (3 by default), then
+ * Recompression: chunks are stored at a fast zstd level while a push waits (1 by default), then
  * rewritten at a high level once the server has time, which stores release series about 12-15%
  * smaller (docs/benchmarks.md). zstd decompresses every level at the same speed, so downloads
  * lose nothing.
@@ -55,6 +55,8 @@ export interface RecompressReport {
   stopped: boolean;
   /** Set when the run did nothing because another process was recompressing. */
   busy?: string;
+  /** Bytes the store gave back after the run (a pack store compacts away the replaced frames). */
+  reclaimedBytes?: number;
 }
 
 export async function recompressChunks(nw: Narwhal, options: RecompressOptions = {}): Promise<RecompressReport> {
@@ -80,8 +82,13 @@ export async function recompressChunks(nw: Narwhal, options: RecompressOptions =
     await encoders.close();
     await nw.meta.releaseLease(RECOMPRESS_LEASE, holder);
   }
-  // A run rewrites many records: give the log's space back while things are quiet.
-  if (report.rewritten > 0) await nw.meta.checkpoint?.();
+  if (report.rewritten > 0) {
+    // The replaced frames are dead space in a pack store until it compacts.
+    const compacted = await nw.chunks.compact?.(Date.now());
+    if (compacted) report.reclaimedBytes = compacted.reclaimedBytes;
+    // A run rewrites many records: give the log's space back while things are quiet.
+    await nw.meta.checkpoint?.();
+  }
   return report;
 }
 

@@ -25,9 +25,6 @@ export const CHUNKER_WINDOW_SIZE = 48;
 /** casync refuses chunks above this size (CA_CHUNK_SIZE_LIMIT_MAX). */
 export const CHUNK_SIZE_LIMIT_MAX = 128 * 1024 * 1024;
 
-/** T rotated left by 48 mod 32 = 16: the term that removes the byte leaving the window. */
-const TABLE_ROL16: Uint32Array = BUZHASH_TABLE.map((v) => ((v << 16) | (v >>> 16)) >>> 0);
-
 /**
  * Throws unless 48 <= min <= avg <= max <= 128 MiB (all integers). casync itself accepts min down
  * to 1, but its window needs 48 bytes before any test, so smaller minimums only skew the contract.
@@ -61,6 +58,26 @@ export function chunkerDiscriminator(params: ChunkerParams): number {
 }
 
 /**
+ * Divisibility prefilter (Hacker's Delight 10-17): with d = m * 2^shift, m odd, n is a multiple
+ * of d iff rotr32(n * m^-1, shift) <= floor((2^32 - 1) / d). Applied to n = h + 1 mod 2^32 it
+ * never misses a cut; the exact modulo confirms the rare hits (and the wrap of h = 2^32 - 1).
+ */
+export function divisibilityTest(d: number): { inverse: number; shift: number; limit: number } {
+  let shift = 0;
+  let m = d;
+  while ((m & 1) === 0) {
+    m /= 2;
+    shift++;
+  }
+  let inverse = m;
+  for (let k = 0; k < 5; k++) inverse = Math.imul(inverse, 2 - Math.imul(m, inverse));
+  return { inverse, shift, limit: Math.floor(0xffffffff / d) };
+}
+
+/** T rotated left by 48 mod 32 = 16: the term that removes the byte leaving the window. */
+export const TABLE_ROL16: Uint32Array = BUZHASH_TABLE.map((v) => ((v << 16) | (v >>> 16)) >>> 0);
+
+/**
  * Finds chunk boundaries in a byte stream fed piecewise. Holds the rolling hash, the position in
  * the current chunk and a copy of the window's last 48 bytes, so consecutive calls may pass
  * different buffers.
@@ -68,11 +85,7 @@ export function chunkerDiscriminator(params: ChunkerParams): number {
 export class Chunker {
   readonly params: Readonly<ChunkerParams>;
   readonly discriminator: number;
-  /**
-   * Divisibility prefilter (Hacker's Delight 10-17): with d = m * 2^shift, m odd, n is a multiple
-   * of d iff rotr32(n * m^-1, shift) <= floor((2^32 - 1) / d). Applied to n = h + 1 mod 2^32 it
-   * never misses a cut; the exact modulo confirms the rare hits (and the wrap of h = 2^32 - 1).
-   */
+  /** divisibilityTest(discriminator). */
   private readonly divisorInverse: number;
   private readonly divisorShift: number;
   private readonly divisorLimit: number;
@@ -87,17 +100,10 @@ export class Chunker {
     this.params = Object.freeze({ min: params.min, avg: params.avg, max: params.max });
     const d = chunkerDiscriminator(params);
     this.discriminator = d;
-    let shift = 0;
-    let m = d;
-    while ((m & 1) === 0) {
-      m /= 2;
-      shift++;
-    }
-    let inv = m;
-    for (let k = 0; k < 5; k++) inv = Math.imul(inv, 2 - Math.imul(m, inv));
-    this.divisorInverse = inv;
-    this.divisorShift = shift;
-    this.divisorLimit = Math.floor(0xffffffff / d);
+    const test = divisibilityTest(d);
+    this.divisorInverse = test.inverse;
+    this.divisorShift = test.shift;
+    this.divisorLimit = test.limit;
   }
 
   /** Bytes consumed since the last cut (the pending chunk's length). */
@@ -205,43 +211,4 @@ export class Chunker {
     this.hash = h;
     return -1;
   }
-}
-
-/**
- * Splits a byte stream into casync chunks. Each yielded chunk is a fresh Uint8Array owned by the
- * consumer (never a view of an input buffer, so sources may reuse their buffers); the last chunk
- * may be shorter than min; an empty stream yields nothing. Buffers at most one max-size chunk.
- */
-export async function* chunkStream(
-  source: AsyncIterable<Uint8Array>,
-  params: ChunkerParams = DEFAULT_CHUNKER_PARAMS,
-): AsyncGenerator<Uint8Array> {
-  const chunker = new Chunker(params);
-  const pending = new Uint8Array(chunker.params.max);
-  let pendingLength = 0;
-  for await (const data of source) {
-    let pos = 0;
-    while (pos < data.length) {
-      const cut = chunker.next(data, pos, data.length);
-      if (cut < 0) {
-        pending.set(data.subarray(pos), pendingLength);
-        pendingLength += data.length - pos;
-        break;
-      }
-      let chunk: Uint8Array;
-      if (pendingLength === 0) {
-        // Not data.slice(): on a Buffer that is a view, not a copy.
-        chunk = new Uint8Array(cut - pos);
-        chunk.set(data.subarray(pos, cut));
-      } else {
-        chunk = new Uint8Array(pendingLength + cut - pos);
-        chunk.set(pending.subarray(0, pendingLength));
-        chunk.set(data.subarray(pos, cut), pendingLength);
-        pendingLength = 0;
-      }
-      pos = cut;
-      yield chunk;
-    }
-  }
-  if (pendingLength > 0) yield pending.slice(0, pendingLength); // pending is a Uint8Array: slice copies
 }

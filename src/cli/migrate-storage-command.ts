@@ -1,6 +1,6 @@
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { openChunkStore } from '../cache/backends.ts';
+import { defaultStorage, openChunkStore } from '../cache/backends.ts';
 import { migrateStorage, type MigrationProgress } from '../cache/migrate-storage.ts';
 import { NarwhalError } from '../errors.ts';
 import { parseStorageUrl, formatStorageLocation, type StorageLocation } from '../storage/storage-url.ts';
@@ -24,7 +24,7 @@ export async function migrateStorageCommand(args: string[]): Promise<number> {
     },
     strict: true,
   });
-  const local = join(values['data-dir'], 'castr');
+  const local = defaultStorage(values['data-dir']);
   if (values.from === undefined && values.to === undefined) throw new NarwhalError('bad-request', 'migrate-storage needs --from URL or --to URL (or both)');
   const fromUrl = values.from ?? local;
   const toUrl = values.to ?? local;
@@ -59,7 +59,7 @@ export async function migrateStorageCommand(args: string[]): Promise<number> {
 
 /** Canonical, so that two spellings of one place compare equal. */
 function shown(location: StorageLocation): string {
-  return location.kind === 'local' ? resolve(location.path) : formatStorageLocation(location);
+  return location.kind === 's3' ? formatStorageLocation(location) : formatStorageLocation({ ...location, path: resolve(location.path) });
 }
 
 function describe(p: Readonly<MigrationProgress>): string {

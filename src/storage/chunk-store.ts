@@ -55,6 +55,12 @@ export interface ChunkStore extends ChunkWriter {
    * moved aside. Returns what it removed.
    */
   removeLeftovers?(notAfter: number): Promise<{ files: number; bytes: number }>;
+  /**
+   * Optional, for stores that keep many chunks per file: gives back the space of deleted chunks,
+   * touching only what was written at or before `notAfter`. Returns the files it deleted and the
+   * bytes it gave back.
+   */
+  compact?(notAfter: number): Promise<{ packs: number; reclaimedBytes: number }>;
 }
 
 /** The castr key of a chunk: `<first 4 hex>/<64 hex>.cacnk`. */

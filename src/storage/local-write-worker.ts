@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 import { constants, zstdCompressSync } from 'node:zlib';
 import type { WorkerReply } from './worker-pool.ts';
-import { garbageCollectorByVolume } from './worker-gc.ts';
+import { garbageCollectorByVolume } from './gc-by-volume.ts';
 
 export interface WriteRequest {
   dir: string;

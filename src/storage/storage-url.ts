@@ -1,8 +1,16 @@
 import { NarwhalError } from '../errors.ts';
 
-/** Where chunks live: a local directory, or a prefix in an S3 bucket. */
-export type StorageLocation = LocalLocation | S3Location;
+/** Where chunks live: a local pack store, a local directory in castr layout, or a prefix in an S3 bucket. */
+export type StorageLocation = PackLocation | LocalLocation | S3Location;
 
+/** `pack:DIR`: chunks appended to pack files under DIR, with an index (src/storage/pack-chunk-store.ts). */
+export interface PackLocation {
+  kind: 'pack';
+  /** As given; relative paths are resolved by whoever opens it. */
+  path: string;
+}
+
+/** A bare directory: a file per chunk in casync's castr layout, which casync can read as it is. */
 export interface LocalLocation {
   kind: 'local';
   /** As given; relative paths are resolved by whoever opens it. */
@@ -23,20 +31,26 @@ export interface S3Location {
 
 export const DEFAULT_S3_REGION = 'us-east-1';
 
-const FORMS = 'a directory, or s3://BUCKET/PREFIX?endpoint=URL&region=R&path-style=1';
+const PACK_PREFIX = 'pack:';
+const FORMS = 'pack:DIR, a directory, or s3://BUCKET/PREFIX?endpoint=URL&region=R&path-style=1';
 const S3_PARAMS = new Set(['endpoint', 'region', 'path-style']);
 /** S3's bucket naming rules (no dots next to each other or to a hyphen, not an IP address). */
 const BUCKET = /^(?!\d+\.\d+\.\d+\.\d+$)(?!.*\.\.)(?!.*\.-)(?!.*-\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 const REGION = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 /**
- * Parses `--storage`: a path, or `s3://BUCKET/PREFIX?endpoint=URL&region=R&path-style=1` where
+ * Parses `--storage`: `pack:DIR`, a path (castr layout), or `s3://BUCKET/PREFIX?endpoint=URL&region=R&path-style=1` where
  * every query parameter is optional (region defaults to us-east-1). Anything unexpected is
  * refused with a message that says what was expected, rather than guessed at. Credentials never
  * come from the URL: the SDK's default chain reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
  */
 export function parseStorageUrl(url: string): StorageLocation {
   if (url === '') throw bad('--storage is empty');
+  if (url.startsWith(PACK_PREFIX)) {
+    const path = url.slice(PACK_PREFIX.length);
+    if (path === '') throw bad('pack: names no directory (expected pack:DIR)');
+    return { kind: 'pack', path };
+  }
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url)?.[1];
   if (scheme === undefined) return { kind: 'local', path: url };
   if (scheme !== 's3') throw bad(`unsupported storage URL scheme ${scheme}:// (expected ${FORMS})`);
@@ -120,6 +134,7 @@ function parseFlag(value: string | null): boolean {
 /** The location as a URL again, for messages: canonical and free of secrets. */
 export function formatStorageLocation(location: StorageLocation): string {
   if (location.kind === 'local') return location.path;
+  if (location.kind === 'pack') return `${PACK_PREFIX}${location.path}`;
   const params = new URLSearchParams();
   if (location.endpoint !== undefined) params.set('endpoint', location.endpoint);
   if (location.region !== DEFAULT_S3_REGION) params.set('region', location.region);

@@ -32,8 +32,17 @@ export class WorkerPool<Q extends object, R> {
 
   run(request: Q, transfer: Transferable[] = []): Promise<R> {
     this.start();
+    return this.#send(this.#workers[this.#next++ % this.#workers.length], request, transfer);
+  }
+
+  /** Sends the request to every worker; each answers after the requests it was sent before. */
+  broadcast(request: Q): Promise<R[]> {
+    this.start();
+    return Promise.all(this.#workers.map((worker) => this.#send(worker, request, [])));
+  }
+
+  #send(worker: Worker, request: Q, transfer: Transferable[]): Promise<R> {
     const seq = this.#seq++;
-    const worker = this.#workers[this.#next++ % this.#workers.length];
     return new Promise<R>((resolve, reject) => {
       if (this.#pending.size === 0) for (const w of this.#workers) w.ref();
       this.#pending.set(seq, { resolve, reject });

@@ -5,7 +5,7 @@
 import { parentPort } from 'node:worker_threads';
 import { constants, zstdCompressSync } from 'node:zlib';
 import type { WorkerReply } from './worker-pool.ts';
-import { garbageCollectorByVolume } from './worker-gc.ts';
+import { garbageCollectorByVolume } from './gc-by-volume.ts';
 
 export interface EncodeRequest {
   data: Uint8Array;

@@ -25,7 +25,8 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { DEFAULT_CHUNKER_PARAMS, chunkStream, type ChunkerParams } from '../../src/chunking/chunker.ts';
+import { DEFAULT_CHUNKER_PARAMS, type ChunkerParams } from '../../src/chunking/chunker.ts';
+import { chunkStream } from '../../src/chunking/chunk-stream.ts';
 import {
   CASYNC_BLOB_FLAGS_SHA256,
   CASYNC_BLOB_FLAGS_SHA512_256,

@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DatabaseSync } from 'node:sqlite';
 import { buildClosure, narwhal, nixEnv, run, tempDir, writeNetrc } from '../e2e/harness.ts';
 import { assertSameBytes } from '../helpers/bytes.ts';
+import { packStoreContents } from '../helpers/pack-store-contents.ts';
 import { normalizeSha256 } from '../../src/nix/hash.ts';
 import { KillableServer, freePort } from './killable-server.ts';
 import { pushPath, type PushOutcome } from './push-client.ts';
@@ -159,8 +160,9 @@ describe('crash safety: SIGKILL at random moments during concurrent pushes', () 
     const stats = JSON.parse(await narwhal(['stats', '--data-dir', server.dataDir, '--json'])) as Record<string, number>;
     assert.equal(stats.paths, attempted.length);
     assert.equal(stats.nars, distinctNars);
-    const files = await listChunkDir(join(server.dataDir, 'castr'));
-    assert.ok(files.chunks >= stats.chunks, `${files.chunks} chunk files for ${stats.chunks} chunks`);
+    const packs = await packStoreContents(join(server.dataDir, 'chunks'));
+    assert.deepEqual(packs.misplaced, [], 'index entries that do not point at their frame');
+    assert.ok(packs.chunks >= stats.chunks, `${packs.chunks} indexed chunks for ${stats.chunks} chunks`);
     const verifiedAfterRerun = await verifyStore(server.dataDir);
     await server.stop();
     const db = new DatabaseSync(join(server.dataDir, 'narwhal.sqlite'), { readOnly: true });
@@ -194,9 +196,9 @@ describe('crash safety: SIGKILL at random moments during concurrent pushes', () 
       serverStartMsMedian: Math.round(startup[startup.length >> 1]),
       serverStartMsMax: Math.round(startup[startup.length - 1]),
       stats,
-      chunkFiles: files.chunks,
-      orphanChunkFiles: files.chunks - stats.chunks,
-      leftoverTempFiles: files.temps,
+      indexedChunks: packs.chunks,
+      orphanChunks: packs.chunks - stats.chunks,
+      unsealedPacks: packs.unindexedPacks.length,
       verifyAfterLastKill: verifiedAfterKill,
       verifyAfterRerun: verifiedAfterRerun,
     };
@@ -271,20 +273,6 @@ async function countCommittedNars(server: KillableServer, token: string, paths: 
     if (response.status === 200) committed++;
   });
   return committed;
-}
-
-/** Chunk files and leftover temporary files under castr. */
-async function listChunkDir(root: string): Promise<{ chunks: number; temps: number }> {
-  let chunks = 0;
-  let temps = 0;
-  for (const prefix of await readdir(root)) {
-    if (!(await stat(join(root, prefix))).isDirectory()) continue;
-    for (const name of await readdir(join(root, prefix))) {
-      if (name.endsWith('.cacnk')) chunks++;
-      else if (name.endsWith('.tmp')) temps++;
-    }
-  }
-  return { chunks, temps };
 }
 
 /**

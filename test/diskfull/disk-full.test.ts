@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rm, statfs, writeFile } from 'node:fs/promises';
+import { mkdir, open, rm, statfs, writeFile } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
@@ -10,6 +10,7 @@ import { narwhal, nixEnv, run, startServer, tempDir, writeNetrc, type RunningSer
 import { pushPath } from '../crash/push-client.ts';
 import { checkServedPath } from '../crash/served-path.ts';
 import { hashPartFor, loadBinarySource, syntheticPath, type SyntheticPath } from '../crash/synthetic-paths.ts';
+import { packStoreContents } from '../helpers/pack-store-contents.ts';
 
 const FS_SIZE = '40m';
 const execFileAsync = promisify(execFile);
@@ -104,7 +105,7 @@ describe('disk full: a small file system under the data directory', { skip: proc
     assert.equal(await checkServedPath(cacheUrl, pending), pendingInfo.status === 204 ? 'served' : 'absent');
     t.diagnostic(`on a full disk: NAR PUT ${refused.status} (${refused.text}), then ${refusedAgain.status}; 4 MiB build log PUT ${logPut.status} (${logPut.text}); small narinfo PUT ${pendingInfo.status}`);
     for (const path of stored) assert.equal(await checkServedPath(cacheUrl, path), 'served');
-    assert.deepEqual(await tempFiles(join(server.dataDir, 'castr')), [], 'failed chunk writes left temporary files');
+    assert.deepEqual((await packStoreContents(join(server.dataDir, 'chunks'))).misplaced, [], 'failed chunk writes left index entries without their frames');
 
     await rm(filler);
     await rm(fillerToo);
@@ -121,6 +122,7 @@ describe('disk full: a small file system under the data directory', { skip: proc
     assert.equal(stats.paths, stored.length + 2);
     assert.equal(stats.nars, stored.length + 2);
     await server.stop();
+    assert.deepEqual((await packStoreContents(join(server.dataDir, 'chunks'))).misplaced, []);
     const check = new DatabaseSync(join(server.dataDir, 'narwhal.sqlite'), { readOnly: true });
     try {
       assert.deepEqual(check.prepare('PRAGMA integrity_check').all().map((row) => row.integrity_check), ['ok']);
@@ -162,12 +164,4 @@ async function fill(path: string, bytes: number): Promise<void> {
   } finally {
     await file.close();
   }
-}
-
-async function tempFiles(root: string): Promise<string[]> {
-  const found: string[] = [];
-  for (const prefix of await readdir(root)) {
-    for (const name of await readdir(join(root, prefix))) if (!name.endsWith('.cacnk')) found.push(`${prefix}/${name}`);
-  }
-  return found;
 }

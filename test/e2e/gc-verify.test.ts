@@ -1,12 +1,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { open, utimes } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { decodeCaibx } from '../../src/storage/caibx.ts';
-import { castrKey } from '../../src/storage/chunk-store.ts';
+import { chunkFrame } from '../helpers/pack-store-contents.ts';
 import { REPO, buildClosure, narwhal, nixEnv, run, startServer, tempDir, writeNetrc, type RunningServer, type TestClosure } from './harness.ts';
 
 const execFileAsync = promisify(execFile);
@@ -66,12 +66,10 @@ describe('verify, repair and GC with the real narwhal command and Nix 2.8', () =
 
     const top = (await paths()).find((p) => p.storePath === closure.top)!;
     const index = decodeCaibx(new Uint8Array(await (await fetch(`${server.url}/main/nar/${top.narHash.slice('sha256:'.length)}.caibx`)).arrayBuffer()));
-    const victim = join(server.dataDir, 'castr', castrKey(index.chunks[2].id));
-    const file = await open(victim, 'r+');
-    await file.write(Buffer.from('bit rot!'), 0, 8, 100);
+    const victim = chunkFrame(join(server.dataDir, 'chunks'), index.chunks[2].id);
+    const file = await open(victim.path, 'r+');
+    await file.write(Buffer.from('bit rot!'), 0, 8, victim.offset + Math.min(100, victim.length - 8));
     await file.close();
-    const past = new Date(Date.now() - 3_600_000);
-    await utimes(victim, past, past);
 
     const found = await narwhalStatus(['verify', '--repair', '--json', ...data()]);
     assert.equal(found.code, 1);

@@ -1,9 +1,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { buildClosure, narwhal, nixEnv, run, startServer, tempDir, writeNetrc, type RunningServer, type TestClosure } from '../e2e/harness.ts';
+import { packStoreContents } from '../helpers/pack-store-contents.ts';
 import { assertSameBytes } from '../helpers/bytes.ts';
 
 const PUSHERS = ['xz', 'zstd', 'none', 'bzip2'] as const;
@@ -115,10 +116,11 @@ describe('concurrency and load: parallel nix copy clients and wrk', () => {
     const stats = JSON.parse(await narwhal(['stats', '--data-dir', server.dataDir, '--json'])) as Record<string, number>;
     assert.equal(stats.paths, closures.length * 3);
     assert.equal(stats.nars, closures.length * 3);
-    const files = await chunkFiles(join(server.dataDir, 'castr'));
-    assert.deepEqual(files.temps, [], 'temporary chunk files left behind');
-    assert.equal(files.count, stats.chunks, 'chunk files on disk vs chunks in the database');
-    assert.equal(files.bytes, stats.storedBytes, 'bytes of chunk files vs storedBytes');
+    const packs = await packStoreContents(join(server.dataDir, 'chunks'));
+    assert.deepEqual(packs.unindexedPacks, [], 'pack files left unsealed');
+    assert.deepEqual(packs.misplaced, [], 'index entries that do not point at their frame');
+    assert.equal(packs.chunks, stats.chunks, 'chunks in the pack index vs chunks in the database');
+    assert.equal(packs.bytes, stats.storedBytes, 'bytes of indexed frames vs storedBytes');
     t.diagnostic(`load stats ${JSON.stringify({ ...stats, requestsLogged: server.requests().length })}`);
   });
 });
@@ -153,19 +155,3 @@ end
   };
 }
 
-async function chunkFiles(root: string): Promise<{ count: number; bytes: number; temps: string[] }> {
-  let count = 0;
-  let bytes = 0;
-  const temps: string[] = [];
-  for (const prefix of await readdir(root)) {
-    for (const name of await readdir(join(root, prefix))) {
-      if (name.endsWith('.cacnk')) {
-        count++;
-        bytes += (await stat(join(root, prefix, name))).size;
-      } else {
-        temps.push(`${prefix}/${name}`);
-      }
-    }
-  }
-  return { count, bytes, temps };
-}

@@ -13,20 +13,22 @@ chunkStoreConformance({
   // The directory itself is created by the first put, as in a fresh data dir.
   open: async () => new LocalChunkStore(join(await mkdtemp(join(tmpdir(), 'narwhal-chunks-')), 'castr')),
   openSibling: async (store) => new LocalChunkStore(`${rootOf(store)}-x`),
-  rawNames: async (store) => {
-    const entries = await readdir(rootOf(store), { recursive: true, withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return [];
-      throw err;
-    });
-    return entries
-      .filter((e) => e.isFile())
-      .map((e) => join(e.parentPath, e.name).slice(rootOf(store).length + 1))
-      .sort();
-  },
-  putRaw: async (store, name, bytes) => {
-    const path = join(rootOf(store), name);
-    await mkdir(dirname(path), { recursive: true });
-    await writeFile(path, bytes);
+  castr: {
+    rawNames: async (store) => {
+      const entries = await readdir(rootOf(store), { recursive: true, withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return [];
+        throw err;
+      });
+      return entries
+        .filter((e) => e.isFile())
+        .map((e) => join(e.parentPath, e.name).slice(rootOf(store).length + 1))
+        .sort();
+    },
+    putRaw: async (store, name, bytes) => {
+      const path = join(rootOf(store), name);
+      await mkdir(dirname(path), { recursive: true });
+      await writeFile(path, bytes);
+    },
   },
   // The temporary directory goes with its store; a sibling shares it and leaves it.
   discard: async (store) => {

@@ -25,8 +25,10 @@ chunkStoreConformance({
   listCount: 1100, // ListObjectsV2 answers 1000 keys at most: this crosses a page
   open: () => openS3ChunkStore(testS3.bucket.location(`conformance/${randomBytes(4).toString('hex')}`)),
   openSibling: (store) => openS3ChunkStore(testS3.bucket.location(`${s3(store).location.prefix}-x`)),
-  rawNames: (store) => testS3.bucket.keys(s3(store).location.prefix),
-  putRaw: (store, name, bytes) => testS3.bucket.put(`${s3(store).location.prefix}/${name}`, bytes),
+  castr: {
+    rawNames: (store) => testS3.bucket.keys(s3(store).location.prefix),
+    putRaw: (store, name, bytes) => testS3.bucket.put(`${s3(store).location.prefix}/${name}`, bytes),
+  },
   discard: (store) => testS3.bucket.deleteUnder(s3(store).location.prefix),
 });
 
@@ -35,8 +37,10 @@ chunkStoreConformance({
   listCount: 1100,
   open: () => openAtRoot(new TestBucket(testS3.server.endpoint)),
   openSibling: (store) => openAtRoot(new TestBucket(testS3.server.endpoint, `${s3(store).location.bucket}-x`)),
-  rawNames: (store) => rootBuckets.get(s3(store))!.keys(''),
-  putRaw: (store, name, bytes) => rootBuckets.get(s3(store))!.put(name, bytes),
+  castr: {
+    rawNames: (store) => rootBuckets.get(s3(store))!.keys(''),
+    putRaw: (store, name, bytes) => rootBuckets.get(s3(store))!.put(name, bytes),
+  },
   discard: async (store) => {
     await rootBuckets.get(s3(store))!.destroy();
     rootBuckets.delete(s3(store));

@@ -15,9 +15,10 @@ export interface TempNarwhal {
   close(): Promise<void>;
 }
 
-export async function tempNarwhal(options: Parameters<typeof openNarwhal>[0]['options'] = {}): Promise<TempNarwhal> {
+/** A Narwhal on a new temporary data dir; `storage` picks another chunk store than the default. */
+export async function tempNarwhal(options: Parameters<typeof openNarwhal>[0]['options'] = {}, storage?: (dir: string) => string): Promise<TempNarwhal> {
   const dir = await mkdtemp(join(tmpdir(), 'narwhal-unit-'));
-  const nw = await openNarwhal({ dataDir: dir, options });
+  const nw = await openNarwhal({ dataDir: dir, options, storage: storage?.(dir) });
   return {
     nw,
     dir,

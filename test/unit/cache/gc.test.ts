@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
-import { readdir, stat, utimes, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { readdir, utimes, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { ingestNar } from '../../../src/cache/ingest-nar.ts';
 import { readNarBytes } from '../../../src/cache/nar-reader.ts';
 import { chunkEntries } from '../../../src/cache/chunk-table.ts';
@@ -20,6 +20,8 @@ import { NarwhalError } from '../../../src/errors.ts';
 import type { NarRecord } from '../../../src/metadata/metadata-store.ts';
 import type { Narwhal } from '../../../src/cache/narwhal.ts';
 import type { LocalChunkStore } from '../../../src/storage/local-chunk-store.ts';
+import { PackChunkStore } from '../../../src/storage/pack-chunk-store.ts';
+import type { ChunkStore } from '../../../src/storage/chunk-store.ts';
 import { assertSameBytes, collect } from '../../helpers/bytes.ts';
 import { addPath, bodyOf, randomHashPart, realisticNar, tempNarwhal, type TempNarwhal } from './fixtures.ts';
 
@@ -87,7 +89,7 @@ test('after a path is deleted and GC runs, stats equal a fresh push of the survi
     assert.equal(await storedFiles(t), (await t.nw.meta.stats()).chunks);
     assertSameBytes(await collect(readNarBytes(t.nw, (await t.nw.meta.getNar(b.narHash))!)), Buffer.from(narB));
     // A second run finds nothing more.
-    assert.deepEqual({ ...(await runGc(t.nw, NOW)) }, { paths: 0, nars: 0, narBytes: 0, chunks: 0, chunkBytes: 0, storedBytes: 0, files: 0, fileBytes: 0, orphanFiles: 0, leftoverFiles: 0 });
+    assert.deepEqual({ ...(await runGc(t.nw, NOW)) }, { paths: 0, nars: 0, narBytes: 0, chunks: 0, chunkBytes: 0, storedBytes: 0, files: 0, fileBytes: 0, orphanFiles: 0, leftoverFiles: 0, compactedPacks: 0, reclaimedBytes: 0 });
   } finally {
     await t.close();
   }
@@ -202,8 +204,8 @@ test('a path is not deleted while another path refers to it, and a narinfo namin
   }
 });
 
-test('chunk files without a record go once older than the cutoff; temporary leftovers too', async () => {
-  const t = await tempNarwhal();
+test('castr store: chunk files without a record go once older than the cutoff; temporary leftovers too', async () => {
+  const t = await tempNarwhal({}, (dir) => join(dir, 'castr'));
   try {
     const store = t.nw.chunks as LocalChunkStore;
     const oldId = Buffer.alloc(32, 0xab);
@@ -222,6 +224,36 @@ test('chunk files without a record go once older than the cutoff; temporary left
     assert.equal(await store.storedSize(oldId), undefined);
     assert.ok(await store.storedSize(newId));
     assert.deepEqual(await readdir(dirname(store.path(oldId))), []);
+  } finally {
+    await t.close();
+  }
+});
+
+test('pack store: chunks without a record go, unsealed packs of a crashed writer go, and compaction gives their space back', async () => {
+  const t = await tempNarwhal();
+  try {
+    const store = t.nw.chunks as PackChunkStore;
+    const orphanId = Buffer.alloc(32, 0xab);
+    const kept = await realisticNar('kept');
+    const keptNar = await push(t.nw, kept);
+    await addPath(t.nw, 'main', keptNar);
+    await store.put(orphanId, Buffer.alloc(300_000, 1)); // a chunk of a failed upload: no record
+    await store.flush();
+    const crashed = new PackChunkStore(store.root);
+    await crashed.put(Buffer.alloc(32, 0xcd), Buffer.from('written by a process killed before its flush'));
+    const packsBefore = (await readdir(store.packDir)).length;
+
+    const spared = await runGc(t.nw, { graceMs: 3_600_000 });
+    assert.equal(spared.orphanFiles + spared.leftoverFiles + spared.compactedPacks, 0, 'nothing goes before the grace period');
+    const report = await runGc(t.nw, NOW);
+    assert.equal(report.orphanFiles, 1);
+    assert.equal(report.leftoverFiles, 1);
+    assert.ok(report.compactedPacks >= 1 && report.reclaimedBytes >= 300_000, JSON.stringify(report));
+    assert.equal(await store.storedSize(orphanId), undefined);
+    assert.ok((await readdir(store.packDir)).length < packsBefore);
+    assertSameBytes(await collect(readNarBytes(t.nw, keptNar)), Buffer.from(kept));
+    assert.deepEqual(await t.nw.meta.stats(), await freshStats([kept]));
+    await crashed.close().catch(() => undefined);
   } finally {
     await t.close();
   }
@@ -279,14 +311,14 @@ test('GC while an upload runs spares the chunk files it writes, even when GC del
     await delay(100);
 
     // C finds those chunks noted unused, so it writes them again rather than reusing them.
-    const store = t.nw.chunks as LocalChunkStore;
+    const store = t.nw.chunks;
     const firstChunks = [...chunkEntries(a.chunkTable)].slice(0, 10);
     let resume!: () => void;
     const uploading = ingestNar(t.nw, pausedBody(narC, narC.length - 200_000, new Promise((r) => (resume = r))), { compression: 'none' });
     const rewritten = async (): Promise<boolean> => {
       for (const { id } of firstChunks) {
-        const info = await statOrUndefined(store.path(id));
-        if (!info || info.mtimeMs <= marked) return false;
+        const writtenAt = await modifiedAt(store, id);
+        if (writtenAt === undefined || writtenAt <= marked) return false;
       }
       return true;
     };
@@ -308,11 +340,10 @@ test('GC while an upload runs spares the chunk files it writes, even when GC del
   }
 });
 
-async function statOrUndefined(path: string): Promise<{ mtimeMs: number } | undefined> {
-  return stat(path).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return undefined;
-    throw err;
-  });
+/** When the store last wrote the chunk, as its listing says; undefined when it has none. */
+async function modifiedAt(store: ChunkStore, id: Uint8Array): Promise<number | undefined> {
+  for await (const info of store.list()) if (Buffer.from(info.id).equals(id)) return info.modifiedAt;
+  return undefined;
 }
 
 test('an ingest hold is published before the ingest goes on, and withdrawn soon after it ends', async () => {

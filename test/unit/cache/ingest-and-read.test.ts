@@ -2,11 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { assertSameBytes, collect } from '../../helpers/bytes.ts';
 import { unzstd } from '../../helpers/zstd-cli.ts';
-import { rm } from 'node:fs/promises';
 import { ingestNar } from '../../../src/cache/ingest-nar.ts';
 import { openNar, readNarBytes, readStoredFrames } from '../../../src/cache/nar-reader.ts';
 import { chunkEntries } from '../../../src/cache/chunk-table.ts';
-import { LocalChunkStore } from '../../../src/storage/local-chunk-store.ts';
+import { LOCAL_STORES, damageChunk } from './damage.ts';
 import { NarwhalError } from '../../../src/errors.ts';
 import { bodyOf, narHashOf, realisticNar, tempNarwhal } from './fixtures.ts';
 
@@ -84,16 +83,16 @@ test('a decompressed size above the limit is refused', async () => {
   }
 });
 
-test('a NAR with a missing chunk cannot be opened, and a corrupt chunk never reaches the reader', async () => {
-  const t = await tempNarwhal();
+for (const { name, storage } of LOCAL_STORES) test(`${name}: a NAR with a missing chunk cannot be opened, and a corrupt chunk never reaches the reader`, async () => {
+  const t = await tempNarwhal({}, storage);
   try {
     const nar = await realisticNar('damage');
     const record = await ingestNar(t.nw, bodyOf(nar), { compression: 'none' });
-    const store = t.nw.chunks as LocalChunkStore;
+    const store = t.nw.chunks;
     const entries = [...chunkEntries(record.chunkTable)];
     const victim = entries[3];
     const stored = await store.get(victim.id);
-    await rm(store.path(victim.id));
+    await damageChunk(store, victim.id, 'delete');
     await assert.rejects(openNar(t.nw, record.narHash), (err: unknown) => err instanceof NarwhalError && err.code === 'chunk-missing');
     // From then on the NAR is flagged damaged and not offered.
     assert.equal(await openNar(t.nw, record.narHash), undefined);

@@ -2,7 +2,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { execFileSync } from 'node:child_process';
-import { open, rm, truncate, utimes } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { ingestNar } from '../../../src/cache/ingest-nar.ts';
 import { readNarBytes, readStoredFrames } from '../../../src/cache/nar-reader.ts';
@@ -13,35 +12,16 @@ import { createToken } from '../../../src/cache/tokens.ts';
 import { createNarwhalServer } from '../../../src/server/server.ts';
 import { serializeNarinfo } from '../../../src/nix/narinfo.ts';
 import { NarwhalError } from '../../../src/errors.ts';
-import type { LocalChunkStore } from '../../../src/storage/local-chunk-store.ts';
 import { assertSameBytes, collect } from '../../helpers/bytes.ts';
 import { addPath, bodyOf, realisticNar, tempNarwhal } from './fixtures.ts';
+import { LOCAL_STORES, damageChunk } from './damage.ts';
 
 /** Flips bytes in the middle of a file, as bit rot would, keeping its size and time. */
-async function flipBytes(path: string): Promise<void> {
-  const file = await open(path, 'r+');
-  try {
-    const { size } = await file.stat();
-    const at = Math.floor(size / 2);
-    const bytes = Buffer.alloc(8);
-    await file.read(bytes, 0, 8, at);
-    for (let i = 0; i < bytes.length; i++) bytes[i] ^= 0x5a;
-    await file.write(bytes, 0, 8, at);
-  } finally {
-    await file.close();
-  }
-}
 
-/** Dates the file an hour back: damage found by verify is older than the check. */
-async function age(path: string): Promise<void> {
-  const past = new Date(Date.now() - 3_600_000);
-  await utimes(path, past, past);
-}
-
-test('verify finds corrupt, truncated and deleted chunks, flags their NARs, repairs, and a re-push heals them', async () => {
-  const t = await tempNarwhal();
+for (const { name, storage } of LOCAL_STORES) test(`${name}: verify finds corrupt, truncated and deleted chunks, flags their NARs, repairs, and a re-push heals them`, async () => {
+  const t = await tempNarwhal({}, storage);
   try {
-    const store = t.nw.chunks as LocalChunkStore;
+    const store = t.nw.chunks;
     const main = (await t.nw.meta.getCache('main'))!;
     const narA = await realisticNar('A for verify');
     const narB = await realisticNar('B for verify, sharing the binary');
@@ -63,11 +43,9 @@ test('verify finds corrupt, truncated and deleted chunks, flags their NARs, repa
     const flipped = sharedA[1].id;
     const truncated = sharedA[2].id;
     const deleted = onlyA[0].id;
-    await flipBytes(store.path(flipped));
-    await truncate(store.path(truncated), 100);
-    await age(store.path(flipped));
-    await age(store.path(truncated));
-    await rm(store.path(deleted));
+    await damageChunk(store, flipped, 'flip');
+    await damageChunk(store, truncated, 'truncate');
+    await damageChunk(store, deleted, 'delete');
 
     const found = await verifyStore(t.nw);
     assert.deepEqual(found.chunks, { ok: clean.chunks.ok - 3, missing: 1, corrupt: 2 });
@@ -99,16 +77,17 @@ test('verify finds corrupt, truncated and deleted chunks, flags their NARs, repa
   }
 });
 
-test('a NAR flagged by verify for a chunk that comes back is unflagged by the next verify', async () => {
-  const t = await tempNarwhal();
+for (const { name, storage } of LOCAL_STORES) test(`${name}: a NAR flagged by verify for a chunk that comes back is unflagged by the next verify`, async () => {
+  const t = await tempNarwhal({}, storage);
   try {
-    const store = t.nw.chunks as LocalChunkStore;
+    const store = t.nw.chunks;
     const nar = await ingestNar(t.nw, bodyOf(await realisticNar('comes back')), { compression: 'none' });
     const victim = [...chunkEntries(nar.chunkTable)][4].id;
     const saved = await store.get(victim);
-    await rm(store.path(victim));
+    await damageChunk(store, victim, 'delete');
     assert.equal((await verifyStore(t.nw)).marked, 1);
     await store.put(victim, saved);
+    await store.flush();
     const again = await verifyStore(t.nw);
     assert.equal(again.unmarked, 1);
     assert.equal((await t.nw.meta.getNar(nar.narHash))!.damagedAt, null);
@@ -120,7 +99,7 @@ test('a NAR flagged by verify for a chunk that comes back is unflagged by the ne
 test('reading the frames of a NAR checks every chunk: a corrupt one ends the stream and flags the NAR', async () => {
   const t = await tempNarwhal();
   try {
-    const store = t.nw.chunks as LocalChunkStore;
+    const store = t.nw.chunks;
     const record = await ingestNar(t.nw, bodyOf(await realisticNar('frames')), { compression: 'none' });
     const victim = [...chunkEntries(record.chunkTable)][20].id;
     // The frame of another chunk: a valid zstd frame, the wrong content.
@@ -148,10 +127,10 @@ test('over HTTP: a download that meets a corrupt chunk breaks off, the narinfo t
     assert.equal((await fetch(`${base}/${hashPart}.narinfo`, { method: 'PUT', body: narinfo, headers: auth })).status, 204);
     assert.equal((await fetch(`${base}/${hashPart}.narinfo`)).status, 200);
 
-    const store = t.nw.chunks as LocalChunkStore;
+    const store = t.nw.chunks;
     const record = (await t.nw.meta.getNar(`sha256:${hash}`))!;
     const entries = [...chunkEntries(record.chunkTable)];
-    await flipBytes(store.path(entries[entries.length - 3].id));
+    await damageChunk(store, entries[entries.length - 3].id, 'flip');
 
     // Status and headers went out before the bad chunk was reached: the connection is cut.
     const download = await fetch(`${base}/nar/${hash}.nar.zst`);
@@ -168,7 +147,7 @@ test('over HTTP: a download that meets a corrupt chunk breaks off, the narinfo t
     assertSameBytes(execFileSync('zstd', ['-d', '-c'], { input: Buffer.from(await healed.arrayBuffer()), maxBuffer: 1 << 30 }), Buffer.from(nar));
 
     // A missing chunk is found before any byte is sent: 503, and the narinfo turns 404.
-    await rm(store.path(entries[1].id));
+    await damageChunk(store, entries[1].id, 'delete');
     assert.equal((await fetch(`${base}/nar/${hash}.nar`)).status, 503);
     assert.equal((await fetch(`${base}/${hashPart}.narinfo`)).status, 404);
   } finally {

@@ -4,10 +4,10 @@ import { BUZHASH_TABLE } from '../../../src/chunking/buzhash-table.ts';
 import {
   Chunker,
   DEFAULT_CHUNKER_PARAMS,
-  chunkStream,
   chunkerDiscriminator,
   type ChunkerParams,
 } from '../../../src/chunking/chunker.ts';
+import { chunkStream } from '../../../src/chunking/chunk-stream.ts';
 import { isNarwhalError } from '../../../src/errors.ts';
 
 /** Deterministic xorshift32 bytes, so failures reproduce. */

@@ -1,0 +1,215 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { isNarwhalError } from '../../src/errors.ts';
+import type { ChunkStore } from '../../src/storage/chunk-store.ts';
+import { PackChunkStore } from '../../src/storage/pack-chunk-store.ts';
+import { readFrameHeader } from '../../src/storage/pack-format.ts';
+import { PackIndex } from '../../src/storage/pack-index.ts';
+import { assertSameBytes } from '../helpers/bytes.ts';
+import { unzstd } from '../helpers/zstd-cli.ts';
+import { chunk, chunkStoreConformance, hex, listedIds } from './chunk-store-conformance.ts';
+
+const rootOf = (store: ChunkStore): string => (store as PackChunkStore).root;
+
+chunkStoreConformance({
+  name: 'PackChunkStore',
+  listCount: 1100,
+  open: async () => new PackChunkStore(join(await mkdtemp(join(tmpdir(), 'narwhal-packs-')), 'chunks')),
+  openSibling: async (store) => new PackChunkStore(`${rootOf(store)}-x`),
+  discard: async (store) => {
+    const root = rootOf(store);
+    await rm(root.endsWith('-x') ? root : dirname(root), { recursive: true, force: true });
+  },
+});
+
+async function withRoot(body: (root: string) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'narwhal-packs-'));
+  try {
+    await body(join(dir, 'chunks'));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function packFiles(root: string): Promise<string[]> {
+  return (await readdir(join(root, 'packs'))).sort();
+}
+
+test('a flushed chunk is found by another store on the same directory (another process); an unflushed one is not', async () => {
+  await withRoot(async (root) => {
+    const writer = new PackChunkStore(root);
+    const reader = new PackChunkStore(root);
+    try {
+      const durable = chunk(3000);
+      const pending = chunk(4000);
+      await writer.put(durable.id, Buffer.from(durable.stored));
+      await writer.flush();
+      await writer.put(pending.id, Buffer.from(pending.stored));
+      assertSameBytes(await reader.get(durable.id), durable.stored);
+      assert.equal(await reader.storedSize(pending.id), undefined, 'not indexed before its pack is sealed');
+      assertSameBytes(await writer.get(pending.id), pending.stored, 'the writer reads its own unsealed frame');
+      await writer.flush();
+      assertSameBytes(await reader.get(pending.id), pending.stored);
+    } finally {
+      await writer.close();
+      await reader.close();
+    }
+  });
+});
+
+test('a pack is a zstd stream of its chunks, each after a skippable frame naming it', async () => {
+  await withRoot(async (root) => {
+    const store = new PackChunkStore(root);
+    const chunks = [chunk(1000), chunk(70_000), chunk(5)];
+    try {
+      for (const c of chunks) await store.put(c.id, Buffer.from(c.stored));
+      await store.flush();
+    } finally {
+      await store.close();
+    }
+    const [name, ...others] = await packFiles(root);
+    assert.deepEqual(others, []);
+    const pack = await readFile(join(root, 'packs', name));
+    assertSameBytes(unzstd(pack), Buffer.concat(chunks.map((c) => c.data)));
+    assertSameBytes(readFrameHeader(pack.subarray(0, 40))!, chunks[0].id);
+    assert.equal(readFrameHeader(pack.subarray(40, 80)), undefined, 'a chunk frame is no header');
+  });
+});
+
+test('a pack never sealed (a crash before flush) is removed by removeLeftovers once old enough, and only then', async () => {
+  await withRoot(async (root) => {
+    const crashed = new PackChunkStore(root);
+    const c = chunk(2000);
+    await crashed.put(c.id, Buffer.from(c.stored));
+    // No flush, no close: what a killed process leaves (its worker still holds the file open).
+    const [leftover] = await packFiles(root);
+    const store = new PackChunkStore(root);
+    try {
+      assert.equal(await store.storedSize(c.id), undefined);
+      assert.deepEqual(await store.removeLeftovers(Date.now() - 60_000), { files: 0, bytes: 0 }, 'a pack being written is spared');
+      const size = (await stat(join(root, 'packs', leftover))).size;
+      assert.deepEqual(await store.removeLeftovers(Date.now() + 1000), { files: 1, bytes: size });
+      assert.deepEqual(await packFiles(root), []);
+      await store.put(c.id, Buffer.from(c.stored));
+      await store.flush();
+      assert.deepEqual(await store.removeLeftovers(Date.now() + 1000), { files: 0, bytes: 0 }, 'sealed packs stay');
+      assertSameBytes(await store.get(c.id), c.stored);
+    } finally {
+      await store.close();
+      await crashed.close().catch(() => undefined);
+    }
+  });
+});
+
+test('deleteUnlessNewer spares a copy written after the cutoff, sealed or not', async () => {
+  await withRoot(async (root) => {
+    const store = new PackChunkStore(root);
+    try {
+      const old = chunk(100);
+      const fresh = chunk(200);
+      await store.put(old.id, Buffer.from(old.stored));
+      await store.put(fresh.id, Buffer.from(fresh.stored));
+      await store.flush();
+      const cutoff = Date.now();
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      await store.put(fresh.id, Buffer.from(fresh.stored)); // rewritten after the cutoff, not yet sealed
+      assert.equal(await store.deleteUnlessNewer(fresh.id, cutoff), undefined);
+      await store.flush();
+      assert.equal(await store.deleteUnlessNewer(fresh.id, cutoff), undefined);
+      assert.equal(await store.deleteUnlessNewer(old.id, cutoff), old.stored.length);
+      assert.deepEqual(await listedIds(store), [hex(fresh.id)]);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+test('compact rewrites mostly dead packs and merges small ones; what is live stays readable, what is deleted stays gone', async () => {
+  await withRoot(async (root) => {
+    const store = new PackChunkStore(root);
+    const reader = new PackChunkStore(root);
+    try {
+      const first = Array.from({ length: 10 }, (_, i) => chunk(20_000 + i));
+      for (const c of first) await store.put(c.id, Buffer.from(c.stored));
+      await store.flush();
+      const second = [chunk(30_000), chunk(31_000)];
+      for (const c of second) await store.put(c.id, Buffer.from(c.stored));
+      await store.flush();
+      assert.equal((await packFiles(root)).length, 2);
+      const [kept, ...deleted] = first;
+      for (const c of deleted) await store.delete(c.id);
+      // A reader that opened the old pack before compaction still reads through its handle.
+      assertSameBytes(await reader.get(kept.id), kept.stored);
+
+      assert.deepEqual(await store.compact(Date.now() - 60_000), { packs: 0, reclaimedBytes: 0 }, 'packs sealed after the cutoff are left alone');
+      const before = (await Promise.all((await packFiles(root)).map((name) => stat(join(root, 'packs', name))))).reduce((sum, s) => sum + s.size, 0);
+      const report = await store.compact(Date.now() + 1000);
+      assert.equal(report.packs, 2);
+      const after = await packFiles(root);
+      assert.equal(after.length, 1);
+      const afterBytes = (await stat(join(root, 'packs', after[0]))).size;
+      assert.equal(report.reclaimedBytes, before - afterBytes);
+      assert.equal(afterBytes, [kept, ...second].reduce((sum, c) => sum + 40 + c.stored.length, 0));
+
+      for (const c of [kept, ...second]) {
+        assertSameBytes(await store.get(c.id), c.stored);
+        assertSameBytes(await reader.get(c.id), c.stored);
+      }
+      for (const c of deleted) await assert.rejects(store.get(c.id), (err: unknown) => isNarwhalError(err, 'chunk-missing'));
+      assert.deepEqual(await listedIds(store), [kept, ...second].map((c) => hex(c.id)).sort());
+      assert.deepEqual(await store.compact(Date.now() + 1000), { packs: 0, reclaimedBytes: 0 }, 'nothing left to do');
+    } finally {
+      await store.close();
+      await reader.close();
+    }
+  });
+});
+
+test('relocation leaves a chunk that was rewritten or deleted after compaction copied it', async () => {
+  await withRoot(async (root) => {
+    await mkdir(root, { recursive: true });
+    const index = new PackIndex(join(root, 'index.sqlite'));
+    try {
+      const [a, b, c] = [chunk(10), chunk(20), chunk(30)];
+      const at = (pack: string, offset: number) => ({ pack, offset, length: 10 });
+      index.recordSealed([{ name: 'old', bytes: 300 }], [a, b, c].map((x, i) => ({ id: x.id, ...at('old', 40 + 100 * i), writtenAt: 1 })), 1);
+      const copies = [a, b, c].map((x, i) => ({ id: x.id, old: at('old', 40 + 100 * i), offset: 40 + 50 * i }));
+      // After the copy: `a` is rewritten elsewhere (recompression), `c` deleted (GC).
+      index.recordSealed([{ name: 'newer', bytes: 50 }], [{ id: a.id, ...at('newer', 40), writtenAt: 2 }], 2);
+      index.delete(c.id);
+      assert.equal(index.relocate('old', { name: 'compacted', bytes: 150 }, copies, 3), true);
+      assert.deepEqual(index.lookup(a.id), at('newer', 40));
+      assert.deepEqual(index.lookup(b.id), at('compacted', 90));
+      assert.equal(index.lookup(c.id), undefined);
+      assert.deepEqual([...index.packNames()].sort(), ['compacted', 'newer']);
+      index.recordSealed([{ name: 'busy', bytes: 50 }], [{ id: c.id, ...at('busy', 40), writtenAt: 4 }], 4);
+      assert.equal(index.forgetIfEmpty('busy'), false, 'a pack with a live chunk stays');
+    } finally {
+      index.close();
+    }
+  });
+});
+
+test('a frame that is not where the index says is an error, never other bytes', async () => {
+  await withRoot(async (root) => {
+    const store = new PackChunkStore(root);
+    try {
+      const c = chunk(5000);
+      await store.put(c.id, Buffer.from(c.stored));
+      await store.flush();
+      const [name] = await packFiles(root);
+      await writeFile(join(root, 'packs', name), new Uint8Array(10)); // truncated behind the store's back
+      const fresh = new PackChunkStore(root);
+      try {
+        await assert.rejects(fresh.get(c.id), /ends before/);
+      } finally {
+        await fresh.close();
+      }
+    } finally {
+      await store.close();
+    }
+  });
+});
