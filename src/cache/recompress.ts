@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ChunkRecord, RecompressedChunk } from '../metadata/metadata-store.ts';
-import { WorkerPool } from '../storage/worker-pool.ts';
+import { WorkerPool, transferable } from '../storage/worker-pool.ts';
 import type { EncodeRequest, EncodeResult } from '../storage/zstd-encode-worker.ts';
 import { isNarwhalError } from '../errors.ts';
 import { checkChunk } from './chunk-check.ts';
@@ -152,8 +152,7 @@ async function recompressOne(
     if (isNarwhalError(err, 'chunk-missing') || isNarwhalError(err, 'chunk-corrupt')) return undefined;
     throw err;
   }
-  const own = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.buffer instanceof ArrayBuffer;
-  return { storedLength, frame: await encoders.run({ data, level }, own ? [data.buffer as ArrayBuffer] : []) };
+  return { storedLength, frame: await encoders.run({ data, level }, transferable(data)) };
 }
 
 /** One line for logs and the CLI. */

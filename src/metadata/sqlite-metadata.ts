@@ -1,8 +1,8 @@
-import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
+import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { NarwhalError } from '../errors.ts';
 import { SQLITE_MIGRATIONS } from './sqlite-schema.ts';
+import { SqliteDatabase } from '../storage/sqlite-database.ts';
 import { NO_DAMAGED_CHUNK, PATH_COLUMNS, blob, chunksDeletedError, storedSizeDelta, toCache, toChunk, toNar, toPath, toToken } from './metadata-rows.ts';
 import type {
   CacheFile,
@@ -29,16 +29,13 @@ type Row = Record<string, SQLInputValue>;
  * short, and each method runs in one transaction.
  */
 export class SqliteMetadata implements MetadataStore {
+  readonly #sqlite: SqliteDatabase;
   readonly #db: DatabaseSync;
-  readonly #statements = new Map<string, StatementSync>();
 
   constructor(path: string) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-    this.#db = new DatabaseSync(path);
-    this.#db.exec('PRAGMA busy_timeout = 10000');
-    this.#db.exec('PRAGMA journal_mode = WAL');
-    // FULL: a commit that was acknowledged survives power loss, not only a process crash.
-    this.#db.exec('PRAGMA synchronous = FULL');
+    this.#sqlite = new SqliteDatabase(path, 'the metadata database is full');
+    this.#db = this.#sqlite.db;
     this.#db.exec('PRAGMA foreign_keys = ON');
     this.#migrate();
   }
@@ -52,25 +49,11 @@ export class SqliteMetadata implements MetadataStore {
   }
 
   #sql(sql: string): StatementSync {
-    let statement = this.#statements.get(sql);
-    if (!statement) {
-      statement = this.#db.prepare(sql);
-      this.#statements.set(sql, statement);
-    }
-    return statement;
+    return this.#sqlite.sql(sql);
   }
 
   #transaction<T>(body: () => T): T {
-    this.#db.exec('BEGIN IMMEDIATE');
-    try {
-      const result = body();
-      this.#db.exec('COMMIT');
-      return result;
-    } catch (err) {
-      // After some errors (SQLITE_FULL among them) SQLite has already rolled back by itself.
-      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
-      throw storageFullError(err);
-    }
+    return this.#sqlite.transaction(body);
   }
 
   async close(): Promise<void> {
@@ -584,13 +567,3 @@ export class SqliteMetadata implements MetadataStore {
   }
 }
 
-const SQLITE_FULL = 13;
-
-/** SQLITE_FULL becomes 'storage-full' (HTTP 507); other errors pass unchanged. */
-function storageFullError(err: unknown): unknown {
-  const { code, errcode } = err as { code?: unknown; errcode?: unknown };
-  if (code === 'ERR_SQLITE_ERROR' && typeof errcode === 'number' && (errcode & 0xff) === SQLITE_FULL) {
-    return new NarwhalError('storage-full', 'the metadata database is full', { cause: err });
-  }
-  return err;
-}

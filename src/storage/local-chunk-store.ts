@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { NarwhalError } from '../errors.ts';
 import { castrKey, type ChunkStore, type StoredChunkInfo } from './chunk-store.ts';
-import { WorkerPool } from './worker-pool.ts';
+import { WorkerPool, transferable } from './worker-pool.ts';
+import { ignoreMissing, mapWriteError } from './fs-errors.ts';
 import type { WriteRequest, WriteResult } from './local-write-worker.ts';
 
 const execFileAsync = promisify(execFile);
@@ -80,11 +81,9 @@ export class LocalChunkStore implements ChunkStore {
   async #write(id: Uint8Array, data: Uint8Array, level: number | null): Promise<number> {
     const path = this.path(id);
     const dir = join(this.root, castrKey(id).slice(0, 4));
-    // A buffer of its own is moved to the worker rather than copied.
-    const own = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.buffer instanceof ArrayBuffer;
     let storedSize: number;
     try {
-      storedSize = await this.#writers.run({ dir, path, data, level }, own ? [data.buffer as ArrayBuffer] : []);
+      storedSize = await this.#writers.run({ dir, path, data, level }, transferable(data));
     } catch (err) {
       throw mapWriteError(err);
     }
@@ -236,17 +235,6 @@ async function putBack(aside: string, path: string): Promise<void> {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
   await rm(aside, { force: true });
-}
-
-function ignoreMissing(err: unknown): undefined {
-  if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-  throw err;
-}
-
-function mapWriteError(err: unknown): unknown {
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOSPC' || code === 'EDQUOT') return new NarwhalError('storage-full', 'the chunk store is full', { cause: err });
-  return err;
 }
 
 function hex(id: Uint8Array): string {

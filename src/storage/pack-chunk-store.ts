@@ -9,7 +9,8 @@ import { FRAME_HEADER_BYTES, frameHeader, newPackName, PACK_NAME } from './pack-
 import { PackFiles } from './pack-files.ts';
 import { PackIndex, type IndexedChunk, type PackLocation, type PackUsage } from './pack-index.ts';
 import type { PackWriteRequest, PackWriteResult, SealResult, WrittenFrame } from './pack-write-worker.ts';
-import { WorkerPool } from './worker-pool.ts';
+import { WorkerPool, transferable } from './worker-pool.ts';
+import { ignoreMissing, mapWriteError } from './fs-errors.ts';
 
 /** A pack is compacted once at most this share of it is still live. */
 const COMPACT_WHEN_LIVE_AT_MOST = 0.5;
@@ -101,12 +102,11 @@ export class PackChunkStore implements ChunkStore {
   }
 
   async #write(id: Uint8Array, data: Uint8Array, level: number | null): Promise<number> {
-    // A buffer of its own is moved to the worker rather than copied; shared memory is named.
-    const own = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.buffer instanceof ArrayBuffer;
+    // Shared memory is named rather than cloned per message.
     const bytes = data.buffer instanceof SharedArrayBuffer ? { memory: await this.#share(data.buffer), offset: data.byteOffset, length: data.byteLength } : data;
     let frame: WrittenFrame;
     try {
-      frame = (await this.#writers.run({ op: 'write', dir: this.packDir, id, data: bytes, level }, own ? [data.buffer as ArrayBuffer] : [])) as WrittenFrame;
+      frame = (await this.#writers.run({ op: 'write', dir: this.packDir, id, data: bytes, level }, transferable(data))) as WrittenFrame;
     } catch (err) {
       throw mapWriteError(err);
     }
@@ -322,17 +322,6 @@ async function syncDirectory(dir: string): Promise<void> {
 
 function info(chunk: IndexedChunk): StoredChunkInfo {
   return { id: chunk.id, storedSize: chunk.length, modifiedAt: chunk.writtenAt };
-}
-
-function ignoreMissing(err: unknown): undefined {
-  if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-  throw err;
-}
-
-function mapWriteError(err: unknown): unknown {
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOSPC' || code === 'EDQUOT') return new NarwhalError('storage-full', 'the chunk store is full', { cause: err });
-  return err;
 }
 
 function hex(id: Uint8Array): string {

@@ -1,5 +1,5 @@
-import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
-import { NarwhalError } from '../errors.ts';
+import type { SQLInputValue, StatementSync } from 'node:sqlite';
+import { SqliteDatabase } from './sqlite-database.ts';
 import { FRAME_HEADER_BYTES } from './pack-format.ts';
 
 /** Where a chunk's zstd frame sits: `length` bytes at `offset` of pack file `pack`. */
@@ -50,15 +50,11 @@ type Row = Record<string, SQLInputValue>;
  * durable. SQLite in WAL mode lets a CLI command (gc, verify) share it with a running server.
  */
 export class PackIndex {
-  readonly #db: DatabaseSync;
-  readonly #statements = new Map<string, StatementSync>();
+  readonly #sqlite: SqliteDatabase;
 
   constructor(path: string) {
-    this.#db = new DatabaseSync(path);
-    this.#db.exec('PRAGMA busy_timeout = 10000');
-    this.#db.exec('PRAGMA journal_mode = WAL');
-    this.#db.exec('PRAGMA synchronous = FULL');
-    this.#db.exec(SCHEMA);
+    this.#sqlite = new SqliteDatabase(path, 'the chunk store is full');
+    this.#sqlite.db.exec(SCHEMA);
   }
 
   lookup(id: Uint8Array): PackLocation | undefined {
@@ -141,28 +137,15 @@ export class PackIndex {
   }
 
   close(): void {
-    this.#db.close();
+    this.#sqlite.close();
   }
 
   #sql(sql: string): StatementSync {
-    let statement = this.#statements.get(sql);
-    if (!statement) {
-      statement = this.#db.prepare(sql);
-      this.#statements.set(sql, statement);
-    }
-    return statement;
+    return this.#sqlite.sql(sql);
   }
 
   #transaction<T>(body: () => T): T {
-    this.#db.exec('BEGIN IMMEDIATE');
-    try {
-      const result = body();
-      this.#db.exec('COMMIT');
-      return result;
-    } catch (err) {
-      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
-      throw storageFullError(err);
-    }
+    return this.#sqlite.transaction(body);
   }
 }
 
@@ -176,12 +159,3 @@ function toChunk(row: Row): IndexedChunk {
   };
 }
 
-const SQLITE_FULL = 13;
-
-function storageFullError(err: unknown): unknown {
-  const { code, errcode } = err as { code?: unknown; errcode?: unknown };
-  if (code === 'ERR_SQLITE_ERROR' && typeof errcode === 'number' && (errcode & 0xff) === SQLITE_FULL) {
-    return new NarwhalError('storage-full', 'the chunk store is full', { cause: err });
-  }
-  return err;
-}

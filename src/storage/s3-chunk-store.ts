@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { NarwhalError } from '../errors.ts';
 import { castrKey, type ChunkStore, type StoredChunkInfo } from './chunk-store.ts';
 import type { S3Location } from './storage-url.ts';
-import { WorkerPool } from './worker-pool.ts';
+import { WorkerPool, transferable } from './worker-pool.ts';
 import type { EncodeRequest, EncodeResult } from './zstd-encode-worker.ts';
 
 /** Requests per operation, first included; the SDK backs off exponentially with jitter between them. */
@@ -120,9 +120,7 @@ export class S3ChunkStore implements ChunkStore {
   }
 
   async encodeAndPut(id: Uint8Array, data: Uint8Array, level: number): Promise<number> {
-    // A buffer of its own is moved to the worker rather than copied.
-    const own = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.buffer instanceof ArrayBuffer;
-    const frame = await this.#encoders.run({ data, level }, own ? [data.buffer as ArrayBuffer] : []);
+    const frame = await this.#encoders.run({ data, level }, transferable(data));
     await this.put(id, frame);
     return frame.byteLength;
   }

@@ -18,6 +18,7 @@ import { migrateStorage, type MigrationProgress } from '../../src/cache/migrate-
 import { castrKey, type ChunkStore } from '../../src/storage/chunk-store.ts';
 import { LocalChunkStore } from '../../src/storage/local-chunk-store.ts';
 import { openS3ChunkStore } from '../../src/storage/s3-chunk-store.ts';
+import { PackChunkStore } from '../../src/storage/pack-chunk-store.ts';
 import { assertSameBytes } from '../helpers/bytes.ts';
 import { bodyOf, realisticNar } from '../unit/cache/fixtures.ts';
 import { chunk, hex, listedIds } from './chunk-store-conformance.ts';
@@ -153,6 +154,33 @@ describe('narwhal migrate-storage', () => {
       }
     } finally {
       await bucket.deleteUnder('cli');
+    }
+  });
+
+  test('moves an older data dir’s castr chunks into a pack store, and back out as a castr directory casync can read', async () => {
+    const dataDir = join(dir, 'upgrade');
+    const castr = new LocalChunkStore(join(dataDir, 'castr'));
+    const expected = await storeWith(castr, 12);
+    await castr.close();
+    const into = await narwhal('migrate-storage', '--data-dir', dataDir, '--to', `pack:${join(dataDir, 'chunks')}`);
+    assert.equal(into.code, 0, into.stderr);
+    assert.match(into.stderr, /copying chunks from .*upgrade\/castr to pack:.*upgrade\/chunks/);
+    assert.match(into.stdout, /^12 chunks seen, 12 copied/);
+    // With the castr directory gone, the data dir's default store is the pack store.
+    await rm(join(dataDir, 'castr'), { recursive: true });
+    const packs = new PackChunkStore(join(dataDir, 'chunks'));
+    try {
+      await assertHolds(packs, expected);
+    } finally {
+      await packs.close();
+    }
+    const out = await narwhal('migrate-storage', '--data-dir', dataDir, '--to', join(dir, 'exported'));
+    assert.equal(out.code, 0, out.stderr);
+    const exported = new LocalChunkStore(join(dir, 'exported'));
+    try {
+      await assertHolds(exported, expected);
+    } finally {
+      await exported.close();
     }
   });
 
