@@ -47,6 +47,20 @@ export async function measureIngest(ds: Dataset, work: string, log: (line: strin
   }
   await rm(join(work, 'narwhal-put'), { recursive: true, force: true });
 
+  // The alternative local store: a file per chunk in casync's castr layout instead of packs.
+  log('ingest: PUT every raw NAR into a fresh Narwhal storing chunks as castr files');
+  const castrDir = join(work, 'narwhal-put-castr');
+  const castr = await startNarwhal(castrDir, ['--storage', join(castrDir, 'castr')]);
+  try {
+    const seconds = await perSeries(ds, async (nar) => {
+      await putNar(castr, nar);
+    });
+    ingest.push({ id: 'narwhal-put-castr', label: 'Narwhal with --storage DIR (castr files, not packs)', seconds, narBytes });
+  } finally {
+    await castr.stop();
+  }
+  await rm(castrDir, { recursive: true, force: true });
+
   log('ingest: casync make of every NAR into one store (default settings)');
   const store = join(work, 'casync', 'store');
   const index = join(work, 'casync', 'index');

@@ -13,6 +13,7 @@ export const REPORT_FILE = 'benchmarks.md';
 
 /** One colour per system in every chart: Narwhal stands out, each baseline keeps its colour. */
 function systemColor(id: string): string | undefined {
+  if (/castr/.test(id)) return '#8C510A';
   if (/narwhal/i.test(id)) return /none/.test(id) ? '#F4A582' : '#D55E00';
   if (/^(raw|static-none)$/.test(id)) return '#999999';
   if (/zstd/.test(id)) return '#E69F00';
@@ -215,7 +216,8 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
   md.push(
     'Narwhal receives each NAR uncompressed by `curl -T` to `PUT nar/<narhash>.nar` (it validates, hashes, chunks and',
     'stores it); casync runs `casync make --store=STORE INDEX.caibx NAR` per NAR into one shared store. Wall time',
-    'includes starting curl or casync for each NAR.',
+    'includes starting curl or casync for each NAR. The castr row is the same PUTs into a Narwhal that stores a file per',
+    "chunk in casync's layout (`--storage DIR`), the local store before pack files became the default.",
     '',
   );
 

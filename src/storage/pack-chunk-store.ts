@@ -5,7 +5,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { NarwhalError } from '../errors.ts';
 import type { ChunkStore, StoredChunkInfo } from './chunk-store.ts';
-import { FRAME_HEADER_BYTES, frameHeader, newPackName, PACK_NAME } from './pack-format.ts';
+import { FRAME_HEADER_BYTES, frameHeader, newPackName, PACK_IDLE_LIMIT_MS, PACK_NAME } from './pack-format.ts';
 import { PackFiles } from './pack-files.ts';
 import { PackIndex, type IndexedChunk, type PackLocation, type PackUsage } from './pack-index.ts';
 import type { PackWriteRequest, PackWriteResult, SealResult, WrittenFrame } from './pack-write-worker.ts';
@@ -54,8 +54,12 @@ export class PackChunkStore implements ChunkStore {
   #sealedUnindexed: { name: string; bytes: number }[] = [];
   readonly #shared = new Map<SharedArrayBuffer, number>();
 
-  constructor(root: string) {
+  /** See PACK_IDLE_LIMIT_MS; tests make it short. */
+  readonly #idleLimitMs: number;
+
+  constructor(root: string, options: { idleLimitMs?: number } = {}) {
     this.root = root;
+    this.#idleLimitMs = options.idleLimitMs ?? PACK_IDLE_LIMIT_MS;
     this.packDir = join(root, 'packs');
     mkdirSync(this.packDir, { recursive: true });
     this.#index = new PackIndex(join(root, 'index.sqlite'));
@@ -106,7 +110,7 @@ export class PackChunkStore implements ChunkStore {
     const bytes = data.buffer instanceof SharedArrayBuffer ? { memory: await this.#share(data.buffer), offset: data.byteOffset, length: data.byteLength } : data;
     let frame: WrittenFrame;
     try {
-      frame = (await this.#writers.run({ op: 'write', dir: this.packDir, id, data: bytes, level }, transferable(data))) as WrittenFrame;
+      frame = (await this.#writers.run({ op: 'write', dir: this.packDir, id, data: bytes, level, idleLimitMs: this.#idleLimitMs }, transferable(data))) as WrittenFrame;
     } catch (err) {
       throw mapWriteError(err);
     }
@@ -143,8 +147,10 @@ export class PackChunkStore implements ChunkStore {
       throw mapWriteError(err);
     }
     // Packs sealed by an earlier flush that could not index them (the index's disk was full) are indexed now.
-    const sealed = [...this.#sealedUnindexed, ...results.flatMap((r) => (r.sealed ? [r.sealed] : []))];
+    const sealed = [...this.#sealedUnindexed, ...results.flatMap((r) => r.sealed)];
     this.#sealedUnindexed = sealed;
+    const discarded = new Set(results.flatMap((r) => r.discarded));
+    if (discarded.size > 0) this.#forgetPacks(discarded);
     const lost = new Set(results.flatMap((r) => r.abandoned));
     const done = new Set([...sealed.map((p) => p.name), ...lost]);
     if (sealed.length > 0) await syncDirectory(this.packDir);
@@ -157,12 +163,17 @@ export class PackChunkStore implements ChunkStore {
       throw err;
     }
     this.#sealedUnindexed = [];
-    this.#unsealed = this.#unsealed.filter((c) => !done.has(c.pack));
-    for (const [key, chunk] of this.#newest) if (done.has(chunk.pack)) this.#newest.delete(key);
+    this.#forgetPacks(done);
     if (lost.size > 0) {
       const why = results.flatMap((r) => (r.error ? [r.error] : [])).join('; ');
       throw new NarwhalError('internal', `chunks written to ${[...lost].join(', ')} were lost: ${why || 'a write failed and could not be undone'}`);
     }
+  }
+
+  /** Drops the unsealed frames of these packs (indexed now, or gone). */
+  #forgetPacks(packs: Set<string>): void {
+    this.#unsealed = this.#unsealed.filter((c) => !packs.has(c.pack));
+    for (const [key, chunk] of this.#newest) if (packs.has(chunk.pack)) this.#newest.delete(key);
   }
 
   async delete(id: Uint8Array): Promise<void> {
@@ -199,8 +210,13 @@ export class PackChunkStore implements ChunkStore {
     }
   }
 
-  /** Deletes pack files that no index names (left by a crash before their seal) last written at or before `notAfter`. */
+  /**
+   * Deletes pack files that no index names (left by a crash, or by failed uploads in a process
+   * still running) last written at or before `notAfter`, and idle for twice the time after which a
+   * writer stops appending to a pack: a pack this old is never written to again.
+   */
   async removeLeftovers(notAfter: number): Promise<{ files: number; bytes: number }> {
+    notAfter = Math.min(notAfter, Date.now() - 2 * this.#idleLimitMs);
     const removed = { files: 0, bytes: 0 };
     const indexed = this.#index.packNames();
     const mine = new Set([...this.#unsealed.map((c) => c.pack), ...this.#sealedUnindexed.map((p) => p.name)]);
@@ -254,7 +270,13 @@ export class PackChunkStore implements ChunkStore {
         continue;
       }
       output ??= await PackWriter.create(this.packDir);
-      await output.copyLive(pack, this.#index.chunksIn(pack.name), (location) => this.#files.read(location));
+      try {
+        await output.copyLive(pack, this.#index.chunksIn(pack.name), (location) => this.#files.read(location));
+      } catch (err) {
+        // A pack gone or cut short behind the store's back is verify's business, not a reason to stop.
+        // What was copied of it stays dead in the new pack.
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as NodeJS.ErrnoException).code !== 'ETRUNCATED') throw err;
+      }
       if (output.bytes >= COMPACTED_PACK_BYTES) await finishOutput();
     }
     await finishOutput();

@@ -33,3 +33,9 @@ export function newPackName(random: Uint8Array): string {
 }
 
 export const PACK_NAME = /^[0-9a-z]{9}-[0-9a-f]{12}\.pack$/;
+
+/**
+ * A writer appends to a pack only while it was written to within this time; an older one is
+ * closed first. Unindexed packs twice this old are therefore safe for GC to delete.
+ */
+export const PACK_IDLE_LIMIT_MS = 10 * 60_000;

@@ -2,8 +2,14 @@
  * Worker of PackChunkStore: compresses chunks (unless they come compressed) and appends them to
  * a pack file of its own, one frame after another, with a write per chunk and no file creation.
  * `seal` makes the pack durable and closes it; the next write starts a new pack.
+ *
+ * A pack left open and idle (the uploads that wrote to it failed, so none sealed it) is closed
+ * at the next write instead of written to: a GC in another process may delete an unindexed pack
+ * that has been idle long enough (removeLeftovers), and frames appended to a deleted pack would
+ * be lost. It is reported at the next seal: sealed, or discarded if it was deleted (its frames
+ * belonged to failed uploads only: a running upload's GC hold spares what it writes).
  */
-import { closeSync, fdatasyncSync, ftruncateSync, mkdirSync, openSync, writevSync } from 'node:fs';
+import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, writevSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { parentPort } from 'node:worker_threads';
@@ -21,6 +27,8 @@ export type PackWriteRequest =
       data: Uint8Array | SharedBytes;
       /** zstd level to compress with first; null stores the bytes as given. */
       level: number | null;
+      /** A pack not written to for this long is closed rather than written to. */
+      idleLimitMs: number;
     }
   | { op: 'seal' }
   /** Shared memory that later writes name by `memory`: a view of it would be cloned per message. */
@@ -40,13 +48,16 @@ export interface WrittenFrame {
 }
 
 /**
- * What a seal did: the pack it made durable (if one was open), and packs given up since the last
- * seal after a failed write could not be undone; their frames are lost.
+ * What a seal did since the last one: the packs it made durable (the open one, and idle ones
+ * closed meanwhile); idle packs found deleted, whose frames are gone and were of failed uploads
+ * only; and packs abandoned, whose frames are lost (a failed write could not be undone, or the
+ * pack could not be made durable).
  */
 export interface SealResult {
-  sealed: { name: string; bytes: number } | undefined;
+  sealed: { name: string; bytes: number }[];
+  discarded: string[];
   abandoned: string[];
-  /** Why the open pack could not be made durable. */
+  /** Why packs were abandoned. */
   error?: string;
 }
 
@@ -56,9 +67,13 @@ interface OpenPack {
   name: string;
   fd: number;
   bytes: number;
+  lastWrite: number;
 }
 
 let current: OpenPack | undefined;
+let sealed: { name: string; bytes: number }[] = [];
+let discarded: string[] = [];
+let lastError: string | undefined;
 const sharedMemory = new Map<number, SharedArrayBuffer>();
 let abandoned: string[] = [];
 const knownDirs = new Set<string>();
@@ -70,7 +85,7 @@ parentPort!.on('message', (request: PackWriteRequest & { seq: number }) => {
     if (request.op === 'write') {
       const { data } = request;
       const bytes = data instanceof Uint8Array ? data : new Uint8Array(sharedMemory.get(data.memory)!, data.offset, data.length);
-      reply = { seq: request.seq, result: write(request.dir, request.id, bytes, request.level) };
+      reply = { seq: request.seq, result: write(request.dir, request.id, bytes, request.level, request.idleLimitMs) };
     } else if (request.op === 'share') {
       sharedMemory.set(request.memory, request.buffer);
       reply = { seq: request.seq, result: null };
@@ -84,9 +99,19 @@ parentPort!.on('message', (request: PackWriteRequest & { seq: number }) => {
   if (request.op === 'write') collectGarbage(request.data instanceof Uint8Array ? request.data.byteLength : request.data.length);
 });
 
-function write(dir: string, id: Uint8Array, data: Uint8Array, level: number | null): WrittenFrame {
+function write(dir: string, id: Uint8Array, data: Uint8Array, level: number | null, idleLimitMs: number): WrittenFrame {
   // The synchronous zstd call: Node's async one builds a new context per call and is slower.
   const frame = level === null ? data : zstdCompressSync(data, { params: { [constants.ZSTD_c_compressionLevel]: level } });
+  if (current && Date.now() - current.lastWrite > idleLimitMs) {
+    const idle = current;
+    current = undefined;
+    if (fstatSync(idle.fd).nlink === 0) {
+      closeSync(idle.fd);
+      discarded.push(idle.name);
+    } else {
+      closePack(idle);
+    }
+  }
   const pack = current ?? (current = openPack(dir));
   const header = frameHeader(id);
   try {
@@ -110,27 +135,33 @@ function write(dir: string, id: Uint8Array, data: Uint8Array, level: number | nu
   }
   const offset = pack.bytes + header.length;
   pack.bytes += header.length + frame.length;
+  pack.lastWrite = Date.now();
   return { pack: pack.name, offset, length: frame.length };
 }
 
 function seal(): SealResult {
-  const pack = current;
-  const result: SealResult = { sealed: undefined, abandoned };
-  abandoned = [];
-  if (!pack) return result;
+  if (current) closePack(current);
   current = undefined;
-  try {
-    fdatasyncSync(pack.fd);
-  } catch (err) {
-    result.abandoned.push(pack.name);
-    closeSync(pack.fd);
-    // Reported, not thrown: the caller must learn which frames were lost.
-    result.error = (err as Error).message;
-    return result;
-  }
-  closeSync(pack.fd);
-  result.sealed = { name: pack.name, bytes: pack.bytes };
+  const result: SealResult = { sealed, discarded, abandoned, ...(lastError === undefined ? {} : { error: lastError }) };
+  sealed = [];
+  discarded = [];
+  abandoned = [];
+  lastError = undefined;
   return result;
+}
+
+/** Makes the pack durable and closes it, noting it as sealed, or as abandoned when that fails. */
+function closePack(pack: OpenPack): void {
+  try {
+    if (fstatSync(pack.fd).nlink === 0) throw new Error(`pack ${pack.name} was deleted while open`);
+    fdatasyncSync(pack.fd);
+    sealed.push({ name: pack.name, bytes: pack.bytes });
+  } catch (err) {
+    abandoned.push(pack.name);
+    lastError = (err as Error).message;
+  } finally {
+    closeSync(pack.fd);
+  }
 }
 
 function openPack(dir: string): OpenPack {
@@ -139,5 +170,5 @@ function openPack(dir: string): OpenPack {
     knownDirs.add(dir);
   }
   const name = newPackName(randomBytes(6));
-  return { name, fd: openSync(join(dir, name), 'wx'), bytes: 0 };
+  return { name, fd: openSync(join(dir, name), 'wx'), bytes: 0, lastWrite: Date.now() };
 }

@@ -10,6 +10,7 @@ import { readFrameHeader } from '../../src/storage/pack-format.ts';
 import { PackIndex } from '../../src/storage/pack-index.ts';
 import { assertSameBytes } from '../helpers/bytes.ts';
 import { unzstd } from '../helpers/zstd-cli.ts';
+import { packStoreContents } from '../helpers/pack-store-contents.ts';
 import { chunk, chunkStoreConformance, hex, listedIds } from './chunk-store-conformance.ts';
 
 const rootOf = (store: ChunkStore): string => (store as PackChunkStore).root;
@@ -86,10 +87,12 @@ test('a pack never sealed (a crash before flush) is removed by removeLeftovers o
     await crashed.put(c.id, Buffer.from(c.stored));
     // No flush, no close: what a killed process leaves (its worker still holds the file open).
     const [leftover] = await packFiles(root);
-    const store = new PackChunkStore(root);
+    const store = new PackChunkStore(root, { idleLimitMs: 50 });
     try {
       assert.equal(await store.storedSize(c.id), undefined);
-      assert.deepEqual(await store.removeLeftovers(Date.now() - 60_000), { files: 0, bytes: 0 }, 'a pack being written is spared');
+      assert.deepEqual(await store.removeLeftovers(Date.now() + 1000), { files: 0, bytes: 0 }, 'a pack written to within twice the idle limit is spared');
+      await new Promise((resolve) => setTimeout(resolve, 120));
+      assert.deepEqual(await store.removeLeftovers(Date.now() - 60_000), { files: 0, bytes: 0 }, 'a pack written after the cutoff is spared');
       const size = (await stat(join(root, 'packs', leftover))).size;
       assert.deepEqual(await store.removeLeftovers(Date.now() + 1000), { files: 1, bytes: size });
       assert.deepEqual(await packFiles(root), []);
@@ -100,6 +103,41 @@ test('a pack never sealed (a crash before flush) is removed by removeLeftovers o
     } finally {
       await store.close();
       await crashed.close().catch(() => undefined);
+    }
+  });
+});
+
+test('an idle open pack is closed before the next write: sealed if still there, its frames dropped if a GC deleted it', async () => {
+  await withRoot(async (root) => {
+    const store = new PackChunkStore(root, { idleLimitMs: 30 });
+    const fresh = new PackChunkStore(root);
+    try {
+      // Left open by an upload that failed (no flush), then idle.
+      const kept = chunk(1000);
+      await store.put(kept.id, Buffer.from(kept.stored));
+      await new Promise((resolve) => setTimeout(resolve, 60));
+      const next = chunk(2000);
+      await store.put(next.id, Buffer.from(next.stored));
+      await store.flush();
+      assert.equal((await packFiles(root)).length, 2, 'the idle pack was closed, the next frame went to a new one');
+      for (const c of [kept, next]) assertSameBytes(await fresh.get(c.id), c.stored);
+
+      const gone = chunk(3000);
+      await store.put(gone.id, Buffer.from(gone.stored));
+      const idlePack = (await packFiles(root)).at(-1)!; // names sort by creation time
+      await new Promise((resolve) => setTimeout(resolve, 60));
+      // A GC in another process deleted the unindexed, idle pack.
+      await rm(join(root, 'packs', idlePack));
+      const after = chunk(4000);
+      await store.put(after.id, Buffer.from(after.stored));
+      await store.flush();
+      assert.equal(await store.storedSize(gone.id), undefined, 'frames of a deleted pack are forgotten, not indexed');
+      assert.equal(await fresh.storedSize(gone.id), undefined);
+      assertSameBytes(await fresh.get(after.id), after.stored);
+      assert.deepEqual((await packStoreContents(root)).misplaced, []);
+    } finally {
+      await store.close();
+      await fresh.close();
     }
   });
 });

@@ -245,6 +245,10 @@ test('pack store: chunks without a record go, unsealed packs of a crashed writer
 
     const spared = await runGc(t.nw, { graceMs: 3_600_000 });
     assert.equal(spared.orphanFiles + spared.leftoverFiles + spared.compactedPacks, 0, 'nothing goes before the grace period');
+    // Unsealed packs go once idle for long (pack-format.ts, PACK_IDLE_LIMIT_MS): this one was, say, an hour ago.
+    const unsealed = (await readdir(store.packDir)).sort().at(-1)!;
+    const long = new Date(Date.now() - 3_600_000);
+    await utimes(join(store.packDir, unsealed), long, long);
     const report = await runGc(t.nw, NOW);
     assert.equal(report.orphanFiles, 1);
     assert.equal(report.leftoverFiles, 1);
