@@ -58,7 +58,7 @@ test('bench/run.ts --tiny measures every system and writes the report with every
     assert.deepEqual(r.push.map((p) => p.id), ['static-zstd', 'static-xz', 'static-none', 'narwhal-zstd', 'narwhal-recompress', 'narwhal-none']);
     const narwhal = (id: string) => r.storage.find((s) => s.id === id)!.usage.total.apparent;
     assert.ok(narwhal('narwhal') < narwhal('narwhal-as-pushed'), 'recompression stores less than the push did');
-    assert.deepEqual(r.ingest.map((i) => i.id), ['narwhal-put', 'casync', 'casync-sha256']);
+    assert.deepEqual(r.ingest.map((i) => i.id), ['narwhal-put', 'narwhal-put-castr', 'casync', 'casync-sha256']);
     assert.deepEqual(r.substitute.map((s) => s.id), ['narwhal', 'nginx-zstd', 'nginx-xz']);
     for (const t of [...r.push, ...r.ingest, ...r.substitute]) {
       assert.ok(t.seconds.total > 0, `${t.id} took time`);
