@@ -35,7 +35,8 @@ export interface CompactReport {
  *
  * Durability: `flush()` seals the packs being written (fdatasync, then the directory), and only
  * then indexes their frames, in one transaction. A crash before that leaves frames that no index
- * names; removeLeftovers deletes such packs. Deleting a chunk un-indexes it; its bytes are
+ * names; removeLeftovers deletes such packs once idle long enough that no writer appends to them
+ * (pack-write-worker.ts). Deleting a chunk un-indexes it; its bytes are
  * reclaimed by `compact()`, which copies the live frames of mostly dead (or small) packs into a
  * new pack and deletes the old ones.
  */
@@ -107,7 +108,7 @@ export class PackChunkStore implements ChunkStore {
 
   async #write(id: Uint8Array, data: Uint8Array, level: number | null): Promise<number> {
     // Shared memory is named rather than cloned per message.
-    const bytes = data.buffer instanceof SharedArrayBuffer ? { memory: await this.#share(data.buffer), offset: data.byteOffset, length: data.byteLength } : data;
+    const bytes = data.buffer instanceof SharedArrayBuffer ? { memory: this.#share(data.buffer), offset: data.byteOffset, length: data.byteLength } : data;
     let frame: WrittenFrame;
     try {
       frame = (await this.#writers.run({ op: 'write', dir: this.packDir, id, data: bytes, level, idleLimitMs: this.#idleLimitMs }, transferable(data))) as WrittenFrame;
@@ -121,13 +122,14 @@ export class PackChunkStore implements ChunkStore {
   }
 
   /** The number by which the writers know this shared memory, handed to them on first use. */
-  #share(buffer: SharedArrayBuffer): number | Promise<number> {
+  #share(buffer: SharedArrayBuffer): number {
     const known = this.#shared.get(buffer);
     if (known !== undefined) return known;
     const memory = this.#shared.size;
     this.#shared.set(buffer, memory);
     // Sent before any write that names it, and each writer handles its messages in order.
-    void this.#writers.broadcast({ op: 'share', memory, buffer });
+    // A worker that fails fails the writes that follow; nothing to report here.
+    this.#writers.broadcast({ op: 'share', memory, buffer }).catch(() => undefined);
     return memory;
   }
 
