@@ -77,7 +77,7 @@ let lastError: string | undefined;
 const sharedMemory = new Map<number, SharedArrayBuffer>();
 let abandoned: string[] = [];
 const knownDirs = new Set<string>();
-const collectGarbage = garbageCollectorByVolume();
+const collectGarbage = garbageCollectorByVolume(16 * 1024 * 1024);
 
 parentPort!.on('message', (request: PackWriteRequest & { seq: number }) => {
   let reply: WorkerReply<PackWriteResult>;
