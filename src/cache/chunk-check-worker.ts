@@ -8,6 +8,7 @@ import { parentPort } from 'node:worker_threads';
 import { zstdDecompressSync } from 'node:zlib';
 import type { WorkerReply } from '../storage/worker-pool.ts';
 import { garbageCollectorByVolume } from '../storage/gc-by-volume.ts';
+import { chunkHex } from '../storage/chunk-store.ts';
 
 export interface CheckRequest {
   id: Uint8Array;
@@ -33,10 +34,10 @@ parentPort!.on('message', ({ seq, id, stored, size, wantData }: CheckRequest & {
     try {
       data = zstdDecompressSync(stored);
     } catch {
-      throw Object.assign(new Error(`chunk ${hex(id)} does not decompress`), { code: 'chunk-corrupt' });
+      throw Object.assign(new Error(`chunk ${chunkHex(id)} does not decompress`), { code: 'chunk-corrupt' });
     }
     if (data.length !== size || !createHash('sha256').update(data).digest().equals(id)) {
-      throw Object.assign(new Error(`chunk ${hex(id)} does not match its hash`), { code: 'chunk-corrupt' });
+      throw Object.assign(new Error(`chunk ${chunkHex(id)} does not match its hash`), { code: 'chunk-corrupt' });
     }
     transfer.push(...ownBuffer(stored));
     const result: CheckResult = { stored };
@@ -58,6 +59,3 @@ function ownBuffer(bytes: Uint8Array): ArrayBuffer[] {
   return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer ? [bytes.buffer] : [];
 }
 
-function hex(id: Uint8Array): string {
-  return Buffer.from(id).toString('hex');
-}

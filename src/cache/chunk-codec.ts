@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { constants, zstdCompress, zstdDecompress } from 'node:zlib';
 import { NarwhalError } from '../errors.ts';
+import { chunkHex } from '../storage/chunk-store.ts';
 
 const compress = promisify(zstdCompress);
 const decompress = promisify(zstdDecompress);
@@ -33,10 +34,10 @@ export async function decodeChunk(id: Uint8Array, stored: Uint8Array, expectedSi
   try {
     data = await decompress(stored);
   } catch (err) {
-    throw new NarwhalError('chunk-corrupt', `chunk ${hex(id)} does not decompress`, { cause: err });
+    throw new NarwhalError('chunk-corrupt', `chunk ${chunkHex(id)} does not decompress`, { cause: err });
   }
   if ((expectedSize !== undefined && data.length !== expectedSize) || !sameBytes(chunkId(data), id)) {
-    throw new NarwhalError('chunk-corrupt', `chunk ${hex(id)} does not match its hash`);
+    throw new NarwhalError('chunk-corrupt', `chunk ${chunkHex(id)} does not match its hash`);
   }
   return data;
 }
@@ -45,6 +46,3 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
 }
 
-function hex(id: Uint8Array): string {
-  return Buffer.from(id).toString('hex');
-}

@@ -63,8 +63,13 @@ export interface ChunkStore extends ChunkWriter {
   compact?(notAfter: number): Promise<{ packs: number; reclaimedBytes: number }>;
 }
 
+/** A chunk id as 64 lowercase hex digits, as in names and messages. */
+export function chunkHex(id: Uint8Array): string {
+  return Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('hex');
+}
+
 /** The castr key of a chunk: `<first 4 hex>/<64 hex>.cacnk`. */
 export function castrKey(id: Uint8Array): string {
-  const hex = Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('hex');
+  const hex = chunkHex(id);
   return `${hex.slice(0, 4)}/${hex}.cacnk`;
 }

@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { NarwhalError } from '../errors.ts';
-import { castrKey, type ChunkStore, type StoredChunkInfo } from './chunk-store.ts';
+import { castrKey, chunkHex, type ChunkStore, type StoredChunkInfo } from './chunk-store.ts';
 import { WorkerPool, transferable } from './worker-pool.ts';
 import { ignoreMissing, mapWriteError } from './fs-errors.ts';
 import type { WriteRequest, WriteResult } from './local-write-worker.ts';
@@ -51,7 +51,7 @@ export class LocalChunkStore implements ChunkStore {
       return await readFile(this.path(id));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new NarwhalError('chunk-missing', `chunk ${hex(id)} is missing from the chunk store`);
+        throw new NarwhalError('chunk-missing', `chunk ${chunkHex(id)} is missing from the chunk store`);
       }
       throw err;
     }
@@ -237,6 +237,3 @@ async function putBack(aside: string, path: string): Promise<void> {
   await rm(aside, { force: true });
 }
 
-function hex(id: Uint8Array): string {
-  return Buffer.from(id).toString('hex');
-}

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { NarwhalError } from '../errors.ts';
-import type { ChunkStore, StoredChunkInfo } from './chunk-store.ts';
+import { chunkHex, type ChunkStore, type StoredChunkInfo } from './chunk-store.ts';
 import { FRAME_HEADER_BYTES, frameHeader, newPackName, PACK_IDLE_LIMIT_MS, PACK_NAME } from './pack-format.ts';
 import { PackFiles } from './pack-files.ts';
 import { PackIndex, type IndexedChunk, type PackLocation, type PackUsage } from './pack-index.ts';
@@ -68,13 +68,13 @@ export class PackChunkStore implements ChunkStore {
   }
 
   #locate(id: Uint8Array): PackLocation | undefined {
-    return this.#newest.get(hex(id)) ?? this.#index.lookup(id);
+    return this.#newest.get(chunkHex(id)) ?? this.#index.lookup(id);
   }
 
   async get(id: Uint8Array): Promise<Uint8Array> {
     for (let attempt = 0; ; attempt++) {
       const location = this.#locate(id);
-      if (!location) throw new NarwhalError('chunk-missing', `chunk ${hex(id)} is missing from the chunk store`);
+      if (!location) throw new NarwhalError('chunk-missing', `chunk ${chunkHex(id)} is missing from the chunk store`);
       try {
         return await this.#files.read(location);
       } catch (err) {
@@ -117,7 +117,7 @@ export class PackChunkStore implements ChunkStore {
     }
     const chunk: IndexedChunk = { id: new Uint8Array(id), ...frame, writtenAt: Date.now() };
     this.#unsealed.push(chunk);
-    this.#newest.set(hex(id), chunk);
+    this.#newest.set(chunkHex(id), chunk);
     return frame.length;
   }
 
@@ -188,16 +188,16 @@ export class PackChunkStore implements ChunkStore {
    * (still unsealed here, or indexed since) is a newer copy and stays.
    */
   async deleteUnlessNewer(id: Uint8Array, notAfter: number): Promise<number | undefined> {
-    const unsealed = this.#newest.get(hex(id));
+    const unsealed = this.#newest.get(chunkHex(id));
     if (unsealed && unsealed.writtenAt > notAfter) return undefined;
     if (unsealed) this.#forgetUnsealed(id);
     return this.#index.deleteUnlessNewer(id, notAfter);
   }
 
   #forgetUnsealed(id: Uint8Array): void {
-    const key = hex(id);
+    const key = chunkHex(id);
     if (!this.#newest.delete(key)) return;
-    this.#unsealed = this.#unsealed.filter((c) => hex(c.id) !== key);
+    this.#unsealed = this.#unsealed.filter((c) => chunkHex(c.id) !== key);
   }
 
   async *list(): AsyncIterable<StoredChunkInfo> {
@@ -206,7 +206,7 @@ export class PackChunkStore implements ChunkStore {
     let after: Uint8Array = new Uint8Array(0);
     for (;;) {
       const page = this.#index.page(after, LIST_PAGE);
-      for (const chunk of page) if (!unsealed.has(hex(chunk.id))) yield info(chunk);
+      for (const chunk of page) if (!unsealed.has(chunkHex(chunk.id))) yield info(chunk);
       if (page.length < LIST_PAGE) return;
       after = page[page.length - 1].id;
     }
@@ -348,6 +348,3 @@ function info(chunk: IndexedChunk): StoredChunkInfo {
   return { id: chunk.id, storedSize: chunk.length, modifiedAt: chunk.writtenAt };
 }
 
-function hex(id: Uint8Array): string {
-  return Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('hex');
-}

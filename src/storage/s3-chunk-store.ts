@@ -10,7 +10,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NarwhalError } from '../errors.ts';
-import { castrKey, type ChunkStore, type StoredChunkInfo } from './chunk-store.ts';
+import { castrKey, chunkHex, type ChunkStore, type StoredChunkInfo } from './chunk-store.ts';
 import type { S3Location } from './storage-url.ts';
 import { WorkerPool, transferable } from './worker-pool.ts';
 import type { EncodeRequest, EncodeResult } from './zstd-encode-worker.ts';
@@ -86,7 +86,7 @@ export class S3ChunkStore implements ChunkStore {
         response = await this.#client.send(new GetObjectCommand({ Bucket: this.location.bucket, Key: this.key(id) }));
       } catch (err) {
         if (httpStatus(err) === 404 && (err as Error).name !== 'NoSuchBucket') {
-          throw new NarwhalError('chunk-missing', `chunk ${hex(id)} is missing from the chunk store`);
+          throw new NarwhalError('chunk-missing', `chunk ${chunkHex(id)} is missing from the chunk store`);
         }
         throw s3Failure('GetObject', err);
       }
@@ -184,7 +184,7 @@ async function collectBody(body: (AsyncIterable<Uint8Array> & { destroy?: () => 
   if (body === undefined) throw new Error('GetObject returned no body');
   if (length !== undefined && length > MAX_STORED_CHUNK) {
     body.destroy?.();
-    throw new NarwhalError('chunk-corrupt', `chunk ${hex(id)} is ${length} bytes, larger than any chunk`);
+    throw new NarwhalError('chunk-corrupt', `chunk ${chunkHex(id)} is ${length} bytes, larger than any chunk`);
   }
   let out = new Uint8Array(length ?? 64 * 1024);
   let filled = 0;
@@ -192,7 +192,7 @@ async function collectBody(body: (AsyncIterable<Uint8Array> & { destroy?: () => 
     for await (const piece of body) {
       if (filled + piece.byteLength > out.byteLength) {
         if (length !== undefined) throw new Error('GetObject body is longer than its Content-Length');
-        if (filled + piece.byteLength > MAX_STORED_CHUNK) throw new NarwhalError('chunk-corrupt', `chunk ${hex(id)} is larger than any chunk`);
+        if (filled + piece.byteLength > MAX_STORED_CHUNK) throw new NarwhalError('chunk-corrupt', `chunk ${chunkHex(id)} is larger than any chunk`);
         const grown = new Uint8Array(Math.min(MAX_STORED_CHUNK, Math.max(out.byteLength * 2, filled + piece.byteLength)));
         grown.set(out.subarray(0, filled));
         out = grown;
@@ -230,6 +230,3 @@ function s3Failure(operation: string, err: unknown): NarwhalError {
   return new NarwhalError('unavailable', `S3 ${operation} failed: ${code ?? (err as Error).message}`, { cause: err });
 }
 
-function hex(id: Uint8Array): string {
-  return Buffer.from(id).toString('hex');
-}
