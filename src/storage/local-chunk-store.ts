@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { statSync } from 'node:fs';
-import { link, open, readFile, readdir, rename, rm, stat, statfs } from 'node:fs/promises';
+import { link, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { NarwhalError } from '../errors.ts';
 import { castrKey, chunkHex, type ChunkStore, type StoredChunkInfo } from './chunk-store.ts';
 import { WorkerPool, transferable } from './worker-pool.ts';
-import { ignoreMissing, mapWriteError } from './fs-errors.ts';
+import { freeBytesAt, ignoreMissing, mapWriteError, syncPath } from './local-fs.ts';
 import type { WriteRequest, WriteResult } from './local-write-worker.ts';
 
 const execFileAsync = promisify(execFile);
@@ -61,9 +61,8 @@ export class LocalChunkStore implements ChunkStore {
     return statSync(this.path(id), { throwIfNoEntry: false })?.size;
   }
 
-  async freeBytes(): Promise<number> {
-    const fs = await statfs(this.root);
-    return fs.bavail * fs.bsize;
+  freeBytes(): Promise<number> {
+    return freeBytesAt(this.root);
   }
 
   prepare(): void {
@@ -215,13 +214,7 @@ async function syncFileSystem(root: string, paths: string[]): Promise<void> {
 
 async function fsyncPath(path: string): Promise<void> {
   // A file deleted since it was written (GC removes the chunks of failed uploads) needs no sync.
-  const handle = await open(path, 'r').catch(ignoreMissing);
-  if (!handle) return;
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+  await syncPath(path).catch(ignoreMissing);
 }
 
 /** Suffix of a chunk file deleteUnlessNewer has moved aside. */

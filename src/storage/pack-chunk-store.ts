@@ -1,5 +1,5 @@
 import { mkdirSync } from 'node:fs';
-import { open, readdir, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
+import { open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +10,7 @@ import { PackFiles } from './pack-files.ts';
 import { PackIndex, type IndexedChunk, type PackLocation, type PackUsage } from './pack-index.ts';
 import type { PackWriteRequest, PackWriteResult, SealResult, WrittenFrame } from './pack-write-worker.ts';
 import { WorkerPool, transferable } from './worker-pool.ts';
-import { ignoreMissing, mapWriteError } from './fs-errors.ts';
+import { freeBytesAt, ignoreMissing, mapWriteError, syncPath } from './local-fs.ts';
 
 /** A pack is compacted once at most this share of it is still live. */
 const COMPACT_WHEN_LIVE_AT_MOST = 0.5;
@@ -89,9 +89,8 @@ export class PackChunkStore implements ChunkStore {
     return this.#locate(id)?.length;
   }
 
-  async freeBytes(): Promise<number> {
-    const fs = await statfs(this.root);
-    return fs.bavail * fs.bsize;
+  freeBytes(): Promise<number> {
+    return freeBytesAt(this.root);
   }
 
   prepare(): void {
@@ -155,7 +154,7 @@ export class PackChunkStore implements ChunkStore {
     if (discarded.size > 0) this.#forgetPacks(discarded);
     const lost = new Set(results.flatMap((r) => r.abandoned));
     const done = new Set([...sealed.map((p) => p.name), ...lost]);
-    if (sealed.length > 0) await syncDirectory(this.packDir);
+    if (sealed.length > 0) await syncPath(this.packDir);
     const chunks = this.#unsealed.filter((c) => done.has(c.pack) && !lost.has(c.pack));
     try {
       this.#index.recordSealed(sealed, chunks, Date.now());
@@ -330,17 +329,8 @@ class PackWriter {
     } finally {
       await this.#handle.close();
     }
-    await syncDirectory(this.#dir);
+    await syncPath(this.#dir);
     return { name: this.name, bytes: this.bytes };
-  }
-}
-
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }
 
