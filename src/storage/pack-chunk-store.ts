@@ -225,7 +225,7 @@ export class PackChunkStore implements ChunkStore {
       if (!PACK_NAME.test(name) || indexed.has(name) || mine.has(name)) continue;
       const info = await stat(join(this.packDir, name)).catch(ignoreMissing);
       // Checked again: the pack may have been sealed since the index was read.
-      if (!info || info.mtimeMs > notAfter || this.#index.packNames().has(name)) continue;
+      if (!info || info.mtimeMs > notAfter || this.#index.hasPack(name)) continue;
       await rm(join(this.packDir, name), { force: true });
       removed.files++;
       removed.bytes += info.size;
@@ -245,29 +245,26 @@ export class PackChunkStore implements ChunkStore {
     const small = usage.filter((p) => p.bytes < SMALL_PACK_BYTES && !dead.includes(p));
     // A small pack alone is left as it is, unless a new pack is being written anyway.
     const candidates = [...dead, ...(small.length >= 2 || dead.some((p) => p.liveChunks > 0) ? small : [])];
+    /** Deletes a pack the index has forgotten. */
+    const deletePack = async (pack: { name: string; bytes: number }): Promise<void> => {
+      this.#files.forget(pack.name);
+      await rm(join(this.packDir, pack.name), { force: true });
+      report.packs++;
+      report.reclaimedBytes += pack.bytes;
+    };
     let output: PackWriter | undefined;
     const finishOutput = async (): Promise<void> => {
       if (!output) return;
       const written = await output.seal();
       for (const from of output.sources) {
-        if (this.#index.relocate(from.name, written, from.moved, Date.now())) {
-          this.#files.forget(from.name);
-          await rm(join(this.packDir, from.name), { force: true });
-          report.packs++;
-          report.reclaimedBytes += from.bytes;
-        }
+        if (this.#index.relocate(from.name, written, from.moved, Date.now())) await deletePack(from);
       }
       report.reclaimedBytes -= written.bytes;
       output = undefined;
     };
     for (const pack of candidates) {
       if (pack.liveChunks === 0) {
-        if (this.#index.forgetIfEmpty(pack.name)) {
-          this.#files.forget(pack.name);
-          await rm(join(this.packDir, pack.name), { force: true });
-          report.packs++;
-          report.reclaimedBytes += pack.bytes;
-        }
+        if (this.#index.forgetIfEmpty(pack.name)) await deletePack(pack);
         continue;
       }
       output ??= await PackWriter.create(this.packDir);

@@ -94,6 +94,10 @@ export class PackIndex {
     return (this.#sql('SELECT id, pack, offset, length, written_at FROM chunks WHERE pack = ? ORDER BY offset').all(pack) as Row[]).map(toChunk);
   }
 
+  hasPack(name: string): boolean {
+    return this.#sql('SELECT 1 FROM packs WHERE name = ?').get(name) !== undefined;
+  }
+
   packNames(): Set<string> {
     return new Set((this.#sql('SELECT name FROM packs').all() as Row[]).map((row) => row.name as string));
   }

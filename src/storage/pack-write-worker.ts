@@ -9,7 +9,7 @@
  * be lost. It is reported at the next seal: sealed, or discarded if it was deleted (its frames
  * belonged to failed uploads only: a running upload's GC hold spares what it writes).
  */
-import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, writevSync } from 'node:fs';
+import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, writevSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { parentPort } from 'node:worker_threads';
@@ -76,7 +76,6 @@ let discarded: string[] = [];
 let lastError: string | undefined;
 const sharedMemory = new Map<number, SharedArrayBuffer>();
 let abandoned: string[] = [];
-const knownDirs = new Set<string>();
 const collectGarbage = garbageCollectorByVolume(16 * 1024 * 1024);
 
 parentPort!.on('message', (request: PackWriteRequest & { seq: number }) => {
@@ -164,11 +163,8 @@ function closePack(pack: OpenPack): void {
   }
 }
 
+/** A new pack in `dir`, which PackChunkStore made when it opened. */
 function openPack(dir: string): OpenPack {
-  if (!knownDirs.has(dir)) {
-    mkdirSync(dir, { recursive: true });
-    knownDirs.add(dir);
-  }
   const name = newPackName(randomBytes(6));
   return { name, fd: openSync(join(dir, name), 'wx'), bytes: 0, lastWrite: Date.now() };
 }
