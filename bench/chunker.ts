@@ -1,11 +1,13 @@
 /**
- * Throughput of the cut-point scan and of chunk-ID hashing (sha256 vs sha512-256) on 64 KiB chunks.
+ * Throughput of the cut-point scan (the TypeScript reference and the WebAssembly one ingest uses)
+ * and of chunk-ID hashing (sha256 vs sha512-256) on 64 KiB chunks.
  * Run: cd /work/main && npx node bench/chunker.ts [FILE]
  */
 import { createHash, randomFillSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Chunker } from '../src/chunking/chunker.ts';
 import { chunkStream } from '../src/chunking/chunk-stream.ts';
+import { WASM_BLOCK_BYTES, WasmChunker } from '../src/chunking/wasm-chunker.ts';
 
 const MiB = 1024 * 1024;
 
@@ -33,6 +35,16 @@ function scan(data: Uint8Array, step: number): number {
   return cuts;
 }
 
+/** The same scan by the WebAssembly chunker, in blocks of at most WASM_BLOCK_BYTES. */
+function scanWasm(data: Uint8Array, step: number): number {
+  const chunker = new WasmChunker();
+  let cuts = 0;
+  for (let off = 0; off < data.length; off += Math.min(step, WASM_BLOCK_BYTES)) {
+    cuts += chunker.cuts(data.subarray(off, Math.min(data.length, off + Math.min(step, WASM_BLOCK_BYTES)))).length;
+  }
+  return cuts;
+}
+
 function rate(bytes: number, ms: number): string {
   return `${((bytes / 1e6) / (ms / 1000)).toFixed(0)} MB/s`;
 }
@@ -54,7 +66,14 @@ for (const step of [data.length, 1 * MiB, 64 * 1024]) {
   const ms = best(5, () => {
     cuts = scan(data, step);
   });
-  console.log(`cut points, ${step === data.length ? 'one buffer' : `${step / 1024} KiB buffers`}: ${rate(data.length, ms)} (${cuts} cuts)`);
+  console.log(`cut points, TypeScript, ${step === data.length ? 'one buffer' : `${step / 1024} KiB buffers`}: ${rate(data.length, ms)} (${cuts} cuts)`);
+}
+for (const step of [1 * MiB, 64 * 1024]) {
+  let cuts = 0;
+  const ms = best(5, () => {
+    cuts = scanWasm(data, step);
+  });
+  console.log(`cut points, WebAssembly, ${step / 1024} KiB blocks: ${rate(data.length, ms)} (${cuts} cuts)`);
 }
 for (const algo of ['sha256', 'sha512-256']) {
   const chunk = 64 * 1024;
