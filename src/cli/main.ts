@@ -42,12 +42,12 @@ Commands:
           chunks (those unused for longer than the grace period)
   verify  [--repair] [--json]     check every chunk and NAR; flag damaged NARs (their
           narinfos answer 404 until uploaded again); --repair deletes corrupt
-          chunk files; exit status 1 while damage remains
+          chunks; exit status 1 while damage remains
   recompress [--level 19] [--json]   rewrite the chunks still at their ingest
           level at a higher one where that saves space (serve does it when idle)
   migrate-storage [--from URL] [--to URL] [--data-dir DIR]
           copy the chunks --from has and --to lacks, checking each;
-          either defaults to DIR/castr
+          either defaults to the data dir's chunk store
   migrate [--database URL] [--json]   bring the metadata schema up to date
           (opening the stores does it too) and print its version
   import DIR [--cache NAME]   import a static binary cache directory (nix copy
@@ -56,7 +56,9 @@ Commands:
 
 Options shared by all commands:
   --data-dir DIR   where the database and chunks live (default ./narwhal-data)
-  --storage URL    where chunks live instead of DIR/castr: a directory, or
+  --storage URL    where chunks live instead of DIR/chunks (pack files; DIR/castr
+                   if a data dir already has it): pack:DIR, a directory in
+                   casync's castr layout, or
                    s3://BUCKET/PREFIX?endpoint=URL&region=R&path-style=1
                    (credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)
   --database URL   where metadata lives instead of DIR/narwhal.sqlite:

@@ -11,7 +11,7 @@ const PROGRESS_EVERY_MS = 2000;
 
 /**
  * `narwhal migrate-storage --from URL --to URL [--data-dir DIR]`: copies the chunks --from has
- * and --to lacks. Either side left out is the data dir's own chunk directory (`DIR/castr`).
+ * and --to lacks. Either side left out is the data dir's own chunk store (defaultStorage).
  * Progress goes to stderr, the summary to stdout; exit status 1 when a chunk was corrupt.
  */
 export async function migrateStorageCommand(args: string[]): Promise<number> {

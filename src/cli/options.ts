@@ -6,7 +6,7 @@ import { NarwhalError } from '../errors.ts';
 /** Options every command that opens the stores accepts. */
 export const STORE_OPTIONS = {
   'data-dir': { type: 'string', default: './narwhal-data' },
-  /** Where chunks live: a directory or s3://BUCKET/PREFIX?... (default DIR/castr). */
+  /** Where chunks live: pack:DIR, a castr directory or s3://BUCKET/PREFIX?... (default: defaultStorage(DIR)). */
   storage: { type: 'string' },
   /** Where metadata lives: postgres://USER:PASSWORD@HOST:PORT/DB or sqlite:PATH (default sqlite:DIR/narwhal.sqlite). */
   database: { type: 'string' },
