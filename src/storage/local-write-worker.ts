@@ -6,9 +6,8 @@
 import { closeSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
-import { constants, zstdCompressSync } from 'node:zlib';
 import type { WorkerReply } from './worker-pool.ts';
-import { garbageCollectorByVolume } from './gc-by-volume.ts';
+import { encoderPerLevel } from './zstd-frame-encoder.ts';
 
 export interface WriteRequest {
   dir: string;
@@ -23,20 +22,19 @@ export type WriteResult = number;
 
 const knownDirs = new Set<string>();
 
-const collectGarbage = garbageCollectorByVolume();
+/** Compression contexts, one per level, kept from chunk to chunk. */
+const encoder = encoderPerLevel();
 
 parentPort!.on('message', ({ seq, dir, path, data, level }: WriteRequest & { seq: number }) => {
   let reply: WorkerReply<WriteResult>;
   try {
-    // The synchronous zstd call: Node's async one builds a new context per call and is slower.
-    const stored = level === null ? data : zstdCompressSync(data, { params: { [constants.ZSTD_c_compressionLevel]: level } });
+    const stored = level === null ? data : encoder(level).encode(data);
     writeAtomically(dir, path, stored);
     reply = { seq, result: stored.length };
   } catch (err) {
     reply = { seq, error: { message: (err as Error).message, code: (err as NodeJS.ErrnoException).code } };
   }
   parentPort!.postMessage(reply);
-  collectGarbage(data.byteLength);
 });
 
 function writeAtomically(dir: string, path: string, bytes: Uint8Array): void {

@@ -13,10 +13,9 @@ import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, writevSyn
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { parentPort } from 'node:worker_threads';
-import { constants, zstdCompressSync } from 'node:zlib';
 import type { WorkerReply } from './worker-pool.ts';
-import { garbageCollectorByVolume } from './gc-by-volume.ts';
 import { frameHeader, newPackName } from './pack-format.ts';
+import { encoderPerLevel } from './zstd-frame-encoder.ts';
 
 export type PackWriteRequest =
   | {
@@ -76,7 +75,8 @@ let discarded: string[] = [];
 let lastError: string | undefined;
 const sharedMemory = new Map<number, SharedArrayBuffer>();
 let abandoned: string[] = [];
-const collectGarbage = garbageCollectorByVolume(16 * 1024 * 1024);
+/** Compression contexts, one per level, kept from chunk to chunk. */
+const encoder = encoderPerLevel();
 
 parentPort!.on('message', (request: PackWriteRequest & { seq: number }) => {
   let reply: WorkerReply<PackWriteResult>;
@@ -95,12 +95,10 @@ parentPort!.on('message', (request: PackWriteRequest & { seq: number }) => {
     reply = { seq: request.seq, error: { message: (err as Error).message, code: (err as NodeJS.ErrnoException).code } };
   }
   parentPort!.postMessage(reply);
-  if (request.op === 'write') collectGarbage(request.data instanceof Uint8Array ? request.data.byteLength : request.data.length);
 });
 
 function write(dir: string, id: Uint8Array, data: Uint8Array, level: number | null, idleLimitMs: number): WrittenFrame {
-  // The synchronous zstd call: Node's async one builds a new context per call and is slower.
-  const frame = level === null ? data : zstdCompressSync(data, { params: { [constants.ZSTD_c_compressionLevel]: level } });
+  const frame = level === null ? data : encoder(level).encode(data);
   if (current && Date.now() - current.lastWrite > idleLimitMs) {
     const idle = current;
     current = undefined;

@@ -3,9 +3,9 @@
  * system calls (S3): compression is the CPU-heavy part of a put, so it runs beside the main thread.
  */
 import { parentPort } from 'node:worker_threads';
-import { constants, zstdCompressSync } from 'node:zlib';
 import type { WorkerReply } from './worker-pool.ts';
 import { garbageCollectorByVolume } from './gc-by-volume.ts';
+import { encoderPerLevel } from './zstd-frame-encoder.ts';
 
 export interface EncodeRequest {
   data: Uint8Array;
@@ -16,15 +16,14 @@ export interface EncodeRequest {
 export type EncodeResult = Uint8Array;
 
 const collectGarbage = garbageCollectorByVolume();
+const encoder = encoderPerLevel();
 
 parentPort!.on('message', ({ seq, data, level }: EncodeRequest & { seq: number }) => {
   let reply: WorkerReply<EncodeResult>;
   let transfer: ArrayBuffer[] = [];
   try {
-    // The synchronous call: Node's async one builds a new context per call and is slower.
-    const frame = zstdCompressSync(data, { params: { [constants.ZSTD_c_compressionLevel]: level } });
-    // Posting a view copies its whole underlying buffer, which zlib may have allocated larger.
-    const own = frame.byteOffset === 0 && frame.byteLength === frame.buffer.byteLength ? frame : new Uint8Array(frame);
+    // The encoder reuses its buffer: the frame moves back in a copy of its own.
+    const own = new Uint8Array(encoder(level).encode(data));
     transfer = [own.buffer as ArrayBuffer];
     reply = { seq, result: own };
   } catch (err) {
