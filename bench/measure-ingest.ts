@@ -96,12 +96,16 @@ export async function measureIngest(ds: Dataset, work: string, log: (line: strin
   return { ingest, casyncStorage, memory, putStats };
 }
 
-/** Runs `each` on every NAR, series by series; per-series time is the wall time of its loop. */
+/**
+ * Runs `each` on every NAR, series by series; per-series time is the wall time of its loop. The
+ * file system is synced first, so that no system pays for writing back what the one before left.
+ */
 async function perSeries(
   ds: Dataset,
   each: (nar: NarFile) => Promise<void>,
   afterSeries?: (seriesId: string) => Promise<void>,
 ): Promise<{ series: Record<string, number>; total: number }> {
+  await run('sync', []);
   const series: Record<string, number> = {};
   let total = 0;
   for (const s of ds.series) {

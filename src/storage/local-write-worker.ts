@@ -7,7 +7,7 @@ import { closeSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } fro
 import { randomBytes } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 import type { WorkerReply } from './worker-pool.ts';
-import { encoderPerLevel } from './zstd-frame-encoder.ts';
+import { encoderPerLevel } from './zstd-frames.ts';
 
 export interface WriteRequest {
   dir: string;

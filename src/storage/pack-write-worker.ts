@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { parentPort } from 'node:worker_threads';
 import type { WorkerReply } from './worker-pool.ts';
 import { frameHeader, newPackName } from './pack-format.ts';
-import { encoderPerLevel } from './zstd-frame-encoder.ts';
+import { encoderPerLevel } from './zstd-frames.ts';
 
 export type PackWriteRequest =
   | {

@@ -5,7 +5,7 @@
 import { parentPort } from 'node:worker_threads';
 import type { WorkerReply } from './worker-pool.ts';
 import { garbageCollectorByVolume } from './gc-by-volume.ts';
-import { encoderPerLevel } from './zstd-frame-encoder.ts';
+import { encoderPerLevel } from './zstd-frames.ts';
 
 export interface EncodeRequest {
   data: Uint8Array;
