@@ -161,10 +161,16 @@ export function nixEnv(home: string, extraConfig: string[] = []): NodeJS.Process
   };
 }
 
-/** Peak resident set size (VmHWM) of a live process, in bytes. */
+/**
+ * Peak resident set size (VmHWM) of a live process and every process under it, in bytes: the
+ * sum of their peaks, which is at least the peak of their sum (`serve --processes` runs several).
+ */
 export async function peakRss(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   const m = /^VmHWM:\s+(\d+) kB$/m.exec(status);
   if (!m) throw new Error(`no VmHWM in /proc/${pid}/status`);
-  return Number(m[1]) * 1024;
+  const children = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8')).split(' ').filter((s) => s !== '');
+  let total = Number(m[1]) * 1024;
+  for (const child of children) total += await peakRss(Number(child)).catch(() => 0);
+  return total;
 }

@@ -265,12 +265,14 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
     table(
       ['server', 'method', 'load generator', 'requests/s', 'requests', 'errors', 'mean latency', 'vs nginx'],
       r.lookups.map((l) => {
-        const base = r.lookups.find((b) => b.method === l.method && b.tool === l.tool && b.system !== 'Narwhal');
+        const base = r.lookups.find((b) => b.method === l.method && b.tool === l.tool && b.system.startsWith('nginx'));
         return [l.system, l.method, l.tool, count(l.requestsPerSecond), count(l.requests), count(l.errors), l.latencyAvg, base ? times(l.requestsPerSecond / base.requestsPerSecond) : '-'];
       }),
     ),
     '',
-    `Both servers get the same load (${r.lookupSettings}) with keep-alive connections. wrk cycles through the narinfos of`,
+    'Narwhal runs one process per core (`serve --processes auto`), as nginx runs a worker per core; the',
+    '"1 process" row is a second server on the same data dir with the default single process.',
+    `Every server gets the same load (${r.lookupSettings}) with keep-alive connections. wrk cycles through the narinfos of`,
     `all ${count(r.totals.paths)} store paths in the same order; Debian's wrk 4.1.0 cannot time HEAD (it waits for the body that a`,
     'HEAD answer announces: wg/wrk issue 198), so HEAD is measured with ApacheBench (`ab -k -i`) on one narinfo, and',
     'GET once more with `ab -k` on the same narinfo for comparison. Requests/s and latency are the median round\'s;',
@@ -299,9 +301,10 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
       r.memory.map((m) => [m.label, m.id, m.narBytes > 0 ? mb(m.narBytes) : '-', m.seconds !== undefined ? seconds(m.seconds) : '-', mb(m.peakRssBytes)]),
     ),
     '',
-    'Peak RSS is VmHWM from /proc/PID/status of the `narwhal serve` process. The idle, largest-NAR and synthetic',
-    'phases each run in a fresh process (a restarted one for serving); the push and PUT rows are the processes that',
-    'received the whole dataset. The synthetic NAR is a directory of the dataset\'s real files over and over, each',
+    'Peak RSS is VmHWM from /proc/PID/status of the `narwhal serve` process, summed over its processes for the',
+    'push rows (`--processes auto`: a supervisor and one server per core). The idle, largest-NAR and synthetic',
+    'phases each run in a fresh single-process server (a restarted one for serving); the push and PUT rows are the',
+    'servers that received the whole dataset. The synthetic NAR is a directory of the dataset\'s real files over and over, each',
     'repeat varied in 4 bytes of every 4 KiB so that no chunk repeats.',
     '',
   );
@@ -315,8 +318,8 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
     '  preset 6), served by Debian\'s nginx with its defaults (worker_processes auto, sendfile), access log off.',
     '- casync is Debian\'s `casync make` with its defaults (16/64/256 KiB chunks, SHA-512/256 ids, zstd) into one',
     '  store for all NARs, as nix-casync stored them; the `--digest=sha256` row uses the chunk-id hash Narwhal uses.',
-    '- Narwhal runs as `narwhal serve --data-dir DIR --listen 127.0.0.1:0`, its shipped settings, started from this',
-    '  checkout.',
+    '- Narwhal runs as `narwhal serve --data-dir DIR --listen 127.0.0.1:0` from this checkout, with its shipped',
+    '  settings; the server that takes the pushes and serves substitutions and lookups adds `--processes auto`.',
     ...r.notes.map((n) => `- ${n}`),
     '',
   );

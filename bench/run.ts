@@ -28,6 +28,7 @@ import { MODES, type ModeName } from './modes.ts';
 import { writeReport } from './report.ts';
 import type { Results } from './results.ts';
 import { REPO } from './sources.ts';
+import { startNarwhal } from './systems/narwhal.ts';
 import { startNginx } from './systems/nginx.ts';
 import { judgeTargets } from './targets.ts';
 import { table } from './format.ts';
@@ -95,16 +96,23 @@ async function main(argv: string[]): Promise<number> {
         log,
       );
       downloads = await measureDownloads(ds, narwhal.cacheUrl, nginx.url, pushed.staticRoot, mode.downloadRepeats, log);
-      lookups = await measureLookups(
-        ds,
-        [
-          { system: 'Narwhal', url: narwhal.cacheUrl },
-          { system: 'nginx (static zstd)', url: `${nginx.url}/zstd` },
-        ],
-        wrk,
-        work,
-        log,
-      );
+      // The same data served by the default single process, beside the one per core.
+      const single = await startNarwhal(narwhal.dataDir);
+      try {
+        lookups = await measureLookups(
+          ds,
+          [
+            { system: 'Narwhal', url: narwhal.cacheUrl },
+            { system: 'Narwhal, 1 process', url: single.cacheUrl },
+            { system: 'nginx (static zstd)', url: `${nginx.url}/zstd` },
+          ],
+          wrk,
+          work,
+          log,
+        );
+      } finally {
+        await single.stop();
+      }
     } finally {
       await nginx.stop();
     }

@@ -37,7 +37,7 @@ export function judgeTargets(r: Figures, syntheticBytes: number): TargetResult[]
   for (const [method, tool] of [['GET', 'wrk'], ['HEAD', 'ab']] as const) {
     const mine = r.lookups.filter((l) => l.method === method && l.tool.startsWith(tool));
     const n = mine.find((l) => l.system === 'Narwhal');
-    const g = mine.find((l) => l.system !== 'Narwhal');
+    const g = mine.find((l) => l.system.startsWith('nginx'));
     const name = `narinfo ${method} requests/s vs nginx (${n?.tool ?? tool})`;
     if (n && g && g.requestsPerSecond > 0 && n.errors === 0 && g.errors === 0) {
       const q = n.requestsPerSecond / g.requestsPerSecond;

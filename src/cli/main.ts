@@ -15,10 +15,11 @@ import { applyConfigFile } from './config-file.ts';
 const USAGE = `Usage: narwhal <command> [options]
 
 Commands:
-  serve   [--data-dir DIR] [--listen HOST:PORT] [--log-requests]
-          [--gc-interval 6h|0] [--gc-grace 1h] [--max-nar-size BYTES]
-          [--recompress-level 19|0] [--recompress-after 60s]
-          run the binary cache server (default 127.0.0.1:5000), with GC every
+  serve   [--data-dir DIR] [--listen HOST:PORT] [--processes N|auto]
+          [--log-requests] [--gc-interval 6h|0] [--gc-grace 1h]
+          [--max-nar-size BYTES] [--recompress-level 19|0] [--recompress-after 60s]
+          run the binary cache server (default 127.0.0.1:5000) in N processes
+          sharing the port (default 1; auto = one per core), with GC every
           interval (0 = never), and chunks recompressed at the level once no
           upload has run for the given time (0 = never)
   stats   [--data-dir DIR] [--json]               storage and dedup figures

@@ -8,6 +8,7 @@ import { scheduleRecompression } from '../cache/recompress-scheduler.ts';
 import { createNarwhalServer } from '../server/server.ts';
 import { NarwhalError } from '../errors.ts';
 import { parseZstdLevel, STORE_OPTIONS } from './options.ts';
+import { isSupervisedServer, parseProcesses, superviseServers } from './serve-processes.ts';
 
 export async function serveCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -15,6 +16,7 @@ export async function serveCommand(args: string[]): Promise<number> {
     options: {
       ...STORE_OPTIONS,
       listen: { type: 'string', default: '127.0.0.1:5000' },
+      processes: { type: 'string', default: '1' },
       'log-requests': { type: 'boolean', default: false },
       'gc-interval': { type: 'string', default: '6h' },
       'gc-grace': { type: 'string', default: '1h' },
@@ -30,6 +32,10 @@ export async function serveCommand(args: string[]): Promise<number> {
   const recompressLevel = parseZstdLevel('--recompress-level', values['recompress-level'], true);
   const recompressAfter = parseDurationOrZero(values['recompress-after']);
   const maxNarSize = values['max-nar-size'] === undefined ? undefined : parseByteSize('--max-nar-size', values['max-nar-size']);
+  const processes = parseProcesses(values.processes);
+  const announce = (address: string): void =>
+    void process.stderr.write(`narwhal: serving ${values['data-dir']} on http://${address}/ (cache "main" at http://${address}/main)${processes > 1 ? ` with ${processes} processes` : ''}\n`);
+  if (processes > 1 && !isSupervisedServer()) return superviseServers(processes, announce);
   const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage, database: values.database, options: maxNarSize === undefined ? {} : { maxNarSize } });
   const log = (message: string): void => void process.stderr.write(`narwhal: ${message}\n`);
   // Scheduled before listening, so that a bad interval stops the start.
@@ -40,8 +46,8 @@ export async function serveCommand(args: string[]): Promise<number> {
   server.listen(port, host);
   await once(server, 'listening');
   const address = server.address();
-  const shown = typeof address === 'object' && address ? `${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}` : values.listen;
-  process.stderr.write(`narwhal: serving ${values['data-dir']} on http://${shown}/ (cache "main" at http://${shown}/main)\n`);
+  // A supervised process leaves the announcement to its supervisor, once all listen.
+  if (!isSupervisedServer()) announce(typeof address === 'object' && address ? `${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}` : values.listen);
 
   const signal = await new Promise<string>((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
@@ -53,6 +59,8 @@ export async function serveCommand(args: string[]): Promise<number> {
   await gc?.stop();
   await recompression?.stop();
   await closeNarwhal(nw);
+  // The channel to a supervisor would keep this process alive.
+  if (isSupervisedServer()) process.disconnect?.();
   return 0;
 }
 

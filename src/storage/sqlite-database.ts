@@ -1,7 +1,27 @@
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { NarwhalError } from '../errors.ts';
 
+const SQLITE_BUSY = 5;
 const SQLITE_FULL = 13;
+const BUSY_TIMEOUT_MS = 10_000;
+
+/**
+ * Switching a new database file to WAL needs it to itself, and SQLite answers busy at once rather
+ * than waiting the busy timeout: two processes opening a fresh data dir together (`serve
+ * --processes 2`) saw "database is locked". So it is retried for as long as the timeout.
+ */
+function enableWal(db: DatabaseSync): void {
+  const deadline = Date.now() + BUSY_TIMEOUT_MS;
+  for (;;) {
+    try {
+      db.exec('PRAGMA journal_mode = WAL');
+      return;
+    } catch (err) {
+      if ((err as { errcode?: number }).errcode !== SQLITE_BUSY || Date.now() > deadline) throw err;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+    }
+  }
+}
 
 /**
  * A node:sqlite connection as Narwhal's databases use it: WAL, so that CLI commands read while a
@@ -17,8 +37,8 @@ export class SqliteDatabase {
   constructor(path: string, fullMessage: string) {
     this.#fullMessage = fullMessage;
     this.db = new DatabaseSync(path);
-    this.db.exec('PRAGMA busy_timeout = 10000');
-    this.db.exec('PRAGMA journal_mode = WAL');
+    this.db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    enableWal(this.db);
     this.db.exec('PRAGMA synchronous = FULL');
   }
 

@@ -50,6 +50,8 @@ export async function narwhal(args: string[]): Promise<string> {
 export interface RunningServer {
   url: string;
   dataDir: string;
+  /** The `narwhal serve` process (with --processes, the supervisor of the others). */
+  pid: number;
   /** Everything the server wrote to stderr so far (with --log-requests: one line per request). */
   output(): string;
   /** Request lines `METHOD /path status` logged since the server started. */
@@ -74,6 +76,7 @@ export async function startServer(dataDir: string, extraArgs: string[] = []): Pr
   return {
     url,
     dataDir,
+    pid: child.pid!,
     output: () => log,
     requests: () => log.split('\n').filter((line) => /^(GET|HEAD|PUT|POST|DELETE) \S+ \d{3}$/.test(line)),
     async stop() {
