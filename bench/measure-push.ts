@@ -9,7 +9,7 @@ import type { Dataset } from './dataset.ts';
 import { diskUsage, minus, ZERO_USAGE, type DiskUsage } from './disk-usage.ts';
 import { nixEnv } from './exec.ts';
 import type { MemoryFigure, StorageSystem, TimedSystem } from './results.ts';
-import { narwhalStats, pushClientConfig, recompress, SERVING_PROCESSES, startNarwhal, type NarwhalServer, type NarwhalStats } from './systems/narwhal.ts';
+import { narwhalStats, pushClientConfig, recompress, startNarwhal, type NarwhalServer, type NarwhalStats } from './systems/narwhal.ts';
 import { rawBytes } from './systems/raw.ts';
 import { fileStoreUrl, nixCopyTo, STATIC_CACHES } from './systems/static-cache.ts';
 
@@ -42,7 +42,7 @@ export async function measurePush(ds: Dataset, work: string, log: (line: string)
 
   let narwhal: NarwhalServer | undefined;
   try {
-    narwhal = await startNarwhal(join(work, 'narwhal-zstd'), SERVING_PROCESSES);
+    narwhal = await startNarwhal(join(work, 'narwhal-zstd'));
     const server = narwhal;
     log(`push: nix copy --to Narwhal (compression=zstd)`);
     const home = join(work, 'clients', 'push-narwhal-zstd');
@@ -62,7 +62,7 @@ export async function measurePush(ds: Dataset, work: string, log: (line: string)
     memory.push({ id: 'push-zstd', label: 'whole dataset pushed with nix copy (zstd)', peakRssBytes: await server.peakRss(), narBytes: ds.totalNarBytes, seconds: seconds.total });
     const stats = await narwhalStats(server.dataDir);
 
-    const other = await startNarwhal(join(work, 'narwhal-none'), SERVING_PROCESSES);
+    const other = await startNarwhal(join(work, 'narwhal-none'));
     try {
       log(`push: nix copy --to Narwhal (compression=none)`);
       const homeNone = join(work, 'clients', 'push-narwhal-none');

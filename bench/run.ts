@@ -96,14 +96,14 @@ async function main(argv: string[]): Promise<number> {
         log,
       );
       downloads = await measureDownloads(ds, narwhal.cacheUrl, nginx.url, pushed.staticRoot, mode.downloadRepeats, log);
-      // The same data served by the default single process, beside the one per core.
-      const single = await startNarwhal(narwhal.dataDir);
+      // The same data served by a process per core (nginx runs a worker per core), beside the default one.
+      const perCore = await startNarwhal(narwhal.dataDir, ['--processes', 'auto']);
       try {
         lookups = await measureLookups(
           ds,
           [
             { system: 'Narwhal', url: narwhal.cacheUrl },
-            { system: 'Narwhal, 1 process', url: single.cacheUrl },
+            { system: 'Narwhal --processes auto', url: perCore.cacheUrl },
             { system: 'nginx (static zstd)', url: `${nginx.url}/zstd` },
           ],
           wrk,
@@ -111,7 +111,7 @@ async function main(argv: string[]): Promise<number> {
           log,
         );
       } finally {
-        await single.stop();
+        await perCore.stop();
       }
     } finally {
       await nginx.stop();

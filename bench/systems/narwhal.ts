@@ -36,13 +36,6 @@ function narwhalEnv(): NodeJS.ProcessEnv {
   return { ...process.env, PATH: `${join(REPO, 'node_modules/.bin')}:${process.env.PATH ?? ''}` };
 }
 
-/**
- * How the bench deploys the server that receives pushes and serves substitutions and lookups: a
- * process per core, as nginx runs a worker per core (`worker_processes auto`). Ingest and memory
- * figures use the default single process, whose memory is the one a streaming bound is about.
- */
-export const SERVING_PROCESSES = ['--processes', 'auto'];
-
 /** Extra `serve` arguments for debugging a run, e.g. BENCH_NARWHAL_ARGS=--log-requests (slows lookups). */
 const EXTRA_ARGS = (process.env.BENCH_NARWHAL_ARGS ?? '').split(' ').filter((a) => a !== '');
 

@@ -21,7 +21,7 @@ const RESTARTS_PER_MINUTE = 5;
  * the others, one that crashes later is replaced. SIGINT or SIGTERM stops them all, each
  * finishing what it has under way. Resolves to the exit status.
  */
-export async function superviseServers(count: number, announce: (address: string) => void): Promise<number> {
+export function superviseServers(count: number, announce: (address: string) => void): Promise<number> {
   const log = (message: string): void => void process.stderr.write(`narwhal: ${message}\n`);
   const listening = new Set<Worker>();
   const restarts: number[] = [];

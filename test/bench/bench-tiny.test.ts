@@ -65,8 +65,8 @@ test('bench/run.ts --tiny measures every system and writes the report with every
       assert.equal(Object.keys(t.seconds.series).length, r.series.length, `${t.id} has a figure per series`);
     }
     for (const d of r.downloads) assert.ok(d.bytes > 0 && d.narBytes === r.totals.largestNar.narBytes, `download ${d.system} ${d.what}`);
-    // Narwhal (a process per core), Narwhal with one process, nginx: each by wrk GET, ab HEAD, ab GET.
-    assert.deepEqual([...new Set(r.lookups.map((l) => l.system))], ['Narwhal', 'Narwhal, 1 process', 'nginx (static zstd)']);
+    // Narwhal, Narwhal with a process per core, nginx: each by wrk GET, ab HEAD, ab GET.
+    assert.deepEqual([...new Set(r.lookups.map((l) => l.system))], ['Narwhal', 'Narwhal --processes auto', 'nginx (static zstd)']);
     assert.equal(r.lookups.length, 9);
     for (const l of r.lookups) {
       assert.ok(l.requests > 0, `${l.system} ${l.method} (${l.tool}) answered requests`);
