@@ -8,12 +8,15 @@ import { join } from 'node:path';
 import type { Dataset, NarFile } from './dataset.ts';
 import { diskUsageOf, minus, ZERO_USAGE, type DiskUsage } from './disk-usage.ts';
 import { run } from './exec.ts';
+import { medianBy } from './median.ts';
 import type { IngestSystem, MemoryFigure, StorageSystem } from './results.ts';
 import { casyncMake } from './systems/casync.ts';
 import { narwhalStats, startNarwhal, type NarwhalStats } from './systems/narwhal.ts';
 
 export interface IngestPhase {
   ingest: IngestSystem[];
+  /** Rounds each figure is the median of. */
+  rounds: number;
   casyncStorage: StorageSystem;
   memory: MemoryFigure[];
   putStats: NarwhalStats;
@@ -27,73 +30,84 @@ export async function putNar(server: { cacheUrl: string; token: string }, nar: N
   return seconds;
 }
 
-export async function measureIngest(ds: Dataset, work: string, log: (line: string) => void): Promise<IngestPhase> {
+type Seconds = { series: Record<string, number>; total: number };
+
+/**
+ * Each round ingests every NAR into fresh stores, one system after the other; each system's
+ * figure is its median round by total time, as for substitution and lookups, because single runs
+ * of either system here varied by 10-20%.
+ */
+export async function measureIngest(ds: Dataset, work: string, rounds: number, log: (line: string) => void): Promise<IngestPhase> {
   const narBytes = { series: Object.fromEntries(ds.series.map((s) => [s.id, s.narBytes])), total: ds.totalNarBytes };
-  const ingest: IngestSystem[] = [];
-  const memory: MemoryFigure[] = [];
+  const times: Record<'narwhal-put' | 'narwhal-put-castr' | 'casync' | 'casync-sha256', Seconds[]> = { 'narwhal-put': [], 'narwhal-put-castr': [], casync: [], 'casync-sha256': [] };
+  let peakRss = 0;
+  let putStats: NarwhalStats | undefined;
+  let casyncStorage: StorageSystem | undefined;
 
-  log('ingest: PUT every raw NAR into a fresh Narwhal');
-  const server = await startNarwhal(join(work, 'narwhal-put'));
-  let putStats: NarwhalStats;
-  try {
-    const seconds = await perSeries(ds, async (nar) => {
-      await putNar(server, nar);
-    });
-    ingest.push({ id: 'narwhal-put', label: 'Narwhal: PUT nar/<hash>.nar (raw NAR, curl)', seconds, narBytes });
-    memory.push({ id: 'put-all', label: 'every NAR of the dataset PUT one after the other', peakRssBytes: await server.peakRss(), narBytes: ds.totalNarBytes, seconds: seconds.total });
-    putStats = await narwhalStats(server.dataDir);
-  } finally {
-    await server.stop();
+  for (let round = 1; round <= rounds; round++) {
+    log(`ingest: round ${round} of ${rounds}: PUT every raw NAR into a fresh Narwhal`);
+    const server = await startNarwhal(join(work, 'narwhal-put'));
+    try {
+      times['narwhal-put'].push(await perSeries(ds, (nar) => putNar(server, nar).then(() => undefined)));
+      peakRss = Math.max(peakRss, await server.peakRss());
+      putStats ??= await narwhalStats(server.dataDir);
+    } finally {
+      await server.stop();
+    }
+    await rm(join(work, 'narwhal-put'), { recursive: true, force: true });
+
+    // The alternative local store: a file per chunk in casync's castr layout instead of packs.
+    log(`ingest: round ${round} of ${rounds}: the same into a fresh Narwhal storing chunks as castr files`);
+    const castrDir = join(work, 'narwhal-put-castr');
+    const castr = await startNarwhal(castrDir, ['--storage', join(castrDir, 'castr')]);
+    try {
+      times['narwhal-put-castr'].push(await perSeries(ds, (nar) => putNar(castr, nar).then(() => undefined)));
+    } finally {
+      await castr.stop();
+    }
+    await rm(castrDir, { recursive: true, force: true });
+
+    log(`ingest: round ${round} of ${rounds}: casync make of every NAR into one fresh store (default settings)`);
+    const casyncDir = join(work, 'casync');
+    const usage: Record<string, DiskUsage> = {};
+    let before = ZERO_USAGE;
+    times.casync.push(
+      await perSeries(
+        ds,
+        (nar) => casyncMake(join(casyncDir, 'store'), join(casyncDir, 'index'), nar.file, nar.hashPart).then(() => undefined),
+        async (seriesId) => {
+          const after = await diskUsageOf([join(casyncDir, 'store'), join(casyncDir, 'index')]);
+          usage[seriesId] = minus(after, before);
+          before = after;
+        },
+        [join(casyncDir, 'store'), join(casyncDir, 'index')],
+      ),
+    );
+    casyncStorage ??= { id: 'casync', label: 'casync store + indexes', usage: { series: usage, total: before } };
+    await rm(casyncDir, { recursive: true, force: true });
+
+    log(`ingest: round ${round} of ${rounds}: casync make --digest=sha256 (the chunk id hash Narwhal uses)`);
+    const sha256Dir = join(work, 'casync-sha256');
+    times['casync-sha256'].push(
+      await perSeries(ds, (nar) => casyncMake(join(sha256Dir, 'store'), join(sha256Dir, 'index'), nar.file, nar.hashPart, ['--digest=sha256']).then(() => undefined), undefined, [
+        join(sha256Dir, 'store'),
+        join(sha256Dir, 'index'),
+      ]),
+    );
+    await rm(sha256Dir, { recursive: true, force: true });
   }
-  await rm(join(work, 'narwhal-put'), { recursive: true, force: true });
 
-  // The alternative local store: a file per chunk in casync's castr layout instead of packs.
-  log('ingest: PUT every raw NAR into a fresh Narwhal storing chunks as castr files');
-  const castrDir = join(work, 'narwhal-put-castr');
-  const castr = await startNarwhal(castrDir, ['--storage', join(castrDir, 'castr')]);
-  try {
-    const seconds = await perSeries(ds, async (nar) => {
-      await putNar(castr, nar);
-    });
-    ingest.push({ id: 'narwhal-put-castr', label: 'Narwhal with --storage DIR (castr files, not packs)', seconds, narBytes });
-  } finally {
-    await castr.stop();
-  }
-  await rm(castrDir, { recursive: true, force: true });
-
-  log('ingest: casync make of every NAR into one store (default settings)');
-  const store = join(work, 'casync', 'store');
-  const index = join(work, 'casync', 'index');
-  await mkdir(store, { recursive: true });
-  await mkdir(index, { recursive: true });
-  const usage: Record<string, DiskUsage> = {};
-  let before = ZERO_USAGE;
-  const casyncSeconds = await perSeries(
-    ds,
-    async (nar) => {
-      await casyncMake(store, index, nar.file, nar.hashPart);
-    },
-    async (seriesId) => {
-      const after = await diskUsageOf([store, index]);
-      usage[seriesId] = minus(after, before);
-      before = after;
-    },
-  );
-  ingest.push({ id: 'casync', label: 'casync make (defaults: SHA-512/256 ids)', seconds: casyncSeconds, narBytes });
-  const casyncStorage: StorageSystem = { id: 'casync', label: 'casync store + indexes', usage: { series: usage, total: before } };
-
-  log('ingest: casync make --digest=sha256 (the chunk id hash Narwhal uses)');
-  const store256 = join(work, 'casync-sha256', 'store');
-  const index256 = join(work, 'casync-sha256', 'index');
-  await mkdir(store256, { recursive: true });
-  await mkdir(index256, { recursive: true });
-  const sha256Seconds = await perSeries(ds, async (nar) => {
-    await casyncMake(store256, index256, nar.file, nar.hashPart, ['--digest=sha256']);
-  });
-  ingest.push({ id: 'casync-sha256', label: 'casync make --digest=sha256', seconds: sha256Seconds, narBytes });
-  await rm(join(work, 'casync-sha256'), { recursive: true, force: true });
-
-  return { ingest, casyncStorage, memory, putStats };
+  const median = (all: Seconds[]): Seconds => medianBy(all, (t) => t.total);
+  const ingest: IngestSystem[] = [
+    { id: 'narwhal-put', label: 'Narwhal: PUT nar/<hash>.nar (raw NAR, curl)', seconds: median(times['narwhal-put']), narBytes },
+    { id: 'narwhal-put-castr', label: 'Narwhal with --storage DIR (castr files, not packs)', seconds: median(times['narwhal-put-castr']), narBytes },
+    { id: 'casync', label: 'casync make (defaults: SHA-512/256 ids)', seconds: median(times.casync), narBytes },
+    { id: 'casync-sha256', label: 'casync make --digest=sha256', seconds: median(times['casync-sha256']), narBytes },
+  ];
+  const memory: MemoryFigure[] = [
+    { id: 'put-all', label: 'every NAR of the dataset PUT one after the other', peakRssBytes: peakRss, narBytes: ds.totalNarBytes, seconds: ingest[0].seconds.total },
+  ];
+  return { ingest, casyncStorage: casyncStorage!, memory, putStats: putStats!, rounds };
 }
 
 /**
@@ -104,7 +118,9 @@ async function perSeries(
   ds: Dataset,
   each: (nar: NarFile) => Promise<void>,
   afterSeries?: (seriesId: string) => Promise<void>,
-): Promise<{ series: Record<string, number>; total: number }> {
+  dirs: string[] = [],
+): Promise<Seconds> {
+  for (const dir of dirs) await mkdir(dir, { recursive: true });
   await run('sync', []);
   const series: Record<string, number> = {};
   let total = 0;

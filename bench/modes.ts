@@ -65,6 +65,8 @@ export interface Mode {
   downloadRepeats: number;
   /** Rounds of `nix copy --from` per system, the systems taking turns (the median is reported). */
   substituteRounds: number;
+  /** Rounds of ingest into fresh stores per system (the median is reported). */
+  ingestRounds: number;
   chunkingVariants: ChunkingVariant[];
   zstdLevels: number[];
 }
@@ -115,6 +117,7 @@ export const MODES: Record<ModeName, Mode> = {
     wrkThreads: 2,
     downloadRepeats: 5,
     substituteRounds: 3,
+    ingestRounds: 3,
     chunkingVariants: VARIANTS,
     zstdLevels: [1, 3, 9],
   },
@@ -137,6 +140,7 @@ export const MODES: Record<ModeName, Mode> = {
     wrkThreads: 2,
     downloadRepeats: 3,
     substituteRounds: 3,
+    ingestRounds: 3,
     chunkingVariants: VARIANTS,
     zstdLevels: [1, 3, 9, 19],
   },
@@ -168,6 +172,7 @@ export const MODES: Record<ModeName, Mode> = {
     wrkThreads: 1,
     downloadRepeats: 1,
     substituteRounds: 1,
+    ingestRounds: 1,
     chunkingVariants: VARIANTS,
     zstdLevels: [1, 3],
   },

@@ -216,7 +216,8 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
   md.push(
     'Narwhal receives each NAR uncompressed by `curl -T` to `PUT nar/<narhash>.nar` (it validates, hashes, chunks and',
     'stores it); casync runs `casync make --store=STORE INDEX.caibx NAR` per NAR into one shared store. Wall time',
-    'includes starting curl or casync for each NAR. The castr row is the same PUTs into a Narwhal that stores a file per',
+    'includes starting curl or casync for each NAR. Each round ingests into fresh stores, system after system, after a',
+    '`sync`; each figure is the round with the median total (rounds: see Machine and software). The castr row is the same PUTs into a Narwhal that stores a file per',
     "chunk in casync's layout (`--storage DIR`), the local store before pack files became the default.",
     '',
   );
@@ -270,8 +271,9 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
       }),
     ),
     '',
-    'Narwhal is the server every other figure uses, with its default single process; "Narwhal --processes auto"',
-    'is a second server on the same data dir with a process per core, as nginx runs a worker per core.',
+    '"Narwhal" is the server every other figure uses, with its default single process, after it took the pushes and',
+    'served the substitutions. "Narwhal --processes auto" is a server started on the same data dir for this phase, with',
+    'a process per core as nginx runs a worker per core; the lookup targets are judged on it.',
     `Every server gets the same load (${r.lookupSettings}) with keep-alive connections. wrk cycles through the narinfos of`,
     `all ${count(r.totals.paths)} store paths in the same order; Debian's wrk 4.1.0 cannot time HEAD (it waits for the body that a`,
     'HEAD answer announces: wg/wrk issue 198), so HEAD is measured with ApacheBench (`ab -k -i`) on one narinfo, and',

@@ -81,7 +81,7 @@ async function main(argv: string[]): Promise<number> {
   let lookups: Awaited<ReturnType<typeof measureLookups>>;
   const wrk = { threads: mode.wrkThreads, connections: mode.loadConnections, seconds: mode.loadSeconds, rounds: mode.loadRounds };
   try {
-    ingest = await measureIngest(ds, work, log);
+    ingest = await measureIngest(ds, work, mode.ingestRounds, log);
     const nginx = await startNginx(pushed.staticRoot, join(work, 'nginx'));
     try {
       substitute = await measureSubstitute(
@@ -163,6 +163,7 @@ async function main(argv: string[]): Promise<number> {
         'load average before': loadBefore,
         'load average after': await loadAverage(),
         'synthetic NAR': `${(memory.syntheticBytes / 1e6).toFixed(0)} MB`,
+        'ingest rounds (median kept)': String(ingest.rounds),
       },
     },
     ...figures,
