@@ -21,7 +21,7 @@ const RESTARTS_PER_MINUTE = 5;
  * the others, one that crashes later is replaced. SIGINT or SIGTERM stops them all, each
  * finishing what it has under way. Resolves to the exit status.
  */
-export function superviseServers(count: number, announce: (address: string) => void): Promise<number> {
+export function superviseServers(count: number, announce: (address: { address: string; port: number }) => void): Promise<number> {
   const log = (message: string): void => void process.stderr.write(`narwhal: ${message}\n`);
   const listening = new Set<Worker>();
   const restarts: number[] = [];
@@ -43,7 +43,7 @@ export function superviseServers(count: number, announce: (address: string) => v
         if (replacing !== undefined) log(`server process ${this.process.pid} took over from ${replacing}`);
         if (!announced && listening.size === count) {
           announced = true;
-          announce(`${address.address?.includes(':') ? `[${address.address}]` : address.address}:${address.port}`);
+          announce({ address: address.address ?? '', port: address.port });
         }
       });
     };

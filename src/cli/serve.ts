@@ -33,8 +33,10 @@ export async function serveCommand(args: string[]): Promise<number> {
   const recompressAfter = parseDurationOrZero(values['recompress-after']);
   const maxNarSize = values['max-nar-size'] === undefined ? undefined : parseByteSize('--max-nar-size', values['max-nar-size']);
   const processes = parseProcesses(values.processes);
-  const announce = (address: string): void =>
-    void process.stderr.write(`narwhal: serving ${values['data-dir']} on http://${address}/ (cache "main" at http://${address}/main)${processes > 1 ? ` with ${processes} processes` : ''}\n`);
+  const announce = (address: { address: string; port: number } | string | null): void => {
+    const shown = typeof address === 'object' && address ? `${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}` : values.listen;
+    process.stderr.write(`narwhal: serving ${values['data-dir']} on http://${shown}/ (cache "main" at http://${shown}/main)${processes > 1 ? ` with ${processes} processes` : ''}\n`);
+  };
   if (processes > 1 && !isSupervisedServer()) return superviseServers(processes, announce);
   const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage, database: values.database, options: maxNarSize === undefined ? {} : { maxNarSize } });
   const log = (message: string): void => void process.stderr.write(`narwhal: ${message}\n`);
@@ -45,9 +47,8 @@ export async function serveCommand(args: string[]): Promise<number> {
   const server = createNarwhalServer(nw, { logRequests: values['log-requests'] });
   server.listen(port, host);
   await once(server, 'listening');
-  const address = server.address();
   // A supervised process leaves the announcement to its supervisor, once all listen.
-  if (!isSupervisedServer()) announce(typeof address === 'object' && address ? `${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}` : values.listen);
+  if (!isSupervisedServer()) announce(server.address());
 
   const signal = await new Promise<string>((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
