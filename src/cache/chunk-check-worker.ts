@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
-import type { WorkerReply } from '../storage/worker-pool.ts';
+import { transferable, type WorkerReply } from '../storage/worker-pool.ts';
 import { chunkHex } from '../storage/chunk-store.ts';
 import { ZstdFrameDecoder } from '../storage/zstd-frames.ts';
 import { garbageCollectorByVolume } from '../storage/gc-by-volume.ts';
@@ -44,7 +44,7 @@ parentPort!.on('message', ({ seq, id, stored, size, wantData }: CheckRequest & {
     if (data.length !== size || !createHash('sha256').update(data).digest().equals(id)) {
       throw Object.assign(new Error(`chunk ${chunkHex(id)} does not match its hash`), { code: 'chunk-corrupt' });
     }
-    transfer.push(...ownBuffer(stored));
+    transfer.push(...transferable(stored));
     const result: CheckResult = { stored };
     if (wantData) {
       // The decoder gives each chunk a buffer of its own, which moves along rather than being copied.
@@ -58,8 +58,3 @@ parentPort!.on('message', ({ seq, id, stored, size, wantData }: CheckRequest & {
   parentPort!.postMessage(reply, transfer);
   collectGarbage(size);
 });
-
-function ownBuffer(bytes: Uint8Array): ArrayBuffer[] {
-  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer ? [bytes.buffer] : [];
-}
-

@@ -1,5 +1,5 @@
 import { NarwhalError } from '../errors.ts';
-import { WorkerPool } from '../storage/worker-pool.ts';
+import { transferable, WorkerPool } from '../storage/worker-pool.ts';
 import type { CheckRequest, CheckResult } from './chunk-check-worker.ts';
 
 /** Started on first use; idle workers keep no process alive. */
@@ -12,9 +12,8 @@ let pool: WorkerPool<CheckRequest, CheckResult> | undefined;
  */
 export async function checkChunk(id: Uint8Array, stored: Uint8Array, size: number, wantData: boolean): Promise<{ stored: Uint8Array; data?: Uint8Array }> {
   pool ??= new WorkerPool<CheckRequest, CheckResult>(new URL('./chunk-check-worker.ts', import.meta.url));
-  const own = stored.byteOffset === 0 && stored.byteLength === stored.buffer.byteLength && stored.buffer instanceof ArrayBuffer;
   try {
-    return await pool.run({ id, stored, size, wantData }, own ? [stored.buffer as ArrayBuffer] : []);
+    return await pool.run({ id, stored, size, wantData }, transferable(stored));
   } catch (err) {
     if ((err as { code?: unknown }).code === 'chunk-corrupt') throw new NarwhalError('chunk-corrupt', (err as Error).message);
     throw err;
