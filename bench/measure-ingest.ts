@@ -52,7 +52,7 @@ export async function measureIngest(ds: Dataset, work: string, rounds: number, l
     log(`ingest: round ${round} of ${rounds}: PUT every raw NAR into a fresh Narwhal`);
     const server = await startNarwhal(join(dir, 'narwhal-put'));
     try {
-      times['narwhal-put'].push(await perSeries(ds, (nar) => putNar(server, nar).then(() => undefined)));
+      times['narwhal-put'].push(await perSeries(ds, (nar) => putNar(server, nar)));
       peakRss = Math.max(peakRss, await server.peakRss());
       putStats ??= await narwhalStats(server.dataDir);
     } finally {
@@ -64,7 +64,7 @@ export async function measureIngest(ds: Dataset, work: string, rounds: number, l
     const castrDir = join(dir, 'narwhal-put-castr');
     const castr = await startNarwhal(castrDir, ['--storage', join(castrDir, 'castr')]);
     try {
-      times['narwhal-put-castr'].push(await perSeries(ds, (nar) => putNar(castr, nar).then(() => undefined)));
+      times['narwhal-put-castr'].push(await perSeries(ds, (nar) => putNar(castr, nar)));
     } finally {
       await castr.stop();
     }
@@ -76,7 +76,7 @@ export async function measureIngest(ds: Dataset, work: string, rounds: number, l
     times.casync.push(
       await perSeries(
         ds,
-        (nar) => casyncMake(join(casyncDir, 'store'), join(casyncDir, 'index'), nar.file, nar.hashPart).then(() => undefined),
+        (nar) => casyncMake(join(casyncDir, 'store'), join(casyncDir, 'index'), nar.file, nar.hashPart),
         async (seriesId) => {
           const after = await diskUsageOf([join(casyncDir, 'store'), join(casyncDir, 'index')]);
           usage[seriesId] = minus(after, before);
@@ -90,7 +90,7 @@ export async function measureIngest(ds: Dataset, work: string, rounds: number, l
     log(`ingest: round ${round} of ${rounds}: casync make --digest=sha256 (the chunk id hash Narwhal uses)`);
     const sha256Dir = join(dir, 'casync-sha256');
     times['casync-sha256'].push(
-      await perSeries(ds, (nar) => casyncMake(join(sha256Dir, 'store'), join(sha256Dir, 'index'), nar.file, nar.hashPart, ['--digest=sha256']).then(() => undefined), undefined, [
+      await perSeries(ds, (nar) => casyncMake(join(sha256Dir, 'store'), join(sha256Dir, 'index'), nar.file, nar.hashPart, ['--digest=sha256']), undefined, [
         join(sha256Dir, 'store'),
         join(sha256Dir, 'index'),
       ]),
@@ -117,7 +117,7 @@ export async function measureIngest(ds: Dataset, work: string, rounds: number, l
  */
 async function perSeries(
   ds: Dataset,
-  each: (nar: NarFile) => Promise<void>,
+  each: (nar: NarFile) => Promise<unknown>,
   afterSeries?: (seriesId: string) => Promise<void>,
   dirs: string[] = [],
 ): Promise<Seconds> {
