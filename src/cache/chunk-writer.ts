@@ -10,9 +10,27 @@ import type { Narwhal } from './narwhal.ts';
  */
 const WRITE_CONCURRENCY = 32;
 
-/** Slots for the chunks of every upload of this process: made on first use, as most processes never ingest. */
+/**
+ * Shared memory for the bytes of every upload of this process, made on first use, as most
+ * processes never ingest: blocks that request bodies are gathered into (chunks inside one are
+ * written from where they are), and slots for the chunks that straddle two blocks. Two pools, so
+ * that an upload waiting for a slot never waits on another upload's block.
+ */
+let blocks: SharedSlots | undefined;
 let slots: SharedSlots | undefined;
-const SLOTS = 2 * WRITE_CONCURRENCY;
+/**
+ * Shared blocks: per upload, the one being filled, those being chunked and those that chunks
+ * being written lie in. Uploads beyond what they serve use blocks of their own (see ingest-nar.ts).
+ */
+export const INGEST_BLOCKS = 16;
+const SLOTS = 16;
+
+/** The process's pool of blocks of `bytes` that ChunkWriter writes chunks from without a copy. */
+export function ingestBlocks(bytes: number): SharedSlots {
+  blocks ??= new SharedSlots(INGEST_BLOCKS, bytes);
+  if (blocks.slotBytes !== bytes) throw new RangeError(`ingest blocks are ${blocks.slotBytes} bytes, not ${bytes}`);
+  return blocks;
+}
 
 /**
  * Stores the new chunks of one upload with bounded concurrency. A chunk already in the store is
@@ -29,12 +47,13 @@ export class ChunkWriter {
 
   /**
    * Resolves when the write has started and there is room for another (backpressure). `data` is
-   * copied before that, so the caller may reuse its buffer once this resolves.
+   * held in place if it lies in a block of ingestBlocks(), and copied otherwise, so the caller
+   * may let go of its block, or reuse its own buffer, once this resolves.
    */
   async write(chunk: NewChunk, data: Uint8Array): Promise<void> {
     while (this.#inFlight.size >= WRITE_CONCURRENCY) await Promise.race(this.#inFlight);
     if (this.#error !== undefined) throw this.#error;
-    const { copy, release } = await (slots ??= new SharedSlots(SLOTS, DEFAULT_CHUNKER_PARAMS.max)).hold(data);
+    const { copy, release } = blocks?.holds(data) ? await blocks.hold(data) : await (slots ??= new SharedSlots(SLOTS, DEFAULT_CHUNKER_PARAMS.max)).hold(data);
     const write: Promise<void> = this.#store(chunk, copy)
       .catch((err: unknown) => {
         this.#error ??= err;

@@ -6,6 +6,7 @@ import { scheduleGc } from '../cache/gc-scheduler.ts';
 import { DEFAULT_RECOMPRESS_LEVEL } from '../cache/recompress.ts';
 import { scheduleRecompression } from '../cache/recompress-scheduler.ts';
 import { createNarwhalServer } from '../server/server.ts';
+import { prepareStreamChunking } from '../cache/stream-chunker.ts';
 import { NarwhalError } from '../errors.ts';
 import { parseZstdLevel, STORE_OPTIONS } from './options.ts';
 import { isSupervisedServer, parseProcesses, superviseServers } from './serve-processes.ts';
@@ -44,6 +45,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   const gc = gcInterval > 0 ? scheduleGc(nw, { intervalMs: gcInterval, graceMs: gcGrace, log }) : undefined;
   const recompression = recompressLevel > 0 ? scheduleRecompression(nw, { level: recompressLevel, idleMs: recompressAfter, log }) : undefined;
   nw.chunks.prepare?.();
+  prepareStreamChunking();
   const server = createNarwhalServer(nw, { logRequests: values['log-requests'] });
   server.listen(port, host);
   await once(server, 'listening');

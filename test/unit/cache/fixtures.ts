@@ -66,3 +66,15 @@ export function randomHashPart(): string {
   const alphabet = '0123456789abcdfghijklmnpqrsvwxyz';
   return Array.from(randomBytes(32), (b) => alphabet[b & 31]).join('');
 }
+
+/** A body that sends `first` bytes, then waits for `resume` before sending the rest; `reached` is called when it starts waiting. */
+export function pausedBody(nar: Uint8Array, first: number, resume: Promise<void>, reached?: () => void): Readable {
+  return Readable.from(
+    (async function* () {
+      for (let i = 0; i < first; i += 65_536) yield Buffer.from(nar.subarray(i, Math.min(i + 65_536, first)));
+      reached?.();
+      await resume;
+      for (let i = first; i < nar.length; i += 65_536) yield Buffer.from(nar.subarray(i, i + 65_536));
+    })(),
+  );
+}

@@ -1,6 +1,5 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Readable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import { readdir, utimes, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -23,7 +22,7 @@ import type { LocalChunkStore } from '../../../src/storage/local-chunk-store.ts'
 import { PackChunkStore } from '../../../src/storage/pack-chunk-store.ts';
 import type { ChunkStore } from '../../../src/storage/chunk-store.ts';
 import { assertSameBytes, collect } from '../../helpers/bytes.ts';
-import { addPath, bodyOf, randomHashPart, realisticNar, tempNarwhal, type TempNarwhal } from './fixtures.ts';
+import { addPath, bodyOf, pausedBody, randomHashPart, realisticNar, tempNarwhal, type TempNarwhal } from './fixtures.ts';
 
 const DAY = 86_400_000;
 /** Collect at once: no grace, and files count as old as soon as they are written. */
@@ -262,17 +261,6 @@ test('pack store: chunks without a record go, unsealed packs of a crashed writer
     await t.close();
   }
 });
-
-/** A body that sends `first` bytes, then waits for `resume` before sending the rest. */
-function pausedBody(nar: Uint8Array, first: number, resume: Promise<void>): Readable {
-  return Readable.from(
-    (async function* () {
-      for (let i = 0; i < first; i += 65_536) yield Buffer.from(nar.subarray(i, Math.min(i + 65_536, first)));
-      await resume;
-      for (let i = first; i < nar.length; i += 65_536) yield Buffer.from(nar.subarray(i, i + 65_536));
-    })(),
-  );
-}
 
 test('GC while an upload runs spares the chunks it reuses: their NAR stays until the upload is done', async () => {
   const t = await tempNarwhal();

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { setTimeout as delay } from 'node:timers/promises';
 import { assertSameBytes, collect } from '../../helpers/bytes.ts';
 import { unzstd } from '../../helpers/zstd-cli.ts';
 import { ingestNar } from '../../../src/cache/ingest-nar.ts';
@@ -7,7 +8,8 @@ import { openNar, readNarBytes, readStoredFrames } from '../../../src/cache/nar-
 import { chunkEntries } from '../../../src/cache/chunk-table.ts';
 import { LOCAL_STORES, damageChunk } from './damage.ts';
 import { NarwhalError } from '../../../src/errors.ts';
-import { bodyOf, narHashOf, realisticNar, tempNarwhal } from './fixtures.ts';
+import { INGEST_BLOCKS } from '../../../src/cache/chunk-writer.ts';
+import { bodyOf, narHashOf, pausedBody, realisticNar, tempNarwhal } from './fixtures.ts';
 
 test('an ingested NAR reads back byte for byte, as frames and as plain bytes', async () => {
   const t = await tempNarwhal();
@@ -43,6 +45,36 @@ test('a second NAR that shares content stores only its new chunks', async () => 
     // Ingesting the same NAR again changes nothing.
     await ingestNar(t.nw, bodyOf(await realisticNar('one')), { compression: 'none' });
     assert.deepEqual(await t.nw.meta.stats(), after);
+  } finally {
+    await t.close();
+  }
+});
+
+test('uploads whose bodies stall, more of them than there are shared blocks, hold up no other upload', async () => {
+  const t = await tempNarwhal();
+  try {
+    let resume!: () => void;
+    const resumed = new Promise<void>((resolve) => (resume = resolve));
+    const stalledNars = await Promise.all(Array.from({ length: INGEST_BLOCKS + 2 }, (_, i) => realisticNar(`stalled ${i}`)));
+    const reached: Promise<void>[] = [];
+    const stalled = stalledNars.map((nar) => {
+      let stalledHere!: () => void;
+      reached.push(new Promise((resolve) => (stalledHere = resolve)));
+      return ingestNar(t.nw, pausedBody(nar, 1_500_000, resumed, stalledHere), { compression: 'none' });
+    });
+    // Every stalled upload has taken in what it was sent and holds the block it is filling.
+    await Promise.all(reached);
+    await delay(200);
+    const nar = await realisticNar('goes on meanwhile');
+    const record = await ingestNar(t.nw, bodyOf(nar), { compression: 'none' });
+    assert.equal(record.narHash, narHashOf(nar));
+    assertSameBytes(await collect(readNarBytes(t.nw, (await openNar(t.nw, record.narHash))!)), Buffer.from(nar));
+
+    resume();
+    const records = await Promise.all(stalled);
+    for (const [i, stalledRecord] of records.entries()) {
+      assertSameBytes(await collect(readNarBytes(t.nw, (await openNar(t.nw, stalledRecord.narHash))!)), Buffer.from(stalledNars[i]));
+    }
   } finally {
     await t.close();
   }

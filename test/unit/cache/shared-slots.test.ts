@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SharedSlots } from '../../../src/cache/shared-slots.ts';
 
-test('shared slots copy into shared memory, make a holder wait while all are taken, and take each slot back once', async () => {
+test('shared slots copy into shared memory, make a holder wait (tryTake refuses at once) while all are taken, and take each slot back once', async () => {
   const slots = new SharedSlots(2, 16);
   const source = Uint8Array.of(1, 2, 3);
   const a = await slots.hold(source);
@@ -11,6 +11,7 @@ test('shared slots copy into shared memory, make a holder wait while all are tak
   assert.ok(a.copy.buffer instanceof SharedArrayBuffer);
   const b = await slots.hold(Uint8Array.of(4));
   assert.notEqual(a.copy.byteOffset, b.copy.byteOffset);
+  assert.equal(slots.tryTake(), undefined, 'tryTake does not wait while both slots are held');
 
   let third: { copy: Uint8Array; release: () => void } | undefined;
   const waiting = slots.hold(Uint8Array.of(5, 6)).then((held) => (third = held));
@@ -32,4 +33,19 @@ test('shared slots copy into shared memory, make a holder wait while all are tak
   const big = await slots.hold(new Uint8Array(17).fill(3));
   assert.ok(big.copy.buffer instanceof ArrayBuffer, 'larger than a slot: a buffer of its own');
   assert.equal(big.copy.length, 17);
+});
+
+test('bytes already in a taken slot are held where they lie, and the slot is free once every holder let go', async () => {
+  const slots = new SharedSlots(1, 16);
+  const taken = slots.tryTake()!;
+  taken.bytes.set([1, 2, 3, 4]);
+  const view = taken.bytes.subarray(1, 3);
+  assert.ok(slots.holds(view));
+  const held = await slots.hold(view);
+  assert.equal(held.copy, view, 'no copy');
+  taken.release();
+  assert.equal(slots.tryTake(), undefined, 'still held');
+  held.release();
+  assert.ok(slots.tryTake(), 'free once the last holder let go');
+  assert.equal(slots.holds(new Uint8Array(4)), false);
 });
