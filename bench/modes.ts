@@ -117,7 +117,7 @@ export const MODES: Record<ModeName, Mode> = {
     wrkThreads: 2,
     downloadRepeats: 5,
     substituteRounds: 3,
-    ingestRounds: 3,
+    ingestRounds: 5,
     chunkingVariants: VARIANTS,
     zstdLevels: [1, 3, 9],
   },
