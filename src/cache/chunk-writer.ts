@@ -53,7 +53,8 @@ export class ChunkWriter {
   async write(chunk: NewChunk, data: Uint8Array): Promise<void> {
     while (this.#inFlight.size >= WRITE_CONCURRENCY) await Promise.race(this.#inFlight);
     if (this.#error !== undefined) throw this.#error;
-    const { copy, release } = blocks?.holds(data) ? await blocks.hold(data) : await (slots ??= new SharedSlots(SLOTS, DEFAULT_CHUNKER_PARAMS.max)).hold(data);
+    const inBlock = blocks?.retain(data);
+    const { copy, release } = inBlock ? { copy: data, release: inBlock } : await (slots ??= new SharedSlots(SLOTS, DEFAULT_CHUNKER_PARAMS.max)).hold(data);
     const write: Promise<void> = this.#store(chunk, copy)
       .catch((err: unknown) => {
         this.#error ??= err;

@@ -51,11 +51,6 @@ export class SharedSlots {
     return { copy: bytes.subarray(0, data.length), release };
   }
 
-  /** Whether `data` lies in a taken slot, so that hold() keeps it where it is. */
-  holds(data: Uint8Array): boolean {
-    return this.#slotOf(data) !== undefined;
-  }
-
   /** Holds `data` where it is, if it lies in a taken slot: the function that lets it go. */
   retain(data: Uint8Array): (() => void) | undefined {
     const slot = this.#slotOf(data);

@@ -16,7 +16,7 @@ export async function* chunkStream(
 /**
  * chunkStream without a copy per chunk: each chunk is a view, of the source's buffer or of one
  * kept here, valid only until the next one is asked for (nor may the source reuse its buffer
- * before that). Ingest copies just the chunks it stores.
+ * before that).
  */
 export async function* chunkViews(
   source: AsyncIterable<Uint8Array>,

@@ -27,6 +27,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DEFAULT_CHUNKER_PARAMS, type ChunkerParams } from '../../src/chunking/chunker.ts';
 import { chunkStream } from '../../src/chunking/chunk-stream.ts';
+import { chunkEntries } from '../../src/cache/chunk-table.ts';
+import { ingestNar } from '../../src/cache/ingest-nar.ts';
+import { closeNarwhal, openNarwhal } from '../../src/cache/narwhal.ts';
 import {
   CASYNC_BLOB_FLAGS_SHA256,
   CASYNC_BLOB_FLAGS_SHA512_256,
@@ -177,6 +180,25 @@ test('a NAR (> 20 MB) chunks exactly as casync does', async () => {
   assert.ok(lstatSync(nar).size > 20 * MiB, 'NAR should be larger than 20 MB');
   assert.equal(readFileSync(nar).subarray(8, 21).toString('latin1'), 'nix-archive-1');
   await assertSameAsCasync(nar, { digest: 'sha256' });
+});
+
+test('an ingested NAR (> 20 MB, through the chunking thread) has the chunks casync make cuts', async () => {
+  const dir = resolve(import.meta.dirname, '../../node_modules/typescript');
+  const nar = join(tmp, 'typescript-ingest.nar');
+  await run('nix-store', ['--dump', dir], nar);
+  const { index } = await casyncMake(nar, { digest: 'sha256' });
+  const nw = await openNarwhal({ dataDir: join(tmp, 'narwhal') });
+  try {
+    const record = await ingestNar(nw, createReadStream(nar, { highWaterMark: 100_003 }), { compression: 'none' });
+    const ours = [...chunkEntries(record.chunkTable)];
+    assert.equal(ours.length, index.chunks.length, 'chunk count');
+    for (const [i, theirs] of index.chunks.entries()) {
+      assert.equal(ours[i].end, theirs.end, `chunk ${i} ends at ${ours[i].end}, casync says ${theirs.end}`);
+      assert.equal(hex(ours[i].id), hex(theirs.id), `chunk ${i} ID differs`);
+    }
+  } finally {
+    await closeNarwhal(nw);
+  }
 });
 
 test('default digest (sha512-256) gives the same IDs and flags', async () => {
