@@ -37,14 +37,10 @@ export class SharedSlots {
   }
 
   /**
-   * `data` in shared memory, and the function that lets it go. Bytes already in one of these
-   * slots are held where they are (the slot stays taken until they are let go); others are
-   * copied into a free slot, waiting while every slot is taken; bytes larger than a slot get a
-   * buffer of their own.
+   * A copy of `data` in a slot, and the function that gives the slot back. Waits while every
+   * slot is taken; bytes larger than a slot get a buffer of their own.
    */
   async hold(data: Uint8Array): Promise<{ copy: Uint8Array; release: () => void }> {
-    const retained = this.retain(data);
-    if (retained) return { copy: data, release: retained };
     if (data.length > this.slotBytes) return { copy: new Uint8Array(data), release: () => {} };
     const { bytes, release } = await this.take();
     bytes.set(data);

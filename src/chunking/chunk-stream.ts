@@ -14,11 +14,10 @@ export async function* chunkStream(
 }
 
 /**
- * chunkStream without a copy per chunk: each chunk is a view, of the source's buffer or of one
- * kept here, valid only until the next one is asked for (nor may the source reuse its buffer
- * before that).
+ * The chunks as views, of the source's buffer or of one kept here, valid only until the next one
+ * is asked for (nor may the source reuse its buffer before that).
  */
-export async function* chunkViews(
+async function* chunkViews(
   source: AsyncIterable<Uint8Array>,
   params: ChunkerParams = DEFAULT_CHUNKER_PARAMS,
 ): AsyncGenerator<Uint8Array> {
