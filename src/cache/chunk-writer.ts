@@ -11,6 +11,13 @@ import type { Narwhal } from './narwhal.ts';
 const WRITE_CONCURRENCY = 32;
 
 /**
+ * Bytes of chunks written between flushes of the chunk store during one upload. A store keeps
+ * what it has written but not flushed in memory (the pack store: each frame's place, until it is
+ * indexed), which grew with the NAR (some hundred bytes of the main thread's heap per chunk).
+ */
+const FLUSH_EVERY_BYTES = 256 * 1024 * 1024;
+
+/**
  * Shared memory for the bytes of every upload of this process, made on first use, as most
  * processes never ingest: blocks that request bodies are gathered into (chunks inside one are
  * written from where they are), and slots for the chunks that straddle two blocks. Two pools, so
@@ -40,9 +47,13 @@ export class ChunkWriter {
   readonly #nw: Narwhal;
   readonly #inFlight = new Set<Promise<void>>();
   #error: unknown;
+  readonly #flushEveryBytes: number;
+  #unflushedBytes = 0;
+  #flushing: Promise<void> = Promise.resolve();
 
-  constructor(nw: Narwhal) {
+  constructor(nw: Narwhal, options: { flushEveryBytes?: number } = {}) {
     this.#nw = nw;
+    this.#flushEveryBytes = options.flushEveryBytes ?? FLUSH_EVERY_BYTES;
   }
 
   /**
@@ -53,6 +64,7 @@ export class ChunkWriter {
   async write(chunk: NewChunk, data: Uint8Array): Promise<void> {
     while (this.#inFlight.size >= WRITE_CONCURRENCY) await Promise.race(this.#inFlight);
     if (this.#error !== undefined) throw this.#error;
+    this.#flushNowAndThen(data.length);
     const inBlock = blocks?.retain(data);
     const { copy, release } = inBlock ? { copy: data, release: inBlock } : await (slots ??= new SharedSlots(SLOTS, DEFAULT_CHUNKER_PARAMS.max)).hold(data);
     const write: Promise<void> = this.#store(chunk, copy)
@@ -66,15 +78,29 @@ export class ChunkWriter {
     this.#inFlight.add(write);
   }
 
-  /** Waits for every write; throws the first failure. */
+  /** Waits for every write and flush; throws the first failure. */
   async finish(): Promise<void> {
     await Promise.all(this.#inFlight);
+    await this.#flushing;
     if (this.#error !== undefined) throw this.#error;
   }
 
-  /** Waits for writes under way so none outlives a failed upload. */
+  /** Waits for writes and flushes under way so none outlives a failed upload. */
   async abandon(): Promise<void> {
-    await Promise.allSettled(this.#inFlight);
+    await Promise.allSettled([...this.#inFlight, this.#flushing]);
+  }
+
+  /**
+   * Every `flushEveryBytes` written, flushes the writes that have settled, meanwhile: this upload goes on,
+   * and finish() reports a failure. One flush at a time; the next waits for it.
+   */
+  #flushNowAndThen(bytes: number): void {
+    this.#unflushedBytes += bytes;
+    if (this.#unflushedBytes < this.#flushEveryBytes) return;
+    this.#unflushedBytes = 0;
+    this.#flushing = this.#flushing.then(() => this.#nw.chunks.flush()).catch((err: unknown) => {
+      this.#error ??= err;
+    });
   }
 
   /**
