@@ -19,27 +19,44 @@ export interface Substituter {
 
 /**
  * `rounds` rounds in which every system takes its turn (so that none always goes first, into
- * cold caches); per series, the median of its rounds is reported.
+ * cold caches); per series, the median of its rounds is reported, and each round's total.
+ * The fresh stores are deleted only after the last round: ext4 skips inodes freed in the last
+ * minutes when it allocates new ones, and creating a store's files right after deleting another
+ * store's thousands went 2-3 times slower and varied from 7 to 28 s here (kernel time in
+ * `recently_deleted`), more than the servers differ.
  */
 export async function measureSubstitute(ds: Dataset, subs: Substituter[], work: string, rounds: number, log: (line: string) => void): Promise<TimedSystem[]> {
   const times = new Map(subs.map((sub) => [sub.id, Object.fromEntries(ds.series.map((s) => [s.id, [] as number[]]))]));
-  for (let round = 1; round <= rounds; round++) {
-    for (const sub of subs) {
-      log(`substitute: nix copy --from ${sub.label} into a fresh store (round ${round} of ${rounds})`);
-      const root = join(work, `fresh-store-${sub.id}`);
-      await rm(root, { recursive: true, force: true });
-      // A fresh client too: Nix caches narinfos per user.
-      const clientHome = join(work, 'clients', `substitute-${sub.id}-${round}`);
-      const env = nixEnv(clientHome);
-      for (const s of ds.series) times.get(sub.id)![s.id].push(await nixCopyFrom(sub.url, root, s.paths, env, s.narBytes));
-      // Every path must have arrived: a fast copy of nothing measures nothing.
-      await run('nix', ['path-info', '--store', root, ...ds.series.flatMap((s) => s.paths)], { env, stdout: 'ignore' });
-      await rm(root, { recursive: true, force: true });
+  const roundTotals = new Map(subs.map((sub) => [sub.id, [] as number[]]));
+  const roots: string[] = [];
+  try {
+    for (let round = 1; round <= rounds; round++) {
+      for (const sub of subs) {
+        log(`substitute: nix copy --from ${sub.label} into a fresh store (round ${round} of ${rounds})`);
+        const root = join(work, `fresh-store-${sub.id}-${round}`);
+        roots.push(root);
+        await rm(root, { recursive: true, force: true });
+        // A fresh client too: Nix caches narinfos per user.
+        const clientHome = join(work, 'clients', `substitute-${sub.id}-${round}`);
+        const env = nixEnv(clientHome);
+        await run('sync', []);
+        let total = 0;
+        for (const s of ds.series) {
+          const seconds = await nixCopyFrom(sub.url, root, s.paths, env, s.narBytes);
+          times.get(sub.id)![s.id].push(seconds);
+          total += seconds;
+        }
+        roundTotals.get(sub.id)!.push(total);
+        // Every path must have arrived: a fast copy of nothing measures nothing.
+        await run('nix', ['path-info', '--store', root, ...ds.series.flatMap((s) => s.paths)], { env, stdout: 'ignore' });
+      }
     }
+  } finally {
+    for (const root of roots) await rm(root, { recursive: true, force: true });
   }
   return subs.map((sub) => {
     const series = Object.fromEntries(ds.series.map((s) => [s.id, medianBy(times.get(sub.id)![s.id], (t) => t)]));
-    return { id: sub.id, label: sub.label, seconds: { series, total: Object.values(series).reduce((a, b) => a + b, 0) } };
+    return { id: sub.id, label: sub.label, seconds: { series, total: Object.values(series).reduce((a, b) => a + b, 0) }, roundTotals: roundTotals.get(sub.id)! };
   });
 }
 

@@ -229,7 +229,11 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
   md.push(
     'Each series is one `nix copy --from URL --to /fresh/root --no-check-sigs PATHS` (a new client cache per round),',
     'series after series into one fresh store; every path is checked to be valid there afterwards. The servers take',
-    'turns over several rounds (a new store and client cache each time) and each figure is the median of its rounds.',
+    'turns over several rounds (a new store and client cache each time, `sync` before each) and each figure is the',
+    'median of its rounds. The fresh stores are deleted after the last round (see measure-substitute.ts for why).',
+    `Totals of each round in order: ${r.substitute.map((s) => `${s.label} ${(s.roundTotals ?? []).map((t) => t.toFixed(1)).join(', ')} s`).join('; ')}.`,
+    'A Narwhal process checks each stored frame in full (decompression and sha256) the first time it serves it, and',
+    'after that while its CRC-32 is unchanged (checked-frames.ts): its first round is the one with nothing checked yet.',
     '',
   );
   md.push(`### Downloads of the largest NAR (${mb(r.totals.largestNar.narBytes)})`, '');

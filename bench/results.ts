@@ -60,6 +60,8 @@ export interface TimedSystem {
   id: string;
   label: string;
   seconds: PerSeries<number>;
+  /** Each round's total, in the order the rounds ran, where a figure is a median of rounds. */
+  roundTotals?: number[];
 }
 
 export interface IngestSystem {

@@ -1,6 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { NarwhalError, isNarwhalError } from '../errors.ts';
 import { checkChunk } from './chunk-check.ts';
+import { checkedBefore, rememberChecked } from './checked-frames.ts';
 import type { ChunkTableEntry } from './chunk-table.ts';
 import { forgetNarinfo } from './get-narinfo.ts';
 import type { Narwhal } from './narwhal.ts';
@@ -53,7 +54,10 @@ export async function reportDamage(nw: Narwhal, ids: Uint8Array[]): Promise<void
 }
 
 async function readOnce(nw: Narwhal, entry: ChunkTableEntry, wantData: boolean): Promise<CheckedChunk> {
-  const checked = await checkChunk(entry.id, await nw.chunks.get(entry.id), entry.end - entry.start, wantData);
+  const stored = await nw.chunks.get(entry.id);
+  if (!wantData && checkedBefore(nw, entry.id, stored)) return { entry, stored };
+  const checked = await checkChunk(entry.id, stored, entry.end - entry.start, wantData);
+  rememberChecked(nw, entry.id, checked.stored);
   return { entry, ...checked };
 }
 

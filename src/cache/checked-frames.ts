@@ -1,0 +1,50 @@
+import { crc32 } from 'node:zlib';
+import type { Narwhal } from './narwhal.ts';
+
+/**
+ * The stored frames this process has lately checked in full (decompressed, size and sha256
+ * against the chunk id), each remembered by its CRC-32. A frame read again with the same CRC is
+ * the same bytes, barring a change that CRC-32 misses (1 in 2^32), so it is passed on without
+ * the full check, which costs a decompression and a hash of the chunk: most of a download's CPU,
+ * on the cores the client needs too. A chunk that is in several NARs of a closure, or that many
+ * machines fetch, is checked once in full; a frame rewritten since (recompression) or damaged on
+ * disk no longer matches and is checked in full again.
+ *
+ * Measured (`nix copy --from` of the benchmark's 1.5 GB, 2 cores, against nginx's 16.8 s): 20.1 s
+ * checking every frame in full, 17.3 s checking none.
+ */
+const MAX_FRAMES = 65_536;
+
+const byNarwhal = new WeakMap<Narwhal, Map<string, number>>();
+
+function framesOf(nw: Narwhal): Map<string, number> {
+  let frames = byNarwhal.get(nw);
+  if (!frames) byNarwhal.set(nw, (frames = new Map()));
+  return frames;
+}
+
+/** 32 bytes as a one-byte string, the most compact key a Map takes. */
+function keyOf(id: Uint8Array): string {
+  return Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('latin1');
+}
+
+/** True when these stored bytes of the chunk are the ones checked in full before. */
+export function checkedBefore(nw: Narwhal, id: Uint8Array, stored: Uint8Array): boolean {
+  const frames = framesOf(nw);
+  const key = keyOf(id);
+  const crc = frames.get(key);
+  if (crc === undefined || crc !== (crc32(stored) | 0)) return false;
+  // Moved to the back of the queue: the frames read most recently are kept.
+  frames.delete(key);
+  frames.set(key, crc);
+  return true;
+}
+
+/** Remembers stored bytes of the chunk that were just checked in full. */
+export function rememberChecked(nw: Narwhal, id: Uint8Array, stored: Uint8Array): void {
+  const frames = framesOf(nw);
+  const key = keyOf(id);
+  frames.delete(key);
+  frames.set(key, crc32(stored) | 0);
+  if (frames.size > MAX_FRAMES) frames.delete(frames.keys().next().value!);
+}

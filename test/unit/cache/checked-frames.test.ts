@@ -1,0 +1,59 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { collect } from '../../helpers/bytes.ts';
+import { ingestNar } from '../../../src/cache/ingest-nar.ts';
+import { openNar, readStoredFrames } from '../../../src/cache/nar-reader.ts';
+import { chunkEntries } from '../../../src/cache/chunk-table.ts';
+import { checkedBefore, rememberChecked } from '../../../src/cache/checked-frames.ts';
+import { NarwhalError } from '../../../src/errors.ts';
+import { LOCAL_STORES, damageChunk } from './damage.ts';
+import { bodyOf, realisticNar, tempNarwhal } from './fixtures.ts';
+
+for (const { name, storage } of LOCAL_STORES) test(`${name}: a download remembers the frames it checked, and one damaged since is checked in full again`, async () => {
+  const t = await tempNarwhal({}, storage);
+  try {
+    const record = await ingestNar(t.nw, bodyOf(await realisticNar('checked frames')), { compression: 'none' });
+    const entries = [...chunkEntries(record.chunkTable)];
+    for (const { id } of entries) assert.equal(checkedBefore(t.nw, id, await t.nw.chunks.get(id)), false);
+    await collect(readStoredFrames(t.nw, (await openNar(t.nw, record.narHash))!));
+    for (const { id } of entries) assert.equal(checkedBefore(t.nw, id, await t.nw.chunks.get(id)), true);
+
+    const victim = entries[2];
+    await damageChunk(t.nw.chunks, victim.id, 'flip');
+    assert.equal(checkedBefore(t.nw, victim.id, await t.nw.chunks.get(victim.id)), false);
+    await assert.rejects(collect(readStoredFrames(t.nw, record)), (err: unknown) => err instanceof NarwhalError && err.code === 'chunk-corrupt');
+  } finally {
+    await t.close();
+  }
+});
+
+test('remembered frames are told apart by chunk and by content, and the least recently read go first', async () => {
+  const t = await tempNarwhal();
+  try {
+    const id = (n: number): Uint8Array => new Uint8Array(32).fill(n);
+    const frame = new Uint8Array(1000).fill(7);
+    rememberChecked(t.nw, id(1), frame);
+    assert.equal(checkedBefore(t.nw, id(1), frame), true);
+    assert.equal(checkedBefore(t.nw, id(2), frame), false);
+    const changed = frame.slice();
+    changed[500] ^= 1;
+    assert.equal(checkedBefore(t.nw, id(1), changed), false);
+    assert.equal(checkedBefore(t.nw, id(1), frame.subarray(0, 999)), false);
+
+    // 65,536 are kept. id(1) was read last of these three, so id(3) is forgotten first.
+    rememberChecked(t.nw, id(3), frame);
+    rememberChecked(t.nw, id(4), frame);
+    assert.equal(checkedBefore(t.nw, id(1), frame), true);
+    const filler = new Uint8Array(32);
+    const view = new DataView(filler.buffer);
+    for (let i = 0; i < 65_536 - 3 + 1; i++) {
+      view.setUint32(0, 0xff000000 + i);
+      rememberChecked(t.nw, filler, frame);
+    }
+    assert.equal(checkedBefore(t.nw, id(3), frame), false);
+    assert.equal(checkedBefore(t.nw, id(4), frame), true);
+    assert.equal(checkedBefore(t.nw, id(1), frame), true);
+  } finally {
+    await t.close();
+  }
+});
