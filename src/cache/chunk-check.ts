@@ -13,7 +13,8 @@ let pool: WorkerPool<CheckRequest, CheckResult> | undefined;
 export async function checkChunk(id: Uint8Array, stored: Uint8Array, size: number, wantData: boolean): Promise<{ stored: Uint8Array; data?: Uint8Array }> {
   pool ??= new WorkerPool<CheckRequest, CheckResult>(new URL('./chunk-check-worker.ts', import.meta.url));
   try {
-    return await pool.run({ id, stored, size, wantData }, transferable(stored));
+    // A copy of the id: a view (ids are views of their NAR's chunk table) is posted with its whole buffer.
+    return await pool.run({ id: id.slice(), stored, size, wantData }, transferable(stored));
   } catch (err) {
     if ((err as { code?: unknown }).code === 'chunk-corrupt') throw new NarwhalError('chunk-corrupt', (err as Error).message);
     throw err;

@@ -110,7 +110,8 @@ export class PackChunkStore implements ChunkStore {
     const bytes = data.buffer instanceof SharedArrayBuffer ? { memory: this.#share(data.buffer), offset: data.byteOffset, length: data.byteLength } : data;
     let frame: WrittenFrame;
     try {
-      frame = (await this.#writers.run({ op: 'write', dir: this.packDir, id, data: bytes, level, idleLimitMs: this.#idleLimitMs }, transferable(data))) as WrittenFrame;
+      // A copy of the id: a view is posted with its whole buffer.
+      frame = (await this.#writers.run({ op: 'write', dir: this.packDir, id: id.slice(), data: bytes, level, idleLimitMs: this.#idleLimitMs }, transferable(data))) as WrittenFrame;
     } catch (err) {
       throw mapWriteError(err);
     }
