@@ -91,8 +91,8 @@ export class ChunkWriter {
   }
 
   /**
-   * Every `flushEveryBytes` written, flushes the writes that have settled, meanwhile: this upload goes on,
-   * and finish() reports a failure. One flush at a time; the next waits for it.
+   * Every `flushEveryBytes` written, flushes the writes that have settled, while this upload goes
+   * on; finish() reports a failure. One flush at a time; the next waits for it.
    */
   #flushNowAndThen(bytes: number): void {
     this.#unflushedBytes += bytes;

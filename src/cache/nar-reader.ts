@@ -35,8 +35,8 @@ export async function assertChunksPresent(nw: Narwhal, nar: NarRecord): Promise<
  * exactly `nar.storedSize` bytes long (its Content-Length). Each frame is decompressed and checked
  * against its chunk id before it is passed on, unless this process did so lately for the same
  * bytes (checked-frames.ts): a damaged chunk ends the stream with an error rather than sending
- * wrong bytes. Recompression may shrink a frame while it is
- * read; the bytes it saved are made up at the end with a skippable frame, which zstd decoders skip.
+ * wrong bytes. Recompression may shrink a frame while it is read; the bytes it saved are made up
+ * at the end with a skippable frame, which zstd decoders skip.
  */
 export async function* readStoredFrames(nw: Narwhal, nar: NarRecord): AsyncGenerator<Uint8Array> {
   let sent = 0;
