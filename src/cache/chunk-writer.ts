@@ -64,7 +64,6 @@ export class ChunkWriter {
   async write(chunk: NewChunk, data: Uint8Array): Promise<void> {
     while (this.#inFlight.size >= WRITE_CONCURRENCY) await Promise.race(this.#inFlight);
     if (this.#error !== undefined) throw this.#error;
-    this.#flushNowAndThen(data.length);
     const inBlock = blocks?.retain(data);
     const { copy, release } = inBlock ? { copy: data, release: inBlock } : await (slots ??= new SharedSlots(SLOTS, DEFAULT_CHUNKER_PARAMS.max)).hold(data);
     const write: Promise<void> = this.#store(chunk, copy)
@@ -119,5 +118,6 @@ export class ChunkWriter {
     }
     chunk.storedSize = await this.#nw.chunks.encodeAndPut(chunk.id, data, this.#nw.options.zstdLevel);
     chunk.written = true;
+    this.#flushNowAndThen(data.length);
   }
 }
