@@ -2,13 +2,14 @@ import { crc32 } from 'node:zlib';
 import type { Narwhal } from './narwhal.ts';
 
 /**
- * The stored frames this process has lately checked in full (decompressed, size and sha256
- * against the chunk id), each remembered by its CRC-32. A frame read again with the same CRC is
- * the same bytes, barring a change that CRC-32 misses (1 in 2^32), so it is passed on without
- * the full check, which costs a decompression and a hash of the chunk: most of a download's CPU,
- * on the cores the client needs too. A chunk that is in several NARs of a closure, or that many
- * machines fetch, is checked once in full; a frame rewritten since (recompression) or damaged on
- * disk no longer matches and is checked in full again.
+ * For chunk stores that record no CRC of the frames they write (castr directories, S3, pack
+ * indexes made before they did; see ChunkReader.getWithCrc): the stored frames this process has
+ * lately checked in full (decompressed, size and sha256 against the chunk id), each remembered by
+ * its CRC-32. A frame read again with the same CRC is the same bytes, barring a change that CRC-32
+ * misses (1 in 2^32), so it is passed on without the full check, which costs a decompression and a
+ * hash of the chunk: most of a download's CPU, on the cores the client needs too. A chunk that is
+ * in several NARs of a closure, or that many machines fetch, is checked once in full; a frame
+ * rewritten since (recompression) or damaged on disk no longer matches and is checked in full again.
  *
  * Measured, `nix copy --from` of the benchmark's 1.5 GB into a fresh store on 2 cores: nginx
  * 7.3-8.0 s; Narwhal 11.4-12.5 s checking every frame in full, 8.6-8.8 s with every frame checked

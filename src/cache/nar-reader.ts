@@ -32,10 +32,11 @@ export async function assertChunksPresent(nw: Narwhal, nar: NarRecord): Promise<
 
 /**
  * The stored zstd frames of the NAR, back to back: together they are one zstd stream of the NAR,
- * exactly `nar.storedSize` bytes long (its Content-Length). Each frame is decompressed and checked
- * against its chunk id before it is passed on, unless this process did so lately for the same
- * bytes (checked-frames.ts): a damaged chunk ends the stream with an error rather than sending
- * wrong bytes. Recompression may shrink a frame while it is read; the bytes it saved are made up
+ * exactly `nar.storedSize` bytes long (its Content-Length). Each frame is checked before it is
+ * passed on: against the CRC-32 its store recorded when writing it, or else decompressed and
+ * checked against its chunk id (unless this process did so lately for the same bytes,
+ * checked-frames.ts). A damaged chunk ends the stream with an error rather than sending wrong
+ * bytes. Recompression may shrink a frame while it is read; the bytes it saved are made up
  * at the end with a skippable frame, which zstd decoders skip.
  */
 export async function* readStoredFrames(nw: Narwhal, nar: NarRecord): AsyncGenerator<Uint8Array> {

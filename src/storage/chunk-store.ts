@@ -6,6 +6,12 @@
 export interface ChunkReader {
   /** The stored bytes; throws NarwhalError('chunk-missing') when absent. */
   get(id: Uint8Array): Promise<Uint8Array>;
+  /**
+   * Optional, for stores that record a CRC-32 of each frame when they write it: the stored bytes
+   * and that CRC (undefined for frames written before the store recorded them). A read whose
+   * bytes have the recorded CRC is known to be what was written, without decoding it.
+   */
+  getWithCrc?(id: Uint8Array): Promise<StoredFrame>;
   /** The size of the stored chunk, or undefined when it is absent. */
   storedSize(id: Uint8Array): Promise<number | undefined>;
 }
@@ -24,6 +30,12 @@ export interface ChunkWriter extends ChunkReader {
   encodeAndPut(id: Uint8Array, data: Uint8Array, level: number): Promise<number>;
   /** Makes every put that has returned durable (survives power loss). */
   flush(): Promise<void>;
+}
+
+export interface StoredFrame {
+  stored: Uint8Array;
+  /** CRC-32 (as a signed 32-bit integer) of the bytes written. */
+  crc?: number;
 }
 
 export interface StoredChunkInfo {

@@ -4,10 +4,10 @@ import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { NarwhalError } from '../errors.ts';
-import { chunkHex, type ChunkStore, type StoredChunkInfo } from './chunk-store.ts';
+import { chunkHex, type ChunkStore, type StoredChunkInfo, type StoredFrame } from './chunk-store.ts';
 import { FRAME_HEADER_BYTES, frameHeader, newPackName, PACK_IDLE_LIMIT_MS, PACK_NAME } from './pack-format.ts';
 import { PackFiles } from './pack-files.ts';
-import { PackIndex, type IndexedChunk, type PackLocation, type PackUsage } from './pack-index.ts';
+import { PackIndex, type IndexedChunk, type LocatedFrame, type PackLocation, type PackUsage } from './pack-index.ts';
 import type { PackWriteRequest, PackWriteResult, SealResult, WrittenFrame } from './pack-write-worker.ts';
 import { WorkerPool, transferable } from './worker-pool.ts';
 import { freeBytesAt, ignoreMissing, mapWriteError, syncPath } from './local-fs.ts';
@@ -67,16 +67,20 @@ export class PackChunkStore implements ChunkStore {
     this.#files = new PackFiles(this.packDir);
   }
 
-  #locate(id: Uint8Array): PackLocation | undefined {
+  #locate(id: Uint8Array): LocatedFrame | undefined {
     return this.#newest.get(chunkHex(id)) ?? this.#index.lookup(id);
   }
 
   async get(id: Uint8Array): Promise<Uint8Array> {
+    return (await this.getWithCrc(id)).stored;
+  }
+
+  async getWithCrc(id: Uint8Array): Promise<StoredFrame> {
     for (let attempt = 0; ; attempt++) {
       const location = this.#locate(id);
       if (!location) throw new NarwhalError('chunk-missing', `chunk ${chunkHex(id)} is missing from the chunk store`);
       try {
-        return await this.#files.read(location);
+        return { stored: await this.#files.read(location), crc: location.crc };
       } catch (err) {
         // Compaction moved the chunk and deleted its pack between the lookup and the open.
         if ((err as NodeJS.ErrnoException).code === 'ENOENT' && attempt === 0) continue;

@@ -9,7 +9,12 @@ export interface PackLocation {
   length: number;
 }
 
-export interface IndexedChunk extends PackLocation {
+/** A frame's place and the CRC-32 (signed) of its bytes when written; undefined for frames indexed before CRCs were. */
+export interface LocatedFrame extends PackLocation {
+  crc: number | undefined;
+}
+
+export interface IndexedChunk extends LocatedFrame {
   id: Uint8Array;
   /** When the frame was written, ms since the epoch. */
   writtenAt: number;
@@ -37,10 +42,14 @@ CREATE TABLE IF NOT EXISTS chunks (
   pack TEXT NOT NULL,
   offset INTEGER NOT NULL,
   length INTEGER NOT NULL,
-  written_at INTEGER NOT NULL
+  written_at INTEGER NOT NULL,
+  crc INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS chunks_by_pack ON chunks (pack);
 `;
+
+/** Indexes made before frames' CRCs were recorded lack the column; their frames keep NULL. */
+const ADD_CRC = 'ALTER TABLE chunks ADD COLUMN crc INTEGER';
 
 type Row = Record<string, SQLInputValue>;
 
@@ -55,11 +64,13 @@ export class PackIndex {
   constructor(path: string) {
     this.#sqlite = new SqliteDatabase(path, 'the chunk store is full');
     this.#sqlite.db.exec(SCHEMA);
+    const columns = this.#sql('SELECT name FROM pragma_table_info(\'chunks\')').all() as Row[];
+    if (!columns.some((column) => column.name === 'crc')) this.#sqlite.db.exec(ADD_CRC);
   }
 
-  lookup(id: Uint8Array): PackLocation | undefined {
-    const row = this.#sql('SELECT pack, offset, length FROM chunks WHERE id = ?').get(id) as Row | undefined;
-    return row && { pack: row.pack as string, offset: Number(row.offset), length: Number(row.length) };
+  lookup(id: Uint8Array): LocatedFrame | undefined {
+    const row = this.#sql('SELECT pack, offset, length, crc FROM chunks WHERE id = ?').get(id) as Row | undefined;
+    return row && { pack: row.pack as string, offset: Number(row.offset), length: Number(row.length), crc: crcOf(row) };
   }
 
   /** Names sealed packs and indexes the chunks written into them; a chunk already indexed moves to its new frame. */
@@ -67,8 +78,8 @@ export class PackIndex {
     this.#transaction(() => {
       const addPack = this.#sql('INSERT OR REPLACE INTO packs (name, bytes, sealed_at) VALUES (?, ?, ?)');
       for (const pack of packs) addPack.run(pack.name, pack.bytes, sealedAt);
-      const add = this.#sql('INSERT OR REPLACE INTO chunks (id, pack, offset, length, written_at) VALUES (?, ?, ?, ?, ?)');
-      for (const c of chunks) add.run(c.id, c.pack, c.offset, c.length, c.writtenAt);
+      const add = this.#sql('INSERT OR REPLACE INTO chunks (id, pack, offset, length, written_at, crc) VALUES (?, ?, ?, ?, ?, ?)');
+      for (const c of chunks) add.run(c.id, c.pack, c.offset, c.length, c.writtenAt, c.crc ?? null);
     });
   }
 
@@ -86,12 +97,12 @@ export class PackIndex {
 
   /** Up to `limit` chunks with ids after `after`, in id order. */
   page(after: Uint8Array, limit: number): IndexedChunk[] {
-    const rows = this.#sql('SELECT id, pack, offset, length, written_at FROM chunks WHERE id > ? ORDER BY id LIMIT ?').all(after, limit) as Row[];
+    const rows = this.#sql('SELECT id, pack, offset, length, written_at, crc FROM chunks WHERE id > ? ORDER BY id LIMIT ?').all(after, limit) as Row[];
     return rows.map(toChunk);
   }
 
   chunksIn(pack: string): IndexedChunk[] {
-    return (this.#sql('SELECT id, pack, offset, length, written_at FROM chunks WHERE pack = ? ORDER BY offset').all(pack) as Row[]).map(toChunk);
+    return (this.#sql('SELECT id, pack, offset, length, written_at, crc FROM chunks WHERE pack = ? ORDER BY offset').all(pack) as Row[]).map(toChunk);
   }
 
   hasPack(name: string): boolean {
@@ -160,6 +171,11 @@ function toChunk(row: Row): IndexedChunk {
     offset: Number(row.offset),
     length: Number(row.length),
     writtenAt: Number(row.written_at),
+    crc: crcOf(row),
   };
+}
+
+function crcOf(row: Row): number | undefined {
+  return row.crc === null ? undefined : Number(row.crc);
 }
 

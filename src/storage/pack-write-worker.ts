@@ -13,6 +13,7 @@ import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, writevSyn
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { parentPort } from 'node:worker_threads';
+import { crc32 } from 'node:zlib';
 import type { WorkerReply } from './worker-pool.ts';
 import { frameHeader, newPackName } from './pack-format.ts';
 import { encoderPerLevel } from './zstd-frames.ts';
@@ -39,11 +40,12 @@ export interface SharedBytes {
   length: number;
 }
 
-/** Where a written frame went. */
+/** Where a written frame went, and its CRC-32 (signed), by which reads check it is unchanged. */
 export interface WrittenFrame {
   pack: string;
   offset: number;
   length: number;
+  crc: number;
 }
 
 /**
@@ -133,7 +135,7 @@ function write(dir: string, id: Uint8Array, data: Uint8Array, level: number | nu
   const offset = pack.bytes + header.length;
   pack.bytes += header.length + frame.length;
   pack.lastWrite = Date.now();
-  return { pack: pack.name, offset, length: frame.length };
+  return { pack: pack.name, offset, length: frame.length, crc: crc32(frame) | 0 };
 }
 
 function seal(): SealResult {

@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { crc32 } from 'node:zlib';
 import { isNarwhalError } from '../../src/errors.ts';
 import type { ChunkStore } from '../../src/storage/chunk-store.ts';
 import { PackChunkStore } from '../../src/storage/pack-chunk-store.ts';
@@ -212,18 +214,20 @@ test('relocation leaves a chunk that was rewritten or deleted after compaction c
     const index = new PackIndex(join(root, 'index.sqlite'));
     try {
       const [a, b, c] = [chunk(10), chunk(20), chunk(30)];
-      const at = (pack: string, offset: number) => ({ pack, offset, length: 10 });
-      index.recordSealed([{ name: 'old', bytes: 300 }], [a, b, c].map((x, i) => ({ id: x.id, ...at('old', 40 + 100 * i), writtenAt: 1 })), 1);
-      const copies = [a, b, c].map((x, i) => ({ id: x.id, old: at('old', 40 + 100 * i), offset: 40 + 50 * i }));
+      // Each frame's CRC as written, which moves with it.
+      const crcs = [0x11111111, -0x22222222, 0x33333333];
+      const at = (pack: string, offset: number, crc: number) => ({ pack, offset, length: 10, crc });
+      index.recordSealed([{ name: 'old', bytes: 300 }], [a, b, c].map((x, i) => ({ id: x.id, ...at('old', 40 + 100 * i, crcs[i]), writtenAt: 1 })), 1);
+      const copies = [a, b, c].map((x, i) => ({ id: x.id, old: at('old', 40 + 100 * i, crcs[i]), offset: 40 + 50 * i }));
       // After the copy: `a` is rewritten elsewhere (recompression), `c` deleted (GC).
-      index.recordSealed([{ name: 'newer', bytes: 50 }], [{ id: a.id, ...at('newer', 40), writtenAt: 2 }], 2);
+      index.recordSealed([{ name: 'newer', bytes: 50 }], [{ id: a.id, ...at('newer', 40, 0x44444444), writtenAt: 2 }], 2);
       index.delete(c.id);
       assert.equal(index.relocate('old', { name: 'compacted', bytes: 150 }, copies, 3), true);
-      assert.deepEqual(index.lookup(a.id), at('newer', 40));
-      assert.deepEqual(index.lookup(b.id), at('compacted', 90));
+      assert.deepEqual(index.lookup(a.id), at('newer', 40, 0x44444444));
+      assert.deepEqual(index.lookup(b.id), at('compacted', 90, crcs[1]));
       assert.equal(index.lookup(c.id), undefined);
       assert.deepEqual([...index.packNames()].sort(), ['compacted', 'newer']);
-      index.recordSealed([{ name: 'busy', bytes: 50 }], [{ id: c.id, ...at('busy', 40), writtenAt: 4 }], 4);
+      index.recordSealed([{ name: 'busy', bytes: 50 }], [{ id: c.id, ...at('busy', 40, crcs[2]), writtenAt: 4 }], 4);
       assert.equal(index.forgetIfEmpty('busy'), false, 'a pack with a live chunk stays');
     } finally {
       index.close();
@@ -249,5 +253,64 @@ test('a frame that is not where the index says is an error, never other bytes', 
     } finally {
       await store.close();
     }
+  });
+});
+
+test('each frame is read with the CRC-32 it was written with: unsealed, sealed, from another store, after compaction, and after encodeAndPut', async () => {
+  await withRoot(async (root) => {
+    const store = new PackChunkStore(root);
+    const reader = new PackChunkStore(root);
+    const crcOf = (bytes: Uint8Array): number => crc32(bytes) | 0;
+    try {
+      const chunks = Array.from({ length: 4 }, (_, i) => chunk(5000 + i));
+      for (const c of chunks) await store.put(c.id, Buffer.from(c.stored));
+      const unsealed = await store.getWithCrc(chunks[0].id);
+      assertSameBytes(unsealed.stored, chunks[0].stored);
+      assert.equal(unsealed.crc, crcOf(chunks[0].stored));
+      await store.flush();
+      for (const c of chunks) {
+        assert.equal((await store.getWithCrc(c.id)).crc, crcOf(c.stored));
+        assert.equal((await reader.getWithCrc(c.id)).crc, crcOf(c.stored));
+      }
+
+      const encoded = chunk(7000);
+      const storedSize = await store.encodeAndPut(encoded.id, Buffer.from(encoded.data), 3);
+      await store.flush();
+      const frame = await reader.getWithCrc(encoded.id);
+      assert.equal(frame.stored.length, storedSize);
+      assert.equal(frame.crc, crcOf(frame.stored), 'the CRC is of the frame the writer compressed, not of the data');
+
+      for (const c of chunks.slice(1)) await store.delete(c.id);
+      assert.equal((await store.compact(Date.now() + 1000)).packs, 2);
+      const moved = await reader.getWithCrc(chunks[0].id);
+      assertSameBytes(moved.stored, chunks[0].stored);
+      assert.equal(moved.crc, crcOf(chunks[0].stored));
+    } finally {
+      await store.close();
+      await reader.close();
+    }
+  });
+});
+
+test('an index made before CRCs were recorded gains the column: its frames read with no CRC, new ones with theirs', async () => {
+  await withRoot(async (root) => {
+    await mkdir(root, { recursive: true });
+    const old = new DatabaseSync(join(root, 'index.sqlite'));
+    old.exec(`CREATE TABLE packs (name TEXT PRIMARY KEY, bytes INTEGER NOT NULL, sealed_at INTEGER NOT NULL);
+      CREATE TABLE chunks (id BLOB PRIMARY KEY, pack TEXT NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL, written_at INTEGER NOT NULL) WITHOUT ROWID;`);
+    const before = chunk(10);
+    old.prepare('INSERT INTO chunks VALUES (?, ?, ?, ?, ?)').run(before.id, 'p', 40, 10, 1);
+    old.close();
+    const index = new PackIndex(join(root, 'index.sqlite'));
+    try {
+      assert.deepEqual(index.lookup(before.id), { pack: 'p', offset: 40, length: 10, crc: undefined });
+      const after = chunk(20);
+      index.recordSealed([{ name: 'q', bytes: 60 }], [{ id: after.id, pack: 'q', offset: 40, length: 20, crc: -5, writtenAt: 2 }], 2);
+      assert.deepEqual(index.lookup(after.id), { pack: 'q', offset: 40, length: 20, crc: -5 });
+    } finally {
+      index.close();
+    }
+    // Opening it again finds the column there.
+    new PackIndex(join(root, 'index.sqlite')).close();
   });
 });

@@ -1,16 +1,20 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { collect } from '../../helpers/bytes.ts';
+import { assertSameBytes, collect } from '../../helpers/bytes.ts';
 import { ingestNar } from '../../../src/cache/ingest-nar.ts';
 import { openNar, readStoredFrames } from '../../../src/cache/nar-reader.ts';
+import { readCheckedChunk } from '../../../src/cache/chunk-damage.ts';
 import { chunkEntries } from '../../../src/cache/chunk-table.ts';
 import { checkedBefore, rememberChecked } from '../../../src/cache/checked-frames.ts';
 import { NarwhalError } from '../../../src/errors.ts';
 import { LOCAL_STORES, damageChunk } from './damage.ts';
 import { bodyOf, realisticNar, tempNarwhal } from './fixtures.ts';
 
-for (const { name, storage } of LOCAL_STORES) test(`${name}: a download remembers the frames it checked, and one damaged since is checked in full again`, async () => {
-  const t = await tempNarwhal({}, storage);
+const castr = LOCAL_STORES.find((store) => store.name === 'castr directory')!;
+const packs = LOCAL_STORES.find((store) => store.name === 'pack store')!;
+
+test('a store that records no CRC (castr directory): a download remembers the frames it checked, and one damaged since is checked in full again', async () => {
+  const t = await tempNarwhal({}, castr.storage);
   try {
     const record = await ingestNar(t.nw, bodyOf(await realisticNar('checked frames')), { compression: 'none' });
     const entries = [...chunkEntries(record.chunkTable)];
@@ -53,6 +57,30 @@ test('remembered frames are told apart by chunk and by content, and the least re
     assert.equal(checkedBefore(t.nw, id(3), frame), false);
     assert.equal(checkedBefore(t.nw, id(4), frame), true);
     assert.equal(checkedBefore(t.nw, id(1), frame), true);
+  } finally {
+    await t.close();
+  }
+});
+
+test('a pack store: each frame is trusted by the CRC it was written with, from the first download on; a changed one is checked in full', async () => {
+  const t = await tempNarwhal({}, packs.storage);
+  try {
+    const record = await ingestNar(t.nw, bodyOf(await realisticNar('frame crc')), { compression: 'none' });
+    const entries = [...chunkEntries(record.chunkTable)];
+    const victim = entries[1];
+    await damageChunk(t.nw.chunks, victim.id, 'flip');
+    await assert.rejects(collect(readStoredFrames(t.nw, record)), (err: unknown) => err instanceof NarwhalError && err.code === 'chunk-corrupt', 'damaged before any download');
+
+    // A frame written with bytes that do not decode at all has their CRC: it is passed on as
+    // written (the store's writers are trusted to write only frames of their id), while a read
+    // that wants the chunk's bytes decompresses it and fails.
+    const other = await ingestNar(t.nw, bodyOf(await realisticNar('frame crc, untouched')), { compression: 'none' });
+    const trusted = [...chunkEntries(other.chunkTable)][0];
+    const garbage = new Uint8Array(trusted.end - trusted.start).fill(0xab);
+    await t.nw.chunks.put(trusted.id, garbage.slice());
+    await t.nw.chunks.flush();
+    assertSameBytes((await readCheckedChunk(t.nw, trusted, false)).stored, garbage, 'the frame is passed on as written');
+    await assert.rejects(readCheckedChunk(t.nw, trusted, true), (err: unknown) => err instanceof NarwhalError && err.code === 'chunk-corrupt');
   } finally {
     await t.close();
   }

@@ -1,4 +1,4 @@
-import { open, rm, stat, truncate, utimes } from 'node:fs/promises';
+import { copyFile, open, rm, stat, truncate, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import type { ChunkStore } from '../../../src/storage/chunk-store.ts';
@@ -40,6 +40,22 @@ export async function damageChunk(store: ChunkStore, id: Uint8Array, damage: Dam
     if (damage === 'delete') db.prepare('DELETE FROM chunks WHERE id = ?').run(id);
     if (damage === 'truncate') db.prepare('UPDATE chunks SET length = 100 WHERE id = ?').run(id);
     db.prepare('UPDATE chunks SET written_at = written_at - 3600000 WHERE id = ?').run(id);
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * Makes the chunk `id` read as the stored frame of chunk `other` (a valid frame, the wrong
+ * content), behind the store's back: a castr file copied over, or a pack index row that points
+ * at the other frame.
+ */
+export async function misplaceChunk(store: ChunkStore, id: Uint8Array, other: Uint8Array): Promise<void> {
+  if (store instanceof LocalChunkStore) return copyFile(store.path(other), store.path(id));
+  if (!(store instanceof PackChunkStore)) throw new Error('misplaceChunk knows local stores only');
+  const db = new DatabaseSync(join(store.root, 'index.sqlite'));
+  try {
+    db.prepare('UPDATE chunks SET (pack, offset, length) = (SELECT pack, offset, length FROM chunks WHERE id = ?) WHERE id = ?').run(other, id);
   } finally {
     db.close();
   }

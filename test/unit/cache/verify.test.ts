@@ -14,7 +14,7 @@ import { serializeNarinfo } from '../../../src/nix/narinfo.ts';
 import { NarwhalError } from '../../../src/errors.ts';
 import { assertSameBytes, collect } from '../../helpers/bytes.ts';
 import { addPath, bodyOf, realisticNar, tempNarwhal } from './fixtures.ts';
-import { LOCAL_STORES, damageChunk } from './damage.ts';
+import { LOCAL_STORES, damageChunk, misplaceChunk } from './damage.ts';
 
 /** Flips bytes in the middle of a file, as bit rot would, keeping its size and time. */
 
@@ -96,14 +96,13 @@ for (const { name, storage } of LOCAL_STORES) test(`${name}: a NAR flagged by ve
   }
 });
 
-test('reading the frames of a NAR checks every chunk: a corrupt one ends the stream and flags the NAR', async () => {
-  const t = await tempNarwhal();
+for (const { name, storage } of LOCAL_STORES) test(`${name}: reading the frames of a NAR checks every chunk: a corrupt one ends the stream and flags the NAR`, async () => {
+  const t = await tempNarwhal({}, storage);
   try {
-    const store = t.nw.chunks;
     const record = await ingestNar(t.nw, bodyOf(await realisticNar('frames')), { compression: 'none' });
-    const victim = [...chunkEntries(record.chunkTable)][20].id;
+    const [victim, other] = [...chunkEntries(record.chunkTable)].slice(20, 22).map((entry) => entry.id);
     // The frame of another chunk: a valid zstd frame, the wrong content.
-    await store.put(victim, await store.get([...chunkEntries(record.chunkTable)][21].id));
+    await misplaceChunk(t.nw.chunks, victim, other);
     await assert.rejects(collect(readStoredFrames(t.nw, record)), (err: unknown) => err instanceof NarwhalError && err.code === 'chunk-corrupt');
     assert.notEqual((await t.nw.meta.getNar(record.narHash))!.damagedAt, null);
   } finally {
