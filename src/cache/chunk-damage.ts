@@ -6,6 +6,7 @@ import { checkedBefore, rememberChecked } from './checked-frames.ts';
 import type { ChunkTableEntry } from './chunk-table.ts';
 import { forgetNarinfo } from './get-narinfo.ts';
 import type { Narwhal } from './narwhal.ts';
+import type { StoredFrame } from '../storage/chunk-store.ts';
 
 /** Pause before a chunk that failed is tried a second time. */
 const RECHECK_DELAY_MS = 50;
@@ -19,24 +20,40 @@ export interface CheckedChunk {
 }
 
 /**
- * Reads a chunk and checks it against its id and size. A chunk that is missing or corrupt is
- * tried once more after a short pause (GC may have moved a file aside for an instant, see
+ * Reads a chunk and checks it (checkFrame). A chunk that is missing or corrupt is tried once more
+ * after a short pause (GC may have moved a file aside for an instant, see
  * LocalChunkStore.deleteUnlessNewer); if it fails again, the chunk and every NAR using it are
  * flagged damaged before the error is thrown, so their narinfos answer 404 from then on.
+ * `read`, when given, is the chunk's frame as read already.
  */
-export async function readCheckedChunk(nw: Narwhal, entry: ChunkTableEntry, wantData: boolean): Promise<CheckedChunk> {
+export async function readCheckedChunk(nw: Narwhal, entry: ChunkTableEntry, wantData: boolean, read?: StoredFrame): Promise<CheckedChunk> {
   try {
-    return await readOnce(nw, entry, wantData);
+    return await checkFrame(nw, entry, read ?? (await readFrame(nw, entry.id)), wantData);
   } catch (err) {
     if (!isDamage(err)) throw err;
     await delay(RECHECK_DELAY_MS);
     try {
-      return await readOnce(nw, entry, wantData);
+      return await checkFrame(nw, entry, await readFrame(nw, entry.id), wantData);
     } catch (again) {
       if (isDamage(again)) await reportDamage(nw, [entry.id]);
       throw again;
     }
   }
+}
+
+/**
+ * readCheckedChunk for several chunks, read together where the store can (ChunkReader.getFrames):
+ * a NAR's chunks mostly lie side by side. When the read fails for damage, each chunk is read alone,
+ * so that only the damaged ones are flagged.
+ */
+export async function readCheckedChunks(nw: Narwhal, entries: ChunkTableEntry[], wantData: boolean): Promise<CheckedChunk[]> {
+  let frames: StoredFrame[] | undefined;
+  try {
+    frames = await nw.chunks.getFrames?.(entries.map((entry) => entry.id));
+  } catch (err) {
+    if (!isDamage(err)) throw err;
+  }
+  return Promise.all(entries.map((entry, i) => readCheckedChunk(nw, entry, wantData, frames?.[i])));
 }
 
 /** Like readCheckedChunk, for a presence check: throws 'chunk-missing' (and flags the damage) when the file is gone. */
@@ -54,8 +71,16 @@ export async function reportDamage(nw: Narwhal, ids: Uint8Array[]): Promise<void
   forgetNarinfo(nw);
 }
 
-async function readOnce(nw: Narwhal, entry: ChunkTableEntry, wantData: boolean): Promise<CheckedChunk> {
-  const { stored, crc } = nw.chunks.getWithCrc ? await nw.chunks.getWithCrc(entry.id) : { stored: await nw.chunks.get(entry.id), crc: undefined };
+async function readFrame(nw: Narwhal, id: Uint8Array): Promise<StoredFrame> {
+  return nw.chunks.getFrames ? (await nw.chunks.getFrames([id]))[0] : { stored: await nw.chunks.get(id) };
+}
+
+/**
+ * Checks a stored frame: one with the CRC-32 its store recorded when writing it is passed on as
+ * it is (unless its bytes are wanted), as is one this process checked lately (checked-frames.ts);
+ * any other is decompressed and checked against the chunk's size and id.
+ */
+async function checkFrame(nw: Narwhal, entry: ChunkTableEntry, { stored, crc }: StoredFrame, wantData: boolean): Promise<CheckedChunk> {
   if (!wantData && (crc === undefined ? checkedBefore(nw, entry.id, stored) : asWritten(stored, crc))) return { entry, stored };
   const checked = await checkChunk(entry.id, stored, entry.end - entry.start, wantData);
   if (crc === undefined) rememberChecked(nw, entry.id, checked.stored);

@@ -1,11 +1,14 @@
 import { NarwhalError } from '../errors.ts';
 import type { NarRecord } from '../metadata/metadata-store.ts';
 import { chunkEntries, chunkEntry, chunkIndexAt, type ChunkTableEntry } from './chunk-table.ts';
-import { checkChunkPresent, readCheckedChunk, type CheckedChunk } from './chunk-damage.ts';
+import { checkChunkPresent, readCheckedChunks, type CheckedChunk } from './chunk-damage.ts';
 import type { Narwhal } from './narwhal.ts';
 
-/** Chunks read and checked ahead of the one being sent (the checks run on worker threads). */
-const READ_AHEAD = 8;
+/** Chunks are read and checked in batches of up to this many bytes of NAR, or this many chunks. */
+const BATCH_NAR_BYTES = 1024 * 1024;
+const BATCH_CHUNKS = 32;
+/** Batches read and checked ahead of the one being sent (the checks run on worker threads). */
+const READ_AHEAD = 2;
 /** Existence checks in flight at once before a download starts. */
 const CHECK_CONCURRENCY = 32;
 
@@ -41,10 +44,12 @@ export async function assertChunksPresent(nw: Narwhal, nar: NarRecord): Promise<
  */
 export async function* readStoredFrames(nw: Narwhal, nar: NarRecord): AsyncGenerator<Uint8Array> {
   let sent = 0;
-  for await (const { stored } of readChecked(nw, chunkEntries(nar.chunkTable), false)) {
-    sent += stored.length;
+  for await (const batch of readChecked(nw, chunkEntries(nar.chunkTable), false)) {
+    // One write to the socket per batch rather than per frame.
+    const frames = Buffer.concat(batch.map((chunk) => chunk.stored));
+    sent += frames.length;
     if (sent > nar.storedSize) throw framesChanged(nar);
-    yield stored;
+    yield frames;
   }
   if (sent === nar.storedSize) return;
   if (nar.storedSize - sent < SKIPPABLE_HEADER) throw framesChanged(nar);
@@ -77,16 +82,30 @@ export async function* readNarBytes(nw: Narwhal, nar: NarRecord, start = 0, end 
   const wanted = (function* () {
     for (let i = first; i <= last; i++) yield chunkEntry(nar.chunkTable, i);
   })();
-  for await (const { entry, data } of readChecked(nw, wanted, true)) {
-    const from = Math.max(start, entry.start) - entry.start;
-    const to = Math.min(end, entry.end) - entry.start;
-    yield data!.subarray(from, to);
+  for await (const batch of readChecked(nw, wanted, true)) {
+    for (const { entry, data } of batch) {
+      const from = Math.max(start, entry.start) - entry.start;
+      const to = Math.min(end, entry.end) - entry.start;
+      yield data!.subarray(from, to);
+    }
   }
 }
 
-/** Chunks read and checked in order, READ_AHEAD at a time; a damaged one is flagged (chunk-damage.ts). */
-function readChecked(nw: Narwhal, entries: Iterable<ChunkTableEntry>, wantData: boolean): AsyncGenerator<CheckedChunk> {
-  return mapAhead(toAsync(entries), (entry) => readCheckedChunk(nw, entry, wantData));
+/** Chunks read and checked in order, in batches; a damaged one is flagged (chunk-damage.ts). */
+function readChecked(nw: Narwhal, entries: Iterable<ChunkTableEntry>, wantData: boolean): AsyncGenerator<CheckedChunk[]> {
+  return mapAhead(toAsync(batches(entries)), (batch) => readCheckedChunks(nw, batch, wantData));
+}
+
+function* batches(entries: Iterable<ChunkTableEntry>): Generator<ChunkTableEntry[]> {
+  let batch: ChunkTableEntry[] = [];
+  for (const entry of entries) {
+    if (batch.length > 0 && (batch.length === BATCH_CHUNKS || entry.end - batch[0].start > BATCH_NAR_BYTES)) {
+      yield batch;
+      batch = [];
+    }
+    batch.push(entry);
+  }
+  if (batch.length > 0) yield batch;
 }
 
 /** Maps in order with up to READ_AHEAD operations running ahead of the consumer. */

@@ -7,11 +7,13 @@ export interface ChunkReader {
   /** The stored bytes; throws NarwhalError('chunk-missing') when absent. */
   get(id: Uint8Array): Promise<Uint8Array>;
   /**
-   * Optional, for stores that record a CRC-32 of each frame when they write it: the stored bytes
-   * and that CRC (undefined for frames written before the store recorded them). A read whose
-   * bytes have the recorded CRC is known to be what was written, without decoding it.
+   * Optional, for stores that keep chunks side by side and record a CRC-32 of each frame when
+   * they write it: the stored frames of `ids`, in order, each with that CRC (undefined for frames
+   * written before the store recorded them); frames that lie close together are read at once.
+   * Throws NarwhalError('chunk-missing') when one is absent. A frame read with the recorded CRC
+   * is known to be what was written, without decoding it.
    */
-  getWithCrc?(id: Uint8Array): Promise<StoredFrame>;
+  getFrames?(ids: Uint8Array[]): Promise<StoredFrame[]>;
   /** The size of the stored chunk, or undefined when it is absent. */
   storedSize(id: Uint8Array): Promise<number | undefined>;
 }

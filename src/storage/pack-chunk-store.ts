@@ -72,15 +72,19 @@ export class PackChunkStore implements ChunkStore {
   }
 
   async get(id: Uint8Array): Promise<Uint8Array> {
-    return (await this.getWithCrc(id)).stored;
+    return (await this.getFrames([id]))[0].stored;
   }
 
-  async getWithCrc(id: Uint8Array): Promise<StoredFrame> {
+  async getFrames(ids: Uint8Array[]): Promise<StoredFrame[]> {
     for (let attempt = 0; ; attempt++) {
-      const location = this.#locate(id);
-      if (!location) throw new NarwhalError('chunk-missing', `chunk ${chunkHex(id)} is missing from the chunk store`);
+      const locations = ids.map((id) => {
+        const location = this.#locate(id);
+        if (!location) throw new NarwhalError('chunk-missing', `chunk ${chunkHex(id)} is missing from the chunk store`);
+        return location;
+      });
       try {
-        return { stored: await this.#files.read(location), crc: location.crc };
+        const frames = await this.#files.readMany(locations);
+        return frames.map((stored, i) => ({ stored, crc: locations[i].crc }));
       } catch (err) {
         // Compaction moved the chunk and deleted its pack between the lookup and the open.
         if ((err as NodeJS.ErrnoException).code === 'ENOENT' && attempt === 0) continue;

@@ -4,6 +4,10 @@ import type { PackLocation } from './pack-index.ts';
 
 /** Open pack files kept for reading; more are opened and closed as needed. */
 const KEEP_OPEN = 128;
+/** Frames at most this far apart are read together: a read costs more than this many bytes copied. */
+const MAX_GAP = 16 * 1024;
+/** The largest read of neighbouring frames. */
+const MAX_READ = 4 * 1024 * 1024;
 
 interface Entry {
   handle: Promise<FileHandle>;
@@ -25,14 +29,49 @@ export class PackFiles {
   }
 
   async read(location: PackLocation): Promise<Uint8Array> {
-    const entry = this.#acquire(location.pack);
+    return this.#readRange(location.pack, location.offset, location.length);
+  }
+
+  /**
+   * The frames at these places, in order. Neighbouring frames of one pack (a NAR's new chunks
+   * are written one after another) are read at once, with what lies between them: one read
+   * instead of one per frame.
+   */
+  async readMany(locations: PackLocation[]): Promise<Uint8Array[]> {
+    const frames = new Array<Uint8Array>(locations.length);
+    const reads: Promise<void>[] = [];
+    for (let first = 0; first < locations.length; ) {
+      const { pack, offset: start } = locations[first];
+      let end = start + locations[first].length;
+      let last = first;
+      for (let next = locations[last + 1]; next; next = locations[last + 1]) {
+        const nextEnd = next.offset + next.length;
+        if (next.pack !== pack || next.offset < end || next.offset - end > MAX_GAP || nextEnd - start > MAX_READ) break;
+        end = nextEnd;
+        last++;
+      }
+      const run = locations.slice(first, last + 1);
+      const at = first;
+      reads.push(
+        this.#readRange(pack, start, end - start).then((bytes) => {
+          run.forEach((location, i) => (frames[at + i] = bytes.subarray(location.offset - start, location.offset - start + location.length)));
+        }),
+      );
+      first = last + 1;
+    }
+    await Promise.all(reads);
+    return frames;
+  }
+
+  async #readRange(pack: string, offset: number, length: number): Promise<Uint8Array> {
+    const entry = this.#acquire(pack);
     try {
       const handle = await entry.handle;
-      const bytes = Buffer.allocUnsafe(location.length);
+      const bytes = Buffer.allocUnsafe(length);
       let done = 0;
-      while (done < location.length) {
-        const { bytesRead } = await handle.read(bytes, done, location.length - done, location.offset + done);
-        if (bytesRead === 0) throw Object.assign(new Error(`pack ${location.pack} ends before ${location.offset + location.length}`), { code: 'ETRUNCATED' });
+      while (done < length) {
+        const { bytesRead } = await handle.read(bytes, done, length - done, offset + done);
+        if (bytesRead === 0) throw Object.assign(new Error(`pack ${pack} ends before ${offset + length}`), { code: 'ETRUNCATED' });
         done += bytesRead;
       }
       return bytes;

@@ -264,25 +264,25 @@ test('each frame is read with the CRC-32 it was written with: unsealed, sealed, 
     try {
       const chunks = Array.from({ length: 4 }, (_, i) => chunk(5000 + i));
       for (const c of chunks) await store.put(c.id, Buffer.from(c.stored));
-      const unsealed = await store.getWithCrc(chunks[0].id);
+      const unsealed = (await store.getFrames([chunks[0].id]))[0];
       assertSameBytes(unsealed.stored, chunks[0].stored);
       assert.equal(unsealed.crc, crcOf(chunks[0].stored));
       await store.flush();
       for (const c of chunks) {
-        assert.equal((await store.getWithCrc(c.id)).crc, crcOf(c.stored));
-        assert.equal((await reader.getWithCrc(c.id)).crc, crcOf(c.stored));
+        assert.equal((await store.getFrames([c.id]))[0].crc, crcOf(c.stored));
+        assert.equal((await reader.getFrames([c.id]))[0].crc, crcOf(c.stored));
       }
 
       const encoded = chunk(7000);
       const storedSize = await store.encodeAndPut(encoded.id, Buffer.from(encoded.data), 3);
       await store.flush();
-      const frame = await reader.getWithCrc(encoded.id);
+      const frame = (await reader.getFrames([encoded.id]))[0];
       assert.equal(frame.stored.length, storedSize);
       assert.equal(frame.crc, crcOf(frame.stored), 'the CRC is of the frame the writer compressed, not of the data');
 
       for (const c of chunks.slice(1)) await store.delete(c.id);
       assert.equal((await store.compact(Date.now() + 1000)).packs, 2);
-      const moved = await reader.getWithCrc(chunks[0].id);
+      const moved = (await reader.getFrames([chunks[0].id]))[0];
       assertSameBytes(moved.stored, chunks[0].stored);
       assert.equal(moved.crc, crcOf(chunks[0].stored));
     } finally {
@@ -312,5 +312,28 @@ test('an index made before CRCs were recorded gains the column: its frames read 
     }
     // Opening it again finds the column there.
     new PackIndex(join(root, 'index.sqlite')).close();
+  });
+});
+
+test('frames read together come back each whole and in the order asked: neighbours, gaps, repeats, other packs', async () => {
+  await withRoot(async (root) => {
+    const store = new PackChunkStore(root);
+    try {
+      const first = Array.from({ length: 5 }, (_, i) => chunk(3000 + 1000 * i));
+      for (const c of first) await store.put(c.id, Buffer.from(c.stored));
+      await store.flush();
+      const other = chunk(100_000);
+      await store.put(other.id, Buffer.from(other.stored));
+      await store.flush();
+      assert.equal((await packFiles(root)).length, 2);
+      const asked = [first[0], first[1], first[3], other, first[4], first[2], first[2], first[0]];
+      const frames = await store.getFrames(asked.map((c) => c.id));
+      assert.equal(frames.length, asked.length);
+      frames.forEach((frame, i) => assertSameBytes(frame.stored, asked[i].stored, `frame ${i}`));
+      await store.delete(first[1].id);
+      await assert.rejects(store.getFrames([first[0].id, first[1].id]), (err: unknown) => isNarwhalError(err, 'chunk-missing'));
+    } finally {
+      await store.close();
+    }
   });
 });

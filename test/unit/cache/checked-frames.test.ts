@@ -85,3 +85,22 @@ test('a pack store: each frame is trusted by the CRC it was written with, from t
     await t.close();
   }
 });
+
+for (const { name, storage } of LOCAL_STORES) for (const damage of ['flip', 'delete'] as const) test(`${name}: chunks read together, one of them damaged (${damage}): the download fails and only that chunk is flagged`, async () => {
+  const t = await tempNarwhal({}, storage);
+  try {
+    const record = await ingestNar(t.nw, bodyOf(await realisticNar('batch damage')), { compression: 'none' });
+    const entries = [...chunkEntries(record.chunkTable)];
+    assert.ok(entries.length >= 6);
+    const victim = entries[3];
+    await damageChunk(t.nw.chunks, victim.id, damage);
+    const code = damage === 'flip' ? 'chunk-corrupt' : 'chunk-missing';
+    await assert.rejects(collect(readStoredFrames(t.nw, record)), (err: unknown) => err instanceof NarwhalError && err.code === code);
+    for (const { id } of entries) {
+      const damaged = (await t.nw.meta.getChunk(id))!.damagedAt !== null;
+      assert.equal(damaged, id === victim.id, `chunk ${entries.findIndex((e) => e.id === id)}`);
+    }
+  } finally {
+    await t.close();
+  }
+});
