@@ -71,7 +71,8 @@ export async function reportDamage(nw: Narwhal, ids: Uint8Array[]): Promise<void
   forgetNarinfo(nw);
 }
 
-async function readFrame(nw: Narwhal, id: Uint8Array): Promise<StoredFrame> {
+/** The chunk's stored frame, with its recorded CRC where the store keeps one. */
+export async function readFrame(nw: Narwhal, id: Uint8Array): Promise<StoredFrame> {
   return nw.chunks.getFrames ? (await nw.chunks.getFrames([id]))[0] : { stored: await nw.chunks.get(id) };
 }
 

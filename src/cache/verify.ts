@@ -1,6 +1,8 @@
+import { crc32 } from 'node:zlib';
 import { isNarwhalError } from '../errors.ts';
 import type { ChunkRecord, NarRecord } from '../metadata/metadata-store.ts';
 import { checkChunk } from './chunk-check.ts';
+import { readFrame } from './chunk-damage.ts';
 import { CHUNK_ENTRY_SIZE, chunkEntries } from './chunk-table.ts';
 import { CLOCK_MARGIN_MS } from './gc.ts';
 import { forgetNarinfo } from './get-narinfo.ts';
@@ -103,8 +105,9 @@ async function deleteCorrupt(nw: Narwhal, id: Uint8Array, notAfter: number): Pro
 
 async function chunkState(nw: Narwhal, chunk: ChunkRecord): Promise<ChunkState> {
   let stored: Uint8Array;
+  let crc: number | undefined;
   try {
-    stored = await nw.chunks.get(chunk.id);
+    ({ stored, crc } = await readFrame(nw, chunk.id));
   } catch (err) {
     if (isNarwhalError(err, 'chunk-missing')) return 'missing';
     throw err;
@@ -114,11 +117,13 @@ async function chunkState(nw: Narwhal, chunk: ChunkRecord): Promise<ChunkState> 
   // downloads make up the difference, and recompression records it (recompress.ts).
   if (stored.length > chunk.storedSize) return 'corrupt';
   try {
-    await checkChunk(chunk.id, stored, chunk.size, false);
+    ({ stored } = await checkChunk(chunk.id, stored, chunk.size, false));
   } catch (err) {
     if (isNarwhalError(err, 'chunk-corrupt')) return 'corrupt';
     throw err;
   }
+  // A frame written before its store recorded CRCs gets one, so that serving need not decompress it.
+  if (crc === undefined) await nw.chunks.recordCrc?.(chunk.id, crc32(stored) | 0);
   return 'ok';
 }
 

@@ -32,6 +32,13 @@ export interface ChunkWriter extends ChunkReader {
   encodeAndPut(id: Uint8Array, data: Uint8Array, level: number): Promise<number>;
   /** Makes every put that has returned durable (survives power loss). */
   flush(): Promise<void>;
+  /**
+   * Optional, for stores that record frames' CRCs (getFrames): gives the chunk's frame the CRC
+   * `crc` if it has none (it was written before the store recorded CRCs), after a frame of the
+   * chunk with that CRC was checked in full. Safe even if the frame was replaced meanwhile: bytes
+   * with this CRC are a right frame of the chunk.
+   */
+  recordCrc?(id: Uint8Array, crc: number): Promise<void>;
 }
 
 export interface StoredFrame {

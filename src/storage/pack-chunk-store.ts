@@ -93,6 +93,10 @@ export class PackChunkStore implements ChunkStore {
     }
   }
 
+  async recordCrc(id: Uint8Array, crc: number): Promise<void> {
+    this.#index.recordCrc(id, crc);
+  }
+
   async storedSize(id: Uint8Array): Promise<number | undefined> {
     return this.#locate(id)?.length;
   }

@@ -83,6 +83,10 @@ export class PackIndex {
     });
   }
 
+  recordCrc(id: Uint8Array, crc: number): void {
+    this.#sql('UPDATE chunks SET crc = ? WHERE id = ? AND crc IS NULL').run(crc, id);
+  }
+
   /** Un-indexes the chunk; returns the frame's length, or undefined when it was not indexed. */
   delete(id: Uint8Array): number | undefined {
     const row = this.#sql('DELETE FROM chunks WHERE id = ? RETURNING length').get(id) as Row | undefined;

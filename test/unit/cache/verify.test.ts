@@ -3,6 +3,9 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { execFileSync } from 'node:child_process';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { crc32 } from 'node:zlib';
 import { ingestNar } from '../../../src/cache/ingest-nar.ts';
 import { readNarBytes, readStoredFrames } from '../../../src/cache/nar-reader.ts';
 import { chunkEntries } from '../../../src/cache/chunk-table.ts';
@@ -15,6 +18,7 @@ import { NarwhalError } from '../../../src/errors.ts';
 import { assertSameBytes, collect } from '../../helpers/bytes.ts';
 import { addPath, bodyOf, realisticNar, tempNarwhal } from './fixtures.ts';
 import { LOCAL_STORES, damageChunk, misplaceChunk } from './damage.ts';
+import { PackChunkStore } from '../../../src/storage/pack-chunk-store.ts';
 
 /** Flips bytes in the middle of a file, as bit rot would, keeping its size and time. */
 
@@ -105,6 +109,29 @@ for (const { name, storage } of LOCAL_STORES) test(`${name}: reading the frames 
     await misplaceChunk(t.nw.chunks, victim, other);
     await assert.rejects(collect(readStoredFrames(t.nw, record)), (err: unknown) => err instanceof NarwhalError && err.code === 'chunk-corrupt');
     assert.notEqual((await t.nw.meta.getNar(record.narHash))!.damagedAt, null);
+  } finally {
+    await t.close();
+  }
+});
+
+test('verify gives the frames of a pack index made before CRCs were recorded their CRC, except a damaged one', async () => {
+  const t = await tempNarwhal({}, LOCAL_STORES.find((store) => store.name === 'pack store')!.storage);
+  try {
+    const record = await ingestNar(t.nw, bodyOf(await realisticNar('old index')), { compression: 'none' });
+    const ids = [...chunkEntries(record.chunkTable)].map((entry) => entry.id);
+    const store = t.nw.chunks as PackChunkStore;
+    const db = new DatabaseSync(join(store.root, 'index.sqlite'));
+    try {
+      db.exec('UPDATE chunks SET crc = NULL');
+    } finally {
+      db.close();
+    }
+    const victim = ids[2];
+    await damageChunk(store, victim, 'flip');
+    assert.ok((await store.getFrames(ids)).every((frame) => frame.crc === undefined));
+    assert.equal((await verifyStore(t.nw)).chunks.corrupt, 1);
+    for (const { stored, crc } of await store.getFrames(ids.filter((id) => id !== victim))) assert.equal(crc, crc32(stored) | 0);
+    assert.equal((await store.getFrames([victim]))[0].crc, undefined, 'a frame that failed its check gets no CRC');
   } finally {
     await t.close();
   }
