@@ -232,8 +232,8 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
     'turns over several rounds (a new store and client cache each time, `sync` before each) and each figure is the',
     'median of its rounds. The fresh stores are deleted after the last round (see measure-substitute.ts for why).',
     `Totals of each round in order: ${r.substitute.map((s) => `${s.label} ${(s.roundTotals ?? []).map((t) => t.toFixed(1)).join(', ')} s`).join('; ')}.`,
-    'A Narwhal process checks each stored frame in full (decompression and sha256) the first time it serves it, and',
-    'after that while its CRC-32 is unchanged (checked-frames.ts): its first round is the one with nothing checked yet.',
+    'Narwhal checks each stored frame it serves against the CRC-32 its pack store recorded when writing it, so its first',
+    'round, with nothing served before, does the same work as the later ones (src/cache/chunk-damage.ts).',
     '',
   );
   md.push(`### Downloads of the largest NAR (${mb(r.totals.largestNar.narBytes)})`, '');
