@@ -93,6 +93,9 @@ start() {
   if [ "$(psql_ -d postgres -c "SELECT 1 FROM pg_roles WHERE rolname = '$ROLE'")" != 1 ]; then
     psql_ -d postgres -c "CREATE ROLE $ROLE LOGIN CREATEDB PASSWORD '$PASSWORD'"
   fi
+  # The tests drop their databases WITH (FORCE), which must also end an autovacuum worker that is
+  # in one at that moment: a process of no role of ours, which only pg_signal_backend may signal.
+  psql_ -d postgres -c "GRANT pg_signal_backend TO $ROLE"
   if [ "$(psql_ -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$DATABASE'")" != 1 ]; then
     psql_ -d postgres -c "CREATE DATABASE $DATABASE OWNER $ROLE"
   fi
