@@ -64,8 +64,12 @@ export class PackIndex {
   constructor(path: string) {
     this.#sqlite = new SqliteDatabase(path, 'the chunk store is full');
     this.#sqlite.db.exec(SCHEMA);
-    const columns = this.#sql('SELECT name FROM pragma_table_info(\'chunks\')').all() as Row[];
-    if (!columns.some((column) => column.name === 'crc')) this.#sqlite.db.exec(ADD_CRC);
+    // In a transaction, which takes the write lock first: server processes opening an old index
+    // together (`serve --processes`) add the column once.
+    this.#transaction(() => {
+      const columns = this.#sql("SELECT name FROM pragma_table_info('chunks')").all() as Row[];
+      if (!columns.some((column) => column.name === 'crc')) this.#sqlite.db.exec(ADD_CRC);
+    });
   }
 
   lookup(id: Uint8Array): LocatedFrame | undefined {

@@ -4,6 +4,9 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { setTimeout as delay } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
 import { isNarwhalError } from '../../src/errors.ts';
 import type { ChunkStore } from '../../src/storage/chunk-store.ts';
@@ -15,6 +18,7 @@ import { unzstd } from '../helpers/zstd-cli.ts';
 import { packStoreContents } from '../helpers/pack-store-contents.ts';
 import { chunk, chunkStoreConformance, hex, listedIds } from './chunk-store-conformance.ts';
 
+const execFileAsync = promisify(execFile);
 const rootOf = (store: ChunkStore): string => (store as PackChunkStore).root;
 
 chunkStoreConformance({
@@ -297,7 +301,8 @@ test('an index made before CRCs were recorded gains the column: its frames read 
     await mkdir(root, { recursive: true });
     const old = new DatabaseSync(join(root, 'index.sqlite'));
     old.exec(`CREATE TABLE packs (name TEXT PRIMARY KEY, bytes INTEGER NOT NULL, sealed_at INTEGER NOT NULL);
-      CREATE TABLE chunks (id BLOB PRIMARY KEY, pack TEXT NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL, written_at INTEGER NOT NULL) WITHOUT ROWID;`);
+      CREATE TABLE chunks (id BLOB PRIMARY KEY, pack TEXT NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL, written_at INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE INDEX chunks_by_pack ON chunks (pack);`);
     const before = chunk(10);
     old.prepare('INSERT INTO chunks VALUES (?, ?, ?, ?, ?)').run(before.id, 'p', 40, 10, 1);
     old.close();
@@ -312,6 +317,34 @@ test('an index made before CRCs were recorded gains the column: its frames read 
     }
     // Opening it again finds the column there.
     new PackIndex(join(root, 'index.sqlite')).close();
+  });
+});
+
+test('processes opening an old index together add the CRC column once, and all open it', async () => {
+  await withRoot(async (root) => {
+    await mkdir(root, { recursive: true });
+    const path = join(root, 'index.sqlite');
+    const old = new DatabaseSync(path);
+    old.exec(`PRAGMA journal_mode = WAL;
+      CREATE TABLE packs (name TEXT PRIMARY KEY, bytes INTEGER NOT NULL, sealed_at INTEGER NOT NULL);
+      CREATE TABLE chunks (id BLOB PRIMARY KEY, pack TEXT NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL, written_at INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE INDEX chunks_by_pack ON chunks (pack);`);
+    // Holding the write lock lets every process find the column missing before any can add it.
+    old.exec('BEGIN IMMEDIATE');
+    const open = `import { PackIndex } from ${JSON.stringify(new URL('../../src/storage/pack-index.ts', import.meta.url).href)};
+      new PackIndex(${JSON.stringify(path)}).close();`;
+    const opened = Promise.allSettled(Array.from({ length: 3 }, () => execFileAsync(process.execPath, ['--input-type=module', '-e', open])));
+    await delay(2000);
+    old.exec('ROLLBACK');
+    old.close();
+    for (const result of await opened) assert.equal(result.status, 'fulfilled', result.status === 'rejected' ? String(result.reason) : '');
+    const db = new DatabaseSync(path, { readOnly: true });
+    try {
+      const columns = (db.prepare("SELECT name FROM pragma_table_info('chunks')").all() as { name: string }[]).map((c) => c.name);
+      assert.deepEqual(columns, ['id', 'pack', 'offset', 'length', 'written_at', 'crc']);
+    } finally {
+      db.close();
+    }
   });
 });
 
