@@ -1,4 +1,4 @@
-import { crc32 } from 'node:zlib';
+import { frameCrc } from '../storage/chunk-store.ts';
 import type { Narwhal } from './narwhal.ts';
 
 /**
@@ -35,7 +35,7 @@ export function checkedBefore(nw: Narwhal, id: Uint8Array, stored: Uint8Array): 
   const frames = framesOf(nw);
   const key = keyOf(id);
   const crc = frames.get(key);
-  if (crc === undefined || crc !== (crc32(stored) | 0)) return false;
+  if (crc === undefined || crc !== frameCrc(stored)) return false;
   // Moved to the back of the queue: the frames read most recently are kept.
   frames.delete(key);
   frames.set(key, crc);
@@ -47,6 +47,6 @@ export function rememberChecked(nw: Narwhal, id: Uint8Array, stored: Uint8Array)
   const frames = framesOf(nw);
   const key = keyOf(id);
   frames.delete(key);
-  frames.set(key, crc32(stored) | 0);
+  frames.set(key, frameCrc(stored));
   if (frames.size > MAX_FRAMES) frames.delete(frames.keys().next().value!);
 }

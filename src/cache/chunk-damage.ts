@@ -1,12 +1,11 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { crc32 } from 'node:zlib';
 import { NarwhalError, isNarwhalError } from '../errors.ts';
 import { checkChunk } from './chunk-check.ts';
 import { checkedBefore, rememberChecked } from './checked-frames.ts';
 import type { ChunkTableEntry } from './chunk-table.ts';
 import { forgetNarinfo } from './get-narinfo.ts';
 import type { Narwhal } from './narwhal.ts';
-import type { StoredFrame } from '../storage/chunk-store.ts';
+import { frameCrc, type StoredFrame } from '../storage/chunk-store.ts';
 
 /** Pause before a chunk that failed is tried a second time. */
 const RECHECK_DELAY_MS = 50;
@@ -94,7 +93,7 @@ async function checkFrame(nw: Narwhal, entry: ChunkTableEntry, { stored, crc }: 
  * read back unchanged needs no decompression to be trusted; one that changed is checked in full.
  */
 function asWritten(stored: Uint8Array, crc: number): boolean {
-  return (crc32(stored) | 0) === crc;
+  return frameCrc(stored) === crc;
 }
 
 function isDamage(err: unknown): boolean {

@@ -1,6 +1,6 @@
-import { crc32 } from 'node:zlib';
 import { isNarwhalError } from '../errors.ts';
 import type { ChunkRecord, NarRecord } from '../metadata/metadata-store.ts';
+import { frameCrc } from '../storage/chunk-store.ts';
 import { checkChunk } from './chunk-check.ts';
 import { readFrame } from './chunk-damage.ts';
 import { CHUNK_ENTRY_SIZE, chunkEntries } from './chunk-table.ts';
@@ -123,7 +123,7 @@ async function chunkState(nw: Narwhal, chunk: ChunkRecord): Promise<ChunkState> 
     throw err;
   }
   // A frame written before its store recorded CRCs gets one, so that serving need not decompress it.
-  if (crc === undefined) await nw.chunks.recordCrc?.(chunk.id, crc32(stored) | 0);
+  if (crc === undefined) await nw.chunks.recordCrc?.(chunk.id, frameCrc(stored));
   return 'ok';
 }
 

@@ -1,3 +1,5 @@
+import { crc32 } from 'node:zlib';
+
 /**
  * The chunk store contract, in the layers desync uses: readers need only `ChunkReader`, ingest
  * needs `ChunkWriter`, GC and repair need `ChunkStore`. A chunk is addressed by its 32-byte id
@@ -43,8 +45,13 @@ export interface ChunkWriter extends ChunkReader {
 
 export interface StoredFrame {
   stored: Uint8Array;
-  /** CRC-32 (as a signed 32-bit integer) of the bytes written. */
+  /** frameCrc of the bytes written. */
   crc?: number;
+}
+
+/** The CRC-32 of a stored frame as stores record it: a signed 32-bit integer, as SQLite gives it back. */
+export function frameCrc(bytes: Uint8Array): number {
+  return crc32(bytes) | 0;
 }
 
 export interface StoredChunkInfo {

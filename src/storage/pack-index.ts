@@ -9,7 +9,7 @@ export interface PackLocation {
   length: number;
 }
 
-/** A frame's place and the CRC-32 (signed) of its bytes when written; undefined for frames indexed before CRCs were. */
+/** A frame's place and the frameCrc of its bytes when written; undefined for frames indexed before CRCs were. */
 export interface LocatedFrame extends PackLocation {
   crc: number | undefined;
 }

@@ -13,8 +13,8 @@ import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, writevSyn
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { parentPort } from 'node:worker_threads';
-import { crc32 } from 'node:zlib';
 import type { WorkerReply } from './worker-pool.ts';
+import { frameCrc } from './chunk-store.ts';
 import { frameHeader, newPackName } from './pack-format.ts';
 import { encoderPerLevel } from './zstd-frames.ts';
 
@@ -40,7 +40,7 @@ export interface SharedBytes {
   length: number;
 }
 
-/** Where a written frame went, and its CRC-32 (signed), by which reads check it is unchanged. */
+/** Where a written frame went, and its frameCrc, by which reads check it is unchanged. */
 export interface WrittenFrame {
   pack: string;
   offset: number;
@@ -135,7 +135,7 @@ function write(dir: string, id: Uint8Array, data: Uint8Array, level: number | nu
   const offset = pack.bytes + header.length;
   pack.bytes += header.length + frame.length;
   pack.lastWrite = Date.now();
-  return { pack: pack.name, offset, length: frame.length, crc: crc32(frame) | 0 };
+  return { pack: pack.name, offset, length: frame.length, crc: frameCrc(frame) };
 }
 
 function seal(): SealResult {

@@ -296,13 +296,20 @@ test('each frame is read with the CRC-32 it was written with: unsealed, sealed, 
   });
 });
 
+/** A pack index as made before frames' CRCs were recorded, open. */
+function oldIndex(path: string): DatabaseSync {
+  const db = new DatabaseSync(path);
+  db.exec(`PRAGMA journal_mode = WAL;
+    CREATE TABLE packs (name TEXT PRIMARY KEY, bytes INTEGER NOT NULL, sealed_at INTEGER NOT NULL);
+    CREATE TABLE chunks (id BLOB PRIMARY KEY, pack TEXT NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL, written_at INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE INDEX chunks_by_pack ON chunks (pack);`);
+  return db;
+}
+
 test('an index made before CRCs were recorded gains the column: its frames read with no CRC, new ones with theirs', async () => {
   await withRoot(async (root) => {
     await mkdir(root, { recursive: true });
-    const old = new DatabaseSync(join(root, 'index.sqlite'));
-    old.exec(`CREATE TABLE packs (name TEXT PRIMARY KEY, bytes INTEGER NOT NULL, sealed_at INTEGER NOT NULL);
-      CREATE TABLE chunks (id BLOB PRIMARY KEY, pack TEXT NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL, written_at INTEGER NOT NULL) WITHOUT ROWID;
-      CREATE INDEX chunks_by_pack ON chunks (pack);`);
+    const old = oldIndex(join(root, 'index.sqlite'));
     const before = chunk(10);
     old.prepare('INSERT INTO chunks VALUES (?, ?, ?, ?, ?)').run(before.id, 'p', 40, 10, 1);
     old.close();
@@ -324,11 +331,7 @@ test('processes opening an old index together add the CRC column once, and all o
   await withRoot(async (root) => {
     await mkdir(root, { recursive: true });
     const path = join(root, 'index.sqlite');
-    const old = new DatabaseSync(path);
-    old.exec(`PRAGMA journal_mode = WAL;
-      CREATE TABLE packs (name TEXT PRIMARY KEY, bytes INTEGER NOT NULL, sealed_at INTEGER NOT NULL);
-      CREATE TABLE chunks (id BLOB PRIMARY KEY, pack TEXT NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL, written_at INTEGER NOT NULL) WITHOUT ROWID;
-      CREATE INDEX chunks_by_pack ON chunks (pack);`);
+    const old = oldIndex(path);
     // Holding the write lock lets every process find the column missing before any can add it.
     old.exec('BEGIN IMMEDIATE');
     const open = `import { PackIndex } from ${JSON.stringify(new URL('../../src/storage/pack-index.ts', import.meta.url).href)};
