@@ -6,7 +6,7 @@
 #   scripts/postgres.sh stop  DIR          stop it and delete DIR (idempotent)
 #
 # Everything lives under DIR (data, socket, log), owned by the `postgres` user when run as root.
-# It listens on 127.0.0.1:PORT (a free port picked at random in 32000-39999 without PORT) and on
+# It listens on 127.0.0.1:PORT (a free port picked at random in 10000-19999 without PORT) and on
 # a unix socket in DIR. It has a database narwhal_test and a role narwhal (password narwhal) that
 # may create databases. The env line is a shell assignment, for `eval "$(scripts/postgres.sh start ...)"`:
 #   NARWHAL_TEST_DATABASE_URL=postgres://narwhal:narwhal@127.0.0.1:PORT/narwhal_test
@@ -59,6 +59,17 @@ running() {
   [ -f "$data/postmaster.pid" ] && as_owner "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1
 }
 
+# Below Linux's ephemeral range (32768 and up), where a client connection may hold any port, and
+# below ceph-rgw.sh's 20000-31999; one nothing listens on.
+pick_port() {
+  local port
+  for _ in $(seq 50); do
+    port=$((10000 + RANDOM % 10000))
+    ss -Hltn "sport = :$port" 2>/dev/null | grep -q . || { echo "$port"; return; }
+  done
+  die "no free port found in 10000-19999"
+}
+
 start() {
   if ! find_bin; then
     [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || die "PostgreSQL is not installed: run as root on Debian, or apt-get install postgresql"
@@ -69,7 +80,7 @@ start() {
   fi
   mkdir -p "$base"
   if [ ! -f "$base/port" ]; then
-    echo "${1:-$((32000 + RANDOM % 8000))}" >"$base/port"
+    echo "${1:-$(pick_port)}" >"$base/port"
   fi
   local port
   port=$(cat "$base/port")

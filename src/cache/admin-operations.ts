@@ -36,10 +36,19 @@ export function tokenInfo(token: TokenRecord): TokenInfo {
     name: token.name,
     caches: token.caches,
     perms: token.perms,
-    createdAt: new Date(token.createdAt).toISOString(),
-    expiresAt: token.expiresAt === null ? null : new Date(token.expiresAt).toISOString(),
+    createdAt: isoTime(token.createdAt),
+    expiresAt: token.expiresAt === null ? null : isoTime(token.expiresAt),
     revoked: token.revokedAt !== null,
   };
+}
+
+/**
+ * A stored time as ISO 8601. A row written before lifetimes were bounded may hold a time past
+ * what a Date can show: it is shown as the last time a Date can, rather than breaking the listing.
+ */
+function isoTime(ms: number): string {
+  const LAST_DATE_MS = 8.64e15;
+  return new Date(Math.max(-LAST_DATE_MS, Math.min(LAST_DATE_MS, ms))).toISOString();
 }
 
 export function localAdmin(nw: Narwhal): AdminOperations {

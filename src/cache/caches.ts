@@ -3,6 +3,7 @@ import type { CacheRecord, CacheSettings } from '../metadata/metadata-store.ts';
 import { generateSigningKey, parsePublicKey, parseSecretKey, publicKeyOf } from '../nix/signing.ts';
 import type { Narwhal } from './narwhal.ts';
 import { forgetNarinfo } from './get-narinfo.ts';
+import { MAX_DURATION_MS } from './duration.ts';
 
 /** Cache names: lower-case and URL-safe; never a server route (those begin with `_`). */
 const CACHE_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
@@ -130,8 +131,7 @@ function checkPriority(priority: number): number {
   return priority;
 }
 
-/** Up to 100 years, in whole seconds. */
-const MAX_RETENTION = 100 * 365 * 86_400;
+const MAX_RETENTION = MAX_DURATION_MS / 1000;
 
 function checkRetention(seconds: number): number {
   if (!Number.isInteger(seconds) || seconds < 0 || seconds > MAX_RETENTION) {

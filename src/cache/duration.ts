@@ -2,11 +2,16 @@ import { NarwhalError } from '../errors.ts';
 
 const UNITS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 
-/** Parses `90s`, `45m`, `12h`, `30d`, `2w` into milliseconds. */
+/** The longest duration accepted anywhere (retention, token lifetimes, intervals): 100 years. */
+export const MAX_DURATION_MS = 100 * 365 * UNITS.d;
+
+/** Parses `90s`, `45m`, `12h`, `30d`, `2w` into milliseconds, up to MAX_DURATION_MS. */
 export function parseDuration(text: string): number {
-  const match = /^(\d+)([smhdw])$/.exec(text.trim());
+  const match = /^(\d{1,12})([smhdw])$/.exec(text.trim());
   if (!match) throw new NarwhalError('bad-request', `invalid duration ${JSON.stringify(text)}: use a number and s, m, h, d or w (e.g. 30d)`);
-  return Number(match[1]) * UNITS[match[2]];
+  const ms = Number(match[1]) * UNITS[match[2]];
+  if (ms > MAX_DURATION_MS) throw new NarwhalError('bad-request', `duration ${JSON.stringify(text)} is longer than 100 years`);
+  return ms;
 }
 
 /** Like parseDuration, and `0` alone for zero (off, or forever, as the option says). */

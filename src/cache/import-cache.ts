@@ -90,8 +90,8 @@ export async function importCache(nw: Narwhal, cache: CacheRecord, dir: string, 
         result.present++;
       } else {
         await checkReferences(nw, cache, entry, entries, stored);
-        await ingestEntry(nw, dir, entry, result);
-        await putNarinfo(nw, cache, hashPart, entry.text);
+        await ingestEntry(nw, cache, dir, entry, result);
+        await putNarinfo(nw, cache, hashPart, entry.text, 'operator');
         result.imported++;
       }
       stored.add(hashPart);
@@ -145,7 +145,7 @@ async function checkReferences(nw: Narwhal, cache: CacheRecord, entry: Entry, en
   }
 }
 
-async function ingestEntry(nw: Narwhal, dir: string, entry: Entry, result: ImportResult): Promise<void> {
+async function ingestEntry(nw: Narwhal, cache: CacheRecord, dir: string, entry: Entry, result: ImportResult): Promise<void> {
   const { info } = entry;
   const compression = info.compression ?? 'bzip2';
   if (!COMPRESSIONS.has(compression)) throw new NarwhalError('bad-compression', `unsupported Compression ${compression}`);
@@ -160,7 +160,7 @@ async function ingestEntry(nw: Narwhal, dir: string, entry: Entry, result: Impor
   const fileHash = info.fileHash && match ? parseSha256(info.fileHash) : undefined;
   const fileHashText = match && `sha256:${match[1]}`;
   const upload = fileHash && fileHashText && formatSha256Nix32(fileHash) === fileHashText ? { fileHash, fileHashText, suffix: match![2] } : undefined;
-  const nar = await ingestNar(nw, createReadStream(file), { compression: compression as Compression, upload });
+  const nar = await ingestNar(nw, createReadStream(file), { compression: compression as Compression, upload, uploadedTo: cache.id });
   result.bytesRead += size;
   const narHash = formatSha256Nix32(parseSha256(info.narHash));
   if (nar.narHash !== narHash) throw new NarwhalError('hash-mismatch', `${info.url} holds a NAR with hash ${nar.narHash}, not ${narHash}`);

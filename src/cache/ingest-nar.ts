@@ -23,6 +23,8 @@ export interface IngestRequest {
    * match fileHash, and the name is recorded so that a HEAD on it finds the NAR.
    */
   upload?: { fileHash: Uint8Array; fileHashText: string; suffix: string };
+  /** The id of the cache it is uploaded to, which may then name it in narinfos (nar-visibility.ts). */
+  uploadedTo?: number;
 }
 
 /**
@@ -115,6 +117,7 @@ async function ingestHeld(nw: Narwhal, body: Readable, request: IngestRequest, s
     chunkTable: table.finish(),
     chunks: [...distinct.values()],
     upload: request.upload && { fileHash: request.upload.fileHashText, suffix: request.upload.suffix, fileSize: plain ? narSize : fileSize },
+    uploadedTo: request.uploadedTo,
     ingestStartedAt: startedAt,
   });
 }

@@ -5,6 +5,7 @@ import type { ChunkStore } from '../storage/chunk-store.ts';
 import { defaultStorage, openMetadataStore, openChunkStore } from './backends.ts';
 import { createCache } from './caches.ts';
 import { IngestHolds } from './ingest-holds.ts';
+import { TaskLimit } from './task-limit.ts';
 import { isNarwhalError } from '../errors.ts';
 
 export interface NarwhalOptions {
@@ -26,7 +27,13 @@ export interface Narwhal {
   options: NarwhalOptions;
   /** What GC must spare for this process's running ingests. */
   holds: IngestHolds;
+  /** NARs recompressed on the fly for their upload names: CPU-heavy, so only a few at once. */
+  recompressions: TaskLimit;
 }
+
+/** Recompressions on the fly at once, and waiting beyond those (then 503). */
+const RECOMPRESSIONS_RUNNING = 2;
+const RECOMPRESSIONS_WAITING = 8;
 
 export interface OpenConfig {
   dataDir: string;
@@ -43,7 +50,13 @@ export const DEFAULT_CACHE = 'main';
 export async function openNarwhal(config: OpenConfig): Promise<Narwhal> {
   const meta = await openMetadataStore(config.database ?? `sqlite:${join(config.dataDir, 'narwhal.sqlite')}`);
   const chunks = await openChunkStore(config.storage ?? defaultStorage(config.dataDir));
-  const nw = { meta, chunks, options: { ...DEFAULT_OPTIONS, ...config.options }, holds: new IngestHolds(meta) };
+  const nw: Narwhal = {
+    meta,
+    chunks,
+    options: { ...DEFAULT_OPTIONS, ...config.options },
+    holds: new IngestHolds(meta),
+    recompressions: new TaskLimit(RECOMPRESSIONS_RUNNING, RECOMPRESSIONS_WAITING, 'too many NARs are being recompressed; try again shortly'),
+  };
   if (!(await meta.getCache(DEFAULT_CACHE))) {
     await createCache(nw, DEFAULT_CACHE, { isPublic: true }).catch((err: unknown) => {
       if (!isNarwhalError(err, 'conflict')) throw err; // another process created it meanwhile

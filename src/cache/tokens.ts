@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { NarwhalError } from '../errors.ts';
+import { MAX_DURATION_MS } from './duration.ts';
 import type { Permission, TokenRecord } from '../metadata/metadata-store.ts';
 import type { Narwhal } from './narwhal.ts';
 
@@ -25,6 +26,9 @@ export async function createToken(nw: Narwhal, spec: NewToken): Promise<{ token:
   if (spec.caches.length === 0) throw new NarwhalError('bad-request', 'a token needs at least one cache name or pattern');
   for (const pattern of spec.caches) {
     if (!CACHE_PATTERN.test(pattern)) throw new NarwhalError('bad-request', `invalid cache name or pattern ${JSON.stringify(pattern)}`);
+  }
+  if (spec.expiresInMs !== undefined && !(Number.isSafeInteger(spec.expiresInMs) && spec.expiresInMs > 0 && spec.expiresInMs <= MAX_DURATION_MS)) {
+    throw new NarwhalError('bad-request', 'a token lifetime must be from 1 ms to 100 years');
   }
   if (spec.perms.length === 0) throw new NarwhalError('bad-request', 'a token needs at least one permission');
   for (const perm of spec.perms) {

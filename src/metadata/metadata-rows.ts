@@ -1,5 +1,5 @@
 import { NarwhalError } from '../errors.ts';
-import type { CacheRecord, ChunkRecord, NarRecord, PathRecord, Permission, TokenRecord } from './metadata-store.ts';
+import type { CacheRecord, ChunkRecord, NarRecord, NewPath, PathRecord, Permission, TokenRecord } from './metadata-store.ts';
 
 /**
  * Row-to-record conversion shared by the metadata backends. Rows differ only in how drivers
@@ -122,4 +122,26 @@ export function storedSizeDelta(chunkTable: Uint8Array, changes: Map<string, num
   let delta = 0;
   for (let at = 8; at + 32 <= table.length; at += 40) delta += changes.get(table.toString('hex', at, at + 32)) ?? 0;
   return delta;
+}
+
+/** The columns of `paths` that pathUpload compares. */
+export const PATH_IDENTITY_COLUMNS = 'store_path, nar_id, refs, deriver, system, ca, sigs';
+
+/**
+ * What storing `path` would do to the row now under its hash part (PATH_IDENTITY_COLUMNS):
+ * insert it, nothing, add signatures (the full list to store), or replace a different path.
+ */
+export function pathUpload(existing: Row | undefined, path: NewPath): { kind: 'new' | 'unchanged' | 'different' } | { kind: 'more-sigs'; sigs: string[] } {
+  if (!existing) return { kind: 'new' };
+  const same =
+    String(existing.store_path) === path.storePath &&
+    Number(existing.nar_id) === path.narId &&
+    String(existing.refs) === path.references.join(' ') &&
+    nullableString(existing.deriver) === path.deriver &&
+    nullableString(existing.system) === path.system &&
+    nullableString(existing.ca) === path.ca;
+  if (!same) return { kind: 'different' };
+  const sigs = splitList(existing.sigs, '\n');
+  const added = path.sigs.filter((sig) => !sigs.includes(sig));
+  return added.length === 0 ? { kind: 'unchanged' } : { kind: 'more-sigs', sigs: [...sigs, ...added] };
 }

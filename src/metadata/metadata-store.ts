@@ -1,5 +1,5 @@
 /**
- * The metadata contract. Backends (SQLite now, PostgreSQL later) implement it; the cache layer
+ * The metadata contract. Backends (SQLite, PostgreSQL) implement it; the cache layer
  * uses nothing else. Every method is atomic on its own: a method either commits all it writes or
  * nothing. NARs and chunks are global and content-addressed; paths and files belong to one cache.
  */
@@ -88,6 +88,8 @@ export interface NewNar {
   chunks: NewChunk[];
   /** The name the client uploaded it under (`nar/<fileHash>.nar<ext>`), so HEAD on it can answer. */
   upload?: { fileHash: string; suffix: string; fileSize: number };
+  /** The cache it was uploaded to: that cache may then name it in a narinfo (see narCacheIds). */
+  uploadedTo?: number;
   /**
    * When the ingest started. The commit is refused with 'unavailable' when GC deleted the file of
    * one of its chunks at or after this time, or is deleting it (see noteChunkDeletions): the file
@@ -122,8 +124,13 @@ export interface PathRecord {
 
 export type NewPath = Omit<PathRecord, 'createdAt' | 'narHash' | 'narSize' | 'narStoredSize' | 'lastAccess' | 'pinned' | 'narDamaged'>;
 
-/** What putPath did: stored it, or found its NAR or one of its references gone. */
-export type PutPathResult = 'stored' | 'no-nar' | 'missing-reference';
+/**
+ * What putPath did: stored it (new, replaced, or the same path with signatures added), found
+ * the same path already stored with these signatures ('unchanged'), found a different path
+ * under the hash part and was not allowed to replace it ('exists'), or found its NAR or one of
+ * its references gone.
+ */
+export type PutPathResult = 'stored' | 'unchanged' | 'exists' | 'no-nar' | 'missing-reference';
 
 export interface CacheFile {
   content: Uint8Array;
@@ -167,6 +174,8 @@ export interface MetadataStore {
 
   /** Whether some path of this cache uses the NAR. */
   cacheHasNar(cacheId: number, narId: number): Promise<boolean>;
+  /** The caches a path of which uses the NAR, and those it was uploaded to (NewNar.uploadedTo). */
+  narCacheIds(narId: number): Promise<number[]>;
   /** Whether a NAR that some path of this cache uses contains the chunk. */
   cacheHasChunk(cacheId: number, chunkId: Uint8Array): Promise<boolean>;
 
@@ -188,13 +197,15 @@ export interface MetadataStore {
   commitNar(nar: NewNar): Promise<NarRecord>;
 
   getPath(cacheId: number, hashPart: string): Promise<PathRecord | undefined>;
-  /** Which of these hash parts this cache holds. */
-  existingPaths(cacheId: number, hashParts: string[]): Promise<Set<string>>;
+  /** Of these hash parts, those this cache holds, each with its store path. */
+  existingPaths(cacheId: number, hashParts: string[]): Promise<Map<string, string>>;
   /**
-   * Inserts or replaces the path (keeping its pin), checking in the same transaction that its NAR
-   * and every reference other than itself are still there (GC may delete them meanwhile).
+   * Inserts the path, checking in the same transaction that its NAR and every reference other
+   * than itself are still there (GC may delete them meanwhile). A path already stored under the
+   * hash part with the same store path, NAR, references, deriver, system and CA only gains the
+   * signatures it lacks; a different one is replaced (keeping its pin) only with `replace`.
    */
-  putPath(path: NewPath): Promise<PutPathResult>;
+  putPath(path: NewPath, options?: { replace?: boolean }): Promise<PutPathResult>;
   /** The cache's paths, by store path. */
   listPaths(cacheId: number): Promise<PathRecord[]>;
   /** Sets or clears the pin; false when there is no such path. */

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { NarwhalError } from '../errors.ts';
 import { POSTGRES_MIGRATIONS } from './postgres-schema.ts';
-import { NO_DAMAGED_CHUNK, PATH_COLUMNS, blob, chunksDeletedError, storedSizeDelta, toCache, toChunk, toNar, toPath, toToken } from './metadata-rows.ts';
+import { NO_DAMAGED_CHUNK, PATH_COLUMNS, PATH_IDENTITY_COLUMNS, pathUpload, blob, chunksDeletedError, storedSizeDelta, toCache, toChunk, toNar, toPath, toToken } from './metadata-rows.ts';
 import type {
   CacheFile,
   CacheRecord,
@@ -198,6 +198,11 @@ export class PostgresMetadata implements MetadataStore {
     return (await this.#query('SELECT 1 AS found FROM paths WHERE nar_id = $1 AND cache_id = $2 LIMIT 1', [narId, cacheId])).length > 0;
   }
 
+  async narCacheIds(narId: number): Promise<number[]> {
+    const rows = await this.#query('SELECT cache_id FROM paths WHERE nar_id = $1 UNION SELECT cache_id FROM nar_upload_caches WHERE nar_id = $1', [narId]);
+    return rows.map((row) => Number(row.cache_id));
+  }
+
   async cacheHasChunk(cacheId: number, chunkId: Uint8Array): Promise<boolean> {
     const rows = await this.#query(
       `SELECT 1 AS found FROM nar_chunks JOIN paths ON paths.nar_id = nar_chunks.nar_id
@@ -312,6 +317,9 @@ export class PostgresMetadata implements MetadataStore {
           [nar.upload.fileHash, nar.upload.suffix, narId, nar.upload.fileSize],
         );
       }
+      if (nar.uploadedTo !== undefined) {
+        await tx.run('INSERT INTO nar_upload_caches (cache_id, nar_id) VALUES ($1, $2) ON CONFLICT DO NOTHING', [nar.uploadedTo, narId]);
+      }
       return toNar((await tx.query('SELECT * FROM nars WHERE id = $1', [narId]))[0]);
     });
   }
@@ -321,13 +329,13 @@ export class PostgresMetadata implements MetadataStore {
     return row && toPath(row);
   }
 
-  async existingPaths(cacheId: number, hashParts: string[]): Promise<Set<string>> {
-    if (hashParts.length === 0) return new Set();
-    const rows = await this.#query('SELECT hash_part FROM paths WHERE cache_id = $1 AND hash_part = ANY($2::text[])', [cacheId, hashParts]);
-    return new Set(rows.map((row) => String(row.hash_part)));
+  async existingPaths(cacheId: number, hashParts: string[]): Promise<Map<string, string>> {
+    if (hashParts.length === 0) return new Map();
+    const rows = await this.#query('SELECT hash_part, store_path FROM paths WHERE cache_id = $1 AND hash_part = ANY($2::text[])', [cacheId, hashParts]);
+    return new Map(rows.map((row) => [String(row.hash_part), String(row.store_path)]));
   }
 
-  async putPath(path: NewPath): Promise<PutPathResult> {
+  async putPath(path: NewPath, options: { replace?: boolean } = {}): Promise<PutPathResult> {
     const now = Date.now();
     return this.#write(async (tx): Promise<PutPathResult> => {
       if ((await tx.query('SELECT 1 AS found FROM nars WHERE id = $1', [path.narId])).length === 0) return 'no-nar';
@@ -335,6 +343,14 @@ export class PostgresMetadata implements MetadataStore {
       if (refs.length > 0) {
         const present = await tx.query('SELECT hash_part FROM paths WHERE cache_id = $1 AND hash_part = ANY($2::text[])', [path.cacheId, refs]);
         if (present.length < refs.length) return 'missing-reference';
+      }
+      const [existing] = await tx.query(`SELECT ${PATH_IDENTITY_COLUMNS} FROM paths WHERE cache_id = $1 AND hash_part = $2`, [path.cacheId, path.hashPart]);
+      const upload = pathUpload(existing, path);
+      if (upload.kind === 'unchanged') return 'unchanged';
+      if (upload.kind === 'different' && !options.replace) return 'exists';
+      if (upload.kind === 'more-sigs') {
+        await tx.run('UPDATE paths SET sigs = $1 WHERE cache_id = $2 AND hash_part = $3', [upload.sigs.join('\n'), path.cacheId, path.hashPart]);
+        return 'stored';
       }
       await tx.run(
         `INSERT INTO paths (cache_id, hash_part, store_path, nar_id, refs, deriver, system, sigs, ca, created_at, last_access)

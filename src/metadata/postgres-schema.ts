@@ -128,4 +128,13 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   ALTER TABLE chunks ADD COLUMN zstd_level INTEGER;
   CREATE INDEX chunks_as_ingested ON chunks(id) WHERE zstd_level IS NULL;
   `,
+  // 5: which cache each NAR was uploaded to (see sqlite-schema.ts migration 6).
+  `
+  CREATE TABLE nar_upload_caches (
+    cache_id BIGINT NOT NULL REFERENCES caches(id) ON DELETE CASCADE,
+    nar_id BIGINT NOT NULL REFERENCES nars(id) ON DELETE CASCADE,
+    PRIMARY KEY (cache_id, nar_id)
+  );
+  CREATE INDEX nar_upload_caches_nar ON nar_upload_caches(nar_id);
+  `,
 ];

@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { SQLITE_MIGRATIONS } from './sqlite-schema.ts';
 import { SqliteDatabase } from '../storage/sqlite-database.ts';
-import { NO_DAMAGED_CHUNK, PATH_COLUMNS, blob, chunksDeletedError, storedSizeDelta, toCache, toChunk, toNar, toPath, toToken } from './metadata-rows.ts';
+import { NO_DAMAGED_CHUNK, PATH_COLUMNS, PATH_IDENTITY_COLUMNS, pathUpload, blob, chunksDeletedError, storedSizeDelta, toCache, toChunk, toNar, toPath, toToken } from './metadata-rows.ts';
 import type {
   CacheFile,
   CacheRecord,
@@ -139,6 +139,11 @@ export class SqliteMetadata implements MetadataStore {
     return this.#sql('SELECT 1 AS found FROM paths WHERE nar_id = ? AND cache_id = ? LIMIT 1').get(narId, cacheId) !== undefined;
   }
 
+  async narCacheIds(narId: number): Promise<number[]> {
+    const rows = this.#sql('SELECT cache_id FROM paths WHERE nar_id = ? UNION SELECT cache_id FROM nar_upload_caches WHERE nar_id = ?').all(narId, narId) as Row[];
+    return rows.map((row) => Number(row.cache_id));
+  }
+
   async cacheHasChunk(cacheId: number, chunkId: Uint8Array): Promise<boolean> {
     const row = this.#sql(
       `SELECT 1 AS found FROM nar_chunks JOIN paths ON paths.nar_id = nar_chunks.nar_id
@@ -228,6 +233,9 @@ export class SqliteMetadata implements MetadataStore {
            ON CONFLICT DO NOTHING`,
         ).run(nar.upload.fileHash, nar.upload.suffix, narId, nar.upload.fileSize);
       }
+      if (nar.uploadedTo !== undefined) {
+        this.#sql('INSERT INTO nar_upload_caches (cache_id, nar_id) VALUES (?, ?) ON CONFLICT DO NOTHING').run(nar.uploadedTo, narId);
+      }
       return narId;
     });
     return toNar(this.#sql('SELECT * FROM nars WHERE id = ?').get(id) as Row);
@@ -241,20 +249,31 @@ export class SqliteMetadata implements MetadataStore {
     return row && toPath(row);
   }
 
-  async existingPaths(cacheId: number, hashParts: string[]): Promise<Set<string>> {
-    const found = new Set<string>();
-    const query = this.#sql('SELECT 1 AS found FROM paths WHERE cache_id = ? AND hash_part = ?');
-    for (const hashPart of hashParts) if (query.get(cacheId, hashPart)) found.add(hashPart);
+  async existingPaths(cacheId: number, hashParts: string[]): Promise<Map<string, string>> {
+    const found = new Map<string, string>();
+    const query = this.#sql('SELECT store_path FROM paths WHERE cache_id = ? AND hash_part = ?');
+    for (const hashPart of hashParts) {
+      const row = query.get(cacheId, hashPart) as Row | undefined;
+      if (row) found.set(hashPart, String(row.store_path));
+    }
     return found;
   }
 
-  async putPath(path: NewPath): Promise<PutPathResult> {
+  async putPath(path: NewPath, options: { replace?: boolean } = {}): Promise<PutPathResult> {
     const now = Date.now();
     return this.#transaction((): PutPathResult => {
       if (!this.#sql('SELECT 1 AS found FROM nars WHERE id = ?').get(path.narId)) return 'no-nar';
       const refs = [...new Set(path.references.map((ref) => ref.slice(0, 32)))].filter((h) => h !== path.hashPart);
       const present = this.#sql('SELECT 1 AS found FROM paths WHERE cache_id = ? AND hash_part = ?');
       if (refs.some((h) => !present.get(path.cacheId, h))) return 'missing-reference';
+      const existing = this.#sql(`SELECT ${PATH_IDENTITY_COLUMNS} FROM paths WHERE cache_id = ? AND hash_part = ?`).get(path.cacheId, path.hashPart) as Row | undefined;
+      const upload = pathUpload(existing, path);
+      if (upload.kind === 'unchanged') return 'unchanged';
+      if (upload.kind === 'different' && !options.replace) return 'exists';
+      if (upload.kind === 'more-sigs') {
+        this.#sql('UPDATE paths SET sigs = ? WHERE cache_id = ? AND hash_part = ?').run(upload.sigs.join('\n'), path.cacheId, path.hashPart);
+        return 'stored';
+      }
       this.#sql(
         `INSERT INTO paths (cache_id, hash_part, store_path, nar_id, refs, deriver, system, sigs, ca, created_at, last_access)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)

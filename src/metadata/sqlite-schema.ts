@@ -159,4 +159,15 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   ALTER TABLE chunks ADD COLUMN zstd_level INTEGER;
   CREATE INDEX chunks_as_ingested ON chunks(id) WHERE zstd_level IS NULL;
   `,
+  // 6: which cache each NAR was uploaded to (src/cache/nar-visibility.ts).
+  `
+  -- A NAR uploaded to a cache may be named by that cache's narinfos and served by it, before
+  -- any path uses it; other caches see it only through paths of caches the caller may read.
+  CREATE TABLE nar_upload_caches (
+    cache_id INTEGER NOT NULL REFERENCES caches(id) ON DELETE CASCADE,
+    nar_id INTEGER NOT NULL REFERENCES nars(id) ON DELETE CASCADE,
+    PRIMARY KEY (cache_id, nar_id)
+  );
+  CREATE INDEX nar_upload_caches_nar ON nar_upload_caches(nar_id);
+  `,
 ];

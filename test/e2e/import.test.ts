@@ -75,9 +75,13 @@ describe('narwhal import of a static binary cache written by Nix 2.8', () => {
         assert.equal(log.status, 200);
         assert.match(await log.text(), /building top import-/);
         const topHash = basename(closure.top).slice(0, 32);
-        // The NAR is also found under the name Nix gave it, so a client that pushed it skips it.
+        // The NAR is also found under the name Nix gave it, so a client that pushed it skips it;
+        // a name served recompressed only by a caller who may push (docs/security.md).
         const url = /^URL: (.*)$/m.exec(await readFile(join(dir, `${topHash}.narinfo`), 'utf8'))![1];
-        assert.equal((await fetch(`${server.url}/main/${url}`, { method: 'HEAD' })).status, 200, url);
+        const push = JSON.parse(await narwhal(['token', 'create', '--data-dir', dataDir, '--cache', 'main', '--perm', 'push', '--json'])) as { secret: string };
+        const head = (headers: Record<string, string>) => fetch(`${server.url}/main/${url}`, { method: 'HEAD', headers }).then((r) => r.status);
+        assert.equal(await head({ Authorization: `Bearer ${push.secret}` }), 200, url);
+        assert.equal(await head({}), compression === 'xz' ? 404 : 200, `anonymous ${url}`);
         const listing = await fetch(`${server.url}/main/${topHash}.ls`);
         assert.equal(listing.status, 200);
         assert.equal(await listing.text(), await readFile(join(dir, `${topHash}.ls`), 'utf8'));

@@ -27,6 +27,8 @@ for (const { title, start } of TOPOLOGIES) describe(`real Nix 2.8 client against
   let env: NodeJS.ProcessEnv;
   let secretKey: string;
   let publicKey: string;
+  /** The Authorization header of the push token the pushing Nix has in its netrc. */
+  let pushAuth: Record<string, string>;
   const closures = new Map<string, TestClosure>();
 
   before(async () => {
@@ -39,6 +41,7 @@ for (const { title, start } of TOPOLOGIES) describe(`real Nix 2.8 client against
     cache = `${topology.url}/main`;
     const token = JSON.parse(await topology.narwhal(['token', 'create', '--cache', 'main', '--perm', 'push', '--json'])) as { secret: string };
     await writeNetrc(work.path, token.secret);
+    pushAuth = { Authorization: `Bearer ${token.secret}` };
   });
 
   after(async () => {
@@ -60,10 +63,13 @@ for (const { title, start } of TOPOLOGIES) describe(`real Nix 2.8 client against
       assert.ok(putNars.length >= 3, `expected NAR uploads, saw ${putNars.length}`);
       for (const line of putNars) assert.match(line, / 204$/, line);
       // The name the client uploaded each NAR under now exists, so it would not upload it again.
+      // Names served recompressed exist only for callers who may push (docs/security.md).
       for (const line of putNars) {
         const path = line.split(' ')[1];
-        const status = await fetch(`${topology.url}${path}`, { method: 'HEAD' }).then((r) => r.status);
-        assert.equal(status, 200, `HEAD ${path}`);
+        const head = (headers: Record<string, string>) => fetch(`${topology.url}${path}`, { method: 'HEAD', headers }).then((r) => r.status);
+        assert.equal(await head(pushAuth), 200, `HEAD ${path}`);
+        const recompressed = /\.nar\.(xz|bz2|br|lz4)$/.test(path);
+        if (recompressed || path.endsWith('.nar.zst')) assert.equal(await head({}), recompressed ? 404 : 200, `anonymous HEAD ${path}`);
       }
 
       // Twice: once as the pushing machine, whose Nix remembers the narinfos it wrote (with the

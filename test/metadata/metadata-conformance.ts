@@ -186,8 +186,14 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     );
     assert.equal(got.createdAt, got.lastAccess);
     assert.equal(await meta.getPath(other.id, top.hashPart), undefined, 'paths belong to one cache');
-    assert.deepEqual(await meta.existingPaths(cache.id, [top.hashPart, hashPart('absent'), dep.hashPart]), new Set([top.hashPart, dep.hashPart]));
-    assert.deepEqual(await meta.existingPaths(cache.id, []), new Set());
+    assert.deepEqual(
+      await meta.existingPaths(cache.id, [top.hashPart, hashPart('absent'), dep.hashPart]),
+      new Map([
+        [top.hashPart, top.storePath],
+        [dep.hashPart, dep.storePath],
+      ]),
+    );
+    assert.deepEqual(await meta.existingPaths(cache.id, []), new Map());
     assert.deepEqual((await meta.listPaths(cache.id)).map((p) => p.storePath), [dep.storePath, top.storePath].sort());
     assert.equal(await meta.cacheHasNar(cache.id, nar.id), true);
     assert.equal(await meta.cacheHasNar(other.id, nar.id), false);
@@ -198,8 +204,15 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     assert.equal(await meta.setPathPinned(cache.id, top.hashPart, true), true);
     assert.equal(await meta.setPathPinned(cache.id, hashPart('absent'), true), false);
     assert.equal(await meta.putPath({ ...top, sigs: ['k:other'] }), 'stored');
+    assert.deepEqual((await meta.getPath(cache.id, top.hashPart))?.sigs, ['k:sig', 'k:other'], 'the same path gains the signatures it lacks');
+    assert.equal(await meta.putPath({ ...top, sigs: ['k:other'] }), 'unchanged');
+    const changed = { ...top, deriver: `${hashPart('drv')}-top.drv` };
+    assert.equal(await meta.putPath(changed), 'exists', 'a different path is not replaced by default');
+    assert.equal((await meta.getPath(cache.id, top.hashPart))?.deriver, null);
+    assert.equal(await meta.putPath(changed, { replace: true }), 'stored');
     const replaced = await meta.getPath(cache.id, top.hashPart);
-    assert.deepEqual(replaced?.sigs, ['k:other']);
+    assert.deepEqual(replaced?.deriver, changed.deriver);
+    assert.deepEqual(replaced?.sigs, ['k:sig']);
     assert.equal(replaced?.pinned, true, 'replacing keeps the pin');
 
     assert.deepEqual(await meta.deletePaths(cache.id, [dep.hashPart]), { deleted: [], referrers: [top.hashPart] });
@@ -208,6 +221,22 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     assert.deepEqual(both, { deleted: [top.hashPart, dep.hashPart], referrers: [] });
     assert.deepEqual(await meta.listPaths(cache.id), []);
     assert.equal((await meta.stats()).paths, 0);
+  });
+
+  withStore('narCacheIds: caches whose paths use a NAR, and those it was uploaded to', async (meta) => {
+    const a = (await meta.createCache('a', SETTINGS))!;
+    const b = (await meta.createCache('b', SETTINGS))!;
+    const nar = await meta.commitNar({ ...newNar('v1', [chunk('vc1')]), uploadedTo: a.id });
+    assert.deepEqual(await meta.narCacheIds(nar.id), [a.id]);
+    await meta.commitNar({ ...newNar('v1', [chunk('vc1')]), uploadedTo: a.id });
+    assert.deepEqual(await meta.narCacheIds(nar.id), [a.id], 'recorded once');
+    assert.equal(await meta.putPath(newPath(b.id, 'vb', nar.id)), 'stored');
+    assert.deepEqual((await meta.narCacheIds(nar.id)).sort((x, y) => x - y), [a.id, b.id]);
+    const unused = await meta.commitNar(newNar('v2', [chunk('vc2')]));
+    assert.deepEqual(await meta.narCacheIds(unused.id), []);
+    await meta.deleteCache('a');
+    assert.deepEqual(await meta.narCacheIds(nar.id), [b.id], 'a deleted cache keeps no upload');
+    assert.deepEqual(await meta.narCacheIds(nar.id + 1000), []);
   });
 
   withStore('deleting a cache deletes its paths and files, not its NARs', async (meta) => {

@@ -13,8 +13,8 @@ export async function getNarinfo({ nw, cache, res, params }: RequestContext): Pr
   sendText(res, 200, text, { contentType: 'text/x-nix-narinfo' });
 }
 
-export async function putNarinfo({ nw, cache, req, res, params }: RequestContext): Promise<void> {
+export async function putNarinfo({ nw, cache, req, res, params, token }: RequestContext): Promise<void> {
   const body = await readBody(req, MAX_NARINFO_SIZE);
-  await storeNarinfo(nw, cache, params[0], body.toString('utf8'));
+  await storeNarinfo(nw, cache, params[0], body.toString('utf8'), { token });
   res.writeHead(204).end();
 }

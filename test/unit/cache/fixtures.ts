@@ -58,7 +58,7 @@ export function bodyOf(bytes: Uint8Array, pieceSize = 65_521): Readable {
 export async function addPath(nw: Narwhal, cacheName: string, nar: { narHash: string; narSize: number }, hashPart = randomHashPart()): Promise<string> {
   const cache = (await nw.meta.getCache(cacheName))!;
   const text = serializeNarinfo({ storePath: `/nix/store/${hashPart}-fixture`, url: 'nar/x.nar', narHash: nar.narHash, narSize: nar.narSize, references: [], sigs: [] });
-  await putNarinfo(nw, cache, hashPart, text);
+  await putNarinfo(nw, cache, hashPart, text, 'operator');
   return hashPart;
 }
 

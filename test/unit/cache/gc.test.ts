@@ -43,7 +43,7 @@ async function addPathWithRefs(nw: Narwhal, cacheName: string, nar: NarRecord, r
     references: refs.map((h) => `${h}-fixture`),
     sigs: [],
   });
-  await putNarinfo(nw, cache, hashPart, text);
+  await putNarinfo(nw, cache, hashPart, text, 'operator');
   return hashPart;
 }
 

@@ -1,7 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { authenticate, createToken, revokeToken } from '../../../src/cache/tokens.ts';
-import { isGlobalAdmin, mayAccess, tokenCoversCache } from '../../../src/cache/access.ts';
+import { globMatches, isGlobalAdmin, mayAccess, tokenCoversCache } from '../../../src/cache/access.ts';
+import { MAX_DURATION_MS } from '../../../src/cache/duration.ts';
+import { seededRandom } from '../../helpers/seeded-random.ts';
 import { createCache } from '../../../src/cache/caches.ts';
 import { NarwhalError } from '../../../src/errors.ts';
 import type { TokenRecord } from '../../../src/metadata/metadata-store.ts';
@@ -20,6 +22,21 @@ test('cache globs match whole names only', () => {
   assert.equal(tokenCoversCache(token(['a', 'b'], ['pull']), 'b'), true);
   assert.equal(isGlobalAdmin(token(['*'], ['admin'])), true);
   assert.equal(isGlobalAdmin(token(['team-*'], ['admin'])), false);
+});
+
+test('globs: `*` matches any run, the rest matches itself, like a regular expression of `.*` parts', () => {
+  const random = seededRandom(17);
+  const pick = (alphabet: string, max: number) => Array.from({ length: Math.floor(random() * (max + 1)) }, () => alphabet[Math.floor(random() * alphabet.length)]).join('');
+  for (let i = 0; i < 20_000; i++) {
+    const pattern = pick('ab*', 8);
+    const text = pick('ab', 8);
+    const reference = new RegExp(`^${pattern.split('*').join('.*')}$`).test(text);
+    assert.equal(globMatches(pattern, text), reference, `${pattern} ~ ${text}`);
+  }
+  assert.equal(globMatches('a*a*a*a*a*a*a*a*a*b', 'a'.repeat(63)), false);
+  assert.equal(globMatches(`${'a*'.repeat(20)}a`, 'a'.repeat(63)), true);
+  assert.equal(globMatches('*', ''), true);
+  assert.equal(globMatches('ab*ba', 'aba'), false, 'prefix and suffix may not overlap');
 });
 
 test('access: public pull for all, everything else by token, cache and permission', async () => {
@@ -52,8 +69,12 @@ test('tokens: the secret is shown once, stored hashed, and stops working when re
     await assert.rejects(authenticate(t.nw, secret), /revoked/);
     await assert.rejects(revokeToken(t.nw, 'nope'), isCode('not-found'));
 
-    const { secret: shortLived } = await createToken(t.nw, { caches: ['main'], perms: ['pull'], expiresInMs: -1 });
+    const { secret: shortLived } = await createToken(t.nw, { caches: ['main'], perms: ['pull'], expiresInMs: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 20));
     await assert.rejects(authenticate(t.nw, shortLived), /expired/);
+    for (const expiresInMs of [0, -1, 0.5, MAX_DURATION_MS + 1, Number.MAX_VALUE]) {
+      await assert.rejects(createToken(t.nw, { caches: ['main'], perms: ['pull'], expiresInMs }), /lifetime/, String(expiresInMs));
+    }
 
     await assert.rejects(createToken(t.nw, { caches: ['main'], perms: ['fly' as 'pull'] }), /unknown permission/);
     await assert.rejects(createToken(t.nw, { caches: [], perms: ['pull'] }), /at least one cache/);
