@@ -3,7 +3,7 @@ import type { Narwhal } from './narwhal.ts';
 
 /**
  * For chunk stores that record no CRC of the frames they write (castr directories, S3, pack
- * indexes made before they did; see ChunkReader.getFrames): the stored frames this process has
+ * indexes made before they did; see FrameReads.getFrames): the stored frames this process has
  * lately checked in full (decompressed, size and sha256 against the chunk id), each remembered by
  * its CRC-32. A frame read again with the same CRC is the same bytes, barring a change that CRC-32
  * misses (1 in 2^32), so it is passed on without the full check, which costs a decompression and a

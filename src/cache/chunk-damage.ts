@@ -6,6 +6,7 @@ import type { ChunkTableEntry } from './chunk-table.ts';
 import { forgetNarinfo } from './get-narinfo.ts';
 import type { Narwhal } from './narwhal.ts';
 import { frameCrc, type StoredFrame } from '../storage/chunk-store.ts';
+import { hasFrameReads } from '../storage/chunk-store-capabilities.ts';
 
 /** Pause before a chunk that failed is tried a second time. */
 const RECHECK_DELAY_MS = 50;
@@ -41,14 +42,14 @@ export async function readCheckedChunk(nw: Narwhal, entry: ChunkTableEntry, want
 }
 
 /**
- * readCheckedChunk for several chunks, read together where the store can (ChunkReader.getFrames):
+ * readCheckedChunk for several chunks, read together where the store can (FrameReads.getFrames):
  * a NAR's chunks mostly lie side by side. When the read fails for damage, each chunk is read alone,
  * so that only the damaged ones are flagged.
  */
 export async function readCheckedChunks(nw: Narwhal, entries: ChunkTableEntry[], wantData: boolean): Promise<CheckedChunk[]> {
   let frames: StoredFrame[] | undefined;
   try {
-    frames = await nw.chunks.getFrames?.(entries.map((entry) => entry.id));
+    if (hasFrameReads(nw.chunks)) frames = await nw.chunks.getFrames(entries.map((entry) => entry.id));
   } catch (err) {
     if (!isDamage(err)) throw err;
   }
@@ -72,7 +73,7 @@ export async function reportDamage(nw: Narwhal, ids: Uint8Array[]): Promise<void
 
 /** The chunk's stored frame, with its recorded CRC where the store keeps one. */
 export async function readFrame(nw: Narwhal, id: Uint8Array): Promise<StoredFrame> {
-  return nw.chunks.getFrames ? (await nw.chunks.getFrames([id]))[0] : { stored: await nw.chunks.get(id) };
+  return hasFrameReads(nw.chunks) ? (await nw.chunks.getFrames([id]))[0] : { stored: await nw.chunks.get(id) };
 }
 
 /**

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { NarwhalError } from '../errors.ts';
 import type { StoredChunkInfo } from '../storage/chunk-store.ts';
+import { hasCompaction, hasConditionalDelete, hasLeftoverCleanup, type ConditionalDelete } from '../storage/chunk-store-capabilities.ts';
 import { forgetNarinfo } from './get-narinfo.ts';
 import { HOLD_STALE_MS } from './ingest-holds.ts';
 import type { Narwhal } from './narwhal.ts';
@@ -36,7 +37,7 @@ import type { Narwhal } from './narwhal.ts';
  *   write (the file is renamed aside first, and put back if it turns out to be new), so an old file
  *   found by GC and replaced by I's write just after cannot take I's copy with it. When I commits,
  *   the record exists again (the commit re-creates a record GC deleted meanwhile).
- * - Stores without deleteUnlessNewer (S3 has no portable conditional delete): GC notes each
+ * - Stores without ConditionalDelete (S3 has no portable conditional delete): GC notes each
  *   deletion in the metadata store before it deletes, in a transaction that checks the chunk
  *   still has no record, and notes when the deletion finished. I's commit is refused (503, push
  *   again) when a chunk it uses has a deletion running or finished at or after S, since the file
@@ -134,7 +135,7 @@ async function collect(nw: Narwhal, options: GcOptions, report: GcReport, keepLe
   // Strictly before the oldest running ingest's start: a mark at that very millisecond stays.
   const cutoff = async (): Promise<number> => Math.min(Date.now() - grace, (await ingestFloor(nw)) - 1);
 
-  if (!nw.chunks.deleteUnlessNewer) {
+  if (!hasConditionalDelete(nw.chunks)) {
     const now = Date.now();
     await nw.meta.tidyChunkDeletions(Math.min(now, await ingestFloor(nw)) - margin, now);
   }
@@ -160,7 +161,7 @@ async function collect(nw: Narwhal, options: GcOptions, report: GcReport, keepLe
   // Read after the NAR deletions marked their chunks, so that a grace of 0 takes them too.
   const chunkCutoff = await cutoff();
   const fileCutoff = chunkCutoff - margin;
-  const deleteFile = nw.chunks.deleteUnlessNewer?.bind(nw.chunks);
+  const conditional = hasConditionalDelete(nw.chunks) ? nw.chunks : undefined;
   for (;;) {
     const deleted = await nw.meta.deleteUnreferencedChunks(chunkCutoff, BATCH);
     for (const chunk of deleted) {
@@ -168,7 +169,7 @@ async function collect(nw: Narwhal, options: GcOptions, report: GcReport, keepLe
       report.chunkBytes += chunk.size;
       report.storedBytes += chunk.storedSize;
       // Without an atomic conditional delete, the orphan sweep below deletes the file instead.
-      const bytes = deleteFile && (await deleteFile(chunk.id, fileCutoff));
+      const bytes = conditional && (await conditional.deleteUnlessNewer(chunk.id, fileCutoff));
       if (bytes !== undefined) {
         report.files++;
         report.fileBytes += bytes;
@@ -180,9 +181,9 @@ async function collect(nw: Narwhal, options: GcOptions, report: GcReport, keepLe
 
   await sweepOrphans(nw, fileCutoff, margin, report, keepLease);
   await keepLease();
-  report.leftoverFiles = (await nw.chunks.removeLeftovers?.(fileCutoff))?.files ?? 0;
+  report.leftoverFiles = hasLeftoverCleanup(nw.chunks) ? (await nw.chunks.removeLeftovers(fileCutoff)).files : 0;
   await keepLease();
-  const compacted = await nw.chunks.compact?.(fileCutoff);
+  const compacted = hasCompaction(nw.chunks) ? await nw.chunks.compact(fileCutoff) : undefined;
   report.compactedPacks = compacted?.packs ?? 0;
   report.reclaimedBytes = compacted?.reclaimedBytes ?? 0;
 }
@@ -201,8 +202,8 @@ async function sweepOrphans(nw: Narwhal, cutoff: number, margin: number, report:
     const candidates = batch.filter((file) => file.modifiedAt <= cutoff);
     batch = [];
     if (candidates.length === 0) return;
-    const deleted = nw.chunks.deleteUnlessNewer
-      ? await deleteOrphansUnlessNewer(nw, candidates, cutoff)
+    const deleted = hasConditionalDelete(nw.chunks)
+      ? await deleteOrphansUnlessNewer(nw, nw.chunks, candidates, cutoff)
       : await deleteNotedOrphans(nw, candidates, margin);
     for (const bytes of deleted) {
       report.files++;
@@ -218,12 +219,12 @@ async function sweepOrphans(nw: Narwhal, cutoff: number, margin: number, report:
 }
 
 /** The sizes of the files deleted: those without a record that no write renewed meanwhile. */
-async function deleteOrphansUnlessNewer(nw: Narwhal, files: StoredChunkInfo[], cutoff: number): Promise<number[]> {
+async function deleteOrphansUnlessNewer(nw: Narwhal, chunks: ConditionalDelete, files: StoredChunkInfo[], cutoff: number): Promise<number[]> {
   const recorded = await nw.meta.existingChunks(files.map((file) => file.id));
   const sizes: number[] = [];
   for (const file of files) {
     if (recorded.has(Buffer.from(file.id).toString('hex'))) continue;
-    const bytes = await nw.chunks.deleteUnlessNewer!(file.id, cutoff);
+    const bytes = await chunks.deleteUnlessNewer(file.id, cutoff);
     if (bytes !== undefined) sizes.push(bytes);
   }
   return sizes;

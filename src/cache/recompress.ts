@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ChunkRecord, RecompressedChunk } from '../metadata/metadata-store.ts';
+import { hasCompaction } from '../storage/chunk-store-capabilities.ts';
 import { WorkerPool, transferable } from '../storage/worker-pool.ts';
 import type { EncodeRequest, EncodeResult } from '../storage/zstd-encode-worker.ts';
 import { isNarwhalError } from '../errors.ts';
@@ -84,7 +85,7 @@ export async function recompressChunks(nw: Narwhal, options: RecompressOptions =
   }
   if (report.rewritten > 0) {
     // The replaced frames are dead space in a pack store until it compacts.
-    const compacted = await nw.chunks.compact?.(Date.now());
+    const compacted = hasCompaction(nw.chunks) ? await nw.chunks.compact(Date.now()) : undefined;
     if (compacted) report.reclaimedBytes = compacted.reclaimedBytes;
     // A run rewrites many records: give the log's space back while things are quiet.
     await nw.meta.checkpoint?.();

@@ -1,4 +1,5 @@
 import type { ChunkStore } from '../storage/chunk-store.ts';
+import { hasFreeSpace } from '../storage/chunk-store-capabilities.ts';
 
 /** Space that must have come free since the failure before uploads are let through again. */
 const FREED_ENOUGH = 1024 * 1024;
@@ -42,7 +43,7 @@ export class StorageFullGuard {
 
   async #free(): Promise<number | undefined> {
     try {
-      return await this.#chunks.freeBytes?.();
+      return hasFreeSpace(this.#chunks) ? await this.#chunks.freeBytes() : undefined;
     } catch {
       return undefined; // cannot tell: never refuse on a guess
     }

@@ -1,6 +1,7 @@
 import { isNarwhalError } from '../errors.ts';
 import type { ChunkRecord, NarRecord } from '../metadata/metadata-store.ts';
 import { frameCrc } from '../storage/chunk-store.ts';
+import { hasConditionalDelete, hasFrameReads } from '../storage/chunk-store-capabilities.ts';
 import { checkChunk } from './chunk-check.ts';
 import { readFrame } from './chunk-damage.ts';
 import { CHUNK_ENTRY_SIZE, chunkEntries } from './chunk-table.ts';
@@ -98,7 +99,7 @@ export async function verifyStore(nw: Narwhal, options: VerifyOptions = {}): Pro
 
 /** Deletes a corrupt chunk file unless it was written after `notAfter` (then it is a repaired copy). */
 async function deleteCorrupt(nw: Narwhal, id: Uint8Array, notAfter: number): Promise<boolean> {
-  if (nw.chunks.deleteUnlessNewer) return (await nw.chunks.deleteUnlessNewer(id, notAfter)) !== undefined;
+  if (hasConditionalDelete(nw.chunks)) return (await nw.chunks.deleteUnlessNewer(id, notAfter)) !== undefined;
   await nw.chunks.delete(id);
   return true;
 }
@@ -123,7 +124,7 @@ async function chunkState(nw: Narwhal, chunk: ChunkRecord): Promise<ChunkState> 
     throw err;
   }
   // A frame written before its store recorded CRCs gets one, so that serving need not decompress it.
-  if (crc === undefined) await nw.chunks.recordCrc?.(chunk.id, frameCrc(stored));
+  if (crc === undefined && hasFrameReads(nw.chunks)) await nw.chunks.recordCrc(chunk.id, frameCrc(stored));
   return 'ok';
 }
 

@@ -8,6 +8,7 @@ import { scheduleRecompression } from '../cache/recompress-scheduler.ts';
 import { createNarwhalServer } from '../server/server.ts';
 import { prepareStreamChunking } from '../cache/stream-chunker.ts';
 import { NarwhalError } from '../errors.ts';
+import { hasWritePreparation } from '../storage/chunk-store-capabilities.ts';
 import { parseZstdLevel, STORE_OPTIONS } from './options.ts';
 import { isSupervisedServer, parseProcesses, superviseServers } from './serve-processes.ts';
 
@@ -44,7 +45,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   // Scheduled before listening, so that a bad interval stops the start.
   const gc = gcInterval > 0 ? scheduleGc(nw, { intervalMs: gcInterval, graceMs: gcGrace, log }) : undefined;
   const recompression = recompressLevel > 0 ? scheduleRecompression(nw, { level: recompressLevel, idleMs: recompressAfter, log }) : undefined;
-  nw.chunks.prepare?.();
+  if (hasWritePreparation(nw.chunks)) nw.chunks.prepare();
   prepareStreamChunking();
   const server = createNarwhalServer(nw, { logRequests: values['log-requests'] });
   server.listen(port, host);

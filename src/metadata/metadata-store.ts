@@ -279,10 +279,11 @@ export interface MetadataStore {
   /** Which of these chunk ids have a record (as lower-case hex). */
   existingChunks(ids: Uint8Array[]): Promise<Set<string>>;
   /**
-   * For GC on a chunk store without deleteUnlessNewer: in one transaction, notes at `at` that the
-   * files of those of these chunks that have no record are being deleted, and returns them; only
-   * their files may then be deleted. A commit that uses a noted chunk is refused until the
-   * deletion is finished, and afterwards when its ingest started before the deletion finished.
+   * For GC on a chunk store without ConditionalDelete (deleteUnlessNewer): in one transaction,
+   * notes at `at` that the files of those of these chunks that have no record are being deleted,
+   * and returns them; only their files may then be deleted. A commit that uses a noted chunk is
+   * refused until the deletion is finished, and afterwards when its ingest started before the
+   * deletion finished.
    */
   noteChunkDeletions(ids: Uint8Array[], at: number): Promise<Uint8Array[]>;
   /** Marks the deletions of these chunks' files finished at `at`. */

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { NarwhalError } from '../errors.ts';
 import { castrKey, chunkHex, type ChunkStore, type StoredChunkInfo } from './chunk-store.ts';
+import type { ConditionalDelete, FreeSpace, LeftoverCleanup, RemovedLeftovers, WritePreparation } from './chunk-store-capabilities.ts';
 import { WorkerPool, transferable } from './worker-pool.ts';
 import { freeBytesAt, ignoreMissing, mapWriteError, syncPath } from './local-fs.ts';
 import type { WriteRequest, WriteResult } from './local-write-worker.ts';
@@ -26,7 +27,7 @@ const HEX_ID = /^[0-9a-f]{64}$/;
  * costs a few hundred microseconds on ext4, and going through libuv's thread pool six times per
  * chunk cost more than the work itself.
  */
-export class LocalChunkStore implements ChunkStore {
+export class LocalChunkStore implements ChunkStore, FreeSpace, WritePreparation, ConditionalDelete, LeftoverCleanup {
   readonly root: string;
   /**
    * One writer per core but the main thread's, which chunks and hashes. On 2 cores one writer
@@ -137,8 +138,8 @@ export class LocalChunkStore implements ChunkStore {
     return undefined;
   }
 
-  async removeLeftovers(notAfter: number): Promise<{ files: number; bytes: number }> {
-    const removed = { files: 0, bytes: 0 };
+  async removeLeftovers(notAfter: number): Promise<RemovedLeftovers> {
+    const removed: RemovedLeftovers = { files: 0, bytes: 0 };
     for (const prefix of await this.#prefixes()) {
       const dir = join(this.root, prefix);
       for (const name of await readdir(dir)) {

@@ -5,6 +5,16 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { NarwhalError } from '../errors.ts';
 import { chunkHex, type ChunkStore, type StoredChunkInfo, type StoredFrame } from './chunk-store.ts';
+import type {
+  CompactReport,
+  Compaction,
+  ConditionalDelete,
+  FrameReads,
+  FreeSpace,
+  LeftoverCleanup,
+  RemovedLeftovers,
+  WritePreparation,
+} from './chunk-store-capabilities.ts';
 import { FRAME_HEADER_BYTES, frameHeader, newPackName, PACK_IDLE_LIMIT_MS, PACK_NAME } from './pack-format.ts';
 import { PackFiles } from './pack-files.ts';
 import { PackIndex, type IndexedChunk, type LocatedFrame, type PackLocation, type PackUsage } from './pack-index.ts';
@@ -20,13 +30,6 @@ const SMALL_PACK_BYTES = 4 * 1024 * 1024;
 const COMPACTED_PACK_BYTES = 256 * 1024 * 1024;
 const LIST_PAGE = 1000;
 
-export interface CompactReport {
-  /** Packs whose live frames were copied into new packs, and deleted. */
-  packs: number;
-  /** Bytes of the deleted packs minus the bytes of the new ones. */
-  reclaimedBytes: number;
-}
-
 /**
  * The local chunk store: chunks appended as zstd frames to pack files (`<root>/packs/*.pack`,
  * format in pack-format.ts), found through an SQLite index (`<root>/index.sqlite`). Writing a
@@ -40,7 +43,7 @@ export interface CompactReport {
  * reclaimed by `compact()`, which copies the live frames of mostly dead (or small) packs into a
  * new pack and deletes the old ones.
  */
-export class PackChunkStore implements ChunkStore {
+export class PackChunkStore implements ChunkStore, FrameReads, FreeSpace, WritePreparation, ConditionalDelete, LeftoverCleanup, Compaction {
   readonly root: string;
   readonly packDir: string;
   readonly #index: PackIndex;
@@ -229,9 +232,9 @@ export class PackChunkStore implements ChunkStore {
    * still running) last written at or before `notAfter`, and idle for twice the time after which a
    * writer stops appending to a pack: a pack this old is never written to again.
    */
-  async removeLeftovers(notAfter: number): Promise<{ files: number; bytes: number }> {
+  async removeLeftovers(notAfter: number): Promise<RemovedLeftovers> {
     notAfter = Math.min(notAfter, Date.now() - 2 * this.#idleLimitMs);
-    const removed = { files: 0, bytes: 0 };
+    const removed: RemovedLeftovers = { files: 0, bytes: 0 };
     const indexed = this.#index.packNames();
     const mine = new Set([...this.#unsealed.map((c) => c.pack), ...this.#sealedUnindexed.map((p) => p.name)]);
     for (const name of await readdir(this.packDir)) {

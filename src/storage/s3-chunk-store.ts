@@ -36,6 +36,8 @@ export interface S3ChunkStoreOptions {
  * HeadObject, DeleteObject, ListObjectsV2, HeadBucket) and no optional checksum headers, which
  * older or non-AWS servers may not know. A PutObject is atomic and durable once it succeeds, so
  * `flush` has nothing to do. Compression runs on worker threads: the main thread only does I/O.
+ * It has none of the capabilities of chunk-store-capabilities.ts: S3 has no portable conditional
+ * delete, a PutObject leaves nothing behind to clean up, and an object holds one chunk.
  */
 export class S3ChunkStore implements ChunkStore {
   readonly location: S3Location;

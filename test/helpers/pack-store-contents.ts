@@ -1,6 +1,6 @@
 import { open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DatabaseSync } from 'node:sqlite';
+import { DatabaseSync, type SQLInputValue } from 'node:sqlite';
 import { FRAME_HEADER_BYTES, readFrameHeader } from '../../src/storage/pack-format.ts';
 
 export interface PackStoreContents {
@@ -55,6 +55,16 @@ export function chunkFrame(root: string, id: Uint8Array): { path: string; offset
     const row = db.prepare('SELECT pack, offset, length FROM chunks WHERE id = ?').get(id) as { pack: string; offset: number; length: number } | undefined;
     if (!row) throw new Error(`chunk ${Buffer.from(id).toString('hex')} is not in the pack index`);
     return { path: join(root, 'packs', row.pack), offset: Number(row.offset), length: Number(row.length) };
+  } finally {
+    db.close();
+  }
+}
+
+/** Runs one statement on a pack store's index, behind the store's back. */
+export function editPackIndex(root: string, sql: string, ...params: SQLInputValue[]): void {
+  const db = new DatabaseSync(join(root, 'index.sqlite'));
+  try {
+    db.prepare(sql).run(...params);
   } finally {
     db.close();
   }

@@ -1,47 +1,22 @@
 /**
- * The one conformance suite of the ChunkStore contract (src/storage/chunk-store.ts), run against
- * every backend by a `<backend>-chunk-store.test.ts` that supplies a ConformanceTarget.
+ * The one conformance suite of the ChunkStore contract (src/storage/chunk-store.ts) and of the
+ * capabilities a backend has (chunk-store-capability-conformance.ts), run against every backend by
+ * a `<backend>-chunk-store.test.ts` that supplies a ConformanceTarget.
  */
-import { describe, test } from 'node:test';
+import { describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { zstdCompressSync, zstdDecompressSync } from 'node:zlib';
+import { randomBytes } from 'node:crypto';
+import { zstdDecompressSync } from 'node:zlib';
 import { isNarwhalError } from '../../src/errors.ts';
-import { castrKey, type ChunkStore } from '../../src/storage/chunk-store.ts';
+import { castrKey } from '../../src/storage/chunk-store.ts';
 import { assertSameBytes } from '../helpers/bytes.ts';
-
-export interface ConformanceTarget {
-  name: string;
-  /** A new, empty store of its own. */
-  open(): Promise<ChunkStore>;
-  /** A new, empty store whose location is the first's with a suffix (`dir-x`, `prefix-x`). */
-  openSibling(store: ChunkStore): Promise<ChunkStore>;
-  /** For stores in casync's castr layout (a file or object per chunk): access behind the store's back. */
-  castr?: {
-    /** Every stored name under the store's root, relative to it, sorted. */
-    rawNames(store: ChunkStore): Promise<string[]>;
-    /** Stores bytes under a name relative to the store's root, behind the store's back. */
-    putRaw(store: ChunkStore, name: string, bytes: Uint8Array): Promise<void>;
-  };
-  /** Chunks the listing test stores: over 1000 where the backend lists in pages of 1000. */
-  listCount: number;
-  /** Frees whatever `open` made (after close). */
-  discard(store: ChunkStore): Promise<void>;
-}
+import { chunk, compressible, hex, listedIds, runLimited, sha256 } from './chunk-fixtures.ts';
+import { capabilityConformance } from './chunk-store-capability-conformance.ts';
+import { storeTest, type ConformanceTarget, type StoreTestBody } from './conformance-target.ts';
 
 export function chunkStoreConformance(target: ConformanceTarget): void {
   describe(`ChunkStore conformance: ${target.name}`, () => {
-    const withStore = (name: string, body: (store: ChunkStore) => Promise<void>): void => {
-      test(name, async () => {
-        const store = await target.open();
-        try {
-          await body(store);
-        } finally {
-          await store.close();
-          await target.discard(store);
-        }
-      });
-    };
+    const withStore = (name: string, body: StoreTestBody): void => storeTest(target, name, body);
 
     withStore('a missing chunk is chunk-missing to get and undefined to storedSize', async (store) => {
       const id = randomBytes(32);
@@ -199,44 +174,7 @@ export function chunkStoreConformance(target: ConformanceTarget): void {
         await target.discard(sibling);
       }
     });
+
+    capabilityConformance(target);
   });
-}
-
-/**
- * A stored chunk as ingest makes it: id = sha256 of the data, stored = its zstd frame. Tests put
- * copies: a store may take (detach) the buffer it is given, as LocalChunkStore does.
- */
-export function chunk(size: number): { id: Uint8Array; data: Uint8Array; stored: Uint8Array } {
-  const data = randomBytes(size);
-  return { id: sha256(data), data, stored: zstdCompressSync(data) };
-}
-
-/** Data zstd can shrink: random words repeated. */
-export function compressible(size: number): Uint8Array {
-  const words = Array.from({ length: 64 }, () => randomBytes(8).toString('hex'));
-  const out = Buffer.alloc(size);
-  for (let at = 0, i = 0; at < size; i++) at += out.write(`${words[(i * 7919) % 64]} `, at);
-  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
-}
-
-export function sha256(data: Uint8Array): Uint8Array {
-  return createHash('sha256').update(data).digest();
-}
-
-export function hex(id: Uint8Array): string {
-  return Buffer.from(id).toString('hex');
-}
-
-export async function listedIds(store: ChunkStore): Promise<string[]> {
-  const ids: string[] = [];
-  for await (const info of store.list()) ids.push(hex(info.id));
-  return ids.sort();
-}
-
-export async function runLimited<T>(items: T[], limit: number, run: (item: T) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) await run(items[next++]);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }

@@ -1,4 +1,5 @@
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { LocalChunkStore } from '../../src/storage/local-chunk-store.ts';
@@ -6,6 +7,9 @@ import type { ChunkStore } from '../../src/storage/chunk-store.ts';
 import { chunkStoreConformance } from './chunk-store-conformance.ts';
 
 const rootOf = (store: ChunkStore): string => (store as LocalChunkStore).root;
+const pathOf = (store: ChunkStore, id: Uint8Array): string => (store as LocalChunkStore).path(id);
+/** A name next to the chunk's file, as the store's temporary and moved-aside files have. */
+const besidePath = (store: ChunkStore, id: Uint8Array, suffix: string): string => `${pathOf(store, id)}.${randomBytes(6).toString('hex')}${suffix}`;
 
 chunkStoreConformance({
   name: 'LocalChunkStore',
@@ -29,6 +33,18 @@ chunkStoreConformance({
       await mkdir(dirname(path), { recursive: true });
       await writeFile(path, bytes);
     },
+  },
+  capabilities: ['FreeSpace', 'WritePreparation', 'ConditionalDelete', 'LeftoverCleanup'],
+  hooks: {
+    backdate: (store, id, at) => utimes(pathOf(store, id), new Date(at), new Date(at)),
+    leaveWriteLeftover: async (store, at) => {
+      const path = besidePath(store, randomBytes(32), '.tmp');
+      await mkdir(dirname(path), { recursive: true });
+      await writeFile(path, randomBytes(1234));
+      await utimes(path, new Date(at), new Date(at));
+      return 1234;
+    },
+    moveAside: (store, id) => rename(pathOf(store, id), besidePath(store, id, '.gc')),
   },
   // The temporary directory goes with its store; a sibling shares it and leaves it.
   discard: async (store) => {

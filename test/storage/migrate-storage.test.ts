@@ -21,7 +21,7 @@ import { openS3ChunkStore } from '../../src/storage/s3-chunk-store.ts';
 import { PackChunkStore } from '../../src/storage/pack-chunk-store.ts';
 import { assertSameBytes } from '../helpers/bytes.ts';
 import { bodyOf, realisticNar } from '../unit/cache/fixtures.ts';
-import { chunk, hex, listedIds } from './chunk-store-conformance.ts';
+import { chunk, hex, listedIds } from './chunk-fixtures.ts';
 import { startS3TestServer, TestBucket, type S3TestServer } from './s3-test-server.ts';
 
 const execFileAsync = promisify(execFile);

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -11,12 +12,13 @@ import { crc32 } from 'node:zlib';
 import { isNarwhalError } from '../../src/errors.ts';
 import type { ChunkStore } from '../../src/storage/chunk-store.ts';
 import { PackChunkStore } from '../../src/storage/pack-chunk-store.ts';
-import { readFrameHeader } from '../../src/storage/pack-format.ts';
+import { newPackName, readFrameHeader } from '../../src/storage/pack-format.ts';
 import { PackIndex } from '../../src/storage/pack-index.ts';
 import { assertSameBytes } from '../helpers/bytes.ts';
 import { unzstd } from '../helpers/zstd-cli.ts';
-import { packStoreContents } from '../helpers/pack-store-contents.ts';
-import { chunk, chunkStoreConformance, hex, listedIds } from './chunk-store-conformance.ts';
+import { editPackIndex, packStoreContents } from '../helpers/pack-store-contents.ts';
+import { chunk, hex, listedIds } from './chunk-fixtures.ts';
+import { chunkStoreConformance } from './chunk-store-conformance.ts';
 
 const execFileAsync = promisify(execFile);
 const rootOf = (store: ChunkStore): string => (store as PackChunkStore).root;
@@ -26,6 +28,28 @@ chunkStoreConformance({
   listCount: 1100,
   open: async () => new PackChunkStore(join(await mkdtemp(join(tmpdir(), 'narwhal-packs-')), 'chunks')),
   openSibling: async (store) => new PackChunkStore(`${rootOf(store)}-x`),
+  capabilities: ['FrameReads', 'FreeSpace', 'WritePreparation', 'ConditionalDelete', 'LeftoverCleanup', 'Compaction'],
+  hooks: {
+    backdate: async (store, id, at) => {
+      await store.flush();
+      editPackIndex(rootOf(store), 'UPDATE chunks SET written_at = ? WHERE id = ?', at, id);
+    },
+    forgetCrc: async (store, id) => {
+      await store.flush();
+      editPackIndex(rootOf(store), 'UPDATE chunks SET crc = NULL WHERE id = ?', id);
+    },
+    // A pack no index names, as a crash before its seal leaves.
+    leaveWriteLeftover: async (store, at) => {
+      const path = join(rootOf(store), 'packs', newPackName(randomBytes(6)));
+      await writeFile(path, randomBytes(1234));
+      await utimes(path, new Date(at), new Date(at));
+      return 1234;
+    },
+    chunkFileBytes: async (store) => {
+      const sizes = await Promise.all((await packFiles(rootOf(store))).map(async (name) => (await stat(join(rootOf(store), 'packs', name))).size));
+      return sizes.reduce((sum, size) => sum + size, 0);
+    },
+  },
   discard: async (store) => {
     const root = rootOf(store);
     await rm(root.endsWith('-x') ? root : dirname(root), { recursive: true, force: true });

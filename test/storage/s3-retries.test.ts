@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { isNarwhalError } from '../../src/errors.ts';
 import { S3_MAX_ATTEMPTS, S3ChunkStore } from '../../src/storage/s3-chunk-store.ts';
 import { assertSameBytes } from '../helpers/bytes.ts';
-import { chunk } from './chunk-store-conformance.ts';
+import { chunk } from './chunk-fixtures.ts';
 
 /** What the fake does with one request: answer normally, or a fault. */
 type Fault = 'ok' | 'reset' | 'truncate' | { status: number; code: string };
