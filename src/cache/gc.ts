@@ -17,6 +17,9 @@ import type { Narwhal } from './narwhal.ts';
  * 3. Delete the chunk records so noted at or before the cutoff, then their files.
  * 4. Delete chunk files that have no record (uploads that failed or crashed, deletions a crash
  *    interrupted) and were written at or before the cutoff, and leftovers of interrupted writes.
+ * 5. Delete cache file contents (logs, listings: src/cache/cache-files.ts) that no file uses and
+ *    that nothing was written to for ABANDONED_FILE_UPLOAD_MS: uploads a crash cut off. A live
+ *    upload whose content this takes fails cleanly (503) and is sent again.
  *
  * Metadata goes first, files after: a crash in between leaves files without records, which the
  * next run's step 4 removes. Nothing is ever deleted in the run that first finds it unused unless
@@ -63,6 +66,8 @@ export const DEFAULT_GRACE_MS = 3_600_000;
 export const CLOCK_MARGIN_MS = 1_000;
 /** Records deleted per transaction: bounds how long a run holds the database's write lock. */
 const BATCH = 500;
+/** A cache file upload that wrote nothing for this long counts as abandoned (the server's idle timeout is minutes). */
+export const ABANDONED_FILE_UPLOAD_MS = 6 * 3_600_000;
 /** The lease a GC run holds in the metadata store. */
 export const GC_LEASE = 'gc';
 /** How long the lease lasts unless renewed: a run that died leaves it to others after this. */
@@ -73,7 +78,7 @@ const RENEW_AFTER_MS = GC_LEASE_TTL_MS / 3;
 export interface GcOptions {
   /** How long a NAR or chunk stays after it was found unused (default 1 h). */
   graceMs?: number;
-  /** The time retention is measured against (default now; tests move it forward). */
+  /** The time retention and abandoned file uploads are measured against (default now; tests move it forward). */
   now?: number;
   /** Overrides CLOCK_MARGIN_MS (tests). */
   clockMarginMs?: number;
@@ -101,6 +106,9 @@ export interface GcReport {
   /** Pack files rewritten without their deleted chunks (pack store), and the bytes that gave back. */
   compactedPacks: number;
   reclaimedBytes: number;
+  /** Cache file contents of abandoned uploads deleted, and their bytes. */
+  abandonedFileUploads: number;
+  abandonedFileBytes: number;
   /** Set when the run did nothing, with the reason (another process was collecting). */
   skipped?: string;
 }
@@ -109,7 +117,7 @@ export interface GcReport {
 type KeepLease = () => Promise<void>;
 
 export async function runGc(nw: Narwhal, options: GcOptions = {}): Promise<GcReport> {
-  const report: GcReport = { paths: 0, nars: 0, narBytes: 0, chunks: 0, chunkBytes: 0, storedBytes: 0, files: 0, fileBytes: 0, orphanFiles: 0, leftoverFiles: 0, compactedPacks: 0, reclaimedBytes: 0 };
+  const report: GcReport = { paths: 0, nars: 0, narBytes: 0, chunks: 0, chunkBytes: 0, storedBytes: 0, files: 0, fileBytes: 0, orphanFiles: 0, leftoverFiles: 0, compactedPacks: 0, reclaimedBytes: 0, abandonedFileUploads: 0, abandonedFileBytes: 0 };
   const holder = `gc-${randomUUID()}`;
   if (!(await nw.meta.tryAcquireLease(GC_LEASE, holder, GC_LEASE_TTL_MS))) return { ...report, skipped: 'another GC is running' };
   let renewedAt = Date.now();
@@ -186,6 +194,14 @@ async function collect(nw: Narwhal, options: GcOptions, report: GcReport, keepLe
   const compacted = hasCompaction(nw.chunks) ? await nw.chunks.compact(fileCutoff) : undefined;
   report.compactedPacks = compacted?.packs ?? 0;
   report.reclaimedBytes = compacted?.reclaimedBytes ?? 0;
+  await keepLease();
+  for (;;) {
+    const { contents, bytes } = await nw.meta.deleteAbandonedFileContents(now - ABANDONED_FILE_UPLOAD_MS, BATCH);
+    report.abandonedFileUploads += contents;
+    report.abandonedFileBytes += bytes;
+    await keepLease();
+    if (contents < BATCH) break;
+  }
 }
 
 /** The start of the oldest ingest running in any process, or Infinity when none runs. */
@@ -253,6 +269,7 @@ export function describeGc(report: GcReport): string {
     `${report.chunks} chunks (${report.storedBytes} stored bytes), ` +
     `${report.files} chunk files (${report.fileBytes} bytes, ${report.orphanFiles} without a record), ` +
     `${report.leftoverFiles} temporary files` +
-    (report.compactedPacks > 0 ? `; compacted ${report.compactedPacks} packs (${report.reclaimedBytes} bytes given back)` : '')
+    (report.compactedPacks > 0 ? `; compacted ${report.compactedPacks} packs (${report.reclaimedBytes} bytes given back)` : '') +
+    (report.abandonedFileUploads > 0 ? `; ${report.abandonedFileUploads} abandoned file uploads (${report.abandonedFileBytes} bytes)` : '')
   );
 }

@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { open, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NarwhalError } from '../errors.ts';
 import type { Compression } from '../compression/compression.ts';
@@ -175,12 +175,23 @@ async function importFiles(nw: Narwhal, cache: CacheRecord, dir: string, names: 
   }
   for (const { name, contentType } of files) {
     try {
-      const content = await readFile(join(dir, name));
-      await putCacheFile(nw, cache, name, { content, contentType, contentEncoding: sniffEncoding(content) });
+      const file = join(dir, name);
+      await putCacheFile(nw, cache, name, createReadStream(file), { contentType, contentEncoding: sniffEncoding(await readStart(file, 6)) });
       result.files++;
     } catch (err) {
       fail(result, name, err);
     }
+  }
+}
+
+/** The first `length` bytes of the file (fewer when it is shorter). */
+async function readStart(file: string, length: number): Promise<Uint8Array> {
+  const handle = await open(file);
+  try {
+    const { buffer, bytesRead } = await handle.read(Buffer.alloc(length), 0, length, 0);
+    return buffer.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
   }
 }
 

@@ -1,5 +1,5 @@
 import { NarwhalError } from '../errors.ts';
-import type { CacheRecord, ChunkRecord, NarRecord, NewPath, PathRecord, Permission, TokenRecord } from './metadata-store.ts';
+import type { CacheFile, CacheRecord, ChunkRecord, NarRecord, NewPath, PathRecord, Permission, TokenRecord } from './metadata-store.ts';
 
 /**
  * Row-to-record conversion shared by the metadata backends. Rows differ only in how drivers
@@ -14,6 +14,19 @@ export const NO_DAMAGED_CHUNK = `NOT EXISTS (SELECT 1 FROM nar_chunks AS used JO
 /** Why a commit is refused when GC deleted one of its chunk files meanwhile (NewNar.ingestStartedAt). */
 export function chunksDeletedError(): NarwhalError {
   return new NarwhalError('unavailable', 'garbage collection deleted chunks of this upload while it ran; upload it again');
+}
+
+export function fileUploadGoneError(): NarwhalError {
+  return new NarwhalError('unavailable', 'garbage collection took this file upload for abandoned; upload it again');
+}
+
+export function toCacheFile(row: Record<string, unknown>): CacheFile {
+  return {
+    contentId: Number(row.content_id),
+    size: Number(row.size),
+    contentType: String(row.content_type),
+    contentEncoding: row.content_encoding === null ? null : String(row.content_encoding),
+  };
 }
 
 /** The columns toPath reads, from `paths JOIN nars`. */

@@ -132,8 +132,12 @@ export type NewPath = Omit<PathRecord, 'createdAt' | 'narHash' | 'narSize' | 'na
  */
 export type PutPathResult = 'stored' | 'unchanged' | 'exists' | 'no-nar' | 'missing-reference';
 
+/** A cache file's record: its content is read piece by piece (getFilePiece). */
 export interface CacheFile {
-  content: Uint8Array;
+  /** The content it points to (see startFileUpload). */
+  contentId: number;
+  /** Bytes of content: the sum of its pieces' lengths. */
+  size: number;
   contentType: string;
   contentEncoding: string | null;
 }
@@ -220,8 +224,37 @@ export interface MetadataStore {
   /** Sets the last access of the cache's paths that use the NAR to `at` where it is before `staleBefore`. */
   recordNarAccess(cacheId: number, narId: number, at: number, staleBefore: number): Promise<void>;
 
+  // Cache files (src/cache/cache-files.ts): build logs, listings, realisations, debuginfo. A file
+  // points to a content, stored as pieces numbered from 0; an upload writes a new content piece by
+  // piece, each its own short transaction, and commitFile switches the file to it.
+
+  /** The file's record, without its content. */
   getFile(cacheId: number, name: string): Promise<CacheFile | undefined>;
-  putFile(cacheId: number, name: string, file: CacheFile): Promise<void>;
+  /**
+   * Piece `seq` of the content, or undefined when there is none: past its end, or the content
+   * was deleted (its file replaced) meanwhile.
+   */
+  getFilePiece(contentId: number, seq: number): Promise<Uint8Array | undefined>;
+  /** Creates an empty content for an upload and returns its id; no file uses it yet. */
+  startFileUpload(): Promise<number>;
+  /**
+   * Adds piece `seq` to the content and renews its written time, in one short transaction. Throws
+   * 'unavailable' when the content is gone (GC took it for abandoned).
+   */
+  appendFilePiece(contentId: number, seq: number, data: Uint8Array): Promise<void>;
+  /**
+   * In one transaction: points the file (created or replaced, with `file`'s type and encoding) at
+   * `file.contentId`, and deletes the content it pointed to before. Throws 'unavailable', changing
+   * nothing, when that content is gone or does not hold `file.size` bytes.
+   */
+  commitFile(cacheId: number, name: string, file: CacheFile): Promise<void>;
+  /** Deletes the content of an upload that failed, with its pieces, unless a file uses it. */
+  discardFileUpload(contentId: number): Promise<void>;
+  /**
+   * Deletes up to `limit` contents that no file uses and that were last written at or before
+   * `before` (uploads a crash or a lost connection abandoned), with their pieces.
+   */
+  deleteAbandonedFileContents(before: number, limit: number): Promise<{ contents: number; bytes: number }>;
 
   stats(): Promise<StoreStats>;
 

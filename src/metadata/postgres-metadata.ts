@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { NarwhalError } from '../errors.ts';
 import { POSTGRES_MIGRATIONS } from './postgres-schema.ts';
-import { NO_DAMAGED_CHUNK, PATH_COLUMNS, PATH_IDENTITY_COLUMNS, pathUpload, blob, chunksDeletedError, storedSizeDelta, toCache, toChunk, toNar, toPath, toToken } from './metadata-rows.ts';
+import { NO_DAMAGED_CHUNK, PATH_COLUMNS, PATH_IDENTITY_COLUMNS, pathUpload, blob, chunksDeletedError, fileUploadGoneError, storedSizeDelta, toCache, toCacheFile, toChunk, toNar, toPath, toToken } from './metadata-rows.ts';
 import type {
   CacheFile,
   CacheRecord,
@@ -408,22 +408,56 @@ export class PostgresMetadata implements MetadataStore {
   }
 
   async getFile(cacheId: number, name: string): Promise<CacheFile | undefined> {
-    const [row] = await this.#query('SELECT * FROM files WHERE cache_id = $1 AND name = $2', [cacheId, name]);
-    if (!row) return undefined;
-    return {
-      content: blob(row.content),
-      contentType: String(row.content_type),
-      contentEncoding: row.content_encoding === null ? null : String(row.content_encoding),
-    };
+    const [row] = await this.#query('SELECT content_id, size, content_type, content_encoding FROM files WHERE cache_id = $1 AND name = $2', [cacheId, name]);
+    return row && toCacheFile(row);
   }
 
-  async putFile(cacheId: number, name: string, file: CacheFile): Promise<void> {
-    await this.#run(
-      `INSERT INTO files (cache_id, name, content, content_type, content_encoding, created_at) VALUES ($1, $2, $3, $4, $5, $6)
-       ON CONFLICT (cache_id, name) DO UPDATE SET content = excluded.content, content_type = excluded.content_type,
-         content_encoding = excluded.content_encoding, created_at = excluded.created_at`,
-      [cacheId, name, bytes(file.content), file.contentType, file.contentEncoding, Date.now()],
+  async getFilePiece(contentId: number, seq: number): Promise<Uint8Array | undefined> {
+    const [row] = await this.#query('SELECT data FROM file_pieces WHERE content_id = $1 AND seq = $2', [contentId, seq]);
+    return row && blob(row.data);
+  }
+
+  async startFileUpload(): Promise<number> {
+    return Number((await this.#query('INSERT INTO file_contents (written_at) VALUES ($1) RETURNING id', [Date.now()]))[0].id);
+  }
+
+  async appendFilePiece(contentId: number, seq: number, data: Uint8Array): Promise<void> {
+    // One statement, so atomic without WRITE_LOCK: no piece is added to a content GC deleted.
+    const added = await this.#run(
+      `WITH grown AS (UPDATE file_contents SET size = size + $3, written_at = $4 WHERE id = $1 RETURNING id)
+       INSERT INTO file_pieces (content_id, seq, data) SELECT id, $2, $5 FROM grown`,
+      [contentId, seq, data.length, Date.now(), bytes(data)],
     );
+    if (added === 0) throw fileUploadGoneError();
+  }
+
+  async commitFile(cacheId: number, name: string, file: CacheFile): Promise<void> {
+    await this.#write(async (tx) => {
+      const [content] = await tx.query('SELECT size FROM file_contents WHERE id = $1', [file.contentId]);
+      if (!content || Number(content.size) !== file.size) throw fileUploadGoneError();
+      const [previous] = await tx.query('SELECT content_id FROM files WHERE cache_id = $1 AND name = $2', [cacheId, name]);
+      await tx.run(
+        `INSERT INTO files (cache_id, name, content_id, size, content_type, content_encoding, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (cache_id, name) DO UPDATE SET content_id = excluded.content_id, size = excluded.size, content_type = excluded.content_type,
+           content_encoding = excluded.content_encoding, created_at = excluded.created_at`,
+        [cacheId, name, file.contentId, file.size, file.contentType, file.contentEncoding, Date.now()],
+      );
+      if (previous) await deleteUnusedFileContent(tx, Number(previous.content_id));
+    });
+  }
+
+  async discardFileUpload(contentId: number): Promise<void> {
+    await this.#write((tx) => deleteUnusedFileContent(tx, contentId));
+  }
+
+  async deleteAbandonedFileContents(before: number, limit: number): Promise<{ contents: number; bytes: number }> {
+    const rows = await this.#write((tx) => tx.query(
+      `DELETE FROM file_contents WHERE id IN (
+         SELECT id FROM file_contents WHERE written_at <= $1 AND NOT EXISTS (SELECT 1 FROM files WHERE files.content_id = file_contents.id) LIMIT $2
+       ) RETURNING size`,
+      [before, limit],
+    ));
+    return { contents: rows.length, bytes: rows.reduce((sum, row) => sum + Number(row.size), 0) };
   }
 
   async stats(): Promise<StoreStats> {
@@ -661,6 +695,11 @@ async function moveNarStoredSizes(tx: Tx, changes: Map<string, number>, except?:
   for (const nar of nars) {
     await tx.run('UPDATE nars SET stored_size = stored_size + $1 WHERE id = $2', [storedSizeDelta(blob(nar.chunk_table), changes), nar.id]);
   }
+}
+
+/** Inside a transaction: deletes a content (its pieces go with it) unless a file uses it. */
+async function deleteUnusedFileContent(tx: Tx, contentId: number): Promise<void> {
+  await tx.run('DELETE FROM file_contents WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM files WHERE content_id = $1)', [contentId]);
 }
 
 /** A BYTEA parameter (pg sends Buffers as binary strings). */

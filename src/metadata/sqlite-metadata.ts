@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { SQLITE_MIGRATIONS } from './sqlite-schema.ts';
 import { SqliteDatabase } from '../storage/sqlite-database.ts';
-import { NO_DAMAGED_CHUNK, PATH_COLUMNS, PATH_IDENTITY_COLUMNS, pathUpload, blob, chunksDeletedError, storedSizeDelta, toCache, toChunk, toNar, toPath, toToken } from './metadata-rows.ts';
+import { NO_DAMAGED_CHUNK, PATH_COLUMNS, PATH_IDENTITY_COLUMNS, pathUpload, blob, chunksDeletedError, fileUploadGoneError, storedSizeDelta, toCache, toCacheFile, toChunk, toNar, toPath, toToken } from './metadata-rows.ts';
 import type {
   CacheFile,
   CacheRecord,
@@ -339,21 +339,56 @@ export class SqliteMetadata implements MetadataStore {
   }
 
   async getFile(cacheId: number, name: string): Promise<CacheFile | undefined> {
-    const row = this.#sql('SELECT * FROM files WHERE cache_id = ? AND name = ?').get(cacheId, name) as Row | undefined;
-    if (!row) return undefined;
-    return {
-      content: row.content as Uint8Array,
-      contentType: String(row.content_type),
-      contentEncoding: row.content_encoding === null ? null : String(row.content_encoding),
-    };
+    const row = this.#sql('SELECT content_id, size, content_type, content_encoding FROM files WHERE cache_id = ? AND name = ?').get(cacheId, name) as Row | undefined;
+    return row && toCacheFile(row);
   }
 
-  async putFile(cacheId: number, name: string, file: CacheFile): Promise<void> {
-    this.#transaction(() => this.#sql(
-      `INSERT INTO files (cache_id, name, content, content_type, content_encoding, created_at) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT (cache_id, name) DO UPDATE SET content = excluded.content, content_type = excluded.content_type,
-         content_encoding = excluded.content_encoding, created_at = excluded.created_at`,
-    ).run(cacheId, name, file.content, file.contentType, file.contentEncoding, Date.now()));
+  async getFilePiece(contentId: number, seq: number): Promise<Uint8Array | undefined> {
+    const row = this.#sql('SELECT data FROM file_pieces WHERE content_id = ? AND seq = ?').get(contentId, seq) as Row | undefined;
+    return row && (row.data as Uint8Array);
+  }
+
+  async startFileUpload(): Promise<number> {
+    return Number((this.#sql('INSERT INTO file_contents (written_at) VALUES (?) RETURNING id').get(Date.now()) as Row).id);
+  }
+
+  async appendFilePiece(contentId: number, seq: number, data: Uint8Array): Promise<void> {
+    this.#transaction(() => {
+      const grown = this.#sql('UPDATE file_contents SET size = size + ?, written_at = ? WHERE id = ?').run(data.length, Date.now(), contentId);
+      if (Number(grown.changes) === 0) throw fileUploadGoneError();
+      this.#sql('INSERT INTO file_pieces (content_id, seq, data) VALUES (?, ?, ?)').run(contentId, seq, data);
+    });
+  }
+
+  async commitFile(cacheId: number, name: string, file: CacheFile): Promise<void> {
+    this.#transaction(() => {
+      const content = this.#sql('SELECT size FROM file_contents WHERE id = ?').get(file.contentId) as Row | undefined;
+      if (!content || Number(content.size) !== file.size) throw fileUploadGoneError();
+      const previous = this.#sql('SELECT content_id FROM files WHERE cache_id = ? AND name = ?').get(cacheId, name) as Row | undefined;
+      this.#sql(
+        `INSERT INTO files (cache_id, name, content_id, size, content_type, content_encoding, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (cache_id, name) DO UPDATE SET content_id = excluded.content_id, size = excluded.size, content_type = excluded.content_type,
+           content_encoding = excluded.content_encoding, created_at = excluded.created_at`,
+      ).run(cacheId, name, file.contentId, file.size, file.contentType, file.contentEncoding, Date.now());
+      if (previous) this.#deleteUnusedFileContent(Number(previous.content_id));
+    });
+  }
+
+  async discardFileUpload(contentId: number): Promise<void> {
+    this.#transaction(() => this.#deleteUnusedFileContent(contentId));
+  }
+
+  #deleteUnusedFileContent(contentId: number): void {
+    this.#sql('DELETE FROM file_contents WHERE id = ? AND NOT EXISTS (SELECT 1 FROM files WHERE content_id = ?)').run(contentId, contentId);
+  }
+
+  async deleteAbandonedFileContents(before: number, limit: number): Promise<{ contents: number; bytes: number }> {
+    const rows = this.#transaction(() => this.#sql(
+      `DELETE FROM file_contents WHERE id IN (
+         SELECT id FROM file_contents WHERE written_at <= ? AND NOT EXISTS (SELECT 1 FROM files WHERE files.content_id = file_contents.id) LIMIT ?
+       ) RETURNING size`,
+    ).all(before, limit) as Row[]);
+    return { contents: rows.length, bytes: rows.reduce((sum, row) => sum + Number(row.size), 0) };
   }
 
   async stats(): Promise<StoreStats> {

@@ -170,4 +170,43 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX nar_upload_caches_nar ON nar_upload_caches(nar_id);
   `,
+  // 7: cache files stored as numbered pieces, so that they are streamed both ways (src/cache/cache-files.ts).
+  `
+  -- The content of one upload. AUTOINCREMENT: an id is never reused, so a reader still streaming
+  -- a replaced content finds its pieces gone rather than another content's. written_at is renewed
+  -- by every piece written; GC deletes contents no file uses once it is hours old.
+  CREATE TABLE file_contents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    size INTEGER NOT NULL DEFAULT 0,
+    written_at INTEGER NOT NULL
+  );
+  CREATE TABLE file_pieces (
+    content_id INTEGER NOT NULL REFERENCES file_contents(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (content_id, seq)
+  );
+  CREATE TABLE files_v6 (
+    cache_id INTEGER NOT NULL REFERENCES caches(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    content_id INTEGER NOT NULL REFERENCES file_contents(id),
+    size INTEGER NOT NULL,
+    content_type TEXT NOT NULL,
+    content_encoding TEXT,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (cache_id, name)
+  );
+  CREATE INDEX files_content ON files_v6(content_id);
+  -- Each stored file becomes a content with the file's rowid as its id, cut into 256 KiB pieces
+  -- (at most 256: files were limited to 64 MiB).
+  INSERT INTO file_contents (id, size, written_at) SELECT rowid, length(content), created_at FROM files;
+  WITH RECURSIVE seqs(seq) AS (SELECT 0 UNION ALL SELECT seq + 1 FROM seqs WHERE seq < 255)
+  INSERT INTO file_pieces (content_id, seq, data)
+    SELECT files.rowid, seqs.seq, substr(files.content, seqs.seq * 262144 + 1, 262144)
+    FROM files JOIN seqs ON seqs.seq * 262144 < length(files.content);
+  INSERT INTO files_v6 (cache_id, name, content_id, size, content_type, content_encoding, created_at)
+    SELECT cache_id, name, rowid, length(content), content_type, content_encoding, created_at FROM files;
+  DROP TABLE files;
+  ALTER TABLE files_v6 RENAME TO files;
+  `,
 ];

@@ -8,8 +8,7 @@ import { NarwhalError } from '../errors.ts';
  * (see sendError).
  */
 export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > limit) throw new NarwhalError('too-large', `request body larger than ${limit} bytes`);
+  refuseDeclaredOver(req, limit);
   const parts: Buffer[] = [];
   let size = 0;
   for await (const part of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
@@ -18,6 +17,11 @@ export async function readBody(req: IncomingMessage, limit: number): Promise<Buf
     parts.push(part);
   }
   return Buffer.concat(parts);
+}
+
+/** Refuses a request whose Content-Length announces more than `limit` bytes, before reading any. */
+export function refuseDeclaredOver(req: IncomingMessage, limit: number): void {
+  if (Number(req.headers['content-length'] ?? 0) > limit) throw new NarwhalError('too-large', `request body larger than ${limit} bytes`);
 }
 
 /**

@@ -5,7 +5,31 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import type { CacheSettings, MetadataStore, NewChunk, NewNar, NewPath, TokenRecord } from '../../src/metadata/metadata-store.ts';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { CacheFile, CacheSettings, MetadataStore, NewChunk, NewNar, NewPath, TokenRecord } from '../../src/metadata/metadata-store.ts';
+
+/** Files as schemas before pieces stored them, whole in one column: several pieces, one, none. */
+export const LEGACY_FILES = [
+  { name: 'log/big', content: new Uint8Array(randomBytes(3 * 262_144 + 5)), contentType: 'text/plain', contentEncoding: 'br' },
+  { name: 'x.ls', content: new Uint8Array(randomBytes(262_144)), contentType: 'application/json', contentEncoding: null },
+  { name: 'log/empty', content: new Uint8Array(0), contentType: 'text/plain', contentEncoding: null },
+];
+
+/** After the migration, each of LEGACY_FILES reads back whole, in pieces of 256 KiB. */
+export async function assertLegacyFilesReadable(meta: MetadataStore, cacheId: number): Promise<void> {
+  for (const legacy of LEGACY_FILES) {
+    const file = await meta.getFile(cacheId, legacy.name);
+    assert.deepEqual(file && { ...file, contentId: 0 }, { contentId: 0, size: legacy.content.length, contentType: legacy.contentType, contentEncoding: legacy.contentEncoding }, legacy.name);
+    const pieces = await readPieces(meta, file!.contentId);
+    assert.ok(pieces.every((piece, i) => piece.length === (i < pieces.length - 1 ? 262_144 : piece.length) && piece.length > 0), legacy.name);
+    assert.deepEqual(Buffer.concat(pieces), Buffer.from(legacy.content), legacy.name);
+  }
+  // New contents get ids of their own.
+  const upload = await meta.startFileUpload();
+  await meta.appendFilePiece(upload, 0, new Uint8Array([1]));
+  await meta.commitFile(cacheId, 'log/new', { contentId: upload, size: 1, contentType: 'text/plain', contentEncoding: null });
+  for (const legacy of LEGACY_FILES) assert.equal((await meta.getFile(cacheId, legacy.name))!.size, legacy.content.length);
+}
 
 export interface ConformanceTarget {
   /** A fresh, empty store; the suite closes it. */
@@ -43,6 +67,28 @@ function newNar(name: string, chunks: NewChunk[], upload?: NewNar['upload']): Ne
     chunks,
     upload,
   };
+}
+
+/** Stores a file through the upload methods, one piece per element, and returns its record. */
+async function putFile(meta: MetadataStore, cacheId: number, name: string, pieces: Uint8Array[], contentEncoding: string | null = null): Promise<CacheFile> {
+  const contentId = await meta.startFileUpload();
+  for (const [seq, piece] of pieces.entries()) await meta.appendFilePiece(contentId, seq, piece);
+  await meta.commitFile(cacheId, name, { contentId, size: pieces.reduce((sum, p) => sum + p.length, 0), contentType: 'text/plain', contentEncoding });
+  return (await meta.getFile(cacheId, name))!;
+}
+
+async function readPieces(meta: MetadataStore, contentId: number): Promise<Uint8Array[]> {
+  const pieces: Uint8Array[] = [];
+  for (let piece; (piece = await meta.getFilePiece(contentId, pieces.length)); ) pieces.push(new Uint8Array(piece));
+  return pieces;
+}
+
+/** An upload of one byte, written a few milliseconds from now. */
+async function delayedUpload(meta: MetadataStore): Promise<number> {
+  await delay(5);
+  const contentId = await meta.startFileUpload();
+  await meta.appendFilePiece(contentId, 0, new Uint8Array([7]));
+  return contentId;
 }
 
 function chunk(seed: string, extra: Partial<NewChunk> = {}): NewChunk {
@@ -243,7 +289,7 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     const cache = (await meta.createCache('gone', SETTINGS))!;
     const nar = await meta.commitNar(newNar('d1', [chunk('dc1')]));
     await meta.putPath(newPath(cache.id, 'x', nar.id));
-    await meta.putFile(cache.id, 'log/x', { content: new Uint8Array([1]), contentType: 'text/plain', contentEncoding: null });
+    await putFile(meta, cache.id, 'log/x', [new Uint8Array([1])]);
     assert.equal(await meta.deleteCache('gone'), true);
     assert.equal(await meta.getPath(cache.id, hashPart('x')), undefined);
     assert.equal(await meta.getFile(cache.id, 'log/x'), undefined);
@@ -267,14 +313,68 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     assert.equal((await meta.getPath(cache.id, path.hashPart))!.lastAccess, t0 + 20);
   });
 
-  withStore('files: put, replace, get', async (meta) => {
+  withStore('files: a multi-piece file reads back piece by piece with its type and encoding', async (meta) => {
     const cache = (await meta.createCache('main', SETTINGS))!;
     assert.equal(await meta.getFile(cache.id, 'log/a'), undefined);
-    const content = new Uint8Array(randomBytes(10_000));
-    await meta.putFile(cache.id, 'log/a', { content, contentType: 'text/plain', contentEncoding: 'br' });
-    assert.deepEqual(await meta.getFile(cache.id, 'log/a'), { content, contentType: 'text/plain', contentEncoding: 'br' });
-    await meta.putFile(cache.id, 'log/a', { content: new Uint8Array([1, 2]), contentType: 'application/json', contentEncoding: null });
-    assert.deepEqual(await meta.getFile(cache.id, 'log/a'), { content: new Uint8Array([1, 2]), contentType: 'application/json', contentEncoding: null });
+    const pieces = [randomBytes(300_000), randomBytes(300_000), randomBytes(1234)].map((b) => new Uint8Array(b));
+    const file = await putFile(meta, cache.id, 'log/a', pieces, 'br');
+    assert.deepEqual(file, { contentId: file.contentId, size: 601_234, contentType: 'text/plain', contentEncoding: 'br' });
+    assert.deepEqual(await readPieces(meta, file.contentId), pieces);
+    const empty = await putFile(meta, cache.id, 'log/empty', []);
+    assert.equal(empty.size, 0);
+    assert.equal(await meta.getFilePiece(empty.contentId, 0), undefined);
+  });
+
+  withStore('files: a replacement leaves the old content readable until the switch, then deletes it', async (meta) => {
+    const cache = (await meta.createCache('main', SETTINGS))!;
+    const old = await putFile(meta, cache.id, 'log/a', [new Uint8Array([1, 2, 3])]);
+    const next = await meta.startFileUpload();
+    assert.notEqual(next, old.contentId);
+    await meta.appendFilePiece(next, 0, new Uint8Array([4, 5]));
+    await meta.appendFilePiece(next, 1, new Uint8Array([6]));
+    assert.deepEqual(await meta.getFile(cache.id, 'log/a'), old, 'not switched yet');
+    assert.deepEqual(await readPieces(meta, old.contentId), [new Uint8Array([1, 2, 3])]);
+    await assert.rejects(meta.commitFile(cache.id, 'log/a', { contentId: next, size: 4, contentType: 'text/plain', contentEncoding: null }), /upload it again/, 'a size its pieces do not add up to');
+    assert.deepEqual(await meta.getFile(cache.id, 'log/a'), old);
+    await meta.commitFile(cache.id, 'log/a', { contentId: next, size: 3, contentType: 'application/json', contentEncoding: null });
+    assert.deepEqual(await meta.getFile(cache.id, 'log/a'), { contentId: next, size: 3, contentType: 'application/json', contentEncoding: null });
+    assert.deepEqual(await readPieces(meta, next), [new Uint8Array([4, 5]), new Uint8Array([6])]);
+    assert.equal(await meta.getFilePiece(old.contentId, 0), undefined, 'the replaced content is gone');
+    assert.deepEqual(await meta.deleteAbandonedFileContents(Date.now() + 1000, 100), { contents: 0, bytes: 0 }, 'nothing left behind');
+  });
+
+  withStore('files: a discarded upload leaves no pieces and the file as it was', async (meta) => {
+    const cache = (await meta.createCache('main', SETTINGS))!;
+    const kept = await putFile(meta, cache.id, 'log/a', [new Uint8Array([9])]);
+    const upload = await meta.startFileUpload();
+    await meta.appendFilePiece(upload, 0, new Uint8Array(1000));
+    await meta.discardFileUpload(upload);
+    assert.equal(await meta.getFilePiece(upload, 0), undefined);
+    await assert.rejects(meta.appendFilePiece(upload, 1, new Uint8Array(1)), /upload it again/);
+    await assert.rejects(meta.commitFile(cache.id, 'log/a', { contentId: upload, size: 1000, contentType: 'text/plain', contentEncoding: null }), /upload it again/);
+    assert.deepEqual(await meta.getFile(cache.id, 'log/a'), kept);
+    await meta.discardFileUpload(kept.contentId);
+    assert.deepEqual(await readPieces(meta, kept.contentId), [new Uint8Array([9])], 'a content a file uses is never discarded');
+    assert.deepEqual(await meta.deleteAbandonedFileContents(Date.now() + 1000, 100), { contents: 0, bytes: 0 });
+  });
+
+  withStore('files: abandoned contents go once old enough; used ones and fresh uploads stay', async (meta) => {
+    const cache = (await meta.createCache('main', SETTINGS))!;
+    const used = await putFile(meta, cache.id, 'log/used', [new Uint8Array(10)]);
+    const abandoned = await meta.startFileUpload();
+    await meta.appendFilePiece(abandoned, 0, new Uint8Array(100));
+    await meta.appendFilePiece(abandoned, 1, new Uint8Array(20));
+    const writtenAt = Date.now();
+    assert.deepEqual(await meta.deleteAbandonedFileContents(writtenAt - 60_000, 100), { contents: 0, bytes: 0 }, 'written since');
+    const fresh = await delayedUpload(meta);
+    assert.deepEqual(await meta.deleteAbandonedFileContents(writtenAt, 100), { contents: 1, bytes: 120 });
+    assert.equal(await meta.getFilePiece(abandoned, 0), undefined);
+    assert.deepEqual(await readPieces(meta, used.contentId), [new Uint8Array(10)]);
+    assert.deepEqual(await readPieces(meta, fresh), [new Uint8Array([7])], 'written after the cutoff');
+    await meta.deleteCache('main');
+    const first = await meta.deleteAbandonedFileContents(Date.now() + 1000, 1);
+    const second = await meta.deleteAbandonedFileContents(Date.now() + 1000, 1);
+    assert.deepEqual([first.contents, second.contents, first.bytes + second.bytes], [1, 1, 11], 'a deleted cache leaves its contents to GC, in batches');
   });
 
   withStore('damage: chunks and NARs flagged, listed, healed by a re-upload', async (meta) => {

@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import pg from 'pg';
 import { isNarwhalError } from '../../src/errors.ts';
 import { PostgresMetadata } from '../../src/metadata/postgres-metadata.ts';
 import { POSTGRES_MIGRATIONS } from '../../src/metadata/postgres-schema.ts';
 import type { MetadataStore } from '../../src/metadata/metadata-store.ts';
-import { metadataConformance } from './metadata-conformance.ts';
+import { LEGACY_FILES, assertLegacyFilesReadable, metadataConformance } from './metadata-conformance.ts';
 import { freshDatabase } from './postgres-server.ts';
 
 /** Each store gets its own database, dropped when the store closes. */
@@ -63,4 +64,28 @@ test('postgres: an unreachable server is an error at open', async () => {
     assert.doesNotMatch(err.message, /secret-pw/);
     return true;
   });
+});
+
+test('postgres: files stored whole before schema 5 read back as pieces', async () => {
+  const db = await freshDatabase();
+  try {
+    const old = new pg.Client({ connectionString: db.url });
+    await old.connect();
+    for (const migration of POSTGRES_MIGRATIONS.slice(0, 4)) await old.query(migration);
+    await old.query('CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (4)');
+    await old.query("INSERT INTO caches (id, name, is_public, priority, signing_key, created_at) VALUES (1, 'main', true, 40, 'k:x', 0)");
+    for (const file of LEGACY_FILES) {
+      await old.query('INSERT INTO files (cache_id, name, content, content_type, content_encoding, created_at) VALUES (1, $1, $2, $3, $4, 0)', [file.name, Buffer.from(file.content), file.contentType, file.contentEncoding]);
+    }
+    await old.end();
+    const meta = await PostgresMetadata.open(db.url);
+    try {
+      assert.equal(await meta.schemaVersion(), POSTGRES_MIGRATIONS.length);
+      await assertLegacyFilesReadable(meta, 1);
+    } finally {
+      await meta.close();
+    }
+  } finally {
+    await db.drop();
+  }
 });

@@ -6,7 +6,8 @@ import { dirname, join } from 'node:path';
 import { ingestNar } from '../../../src/cache/ingest-nar.ts';
 import { readNarBytes } from '../../../src/cache/nar-reader.ts';
 import { chunkEntries } from '../../../src/cache/chunk-table.ts';
-import { runGc } from '../../../src/cache/gc.ts';
+import { ABANDONED_FILE_UPLOAD_MS, describeGc, runGc } from '../../../src/cache/gc.ts';
+import { getCacheFile, putCacheFile, readCacheFile } from '../../../src/cache/cache-files.ts';
 import { scheduleGc } from '../../../src/cache/gc-scheduler.ts';
 import { HOLD_STALE_MS } from '../../../src/cache/ingest-holds.ts';
 import { noteNarAccess } from '../../../src/cache/access-times.ts';
@@ -88,7 +89,7 @@ test('after a path is deleted and GC runs, stats equal a fresh push of the survi
     assert.equal(await storedFiles(t), (await t.nw.meta.stats()).chunks);
     assertSameBytes(await collect(readNarBytes(t.nw, (await t.nw.meta.getNar(b.narHash))!)), Buffer.from(narB));
     // A second run finds nothing more.
-    assert.deepEqual({ ...(await runGc(t.nw, NOW)) }, { paths: 0, nars: 0, narBytes: 0, chunks: 0, chunkBytes: 0, storedBytes: 0, files: 0, fileBytes: 0, orphanFiles: 0, leftoverFiles: 0, compactedPacks: 0, reclaimedBytes: 0 });
+    assert.deepEqual({ ...(await runGc(t.nw, NOW)) }, { paths: 0, nars: 0, narBytes: 0, chunks: 0, chunkBytes: 0, storedBytes: 0, files: 0, fileBytes: 0, orphanFiles: 0, leftoverFiles: 0, compactedPacks: 0, reclaimedBytes: 0, abandonedFileUploads: 0, abandonedFileBytes: 0 });
   } finally {
     await t.close();
   }
@@ -412,6 +413,28 @@ test('a GC while another process holds the gc lease is skipped and deletes nothi
     assert.equal(after.nars, 1);
     // The run released its lease: another holder gets it at once.
     assert.equal(await t.nw.meta.tryAcquireLease('gc', 'another-process', 60_000), true);
+  } finally {
+    await t.close();
+  }
+});
+
+test('GC deletes cache file uploads abandoned for hours, not live ones or stored files', async () => {
+  const t = await tempNarwhal();
+  try {
+    const cache = (await t.nw.meta.getCache('main'))!;
+    await putCacheFile(t.nw, cache, 'log/kept', bodyOf(Buffer.from('a stored log')), { contentType: 'text/plain', contentEncoding: null });
+    const abandoned = await t.nw.meta.startFileUpload();
+    await t.nw.meta.appendFilePiece(abandoned, 0, new Uint8Array(1000));
+    const soon = await runGc(t.nw, NOW);
+    assert.equal(soon.abandonedFileUploads, 0, 'an upload may still be running');
+    assert.ok(await t.nw.meta.getFilePiece(abandoned, 0));
+    const later = await runGc(t.nw, { ...NOW, now: Date.now() + ABANDONED_FILE_UPLOAD_MS + 1000 });
+    assert.equal(later.abandonedFileUploads, 1);
+    assert.equal(later.abandonedFileBytes, 1000);
+    assert.match(describeGc(later), /; 1 abandoned file uploads \(1000 bytes\)$/);
+    assert.equal(await t.nw.meta.getFilePiece(abandoned, 0), undefined);
+    const kept = (await getCacheFile(t.nw, cache, 'log/kept'))!;
+    assert.equal((await collect(readCacheFile(t.nw, kept))).toString(), 'a stored log');
   } finally {
     await t.close();
   }
