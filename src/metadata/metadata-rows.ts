@@ -1,5 +1,5 @@
 import { NarwhalError } from '../errors.ts';
-import type { CacheFile, CacheRecord, ChunkRecord, NarRecord, NewPath, PathRecord, Permission, TokenRecord } from './metadata-store.ts';
+import type { CacheFile, CacheRecord, ChunkRecord, NarOwners, NarRecord, NewPath, PathRecord, Permission, TokenRecord } from './metadata-store.ts';
 
 /**
  * Row-to-record conversion shared by the metadata backends. Rows differ only in how drivers
@@ -157,4 +157,11 @@ export function pathUpload(existing: Row | undefined, path: NewPath): { kind: 'n
   const sigs = splitList(existing.sigs, '\n');
   const added = path.sigs.filter((sig) => !sigs.includes(sig));
   return added.length === 0 ? { kind: 'unchanged' } : { kind: 'more-sigs', sigs: [...sigs, ...added] };
+}
+
+/** Rows of (cache_id, used: 1 for a path's use, 0 for an upload) as NarOwners. */
+export function toNarOwners(rows: Row[]): NarOwners {
+  const owners: NarOwners = { usedBy: [], uploadedTo: [] };
+  for (const row of rows) (Number(row.used) === 1 ? owners.usedBy : owners.uploadedTo).push(Number(row.cache_id));
+  return owners;
 }

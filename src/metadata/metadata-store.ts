@@ -88,7 +88,7 @@ export interface NewNar {
   chunks: NewChunk[];
   /** The name the client uploaded it under (`nar/<fileHash>.nar<ext>`), so HEAD on it can answer. */
   upload?: { fileHash: string; suffix: string; fileSize: number };
-  /** The cache it was uploaded to: that cache may then name it in a narinfo (see narCacheIds). */
+  /** The cache it was uploaded to: its pushers may then name it in a narinfo (see narOwners). */
   uploadedTo?: number;
   /**
    * When the ingest started. The commit is refused with 'unavailable' when GC deleted the file of
@@ -123,6 +123,12 @@ export interface PathRecord {
 }
 
 export type NewPath = Omit<PathRecord, 'createdAt' | 'narHash' | 'narSize' | 'narStoredSize' | 'lastAccess' | 'pinned' | 'narDamaged'>;
+
+/** Cache ids: those a path of which uses a NAR, and those the NAR was uploaded to. */
+export interface NarOwners {
+  usedBy: number[];
+  uploadedTo: number[];
+}
 
 /**
  * What putPath did: stored it (new, replaced, or the same path with signatures added), found
@@ -179,7 +185,7 @@ export interface MetadataStore {
   /** Whether some path of this cache uses the NAR. */
   cacheHasNar(cacheId: number, narId: number): Promise<boolean>;
   /** The caches a path of which uses the NAR, and those it was uploaded to (NewNar.uploadedTo). */
-  narCacheIds(narId: number): Promise<number[]>;
+  narOwners(narId: number): Promise<NarOwners>;
   /** Whether a NAR that some path of this cache uses contains the chunk. */
   cacheHasChunk(cacheId: number, chunkId: Uint8Array): Promise<boolean>;
 

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { NarwhalError } from '../errors.ts';
 import { POSTGRES_MIGRATIONS } from './postgres-schema.ts';
-import { NO_DAMAGED_CHUNK, PATH_COLUMNS, PATH_IDENTITY_COLUMNS, pathUpload, blob, chunksDeletedError, fileUploadGoneError, storedSizeDelta, toCache, toCacheFile, toChunk, toNar, toPath, toToken } from './metadata-rows.ts';
+import { NO_DAMAGED_CHUNK, PATH_COLUMNS, PATH_IDENTITY_COLUMNS, pathUpload, blob, chunksDeletedError, fileUploadGoneError, storedSizeDelta, toNarOwners, toCache, toCacheFile, toChunk, toNar, toPath, toToken } from './metadata-rows.ts';
 import type {
   CacheFile,
   CacheRecord,
@@ -10,6 +10,7 @@ import type {
   PutPathResult,
   TokenRecord,
   MetadataStore,
+  NarOwners,
   NarRecord,
   NewNar,
   NewPath,
@@ -198,9 +199,11 @@ export class PostgresMetadata implements MetadataStore {
     return (await this.#query('SELECT 1 AS found FROM paths WHERE nar_id = $1 AND cache_id = $2 LIMIT 1', [narId, cacheId])).length > 0;
   }
 
-  async narCacheIds(narId: number): Promise<number[]> {
-    const rows = await this.#query('SELECT cache_id FROM paths WHERE nar_id = $1 UNION SELECT cache_id FROM nar_upload_caches WHERE nar_id = $1', [narId]);
-    return rows.map((row) => Number(row.cache_id));
+  async narOwners(narId: number): Promise<NarOwners> {
+    return toNarOwners(await this.#query(
+      'SELECT DISTINCT cache_id, 1 AS used FROM paths WHERE nar_id = $1 UNION SELECT cache_id, 0 AS used FROM nar_upload_caches WHERE nar_id = $1',
+      [narId],
+    ));
   }
 
   async cacheHasChunk(cacheId: number, chunkId: Uint8Array): Promise<boolean> {

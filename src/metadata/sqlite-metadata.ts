@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { SQLITE_MIGRATIONS } from './sqlite-schema.ts';
 import { SqliteDatabase } from '../storage/sqlite-database.ts';
-import { NO_DAMAGED_CHUNK, PATH_COLUMNS, PATH_IDENTITY_COLUMNS, pathUpload, blob, chunksDeletedError, fileUploadGoneError, storedSizeDelta, toCache, toCacheFile, toChunk, toNar, toPath, toToken } from './metadata-rows.ts';
+import { NO_DAMAGED_CHUNK, PATH_COLUMNS, PATH_IDENTITY_COLUMNS, pathUpload, blob, chunksDeletedError, fileUploadGoneError, storedSizeDelta, toNarOwners, toCache, toCacheFile, toChunk, toNar, toPath, toToken } from './metadata-rows.ts';
 import type {
   CacheFile,
   CacheRecord,
@@ -12,6 +12,7 @@ import type {
   PutPathResult,
   TokenRecord,
   MetadataStore,
+  NarOwners,
   NarRecord,
   NewChunk,
   NewNar,
@@ -139,9 +140,10 @@ export class SqliteMetadata implements MetadataStore {
     return this.#sql('SELECT 1 AS found FROM paths WHERE nar_id = ? AND cache_id = ? LIMIT 1').get(narId, cacheId) !== undefined;
   }
 
-  async narCacheIds(narId: number): Promise<number[]> {
-    const rows = this.#sql('SELECT cache_id FROM paths WHERE nar_id = ? UNION SELECT cache_id FROM nar_upload_caches WHERE nar_id = ?').all(narId, narId) as Row[];
-    return rows.map((row) => Number(row.cache_id));
+  async narOwners(narId: number): Promise<NarOwners> {
+    return toNarOwners(this.#sql(
+      'SELECT DISTINCT cache_id, 1 AS used FROM paths WHERE nar_id = ? UNION SELECT cache_id, 0 AS used FROM nar_upload_caches WHERE nar_id = ?',
+    ).all(narId, narId) as Row[]);
   }
 
   async cacheHasChunk(cacheId: number, chunkId: Uint8Array): Promise<boolean> {
@@ -349,7 +351,9 @@ export class SqliteMetadata implements MetadataStore {
   }
 
   async startFileUpload(): Promise<number> {
-    return Number((this.#sql('INSERT INTO file_contents (written_at) VALUES (?) RETURNING id').get(Date.now()) as Row).id);
+    // In a transaction: an INSERT ... RETURNING stepped once outside one commits only when the
+    // statement is reset, and a full disk's error there would be lost with the row.
+    return this.#transaction(() => Number((this.#sql('INSERT INTO file_contents (written_at) VALUES (?) RETURNING id').get(Date.now()) as Row).id));
   }
 
   async appendFilePiece(contentId: number, seq: number, data: Uint8Array): Promise<void> {

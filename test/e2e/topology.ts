@@ -72,12 +72,15 @@ export async function startSharedReplicas(work: string): Promise<SharedTopology>
     cleanups.push(() => db.drop());
     const prefix = `replicas-${randomBytes(4).toString('hex')}`;
     const storeArgs = ['--database', db.url, '--storage', `${bucket.url(prefix)}&region=us-east-1`];
+    // No background recompression while the suite runs: replica B takes no uploads, so it would
+    // start the pass 60 s after it started, racing the test that runs `narwhal recompress`.
+    const quiet = { 'recompress-after': '1h' };
 
     // Replica B reads the same settings from a config file, as a deployment would keep them.
     const config = join(work, 'narwhal-b.json');
-    await writeFile(config, JSON.stringify({ database: storeArgs[1], storage: storeArgs[3], 'gc-interval': '0' }), { mode: 0o600 });
+    await writeFile(config, JSON.stringify({ database: storeArgs[1], storage: storeArgs[3], 'gc-interval': '0', ...quiet }), { mode: 0o600 });
     // Both start at once: schema migration and the creation of `main` must not race.
-    const starting = [startServer(join(work, 'data-a'), storeArgs), startServer(join(work, 'data-b'), ['--config', config])];
+    const starting = [startServer(join(work, 'data-a'), [...storeArgs, '--recompress-after', quiet['recompress-after']]), startServer(join(work, 'data-b'), ['--config', config])];
     // Registered before awaiting, so a replica that started is stopped even if the other did not.
     for (const replica of starting) cleanups.push(() => replica.then((r) => r.stop(), () => undefined));
     const [a, b] = await Promise.all(starting);

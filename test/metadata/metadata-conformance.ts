@@ -269,20 +269,21 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     assert.equal((await meta.stats()).paths, 0);
   });
 
-  withStore('narCacheIds: caches whose paths use a NAR, and those it was uploaded to', async (meta) => {
+  withStore('narOwners: caches whose paths use a NAR, and those it was uploaded to', async (meta) => {
     const a = (await meta.createCache('a', SETTINGS))!;
     const b = (await meta.createCache('b', SETTINGS))!;
     const nar = await meta.commitNar({ ...newNar('v1', [chunk('vc1')]), uploadedTo: a.id });
-    assert.deepEqual(await meta.narCacheIds(nar.id), [a.id]);
+    assert.deepEqual(await meta.narOwners(nar.id), { usedBy: [], uploadedTo: [a.id] });
     await meta.commitNar({ ...newNar('v1', [chunk('vc1')]), uploadedTo: a.id });
-    assert.deepEqual(await meta.narCacheIds(nar.id), [a.id], 'recorded once');
+    assert.deepEqual(await meta.narOwners(nar.id), { usedBy: [], uploadedTo: [a.id] }, 'recorded once');
     assert.equal(await meta.putPath(newPath(b.id, 'vb', nar.id)), 'stored');
-    assert.deepEqual((await meta.narCacheIds(nar.id)).sort((x, y) => x - y), [a.id, b.id]);
+    assert.equal(await meta.putPath(newPath(b.id, 'vb2', nar.id)), 'stored');
+    assert.deepEqual(await meta.narOwners(nar.id), { usedBy: [b.id], uploadedTo: [a.id] }, 'each cache once');
     const unused = await meta.commitNar(newNar('v2', [chunk('vc2')]));
-    assert.deepEqual(await meta.narCacheIds(unused.id), []);
+    assert.deepEqual(await meta.narOwners(unused.id), { usedBy: [], uploadedTo: [] });
     await meta.deleteCache('a');
-    assert.deepEqual(await meta.narCacheIds(nar.id), [b.id], 'a deleted cache keeps no upload');
-    assert.deepEqual(await meta.narCacheIds(nar.id + 1000), []);
+    assert.deepEqual(await meta.narOwners(nar.id), { usedBy: [b.id], uploadedTo: [] }, 'a deleted cache keeps no upload');
+    assert.deepEqual(await meta.narOwners(nar.id + 1000), { usedBy: [], uploadedTo: [] });
   });
 
   withStore('deleting a cache deletes its paths and files, not its NARs', async (meta) => {

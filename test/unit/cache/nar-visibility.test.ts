@@ -11,7 +11,7 @@ function token(caches: string[], perms: TokenRecord['perms']): TokenRecord {
   return { id: 'x', name: '', caches, perms, createdAt: 0, expiresAt: null, revokedAt: null };
 }
 
-test('a NAR shows through a cache that uses it or had it uploaded, or through caches the caller may read', async () => {
+test('a NAR shows through a cache that uses it, to pushers of a cache it was uploaded to, and through caches the caller may read', async () => {
   const t = await tempNarwhal();
   try {
     const priv = await createCache(t.nw, 'priv');
@@ -32,10 +32,12 @@ test('a NAR shows through a cache that uses it or had it uploaded, or through ca
     await addPath(t.nw, 'pub', inPub);
     assert.equal(await mayShowNar(t.nw, other, undefined, inPub), true, 'anyone may read a public cache');
 
-    const uploadedOnly = await upload('uploaded to other', other.id);
-    assert.equal(await mayShowNar(t.nw, other, undefined, uploadedOnly), true, 'uploaded to this cache');
+    const uploadedOnly = await upload('uploaded to pub', pub.id);
+    assert.equal(await mayShowNar(t.nw, pub, token(['pub'], ['push']), uploadedOnly), true, 'its pushers see an upload');
+    assert.equal(await mayShowNar(t.nw, pub, undefined, uploadedOnly), false, 'readers see it once a path uses it');
+    assert.equal(await mayShowNar(t.nw, pub, token(['pub'], ['pull']), uploadedOnly), false);
     assert.equal(await mayShowNar(t.nw, priv, token(['priv'], ['push']), uploadedOnly), false);
-    assert.equal(await mayShowNar(t.nw, priv, token(['*'], ['admin']), uploadedOnly), true, 'the caller may read the cache it was uploaded to');
+    assert.equal(await mayShowNar(t.nw, priv, token(['priv', 'pub'], ['push']), uploadedOnly), true, 'a pusher of the cache it was uploaded to');
 
     const orphan = await upload('no cache');
     assert.equal(await mayShowNar(t.nw, pub, token(['*'], ['admin']), orphan), false);

@@ -147,7 +147,8 @@ test('over HTTP: a download that meets a corrupt chunk breaks off, the narinfo t
     const { secret } = await createToken(t.nw, { caches: ['main'], perms: ['push'] });
     const auth = { Authorization: `Bearer ${secret}` };
     const nar = await realisticNar('http damage');
-    const hash = (await ingestNar(t.nw, bodyOf(nar), { compression: 'none' })).narHash.slice('sha256:'.length);
+    const main = (await t.nw.meta.getCache('main'))!;
+    const hash = (await ingestNar(t.nw, bodyOf(nar), { compression: 'none', uploadedTo: main.id })).narHash.slice('sha256:'.length);
     const hashPart = 'd'.repeat(32);
     const narinfo = serializeNarinfo({ storePath: `/nix/store/${hashPart}-damaged`, url: 'nar/x.nar', narHash: `sha256:${hash}`, narSize: nar.length, references: [], sigs: [] });
     assert.equal((await fetch(`${base}/${hashPart}.narinfo`, { method: 'PUT', body: narinfo, headers: auth })).status, 204);
