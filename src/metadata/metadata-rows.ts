@@ -7,10 +7,6 @@ import type { CacheFile, CacheRecord, ChunkRecord, NarOwners, NarRecord, NewPath
  */
 export type Row = Record<string, unknown>;
 
-/** SQL fragment: the NAR (aliased `nars`) has no damaged chunk. */
-export const NO_DAMAGED_CHUNK = `NOT EXISTS (SELECT 1 FROM nar_chunks AS used JOIN chunks ON chunks.id = used.chunk_id
-  WHERE used.nar_id = nars.id AND chunks.damaged_at IS NOT NULL)`;
-
 /** Why a commit is refused when GC deleted one of its chunk files meanwhile (NewNar.ingestStartedAt). */
 export function chunksDeletedError(): NarwhalError {
   return new NarwhalError('unavailable', 'garbage collection deleted chunks of this upload while it ran; upload it again');
@@ -20,7 +16,7 @@ export function fileUploadGoneError(): NarwhalError {
   return new NarwhalError('unavailable', 'garbage collection took this file upload for abandoned; upload it again');
 }
 
-export function toCacheFile(row: Record<string, unknown>): CacheFile {
+export function toCacheFile(row: Row): CacheFile {
   return {
     contentId: Number(row.content_id),
     size: Number(row.size),
@@ -28,9 +24,6 @@ export function toCacheFile(row: Record<string, unknown>): CacheFile {
     contentEncoding: row.content_encoding === null ? null : String(row.content_encoding),
   };
 }
-
-/** The columns toPath reads, from `paths JOIN nars`. */
-export const PATH_COLUMNS = 'paths.*, nars.nar_hash, nars.nar_size, nars.stored_size AS nar_stored_size, nars.damaged_at AS nar_damaged_at';
 
 function flag(value: unknown): boolean {
   return value === true || Number(value) === 1;
@@ -137,11 +130,8 @@ export function storedSizeDelta(chunkTable: Uint8Array, changes: Map<string, num
   return delta;
 }
 
-/** The columns of `paths` that pathUpload compares. */
-export const PATH_IDENTITY_COLUMNS = 'store_path, nar_id, refs, deriver, system, ca, sigs';
-
 /**
- * What storing `path` would do to the row now under its hash part (PATH_IDENTITY_COLUMNS):
+ * What storing `path` would do to the row now under its hash part (metadata-statements.ts, pathIdentity):
  * insert it, nothing, add signatures (the full list to store), or replace a different path.
  */
 export function pathUpload(existing: Row | undefined, path: NewPath): { kind: 'new' | 'unchanged' | 'different' } | { kind: 'more-sigs'; sigs: string[] } {
