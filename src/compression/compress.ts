@@ -2,9 +2,9 @@ import { createRequire } from 'node:module';
 import { PassThrough, Transform, type TransformCallback } from 'node:stream';
 import zlib from 'node:zlib';
 import { NarwhalError } from '../errors.ts';
-import { Bzip2Encoder } from './bzip2-encoder.ts';
+import { Bzip2Encoder } from './bzip2/bzip2-encoder.ts';
 import type { Compression } from './compression.ts';
-import { Lz4FrameEncoder } from './lz4-frame-encoder.ts';
+import { Lz4FrameEncoder } from './lz4/lz4-frame-encoder.ts';
 
 /**
  * Streaming compression of NARs served on the fly, in each format a Nix client may have pushed

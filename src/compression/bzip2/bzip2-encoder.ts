@@ -1,4 +1,4 @@
-import { NarwhalError } from '../errors.ts';
+import { NarwhalError } from '../../errors.ts';
 import { BZIP2_CRC_TABLE } from './bzip2-crc.ts';
 
 /**

@@ -1,4 +1,4 @@
-import { NarwhalError } from '../errors.ts';
+import { NarwhalError } from '../../errors.ts';
 import { Xxh32, xxh32 } from './xxhash32.ts';
 
 /**
