@@ -16,24 +16,26 @@ import { WorkerEncoderStream } from './worker-encoder-stream.ts';
 
 /** gzip level 1: deflate's fastest. */
 const GZIP_LEVEL = 1;
-/** Brotli quality 2: faster than gzip -1 with 10% smaller output; quality 4 and up are much slower. */
+/** Brotli quality 2: faster than gzip -1 with smaller output; quality 4 and up are much slower. */
 const BROTLI_QUALITY = 2;
 /** A 1 MiB window: no larger output than the default 4 MiB, and a quarter of the memory. */
 const BROTLI_WINDOW_BITS = 20;
-/** zstd level 1: the fastest regular level (level 3 is ~40% slower for ~10% smaller output). */
+/** zstd level 1: the fastest regular level (level 3 is much slower for little smaller output). */
 const ZSTD_LEVEL = 1;
 /**
- * xz preset 0 (256 KiB dictionary): nearly twice as fast as preset 1, for ~6% larger output.
+ * xz preset 0 (256 KiB dictionary): much faster than preset 1, for slightly larger output.
  * lzma-native ignores `preset: 0` in easyEncoder (falsy), hence an explicit LZMA2 filter.
  */
 const XZ_PRESET = 0;
 /**
- * bzip2 with 100 kB blocks: faster than 900 kB blocks (the sort touches less memory), ~3 MB of
- * working memory instead of ~29 MB, and each block occupies the event loop for only ~10 ms;
- * the output is ~10% larger than with 900 kB blocks.
+ * bzip2 with 100 kB blocks: faster than 900 kB blocks (the sort touches less memory) and a
+ * ninth of their working memory, for somewhat larger output.
  */
 const BZIP2_LEVEL: Bzip2Level = 1;
-/** 1 MiB lz4 blocks: the largest history is 64 KiB anyway, and a block takes a few ms. */
+/**
+ * 1 MiB lz4 blocks: the largest history is 64 KiB anyway. Measured, with the other settings
+ * above: docs/benchmarks.md, 'Served upload names'.
+ */
 const LZ4_BLOCK_SIZE: Lz4BlockSize = 1048576;
 
 interface LzmaNative {
