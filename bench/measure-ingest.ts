@@ -35,7 +35,7 @@ type Seconds = { series: Record<string, number>; total: number };
 /**
  * Each round ingests every NAR into fresh stores, one system after the other; each system's
  * figure is its median round by total time, as for substitution and lookups, because single runs
- * of either system here varied by 10-20%.
+ * of either system here varied more than the systems differ (docs/benchmarks.md, 'Benchmark method').
  */
 export async function measureIngest(ds: Dataset, work: string, rounds: number, log: (line: string) => void): Promise<IngestPhase> {
   const narBytes = { series: Object.fromEntries(ds.series.map((s) => [s.id, s.narBytes])), total: ds.totalNarBytes };

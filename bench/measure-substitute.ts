@@ -22,8 +22,8 @@ export interface Substituter {
  * cold caches); per series, the median of its rounds is reported, and each round's total.
  * The fresh stores are deleted only after the last round: ext4 skips inodes freed in the last
  * minutes when it allocates new ones, and creating a store's files right after deleting another
- * store's thousands went 2-3 times slower and varied from 7 to 28 s here (kernel time in
- * `recently_deleted`), more than the servers differ.
+ * store's thousands went much slower and varied widely (kernel time in `recently_deleted`), more
+ * than the servers differ (docs/benchmarks.md, 'Benchmark method').
  */
 export async function measureSubstitute(ds: Dataset, subs: Substituter[], work: string, rounds: number, log: (line: string) => void): Promise<TimedSystem[]> {
   const times = new Map(subs.map((sub) => [sub.id, Object.fromEntries(ds.series.map((s) => [s.id, [] as number[]]))]));

@@ -1,8 +1,9 @@
 /**
  * Renders one run's results as docs/benchmarks.md (tables, the machine, the exact command) with
- * SVG charts beside it in benchmarks/, and the raw figures as benchmarks/results.json.
+ * SVG charts beside it in benchmarks/, and the raw figures as benchmarks/results.json. Only the part
+ * of benchmarks.md between the markers is rewritten: sections written by hand outside them stay.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { count, mb, rate, seconds, table, times } from './format.ts';
 import type { PerSeries, Results, TimedSystem } from './results.ts';
@@ -26,13 +27,45 @@ function systemColor(id: string): string | undefined {
 
 export const SECTIONS = ['## Targets', '## Machine and software', '## Dataset', '## 1. Storage', '## 2. Push', '## 3. Substitute', '## 4. Lookups', '## 5. Memory', '## Method'];
 
+/** Where the generated part of the report begins and ends; what lies outside is kept. */
+export const BEGIN_MARK = '<!-- bench:begin -->';
+export const END_MARK = '<!-- bench:end -->';
+
+/**
+ * The report file after a run: `generated` between the markers, in place of what they held, and
+ * the rest of `existing` (hand-written sections) unchanged. A file that does not exist yet, or has
+ * no markers (a report from before them, generated whole), becomes the generated part alone. A
+ * file with one marker, or with them in the wrong order, is refused rather than guessed at.
+ */
+export function mergeReport(existing: string | undefined, generated: string): string {
+  const block = `${BEGIN_MARK}\n${generated.endsWith('\n') ? generated : `${generated}\n`}${END_MARK}\n`;
+  if (existing === undefined) return block;
+  const begin = existing.indexOf(BEGIN_MARK);
+  const end = existing.indexOf(END_MARK);
+  if (begin < 0 && end < 0) return block;
+  if (begin < 0 || end < begin || existing.indexOf(BEGIN_MARK, begin + 1) >= 0 || existing.indexOf(END_MARK, end + 1) >= 0) {
+    throw new Error(`${REPORT_FILE}: expected one ${BEGIN_MARK} followed by one ${END_MARK}; fix the markers and write the report again from results.json`);
+  }
+  let after = end + END_MARK.length;
+  if (existing[after] === '\n') after++;
+  return existing.slice(0, begin) + block + existing.slice(after);
+}
+
 export async function writeReport(results: Results, outDir: string): Promise<string> {
   const { markdown, charts } = renderReport(results);
+  const file = join(outDir, REPORT_FILE);
+  let existing: string | undefined;
+  try {
+    existing = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  // Merged before anything is written, so that bad markers leave the old report and charts as they were.
+  const merged = mergeReport(existing, markdown);
   await mkdir(join(outDir, CHART_DIR), { recursive: true });
   for (const [name, svg] of Object.entries(charts)) await writeFile(join(outDir, CHART_DIR, name), svg);
   await writeFile(join(outDir, CHART_DIR, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
-  const file = join(outDir, REPORT_FILE);
-  await writeFile(file, markdown);
+  await writeFile(file, merged);
   return file;
 }
 

@@ -25,8 +25,8 @@ export function fileStoreUrl(dir: string, kind: StaticCacheKind): string {
 }
 
 /**
- * A copy of `bytes` of NAR that takes longer than this has hung (xz, the slowest, runs at 1 MB/s
- * or more here): Nix 2.8 waits forever on a retried PUT, which it sends without its body.
+ * A copy of `bytes` of NAR that takes longer than this has hung (it allows for xz, the slowest;
+ * docs/benchmarks.md, 'Benchmark method'): Nix 2.8 waits forever on a retried PUT, which it sends without its body.
  */
 export function copyTimeout(bytes: number): number {
   return 120 + bytes / 250e3;

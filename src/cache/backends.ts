@@ -26,7 +26,7 @@ export async function openMetadataStore(url: string): Promise<MetadataStore> {
 export async function openChunkStore(url: string): Promise<ChunkStore> {
   const location = parseStorageUrl(url);
   if (location.kind === 's3') {
-    // Loaded only when used: the AWS SDK adds ~70 ms to every start.
+    // Loaded only when used: the AWS SDK slows every start (docs/benchmarks.md, 'Start-up').
     const { openS3ChunkStore } = await import('../storage/s3-chunk-store.ts');
     return openS3ChunkStore(location);
   }

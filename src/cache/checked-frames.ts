@@ -11,9 +11,8 @@ import type { Narwhal } from './narwhal.ts';
  * in several NARs of a closure, or that many machines fetch, is checked once in full; a frame
  * rewritten since (recompression) or damaged on disk no longer matches and is checked in full again.
  *
- * Measured, `nix copy --from` of the benchmark's 1.5 GB into a fresh store on 2 cores: nginx
- * 7.3-8.0 s; Narwhal 11.4-12.5 s checking every frame in full, 8.6-8.8 s with every frame checked
- * before. The server's CPU: 7.1 s and 1.5 s.
+ * Skipping the full check brings substitution close to nginx's time and cuts the server's CPU
+ * to a fraction (measured: docs/benchmarks.md, 'Checking frames').
  */
 const MAX_FRAMES = 65_536;
 

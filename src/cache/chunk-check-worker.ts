@@ -1,8 +1,8 @@
 /**
  * Worker of checkChunk (chunk-check.ts): decompresses a stored chunk and checks its size and hash.
  * It decompresses synchronously, through one kept context (zstd-frames.ts): Node's async call
- * builds a new context per call and runs at about half the speed (measured: 95 vs 160 MB/s of
- * frames per core, hash included).
+ * builds a new context per call and runs markedly slower (measured: docs/benchmarks.md,
+ * 'zstd contexts').
  */
 import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';

@@ -7,7 +7,7 @@ let pool: WorkerPool<CheckRequest, CheckResult> | undefined;
 
 /**
  * Decompresses a stored chunk on a worker thread and checks its size and hash against its id
- * (throws 'chunk-corrupt'), so that downloads check every chunk at several hundred MB/s without
+ * (throws 'chunk-corrupt'), so that downloads check every chunk on all cores without
  * holding up the event loop. `stored` is moved to the worker and back: use the returned one.
  */
 export async function checkChunk(id: Uint8Array, stored: Uint8Array, size: number, wantData: boolean): Promise<{ stored: Uint8Array; data?: Uint8Array }> {

@@ -8,8 +8,8 @@ const compress = promisify(zstdCompress);
 const decompress = promisify(zstdDecompress);
 
 /**
- * Chunk ids are SHA-256 of the uncompressed chunk: casync's `--digest=sha256`, about twice as fast
- * as its default SHA-512/256 in Node (measured in docs/chunk-ids.md). The caibx feature flags
+ * Chunk ids are SHA-256 of the uncompressed chunk: casync's `--digest=sha256`, faster than its
+ * default SHA-512/256 in Node (measured: docs/chunk-ids.md). The caibx feature flags
  * therefore leave CA_FORMAT_SHA512_256 unset.
  */
 export function chunkId(data: Uint8Array): Uint8Array {
@@ -18,8 +18,8 @@ export function chunkId(data: Uint8Array): Uint8Array {
 
 /**
  * The level chunks are stored at as uploaded. Low, because pushes wait for it and recompression
- * rewrites chunks at a high level once uploads pause: level 1 ingested 1.5 GB in 6.9 s against
- * 8.0 s at 3.
+ * rewrites chunks at a high level once uploads pause, and level 1 ingests faster than 3 (measured:
+ * docs/benchmarks.md, 'Ingest').
  */
 export const DEFAULT_ZSTD_LEVEL = 1;
 

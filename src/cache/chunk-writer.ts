@@ -5,8 +5,8 @@ import type { Narwhal } from './narwhal.ts';
 
 /**
  * Chunks being compressed or written at once, per upload. Chosen when each chunk was a file whose
- * creation waited on the file system (8 gave 76 MB/s, 32 gave 100-126 MB/s on 2 cores); with
- * pack files 32, 128 and 512 ingested the benchmark's 1.5 GB equally fast (7.0-7.4 s).
+ * creation waited on the file system (more in flight hid the wait); with pack files, higher
+ * values gain nothing (measured: docs/benchmarks.md, 'Ingest').
  */
 const WRITE_CONCURRENCY = 32;
 

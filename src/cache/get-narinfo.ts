@@ -30,7 +30,7 @@ export async function renderNarinfo(nw: Narwhal, cache: CacheRecord, hashPart: s
 
 /**
  * Served narinfos are kept for a few seconds: a lookup is then one map access instead of a
- * query, a signature and formatting (measured: 15k -> 31k lookups/s on one core). Only hits are
+ * query, a signature and formatting (measured: docs/benchmarks.md, 'Narinfo lookups'). Only hits are
  * kept, so a new path is visible at once on every replica; changes made in this process (a
  * re-push, deletion, damage) call forgetNarinfo, other processes' within the TTL.
  */
@@ -75,7 +75,7 @@ async function render(nw: Narwhal, cache: CacheRecord, hashPart: string): Promis
   return serializeNarinfo(info);
 }
 
-/** Signing costs ~50 µs, most of a narinfo lookup; a path's fingerprint never changes, so keep recent signatures. */
+/** Signing is most of a narinfo lookup's cost (docs/benchmarks.md, 'Narinfo lookups'); a path's fingerprint never changes, so keep recent signatures. */
 const signatures = new Map<string, string>();
 const MAX_CACHED_SIGNATURES = 50_000;
 

@@ -185,8 +185,8 @@ async function cutAndStore(
 
 /**
  * Request bodies arrive in pieces of 16-64 KiB; each piece costs a trip through every stage
- * below, so pieces are gathered into blocks first (measured: a 32 MB NAR ingests in 296 ms from
- * 1 MiB pieces, 390 ms from 64 KiB ones). The blocks are shared memory, so the chunking thread
+ * below, so pieces are gathered into blocks first, which ingests faster (measured:
+ * docs/benchmarks.md, 'Ingest'). The blocks are shared memory, so the chunking thread
  * and the chunk writer's threads read them where they lie; whoever needs a block after the
  * consumer asks for the next one holds it (SharedSlots.retain), and this lets go of it then.
  * When every shared block is held (by slow uploads, say) a block of its own is made instead of

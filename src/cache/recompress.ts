@@ -9,9 +9,9 @@ import type { Narwhal } from './narwhal.ts';
 
 /**
  * Recompression: chunks are stored at a fast zstd level while a push waits (1 by default), then
- * rewritten at a high level once the server has time, which stores release series about 12-15%
- * smaller (docs/benchmarks.md). zstd decompresses every level at the same speed, so downloads
- * lose nothing.
+ * rewritten at a high level once the server has time, which stores release series markedly
+ * smaller (docs/benchmarks.md, 'Recompression'). zstd decompresses every level at the same
+ * speed, so downloads lose nothing.
  *
  * A chunk file is replaced only by a frame at least MIN_SAVING bytes smaller, written atomically
  * like any put and made durable before its record changes, so a reader sees either frame (both

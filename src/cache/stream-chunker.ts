@@ -12,7 +12,7 @@ function chunkPool(): WorkerPool<StreamChunkRequest, StreamChunkResult> {
   return (pool ??= new WorkerPool(new URL('./stream-chunk-worker.ts', import.meta.url), 1));
 }
 
-/** Starts the chunking thread now rather than at the first upload (it takes about 100 ms to load). */
+/** Starts the chunking thread now rather than at the first upload, which would wait for it to load. */
 export function prepareStreamChunking(): void {
   chunkPool().start();
 }

@@ -1,5 +1,5 @@
 ;; The buzhash chunker of chunker.ts (casync's cut points, the same algorithm step for step), as
-;; WebAssembly: it runs about 1.6 times as fast as the JavaScript loop (i32.rotl, no bounds checks).
+;; WebAssembly: it runs faster than the JavaScript loop (i32.rotl, no bounds checks; docs/benchmarks.md, 'Chunker').
 ;; Source of buzhash-chunker.wasm, built by `npm run build:wasm`; a test checks the two agree.
 ;;
 ;; Memory, laid out by wasm-chunker.ts: [0, 1024) the table T, [1024, 2048) T rotated left by 16,
@@ -65,8 +65,8 @@
                     (i32.eq (i32.rem_u (local.get $h) (global.get $d)) (i32.sub (global.get $d) (i32.const 1))))
           (then (call $reset) (return (local.get $pos))))))
     ;; Roll: the byte leaving the window is 48 bytes back. Four bytes a turn while four are left
-    ;; (one loop test per four bytes: 1.1 times as fast as a byte a turn, measured on the benchmark's
-    ;; largest NAR), then a byte a turn.
+    ;; (one loop test per four bytes, faster than a byte a turn: docs/benchmarks.md, 'Chunker'),
+    ;; then a byte a turn.
     ;; Each h is tested with a multiply-and-rotate test that rules out almost every h with
     ;; h mod d != d - 1 without a division (Hacker's Delight 10-17, as in chunker.ts); a candidate
     ;; it lets through is tested exactly, and the roll goes on after it if it fails.

@@ -26,7 +26,7 @@ const MODULE = new WebAssembly.Module(readFileSync(new URL('./buzhash-chunker.wa
 
 /**
  * The chunker of chunker.ts running as WebAssembly (buzhash-chunker.wat): the same cut points,
- * about 1.6 times as fast. Each block is copied into the module's memory once; the 48 bytes
+ * faster (docs/benchmarks.md, 'Chunker'). Each block is copied into the module's memory once; the 48 bytes
  * before it stay just below it, so the rolling window reads across blocks without a copy of its own.
  */
 export class WasmChunker {

@@ -2,9 +2,9 @@ import { createRequire } from 'node:module';
 import { Duplex, PassThrough } from 'node:stream';
 import zlib from 'node:zlib';
 import { NarwhalError } from '../errors.ts';
-import { Bzip2Decoder } from './bzip2-decoder.ts';
+import { Bzip2Decoder } from './bzip2/bzip2-decoder.ts';
 import type { Compression } from './compression.ts';
-import { Lz4FrameDecoder } from './lz4-frame-decoder.ts';
+import { Lz4FrameDecoder } from './lz4/lz4-frame-decoder.ts';
 import { PullDecoderStream } from './pull-decoder-stream.ts';
 
 /**

@@ -1,5 +1,6 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import { NarwhalError, type ErrorCode } from '../errors.ts';
+import { sendText } from './send-text.ts';
 
 /** The one mapping from error codes to HTTP statuses. */
 const STATUS: Record<ErrorCode, number> = {
@@ -27,7 +28,7 @@ export function statusFor(err: unknown): number {
 }
 
 /**
- * Answers with a short text body. Internal errors are logged and shown to the client only as
+ * Answers an error with a short text body. Internal errors are logged and shown to the client only as
  * "internal error": their messages may hold paths or other details the client has no business with.
  */
 export function sendError(res: ServerResponse, err: unknown, log: (message: string) => void): void {
@@ -42,42 +43,4 @@ export function sendError(res: ServerResponse, err: unknown, log: (message: stri
   if (status === 401) res.setHeader('WWW-Authenticate', 'Basic realm="narwhal"');
   // Keep the connection unless a request body may be left unread (Nix looks up many absent paths).
   sendText(res, status, `${message}\n`, { close: !res.req.complete });
-}
-
-/**
- * `close` ends the connection after the answer, except while the request body is still arriving:
- * then the rest of it is discarded first and the connection stays usable (a client that is still
- * sending would otherwise meet a closed connection and see a reset in place of the answer).
- */
-export function sendText(res: ServerResponse, status: number, text: string, opts: { contentType?: string; close?: boolean } = {}): void {
-  res.writeHead(status, {
-    'Content-Type': opts.contentType ?? 'text/plain; charset=utf-8',
-    'Content-Length': Buffer.byteLength(text),
-    ...(opts.close ? { Connection: discardRestOfBody(res.req) ? 'keep-alive' : 'close' } : {}),
-  });
-  // A string body goes out in one write with the headers; a Buffer would take a writev of both.
-  res.end(res.req.method === 'HEAD' ? undefined : text);
-}
-
-/** Request body bytes read and thrown away after an answer that came before the whole body did. */
-const DISCARD_LIMIT = 16 * 1024 * 1024;
-
-/**
- * Reads and discards what is left of the request body, up to DISCARD_LIMIT bytes (then the
- * connection is cut). False when nothing is left to read or more than that is announced.
- */
-function discardRestOfBody(req: IncomingMessage): boolean {
-  const socket = req.socket;
-  if (req.complete || req.destroyed || !socket || socket.destroyed) return false;
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared - socket.bytesRead > DISCARD_LIMIT) return false;
-  let left = DISCARD_LIMIT;
-  req.unpipe();
-  req.removeAllListeners('data');
-  req.on('data', (part: Buffer) => {
-    left -= part.length;
-    if (left < 0) socket.destroy();
-  });
-  req.resume();
-  return true;
 }

@@ -6,7 +6,8 @@ import { StorageFullGuard } from '../cache/storage-full.ts';
 import { isNarwhalError, NarwhalError } from '../errors.ts';
 import { handleApi } from './api/api-router.ts';
 import { requestToken } from './auth.ts';
-import { sendError, sendText } from './http-errors.ts';
+import { sendError } from './http-errors.ts';
+import { sendText } from './send-text.ts';
 import { CACHE_INFO_ROUTE, matchRoute, normalizeCachePath } from './routes.ts';
 
 export interface ServerOptions {

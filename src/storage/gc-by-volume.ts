@@ -7,13 +7,9 @@ import { runInNewContext } from 'node:vm';
  * rarely, while native memory piles up behind small JS objects: buffers moved to and from the
  * thread, and the contexts and outputs of one-shot zstd calls (zstdCompressSync,
  * zstdDecompressSync). Those objects die young, so a scavenge frees them and what they hold.
- * Measured here:
- * - the chunk checkers, serving the benchmark's largest NAR (186 MB) as .nar.zst, then as .nar:
- *   with no collections 0.95 + 0.9 s and a peak RSS of 413 MB; a full collection every 4 MB,
- *   1.4-1.5 + 1.25-1.35 s (a third of the checker's time went to collecting) and 278-289 MB;
- *   a scavenge every 4 MB, 0.7-0.85 + 0.75 s and 286 MB;
- * - earlier, the pack writer on a 2.2 GB upload: 299 MB with one-shot calls and no collections,
- *   231 MB compressing through a kept context and none (it moves no buffers), so it has none.
+ * A scavenge bounds that memory about as well as a full collection, at a fraction of its time,
+ * and serves faster than no collections; the pack writer, which moves no buffers and compresses
+ * through a kept context, needs none (measured: docs/benchmarks.md, 'Collections in workers').
  * `gc` is reached through the V8 flag because a Worker cannot be started with `--expose-gc`.
  */
 export function garbageCollectorByVolume(everyBytes = 4 * 1024 * 1024): (bytes: number) => void {

@@ -32,7 +32,7 @@ export class LocalChunkStore implements ChunkStore, FreeSpace, WritePreparation,
   /**
    * One writer per core but the main thread's, which chunks and hashes. On 2 cores one writer
    * ingested as fast as two (file creation serializes on the directory and the journal) with a
-   * lower peak RSS: 394 vs 432 ms for a 32 MB NAR over HTTP, 223 vs 238 MB over a 1.1 GB one.
+   * lower peak RSS (measured: docs/benchmarks.md, 'Ingest').
    */
   readonly #writers = new WorkerPool<WriteRequest, WriteResult>(new URL('./local-write-worker.ts', import.meta.url), Math.max(1, availableParallelism() - 1));
   #unsynced: string[] = [];
@@ -192,7 +192,7 @@ export class LocalChunkStore implements ChunkStore, FreeSpace, WritePreparation,
   }
 }
 
-/** Below this many files an fsync each is cheaper than starting `sync` (~4 ms). */
+/** Below this many files an fsync each is cheaper than starting `sync` (docs/benchmarks.md, 'Start-up'). */
 const FSYNC_EACH_BELOW = 64;
 
 /**

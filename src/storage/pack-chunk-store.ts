@@ -33,8 +33,8 @@ const LIST_PAGE = 1000;
 /**
  * The local chunk store: chunks appended as zstd frames to pack files (`<root>/packs/*.pack`,
  * format in pack-format.ts), found through an SQLite index (`<root>/index.sqlite`). Writing a
- * chunk is one append by a writer thread, where a file per chunk cost a file creation (about
- * 300 µs on ext4 here) and often a directory.
+ * chunk is one append by a writer thread, where a file per chunk cost a file creation (slow on
+ * ext4: docs/benchmarks.md, 'castr directory against packs') and often a directory.
  *
  * Durability: `flush()` seals the packs being written (fdatasync, then the directory), and only
  * then indexes their frames, in one transaction. A crash before that leaves frames that no index

@@ -30,7 +30,7 @@ export class WorkerPool<Q extends object, R> {
     this.size = size;
   }
 
-  /** Starts the workers now rather than on first use (they take about 100 ms to load). */
+  /** Starts the workers now rather than on first use, which would wait for them to load. */
   start(): void {
     if (this.#workers.length === 0) this.#start();
   }

@@ -1,8 +1,8 @@
 /**
  * One zstd frame per chunk, compressed or decompressed through a context kept from chunk to chunk.
- * zstdCompressSync and zstdDecompressSync build and drop a context per call: on the benchmark's
- * 1.5 GB that cost the pack writer 20% more time in zstd (and the chunk checkers 30% more in
- * decompression, on 64 KiB frames), and the native memory left behind took forced garbage
+ * zstdCompressSync and zstdDecompressSync build and drop a context per call, which cost the pack
+ * writer and the chunk checkers more time in zstd (measured: docs/benchmarks.md, 'zstd contexts'),
+ * and the native memory left behind took forced garbage
  * collections to bound. The frames are the same bytes.
  *
  * Node has no public call that reuses a context synchronously, so these drive a zlib stream's

@@ -1,6 +1,6 @@
 import { nixCacheInfo } from '../../cache/caches.ts';
 import { readBody } from '../body.ts';
-import { sendText } from '../http-errors.ts';
+import { sendText } from '../send-text.ts';
 import type { RequestContext } from '../request-context.ts';
 import { NarwhalError } from '../../errors.ts';
 

@@ -2,7 +2,7 @@ import { renderNarinfo } from '../../cache/get-narinfo.ts';
 import { putNarinfo as storeNarinfo } from '../../cache/put-narinfo.ts';
 import { NarwhalError } from '../../errors.ts';
 import { readBody } from '../body.ts';
-import { sendText } from '../http-errors.ts';
+import { sendText } from '../send-text.ts';
 import type { RequestContext } from '../request-context.ts';
 
 const MAX_NARINFO_SIZE = 64 * 1024;

@@ -1,16 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
 import type { Transform } from 'node:stream';
 import { describe, test } from 'node:test';
-import { Bzip2Encoder, RotationSorter } from '../../../src/compression/bzip2-encoder.ts';
-import { bzip2Crc } from '../../../src/compression/bzip2-crc.ts';
 import { createCompressor } from '../../../src/compression/compress.ts';
 import type { Compression } from '../../../src/compression/compression.ts';
 import { createDecompressor } from '../../../src/compression/decompress.ts';
-import { Lz4FrameEncoder } from '../../../src/compression/lz4-frame-encoder.ts';
 import { isNarwhalError } from '../../../src/errors.ts';
+import { nixBinary, randomRuns, runs, runTool } from '../../helpers/codec-tools.ts';
 import { seededRandom as random } from '../../helpers/seeded-random.ts';
 import { seededBytes } from '../../helpers/test-data.ts';
 
@@ -25,24 +21,6 @@ const decoders: Record<Exclude<Compression, 'none'>, [string, ...string[]]> = {
   gzip: ['gzip', '-dc'],
   lz4: ['lz4', '-dc'],
 };
-
-async function runTool(argv: [string, ...string[]], input: Buffer): Promise<Buffer> {
-  const [command, ...args] = argv;
-  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  child.stdout.on('data', (c: Buffer) => out.push(c));
-  child.stderr.on('data', (c: Buffer) => err.push(c));
-  // A decoder that rejects its input may exit before reading all of it; its status tells.
-  let stdinError: Error | null = null;
-  child.stdin.on('error', (e: Error) => {
-    stdinError = e;
-  });
-  child.stdin.end(input);
-  const [code] = (await once(child, 'close')) as [number | null];
-  assert.equal(code, 0, `${command} failed: ${Buffer.concat(err).toString()} ${stdinError ?? ''}`);
-  return Buffer.concat(out);
-}
 
 async function decodeWithTool(compression: Compression, data: Buffer): Promise<Buffer> {
   return compression === 'none' ? data : runTool(decoders[compression], data);
@@ -65,32 +43,6 @@ async function compress(compression: Compression, input: Buffer, seed = 1): Prom
   await ended;
   return Buffer.concat(chunks);
 }
-
-/** Runs of the given lengths, each of a byte different from its neighbours'. */
-function runs(lengths: number[]): Buffer {
-  const parts: Buffer[] = [];
-  lengths.forEach((length, i) => parts.push(Buffer.alloc(length, 0x41 + (i % 20))));
-  return Buffer.concat(parts);
-}
-
-function randomRuns(total: number, seed: number): Buffer {
-  const rng = random(seed);
-  const out = Buffer.alloc(total);
-  let at = 0;
-  let prev = -1;
-  while (at < total) {
-    let b = Math.floor(rng() * 6);
-    if (b === prev) b = (b + 1) % 6;
-    prev = b;
-    const r = rng();
-    const length = r < 0.5 ? 1 + Math.floor(rng() * 8) : r < 0.8 ? 250 + Math.floor(rng() * 12) : 1 + Math.floor(rng() * 1100);
-    out.fill(b, at, Math.min(total, at + length));
-    at += length;
-  }
-  return out;
-}
-
-const nixBinary = readFileSync('/usr/bin/nix');
 
 const inputs: [string, Buffer][] = [
   ['empty', Buffer.alloc(0)],
@@ -180,65 +132,4 @@ test('a bzip2 compressor destroyed in the middle of a large chunk stops cleanly'
 
 test('createCompressor rejects an unknown compression', () => {
   assert.throws(() => createCompressor('lzip' as Compression), (e: unknown) => isNarwhalError(e, 'bad-compression'));
-});
-
-describe('bzip2 encoder', () => {
-  test('CRC is CRC-32/BZIP2', () => {
-    assert.equal(bzip2Crc(Buffer.from('123456789')), 0xfc891918);
-    assert.equal(bzip2Crc(Buffer.alloc(0)), 0);
-  });
-
-  test('rotations are sorted like a naive sort does', () => {
-    const rng = random(42);
-    const sorter = new RotationSorter(5000);
-    const cases: Uint8Array[] = [Uint8Array.of(5), Uint8Array.of(2, 1), Buffer.from('banana'), Buffer.alloc(64, 9)];
-    for (let k = 0; k < 300; k++) {
-      const n = 1 + Math.floor(rng() * (k < 200 ? 40 : 5000));
-      const alphabet = 1 + Math.floor(rng() * (k % 3 === 0 ? 2 : 256));
-      const period = k % 4 === 0 ? 1 + Math.floor(rng() * 10) : n;
-      const block = new Uint8Array(n);
-      for (let i = 0; i < n; i++) block[i] = i < period ? Math.floor(rng() * alphabet) : block[i - period];
-      cases.push(block);
-    }
-    for (const block of cases) {
-      const n = block.length;
-      const rotation = (i: number): Buffer => Buffer.concat([block.subarray(i), block.subarray(0, i)]);
-      const expected = Array.from({ length: n }, (_, i) => rotation(i)).sort(Buffer.compare);
-      const order = sorter.sort(block, n);
-      for (let i = 0; i < n; i++) {
-        assert.ok(rotation(order[i]).equals(expected[i]), `block of ${n} bytes: rank ${i} is wrong`);
-      }
-    }
-  });
-
-  test('every level from 1 to 9 writes streams bzip2 decodes', async () => {
-    const input = Buffer.concat([nixBinary.subarray(0, 250000), randomRuns(100000, 9)]);
-    for (const level of [1, 2, 5, 9] as const) {
-      const encoder = new Bzip2Encoder(level);
-      const out = [...encoder.update(input), ...encoder.finish()];
-      const compressed = Buffer.concat(out);
-      assert.equal(compressed.subarray(0, 4).toString(), `BZh${level}`);
-      assert.ok((await runTool(['bzip2', '-dc'], compressed)).equals(input), `level ${level}`);
-    }
-  });
-});
-
-describe('lz4 frame encoder', () => {
-  test('every block size writes frames lz4 decodes', async () => {
-    const input = Buffer.concat([nixBinary.subarray(0, 600000), seededBytes(70000, 4), Buffer.alloc(300000)]);
-    for (const size of [65536, 262144, 1048576, 4194304] as const) {
-      const encoder = new Lz4FrameEncoder(size);
-      const out = [...encoder.update(input.subarray(0, 100)), ...encoder.update(input.subarray(100)), ...encoder.finish()];
-      assert.ok((await runTool(['lz4', '-dc'], Buffer.concat(out))).equals(input), `block size ${size}`);
-    }
-  });
-
-  test('incompressible blocks are stored', () => {
-    const input = seededBytes(200000, 8);
-    const encoder = new Lz4FrameEncoder(65536);
-    const frame = Buffer.concat([...encoder.update(input), ...encoder.finish()]);
-    // Header 7, four blocks with 4-byte sizes, end mark 4, checksum 4.
-    assert.equal(frame.length, 7 + input.length + 4 * 4 + 8);
-    assert.equal(frame.readUInt32LE(7), (0x80000000 | 65536) >>> 0);
-  });
 });

@@ -1,4 +1,4 @@
-import { NarwhalError } from '../errors.ts';
+import { NarwhalError } from '../../errors.ts';
 import { BZIP2_CRC_TABLE } from './bzip2-crc.ts';
 
 /**
@@ -43,6 +43,18 @@ class BitWriter {
   write32(value: number): void {
     this.write(16, value >>> 16);
     this.write(16, value & 0xffff);
+  }
+
+  /** The bits of the incomplete last byte and how many there are (0 to 7). */
+  get partial(): { bits: number; count: number } {
+    return { bits: this.#bits, count: this.#count };
+  }
+
+  /** Empties the writer, then holds `count` pending bits. */
+  reset(bits = 0, count = 0): void {
+    this.length = 0;
+    this.#bits = bits;
+    this.#count = count;
   }
 
   /** Pads the last byte with zero bits. */
@@ -340,6 +352,22 @@ function assignCodes(lengths: Uint8Array, alphaSize: number, codes: Int32Array):
 export type Bzip2Level = 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9;
 
 /**
+ * Where a bzip2 stream's encoding stands between two inputs, as plain data: another encoder of the
+ * same level resumes from it (restore) and writes the same bytes the first would have written.
+ */
+export interface Bzip2State {
+  /** The run-length coded bytes of the current block, in a buffer of their own. */
+  block: Uint8Array;
+  blockCrc: number;
+  runByte: number;
+  runLength: number;
+  combinedCrc: number;
+  /** The bits of the output's incomplete last byte, and how many there are (0 to 7). */
+  bits: number;
+  bitCount: number;
+}
+
+/**
  * A bzip2 stream encoder: update() takes input and returns the output completed so far (whole
  * blocks); finish() returns the rest of the stream. Returned arrays are owned by the caller.
  */
@@ -373,9 +401,54 @@ export class Bzip2Encoder {
     this.#level = level;
     this.#blockLimit = level * 100000 - 19;
     this.#block = new Uint8Array(level * 100000);
+    this.reset();
+  }
+
+  /** Starts a new stream, forgetting the current one (the scratch space is kept). */
+  reset(): void {
+    this.#setState({ block: new Uint8Array(0), blockCrc: -1, runByte: -1, runLength: 0, combinedCrc: 0, bits: 0, bitCount: 0 });
     const out = this.#out;
     out.write(24, 0x425a68); // "BZh"
-    out.write(8, 0x30 + level);
+    out.write(8, 0x30 + this.#level);
+  }
+
+  /**
+   * The output completed so far that update() has not returned (whole bytes), and the state to
+   * resume from, here or in another encoder of the same level.
+   */
+  suspend(): { output: Uint8Array; state: Bzip2State } {
+    if (this.#finished) throw new NarwhalError('internal', 'bzip2 encoder already finished');
+    const output = this.#out.take();
+    const { bits, count } = this.#out.partial;
+    return {
+      output,
+      state: {
+        block: this.#block.slice(0, this.#blockLength),
+        blockCrc: this.#blockCrc,
+        runByte: this.#runByte,
+        runLength: this.#runLength,
+        combinedCrc: this.#combinedCrc,
+        bits,
+        bitCount: count,
+      },
+    };
+  }
+
+  /** Continues the stream a suspend() left, forgetting the current one. */
+  restore(state: Bzip2State): void {
+    if (state.block.length > this.#blockLimit + 5) throw new NarwhalError('internal', 'bzip2 state of another level');
+    this.#setState(state);
+  }
+
+  #setState(state: Bzip2State): void {
+    this.#block.set(state.block);
+    this.#blockLength = state.block.length;
+    this.#blockCrc = state.blockCrc;
+    this.#runByte = state.runByte;
+    this.#runLength = state.runLength;
+    this.#combinedCrc = state.combinedCrc;
+    this.#finished = false;
+    this.#out.reset(state.bits, state.bitCount);
   }
 
   update(data: Uint8Array): Uint8Array[] {

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
-import { Bzip2Decoder } from '../../../src/compression/bzip2-decoder.ts';
-import { assertCorruptStream, decodeInRandomPieces } from '../../helpers/pull-decoder.ts';
-import { realBinary, seededBytes } from '../../helpers/test-data.ts';
+import { Bzip2Decoder } from '../../../../src/compression/bzip2/bzip2-decoder.ts';
+import { assertCorruptStream, decodeInRandomPieces } from '../../../helpers/pull-decoder.ts';
+import { realBinary, seededBytes } from '../../../helpers/test-data.ts';
 
 function bzip2(data: Uint8Array, options: string[] = []): Buffer {
   const result = spawnSync('bzip2', ['-c', ...options], { input: data, maxBuffer: 1 << 30 });

@@ -1,5 +1,5 @@
-import { NarwhalError } from '../errors.ts';
-import { Xxh32, xxh32 } from './xxhash32.ts';
+import { NarwhalError } from '../../errors.ts';
+import { Xxh32, xxh32, type Xxh32State } from './xxhash32.ts';
 
 /**
  * Encoder of the LZ4 frame format, as `lz4 -d`, liblz4's LZ4F and libarchive read it: one frame of
@@ -141,6 +141,17 @@ function writeLengthRest(dst: Uint8Array, op: number, rest: number): number {
 }
 
 /**
+ * Where an LZ4 frame's encoding stands between two inputs, as plain data: another encoder of the
+ * same block size resumes from it (restore) and writes the same bytes the first would have written.
+ */
+export interface Lz4State {
+  headerDone: boolean;
+  /** The input of the current, incomplete block, in a buffer of its own. */
+  buffered: Uint8Array;
+  checksum: Xxh32State;
+}
+
+/**
  * Streaming LZ4 frame encoder: update() takes input and returns the output completed so far (the
  * frame header, then whole blocks); finish() returns the rest of the frame. The returned arrays
  * are fresh and owned by the caller.
@@ -153,7 +164,7 @@ export class Lz4FrameEncoder {
   readonly #hashTable = new Int32Array(1 << HASH_BITS);
   /** Scratch for one compressed block; what it holds is copied out. */
   readonly #scratch: Uint8Array;
-  readonly #checksum = new Xxh32();
+  #checksum = new Xxh32();
   #headerDone = false;
   #finished = false;
 
@@ -164,6 +175,36 @@ export class Lz4FrameEncoder {
     this.#blockSizeCode = code;
     this.#buffer = new Uint8Array(blockSize);
     this.#scratch = new Uint8Array(lz4BlockBound(blockSize));
+  }
+
+  /** Starts a new frame, forgetting the current one. */
+  reset(): void {
+    this.#headerDone = false;
+    this.#buffered = 0;
+    this.#checksum = new Xxh32();
+    this.#finished = false;
+  }
+
+  /**
+   * The output update() has not returned (none: it returns whole blocks as it completes them), and
+   * the state to resume from, here or in another encoder of the same block size.
+   */
+  suspend(): { output: Uint8Array; state: Lz4State } {
+    if (this.#finished) throw new NarwhalError('internal', 'lz4 encoder already finished');
+    return {
+      output: new Uint8Array(0),
+      state: { headerDone: this.#headerDone, buffered: this.#buffer.slice(0, this.#buffered), checksum: this.#checksum.state },
+    };
+  }
+
+  /** Continues the frame a suspend() left, forgetting the current one. */
+  restore(state: Lz4State): void {
+    if (state.buffered.length >= this.#blockSize) throw new NarwhalError('internal', 'lz4 state of another block size');
+    this.#headerDone = state.headerDone;
+    this.#buffer.set(state.buffered);
+    this.#buffered = state.buffered.length;
+    this.#checksum = new Xxh32().restore(state.checksum);
+    this.#finished = false;
   }
 
   update(data: Uint8Array): Uint8Array[] {

@@ -15,6 +15,14 @@ function u32le(b: Uint8Array, i: number): number {
   return b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24);
 }
 
+/** Where a running XXH32 stands, as plain data (restore() resumes an Xxh32 of the same seed from it). */
+export interface Xxh32State {
+  lanes: [number, number, number, number];
+  total: number;
+  /** The input not yet folded into the lanes (under 16 bytes), in a buffer of its own. */
+  memory: Uint8Array;
+}
+
 export class Xxh32 {
   #v1: number;
   #v2: number;
@@ -31,6 +39,18 @@ export class Xxh32 {
     this.#v2 = (this.#seed + P2) | 0;
     this.#v3 = this.#seed;
     this.#v4 = (this.#seed - P1) | 0;
+  }
+
+  get state(): Xxh32State {
+    return { lanes: [this.#v1, this.#v2, this.#v3, this.#v4], total: this.#total, memory: this.#memory.slice(0, this.#memorySize) };
+  }
+
+  restore(state: Xxh32State): this {
+    [this.#v1, this.#v2, this.#v3, this.#v4] = state.lanes;
+    this.#total = state.total;
+    this.#memory.set(state.memory);
+    this.#memorySize = state.memory.length;
+    return this;
   }
 
   update(data: Uint8Array): this {

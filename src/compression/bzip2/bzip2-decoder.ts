@@ -1,6 +1,6 @@
-import { NarwhalError } from '../errors.ts';
-import { InputBuffer } from './input-buffer.ts';
-import type { PullDecoder } from './pull-decoder-stream.ts';
+import { NarwhalError } from '../../errors.ts';
+import { InputBuffer } from '../input-buffer.ts';
+import type { PullDecoder } from '../pull-decoder-stream.ts';
 import { BZIP2_CRC_TABLE } from './bzip2-crc.ts';
 
 /**

@@ -1,0 +1,40 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+/**
+ * Answers with a short text body: a success (a narinfo, nix-cache-info) or an error (sendError).
+ * `close` ends the connection after the answer, except while the request body is still arriving:
+ * then the rest of it is discarded first and the connection stays usable (a client that is still
+ * sending would otherwise meet a closed connection and see a reset in place of the answer).
+ */
+export function sendText(res: ServerResponse, status: number, text: string, opts: { contentType?: string; close?: boolean } = {}): void {
+  res.writeHead(status, {
+    'Content-Type': opts.contentType ?? 'text/plain; charset=utf-8',
+    'Content-Length': Buffer.byteLength(text),
+    ...(opts.close ? { Connection: discardRestOfBody(res.req) ? 'keep-alive' : 'close' } : {}),
+  });
+  // A string body goes out in one write with the headers; a Buffer would take a writev of both.
+  res.end(res.req.method === 'HEAD' ? undefined : text);
+}
+
+/** Request body bytes read and thrown away after an answer that came before the whole body did. */
+const DISCARD_LIMIT = 16 * 1024 * 1024;
+
+/**
+ * Reads and discards what is left of the request body, up to DISCARD_LIMIT bytes (then the
+ * connection is cut). False when nothing is left to read or more than that is announced.
+ */
+function discardRestOfBody(req: IncomingMessage): boolean {
+  const socket = req.socket;
+  if (req.complete || req.destroyed || !socket || socket.destroyed) return false;
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared - socket.bytesRead > DISCARD_LIMIT) return false;
+  let left = DISCARD_LIMIT;
+  req.unpipe();
+  req.removeAllListeners('data');
+  req.on('data', (part: Buffer) => {
+    left -= part.length;
+    if (left < 0) socket.destroy();
+  });
+  req.resume();
+  return true;
+}
