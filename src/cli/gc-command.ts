@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
-import { openNarwhal, closeNarwhal } from '../cache/narwhal.ts';
-import { parseDurationOrZero } from '../cache/duration.ts';
-import { describeGc, runGc } from '../cache/gc.ts';
+import { openNarwhal, closeNarwhal } from '../context/narwhal.ts';
+import { parseDurationOrZero } from '../tenancy/duration.ts';
+import { describeGc, runGc } from '../maintenance/gc.ts';
 import { STORE_OPTIONS } from './options.ts';
 import { printJsonOr } from './output.ts';
 

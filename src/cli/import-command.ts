@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
-import { openNarwhal, closeNarwhal, DEFAULT_CACHE } from '../cache/narwhal.ts';
-import { importCache, type ImportProgress } from '../cache/import-cache.ts';
+import { openNarwhal, closeNarwhal, DEFAULT_CACHE } from '../context/narwhal.ts';
+import { importCache, type ImportProgress } from '../ingest/import-cache.ts';
 import { NarwhalError } from '../errors.ts';
 import { STORE_OPTIONS } from './options.ts';
 

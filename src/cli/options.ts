@@ -1,5 +1,5 @@
-import { openNarwhal, closeNarwhal } from '../cache/narwhal.ts';
-import { localAdmin, type AdminOperations } from '../cache/admin-operations.ts';
+import { openNarwhal, closeNarwhal } from '../context/narwhal.ts';
+import { localAdmin, type AdminOperations } from '../tenancy/admin-operations.ts';
 import { remoteAdmin } from '../client/remote-admin.ts';
 import { NarwhalError } from '../errors.ts';
 

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { NarwhalError } from '../errors.ts';
-import { openNarwhal, closeNarwhal } from '../cache/narwhal.ts';
-import { deletePaths, listPaths, pinPath, type PathInfo } from '../cache/paths.ts';
+import { openNarwhal, closeNarwhal } from '../context/narwhal.ts';
+import { deletePaths, listPaths, pinPath, type PathInfo } from '../tenancy/paths.ts';
 import { STORE_OPTIONS } from './options.ts';
 import { printJsonOr } from './output.ts';
 

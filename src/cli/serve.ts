@@ -1,12 +1,12 @@
 import { parseArgs } from 'node:util';
 import { once } from 'node:events';
-import { openNarwhal, closeNarwhal } from '../cache/narwhal.ts';
-import { parseDurationOrZero } from '../cache/duration.ts';
-import { scheduleGc } from '../cache/gc-scheduler.ts';
-import { DEFAULT_RECOMPRESS_LEVEL } from '../cache/recompress.ts';
-import { scheduleRecompression } from '../cache/recompress-scheduler.ts';
+import { openNarwhal, closeNarwhal } from '../context/narwhal.ts';
+import { parseDurationOrZero } from '../tenancy/duration.ts';
+import { scheduleGc } from '../maintenance/gc-scheduler.ts';
+import { DEFAULT_RECOMPRESS_LEVEL } from '../maintenance/recompress.ts';
+import { scheduleRecompression } from '../maintenance/recompress-scheduler.ts';
 import { createNarwhalServer } from '../server/server.ts';
-import { prepareStreamChunking } from '../cache/stream-chunker.ts';
+import { prepareStreamChunking } from '../ingest/stream-chunker.ts';
 import { NarwhalError } from '../errors.ts';
 import { hasWritePreparation } from '../storage/chunk-store-capabilities.ts';
 import { parseZstdLevel, STORE_OPTIONS } from './options.ts';

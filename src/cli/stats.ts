@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { openNarwhal, closeNarwhal } from '../cache/narwhal.ts';
+import { openNarwhal, closeNarwhal } from '../context/narwhal.ts';
 import { STORE_OPTIONS } from './options.ts';
 
 export async function statsCommand(args: string[]): Promise<number> {

@@ -1,8 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { findCache } from '../cache/caches.ts';
-import { mayAccess } from '../cache/access.ts';
-import type { Narwhal } from '../cache/narwhal.ts';
-import { StorageFullGuard } from '../cache/storage-full.ts';
+import { findCache } from '../tenancy/caches.ts';
+import { mayAccess } from '../tenancy/access.ts';
+import type { Narwhal } from '../context/narwhal.ts';
+import { StorageFullGuard } from '../ingest/storage-full.ts';
 import { isNarwhalError, NarwhalError } from '../errors.ts';
 import { handleApi } from './api/api-router.ts';
 import { requestToken } from './auth.ts';

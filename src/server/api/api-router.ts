@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { localAdmin } from '../../cache/admin-operations.ts';
-import { isGlobalAdmin, mayAccess, tokenCoversCache } from '../../cache/access.ts';
-import { requireCache } from '../../cache/caches.ts';
-import type { Narwhal } from '../../cache/narwhal.ts';
+import { localAdmin } from '../../tenancy/admin-operations.ts';
+import { isGlobalAdmin, mayAccess, tokenCoversCache } from '../../tenancy/access.ts';
+import { requireCache } from '../../tenancy/caches.ts';
+import type { Narwhal } from '../../context/narwhal.ts';
 import { NarwhalError } from '../../errors.ts';
 import type { TokenRecord } from '../../metadata/metadata-store.ts';
 import { readBody } from '../body.ts';
