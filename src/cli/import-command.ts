@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import { openNarwhal, closeNarwhal, DEFAULT_CACHE } from '../context/narwhal.ts';
+import { closeNarwhal } from '../context/narwhal.ts';
+import { openNarwhal, DEFAULT_CACHE } from '../tenancy/open-narwhal.ts';
 import { importCache, type ImportProgress } from '../ingest/import-cache.ts';
 import { NarwhalError } from '../errors.ts';
 import { STORE_OPTIONS } from './options.ts';

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import { openNarwhal, closeNarwhal } from '../context/narwhal.ts';
+import { closeNarwhal } from '../context/narwhal.ts';
+import { openNarwhal } from '../tenancy/open-narwhal.ts';
 import { DEFAULT_RECOMPRESS_LEVEL, describeRecompression, recompressChunks } from '../maintenance/recompress.ts';
 import { parseZstdLevel, STORE_OPTIONS } from './options.ts';
 import { printJsonOr } from './output.ts';

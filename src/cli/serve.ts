@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { once } from 'node:events';
-import { openNarwhal, closeNarwhal } from '../context/narwhal.ts';
+import { closeNarwhal } from '../context/narwhal.ts';
+import { openNarwhal } from '../tenancy/open-narwhal.ts';
 import { parseDurationOrZero } from '../tenancy/duration.ts';
 import { scheduleGc } from '../maintenance/gc-scheduler.ts';
 import { DEFAULT_RECOMPRESS_LEVEL } from '../maintenance/recompress.ts';

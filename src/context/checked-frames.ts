@@ -1,5 +1,4 @@
 import { frameCrc } from '../storage/chunk-store.ts';
-import type { Narwhal } from './narwhal.ts';
 
 /**
  * For chunk stores that record no CRC of the frames they write (castr directories, S3, pack
@@ -17,36 +16,31 @@ import type { Narwhal } from './narwhal.ts';
  */
 const MAX_FRAMES = 65_536;
 
-const byNarwhal = new WeakMap<Narwhal, Map<string, number>>();
-
-function framesOf(nw: Narwhal): Map<string, number> {
-  let frames = byNarwhal.get(nw);
-  if (!frames) byNarwhal.set(nw, (frames = new Map()));
-  return frames;
-}
-
 /** 32 bytes as a one-byte string, the most compact key a Map takes. */
 function keyOf(id: Uint8Array): string {
   return Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('latin1');
 }
 
-/** True when these stored bytes of the chunk are the ones checked in full before. */
-export function checkedBefore(nw: Narwhal, id: Uint8Array, stored: Uint8Array): boolean {
-  const frames = framesOf(nw);
-  const key = keyOf(id);
-  const crc = frames.get(key);
-  if (crc === undefined || crc !== frameCrc(stored)) return false;
-  // Moved to the back of the queue: the frames read most recently are kept.
-  frames.delete(key);
-  frames.set(key, crc);
-  return true;
-}
+export class CheckedFrames {
+  /** Chunk id (keyOf) -> CRC-32 of its stored frame, oldest first. */
+  readonly #frames = new Map<string, number>();
 
-/** Remembers stored bytes of the chunk that were just checked in full. */
-export function rememberChecked(nw: Narwhal, id: Uint8Array, stored: Uint8Array): void {
-  const frames = framesOf(nw);
-  const key = keyOf(id);
-  frames.delete(key);
-  frames.set(key, frameCrc(stored));
-  if (frames.size > MAX_FRAMES) frames.delete(frames.keys().next().value!);
+  /** True when these stored bytes of the chunk are the ones checked in full before. */
+  checkedBefore(id: Uint8Array, stored: Uint8Array): boolean {
+    const key = keyOf(id);
+    const crc = this.#frames.get(key);
+    if (crc === undefined || crc !== frameCrc(stored)) return false;
+    // Moved to the back of the queue: the frames read most recently are kept.
+    this.#frames.delete(key);
+    this.#frames.set(key, crc);
+    return true;
+  }
+
+  /** Remembers stored bytes of the chunk that were just checked in full. */
+  remember(id: Uint8Array, stored: Uint8Array): void {
+    const key = keyOf(id);
+    this.#frames.delete(key);
+    this.#frames.set(key, frameCrc(stored));
+    if (this.#frames.size > MAX_FRAMES) this.#frames.delete(this.#frames.keys().next().value!);
+  }
 }

@@ -6,7 +6,6 @@ import { narinfoFingerprint, verifySignature } from '../nix/signing.ts';
 import type { CacheRecord, TokenRecord } from '../metadata/metadata-store.ts';
 import { mayAccess } from '../tenancy/access.ts';
 import type { Narwhal } from '../context/narwhal.ts';
-import { forgetNarinfo } from '../serving/render-narinfo.ts';
 import { findVisibleNar } from '../tenancy/nar-visibility.ts';
 
 /**
@@ -59,7 +58,7 @@ export async function putNarinfo(nw: Narwhal, cache: CacheRecord, hashPart: stri
   if (result === 'exists') {
     throw new NarwhalError('conflict', `${info.storePath} is already in ${cache.name} with another NAR, references or deriver; replacing it needs the delete permission`);
   }
-  forgetNarinfo(nw, cache.id, hashPart);
+  nw.memos.narinfos.forget(cache.id, hashPart);
 }
 
 /** Every reference must be the path itself or a whole store path this cache holds, by name, not just by hash. */

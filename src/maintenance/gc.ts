@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { NarwhalError } from '../errors.ts';
 import type { StoredChunkInfo } from '../storage/chunk-store.ts';
 import { hasCompaction, hasConditionalDelete, hasLeftoverCleanup, type ConditionalDelete } from '../storage/chunk-store-capabilities.ts';
-import { forgetNarinfo } from '../serving/render-narinfo.ts';
 import { HOLD_STALE_MS } from '../context/ingest-holds.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 
@@ -153,7 +152,7 @@ async function collect(nw: Narwhal, options: GcOptions, report: GcReport, keepLe
     if (cache.retention > 0) report.paths += await nw.meta.expirePaths(cache.id, now - cache.retention * 1000);
     await keepLease();
   }
-  if (report.paths > 0) forgetNarinfo(nw);
+  if (report.paths > 0) nw.memos.narinfos.forget();
 
   await nw.meta.markUnreferencedNars(Date.now());
   await keepLease();

@@ -6,7 +6,6 @@ import { checkChunk } from '../serving/chunk-check.ts';
 import { readFrame } from '../serving/chunk-damage.ts';
 import { CHUNK_ENTRY_SIZE, chunkEntries } from '../chunking/chunk-table.ts';
 import { CLOCK_MARGIN_MS } from './gc.ts';
-import { forgetNarinfo } from '../serving/render-narinfo.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 
 /** Chunks read and checked at once. */
@@ -65,7 +64,7 @@ export async function verifyStore(nw: Narwhal, options: VerifyOptions = {}): Pro
     for (const state of states) report.chunks[state]++;
     if (bad.length > 0) {
       report.marked += await nw.meta.markChunksDamaged(bad.map((c) => c.id), Date.now());
-      forgetNarinfo(nw);
+      nw.memos.narinfos.forget();
     }
     if (healed.length > 0) await nw.meta.setChunksDamaged(healed.map((c) => c.id), false, Date.now());
     const corrupt = page.filter((_, i) => states[i] === 'corrupt');
@@ -89,7 +88,7 @@ export async function verifyStore(nw: Narwhal, options: VerifyOptions = {}): Pro
       await nw.meta.setNarDamaged(nar.id, !whole, Date.now());
       if (whole) report.unmarked++;
       else report.marked++;
-      forgetNarinfo(nw);
+      nw.memos.narinfos.forget();
     }
   }
 

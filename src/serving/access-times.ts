@@ -15,9 +15,6 @@ export async function notePathAccess(nw: Narwhal, path: PathRecord): Promise<voi
   await advisory(nw.meta.recordPathAccess(path.cacheId, path.hashPart, now, now - ACCESS_RESOLUTION_MS));
 }
 
-const noted = new WeakMap<Narwhal, Map<string, number>>();
-const MAX_NOTED = 100_000;
-
 /**
  * Notes that the NAR was served through the cache: its paths there count as accessed (a client
  * that remembers a narinfo downloads the NAR without asking for the narinfo again). Kept in
@@ -25,13 +22,9 @@ const MAX_NOTED = 100_000;
  */
 export async function noteNarAccess(nw: Narwhal, cache: CacheRecord, nar: NarRecord): Promise<void> {
   const now = Date.now();
-  let recent = noted.get(nw);
-  if (!recent) noted.set(nw, (recent = new Map()));
-  const key = `${cache.id}/${nar.id}`;
-  if ((recent.get(key) ?? -Infinity) >= now - ACCESS_RESOLUTION_MS) return;
+  if (nw.memos.narAccesses.lastNoted(cache.id, nar.id) >= now - ACCESS_RESOLUTION_MS) return;
   if (!(await advisory(nw.meta.recordNarAccess(cache.id, nar.id, now, now - ACCESS_RESOLUTION_MS)))) return;
-  if (recent.size >= MAX_NOTED) recent.clear();
-  recent.set(key, now);
+  nw.memos.narAccesses.note(cache.id, nar.id, now);
 }
 
 /**

@@ -1,9 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { NarwhalError, isNarwhalError } from '../errors.ts';
 import { checkChunk } from './chunk-check.ts';
-import { checkedBefore, rememberChecked } from '../context/checked-frames.ts';
 import type { ChunkTableEntry } from '../chunking/chunk-table.ts';
-import { forgetNarinfo } from './render-narinfo.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 import { frameCrc, type StoredFrame } from '../storage/chunk-store.ts';
 import { hasFrameReads } from '../storage/chunk-store-capabilities.ts';
@@ -68,7 +66,7 @@ export async function checkChunkPresent(nw: Narwhal, id: Uint8Array, narHash: st
 /** Flags the chunks and the NARs using them damaged, and drops this process's kept narinfos. */
 export async function reportDamage(nw: Narwhal, ids: Uint8Array[]): Promise<void> {
   await nw.meta.markChunksDamaged(ids, Date.now());
-  forgetNarinfo(nw);
+  nw.memos.narinfos.forget();
 }
 
 /** The chunk's stored frame, with its recorded CRC where the store keeps one. */
@@ -82,9 +80,9 @@ export async function readFrame(nw: Narwhal, id: Uint8Array): Promise<StoredFram
  * any other is decompressed and checked against the chunk's size and id.
  */
 async function checkFrame(nw: Narwhal, entry: ChunkTableEntry, { stored, crc }: StoredFrame, wantData: boolean): Promise<CheckedChunk> {
-  if (!wantData && (crc === undefined ? checkedBefore(nw, entry.id, stored) : asWritten(stored, crc))) return { entry, stored };
+  if (!wantData && (crc === undefined ? nw.memos.checkedFrames.checkedBefore(entry.id, stored) : asWritten(stored, crc))) return { entry, stored };
   const checked = await checkChunk(entry.id, stored, entry.end - entry.start, wantData);
-  if (crc === undefined) rememberChecked(nw, entry.id, checked.stored);
+  if (crc === undefined) nw.memos.checkedFrames.remember(entry.id, checked.stored);
   return { entry, ...checked };
 }
 

@@ -1,3 +1,4 @@
+import { NarwhalError } from '../errors.ts';
 import type { CacheRecord, Permission, TokenRecord } from '../metadata/metadata-store.ts';
 
 /** Whether one of the token's cache names or globs (`*` = any run of characters) names the cache. */
@@ -19,6 +20,25 @@ export function mayAccess(token: TokenRecord | undefined, cache: CacheRecord, pe
   if (perm === 'pull' && cache.isPublic) return true;
   if (!token || !tokenCoversCache(token, cache.name)) return false;
   return token.perms.includes(perm) || token.perms.includes('admin') || (perm === 'pull' && token.perms.includes('push'));
+}
+
+/** What a request of the binary cache protocol does to a cache: read its nix-cache-info, read another file, or push. */
+export type CacheRequest = 'read-cache-info' | 'read' | 'push';
+
+/**
+ * Throws unless the token may make this request. A cache the caller may not read looks exactly
+ * like one that does not have the file (not-found), so Nix falls back to its other substituters.
+ * Its nix-cache-info stays readable: without it Nix 2.8 declares the URL "not a binary cache" and
+ * fails instead of falling back. A push without the right is refused as unauthorized (no token)
+ * or forbidden (a token without push on this cache).
+ */
+export function requireCacheAccess(token: TokenRecord | undefined, cache: CacheRecord, request: CacheRequest): void {
+  if (request === 'read' && !mayAccess(token, cache, 'pull')) throw new NarwhalError('not-found', 'not found');
+  if (request === 'push' && !mayAccess(token, cache, 'push')) {
+    throw token
+      ? new NarwhalError('forbidden', `this token may not push to ${cache.name}`)
+      : new NarwhalError('unauthorized', `pushing to ${cache.name} needs a token`);
+  }
 }
 
 /**

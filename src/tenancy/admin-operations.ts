@@ -1,4 +1,6 @@
-import type { CacheSettings, Permission, TokenRecord } from '../metadata/metadata-store.ts';
+import { NarwhalError } from '../errors.ts';
+import type { CacheRecord, CacheSettings, Permission, TokenRecord } from '../metadata/metadata-store.ts';
+import { isGlobalAdmin, mayAccess, tokenCoversCache } from './access.ts';
 import { cacheInfo, configureCache, createCache, destroyCache, requireCache, type CacheInfo, type NewCacheOptions } from './caches.ts';
 import { createToken, revokeToken, type NewToken } from './tokens.ts';
 import type { Narwhal } from '../context/narwhal.ts';
@@ -65,4 +67,30 @@ export function localAdmin(nw: Narwhal): AdminOperations {
     listTokens: async () => (await nw.meta.listTokens()).map(tokenInfo),
     revokeToken: (id) => revokeToken(nw, id),
   };
+}
+
+/*
+ * Who may use the management API (server/api/api-router.ts): every call needs a token; cache
+ * operations need admin on that cache; creating caches and managing tokens need admin on `*`.
+ */
+
+export function requireApiToken(token: TokenRecord | undefined): TokenRecord {
+  if (!token) throw new NarwhalError('unauthorized', 'the API needs a token');
+  return token;
+}
+
+export function requireGlobalAdmin(token: TokenRecord): void {
+  if (!isGlobalAdmin(token)) throw new NarwhalError('forbidden', 'this needs a token with admin on all caches (--cache "*")');
+}
+
+/** The cache, when the token is admin on it. */
+export async function requireCacheAdmin(nw: Narwhal, token: TokenRecord, name: string): Promise<CacheRecord> {
+  const cache = await requireCache(nw, name);
+  if (!mayAccess(token, cache, 'admin')) throw new NarwhalError('forbidden', `this token is not admin on ${name}`);
+  return cache;
+}
+
+/** The caches the token names (all of them for a global admin). */
+export async function cachesVisibleTo(nw: Narwhal, token: TokenRecord): Promise<CacheInfo[]> {
+  return (await localAdmin(nw).listCaches()).filter((c) => isGlobalAdmin(token) || tokenCoversCache(token, c.name));
 }

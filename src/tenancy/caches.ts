@@ -2,7 +2,6 @@ import { NarwhalError } from '../errors.ts';
 import type { CacheRecord, CacheSettings } from '../metadata/metadata-store.ts';
 import { generateSigningKey, parsePublicKey, parseSecretKey, publicKeyOf } from '../nix/signing.ts';
 import type { Narwhal } from '../context/narwhal.ts';
-import { forgetNarinfo } from '../serving/render-narinfo.ts';
 import { MAX_DURATION_MS } from './duration.ts';
 
 /** Cache names: lower-case and URL-safe; never a server route (those begin with `_`). */
@@ -14,30 +13,15 @@ export function isValidCacheName(name: string): boolean {
   return CACHE_NAME.test(name) && !name.includes('..');
 }
 
-/**
- * Every request looks its cache up, so records are kept for a second: changes made through this
- * process apply at once (they call forgetCache), changes by other processes (the CLI on the same
- * data dir, other replicas) within a second.
- */
-const CACHE_RECORD_TTL_MS = 1000;
-const recentCaches = new WeakMap<Narwhal, Map<string, { record: CacheRecord | undefined; until: number }>>();
-
 export async function findCache(nw: Narwhal, name: string): Promise<CacheRecord | undefined> {
   if (!isValidCacheName(name)) return undefined;
-  let recent = recentCaches.get(nw);
-  if (!recent) recentCaches.set(nw, (recent = new Map()));
-  const now = Date.now();
-  const hit = recent.get(name);
-  if (hit && hit.until > now) return hit.record;
-  const record = await nw.meta.getCache(name);
-  if (recent.size > 10_000) recent.clear();
-  recent.set(name, { record, until: now + CACHE_RECORD_TTL_MS });
-  return record;
+  return nw.memos.caches.find(name, () => nw.meta.getCache(name));
 }
 
+/** Drops what this process keeps of the cache: its record and every narinfo (they carry its key). */
 function forgetCache(nw: Narwhal, name: string): void {
-  recentCaches.get(nw)?.delete(name);
-  forgetNarinfo(nw);
+  nw.memos.caches.forget(name);
+  nw.memos.narinfos.forget();
 }
 
 export async function requireCache(nw: Narwhal, name: string): Promise<CacheRecord> {

@@ -2,7 +2,6 @@ import { NarwhalError } from '../errors.ts';
 import type { PathRecord } from '../metadata/metadata-store.ts';
 import { isValidHashPart, parseStorePath, parseStorePathBaseName } from '../nix/store-path.ts';
 import { requireCache } from './caches.ts';
-import { forgetNarinfo } from '../serving/render-narinfo.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 
 /** What `path list` shows of a path. */
@@ -70,7 +69,7 @@ export async function deletePaths(nw: Narwhal, cacheName: string, paths: string[
       `still referred to by ${referrers.length} path(s) of ${cacheName}: ${shown.join(', ')}${referrers.length > 3 ? ', ...' : ''}; delete them in the same command`,
     );
   }
-  for (const hashPart of deleted) forgetNarinfo(nw, cache.id, hashPart);
+  for (const hashPart of deleted) nw.memos.narinfos.forget(cache.id, hashPart);
   return paths.filter((_, i) => deleted.includes(hashParts[i]));
 }
 

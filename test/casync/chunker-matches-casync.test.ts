@@ -29,7 +29,8 @@ import { DEFAULT_CHUNKER_PARAMS, type ChunkerParams } from '../../src/chunking/c
 import { chunkStream } from '../../src/chunking/chunk-stream.ts';
 import { chunkEntries } from '../../src/chunking/chunk-table.ts';
 import { ingestNar } from '../../src/ingest/ingest-nar.ts';
-import { closeNarwhal, openNarwhal } from '../../src/context/narwhal.ts';
+import { closeNarwhal } from '../../src/context/narwhal.ts';
+import { openNarwhal } from '../../src/tenancy/open-narwhal.ts';
 import {
   CASYNC_BLOB_FLAGS_SHA256,
   CASYNC_BLOB_FLAGS_SHA512_256,

@@ -5,7 +5,8 @@ import { Readable } from 'node:stream';
 import { createHash, randomBytes } from 'node:crypto';
 import { putNarinfo } from '../../src/ingest/put-narinfo.ts';
 import { serializeNarinfo } from '../../src/nix/narinfo.ts';
-import { openNarwhal, closeNarwhal, type Narwhal } from '../../src/context/narwhal.ts';
+import { closeNarwhal, type Narwhal } from '../../src/context/narwhal.ts';
+import { openNarwhal } from '../../src/tenancy/open-narwhal.ts';
 import { writeNar } from '../../src/nix/nar-writer.ts';
 import { formatSha256Nix32 } from '../../src/nix/hash.ts';
 

@@ -5,7 +5,6 @@ import { ingestNar } from '../../../src/ingest/ingest-nar.ts';
 import { openNar, readStoredFrames } from '../../../src/serving/nar-reader.ts';
 import { readCheckedChunk } from '../../../src/serving/chunk-damage.ts';
 import { chunkEntries } from '../../../src/chunking/chunk-table.ts';
-import { checkedBefore, rememberChecked } from '../../../src/context/checked-frames.ts';
 import { NarwhalError } from '../../../src/errors.ts';
 import { LOCAL_STORES, damageChunk } from '../../helpers/damage.ts';
 import { bodyOf, realisticNar, tempNarwhal } from '../../helpers/narwhal-fixtures.ts';
@@ -18,13 +17,13 @@ test('a store that records no CRC (castr directory): a download remembers the fr
   try {
     const record = await ingestNar(t.nw, bodyOf(await realisticNar('checked frames')), { compression: 'none' });
     const entries = [...chunkEntries(record.chunkTable)];
-    for (const { id } of entries) assert.equal(checkedBefore(t.nw, id, await t.nw.chunks.get(id)), false);
+    for (const { id } of entries) assert.equal(t.nw.memos.checkedFrames.checkedBefore(id, await t.nw.chunks.get(id)), false);
     await collect(readStoredFrames(t.nw, (await openNar(t.nw, record.narHash))!));
-    for (const { id } of entries) assert.equal(checkedBefore(t.nw, id, await t.nw.chunks.get(id)), true);
+    for (const { id } of entries) assert.equal(t.nw.memos.checkedFrames.checkedBefore(id, await t.nw.chunks.get(id)), true);
 
     const victim = entries[2];
     await damageChunk(t.nw.chunks, victim.id, 'flip');
-    assert.equal(checkedBefore(t.nw, victim.id, await t.nw.chunks.get(victim.id)), false);
+    assert.equal(t.nw.memos.checkedFrames.checkedBefore(victim.id, await t.nw.chunks.get(victim.id)), false);
     await assert.rejects(collect(readStoredFrames(t.nw, record)), (err: unknown) => err instanceof NarwhalError && err.code === 'chunk-corrupt');
   } finally {
     await t.close();
@@ -36,27 +35,27 @@ test('remembered frames are told apart by chunk and by content, and the least re
   try {
     const id = (n: number): Uint8Array => new Uint8Array(32).fill(n);
     const frame = new Uint8Array(1000).fill(7);
-    rememberChecked(t.nw, id(1), frame);
-    assert.equal(checkedBefore(t.nw, id(1), frame), true);
-    assert.equal(checkedBefore(t.nw, id(2), frame), false);
+    t.nw.memos.checkedFrames.remember(id(1), frame);
+    assert.equal(t.nw.memos.checkedFrames.checkedBefore(id(1), frame), true);
+    assert.equal(t.nw.memos.checkedFrames.checkedBefore(id(2), frame), false);
     const changed = frame.slice();
     changed[500] ^= 1;
-    assert.equal(checkedBefore(t.nw, id(1), changed), false);
-    assert.equal(checkedBefore(t.nw, id(1), frame.subarray(0, 999)), false);
+    assert.equal(t.nw.memos.checkedFrames.checkedBefore(id(1), changed), false);
+    assert.equal(t.nw.memos.checkedFrames.checkedBefore(id(1), frame.subarray(0, 999)), false);
 
     // 65,536 are kept. id(1) was read last of these three, so id(3) is forgotten first.
-    rememberChecked(t.nw, id(3), frame);
-    rememberChecked(t.nw, id(4), frame);
-    assert.equal(checkedBefore(t.nw, id(1), frame), true);
+    t.nw.memos.checkedFrames.remember(id(3), frame);
+    t.nw.memos.checkedFrames.remember(id(4), frame);
+    assert.equal(t.nw.memos.checkedFrames.checkedBefore(id(1), frame), true);
     const filler = new Uint8Array(32);
     const view = new DataView(filler.buffer);
     for (let i = 0; i < 65_536 - 3 + 1; i++) {
       view.setUint32(0, 0xff000000 + i);
-      rememberChecked(t.nw, filler, frame);
+      t.nw.memos.checkedFrames.remember(filler, frame);
     }
-    assert.equal(checkedBefore(t.nw, id(3), frame), false);
-    assert.equal(checkedBefore(t.nw, id(4), frame), true);
-    assert.equal(checkedBefore(t.nw, id(1), frame), true);
+    assert.equal(t.nw.memos.checkedFrames.checkedBefore(id(3), frame), false);
+    assert.equal(t.nw.memos.checkedFrames.checkedBefore(id(4), frame), true);
+    assert.equal(t.nw.memos.checkedFrames.checkedBefore(id(1), frame), true);
   } finally {
     await t.close();
   }
