@@ -17,7 +17,7 @@ export const DEFAULT_OPTIONS: NarwhalOptions = {
   zstdLevel: DEFAULT_ZSTD_LEVEL,
 };
 
-/** Everything a cache operation needs: the two stores and the settings. No HTTP in here. */
+/** Everything an operation needs: the two stores, the settings and this process's state beside them. No HTTP in here. */
 export interface Narwhal {
   meta: MetadataStore;
   chunks: ChunkStore;
