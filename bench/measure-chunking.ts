@@ -7,7 +7,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { chunkStream } from '../src/chunking/chunk-stream.ts';
-import { chunkId, encodeChunk } from '../src/cache/chunk-codec.ts';
+import { chunkId, encodeChunk } from '../src/storage/chunk-codec.ts';
 import type { Dataset } from './dataset.ts';
 import type { ChunkingVariant } from './modes.ts';
 import { regularFileSpans } from './nar-spans.ts';

@@ -47,7 +47,7 @@ export async function measurePush(ds: Dataset, work: string, log: (line: string)
     log(`push: nix copy --to Narwhal (compression=zstd)`);
     const home = join(work, 'clients', 'push-narwhal-zstd');
     const env = nixEnv(home, await pushClientConfig(server, home));
-    // After each series, the recompression the server runs once uploads pause (src/cache/recompress.ts).
+    // After each series, the recompression the server runs once uploads pause (src/maintenance/recompress.ts).
     const recompressSeconds: Record<string, number> = {};
     const settle = async (seriesId: string): Promise<void> => {
       recompressSeconds[seriesId] = await recompress(server.dataDir);

@@ -186,7 +186,7 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
   );
   md.push(
     '',
-    "Computed in-process with Narwhal's chunker (`src/chunking/chunker.ts`) and chunk codec (`src/cache/chunk-codec.ts`)",
+    "Computed in-process with Narwhal's chunker (`src/chunking/chunker.ts`) and chunk codec (`src/storage/chunk-codec.ts`)",
     'on the same NARs: distinct chunks, each one zstd frame, plus 40 bytes per chunk reference (a caibx entry); no',
     'database or file-system overhead, so compare rows with each other rather than with the table above. "Cut at',
     'both ends of files" forces chunk boundaries where regular files\' contents start and end inside the NAR and runs',
@@ -266,7 +266,7 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
     'median of its rounds. The fresh stores are deleted after the last round (see measure-substitute.ts for why).',
     `Totals of each round in order: ${r.substitute.map((s) => `${s.label} ${(s.roundTotals ?? []).map((t) => t.toFixed(1)).join(', ')} s`).join('; ')}.`,
     'Narwhal checks each stored frame it serves against the CRC-32 its pack store recorded when writing it, so its first',
-    'round, with nothing served before, does the same work as the later ones (src/cache/chunk-damage.ts).',
+    'round, with nothing served before, does the same work as the later ones (src/serving/chunk-damage.ts).',
     '',
   );
   md.push(`### Downloads of the largest NAR (${mb(r.totals.largestNar.narBytes)})`, '');

@@ -14,7 +14,7 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DEFAULT_ZSTD_LEVEL } from '../src/cache/chunk-codec.ts';
+import { DEFAULT_ZSTD_LEVEL } from '../src/storage/chunk-codec.ts';
 import { buildDataset } from './dataset.ts';
 import { commitInfo, ensureTools, loadAverage, machineInfo, toolVersions } from './environment.ts';
 import { nixEnv } from './exec.ts';

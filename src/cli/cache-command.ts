@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { NarwhalError } from '../errors.ts';
-import type { CacheInfo } from '../cache/caches.ts';
-import type { CacheChanges } from '../cache/admin-operations.ts';
-import { formatRetention, parseRetention } from '../cache/duration.ts';
+import type { CacheInfo } from '../tenancy/caches.ts';
+import type { CacheChanges } from '../tenancy/admin-operations.ts';
+import { formatRetention, parseRetention } from '../tenancy/duration.ts';
 import { ADMIN_OPTIONS, openAdminTarget } from './options.ts';
 import { printJsonOr } from './output.ts';
 

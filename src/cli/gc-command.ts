@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
-import { openNarwhal, closeNarwhal } from '../cache/narwhal.ts';
-import { parseDurationOrZero } from '../cache/duration.ts';
-import { describeGc, runGc } from '../cache/gc.ts';
+import { closeNarwhal } from '../context/narwhal.ts';
+import { openNarwhal } from '../tenancy/open-narwhal.ts';
+import { parseDurationOrZero } from '../tenancy/duration.ts';
+import { describeGc, runGc } from '../maintenance/gc.ts';
 import { STORE_OPTIONS } from './options.ts';
 import { printJsonOr } from './output.ts';
 

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
-import { openNarwhal, closeNarwhal, DEFAULT_CACHE } from '../cache/narwhal.ts';
-import { importCache, type ImportProgress } from '../cache/import-cache.ts';
+import { closeNarwhal } from '../context/narwhal.ts';
+import { openNarwhal, DEFAULT_CACHE } from '../tenancy/open-narwhal.ts';
+import { importCache, type ImportProgress } from '../ingest/import-cache.ts';
 import { NarwhalError } from '../errors.ts';
 import { STORE_OPTIONS } from './options.ts';
 

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
-import { openMetadataStore } from '../cache/backends.ts';
+import { openMetadataStore } from '../context/backends.ts';
 import { STORE_OPTIONS } from './options.ts';
 
 /**

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { defaultStorage, openChunkStore } from '../cache/backends.ts';
-import { migrateStorage, type MigrationProgress } from '../cache/migrate-storage.ts';
+import { defaultStorage, openChunkStore } from '../context/backends.ts';
+import { migrateStorage, type MigrationProgress } from '../maintenance/migrate-storage.ts';
 import { NarwhalError } from '../errors.ts';
 import { parseStorageUrl, formatStorageLocation, type StorageLocation } from '../storage/storage-url.ts';
 import { STORE_OPTIONS } from './options.ts';

@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
 import { NarwhalError } from '../errors.ts';
-import { openNarwhal, closeNarwhal } from '../cache/narwhal.ts';
-import { deletePaths, listPaths, pinPath, type PathInfo } from '../cache/paths.ts';
+import { closeNarwhal } from '../context/narwhal.ts';
+import { openNarwhal } from '../tenancy/open-narwhal.ts';
+import { deletePaths, listPaths, pinPath, type PathInfo } from '../tenancy/paths.ts';
 import { STORE_OPTIONS } from './options.ts';
 import { printJsonOr } from './output.ts';
 

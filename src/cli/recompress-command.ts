@@ -1,10 +1,11 @@
 import { parseArgs } from 'node:util';
-import { openNarwhal, closeNarwhal } from '../cache/narwhal.ts';
-import { DEFAULT_RECOMPRESS_LEVEL, describeRecompression, recompressChunks } from '../cache/recompress.ts';
+import { closeNarwhal } from '../context/narwhal.ts';
+import { openNarwhal } from '../tenancy/open-narwhal.ts';
+import { DEFAULT_RECOMPRESS_LEVEL, describeRecompression, recompressChunks } from '../maintenance/recompress.ts';
 import { parseZstdLevel, STORE_OPTIONS } from './options.ts';
 import { printJsonOr } from './output.ts';
 
-/** `narwhal recompress`: one recompression run over every chunk still as ingested (src/cache/recompress.ts). */
+/** `narwhal recompress`: one recompression run over every chunk still as ingested (src/maintenance/recompress.ts). */
 export async function recompressCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import { openNarwhal, closeNarwhal } from '../cache/narwhal.ts';
+import { closeNarwhal } from '../context/narwhal.ts';
+import { openNarwhal } from '../tenancy/open-narwhal.ts';
 import { STORE_OPTIONS } from './options.ts';
 
 export async function statsCommand(args: string[]): Promise<number> {

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { NarwhalError } from '../errors.ts';
-import { parseDuration } from '../cache/duration.ts';
-import { parsePermissions } from '../cache/tokens.ts';
+import { parseDuration } from '../tenancy/duration.ts';
+import { parsePermissions } from '../tenancy/tokens.ts';
 import { ADMIN_OPTIONS, openAdminTarget } from './options.ts';
 import { printJsonOr } from './output.ts';
 

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
-import { openNarwhal, closeNarwhal } from '../cache/narwhal.ts';
-import { damageRemains, verifyStore, type VerifyReport } from '../cache/verify.ts';
+import { closeNarwhal } from '../context/narwhal.ts';
+import { openNarwhal } from '../tenancy/open-narwhal.ts';
+import { damageRemains, verifyStore, type VerifyReport } from '../maintenance/verify.ts';
 import { STORE_OPTIONS } from './options.ts';
 import { printJsonOr } from './output.ts';
 

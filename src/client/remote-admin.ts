@@ -1,7 +1,7 @@
 import { NarwhalError, type ErrorCode } from '../errors.ts';
-import type { AdminOperations, CacheChanges, TokenInfo } from '../cache/admin-operations.ts';
-import type { CacheInfo, NewCacheOptions } from '../cache/caches.ts';
-import type { NewToken } from '../cache/tokens.ts';
+import type { AdminOperations, CacheChanges, TokenInfo } from '../tenancy/admin-operations.ts';
+import type { CacheInfo, NewCacheOptions } from '../tenancy/caches.ts';
+import type { NewToken } from '../tenancy/tokens.ts';
 
 const CODE_FOR_STATUS: Record<number, ErrorCode> = { 400: 'bad-request', 401: 'unauthorized', 403: 'forbidden', 404: 'not-found', 409: 'conflict' };
 

@@ -5,8 +5,8 @@
  * scratch space of one encoder per setting serves every stream.
  */
 import { parentPort } from 'node:worker_threads';
-import { garbageCollectorByVolume } from '../storage/gc-by-volume.ts';
-import type { WorkerReply } from '../storage/worker-pool.ts';
+import { scavengerByVolume } from '../runtime/v8-scavenge.ts';
+import type { WorkerReply } from '../runtime/worker-pool.ts';
 import { Bzip2Encoder, type Bzip2Level, type Bzip2State } from './bzip2/bzip2-encoder.ts';
 import { Lz4FrameEncoder, type Lz4BlockSize, type Lz4State } from './lz4/lz4-frame-encoder.ts';
 
@@ -32,7 +32,7 @@ interface ResumableEncoder<S> {
 
 const bzip2Encoders = new Map<Bzip2Level, Bzip2Encoder>();
 const lz4Encoders = new Map<Lz4BlockSize, Lz4FrameEncoder>();
-const collectGarbage = garbageCollectorByVolume();
+const collectGarbage = scavengerByVolume();
 
 function encoderFor(request: EncodeRequest): ResumableEncoder<Bzip2State> | ResumableEncoder<Lz4State> {
   if (request.codec === 'bzip2') {

@@ -1,5 +1,5 @@
 import { Transform, type TransformCallback } from 'node:stream';
-import { transferable, WorkerPool } from '../storage/worker-pool.ts';
+import { transferable, WorkerPool } from '../runtime/worker-pool.ts';
 import type { Bzip2Level, Bzip2State } from './bzip2/bzip2-encoder.ts';
 import type { EncodeRequest, EncodeResult } from './encode-worker.ts';
 import type { Lz4BlockSize, Lz4State } from './lz4/lz4-frame-encoder.ts';

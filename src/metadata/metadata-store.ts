@@ -1,6 +1,6 @@
 /**
- * The metadata contract. Backends (SQLite, PostgreSQL) implement it; the cache layer
- * uses nothing else. Every method is atomic on its own: a method either commits all it writes or
+ * The metadata contract. Backends (SQLite, PostgreSQL) implement it; the operations above it
+ * use nothing else. Every method is atomic on its own: a method either commits all it writes or
  * nothing. NARs and chunks are global and content-addressed; paths and files belong to one cache.
  */
 
@@ -230,7 +230,7 @@ export interface MetadataStore {
   /** Sets the last access of the cache's paths that use the NAR to `at` where it is before `staleBefore`. */
   recordNarAccess(cacheId: number, narId: number, at: number, staleBefore: number): Promise<void>;
 
-  // Cache files (src/cache/cache-files.ts): build logs, listings, realisations, debuginfo. A file
+  // Cache files (src/tenancy/cache-files.ts): build logs, listings, realisations, debuginfo. A file
   // points to a content, stored as pieces numbered from 0; an upload writes a new content piece by
   // piece, each its own short transaction, and commitFile switches the file to it.
 
@@ -264,7 +264,7 @@ export interface MetadataStore {
 
   stats(): Promise<StoreStats>;
 
-  // Integrity (src/cache/verify.ts, src/cache/chunk-damage.ts).
+  // Integrity (src/maintenance/verify.ts, src/serving/chunk-damage.ts).
 
   /** Flags the chunks damaged and every NAR that uses one of them; returns how many NARs were newly flagged. */
   markChunksDamaged(ids: Uint8Array[], at: number): Promise<number>;
@@ -279,7 +279,7 @@ export interface MetadataStore {
   setNarDamaged(narId: number, damaged: boolean, at: number): Promise<void>;
   damagedNarCount(): Promise<number>;
 
-  // Garbage collection (src/cache/gc.ts).
+  // Garbage collection (src/maintenance/gc.ts).
 
   /**
    * Deletes the cache's paths that are not live, and returns how many. Live: pinned, or last
@@ -301,7 +301,7 @@ export interface MetadataStore {
   /** The chunk's record, if any. */
   getChunk(id: Uint8Array): Promise<ChunkRecord | undefined>;
 
-  // Recompression (src/cache/recompress.ts).
+  // Recompression (src/maintenance/recompress.ts).
 
   /** Up to `limit` chunks as ingested (zstdLevel null), in use and not damaged, with ids above `after`, ascending. */
   chunksToRecompress(after: Uint8Array, limit: number): Promise<ChunkRecord[]>;

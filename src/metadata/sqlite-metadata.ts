@@ -2,7 +2,7 @@ import type { SQLInputValue, StatementSync } from 'node:sqlite';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { SQLITE_MIGRATIONS } from './sqlite-schema.ts';
-import { SqliteDatabase } from '../storage/sqlite-database.ts';
+import { SqliteDatabase } from '../runtime/sqlite-database.ts';
 import { SqlMetadata } from './sql-metadata.ts';
 import { sqliteDialect, type SqlStatement } from './sql-dialect.ts';
 import type { Row } from './metadata-rows.ts';

@@ -132,7 +132,7 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     renewed_at INTEGER NOT NULL
   );
   `,
-  // 3: leases, so that only one process at a time runs GC (src/cache/gc.ts).
+  // 3: leases, so that only one process at a time runs GC (src/maintenance/gc.ts).
   `
   -- A named lease, held by one holder until expires_at (ms since the epoch) unless renewed.
   CREATE TABLE leases (
@@ -152,14 +152,14 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     done_at INTEGER
   ) WITHOUT ROWID;
   `,
-  // 5: recompression (src/cache/recompress.ts).
+  // 5: recompression (src/maintenance/recompress.ts).
   `
   -- The zstd level the chunk's file was recompressed at (or found not worth recompressing at);
   -- NULL while it is as ingested.
   ALTER TABLE chunks ADD COLUMN zstd_level INTEGER;
   CREATE INDEX chunks_as_ingested ON chunks(id) WHERE zstd_level IS NULL;
   `,
-  // 6: which cache each NAR was uploaded to (src/cache/nar-visibility.ts).
+  // 6: which cache each NAR was uploaded to (src/tenancy/nar-visibility.ts).
   `
   -- A NAR uploaded to a cache may be named by that cache's narinfos and served by it, before
   -- any path uses it; other caches see it only through paths of caches the caller may read.
@@ -170,7 +170,7 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX nar_upload_caches_nar ON nar_upload_caches(nar_id);
   `,
-  // 7: cache files stored as numbered pieces, so that they are streamed both ways (src/cache/cache-files.ts).
+  // 7: cache files stored as numbered pieces, so that they are streamed both ways (src/tenancy/cache-files.ts).
   `
   -- The content of one upload. AUTOINCREMENT: an id is never reused, so a reader still streaming
   -- a replaced content finds its pieces gone rather than another content's. written_at is renewed

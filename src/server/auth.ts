@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
-import { authenticate } from '../cache/tokens.ts';
-import type { Narwhal } from '../cache/narwhal.ts';
+import { authenticate } from '../tenancy/tokens.ts';
+import type { Narwhal } from '../context/narwhal.ts';
 import type { TokenRecord } from '../metadata/metadata-store.ts';
 
 /**

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Narwhal } from '../cache/narwhal.ts';
+import type { Narwhal } from '../context/narwhal.ts';
 import type { CacheRecord, TokenRecord } from '../metadata/metadata-store.ts';
 
 export interface RequestContext {

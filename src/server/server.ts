@@ -1,8 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { findCache } from '../cache/caches.ts';
-import { mayAccess } from '../cache/access.ts';
-import type { Narwhal } from '../cache/narwhal.ts';
-import { StorageFullGuard } from '../cache/storage-full.ts';
+import { findCache } from '../tenancy/caches.ts';
+import { requireCacheAccess } from '../tenancy/access.ts';
+import type { Narwhal } from '../context/narwhal.ts';
+import { StorageFullGuard } from '../ingest/storage-full.ts';
 import { isNarwhalError, NarwhalError } from '../errors.ts';
 import { handleApi } from './api/api-router.ts';
 import { requestToken } from './auth.ts';
@@ -81,21 +81,14 @@ async function handle(nw: Narwhal, req: IncomingMessage, res: ServerResponse, lo
   const head = method === 'HEAD';
   const read = method === 'GET' || head;
 
-  // A cache the caller may not read looks exactly like one that does not have the file, so Nix
-  // falls back to its other substituters. Its nix-cache-info stays readable: without it Nix
-  // 2.8 declares the URL "not a binary cache" and fails instead of falling back.
-  if (read && !mayAccess(token, cache, 'pull') && matched?.route !== CACHE_INFO_ROUTE) {
-    throw new NarwhalError('not-found', 'not found');
-  }
+  // Checked before the route is known to exist, so a cache the caller may not read answers
+  // every name alike (tenancy/access.ts says why).
+  if (read) requireCacheAccess(token, cache, matched?.route === CACHE_INFO_ROUTE ? 'read-cache-info' : 'read');
   if (!matched) throw new NarwhalError('not-found', 'not found');
   const { route, params } = matched;
   if (read) return route.get({ nw, cache, req, res, params, head, token, log });
   if (method === 'PUT' && route.put) {
-    if (!mayAccess(token, cache, 'push')) {
-      throw token
-        ? new NarwhalError('forbidden', `this token may not push to ${cache.name}`)
-        : new NarwhalError('unauthorized', `pushing to ${cache.name} needs a token`);
-    }
+    requireCacheAccess(token, cache, 'push');
     return route.put({ nw, cache, req, res, params, head: false, token, log });
   }
   res.setHeader('Allow', route.put ? 'GET, HEAD, PUT' : 'GET, HEAD');

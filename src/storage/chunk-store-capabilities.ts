@@ -31,7 +31,7 @@ export interface ConditionalDelete {
    * survives. Returns the stored size deleted, or undefined when nothing was deleted.
    * Without this capability GC compares list()'s modifiedAt and calls delete() after noting the
    * deletion in the metadata store, which refuses the commit of an ingest that may have rewritten
-   * the chunk meanwhile (src/cache/gc.ts).
+   * the chunk meanwhile (src/maintenance/gc.ts).
    */
   deleteUnlessNewer(id: Uint8Array, notAfter: number): Promise<number | undefined>;
 }

@@ -8,8 +8,8 @@ import { promisify } from 'node:util';
 import { NarwhalError } from '../errors.ts';
 import { castrKey, chunkHex, type ChunkStore, type StoredChunkInfo } from './chunk-store.ts';
 import type { ConditionalDelete, FreeSpace, LeftoverCleanup, RemovedLeftovers, WritePreparation } from './chunk-store-capabilities.ts';
-import { WorkerPool, transferable } from './worker-pool.ts';
-import { freeBytesAt, ignoreMissing, mapWriteError, syncPath } from './local-fs.ts';
+import { WorkerPool, transferable } from '../runtime/worker-pool.ts';
+import { freeBytesAt, ignoreMissing, mapWriteError, syncPath } from '../runtime/local-fs.ts';
 import type { WriteRequest, WriteResult } from './local-write-worker.ts';
 
 const execFileAsync = promisify(execFile);

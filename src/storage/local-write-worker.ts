@@ -6,7 +6,7 @@
 import { closeSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
-import type { WorkerReply } from './worker-pool.ts';
+import type { WorkerReply } from '../runtime/worker-pool.ts';
 import { encoderPerLevel } from './zstd-frames.ts';
 
 export interface WriteRequest {

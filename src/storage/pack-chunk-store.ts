@@ -19,8 +19,8 @@ import { FRAME_HEADER_BYTES, frameHeader, newPackName, PACK_IDLE_LIMIT_MS, PACK_
 import { PackFiles } from './pack-files.ts';
 import { PackIndex, type IndexedChunk, type LocatedFrame, type PackLocation, type PackUsage } from './pack-index.ts';
 import type { PackWriteRequest, PackWriteResult, SealResult, WrittenFrame } from './pack-write-worker.ts';
-import { WorkerPool, transferable } from './worker-pool.ts';
-import { freeBytesAt, ignoreMissing, mapWriteError, syncPath } from './local-fs.ts';
+import { WorkerPool, transferable } from '../runtime/worker-pool.ts';
+import { freeBytesAt, ignoreMissing, mapWriteError, syncPath } from '../runtime/local-fs.ts';
 
 /** A pack is compacted once at most this share of it is still live. */
 const COMPACT_WHEN_LIVE_AT_MOST = 0.5;

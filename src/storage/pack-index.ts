@@ -1,5 +1,5 @@
 import type { SQLInputValue, StatementSync } from 'node:sqlite';
-import { SqliteDatabase } from './sqlite-database.ts';
+import { SqliteDatabase } from '../runtime/sqlite-database.ts';
 import { FRAME_HEADER_BYTES } from './pack-format.ts';
 
 /** Where a chunk's zstd frame sits: `length` bytes at `offset` of pack file `pack`. */

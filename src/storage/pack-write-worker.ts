@@ -13,7 +13,7 @@ import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, writevSyn
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { parentPort } from 'node:worker_threads';
-import type { WorkerReply } from './worker-pool.ts';
+import type { WorkerReply } from '../runtime/worker-pool.ts';
 import { frameCrc } from './chunk-store.ts';
 import { frameHeader, newPackName } from './pack-format.ts';
 import { encoderPerLevel } from './zstd-frames.ts';

@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { NarwhalError } from '../errors.ts';
 import { castrKey, chunkHex, type ChunkStore, type StoredChunkInfo } from './chunk-store.ts';
 import type { S3Location } from './storage-url.ts';
-import { WorkerPool, transferable } from './worker-pool.ts';
+import { WorkerPool, transferable } from '../runtime/worker-pool.ts';
 import type { EncodeRequest, EncodeResult } from './zstd-encode-worker.ts';
 
 /** Requests per operation, first included; the SDK backs off exponentially with jitter between them. */

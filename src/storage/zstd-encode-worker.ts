@@ -3,8 +3,8 @@
  * system calls (S3): compression is the CPU-heavy part of a put, so it runs beside the main thread.
  */
 import { parentPort } from 'node:worker_threads';
-import type { WorkerReply } from './worker-pool.ts';
-import { garbageCollectorByVolume } from './gc-by-volume.ts';
+import type { WorkerReply } from '../runtime/worker-pool.ts';
+import { scavengerByVolume } from '../runtime/v8-scavenge.ts';
 import { encoderPerLevel } from './zstd-frames.ts';
 
 export interface EncodeRequest {
@@ -15,7 +15,7 @@ export interface EncodeRequest {
 /** The zstd frame, in a buffer of its own (moved, not copied, back to the caller). */
 export type EncodeResult = Uint8Array;
 
-const collectGarbage = garbageCollectorByVolume();
+const scavenge = scavengerByVolume();
 const encoder = encoderPerLevel();
 
 parentPort!.on('message', ({ seq, data, level }: EncodeRequest & { seq: number }) => {
@@ -30,5 +30,5 @@ parentPort!.on('message', ({ seq, data, level }: EncodeRequest & { seq: number }
     reply = { seq, error: { message: (err as Error).message, code: (err as NodeJS.ErrnoException).code } };
   }
   parentPort!.postMessage(reply, transfer);
-  collectGarbage(data.byteLength);
+  scavenge(data.byteLength);
 });

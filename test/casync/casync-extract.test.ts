@@ -10,10 +10,10 @@ import type { AddressInfo } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createNarwhalServer } from '../../src/server/server.ts';
-import { ingestNar } from '../../src/cache/ingest-nar.ts';
+import { ingestNar } from '../../src/ingest/ingest-nar.ts';
 import { run } from '../e2e/harness.ts';
 import { assertSameBytes } from '../helpers/bytes.ts';
-import { addPath, bodyOf, realisticNar, tempNarwhal, type TempNarwhal } from '../unit/cache/fixtures.ts';
+import { addPath, bodyOf, realisticNar, tempNarwhal, type TempNarwhal } from '../helpers/narwhal-fixtures.ts';
 
 let t: TempNarwhal;
 let server: Server;

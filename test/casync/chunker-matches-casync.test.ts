@@ -27,9 +27,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DEFAULT_CHUNKER_PARAMS, type ChunkerParams } from '../../src/chunking/chunker.ts';
 import { chunkStream } from '../../src/chunking/chunk-stream.ts';
-import { chunkEntries } from '../../src/cache/chunk-table.ts';
-import { ingestNar } from '../../src/cache/ingest-nar.ts';
-import { closeNarwhal, openNarwhal } from '../../src/cache/narwhal.ts';
+import { chunkEntries } from '../../src/chunking/chunk-table.ts';
+import { ingestNar } from '../../src/ingest/ingest-nar.ts';
+import { closeNarwhal } from '../../src/context/narwhal.ts';
+import { openNarwhal } from '../../src/tenancy/open-narwhal.ts';
 import {
   CASYNC_BLOB_FLAGS_SHA256,
   CASYNC_BLOB_FLAGS_SHA512_256,

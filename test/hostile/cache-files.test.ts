@@ -8,8 +8,8 @@ import { connect, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { brotliCompressSync } from 'node:zlib';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MAX_CACHE_FILE_SIZE, MAX_JSON_FILE_SIZE } from '../../src/cache/cache-files.ts';
-import { randomHashPart } from '../unit/cache/fixtures.ts';
+import { MAX_CACHE_FILE_SIZE, MAX_JSON_FILE_SIZE } from '../../src/tenancy/cache-files.ts';
+import { randomHashPart } from '../helpers/narwhal-fixtures.ts';
 import { assertClientError, rawRequest, startHostileServer, type HostileServer } from './hostile-server.ts';
 
 const MB = 1_000_000;

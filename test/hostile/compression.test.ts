@@ -4,7 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { NarTokenWriter, writeNar } from '../../src/nix/nar-writer.ts';
-import { narHashOf } from '../unit/cache/fixtures.ts';
+import { narHashOf } from '../helpers/narwhal-fixtures.ts';
 import { narwhal, startServer, tempDir } from '../e2e/harness.ts';
 import { answerOf, assertClientError, assertNothingStored, nix32Sha256, startHostileServer, type HostileServer } from './hostile-server.ts';
 

@@ -5,11 +5,11 @@ import { connect } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { createHash } from 'node:crypto';
 import { createNarwhalServer, type ServerOptions } from '../../src/server/server.ts';
-import { createToken } from '../../src/cache/tokens.ts';
-import type { Narwhal, NarwhalOptions } from '../../src/cache/narwhal.ts';
+import { createToken } from '../../src/tenancy/tokens.ts';
+import type { Narwhal, NarwhalOptions } from '../../src/context/narwhal.ts';
 import type { StoreStats } from '../../src/metadata/metadata-store.ts';
 import { encodeNixBase32 } from '../../src/nix/base32.ts';
-import { tempNarwhal, type TempNarwhal } from '../unit/cache/fixtures.ts';
+import { tempNarwhal, type TempNarwhal } from '../helpers/narwhal-fixtures.ts';
 
 /** A Narwhal served in-process on a free port, with a push token for cache `main`. */
 export interface HostileServer {

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { CACHE_ROUTES } from '../../src/server/routes.ts';
 import { writeNar } from '../../src/nix/nar-writer.ts';
 import { serializeNarinfo } from '../../src/nix/narinfo.ts';
-import { createToken } from '../../src/cache/tokens.ts';
-import { createCache } from '../../src/cache/caches.ts';
+import { createToken } from '../../src/tenancy/tokens.ts';
+import { createCache } from '../../src/tenancy/caches.ts';
 import { answerOf, assertClientError, assertNothingStored, nix32Sha256, rawRequest, startHostileServer, type HostileServer } from './hostile-server.ts';
 
 const HASH = '0'.repeat(31) + 'a';

@@ -7,7 +7,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { zstdCompressSync } from 'node:zlib';
-import { openChunkStore } from '../../src/cache/backends.ts';
+import { openChunkStore } from '../../src/context/backends.ts';
 import { isNarwhalError } from '../../src/errors.ts';
 import type { ChunkStore } from '../../src/storage/chunk-store.ts';
 import { openS3ChunkStore, S3ChunkStore } from '../../src/storage/s3-chunk-store.ts';

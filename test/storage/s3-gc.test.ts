@@ -1,6 +1,6 @@
 /**
  * GC on S3, which has no portable conditional delete: an ingest that rewrites a chunk GC is
- * deleting must not commit a NAR whose chunk file the deletion then takes (src/cache/gc.ts).
+ * deleting must not commit a NAR whose chunk file the deletion then takes (src/maintenance/gc.ts).
  * Against a real S3 server (Ceph RGW, see s3-test-server.ts).
  */
 import { test } from 'node:test';
@@ -8,15 +8,16 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { closeNarwhal, DEFAULT_CACHE, openNarwhal, type Narwhal } from '../../src/cache/narwhal.ts';
-import { ingestNar } from '../../src/cache/ingest-nar.ts';
-import { openNar, readNarBytes } from '../../src/cache/nar-reader.ts';
-import { runGc } from '../../src/cache/gc.ts';
+import { closeNarwhal, type Narwhal } from '../../src/context/narwhal.ts';
+import { DEFAULT_CACHE, openNarwhal } from '../../src/tenancy/open-narwhal.ts';
+import { ingestNar } from '../../src/ingest/ingest-nar.ts';
+import { openNar, readNarBytes } from '../../src/serving/nar-reader.ts';
+import { runGc } from '../../src/maintenance/gc.ts';
 import { isNarwhalError } from '../../src/errors.ts';
 import type { ChunkStore } from '../../src/storage/chunk-store.ts';
 import { hasConditionalDelete } from '../../src/storage/chunk-store-capabilities.ts';
 import { assertSameBytes, collect } from '../helpers/bytes.ts';
-import { addPath, bodyOf, realisticNar } from '../unit/cache/fixtures.ts';
+import { addPath, bodyOf, realisticNar } from '../helpers/narwhal-fixtures.ts';
 import { useS3TestBucket } from './s3-test-server.ts';
 
 const NOW = { graceMs: 0, clockMarginMs: 0 };

@@ -1,8 +1,8 @@
 import { NarwhalError } from '../../errors.ts';
-import type { CacheChanges } from '../../cache/admin-operations.ts';
-import type { NewCacheOptions } from '../../cache/caches.ts';
-import { parseDuration } from '../../cache/duration.ts';
-import type { NewToken } from '../../cache/tokens.ts';
+import type { CacheChanges } from '../../tenancy/admin-operations.ts';
+import type { NewCacheOptions } from '../../tenancy/caches.ts';
+import { parseDuration } from '../../tenancy/duration.ts';
+import type { NewToken } from '../../tenancy/tokens.ts';
 import type { Permission } from '../../metadata/metadata-store.ts';
 
 /** Request bodies of the management API, checked field by field. */

@@ -1,8 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { localAdmin } from '../../cache/admin-operations.ts';
-import { isGlobalAdmin, mayAccess, tokenCoversCache } from '../../cache/access.ts';
-import { requireCache } from '../../cache/caches.ts';
-import type { Narwhal } from '../../cache/narwhal.ts';
+import { cachesVisibleTo, localAdmin, requireApiToken, requireCacheAdmin, requireGlobalAdmin } from '../../tenancy/admin-operations.ts';
+import type { Narwhal } from '../../context/narwhal.ts';
 import { NarwhalError } from '../../errors.ts';
 import type { TokenRecord } from '../../metadata/metadata-store.ts';
 import { readBody } from '../body.ts';
@@ -20,13 +18,13 @@ export interface ApiContext {
 const MAX_JSON_BODY = 64 * 1024;
 
 /**
- * The management API under `/_api/v1/` (JSON in and out). Every call needs a token: cache
- * operations need admin on that cache; creating caches and managing tokens need admin on `*`.
+ * The management API under `/_api/v1/` (JSON in and out). Who may call what is decided in
+ * tenancy/admin-operations.ts, each check made before the body is read.
  */
 export async function handleApi(ctx: ApiContext): Promise<void> {
-  const { nw, req, token } = ctx;
+  const { nw, req } = ctx;
   const method = req.method ?? 'GET';
-  if (!token) throw new NarwhalError('unauthorized', 'the API needs a token');
+  const token = requireApiToken(ctx.token);
   const admin = localAdmin(nw);
   const segments = ctx.path.replace(/^\/_api\/v1\//, '').split('/');
   if (!ctx.path.startsWith('/_api/v1/')) throw new NarwhalError('not-found', 'unknown API version');
@@ -34,10 +32,7 @@ export async function handleApi(ctx: ApiContext): Promise<void> {
   const [collection, name, extra] = segments;
   if (extra !== undefined) throw new NarwhalError('not-found', 'no such API route');
   if (collection === 'caches' && name === undefined) {
-    if (method === 'GET') {
-      const visible = (await admin.listCaches()).filter((c) => isGlobalAdmin(token) || tokenCoversCache(token, c.name));
-      return sendJson(ctx, 200, visible);
-    }
+    if (method === 'GET') return sendJson(ctx, 200, await cachesVisibleTo(nw, token));
     if (method === 'POST') {
       requireGlobalAdmin(token);
       const { name: newName, options } = newCacheFromJson(await readJson(ctx));
@@ -45,8 +40,7 @@ export async function handleApi(ctx: ApiContext): Promise<void> {
     }
   }
   if (collection === 'caches' && name !== undefined) {
-    const cache = await requireCache(nw, name);
-    if (!mayAccess(token, cache, 'admin')) throw new NarwhalError('forbidden', `this token is not admin on ${name}`);
+    await requireCacheAdmin(nw, token, name);
     if (method === 'GET') return sendJson(ctx, 200, await admin.cacheInfo(name));
     if (method === 'PATCH') return sendJson(ctx, 200, await admin.configureCache(name, cacheChangesFromJson(await readJson(ctx))));
     if (method === 'DELETE') {
@@ -64,10 +58,6 @@ export async function handleApi(ctx: ApiContext): Promise<void> {
     }
   }
   throw new NarwhalError('not-found', 'no such API route');
-}
-
-function requireGlobalAdmin(token: TokenRecord): void {
-  if (!isGlobalAdmin(token)) throw new NarwhalError('forbidden', 'this needs a token with admin on all caches (--cache "*")');
 }
 
 async function readJson(ctx: ApiContext): Promise<unknown> {

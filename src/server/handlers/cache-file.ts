@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { cacheFileLimit, getCacheFile, putCacheFile, readCacheFile } from '../../cache/cache-files.ts';
+import { cacheFileLimit, getCacheFile, putCacheFile, readCacheFile } from '../../tenancy/cache-files.ts';
 import { NarwhalError } from '../../errors.ts';
 import { refuseDeclaredOver, requestBody } from '../body.ts';
 import type { RequestContext } from '../request-context.ts';

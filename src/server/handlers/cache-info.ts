@@ -1,4 +1,4 @@
-import { nixCacheInfo } from '../../cache/caches.ts';
+import { nixCacheInfo } from '../../tenancy/caches.ts';
 import { readBody } from '../body.ts';
 import { sendText } from '../send-text.ts';
 import type { RequestContext } from '../request-context.ts';

@@ -1,8 +1,8 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ingestNar } from '../../cache/ingest-nar.ts';
-import { readNarBytes, readStoredFrames } from '../../cache/nar-reader.ts';
-import { caibxOf, chunkFileOf, openNarByHash, openNarByUploadName } from '../../cache/nar-downloads.ts';
+import { ingestNar } from '../../ingest/ingest-nar.ts';
+import { readNarBytes, readStoredFrames } from '../../serving/nar-reader.ts';
+import { caibxOf, chunkFileOf, openNarByHash, openNarByUploadName } from '../../serving/nar-downloads.ts';
 import { compressionFromNarUrlSuffix, type Compression } from '../../compression/compression.ts';
 import { createCompressor } from '../../compression/compress.ts';
 import { decodeNixBase32 } from '../../nix/base32.ts';

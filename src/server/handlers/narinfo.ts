@@ -1,5 +1,5 @@
-import { renderNarinfo } from '../../cache/get-narinfo.ts';
-import { putNarinfo as storeNarinfo } from '../../cache/put-narinfo.ts';
+import { renderNarinfo } from '../../serving/render-narinfo.ts';
+import { putNarinfo as storeNarinfo } from '../../ingest/put-narinfo.ts';
 import { NarwhalError } from '../../errors.ts';
 import { readBody } from '../body.ts';
 import { sendText } from '../send-text.ts';

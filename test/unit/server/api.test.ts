@@ -4,10 +4,10 @@ import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createNarwhalServer } from '../../../src/server/server.ts';
-import { createToken } from '../../../src/cache/tokens.ts';
+import { createToken } from '../../../src/tenancy/tokens.ts';
 import { remoteAdmin } from '../../../src/client/remote-admin.ts';
 import { generateSigningKey } from '../../../src/nix/signing.ts';
-import { tempNarwhal, type TempNarwhal } from '../cache/fixtures.ts';
+import { tempNarwhal, type TempNarwhal } from '../../helpers/narwhal-fixtures.ts';
 
 describe('management API', () => {
   let t: TempNarwhal;

@@ -7,11 +7,11 @@ import type { AddressInfo } from 'node:net';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { createNarwhalServer } from '../../../src/server/server.ts';
-import { createToken } from '../../../src/cache/tokens.ts';
+import { createToken } from '../../../src/tenancy/tokens.ts';
 import { encodeNixBase32 } from '../../../src/nix/base32.ts';
 import { serializeNarinfo } from '../../../src/nix/narinfo.ts';
 import { decodeCaibx } from '../../../src/storage/caibx.ts';
-import { narHashOf, realisticNar, tempNarwhal, type TempNarwhal } from '../cache/fixtures.ts';
+import { narHashOf, realisticNar, tempNarwhal, type TempNarwhal } from '../../helpers/narwhal-fixtures.ts';
 
 const HASH_A = '0'.repeat(31) + 'a';
 const HASH_B = '1'.repeat(31) + 'b';

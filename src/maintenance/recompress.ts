@@ -1,0 +1,167 @@
+import { randomUUID } from 'node:crypto';
+import type { ChunkRecord, RecompressedChunk } from '../metadata/metadata-store.ts';
+import { hasCompaction } from '../storage/chunk-store-capabilities.ts';
+import { WorkerPool, transferable } from '../runtime/worker-pool.ts';
+import type { EncodeRequest, EncodeResult } from '../storage/zstd-encode-worker.ts';
+import { isNarwhalError } from '../errors.ts';
+import { checkChunk } from '../serving/chunk-check.ts';
+import type { Narwhal } from '../context/narwhal.ts';
+
+/**
+ * Recompression: chunks are stored at a fast zstd level while a push waits (1 by default), then
+ * rewritten at a high level once the server has time, which stores release series markedly
+ * smaller (docs/benchmarks.md, 'Recompression'). zstd decompresses every level at the same
+ * speed, so downloads lose nothing.
+ *
+ * A chunk file is replaced only by a frame at least MIN_SAVING bytes smaller, written atomically
+ * like any put and made durable before its record changes, so a reader sees either frame (both
+ * decode to the chunk) and never a record smaller than the file. The records and the stored
+ * sizes of the NARs that use the chunks change in one transaction (recordRecompressed), so
+ * narinfo FileSize and `.nar.zst` lengths follow; a download that promised the old length makes
+ * up the saved bytes with a skippable frame (nar-reader.ts). Chunks not worth rewriting keep
+ * their file and get the level, so no run tries them again. A file found smaller than its record
+ * (a run that crashed between the two) is recorded as it is.
+ *
+ * One run at a time across processes sharing the metadata store, by the lease RECOMPRESS_LEASE.
+ */
+
+export const DEFAULT_RECOMPRESS_LEVEL = 19;
+/** A smaller frame replaces the stored one only if it saves at least this (and a skippable frame needs 8). */
+export const MIN_SAVING = 64;
+export const RECOMPRESS_LEASE = 'recompress';
+/** Renewed after every batch (seconds of work): a run that died leaves the lease to others after this. */
+const LEASE_TTL_MS = 120_000;
+/** Chunks read per metadata query and recorded per transaction. */
+const BATCH = 64;
+
+export interface RecompressOptions {
+  level?: number;
+  /** Compression threads (default: one per core). */
+  workers?: number;
+  /** Asked between batches: true ends the run early (the server yields to pushes). */
+  shouldStop?: () => boolean;
+}
+
+export interface RecompressReport {
+  /** Chunks read and recompressed. */
+  chunks: number;
+  /** Of those, chunks whose file was replaced by a smaller one. */
+  rewritten: number;
+  /** Stored bytes of the chunks read, before and after. */
+  bytesBefore: number;
+  bytesAfter: number;
+  /** Chunks skipped: missing or damaged files (verify's business) or changed meanwhile. */
+  skipped: number;
+  /** True when shouldStop ended the run before every chunk was done. */
+  stopped: boolean;
+  /** Set when the run did nothing because another process was recompressing. */
+  busy?: string;
+  /** Bytes the store gave back after the run (a pack store compacts away the replaced frames). */
+  reclaimedBytes?: number;
+}
+
+export async function recompressChunks(nw: Narwhal, options: RecompressOptions = {}): Promise<RecompressReport> {
+  const level = options.level ?? DEFAULT_RECOMPRESS_LEVEL;
+  const report: RecompressReport = { chunks: 0, rewritten: 0, bytesBefore: 0, bytesAfter: 0, skipped: 0, stopped: false };
+  const holder = `recompress-${randomUUID()}`;
+  if (!(await nw.meta.tryAcquireLease(RECOMPRESS_LEASE, holder, LEASE_TTL_MS))) return { ...report, busy: 'another process is recompressing' };
+  const encoders = new WorkerPool<EncodeRequest, EncodeResult>(new URL('../storage/zstd-encode-worker.ts', import.meta.url), options.workers);
+  try {
+    let after: Uint8Array = new Uint8Array(0);
+    for (;;) {
+      if (options.shouldStop?.()) {
+        report.stopped = true;
+        break;
+      }
+      const batch = await nw.meta.chunksToRecompress(after, BATCH);
+      if (batch.length === 0) break;
+      after = batch[batch.length - 1].id;
+      await recompressBatch(nw, batch, level, encoders, report);
+      if (!(await nw.meta.tryAcquireLease(RECOMPRESS_LEASE, holder, LEASE_TTL_MS))) break;
+    }
+  } finally {
+    await encoders.close();
+    await nw.meta.releaseLease(RECOMPRESS_LEASE, holder);
+  }
+  if (report.rewritten > 0) {
+    // The replaced frames are dead space in a pack store until it compacts.
+    const compacted = hasCompaction(nw.chunks) ? await nw.chunks.compact(Date.now()) : undefined;
+    if (compacted) report.reclaimedBytes = compacted.reclaimedBytes;
+    // A run rewrites many records: give the log's space back while things are quiet.
+    await nw.meta.checkpoint?.();
+  }
+  return report;
+}
+
+async function recompressBatch(nw: Narwhal, batch: ChunkRecord[], level: number, encoders: WorkerPool<EncodeRequest, EncodeResult>, report: RecompressReport): Promise<void> {
+  const smaller: RecompressedChunk[] = [];
+  const notWorth: Uint8Array[] = [];
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < batch.length) {
+      const chunk = batch[next++];
+      const result = await recompressOne(nw, chunk, level, encoders);
+      if (result === undefined) {
+        report.skipped++;
+        continue;
+      }
+      const { storedLength, frame } = result;
+      report.chunks++;
+      report.bytesBefore += chunk.storedSize;
+      const storedSize = frame.byteLength; // put may take the buffer over
+      if (storedSize + MIN_SAVING <= storedLength) {
+        await nw.chunks.put(chunk.id, frame);
+        smaller.push({ id: chunk.id, oldStoredSize: chunk.storedSize, storedSize, zstdLevel: level });
+        report.bytesAfter += storedSize;
+      } else if (storedLength < chunk.storedSize) {
+        // Rewritten by a run that crashed before recording it: record the file as it is.
+        smaller.push({ id: chunk.id, oldStoredSize: chunk.storedSize, storedSize: storedLength, zstdLevel: level });
+        report.bytesAfter += storedLength;
+      } else {
+        notWorth.push(chunk.id);
+        report.bytesAfter += chunk.storedSize;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: encoders.size * 2 }, worker));
+  // Durable files before records that promise their sizes.
+  await nw.chunks.flush();
+  const recorded = await nw.meta.recordRecompressed(smaller);
+  report.rewritten += recorded;
+  report.skipped += smaller.length - recorded;
+  await nw.meta.setChunkLevels(notWorth, level);
+}
+
+/**
+ * The chunk as one zstd frame at `level`, with the length of its stored file; undefined when the
+ * file is missing, damaged, or bigger than recorded (all verify's business).
+ */
+async function recompressOne(
+  nw: Narwhal,
+  chunk: ChunkRecord,
+  level: number,
+  encoders: WorkerPool<EncodeRequest, EncodeResult>,
+): Promise<{ storedLength: number; frame: Uint8Array } | undefined> {
+  let data: Uint8Array;
+  let storedLength: number;
+  try {
+    const stored = await nw.chunks.get(chunk.id);
+    storedLength = stored.byteLength;
+    if (storedLength > chunk.storedSize) return undefined;
+    data = (await checkChunk(chunk.id, stored, chunk.size, true)).data!;
+  } catch (err) {
+    if (isNarwhalError(err, 'chunk-missing') || isNarwhalError(err, 'chunk-corrupt')) return undefined;
+    throw err;
+  }
+  return { storedLength, frame: await encoders.run({ data, level }, transferable(data)) };
+}
+
+/** One line for logs and the CLI. */
+export function describeRecompression(report: RecompressReport): string {
+  if (report.busy !== undefined) return `skipped: ${report.busy}`;
+  const saved = report.bytesBefore - report.bytesAfter;
+  return (
+    `recompressed ${report.chunks} chunks (${report.rewritten} rewritten smaller), ${report.bytesBefore} -> ${report.bytesAfter} stored bytes ` +
+    `(${saved} saved), ${report.skipped} skipped${report.stopped ? '; stopped early, to resume' : ''}`
+  );
+}

@@ -1,0 +1,100 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import { NarwhalError, isNarwhalError } from '../errors.ts';
+import { checkChunk } from './chunk-check.ts';
+import type { ChunkTableEntry } from '../chunking/chunk-table.ts';
+import type { Narwhal } from '../context/narwhal.ts';
+import { frameCrc, type StoredFrame } from '../storage/chunk-store.ts';
+import { hasFrameReads } from '../storage/chunk-store-capabilities.ts';
+
+/** Pause before a chunk that failed is tried a second time. */
+const RECHECK_DELAY_MS = 50;
+
+export interface CheckedChunk {
+  entry: ChunkTableEntry;
+  /** The chunk as stored (a zstd frame). */
+  stored: Uint8Array;
+  /** The chunk's bytes, which hash to its id (when asked for). */
+  data?: Uint8Array;
+}
+
+/**
+ * Reads a chunk and checks it (checkFrame). A chunk that is missing or corrupt is tried once more
+ * after a short pause (GC may have moved a file aside for an instant, see
+ * LocalChunkStore.deleteUnlessNewer); if it fails again, the chunk and every NAR using it are
+ * flagged damaged before the error is thrown, so their narinfos answer 404 from then on.
+ * `read`, when given, is the chunk's frame as read already.
+ */
+export async function readCheckedChunk(nw: Narwhal, entry: ChunkTableEntry, wantData: boolean, read?: StoredFrame): Promise<CheckedChunk> {
+  try {
+    return await checkFrame(nw, entry, read ?? (await readFrame(nw, entry.id)), wantData);
+  } catch (err) {
+    if (!isDamage(err)) throw err;
+    await delay(RECHECK_DELAY_MS);
+    try {
+      return await checkFrame(nw, entry, await readFrame(nw, entry.id), wantData);
+    } catch (again) {
+      if (isDamage(again)) await reportDamage(nw, [entry.id]);
+      throw again;
+    }
+  }
+}
+
+/**
+ * readCheckedChunk for several chunks, read together where the store can (FrameReads.getFrames):
+ * a NAR's chunks mostly lie side by side. When the read fails for damage, each chunk is read alone,
+ * so that only the damaged ones are flagged.
+ */
+export async function readCheckedChunks(nw: Narwhal, entries: ChunkTableEntry[], wantData: boolean): Promise<CheckedChunk[]> {
+  let frames: StoredFrame[] | undefined;
+  try {
+    if (hasFrameReads(nw.chunks)) frames = await nw.chunks.getFrames(entries.map((entry) => entry.id));
+  } catch (err) {
+    if (!isDamage(err)) throw err;
+  }
+  return Promise.all(entries.map((entry, i) => readCheckedChunk(nw, entry, wantData, frames?.[i])));
+}
+
+/** Like readCheckedChunk, for a presence check: throws 'chunk-missing' (and flags the damage) when the file is gone. */
+export async function checkChunkPresent(nw: Narwhal, id: Uint8Array, narHash: string): Promise<void> {
+  if ((await nw.chunks.storedSize(id)) !== undefined) return;
+  await delay(RECHECK_DELAY_MS);
+  if ((await nw.chunks.storedSize(id)) !== undefined) return;
+  await reportDamage(nw, [id]);
+  throw new NarwhalError('chunk-missing', `NAR ${narHash} is incomplete: chunk ${Buffer.from(id).toString('hex')} is missing`);
+}
+
+/** Flags the chunks and the NARs using them damaged, and drops this process's kept narinfos. */
+export async function reportDamage(nw: Narwhal, ids: Uint8Array[]): Promise<void> {
+  await nw.meta.markChunksDamaged(ids, Date.now());
+  nw.memos.narinfos.forget();
+}
+
+/** The chunk's stored frame, with its recorded CRC where the store keeps one. */
+export async function readFrame(nw: Narwhal, id: Uint8Array): Promise<StoredFrame> {
+  return hasFrameReads(nw.chunks) ? (await nw.chunks.getFrames([id]))[0] : { stored: await nw.chunks.get(id) };
+}
+
+/**
+ * Checks a stored frame: one with the CRC-32 its store recorded when writing it is passed on as
+ * it is (unless its bytes are wanted), as is one this process checked lately (checked-frames.ts);
+ * any other is decompressed and checked against the chunk's size and id.
+ */
+async function checkFrame(nw: Narwhal, entry: ChunkTableEntry, { stored, crc }: StoredFrame, wantData: boolean): Promise<CheckedChunk> {
+  if (!wantData && (crc === undefined ? nw.memos.checkedFrames.checkedBefore(entry.id, stored) : asWritten(stored, crc))) return { entry, stored };
+  const checked = await checkChunk(entry.id, stored, entry.end - entry.start, wantData);
+  if (crc === undefined) nw.memos.checkedFrames.remember(entry.id, checked.stored);
+  return { entry, ...checked };
+}
+
+/**
+ * True when the frame has the CRC-32 the store recorded when it wrote it. Every frame is written
+ * from bytes that hash to its id (compressed at ingest, or checked before a copy), so a frame
+ * read back unchanged needs no decompression to be trusted; one that changed is checked in full.
+ */
+function asWritten(stored: Uint8Array, crc: number): boolean {
+  return frameCrc(stored) === crc;
+}
+
+function isDamage(err: unknown): boolean {
+  return isNarwhalError(err, 'chunk-missing') || isNarwhalError(err, 'chunk-corrupt');
+}
