@@ -46,7 +46,7 @@ function scanWasm(data: Uint8Array, step: number): number {
 }
 
 function rate(bytes: number, ms: number): string {
-  return `${((bytes / 1e6) / (ms / 1000)).toFixed(0)} MB/s`;
+  return `${(bytes / 1e6 / (ms / 1000)).toFixed(0)} MB/s`;
 }
 
 function best(runs: number, fn: () => void): number {
@@ -66,7 +66,9 @@ for (const step of [data.length, 1 * MiB, 64 * 1024]) {
   const ms = best(5, () => {
     cuts = scan(data, step);
   });
-  console.log(`cut points, TypeScript, ${step === data.length ? 'one buffer' : `${step / 1024} KiB buffers`}: ${rate(data.length, ms)} (${cuts} cuts)`);
+  console.log(
+    `cut points, TypeScript, ${step === data.length ? 'one buffer' : `${step / 1024} KiB buffers`}: ${rate(data.length, ms)} (${cuts} cuts)`,
+  );
 }
 for (const step of [1 * MiB, 64 * 1024]) {
   let cuts = 0;
@@ -79,7 +81,9 @@ for (const algo of ['sha256', 'sha512-256']) {
   const chunk = 64 * 1024;
   const ms = best(5, () => {
     for (let off = 0; off + chunk <= data.length; off += chunk) {
-      createHash(algo).update(data.subarray(off, off + chunk)).digest();
+      createHash(algo)
+        .update(data.subarray(off, off + chunk))
+        .digest();
     }
   });
   console.log(`${algo} on 64 KiB chunks: ${rate(Math.floor(data.length / chunk) * chunk, ms)}`);

@@ -43,7 +43,12 @@ export interface Dataset {
   totalPaths: number;
 }
 
-export async function buildDataset(mode: Mode, workDir: string, env: NodeJS.ProcessEnv, log: (line: string) => void): Promise<Dataset> {
+export async function buildDataset(
+  mode: Mode,
+  workDir: string,
+  env: NodeJS.ProcessEnv,
+  log: (line: string) => void,
+): Promise<Dataset> {
   const narDir = join(workDir, 'nars');
   await mkdir(narDir, { recursive: true });
   const series: SeriesData[] = [];
@@ -68,7 +73,11 @@ export async function buildDataset(mode: Mode, workDir: string, env: NodeJS.Proc
   return { series, largest, totalNarBytes: all.reduce((sum, n) => sum + n.narSize, 0), totalPaths: all.length };
 }
 
-async function seriesPaths(spec: SeriesSpec, env: NodeJS.ProcessEnv, log: (line: string) => void): Promise<{ steps: string[]; paths: string[] }> {
+async function seriesPaths(
+  spec: SeriesSpec,
+  env: NodeJS.ProcessEnv,
+  log: (line: string) => void,
+): Promise<{ steps: string[]; paths: string[] }> {
   if (spec.kind === 'releases') {
     const paths: string[] = [];
     for (const release of spec.releases) paths.push(await addToStore(await materialize(release, log), env));
@@ -83,7 +92,11 @@ async function seriesPaths(spec: SeriesSpec, env: NodeJS.ProcessEnv, log: (line:
   }
   const packages = [];
   for (const p of spec.packages) packages.push({ name: p.name, sourceDir: await materialize(p.source, log) });
-  const templates = join(CACHE_DIR, 'unpacked', `rebuild-${spec.id}-${spec.packages.map((p) => sourceKey(p.source)).join('+')}`);
+  const templates = join(
+    CACHE_DIR,
+    'unpacked',
+    `rebuild-${spec.id}-${spec.packages.map((p) => sourceKey(p.source)).join('+')}`,
+  );
   await mkdir(templates, { recursive: true });
   const generations = await buildMassRebuild(packages, spec.generations, templates, env);
   return { steps: generations.map((_, g) => `generation ${g + 1}`), paths: generations.flat() };
@@ -94,7 +107,11 @@ async function addToStore(dir: string, env: NodeJS.ProcessEnv): Promise<string> 
 }
 
 async function dumpNars(paths: string[], narDir: string, env: NodeJS.ProcessEnv): Promise<NarFile[]> {
-  const info = JSON.parse((await run('nix', ['path-info', '--json', ...paths], { env })).stdout) as { path: string; narHash: string; narSize: number }[];
+  const info = JSON.parse((await run('nix', ['path-info', '--json', ...paths], { env })).stdout) as {
+    path: string;
+    narHash: string;
+    narSize: number;
+  }[];
   const byPath = new Map(info.map((i) => [i.path, i]));
   const nars: NarFile[] = [];
   for (const storePath of paths) {
@@ -117,7 +134,8 @@ async function countRegularFiles(paths: string[]): Promise<number> {
   for (const p of paths) {
     const st = await lstat(p);
     if (st.isFile()) count++;
-    else if (st.isDirectory()) count += (await readdir(p, { recursive: true, withFileTypes: true })).filter((e) => e.isFile()).length;
+    else if (st.isDirectory())
+      count += (await readdir(p, { recursive: true, withFileTypes: true })).filter((e) => e.isFile()).length;
   }
   return count;
 }

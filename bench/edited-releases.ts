@@ -7,7 +7,12 @@ import { cp, readFile, readdir, rm, unlink, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 
 /** Writes versions 1..count under `<parent>/<name>-v<k>` and returns their directories. */
-export async function makeEditedReleases(baseDir: string, parent: string, name: string, count: number): Promise<string[]> {
+export async function makeEditedReleases(
+  baseDir: string,
+  parent: string,
+  name: string,
+  count: number,
+): Promise<string[]> {
   const dirs: string[] = [];
   for (let k = 1; k <= count; k++) {
     const dir = join(parent, `${name}-v${k}`);
@@ -33,7 +38,10 @@ async function editRelease(dir: string, version: number): Promise<void> {
     if (removed !== donor) {
       const donorText = await readFile(donor, 'utf8');
       await unlink(removed);
-      await writeFile(join(dir, `added-in-release-${version}.txt`), `${relative(dir, donor)}\n${donorText.slice(0, 8192)}`);
+      await writeFile(
+        join(dir, `added-in-release-${version}.txt`),
+        `${relative(dir, donor)}\n${donorText.slice(0, 8192)}`,
+      );
     }
   }
 }

@@ -25,11 +25,15 @@ export async function ensureTools(log: (line: string) => void): Promise<void> {
   for (const [cmd, pkg] of Object.entries(NEEDED)) if (!(await haveCommand(cmd))) missing.push(pkg);
   if (missing.length > 0) {
     if (process.getuid?.() !== 0 || !(await haveCommand('apt-get'))) {
-      throw new Error(`the benchmark needs ${missing.join(', ')}: run it as root on Debian, or install them (apt-get install ${missing.join(' ')})`);
+      throw new Error(
+        `the benchmark needs ${missing.join(', ')}: run it as root on Debian, or install them (apt-get install ${missing.join(' ')})`,
+      );
     }
     log(`installing ${missing.join(', ')} with apt-get`);
     await run('apt-get', ['update', '-qq']);
-    await run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    await run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], {
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    });
   }
   // Nix needs its store directory; the Debian package creates it, a bare root may lack it.
   mkdirSync('/nix/store', { recursive: true });
@@ -61,7 +65,8 @@ export async function toolVersions(): Promise<Record<string, string>> {
 }
 
 export async function machineInfo(workDir: string): Promise<Record<string, string>> {
-  const os = /^PRETTY_NAME="?([^"\n]*)"?$/m.exec(await readFile('/etc/os-release', 'utf8').catch(() => ''))?.[1] ?? 'unknown';
+  const os =
+    /^PRETTY_NAME="?([^"\n]*)"?$/m.exec(await readFile('/etc/os-release', 'utf8').catch(() => ''))?.[1] ?? 'unknown';
   const fs = (await run('stat', ['-f', '-c', '%T', workDir]).catch(() => ({ stdout: 'unknown' }))).stdout.trim();
   return {
     cpu: `${cpus()[0]?.model ?? 'unknown'} (${cpus().length} cores)`,
@@ -80,7 +85,9 @@ export async function loadAverage(): Promise<string> {
 export async function commitInfo(): Promise<string> {
   try {
     const head = (await run('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD'])).stdout.trim();
-    const dirty = (await run('git', ['-C', REPO, 'status', '--porcelain', '--', 'src', 'bin', 'package.json'])).stdout.trim();
+    const dirty = (
+      await run('git', ['-C', REPO, 'status', '--porcelain', '--', 'src', 'bin', 'package.json'])
+    ).stdout.trim();
     return dirty ? `${head} + uncommitted changes in src/ or bin/` : head;
   } catch (err) {
     return `unknown (${(err as Error).message.split('\n')[0]})`;

@@ -41,7 +41,11 @@ export async function run(cmd: string, args: readonly string[], options: RunOpti
   }
   const started = performance.now();
   try {
-    const child = spawn(cmd, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: [stdin, stdout, 'pipe'] });
+    const child = spawn(cmd, args, {
+      env: options.env ?? process.env,
+      cwd: options.cwd,
+      stdio: [stdin, stdout, 'pipe'],
+    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout?.on('data', (d: Buffer) => out.push(d));
@@ -108,7 +112,10 @@ export async function startDaemon(
   let log = '';
   const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
   const match = await new Promise<RegExpExecArray>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${cmd} did not get ready in time:\n${tail(log)}`)), options.timeoutMs ?? 30_000);
+    const timer = setTimeout(
+      () => reject(new Error(`${cmd} did not get ready in time:\n${tail(log)}`)),
+      options.timeoutMs ?? 30_000,
+    );
     child.stderr!.on('data', (data: Buffer) => {
       log += data.toString();
       const m = ready.exec(log);
@@ -157,7 +164,13 @@ export function nixEnv(home: string, extraConfig: string[] = []): NodeJS.Process
     ...process.env,
     HOME: home,
     XDG_CACHE_HOME: join(home, 'cache'),
-    NIX_CONFIG: ['build-users-group =', 'sandbox = false', 'experimental-features = nix-command', 'substituters =', ...extraConfig].join('\n'),
+    NIX_CONFIG: [
+      'build-users-group =',
+      'sandbox = false',
+      'experimental-features = nix-command',
+      'substituters =',
+      ...extraConfig,
+    ].join('\n'),
   };
 }
 

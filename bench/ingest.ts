@@ -40,6 +40,11 @@ const casync = ingest.find((system) => system.id === 'casync')!.seconds.total;
 process.stdout.write(
   `${table(
     ['system', 'seconds', 'throughput', 'casync make / system'],
-    ingest.map((system) => [system.label, seconds(system.seconds.total), rate(ds.totalNarBytes, system.seconds.total), times(casync / system.seconds.total)]),
+    ingest.map((system) => [
+      system.label,
+      seconds(system.seconds.total),
+      rate(ds.totalNarBytes, system.seconds.total),
+      times(casync / system.seconds.total),
+    ]),
   )}\npeak RSS of the Narwhal server while PUT-all: ${(memory[0].peakRssBytes / 1e6).toFixed(0)} MB\n`,
 );

@@ -66,7 +66,8 @@ function rebuildExpression(templates: { name: string; dir: string }[], generatio
   ].join('\n');
   const pkgs: string[] = [];
   for (let g = 1; g <= generations; g++) {
-    for (const t of templates) pkgs.push(`(pkg ${g} "${t.name}" ${JSON.stringify(t.dir)} ${JSON.stringify(selfPlaceholder(t.name))})`);
+    for (const t of templates)
+      pkgs.push(`(pkg ${g} "${t.name}" ${JSON.stringify(t.dir)} ${JSON.stringify(selfPlaceholder(t.name))})`);
   }
   return `
 let
@@ -106,7 +107,12 @@ async function makeTemplate(sourceDir: string, dir: string, name: string): Promi
       await handle.read(head, 0, 4, 0);
       if (head.equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46])) && size >= 64 * 1024) {
         // RPATH near the start, data directories further in: what patchelf and configure leave.
-        await handle.write(Buffer.from(`${base}/lib:${self}/lib\0`), 0, undefined, Math.min(4096, Math.floor(size / 4)));
+        await handle.write(
+          Buffer.from(`${base}/lib:${self}/lib\0`),
+          0,
+          undefined,
+          Math.min(4096, Math.floor(size / 4)),
+        );
         await handle.write(Buffer.from(`${base}/share/locale\0`), 0, undefined, Math.floor(size / 3));
         await handle.write(Buffer.from(`${self}/share/${name}\0`), 0, undefined, Math.floor((2 * size) / 3));
         continue;
@@ -123,7 +129,10 @@ async function makeTemplate(sourceDir: string, dir: string, name: string): Promi
   }
   await mkdir(join(dir, 'nix-support'), { recursive: true });
   await writeFile(join(dir, 'nix-support', 'propagated-build-inputs'), `${base}\n`);
-  await writeFile(join(dir, 'nix-support', 'setup-hook'), `export BENCH_${name.replace(/\W/g, '_').toUpperCase()}_HOME=${self}\n`);
+  await writeFile(
+    join(dir, 'nix-support', 'setup-hook'),
+    `export BENCH_${name.replace(/\W/g, '_').toUpperCase()}_HOME=${self}\n`,
+  );
 }
 
 function fnv1a(s: string): number {

@@ -28,12 +28,17 @@ export async function measureChunking(
   for (const [i, variant] of variants.entries()) {
     const variantLevels = i === 0 ? [...new Set([shippedLevel, ...levels])].sort((a, b) => a - b) : [shippedLevel];
     log(`chunking: ${variant.label} (zstd ${variantLevels.join(', ')})`);
-    for (const result of await measureVariant(ds, variant, variantLevels)) out.push({ ...result, shipped: i === 0 && result.zstdLevel === shippedLevel });
+    for (const result of await measureVariant(ds, variant, variantLevels))
+      out.push({ ...result, shipped: i === 0 && result.zstdLevel === shippedLevel });
   }
   return out;
 }
 
-async function measureVariant(ds: Dataset, variant: ChunkingVariant, levels: number[]): Promise<Omit<ChunkingResult, 'shipped'>[]> {
+async function measureVariant(
+  ds: Dataset,
+  variant: ChunkingVariant,
+  levels: number[],
+): Promise<Omit<ChunkingResult, 'shipped'>[]> {
   const started = performance.now();
   const seen = new Set<string>();
   const zero = (): ChunkingFigures => ({ chunks: 0, chunkBytes: 0, storedBytes: 0, indexBytes: 0 });
@@ -86,7 +91,13 @@ async function measureVariant(ds: Dataset, variant: ChunkingVariant, levels: num
     }
   }
   const seconds = (performance.now() - started) / 1000;
-  return levels.map((level, li) => ({ id: variant.id, label: variant.label, zstdLevel: level, figures: perLevel[li], seconds }));
+  return levels.map((level, li) => ({
+    id: variant.id,
+    label: variant.label,
+    zstdLevel: level,
+    figures: perLevel[li],
+    seconds,
+  }));
 }
 
 /** The NAR split at forced cut points; each piece is then chunked on its own. */
@@ -101,7 +112,8 @@ function segments(nar: Uint8Array, variant: ChunkingVariant): Uint8Array[] {
   }
   const sorted = [...cuts].sort((a, b) => a - b);
   const out: Uint8Array[] = [];
-  for (let i = 0; i + 1 < sorted.length; i++) if (sorted[i + 1] > sorted[i]) out.push(nar.subarray(sorted[i], sorted[i + 1]));
+  for (let i = 0; i + 1 < sorted.length; i++)
+    if (sorted[i + 1] > sorted[i]) out.push(nar.subarray(sorted[i], sorted[i + 1]));
   return out;
 }
 

@@ -25,7 +25,20 @@ export interface IngestPhase {
 /** PUTs one raw NAR under its NarHash with curl; throws unless the server answers 2xx. */
 export async function putNar(server: { cacheUrl: string; token: string }, nar: NarFile): Promise<number> {
   const url = `${server.cacheUrl}/nar/${nar.narHash}.nar`;
-  const { stdout, seconds } = await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '-H', 'Expect:', '-H', `Authorization: Bearer ${server.token}`, '-T', nar.file, url]);
+  const { stdout, seconds } = await run('curl', [
+    '-sS',
+    '-o',
+    '/dev/null',
+    '-w',
+    '%{http_code}',
+    '-H',
+    'Expect:',
+    '-H',
+    `Authorization: Bearer ${server.token}`,
+    '-T',
+    nar.file,
+    url,
+  ]);
   if (!/^2\d\d$/.test(stdout.trim())) throw new Error(`PUT nar/${nar.narHash}.nar answered ${stdout.trim()}`);
   return seconds;
 }
@@ -37,9 +50,19 @@ type Seconds = { series: Record<string, number>; total: number };
  * figure is its median round by total time, as for substitution and lookups, because single runs
  * of either system here varied more than the systems differ (docs/benchmarks.md, 'Benchmark method').
  */
-export async function measureIngest(ds: Dataset, work: string, rounds: number, log: (line: string) => void): Promise<IngestPhase> {
+export async function measureIngest(
+  ds: Dataset,
+  work: string,
+  rounds: number,
+  log: (line: string) => void,
+): Promise<IngestPhase> {
   const narBytes = { series: Object.fromEntries(ds.series.map((s) => [s.id, s.narBytes])), total: ds.totalNarBytes };
-  const times: Record<'narwhal-put' | 'narwhal-put-castr' | 'casync' | 'casync-sha256', Seconds[]> = { 'narwhal-put': [], 'narwhal-put-castr': [], casync: [], 'casync-sha256': [] };
+  const times: Record<'narwhal-put' | 'narwhal-put-castr' | 'casync' | 'casync-sha256', Seconds[]> = {
+    'narwhal-put': [],
+    'narwhal-put-castr': [],
+    casync: [],
+    'casync-sha256': [],
+  };
   let peakRss = 0;
   let putStats: NarwhalStats | undefined;
   let casyncStorage: StorageSystem | undefined;
@@ -90,23 +113,43 @@ export async function measureIngest(ds: Dataset, work: string, rounds: number, l
     log(`ingest: round ${round} of ${rounds}: casync make --digest=sha256 (the chunk id hash Narwhal uses)`);
     const sha256Dir = join(dir, 'casync-sha256');
     times['casync-sha256'].push(
-      await perSeries(ds, (nar) => casyncMake(join(sha256Dir, 'store'), join(sha256Dir, 'index'), nar.file, nar.hashPart, ['--digest=sha256']), undefined, [
-        join(sha256Dir, 'store'),
-        join(sha256Dir, 'index'),
-      ]),
+      await perSeries(
+        ds,
+        (nar) =>
+          casyncMake(join(sha256Dir, 'store'), join(sha256Dir, 'index'), nar.file, nar.hashPart, ['--digest=sha256']),
+        undefined,
+        [join(sha256Dir, 'store'), join(sha256Dir, 'index')],
+      ),
     );
   }
-  for (let round = 1; round <= rounds; round++) await rm(join(work, `ingest-round-${round}`), { recursive: true, force: true });
+  for (let round = 1; round <= rounds; round++)
+    await rm(join(work, `ingest-round-${round}`), { recursive: true, force: true });
 
   const median = (all: Seconds[]): Seconds => medianBy(all, (t) => t.total);
   const ingest: IngestSystem[] = [
-    { id: 'narwhal-put', label: 'Narwhal: PUT nar/<hash>.nar (raw NAR, curl)', seconds: median(times['narwhal-put']), narBytes },
-    { id: 'narwhal-put-castr', label: 'Narwhal with --storage DIR (castr files, not packs)', seconds: median(times['narwhal-put-castr']), narBytes },
+    {
+      id: 'narwhal-put',
+      label: 'Narwhal: PUT nar/<hash>.nar (raw NAR, curl)',
+      seconds: median(times['narwhal-put']),
+      narBytes,
+    },
+    {
+      id: 'narwhal-put-castr',
+      label: 'Narwhal with --storage DIR (castr files, not packs)',
+      seconds: median(times['narwhal-put-castr']),
+      narBytes,
+    },
     { id: 'casync', label: 'casync make (defaults: SHA-512/256 ids)', seconds: median(times.casync), narBytes },
     { id: 'casync-sha256', label: 'casync make --digest=sha256', seconds: median(times['casync-sha256']), narBytes },
   ];
   const memory: MemoryFigure[] = [
-    { id: 'put-all', label: 'every NAR of the dataset PUT one after the other', peakRssBytes: peakRss, narBytes: ds.totalNarBytes, seconds: ingest[0].seconds.total },
+    {
+      id: 'put-all',
+      label: 'every NAR of the dataset PUT one after the other',
+      peakRssBytes: peakRss,
+      narBytes: ds.totalNarBytes,
+      seconds: ingest[0].seconds.total,
+    },
   ];
   return { ingest, casyncStorage: casyncStorage!, memory, putStats: putStats!, rounds };
 }

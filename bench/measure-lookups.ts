@@ -26,7 +26,13 @@ export interface LoadSettings {
   rounds: number;
 }
 
-export async function measureLookups(ds: Dataset, targets: LookupTarget[], load: LoadSettings, work: string, log: (line: string) => void): Promise<Lookup[]> {
+export async function measureLookups(
+  ds: Dataset,
+  targets: LookupTarget[],
+  load: LoadSettings,
+  work: string,
+  log: (line: string) => void,
+): Promise<Lookup[]> {
   const keys = ds.series.flatMap((s) => s.nars.map((n) => n.hashPart));
   // A lookup that fails is not a lookup: every server must answer 200 before anything is timed.
   for (const target of targets) {
@@ -55,12 +61,32 @@ export async function measureLookups(ds: Dataset, targets: LookupTarget[], load:
     log(`lookups: round ${round} of ${load.rounds} (wrk GET, ab HEAD, ab GET against each server)`);
     for (const target of targets) {
       const url = new URL(target.url);
-      const { stdout } = await run('wrk', ['-t', String(load.threads), '-c', String(load.connections), '-d', `${load.seconds}s`, '-s', scripts.get(target)!, `${url.protocol}//${url.host}`]);
+      const { stdout } = await run('wrk', [
+        '-t',
+        String(load.threads),
+        '-c',
+        String(load.connections),
+        '-d',
+        `${load.seconds}s`,
+        '-s',
+        scripts.get(target)!,
+        `${url.protocol}//${url.host}`,
+      ]);
       record(target.system, 'GET', `wrk, all ${keys.length} keys`, parseWrk(stdout));
     }
     for (const method of ['HEAD', 'GET'] as const) {
       for (const target of targets) {
-        const args = ['-k', ...(method === 'HEAD' ? ['-i'] : []), '-c', String(load.connections), '-t', String(load.seconds), '-n', '100000000', `${target.url}/${keys[0]}.narinfo`];
+        const args = [
+          '-k',
+          ...(method === 'HEAD' ? ['-i'] : []),
+          '-c',
+          String(load.connections),
+          '-t',
+          String(load.seconds),
+          '-n',
+          '100000000',
+          `${target.url}/${keys[0]}.narinfo`,
+        ];
         record(target.system, method, 'ab -k, one key', parseAb((await run('ab', args)).stdout));
       }
     }

@@ -32,7 +32,13 @@ export async function measureMemory(
   try {
     memory.push({ id: 'idle', label: 'idle after start', peakRssBytes: await server.peakRss(), narBytes: 0 });
     const seconds = await putNar(server, nar);
-    memory.push({ id: 'ingest-largest', label: `PUT of the largest NAR (${nar.storePath.slice(44)})`, peakRssBytes: await server.peakRss(), narBytes: nar.narSize, seconds });
+    memory.push({
+      id: 'ingest-largest',
+      label: `PUT of the largest NAR (${nar.storePath.slice(44)})`,
+      peakRssBytes: await server.peakRss(),
+      narBytes: nar.narSize,
+      seconds,
+    });
   } finally {
     await server.stop();
   }
@@ -52,19 +58,41 @@ export async function measureMemory(
       if (r.stdout.trim() !== '200') throw new Error(`GET ${url} answered ${r.stdout.trim()}`);
       seconds += r.seconds;
     }
-    memory.push({ id: 'serve-largest', label: 'GET of the largest NAR by its narinfo URL, then as .nar', peakRssBytes: await server.peakRss(), narBytes: nar.narSize, seconds });
+    memory.push({
+      id: 'serve-largest',
+      label: 'GET of the largest NAR by its narinfo URL, then as .nar',
+      peakRssBytes: await server.peakRss(),
+      narBytes: nar.narSize,
+      seconds,
+    });
   } finally {
     await server.stop();
   }
 
   log(`memory: write a synthetic ${(syntheticBytes / 2 ** 30).toFixed(2)} GiB NAR from the dataset's files`);
-  const synthetic = await writeSyntheticNar(join(work, 'synthetic.nar'), syntheticBytes, await realFiles(ds.series.flatMap((s) => s.paths)));
+  const synthetic = await writeSyntheticNar(
+    join(work, 'synthetic.nar'),
+    syntheticBytes,
+    await realFiles(ds.series.flatMap((s) => s.paths)),
+  );
   log('memory: ingest it into a fresh server');
   const bigDir = join(work, 'narwhal-synthetic');
   server = await startNarwhal(bigDir);
   try {
-    const seconds = await putNar(server, { storePath: 'synthetic', hashPart: 'synthetic', file: synthetic.file, narHash: synthetic.narHash, narSize: synthetic.narSize });
-    memory.push({ id: 'ingest-synthetic', label: `PUT of a synthetic NAR (${synthetic.entries} real files, varied)`, peakRssBytes: await server.peakRss(), narBytes: synthetic.narSize, seconds });
+    const seconds = await putNar(server, {
+      storePath: 'synthetic',
+      hashPart: 'synthetic',
+      file: synthetic.file,
+      narHash: synthetic.narHash,
+      narSize: synthetic.narSize,
+    });
+    memory.push({
+      id: 'ingest-synthetic',
+      label: `PUT of a synthetic NAR (${synthetic.entries} real files, varied)`,
+      peakRssBytes: await server.peakRss(),
+      narBytes: synthetic.narSize,
+      seconds,
+    });
   } finally {
     await server.stop();
     await rm(bigDir, { recursive: true, force: true });

@@ -9,7 +9,14 @@ import type { Dataset } from './dataset.ts';
 import { diskUsage, minus, ZERO_USAGE, type DiskUsage } from './disk-usage.ts';
 import { nixEnv } from './exec.ts';
 import type { MemoryFigure, StorageSystem, TimedSystem } from './results.ts';
-import { narwhalStats, pushClientConfig, recompress, startNarwhal, type NarwhalServer, type NarwhalStats } from './systems/narwhal.ts';
+import {
+  narwhalStats,
+  pushClientConfig,
+  recompress,
+  startNarwhal,
+  type NarwhalServer,
+  type NarwhalStats,
+} from './systems/narwhal.ts';
 import { rawBytes } from './systems/raw.ts';
 import { fileStoreUrl, nixCopyTo, STATIC_CACHES } from './systems/static-cache.ts';
 
@@ -52,14 +59,30 @@ export async function measurePush(ds: Dataset, work: string, log: (line: string)
     const settle = async (seriesId: string): Promise<void> => {
       recompressSeconds[seriesId] = await recompress(server.dataDir);
     };
-    const { seconds, usage } = await pushSeries(ds, `${server.cacheUrl}?compression=zstd`, env, () => diskUsage(server.dataDir), settle).catch((err: unknown) => {
+    const { seconds, usage } = await pushSeries(
+      ds,
+      `${server.cacheUrl}?compression=zstd`,
+      env,
+      () => diskUsage(server.dataDir),
+      settle,
+    ).catch((err: unknown) => {
       throw withServerLog(err, server);
     });
     push.push({ id: 'narwhal-zstd', label: 'nix copy --to Narwhal ?compression=zstd', seconds });
     const recompressTotal = Object.values(recompressSeconds).reduce((a, b) => a + b, 0);
-    push.push({ id: 'narwhal-recompress', label: 'then narwhal recompress (background in serve)', seconds: { series: recompressSeconds, total: recompressTotal } });
+    push.push({
+      id: 'narwhal-recompress',
+      label: 'then narwhal recompress (background in serve)',
+      seconds: { series: recompressSeconds, total: recompressTotal },
+    });
     storage.push({ id: 'narwhal', label: 'Narwhal', usage });
-    memory.push({ id: 'push-zstd', label: 'whole dataset pushed with nix copy (zstd)', peakRssBytes: await server.peakRss(), narBytes: ds.totalNarBytes, seconds: seconds.total });
+    memory.push({
+      id: 'push-zstd',
+      label: 'whole dataset pushed with nix copy (zstd)',
+      peakRssBytes: await server.peakRss(),
+      narBytes: ds.totalNarBytes,
+      seconds: seconds.total,
+    });
     const stats = await narwhalStats(server.dataDir);
 
     const other = await startNarwhal(join(work, 'narwhal-none'));
@@ -67,22 +90,34 @@ export async function measurePush(ds: Dataset, work: string, log: (line: string)
       log(`push: nix copy --to Narwhal (compression=none)`);
       const homeNone = join(work, 'clients', 'push-narwhal-none');
       const envNone = nixEnv(homeNone, await pushClientConfig(other, homeNone));
-      const none = await pushSeries(ds, `${other.cacheUrl}?compression=none`, envNone, () => diskUsage(other.dataDir)).catch((err: unknown) => {
+      const none = await pushSeries(ds, `${other.cacheUrl}?compression=none`, envNone, () =>
+        diskUsage(other.dataDir),
+      ).catch((err: unknown) => {
         throw withServerLog(err, other);
       });
       push.push({ id: 'narwhal-none', label: 'nix copy --to Narwhal ?compression=none', seconds: none.seconds });
       storage.push({ id: 'narwhal-as-pushed', label: 'Narwhal as pushed, before recompression', usage: none.usage });
-      memory.push({ id: 'push-none', label: 'whole dataset pushed with nix copy (none)', peakRssBytes: await other.peakRss(), narBytes: ds.totalNarBytes, seconds: none.seconds.total });
+      memory.push({
+        id: 'push-none',
+        label: 'whole dataset pushed with nix copy (none)',
+        peakRssBytes: await other.peakRss(),
+        narBytes: ds.totalNarBytes,
+        seconds: none.seconds.total,
+      });
       const statsNone = await narwhalStats(other.dataDir);
       if (statsNone.chunkBytes !== stats.chunkBytes || statsNone.chunks !== stats.chunks) {
-        notes.push(`Narwhal stored different chunks depending on the upload compression: zstd push ${stats.chunks} chunks / ${stats.chunkBytes} B, none push ${statsNone.chunks} chunks / ${statsNone.chunkBytes} B.`);
+        notes.push(
+          `Narwhal stored different chunks depending on the upload compression: zstd push ${stats.chunks} chunks / ${stats.chunkBytes} B, none push ${statsNone.chunks} chunks / ${statsNone.chunkBytes} B.`,
+        );
       }
     } finally {
       await other.stop();
       await rm(other.dataDir, { recursive: true, force: true });
     }
     if (stats.narBytes !== ds.totalNarBytes || stats.nars !== ds.totalPaths) {
-      notes.push(`Narwhal stats after the push: ${stats.nars} NARs / ${stats.narBytes} B, the dataset has ${ds.totalPaths} / ${ds.totalNarBytes} B.`);
+      notes.push(
+        `Narwhal stats after the push: ${stats.nars} NARs / ${stats.narBytes} B, the dataset has ${ds.totalPaths} / ${ds.totalNarBytes} B.`,
+      );
     }
     return { storage, push, memory, narwhalStats: stats, narwhal: server, staticRoot, notes };
   } catch (err) {
@@ -112,7 +147,10 @@ async function pushSeries(
   env: NodeJS.ProcessEnv,
   weigh: () => Promise<DiskUsage>,
   settle?: (seriesId: string) => Promise<void>,
-): Promise<{ seconds: { series: Record<string, number>; total: number }; usage: { series: Record<string, DiskUsage>; total: DiskUsage } }> {
+): Promise<{
+  seconds: { series: Record<string, number>; total: number };
+  usage: { series: Record<string, DiskUsage>; total: DiskUsage };
+}> {
   const seconds: Record<string, number> = {};
   const usage: Record<string, DiskUsage> = {};
   let before = ZERO_USAGE;
@@ -130,5 +168,8 @@ async function pushSeries(
 
 function withServerLog(err: unknown, server: NarwhalServer): Error {
   const tail = server.output().trimEnd().split('\n').slice(-40).join('\n');
-  return new Error(`${err instanceof Error ? err.message : String(err)}\nnarwhal serve's stderr (last lines):\n${tail}`, { cause: err });
+  return new Error(
+    `${err instanceof Error ? err.message : String(err)}\nnarwhal serve's stderr (last lines):\n${tail}`,
+    { cause: err },
+  );
 }

@@ -25,7 +25,13 @@ export interface Substituter {
  * store's thousands went much slower and varied widely (kernel time in `recently_deleted`), more
  * than the servers differ (docs/benchmarks.md, 'Benchmark method').
  */
-export async function measureSubstitute(ds: Dataset, subs: Substituter[], work: string, rounds: number, log: (line: string) => void): Promise<TimedSystem[]> {
+export async function measureSubstitute(
+  ds: Dataset,
+  subs: Substituter[],
+  work: string,
+  rounds: number,
+  log: (line: string) => void,
+): Promise<TimedSystem[]> {
   const times = new Map(subs.map((sub) => [sub.id, Object.fromEntries(ds.series.map((s) => [s.id, [] as number[]]))]));
   const roundTotals = new Map(subs.map((sub) => [sub.id, [] as number[]]));
   const roots: string[] = [];
@@ -48,7 +54,10 @@ export async function measureSubstitute(ds: Dataset, subs: Substituter[], work: 
         }
         roundTotals.get(sub.id)!.push(total);
         // Every path must have arrived: a fast copy of nothing measures nothing.
-        await run('nix', ['path-info', '--store', root, ...ds.series.flatMap((s) => s.paths)], { env, stdout: 'ignore' });
+        await run('nix', ['path-info', '--store', root, ...ds.series.flatMap((s) => s.paths)], {
+          env,
+          stdout: 'ignore',
+        });
       }
     }
   } finally {
@@ -56,16 +65,34 @@ export async function measureSubstitute(ds: Dataset, subs: Substituter[], work: 
   }
   return subs.map((sub) => {
     const series = Object.fromEntries(ds.series.map((s) => [s.id, medianBy(times.get(sub.id)![s.id], (t) => t)]));
-    return { id: sub.id, label: sub.label, seconds: { series, total: Object.values(series).reduce((a, b) => a + b, 0) }, roundTotals: roundTotals.get(sub.id)! };
+    return {
+      id: sub.id,
+      label: sub.label,
+      seconds: { series, total: Object.values(series).reduce((a, b) => a + b, 0) },
+      roundTotals: roundTotals.get(sub.id)!,
+    };
   });
 }
 
 /** Downloads one URL `repeats` times with curl and keeps the median time. */
-async function download(system: string, what: string, url: string, narBytes: number, repeats: number): Promise<Download> {
+async function download(
+  system: string,
+  what: string,
+  url: string,
+  narBytes: number,
+  repeats: number,
+): Promise<Download> {
   const times: number[] = [];
   let bytes = 0;
   for (let i = 0; i < repeats; i++) {
-    const { stdout } = await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code} %{size_download} %{time_total}', url]);
+    const { stdout } = await run('curl', [
+      '-sS',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code} %{size_download} %{time_total}',
+      url,
+    ]);
     const [code, size, time] = stdout.trim().split(' ');
     if (code !== '200') throw new Error(`GET ${url} answered ${code}`);
     bytes = Number(size);
@@ -91,9 +118,27 @@ export async function measureDownloads(
   const narwhalUrl = `${narwhalCacheUrl}/${m[1]}`;
   const plainUrl = `${narwhalCacheUrl}/nar/${nar.narHash}.nar`;
   return [
-    await download('Narwhal', `${m[1].replace(/^.*?(\.nar\S*)$/, '$1')} (narinfo URL)`, narwhalUrl, nar.narSize, repeats),
-    await download('nginx, static zstd', '.nar.zst', `${nginxUrl}/zstd/${await staticNarUrl(join(staticRoot, 'zstd'), nar.hashPart)}`, nar.narSize, repeats),
+    await download(
+      'Narwhal',
+      `${m[1].replace(/^.*?(\.nar\S*)$/, '$1')} (narinfo URL)`,
+      narwhalUrl,
+      nar.narSize,
+      repeats,
+    ),
+    await download(
+      'nginx, static zstd',
+      '.nar.zst',
+      `${nginxUrl}/zstd/${await staticNarUrl(join(staticRoot, 'zstd'), nar.hashPart)}`,
+      nar.narSize,
+      repeats,
+    ),
     await download('Narwhal', '.nar', plainUrl, nar.narSize, repeats),
-    await download('nginx, static none', '.nar', `${nginxUrl}/none/${await staticNarUrl(join(staticRoot, 'none'), nar.hashPart)}`, nar.narSize, repeats),
+    await download(
+      'nginx, static none',
+      '.nar',
+      `${nginxUrl}/none/${await staticNarUrl(join(staticRoot, 'none'), nar.hashPart)}`,
+      nar.narSize,
+      repeats,
+    ),
   ];
 }

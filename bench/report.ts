@@ -25,7 +25,17 @@ function systemColor(id: string): string | undefined {
   return undefined;
 }
 
-export const SECTIONS = ['## Targets', '## Machine and software', '## Dataset', '## 1. Storage', '## 2. Push', '## 3. Substitute', '## 4. Lookups', '## 5. Memory', '## Method'];
+export const SECTIONS = [
+  '## Targets',
+  '## Machine and software',
+  '## Dataset',
+  '## 1. Storage',
+  '## 2. Push',
+  '## 3. Substitute',
+  '## 4. Lookups',
+  '## 5. Memory',
+  '## Method',
+];
 
 /** Where the generated part of the report begins and ends; what lies outside is kept. */
 export const BEGIN_MARK = '<!-- bench:begin -->';
@@ -43,8 +53,15 @@ export function mergeReport(existing: string | undefined, generated: string): st
   const begin = existing.indexOf(BEGIN_MARK);
   const end = existing.indexOf(END_MARK);
   if (begin < 0 && end < 0) return block;
-  if (begin < 0 || end < begin || existing.indexOf(BEGIN_MARK, begin + 1) >= 0 || existing.indexOf(END_MARK, end + 1) >= 0) {
-    throw new Error(`${REPORT_FILE}: expected one ${BEGIN_MARK} followed by one ${END_MARK}; fix the markers and write the report again from results.json`);
+  if (
+    begin < 0 ||
+    end < begin ||
+    existing.indexOf(BEGIN_MARK, begin + 1) >= 0 ||
+    existing.indexOf(END_MARK, end + 1) >= 0
+  ) {
+    throw new Error(
+      `${REPORT_FILE}: expected one ${BEGIN_MARK} followed by one ${END_MARK}; fix the markers and write the report again from results.json`,
+    );
   }
   let after = end + END_MARK.length;
   if (existing[after] === '\n') after++;
@@ -75,7 +92,8 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
   const seriesCols = [...r.series.map((s) => s.id), 'total'];
   const seriesHeads = [...r.series.map((s) => s.title), 'total'];
   const pick = <T>(p: PerSeries<T>, id: string): T | undefined => (id === 'total' ? p.total : p.series[id]);
-  const narBytesOf = (id: string): number => (id === 'total' ? r.totals.narBytes : (r.series.find((s) => s.id === id)?.narBytes ?? 0));
+  const narBytesOf = (id: string): number =>
+    id === 'total' ? r.totals.narBytes : (r.series.find((s) => s.id === id)?.narBytes ?? 0);
   const chart = (name: string, svg: string): string => {
     charts[name] = svg;
     return `![${name.replace(/\.svg$/, '')}](${CHART_DIR}/${name})`;
@@ -93,11 +111,30 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
   );
 
   md.push('## Targets', '');
-  md.push(table(['target (issue 3)', 'measured', 'required', 'status'], r.targets.map((t) => [t.name, t.measured, t.required, t.status === 'met' ? '**met**' : t.status === 'missed' ? '**missed**' : 'not measured']), ['l', 'r', 'r', 'l']));
+  md.push(
+    table(
+      ['target (issue 3)', 'measured', 'required', 'status'],
+      r.targets.map((t) => [
+        t.name,
+        t.measured,
+        t.required,
+        t.status === 'met' ? '**met**' : t.status === 'missed' ? '**missed**' : 'not measured',
+      ]),
+      ['l', 'r', 'r', 'l'],
+    ),
+  );
   md.push('');
 
   md.push('## Machine and software', '');
-  md.push(table(['', ''], [...Object.entries(r.run.machine), ...Object.entries(r.run.versions), ...Object.entries(r.run.settings)].map(([k, v]) => [k, v]), ['l', 'l']));
+  md.push(
+    table(
+      ['', ''],
+      [...Object.entries(r.run.machine), ...Object.entries(r.run.versions), ...Object.entries(r.run.settings)].map(
+        ([k, v]) => [k, v],
+      ),
+      ['l', 'l'],
+    ),
+  );
   md.push('');
 
   md.push('## Dataset', '');
@@ -105,8 +142,22 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
     table(
       ['series', 'releases / generations', 'store paths', 'regular files', 'NAR bytes', 'largest NAR'],
       [
-        ...r.series.map((s) => [s.title, s.steps.join(', '), count(s.paths), count(s.regularFiles), mb(s.narBytes), mb(s.largestNarBytes)]),
-        ['total', '', count(r.totals.paths), count(r.series.reduce((a, s) => a + s.regularFiles, 0)), mb(r.totals.narBytes), mb(r.totals.largestNar.narBytes)],
+        ...r.series.map((s) => [
+          s.title,
+          s.steps.join(', '),
+          count(s.paths),
+          count(s.regularFiles),
+          mb(s.narBytes),
+          mb(s.largestNarBytes),
+        ]),
+        [
+          'total',
+          '',
+          count(r.totals.paths),
+          count(r.series.reduce((a, s) => a + s.regularFiles, 0)),
+          mb(r.totals.narBytes),
+          mb(r.totals.largestNar.narBytes),
+        ],
       ],
       ['l', 'l', 'r', 'r', 'r', 'r'],
     ),
@@ -133,7 +184,10 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
         title: 'Bytes stored per series',
         subtitle: 'MB on disk (sum of file sizes) that each series added to each store; smaller is better',
         keys: storageKeys.map((s) => ({ key: s.id, label: s.label, color: systemColor(s.id) })),
-        groups: seriesCols.map((id, i) => ({ label: seriesHeads[i], values: Object.fromEntries(storageKeys.map((s) => [s.id, (pick(s.usage, id)?.apparent ?? NaN) / 1e6])) })),
+        groups: seriesCols.map((id, i) => ({
+          label: seriesHeads[i],
+          values: Object.fromEntries(storageKeys.map((s) => [s.id, (pick(s.usage, id)?.apparent ?? NaN) / 1e6])),
+        })),
         format: (v) => `${v.toFixed(1)} MB`,
       }),
     ),
@@ -160,7 +214,9 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
     'Narwhal is weighed after each series was pushed and then recompressed (chunks ingested at zstd 1 rewritten at',
     'zstd 19 and the packs compacted, what `narwhal serve` does once uploads pause; timed in the push table), the row "as pushed" before that,',
     'from a second Narwhal that received the same pushes with `compression=none` and was not recompressed.',
-    `Narwhal's own \`stats --json\` after the push and recompression: ${Object.entries(r.narwhalStats).map(([k, v]) => `${k} ${count(v)}`).join(', ')}; so of its`,
+    `Narwhal's own \`stats --json\` after the push and recompression: ${Object.entries(r.narwhalStats)
+      .map(([k, v]) => `${k} ${count(v)}`)
+      .join(', ')}; so of its`,
     `${mb(narwhalTotal)} on disk, ${mb(r.narwhalStats.storedBytes ?? 0)} are chunk frames and ${mb(narwhalTotal - (r.narwhalStats.storedBytes ?? 0))} the metadata database, the`,
     'pack index and the frame headers (SQLite with its write-ahead log, as the running server left them).',
     '',
@@ -173,7 +229,14 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
   };
   md.push(
     table(
-      ['chunking', 'zstd level', ...seriesHeads.map((h) => `${h}: stored (raw/stored)`), 'distinct chunks', 'vs shipped', 'pass time'],
+      [
+        'chunking',
+        'zstd level',
+        ...seriesHeads.map((h) => `${h}: stored (raw/stored)`),
+        'distinct chunks',
+        'vs shipped',
+        'pass time',
+      ],
       r.chunking.map((c) => [
         c.shipped ? `**${c.label}**` : c.label,
         String(c.zstdLevel),
@@ -227,7 +290,12 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
         title: 'Ingest throughput',
         subtitle: 'MB of NAR per second, same NAR files, one after the other; larger is better',
         keys: r.ingest.map((i) => ({ key: i.id, label: i.label, color: systemColor(i.id) })),
-        groups: seriesCols.map((id, k) => ({ label: seriesHeads[k], values: Object.fromEntries(r.ingest.map((i) => [i.id, (pick(i.narBytes, id) ?? 0) / 1e6 / (pick(i.seconds, id) ?? NaN)])) })),
+        groups: seriesCols.map((id, k) => ({
+          label: seriesHeads[k],
+          values: Object.fromEntries(
+            r.ingest.map((i) => [i.id, (pick(i.narBytes, id) ?? 0) / 1e6 / (pick(i.seconds, id) ?? NaN)]),
+          ),
+        })),
         format: (v) => `${v.toFixed(1)} MB/s`,
       }),
     ),
@@ -239,7 +307,10 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
       ['ingest', ...seriesHeads, 'total MB/s', 'vs casync make'],
       r.ingest.map((i) => [
         i.label,
-        ...seriesCols.map((id) => `${seconds(pick(i.seconds, id) ?? NaN)} (${rate(pick(i.narBytes, id) ?? 0, pick(i.seconds, id) ?? 0)})`),
+        ...seriesCols.map(
+          (id) =>
+            `${seconds(pick(i.seconds, id) ?? NaN)} (${rate(pick(i.narBytes, id) ?? 0, pick(i.seconds, id) ?? 0)})`,
+        ),
         rate(i.narBytes.total, i.seconds.total),
         casync ? times(casync.seconds.total / i.seconds.total) : '-',
       ]),
@@ -257,8 +328,29 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
 
   // 3. Substitute
   md.push('## 3. Substitute', '');
-  md.push(chart('substitute.svg', timedChart('nix copy --from into a fresh store, wall time per series', 'seconds; smaller is better', r.substitute, seriesCols, seriesHeads)), '');
-  md.push(timedTable(r.substitute, seriesCols, seriesHeads, r.totals.narBytes, r.substitute.find((s) => s.id === 'nginx-zstd')), '');
+  md.push(
+    chart(
+      'substitute.svg',
+      timedChart(
+        'nix copy --from into a fresh store, wall time per series',
+        'seconds; smaller is better',
+        r.substitute,
+        seriesCols,
+        seriesHeads,
+      ),
+    ),
+    '',
+  );
+  md.push(
+    timedTable(
+      r.substitute,
+      seriesCols,
+      seriesHeads,
+      r.totals.narBytes,
+      r.substitute.find((s) => s.id === 'nginx-zstd'),
+    ),
+    '',
+  );
   md.push(
     'Each series is one `nix copy --from URL --to /fresh/root --no-check-sigs PATHS` (a new client cache per round),',
     'series after series into one fresh store; every path is checked to be valid there afterwards. The servers take',
@@ -273,7 +365,14 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
   md.push(
     table(
       ['server', 'file', 'bytes sent', `time (median)`, 'MB/s sent', 'MB/s of NAR'],
-      r.downloads.map((d) => [d.system, d.what, mb(d.bytes), seconds(d.seconds), rate(d.bytes, d.seconds), rate(d.narBytes, d.seconds)]),
+      r.downloads.map((d) => [
+        d.system,
+        d.what,
+        mb(d.bytes),
+        seconds(d.seconds),
+        rate(d.bytes, d.seconds),
+        rate(d.narBytes, d.seconds),
+      ]),
     ),
     '',
     '`curl -o /dev/null` over loopback; "MB/s of NAR" counts the NAR bytes the client ends up with per second.',
@@ -292,7 +391,9 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
         keys: lookupSystems.map((s) => ({ key: s, label: s, color: systemColor(s) })),
         groups: [...new Set(r.lookups.map((l) => `${l.method} (${l.tool})`))].map((g) => ({
           label: g,
-          values: Object.fromEntries(r.lookups.filter((l) => `${l.method} (${l.tool})` === g).map((l) => [l.system, l.requestsPerSecond])),
+          values: Object.fromEntries(
+            r.lookups.filter((l) => `${l.method} (${l.tool})` === g).map((l) => [l.system, l.requestsPerSecond]),
+          ),
         })),
         format: (v) => `${count(v)}/s`,
       }),
@@ -304,7 +405,16 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
       ['server', 'method', 'load generator', 'requests/s', 'requests', 'errors', 'mean latency', 'vs nginx'],
       r.lookups.map((l) => {
         const base = r.lookups.find((b) => b.method === l.method && b.tool === l.tool && b.system.startsWith('nginx'));
-        return [l.system, l.method, l.tool, count(l.requestsPerSecond), count(l.requests), count(l.errors), l.latencyAvg, base ? times(l.requestsPerSecond / base.requestsPerSecond) : '-'];
+        return [
+          l.system,
+          l.method,
+          l.tool,
+          count(l.requestsPerSecond),
+          count(l.requests),
+          count(l.errors),
+          l.latencyAvg,
+          base ? times(l.requestsPerSecond / base.requestsPerSecond) : '-',
+        ];
       }),
     ),
     '',
@@ -314,7 +424,7 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
     `Every server gets the same load (${r.lookupSettings}) with keep-alive connections. wrk cycles through the narinfos of`,
     `all ${count(r.totals.paths)} store paths in the same order; Debian's wrk 4.1.0 cannot time HEAD (it waits for the body that a`,
     'HEAD answer announces: wg/wrk issue 198), so HEAD is measured with ApacheBench (`ab -k -i`) on one narinfo, and',
-    'GET once more with `ab -k` on the same narinfo for comparison. Requests/s and latency are the median round\'s;',
+    "GET once more with `ab -k` on the same narinfo for comparison. Requests/s and latency are the median round's;",
     '"requests" and "errors" (non-2xx answers, failed requests, socket errors) add up all rounds.',
     '',
   );
@@ -337,12 +447,18 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
   md.push(
     table(
       ['phase', 'id', 'NAR bytes', 'wall time', 'peak RSS'],
-      r.memory.map((m) => [m.label, m.id, m.narBytes > 0 ? mb(m.narBytes) : '-', m.seconds !== undefined ? seconds(m.seconds) : '-', mb(m.peakRssBytes)]),
+      r.memory.map((m) => [
+        m.label,
+        m.id,
+        m.narBytes > 0 ? mb(m.narBytes) : '-',
+        m.seconds !== undefined ? seconds(m.seconds) : '-',
+        mb(m.peakRssBytes),
+      ]),
     ),
     '',
     'Peak RSS is VmHWM from /proc/PID/status of the `narwhal serve` process (summed over its processes, were',
     'there several). The idle, largest-NAR and synthetic phases each run in a fresh process (a restarted one for',
-    'serving); the push and PUT rows are the processes that received the whole dataset. The synthetic NAR is a directory of the dataset\'s real files over and over, each',
+    "serving); the push and PUT rows are the processes that received the whole dataset. The synthetic NAR is a directory of the dataset's real files over and over, each",
     'repeat varied in 4 bytes of every 4 KiB so that no chunk repeats.',
     '',
   );
@@ -352,9 +468,9 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
     '- Every figure comes from one invocation of `bench/run.ts`; systems run one at a time, never concurrently.',
     '- Nix runs as root without a daemon (`build-users-group =`, `sandbox = false`, `substituters =`) with a fresh',
     '  XDG cache per client, because Nix caches narinfo lookups per URL.',
-    '- The static caches are `nix copy --to file://DIR?compression=...` (xz with `parallel-compression=true`, Nix 2.8\'s',
-    '  preset 6), served by Debian\'s nginx with its defaults (worker_processes auto, sendfile), access log off.',
-    '- casync is Debian\'s `casync make` with its defaults (16/64/256 KiB chunks, SHA-512/256 ids, zstd) into one',
+    "- The static caches are `nix copy --to file://DIR?compression=...` (xz with `parallel-compression=true`, Nix 2.8's",
+    "  preset 6), served by Debian's nginx with its defaults (worker_processes auto, sendfile), access log off.",
+    "- casync is Debian's `casync make` with its defaults (16/64/256 KiB chunks, SHA-512/256 ids, zstd) into one",
     '  store for all NARs, as nix-casync stored them; the `--digest=sha256` row uses the chunk-id hash Narwhal uses.',
     '- Narwhal runs as `narwhal serve --data-dir DIR --listen 127.0.0.1:0`, its shipped settings, started from this',
     '  checkout (one lookup row adds `--processes auto`).',
@@ -369,12 +485,21 @@ function timedChart(title: string, subtitle: string, systems: TimedSystem[], col
     title,
     subtitle,
     keys: systems.map((s) => ({ key: s.id, label: s.label, color: systemColor(s.id) })),
-    groups: cols.map((id, i) => ({ label: heads[i], values: Object.fromEntries(systems.map((s) => [s.id, id === 'total' ? s.seconds.total : s.seconds.series[id]])) })),
+    groups: cols.map((id, i) => ({
+      label: heads[i],
+      values: Object.fromEntries(systems.map((s) => [s.id, id === 'total' ? s.seconds.total : s.seconds.series[id]])),
+    })),
     format: (v) => `${v.toFixed(v >= 10 ? 1 : 2)} s`,
   });
 }
 
-function timedTable(systems: TimedSystem[], cols: string[], heads: string[], narBytes: number, baseline: TimedSystem | undefined): string {
+function timedTable(
+  systems: TimedSystem[],
+  cols: string[],
+  heads: string[],
+  narBytes: number,
+  baseline: TimedSystem | undefined,
+): string {
   return table(
     ['command', ...heads, 'MB/s of NAR', ...(baseline ? [`vs ${baseline.label}`] : [])],
     systems.map((s) => [

@@ -79,7 +79,12 @@ async function main(argv: string[]): Promise<number> {
   let substitute: Awaited<ReturnType<typeof measureSubstitute>>;
   let downloads: Awaited<ReturnType<typeof measureDownloads>>;
   let lookups: Awaited<ReturnType<typeof measureLookups>>;
-  const wrk = { threads: mode.wrkThreads, connections: mode.loadConnections, seconds: mode.loadSeconds, rounds: mode.loadRounds };
+  const wrk = {
+    threads: mode.wrkThreads,
+    connections: mode.loadConnections,
+    seconds: mode.loadSeconds,
+    rounds: mode.loadRounds,
+  };
   try {
     ingest = await measureIngest(ds, work, mode.ingestRounds, log);
     const nginx = await startNginx(pushed.staticRoot, join(work, 'nginx'));
@@ -125,7 +130,10 @@ async function main(argv: string[]): Promise<number> {
 
   const finishedAt = new Date();
   const args = argv.join(' ');
-  const command = process.env.npm_lifecycle_event === 'bench' ? `npm run bench${args ? ` -- ${args}` : ''}` : `node bench/run.ts${args ? ` ${args}` : ''}`;
+  const command =
+    process.env.npm_lifecycle_event === 'bench'
+      ? `npm run bench${args ? ` -- ${args}` : ''}`
+      : `node bench/run.ts${args ? ` ${args}` : ''}`;
   const figures = {
     series: ds.series.map((s) => ({
       id: s.id,
@@ -136,7 +144,11 @@ async function main(argv: string[]): Promise<number> {
       narBytes: s.narBytes,
       largestNarBytes: Math.max(...s.nars.map((n) => n.narSize)),
     })),
-    totals: { paths: ds.totalPaths, narBytes: ds.totalNarBytes, largestNar: { storePath: ds.largest.storePath, narBytes: ds.largest.narSize } },
+    totals: {
+      paths: ds.totalPaths,
+      narBytes: ds.totalNarBytes,
+      largestNar: { storePath: ds.largest.storePath, narBytes: ds.largest.narSize },
+    },
     storage: [...pushed.storage.slice(0, -1), ingest.casyncStorage, ...pushed.storage.slice(-1)],
     narwhalStats: { ...pushed.narwhalStats },
     chunking,
@@ -172,7 +184,12 @@ async function main(argv: string[]): Promise<number> {
   const file = await writeReport(results, outDir);
   if (!values.keep) await rm(work, { recursive: true, force: true });
   log(`report written to ${file}`);
-  process.stdout.write(`${table(['target', 'measured', 'required', 'status'], results.targets.map((t) => [t.name, t.measured, t.required, t.status]))}\n`);
+  process.stdout.write(
+    `${table(
+      ['target', 'measured', 'required', 'status'],
+      results.targets.map((t) => [t.name, t.measured, t.required, t.status]),
+    )}\n`,
+  );
   return 0;
 }
 

@@ -33,7 +33,8 @@ export async function materialize(source: PackageSource, log: (line: string) => 
       await cp(from, join(dir, entry.to), {
         recursive: true,
         dereference: true,
-        filter: async (path) => limit === undefined || (await stat(path)).isDirectory() || (await stat(path)).size <= limit,
+        filter: async (path) =>
+          limit === undefined || (await stat(path)).isDirectory() || (await stat(path)).size <= limit,
       });
     }
     return dir;
@@ -48,7 +49,11 @@ export async function materialize(source: PackageSource, log: (line: string) => 
   return dir;
 }
 
-async function fetchTarball(source: PackageSource & { kind: 'npm' }, key: string, log: (line: string) => void): Promise<string> {
+async function fetchTarball(
+  source: PackageSource & { kind: 'npm' },
+  key: string,
+  log: (line: string) => void,
+): Promise<string> {
   const tarball = join(CACHE_DIR, 'npm', `${key}.tgz`);
   if (existsSync(tarball)) return tarball;
   const tmp = join(CACHE_DIR, 'npm', `${key}.download`);

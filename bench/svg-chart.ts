@@ -37,7 +37,12 @@ const GROUP_GAP = 16;
 const FONT = 'font-family="DejaVu Sans, Verdana, sans-serif"';
 
 export function groupedBarChart(spec: ChartSpec): string {
-  const max = Math.max(0, ...spec.groups.flatMap((g) => Object.values(g.values).filter((v): v is number => v !== undefined && Number.isFinite(v))));
+  const max = Math.max(
+    0,
+    ...spec.groups.flatMap((g) =>
+      Object.values(g.values).filter((v): v is number => v !== undefined && Number.isFinite(v)),
+    ),
+  );
   const scale = max > 0 ? (WIDTH - LEFT - RIGHT) / max : 0;
   const parts: string[] = [];
   parts.push(`<text x="16" y="26" font-size="17" font-weight="bold" ${FONT}>${esc(spec.title)}</text>`);
@@ -60,18 +65,28 @@ export function groupedBarChart(spec: ChartSpec): string {
   y += 22;
   const barsTop = y;
   for (const group of spec.groups) {
-    const present = spec.keys.map((k, i) => ({ k, i, v: group.values[k.key] })).filter((b) => b.v !== undefined && Number.isFinite(b.v));
+    const present = spec.keys
+      .map((k, i) => ({ k, i, v: group.values[k.key] }))
+      .filter((b) => b.v !== undefined && Number.isFinite(b.v));
     const height = Math.max(1, present.length) * (BAR + BAR_GAP) - BAR_GAP;
-    parts.push(`<text x="${LEFT - 10}" y="${y + height / 2 + 4}" font-size="12" text-anchor="end" ${FONT}>${esc(group.label)}</text>`);
+    parts.push(
+      `<text x="${LEFT - 10}" y="${y + height / 2 + 4}" font-size="12" text-anchor="end" ${FONT}>${esc(group.label)}</text>`,
+    );
     present.forEach((b, j) => {
       const by = y + j * (BAR + BAR_GAP);
       const w = Math.max(1, (b.v as number) * scale);
-      parts.push(`<rect x="${LEFT}" y="${by}" width="${w.toFixed(1)}" height="${BAR}" fill="${b.k.color ?? color(b.i)}"><title>${esc(`${b.k.label}: ${spec.format(b.v as number)}`)}</title></rect>`);
-      parts.push(`<text x="${(LEFT + w + 5).toFixed(1)}" y="${by + BAR - 3}" font-size="11" ${FONT}>${esc(spec.format(b.v as number))}</text>`);
+      parts.push(
+        `<rect x="${LEFT}" y="${by}" width="${w.toFixed(1)}" height="${BAR}" fill="${b.k.color ?? color(b.i)}"><title>${esc(`${b.k.label}: ${spec.format(b.v as number)}`)}</title></rect>`,
+      );
+      parts.push(
+        `<text x="${(LEFT + w + 5).toFixed(1)}" y="${by + BAR - 3}" font-size="11" ${FONT}>${esc(spec.format(b.v as number))}</text>`,
+      );
     });
     y += height + GROUP_GAP;
   }
-  parts.push(`<line x1="${LEFT}" y1="${barsTop - 4}" x2="${LEFT}" y2="${y - GROUP_GAP + 4}" stroke="#333" stroke-width="1"/>`);
+  parts.push(
+    `<line x1="${LEFT}" y1="${barsTop - 4}" x2="${LEFT}" y2="${y - GROUP_GAP + 4}" stroke="#333" stroke-width="1"/>`,
+  );
   const total = y + 4;
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${total}" viewBox="0 0 ${WIDTH} ${total}">
 <rect width="100%" height="100%" fill="#fff"/>

@@ -34,12 +34,17 @@ export async function realFiles(roots: string[]): Promise<SourceFile[]> {
       await add(root);
       continue;
     }
-    for (const e of await readdir(root, { recursive: true, withFileTypes: true })) if (e.isFile()) await add(join(e.parentPath, e.name));
+    for (const e of await readdir(root, { recursive: true, withFileTypes: true }))
+      if (e.isFile()) await add(join(e.parentPath, e.name));
   }
   return out.sort((a, b) => (a.path < b.path ? -1 : 1));
 }
 
-export async function writeSyntheticNar(file: string, targetBytes: number, sources: SourceFile[]): Promise<SyntheticNar> {
+export async function writeSyntheticNar(
+  file: string,
+  targetBytes: number,
+  sources: SourceFile[],
+): Promise<SyntheticNar> {
   if (sources.length === 0) throw new Error('no source files for the synthetic NAR');
   const out = createWriteStream(file);
   const hash = createHash('sha256');
@@ -72,7 +77,8 @@ export async function writeSyntheticNar(file: string, targetBytes: number, sourc
       if (source.executable) for (const t of ['executable', '']) await str(t);
       await str('contents');
       await write(u64(contents.length));
-      for (let off = 0; off < contents.length; off += 1 << 20) await write(contents.subarray(off, Math.min(contents.length, off + (1 << 20))));
+      for (let off = 0; off < contents.length; off += 1 << 20)
+        await write(contents.subarray(off, Math.min(contents.length, off + (1 << 20))));
       await pad(contents.length);
       await str(')');
       await str(')');

@@ -18,9 +18,19 @@ export function judgeTargets(r: Figures, syntheticBytes: number): TargetResult[]
   const casync = r.ingest.find((i) => i.id === 'casync');
   if (put && casync && put.seconds.total > 0 && casync.seconds.total > 0) {
     const q = casync.seconds.total / put.seconds.total;
-    targets.push({ name: 'ingest throughput vs casync make (same NARs)', measured: ratio(q), required: '>= 2.00x', status: q >= 2 ? 'met' : 'missed' });
+    targets.push({
+      name: 'ingest throughput vs casync make (same NARs)',
+      measured: ratio(q),
+      required: '>= 2.00x',
+      status: q >= 2 ? 'met' : 'missed',
+    });
   } else {
-    targets.push({ name: 'ingest throughput vs casync make (same NARs)', measured: '-', required: '>= 2.00x', status: 'not measured' });
+    targets.push({
+      name: 'ingest throughput vs casync make (same NARs)',
+      measured: '-',
+      required: '>= 2.00x',
+      status: 'not measured',
+    });
   }
 
   // 2. nix copy --from time <= 1.25x nginx static zstd.
@@ -28,14 +38,27 @@ export function judgeTargets(r: Figures, syntheticBytes: number): TargetResult[]
   const subZ = r.substitute.find((s) => s.id === 'nginx-zstd');
   if (subN && subZ && subZ.seconds.total > 0) {
     const q = subN.seconds.total / subZ.seconds.total;
-    targets.push({ name: 'nix copy --from time vs nginx static zstd', measured: ratio(q), required: '<= 1.25x', status: q <= 1.25 ? 'met' : 'missed' });
+    targets.push({
+      name: 'nix copy --from time vs nginx static zstd',
+      measured: ratio(q),
+      required: '<= 1.25x',
+      status: q <= 1.25 ? 'met' : 'missed',
+    });
   } else {
-    targets.push({ name: 'nix copy --from time vs nginx static zstd', measured: '-', required: '<= 1.25x', status: 'not measured' });
+    targets.push({
+      name: 'nix copy --from time vs nginx static zstd',
+      measured: '-',
+      required: '<= 1.25x',
+      status: 'not measured',
+    });
   }
 
   // 3. narinfo lookups >= half of nginx's requests per second, GET (wrk) and HEAD (ab) each:
   // Narwhal with a process per core, as nginx runs a worker per core.
-  for (const [method, tool] of [['GET', 'wrk'], ['HEAD', 'ab']] as const) {
+  for (const [method, tool] of [
+    ['GET', 'wrk'],
+    ['HEAD', 'ab'],
+  ] as const) {
     const mine = r.lookups.filter((l) => l.method === method && l.tool.startsWith(tool));
     const n = mine.find((l) => l.system === 'Narwhal --processes auto');
     const g = mine.find((l) => l.system.startsWith('nginx'));
@@ -55,23 +78,36 @@ export function judgeTargets(r: Figures, syntheticBytes: number): TargetResult[]
   const ca = r.storage.find((s) => s.id === 'casync');
   for (const s of [...r.series.map((x) => ({ id: x.id, title: x.title })), { id: 'total', title: 'all series' }]) {
     const name = `storage < static zstd and < casync: ${s.title}`;
-    const pick = (sys: typeof nw): number | undefined => (sys ? (s.id === 'total' ? sys.usage.total.apparent : sys.usage.series[s.id]?.apparent) : undefined);
+    const pick = (sys: typeof nw): number | undefined =>
+      sys ? (s.id === 'total' ? sys.usage.total.apparent : sys.usage.series[s.id]?.apparent) : undefined;
     const [n, z, c] = [pick(nw), pick(zs), pick(ca)];
     if (n === undefined || z === undefined || c === undefined) {
       targets.push({ name, measured: '-', required: '< 1.00x of the smaller', status: 'not measured' });
       continue;
     }
     const q = n / Math.min(z, c);
-    targets.push({ name, measured: `${ratio(q)} of the smaller (${z <= c ? 'static zstd' : 'casync'})`, required: '< 1.00x', status: n < z && n < c ? 'met' : 'missed' });
+    targets.push({
+      name,
+      measured: `${ratio(q)} of the smaller (${z <= c ? 'static zstd' : 'casync'})`,
+      required: '< 1.00x',
+      status: n < z && n < c ? 'met' : 'missed',
+    });
   }
 
   // 5. Peak RSS < 256 MB ingesting a 2 GB NAR.
   const big = r.memory.find((m) => m.id === 'ingest-synthetic');
   const rssName = 'peak RSS ingesting a 2 GB NAR';
   if (big && syntheticBytes >= 2e9) {
-    targets.push({ name: rssName, measured: `${(big.peakRssBytes / MB).toFixed(0)} MB`, required: '< 256 MB', status: big.peakRssBytes < 256 * MB ? 'met' : 'missed' });
+    targets.push({
+      name: rssName,
+      measured: `${(big.peakRssBytes / MB).toFixed(0)} MB`,
+      required: '< 256 MB',
+      status: big.peakRssBytes < 256 * MB ? 'met' : 'missed',
+    });
   } else {
-    const measured = big ? `${(big.peakRssBytes / MB).toFixed(0)} MB on a ${(syntheticBytes / MB).toFixed(0)} MB NAR only` : '-';
+    const measured = big
+      ? `${(big.peakRssBytes / MB).toFixed(0)} MB on a ${(syntheticBytes / MB).toFixed(0)} MB NAR only`
+      : '-';
     targets.push({ name: rssName, measured, required: '< 256 MB', status: 'not measured' });
   }
   return targets;

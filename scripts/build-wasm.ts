@@ -27,7 +27,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   if (process.argv.includes('--check')) {
     const committed = await readFile(BINARY);
     if (!committed.equals(built)) {
-      process.stderr.write('src/chunking/buzhash-chunker.wasm is not what buzhash-chunker.wat builds to: run npm run build:wasm\n');
+      process.stderr.write(
+        'src/chunking/buzhash-chunker.wasm is not what buzhash-chunker.wat builds to: run npm run build:wasm\n',
+      );
       process.exit(1);
     }
   } else {

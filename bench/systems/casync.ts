@@ -6,6 +6,13 @@ import { join } from 'node:path';
 import { run } from '../exec.ts';
 
 /** Chunks one NAR into the store; resolves to the wall time in seconds. */
-export async function casyncMake(store: string, indexDir: string, narFile: string, name: string, extraArgs: string[] = []): Promise<number> {
-  return (await run('casync', ['make', ...extraArgs, `--store=${store}`, join(indexDir, `${name}.caibx`), narFile])).seconds;
+export async function casyncMake(
+  store: string,
+  indexDir: string,
+  narFile: string,
+  name: string,
+  extraArgs: string[] = [],
+): Promise<number> {
+  return (await run('casync', ['make', ...extraArgs, `--store=${store}`, join(indexDir, `${name}.caibx`), narFile]))
+    .seconds;
 }

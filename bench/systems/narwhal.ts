@@ -52,7 +52,11 @@ export async function startNarwhal(dataDir: string, args: string[] = []): Promis
     { env: narwhalEnv() },
   );
   try {
-    const { stdout } = await run(NARWHAL_BIN, ['token', 'create', '--data-dir', dataDir, '--cache', 'main', '--perm', 'push', '--name', 'bench', '--json'], { env: narwhalEnv() });
+    const { stdout } = await run(
+      NARWHAL_BIN,
+      ['token', 'create', '--data-dir', dataDir, '--cache', 'main', '--perm', 'push', '--name', 'bench', '--json'],
+      { env: narwhalEnv() },
+    );
     const token = (JSON.parse(stdout) as { secret: string }).secret;
     return wrap(daemon, `${match[1]}/main`, dataDir, token);
   } catch (err) {
@@ -62,14 +66,24 @@ export async function startNarwhal(dataDir: string, args: string[] = []): Promis
 }
 
 function wrap(daemon: Daemon, cacheUrl: string, dataDir: string, token: string): NarwhalServer {
-  return { cacheUrl, token, dataDir, pid: daemon.pid, peakRss: () => peakRss(daemon.pid), output: () => daemon.output(), stop: () => daemon.stop() };
+  return {
+    cacheUrl,
+    token,
+    dataDir,
+    pid: daemon.pid,
+    peakRss: () => peakRss(daemon.pid),
+    output: () => daemon.output(),
+    stop: () => daemon.stop(),
+  };
 }
 
 /** Nix client settings that send the push token (Nix reads credentials from a netrc file). */
 export async function pushClientConfig(server: NarwhalServer, clientHome: string): Promise<string[]> {
   await mkdir(clientHome, { recursive: true });
   const netrc = join(clientHome, 'netrc');
-  await writeFile(netrc, `machine ${new URL(server.cacheUrl).hostname} login narwhal password ${server.token}\n`, { mode: 0o600 });
+  await writeFile(netrc, `machine ${new URL(server.cacheUrl).hostname} login narwhal password ${server.token}\n`, {
+    mode: 0o600,
+  });
   return [`netrc-file = ${netrc}`];
 }
 

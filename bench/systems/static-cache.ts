@@ -33,13 +33,29 @@ export function copyTimeout(bytes: number): number {
 }
 
 /** `nix copy --to` the paths (and their closure); resolves to the wall time in seconds. */
-export async function nixCopyTo(storeUrl: string, paths: string[], env: NodeJS.ProcessEnv, bytes: number): Promise<number> {
+export async function nixCopyTo(
+  storeUrl: string,
+  paths: string[],
+  env: NodeJS.ProcessEnv,
+  bytes: number,
+): Promise<number> {
   return (await run('nix', ['copy', '--to', storeUrl, ...paths], { env, timeoutSeconds: copyTimeout(bytes) })).seconds;
 }
 
 /** `nix copy --from` a substituter into a separate store root, without signature checks. */
-export async function nixCopyFrom(fromUrl: string, storeRoot: string, paths: string[], env: NodeJS.ProcessEnv, bytes: number): Promise<number> {
-  return (await run('nix', ['copy', '--from', fromUrl, '--to', storeRoot, '--no-check-sigs', ...paths], { env, timeoutSeconds: copyTimeout(bytes) })).seconds;
+export async function nixCopyFrom(
+  fromUrl: string,
+  storeRoot: string,
+  paths: string[],
+  env: NodeJS.ProcessEnv,
+  bytes: number,
+): Promise<number> {
+  return (
+    await run('nix', ['copy', '--from', fromUrl, '--to', storeRoot, '--no-check-sigs', ...paths], {
+      env,
+      timeoutSeconds: copyTimeout(bytes),
+    })
+  ).seconds;
 }
 
 /** The NAR URL (relative to the cache) that a static cache's narinfo names. */

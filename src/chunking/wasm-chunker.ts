@@ -1,6 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { BUZHASH_TABLE } from './buzhash-table.ts';
-import { CHUNKER_WINDOW_SIZE, DEFAULT_CHUNKER_PARAMS, TABLE_ROL16, chunkerDiscriminator, divisibilityTest, validateChunkerParams, type ChunkerParams } from './chunker.ts';
+import {
+  CHUNKER_WINDOW_SIZE,
+  DEFAULT_CHUNKER_PARAMS,
+  TABLE_ROL16,
+  chunkerDiscriminator,
+  divisibilityTest,
+  validateChunkerParams,
+  type ChunkerParams,
+} from './chunker.ts';
 
 /** Bytes scanned per call: blocks are copied into the module's memory in pieces of this size. */
 export const WASM_BLOCK_BYTES = 1024 * 1024;
@@ -60,13 +68,16 @@ export class WasmChunker {
     const memory = this.#memory;
     // The window's bytes before this block: the last 48 of the stream so far.
     const previous = this.#blockLength;
-    if (previous >= CHUNKER_WINDOW_SIZE) memory.copyWithin(BLOCK_AT - CHUNKER_WINDOW_SIZE, BLOCK_AT + previous - CHUNKER_WINDOW_SIZE, BLOCK_AT + previous);
-    else memory.copyWithin(BLOCK_AT - CHUNKER_WINDOW_SIZE, BLOCK_AT - CHUNKER_WINDOW_SIZE + previous, BLOCK_AT + previous);
+    if (previous >= CHUNKER_WINDOW_SIZE)
+      memory.copyWithin(BLOCK_AT - CHUNKER_WINDOW_SIZE, BLOCK_AT + previous - CHUNKER_WINDOW_SIZE, BLOCK_AT + previous);
+    else
+      memory.copyWithin(BLOCK_AT - CHUNKER_WINDOW_SIZE, BLOCK_AT - CHUNKER_WINDOW_SIZE + previous, BLOCK_AT + previous);
     memory.set(block, BLOCK_AT);
     this.#blockLength = block.length;
     const cuts: number[] = [];
     const end = BLOCK_AT + block.length;
-    for (let pos = BLOCK_AT, cut: number; (cut = this.#exports.next(pos, end)) !== 0; pos = cut) cuts.push(cut - BLOCK_AT);
+    for (let pos = BLOCK_AT, cut: number; (cut = this.#exports.next(pos, end)) !== 0; pos = cut)
+      cuts.push(cut - BLOCK_AT);
     return cuts;
   }
 }

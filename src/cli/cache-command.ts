@@ -39,12 +39,20 @@ export async function cacheCommand(args: string[]): Promise<number> {
           signingKey: values['signing-key'] === undefined ? undefined : await readFile(values['signing-key'], 'utf8'),
           retention: values.retention === undefined ? undefined : parseRetention(values.retention),
         });
-        printJsonOr(values.json, info, () => `created cache ${info.name} (${info.public ? 'public' : 'private'})\npublic key: ${info.publicKey}\n`);
+        printJsonOr(
+          values.json,
+          info,
+          () => `created cache ${info.name} (${info.public ? 'public' : 'private'})\npublic key: ${info.publicKey}\n`,
+        );
         return 0;
       }
       case 'list': {
         const caches = await admin.listCaches();
-        printJsonOr(values.json, caches, () => caches.map((c) => `${c.name}\t${c.public ? 'public' : 'private'}\tpriority ${c.priority}\t${c.publicKey}\n`).join(''));
+        printJsonOr(values.json, caches, () =>
+          caches
+            .map((c) => `${c.name}\t${c.public ? 'public' : 'private'}\tpriority ${c.priority}\t${c.publicKey}\n`)
+            .join(''),
+        );
         return 0;
       }
       case 'info': {
@@ -81,7 +89,8 @@ async function changesFrom(values: {
   retention?: string;
 }): Promise<CacheChanges> {
   const changes: CacheChanges = {};
-  if (values.public && values.private) throw new NarwhalError('bad-request', '--public and --private contradict each other');
+  if (values.public && values.private)
+    throw new NarwhalError('bad-request', '--public and --private contradict each other');
   if (values.public) changes.isPublic = true;
   if (values.private) changes.isPublic = false;
   if (values.priority !== undefined) changes.priority = Number(values.priority);
@@ -91,7 +100,8 @@ async function changesFrom(values: {
   if (values['require-signature']) changes.requireSignature = true;
   if (values['no-require-signature']) changes.requireSignature = false;
   if (values.retention !== undefined) changes.retention = parseRetention(values.retention);
-  if (Object.keys(changes).length === 0) throw new NarwhalError('bad-request', 'cache configure needs at least one setting to change');
+  if (Object.keys(changes).length === 0)
+    throw new NarwhalError('bad-request', 'cache configure needs at least one setting to change');
   return changes;
 }
 

@@ -5,7 +5,16 @@ import { NarwhalError } from '../errors.ts';
 const STORE_SETTINGS = ['data-dir', 'database', 'storage'];
 /** The settings a config file may hold, by command; a setting another command takes is left out. */
 const SETTINGS_BY_COMMAND: Record<string, string[]> = {
-  serve: [...STORE_SETTINGS, 'listen', 'log-requests', 'gc-interval', 'gc-grace', 'max-nar-size', 'recompress-level', 'recompress-after'],
+  serve: [
+    ...STORE_SETTINGS,
+    'listen',
+    'log-requests',
+    'gc-interval',
+    'gc-grace',
+    'max-nar-size',
+    'recompress-level',
+    'recompress-after',
+  ],
   migrate: ['data-dir', 'database'],
   'migrate-storage': ['data-dir'],
 };
@@ -49,7 +58,11 @@ function readSettings(file: string): Record<string, string | number | boolean> {
     throw new NarwhalError('bad-request', `the config file ${file} must hold a JSON object`);
   }
   for (const [name, value] of Object.entries(parsed)) {
-    if (!KNOWN.has(name)) throw new NarwhalError('bad-request', `the config file ${file} has an unknown setting "${name}" (known: ${[...KNOWN].join(', ')})`);
+    if (!KNOWN.has(name))
+      throw new NarwhalError(
+        'bad-request',
+        `the config file ${file} has an unknown setting "${name}" (known: ${[...KNOWN].join(', ')})`,
+      );
     const type = typeof value;
     if (type !== 'string' && type !== 'number' && type !== 'boolean') {
       throw new NarwhalError('bad-request', `the config file ${file}: "${name}" must be a string, number or boolean`);

@@ -21,7 +21,8 @@ export async function importCommand(args: string[]): Promise<number> {
     allowPositionals: true,
     strict: true,
   });
-  if (positionals.length !== 1) throw new NarwhalError('bad-request', 'import needs exactly one directory: narwhal import DIR [--cache NAME]');
+  if (positionals.length !== 1)
+    throw new NarwhalError('bad-request', 'import needs exactly one directory: narwhal import DIR [--cache NAME]');
   const dir = positionals[0];
   const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage, database: values.database });
   try {

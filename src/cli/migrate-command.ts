@@ -11,13 +11,19 @@ import { STORE_OPTIONS } from './options.ts';
 export async function migrateCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { 'data-dir': STORE_OPTIONS['data-dir'], database: STORE_OPTIONS.database, json: { type: 'boolean', default: false } },
+    options: {
+      'data-dir': STORE_OPTIONS['data-dir'],
+      database: STORE_OPTIONS.database,
+      json: { type: 'boolean', default: false },
+    },
     strict: true,
   });
   const meta = await openMetadataStore(values.database ?? `sqlite:${join(values['data-dir'], 'narwhal.sqlite')}`);
   try {
     const version = await meta.schemaVersion();
-    process.stdout.write(values.json ? `${JSON.stringify({ schemaVersion: version })}\n` : `schema version ${version}\n`);
+    process.stdout.write(
+      values.json ? `${JSON.stringify({ schemaVersion: version })}\n` : `schema version ${version}\n`,
+    );
   } finally {
     await meta.close();
   }

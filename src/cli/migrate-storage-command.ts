@@ -25,12 +25,14 @@ export async function migrateStorageCommand(args: string[]): Promise<number> {
     strict: true,
   });
   const local = defaultStorage(values['data-dir']);
-  if (values.from === undefined && values.to === undefined) throw new NarwhalError('bad-request', 'migrate-storage needs --from URL or --to URL (or both)');
+  if (values.from === undefined && values.to === undefined)
+    throw new NarwhalError('bad-request', 'migrate-storage needs --from URL or --to URL (or both)');
   const fromUrl = values.from ?? local;
   const toUrl = values.to ?? local;
   const fromShown = shown(parseStorageUrl(fromUrl));
   const toShown = shown(parseStorageUrl(toUrl));
-  if (fromShown === toShown) throw new NarwhalError('bad-request', `--from and --to are the same storage: ${fromShown}`);
+  if (fromShown === toShown)
+    throw new NarwhalError('bad-request', `--from and --to are the same storage: ${fromShown}`);
 
   const from = await openChunkStore(fromUrl);
   try {
@@ -59,11 +61,17 @@ export async function migrateStorageCommand(args: string[]): Promise<number> {
 
 /** Canonical, so that two spellings of one place compare equal. */
 function shown(location: StorageLocation): string {
-  return location.kind === 's3' ? formatStorageLocation(location) : formatStorageLocation({ ...location, path: resolve(location.path) });
+  return location.kind === 's3'
+    ? formatStorageLocation(location)
+    : formatStorageLocation({ ...location, path: resolve(location.path) });
 }
 
 function describe(p: Readonly<MigrationProgress>): string {
-  const parts = [`${p.seen} chunks seen`, `${p.copied} copied (${(p.copiedBytes / 1e6).toFixed(1)} MB)`, `${p.present} already there`];
+  const parts = [
+    `${p.seen} chunks seen`,
+    `${p.copied} copied (${(p.copiedBytes / 1e6).toFixed(1)} MB)`,
+    `${p.present} already there`,
+  ];
   if (p.vanished > 0) parts.push(`${p.vanished} vanished`);
   if (p.corrupt.length > 0) parts.push(`${p.corrupt.length} corrupt`);
   return parts.join(', ');

@@ -26,7 +26,13 @@ export interface AdminTarget {
 }
 
 /** `--server URL --token T` talks to a running server; otherwise the stores under --data-dir are opened directly. */
-export async function openAdminTarget(values: { 'data-dir': string; storage?: string; database?: string; server?: string; token?: string }): Promise<AdminTarget> {
+export async function openAdminTarget(values: {
+  'data-dir': string;
+  storage?: string;
+  database?: string;
+  server?: string;
+  token?: string;
+}): Promise<AdminTarget> {
   if (values.server !== undefined) {
     const token = values.token ?? process.env.NARWHAL_TOKEN;
     if (!token) throw new NarwhalError('bad-request', '--server needs --token (or NARWHAL_TOKEN)');
@@ -40,7 +46,10 @@ export async function openAdminTarget(values: { 'data-dir': string; storage?: st
 export function parseZstdLevel(option: string, text: string, zeroMeansOff = false): number {
   const level = /^\d+$/.test(text) ? Number(text) : NaN;
   if (!(level >= (zeroMeansOff ? 0 : 1) && level <= 22)) {
-    throw new NarwhalError('bad-request', `${option} takes a zstd level from 1 to 22${zeroMeansOff ? ' (0: off)' : ''}, not ${text}`);
+    throw new NarwhalError(
+      'bad-request',
+      `${option} takes a zstd level from 1 to 22${zeroMeansOff ? ' (0: off)' : ''}, not ${text}`,
+    );
   }
   return level;
 }

@@ -7,12 +7,21 @@ import { STORE_OPTIONS } from './options.ts';
 import { printJsonOr } from './output.ts';
 
 export async function pathCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, options: { ...STORE_OPTIONS, json: { type: 'boolean', default: false } }, allowPositionals: true, strict: true });
+  const { values, positionals } = parseArgs({
+    args,
+    options: { ...STORE_OPTIONS, json: { type: 'boolean', default: false } },
+    allowPositionals: true,
+    strict: true,
+  });
   const [action, cache, ...paths] = positionals;
-  if (!['list', 'pin', 'unpin', 'delete'].includes(action)) throw new NarwhalError('bad-request', 'path takes list, pin, unpin or delete');
+  if (!['list', 'pin', 'unpin', 'delete'].includes(action))
+    throw new NarwhalError('bad-request', 'path takes list, pin, unpin or delete');
   if (!cache) throw new NarwhalError('bad-request', `path ${action} needs a cache name`);
   if (action === 'list' ? paths.length > 0 : paths.length === 0) {
-    throw new NarwhalError('bad-request', action === 'list' ? 'path list takes only a cache name' : `path ${action} needs store paths or hashes`);
+    throw new NarwhalError(
+      'bad-request',
+      action === 'list' ? 'path list takes only a cache name' : `path ${action} needs store paths or hashes`,
+    );
   }
   const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage, database: values.database });
   try {
@@ -26,7 +35,9 @@ export async function pathCommand(args: string[]): Promise<number> {
       case 'unpin': {
         const changed: PathInfo[] = [];
         for (const path of paths) changed.push(await pinPath(nw, cache, path, action === 'pin'));
-        printJsonOr(values.json, changed, () => changed.map((p) => `${action === 'pin' ? 'pinned' : 'unpinned'} ${p.storePath}\n`).join(''));
+        printJsonOr(values.json, changed, () =>
+          changed.map((p) => `${action === 'pin' ? 'pinned' : 'unpinned'} ${p.storePath}\n`).join(''),
+        );
         break;
       }
       case 'delete': {

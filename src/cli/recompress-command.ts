@@ -9,7 +9,11 @@ import { printJsonOr } from './output.ts';
 export async function recompressCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { ...STORE_OPTIONS, level: { type: 'string', default: String(DEFAULT_RECOMPRESS_LEVEL) }, json: { type: 'boolean', default: false } },
+    options: {
+      ...STORE_OPTIONS,
+      level: { type: 'string', default: String(DEFAULT_RECOMPRESS_LEVEL) },
+      json: { type: 'boolean', default: false },
+    },
     strict: true,
   });
   const level = parseZstdLevel('--level', values.level);

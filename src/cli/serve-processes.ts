@@ -6,7 +6,8 @@ import { NarwhalError } from '../errors.ts';
 export function parseProcesses(text: string): number {
   if (text === 'auto') return availableParallelism();
   const count = /^\d+$/.test(text) ? Number(text) : NaN;
-  if (!Number.isSafeInteger(count) || count < 1) throw new NarwhalError('bad-request', `--processes takes a count of at least 1, or auto, not ${text}`);
+  if (!Number.isSafeInteger(count) || count < 1)
+    throw new NarwhalError('bad-request', `--processes takes a count of at least 1, or auto, not ${text}`);
   return count;
 }
 
@@ -21,7 +22,10 @@ const RESTARTS_PER_MINUTE = 5;
  * the others, one that crashes later is replaced. SIGINT or SIGTERM stops them all, each
  * finishing what it has under way. Resolves to the exit status.
  */
-export function superviseServers(count: number, announce: (address: { address: string; port: number }) => void): Promise<number> {
+export function superviseServers(
+  count: number,
+  announce: (address: { address: string; port: number }) => void,
+): Promise<number> {
   const log = (message: string): void => void process.stderr.write(`narwhal: ${message}\n`);
   const listening = new Set<Worker>();
   const restarts: number[] = [];
@@ -62,7 +66,9 @@ export function superviseServers(count: number, announce: (address: { address: s
       const now = Date.now();
       while (restarts.length > 0 && restarts[0] < now - 60_000) restarts.shift();
       if (restarts.length >= RESTARTS_PER_MINUTE) {
-        log(`server process ${worker.process.pid} exited with ${how}, the ${RESTARTS_PER_MINUTE + 1}th in a minute; stopping`);
+        log(
+          `server process ${worker.process.pid} exited with ${how}, the ${RESTARTS_PER_MINUTE + 1}th in a minute; stopping`,
+        );
         stopAll(1);
         return;
       }

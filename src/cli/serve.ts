@@ -34,18 +34,32 @@ export async function serveCommand(args: string[]): Promise<number> {
   const gcGrace = parseDurationOrZero(values['gc-grace']);
   const recompressLevel = parseZstdLevel('--recompress-level', values['recompress-level'], true);
   const recompressAfter = parseDurationOrZero(values['recompress-after']);
-  const maxNarSize = values['max-nar-size'] === undefined ? undefined : parseByteSize('--max-nar-size', values['max-nar-size']);
+  const maxNarSize =
+    values['max-nar-size'] === undefined ? undefined : parseByteSize('--max-nar-size', values['max-nar-size']);
   const processes = parseProcesses(values.processes);
   const announce = (address: { address: string; port: number } | string | null): void => {
-    const shown = typeof address === 'object' && address ? `${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}` : values.listen;
-    process.stderr.write(`narwhal: serving ${values['data-dir']} on http://${shown}/ (cache "main" at http://${shown}/main)${processes > 1 ? ` with ${processes} processes` : ''}\n`);
+    const shown =
+      typeof address === 'object' && address
+        ? `${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`
+        : values.listen;
+    process.stderr.write(
+      `narwhal: serving ${values['data-dir']} on http://${shown}/ (cache "main" at http://${shown}/main)${processes > 1 ? ` with ${processes} processes` : ''}\n`,
+    );
   };
   if (processes > 1 && !isSupervisedServer()) return superviseServers(processes, announce);
-  const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage, database: values.database, options: maxNarSize === undefined ? {} : { maxNarSize } });
+  const nw = await openNarwhal({
+    dataDir: values['data-dir'],
+    storage: values.storage,
+    database: values.database,
+    options: maxNarSize === undefined ? {} : { maxNarSize },
+  });
   const log = (message: string): void => void process.stderr.write(`narwhal: ${message}\n`);
   // Scheduled before listening, so that a bad interval stops the start.
   const gc = gcInterval > 0 ? scheduleGc(nw, { intervalMs: gcInterval, graceMs: gcGrace, log }) : undefined;
-  const recompression = recompressLevel > 0 ? scheduleRecompression(nw, { level: recompressLevel, idleMs: recompressAfter, log }) : undefined;
+  const recompression =
+    recompressLevel > 0
+      ? scheduleRecompression(nw, { level: recompressLevel, idleMs: recompressAfter, log })
+      : undefined;
   if (hasWritePreparation(nw.chunks)) nw.chunks.prepare();
   prepareStreamChunking();
   const server = createNarwhalServer(nw, { logRequests: values['log-requests'] });
@@ -73,7 +87,8 @@ export async function serveCommand(args: string[]): Promise<number> {
 function parseByteSize(option: string, text: string): number {
   const match = /^(\d+)([KMGT]?)$/i.exec(text);
   const size = match ? Number(match[1]) * 1024 ** ' KMGT'.indexOf((match[2] || ' ').toUpperCase()) : NaN;
-  if (!Number.isSafeInteger(size) || size < 1) throw new NarwhalError('bad-request', `${option} takes a size in bytes (or with K, M, G, T), not ${text}`);
+  if (!Number.isSafeInteger(size) || size < 1)
+    throw new NarwhalError('bad-request', `${option} takes a size in bytes (or with K, M, G, T), not ${text}`);
   return size;
 }
 

@@ -4,7 +4,11 @@ import { openNarwhal } from '../tenancy/open-narwhal.ts';
 import { STORE_OPTIONS } from './options.ts';
 
 export async function statsCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { ...STORE_OPTIONS, json: { type: 'boolean', default: false } }, strict: true });
+  const { values } = parseArgs({
+    args,
+    options: { ...STORE_OPTIONS, json: { type: 'boolean', default: false } },
+    strict: true,
+  });
   const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage, database: values.database });
   try {
     const stats = await nw.meta.stats();

@@ -21,21 +21,35 @@ export async function tokenCommand(args: string[]): Promise<number> {
   try {
     switch (action) {
       case 'create': {
-        if (!values.cache || !values.perm) throw new NarwhalError('bad-request', 'token create needs --cache NAME[,NAME|glob] and --perm pull,push,delete,admin');
+        if (!values.cache || !values.perm)
+          throw new NarwhalError(
+            'bad-request',
+            'token create needs --cache NAME[,NAME|glob] and --perm pull,push,delete,admin',
+          );
         const created = await admin.createToken({
-          caches: values.cache.split(',').map((c) => c.trim()).filter((c) => c !== ''),
+          caches: values.cache
+            .split(',')
+            .map((c) => c.trim())
+            .filter((c) => c !== ''),
           perms: parsePermissions(values.perm),
           name: values.name,
           expiresInMs: values.expires === undefined ? undefined : parseDuration(values.expires),
         });
-        printJsonOr(values.json, created, () => `token ${created.id} created; its secret, shown only now:\n${created.secret}\n`);
+        printJsonOr(
+          values.json,
+          created,
+          () => `token ${created.id} created; its secret, shown only now:\n${created.secret}\n`,
+        );
         return 0;
       }
       case 'list': {
         const tokens = await admin.listTokens();
         printJsonOr(values.json, tokens, () =>
           tokens
-            .map((t) => `${t.id}\t${t.name || '-'}\tcaches ${t.caches.join(',')}\tperms ${t.perms.join(',')}\texpires ${t.expiresAt ?? 'never'}${t.revoked ? '\tREVOKED' : ''}\n`)
+            .map(
+              (t) =>
+                `${t.id}\t${t.name || '-'}\tcaches ${t.caches.join(',')}\tperms ${t.perms.join(',')}\texpires ${t.expiresAt ?? 'never'}${t.revoked ? '\tREVOKED' : ''}\n`,
+            )
             .join(''),
         );
         return 0;

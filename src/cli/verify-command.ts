@@ -9,7 +9,11 @@ import { printJsonOr } from './output.ts';
 export async function verifyCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { ...STORE_OPTIONS, repair: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
+    options: {
+      ...STORE_OPTIONS,
+      repair: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
     strict: true,
   });
   const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage, database: values.database });
@@ -30,6 +34,8 @@ function describe(r: VerifyReport, repair: boolean): string {
     `flagged ${r.marked} NARs damaged, found ${r.unmarked} whole again\n` +
     `orphans ${r.orphanFiles} chunk files without a record (gc removes them)\n` +
     (repair ? `repair  deleted ${r.repaired} corrupt chunk files\n` : '') +
-    (r.nars.damaged > 0 ? 'Damaged NARs answer 404 until they are uploaded again (e.g. nix copy of their paths).\n' : '')
+    (r.nars.damaged > 0
+      ? 'Damaged NARs answer 404 until they are uploaded again (e.g. nix copy of their paths).\n'
+      : '')
   );
 }

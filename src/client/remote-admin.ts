@@ -3,7 +3,13 @@ import type { AdminOperations, CacheChanges, TokenInfo } from '../tenancy/admin-
 import type { CacheInfo, NewCacheOptions } from '../tenancy/caches.ts';
 import type { NewToken } from '../tenancy/tokens.ts';
 
-const CODE_FOR_STATUS: Record<number, ErrorCode> = { 400: 'bad-request', 401: 'unauthorized', 403: 'forbidden', 404: 'not-found', 409: 'conflict' };
+const CODE_FOR_STATUS: Record<number, ErrorCode> = {
+  400: 'bad-request',
+  401: 'unauthorized',
+  403: 'forbidden',
+  404: 'not-found',
+  409: 'conflict',
+};
 
 /** The management operations through a server's `/_api/v1/`, authenticated with a token. */
 export function remoteAdmin(serverUrl: string, token: string): AdminOperations {
@@ -11,18 +17,31 @@ export function remoteAdmin(serverUrl: string, token: string): AdminOperations {
   async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
     const res = await fetch(`${base}${path}`, {
       method,
-      headers: { Authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'Content-Type': 'application/json' }) },
+      headers: {
+        Authorization: `Bearer ${token}`,
+        ...(body === undefined ? {} : { 'Content-Type': 'application/json' }),
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await res.text();
-    if (!res.ok) throw new NarwhalError(CODE_FOR_STATUS[res.status] ?? 'unavailable', `server answered ${res.status}: ${text.trim()}`);
+    if (!res.ok)
+      throw new NarwhalError(
+        CODE_FOR_STATUS[res.status] ?? 'unavailable',
+        `server answered ${res.status}: ${text.trim()}`,
+      );
     return JSON.parse(text) as T;
   }
   const cachePath = (name: string) => `/caches/${encodeURIComponent(name)}`;
   return {
     listCaches: () => call<CacheInfo[]>('GET', '/caches'),
     createCache: (name: string, options: NewCacheOptions) =>
-      call<CacheInfo>('POST', '/caches', { name, public: options.isPublic, priority: options.priority, signingKey: options.signingKey, retention: options.retention }),
+      call<CacheInfo>('POST', '/caches', {
+        name,
+        public: options.isPublic,
+        priority: options.priority,
+        signingKey: options.signingKey,
+        retention: options.retention,
+      }),
     cacheInfo: (name: string) => call<CacheInfo>('GET', cachePath(name)),
     configureCache: (name: string, changes: CacheChanges) =>
       call<CacheInfo>('PATCH', cachePath(name), {

@@ -39,7 +39,10 @@ const BZIP2_LEVEL: Bzip2Level = 1;
 const LZ4_BLOCK_SIZE: Lz4BlockSize = 1048576;
 
 interface LzmaNative {
-  createStream(coder: 'streamEncoder', options: { filters: { id: number; options: { preset: number } }[]; check: number }): Transform;
+  createStream(
+    coder: 'streamEncoder',
+    options: { filters: { id: number; options: { preset: number } }[]; check: number },
+  ): Transform;
   readonly FILTER_LZMA2: number;
   readonly CHECK_CRC64: number;
 }

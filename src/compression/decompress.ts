@@ -68,9 +68,19 @@ function createEngine(compression: Compression): Engine {
       return { compression, stream, piece: XZ_INPUT_PIECE, resumesAfterEnd: false };
     }
     case 'bzip2':
-      return { compression, stream: new PullDecoderStream(new Bzip2Decoder()), piece: Infinity, resumesAfterEnd: false };
+      return {
+        compression,
+        stream: new PullDecoderStream(new Bzip2Decoder()),
+        piece: Infinity,
+        resumesAfterEnd: false,
+      };
     case 'lz4':
-      return { compression, stream: new PullDecoderStream(new Lz4FrameDecoder()), piece: Infinity, resumesAfterEnd: false };
+      return {
+        compression,
+        stream: new PullDecoderStream(new Lz4FrameDecoder()),
+        piece: Infinity,
+        resumesAfterEnd: false,
+      };
   }
 }
 

@@ -73,9 +73,15 @@ parentPort!.on('message', (request: EncodeRequest & { seq: number }) => {
   const transfer: ArrayBuffer[] = [];
   try {
     const encoder = encoderFor(request);
-    const result = encode(encoder as ResumableEncoder<Bzip2State | Lz4State>, request.state, request.input, request.end);
+    const result = encode(
+      encoder as ResumableEncoder<Bzip2State | Lz4State>,
+      request.state,
+      request.input,
+      request.end,
+    );
     transfer.push(result.output.buffer as ArrayBuffer);
-    if (result.state) transfer.push(('block' in result.state ? result.state.block : result.state.buffered).buffer as ArrayBuffer);
+    if (result.state)
+      transfer.push(('block' in result.state ? result.state.block : result.state.buffered).buffer as ArrayBuffer);
     reply = { seq: request.seq, result };
   } catch (err) {
     reply = { seq: request.seq, error: { message: (err as Error).message, code: (err as NodeJS.ErrnoException).code } };

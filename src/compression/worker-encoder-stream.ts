@@ -79,6 +79,7 @@ export class WorkerEncoderStream extends Transform {
     const request = { ...this.#codec, state, input, end } as EncodeRequest;
     const { output, state: next } = await encoders().run(request, transfer);
     this.#state = next;
-    if (!this.destroyed && output.length > 0) this.push(Buffer.from(output.buffer, output.byteOffset, output.byteLength));
+    if (!this.destroyed && output.length > 0)
+      this.push(Buffer.from(output.buffer, output.byteOffset, output.byteLength));
   }
 }

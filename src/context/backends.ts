@@ -16,7 +16,10 @@ export async function openMetadataStore(url: string): Promise<MetadataStore> {
     const { PostgresMetadata } = await import('../metadata/postgres-metadata.ts');
     return PostgresMetadata.open(url);
   }
-  throw new NarwhalError('bad-request', `unsupported database URL (expected sqlite:PATH or postgres://USER:PASSWORD@HOST:PORT/DB)`);
+  throw new NarwhalError(
+    'bad-request',
+    `unsupported database URL (expected sqlite:PATH or postgres://USER:PASSWORD@HOST:PORT/DB)`,
+  );
 }
 
 /**

@@ -62,7 +62,12 @@ export class NarinfoTexts {
   readonly #recent = new Map<string, { text: string; signingKey: string; until: number }>();
 
   /** The kept text of the path signed with `signingKey`, else what `render` makes, kept when there is one. */
-  async find(cacheId: number, hashPart: string, signingKey: string, render: () => Promise<string | undefined>): Promise<string | undefined> {
+  async find(
+    cacheId: number,
+    hashPart: string,
+    signingKey: string,
+    render: () => Promise<string | undefined>,
+  ): Promise<string | undefined> {
     const key = `${cacheId}/${hashPart}`;
     const now = Date.now();
     const hit = this.#recent.get(key);
@@ -94,7 +99,8 @@ export class NarinfoSignatures {
     let signature = this.#signatures.get(cacheKey);
     if (signature === undefined) {
       signature = signFingerprint(fingerprint, key);
-      if (this.#signatures.size >= MAX_CACHED_SIGNATURES) this.#signatures.delete(this.#signatures.keys().next().value!);
+      if (this.#signatures.size >= MAX_CACHED_SIGNATURES)
+        this.#signatures.delete(this.#signatures.keys().next().value!);
       this.#signatures.set(cacheKey, signature);
     }
     return signature;

@@ -44,7 +44,11 @@ export function createNarwhal(meta: MetadataStore, chunks: ChunkStore, options: 
     chunks,
     options: { ...DEFAULT_OPTIONS, ...options },
     holds: new IngestHolds(meta),
-    recompressions: new TaskLimit(RECOMPRESSIONS_RUNNING, RECOMPRESSIONS_WAITING, 'too many NARs are being recompressed; try again shortly'),
+    recompressions: new TaskLimit(
+      RECOMPRESSIONS_RUNNING,
+      RECOMPRESSIONS_WAITING,
+      'too many NARs are being recompressed; try again shortly',
+    ),
     memos: new Memos(),
   };
 }

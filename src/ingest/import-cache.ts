@@ -60,13 +60,29 @@ const NAR_URL_RE = /^nar\/([0-9a-df-np-sv-z]{52})\.nar((?:\.[a-z0-9]+)?)$/;
  * references are neither in the cache nor imported, is reported and not stored; the rest go on.
  * Build logs (`log/<drv>`) and listings (`<hash>.ls`) are stored as files.
  */
-export async function importCache(nw: Narwhal, cache: CacheRecord, dir: string, options: ImportOptions = {}): Promise<ImportResult> {
+export async function importCache(
+  nw: Narwhal,
+  cache: CacheRecord,
+  dir: string,
+  options: ImportOptions = {},
+): Promise<ImportResult> {
   const names = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
     throw new NarwhalError('not-found', `cannot read ${dir}: ${err.code ?? err.message}`);
   });
-  if (!names.includes('nix-cache-info')) throw new NarwhalError('bad-request', `${dir} is not a binary cache: it has no nix-cache-info`);
+  if (!names.includes('nix-cache-info'))
+    throw new NarwhalError('bad-request', `${dir} is not a binary cache: it has no nix-cache-info`);
 
-  const result: ImportResult = { total: 0, done: 0, imported: 0, present: 0, failed: 0, bytesRead: 0, narBytes: 0, files: 0, failures: [] };
+  const result: ImportResult = {
+    total: 0,
+    done: 0,
+    imported: 0,
+    present: 0,
+    failed: 0,
+    bytesRead: 0,
+    narBytes: 0,
+    files: 0,
+    failures: [],
+  };
 
   const entries = new Map<string, Entry>();
   for (const name of names.filter((n) => n.endsWith('.narinfo')).sort()) {
@@ -133,50 +149,94 @@ function order(entries: ReadonlyMap<string, Entry>): Entry[] {
   return sorted;
 }
 
-async function checkReferences(nw: Narwhal, cache: CacheRecord, entry: Entry, entries: ReadonlyMap<string, Entry>, stored: ReadonlySet<string>): Promise<void> {
+async function checkReferences(
+  nw: Narwhal,
+  cache: CacheRecord,
+  entry: Entry,
+  entries: ReadonlyMap<string, Entry>,
+  stored: ReadonlySet<string>,
+): Promise<void> {
   const others = entry.info.references.filter((ref) => parseStorePathBaseName(ref).hashPart !== entry.hashPart);
   const unresolved = others.filter((ref) => !stored.has(ref.slice(0, 32)));
-  const inCache = await nw.meta.existingPaths(cache.id, unresolved.map((ref) => ref.slice(0, 32)));
+  const inCache = await nw.meta.existingPaths(
+    cache.id,
+    unresolved.map((ref) => ref.slice(0, 32)),
+  );
   const failedHere = unresolved.filter((ref) => entries.has(ref.slice(0, 32)) && !inCache.has(ref.slice(0, 32)));
-  if (failedHere.length > 0) throw new NarwhalError('missing-reference', `its reference ${failedHere[0]} was not imported`);
+  if (failedHere.length > 0)
+    throw new NarwhalError('missing-reference', `its reference ${failedHere[0]} was not imported`);
   const missing = unresolved.filter((ref) => !inCache.has(ref.slice(0, 32)));
   if (missing.length > 0) {
-    throw new NarwhalError('missing-reference', `references neither in the cache nor in the directory: ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', ...' : ''}`);
+    throw new NarwhalError(
+      'missing-reference',
+      `references neither in the cache nor in the directory: ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', ...' : ''}`,
+    );
   }
 }
 
-async function ingestEntry(nw: Narwhal, cache: CacheRecord, dir: string, entry: Entry, result: ImportResult): Promise<void> {
+async function ingestEntry(
+  nw: Narwhal,
+  cache: CacheRecord,
+  dir: string,
+  entry: Entry,
+  result: ImportResult,
+): Promise<void> {
   const { info } = entry;
   const compression = info.compression ?? 'bzip2';
-  if (!COMPRESSIONS.has(compression)) throw new NarwhalError('bad-compression', `unsupported Compression ${compression}`);
-  if (info.url.startsWith('/') || info.url.split('/').includes('..')) throw new NarwhalError('bad-narinfo', `URL ${info.url} points outside the directory`);
+  if (!COMPRESSIONS.has(compression))
+    throw new NarwhalError('bad-compression', `unsupported Compression ${compression}`);
+  if (info.url.startsWith('/') || info.url.split('/').includes('..'))
+    throw new NarwhalError('bad-narinfo', `URL ${info.url} points outside the directory`);
   const file = join(dir, info.url);
-  const size = (await stat(file).catch((err: NodeJS.ErrnoException) => {
-    throw new NarwhalError('not-found', `cannot read ${info.url}: ${err.code ?? err.message}`);
-  })).size;
+  const size = (
+    await stat(file).catch((err: NodeJS.ErrnoException) => {
+      throw new NarwhalError('not-found', `cannot read ${info.url}: ${err.code ?? err.message}`);
+    })
+  ).size;
   // The name Nix gave the NAR, when it is the usual nar/<FileHash>.nar<ext>: recorded so that a
   // client that pushed it finds it by that name, and checked against the file's own hash.
   const match = NAR_URL_RE.exec(info.url);
   const fileHash = info.fileHash && match ? parseSha256(info.fileHash) : undefined;
   const fileHashText = match && `sha256:${match[1]}`;
-  const upload = fileHash && fileHashText && formatSha256Nix32(fileHash) === fileHashText ? { fileHash, fileHashText, suffix: match![2] } : undefined;
-  const nar = await ingestNar(nw, createReadStream(file), { compression: compression as Compression, upload, uploadedTo: cache.id });
+  const upload =
+    fileHash && fileHashText && formatSha256Nix32(fileHash) === fileHashText
+      ? { fileHash, fileHashText, suffix: match![2] }
+      : undefined;
+  const nar = await ingestNar(nw, createReadStream(file), {
+    compression: compression as Compression,
+    upload,
+    uploadedTo: cache.id,
+  });
   result.bytesRead += size;
   const narHash = formatSha256Nix32(parseSha256(info.narHash));
-  if (nar.narHash !== narHash) throw new NarwhalError('hash-mismatch', `${info.url} holds a NAR with hash ${nar.narHash}, not ${narHash}`);
-  if (nar.narSize !== info.narSize) throw new NarwhalError('hash-mismatch', `${info.url} holds a NAR of ${nar.narSize} bytes, not ${info.narSize}`);
+  if (nar.narHash !== narHash)
+    throw new NarwhalError('hash-mismatch', `${info.url} holds a NAR with hash ${nar.narHash}, not ${narHash}`);
+  if (nar.narSize !== info.narSize)
+    throw new NarwhalError('hash-mismatch', `${info.url} holds a NAR of ${nar.narSize} bytes, not ${info.narSize}`);
   result.narBytes += nar.narSize;
 }
 
-async function importFiles(nw: Narwhal, cache: CacheRecord, dir: string, names: string[], result: ImportResult): Promise<void> {
-  const files: { name: string; contentType: string }[] = names.filter((n) => n.endsWith('.ls')).map((name) => ({ name, contentType: 'application/json' }));
+async function importFiles(
+  nw: Narwhal,
+  cache: CacheRecord,
+  dir: string,
+  names: string[],
+  result: ImportResult,
+): Promise<void> {
+  const files: { name: string; contentType: string }[] = names
+    .filter((n) => n.endsWith('.ls'))
+    .map((name) => ({ name, contentType: 'application/json' }));
   if (names.includes('log')) {
-    for (const name of await readdir(join(dir, 'log'))) files.push({ name: `log/${name}`, contentType: 'text/plain; charset=utf-8' });
+    for (const name of await readdir(join(dir, 'log')))
+      files.push({ name: `log/${name}`, contentType: 'text/plain; charset=utf-8' });
   }
   for (const { name, contentType } of files) {
     try {
       const file = join(dir, name);
-      await putCacheFile(nw, cache, name, createReadStream(file), { contentType, contentEncoding: sniffEncoding(await readStart(file, 6)) });
+      await putCacheFile(nw, cache, name, createReadStream(file), {
+        contentType,
+        contentEncoding: sniffEncoding(await readStart(file, 6)),
+      });
       result.files++;
     } catch (err) {
       fail(result, name, err);

@@ -107,7 +107,10 @@ async function ingestHeld(nw: Narwhal, body: Readable, request: IngestRequest, s
   }
 
   if (request.upload && !(plain ? narHash! : fileHasher.digest()).equals(request.upload.fileHash)) {
-    throw new NarwhalError('hash-mismatch', `the body does not hash to ${request.upload.fileHashText}, the hash in its URL`);
+    throw new NarwhalError(
+      'hash-mismatch',
+      `the body does not hash to ${request.upload.fileHashText}, the hash in its URL`,
+    );
   }
   await nw.chunks.flush();
   return nw.meta.commitNar({
@@ -116,7 +119,11 @@ async function ingestHeld(nw: Narwhal, body: Readable, request: IngestRequest, s
     storedSize: sequence.reduce((sum, chunk) => sum + chunk.storedSize, 0),
     chunkTable: table.finish(),
     chunks: [...distinct.values()],
-    upload: request.upload && { fileHash: request.upload.fileHashText, suffix: request.upload.suffix, fileSize: plain ? narSize : fileSize },
+    upload: request.upload && {
+      fileHash: request.upload.fileHashText,
+      suffix: request.upload.suffix,
+      fileSize: plain ? narSize : fileSize,
+    },
     uploadedTo: request.uploadedTo,
     ingestStartedAt: startedAt,
   });

@@ -65,7 +65,9 @@ export class NarChunkWriter {
     while (this.#inFlight.size >= WRITE_CONCURRENCY) await Promise.race(this.#inFlight);
     if (this.#error !== undefined) throw this.#error;
     const inBlock = blocks?.retain(data);
-    const { copy, release } = inBlock ? { copy: data, release: inBlock } : await (slots ??= new SharedSlots(SLOTS, DEFAULT_CHUNKER_PARAMS.max)).hold(data);
+    const { copy, release } = inBlock
+      ? { copy: data, release: inBlock }
+      : await (slots ??= new SharedSlots(SLOTS, DEFAULT_CHUNKER_PARAMS.max)).hold(data);
     const write: Promise<void> = this.#store(chunk, copy)
       .catch((err: unknown) => {
         this.#error ??= err;
@@ -97,9 +99,11 @@ export class NarChunkWriter {
     this.#unflushedBytes += bytes;
     if (this.#unflushedBytes < this.#flushEveryBytes) return;
     this.#unflushedBytes = 0;
-    this.#flushing = this.#flushing.then(() => this.#nw.chunks.flush()).catch((err: unknown) => {
-      this.#error ??= err;
-    });
+    this.#flushing = this.#flushing
+      .then(() => this.#nw.chunks.flush())
+      .catch((err: unknown) => {
+        this.#error ??= err;
+      });
   }
 
   /**

@@ -40,7 +40,12 @@ const streams = new Map<number, StreamState>();
 function stateOf(stream: number): StreamState {
   let state = streams.get(stream);
   if (!state) {
-    state = { chunker: new WasmChunker(), streamHash: createHash('sha256'), chunkHash: createHash('sha256'), pending: 0 };
+    state = {
+      chunker: new WasmChunker(),
+      streamHash: createHash('sha256'),
+      chunkHash: createHash('sha256'),
+      pending: 0,
+    };
     streams.set(stream, state);
   }
   return state;
@@ -66,7 +71,10 @@ function chunkBlock(state: StreamState, block: Uint8Array): BlockCuts {
 function endStream(stream: number): StreamEnd {
   const state = stateOf(stream);
   streams.delete(stream);
-  return { streamHash: new Uint8Array(state.streamHash.digest()), tailId: state.pending > 0 ? new Uint8Array(state.chunkHash.digest()) : null };
+  return {
+    streamHash: new Uint8Array(state.streamHash.digest()),
+    tailId: state.pending > 0 ? new Uint8Array(state.chunkHash.digest()) : null,
+  };
 }
 
 parentPort!.on('message', (request: StreamChunkRequest & { seq: number }) => {

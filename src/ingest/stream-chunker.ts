@@ -37,7 +37,10 @@ export class StreamChunker {
   push(block: Uint8Array): Promise<BlockCuts> {
     const release = this.#blocks.retain(block);
     const bytes = release ? block : new Uint8Array(block);
-    const cuts = chunkPool().run({ op: 'block', stream: this.#stream, bytes }, release ? [] : [bytes.buffer as ArrayBuffer]) as Promise<BlockCuts>;
+    const cuts = chunkPool().run(
+      { op: 'block', stream: this.#stream, bytes },
+      release ? [] : [bytes.buffer as ArrayBuffer],
+    ) as Promise<BlockCuts>;
     const settled = cuts.then(
       () => undefined,
       () => undefined,
@@ -57,7 +60,9 @@ export class StreamChunker {
 
   /** Forgets the stream, after waiting for the thread to let go of its blocks. */
   async abandon(): Promise<void> {
-    await chunkPool().run({ op: 'drop', stream: this.#stream }).catch(() => undefined);
+    await chunkPool()
+      .run({ op: 'drop', stream: this.#stream })
+      .catch(() => undefined);
     await Promise.all(this.#inFlight);
   }
 }

@@ -1,7 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { NarwhalError } from '../errors.ts';
 import type { StoredChunkInfo } from '../storage/chunk-store.ts';
-import { hasCompaction, hasConditionalDelete, hasLeftoverCleanup, type ConditionalDelete } from '../storage/chunk-store-capabilities.ts';
+import {
+  hasCompaction,
+  hasConditionalDelete,
+  hasLeftoverCleanup,
+  type ConditionalDelete,
+} from '../storage/chunk-store-capabilities.ts';
 import { HOLD_STALE_MS } from '../context/ingest-holds.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 
@@ -116,9 +121,25 @@ export interface GcReport {
 type KeepLease = () => Promise<void>;
 
 export async function runGc(nw: Narwhal, options: GcOptions = {}): Promise<GcReport> {
-  const report: GcReport = { paths: 0, nars: 0, narBytes: 0, chunks: 0, chunkBytes: 0, storedBytes: 0, files: 0, fileBytes: 0, orphanFiles: 0, leftoverFiles: 0, compactedPacks: 0, reclaimedBytes: 0, abandonedFileUploads: 0, abandonedFileBytes: 0 };
+  const report: GcReport = {
+    paths: 0,
+    nars: 0,
+    narBytes: 0,
+    chunks: 0,
+    chunkBytes: 0,
+    storedBytes: 0,
+    files: 0,
+    fileBytes: 0,
+    orphanFiles: 0,
+    leftoverFiles: 0,
+    compactedPacks: 0,
+    reclaimedBytes: 0,
+    abandonedFileUploads: 0,
+    abandonedFileBytes: 0,
+  };
   const holder = `gc-${randomUUID()}`;
-  if (!(await nw.meta.tryAcquireLease(GC_LEASE, holder, GC_LEASE_TTL_MS))) return { ...report, skipped: 'another GC is running' };
+  if (!(await nw.meta.tryAcquireLease(GC_LEASE, holder, GC_LEASE_TTL_MS)))
+    return { ...report, skipped: 'another GC is running' };
   let renewedAt = Date.now();
   const keepLease: KeepLease = async () => {
     if (Date.now() - renewedAt < RENEW_AFTER_MS) return;
@@ -210,7 +231,13 @@ async function ingestFloor(nw: Narwhal): Promise<number> {
 }
 
 /** Deletes chunk files that have no record and were written at or before the cutoff. */
-async function sweepOrphans(nw: Narwhal, cutoff: number, margin: number, report: GcReport, keepLease: KeepLease): Promise<void> {
+async function sweepOrphans(
+  nw: Narwhal,
+  cutoff: number,
+  margin: number,
+  report: GcReport,
+  keepLease: KeepLease,
+): Promise<void> {
   let batch: StoredChunkInfo[] = [];
   const flush = async (): Promise<void> => {
     await keepLease();
@@ -234,7 +261,12 @@ async function sweepOrphans(nw: Narwhal, cutoff: number, margin: number, report:
 }
 
 /** The sizes of the files deleted: those without a record that no write renewed meanwhile. */
-async function deleteOrphansUnlessNewer(nw: Narwhal, chunks: ConditionalDelete, files: StoredChunkInfo[], cutoff: number): Promise<number[]> {
+async function deleteOrphansUnlessNewer(
+  nw: Narwhal,
+  chunks: ConditionalDelete,
+  files: StoredChunkInfo[],
+  cutoff: number,
+): Promise<number[]> {
   const recorded = await nw.meta.existingChunks(files.map((file) => file.id));
   const sizes: number[] = [];
   for (const file of files) {
@@ -253,7 +285,10 @@ async function deleteOrphansUnlessNewer(nw: Narwhal, chunks: ConditionalDelete, 
  * The finish time is put `margin` later for replicas whose clocks run behind.
  */
 async function deleteNotedOrphans(nw: Narwhal, files: StoredChunkInfo[], margin: number): Promise<number[]> {
-  const noted = await nw.meta.noteChunkDeletions(files.map((file) => file.id), Date.now());
+  const noted = await nw.meta.noteChunkDeletions(
+    files.map((file) => file.id),
+    Date.now(),
+  );
   const sizes = new Map(files.map((file) => [Buffer.from(file.id).toString('hex'), file.storedSize]));
   for (const id of noted) await nw.chunks.delete(id);
   await nw.meta.finishChunkDeletions(noted, Date.now() + margin);
@@ -268,7 +303,11 @@ export function describeGc(report: GcReport): string {
     `${report.chunks} chunks (${report.storedBytes} stored bytes), ` +
     `${report.files} chunk files (${report.fileBytes} bytes, ${report.orphanFiles} without a record), ` +
     `${report.leftoverFiles} temporary files` +
-    (report.compactedPacks > 0 ? `; compacted ${report.compactedPacks} packs (${report.reclaimedBytes} bytes given back)` : '') +
-    (report.abandonedFileUploads > 0 ? `; ${report.abandonedFileUploads} abandoned file uploads (${report.abandonedFileBytes} bytes)` : '')
+    (report.compactedPacks > 0
+      ? `; compacted ${report.compactedPacks} packs (${report.reclaimedBytes} bytes given back)`
+      : '') +
+    (report.abandonedFileUploads > 0
+      ? `; ${report.abandonedFileUploads} abandoned file uploads (${report.abandonedFileBytes} bytes)`
+      : '')
   );
 }

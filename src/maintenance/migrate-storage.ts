@@ -32,7 +32,11 @@ export interface MigrateOptions {
  * looked up one at a time in the destination. Safe to rerun after an interruption; the
  * destination is flushed at the end, so what it holds is durable when this returns.
  */
-export async function migrateStorage(from: ChunkStore, to: ChunkWriter, options: MigrateOptions = {}): Promise<MigrationProgress> {
+export async function migrateStorage(
+  from: ChunkStore,
+  to: ChunkWriter,
+  options: MigrateOptions = {},
+): Promise<MigrationProgress> {
   const progress: MigrationProgress = { seen: 0, copied: 0, copiedBytes: 0, present: 0, vanished: 0, corrupt: [] };
   const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
   const inFlight = new Set<Promise<void>>();
@@ -58,7 +62,12 @@ export async function migrateStorage(from: ChunkStore, to: ChunkWriter, options:
   return progress;
 }
 
-async function copyChunk(from: ChunkReader, to: ChunkWriter, info: StoredChunkInfo, progress: MigrationProgress): Promise<void> {
+async function copyChunk(
+  from: ChunkReader,
+  to: ChunkWriter,
+  info: StoredChunkInfo,
+  progress: MigrationProgress,
+): Promise<void> {
   if ((await to.storedSize(info.id)) !== undefined) {
     progress.present++;
     return;

@@ -16,27 +16,36 @@ export interface RecompressSchedule {
  * checkpointed, and nothing more happens until uploads have come and gone again. Runs that
  * found work are logged.
  */
-export function scheduleRecompression(nw: Narwhal, options: { level: number; idleMs: number; log: (message: string) => void }): RecompressSchedule {
+export function scheduleRecompression(
+  nw: Narwhal,
+  options: { level: number; idleMs: number; log: (message: string) => void },
+): RecompressSchedule {
   let running: Promise<void> | undefined;
   let stopping = false;
   /** The idle period (by its start) whose run finished. */
   let doneFor: number | undefined;
   const busy = (): boolean => stopping || nw.holds.idleSince() === undefined;
-  const timer = setInterval(() => {
-    const idleSince = nw.holds.idleSince();
-    if (running || idleSince === undefined || idleSince === doneFor || Date.now() - idleSince < options.idleMs) return;
-    running = recompressChunks(nw, { level: options.level, workers: 1, shouldStop: busy })
-      .then(async (report) => {
-        if (report.chunks > 0 || report.skipped > 0) options.log(`recompress: ${describeRecompression(report)}`);
-        if (report.stopped || report.busy !== undefined) return;
-        doneFor = idleSince;
-        await nw.meta.checkpoint?.();
-      })
-      .catch((err: unknown) => options.log(`recompress failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`))
-      .finally(() => {
-        running = undefined;
-      });
-  }, Math.min(CHECK_EVERY_MS, Math.max(100, options.idleMs)));
+  const timer = setInterval(
+    () => {
+      const idleSince = nw.holds.idleSince();
+      if (running || idleSince === undefined || idleSince === doneFor || Date.now() - idleSince < options.idleMs)
+        return;
+      running = recompressChunks(nw, { level: options.level, workers: 1, shouldStop: busy })
+        .then(async (report) => {
+          if (report.chunks > 0 || report.skipped > 0) options.log(`recompress: ${describeRecompression(report)}`);
+          if (report.stopped || report.busy !== undefined) return;
+          doneFor = idleSince;
+          await nw.meta.checkpoint?.();
+        })
+        .catch((err: unknown) =>
+          options.log(`recompress failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`),
+        )
+        .finally(() => {
+          running = undefined;
+        });
+    },
+    Math.min(CHECK_EVERY_MS, Math.max(100, options.idleMs)),
+  );
   timer.unref();
   return {
     async stop() {

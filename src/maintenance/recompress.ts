@@ -62,10 +62,21 @@ export interface RecompressReport {
 
 export async function recompressChunks(nw: Narwhal, options: RecompressOptions = {}): Promise<RecompressReport> {
   const level = options.level ?? DEFAULT_RECOMPRESS_LEVEL;
-  const report: RecompressReport = { chunks: 0, rewritten: 0, bytesBefore: 0, bytesAfter: 0, skipped: 0, stopped: false };
+  const report: RecompressReport = {
+    chunks: 0,
+    rewritten: 0,
+    bytesBefore: 0,
+    bytesAfter: 0,
+    skipped: 0,
+    stopped: false,
+  };
   const holder = `recompress-${randomUUID()}`;
-  if (!(await nw.meta.tryAcquireLease(RECOMPRESS_LEASE, holder, LEASE_TTL_MS))) return { ...report, busy: 'another process is recompressing' };
-  const encoders = new WorkerPool<EncodeRequest, EncodeResult>(new URL('../storage/zstd-encode-worker.ts', import.meta.url), options.workers);
+  if (!(await nw.meta.tryAcquireLease(RECOMPRESS_LEASE, holder, LEASE_TTL_MS)))
+    return { ...report, busy: 'another process is recompressing' };
+  const encoders = new WorkerPool<EncodeRequest, EncodeResult>(
+    new URL('../storage/zstd-encode-worker.ts', import.meta.url),
+    options.workers,
+  );
   try {
     let after: Uint8Array = new Uint8Array(0);
     for (;;) {
@@ -93,7 +104,13 @@ export async function recompressChunks(nw: Narwhal, options: RecompressOptions =
   return report;
 }
 
-async function recompressBatch(nw: Narwhal, batch: ChunkRecord[], level: number, encoders: WorkerPool<EncodeRequest, EncodeResult>, report: RecompressReport): Promise<void> {
+async function recompressBatch(
+  nw: Narwhal,
+  batch: ChunkRecord[],
+  level: number,
+  encoders: WorkerPool<EncodeRequest, EncodeResult>,
+  report: RecompressReport,
+): Promise<void> {
   const smaller: RecompressedChunk[] = [];
   const notWorth: Uint8Array[] = [];
   let next = 0;

@@ -50,7 +50,14 @@ type ChunkState = 'ok' | 'missing' | 'corrupt';
  * since the check (only possible after the flag, which makes ingest rewrite rather than reuse).
  */
 export async function verifyStore(nw: Narwhal, options: VerifyOptions = {}): Promise<VerifyReport> {
-  const report: VerifyReport = { chunks: { ok: 0, missing: 0, corrupt: 0 }, orphanFiles: 0, nars: { ok: 0, damaged: 0 }, marked: 0, unmarked: 0, repaired: 0 };
+  const report: VerifyReport = {
+    chunks: { ok: 0, missing: 0, corrupt: 0 },
+    orphanFiles: 0,
+    nars: { ok: 0, damaged: 0 },
+    marked: 0,
+    unmarked: 0,
+    repaired: 0,
+  };
   const margin = options.clockMarginMs ?? CLOCK_MARGIN_MS;
 
   let after: Uint8Array = new Uint8Array(0);
@@ -63,10 +70,18 @@ export async function verifyStore(nw: Narwhal, options: VerifyOptions = {}): Pro
     const healed = page.filter((chunk, i) => states[i] === 'ok' && chunk.damagedAt !== null);
     for (const state of states) report.chunks[state]++;
     if (bad.length > 0) {
-      report.marked += await nw.meta.markChunksDamaged(bad.map((c) => c.id), Date.now());
+      report.marked += await nw.meta.markChunksDamaged(
+        bad.map((c) => c.id),
+        Date.now(),
+      );
       nw.memos.narinfos.forget();
     }
-    if (healed.length > 0) await nw.meta.setChunksDamaged(healed.map((c) => c.id), false, Date.now());
+    if (healed.length > 0)
+      await nw.meta.setChunksDamaged(
+        healed.map((c) => c.id),
+        false,
+        Date.now(),
+      );
     const corrupt = page.filter((_, i) => states[i] === 'corrupt');
     if (options.repair && corrupt.length > 0) {
       const flaggedAt = Date.now();
@@ -134,7 +149,8 @@ async function narIsWholeNow(nw: Narwhal, nar: NarRecord): Promise<boolean> {
 
 /** The NAR's table is consistent and every chunk it names is recorded, the right size, and not damaged. */
 function narIsWhole(nar: NarRecord, recorded: ChunkRecord[]): boolean {
-  if (nar.chunkTable.length % CHUNK_ENTRY_SIZE !== 0 || nar.chunkTable.length / CHUNK_ENTRY_SIZE !== nar.chunkCount) return false;
+  if (nar.chunkTable.length % CHUNK_ENTRY_SIZE !== 0 || nar.chunkTable.length / CHUNK_ENTRY_SIZE !== nar.chunkCount)
+    return false;
   const byId = new Map(recorded.map((chunk) => [Buffer.from(chunk.id).toString('hex'), chunk]));
   const seen = new Set<string>();
   let end = 0;
@@ -142,7 +158,8 @@ function narIsWhole(nar: NarRecord, recorded: ChunkRecord[]): boolean {
   for (const entry of chunkEntries(nar.chunkTable)) {
     const key = Buffer.from(entry.id).toString('hex');
     const chunk = byId.get(key);
-    if (!chunk || chunk.damagedAt !== null || entry.end <= entry.start || chunk.size !== entry.end - entry.start) return false;
+    if (!chunk || chunk.damagedAt !== null || entry.end <= entry.start || chunk.size !== entry.end - entry.start)
+      return false;
     seen.add(key);
     end = entry.end;
     storedSize += chunk.storedSize;

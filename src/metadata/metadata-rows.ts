@@ -1,5 +1,15 @@
 import { NarwhalError } from '../errors.ts';
-import type { CacheFile, CacheRecord, ChunkRecord, NarOwners, NarRecord, NewPath, PathRecord, Permission, TokenRecord } from './metadata-store.ts';
+import type {
+  CacheFile,
+  CacheRecord,
+  ChunkRecord,
+  NarOwners,
+  NarRecord,
+  NewPath,
+  PathRecord,
+  Permission,
+  TokenRecord,
+} from './metadata-store.ts';
 
 /**
  * Row-to-record conversion shared by the metadata backends. Rows differ only in how drivers
@@ -9,7 +19,10 @@ export type Row = Record<string, unknown>;
 
 /** Why a commit is refused when GC deleted one of its chunk files meanwhile (NewNar.ingestStartedAt). */
 export function chunksDeletedError(): NarwhalError {
-  return new NarwhalError('unavailable', 'garbage collection deleted chunks of this upload while it ran; upload it again');
+  return new NarwhalError(
+    'unavailable',
+    'garbage collection deleted chunks of this upload while it ran; upload it again',
+  );
 }
 
 export function fileUploadGoneError(): NarwhalError {
@@ -134,7 +147,10 @@ export function storedSizeDelta(chunkTable: Uint8Array, changes: Map<string, num
  * What storing `path` would do to the row now under its hash part (metadata-statements.ts, pathIdentity):
  * insert it, nothing, add signatures (the full list to store), or replace a different path.
  */
-export function pathUpload(existing: Row | undefined, path: NewPath): { kind: 'new' | 'unchanged' | 'different' } | { kind: 'more-sigs'; sigs: string[] } {
+export function pathUpload(
+  existing: Row | undefined,
+  path: NewPath,
+): { kind: 'new' | 'unchanged' | 'different' } | { kind: 'more-sigs'; sigs: string[] } {
   if (!existing) return { kind: 'new' };
   const same =
     String(existing.store_path) === path.storePath &&

@@ -1,7 +1,8 @@
 import type { SqlDialect, SqlStatement } from './sql-dialect.ts';
 
 /** The columns toPath reads, from `paths JOIN nars`. */
-const PATH_COLUMNS = 'paths.*, nars.nar_hash, nars.nar_size, nars.stored_size AS nar_stored_size, nars.damaged_at AS nar_damaged_at';
+const PATH_COLUMNS =
+  'paths.*, nars.nar_hash, nars.nar_size, nars.stored_size AS nar_stored_size, nars.damaged_at AS nar_damaged_at';
 
 /** The columns of `paths` that pathUpload compares. */
 const PATH_IDENTITY_COLUMNS = 'store_path, nar_id, refs, deriver, system, ca, sigs';
@@ -10,7 +11,8 @@ const PATH_IDENTITY_COLUMNS = 'store_path, nar_id, refs, deriver, system, ca, si
 const NO_DAMAGED_CHUNK = `NOT EXISTS (SELECT 1 FROM nar_chunks AS used JOIN chunks ON chunks.id = used.chunk_id
   WHERE used.nar_id = nars.id AND chunks.damaged_at IS NOT NULL)`;
 
-const CACHE_SETTINGS = 'is_public = ?, priority = ?, signing_key = ?, trusted_keys = ?, require_signature = ?, retention = ?';
+const CACHE_SETTINGS =
+  'is_public = ?, priority = ?, signing_key = ?, trusted_keys = ?, require_signature = ?, retention = ?';
 
 /** Every statement of the metadata store, in the dialect's form (built once per store). */
 export function metadataStatements(d: SqlDialect) {
@@ -26,13 +28,17 @@ export function metadataStatements(d: SqlDialect) {
     deleteCache: sql('DELETE FROM caches WHERE name = ?'),
     caches: sql('SELECT * FROM caches ORDER BY name'),
 
-    insertToken: sql('INSERT INTO tokens (id, secret_hash, name, caches, perms, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+    insertToken: sql(
+      'INSERT INTO tokens (id, secret_hash, name, caches, perms, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+    ),
     tokenBySecretHash: sql('SELECT * FROM tokens WHERE secret_hash = ?'),
     tokens: sql('SELECT * FROM tokens ORDER BY created_at, id'),
     revokeToken: sql('UPDATE tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?'),
 
     cacheUsesNar: sql('SELECT 1 AS found FROM paths WHERE nar_id = ? AND cache_id = ? LIMIT 1'),
-    narOwners: sql('SELECT DISTINCT cache_id, 1 AS used FROM paths WHERE nar_id = ? UNION SELECT cache_id, 0 AS used FROM nar_upload_caches WHERE nar_id = ?'),
+    narOwners: sql(
+      'SELECT DISTINCT cache_id, 1 AS used FROM paths WHERE nar_id = ? UNION SELECT cache_id, 0 AS used FROM nar_upload_caches WHERE nar_id = ?',
+    ),
     cacheUsesChunk: sql(
       `SELECT 1 AS found FROM nar_chunks JOIN paths ON paths.nar_id = nar_chunks.nar_id
        WHERE nar_chunks.chunk_id = ? AND paths.cache_id = ? LIMIT 1`,
@@ -41,16 +47,24 @@ export function metadataStatements(d: SqlDialect) {
     narByHash: sql('SELECT * FROM nars WHERE nar_hash = ?'),
     narById: sql('SELECT * FROM nars WHERE id = ?'),
     narExists: sql('SELECT 1 AS found FROM nars WHERE id = ?'),
-    narByUpload: sql('SELECT nars.* FROM nar_uploads JOIN nars ON nars.id = nar_uploads.nar_id WHERE file_hash = ? AND suffix = ?'),
+    narByUpload: sql(
+      'SELECT nars.* FROM nar_uploads JOIN nars ON nars.id = nar_uploads.nar_id WHERE file_hash = ? AND suffix = ?',
+    ),
     nars: sql('SELECT * FROM nars WHERE id > ? ORDER BY id LIMIT ?'),
-    reusableChunk: sql('SELECT 1 AS found FROM chunks WHERE id = ? AND unreferenced_since IS NULL AND damaged_at IS NULL'),
+    reusableChunk: sql(
+      'SELECT 1 AS found FROM chunks WHERE id = ? AND unreferenced_since IS NULL AND damaged_at IS NULL',
+    ),
 
     // commitNar
     anyChunkDeletion: sql('SELECT 1 AS found FROM chunk_deletions LIMIT 1'),
-    chunkDeletedSince: list(`SELECT 1 AS found FROM chunk_deletions WHERE id ${d.anyOf('bytea')} AND (done_at IS NULL OR done_at >= ?) LIMIT 1`),
+    chunkDeletedSince: list(
+      `SELECT 1 AS found FROM chunk_deletions WHERE id ${d.anyOf('bytea')} AND (done_at IS NULL OR done_at >= ?) LIMIT 1`,
+    ),
     anyDamagedChunk: sql('SELECT 1 AS found FROM chunks WHERE damaged_at IS NOT NULL LIMIT 1'),
     narStateByHash: sql('SELECT id, damaged_at FROM nars WHERE nar_hash = ?'),
-    narReferencedAgain: sql('UPDATE nars SET unreferenced_since = NULL WHERE id = ? AND unreferenced_since IS NOT NULL'),
+    narReferencedAgain: sql(
+      'UPDATE nars SET unreferenced_since = NULL WHERE id = ? AND unreferenced_since IS NOT NULL',
+    ),
     // Under the write lock the lookup before it is final; ON CONFLICT guards against a writer that does not take it.
     insertNar: sql(
       `INSERT INTO nars (nar_hash, nar_size, chunk_count, stored_size, chunk_table, created_at)
@@ -58,36 +72,58 @@ export function metadataStatements(d: SqlDialect) {
     ),
     /** Of the chunks given with the stored size written, those recorded at another: new minus recorded. */
     chunkResizes: list(
-      `SELECT c.id, c.stored_size - chunks.stored_size AS change FROM ${d.listRows([['id', 'bytea'], ['stored_size', 'bigint']])}
+      `SELECT c.id, c.stored_size - chunks.stored_size AS change FROM ${d.listRows([
+        ['id', 'bytea'],
+        ['stored_size', 'bigint'],
+      ])}
        JOIN chunks ON chunks.id = c.id WHERE chunks.stored_size <> c.stored_size`,
     ),
     damagedChunks: list(`SELECT id FROM chunks WHERE id ${d.anyOf('bytea')} AND damaged_at IS NOT NULL`),
     // A chunk the NAR uses is referenced again; with `written` (the last four parameters), it is whole again, as written.
     upsertChunks: list(
       `INSERT INTO chunks (id, size, stored_size, created_at)
-       SELECT c.id, c.size, c.stored_size, CAST(? AS BIGINT) FROM ${d.listRows([['id', 'bytea'], ['size', 'bigint'], ['stored_size', 'bigint']])} WHERE true
+       SELECT c.id, c.size, c.stored_size, CAST(? AS BIGINT) FROM ${d.listRows([
+         ['id', 'bytea'],
+         ['size', 'bigint'],
+         ['stored_size', 'bigint'],
+       ])} WHERE true
        ON CONFLICT (id) DO UPDATE SET unreferenced_since = NULL, damaged_at = CASE WHEN ? THEN NULL ELSE chunks.damaged_at END,
          stored_size = CASE WHEN ? THEN excluded.stored_size ELSE chunks.stored_size END,
          zstd_level = CASE WHEN ? AND chunks.stored_size <> excluded.stored_size THEN NULL ELSE chunks.zstd_level END
        WHERE chunks.unreferenced_since IS NOT NULL OR (? AND (chunks.damaged_at IS NOT NULL OR chunks.stored_size <> excluded.stored_size))`,
     ),
-    insertNarChunks: list(`INSERT INTO nar_chunks (chunk_id, nar_id) SELECT c.id, CAST(? AS BIGINT) FROM ${d.listRows([['id', 'bytea']])} WHERE true ON CONFLICT DO NOTHING`),
+    insertNarChunks: list(
+      `INSERT INTO nar_chunks (chunk_id, nar_id) SELECT c.id, CAST(? AS BIGINT) FROM ${d.listRows([['id', 'bytea']])} WHERE true ON CONFLICT DO NOTHING`,
+    ),
     healNarsUsing: list(
       `UPDATE nars SET damaged_at = NULL WHERE damaged_at IS NOT NULL
          AND id IN (SELECT nar_id FROM nar_chunks WHERE chunk_id ${d.anyOf('bytea')}) AND ${NO_DAMAGED_CHUNK}`,
     ),
     // The NAR was just read whole, except where it reused a chunk flagged meanwhile.
-    settleNarDamage: sql(`UPDATE nars SET damaged_at = CASE WHEN ${NO_DAMAGED_CHUNK} THEN NULL ELSE coalesce(damaged_at, ?) END WHERE id = ?`),
-    insertNarUpload: sql('INSERT INTO nar_uploads (file_hash, suffix, nar_id, file_size) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING'),
+    settleNarDamage: sql(
+      `UPDATE nars SET damaged_at = CASE WHEN ${NO_DAMAGED_CHUNK} THEN NULL ELSE coalesce(damaged_at, ?) END WHERE id = ?`,
+    ),
+    insertNarUpload: sql(
+      'INSERT INTO nar_uploads (file_hash, suffix, nar_id, file_size) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING',
+    ),
     insertNarUploadCache: sql('INSERT INTO nar_upload_caches (cache_id, nar_id) VALUES (?, ?) ON CONFLICT DO NOTHING'),
 
     // Stored sizes of NARs that follow their chunks' (moveNarStoredSizes).
     narsUsingChunks: list(`SELECT DISTINCT nar_id FROM nar_chunks WHERE chunk_id ${d.anyOf('bytea')}`),
     narChunkTables: list(`SELECT id, chunk_table FROM nars WHERE id ${d.anyOf('bigint')}`),
-    moveNarStoredSizes: list(`UPDATE nars SET stored_size = stored_size + c.change FROM ${d.listRows([['id', 'bigint'], ['change', 'bigint']])} WHERE nars.id = c.id`),
+    moveNarStoredSizes: list(
+      `UPDATE nars SET stored_size = stored_size + c.change FROM ${d.listRows([
+        ['id', 'bigint'],
+        ['change', 'bigint'],
+      ])} WHERE nars.id = c.id`,
+    ),
 
-    path: sql(`SELECT ${PATH_COLUMNS} FROM paths JOIN nars ON nars.id = paths.nar_id WHERE cache_id = ? AND hash_part = ?`),
-    paths: sql(`SELECT ${PATH_COLUMNS} FROM paths JOIN nars ON nars.id = paths.nar_id WHERE cache_id = ? ORDER BY store_path${d.bytewise}`),
+    path: sql(
+      `SELECT ${PATH_COLUMNS} FROM paths JOIN nars ON nars.id = paths.nar_id WHERE cache_id = ? AND hash_part = ?`,
+    ),
+    paths: sql(
+      `SELECT ${PATH_COLUMNS} FROM paths JOIN nars ON nars.id = paths.nar_id WHERE cache_id = ? ORDER BY store_path${d.bytewise}`,
+    ),
     storePaths: list(`SELECT hash_part, store_path FROM paths WHERE cache_id = ? AND hash_part ${d.anyOf('text')}`),
     pathIdentity: sql(`SELECT ${PATH_IDENTITY_COLUMNS} FROM paths WHERE cache_id = ? AND hash_part = ?`),
     setPathSigs: sql('UPDATE paths SET sigs = ? WHERE cache_id = ? AND hash_part = ?'),
@@ -100,7 +136,9 @@ export function metadataStatements(d: SqlDialect) {
          created_at = excluded.created_at, last_access = excluded.last_access`,
     ),
     deletePathRefs: sql('DELETE FROM path_refs WHERE cache_id = ? AND hash_part = ?'),
-    insertPathRefs: list(`INSERT INTO path_refs (cache_id, hash_part, ref_hash) SELECT CAST(? AS BIGINT), ?, c.ref_hash FROM ${d.listRows([['ref_hash', 'text']])}`),
+    insertPathRefs: list(
+      `INSERT INTO path_refs (cache_id, hash_part, ref_hash) SELECT CAST(? AS BIGINT), ?, c.ref_hash FROM ${d.listRows([['ref_hash', 'text']])}`,
+    ),
     setPathPinned: sql('UPDATE paths SET pinned = ? WHERE cache_id = ? AND hash_part = ?'),
     referrers: list(`SELECT DISTINCT hash_part FROM path_refs WHERE cache_id = ? AND ref_hash ${d.anyOf('text')}`),
     deletePaths: list(`DELETE FROM paths WHERE cache_id = ? AND hash_part ${d.anyOf('text')} RETURNING hash_part`),
@@ -125,7 +163,9 @@ export function metadataStatements(d: SqlDialect) {
        ON CONFLICT (cache_id, name) DO UPDATE SET content_id = excluded.content_id, size = excluded.size, content_type = excluded.content_type,
          content_encoding = excluded.content_encoding, created_at = excluded.created_at`,
     ),
-    deleteUnusedFileContent: sql('DELETE FROM file_contents WHERE id = ? AND NOT EXISTS (SELECT 1 FROM files WHERE files.content_id = file_contents.id)'),
+    deleteUnusedFileContent: sql(
+      'DELETE FROM file_contents WHERE id = ? AND NOT EXISTS (SELECT 1 FROM files WHERE files.content_id = file_contents.id)',
+    ),
     deleteAbandonedFileContents: sql(
       `DELETE FROM file_contents WHERE id IN (
          SELECT id FROM file_contents WHERE written_at <= ? AND NOT EXISTS (SELECT 1 FROM files WHERE files.content_id = file_contents.id) LIMIT ?
@@ -140,7 +180,9 @@ export function metadataStatements(d: SqlDialect) {
     ),
 
     markChunksDamaged: list(`UPDATE chunks SET damaged_at = ? WHERE id ${d.anyOf('bytea')} AND damaged_at IS NULL`),
-    markNarsDamaged: list(`UPDATE nars SET damaged_at = ? WHERE damaged_at IS NULL AND id IN (SELECT nar_id FROM nar_chunks WHERE chunk_id ${d.anyOf('bytea')})`),
+    markNarsDamaged: list(
+      `UPDATE nars SET damaged_at = ? WHERE damaged_at IS NULL AND id IN (SELECT nar_id FROM nar_chunks WHERE chunk_id ${d.anyOf('bytea')})`,
+    ),
     flagChunksDamaged: list(`UPDATE chunks SET damaged_at = coalesce(damaged_at, ?) WHERE id ${d.anyOf('bytea')}`),
     clearChunksDamaged: list(`UPDATE chunks SET damaged_at = NULL WHERE id ${d.anyOf('bytea')}`),
     chunks: sql('SELECT * FROM chunks WHERE id > ? ORDER BY id LIMIT ?'),
@@ -152,12 +194,21 @@ export function metadataStatements(d: SqlDialect) {
     ),
     recordRecompressed: list(
       `UPDATE chunks SET stored_size = c.stored_size, zstd_level = c.zstd_level
-       FROM ${d.listRows([['id', 'bytea'], ['old_stored_size', 'bigint'], ['stored_size', 'bigint'], ['zstd_level', 'int']])}
+       FROM ${d.listRows([
+         ['id', 'bytea'],
+         ['old_stored_size', 'bigint'],
+         ['stored_size', 'bigint'],
+         ['zstd_level', 'int'],
+       ])}
        WHERE chunks.id = c.id AND chunks.stored_size = c.old_stored_size RETURNING chunks.id`,
     ),
     setChunkLevels: list(`UPDATE chunks SET zstd_level = ? WHERE id ${d.anyOf('bytea')}`),
-    narChunks: sql('SELECT chunks.* FROM nar_chunks JOIN chunks ON chunks.id = nar_chunks.chunk_id WHERE nar_chunks.nar_id = ?'),
-    setNarDamaged: sql('UPDATE nars SET damaged_at = CASE WHEN ? THEN coalesce(damaged_at, ?) ELSE NULL END WHERE id = ?'),
+    narChunks: sql(
+      'SELECT chunks.* FROM nar_chunks JOIN chunks ON chunks.id = nar_chunks.chunk_id WHERE nar_chunks.nar_id = ?',
+    ),
+    setNarDamaged: sql(
+      'UPDATE nars SET damaged_at = CASE WHEN ? THEN coalesce(damaged_at, ?) ELSE NULL END WHERE id = ?',
+    ),
     damagedNarCount: sql('SELECT count(*) AS n FROM nars WHERE damaged_at IS NOT NULL'),
 
     expirePaths: sql(
@@ -168,8 +219,12 @@ export function metadataStatements(d: SqlDialect) {
        )
        DELETE FROM paths WHERE cache_id = ? AND hash_part NOT IN (SELECT hash_part FROM live)`,
     ),
-    markUnreferencedNars: sql('UPDATE nars SET unreferenced_since = ? WHERE unreferenced_since IS NULL AND NOT EXISTS (SELECT 1 FROM paths WHERE paths.nar_id = nars.id)'),
-    unreferencedNars: sql('SELECT id, nar_size FROM nars WHERE unreferenced_since <= ? AND NOT EXISTS (SELECT 1 FROM paths WHERE paths.nar_id = nars.id) LIMIT ?'),
+    markUnreferencedNars: sql(
+      'UPDATE nars SET unreferenced_since = ? WHERE unreferenced_since IS NULL AND NOT EXISTS (SELECT 1 FROM paths WHERE paths.nar_id = nars.id)',
+    ),
+    unreferencedNars: sql(
+      'SELECT id, nar_size FROM nars WHERE unreferenced_since <= ? AND NOT EXISTS (SELECT 1 FROM paths WHERE paths.nar_id = nars.id) LIMIT ?',
+    ),
     chunksOfNars: list(`SELECT DISTINCT chunk_id FROM nar_chunks WHERE nar_id ${d.anyOf('bigint')}`),
     deleteNars: list(`DELETE FROM nars WHERE id ${d.anyOf('bigint')}`),
     markUnreferencedChunks: list(

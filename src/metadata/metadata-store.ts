@@ -122,7 +122,10 @@ export interface PathRecord {
   narDamaged: boolean;
 }
 
-export type NewPath = Omit<PathRecord, 'createdAt' | 'narHash' | 'narSize' | 'narStoredSize' | 'lastAccess' | 'pinned' | 'narDamaged'>;
+export type NewPath = Omit<
+  PathRecord,
+  'createdAt' | 'narHash' | 'narSize' | 'narStoredSize' | 'lastAccess' | 'pinned' | 'narDamaged'
+>;
 
 /** Cache ids: those a path of which uses a NAR, and those the NAR was uploaded to. */
 export interface NarOwners {

@@ -37,7 +37,9 @@ export class PostgresMetadata extends SqlMetadata {
       // BIGINT columns hold sizes and millisecond times, all far below 2^53: plain numbers.
       types: {
         getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-          oid === INT8_OID && format !== 'binary' ? (text: string) => Number(text) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+          oid === INT8_OID && format !== 'binary'
+            ? (text: string) => Number(text)
+            : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
       },
     });
     // An idle connection that breaks (server restart) is dropped by the pool; the next query reconnects.
@@ -48,7 +50,9 @@ export class PostgresMetadata extends SqlMetadata {
       await pool.end();
       if (err instanceof NarwhalError) throw err;
       // pg's messages name the host, user or SQL state, never the password.
-      throw new NarwhalError('unavailable', `cannot open the metadata database: ${(err as Error).message}`, { cause: err });
+      throw new NarwhalError('unavailable', `cannot open the metadata database: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     return new PostgresMetadata(pool);
   }
@@ -73,10 +77,14 @@ async function migrate(pool: pg.Pool): Promise<void> {
     if (rows.length === 0) await client.query('INSERT INTO schema_version (version) VALUES (0)');
     const version = rows.length === 0 ? 0 : Number(rows[0].version);
     if (version > POSTGRES_MIGRATIONS.length) {
-      throw new NarwhalError('internal', `the metadata database has schema version ${version}, newer than this Narwhal knows (${POSTGRES_MIGRATIONS.length})`);
+      throw new NarwhalError(
+        'internal',
+        `the metadata database has schema version ${version}, newer than this Narwhal knows (${POSTGRES_MIGRATIONS.length})`,
+      );
     }
     for (let v = version; v < POSTGRES_MIGRATIONS.length; v++) await client.query(POSTGRES_MIGRATIONS[v]);
-    if (version < POSTGRES_MIGRATIONS.length) await client.query('UPDATE schema_version SET version = $1', [POSTGRES_MIGRATIONS.length]);
+    if (version < POSTGRES_MIGRATIONS.length)
+      await client.query('UPDATE schema_version SET version = $1', [POSTGRES_MIGRATIONS.length]);
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK');

@@ -60,7 +60,8 @@ export const postgresDialect: SqlDialect = {
   statement: (text) => ({ text: numberPlaceholders(text), perElement: false }),
   listStatement: (text) => ({ text: numberPlaceholders(text), perElement: false }),
   anyOf: (type) => `= ANY(?::${type}[])`,
-  listRows: (columns) => `unnest(${columns.map(([, type]) => `?::${type}[]`).join(', ')}) AS c(${columns.map(([name]) => name).join(', ')})`,
+  listRows: (columns) =>
+    `unnest(${columns.map(([, type]) => `?::${type}[]`).join(', ')}) AS c(${columns.map(([name]) => name).join(', ')})`,
   distinctLists: true,
   bytewise: ' COLLATE "C"',
   writableCtes: true,
@@ -73,5 +74,7 @@ function numberPlaceholders(text: string): string {
 }
 
 function byteaValue(value: unknown): unknown {
-  return value instanceof Uint8Array && !Buffer.isBuffer(value) ? Buffer.from(value.buffer, value.byteOffset, value.byteLength) : value;
+  return value instanceof Uint8Array && !Buffer.isBuffer(value)
+    ? Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+    : value;
 }

@@ -1,4 +1,17 @@
-import { blob, chunksDeletedError, fileUploadGoneError, pathUpload, storedSizeDelta, toCache, toCacheFile, toChunk, toNar, toNarOwners, toPath, toToken } from './metadata-rows.ts';
+import {
+  blob,
+  chunksDeletedError,
+  fileUploadGoneError,
+  pathUpload,
+  storedSizeDelta,
+  toCache,
+  toCacheFile,
+  toChunk,
+  toNar,
+  toNarOwners,
+  toPath,
+  toToken,
+} from './metadata-rows.ts';
 import { metadataStatements, type MetadataStatements } from './metadata-statements.ts';
 import type { SqlDialect } from './sql-dialect.ts';
 import { all, get, run, type SqlRunner, type SqlWork } from './sql-work.ts';
@@ -46,20 +59,39 @@ export abstract class SqlMetadata implements MetadataStore {
 
   async createCache(name: string, settings: CacheSettings): Promise<CacheRecord | undefined> {
     const { isPublic, priority, signingKey, trustedKeys, requireSignature, retention } = settings;
-    const params = [name, isPublic, priority, signingKey, trustedKeys.join('\n'), requireSignature, retention, Date.now()];
+    const params = [
+      name,
+      isPublic,
+      priority,
+      signingKey,
+      trustedKeys.join('\n'),
+      requireSignature,
+      retention,
+      Date.now(),
+    ];
     const row = await this.#runner.atomic(get(this.#q.insertCache, params));
     return row && toCache(row);
   }
 
   async updateCache(name: string, changes: Partial<CacheSettings>): Promise<CacheRecord | undefined> {
     const q = this.#q;
-    return this.#runner.write(function* () {
-      const row = yield* get(q.cacheByName, [name]);
-      if (!row) return undefined;
-      const next = { ...toCache(row), ...changes };
-      yield* run(q.updateCache, [next.isPublic, next.priority, next.signingKey, next.trustedKeys.join('\n'), next.requireSignature, next.retention, name]);
-      return next;
-    }());
+    return this.#runner.write(
+      (function* () {
+        const row = yield* get(q.cacheByName, [name]);
+        if (!row) return undefined;
+        const next = { ...toCache(row), ...changes };
+        yield* run(q.updateCache, [
+          next.isPublic,
+          next.priority,
+          next.signingKey,
+          next.trustedKeys.join('\n'),
+          next.requireSignature,
+          next.retention,
+          name,
+        ]);
+        return next;
+      })(),
+    );
   }
 
   async deleteCache(name: string): Promise<boolean> {
@@ -72,7 +104,16 @@ export abstract class SqlMetadata implements MetadataStore {
   }
 
   async createToken(token: TokenRecord, secretHash: Uint8Array): Promise<void> {
-    const params = [token.id, secretHash, token.name, token.caches.join(','), token.perms.join(','), token.createdAt, token.expiresAt, token.revokedAt];
+    const params = [
+      token.id,
+      secretHash,
+      token.name,
+      token.caches.join(','),
+      token.perms.join(','),
+      token.createdAt,
+      token.expiresAt,
+      token.revokedAt,
+    ];
     await this.#runner.atomic(run(this.#q.insertToken, params));
   }
 
@@ -147,14 +188,16 @@ export abstract class SqlMetadata implements MetadataStore {
     const doomed = [...new Set(hashParts)];
     if (doomed.length === 0) return { deleted: [], referrers: [] };
     const q = this.#q;
-    return this.#runner.write(function* () {
-      const doomedSet = new Set(doomed);
-      const referring = yield* all(q.referrers, [cacheId, doomed]);
-      const referrers = [...new Set(referring.map((row) => String(row.hash_part)))].filter((h) => !doomedSet.has(h));
-      if (referrers.length > 0) return { deleted: [], referrers };
-      const removed = new Set((yield* all(q.deletePaths, [cacheId, doomed])).map((row) => String(row.hash_part)));
-      return { deleted: doomed.filter((h) => removed.has(h)), referrers: [] };
-    }());
+    return this.#runner.write(
+      (function* () {
+        const doomedSet = new Set(doomed);
+        const referring = yield* all(q.referrers, [cacheId, doomed]);
+        const referrers = [...new Set(referring.map((row) => String(row.hash_part)))].filter((h) => !doomedSet.has(h));
+        if (referrers.length > 0) return { deleted: [], referrers };
+        const removed = new Set((yield* all(q.deletePaths, [cacheId, doomed])).map((row) => String(row.hash_part)));
+        return { deleted: doomed.filter((h) => removed.has(h)), referrers: [] };
+      })(),
+    );
   }
 
   async recordPathAccess(cacheId: number, hashPart: string, at: number, staleBefore: number): Promise<void> {
@@ -188,26 +231,39 @@ export abstract class SqlMetadata implements MetadataStore {
     const writableCtes = this.#dialect.writableCtes;
     const now = Date.now();
     // No piece is added to a content GC deleted.
-    await this.#runner.atomic(function* () {
-      if (writableCtes) {
-        if ((yield* run(q.growFileContentWithPiece, [data.length, now, contentId, seq, data])) === 0) throw fileUploadGoneError();
-        return;
-      }
-      if ((yield* run(q.growFileContent, [data.length, now, contentId])) === 0) throw fileUploadGoneError();
-      yield* run(q.insertFilePiece, [contentId, seq, data]);
-    }());
+    await this.#runner.atomic(
+      (function* () {
+        if (writableCtes) {
+          if ((yield* run(q.growFileContentWithPiece, [data.length, now, contentId, seq, data])) === 0)
+            throw fileUploadGoneError();
+          return;
+        }
+        if ((yield* run(q.growFileContent, [data.length, now, contentId])) === 0) throw fileUploadGoneError();
+        yield* run(q.insertFilePiece, [contentId, seq, data]);
+      })(),
+    );
   }
 
   async commitFile(cacheId: number, name: string, file: CacheFile): Promise<void> {
     const q = this.#q;
     const now = Date.now();
-    await this.#runner.write(function* () {
-      const content = yield* get(q.fileContentSize, [file.contentId]);
-      if (!content || Number(content.size) !== file.size) throw fileUploadGoneError();
-      const previous = yield* get(q.fileContentId, [cacheId, name]);
-      yield* run(q.upsertFile, [cacheId, name, file.contentId, file.size, file.contentType, file.contentEncoding, now]);
-      if (previous) yield* run(q.deleteUnusedFileContent, [Number(previous.content_id)]);
-    }());
+    await this.#runner.write(
+      (function* () {
+        const content = yield* get(q.fileContentSize, [file.contentId]);
+        if (!content || Number(content.size) !== file.size) throw fileUploadGoneError();
+        const previous = yield* get(q.fileContentId, [cacheId, name]);
+        yield* run(q.upsertFile, [
+          cacheId,
+          name,
+          file.contentId,
+          file.size,
+          file.contentType,
+          file.contentEncoding,
+          now,
+        ]);
+        if (previous) yield* run(q.deleteUnusedFileContent, [Number(previous.content_id)]);
+      })(),
+    );
   }
 
   async discardFileUpload(contentId: number): Promise<void> {
@@ -234,15 +290,19 @@ export abstract class SqlMetadata implements MetadataStore {
   async markChunksDamaged(ids: Uint8Array[], at: number): Promise<number> {
     if (ids.length === 0) return 0;
     const q = this.#q;
-    return this.#runner.write(function* () {
-      yield* run(q.markChunksDamaged, [at, ids]);
-      return yield* run(q.markNarsDamaged, [at, ids]);
-    }());
+    return this.#runner.write(
+      (function* () {
+        yield* run(q.markChunksDamaged, [at, ids]);
+        return yield* run(q.markNarsDamaged, [at, ids]);
+      })(),
+    );
   }
 
   async setChunksDamaged(ids: Uint8Array[], damaged: boolean, at: number): Promise<void> {
     if (ids.length === 0) return;
-    await this.#runner.write(damaged ? run(this.#q.flagChunksDamaged, [at, ids]) : run(this.#q.clearChunksDamaged, [ids]));
+    await this.#runner.write(
+      damaged ? run(this.#q.flagChunksDamaged, [at, ids]) : run(this.#q.clearChunksDamaged, [ids]),
+    );
   }
 
   async listChunks(after: Uint8Array, limit: number): Promise<ChunkRecord[]> {
@@ -261,17 +321,24 @@ export abstract class SqlMetadata implements MetadataStore {
   async recordRecompressed(chunks: RecompressedChunk[]): Promise<number> {
     if (chunks.length === 0) return 0;
     const q = this.#q;
-    return this.#runner.write(function* () {
-      const params = [chunks.map((c) => c.id), chunks.map((c) => c.oldStoredSize), chunks.map((c) => c.storedSize), chunks.map((c) => c.zstdLevel)];
-      const updated = new Set((yield* all(q.recordRecompressed, params)).map((row) => hex(blob(row.id))));
-      const changes = new Map<string, number>();
-      for (const chunk of chunks) {
-        const id = hex(chunk.id);
-        if (updated.has(id)) changes.set(id, chunk.storedSize - chunk.oldStoredSize);
-      }
-      yield* moveNarStoredSizes(q, changes);
-      return changes.size;
-    }());
+    return this.#runner.write(
+      (function* () {
+        const params = [
+          chunks.map((c) => c.id),
+          chunks.map((c) => c.oldStoredSize),
+          chunks.map((c) => c.storedSize),
+          chunks.map((c) => c.zstdLevel),
+        ];
+        const updated = new Set((yield* all(q.recordRecompressed, params)).map((row) => hex(blob(row.id))));
+        const changes = new Map<string, number>();
+        for (const chunk of chunks) {
+          const id = hex(chunk.id);
+          if (updated.has(id)) changes.set(id, chunk.storedSize - chunk.oldStoredSize);
+        }
+        yield* moveNarStoredSizes(q, changes);
+        return changes.size;
+      })(),
+    );
   }
 
   async setChunkLevels(ids: Uint8Array[], zstdLevel: number): Promise<void> {
@@ -305,15 +372,17 @@ export abstract class SqlMetadata implements MetadataStore {
 
   async deleteUnreferencedNars(before: number, at: number, limit: number): Promise<{ nars: number; narBytes: number }> {
     const q = this.#q;
-    return this.#runner.write(function* () {
-      const doomed = yield* all(q.unreferencedNars, [before, limit]);
-      if (doomed.length === 0) return { nars: 0, narBytes: 0 };
-      const narIds = doomed.map((row) => Number(row.id));
-      const chunkIds = (yield* all(q.chunksOfNars, [narIds])).map((row) => blob(row.chunk_id));
-      yield* run(q.deleteNars, [narIds]);
-      if (chunkIds.length > 0) yield* run(q.markUnreferencedChunks, [at, chunkIds]);
-      return { nars: doomed.length, narBytes: doomed.reduce((sum, row) => sum + Number(row.nar_size), 0) };
-    }());
+    return this.#runner.write(
+      (function* () {
+        const doomed = yield* all(q.unreferencedNars, [before, limit]);
+        if (doomed.length === 0) return { nars: 0, narBytes: 0 };
+        const narIds = doomed.map((row) => Number(row.id));
+        const chunkIds = (yield* all(q.chunksOfNars, [narIds])).map((row) => blob(row.chunk_id));
+        yield* run(q.deleteNars, [narIds]);
+        if (chunkIds.length > 0) yield* run(q.markUnreferencedChunks, [at, chunkIds]);
+        return { nars: doomed.length, narBytes: doomed.reduce((sum, row) => sum + Number(row.nar_size), 0) };
+      })(),
+    );
   }
 
   async deleteUnreferencedChunks(before: number, limit: number): Promise<ChunkRecord[]> {
@@ -329,7 +398,9 @@ export abstract class SqlMetadata implements MetadataStore {
   async noteChunkDeletions(ids: Uint8Array[], at: number): Promise<Uint8Array[]> {
     if (ids.length === 0) return [];
     // Under the write lock, like commitNar: a record cannot appear between the check and the note.
-    const rows = await this.#runner.write(all(this.#q.noteChunkDeletions, [at, this.#dialect.distinctLists ? distinctIds(ids) : ids]));
+    const rows = await this.#runner.write(
+      all(this.#q.noteChunkDeletions, [at, this.#dialect.distinctLists ? distinctIds(ids) : ids]),
+    );
     return rows.map((row) => blob(row.id));
   }
 
@@ -340,10 +411,12 @@ export abstract class SqlMetadata implements MetadataStore {
 
   async tidyChunkDeletions(before: number, at: number): Promise<void> {
     const q = this.#q;
-    await this.#runner.write(function* () {
-      yield* run(q.finishUnfinishedChunkDeletions, [at]);
-      yield* run(q.forgetChunkDeletions, [before]);
-    }());
+    await this.#runner.write(
+      (function* () {
+        yield* run(q.finishUnfinishedChunkDeletions, [at]);
+        yield* run(q.forgetChunkDeletions, [before]);
+      })(),
+    );
   }
 
   async renewIngestHold(holder: string, busySince: number | null, at: number): Promise<void> {
@@ -356,11 +429,13 @@ export abstract class SqlMetadata implements MetadataStore {
 
   async ingestHoldFloor(aliveSince: number, exceptHolder: string): Promise<number | undefined> {
     const q = this.#q;
-    return this.#runner.write(function* () {
-      yield* run(q.deleteDeadIngestHolds, [aliveSince]);
-      const row = (yield* get(q.ingestHoldFloor, [exceptHolder]))!;
-      return row.floor === null ? undefined : Number(row.floor);
-    }());
+    return this.#runner.write(
+      (function* () {
+        yield* run(q.deleteDeadIngestHolds, [aliveSince]);
+        const row = (yield* get(q.ingestHoldFloor, [exceptHolder]))!;
+        return row.floor === null ? undefined : Number(row.floor);
+      })(),
+    );
   }
 
   async tryAcquireLease(name: string, holder: string, ttlMs: number): Promise<boolean> {
@@ -401,15 +476,29 @@ function* commitNar(q: MetadataStatements, nar: NewNar, chunks: NewChunk[], now:
   // recompressed, then repaired): the NARs that use it follow.
   const resized = new Map<string, number>();
   if (written.length > 0) {
-    for (const row of yield* all(q.chunkResizes, [writtenIds, written.map((chunk) => chunk.storedSize)])) resized.set(hex(blob(row.id)), Number(row.change));
+    for (const row of yield* all(q.chunkResizes, [writtenIds, written.map((chunk) => chunk.storedSize)]))
+      resized.set(hex(blob(row.id)), Number(row.change));
   }
   let repaired: Uint8Array[] = [];
   if (!existing || anyDamage || resized.size > 0) {
-    if (anyDamage && written.length > 0) repaired = (yield* all(q.damagedChunks, [writtenIds])).map((row) => blob(row.id));
+    if (anyDamage && written.length > 0)
+      repaired = (yield* all(q.damagedChunks, [writtenIds])).map((row) => blob(row.id));
     const unwritten = written.length === chunks.length ? [] : chunks.filter((chunk) => !chunk.written);
-    for (const [group, isWritten] of [[written, true], [unwritten, false]] as const) {
+    for (const [group, isWritten] of [
+      [written, true],
+      [unwritten, false],
+    ] as const) {
       if (group.length === 0) continue;
-      const params = [now, group.map((c) => c.id), group.map((c) => c.size), group.map((c) => c.storedSize), isWritten, isWritten, isWritten, isWritten];
+      const params = [
+        now,
+        group.map((c) => c.id),
+        group.map((c) => c.size),
+        group.map((c) => c.storedSize),
+        isWritten,
+        isWritten,
+        isWritten,
+        isWritten,
+      ];
       yield* run(q.upsertChunks, params);
     }
     if (!existing && chunks.length > 0) yield* run(q.insertNarChunks, [narId, ids]);
@@ -432,7 +521,8 @@ function* commitNar(q: MetadataStatements, nar: NewNar, chunks: NewChunk[], now:
 function* putPath(q: MetadataStatements, path: NewPath, replace: boolean, now: number): SqlWork<PutPathResult> {
   if (!(yield* get(q.narExists, [path.narId]))) return 'no-nar';
   const refs = [...new Set(path.references.map((ref) => ref.slice(0, 32)))].filter((h) => h !== path.hashPart);
-  if (refs.length > 0 && (yield* all(q.storePaths, [path.cacheId, refs])).length < refs.length) return 'missing-reference';
+  if (refs.length > 0 && (yield* all(q.storePaths, [path.cacheId, refs])).length < refs.length)
+    return 'missing-reference';
   const upload = pathUpload(yield* get(q.pathIdentity, [path.cacheId, path.hashPart]), path);
   if (upload.kind === 'unchanged') return 'unchanged';
   if (upload.kind === 'different' && !replace) return 'exists';
@@ -441,7 +531,19 @@ function* putPath(q: MetadataStatements, path: NewPath, replace: boolean, now: n
     return 'stored';
   }
   const { cacheId, hashPart, storePath, narId, references, deriver, system, sigs, ca } = path;
-  yield* run(q.upsertPath, [cacheId, hashPart, storePath, narId, references.join(' '), deriver, system, sigs.join('\n'), ca, now, now]);
+  yield* run(q.upsertPath, [
+    cacheId,
+    hashPart,
+    storePath,
+    narId,
+    references.join(' '),
+    deriver,
+    system,
+    sigs.join('\n'),
+    ca,
+    now,
+    now,
+  ]);
   yield* run(q.deletePathRefs, [cacheId, hashPart]);
   if (refs.length > 0) yield* run(q.insertPathRefs, [cacheId, hashPart, refs]);
   yield* run(q.narReferencedAgain, [narId]);
@@ -452,7 +554,9 @@ function* putPath(q: MetadataStatements, path: NewPath, replace: boolean, now: n
 function* moveNarStoredSizes(q: MetadataStatements, changes: Map<string, number>, except?: number): SqlWork<void> {
   if (changes.size === 0) return;
   const chunkIds = [...changes.keys()].map((id) => Buffer.from(id, 'hex'));
-  const narIds = [...new Set((yield* all(q.narsUsingChunks, [chunkIds])).map((row) => Number(row.nar_id)))].filter((id) => id !== except);
+  const narIds = [...new Set((yield* all(q.narsUsingChunks, [chunkIds])).map((row) => Number(row.nar_id)))].filter(
+    (id) => id !== except,
+  );
   if (narIds.length === 0) return;
   const nars = yield* all(q.narChunkTables, [narIds]);
   const deltas = nars.map((row) => storedSizeDelta(blob(row.chunk_table), changes));

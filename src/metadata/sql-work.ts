@@ -19,7 +19,10 @@ export interface SqlStep {
 export type SqlWork<T> = Generator<SqlStep, T, unknown>;
 
 /** The first row, or undefined. With a list statement under SQLite: the first row any element finds. */
-export function* get(statement: SqlStatement, params: readonly unknown[] = []): Generator<SqlStep, Row | undefined, unknown> {
+export function* get(
+  statement: SqlStatement,
+  params: readonly unknown[] = [],
+): Generator<SqlStep, Row | undefined, unknown> {
   return (yield { kind: 'get', statement, params }) as Row | undefined;
 }
 

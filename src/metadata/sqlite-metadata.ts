@@ -115,6 +115,7 @@ function execute(prepared: StatementSync, kind: SqlStep['kind'], params: SQLInpu
 
 /** The parameters as node:sqlite binds them (booleans as 0/1); copied only when one is a boolean. Lists are left as they are. */
 function parameters(params: readonly unknown[]): SQLInputValue[] {
-  for (const param of params) if (typeof param === 'boolean') return params.map(sqliteDialect.parameter) as SQLInputValue[];
+  for (const param of params)
+    if (typeof param === 'boolean') return params.map(sqliteDialect.parameter) as SQLInputValue[];
   return params as SQLInputValue[];
 }

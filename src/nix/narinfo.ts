@@ -91,8 +91,16 @@ export function parseNarinfo(text: string): NarInfo {
       continue;
     }
     const known =
-      key === 'StorePath' || key === 'URL' || key === 'Compression' || key === 'FileHash' || key === 'FileSize' ||
-      key === 'NarHash' || key === 'NarSize' || key === 'References' || key === 'Deriver' || key === 'System' ||
+      key === 'StorePath' ||
+      key === 'URL' ||
+      key === 'Compression' ||
+      key === 'FileHash' ||
+      key === 'FileSize' ||
+      key === 'NarHash' ||
+      key === 'NarSize' ||
+      key === 'References' ||
+      key === 'Deriver' ||
+      key === 'System' ||
       key === 'CA';
     if (!known) continue;
     if (seen.has(key)) throw bad(`${where}: duplicate ${key}`);

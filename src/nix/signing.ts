@@ -60,7 +60,11 @@ function splitKey(text: string, what: string): { name: string; bytes: Buffer } {
 export function parseSecretKey(text: string): SecretKey {
   const { name, bytes } = splitKey(text, 'secret key');
   if (bytes.length !== 64) throw new NarwhalError('bad-request', 'secret key must be 64 bytes');
-  const key = createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, bytes.subarray(0, 32)]), format: 'der', type: 'pkcs8' });
+  const key = createPrivateKey({
+    key: Buffer.concat([PKCS8_PREFIX, bytes.subarray(0, 32)]),
+    format: 'der',
+    type: 'pkcs8',
+  });
   const derived = rawPublicKey(createPublicKey(key));
   const publicKey = new Uint8Array(bytes.subarray(32));
   if (!derived.equals(publicKey)) throw new NarwhalError('bad-request', 'secret key halves do not match');

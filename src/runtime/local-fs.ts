@@ -10,7 +10,8 @@ export function ignoreMissing(err: unknown): undefined {
 /** A write that failed for lack of space becomes 'storage-full' (HTTP 507). */
 export function mapWriteError(err: unknown): unknown {
   const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOSPC' || code === 'EDQUOT') return new NarwhalError('storage-full', 'the chunk store is full', { cause: err });
+  if (code === 'ENOSPC' || code === 'EDQUOT')
+    return new NarwhalError('storage-full', 'the chunk store is full', { cause: err });
   return err;
 }
 

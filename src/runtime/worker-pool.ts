@@ -3,7 +3,9 @@ import { Worker, type Transferable } from 'node:worker_threads';
 
 /** The buffer to move along with `data` to a worker: only one `data` fills whole (else posting copies it). */
 export function transferable(data: Uint8Array): ArrayBuffer[] {
-  return data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.buffer instanceof ArrayBuffer ? [data.buffer] : [];
+  return data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.buffer instanceof ArrayBuffer
+    ? [data.buffer]
+    : [];
 }
 
 /** What every worker answers: the request's sequence number and a result or an error. */

@@ -21,7 +21,8 @@ export async function readBody(req: IncomingMessage, limit: number): Promise<Buf
 
 /** Refuses a request whose Content-Length announces more than `limit` bytes, before reading any. */
 export function refuseDeclaredOver(req: IncomingMessage, limit: number): void {
-  if (Number(req.headers['content-length'] ?? 0) > limit) throw new NarwhalError('too-large', `request body larger than ${limit} bytes`);
+  if (Number(req.headers['content-length'] ?? 0) > limit)
+    throw new NarwhalError('too-large', `request body larger than ${limit} bytes`);
 }
 
 /**

@@ -33,7 +33,12 @@ export function statusFor(err: unknown): number {
  */
 export function sendError(res: ServerResponse, err: unknown, log: (message: string) => void): void {
   const status = statusFor(err);
-  const message = err instanceof NarwhalError && status < 500 ? err.message : status === 500 ? 'internal error' : (err as Error).message;
+  const message =
+    err instanceof NarwhalError && status < 500
+      ? err.message
+      : status === 500
+        ? 'internal error'
+        : (err as Error).message;
   if (status >= 500) log(`error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
   if (res.headersSent) {
     // Too late for a status: cut the connection so the client sees an incomplete transfer.

@@ -32,7 +32,11 @@ export const CACHE_ROUTES: readonly Route[] = [
   { pattern: new RegExp(`^(${HASH_PART}\\.ls)$`), get: getFile, put: putFile },
   { pattern: new RegExp(`^(log/${HASH_PART}-${STORE_NAME})$`), get: getFile, put: putFile },
   { pattern: new RegExp(`^(realisations/sha256:[0-9a-f]{64}!${STORE_NAME}\\.doi)$`), get: getFile, put: putFile },
-  { pattern: new RegExp(`^(build-trace-v2/${HASH_PART}-${STORE_NAME}\\.drv/${STORE_NAME}\\.doi)$`), get: getFile, put: putFile },
+  {
+    pattern: new RegExp(`^(build-trace-v2/${HASH_PART}-${STORE_NAME}\\.drv/${STORE_NAME}\\.doi)$`),
+    get: getFile,
+    put: putFile,
+  },
   { pattern: /^(debuginfo\/[0-9a-f]{2,128}(?:\.debug)?)$/, get: getFile, put: putFile },
 ];
 

@@ -6,7 +6,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
  * then the rest of it is discarded first and the connection stays usable (a client that is still
  * sending would otherwise meet a closed connection and see a reset in place of the answer).
  */
-export function sendText(res: ServerResponse, status: number, text: string, opts: { contentType?: string; close?: boolean } = {}): void {
+export function sendText(
+  res: ServerResponse,
+  status: number,
+  text: string,
+  opts: { contentType?: string; close?: boolean } = {},
+): void {
   res.writeHead(status, {
     'Content-Type': opts.contentType ?? 'text/plain; charset=utf-8',
     'Content-Length': Buffer.byteLength(text),

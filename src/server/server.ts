@@ -52,7 +52,13 @@ export function createNarwhalServer(nw: Narwhal, options: ServerOptions = {}): S
         logWhenDone(req, res);
         // The client has not sent the body and will not: answer and close, without reading it.
         const body = 'the chunk store is full\n';
-        res.writeHead(507, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body), Connection: 'close' }).end(body);
+        res
+          .writeHead(507, {
+            'Content-Type': 'text/plain; charset=utf-8',
+            'Content-Length': Buffer.byteLength(body),
+            Connection: 'close',
+          })
+          .end(body);
       },
       (err: unknown) => sendError(res, err, log),
     );
@@ -65,7 +71,12 @@ export function createNarwhalServer(nw: Narwhal, options: ServerOptions = {}): S
   return server;
 }
 
-async function handle(nw: Narwhal, req: IncomingMessage, res: ServerResponse, log: (message: string) => void): Promise<void> {
+async function handle(
+  nw: Narwhal,
+  req: IncomingMessage,
+  res: ServerResponse,
+  log: (message: string) => void,
+): Promise<void> {
   const method = req.method ?? 'GET';
   const rawPath = (req.url ?? '/').split('?', 1)[0];
   if (rawPath === '/' && (method === 'GET' || method === 'HEAD')) {

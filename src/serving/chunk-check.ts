@@ -10,13 +10,19 @@ let pool: WorkerPool<CheckRequest, CheckResult> | undefined;
  * (throws 'chunk-corrupt'), so that downloads check every chunk on all cores without
  * holding up the event loop. `stored` is moved to the worker and back: use the returned one.
  */
-export async function checkChunk(id: Uint8Array, stored: Uint8Array, size: number, wantData: boolean): Promise<{ stored: Uint8Array; data?: Uint8Array }> {
+export async function checkChunk(
+  id: Uint8Array,
+  stored: Uint8Array,
+  size: number,
+  wantData: boolean,
+): Promise<{ stored: Uint8Array; data?: Uint8Array }> {
   pool ??= new WorkerPool<CheckRequest, CheckResult>(new URL('./chunk-check-worker.ts', import.meta.url));
   try {
     // A copy of the id: a view (ids are views of their NAR's chunk table) is posted with its whole buffer.
     return await pool.run({ id: id.slice(), stored, size, wantData }, transferable(stored));
   } catch (err) {
-    if ((err as { code?: unknown }).code === 'chunk-corrupt') throw new NarwhalError('chunk-corrupt', (err as Error).message);
+    if ((err as { code?: unknown }).code === 'chunk-corrupt')
+      throw new NarwhalError('chunk-corrupt', (err as Error).message);
     throw err;
   }
 }

@@ -24,7 +24,12 @@ export interface CheckedChunk {
  * flagged damaged before the error is thrown, so their narinfos answer 404 from then on.
  * `read`, when given, is the chunk's frame as read already.
  */
-export async function readCheckedChunk(nw: Narwhal, entry: ChunkTableEntry, wantData: boolean, read?: StoredFrame): Promise<CheckedChunk> {
+export async function readCheckedChunk(
+  nw: Narwhal,
+  entry: ChunkTableEntry,
+  wantData: boolean,
+  read?: StoredFrame,
+): Promise<CheckedChunk> {
   try {
     return await checkFrame(nw, entry, read ?? (await readFrame(nw, entry.id)), wantData);
   } catch (err) {
@@ -44,7 +49,11 @@ export async function readCheckedChunk(nw: Narwhal, entry: ChunkTableEntry, want
  * a NAR's chunks mostly lie side by side. When the read fails for damage, each chunk is read alone,
  * so that only the damaged ones are flagged.
  */
-export async function readCheckedChunks(nw: Narwhal, entries: ChunkTableEntry[], wantData: boolean): Promise<CheckedChunk[]> {
+export async function readCheckedChunks(
+  nw: Narwhal,
+  entries: ChunkTableEntry[],
+  wantData: boolean,
+): Promise<CheckedChunk[]> {
   let frames: StoredFrame[] | undefined;
   try {
     if (hasFrameReads(nw.chunks)) frames = await nw.chunks.getFrames(entries.map((entry) => entry.id));
@@ -60,7 +69,10 @@ export async function checkChunkPresent(nw: Narwhal, id: Uint8Array, narHash: st
   await delay(RECHECK_DELAY_MS);
   if ((await nw.chunks.storedSize(id)) !== undefined) return;
   await reportDamage(nw, [id]);
-  throw new NarwhalError('chunk-missing', `NAR ${narHash} is incomplete: chunk ${Buffer.from(id).toString('hex')} is missing`);
+  throw new NarwhalError(
+    'chunk-missing',
+    `NAR ${narHash} is incomplete: chunk ${Buffer.from(id).toString('hex')} is missing`,
+  );
 }
 
 /** Flags the chunks and the NARs using them damaged, and drops this process's kept narinfos. */
@@ -79,8 +91,17 @@ export async function readFrame(nw: Narwhal, id: Uint8Array): Promise<StoredFram
  * it is (unless its bytes are wanted), as is one this process checked lately (checked-frames.ts);
  * any other is decompressed and checked against the chunk's size and id.
  */
-async function checkFrame(nw: Narwhal, entry: ChunkTableEntry, { stored, crc }: StoredFrame, wantData: boolean): Promise<CheckedChunk> {
-  if (!wantData && (crc === undefined ? nw.memos.checkedFrames.checkedBefore(entry.id, stored) : asWritten(stored, crc))) return { entry, stored };
+async function checkFrame(
+  nw: Narwhal,
+  entry: ChunkTableEntry,
+  { stored, crc }: StoredFrame,
+  wantData: boolean,
+): Promise<CheckedChunk> {
+  if (
+    !wantData &&
+    (crc === undefined ? nw.memos.checkedFrames.checkedBefore(entry.id, stored) : asWritten(stored, crc))
+  )
+    return { entry, stored };
   const checked = await checkChunk(entry.id, stored, entry.end - entry.start, wantData);
   if (crc === undefined) nw.memos.checkedFrames.remember(entry.id, checked.stored);
   return { entry, ...checked };

@@ -65,7 +65,12 @@ export async function caibxOf(nw: Narwhal, cache: CacheRecord, narHash: string):
 }
 
 /** A chunk file as stored (its size alone for HEAD), when a NAR a path of this cache uses contains it. */
-export async function chunkFileOf(nw: Narwhal, cache: CacheRecord, id: Uint8Array, head: boolean): Promise<Uint8Array | number> {
+export async function chunkFileOf(
+  nw: Narwhal,
+  cache: CacheRecord,
+  id: Uint8Array,
+  head: boolean,
+): Promise<Uint8Array | number> {
   if (!(await nw.meta.cacheHasChunk(cache.id, id))) throw new NarwhalError('not-found', 'no such chunk');
   const stored = head ? await nw.chunks.storedSize(id) : await nw.chunks.get(id).catch(notFoundIfMissing);
   if (stored === undefined) throw new NarwhalError('not-found', 'no such chunk');

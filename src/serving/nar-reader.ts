@@ -75,7 +75,12 @@ function framesChanged(nar: NarRecord): NarwhalError {
  * The uncompressed NAR bytes [start, end), each chunk checked against its id before it is passed
  * on: a corrupt chunk ends the stream with 'chunk-corrupt' rather than sending wrong bytes.
  */
-export async function* readNarBytes(nw: Narwhal, nar: NarRecord, start = 0, end = nar.narSize): AsyncGenerator<Uint8Array> {
+export async function* readNarBytes(
+  nw: Narwhal,
+  nar: NarRecord,
+  start = 0,
+  end = nar.narSize,
+): AsyncGenerator<Uint8Array> {
   if (start >= end) return;
   const first = chunkIndexAt(nar.chunkTable, start);
   const last = chunkIndexAt(nar.chunkTable, end - 1);
@@ -92,7 +97,11 @@ export async function* readNarBytes(nw: Narwhal, nar: NarRecord, start = 0, end 
 }
 
 /** Chunks read and checked in order, in batches; a damaged one is flagged (chunk-damage.ts). */
-function readChecked(nw: Narwhal, entries: Iterable<ChunkTableEntry>, wantData: boolean): AsyncGenerator<CheckedChunk[]> {
+function readChecked(
+  nw: Narwhal,
+  entries: Iterable<ChunkTableEntry>,
+  wantData: boolean,
+): AsyncGenerator<CheckedChunk[]> {
   return mapAhead(toAsync(batches(entries)), (batch) => readCheckedChunks(nw, batch, wantData));
 }
 
@@ -127,4 +136,3 @@ async function* mapAhead<T, U>(source: AsyncIterable<T>, map: (item: T) => Promi
 async function* toAsync<T>(items: Iterable<T>): AsyncGenerator<T> {
   yield* items;
 }
-

@@ -45,4 +45,3 @@ export async function decodeChunk(id: Uint8Array, stored: Uint8Array, expectedSi
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
 }
-

@@ -76,12 +76,18 @@ export interface WritePreparation {
   prepare(): void;
 }
 
-export const hasFrameReads = <S extends ChunkReader>(store: S): store is S & FrameReads => hasMethods<FrameReads>(store, 'getFrames', 'recordCrc');
-export const hasConditionalDelete = <S extends ChunkReader>(store: S): store is S & ConditionalDelete => hasMethods<ConditionalDelete>(store, 'deleteUnlessNewer');
-export const hasLeftoverCleanup = <S extends ChunkReader>(store: S): store is S & LeftoverCleanup => hasMethods<LeftoverCleanup>(store, 'removeLeftovers');
-export const hasCompaction = <S extends ChunkReader>(store: S): store is S & Compaction => hasMethods<Compaction>(store, 'compact');
-export const hasFreeSpace = <S extends ChunkReader>(store: S): store is S & FreeSpace => hasMethods<FreeSpace>(store, 'freeBytes');
-export const hasWritePreparation = <S extends ChunkReader>(store: S): store is S & WritePreparation => hasMethods<WritePreparation>(store, 'prepare');
+export const hasFrameReads = <S extends ChunkReader>(store: S): store is S & FrameReads =>
+  hasMethods<FrameReads>(store, 'getFrames', 'recordCrc');
+export const hasConditionalDelete = <S extends ChunkReader>(store: S): store is S & ConditionalDelete =>
+  hasMethods<ConditionalDelete>(store, 'deleteUnlessNewer');
+export const hasLeftoverCleanup = <S extends ChunkReader>(store: S): store is S & LeftoverCleanup =>
+  hasMethods<LeftoverCleanup>(store, 'removeLeftovers');
+export const hasCompaction = <S extends ChunkReader>(store: S): store is S & Compaction =>
+  hasMethods<Compaction>(store, 'compact');
+export const hasFreeSpace = <S extends ChunkReader>(store: S): store is S & FreeSpace =>
+  hasMethods<FreeSpace>(store, 'freeBytes');
+export const hasWritePreparation = <S extends ChunkReader>(store: S): store is S & WritePreparation =>
+  hasMethods<WritePreparation>(store, 'prepare');
 
 /** Whether the store has every method of a capability (a Proxy around a store answers for it). */
 function hasMethods<Capability>(store: object, ...methods: (keyof Capability & string)[]): boolean {

@@ -7,7 +7,13 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { NarwhalError } from '../errors.ts';
 import { castrKey, chunkHex, type ChunkStore, type StoredChunkInfo } from './chunk-store.ts';
-import type { ConditionalDelete, FreeSpace, LeftoverCleanup, RemovedLeftovers, WritePreparation } from './chunk-store-capabilities.ts';
+import type {
+  ConditionalDelete,
+  FreeSpace,
+  LeftoverCleanup,
+  RemovedLeftovers,
+  WritePreparation,
+} from './chunk-store-capabilities.ts';
 import { WorkerPool, transferable } from '../runtime/worker-pool.ts';
 import { freeBytesAt, ignoreMissing, mapWriteError, syncPath } from '../runtime/local-fs.ts';
 import type { WriteRequest, WriteResult } from './local-write-worker.ts';
@@ -34,7 +40,10 @@ export class LocalChunkStore implements ChunkStore, FreeSpace, WritePreparation,
    * ingested as fast as two (file creation serializes on the directory and the journal) with a
    * lower peak RSS (measured: docs/benchmarks.md, 'Ingest').
    */
-  readonly #writers = new WorkerPool<WriteRequest, WriteResult>(new URL('./local-write-worker.ts', import.meta.url), Math.max(1, availableParallelism() - 1));
+  readonly #writers = new WorkerPool<WriteRequest, WriteResult>(
+    new URL('./local-write-worker.ts', import.meta.url),
+    Math.max(1, availableParallelism() - 1),
+  );
   #unsynced: string[] = [];
   #syncing: Promise<void> | undefined;
   #syncAgain: Promise<void> | undefined;
@@ -230,4 +239,3 @@ async function putBack(aside: string, path: string): Promise<void> {
   }
   await rm(aside, { force: true });
 }
-

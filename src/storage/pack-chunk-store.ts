@@ -43,13 +43,18 @@ const LIST_PAGE = 1000;
  * reclaimed by `compact()`, which copies the live frames of mostly dead (or small) packs into a
  * new pack and deletes the old ones.
  */
-export class PackChunkStore implements ChunkStore, FrameReads, FreeSpace, WritePreparation, ConditionalDelete, LeftoverCleanup, Compaction {
+export class PackChunkStore
+  implements ChunkStore, FrameReads, FreeSpace, WritePreparation, ConditionalDelete, LeftoverCleanup, Compaction
+{
   readonly root: string;
   readonly packDir: string;
   readonly #index: PackIndex;
   readonly #files: PackFiles;
   /** One writer per core but the main thread's, which chunks and hashes. */
-  readonly #writers = new WorkerPool<PackWriteRequest, PackWriteResult>(new URL('./pack-write-worker.ts', import.meta.url), Math.max(1, availableParallelism() - 1));
+  readonly #writers = new WorkerPool<PackWriteRequest, PackWriteResult>(
+    new URL('./pack-write-worker.ts', import.meta.url),
+    Math.max(1, availableParallelism() - 1),
+  );
   /** Frames written since the last flush, in write order, and the newest per chunk for lookups. */
   #unsealed: IndexedChunk[] = [];
   readonly #newest = new Map<string, IndexedChunk>();
@@ -122,11 +127,17 @@ export class PackChunkStore implements ChunkStore, FrameReads, FreeSpace, WriteP
 
   async #write(id: Uint8Array, data: Uint8Array, level: number | null): Promise<number> {
     // Shared memory is named rather than cloned per message.
-    const bytes = data.buffer instanceof SharedArrayBuffer ? { memory: this.#share(data.buffer), offset: data.byteOffset, length: data.byteLength } : data;
+    const bytes =
+      data.buffer instanceof SharedArrayBuffer
+        ? { memory: this.#share(data.buffer), offset: data.byteOffset, length: data.byteLength }
+        : data;
     let frame: WrittenFrame;
     try {
       // A copy of the id: a view is posted with its whole buffer.
-      frame = (await this.#writers.run({ op: 'write', dir: this.packDir, id: id.slice(), data: bytes, level, idleLimitMs: this.#idleLimitMs }, transferable(data))) as WrittenFrame;
+      frame = (await this.#writers.run(
+        { op: 'write', dir: this.packDir, id: id.slice(), data: bytes, level, idleLimitMs: this.#idleLimitMs },
+        transferable(data),
+      )) as WrittenFrame;
     } catch (err) {
       throw mapWriteError(err);
     }
@@ -183,7 +194,10 @@ export class PackChunkStore implements ChunkStore, FrameReads, FreeSpace, WriteP
     this.#forgetPacks(done);
     if (lost.size > 0) {
       const why = results.flatMap((r) => (r.error ? [r.error] : [])).join('; ');
-      throw new NarwhalError('internal', `chunks written to ${[...lost].join(', ')} were lost: ${why || 'a write failed and could not be undone'}`);
+      throw new NarwhalError(
+        'internal',
+        `chunks written to ${[...lost].join(', ')} were lost: ${why || 'a write failed and could not be undone'}`,
+      );
     }
   }
 
@@ -289,7 +303,8 @@ export class PackChunkStore implements ChunkStore, FrameReads, FreeSpace, WriteP
       } catch (err) {
         // A pack gone or cut short behind the store's back is verify's business, not a reason to stop.
         // What was copied of it stays dead in the new pack.
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as NodeJS.ErrnoException).code !== 'ETRUNCATED') throw err;
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as NodeJS.ErrnoException).code !== 'ETRUNCATED')
+          throw err;
       }
       if (output.bytes >= COMPACTED_PACK_BYTES) await finishOutput();
     }
@@ -308,7 +323,8 @@ export class PackChunkStore implements ChunkStore, FrameReads, FreeSpace, WriteP
 /** A pack written by compaction on the main thread (it runs in the background, during GC). */
 class PackWriter {
   readonly name: string;
-  readonly sources: { name: string; bytes: number; moved: { id: Uint8Array; old: PackLocation; offset: number }[] }[] = [];
+  readonly sources: { name: string; bytes: number; moved: { id: Uint8Array; old: PackLocation; offset: number }[] }[] =
+    [];
   bytes = 0;
   readonly #dir: string;
   readonly #handle: FileHandle;
@@ -324,13 +340,21 @@ class PackWriter {
     return new PackWriter(dir, name, await open(join(dir, name), 'wx'));
   }
 
-  async copyLive(from: PackUsage, chunks: IndexedChunk[], read: (location: PackLocation) => Promise<Uint8Array>): Promise<void> {
+  async copyLive(
+    from: PackUsage,
+    chunks: IndexedChunk[],
+    read: (location: PackLocation) => Promise<Uint8Array>,
+  ): Promise<void> {
     const moved = [];
     for (const chunk of chunks) {
       const frame = await read(chunk);
       const { bytesWritten } = await this.#handle.writev([frameHeader(chunk.id), frame]);
       if (bytesWritten !== FRAME_HEADER_BYTES + frame.length) throw new Error(`short write to pack ${this.name}`);
-      moved.push({ id: chunk.id, old: { pack: chunk.pack, offset: chunk.offset, length: chunk.length }, offset: this.bytes + FRAME_HEADER_BYTES });
+      moved.push({
+        id: chunk.id,
+        old: { pack: chunk.pack, offset: chunk.offset, length: chunk.length },
+        offset: this.bytes + FRAME_HEADER_BYTES,
+      });
       this.bytes += FRAME_HEADER_BYTES + frame.length;
     }
     this.sources.push({ name: from.name, bytes: from.bytes, moved });
@@ -350,4 +374,3 @@ class PackWriter {
 function info(chunk: IndexedChunk): StoredChunkInfo {
   return { id: chunk.id, storedSize: chunk.length, modifiedAt: chunk.writtenAt };
 }
-

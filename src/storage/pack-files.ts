@@ -54,7 +54,10 @@ export class PackFiles {
       const at = first;
       reads.push(
         this.#readRange(pack, start, end - start).then((bytes) => {
-          run.forEach((location, i) => (frames[at + i] = bytes.subarray(location.offset - start, location.offset - start + location.length)));
+          run.forEach(
+            (location, i) =>
+              (frames[at + i] = bytes.subarray(location.offset - start, location.offset - start + location.length)),
+          );
         }),
       );
       first = last + 1;
@@ -71,7 +74,8 @@ export class PackFiles {
       let done = 0;
       while (done < length) {
         const { bytesRead } = await handle.read(bytes, done, length - done, offset + done);
-        if (bytesRead === 0) throw Object.assign(new Error(`pack ${pack} ends before ${offset + length}`), { code: 'ETRUNCATED' });
+        if (bytesRead === 0)
+          throw Object.assign(new Error(`pack ${pack} ends before ${offset + length}`), { code: 'ETRUNCATED' });
         done += bytesRead;
       }
       return bytes;

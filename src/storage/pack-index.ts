@@ -30,7 +30,6 @@ export interface PackUsage {
   liveChunks: number;
 }
 
-
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS packs (
   name TEXT PRIMARY KEY,
@@ -82,7 +81,9 @@ export class PackIndex {
     this.#transaction(() => {
       const addPack = this.#sql('INSERT OR REPLACE INTO packs (name, bytes, sealed_at) VALUES (?, ?, ?)');
       for (const pack of packs) addPack.run(pack.name, pack.bytes, sealedAt);
-      const add = this.#sql('INSERT OR REPLACE INTO chunks (id, pack, offset, length, written_at, crc) VALUES (?, ?, ?, ?, ?, ?)');
+      const add = this.#sql(
+        'INSERT OR REPLACE INTO chunks (id, pack, offset, length, written_at, crc) VALUES (?, ?, ?, ?, ?, ?)',
+      );
       for (const c of chunks) add.run(c.id, c.pack, c.offset, c.length, c.writtenAt, c.crc ?? null);
     });
   }
@@ -99,18 +100,26 @@ export class PackIndex {
 
   /** Un-indexes the chunk only if its frame was written at or before `notAfter`. */
   deleteUnlessNewer(id: Uint8Array, notAfter: number): number | undefined {
-    const row = this.#sql('DELETE FROM chunks WHERE id = ? AND written_at <= ? RETURNING length').get(id, notAfter) as Row | undefined;
+    const row = this.#sql('DELETE FROM chunks WHERE id = ? AND written_at <= ? RETURNING length').get(id, notAfter) as
+      | Row
+      | undefined;
     return row && Number(row.length);
   }
 
   /** Up to `limit` chunks with ids after `after`, in id order. */
   page(after: Uint8Array, limit: number): IndexedChunk[] {
-    const rows = this.#sql('SELECT id, pack, offset, length, written_at, crc FROM chunks WHERE id > ? ORDER BY id LIMIT ?').all(after, limit) as Row[];
+    const rows = this.#sql(
+      'SELECT id, pack, offset, length, written_at, crc FROM chunks WHERE id > ? ORDER BY id LIMIT ?',
+    ).all(after, limit) as Row[];
     return rows.map(toChunk);
   }
 
   chunksIn(pack: string): IndexedChunk[] {
-    return (this.#sql('SELECT id, pack, offset, length, written_at, crc FROM chunks WHERE pack = ? ORDER BY offset').all(pack) as Row[]).map(toChunk);
+    return (
+      this.#sql('SELECT id, pack, offset, length, written_at, crc FROM chunks WHERE pack = ? ORDER BY offset').all(
+        pack,
+      ) as Row[]
+    ).map(toChunk);
   }
 
   hasPack(name: string): boolean {
@@ -140,9 +149,18 @@ export class PackIndex {
    * was copied (deleted, or rewritten elsewhere); then forgets `from` if nothing is left in it.
    * Returns whether `from` was forgotten (its file may go).
    */
-  relocate(from: string, to: { name: string; bytes: number }, moved: { id: Uint8Array; old: PackLocation; offset: number }[], sealedAt: number): boolean {
+  relocate(
+    from: string,
+    to: { name: string; bytes: number },
+    moved: { id: Uint8Array; old: PackLocation; offset: number }[],
+    sealedAt: number,
+  ): boolean {
     return this.#transaction(() => {
-      this.#sql('INSERT OR REPLACE INTO packs (name, bytes, sealed_at) VALUES (?, ?, ?)').run(to.name, to.bytes, sealedAt);
+      this.#sql('INSERT OR REPLACE INTO packs (name, bytes, sealed_at) VALUES (?, ?, ?)').run(
+        to.name,
+        to.bytes,
+        sealedAt,
+      );
       const update = this.#sql('UPDATE chunks SET pack = ?, offset = ? WHERE id = ? AND pack = ? AND offset = ?');
       for (const m of moved) update.run(to.name, m.offset, m.id, m.old.pack, m.old.offset);
       return this.#forgetIfEmpty(from);
@@ -155,7 +173,9 @@ export class PackIndex {
   }
 
   #forgetIfEmpty(name: string): boolean {
-    const result = this.#sql('DELETE FROM packs WHERE name = ? AND NOT EXISTS (SELECT 1 FROM chunks WHERE pack = ?)').run(name, name);
+    const result = this.#sql(
+      'DELETE FROM packs WHERE name = ? AND NOT EXISTS (SELECT 1 FROM chunks WHERE pack = ?)',
+    ).run(name, name);
     return Number(result.changes) > 0;
   }
 
@@ -186,4 +206,3 @@ function toChunk(row: Row): IndexedChunk {
 function crcOf(row: Row): number | undefined {
   return row.crc === null ? undefined : Number(row.crc);
 }
-

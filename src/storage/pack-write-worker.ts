@@ -85,7 +85,8 @@ parentPort!.on('message', (request: PackWriteRequest & { seq: number }) => {
   try {
     if (request.op === 'write') {
       const { data } = request;
-      const bytes = data instanceof Uint8Array ? data : new Uint8Array(sharedMemory.get(data.memory)!, data.offset, data.length);
+      const bytes =
+        data instanceof Uint8Array ? data : new Uint8Array(sharedMemory.get(data.memory)!, data.offset, data.length);
       reply = { seq: request.seq, result: write(request.dir, request.id, bytes, request.level, request.idleLimitMs) };
     } else if (request.op === 'share') {
       sharedMemory.set(request.memory, request.buffer);
@@ -118,7 +119,8 @@ function write(dir: string, id: Uint8Array, data: Uint8Array, level: number | nu
     const total = header.length + frame.length;
     while (written < total) {
       // Positioned: after a failed write is cut off below, the next one must start where it did.
-      const parts = written < header.length ? [header.subarray(written), frame] : [frame.subarray(written - header.length)];
+      const parts =
+        written < header.length ? [header.subarray(written), frame] : [frame.subarray(written - header.length)];
       written += writevSync(pack.fd, parts, pack.bytes + written);
     }
   } catch (err) {

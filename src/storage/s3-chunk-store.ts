@@ -74,9 +74,16 @@ export class S3ChunkStore implements ChunkStore {
       const status = httpStatus(err);
       if (status === 404) throw new NarwhalError('bad-request', `S3 bucket ${bucket} does not exist`, { cause: err });
       if (status === 403) {
-        throw new NarwhalError('bad-request', `S3 refused access to bucket ${bucket}: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY`, { cause: err });
+        throw new NarwhalError(
+          'bad-request',
+          `S3 refused access to bucket ${bucket}: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY`,
+          { cause: err },
+        );
       }
-      if (status === 301) throw new NarwhalError('bad-request', `S3 bucket ${bucket} is in another region than ${this.location.region}`, { cause: err });
+      if (status === 301)
+        throw new NarwhalError('bad-request', `S3 bucket ${bucket} is in another region than ${this.location.region}`, {
+          cause: err,
+        });
       throw s3Failure('HeadBucket', err);
     }
   }
@@ -93,7 +100,11 @@ export class S3ChunkStore implements ChunkStore {
         throw s3Failure('GetObject', err);
       }
       try {
-        return await collectBody(response.Body as AsyncIterable<Uint8Array> & { destroy?: () => void }, response.ContentLength, id);
+        return await collectBody(
+          response.Body as AsyncIterable<Uint8Array> & { destroy?: () => void },
+          response.ContentLength,
+          id,
+        );
       } catch (err) {
         if (err instanceof NarwhalError || attempt >= BODY_ATTEMPTS) throw s3Failure('GetObject', err);
         await sleep(100 * 2 ** attempt * Math.random());
@@ -115,7 +126,14 @@ export class S3ChunkStore implements ChunkStore {
 
   async put(id: Uint8Array, stored: Uint8Array): Promise<void> {
     try {
-      await this.#client.send(new PutObjectCommand({ Bucket: this.location.bucket, Key: this.key(id), Body: stored, ContentLength: stored.byteLength }));
+      await this.#client.send(
+        new PutObjectCommand({
+          Bucket: this.location.bucket,
+          Key: this.key(id),
+          Body: stored,
+          ContentLength: stored.byteLength,
+        }),
+      );
     } catch (err) {
       throw s3Failure('PutObject', err);
     }
@@ -146,17 +164,27 @@ export class S3ChunkStore implements ChunkStore {
     do {
       let page;
       try {
-        page = await this.#client.send(new ListObjectsV2Command({ Bucket: this.location.bucket, Prefix: prefix, ContinuationToken: token }));
+        page = await this.#client.send(
+          new ListObjectsV2Command({ Bucket: this.location.bucket, Prefix: prefix, ContinuationToken: token }),
+        );
       } catch (err) {
         throw s3Failure('ListObjectsV2', err);
       }
       for (const object of page.Contents ?? []) {
         const match = CHUNK_NAME.exec(object.Key?.slice(prefix.length) ?? '');
         if (!match || !match[2].startsWith(match[1])) continue;
-        yield { id: Buffer.from(match[2], 'hex'), storedSize: object.Size ?? 0, modifiedAt: object.LastModified?.getTime() ?? 0 };
+        yield {
+          id: Buffer.from(match[2], 'hex'),
+          storedSize: object.Size ?? 0,
+          modifiedAt: object.LastModified?.getTime() ?? 0,
+        };
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
-      if (page.IsTruncated && !token) throw new NarwhalError('unavailable', 'S3 ListObjectsV2 returned a truncated page without a continuation token');
+      if (page.IsTruncated && !token)
+        throw new NarwhalError(
+          'unavailable',
+          'S3 ListObjectsV2 returned a truncated page without a continuation token',
+        );
     } while (token);
   }
 
@@ -182,7 +210,11 @@ export async function openS3ChunkStore(location: S3Location, options?: S3ChunkSt
  * Reads a whole object body into one buffer, sized from Content-Length when known, refusing
  * bodies larger than any chunk and bodies that end early.
  */
-async function collectBody(body: (AsyncIterable<Uint8Array> & { destroy?: () => void }) | undefined, length: number | undefined, id: Uint8Array): Promise<Uint8Array> {
+async function collectBody(
+  body: (AsyncIterable<Uint8Array> & { destroy?: () => void }) | undefined,
+  length: number | undefined,
+  id: Uint8Array,
+): Promise<Uint8Array> {
   if (body === undefined) throw new Error('GetObject returned no body');
   if (length !== undefined && length > MAX_STORED_CHUNK) {
     body.destroy?.();
@@ -194,8 +226,11 @@ async function collectBody(body: (AsyncIterable<Uint8Array> & { destroy?: () => 
     for await (const piece of body) {
       if (filled + piece.byteLength > out.byteLength) {
         if (length !== undefined) throw new Error('GetObject body is longer than its Content-Length');
-        if (filled + piece.byteLength > MAX_STORED_CHUNK) throw new NarwhalError('chunk-corrupt', `chunk ${chunkHex(id)} is larger than any chunk`);
-        const grown = new Uint8Array(Math.min(MAX_STORED_CHUNK, Math.max(out.byteLength * 2, filled + piece.byteLength)));
+        if (filled + piece.byteLength > MAX_STORED_CHUNK)
+          throw new NarwhalError('chunk-corrupt', `chunk ${chunkHex(id)} is larger than any chunk`);
+        const grown = new Uint8Array(
+          Math.min(MAX_STORED_CHUNK, Math.max(out.byteLength * 2, filled + piece.byteLength)),
+        );
         grown.set(out.subarray(0, filled));
         out = grown;
       }
@@ -206,7 +241,8 @@ async function collectBody(body: (AsyncIterable<Uint8Array> & { destroy?: () => 
     body.destroy?.();
     throw err;
   }
-  if (length !== undefined && filled !== length) throw new Error(`GetObject body ended after ${filled} of ${length} bytes`);
+  if (length !== undefined && filled !== length)
+    throw new Error(`GetObject body ended after ${filled} of ${length} bytes`);
   return length === undefined ? out.subarray(0, filled) : out;
 }
 
@@ -222,13 +258,16 @@ function s3Failure(operation: string, err: unknown): NarwhalError {
   if (err instanceof NarwhalError) return err;
   const name = (err as Error).name;
   if (name === 'CredentialsProviderError') {
-    return new NarwhalError('unavailable', 'no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY', { cause: err });
+    return new NarwhalError('unavailable', 'no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY', {
+      cause: err,
+    });
   }
   if (err instanceof S3ServiceException || httpStatus(err) !== undefined) {
     if (name === 'QuotaExceeded') return new NarwhalError('storage-full', 'the chunk store is full', { cause: err });
-    return new NarwhalError('unavailable', `S3 ${operation} failed: ${name} (HTTP ${httpStatus(err) ?? '?'})`, { cause: err });
+    return new NarwhalError('unavailable', `S3 ${operation} failed: ${name} (HTTP ${httpStatus(err) ?? '?'})`, {
+      cause: err,
+    });
   }
   const code = (err as NodeJS.ErrnoException).code;
   return new NarwhalError('unavailable', `S3 ${operation} failed: ${code ?? (err as Error).message}`, { cause: err });
 }
-

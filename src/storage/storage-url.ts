@@ -76,12 +76,14 @@ function parseS3(rest: string): S3Location {
 
   const prefix = decodePrefix(rawPrefix).replace(/\/+$/, '');
   if (prefix.startsWith('/') || prefix.includes('//')) throw bad(`the S3 prefix "${prefix}" has an empty path segment`);
-  if (prefix.split('/').some((part) => part === '.' || part === '..')) throw bad(`the S3 prefix "${prefix}" may not contain . or .. segments`);
+  if (prefix.split('/').some((part) => part === '.' || part === '..'))
+    throw bad(`the S3 prefix "${prefix}" may not contain . or .. segments`);
 
   const params = new URLSearchParams(query);
   const seen = new Set<string>();
   for (const name of params.keys()) {
-    if (!S3_PARAMS.has(name)) throw bad(`unknown storage URL parameter "${name}" (known: endpoint, region, path-style)`);
+    if (!S3_PARAMS.has(name))
+      throw bad(`unknown storage URL parameter "${name}" (known: endpoint, region, path-style)`);
     if (seen.has(name)) throw bad(`the storage URL parameter "${name}" is given twice`);
     seen.add(name);
   }
@@ -111,11 +113,13 @@ function parseEndpoint(value: string | null): string | undefined {
   } catch {
     throw bad(`endpoint=${value} is not a URL (expected http://HOST[:PORT] or https://HOST[:PORT])`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw bad(`endpoint=${value} must be an http:// or https:// URL`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw bad(`endpoint=${value} must be an http:// or https:// URL`);
   if (url.username !== '' || url.password !== '') {
     throw bad('put no credentials in the endpoint: they come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY');
   }
-  if (url.pathname !== '/' || url.search !== '' || url.hash !== '') throw bad(`endpoint=${value} must be only a scheme, host and port`);
+  if (url.pathname !== '/' || url.search !== '' || url.hash !== '')
+    throw bad(`endpoint=${value} must be only a scheme, host and port`);
   return url.origin;
 }
 

@@ -13,7 +13,15 @@ import { constants, ZstdCompress, zstdCompressSync, ZstdDecompress, zstdDecompre
 
 interface ZlibInternals {
   _handle: {
-    writeSync(flush: number, input: Uint8Array, inOffset: number, inLength: number, output: Uint8Array, outOffset: number, outLength: number): void;
+    writeSync(
+      flush: number,
+      input: Uint8Array,
+      inOffset: number,
+      inLength: number,
+      output: Uint8Array,
+      outOffset: number,
+      outLength: number,
+    ): void;
     reset(): void;
   } | null;
   /** After writeSync: [output bytes left free, input bytes left unread]. */
@@ -54,7 +62,9 @@ export class ZstdFrameEncoder {
 
   /** The frame of `data`, in a buffer this encoder reuses: valid until the next call. */
   encode(data: Uint8Array): Uint8Array {
-    const stream = (this.#stream ??= keep(new ZstdCompress({ params: { [constants.ZSTD_c_compressionLevel]: this.level } })));
+    const stream = (this.#stream ??= keep(
+      new ZstdCompress({ params: { [constants.ZSTD_c_compressionLevel]: this.level } }),
+    ));
     // One byte more than the bound, so that a full buffer always means something went wrong.
     const room = zstdCompressBound(data.length) + 1;
     if (this.#output.length < room) this.#output = Buffer.allocUnsafe(room);

@@ -19,7 +19,9 @@ export function isGlobalAdmin(token: TokenRecord | undefined): boolean {
 export function mayAccess(token: TokenRecord | undefined, cache: CacheRecord, perm: Permission): boolean {
   if (perm === 'pull' && cache.isPublic) return true;
   if (!token || !tokenCoversCache(token, cache.name)) return false;
-  return token.perms.includes(perm) || token.perms.includes('admin') || (perm === 'pull' && token.perms.includes('push'));
+  return (
+    token.perms.includes(perm) || token.perms.includes('admin') || (perm === 'pull' && token.perms.includes('push'))
+  );
 }
 
 /** What a request of the binary cache protocol does to a cache: read its nix-cache-info, read another file, or push. */

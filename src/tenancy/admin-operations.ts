@@ -1,7 +1,15 @@
 import { NarwhalError } from '../errors.ts';
 import type { CacheRecord, CacheSettings, Permission, TokenRecord } from '../metadata/metadata-store.ts';
 import { isGlobalAdmin, mayAccess, tokenCoversCache } from './access.ts';
-import { cacheInfo, configureCache, createCache, destroyCache, requireCache, type CacheInfo, type NewCacheOptions } from './caches.ts';
+import {
+  cacheInfo,
+  configureCache,
+  createCache,
+  destroyCache,
+  requireCache,
+  type CacheInfo,
+  type NewCacheOptions,
+} from './caches.ts';
 import { createToken, revokeToken, type NewToken } from './tokens.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 
@@ -15,7 +23,9 @@ export interface TokenInfo {
   revoked: boolean;
 }
 
-export type CacheChanges = Partial<Pick<CacheSettings, 'isPublic' | 'priority' | 'signingKey' | 'trustedKeys' | 'requireSignature' | 'retention'>>;
+export type CacheChanges = Partial<
+  Pick<CacheSettings, 'isPublic' | 'priority' | 'signingKey' | 'trustedKeys' | 'requireSignature' | 'retention'>
+>;
 
 /**
  * The management operations, one contract for both ways the CLI reaches a server: directly on
@@ -80,7 +90,8 @@ export function requireApiToken(token: TokenRecord | undefined): TokenRecord {
 }
 
 export function requireGlobalAdmin(token: TokenRecord): void {
-  if (!isGlobalAdmin(token)) throw new NarwhalError('forbidden', 'this needs a token with admin on all caches (--cache "*")');
+  if (!isGlobalAdmin(token))
+    throw new NarwhalError('forbidden', 'this needs a token with admin on all caches (--cache "*")');
 }
 
 /** The cache, when the token is admin on it. */

@@ -33,7 +33,13 @@ export function cacheFileLimit(name: string): number {
  * arrived and passed the checks does the file switch to it. On any failure (too large, not
  * JSON, body cut off) the previous file stays as it was and the new pieces are deleted.
  */
-export async function putCacheFile(nw: Narwhal, cache: CacheRecord, name: string, body: AsyncIterable<Uint8Array>, type: CacheFileType): Promise<void> {
+export async function putCacheFile(
+  nw: Narwhal,
+  cache: CacheRecord,
+  name: string,
+  body: AsyncIterable<Uint8Array>,
+  type: CacheFileType,
+): Promise<void> {
   const limit = cacheFileLimit(name);
   const keep = isJsonRecord(name) && (type.contentEncoding === null || type.contentEncoding === 'identity');
   const kept: Uint8Array[] = [];
@@ -70,7 +76,8 @@ export async function* readCacheFile(nw: Narwhal, file: CacheFile): AsyncGenerat
     const piece = await nw.meta.getFilePiece(file.contentId, seq);
     if (!piece) throw new NarwhalError('unavailable', 'the file was replaced while it was being read');
     read += piece.length;
-    if (read > file.size) throw new NarwhalError('internal', `the stored pieces of content ${file.contentId} exceed its size`);
+    if (read > file.size)
+      throw new NarwhalError('internal', `the stored pieces of content ${file.contentId} exceed its size`);
     yield piece;
   }
 }

@@ -42,9 +42,13 @@ export interface NewCacheOptions {
 /** Creates a cache with its own signing key. Refuses names that are taken or invalid. */
 export async function createCache(nw: Narwhal, name: string, options: NewCacheOptions = {}): Promise<CacheRecord> {
   if (!isValidCacheName(name)) {
-    throw new NarwhalError('bad-request', `invalid cache name ${JSON.stringify(name)}: use a-z, 0-9, '.', '_' and '-', starting with a letter or digit`);
+    throw new NarwhalError(
+      'bad-request',
+      `invalid cache name ${JSON.stringify(name)}: use a-z, 0-9, '.', '_' and '-', starting with a letter or digit`,
+    );
   }
-  const signingKey = options.signingKey === undefined ? generateSigningKey(`${name}-1`).secretKey : checkSecretKey(options.signingKey);
+  const signingKey =
+    options.signingKey === undefined ? generateSigningKey(`${name}-1`).secretKey : checkSecretKey(options.signingKey);
   const cache = await nw.meta.createCache(name, {
     isPublic: options.isPublic ?? false,
     priority: checkPriority(options.priority ?? DEFAULT_PRIORITY),

@@ -8,9 +8,14 @@ export const MAX_DURATION_MS = 100 * 365 * UNITS.d;
 /** Parses `90s`, `45m`, `12h`, `30d`, `2w` into milliseconds, up to MAX_DURATION_MS. */
 export function parseDuration(text: string): number {
   const match = /^(\d{1,12})([smhdw])$/.exec(text.trim());
-  if (!match) throw new NarwhalError('bad-request', `invalid duration ${JSON.stringify(text)}: use a number and s, m, h, d or w (e.g. 30d)`);
+  if (!match)
+    throw new NarwhalError(
+      'bad-request',
+      `invalid duration ${JSON.stringify(text)}: use a number and s, m, h, d or w (e.g. 30d)`,
+    );
   const ms = Number(match[1]) * UNITS[match[2]];
-  if (ms > MAX_DURATION_MS) throw new NarwhalError('bad-request', `duration ${JSON.stringify(text)} is longer than 100 years`);
+  if (ms > MAX_DURATION_MS)
+    throw new NarwhalError('bad-request', `duration ${JSON.stringify(text)} is longer than 100 years`);
   return ms;
 }
 

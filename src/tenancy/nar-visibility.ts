@@ -11,17 +11,28 @@ import type { Narwhal } from '../context/narwhal.ts';
  * uploaded to C may name. A NAR the caller may not see is absent: HEAD answers 404 and Nix
  * uploads the bytes (their chunks still deduplicate, so only that upload's bandwidth is spent).
  */
-export async function mayShowNar(nw: Narwhal, cache: CacheRecord, token: TokenRecord | undefined, nar: NarRecord): Promise<boolean> {
+export async function mayShowNar(
+  nw: Narwhal,
+  cache: CacheRecord,
+  token: TokenRecord | undefined,
+  nar: NarRecord,
+): Promise<boolean> {
   const { usedBy, uploadedTo } = await nw.meta.narOwners(nar.id);
   if (usedBy.includes(cache.id)) return true;
   if (usedBy.length === 0 && uploadedTo.length === 0) return false;
   const caches = new Map((await nw.meta.listCaches()).map((c) => [c.id, c]));
-  const may = (ids: number[], perm: 'pull' | 'push') => ids.some((id) => caches.has(id) && mayAccess(token, caches.get(id)!, perm));
+  const may = (ids: number[], perm: 'pull' | 'push') =>
+    ids.some((id) => caches.has(id) && mayAccess(token, caches.get(id)!, perm));
   return may(usedBy, 'pull') || may(uploadedTo, 'push');
 }
 
 /** The NAR with this NarHash, if the caller may see it through the cache (mayShowNar). */
-export async function findVisibleNar(nw: Narwhal, cache: CacheRecord, token: TokenRecord | undefined, narHash: string): Promise<NarRecord | undefined> {
+export async function findVisibleNar(
+  nw: Narwhal,
+  cache: CacheRecord,
+  token: TokenRecord | undefined,
+  narHash: string,
+): Promise<NarRecord | undefined> {
   const nar = await nw.meta.getNar(narHash);
   return nar && (await mayShowNar(nw, cache, token, nar)) ? nar : undefined;
 }

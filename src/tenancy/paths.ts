@@ -63,7 +63,9 @@ export async function deletePaths(nw: Narwhal, cacheName: string, paths: string[
   if (absent.length > 0) throw notInCache(absent[0], cacheName);
   const { deleted, referrers } = await nw.meta.deletePaths(cache.id, hashParts);
   if (referrers.length > 0) {
-    const shown = await Promise.all(referrers.slice(0, 3).map(async (h) => (await nw.meta.getPath(cache.id, h))?.storePath ?? h));
+    const shown = await Promise.all(
+      referrers.slice(0, 3).map(async (h) => (await nw.meta.getPath(cache.id, h))?.storePath ?? h),
+    );
     throw new NarwhalError(
       'conflict',
       `still referred to by ${referrers.length} path(s) of ${cacheName}: ${shown.join(', ')}${referrers.length > 3 ? ', ...' : ''}; delete them in the same command`,

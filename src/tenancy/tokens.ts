@@ -23,16 +23,25 @@ export interface NewToken {
  * leaked database does not leak usable tokens.
  */
 export async function createToken(nw: Narwhal, spec: NewToken): Promise<{ token: TokenRecord; secret: string }> {
-  if (spec.caches.length === 0) throw new NarwhalError('bad-request', 'a token needs at least one cache name or pattern');
+  if (spec.caches.length === 0)
+    throw new NarwhalError('bad-request', 'a token needs at least one cache name or pattern');
   for (const pattern of spec.caches) {
-    if (!CACHE_PATTERN.test(pattern)) throw new NarwhalError('bad-request', `invalid cache name or pattern ${JSON.stringify(pattern)}`);
+    if (!CACHE_PATTERN.test(pattern))
+      throw new NarwhalError('bad-request', `invalid cache name or pattern ${JSON.stringify(pattern)}`);
   }
-  if (spec.expiresInMs !== undefined && !(Number.isSafeInteger(spec.expiresInMs) && spec.expiresInMs > 0 && spec.expiresInMs <= MAX_DURATION_MS)) {
+  if (
+    spec.expiresInMs !== undefined &&
+    !(Number.isSafeInteger(spec.expiresInMs) && spec.expiresInMs > 0 && spec.expiresInMs <= MAX_DURATION_MS)
+  ) {
     throw new NarwhalError('bad-request', 'a token lifetime must be from 1 ms to 100 years');
   }
   if (spec.perms.length === 0) throw new NarwhalError('bad-request', 'a token needs at least one permission');
   for (const perm of spec.perms) {
-    if (!PERMISSIONS.includes(perm)) throw new NarwhalError('bad-request', `unknown permission ${JSON.stringify(perm)}: use ${PERMISSIONS.join(', ')}`);
+    if (!PERMISSIONS.includes(perm))
+      throw new NarwhalError(
+        'bad-request',
+        `unknown permission ${JSON.stringify(perm)}: use ${PERMISSIONS.join(', ')}`,
+      );
   }
   const now = Date.now();
   const token: TokenRecord = {
@@ -55,16 +64,21 @@ export async function authenticate(nw: Narwhal, secret: string): Promise<TokenRe
   const token = await nw.meta.findTokenBySecretHash(hash);
   if (!token) throw new NarwhalError('unauthorized', 'unknown token');
   if (token.revokedAt !== null) throw new NarwhalError('unauthorized', 'this token has been revoked');
-  if (token.expiresAt !== null && token.expiresAt <= Date.now()) throw new NarwhalError('unauthorized', 'this token has expired');
+  if (token.expiresAt !== null && token.expiresAt <= Date.now())
+    throw new NarwhalError('unauthorized', 'this token has expired');
   return token;
 }
 
 export async function revokeToken(nw: Narwhal, id: string): Promise<void> {
-  if (!(await nw.meta.revokeToken(id, Date.now()))) throw new NarwhalError('not-found', `no token with id ${JSON.stringify(id)}`);
+  if (!(await nw.meta.revokeToken(id, Date.now())))
+    throw new NarwhalError('not-found', `no token with id ${JSON.stringify(id)}`);
 }
 
 export function parsePermissions(text: string): Permission[] {
-  return text.split(',').map((p) => p.trim()).filter((p) => p !== '') as Permission[];
+  return text
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p !== '') as Permission[];
 }
 
 /** Tokens are looked up by the hash of their secret, so the secret itself is never compared or stored. */

@@ -15,14 +15,20 @@ import type { Results } from '../../bench/results.ts';
 
 const REPO = resolve(import.meta.dirname, '../..');
 
-test('bench/run.ts --tiny measures every system and writes the report with every section', { timeout: 600_000 }, async () => {
+test('bench/run.ts --tiny measures every system and writes the report with every section', {
+  timeout: 600_000,
+}, async () => {
   const out = await mkdtemp(join(tmpdir(), 'narwhal-bench-test-'));
   try {
     try {
-      await promisify(execFile)(process.execPath, [join(REPO, 'bench/run.ts'), '--tiny', '--out', out, '--work', join(out, 'work')], {
-        cwd: REPO,
-        maxBuffer: 64 * 1024 * 1024,
-      });
+      await promisify(execFile)(
+        process.execPath,
+        [join(REPO, 'bench/run.ts'), '--tiny', '--out', out, '--work', join(out, 'work')],
+        {
+          cwd: REPO,
+          maxBuffer: 64 * 1024 * 1024,
+        },
+      );
     } catch (err) {
       const e = err as { stderr?: string; message: string };
       assert.fail(`the tiny benchmark failed:\n${e.stderr ?? e.message}`);
@@ -55,30 +61,47 @@ test('bench/run.ts --tiny measures every system and writes the report with every
     assert.equal(r.narwhalStats.nars, r.totals.paths);
     assert.equal(r.narwhalStats.narBytes, r.totals.narBytes);
 
-    assert.deepEqual(r.push.map((p) => p.id), ['static-zstd', 'static-xz', 'static-none', 'narwhal-zstd', 'narwhal-recompress', 'narwhal-none']);
+    assert.deepEqual(
+      r.push.map((p) => p.id),
+      ['static-zstd', 'static-xz', 'static-none', 'narwhal-zstd', 'narwhal-recompress', 'narwhal-none'],
+    );
     const narwhal = (id: string) => r.storage.find((s) => s.id === id)!.usage.total.apparent;
     assert.ok(narwhal('narwhal') < narwhal('narwhal-as-pushed'), 'recompression stores less than the push did');
-    assert.deepEqual(r.ingest.map((i) => i.id), ['narwhal-put', 'narwhal-put-castr', 'casync', 'casync-sha256']);
-    assert.deepEqual(r.substitute.map((s) => s.id), ['narwhal', 'nginx-zstd', 'nginx-xz']);
+    assert.deepEqual(
+      r.ingest.map((i) => i.id),
+      ['narwhal-put', 'narwhal-put-castr', 'casync', 'casync-sha256'],
+    );
+    assert.deepEqual(
+      r.substitute.map((s) => s.id),
+      ['narwhal', 'nginx-zstd', 'nginx-xz'],
+    );
     for (const t of [...r.push, ...r.ingest, ...r.substitute]) {
       assert.ok(t.seconds.total > 0, `${t.id} took time`);
       assert.equal(Object.keys(t.seconds.series).length, r.series.length, `${t.id} has a figure per series`);
     }
-    for (const d of r.downloads) assert.ok(d.bytes > 0 && d.narBytes === r.totals.largestNar.narBytes, `download ${d.system} ${d.what}`);
+    for (const d of r.downloads)
+      assert.ok(d.bytes > 0 && d.narBytes === r.totals.largestNar.narBytes, `download ${d.system} ${d.what}`);
     // Narwhal, Narwhal with a process per core, nginx: each by wrk GET, ab HEAD, ab GET.
-    assert.deepEqual([...new Set(r.lookups.map((l) => l.system))], ['Narwhal', 'Narwhal --processes auto', 'nginx (static zstd)']);
+    assert.deepEqual(
+      [...new Set(r.lookups.map((l) => l.system))],
+      ['Narwhal', 'Narwhal --processes auto', 'nginx (static zstd)'],
+    );
     assert.equal(r.lookups.length, 9);
     for (const l of r.lookups) {
       assert.ok(l.requests > 0, `${l.system} ${l.method} (${l.tool}) answered requests`);
       assert.equal(l.errors, 0, `${l.system} ${l.method} (${l.tool}) without errors`);
     }
-    for (const m of r.memory) assert.ok(m.peakRssBytes > 10e6 && m.peakRssBytes < 8e9, `peak RSS of ${m.id}: ${m.peakRssBytes}`);
+    for (const m of r.memory)
+      assert.ok(m.peakRssBytes > 10e6 && m.peakRssBytes < 8e9, `peak RSS of ${m.id}: ${m.peakRssBytes}`);
     assert.ok(r.memory.some((m) => m.id === 'ingest-synthetic' && m.narBytes >= 16 * 1024 * 1024));
 
     const shipped = r.chunking.filter((c) => c.shipped);
     assert.equal(shipped.length, 1);
-    assert.ok(r.chunking.some((c) => c.id === 'nar-all') && r.chunking.some((c) => c.zstdLevel !== shipped[0].zstdLevel));
-    for (const c of r.chunking) assert.ok(c.figures.total.storedBytes > 0 && c.figures.total.chunkBytes <= r.totals.narBytes, c.label);
+    assert.ok(
+      r.chunking.some((c) => c.id === 'nar-all') && r.chunking.some((c) => c.zstdLevel !== shipped[0].zstdLevel),
+    );
+    for (const c of r.chunking)
+      assert.ok(c.figures.total.storedBytes > 0 && c.figures.total.chunkBytes <= r.totals.narBytes, c.label);
 
     // Every target is judged, and a target whose figure is missing is never reported as met.
     assert.ok(r.targets.length >= 7);
@@ -88,7 +111,8 @@ test('bench/run.ts --tiny measures every system and writes the report with every
     }
     const rss = r.targets.find((t) => t.name.startsWith('peak RSS'))!;
     assert.equal(rss.status, 'not measured', 'a tiny synthetic NAR cannot meet the 2 GB memory target');
-    for (const t of r.targets) assert.ok(report.includes(`| ${t.name.replace(/\|/g, '\\|')} |`), `report lists target ${t.name}`);
+    for (const t of r.targets)
+      assert.ok(report.includes(`| ${t.name.replace(/\|/g, '\\|')} |`), `report lists target ${t.name}`);
   } finally {
     await rm(out, { recursive: true, force: true });
   }

@@ -39,7 +39,12 @@ test('casync extract rebuilds a NAR from our caibx and castr view', async () => 
     const record = await ingestNar(t.nw, bodyOf(nar), { compression: 'none' });
     await addPath(t.nw, 'main', record);
     const out = join(t.dir, `out-${record.id}.nar`);
-    await run('casync', ['extract', `--store=${base}/castr`, `${base}/nar/${record.narHash.slice('sha256:'.length)}.caibx`, out]);
+    await run('casync', [
+      'extract',
+      `--store=${base}/castr`,
+      `${base}/nar/${record.narHash.slice('sha256:'.length)}.caibx`,
+      out,
+    ]);
     assertSameBytes(await readFile(out), nar, `casync extract of ${extra}`);
   }
 });
@@ -51,5 +56,12 @@ test('casync extract fails when a chunk is gone rather than writing a wrong file
   const id = record.chunkTable.subarray(8 + 40 * 2, 40 * 3);
   await t.nw.chunks.delete(id);
   const out = join(t.dir, 'damaged.nar');
-  await assert.rejects(run('casync', ['extract', `--store=${base}/castr`, `${base}/nar/${record.narHash.slice('sha256:'.length)}.caibx`, out]));
+  await assert.rejects(
+    run('casync', [
+      'extract',
+      `--store=${base}/castr`,
+      `${base}/nar/${record.narHash.slice('sha256:'.length)}.caibx`,
+      out,
+    ]),
+  );
 });

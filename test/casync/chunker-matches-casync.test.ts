@@ -79,7 +79,10 @@ function run(cmd: string, args: string[], stdoutFile?: string): Promise<void> {
 }
 
 /** Runs `casync make` on a file and returns its decoded index and the chunk store path. */
-async function casyncMake(file: string, options: { digest?: 'sha256'; chunkSize?: string } = {}): Promise<{ index: CaibxIndex; store: string }> {
+async function casyncMake(
+  file: string,
+  options: { digest?: 'sha256'; chunkSize?: string } = {},
+): Promise<{ index: CaibxIndex; store: string }> {
   const n = counter++;
   const store = join(tmp, `store-${n}`);
   const caibx = join(tmp, `index-${n}.caibx`);
@@ -92,7 +95,11 @@ async function casyncMake(file: string, options: { digest?: 'sha256'; chunkSize?
 }
 
 /** Our side: stream the file through chunkStream in odd-sized reads, hash every chunk. */
-async function ourChunks(file: string, params: ChunkerParams, digest: 'sha256' | 'sha512-256'): Promise<{ end: number; id: Uint8Array }[]> {
+async function ourChunks(
+  file: string,
+  params: ChunkerParams,
+  digest: 'sha256' | 'sha512-256',
+): Promise<{ end: number; id: Uint8Array }[]> {
   const out: { end: number; id: Uint8Array }[] = [];
   let end = 0;
   for await (const chunk of chunkStream(createReadStream(file, { highWaterMark: 100_003 }), params)) {
@@ -209,7 +216,11 @@ test('default digest (sha512-256) gives the same IDs and flags', async () => {
 
 test('non-default chunk sizes (4K/16K/64K) chunk exactly as casync does', async () => {
   const [file] = pickElfFiles('/usr/bin', 4 * MiB, 40 * MiB, 1);
-  await assertSameAsCasync(file, { digest: 'sha256', chunkSize: '4096:16384:65536', params: { min: 4096, avg: 16384, max: 65536 } });
+  await assertSameAsCasync(file, {
+    digest: 'sha256',
+    chunkSize: '4096:16384:65536',
+    params: { min: 4096, avg: 16384, max: 65536 },
+  });
 });
 
 test('forced cuts at max and a short last chunk match casync', async () => {

@@ -60,9 +60,21 @@ export class KillableServer {
     }
     const number = ++this.#count;
     const startedAt = performance.now();
-    const child = spawn(process.execPath, [join(REPO, 'bin/narwhal.js'), 'serve', '--data-dir', this.dataDir, '--listen', `127.0.0.1:${this.port}`, '--log-requests'], {
-      stdio: ['ignore', 'inherit', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        join(REPO, 'bin/narwhal.js'),
+        'serve',
+        '--data-dir',
+        this.dataDir,
+        '--listen',
+        `127.0.0.1:${this.port}`,
+        '--log-requests',
+      ],
+      {
+        stdio: ['ignore', 'inherit', 'pipe'],
+      },
+    );
     let log = '';
     let pending = '';
     let listening = false;
@@ -85,9 +97,12 @@ export class KillableServer {
         for (const line of lines) this.#onLine(line);
       });
       child.once('exit', (code, signal) => {
-        if (!incarnation.killed) this.unexpectedExits.push(`incarnation ${number} exited with ${code ?? signal}:\n${log.slice(-4000)}`);
+        if (!incarnation.killed)
+          this.unexpectedExits.push(`incarnation ${number} exited with ${code ?? signal}:\n${log.slice(-4000)}`);
         if (!listening) {
-          const err = new Error(`narwhal serve (incarnation ${number}) exited with ${code ?? signal} before listening:\n${log.slice(-4000)}`);
+          const err = new Error(
+            `narwhal serve (incarnation ${number}) exited with ${code ?? signal} before listening:\n${log.slice(-4000)}`,
+          );
           reject(err);
           for (const w of this.#waiters.splice(0)) w.reject(err);
         }

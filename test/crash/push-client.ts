@@ -30,7 +30,12 @@ export interface PushOptions {
 export async function pushPath(path: SyntheticPath, options: PushOptions): Promise<PushOutcome> {
   const headers = { Authorization: `Bearer ${options.token}` };
   const timeoutMs = options.timeoutMs ?? 60_000;
-  const call = async (method: string, name: string, body?: Uint8Array, contentType?: string): Promise<{ status: number; text: string }> => {
+  const call = async (
+    method: string,
+    name: string,
+    body?: Uint8Array,
+    contentType?: string,
+  ): Promise<{ status: number; text: string }> => {
     const response = await fetch(`${options.cacheUrl}/${name}`, {
       method,
       headers: contentType ? { ...headers, 'Content-Type': contentType } : headers,
@@ -58,9 +63,15 @@ export async function pushPath(path: SyntheticPath, options: PushOptions): Promi
     }
 
     step = 'PUT narinfo';
-    const put = await call('PUT', `${path.hashPart}.narinfo`, new TextEncoder().encode(path.narinfo), 'text/x-nix-narinfo');
+    const put = await call(
+      'PUT',
+      `${path.hashPart}.narinfo`,
+      new TextEncoder().encode(path.narinfo),
+      'text/x-nix-narinfo',
+    );
     if (isSuccess(put.status)) return { kind: 'acked', narUploaded };
-    if (put.status === 400 && /^references not in this cache/.test(put.text)) return { kind: 'missing-dep', detail: put.text.trim() };
+    if (put.status === 400 && /^references not in this cache/.test(put.text))
+      return { kind: 'missing-dep', detail: put.text.trim() };
     return unexpected(step, put);
   } catch (err) {
     const e = err as Error & { cause?: { code?: string; message?: string } };

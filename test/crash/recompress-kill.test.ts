@@ -27,7 +27,9 @@ const KILLS = Number(process.env.NARWHAL_CRASH_KILLS ?? 8);
 
 /** Runs `narwhal recompress` and SIGKILLs it after `killAfterMs`; resolves with whether it finished first. */
 function recompressUntilKilled(dataDir: string, killAfterMs: number): Promise<boolean> {
-  const child = spawn(process.execPath, [BIN, 'recompress', '--data-dir', dataDir, '--level', '19'], { stdio: 'ignore' });
+  const child = spawn(process.execPath, [BIN, 'recompress', '--data-dir', dataDir, '--level', '19'], {
+    stdio: 'ignore',
+  });
   const timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
   return new Promise((resolvePromise, reject) => {
     child.once('error', reject);
@@ -76,7 +78,11 @@ test(`recompression SIGKILLed at random moments (up to ${KILLS} times): every NA
         const nar = writeNar({
           type: 'directory',
           entries: {
-            bin: { type: 'regular', contents: binary.subarray(start, start + 1_500_000 + i * 200_000), executable: true },
+            bin: {
+              type: 'regular',
+              contents: binary.subarray(start, start + 1_500_000 + i * 200_000),
+              executable: true,
+            },
             shared: { type: 'regular', contents: binary.subarray(0, 1_000_000) },
           },
         });
@@ -104,7 +110,10 @@ test(`recompression SIGKILLed at random moments (up to ${KILLS} times): every NA
     assert.ok(kills >= 2, `killed ${kills} runs before one finished`);
     t.diagnostic(`${kills} runs killed or finished`);
     const pendingAfter = await pendingChunks(dir);
-    assert.ok(pendingAfter < pendingBefore, `killed runs made progress: ${pendingBefore} -> ${pendingAfter} chunks to do`);
+    assert.ok(
+      pendingAfter < pendingBefore,
+      `killed runs made progress: ${pendingBefore} -> ${pendingAfter} chunks to do`,
+    );
     t.diagnostic(`chunks to recompress: ${pendingBefore} before, ${pendingAfter} after the killed runs`);
     await sleep(50);
     // Whatever the kills left, a run to the end finishes it.

@@ -20,7 +20,11 @@ export interface ExpectedPath {
  * URL names must decompress to the pushed NAR, and `nar/<narhash>.nar` must serve it plain.
  * With `bytes: false` only the narinfo is checked. Any other answer fails the assertion.
  */
-export async function checkServedPath(cacheUrl: string, expected: ExpectedPath, options: { bytes?: boolean } = {}): Promise<'absent' | 'served'> {
+export async function checkServedPath(
+  cacheUrl: string,
+  expected: ExpectedPath,
+  options: { bytes?: boolean } = {},
+): Promise<'absent' | 'served'> {
   const response = await fetch(`${cacheUrl}/${expected.hashPart}.narinfo`, { signal: AbortSignal.timeout(60_000) });
   const text = await response.text();
   if (response.status === 404) return 'absent';
@@ -67,7 +71,11 @@ export function sha256Nix32(bytes: Uint8Array): string {
 }
 
 /** Runs `work` over `items` with at most `limit` at once; rejects with the first failure. */
-export async function forEachLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+export async function forEachLimited<T>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T) => Promise<void>,
+): Promise<void> {
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < items.length) await work(items[next++]);

@@ -13,7 +13,14 @@ import { normalizeSha256 } from '../../src/nix/hash.ts';
 import { KillableServer, freePort } from './killable-server.ts';
 import { pushPath, type PushOutcome } from './push-client.ts';
 import { checkServedPath, forEachLimited } from './served-path.ts';
-import { baseNameOf, hashPartFor, loadBinarySource, seededRandom, syntheticPath, type SyntheticPath } from './synthetic-paths.ts';
+import {
+  baseNameOf,
+  hashPartFor,
+  loadBinarySource,
+  seededRandom,
+  syntheticPath,
+  type SyntheticPath,
+} from './synthetic-paths.ts';
 
 /** Kills per run; NARWHAL_CRASH_KILLS overrides (CI keeps the default). */
 const KILLS = Number(process.env.NARWHAL_CRASH_KILLS ?? 50);
@@ -26,7 +33,13 @@ class CrashClient {
   readonly index: number;
   readonly attempted: SyntheticPath[] = [];
   readonly acked = new Set<string>();
-  readonly counts: Record<PushOutcome['kind'], number> = { acked: 0, present: 0, 'missing-dep': 0, network: 0, unexpected: 0 };
+  readonly counts: Record<PushOutcome['kind'], number> = {
+    acked: 0,
+    present: 0,
+    'missing-dep': 0,
+    network: 0,
+    unexpected: 0,
+  };
   readonly failures: string[] = [];
   readonly #make: (client: number, i: number) => SyntheticPath;
 
@@ -52,8 +65,11 @@ class CrashClient {
         if (outcome.kind === 'present') break;
         if (outcome.kind === 'missing-dep') {
           // Legitimate only while one of its references was never acknowledged.
-          const unacked = path.references.filter((ref) => !ackedAnywhere.has(ref.slice(0, 32)) && ref !== baseNameOf(path));
-          if (unacked.length === 0) this.failures.push(`${path.storePath}: ${outcome.detail} although every reference was acknowledged`);
+          const unacked = path.references.filter(
+            (ref) => !ackedAnywhere.has(ref.slice(0, 32)) && ref !== baseNameOf(path),
+          );
+          if (unacked.length === 0)
+            this.failures.push(`${path.storePath}: ${outcome.detail} although every reference was acknowledged`);
           break;
         }
         if (outcome.kind === 'unexpected') {
@@ -62,7 +78,8 @@ class CrashClient {
         }
         // A broken connection is expected only from an incarnation we killed.
         await server.upAfter(incarnation);
-        if (!server.wasKilled(incarnation)) this.failures.push(`${path.storePath}: ${outcome.detail} from a server nobody killed`);
+        if (!server.wasKilled(incarnation))
+          this.failures.push(`${path.storePath}: ${outcome.detail} from a server nobody killed`);
       }
     }
   }
@@ -77,7 +94,11 @@ describe('crash safety: SIGKILL at random moments during concurrent pushes', () 
   before(async () => {
     work = await tempDir('crash');
     server = new KillableServer(join(work.path, 'data'), await freePort());
-    token = (JSON.parse(await narwhal(['token', 'create', '--data-dir', server.dataDir, '--cache', 'main', '--perm', 'push', '--json'])) as { secret: string }).secret;
+    token = (
+      JSON.parse(
+        await narwhal(['token', 'create', '--data-dir', server.dataDir, '--cache', 'main', '--perm', 'push', '--json']),
+      ) as { secret: string }
+    ).secret;
     server.start();
     await server.whenUp();
   });
@@ -92,14 +113,21 @@ describe('crash safety: SIGKILL at random moments during concurrent pushes', () 
     const began = performance.now();
     const source = loadBinarySource();
     const bases = [0, 1].map((b) => syntheticPath(source, { seed, name: `crash-base-${b}` }));
-    for (const base of bases) assert.equal((await pushPath(base, { cacheUrl: `${server.url}/main`, token })).kind, 'acked');
+    for (const base of bases)
+      assert.equal((await pushPath(base, { cacheUrl: `${server.url}/main`, token })).kind, 'acked');
     const ackedAnywhere = new Set(bases.map((b) => b.hashPart));
     const make = (client: number, i: number): SyntheticPath => {
       const name = `crash-c${client}-${i}`;
       const references = [baseNameOf(bases[i % 2])];
       // Every path but each third one depends on its predecessor, as in a real closure.
       if (i % 3 !== 0) references.push(`${hashPartFor(seed, `crash-c${client}-${i - 1}`)}-crash-c${client}-${i - 1}`);
-      return syntheticPath(source, { seed, name, references, selfReference: i % 4 === 0, sharedContent: i % 7 === 3 ? i % 3 : undefined });
+      return syntheticPath(source, {
+        seed,
+        name,
+        references,
+        selfReference: i % 4 === 0,
+        sharedContent: i % 7 === 3 ? i % 3 : undefined,
+      });
     };
     const clients = Array.from({ length: CLIENTS }, (_, c) => new CrashClient(c, make));
     let stopping = false;
@@ -125,7 +153,11 @@ describe('crash safety: SIGKILL at random moments during concurrent pushes', () 
     const pushSeconds = (performance.now() - began) / 1000;
 
     const failures = clients.flatMap((c) => c.failures);
-    assert.deepEqual(failures, [], 'clients saw answers other than success, a missing (unacknowledged) reference, or a cut connection');
+    assert.deepEqual(
+      failures,
+      [],
+      'clients saw answers other than success, a missing (unacknowledged) reference, or a cut connection',
+    );
     assert.deepEqual(server.unexpectedExits, []);
 
     // Right after the last kill: every acknowledged narinfo is served with the right NAR, and
@@ -134,7 +166,8 @@ describe('crash safety: SIGKILL at random moments during concurrent pushes', () 
     let visibleUnacked = 0;
     await forEachLimited(attempted, 8, async (path) => {
       const state = await checkServedPath(`${server.url}/main`, path);
-      if (ackedAnywhere.has(path.hashPart)) assert.equal(state, 'served', `${path.storePath} was acknowledged but is not served`);
+      if (ackedAnywhere.has(path.hashPart))
+        assert.equal(state, 'served', `${path.storePath} was acknowledged but is not served`);
       else if (state === 'served') visibleUnacked++;
     });
     const committedNars = await countCommittedNars(server, token, attempted);
@@ -146,7 +179,10 @@ describe('crash safety: SIGKILL at random moments during concurrent pushes', () 
       rerun.map(async (paths) => {
         for (const path of paths) {
           const outcome = await pushPath(path, { cacheUrl: `${server.url}/main`, token });
-          assert.ok(outcome.kind === 'acked' || outcome.kind === 'present', `re-run of ${path.storePath}: ${JSON.stringify(outcome)}`);
+          assert.ok(
+            outcome.kind === 'acked' || outcome.kind === 'present',
+            `re-run of ${path.storePath}: ${JSON.stringify(outcome)}`,
+          );
         }
       }),
     );
@@ -157,7 +193,10 @@ describe('crash safety: SIGKILL at random moments during concurrent pushes', () 
     });
 
     const distinctNars = new Set(attempted.map((p) => p.narHash)).size;
-    const stats = JSON.parse(await narwhal(['stats', '--data-dir', server.dataDir, '--json'])) as Record<string, number>;
+    const stats = JSON.parse(await narwhal(['stats', '--data-dir', server.dataDir, '--json'])) as Record<
+      string,
+      number
+    >;
     assert.equal(stats.paths, attempted.length);
     assert.equal(stats.nars, distinctNars);
     const packs = await packStoreContents(join(server.dataDir, 'chunks'));
@@ -167,7 +206,13 @@ describe('crash safety: SIGKILL at random moments during concurrent pushes', () 
     await server.stop();
     const db = new DatabaseSync(join(server.dataDir, 'narwhal.sqlite'), { readOnly: true });
     try {
-      assert.deepEqual(db.prepare('PRAGMA integrity_check').all().map((row) => row.integrity_check), ['ok']);
+      assert.deepEqual(
+        db
+          .prepare('PRAGMA integrity_check')
+          .all()
+          .map((row) => row.integrity_check),
+        ['ok'],
+      );
     } finally {
       db.close();
     }
@@ -204,7 +249,10 @@ describe('crash safety: SIGKILL at random moments during concurrent pushes', () 
     };
     t.diagnostic(`crash figures ${JSON.stringify(figures)}`);
     // Not vacuous: pushes did get through between kills, and kills did cut clients off.
-    assert.ok(ackedAnywhere.size - bases.length >= KILLS / 10, `only ${ackedAnywhere.size - bases.length} pushes were acknowledged in ${KILLS} kills`);
+    assert.ok(
+      ackedAnywhere.size - bases.length >= KILLS / 10,
+      `only ${ackedAnywhere.size - bases.length} pushes were acknowledged in ${KILLS} kills`,
+    );
     assert.ok(totals.network > 0, 'no kill ever cut off a client');
   });
 
@@ -236,7 +284,10 @@ describe('crash safety: SIGKILL at random moments during concurrent pushes', () 
     for (const storePath of paths) {
       const hashPart = storePath.slice('/nix/store/'.length, '/nix/store/'.length + 32);
       const nar = new Uint8Array(await runBytes('nix-store', ['--dump', storePath], env));
-      const info = JSON.parse(await run('nix', ['path-info', '--json', storePath], env)) as { narHash: string; references: string[] }[];
+      const info = JSON.parse(await run('nix', ['path-info', '--json', storePath], env)) as {
+        narHash: string;
+        references: string[];
+      }[];
       await checkServedPath(`${server.url}/main`, {
         storePath,
         hashPart,
@@ -247,13 +298,41 @@ describe('crash safety: SIGKILL at random moments during concurrent pushes', () 
     }
 
     await run('nix', ['copy', '--to', to, closure.top, closure.added], env);
-    const publicKey = (JSON.parse(await narwhal(['cache', 'info', 'main', '--data-dir', server.dataDir, '--json'])) as { publicKey: string }).publicKey;
+    const publicKey = (
+      JSON.parse(await narwhal(['cache', 'info', 'main', '--data-dir', server.dataDir, '--json'])) as {
+        publicKey: string;
+      }
+    ).publicKey;
     const store = join(work.path, 'fresh-store');
     const freshEnv = { ...env, XDG_CACHE_HOME: join(home, 'fresh-cache') };
-    await run('nix', ['copy', '--from', `${server.url}/main`, '--to', store, '--option', 'trusted-public-keys', publicKey, closure.top, closure.added], freshEnv);
+    await run(
+      'nix',
+      [
+        'copy',
+        '--from',
+        `${server.url}/main`,
+        '--to',
+        store,
+        '--option',
+        'trusted-public-keys',
+        publicKey,
+        closure.top,
+        closure.added,
+      ],
+      freshEnv,
+    );
     assertSameBytes(await readFile(join(store, closure.top, 'bin/tool')), await readFile('/usr/bin/nix'));
     assert.equal(await readFile(join(store, closure.top, 'dep'), 'utf8'), `${closure.dep}\n`);
-    assert.equal((await run('nix', ['store', 'verify', '--store', store, '--trusted-public-keys', publicKey, '-r', closure.top, closure.added], freshEnv)).trim(), '');
+    assert.equal(
+      (
+        await run(
+          'nix',
+          ['store', 'verify', '--store', store, '--trusted-public-keys', publicKey, '-r', closure.top, closure.added],
+          freshEnv,
+        )
+      ).trim(),
+      '',
+    );
   });
 });
 
@@ -268,7 +347,10 @@ async function countCommittedNars(server: KillableServer, token: string, paths: 
   const names = [...new Set(paths.map((p) => p.uploadName))];
   let committed = 0;
   await forEachLimited(names, 8, async (name) => {
-    const response = await fetch(`${server.url}/main/${name}`, { method: 'HEAD', headers: { Authorization: `Bearer ${token}` } });
+    const response = await fetch(`${server.url}/main/${name}`, {
+      method: 'HEAD',
+      headers: { Authorization: `Bearer ${token}` },
+    });
     assert.ok(response.status === 200 || response.status === 404, `HEAD ${name}: ${response.status}`);
     if (response.status === 200) committed++;
   });
@@ -286,6 +368,8 @@ async function verifyStore(dataDir: string): Promise<unknown> {
 
 async function runBytes(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    execFile(cmd, args, { env, encoding: 'buffer', maxBuffer: 256 * 1024 * 1024 }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+    execFile(cmd, args, { env, encoding: 'buffer', maxBuffer: 256 * 1024 * 1024 }, (err, stdout) =>
+      err ? reject(err) : resolve(stdout),
+    );
   });
 }

@@ -87,12 +87,18 @@ export function syntheticPath(source: Uint8Array, spec: PathSpec): SyntheticPath
     const at = Math.floor(random() * Math.max(1, binary.length - 16));
     for (let k = 0; k < 16 && at + k < binary.length; k++) binary[at + k] = Math.floor(random() * 256);
   }
-  const doc = spec.sharedContent === undefined ? `${storePath}\nmade for the crash test, ${spec.name}\n` : `shared content ${spec.sharedContent}\n`;
+  const doc =
+    spec.sharedContent === undefined
+      ? `${storePath}\nmade for the crash test, ${spec.name}\n`
+      : `shared content ${spec.sharedContent}\n`;
   const tree: NarTree = {
     type: 'directory',
     entries: {
       bin: { type: 'directory', entries: { tool: { type: 'regular', executable: true, contents: binary } } },
-      share: { type: 'directory', entries: { 'doc.txt': { type: 'regular', contents: new TextEncoder().encode(doc) } } },
+      share: {
+        type: 'directory',
+        entries: { 'doc.txt': { type: 'regular', contents: new TextEncoder().encode(doc) } },
+      },
       lib: { type: 'symlink', target: 'bin' },
     },
   };

@@ -61,9 +61,22 @@ export interface RunningServer {
 
 /** Starts the real `narwhal serve` as a user would, on a free port, and waits until it listens. */
 export async function startServer(dataDir: string, extraArgs: string[] = []): Promise<RunningServer> {
-  const child = spawn(process.execPath, [join(REPO, 'bin/narwhal.js'), 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--log-requests', ...extraArgs], {
-    stdio: ['ignore', 'inherit', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      join(REPO, 'bin/narwhal.js'),
+      'serve',
+      '--data-dir',
+      dataDir,
+      '--listen',
+      '127.0.0.1:0',
+      '--log-requests',
+      ...extraArgs,
+    ],
+    {
+      stdio: ['ignore', 'inherit', 'pipe'],
+    },
+  );
   let log = '';
   const url = await new Promise<string>((resolveUrl, reject) => {
     child.stderr.on('data', (data: Buffer) => {
@@ -130,6 +143,8 @@ export async function buildClosure(env: NodeJS.ProcessEnv, work: string, nonce: 
   await writeFile(exprFile, expr);
   const top = (await run('nix-build', ['--no-out-link', exprFile], env)).trim();
   const topDrv = (await run('nix-store', ['-q', '--deriver', top], env)).trim();
-  const dep = (await run('nix-store', ['-q', '--references', top], env)).split('\n').find((p) => p.endsWith('-narwhal-dep'))!;
+  const dep = (await run('nix-store', ['-q', '--references', top], env))
+    .split('\n')
+    .find((p) => p.endsWith('-narwhal-dep'))!;
   return { top, dep, added, topDrv };
 }

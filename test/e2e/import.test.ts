@@ -28,7 +28,11 @@ describe('narwhal import of a static binary cache written by Nix 2.8', () => {
   before(async () => {
     work = await tempDir('import');
     env = nixEnv(work.path);
-    await run('nix-store', ['--generate-binary-cache-key', 'narwhal-import-1', join(work.path, 'sk'), join(work.path, 'pk')], env);
+    await run(
+      'nix-store',
+      ['--generate-binary-cache-key', 'narwhal-import-1', join(work.path, 'sk'), join(work.path, 'pk')],
+      env,
+    );
     secretKey = join(work.path, 'sk');
     publicKey = await readFile(join(work.path, 'pk'), 'utf8');
   });
@@ -39,7 +43,17 @@ describe('narwhal import of a static binary cache written by Nix 2.8', () => {
 
   async function staticCache(closure: TestClosure, name: string, compression: string): Promise<string> {
     const dir = join(work.path, `static-${name}`);
-    await run('nix', ['copy', '--to', `file://${dir}?compression=${compression}&secret-key=${secretKey}&write-nar-listing=1`, closure.top, closure.added], env);
+    await run(
+      'nix',
+      [
+        'copy',
+        '--to',
+        `file://${dir}?compression=${compression}&secret-key=${secretKey}&write-nar-listing=1`,
+        closure.top,
+        closure.added,
+      ],
+      env,
+    );
     return dir;
   }
 
@@ -64,11 +78,30 @@ describe('narwhal import of a static binary cache written by Nix 2.8', () => {
       try {
         const store = join(work.path, `store-${compression}`);
         const freshEnv = { ...env, XDG_CACHE_HOME: join(work.path, `cache-${compression}`) };
-        await run('nix', ['copy', '--from', `${server.url}/main`, '--to', store, '--option', 'trusted-public-keys', publicKey, closure.top, closure.added], freshEnv);
+        await run(
+          'nix',
+          [
+            'copy',
+            '--from',
+            `${server.url}/main`,
+            '--to',
+            store,
+            '--option',
+            'trusted-public-keys',
+            publicKey,
+            closure.top,
+            closure.added,
+          ],
+          freshEnv,
+        );
         assert.equal(await readFile(join(store, closure.top, 'dep'), 'utf8'), `${closure.dep}\n`);
         assert.equal(await readFile(join(store, closure.top, 'self'), 'utf8'), `${closure.top}\n`);
         assert.ok((await readFile(join(store, closure.top, 'bin/tool'))).equals(await readFile('/usr/bin/nix')));
-        const verify = await run('nix', ['store', 'verify', '--store', store, '--trusted-public-keys', publicKey, '-r', closure.top, closure.added], freshEnv);
+        const verify = await run(
+          'nix',
+          ['store', 'verify', '--store', store, '--trusted-public-keys', publicKey, '-r', closure.top, closure.added],
+          freshEnv,
+        );
         assert.equal(verify.trim(), '');
 
         const log = await fetch(`${server.url}/main/log/${basename(closure.topDrv)}`);
@@ -78,8 +111,11 @@ describe('narwhal import of a static binary cache written by Nix 2.8', () => {
         // The NAR is also found under the name Nix gave it, so a client that pushed it skips it;
         // a name served recompressed only by a caller who may push (docs/security.md).
         const url = /^URL: (.*)$/m.exec(await readFile(join(dir, `${topHash}.narinfo`), 'utf8'))![1];
-        const push = JSON.parse(await narwhal(['token', 'create', '--data-dir', dataDir, '--cache', 'main', '--perm', 'push', '--json'])) as { secret: string };
-        const head = (headers: Record<string, string>) => fetch(`${server.url}/main/${url}`, { method: 'HEAD', headers }).then((r) => r.status);
+        const push = JSON.parse(
+          await narwhal(['token', 'create', '--data-dir', dataDir, '--cache', 'main', '--perm', 'push', '--json']),
+        ) as { secret: string };
+        const head = (headers: Record<string, string>) =>
+          fetch(`${server.url}/main/${url}`, { method: 'HEAD', headers }).then((r) => r.status);
         assert.equal(await head({ Authorization: `Bearer ${push.secret}` }), 200, url);
         assert.equal(await head({}), compression === 'xz' ? 404 : 200, `anonymous ${url}`);
         const listing = await fetch(`${server.url}/main/${topHash}.ls`);
@@ -124,7 +160,12 @@ describe('narwhal import of a static binary cache written by Nix 2.8', () => {
     const result = await narwhalImport([dir, '--data-dir', dataDir]);
     assert.equal(result.code, 1, result.stdout + result.stderr);
     assert.match(result.stdout, /^2\/2 paths: 1 imported, 0 already present, 1 failed/);
-    assert.ok(result.stdout.includes(`failed: ${closure.top}: references neither in the cache nor in the directory: ${basename(closure.dep)}`), result.stdout);
+    assert.ok(
+      result.stdout.includes(
+        `failed: ${closure.top}: references neither in the cache nor in the directory: ${basename(closure.dep)}`,
+      ),
+      result.stdout,
+    );
     assert.equal(await pathCount(dataDir), 1);
   });
 });

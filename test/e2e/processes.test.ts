@@ -10,12 +10,25 @@ import { connect, type Socket } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { assertSameBytes } from '../helpers/bytes.ts';
-import { buildClosure, narwhal, nixEnv, REPO, run, startServer, tempDir, writeNetrc, type RunningServer } from './harness.ts';
+import {
+  buildClosure,
+  narwhal,
+  nixEnv,
+  REPO,
+  run,
+  startServer,
+  tempDir,
+  writeNetrc,
+  type RunningServer,
+} from './harness.ts';
 
 /** The processes `pid` started, read from /proc. */
 async function childrenOf(pid: number): Promise<number[]> {
   const text = await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '');
-  return text.split(' ').filter((s) => s !== '').map(Number);
+  return text
+    .split(' ')
+    .filter((s) => s !== '')
+    .map(Number);
 }
 
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
@@ -62,10 +75,14 @@ describe('serve --processes 2', () => {
     // Connections are dealt out in turn: four held open reach both processes.
     const port = new URL(server.url).port;
     const sockets = await Promise.all(
-      Array.from({ length: 4 }, () => new Promise<Socket>((resolve, reject) => {
-        const socket = connect(Number(port), '127.0.0.1', () => resolve(socket));
-        socket.once('error', reject);
-      })),
+      Array.from(
+        { length: 4 },
+        () =>
+          new Promise<Socket>((resolve, reject) => {
+            const socket = connect(Number(port), '127.0.0.1', () => resolve(socket));
+            socket.once('error', reject);
+          }),
+      ),
     );
     try {
       const serving = await waitFor('both processes to hold connections', async () => {
@@ -77,22 +94,48 @@ describe('serve --processes 2', () => {
       for (const socket of sockets) socket.destroy();
     }
     // Both open the same stores, so every answer is the same.
-    const answers = await Promise.all(Array.from({ length: 8 }, () => fetch(`${server.url}/main/nix-cache-info`, { headers: { connection: 'close' } }).then((r) => r.text())));
+    const answers = await Promise.all(
+      Array.from({ length: 8 }, () =>
+        fetch(`${server.url}/main/nix-cache-info`, { headers: { connection: 'close' } }).then((r) => r.text()),
+      ),
+    );
     assert.equal(new Set(answers).size, 1);
     assert.match(answers[0], /^StoreDir: \/nix\/store$/m);
   });
 
   test('nix copy pushes through them and substitutes into a fresh store', async () => {
-    const token = JSON.parse(await narwhal(['token', 'create', '--data-dir', server.dataDir, '--cache', 'main', '--perm', 'push', '--json'])) as { secret: string };
+    const token = JSON.parse(
+      await narwhal(['token', 'create', '--data-dir', server.dataDir, '--cache', 'main', '--perm', 'push', '--json']),
+    ) as { secret: string };
     await writeNetrc(work.path, token.secret);
-    const { publicKey } = JSON.parse(await narwhal(['cache', 'info', 'main', '--data-dir', server.dataDir, '--json'])) as { publicKey: string };
+    const { publicKey } = JSON.parse(
+      await narwhal(['cache', 'info', 'main', '--data-dir', server.dataDir, '--json']),
+    ) as { publicKey: string };
     const closure = await buildClosure(env, work.path, `processes-${process.pid}`);
     await run('nix', ['copy', '--to', `${server.url}/main`, closure.top, closure.added], env);
     const dest = join(work.path, 'fresh-store');
-    await run('nix', ['copy', '--from', `${server.url}/main`, '--to', dest, '--option', 'trusted-public-keys', publicKey, closure.top, closure.added], { ...env, XDG_CACHE_HOME: join(work.path, 'xdg-fresh') });
+    await run(
+      'nix',
+      [
+        'copy',
+        '--from',
+        `${server.url}/main`,
+        '--to',
+        dest,
+        '--option',
+        'trusted-public-keys',
+        publicKey,
+        closure.top,
+        closure.added,
+      ],
+      { ...env, XDG_CACHE_HOME: join(work.path, 'xdg-fresh') },
+    );
     assertSameBytes(await readFile(join(dest, closure.top, 'bin/tool')), await readFile(join(closure.top, 'bin/tool')));
     // Every request went to one of the two, and none failed.
-    assert.deepEqual(server.requests().filter((line) => / 5\d\d$/.test(line)), []);
+    assert.deepEqual(
+      server.requests().filter((line) => / 5\d\d$/.test(line)),
+      [],
+    );
   });
 
   test('a process that crashes is replaced, and the port keeps answering', async () => {
@@ -105,7 +148,9 @@ describe('serve --processes 2', () => {
     assert.ok(now.includes(survivor));
     assert.match(server.output(), new RegExp(`server process ${victim} exited with signal SIGKILL; starting another`));
     const replacement = now.find((pid) => pid !== survivor)!;
-    await waitFor('the replacement to listen', async () => (server.output().includes(`server process ${replacement} took over from ${victim}`) ? true : undefined));
+    await waitFor('the replacement to listen', async () =>
+      server.output().includes(`server process ${replacement} took over from ${victim}`) ? true : undefined,
+    );
     for (let i = 0; i < 6; i++) {
       const response = await fetch(`${server.url}/main/nix-cache-info`, { headers: { connection: 'close' } });
       assert.equal(response.status, 200);
@@ -124,7 +169,20 @@ describe('serve --processes 2', () => {
     const holder = await startServer(join(work.path, 'holder'));
     try {
       const port = new URL(holder.url).port;
-      const child = spawn(process.execPath, [join(REPO, 'bin/narwhal.js'), 'serve', '--data-dir', join(work.path, 'second'), '--listen', `127.0.0.1:${port}`, '--processes', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(
+        process.execPath,
+        [
+          join(REPO, 'bin/narwhal.js'),
+          'serve',
+          '--data-dir',
+          join(work.path, 'second'),
+          '--listen',
+          `127.0.0.1:${port}`,
+          '--processes',
+          '2',
+        ],
+        { stdio: ['ignore', 'ignore', 'pipe'] },
+      );
       let stderr = '';
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
       const code = await new Promise<number | null>((r) => child.once('exit', r));

@@ -39,7 +39,9 @@ describe('two narwhal serve replicas sharing PostgreSQL and S3', () => {
     // Each test names replica A or B itself: the front of the topology is not used here.
     topology = await startSharedReplicas(work.path);
     [a, b] = topology.replicas;
-    const token = JSON.parse(await topology.narwhal(['token', 'create', '--cache', 'main', '--perm', 'push', '--json'])) as { secret: string };
+    const token = JSON.parse(
+      await topology.narwhal(['token', 'create', '--cache', 'main', '--perm', 'push', '--json']),
+    ) as { secret: string };
     await writeNetrc(work.path, token.secret);
     const info = JSON.parse(await topology.narwhal(['cache', 'info', 'main', '--json'])) as { publicKey: string };
     publicKey = info.publicKey;
@@ -58,8 +60,16 @@ describe('two narwhal serve replicas sharing PostgreSQL and S3', () => {
   async function substitute(server: RunningServer, paths: string[], tag: string): Promise<string> {
     const dest = join(work.path, `store-${tag}`);
     const clientEnv = { ...env, XDG_CACHE_HOME: join(work.path, `xdg-${tag}`) };
-    await run('nix', ['copy', '--from', `${server.url}/main`, '--to', dest, '--option', 'trusted-public-keys', publicKey, ...paths], clientEnv);
-    await run('nix', ['store', 'verify', '--store', dest, '--trusted-public-keys', publicKey, '-r', ...paths], clientEnv);
+    await run(
+      'nix',
+      ['copy', '--from', `${server.url}/main`, '--to', dest, '--option', 'trusted-public-keys', publicKey, ...paths],
+      clientEnv,
+    );
+    await run(
+      'nix',
+      ['store', 'verify', '--store', dest, '--trusted-public-keys', publicKey, '-r', ...paths],
+      clientEnv,
+    );
     return dest;
   }
 
@@ -69,19 +79,31 @@ describe('two narwhal serve replicas sharing PostgreSQL and S3', () => {
 
   test('a path pushed through replica A is served by replica B at once', async () => {
     const closure = await buildClosure(env, work.path, `replicas-${randomBytes(4).toString('hex')}`);
-    await run('nix', ['copy', '--to', `${a.url}/main`, closure.top, closure.added], { ...env, XDG_CACHE_HOME: join(work.path, 'xdg-push1') });
+    await run('nix', ['copy', '--to', `${a.url}/main`, closure.top, closure.added], {
+      ...env,
+      XDG_CACHE_HOME: join(work.path, 'xdg-push1'),
+    });
     for (const p of await closurePaths([closure.top, closure.added])) pushed.add(p);
     substitutable.push(closure.top, closure.added);
 
     const fresh = { ...env, XDG_CACHE_HOME: join(work.path, 'xdg-info1') };
-    const infos = JSON.parse(await run('nix', ['path-info', '--store', `${b.url}/main`, '--json', '-r', closure.top], fresh)) as { path: string; signatures?: string[] }[];
+    const infos = JSON.parse(
+      await run('nix', ['path-info', '--store', `${b.url}/main`, '--json', '-r', closure.top], fresh),
+    ) as { path: string; signatures?: string[] }[];
     assert.deepEqual(infos.map((p) => p.path).sort(), [closure.dep, closure.top].sort());
-    for (const info of infos) assert.ok(info.signatures?.some((s) => s.startsWith('main-1:')), `${info.path} is signed by main-1`);
+    for (const info of infos)
+      assert.ok(
+        info.signatures?.some((s) => s.startsWith('main-1:')),
+        `${info.path} is signed by main-1`,
+      );
 
     const dest = await substitute(b, [closure.top, closure.added], 'b1');
     assert.equal(await readFile(join(dest, closure.top, 'dep'), 'utf8'), `${closure.dep}\n`);
     assertSameBytes(await readFile(join(dest, closure.top, 'bin/tool')), await readFile('/usr/bin/nix'));
-    assert.ok(b.requests().some((line) => /^GET \/main\/nar\/\S+ 200$/.test(line)), 'B served the NARs');
+    assert.ok(
+      b.requests().some((line) => /^GET \/main\/nar\/\S+ 200$/.test(line)),
+      'B served the NARs',
+    );
     assert.ok(!a.requests().some((line) => line.startsWith('GET /main/nar/')), 'A served no NAR');
   });
 

@@ -3,7 +3,17 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { buildClosure, narwhal, nixEnv, run, startServer, tempDir, writeNetrc, type RunningServer, type TestClosure } from './harness.ts';
+import {
+  buildClosure,
+  narwhal,
+  nixEnv,
+  run,
+  startServer,
+  tempDir,
+  writeNetrc,
+  type RunningServer,
+  type TestClosure,
+} from './harness.ts';
 
 interface CacheInfoJson {
   name: string;
@@ -22,20 +32,30 @@ describe('caches, tokens and signing with the real Nix 2.8 client', () => {
   let teamA: CacheInfoJson;
 
   const api = (args: string[]) => narwhal([...args, '--server', server.url, '--token', adminToken]);
-  const stats = async () => JSON.parse(await narwhal(['stats', '--data-dir', server.dataDir, '--json'])) as Record<string, number>;
+  const stats = async () =>
+    JSON.parse(await narwhal(['stats', '--data-dir', server.dataDir, '--json'])) as Record<string, number>;
   const status = async (path: string, token?: string, method = 'GET') =>
-    (await fetch(`${server.url}${path}`, { method, headers: token ? { Authorization: `Bearer ${token}` } : {} })).status;
+    (await fetch(`${server.url}${path}`, { method, headers: token ? { Authorization: `Bearer ${token}` } : {} }))
+      .status;
 
   before(async () => {
     work = await tempDir('tenants');
     env = nixEnv(work.path);
     server = await startServer(join(work.path, 'data'));
     // The first admin token comes from the local stores; everything after goes through the API.
-    adminToken = (JSON.parse(await narwhal(['token', 'create', '--data-dir', server.dataDir, '--cache', '*', '--perm', 'admin', '--json'])) as { secret: string }).secret;
+    adminToken = (
+      JSON.parse(
+        await narwhal(['token', 'create', '--data-dir', server.dataDir, '--cache', '*', '--perm', 'admin', '--json']),
+      ) as { secret: string }
+    ).secret;
     teamA = JSON.parse(await api(['cache', 'create', 'team-a', '--json'])) as CacheInfoJson;
     await api(['cache', 'create', 'team-b', '--json']);
-    tokenA = JSON.parse(await api(['token', 'create', '--cache', 'team-a', '--perm', 'pull,push', '--name', 'ci-a', '--json'])) as typeof tokenA;
-    tokenB = JSON.parse(await api(['token', 'create', '--cache', 'team-*', '--perm', 'push', '--json'])) as typeof tokenB;
+    tokenA = JSON.parse(
+      await api(['token', 'create', '--cache', 'team-a', '--perm', 'pull,push', '--name', 'ci-a', '--json']),
+    ) as typeof tokenA;
+    tokenB = JSON.parse(
+      await api(['token', 'create', '--cache', 'team-*', '--perm', 'push', '--json']),
+    ) as typeof tokenB;
     closure = await buildClosure(env, work.path, `tenants-${randomBytes(4).toString('hex')}`);
   });
 
@@ -48,7 +68,10 @@ describe('caches, tokens and signing with the real Nix 2.8 client', () => {
     assert.match(teamA.publicKey, /^team-a-1:[A-Za-z0-9+/]{43}=$/);
     assert.equal(teamA.public, false);
     const listed = JSON.parse(await api(['cache', 'list', '--json'])) as CacheInfoJson[];
-    assert.deepEqual(listed.map((c) => c.name), ['main', 'team-a', 'team-b']);
+    assert.deepEqual(
+      listed.map((c) => c.name),
+      ['main', 'team-a', 'team-b'],
+    );
   });
 
   test('push with a netrc token, then substitute with require-sigs trusting only the cache key', async () => {
@@ -58,11 +81,39 @@ describe('caches, tokens and signing with the real Nix 2.8 client', () => {
     // Substitute as another machine would: the pushing Nix keeps the narinfos it wrote in its
     // local cache, and those lack the signature the server adds.
     const store = join(work.path, 'store-a');
-    await run('nix', ['copy', '--from', `${server.url}/team-a`, '--to', store, '--option', 'trusted-public-keys', teamA.publicKey, closure.top], { ...env, XDG_CACHE_HOME: join(work.path, 'xdg-a1') });
+    await run(
+      'nix',
+      [
+        'copy',
+        '--from',
+        `${server.url}/team-a`,
+        '--to',
+        store,
+        '--option',
+        'trusted-public-keys',
+        teamA.publicKey,
+        closure.top,
+      ],
+      { ...env, XDG_CACHE_HOME: join(work.path, 'xdg-a1') },
+    );
     assert.equal(await readFile(join(store, closure.top, 'dep'), 'utf8'), `${closure.dep}\n`);
     // The same paths are refused when only another key is trusted.
     await assert.rejects(
-      run('nix', ['copy', '--from', `${server.url}/team-a`, '--to', join(work.path, 'store-a2'), '--option', 'trusted-public-keys', 'other-1:' + Buffer.alloc(32, 1).toString('base64'), closure.top], { ...env, XDG_CACHE_HOME: join(work.path, 'xdg-a2') }),
+      run(
+        'nix',
+        [
+          'copy',
+          '--from',
+          `${server.url}/team-a`,
+          '--to',
+          join(work.path, 'store-a2'),
+          '--option',
+          'trusted-public-keys',
+          'other-1:' + Buffer.alloc(32, 1).toString('base64'),
+          closure.top,
+        ],
+        { ...env, XDG_CACHE_HOME: join(work.path, 'xdg-a2') },
+      ),
       /lacks a valid signature/,
     );
   });
@@ -72,12 +123,20 @@ describe('caches, tokens and signing with the real Nix 2.8 client', () => {
     assert.equal(await status(`/team-a/${hashPart}.narinfo`), 404);
     assert.equal(await status(`/team-a/${hashPart}.narinfo`, undefined, 'HEAD'), 404);
     assert.equal(await status(`/team-a/${hashPart}.narinfo`, tokenA.secret), 200);
-    const narinfo = await (await fetch(`${server.url}/team-a/${hashPart}.narinfo`, { headers: { Authorization: `Bearer ${tokenA.secret}` } })).text();
+    const narinfo = await (
+      await fetch(`${server.url}/team-a/${hashPart}.narinfo`, { headers: { Authorization: `Bearer ${tokenA.secret}` } })
+    ).text();
     const narHash = /^NarHash: sha256:(\S+)$/m.exec(narinfo)![1];
     const url = /^URL: (\S+)$/m.exec(narinfo)![1];
     assert.equal(await status(`/team-a/${url}`), 404);
     assert.equal(await status(`/team-a/nar/${narHash}.caibx`), 404);
-    const caibx = Buffer.from(await (await fetch(`${server.url}/team-a/nar/${narHash}.caibx`, { headers: { Authorization: `Bearer ${tokenA.secret}` } })).arrayBuffer());
+    const caibx = Buffer.from(
+      await (
+        await fetch(`${server.url}/team-a/nar/${narHash}.caibx`, {
+          headers: { Authorization: `Bearer ${tokenA.secret}` },
+        })
+      ).arrayBuffer(),
+    );
     const id = caibx.subarray(64 + 8, 64 + 40).toString('hex');
     const chunkPath = `castr/${id.slice(0, 4)}/${id}.cacnk`;
     assert.equal(await status(`/team-a/${chunkPath}`, tokenA.secret), 200);
@@ -85,20 +144,36 @@ describe('caches, tokens and signing with the real Nix 2.8 client', () => {
     // The public cache does not hand out chunks only team-a's paths use.
     assert.equal(await status(`/main/${chunkPath}`), 404);
     // And Nix without credentials sees no such path.
-    const anonymous = { ...env, NIX_CONFIG: env.NIX_CONFIG!.replace(/netrc-file = .*/, `netrc-file = ${join(work.path, 'no-netrc')}`), XDG_CACHE_HOME: join(work.path, 'xdg-anon') };
-    await assert.rejects(run('nix', ['path-info', '--store', `${server.url}/team-a`, closure.top], anonymous), /is not valid/);
+    const anonymous = {
+      ...env,
+      NIX_CONFIG: env.NIX_CONFIG!.replace(/netrc-file = .*/, `netrc-file = ${join(work.path, 'no-netrc')}`),
+      XDG_CACHE_HOME: join(work.path, 'xdg-anon'),
+    };
+    await assert.rejects(
+      run('nix', ['path-info', '--store', `${server.url}/team-a`, closure.top], anonymous),
+      /is not valid/,
+    );
   });
 
   test("a push to another tenant's cache is refused", async () => {
     await writeNetrc(work.path, tokenA.secret);
-    await assert.rejects(run('nix', ['copy', '--to', `${server.url}/team-b?compression=zstd`, closure.top], { ...env, XDG_CACHE_HOME: join(work.path, 'xdg-b') }), /403|may not push/);
+    await assert.rejects(
+      run('nix', ['copy', '--to', `${server.url}/team-b?compression=zstd`, closure.top], {
+        ...env,
+        XDG_CACHE_HOME: join(work.path, 'xdg-b'),
+      }),
+      /403|may not push/,
+    );
     assert.equal(await status(`/team-b/${closure.top.slice(11, 43)}.narinfo`, tokenA.secret), 404);
   });
 
   test('the same closure pushed to a second cache stores its chunks once', async () => {
     const before = await stats();
     await writeNetrc(work.path, tokenB.secret);
-    await run('nix', ['copy', '--to', `${server.url}/team-b?compression=xz`, closure.top], { ...env, XDG_CACHE_HOME: join(work.path, 'xdg-b2') });
+    await run('nix', ['copy', '--to', `${server.url}/team-b?compression=xz`, closure.top], {
+      ...env,
+      XDG_CACHE_HOME: join(work.path, 'xdg-b2'),
+    });
     const after = await stats();
     assert.equal(after.paths, before.paths + 2);
     assert.equal(after.nars, before.nars);
@@ -111,11 +186,27 @@ describe('caches, tokens and signing with the real Nix 2.8 client', () => {
     const pk = join(work.path, 'up.pk');
     await run('nix-store', ['--generate-binary-cache-key', 'uploader-1', sk, pk], env);
     await api(['cache', 'create', 'team-signed']);
-    await api(['cache', 'configure', 'team-signed', '--trusted-key', await readFile(pk, 'utf8'), '--require-signature']);
+    await api([
+      'cache',
+      'configure',
+      'team-signed',
+      '--trusted-key',
+      await readFile(pk, 'utf8'),
+      '--require-signature',
+    ]);
     await writeNetrc(work.path, tokenB.secret);
     const other = await buildClosure(env, work.path, `signed-${randomBytes(4).toString('hex')}`);
-    await assert.rejects(run('nix', ['copy', '--to', `${server.url}/team-signed?compression=zstd`, other.dep], { ...env, XDG_CACHE_HOME: join(work.path, 'xdg-s1') }), /403/);
-    await run('nix', ['copy', '--to', `${server.url}/team-signed?compression=zstd&secret-key=${sk}`, other.dep], { ...env, XDG_CACHE_HOME: join(work.path, 'xdg-s2') });
+    await assert.rejects(
+      run('nix', ['copy', '--to', `${server.url}/team-signed?compression=zstd`, other.dep], {
+        ...env,
+        XDG_CACHE_HOME: join(work.path, 'xdg-s1'),
+      }),
+      /403/,
+    );
+    await run('nix', ['copy', '--to', `${server.url}/team-signed?compression=zstd&secret-key=${sk}`, other.dep], {
+      ...env,
+      XDG_CACHE_HOME: join(work.path, 'xdg-s2'),
+    });
   });
 
   test('a revoked token is refused on its next request', async () => {
@@ -127,7 +218,12 @@ describe('caches, tokens and signing with the real Nix 2.8 client', () => {
     assert.equal(await status(`/team-a/${hashPart}.narinfo`, tokenA.secret), 401);
     await writeNetrc(work.path, tokenA.secret);
     const again = await buildClosure(env, work.path, `revoked-${randomBytes(4).toString('hex')}`);
-    await assert.rejects(run('nix', ['copy', '--to', `${server.url}/team-a?compression=zstd`, again.dep], { ...env, XDG_CACHE_HOME: join(work.path, 'xdg-r') }));
+    await assert.rejects(
+      run('nix', ['copy', '--to', `${server.url}/team-a?compression=zstd`, again.dep], {
+        ...env,
+        XDG_CACHE_HOME: join(work.path, 'xdg-r'),
+      }),
+    );
     assert.match(await api(['token', 'list']), new RegExp(`^${tokenA.id}\\t.*REVOKED$`, 'm'));
   });
 

@@ -78,11 +78,24 @@ export async function startSharedReplicas(work: string): Promise<SharedTopology>
 
     // Replica B reads the same settings from a config file, as a deployment would keep them.
     const config = join(work, 'narwhal-b.json');
-    await writeFile(config, JSON.stringify({ database: storeArgs[1], storage: storeArgs[3], 'gc-interval': '0', ...quiet }), { mode: 0o600 });
+    await writeFile(
+      config,
+      JSON.stringify({ database: storeArgs[1], storage: storeArgs[3], 'gc-interval': '0', ...quiet }),
+      { mode: 0o600 },
+    );
     // Both start at once: schema migration and the creation of `main` must not race.
-    const starting = [startServer(join(work, 'data-a'), [...storeArgs, '--recompress-after', quiet['recompress-after']]), startServer(join(work, 'data-b'), ['--config', config])];
+    const starting = [
+      startServer(join(work, 'data-a'), [...storeArgs, '--recompress-after', quiet['recompress-after']]),
+      startServer(join(work, 'data-b'), ['--config', config]),
+    ];
     // Registered before awaiting, so a replica that started is stopped even if the other did not.
-    for (const replica of starting) cleanups.push(() => replica.then((r) => r.stop(), () => undefined));
+    for (const replica of starting)
+      cleanups.push(() =>
+        replica.then(
+          (r) => r.stop(),
+          () => undefined,
+        ),
+      );
     const [a, b] = await Promise.all(starting);
     const front = await startFront(a, b);
     cleanups.push(async () => {
@@ -115,10 +128,13 @@ async function startFront(writer: RunningServer, reader: RunningServer): Promise
     const target = new URL(req.method === 'GET' || req.method === 'HEAD' ? reader.url : writer.url);
     const headers = { ...req.headers };
     delete headers.expect; // this front already answered 100-continue to the client
-    const upstream = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers }, (upstreamRes) => {
-      res.writeHead(upstreamRes.statusCode!, upstreamRes.headers);
-      pipeline(upstreamRes, res, () => undefined);
-    });
+    const upstream = request(
+      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers },
+      (upstreamRes) => {
+        res.writeHead(upstreamRes.statusCode!, upstreamRes.headers);
+        pipeline(upstreamRes, res, () => undefined);
+      },
+    );
     upstream.on('error', (err) => {
       if (res.headersSent) res.destroy(err);
       else res.writeHead(502).end(`front: ${err.message}\n`);

@@ -5,26 +5,40 @@
  */
 import fc from 'fast-check';
 import { CHUNK_SIZE_LIMIT_MAX } from '../../src/chunking/chunker.ts';
-import { CASYNC_BLOB_FLAGS_SHA256, CASYNC_BLOB_FLAGS_SHA512_256, decodeCaibx, encodeCaibx, type CaibxIndex } from '../../src/storage/caibx.ts';
+import {
+  CASYNC_BLOB_FLAGS_SHA256,
+  CASYNC_BLOB_FLAGS_SHA512_256,
+  decodeCaibx,
+  encodeCaibx,
+  type CaibxIndex,
+} from '../../src/storage/caibx.ts';
 import { isNarwhalError } from '../../src/errors.ts';
 
 const sizesArb = fc.oneof(
   fc.constant([16 * 1024, 64 * 1024, 256 * 1024]),
   fc
-    .array(fc.oneof(fc.integer({ min: 1, max: 300 }), fc.integer({ min: 1, max: CHUNK_SIZE_LIMIT_MAX })), { minLength: 3, maxLength: 3 })
+    .array(fc.oneof(fc.integer({ min: 1, max: 300 }), fc.integer({ min: 1, max: CHUNK_SIZE_LIMIT_MAX })), {
+      minLength: 3,
+      maxLength: 3,
+    })
     .map((sizes) => sizes.sort((a, b) => a - b)),
 );
 
 export const caibxArb: fc.Arbitrary<CaibxIndex> = sizesArb.chain(([min, avg, max]) =>
   fc.record({
-    featureFlags: fc.oneof(fc.constantFrom(CASYNC_BLOB_FLAGS_SHA256, CASYNC_BLOB_FLAGS_SHA512_256, 0n), fc.bigInt({ min: 0n, max: 2n ** 64n - 1n })),
+    featureFlags: fc.oneof(
+      fc.constantFrom(CASYNC_BLOB_FLAGS_SHA256, CASYNC_BLOB_FLAGS_SHA512_256, 0n),
+      fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+    ),
     chunkSizeMin: fc.constant(min),
     chunkSizeAvg: fc.constant(avg),
     chunkSizeMax: fc.constant(max),
-    chunks: fc.array(fc.tuple(fc.integer({ min: 1, max }), fc.uint8Array({ minLength: 32, maxLength: 32 })), { maxLength: 12 }).map((items) => {
-      let end = 0;
-      return items.map(([size, id]) => ({ end: (end += size), id }));
-    }),
+    chunks: fc
+      .array(fc.tuple(fc.integer({ min: 1, max }), fc.uint8Array({ minLength: 32, maxLength: 32 })), { maxLength: 12 })
+      .map((items) => {
+        let end = 0;
+        return items.map(([size, id]) => ({ end: (end += size), id }));
+      }),
   }),
 );
 
@@ -67,7 +81,11 @@ const damageArb: fc.Arbitrary<Damage> = fc.oneof(
   fc.record({
     op: fc.constant('word' as const),
     at: fraction,
-    value: fc.oneof(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), fc.bigInt({ min: 0n, max: 300n }), fc.constantFrom(0n, 48n, 2n ** 53n, 2n ** 64n - 1n)),
+    value: fc.oneof(
+      fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+      fc.bigInt({ min: 0n, max: 300n }),
+      fc.constantFrom(0n, 48n, 2n ** 53n, 2n ** 64n - 1n),
+    ),
   }),
   fc.record({ op: fc.constant('resize' as const), items: fc.integer({ min: -2, max: 2 }) }),
   fc.record({ op: fc.constant('cut' as const), at: fraction }),
@@ -87,7 +105,10 @@ function damage(input: Uint8Array, damages: Damage[]): Uint8Array {
         break;
       }
       case 'resize':
-        b = d.items >= 0 ? Buffer.concat([b, Buffer.alloc(40 * d.items)]) : b.subarray(0, Math.max(0, b.length + 40 * d.items));
+        b =
+          d.items >= 0
+            ? Buffer.concat([b, Buffer.alloc(40 * d.items)])
+            : b.subarray(0, Math.max(0, b.length + 40 * d.items));
         break;
       case 'cut':
         b = b.subarray(0, Math.floor(d.at * b.length));
@@ -98,12 +119,17 @@ function damage(input: Uint8Array, damages: Damage[]): Uint8Array {
 }
 
 /** Damaged indexes: refused, or (when the damage kept them valid) read exactly. */
-export const damagedCaibxDecodesSafely = fc.property(caibxArb, fc.array(damageArb, { minLength: 1, maxLength: 3 }), (index, damages) =>
-  decodesCanonicallyOrRefuses(damage(encodeCaibx(index), damages)),
+export const damagedCaibxDecodesSafely = fc.property(
+  caibxArb,
+  fc.array(damageArb, { minLength: 1, maxLength: 3 }),
+  (index, damages) => decodesCanonicallyOrRefuses(damage(encodeCaibx(index), damages)),
 );
 
 /** Arbitrary bytes of any length, and of index-like lengths. */
 export const arbitraryBytesDecodeSafely = fc.property(
-  fc.oneof(fc.uint8Array({ maxLength: 300 }), fc.integer({ min: 0, max: 5 }).chain((n) => fc.uint8Array({ minLength: 104 + 40 * n, maxLength: 104 + 40 * n }))),
+  fc.oneof(
+    fc.uint8Array({ maxLength: 300 }),
+    fc.integer({ min: 0, max: 5 }).chain((n) => fc.uint8Array({ minLength: 104 + 40 * n, maxLength: 104 + 40 * n })),
+  ),
   decodesCanonicallyOrRefuses,
 );

@@ -36,26 +36,41 @@ const sloppyArb = fc.letrec<{ node: SloppyNode }>((tie) => ({
     { depthSize: 'small', withCrossShrink: true },
     {
       weight: 3,
-      arbitrary: fc.record({ kind: fc.constant('regular' as const), executable: fc.constantFrom('no' as const, 'no' as const, 'yes' as const, 'with-value' as const), contents: contentsArb }),
+      arbitrary: fc.record({
+        kind: fc.constant('regular' as const),
+        executable: fc.constantFrom('no' as const, 'no' as const, 'yes' as const, 'with-value' as const),
+        contents: contentsArb,
+      }),
     },
     {
       weight: 1,
       arbitrary: fc.record({
         kind: fc.constant('symlink' as const),
-        target: fc.oneof({ weight: 5, arbitrary: fc.constantFrom('a', '../lib', '/nix/store/x').map(bytes) }, { weight: 1, arbitrary: fc.uint8Array({ maxLength: 8 }) }),
+        target: fc.oneof(
+          { weight: 5, arbitrary: fc.constantFrom('a', '../lib', '/nix/store/x').map(bytes) },
+          { weight: 1, arbitrary: fc.uint8Array({ maxLength: 8 }) },
+        ),
       }),
     },
     {
       weight: 4,
       arbitrary: fc.record({
         kind: fc.constant('directory' as const),
-        entries: fc.tuple(fc.array(fc.tuple(nameArb, tie('node')), { maxLength: 4 }), fc.integer({ min: 0, max: 3 })).map(([entries, tidy]) =>
-          // Most directories are put in canonical order, so that deeper rules get exercised too.
-          tidy === 0 ? entries : canonicalOrder(entries, tidy > 1),
-        ),
+        entries: fc
+          .tuple(fc.array(fc.tuple(nameArb, tie('node')), { maxLength: 4 }), fc.integer({ min: 0, max: 3 }))
+          .map(([entries, tidy]) =>
+            // Most directories are put in canonical order, so that deeper rules get exercised too.
+            tidy === 0 ? entries : canonicalOrder(entries, tidy > 1),
+          ),
       }),
     },
-    { weight: 1, arbitrary: fc.record({ kind: fc.constant('other' as const), type: fc.constantFrom('fifo', 'Regular', 'directory ', '') }) },
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        kind: fc.constant('other' as const),
+        type: fc.constantFrom('fifo', 'Regular', 'directory ', ''),
+      }),
+    },
   ),
 })).node;
 
@@ -114,11 +129,27 @@ type Mutation =
 /** Positions spread evenly over the input (fast-check's own numbers favour the ends). */
 const fraction = fc.noBias(fc.integer({ min: 0, max: 9999 })).map((n) => n / 10_000);
 const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
-  { weight: 3, arbitrary: fc.record({ op: fc.constant('flip' as const), at: fraction, mask: fc.integer({ min: 1, max: 255 }) }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({ op: fc.constant('flip' as const), at: fraction, mask: fc.integer({ min: 1, max: 255 }) }),
+  },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('truncate' as const), at: fraction }) },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('insert' as const), at: fraction, data: fc.uint8Array({ minLength: 1, maxLength: 16 }) }) },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('delete' as const), at: fraction, count: fc.integer({ min: 1, max: 16 }) }) },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant('append' as const), data: fc.uint8Array({ minLength: 1, maxLength: 16 }) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      op: fc.constant('insert' as const),
+      at: fraction,
+      data: fc.uint8Array({ minLength: 1, maxLength: 16 }),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({ op: fc.constant('delete' as const), at: fraction, count: fc.integer({ min: 1, max: 16 }) }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({ op: fc.constant('append' as const), data: fc.uint8Array({ minLength: 1, maxLength: 16 }) }),
+  },
   {
     weight: 2,
     arbitrary: fc.record({
@@ -138,7 +169,12 @@ const MAGIC_SIZE = 24;
 function mutate(input: Uint8Array, mutations: Mutation[]): Uint8Array {
   let b = Buffer.from(input);
   for (const m of mutations) {
-    const at = m.op === 'append' ? b.length : b.length > MAGIC_SIZE && m.at < 0.9 ? MAGIC_SIZE + Math.floor((m.at / 0.9) * (b.length - MAGIC_SIZE + 1)) : Math.floor(m.at * (b.length + 1));
+    const at =
+      m.op === 'append'
+        ? b.length
+        : b.length > MAGIC_SIZE && m.at < 0.9
+          ? MAGIC_SIZE + Math.floor((m.at / 0.9) * (b.length - MAGIC_SIZE + 1))
+          : Math.floor(m.at * (b.length + 1));
     switch (m.op) {
       case 'flip':
         if (b.length > 0) b[Math.min(at, b.length - 1)] ^= m.mask;
@@ -184,21 +220,31 @@ export function validatorVerdict(nar: Uint8Array, pieceSizes: number[]): NarCoun
 
 function sameVerdict(a: NarCounts | undefined, b: NarCounts | undefined): boolean {
   if (a === undefined || b === undefined) return a === b;
-  return a.files === b.files && a.directories === b.directories && a.symlinks === b.symlinks && a.contentBytes === b.contentBytes;
+  return (
+    a.files === b.files &&
+    a.directories === b.directories &&
+    a.symlinks === b.symlinks &&
+    a.contentBytes === b.contentBytes
+  );
 }
 
-const piecesArb = fc.oneof(fc.constant([] as number[]), fc.array(fc.integer({ min: 1, max: 64 }), { minLength: 1, maxLength: 8 }));
+const piecesArb = fc.oneof(
+  fc.constant([] as number[]),
+  fc.array(fc.integer({ min: 1, max: 64 }), { minLength: 1, maxLength: 8 }),
+);
 
 /** NARs written sloppily, then damaged at the byte level. */
 const mutationsArb = fc.oneof(fc.constant([] as Mutation[]), fc.array(mutationArb, { minLength: 1, maxLength: 3 }));
 
 const badPadArb = fc.oneof({ weight: 4, arbitrary: fc.constant(-1) }, { weight: 1, arbitrary: fc.nat({ max: 60 }) });
 
-export const damagedNarArb: fc.Arbitrary<Uint8Array> = fc.tuple(sloppyArb, badPadArb, mutationsArb).map(([root, badPad, mutations]) => {
-  const w = new NarTokenWriter().str('nix-archive-1');
-  writeSloppy(w, root, badPad);
-  return mutate(w.finish(), mutations);
-});
+export const damagedNarArb: fc.Arbitrary<Uint8Array> = fc
+  .tuple(sloppyArb, badPadArb, mutationsArb)
+  .map(([root, badPad, mutations]) => {
+    const w = new NarTokenWriter().str('nix-archive-1');
+    writeSloppy(w, root, badPad);
+    return mutate(w.finish(), mutations);
+  });
 
 /** The validator agrees with the reference on sloppy and damaged NARs, in any pieces. */
 export const validatorMatchesReference = fc.property(damagedNarArb, piecesArb, (nar, pieceSizes) => {
@@ -207,23 +253,36 @@ export const validatorMatchesReference = fc.property(damagedNarArb, piecesArb, (
 });
 
 /** Arbitrary bytes, with or without a valid magic in front. */
-export const validatorSurvivesArbitraryBytes = fc.property(fc.boolean(), fc.uint8Array({ maxLength: 300 }), piecesArb, (withMagic, tail, pieceSizes) => {
-  const nar = withMagic ? Buffer.concat([new NarTokenWriter().str('nix-archive-1').finish(), tail]) : tail;
-  const expected = referenceParse(nar);
-  return sameVerdict(validatorVerdict(nar, []), expected) && sameVerdict(validatorVerdict(nar, pieceSizes), expected);
-});
+export const validatorSurvivesArbitraryBytes = fc.property(
+  fc.boolean(),
+  fc.uint8Array({ maxLength: 300 }),
+  piecesArb,
+  (withMagic, tail, pieceSizes) => {
+    const nar = withMagic ? Buffer.concat([new NarTokenWriter().str('nix-archive-1').finish(), tail]) : tail;
+    const expected = referenceParse(nar);
+    return sameVerdict(validatorVerdict(nar, []), expected) && sameVerdict(validatorVerdict(nar, pieceSizes), expected);
+  },
+);
 
 const validName = fc.oneof(
   fc.constantFrom('bin', 'lib', 'a', 'B', 'é', '.hidden', '...', 'x y'),
-  fc.string({ minLength: 1, maxLength: 8 }).filter((s) => s !== '.' && s !== '..' && !s.includes('/') && !s.includes('\0')),
+  fc
+    .string({ minLength: 1, maxLength: 8 })
+    .filter((s) => s !== '.' && s !== '..' && !s.includes('/') && !s.includes('\0')),
 );
 
 const treeArb = fc.letrec<{ tree: NarTree }>((tie) => ({
   tree: fc.oneof(
     { depthSize: 'small', withCrossShrink: true },
     fc.record({ type: fc.constant('regular' as const), contents: contentsArb, executable: fc.boolean() }),
-    fc.record({ type: fc.constant('symlink' as const), target: fc.string({ minLength: 1, maxLength: 20 }).filter((s) => !s.includes('\0')) }),
-    fc.record({ type: fc.constant('directory' as const), entries: fc.dictionary(validName, tie('tree'), { maxKeys: 5 }) }),
+    fc.record({
+      type: fc.constant('symlink' as const),
+      target: fc.string({ minLength: 1, maxLength: 20 }).filter((s) => !s.includes('\0')),
+    }),
+    fc.record({
+      type: fc.constant('directory' as const),
+      entries: fc.dictionary(validName, tie('tree'), { maxKeys: 5 }),
+    }),
   ),
 })).tree;
 
@@ -231,5 +290,9 @@ const treeArb = fc.letrec<{ tree: NarTree }>((tie) => ({
 export const canonicalNarsAccepted = fc.property(treeArb, piecesArb, (tree, pieceSizes) => {
   const nar = writeNar(tree);
   const expected = referenceParse(nar);
-  return expected !== undefined && sameVerdict(validatorVerdict(nar, []), expected) && sameVerdict(validatorVerdict(nar, pieceSizes), expected);
+  return (
+    expected !== undefined &&
+    sameVerdict(validatorVerdict(nar, []), expected) &&
+    sameVerdict(validatorVerdict(nar, pieceSizes), expected)
+  );
 });

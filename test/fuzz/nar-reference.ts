@@ -80,7 +80,14 @@ export function referenceParse(bytes: Uint8Array): NarCounts | undefined {
         expect('name');
         const name = readBytes();
         const text = Buffer.from(name).toString('latin1');
-        if (name.length === 0 || name.length > NAR_MAX_NAME_LENGTH || text === '.' || text === '..' || name.includes(0x2f) || name.includes(0)) {
+        if (
+          name.length === 0 ||
+          name.length > NAR_MAX_NAME_LENGTH ||
+          text === '.' ||
+          text === '..' ||
+          name.includes(0x2f) ||
+          name.includes(0)
+        ) {
           throw new Reject();
         }
         if (previous !== undefined && Buffer.compare(previous, name) >= 0) throw new Reject();

@@ -15,7 +15,10 @@ const NAME_CHARS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567
 
 const hashPartArb = fc.string({ unit: fc.constantFrom(...NIX32), minLength: 32, maxLength: 32 });
 const storeNameArb = fc
-  .tuple(fc.constantFrom(...NAME_CHARS.replace('.', '')), fc.string({ unit: fc.constantFrom(...NAME_CHARS), maxLength: 40 }))
+  .tuple(
+    fc.constantFrom(...NAME_CHARS.replace('.', '')),
+    fc.string({ unit: fc.constantFrom(...NAME_CHARS), maxLength: 40 }),
+  )
   .map(([first, rest]) => first + rest);
 const baseNameArb = fc.tuple(hashPartArb, storeNameArb).map(([hash, name]) => `${hash}-${name}`);
 const sha256Arb = fc.uint8Array({ minLength: 32, maxLength: 32 }).map(formatSha256Nix32);
@@ -68,14 +71,62 @@ type Edit =
 /** Positions spread evenly over the input (fast-check's own numbers favour the ends). */
 const fraction = fc.noBias(fc.integer({ min: 0, max: 9999 })).map((n) => n / 10_000);
 const nastyText = fc.oneof(
-  fc.constantFrom('\n', '\r', '\r\n', ':', ' ', '  ', '\0', '\t', '\x7f', 'é', '\u2028', '\ud800', '/', '/nix/store/', 'sha256:', 'sha256-', '..', '='),
+  fc.constantFrom(
+    '\n',
+    '\r',
+    '\r\n',
+    ':',
+    ' ',
+    '  ',
+    '\0',
+    '\t',
+    '\x7f',
+    'é',
+    '\u2028',
+    '\ud800',
+    '/',
+    '/nix/store/',
+    'sha256:',
+    'sha256-',
+    '..',
+    '=',
+  ),
   fc.string({ maxLength: 6 }),
   fc.string({ unit: 'grapheme', maxLength: 4 }),
 );
-const keyArb = fc.constantFrom('StorePath', 'URL', 'Compression', 'FileHash', 'FileSize', 'NarHash', 'NarSize', 'References', 'Deriver', 'System', 'Sig', 'CA', 'X-Other', 'storepath', 'Nar Size', '');
+const keyArb = fc.constantFrom(
+  'StorePath',
+  'URL',
+  'Compression',
+  'FileHash',
+  'FileSize',
+  'NarHash',
+  'NarSize',
+  'References',
+  'Deriver',
+  'System',
+  'Sig',
+  'CA',
+  'X-Other',
+  'storepath',
+  'Nar Size',
+  '',
+);
 const valueTextArb = fc.oneof(
   nastyText,
-  fc.constantFrom('0', '-1', '1e3', '9007199254740993', ' 1', '1 ', `sha256:${'0'.repeat(52)}`, `sha256:${'z'.repeat(52)}`, `sha256:${'a'.repeat(64)}`, `sha256-${'A'.repeat(43)}=`, `md5:${'0'.repeat(32)}`),
+  fc.constantFrom(
+    '0',
+    '-1',
+    '1e3',
+    '9007199254740993',
+    ' 1',
+    '1 ',
+    `sha256:${'0'.repeat(52)}`,
+    `sha256:${'z'.repeat(52)}`,
+    `sha256:${'a'.repeat(64)}`,
+    `sha256-${'A'.repeat(43)}=`,
+    `md5:${'0'.repeat(32)}`,
+  ),
   baseNameArb,
   baseNameArb.map((b) => `/nix/store/${b}`),
   fc.tuple(baseNameArb, baseNameArb).map(([a, b]) => `${a} ${b}`),
@@ -126,7 +177,8 @@ function applyEdit(text: string, edit: Edit): string {
 
 /** What callers rely on in a parsed narinfo. */
 function wellFormed(info: NarInfo): boolean {
-  const canonicalHash = (h: string): boolean => /^sha256:[0-9a-df-np-sv-z]{52}$/.test(h) && (h[7] === '0' || h[7] === '1');
+  const canonicalHash = (h: string): boolean =>
+    /^sha256:[0-9a-df-np-sv-z]{52}$/.test(h) && (h[7] === '0' || h[7] === '1');
   parseStorePath(info.storePath, 'bad-narinfo');
   return (
     canonicalHash(info.narHash) &&
@@ -165,6 +217,12 @@ export const damagedNarinfoParsesSafely = fc.property(damagedNarinfoArb, parsesS
 
 /** So is any text at all. */
 export const arbitraryTextParsesSafely = fc.property(
-  fc.oneof(fc.string({ maxLength: 200 }), fc.string({ unit: 'binary', maxLength: 200 }), fc.array(fc.tuple(keyArb, valueTextArb), { maxLength: 12 }).map((lines) => lines.map(([k, v]) => `${k}: ${v}\n`).join(''))),
+  fc.oneof(
+    fc.string({ maxLength: 200 }),
+    fc.string({ unit: 'binary', maxLength: 200 }),
+    fc
+      .array(fc.tuple(keyArb, valueTextArb), { maxLength: 12 })
+      .map((lines) => lines.map(([k, v]) => `${k}: ${v}\n`).join('')),
+  ),
   parsesSafely,
 );

@@ -43,7 +43,8 @@ export function randomRuns(total: number, seed: number): Buffer {
     if (b === prev) b = (b + 1) % 6;
     prev = b;
     const r = rng();
-    const length = r < 0.5 ? 1 + Math.floor(rng() * 8) : r < 0.8 ? 250 + Math.floor(rng() * 12) : 1 + Math.floor(rng() * 1100);
+    const length =
+      r < 0.5 ? 1 + Math.floor(rng() * 8) : r < 0.8 ? 250 + Math.floor(rng() * 12) : 1 + Math.floor(rng() * 1100);
     out.fill(b, at, Math.min(total, at + length));
     at += length;
   }

@@ -55,7 +55,9 @@ export async function misplaceChunk(store: ChunkStore, id: Uint8Array, other: Ui
   if (!(store instanceof PackChunkStore)) throw new Error('misplaceChunk knows local stores only');
   const db = new DatabaseSync(join(store.root, 'index.sqlite'));
   try {
-    db.prepare('UPDATE chunks SET (pack, offset, length) = (SELECT pack, offset, length FROM chunks WHERE id = ?) WHERE id = ?').run(other, id);
+    db.prepare(
+      'UPDATE chunks SET (pack, offset, length) = (SELECT pack, offset, length FROM chunks WHERE id = ?) WHERE id = ?',
+    ).run(other, id);
   } finally {
     db.close();
   }

@@ -17,7 +17,10 @@ export interface TempNarwhal {
 }
 
 /** A Narwhal on a new temporary data dir; `storage` picks another chunk store than the default. */
-export async function tempNarwhal(options: Parameters<typeof openNarwhal>[0]['options'] = {}, storage?: (dir: string) => string): Promise<TempNarwhal> {
+export async function tempNarwhal(
+  options: Parameters<typeof openNarwhal>[0]['options'] = {},
+  storage?: (dir: string) => string,
+): Promise<TempNarwhal> {
   const dir = await mkdtemp(join(tmpdir(), 'narwhal-unit-'));
   const nw = await openNarwhal({ dataDir: dir, options, storage: storage?.(dir) });
   return {
@@ -38,7 +41,10 @@ export async function realisticNar(extra: string): Promise<Uint8Array> {
   return writeNar({
     type: 'directory',
     entries: {
-      bin: { type: 'directory', entries: { tool: { type: 'regular', contents: realBinary.subarray(0, 3_000_000), executable: true } } },
+      bin: {
+        type: 'directory',
+        entries: { tool: { type: 'regular', contents: realBinary.subarray(0, 3_000_000), executable: true } },
+      },
       note: { type: 'regular', contents: Buffer.from(extra) },
       link: { type: 'symlink', target: 'bin/tool' },
     },
@@ -50,15 +56,29 @@ export function narHashOf(nar: Uint8Array): string {
 }
 
 export function bodyOf(bytes: Uint8Array, pieceSize = 65_521): Readable {
-  return Readable.from((function* () {
-    for (let i = 0; i < bytes.length; i += pieceSize) yield Buffer.from(bytes.subarray(i, i + pieceSize));
-  })());
+  return Readable.from(
+    (function* () {
+      for (let i = 0; i < bytes.length; i += pieceSize) yield Buffer.from(bytes.subarray(i, i + pieceSize));
+    })(),
+  );
 }
 
 /** Records a path in `cacheName` that uses the ingested NAR, as a narinfo upload would. */
-export async function addPath(nw: Narwhal, cacheName: string, nar: { narHash: string; narSize: number }, hashPart = randomHashPart()): Promise<string> {
+export async function addPath(
+  nw: Narwhal,
+  cacheName: string,
+  nar: { narHash: string; narSize: number },
+  hashPart = randomHashPart(),
+): Promise<string> {
   const cache = (await nw.meta.getCache(cacheName))!;
-  const text = serializeNarinfo({ storePath: `/nix/store/${hashPart}-fixture`, url: 'nar/x.nar', narHash: nar.narHash, narSize: nar.narSize, references: [], sigs: [] });
+  const text = serializeNarinfo({
+    storePath: `/nix/store/${hashPart}-fixture`,
+    url: 'nar/x.nar',
+    narHash: nar.narHash,
+    narSize: nar.narSize,
+    references: [],
+    sigs: [],
+  });
   await putNarinfo(nw, cache, hashPart, text, 'operator');
   return hashPart;
 }

@@ -17,8 +17,15 @@ export interface PackStoreContents {
 export async function packStoreContents(root: string): Promise<PackStoreContents> {
   const db = new DatabaseSync(join(root, 'index.sqlite'), { readOnly: true });
   try {
-    const rows = db.prepare('SELECT id, pack, offset, length FROM chunks ORDER BY pack, offset').all() as { id: Uint8Array; pack: string; offset: number; length: number }[];
-    const indexedPacks = new Set((db.prepare('SELECT name FROM packs').all() as { name: string }[]).map((row) => row.name));
+    const rows = db.prepare('SELECT id, pack, offset, length FROM chunks ORDER BY pack, offset').all() as {
+      id: Uint8Array;
+      pack: string;
+      offset: number;
+      length: number;
+    }[];
+    const indexedPacks = new Set(
+      (db.prepare('SELECT name FROM packs').all() as { name: string }[]).map((row) => row.name),
+    );
     const files = await readdir(join(root, 'packs'));
     const misplaced: string[] = [];
     const header = new Uint8Array(FRAME_HEADER_BYTES);
@@ -32,7 +39,8 @@ export async function packStoreContents(root: string): Promise<PackStoreContents
       try {
         await handle.read(header, 0, FRAME_HEADER_BYTES, Number(row.offset) - FRAME_HEADER_BYTES);
         const named = readFrameHeader(header);
-        if (!named || Buffer.from(named).toString('hex') !== id) misplaced.push(`${id}: the frame header in ${row.pack} names another chunk`);
+        if (!named || Buffer.from(named).toString('hex') !== id)
+          misplaced.push(`${id}: the frame header in ${row.pack} names another chunk`);
       } finally {
         await handle.close();
       }
@@ -52,7 +60,9 @@ export async function packStoreContents(root: string): Promise<PackStoreContents
 export function chunkFrame(root: string, id: Uint8Array): { path: string; offset: number; length: number } {
   const db = new DatabaseSync(join(root, 'index.sqlite'), { readOnly: true });
   try {
-    const row = db.prepare('SELECT pack, offset, length FROM chunks WHERE id = ?').get(id) as { pack: string; offset: number; length: number } | undefined;
+    const row = db.prepare('SELECT pack, offset, length FROM chunks WHERE id = ?').get(id) as
+      | { pack: string; offset: number; length: number }
+      | undefined;
     if (!row) throw new Error(`chunk ${Buffer.from(id).toString('hex')} is not in the pack index`);
     return { path: join(root, 'packs', row.pack), offset: Number(row.offset), length: Number(row.length) };
   } finally {

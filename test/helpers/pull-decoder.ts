@@ -8,7 +8,11 @@ import { seededRandom } from './seeded-random.ts';
  * whenever it asks for more, as a stream would; every output piece must be non-empty and at most
  * `maxOutput` bytes.
  */
-export function decodeInRandomPieces(decoder: PullDecoder, input: Uint8Array, options: { seed: number; maxPiece: number; maxOutput: number }): Buffer {
+export function decodeInRandomPieces(
+  decoder: PullDecoder,
+  input: Uint8Array,
+  options: { seed: number; maxPiece: number; maxOutput: number },
+): Buffer {
   const random = seededRandom(options.seed);
   const output: Uint8Array[] = [];
   const drain = (): void => {
@@ -29,7 +33,12 @@ export function decodeInRandomPieces(decoder: PullDecoder, input: Uint8Array, op
 }
 
 /** `decode` must fail with 'bad-compression', "corrupt FORMAT stream: ...", and `detail` in the message. */
-export function assertCorruptStream(decode: () => unknown, format: string, detail: string | RegExp, name = String(detail)): void {
+export function assertCorruptStream(
+  decode: () => unknown,
+  format: string,
+  detail: string | RegExp,
+  name = String(detail),
+): void {
   assert.throws(
     decode,
     (error: unknown) => {

@@ -6,7 +6,14 @@ import { readFile } from 'node:fs/promises';
 import { NarTokenWriter, writeNar } from '../../src/nix/nar-writer.ts';
 import { narHashOf } from '../helpers/narwhal-fixtures.ts';
 import { narwhal, startServer, tempDir } from '../e2e/harness.ts';
-import { answerOf, assertClientError, assertNothingStored, nix32Sha256, startHostileServer, type HostileServer } from './hostile-server.ts';
+import {
+  answerOf,
+  assertClientError,
+  assertNothingStored,
+  nix32Sha256,
+  startHostileServer,
+  type HostileServer,
+} from './hostile-server.ts';
 
 type Format = 'xz' | 'zstd' | 'bzip2' | 'br' | 'gzip' | 'lz4';
 
@@ -36,9 +43,16 @@ async function bomb(format: Format, zeros: number): Promise<Buffer> {
   const head = new NarTokenWriter().str('nix-archive-1').strs('(', 'type', 'regular', 'contents').u64(zeros).finish();
   const tail = new NarTokenWriter().padding(zeros).str(')').finish();
   const [command, ...args] = FORMATS[format].command;
-  const child = spawn('sh', ['-c', `{ cat; head -c ${zeros} /dev/zero; printf '${[...tail].map((b) => `\\${b.toString(8).padStart(3, '0')}`).join('')}'; } | ${command} ${args.join(' ')}`], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    'sh',
+    [
+      '-c',
+      `{ cat; head -c ${zeros} /dev/zero; printf '${[...tail].map((b) => `\\${b.toString(8).padStart(3, '0')}`).join('')}'; } | ${command} ${args.join(' ')}`,
+    ],
+    {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    },
+  );
   child.stdin.end(head);
   const parts: Buffer[] = [];
   for await (const part of child.stdout) parts.push(part as Buffer);
@@ -55,14 +69,25 @@ describe('hostile compressed uploads', () => {
       type: 'directory',
       entries: {
         bin: { type: 'regular', contents: binary.subarray(1_000_000, 1_300_000), executable: true },
-        etc: { type: 'directory', entries: Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`f${i}`, { type: 'regular', contents: Buffer.from(`file ${i}\n`) }])) },
+        etc: {
+          type: 'directory',
+          entries: Object.fromEntries(
+            Array.from({ length: 200 }, (_, i) => [`f${i}`, { type: 'regular', contents: Buffer.from(`file ${i}\n`) }]),
+          ),
+        },
       },
     });
   });
   after(() => h.close());
 
   const put = async (format: Format, body: Uint8Array) =>
-    answerOf(await fetch(h.url(`nar/${nix32Sha256(body)}.nar${FORMATS[format].suffix}`), { method: 'PUT', body: Buffer.from(body), headers: h.auth }));
+    answerOf(
+      await fetch(h.url(`nar/${nix32Sha256(body)}.nar${FORMATS[format].suffix}`), {
+        method: 'PUT',
+        body: Buffer.from(body),
+        headers: h.auth,
+      }),
+    );
 
   test('every compression: corrupt, truncated, foreign and empty streams get 400 and store nothing', async () => {
     const garbage = createHash('sha512').update('garbage').digest();
@@ -85,7 +110,8 @@ describe('hostile compressed uploads', () => {
       for (const [label, body, pattern] of variants) {
         const answer = await assertNothingStored(h.nw, () => put(format, body));
         assertClientError(answer, 400, pattern, `${format}: ${label}`);
-        if (/corrupt/.test(answer.body)) assert.match(answer.body, FORMATS[format].name, `${format}: ${label} names the format`);
+        if (/corrupt/.test(answer.body))
+          assert.match(answer.body, FORMATS[format].name, `${format}: ${label} names the format`);
       }
       // The intact stream is accepted: what failed above was the damage alone.
       assert.equal((await put(format, good)).status, 204, `${format}: intact`);
@@ -114,7 +140,13 @@ describe('decompression bombs', () => {
       const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 5);
       try {
         const answer = await assertNothingStored(h.nw, async () =>
-          answerOf(await fetch(h.url(`nar/${nix32Sha256(body)}.nar${FORMATS[format].suffix}`), { method: 'PUT', body, headers: h.auth })),
+          answerOf(
+            await fetch(h.url(`nar/${nix32Sha256(body)}.nar${FORMATS[format].suffix}`), {
+              method: 'PUT',
+              body,
+              headers: h.auth,
+            }),
+          ),
         );
         assertClientError(answer, 413, new RegExp(`NAR exceeds the size limit of ${LIMIT} bytes`), format);
       } finally {
@@ -122,7 +154,10 @@ describe('decompression bombs', () => {
       }
       peak = Math.max(peak, process.memoryUsage.rss());
       // Decompressing the whole bomb into memory would take 200 MB.
-      assert.ok(peak - baseline < 100 * 1024 * 1024, `${format}: memory grew by ${((peak - baseline) / 2 ** 20).toFixed(0)} MiB`);
+      assert.ok(
+        peak - baseline < 100 * 1024 * 1024,
+        `${format}: memory grew by ${((peak - baseline) / 2 ** 20).toFixed(0)} MiB`,
+      );
     }
     assert.deepEqual(h.logged, []);
   });
@@ -130,24 +165,44 @@ describe('decompression bombs', () => {
   test('a plain NAR over the limit gets 413 too, and one under it is stored', async () => {
     const over = writeNar({ type: 'regular', contents: new Uint8Array(LIMIT + 1) });
     const answer = await assertNothingStored(h.nw, async () =>
-      answerOf(await fetch(h.url(`nar/${nix32Sha256(over)}.nar`), { method: 'PUT', body: Buffer.from(over), headers: h.auth })),
+      answerOf(
+        await fetch(h.url(`nar/${nix32Sha256(over)}.nar`), { method: 'PUT', body: Buffer.from(over), headers: h.auth }),
+      ),
     );
     assertClientError(answer, 413, /NAR exceeds the size limit/);
     const under = writeNar({ type: 'regular', contents: new Uint8Array(LIMIT - 200) });
-    assert.equal((await fetch(h.url(`nar/${narHashOf(under).slice(7)}.nar`), { method: 'PUT', body: Buffer.from(under), headers: h.auth })).status, 204);
+    assert.equal(
+      (
+        await fetch(h.url(`nar/${narHashOf(under).slice(7)}.nar`), {
+          method: 'PUT',
+          body: Buffer.from(under),
+          headers: h.auth,
+        })
+      ).status,
+      204,
+    );
   });
 
   test('narwhal serve --max-nar-size sets the limit', async () => {
     const dir = await tempDir('max-nar-size');
     try {
-      await assert.rejects(narwhal(['serve', '--data-dir', dir.path, '--max-nar-size', '12X']), /--max-nar-size takes a size in bytes/);
-      const { secret } = JSON.parse(await narwhal(['token', 'create', '--data-dir', dir.path, '--cache', 'main', '--perm', 'push', '--json'])) as { secret: string };
+      await assert.rejects(
+        narwhal(['serve', '--data-dir', dir.path, '--max-nar-size', '12X']),
+        /--max-nar-size takes a size in bytes/,
+      );
+      const { secret } = JSON.parse(
+        await narwhal(['token', 'create', '--data-dir', dir.path, '--cache', 'main', '--perm', 'push', '--json']),
+      ) as { secret: string };
       const server = await startServer(dir.path, ['--max-nar-size', '4K']);
       try {
         const small = writeNar({ type: 'regular', contents: new Uint8Array(3000) });
         const big = writeNar({ type: 'regular', contents: new Uint8Array(5000) });
         const upload = (nar: Uint8Array) =>
-          fetch(`${server.url}/main/nar/${nix32Sha256(nar)}.nar`, { method: 'PUT', body: Buffer.from(nar), headers: { Authorization: `Bearer ${secret}` } });
+          fetch(`${server.url}/main/nar/${nix32Sha256(nar)}.nar`, {
+            method: 'PUT',
+            body: Buffer.from(nar),
+            headers: { Authorization: `Bearer ${secret}` },
+          });
         const refused = await answerOf(await upload(big));
         assertClientError(refused, 413, /NAR exceeds the size limit of 4096 bytes/);
         assert.equal((await upload(small)).status, 204);

@@ -83,7 +83,9 @@ describe('hostile connections', () => {
             path: path.startsWith('/') ? path : `/main/${path}`,
             headers: { ...headers, ...(framing === 'content-length' ? { 'Content-Length': size } : {}) },
             body: pieces(nar, 64 * 1024),
-          }).catch((err: Error) => assert.fail(`${label} (${framing}): the connection broke instead of an answer: ${err.message}`)),
+          }).catch((err: Error) =>
+            assert.fail(`${label} (${framing}): the connection broke instead of an answer: ${err.message}`),
+          ),
         );
         assertClientError(answer, status, pattern, `${label} (${framing})`);
       }
@@ -100,7 +102,13 @@ describe('hostile connections', () => {
     ];
     for (const [path, status, pattern] of cases) {
       const answer = await assertNothingStored(h.nw, () =>
-        rawRequest(h.port, { method: path.startsWith('/_api') ? 'POST' : 'PUT', path, headers: { ...h.auth, 'Content-Length': 10 * 1024 ** 3 }, body: pieces(body, 64 * 1024), stopOnAnswer: true }),
+        rawRequest(h.port, {
+          method: path.startsWith('/_api') ? 'POST' : 'PUT',
+          path,
+          headers: { ...h.auth, 'Content-Length': 10 * 1024 ** 3 },
+          body: pieces(body, 64 * 1024),
+          stopOnAnswer: true,
+        }),
       );
       assertClientError(answer, status, pattern, path);
     }
@@ -143,7 +151,8 @@ describe('hostile connections', () => {
   test('Content-Length lies: a shorter declared length cuts the NAR, a longer one never completes it', async () => {
     const nar = writeNar({ type: 'directory', entries: { a: { type: 'regular', contents: Buffer.alloc(1000, 1) } } });
     const target = `/main/nar/${nix32Sha256(nar)}.nar`;
-    const head = (length: number) => `PUT ${target} HTTP/1.1\r\nHost: x\r\nAuthorization: ${h.auth.Authorization}\r\nContent-Length: ${length}\r\n\r\n`;
+    const head = (length: number) =>
+      `PUT ${target} HTTP/1.1\r\nHost: x\r\nAuthorization: ${h.auth.Authorization}\r\nContent-Length: ${length}\r\n\r\n`;
 
     // Shorter: the NAR ends early, and what follows is not a request: Node's parser answers 400
     // (before or instead of our 400 for the truncated NAR).
@@ -169,12 +178,19 @@ describe('hostile connections', () => {
       const raw = await expectClosedWithin(socket, 5000);
       for (const status of statuses(raw)) assert.ok(status >= 400 && status < 500, raw);
     });
-    assert.deepEqual(h.logged.filter((line) => line.startsWith('error')), [], 'a client that went away is not a server error');
+    assert.deepEqual(
+      h.logged.filter((line) => line.startsWith('error')),
+      [],
+      'a client that went away is not a server error',
+    );
     await stillServing();
   });
 
   test('a slow honest upload succeeds: the idle timeout is not a deadline', async () => {
-    const nar = writeNar({ type: 'directory', entries: { slow: { type: 'regular', contents: Buffer.from('uploaded one piece at a time') } } });
+    const nar = writeNar({
+      type: 'directory',
+      entries: { slow: { type: 'regular', contents: Buffer.from('uploaded one piece at a time') } },
+    });
     const before = await h.nw.meta.stats();
     // 16 bytes every 200 ms: about 4 s in all, four times the 1 s idle timeout.
     async function* slowly(): AsyncGenerator<Uint8Array> {

@@ -69,12 +69,18 @@ export interface Answer {
  * A client's refusal must be a 4xx with a short one-line text naming the problem: never 2xx, never
  * 5xx, never a dropped connection.
  */
-export function assertClientError(answer: Answer, status: number | readonly number[], pattern: RegExp, label = ''): void {
+export function assertClientError(
+  answer: Answer,
+  status: number | readonly number[],
+  pattern: RegExp,
+  label = '',
+): void {
   const allowed = typeof status === 'number' ? [status] : status;
   const where = `${label} (got ${answer.status}: ${JSON.stringify(answer.body.slice(0, 200))})`;
   assert.ok(allowed.includes(answer.status), `status ${allowed.join('/')} expected ${where}`);
   assert.ok(answer.status >= 400 && answer.status < 500, `a 4xx expected ${where}`);
-  if (answer.headers['content-type'] !== undefined) assert.match(String(answer.headers['content-type']), /^text\/plain/, where);
+  if (answer.headers['content-type'] !== undefined)
+    assert.match(String(answer.headers['content-type']), /^text\/plain/, where);
   assert.ok(answer.body.length > 0 && answer.body.length <= 300, `a short body expected ${where}`);
   assert.equal(answer.body.trimEnd().includes('\n'), false, `a one-line body expected ${where}`);
   assert.match(answer.body, pattern, where);
@@ -119,10 +125,13 @@ export async function rawRequest(port: number, spec: RawRequest): Promise<Answer
   await once(socket, 'connect');
   const headers = Object.fromEntries(Object.entries(spec.headers ?? {}).map(([k, v]) => [k.toLowerCase(), String(v)]));
   headers.host ??= `127.0.0.1:${port}`;
-  const chunked = spec.body !== undefined && headers['content-length'] === undefined && !(spec.body instanceof Uint8Array);
+  const chunked =
+    spec.body !== undefined && headers['content-length'] === undefined && !(spec.body instanceof Uint8Array);
   if (spec.body instanceof Uint8Array) headers['content-length'] ??= String(spec.body.length);
   if (chunked) headers['transfer-encoding'] = 'chunked';
-  const head = `${spec.method} ${spec.path} HTTP/1.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
+  const head = `${spec.method} ${spec.path} HTTP/1.1\r\n${Object.entries(headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('')}\r\n`;
 
   return new Promise<Answer>((resolve, reject) => {
     let received = Buffer.alloc(0);
@@ -133,7 +142,9 @@ export async function rawRequest(port: number, spec: RawRequest): Promise<Answer
       if (failed) return;
       failed = true;
       socket.destroy();
-      const stage = answer ? `after the answer ${answer.status} arrived, while sending the body` : 'before a complete answer';
+      const stage = answer
+        ? `after the answer ${answer.status} arrived, while sending the body`
+        : 'before a complete answer';
       reject(new Error(`${message} (${stage})`));
     };
     const settle = (): void => {
@@ -154,7 +165,8 @@ export async function rawRequest(port: number, spec: RawRequest): Promise<Answer
         return;
       }
       const answerHeaders: IncomingHttpHeaders = {};
-      for (const line of lines.slice(1)) answerHeaders[line.slice(0, line.indexOf(':')).toLowerCase()] = line.slice(line.indexOf(':') + 1).trim();
+      for (const line of lines.slice(1))
+        answerHeaders[line.slice(0, line.indexOf(':')).toLowerCase()] = line.slice(line.indexOf(':') + 1).trim();
       // Answers to HEAD, 204 and 304 have no body whatever Content-Length says.
       const bodiless = spec.method === 'HEAD' || status === 204 || status === 304;
       const length = bodiless ? 0 : Number(answerHeaders['content-length'] ?? 0);
@@ -184,7 +196,10 @@ export async function rawRequest(port: number, spec: RawRequest): Promise<Answer
       if (body instanceof Uint8Array) {
         await write(body);
       } else if (body) {
-        for await (const part of body) await write(chunked ? Buffer.concat([Buffer.from(`${part.length.toString(16)}\r\n`), part, Buffer.from('\r\n')]) : part);
+        for await (const part of body)
+          await write(
+            chunked ? Buffer.concat([Buffer.from(`${part.length.toString(16)}\r\n`), part, Buffer.from('\r\n')]) : part,
+          );
         if (chunked) await write('0\r\n\r\n');
       }
       // Everything was handed to the kernel; wait until it has been written out.

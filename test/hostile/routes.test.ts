@@ -7,7 +7,15 @@ import { writeNar } from '../../src/nix/nar-writer.ts';
 import { serializeNarinfo } from '../../src/nix/narinfo.ts';
 import { createToken } from '../../src/tenancy/tokens.ts';
 import { createCache } from '../../src/tenancy/caches.ts';
-import { answerOf, assertClientError, assertNothingStored, nix32Sha256, rawRequest, startHostileServer, type HostileServer } from './hostile-server.ts';
+import {
+  answerOf,
+  assertClientError,
+  assertNothingStored,
+  nix32Sha256,
+  rawRequest,
+  startHostileServer,
+  type HostileServer,
+} from './hostile-server.ts';
 
 const HASH = '0'.repeat(31) + 'a';
 const NAR_HASH = '0'.repeat(51) + 'a';
@@ -52,7 +60,16 @@ function traversals(name: string): string[] {
     `${name}?x=/../../etc/passwd`.replace('?', '%3F'),
     `${name}#`.replace('#', '%23'),
     encodeURIComponent(name),
-    ...(tail ? [`${head}%2F${tail}`, `${head}%2f${tail}`, `${head}//${tail}`, `${head}\\${tail}`, `${head}/./${tail}`, `${head}/%2e/${tail}`] : []),
+    ...(tail
+      ? [
+          `${head}%2F${tail}`,
+          `${head}%2f${tail}`,
+          `${head}//${tail}`,
+          `${head}\\${tail}`,
+          `${head}/./${tail}`,
+          `${head}/%2e/${tail}`,
+        ]
+      : []),
     name.toUpperCase(),
     name.replace('0', '%30'),
   ].filter((path) => path !== name);
@@ -65,7 +82,11 @@ describe('hostile paths', () => {
     h = await startHostileServer();
     // Something real in the cache, so that a traversal reaching it would be noticed.
     nar = writeNar({ type: 'regular', contents: Buffer.from('secret contents\n') });
-    assert.equal((await fetch(h.url(`nar/${nix32Sha256(nar)}.nar`), { method: 'PUT', body: Buffer.from(nar), headers: h.auth })).status, 204);
+    assert.equal(
+      (await fetch(h.url(`nar/${nix32Sha256(nar)}.nar`), { method: 'PUT', body: Buffer.from(nar), headers: h.auth }))
+        .status,
+      204,
+    );
     await writeFile(join(h.t.dir, 'secret.txt'), 'secret file next to the database\n');
   });
   after(() => h.close());
@@ -83,14 +104,24 @@ describe('hostile paths', () => {
           for (const method of methods) {
             const target = `${prefix}${path}`;
             const answer = await assertNothingStored(h.nw, () =>
-              rawRequest(h.port, { method, path: target, headers: h.auth, body: method === 'PUT' || method === 'POST' ? Buffer.from('{}\n') : undefined }),
+              rawRequest(h.port, {
+                method,
+                path: target,
+                headers: h.auth,
+                body: method === 'PUT' || method === 'POST' ? Buffer.from('{}\n') : undefined,
+              }),
             );
             const label = `${method} ${target}`;
             assert.ok([400, 404, 405].includes(answer.status), `${label}: ${answer.status} ${answer.body}`);
             // HEAD answers carry no body; Node's parser refuses some targets itself with a bare 400.
             if (method === 'HEAD' || (answer.status === 400 && answer.body === '')) continue;
             assert.doesNotMatch(answer.body, /secret|root:/, label);
-            assertClientError(answer, [400, 404, 405], /not found|no such|method not allowed|Bad Request|invalid/, label);
+            assertClientError(
+              answer,
+              [400, 404, 405],
+              /not found|no such|method not allowed|Bad Request|invalid/,
+              label,
+            );
           }
         }
       }
@@ -106,13 +137,38 @@ describe('hostile paths', () => {
   });
 
   test('odd request targets and cache names are 404 or 400', async () => {
-    const targets = ['*', 'main/nix-cache-info', 'http://127.0.0.1/etc/passwd', '/%2e%2e/%2e%2e/etc/passwd', '/..', '/../main/nix-cache-info', '/_api/../main/nix-cache-info', '/_api/v1/../../main/x', '/_api/v2/caches', '/_api/v1/caches/../tokens', '/_api/v1/caches/main/extra', '/MAIN/nix-cache-info', '/main%00/nix-cache-info', '/_main/nix-cache-info', `/${'a'.repeat(5000)}/nix-cache-info`, '/main\\nix-cache-info'];
+    const targets = [
+      '*',
+      'main/nix-cache-info',
+      'http://127.0.0.1/etc/passwd',
+      '/%2e%2e/%2e%2e/etc/passwd',
+      '/..',
+      '/../main/nix-cache-info',
+      '/_api/../main/nix-cache-info',
+      '/_api/v1/../../main/x',
+      '/_api/v2/caches',
+      '/_api/v1/caches/../tokens',
+      '/_api/v1/caches/main/extra',
+      '/MAIN/nix-cache-info',
+      '/main%00/nix-cache-info',
+      '/_main/nix-cache-info',
+      `/${'a'.repeat(5000)}/nix-cache-info`,
+      '/main\\nix-cache-info',
+    ];
     for (const target of targets) {
       for (const method of ['GET', 'PUT']) {
         const answer = await assertNothingStored(h.nw, () =>
-          rawRequest(h.port, { method, path: target, headers: h.auth, body: method === 'PUT' ? Buffer.from('x') : undefined }),
+          rawRequest(h.port, {
+            method,
+            path: target,
+            headers: h.auth,
+            body: method === 'PUT' ? Buffer.from('x') : undefined,
+          }),
         );
-        assert.ok([400, 401, 403, 404, 405].includes(answer.status), `${method} ${target}: ${answer.status} ${answer.body}`);
+        assert.ok(
+          [400, 401, 403, 404, 405].includes(answer.status),
+          `${method} ${target}: ${answer.status} ${answer.body}`,
+        );
         assert.doesNotMatch(answer.body, /secret|root:/);
       }
     }
@@ -122,7 +178,14 @@ describe('hostile paths', () => {
     await createCache(h.nw, 'other', { isPublic: true });
     const { secret: otherPush } = await createToken(h.nw, { caches: ['other'], perms: ['push'] });
     const { secret: pullOnly } = await createToken(h.nw, { caches: ['main'], perms: ['pull'] });
-    const info = serializeNarinfo({ storePath: `/nix/store/${HASH}-x`, url: 'nar/x.nar', narHash: `sha256:${nix32Sha256(nar)}`, narSize: nar.length, references: [], sigs: [] });
+    const info = serializeNarinfo({
+      storePath: `/nix/store/${HASH}-x`,
+      url: 'nar/x.nar',
+      narHash: `sha256:${nix32Sha256(nar)}`,
+      narSize: nar.length,
+      references: [],
+      sigs: [],
+    });
     const uploads: [string, string | Uint8Array][] = [
       [`nar/${nix32Sha256(nar)}.nar`, nar],
       [`${HASH}.narinfo`, info],
@@ -136,7 +199,12 @@ describe('hostile paths', () => {
       ['unknown bearer token', { Authorization: 'Bearer nwt_0000' }, 401, /token/],
       ['empty bearer token', { Authorization: 'Bearer ' }, 401, /token/],
       ['garbage basic auth', { Authorization: 'Basic !!!not-base64' }, 401, /token/],
-      ['basic auth without a password', { Authorization: `Basic ${Buffer.from('narwhal').toString('base64')}` }, 401, /token/],
+      [
+        'basic auth without a password',
+        { Authorization: `Basic ${Buffer.from('narwhal').toString('base64')}` },
+        401,
+        /token/,
+      ],
       ['unknown scheme', { Authorization: 'Digest foo' }, 401, /token/],
       ['token of another cache', { Authorization: `Bearer ${otherPush}` }, 403, /may not push/],
       ['pull-only token', { Authorization: `Bearer ${pullOnly}` }, 403, /may not push/],
@@ -144,7 +212,13 @@ describe('hostile paths', () => {
     for (const [path, body] of uploads) {
       for (const [label, headers, status, pattern] of auths) {
         const answer = await assertNothingStored(h.nw, async () =>
-          answerOf(await fetch(h.url(path), { method: 'PUT', body: typeof body === 'string' ? body : Buffer.from(body), headers })),
+          answerOf(
+            await fetch(h.url(path), {
+              method: 'PUT',
+              body: typeof body === 'string' ? body : Buffer.from(body),
+              headers,
+            }),
+          ),
         );
         assertClientError(answer, status, pattern, `${label}: PUT ${path}`);
         if (status === 401) assert.match(String(answer.headers['www-authenticate']), /^Basic/);
@@ -155,7 +229,9 @@ describe('hostile paths', () => {
   test('wrong methods: 405 with Allow on a route, 404 elsewhere, never 405 on HEAD', async () => {
     for (const name of EXAMPLES) {
       for (const method of ['POST', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE', 'PROPFIND']) {
-        const answer = await assertNothingStored(h.nw, () => rawRequest(h.port, { method, path: `/main/${name}`, headers: h.auth }));
+        const answer = await assertNothingStored(h.nw, () =>
+          rawRequest(h.port, { method, path: `/main/${name}`, headers: h.auth }),
+        );
         assertClientError(answer, 405, /method not allowed/, `${method} ${name}`);
         assert.match(String(answer.headers.allow), /^GET, HEAD/);
       }
@@ -164,13 +240,20 @@ describe('hostile paths', () => {
     }
     // GET-only routes refuse PUT with 405.
     for (const name of [`nar/${NAR_HASH}.caibx`, `castr/${CHUNK.slice(0, 4)}/${CHUNK}.cacnk`]) {
-      const answer = await assertNothingStored(h.nw, () => rawRequest(h.port, { method: 'PUT', path: `/main/${name}`, headers: h.auth, body: Buffer.from('x') }));
+      const answer = await assertNothingStored(h.nw, () =>
+        rawRequest(h.port, { method: 'PUT', path: `/main/${name}`, headers: h.auth, body: Buffer.from('x') }),
+      );
       assertClientError(answer, 405, /method not allowed/, `PUT ${name}`);
     }
     // Unknown paths: 404 whatever the method.
     for (const method of ['GET', 'HEAD', 'PUT', 'POST', 'DELETE']) {
       const answer = await assertNothingStored(h.nw, () =>
-        rawRequest(h.port, { method, path: '/main/nar/nothing', headers: h.auth, body: method === 'PUT' || method === 'POST' ? Buffer.from('x') : undefined }),
+        rawRequest(h.port, {
+          method,
+          path: '/main/nar/nothing',
+          headers: h.auth,
+          body: method === 'PUT' || method === 'POST' ? Buffer.from('x') : undefined,
+        }),
       );
       assert.equal(answer.status, 404, method);
     }
@@ -204,7 +287,9 @@ describe('hostile paths', () => {
     }
     // 52 nix32 digits that do not fit in 32 bytes: the route matches, the value is impossible.
     const answer = await assertNothingStored(h.nw, async () =>
-      answerOf(await fetch(h.url(`nar/z${NAR_HASH.slice(1)}.nar`), { method: 'PUT', headers: h.auth, body: Buffer.from(nar) })),
+      answerOf(
+        await fetch(h.url(`nar/z${NAR_HASH.slice(1)}.nar`), { method: 'PUT', headers: h.auth, body: Buffer.from(nar) }),
+      ),
     );
     assertClientError(answer, 400, /nix base-32/);
     assert.equal((await fetch(h.url(`nar/z${NAR_HASH.slice(1)}.nar`))).status, 404);

@@ -34,7 +34,11 @@ function hashPart(c: string): string {
   return c.repeat(32);
 }
 
-function narinfo(storePath: string, n: Nar, extra: { narSize?: number; references?: string[]; deriver?: string; sig?: string } = {}): string {
+function narinfo(
+  storePath: string,
+  n: Nar,
+  extra: { narSize?: number; references?: string[]; deriver?: string; sig?: string } = {},
+): string {
   return [
     `StorePath: /nix/store/${storePath}`,
     `URL: nar/${n.hash}.nar`,
@@ -63,7 +67,13 @@ describe('hostile tenants: what one token can reach of another cache', () => {
   });
   const at = (cache: string, path: string) => `${h.base}/${cache}/${path}`;
   const send = async (method: string, url: string, headers: Record<string, string> = {}, body?: string | Uint8Array) =>
-    answerOf(await fetch(url, { method, headers, body: typeof body === 'string' || body === undefined ? body : Buffer.from(body) }));
+    answerOf(
+      await fetch(url, {
+        method,
+        headers,
+        body: typeof body === 'string' || body === undefined ? body : Buffer.from(body),
+      }),
+    );
 
   before(async () => {
     h = await startHostileServer();
@@ -75,18 +85,34 @@ describe('hostile tenants: what one token can reach of another cache', () => {
     alphaReaderBetaPusher = await bearer(['alpha', 'beta'], ['push']);
     admin = await bearer(['*'], ['admin']);
     assert.equal((await send('PUT', at('alpha', `nar/${secret.hash}.nar`), alphaPush, secret.bytes)).status, 204);
-    assert.equal((await send('PUT', at('alpha', `${hashPart('a')}.narinfo`), alphaPush, narinfo(secretPath, secret))).status, 204);
+    assert.equal(
+      (await send('PUT', at('alpha', `${hashPart('a')}.narinfo`), alphaPush, narinfo(secretPath, secret))).status,
+      204,
+    );
   });
   after(() => h.close());
 
-  test("a push token for beta cannot see, claim or read a NAR only alpha holds", async () => {
+  test('a push token for beta cannot see, claim or read a NAR only alpha holds', async () => {
     for (const suffix of ['.nar', '.nar.zst']) {
-      assert.equal((await send('HEAD', at('beta', `nar/${secret.hash}${suffix}`), betaPush)).status, 404, `HEAD ${suffix}`);
-      assert.equal((await send('GET', at('beta', `nar/${secret.hash}${suffix}`), betaPush)).status, 404, `GET ${suffix}`);
+      assert.equal(
+        (await send('HEAD', at('beta', `nar/${secret.hash}${suffix}`), betaPush)).status,
+        404,
+        `HEAD ${suffix}`,
+      );
+      assert.equal(
+        (await send('GET', at('beta', `nar/${secret.hash}${suffix}`), betaPush)).status,
+        404,
+        `GET ${suffix}`,
+      );
     }
     const stolen = hashPart('s');
     for (const narSize of [secret.bytes.length, 5]) {
-      const answer = await send('PUT', at('beta', `${stolen}.narinfo`), betaPush, narinfo(`${stolen}-stolen`, secret, { narSize }));
+      const answer = await send(
+        'PUT',
+        at('beta', `${stolen}.narinfo`),
+        betaPush,
+        narinfo(`${stolen}-stolen`, secret, { narSize }),
+      );
       assertClientError(answer, 400, /no NAR with NarHash/, `claim with NarSize ${narSize}`);
       assert.ok(!answer.body.includes(String(secret.bytes.length)), 'the refusal does not tell the NAR size');
     }
@@ -97,36 +123,59 @@ describe('hostile tenants: what one token can reach of another cache', () => {
   test('a pusher to beta who uploads the same bytes gets the path, and the chunks are stored once', async () => {
     const before = await h.nw.meta.stats();
     assert.equal((await send('PUT', at('beta', `nar/${secret.hash}.nar`), betaPush, secret.bytes)).status, 204);
-    assert.equal((await send('HEAD', at('beta', `nar/${secret.hash}.nar`), betaPush)).status, 200, 'uploaded to beta: visible there');
+    assert.equal(
+      (await send('HEAD', at('beta', `nar/${secret.hash}.nar`), betaPush)).status,
+      200,
+      'uploaded to beta: visible there',
+    );
     const own = hashPart('b');
-    assert.equal((await send('PUT', at('beta', `${own}.narinfo`), betaPush, narinfo(`${own}-own`, secret))).status, 204);
+    assert.equal(
+      (await send('PUT', at('beta', `${own}.narinfo`), betaPush, narinfo(`${own}-own`, secret))).status,
+      204,
+    );
     const after = await h.nw.meta.stats();
     assert.equal(after.chunks, before.chunks, 'no new chunk');
     assert.equal(after.nars, before.nars, 'the same NAR record');
     assert.equal((await send('GET', at('beta', `nar/${secret.hash}.nar`))).body, Buffer.from(secret.bytes).toString());
   });
 
-  test('a token that may read alpha and push to beta sees alpha\'s NARs through beta, as deduplication wants', async () => {
+  test("a token that may read alpha and push to beta sees alpha's NARs through beta, as deduplication wants", async () => {
     const other = nar('alpha only, again\n');
     assert.equal((await send('PUT', at('alpha', `nar/${other.hash}.nar`), alphaPush, other.bytes)).status, 204);
     const path = hashPart('c');
-    assert.equal((await send('PUT', at('alpha', `${path}.narinfo`), alphaPush, narinfo(`${path}-other`, other))).status, 204);
+    assert.equal(
+      (await send('PUT', at('alpha', `${path}.narinfo`), alphaPush, narinfo(`${path}-other`, other))).status,
+      204,
+    );
     assert.equal((await send('HEAD', at('beta', `nar/${other.hash}.nar`), betaPush)).status, 404);
     assert.equal((await send('HEAD', at('beta', `nar/${other.hash}.nar`), alphaReaderBetaPusher)).status, 200);
     const claim = hashPart('d');
-    assert.equal((await send('PUT', at('beta', `${claim}.narinfo`), alphaReaderBetaPusher, narinfo(`${claim}-other`, other))).status, 204);
+    assert.equal(
+      (await send('PUT', at('beta', `${claim}.narinfo`), alphaReaderBetaPusher, narinfo(`${claim}-other`, other)))
+        .status,
+      204,
+    );
   });
 
   test('a reference must name a whole store path of the cache, not only its hash', async () => {
     const dep = nar('dependency\n');
     const depPath = `${hashPart('f')}-dep`;
     await send('PUT', at('beta', `nar/${dep.hash}.nar`), betaPush, dep.bytes);
-    assert.equal((await send('PUT', at('beta', `${hashPart('f')}.narinfo`), betaPush, narinfo(depPath, dep))).status, 204);
+    assert.equal(
+      (await send('PUT', at('beta', `${hashPart('f')}.narinfo`), betaPush, narinfo(depPath, dep))).status,
+      204,
+    );
     const top = nar('top\n');
     await send('PUT', at('beta', `nar/${top.hash}.nar`), betaPush, top.bytes);
     const topHash = hashPart('g');
-    const put = (references: string[]) => send('PUT', at('beta', `${topHash}.narinfo`), betaPush, narinfo(`${topHash}-top`, top, { references }));
-    assertClientError(await put([`${hashPart('f')}-EVIL`]), 400, /references not in this cache: f+-EVIL/, 'renamed reference');
+    const put = (references: string[]) =>
+      send('PUT', at('beta', `${topHash}.narinfo`), betaPush, narinfo(`${topHash}-top`, top, { references }));
+    assertClientError(
+      await put([`${hashPart('f')}-EVIL`]),
+      400,
+      /references not in this cache: f+-EVIL/,
+      'renamed reference',
+    );
     assertClientError(await put([`${topHash}-other`]), 400, /references not in this cache/, 'renamed self-reference');
     assert.equal((await send('GET', at('beta', `${topHash}.narinfo`))).status, 404);
     assert.equal((await put([depPath, `${topHash}-top`])).status, 204);
@@ -143,9 +192,18 @@ describe('hostile tenants: what one token can reach of another cache', () => {
     assert.equal((await send('PUT', at('beta', `${path}.narinfo`), betaPush, original)).status, 204, 'the same again');
     assert.equal((await send('GET', at('beta', `${path}.narinfo`))).body, served);
 
-    const changes = [narinfo(`${path}-thing`, second), narinfo(`${path}-thing`, first, { deriver: `${hashPart('i')}-thing.drv` }), narinfo(`${path}-thing`, first, { references: [`${path}-thing`] })];
+    const changes = [
+      narinfo(`${path}-thing`, second),
+      narinfo(`${path}-thing`, first, { deriver: `${hashPart('i')}-thing.drv` }),
+      narinfo(`${path}-thing`, first, { references: [`${path}-thing`] }),
+    ];
     for (const changed of changes) {
-      assertClientError(await send('PUT', at('beta', `${path}.narinfo`), betaPush, changed), 409, /delete permission/, changed);
+      assertClientError(
+        await send('PUT', at('beta', `${path}.narinfo`), betaPush, changed),
+        409,
+        /delete permission/,
+        changed,
+      );
       assert.equal((await send('GET', at('beta', `${path}.narinfo`))).body, served, 'left as it was');
     }
     assert.equal((await send('PUT', at('beta', `${path}.narinfo`), betaDelete, changes[0])).status, 204);
@@ -158,7 +216,10 @@ describe('hostile tenants: what one token can reach of another cache', () => {
     const path = hashPart('j');
     assert.equal((await send('PUT', at('beta', `${path}.narinfo`), betaPush, narinfo(`${path}-s`, n))).status, 204);
     const sig = `laptop-1:${Buffer.alloc(64, 7).toString('base64')}`;
-    assert.equal((await send('PUT', at('beta', `${path}.narinfo`), betaPush, narinfo(`${path}-s`, n, { sig }))).status, 204);
+    assert.equal(
+      (await send('PUT', at('beta', `${path}.narinfo`), betaPush, narinfo(`${path}-s`, n, { sig }))).status,
+      204,
+    );
     assert.ok((await send('GET', at('beta', `${path}.narinfo`))).body.includes(`Sig: ${sig}`));
   });
 
@@ -168,7 +229,11 @@ describe('hostile tenants: what one token can reach of another cache', () => {
     const fileHash = encodeNixBase32(createHash('sha256').update(xzBytes).digest());
     assert.equal((await send('PUT', at('beta', `nar/${fileHash}.nar.xz`), betaPush, xzBytes)).status, 204);
     assert.equal((await send('GET', at('beta', `nar/${fileHash}.nar.xz`))).status, 404, 'anonymous');
-    assert.equal((await send('GET', at('beta', `nar/${fileHash}.nar.xz`), await bearer(['beta'], ['pull']))).status, 404, 'pull only');
+    assert.equal(
+      (await send('GET', at('beta', `nar/${fileHash}.nar.xz`), await bearer(['beta'], ['pull']))).status,
+      404,
+      'pull only',
+    );
     const pushed = await fetch(at('beta', `nar/${fileHash}.nar.xz`), { headers: betaPush });
     assert.equal(pushed.status, 200);
     assert.ok((await pushed.arrayBuffer()).byteLength > 0);
@@ -186,7 +251,12 @@ describe('hostile tenants: what one token can reach of another cache', () => {
 
   test('an absurd token lifetime is refused, and a stored one does not break the listing', async () => {
     for (const expires of ['99999999999999999999d', '36501d', '0d']) {
-      const answer = await send('POST', `${h.base}/_api/v1/tokens`, { ...admin, 'Content-Type': 'application/json' }, JSON.stringify({ caches: ['beta'], perms: ['pull'], expires }));
+      const answer = await send(
+        'POST',
+        `${h.base}/_api/v1/tokens`,
+        { ...admin, 'Content-Type': 'application/json' },
+        JSON.stringify({ caches: ['beta'], perms: ['pull'], expires }),
+      );
       assertClientError(answer, 400, /duration|lifetime/, expires);
     }
     const { token } = await createToken(h.nw, { caches: ['beta'], perms: ['pull'] });
@@ -194,7 +264,9 @@ describe('hostile tenants: what one token can reach of another cache', () => {
     await h.nw.meta.revokeToken('from-before', Date.now());
     const listing = await send('GET', `${h.base}/_api/v1/tokens`, admin);
     assert.equal(listing.status, 200);
-    const row = (JSON.parse(listing.body) as { id: string; expiresAt: string; revoked: boolean }[]).find((t) => t.id === 'from-before');
+    const row = (JSON.parse(listing.body) as { id: string; expiresAt: string; revoked: boolean }[]).find(
+      (t) => t.id === 'from-before',
+    );
     assert.ok(row && row.revoked && row.expiresAt.startsWith('+275760'), JSON.stringify(row));
   });
 
@@ -206,6 +278,10 @@ describe('hostile tenants: what one token can reach of another cache', () => {
     assert.equal((await send('GET', at(name, 'nix-cache-info'), glob)).status, 200);
     assert.equal((await send('GET', at(name, `${hashPart('k')}.narinfo`), glob)).status, 404);
     const matching = await bearer([`${'a*'.repeat(20)}a`], ['pull']);
-    assert.equal((await send('HEAD', at(name, `${hashPart('k')}.narinfo`), matching)).status, 404, 'covered, and the path is absent');
+    assert.equal(
+      (await send('HEAD', at(name, `${hashPart('k')}.narinfo`), matching)).status,
+      404,
+      'covered, and the path is absent',
+    );
   });
 });

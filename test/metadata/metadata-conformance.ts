@@ -6,12 +6,30 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { CacheFile, CacheSettings, MetadataStore, NewChunk, NewNar, NewPath, TokenRecord } from '../../src/metadata/metadata-store.ts';
+import type {
+  CacheFile,
+  CacheSettings,
+  MetadataStore,
+  NewChunk,
+  NewNar,
+  NewPath,
+  TokenRecord,
+} from '../../src/metadata/metadata-store.ts';
 
 /** Files as schemas before pieces stored them, whole in one column: several pieces, one, none. */
 export const LEGACY_FILES = [
-  { name: 'log/big', content: new Uint8Array(randomBytes(3 * 262_144 + 5)), contentType: 'text/plain', contentEncoding: 'br' },
-  { name: 'x.ls', content: new Uint8Array(randomBytes(262_144)), contentType: 'application/json', contentEncoding: null },
+  {
+    name: 'log/big',
+    content: new Uint8Array(randomBytes(3 * 262_144 + 5)),
+    contentType: 'text/plain',
+    contentEncoding: 'br',
+  },
+  {
+    name: 'x.ls',
+    content: new Uint8Array(randomBytes(262_144)),
+    contentType: 'application/json',
+    contentEncoding: null,
+  },
   { name: 'log/empty', content: new Uint8Array(0), contentType: 'text/plain', contentEncoding: null },
 ];
 
@@ -19,16 +37,34 @@ export const LEGACY_FILES = [
 export async function assertLegacyFilesReadable(meta: MetadataStore, cacheId: number): Promise<void> {
   for (const legacy of LEGACY_FILES) {
     const file = await meta.getFile(cacheId, legacy.name);
-    assert.deepEqual(file && { ...file, contentId: 0 }, { contentId: 0, size: legacy.content.length, contentType: legacy.contentType, contentEncoding: legacy.contentEncoding }, legacy.name);
+    assert.deepEqual(
+      file && { ...file, contentId: 0 },
+      {
+        contentId: 0,
+        size: legacy.content.length,
+        contentType: legacy.contentType,
+        contentEncoding: legacy.contentEncoding,
+      },
+      legacy.name,
+    );
     const pieces = await readPieces(meta, file!.contentId);
-    assert.ok(pieces.every((piece, i) => piece.length === (i < pieces.length - 1 ? 262_144 : piece.length) && piece.length > 0), legacy.name);
+    assert.ok(
+      pieces.every((piece, i) => piece.length === (i < pieces.length - 1 ? 262_144 : piece.length) && piece.length > 0),
+      legacy.name,
+    );
     assert.deepEqual(Buffer.concat(pieces), Buffer.from(legacy.content), legacy.name);
   }
   // New contents get ids of their own.
   const upload = await meta.startFileUpload();
   await meta.appendFilePiece(upload, 0, new Uint8Array([1]));
-  await meta.commitFile(cacheId, 'log/new', { contentId: upload, size: 1, contentType: 'text/plain', contentEncoding: null });
-  for (const legacy of LEGACY_FILES) assert.equal((await meta.getFile(cacheId, legacy.name))!.size, legacy.content.length);
+  await meta.commitFile(cacheId, 'log/new', {
+    contentId: upload,
+    size: 1,
+    contentType: 'text/plain',
+    contentEncoding: null,
+  });
+  for (const legacy of LEGACY_FILES)
+    assert.equal((await meta.getFile(cacheId, legacy.name))!.size, legacy.content.length);
 }
 
 export interface ConformanceTarget {
@@ -70,10 +106,21 @@ function newNar(name: string, chunks: NewChunk[], upload?: NewNar['upload']): Ne
 }
 
 /** Stores a file through the upload methods, one piece per element, and returns its record. */
-async function putFile(meta: MetadataStore, cacheId: number, name: string, pieces: Uint8Array[], contentEncoding: string | null = null): Promise<CacheFile> {
+async function putFile(
+  meta: MetadataStore,
+  cacheId: number,
+  name: string,
+  pieces: Uint8Array[],
+  contentEncoding: string | null = null,
+): Promise<CacheFile> {
   const contentId = await meta.startFileUpload();
   for (const [seq, piece] of pieces.entries()) await meta.appendFilePiece(contentId, seq, piece);
-  await meta.commitFile(cacheId, name, { contentId, size: pieces.reduce((sum, p) => sum + p.length, 0), contentType: 'text/plain', contentEncoding });
+  await meta.commitFile(cacheId, name, {
+    contentId,
+    size: pieces.reduce((sum, p) => sum + p.length, 0),
+    contentType: 'text/plain',
+    contentEncoding,
+  });
   return (await meta.getFile(cacheId, name))!;
 }
 
@@ -103,7 +150,17 @@ function hashPart(seed: string): string {
 
 function newPath(cacheId: number, seed: string, narId: number, references: string[] = []): NewPath {
   const h = hashPart(seed);
-  return { cacheId, hashPart: h, storePath: `/nix/store/${h}-${seed}`, narId, references, deriver: null, system: 'x86_64-linux', sigs: ['k:sig'], ca: null };
+  return {
+    cacheId,
+    hashPart: h,
+    storePath: `/nix/store/${h}-${seed}`,
+    narId,
+    references,
+    deriver: null,
+    system: 'x86_64-linux',
+    sigs: ['k:sig'],
+    ca: null,
+  };
 }
 
 function baseName(seed: string): string {
@@ -139,27 +196,69 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     assert.equal(typeof created.id, 'number');
     assert.equal(typeof created.createdAt, 'number');
     assert.equal(await meta.createCache('b', SETTINGS), undefined, 'a taken name');
-    await meta.createCache('a', { ...SETTINGS, isPublic: false, trustedKeys: ['k1:AAA', 'k2:BBB'], requireSignature: true, retention: 3600 });
+    await meta.createCache('a', {
+      ...SETTINGS,
+      isPublic: false,
+      trustedKeys: ['k1:AAA', 'k2:BBB'],
+      requireSignature: true,
+      retention: 3600,
+    });
     const a = await meta.getCache('a');
-    assert.deepEqual({ ...a, id: 0, createdAt: 0 }, { id: 0, createdAt: 0, name: 'a', isPublic: false, priority: 40, signingKey: SETTINGS.signingKey, trustedKeys: ['k1:AAA', 'k2:BBB'], requireSignature: true, retention: 3600 });
+    assert.deepEqual(
+      { ...a, id: 0, createdAt: 0 },
+      {
+        id: 0,
+        createdAt: 0,
+        name: 'a',
+        isPublic: false,
+        priority: 40,
+        signingKey: SETTINGS.signingKey,
+        trustedKeys: ['k1:AAA', 'k2:BBB'],
+        requireSignature: true,
+        retention: 3600,
+      },
+    );
     const updated = await meta.updateCache('a', { priority: 10, isPublic: true, trustedKeys: [] });
     assert.equal(updated?.priority, 10);
     assert.deepEqual(await meta.getCache('a'), updated);
     assert.equal(await meta.updateCache('nope', { priority: 1 }), undefined);
-    assert.deepEqual((await meta.listCaches()).map((c) => c.name), ['a', 'b']);
+    assert.deepEqual(
+      (await meta.listCaches()).map((c) => c.name),
+      ['a', 'b'],
+    );
     assert.equal(await meta.deleteCache('a'), true);
     assert.equal(await meta.deleteCache('a'), false);
-    assert.deepEqual((await meta.listCaches()).map((c) => c.name), ['b']);
+    assert.deepEqual(
+      (await meta.listCaches()).map((c) => c.name),
+      ['b'],
+    );
   });
 
   withStore('tokens: create, find by secret hash, list, revoke', async (meta) => {
-    const token: TokenRecord = { id: 'tok1', name: 'ci', caches: ['main', 'team-*'], perms: ['pull', 'push'], createdAt: 1000, expiresAt: 5000, revokedAt: null };
+    const token: TokenRecord = {
+      id: 'tok1',
+      name: 'ci',
+      caches: ['main', 'team-*'],
+      perms: ['pull', 'push'],
+      createdAt: 1000,
+      expiresAt: 5000,
+      revokedAt: null,
+    };
     const secret = new Uint8Array(randomBytes(32));
     await meta.createToken(token, secret);
-    await meta.createToken({ ...token, id: 'tok2', caches: [], perms: [], createdAt: 2000, expiresAt: null }, new Uint8Array(randomBytes(32)));
+    await meta.createToken(
+      { ...token, id: 'tok2', caches: [], perms: [], createdAt: 2000, expiresAt: null },
+      new Uint8Array(randomBytes(32)),
+    );
     assert.deepEqual(await meta.findTokenBySecretHash(secret), token);
     assert.equal(await meta.findTokenBySecretHash(new Uint8Array(32)), undefined);
-    assert.deepEqual((await meta.listTokens()).map((t) => [t.id, t.caches, t.perms]), [['tok1', ['main', 'team-*'], ['pull', 'push']], ['tok2', [], []]]);
+    assert.deepEqual(
+      (await meta.listTokens()).map((t) => [t.id, t.caches, t.perms]),
+      [
+        ['tok1', ['main', 'team-*'], ['pull', 'push']],
+        ['tok2', [], []],
+      ],
+    );
     assert.equal(await meta.revokeToken('tok1', 3000), true);
     assert.equal(await meta.revokeToken('tok1', 4000), true);
     assert.equal((await meta.findTokenBySecretHash(secret))?.revokedAt, 3000, 'the first revocation time stays');
@@ -202,7 +301,9 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     const input = newNar('same', [chunk('s1'), chunk('s2'), chunk('shared')]);
     const other = newNar('other', [chunk('shared'), chunk('o1')]);
     const results = await Promise.all([
-      ...Array.from({ length: 8 }, (_, i) => meta.commitNar({ ...input, upload: { fileHash: `f${i}`, suffix: '', fileSize: i } })),
+      ...Array.from({ length: 8 }, (_, i) =>
+        meta.commitNar({ ...input, upload: { fileHash: `f${i}`, suffix: '', fileSize: i } }),
+      ),
       meta.commitNar(other),
     ]);
     const ids = new Set(results.slice(0, 8).map((nar) => nar.id));
@@ -228,7 +329,16 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     assert.ok(got);
     assert.deepEqual(
       { ...got, createdAt: 0, lastAccess: 0 },
-      { ...top, createdAt: 0, lastAccess: 0, narHash: nar.narHash, narSize: nar.narSize, narStoredSize: nar.storedSize, pinned: false, narDamaged: false },
+      {
+        ...top,
+        createdAt: 0,
+        lastAccess: 0,
+        narHash: nar.narHash,
+        narSize: nar.narSize,
+        narStoredSize: nar.storedSize,
+        pinned: false,
+        narDamaged: false,
+      },
     );
     assert.equal(got.createdAt, got.lastAccess);
     assert.equal(await meta.getPath(other.id, top.hashPart), undefined, 'paths belong to one cache');
@@ -240,7 +350,10 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
       ]),
     );
     assert.deepEqual(await meta.existingPaths(cache.id, []), new Map());
-    assert.deepEqual((await meta.listPaths(cache.id)).map((p) => p.storePath), [dep.storePath, top.storePath].sort());
+    assert.deepEqual(
+      (await meta.listPaths(cache.id)).map((p) => p.storePath),
+      [dep.storePath, top.storePath].sort(),
+    );
     assert.equal(await meta.cacheHasNar(cache.id, nar.id), true);
     assert.equal(await meta.cacheHasNar(other.id, nar.id), false);
     assert.equal(await meta.cacheHasChunk(cache.id, chunkId('pc1')), true);
@@ -250,7 +363,11 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     assert.equal(await meta.setPathPinned(cache.id, top.hashPart, true), true);
     assert.equal(await meta.setPathPinned(cache.id, hashPart('absent'), true), false);
     assert.equal(await meta.putPath({ ...top, sigs: ['k:other'] }), 'stored');
-    assert.deepEqual((await meta.getPath(cache.id, top.hashPart))?.sigs, ['k:sig', 'k:other'], 'the same path gains the signatures it lacks');
+    assert.deepEqual(
+      (await meta.getPath(cache.id, top.hashPart))?.sigs,
+      ['k:sig', 'k:other'],
+      'the same path gains the signatures it lacks',
+    );
     assert.equal(await meta.putPath({ ...top, sigs: ['k:other'] }), 'unchanged');
     const changed = { ...top, deriver: `${hashPart('drv')}-top.drv` };
     assert.equal(await meta.putPath(changed), 'exists', 'a different path is not replaced by default');
@@ -282,7 +399,11 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     const unused = await meta.commitNar(newNar('v2', [chunk('vc2')]));
     assert.deepEqual(await meta.narOwners(unused.id), { usedBy: [], uploadedTo: [] });
     await meta.deleteCache('a');
-    assert.deepEqual(await meta.narOwners(nar.id), { usedBy: [b.id], uploadedTo: [] }, 'a deleted cache keeps no upload');
+    assert.deepEqual(
+      await meta.narOwners(nar.id),
+      { usedBy: [b.id], uploadedTo: [] },
+      'a deleted cache keeps no upload',
+    );
     assert.deepEqual(await meta.narOwners(nar.id + 1000), { usedBy: [], uploadedTo: [] });
   });
 
@@ -319,7 +440,12 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     assert.equal(await meta.getFile(cache.id, 'log/a'), undefined);
     const pieces = [randomBytes(300_000), randomBytes(300_000), randomBytes(1234)].map((b) => new Uint8Array(b));
     const file = await putFile(meta, cache.id, 'log/a', pieces, 'br');
-    assert.deepEqual(file, { contentId: file.contentId, size: 601_234, contentType: 'text/plain', contentEncoding: 'br' });
+    assert.deepEqual(file, {
+      contentId: file.contentId,
+      size: 601_234,
+      contentType: 'text/plain',
+      contentEncoding: 'br',
+    });
     assert.deepEqual(await readPieces(meta, file.contentId), pieces);
     const empty = await putFile(meta, cache.id, 'log/empty', []);
     assert.equal(empty.size, 0);
@@ -335,13 +461,36 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     await meta.appendFilePiece(next, 1, new Uint8Array([6]));
     assert.deepEqual(await meta.getFile(cache.id, 'log/a'), old, 'not switched yet');
     assert.deepEqual(await readPieces(meta, old.contentId), [new Uint8Array([1, 2, 3])]);
-    await assert.rejects(meta.commitFile(cache.id, 'log/a', { contentId: next, size: 4, contentType: 'text/plain', contentEncoding: null }), /upload it again/, 'a size its pieces do not add up to');
+    await assert.rejects(
+      meta.commitFile(cache.id, 'log/a', {
+        contentId: next,
+        size: 4,
+        contentType: 'text/plain',
+        contentEncoding: null,
+      }),
+      /upload it again/,
+      'a size its pieces do not add up to',
+    );
     assert.deepEqual(await meta.getFile(cache.id, 'log/a'), old);
-    await meta.commitFile(cache.id, 'log/a', { contentId: next, size: 3, contentType: 'application/json', contentEncoding: null });
-    assert.deepEqual(await meta.getFile(cache.id, 'log/a'), { contentId: next, size: 3, contentType: 'application/json', contentEncoding: null });
+    await meta.commitFile(cache.id, 'log/a', {
+      contentId: next,
+      size: 3,
+      contentType: 'application/json',
+      contentEncoding: null,
+    });
+    assert.deepEqual(await meta.getFile(cache.id, 'log/a'), {
+      contentId: next,
+      size: 3,
+      contentType: 'application/json',
+      contentEncoding: null,
+    });
     assert.deepEqual(await readPieces(meta, next), [new Uint8Array([4, 5]), new Uint8Array([6])]);
     assert.equal(await meta.getFilePiece(old.contentId, 0), undefined, 'the replaced content is gone');
-    assert.deepEqual(await meta.deleteAbandonedFileContents(Date.now() + 1000, 100), { contents: 0, bytes: 0 }, 'nothing left behind');
+    assert.deepEqual(
+      await meta.deleteAbandonedFileContents(Date.now() + 1000, 100),
+      { contents: 0, bytes: 0 },
+      'nothing left behind',
+    );
   });
 
   withStore('files: a discarded upload leaves no pieces and the file as it was', async (meta) => {
@@ -352,10 +501,22 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     await meta.discardFileUpload(upload);
     assert.equal(await meta.getFilePiece(upload, 0), undefined);
     await assert.rejects(meta.appendFilePiece(upload, 1, new Uint8Array(1)), /upload it again/);
-    await assert.rejects(meta.commitFile(cache.id, 'log/a', { contentId: upload, size: 1000, contentType: 'text/plain', contentEncoding: null }), /upload it again/);
+    await assert.rejects(
+      meta.commitFile(cache.id, 'log/a', {
+        contentId: upload,
+        size: 1000,
+        contentType: 'text/plain',
+        contentEncoding: null,
+      }),
+      /upload it again/,
+    );
     assert.deepEqual(await meta.getFile(cache.id, 'log/a'), kept);
     await meta.discardFileUpload(kept.contentId);
-    assert.deepEqual(await readPieces(meta, kept.contentId), [new Uint8Array([9])], 'a content a file uses is never discarded');
+    assert.deepEqual(
+      await readPieces(meta, kept.contentId),
+      [new Uint8Array([9])],
+      'a content a file uses is never discarded',
+    );
     assert.deepEqual(await meta.deleteAbandonedFileContents(Date.now() + 1000, 100), { contents: 0, bytes: 0 });
   });
 
@@ -366,7 +527,11 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     await meta.appendFilePiece(abandoned, 0, new Uint8Array(100));
     await meta.appendFilePiece(abandoned, 1, new Uint8Array(20));
     const writtenAt = Date.now();
-    assert.deepEqual(await meta.deleteAbandonedFileContents(writtenAt - 60_000, 100), { contents: 0, bytes: 0 }, 'written since');
+    assert.deepEqual(
+      await meta.deleteAbandonedFileContents(writtenAt - 60_000, 100),
+      { contents: 0, bytes: 0 },
+      'written since',
+    );
     const fresh = await delayedUpload(meta);
     assert.deepEqual(await meta.deleteAbandonedFileContents(writtenAt, 100), { contents: 1, bytes: 120 });
     assert.equal(await meta.getFilePiece(abandoned, 0), undefined);
@@ -375,7 +540,11 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     await meta.deleteCache('main');
     const first = await meta.deleteAbandonedFileContents(Date.now() + 1000, 1);
     const second = await meta.deleteAbandonedFileContents(Date.now() + 1000, 1);
-    assert.deepEqual([first.contents, second.contents, first.bytes + second.bytes], [1, 1, 11], 'a deleted cache leaves its contents to GC, in batches');
+    assert.deepEqual(
+      [first.contents, second.contents, first.bytes + second.bytes],
+      [1, 1, 11],
+      'a deleted cache leaves its contents to GC, in batches',
+    );
   });
 
   withStore('damage: chunks and NARs flagged, listed, healed by a re-upload', async (meta) => {
@@ -438,12 +607,25 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     }
     assert.deepEqual(seen, all);
     const high = new Uint8Array(32).fill(0x80);
-    assert.deepEqual((await meta.listChunks(high, 100)).map((c) => hex(c.id)), all.filter((h) => h > hex(high)), 'bytewise order');
+    assert.deepEqual(
+      (await meta.listChunks(high, 100)).map((c) => hex(c.id)),
+      all.filter((h) => h > hex(high)),
+      'bytewise order',
+    );
     const nars = await meta.listNars(0, 100);
     assert.equal(nars.length, 7);
-    assert.deepEqual(nars.map((n) => n.id), [...nars.map((n) => n.id)].sort((a, b) => a - b));
-    assert.deepEqual((await meta.listNars(nars[4].id, 100)).map((n) => n.id), nars.slice(5).map((n) => n.id));
-    assert.deepEqual((await meta.listNars(0, 2)).map((n) => n.id), nars.slice(0, 2).map((n) => n.id));
+    assert.deepEqual(
+      nars.map((n) => n.id),
+      [...nars.map((n) => n.id)].sort((a, b) => a - b),
+    );
+    assert.deepEqual(
+      (await meta.listNars(nars[4].id, 100)).map((n) => n.id),
+      nars.slice(5).map((n) => n.id),
+    );
+    assert.deepEqual(
+      (await meta.listNars(0, 2)).map((n) => n.id),
+      nars.slice(0, 2).map((n) => n.id),
+    );
   });
 
   withStore('GC: expire by retention keeps pins and closures', async (meta) => {
@@ -471,16 +653,25 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     await meta.putPath(newPath(cache.id, 'keeper', kept.id));
     assert.equal(await meta.markUnreferencedNars(1000), 1);
     assert.equal(await meta.markUnreferencedNars(2000), 0, 'already marked');
-    assert.deepEqual(await meta.deleteUnreferencedNars(999, 3000, 10), { nars: 0, narBytes: 0 }, 'found unused after the cutoff');
+    assert.deepEqual(
+      await meta.deleteUnreferencedNars(999, 3000, 10),
+      { nars: 0, narBytes: 0 },
+      'found unused after the cutoff',
+    );
     assert.deepEqual(await meta.deleteUnreferencedNars(1000, 3000, 10), { nars: 1, narBytes: doomed.narSize });
     assert.equal(await meta.getNar(doomed.narHash), undefined);
-    const doomedChunk = (await meta.listChunks(new Uint8Array(0), 100)).find((c) => hex(c.id) === hex(chunkId('doomed-only')));
+    const doomedChunk = (await meta.listChunks(new Uint8Array(0), 100)).find(
+      (c) => hex(c.id) === hex(chunkId('doomed-only')),
+    );
     assert.equal(doomedChunk?.unreferencedSince, 3000);
     assert.equal(await meta.mayReuseChunk(chunkId('doomed-only')), false);
     assert.equal(await meta.mayReuseChunk(chunkId('shared')), true);
     assert.deepEqual(await meta.deleteUnreferencedChunks(2999, 10), []);
     const deleted = await meta.deleteUnreferencedChunks(3000, 10);
-    assert.deepEqual(deleted.map((c) => hex(c.id)), [hex(chunkId('doomed-only'))]);
+    assert.deepEqual(
+      deleted.map((c) => hex(c.id)),
+      [hex(chunkId('doomed-only'))],
+    );
     assert.equal(deleted[0].size, chunk('doomed-only').size);
     assert.deepEqual(
       await meta.existingChunks([chunkId('shared'), chunkId('doomed-only'), chunkId('kept-only')]),
@@ -506,7 +697,9 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     assert.equal(await meta.mayReuseChunk(chunkId('ra1')), false);
     await meta.commitNar(newNar('rc', [chunk('ra1', { written: true })]));
     assert.equal(await meta.mayReuseChunk(chunkId('ra1')), true);
-    assert.deepEqual(await meta.deleteUnreferencedChunks(9000, 10).then((cs) => cs.map((c) => hex(c.id))), [hex(chunkId('rb1'))]);
+    assert.deepEqual(await meta.deleteUnreferencedChunks(9000, 10).then((cs) => cs.map((c) => hex(c.id))), [
+      hex(chunkId('rb1')),
+    ]);
   });
 
   withStore('ingest holds: renew, floor, release, stale holds forgotten', async (meta) => {
@@ -532,7 +725,11 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     assert.equal(await meta.tryAcquireLease('gc', 'a', 60_000), true, 'same holder renews');
     assert.equal(await meta.tryAcquireLease('other', 'b', 60_000), true, 'leases are per name');
     await meta.releaseLease('gc', 'b');
-    assert.equal(await meta.tryAcquireLease('gc', 'b', 60_000), false, 'releasing a lease one does not hold does nothing');
+    assert.equal(
+      await meta.tryAcquireLease('gc', 'b', 60_000),
+      false,
+      'releasing a lease one does not hold does nothing',
+    );
     await meta.releaseLease('gc', 'a');
     assert.equal(await meta.tryAcquireLease('gc', 'b', 1), true, 'released: another gets it');
     await new Promise((resolve) => setTimeout(resolve, 5));
@@ -540,32 +737,54 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     assert.equal(await meta.tryAcquireLease('gc', 'b', 60_000), false, 'and the old holder is refused');
   });
 
-  withStore('chunk deletion notices: only for chunks without a record; refuse commits they may have robbed', async (meta) => {
-    const kept = chunk('recorded');
-    await meta.commitNar(newNar('keeper', [kept]));
-    const [a, b, c] = [chunk('orphan-a'), chunk('orphan-b'), chunk('orphan-c')];
-    const noted = await meta.noteChunkDeletions([a.id, kept.id, b.id, c.id], 1000);
-    assert.deepEqual(noted.map(hex).sort(), [a, b, c].map((x) => hex(x.id)).sort(), 'a chunk with a record is not noted');
+  withStore(
+    'chunk deletion notices: only for chunks without a record; refuse commits they may have robbed',
+    async (meta) => {
+      const kept = chunk('recorded');
+      await meta.commitNar(newNar('keeper', [kept]));
+      const [a, b, c] = [chunk('orphan-a'), chunk('orphan-b'), chunk('orphan-c')];
+      const noted = await meta.noteChunkDeletions([a.id, kept.id, b.id, c.id], 1000);
+      assert.deepEqual(
+        noted.map(hex).sort(),
+        [a, b, c].map((x) => hex(x.id)).sort(),
+        'a chunk with a record is not noted',
+      );
 
-    await assert.rejects(meta.commitNar({ ...newNar('uses-a', [kept, a]), ingestStartedAt: 2000 }), (err: Error & { code?: string }) => err.code === 'unavailable', 'a deletion still running refuses the commit');
-    assert.equal(await meta.getNar(newNar('uses-a', []).narHash), undefined, 'nothing committed');
-    await meta.commitNar({ ...newNar('uses-kept', [kept]), ingestStartedAt: 2000 });
+      await assert.rejects(
+        meta.commitNar({ ...newNar('uses-a', [kept, a]), ingestStartedAt: 2000 }),
+        (err: Error & { code?: string }) => err.code === 'unavailable',
+        'a deletion still running refuses the commit',
+      );
+      assert.equal(await meta.getNar(newNar('uses-a', []).narHash), undefined, 'nothing committed');
+      await meta.commitNar({ ...newNar('uses-kept', [kept]), ingestStartedAt: 2000 });
 
-    await meta.finishChunkDeletions([a.id, b.id], 3000);
-    await assert.rejects(meta.commitNar({ ...newNar('uses-b', [b]), ingestStartedAt: 3000 }), /upload it again/, 'finished after the ingest started');
-    await meta.commitNar({ ...newNar('uses-a', [a]), ingestStartedAt: 3001 });
-    assert.deepEqual(await meta.noteChunkDeletions([a.id], 4000), [], 'a now has a record: never noted again');
-    await meta.commitNar(newNar('uses-c', [c]));
-    assert.ok(await meta.getNar(newNar('uses-c', []).narHash), 'a commit without a start time (not an ingest) is not checked');
+      await meta.finishChunkDeletions([a.id, b.id], 3000);
+      await assert.rejects(
+        meta.commitNar({ ...newNar('uses-b', [b]), ingestStartedAt: 3000 }),
+        /upload it again/,
+        'finished after the ingest started',
+      );
+      await meta.commitNar({ ...newNar('uses-a', [a]), ingestStartedAt: 3001 });
+      assert.deepEqual(await meta.noteChunkDeletions([a.id], 4000), [], 'a now has a record: never noted again');
+      await meta.commitNar(newNar('uses-c', [c]));
+      assert.ok(
+        await meta.getNar(newNar('uses-c', []).narHash),
+        'a commit without a start time (not an ingest) is not checked',
+      );
 
-    // c's deletion was never finished (its GC died): tidying finishes it now and forgets the old ones.
-    const d = chunk('orphan-d');
-    await meta.noteChunkDeletions([d.id], 5000);
-    await meta.tidyChunkDeletions(3500, 6000);
-    await meta.commitNar({ ...newNar('uses-b-late', [b]), ingestStartedAt: 2000 });
-    await assert.rejects(meta.commitNar({ ...newNar('uses-d', [d]), ingestStartedAt: 5999 }), /upload it again/, 'an unfinished deletion is finished at tidy time');
-    await meta.commitNar({ ...newNar('uses-d', [d]), ingestStartedAt: 6001 });
-  });
+      // c's deletion was never finished (its GC died): tidying finishes it now and forgets the old ones.
+      const d = chunk('orphan-d');
+      await meta.noteChunkDeletions([d.id], 5000);
+      await meta.tidyChunkDeletions(3500, 6000);
+      await meta.commitNar({ ...newNar('uses-b-late', [b]), ingestStartedAt: 2000 });
+      await assert.rejects(
+        meta.commitNar({ ...newNar('uses-d', [d]), ingestStartedAt: 5999 }),
+        /upload it again/,
+        'an unfinished deletion is finished at tidy time',
+      );
+      await meta.commitNar({ ...newNar('uses-d', [d]), ingestStartedAt: 6001 });
+    },
+  );
 
   withStore('recompression: chunk sizes and levels recorded, NAR stored sizes follow every use', async (meta) => {
     const [a, b, c] = [chunk('rc-a'), chunk('rc-b'), chunk('rc-c')];
@@ -591,7 +810,10 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     assert.equal(await meta.getChunk(chunkId('never stored')), undefined);
 
     await meta.setChunkLevels([b.id], 19);
-    assert.deepEqual((await meta.chunksToRecompress(new Uint8Array(0), 10)).map((r) => hex(r.id)), [hex(c.id)]);
+    assert.deepEqual(
+      (await meta.chunksToRecompress(new Uint8Array(0), 10)).map((r) => hex(r.id)),
+      [hex(c.id)],
+    );
     assert.deepEqual(await meta.chunksToRecompress(c.id, 10), [], 'ids above `after` only');
 
     // An ingest writes a back at its ingest size (a repair): the record and every NAR using it follow.

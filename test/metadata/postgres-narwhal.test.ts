@@ -46,7 +46,14 @@ test('a Narwhal on PostgreSQL ingests, serves narinfo and NAR, collects garbage,
     assert.equal(report.nars, 1);
     assert.equal(report.chunks, before.chunks);
     assert.equal(report.files, before.chunks, 'their files deleted');
-    assert.deepEqual(await replica.meta.stats(), { paths: 0, nars: 0, narBytes: 0, chunks: 0, chunkBytes: 0, storedBytes: 0 });
+    assert.deepEqual(await replica.meta.stats(), {
+      paths: 0,
+      nars: 0,
+      narBytes: 0,
+      chunks: 0,
+      chunkBytes: 0,
+      storedBytes: 0,
+    });
   } finally {
     await closeNarwhal(replica);
     await closeNarwhal(nw);

@@ -21,9 +21,15 @@ export function testServerUrl(): string {
   const dir = mkdtempSync(join(tmpdir(), 'narwhal-test-pg-'));
   let output: string;
   try {
-    output = execFileSync('bash', [SCRIPT, 'start', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 300_000 });
+    output = execFileSync('bash', [SCRIPT, 'start', dir], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 300_000,
+    });
   } catch (err) {
-    throw new Error(`NARWHAL_TEST_DATABASE_URL is unset and scripts/postgres.sh could not start PostgreSQL: ${(err as { stderr?: string }).stderr ?? err}`);
+    throw new Error(
+      `NARWHAL_TEST_DATABASE_URL is unset and scripts/postgres.sh could not start PostgreSQL: ${(err as { stderr?: string }).stderr ?? err}`,
+    );
   }
   // At exit, not in an after() hook: the first caller may be inside a test, whose hooks run when it ends.
   process.once('exit', () => execFileSync('bash', [SCRIPT, 'stop', dir], { stdio: 'ignore', timeout: 60_000 }));

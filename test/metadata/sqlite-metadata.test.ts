@@ -19,8 +19,14 @@ test('sqlite: files stored whole before schema 6 read back as pieces', async () 
   const old = new DatabaseSync(path);
   for (const migration of SQLITE_MIGRATIONS.slice(0, 5)) old.exec(migration);
   old.exec('PRAGMA user_version = 5');
-  old.prepare("INSERT INTO caches (id, name, is_public, priority, signing_key, created_at) VALUES (1, 'main', 1, 40, 'k:x', 0)").run();
-  const insert = old.prepare('INSERT INTO files (cache_id, name, content, content_type, content_encoding, created_at) VALUES (1, ?, ?, ?, ?, 0)');
+  old
+    .prepare(
+      "INSERT INTO caches (id, name, is_public, priority, signing_key, created_at) VALUES (1, 'main', 1, 40, 'k:x', 0)",
+    )
+    .run();
+  const insert = old.prepare(
+    'INSERT INTO files (cache_id, name, content, content_type, content_encoding, created_at) VALUES (1, ?, ?, ?, ?, 0)',
+  );
   for (const file of LEGACY_FILES) insert.run(file.name, file.content, file.contentType, file.contentEncoding);
   old.close();
   const meta = new SqliteMetadata(path);

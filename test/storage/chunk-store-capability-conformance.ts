@@ -12,7 +12,13 @@ import { castrKey, frameCrc, type ChunkStore } from '../../src/storage/chunk-sto
 import { assertSameBytes } from '../helpers/bytes.ts';
 import type { LeftoverCleanup } from '../../src/storage/chunk-store-capabilities.ts';
 import { chunk, compressible, hex, listedIds, sha256, type StoredChunk } from './chunk-fixtures.ts';
-import { CAPABILITY_GUARDS, requiredHook, storeTest, type CapabilityName, type ConformanceTarget } from './conformance-target.ts';
+import {
+  CAPABILITY_GUARDS,
+  requiredHook,
+  storeTest,
+  type CapabilityName,
+  type ConformanceTarget,
+} from './conformance-target.ts';
 
 const HOUR = 3_600_000;
 const isMissing = (err: unknown): boolean => isNarwhalError(err, 'chunk-missing');
@@ -41,18 +47,21 @@ export function capabilityConformance(target: ConformanceTarget): void {
   describe('ConditionalDelete', () => {
     const withDelete = capabilityTest('ConditionalDelete', CAPABILITY_GUARDS.ConditionalDelete);
 
-    withDelete('deleteUnlessNewer deletes a chunk last written at or before notAfter and returns its stored size', async (store) => {
-      const c = chunk(3000);
-      await store.put(c.id, Buffer.from(c.stored));
-      const at = wholeSecondAgo(HOUR);
-      await requiredHook(target, 'backdate')(store, c.id, at);
-      assert.equal(await store.deleteUnlessNewer(c.id, at), c.stored.length);
-      await assert.rejects(store.get(c.id), isMissing);
-      assert.equal(await store.storedSize(c.id), undefined);
-      assert.deepEqual(await listedIds(store), []);
-      assert.equal(await store.deleteUnlessNewer(c.id, at), undefined, 'nothing left to delete');
-      assert.equal(await store.deleteUnlessNewer(randomBytes(32), Date.now() + HOUR), undefined, 'never stored');
-    });
+    withDelete(
+      'deleteUnlessNewer deletes a chunk last written at or before notAfter and returns its stored size',
+      async (store) => {
+        const c = chunk(3000);
+        await store.put(c.id, Buffer.from(c.stored));
+        const at = wholeSecondAgo(HOUR);
+        await requiredHook(target, 'backdate')(store, c.id, at);
+        assert.equal(await store.deleteUnlessNewer(c.id, at), c.stored.length);
+        await assert.rejects(store.get(c.id), isMissing);
+        assert.equal(await store.storedSize(c.id), undefined);
+        assert.deepEqual(await listedIds(store), []);
+        assert.equal(await store.deleteUnlessNewer(c.id, at), undefined, 'nothing left to delete');
+        assert.equal(await store.deleteUnlessNewer(randomBytes(32), Date.now() + HOUR), undefined, 'never stored');
+      },
+    );
 
     withDelete('deleteUnlessNewer spares a chunk written after notAfter and returns undefined', async (store) => {
       const fresh = chunk(2000);
@@ -77,7 +86,9 @@ export function capabilityConformance(target: ConformanceTarget): void {
         await store.put(c.id, Buffer.from(c.stored));
         await requiredHook(target, 'backdate')(store, c.id, at);
       }
-      await Promise.all(chunks.flatMap((c) => [store.deleteUnlessNewer(c.id, at), store.put(c.id, Buffer.from(c.stored))]));
+      await Promise.all(
+        chunks.flatMap((c) => [store.deleteUnlessNewer(c.id, at), store.put(c.id, Buffer.from(c.stored))]),
+      );
       for (const c of chunks) assertSameBytes(await store.get(c.id), c.stored);
       assert.deepEqual(await listedIds(store), chunks.map((c) => hex(c.id)).sort());
     });
@@ -86,41 +97,62 @@ export function capabilityConformance(target: ConformanceTarget): void {
   describe('LeftoverCleanup', () => {
     const withCleanup = capabilityTest('LeftoverCleanup', CAPABILITY_GUARDS.LeftoverCleanup);
 
-    withCleanup('removeLeftovers removes leftovers of writes last modified at or before notAfter, and only those', async (store) => {
-      const live = chunk(1000);
-      await store.put(live.id, Buffer.from(live.stored));
-      await store.flush();
-      const leave = requiredHook(target, 'leaveWriteLeftover');
-      const older = wholeSecondAgo(3 * HOUR);
-      const newer = older + HOUR;
-      const olderBytes = await leave(store, older);
-      const newerBytes = await leave(store, newer);
-      assert.deepEqual(await store.removeLeftovers(older + HOUR / 2), { files: 1, bytes: olderBytes });
-      assert.deepEqual(await store.removeLeftovers(older + HOUR / 2), { files: 0, bytes: 0 }, 'the newer leftover is spared');
-      assert.deepEqual(await store.removeLeftovers(newer), { files: 1, bytes: newerBytes }, 'modified at notAfter exactly');
-      assertSameBytes(await store.get(live.id), live.stored);
-      assert.deepEqual(await listedIds(store), [hex(live.id)]);
-    });
+    withCleanup(
+      'removeLeftovers removes leftovers of writes last modified at or before notAfter, and only those',
+      async (store) => {
+        const live = chunk(1000);
+        await store.put(live.id, Buffer.from(live.stored));
+        await store.flush();
+        const leave = requiredHook(target, 'leaveWriteLeftover');
+        const older = wholeSecondAgo(3 * HOUR);
+        const newer = older + HOUR;
+        const olderBytes = await leave(store, older);
+        const newerBytes = await leave(store, newer);
+        assert.deepEqual(await store.removeLeftovers(older + HOUR / 2), { files: 1, bytes: olderBytes });
+        assert.deepEqual(
+          await store.removeLeftovers(older + HOUR / 2),
+          { files: 0, bytes: 0 },
+          'the newer leftover is spared',
+        );
+        assert.deepEqual(
+          await store.removeLeftovers(newer),
+          { files: 1, bytes: newerBytes },
+          'modified at notAfter exactly',
+        );
+        assertSameBytes(await store.get(live.id), live.stored);
+        assert.deepEqual(await listedIds(store), [hex(live.id)]);
+      },
+    );
 
     /** A test on a store with a chunk moved aside as a crash in deleteUnlessNewer leaves it, where the target can do that. */
-    const withMovedAside = (name: string, body: (store: ChunkStore & LeftoverCleanup, moved: StoredChunk) => Promise<void>): void =>
+    const withMovedAside = (
+      name: string,
+      body: (store: ChunkStore & LeftoverCleanup, moved: StoredChunk) => Promise<void>,
+    ): void =>
       target.hooks?.moveAside === undefined
         ? undefined
         : withCleanup(name, async (store) => {
-        const moveAside = requiredHook(target, 'moveAside');
-        const moved = chunk(1500);
-        await store.put(moved.id, Buffer.from(moved.stored));
-        await moveAside(store, moved.id);
-        await body(store, moved);
-      });
+            const moveAside = requiredHook(target, 'moveAside');
+            const moved = chunk(1500);
+            await store.put(moved.id, Buffer.from(moved.stored));
+            await moveAside(store, moved.id);
+            await body(store, moved);
+          });
 
-    withMovedAside('removeLeftovers puts back a chunk an interrupted deleteUnlessNewer moved aside', async (store, c) => {
-      await assert.rejects(store.get(c.id), isMissing);
-      assert.deepEqual(await store.removeLeftovers(Date.now() - HOUR), { files: 0, bytes: 0 }, 'a chunk put back is not removed');
-      assertSameBytes(await store.get(c.id), c.stored);
-      assert.deepEqual(await listedIds(store), [hex(c.id)]);
-      if (target.castr) assert.deepEqual(await target.castr.rawNames(store), [castrKey(c.id)], 'nothing left aside');
-    });
+    withMovedAside(
+      'removeLeftovers puts back a chunk an interrupted deleteUnlessNewer moved aside',
+      async (store, c) => {
+        await assert.rejects(store.get(c.id), isMissing);
+        assert.deepEqual(
+          await store.removeLeftovers(Date.now() - HOUR),
+          { files: 0, bytes: 0 },
+          'a chunk put back is not removed',
+        );
+        assertSameBytes(await store.get(c.id), c.stored);
+        assert.deepEqual(await listedIds(store), [hex(c.id)]);
+        if (target.castr) assert.deepEqual(await target.castr.rawNames(store), [castrKey(c.id)], 'nothing left aside');
+      },
+    );
 
     withMovedAside('removeLeftovers keeps a copy written after the chunk was moved aside', async (store, c) => {
       const rewritten = randomBytes(900);
@@ -134,30 +166,33 @@ export function capabilityConformance(target: ConformanceTarget): void {
   describe('FrameReads', () => {
     const withFrames = capabilityTest('FrameReads', CAPABILITY_GUARDS.FrameReads);
 
-    withFrames('getFrames returns the frames asked for, in order, each with the CRC of its stored bytes', async (store) => {
-      const chunks = [chunk(100), chunk(70_000), chunk(5000)];
-      for (const c of chunks) await store.put(c.id, Buffer.from(c.stored));
-      const data = compressible(50_000);
-      const expected = Buffer.from(data); // encodeAndPut may take the caller's buffer
-      const encodedId = sha256(expected);
-      const encodedSize = await store.encodeAndPut(encodedId, data, 3);
-      const asked = [chunks[2], chunks[0], chunks[1], chunks[0]];
-      const assertFrames = async (when: string): Promise<void> => {
-        const frames = await store.getFrames(asked.map((c) => c.id));
-        assert.equal(frames.length, asked.length);
-        frames.forEach((frame, i) => {
-          assertSameBytes(frame.stored, asked[i].stored);
-          assert.equal(frame.crc, frameCrc(asked[i].stored), `${when}: CRC of frame ${i}`);
-        });
-        const [encoded] = await store.getFrames([encodedId]);
-        assert.equal(encoded.stored.length, encodedSize);
-        assert.equal(encoded.crc, frameCrc(encoded.stored), `${when}: the CRC of the frame encodeAndPut wrote`);
-        assertSameBytes(zstdDecompressSync(encoded.stored), expected);
-      };
-      await assertFrames('before flush');
-      await store.flush();
-      await assertFrames('after flush');
-    });
+    withFrames(
+      'getFrames returns the frames asked for, in order, each with the CRC of its stored bytes',
+      async (store) => {
+        const chunks = [chunk(100), chunk(70_000), chunk(5000)];
+        for (const c of chunks) await store.put(c.id, Buffer.from(c.stored));
+        const data = compressible(50_000);
+        const expected = Buffer.from(data); // encodeAndPut may take the caller's buffer
+        const encodedId = sha256(expected);
+        const encodedSize = await store.encodeAndPut(encodedId, data, 3);
+        const asked = [chunks[2], chunks[0], chunks[1], chunks[0]];
+        const assertFrames = async (when: string): Promise<void> => {
+          const frames = await store.getFrames(asked.map((c) => c.id));
+          assert.equal(frames.length, asked.length);
+          frames.forEach((frame, i) => {
+            assertSameBytes(frame.stored, asked[i].stored);
+            assert.equal(frame.crc, frameCrc(asked[i].stored), `${when}: CRC of frame ${i}`);
+          });
+          const [encoded] = await store.getFrames([encodedId]);
+          assert.equal(encoded.stored.length, encodedSize);
+          assert.equal(encoded.crc, frameCrc(encoded.stored), `${when}: the CRC of the frame encodeAndPut wrote`);
+          assertSameBytes(zstdDecompressSync(encoded.stored), expected);
+        };
+        await assertFrames('before flush');
+        await store.flush();
+        await assertFrames('after flush');
+      },
+    );
 
     withFrames('getFrames throws chunk-missing when a chunk asked for is absent', async (store) => {
       const [kept, gone] = [chunk(1000), chunk(2000)];
@@ -200,22 +235,28 @@ export function capabilityConformance(target: ConformanceTarget): void {
       return { live, deleted };
     };
 
-    withCompaction('compact gives back the space of deleted chunks and keeps every live chunk readable', async (store) => {
-      const { live, deleted } = await storeAndDeleteMost(store);
-      const unflushed = chunk(9000);
-      await store.put(unflushed.id, Buffer.from(unflushed.stored));
-      const chunkFileBytes = requiredHook(target, 'chunkFileBytes');
-      const before = await chunkFileBytes(store);
-      const report = await store.compact(Date.now() + HOUR);
-      const after = await chunkFileBytes(store);
-      assert.ok(report.packs >= 1, `compacted ${report.packs} files`);
-      assert.equal(report.reclaimedBytes, before - after, 'reports what it gave back');
-      const deletedBytes = deleted.reduce((sum, c) => sum + c.stored.length, 0);
-      assert.ok(report.reclaimedBytes >= deletedBytes, `gave back ${report.reclaimedBytes} bytes for ${deletedBytes} deleted`);
-      for (const c of [...live, unflushed]) assertSameBytes(await store.get(c.id), c.stored);
-      for (const c of deleted) await assert.rejects(store.get(c.id), isMissing);
-      assert.deepEqual(await listedIds(store), [...live, unflushed].map((c) => hex(c.id)).sort());
-    });
+    withCompaction(
+      'compact gives back the space of deleted chunks and keeps every live chunk readable',
+      async (store) => {
+        const { live, deleted } = await storeAndDeleteMost(store);
+        const unflushed = chunk(9000);
+        await store.put(unflushed.id, Buffer.from(unflushed.stored));
+        const chunkFileBytes = requiredHook(target, 'chunkFileBytes');
+        const before = await chunkFileBytes(store);
+        const report = await store.compact(Date.now() + HOUR);
+        const after = await chunkFileBytes(store);
+        assert.ok(report.packs >= 1, `compacted ${report.packs} files`);
+        assert.equal(report.reclaimedBytes, before - after, 'reports what it gave back');
+        const deletedBytes = deleted.reduce((sum, c) => sum + c.stored.length, 0);
+        assert.ok(
+          report.reclaimedBytes >= deletedBytes,
+          `gave back ${report.reclaimedBytes} bytes for ${deletedBytes} deleted`,
+        );
+        for (const c of [...live, unflushed]) assertSameBytes(await store.get(c.id), c.stored);
+        for (const c of deleted) await assert.rejects(store.get(c.id), isMissing);
+        assert.deepEqual(await listedIds(store), [...live, unflushed].map((c) => hex(c.id)).sort());
+      },
+    );
 
     withCompaction('compact leaves what was written after notAfter alone', async (store) => {
       const { live } = await storeAndDeleteMost(store);
@@ -238,13 +279,16 @@ export function capabilityConformance(target: ConformanceTarget): void {
   });
 
   describe('WritePreparation', () => {
-    capabilityTest('WritePreparation', CAPABILITY_GUARDS.WritePreparation)('prepare may be called more than once, and writes work after it', async (store) => {
-      store.prepare();
-      store.prepare();
-      const c = chunk(1000);
-      await store.put(c.id, Buffer.from(c.stored));
-      await store.flush();
-      assertSameBytes(await store.get(c.id), c.stored);
-    });
+    capabilityTest('WritePreparation', CAPABILITY_GUARDS.WritePreparation)(
+      'prepare may be called more than once, and writes work after it',
+      async (store) => {
+        store.prepare();
+        store.prepare();
+        const c = chunk(1000);
+        await store.put(c.id, Buffer.from(c.stored));
+        await store.flush();
+        assertSameBytes(await store.get(c.id), c.stored);
+      },
+    );
   });
 }

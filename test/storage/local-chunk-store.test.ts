@@ -9,7 +9,8 @@ import { chunkStoreConformance } from './chunk-store-conformance.ts';
 const rootOf = (store: ChunkStore): string => (store as LocalChunkStore).root;
 const pathOf = (store: ChunkStore, id: Uint8Array): string => (store as LocalChunkStore).path(id);
 /** A name next to the chunk's file, as the store's temporary and moved-aside files have. */
-const besidePath = (store: ChunkStore, id: Uint8Array, suffix: string): string => `${pathOf(store, id)}.${randomBytes(6).toString('hex')}${suffix}`;
+const besidePath = (store: ChunkStore, id: Uint8Array, suffix: string): string =>
+  `${pathOf(store, id)}.${randomBytes(6).toString('hex')}${suffix}`;
 
 chunkStoreConformance({
   name: 'LocalChunkStore',
@@ -19,10 +20,12 @@ chunkStoreConformance({
   openSibling: async (store) => new LocalChunkStore(`${rootOf(store)}-x`),
   castr: {
     rawNames: async (store) => {
-      const entries = await readdir(rootOf(store), { recursive: true, withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
-        if (err.code === 'ENOENT') return [];
-        throw err;
-      });
+      const entries = await readdir(rootOf(store), { recursive: true, withFileTypes: true }).catch(
+        (err: NodeJS.ErrnoException) => {
+          if (err.code === 'ENOENT') return [];
+          throw err;
+        },
+      );
       return entries
         .filter((e) => e.isFile())
         .map((e) => join(e.parentPath, e.name).slice(rootOf(store).length + 1))

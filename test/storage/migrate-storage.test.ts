@@ -140,7 +140,10 @@ describe('narwhal migrate-storage', () => {
       const up = await narwhal('migrate-storage', '--data-dir', dataDir, '--to', url);
       assert.equal(up.code, 0, up.stderr);
       assert.match(up.stderr, /copying chunks from .*cli-data\/castr to s3:\/\/narwhal-test-[0-9a-f]+\/cli\?endpoint=/);
-      assert.equal(up.stdout, `25 chunks seen, 25 copied (${(sumBytes(expected) / 1e6).toFixed(1)} MB), 0 already there\n`);
+      assert.equal(
+        up.stdout,
+        `25 chunks seen, 25 copied (${(sumBytes(expected) / 1e6).toFixed(1)} MB), 0 already there\n`,
+      );
       assert.equal((await bucket.keys('cli')).length, 25);
 
       const target = join(dir, 'cli-back');
@@ -190,7 +193,16 @@ describe('narwhal migrate-storage', () => {
       [['migrate-storage'], /needs --from URL or --to URL/],
       [['migrate-storage', '--from', 'x', '--to', './x'], /the same storage/],
       [['migrate-storage', '--to', 's3://Bad_Bucket/p'], /not a valid S3 bucket name/],
-      [['migrate-storage', '--data-dir', dir, '--to', `s3://no-such-bucket-narwhal/p?endpoint=${server.endpoint}&path-style=1`], /bucket no-such-bucket-narwhal does not exist/],
+      [
+        [
+          'migrate-storage',
+          '--data-dir',
+          dir,
+          '--to',
+          `s3://no-such-bucket-narwhal/p?endpoint=${server.endpoint}&path-style=1`,
+        ],
+        /bucket no-such-bucket-narwhal does not exist/,
+      ],
     ];
     for (const [args, message] of cases) {
       const result = await narwhal(...args);
@@ -207,7 +219,10 @@ describe('a Narwhal with its chunks in S3', () => {
       const nar = await realisticNar('in s3');
       const record = await ingestNar(nw, bodyOf(nar), { compression: 'none' });
       const keys = await bucket.keys('nw');
-      assert.ok(keys.length > 10 && keys.length <= record.chunkCount, `${keys.length} objects for ${record.chunkCount} chunks`);
+      assert.ok(
+        keys.length > 10 && keys.length <= record.chunkCount,
+        `${keys.length} objects for ${record.chunkCount} chunks`,
+      );
       const opened = (await openNar(nw, record.narHash))!;
       const parts: Buffer[] = [];
       for await (const part of readNarBytes(nw, opened)) parts.push(Buffer.from(part));

@@ -46,7 +46,9 @@ chunkStoreConformance({
       return 1234;
     },
     chunkFileBytes: async (store) => {
-      const sizes = await Promise.all((await packFiles(rootOf(store))).map(async (name) => (await stat(join(rootOf(store), 'packs', name))).size));
+      const sizes = await Promise.all(
+        (await packFiles(rootOf(store))).map(async (name) => (await stat(join(rootOf(store), 'packs', name))).size),
+      );
       return sizes.reduce((sum, size) => sum + size, 0);
     },
   },
@@ -120,9 +122,17 @@ test('a pack never sealed (a crash before flush) is removed by removeLeftovers o
     const store = new PackChunkStore(root, { idleLimitMs: 50 });
     try {
       assert.equal(await store.storedSize(c.id), undefined);
-      assert.deepEqual(await store.removeLeftovers(Date.now() + 1000), { files: 0, bytes: 0 }, 'a pack written to within twice the idle limit is spared');
+      assert.deepEqual(
+        await store.removeLeftovers(Date.now() + 1000),
+        { files: 0, bytes: 0 },
+        'a pack written to within twice the idle limit is spared',
+      );
       await new Promise((resolve) => setTimeout(resolve, 120));
-      assert.deepEqual(await store.removeLeftovers(Date.now() - 60_000), { files: 0, bytes: 0 }, 'a pack written after the cutoff is spared');
+      assert.deepEqual(
+        await store.removeLeftovers(Date.now() - 60_000),
+        { files: 0, bytes: 0 },
+        'a pack written after the cutoff is spared',
+      );
       const size = (await stat(join(root, 'packs', leftover))).size;
       assert.deepEqual(await store.removeLeftovers(Date.now() + 1000), { files: 1, bytes: size });
       assert.deepEqual(await packFiles(root), []);
@@ -212,21 +222,32 @@ test('compact rewrites mostly dead packs and merges small ones; what is live sta
       // A reader that opened the old pack before compaction still reads through its handle.
       assertSameBytes(await reader.get(kept.id), kept.stored);
 
-      assert.deepEqual(await store.compact(Date.now() - 60_000), { packs: 0, reclaimedBytes: 0 }, 'packs sealed after the cutoff are left alone');
-      const before = (await Promise.all((await packFiles(root)).map((name) => stat(join(root, 'packs', name))))).reduce((sum, s) => sum + s.size, 0);
+      assert.deepEqual(
+        await store.compact(Date.now() - 60_000),
+        { packs: 0, reclaimedBytes: 0 },
+        'packs sealed after the cutoff are left alone',
+      );
+      const before = (await Promise.all((await packFiles(root)).map((name) => stat(join(root, 'packs', name))))).reduce(
+        (sum, s) => sum + s.size,
+        0,
+      );
       const report = await store.compact(Date.now() + 1000);
       assert.equal(report.packs, 2);
       const after = await packFiles(root);
       assert.equal(after.length, 1);
       const afterBytes = (await stat(join(root, 'packs', after[0]))).size;
       assert.equal(report.reclaimedBytes, before - afterBytes);
-      assert.equal(afterBytes, [kept, ...second].reduce((sum, c) => sum + 40 + c.stored.length, 0));
+      assert.equal(
+        afterBytes,
+        [kept, ...second].reduce((sum, c) => sum + 40 + c.stored.length, 0),
+      );
 
       for (const c of [kept, ...second]) {
         assertSameBytes(await store.get(c.id), c.stored);
         assertSameBytes(await reader.get(c.id), c.stored);
       }
-      for (const c of deleted) await assert.rejects(store.get(c.id), (err: unknown) => isNarwhalError(err, 'chunk-missing'));
+      for (const c of deleted)
+        await assert.rejects(store.get(c.id), (err: unknown) => isNarwhalError(err, 'chunk-missing'));
       assert.deepEqual(await listedIds(store), [kept, ...second].map((c) => hex(c.id)).sort());
       assert.deepEqual(await store.compact(Date.now() + 1000), { packs: 0, reclaimedBytes: 0 }, 'nothing left to do');
     } finally {
@@ -245,10 +266,22 @@ test('relocation leaves a chunk that was rewritten or deleted after compaction c
       // Each frame's CRC as written, which moves with it.
       const crcs = [0x11111111, -0x22222222, 0x33333333];
       const at = (pack: string, offset: number, crc: number) => ({ pack, offset, length: 10, crc });
-      index.recordSealed([{ name: 'old', bytes: 300 }], [a, b, c].map((x, i) => ({ id: x.id, ...at('old', 40 + 100 * i, crcs[i]), writtenAt: 1 })), 1);
-      const copies = [a, b, c].map((x, i) => ({ id: x.id, old: at('old', 40 + 100 * i, crcs[i]), offset: 40 + 50 * i }));
+      index.recordSealed(
+        [{ name: 'old', bytes: 300 }],
+        [a, b, c].map((x, i) => ({ id: x.id, ...at('old', 40 + 100 * i, crcs[i]), writtenAt: 1 })),
+        1,
+      );
+      const copies = [a, b, c].map((x, i) => ({
+        id: x.id,
+        old: at('old', 40 + 100 * i, crcs[i]),
+        offset: 40 + 50 * i,
+      }));
       // After the copy: `a` is rewritten elsewhere (recompression), `c` deleted (GC).
-      index.recordSealed([{ name: 'newer', bytes: 50 }], [{ id: a.id, ...at('newer', 40, 0x44444444), writtenAt: 2 }], 2);
+      index.recordSealed(
+        [{ name: 'newer', bytes: 50 }],
+        [{ id: a.id, ...at('newer', 40, 0x44444444), writtenAt: 2 }],
+        2,
+      );
       index.delete(c.id);
       assert.equal(index.relocate('old', { name: 'compacted', bytes: 150 }, copies, 3), true);
       assert.deepEqual(index.lookup(a.id), at('newer', 40, 0x44444444));
@@ -341,7 +374,11 @@ test('an index made before CRCs were recorded gains the column: its frames read 
     try {
       assert.deepEqual(index.lookup(before.id), { pack: 'p', offset: 40, length: 10, crc: undefined });
       const after = chunk(20);
-      index.recordSealed([{ name: 'q', bytes: 60 }], [{ id: after.id, pack: 'q', offset: 40, length: 20, crc: -5, writtenAt: 2 }], 2);
+      index.recordSealed(
+        [{ name: 'q', bytes: 60 }],
+        [{ id: after.id, pack: 'q', offset: 40, length: 20, crc: -5, writtenAt: 2 }],
+        2,
+      );
       assert.deepEqual(index.lookup(after.id), { pack: 'q', offset: 40, length: 20, crc: -5 });
     } finally {
       index.close();
@@ -360,14 +397,19 @@ test('processes opening an old index together add the CRC column once, and all o
     old.exec('BEGIN IMMEDIATE');
     const open = `import { PackIndex } from ${JSON.stringify(new URL('../../src/storage/pack-index.ts', import.meta.url).href)};
       new PackIndex(${JSON.stringify(path)}).close();`;
-    const opened = Promise.allSettled(Array.from({ length: 3 }, () => execFileAsync(process.execPath, ['--input-type=module', '-e', open])));
+    const opened = Promise.allSettled(
+      Array.from({ length: 3 }, () => execFileAsync(process.execPath, ['--input-type=module', '-e', open])),
+    );
     await delay(2000);
     old.exec('ROLLBACK');
     old.close();
-    for (const result of await opened) assert.equal(result.status, 'fulfilled', result.status === 'rejected' ? String(result.reason) : '');
+    for (const result of await opened)
+      assert.equal(result.status, 'fulfilled', result.status === 'rejected' ? String(result.reason) : '');
     const db = new DatabaseSync(path, { readOnly: true });
     try {
-      const columns = (db.prepare("SELECT name FROM pragma_table_info('chunks')").all() as { name: string }[]).map((c) => c.name);
+      const columns = (db.prepare("SELECT name FROM pragma_table_info('chunks')").all() as { name: string }[]).map(
+        (c) => c.name,
+      );
       assert.deepEqual(columns, ['id', 'pack', 'offset', 'length', 'written_at', 'crc']);
     } finally {
       db.close();
@@ -391,7 +433,9 @@ test('frames read together come back each whole and in the order asked: neighbou
       assert.equal(frames.length, asked.length);
       frames.forEach((frame, i) => assertSameBytes(frame.stored, asked[i].stored, `frame ${i}`));
       await store.delete(first[1].id);
-      await assert.rejects(store.getFrames([first[0].id, first[1].id]), (err: unknown) => isNarwhalError(err, 'chunk-missing'));
+      await assert.rejects(store.getFrames([first[0].id, first[1].id]), (err: unknown) =>
+        isNarwhalError(err, 'chunk-missing'),
+      );
     } finally {
       await store.close();
     }

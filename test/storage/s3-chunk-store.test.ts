@@ -88,11 +88,14 @@ describe('S3ChunkStore on a real server', () => {
   });
 
   test('a missing bucket is a clear error when the store is opened', async () => {
-    await assert.rejects(openS3ChunkStore({ ...testS3.bucket.location('x'), bucket: 'no-such-bucket-narwhal' }), (err: unknown) => {
-      assert.ok(isNarwhalError(err, 'bad-request'));
-      assert.match(err.message, /bucket no-such-bucket-narwhal does not exist/);
-      return true;
-    });
+    await assert.rejects(
+      openS3ChunkStore({ ...testS3.bucket.location('x'), bucket: 'no-such-bucket-narwhal' }),
+      (err: unknown) => {
+        assert.ok(isNarwhalError(err, 'bad-request'));
+        assert.match(err.message, /bucket no-such-bucket-narwhal does not exist/);
+        return true;
+      },
+    );
   });
 
   test('a wrong secret is refused with a message naming the variables', async () => {
@@ -127,7 +130,9 @@ describe('S3ChunkStore on a real server', () => {
       const listSeconds = (performance.now() - started) / 1000;
       assert.equal(listed.length, 1000);
       const mb = (1000 * 64 * 1024) / 1e6;
-      t.diagnostic(`PUT ${(1000 / putSeconds).toFixed(0)}/s (${(mb / putSeconds).toFixed(1)} MB/s), GET ${(1000 / getSeconds).toFixed(0)}/s (${(mb / getSeconds).toFixed(1)} MB/s), list ${(1000 / listSeconds).toFixed(0)} keys/s`);
+      t.diagnostic(
+        `PUT ${(1000 / putSeconds).toFixed(0)}/s (${(mb / putSeconds).toFixed(1)} MB/s), GET ${(1000 / getSeconds).toFixed(0)}/s (${(mb / getSeconds).toFixed(1)} MB/s), list ${(1000 / listSeconds).toFixed(0)} keys/s`,
+      );
     } finally {
       await store.close();
       await testS3.bucket.deleteUnder('throughput');

@@ -61,7 +61,11 @@ test('S3: an ingest that rewrites chunks while GC deletes them is refused, never
   const prefix = 'gc-race';
   const nw = await openNarwhal({ dataDir: dir, storage: testS3.bucket.url(prefix) });
   try {
-    assert.equal(hasConditionalDelete(nw.chunks), false, 'S3 has no conditional delete: the noted path is the one tested');
+    assert.equal(
+      hasConditionalDelete(nw.chunks),
+      false,
+      'S3 has no conditional delete: the noted path is the one tested',
+    );
     const nar = await realisticNar('s3 gc race');
     const first = await ingestNar(nw, bodyOf(nar), { compression: 'none' });
     const chunkCount = (await nw.meta.stats()).chunks;
@@ -76,12 +80,19 @@ test('S3: an ingest that rewrites chunks while GC deletes them is refused, never
 
     // The same NAR again: its chunks have no record, so the ingest writes every file anew, and
     // GC then deletes them. Its commit must fail rather than record a NAR without its chunks.
-    await assert.rejects(ingestNar(nw, bodyOf(nar), { compression: 'none' }), (err) => isNarwhalError(err, 'unavailable') && /upload it again/.test(err.message));
+    await assert.rejects(
+      ingestNar(nw, bodyOf(nar), { compression: 'none' }),
+      (err) => isNarwhalError(err, 'unavailable') && /upload it again/.test(err.message),
+    );
     gate.release();
     const report = await gc;
     assert.equal(report.nars, 1);
     assert.equal(report.files, chunkCount);
-    assert.deepEqual(await testS3.bucket.keys(prefix), [], 'the files the refused ingest wrote were deleted: committing it would have lost them');
+    assert.deepEqual(
+      await testS3.bucket.keys(prefix),
+      [],
+      'the files the refused ingest wrote were deleted: committing it would have lost them',
+    );
     assert.equal(await nw.meta.getNar(first.narHash), undefined, 'nothing committed');
 
     // Pushing again after the deletion finished works, and the NAR reads back whole.
@@ -113,7 +124,9 @@ test('S3: GC deletes orphan chunk files (no record) and spares recorded ones', a
     // changed inside the binary make chunks of its own, written before the cut-off end fails it.
     const orphanNar = Uint8Array.from(await realisticNar('orphaned upload'));
     for (const at of [400_000, 1_200_000, 2_000_000]) orphanNar[at] ^= 0xff;
-    await assert.rejects(ingestNar(nw, bodyOf(orphanNar.subarray(0, orphanNar.length - 1000)), { compression: 'none' }));
+    await assert.rejects(
+      ingestNar(nw, bodyOf(orphanNar.subarray(0, orphanNar.length - 1000)), { compression: 'none' }),
+    );
     const files = (await testS3.bucket.keys(prefix)).length;
     assert.ok(files > keptChunks, 'the failed upload left chunk files');
     const report = await runGc(nw, NOW);

@@ -42,7 +42,10 @@ class FakeS3 {
       }
       if (typeof fault === 'object') {
         const xml = `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${fault.code}</Code><Message>injected</Message><RequestId>r</RequestId></Error>`;
-        res.writeHead(fault.status, { 'Content-Type': 'application/xml', 'Content-Length': method === 'HEAD' ? 0 : Buffer.byteLength(xml) });
+        res.writeHead(fault.status, {
+          'Content-Type': 'application/xml',
+          'Content-Length': method === 'HEAD' ? 0 : Buffer.byteLength(xml),
+        });
         res.end(method === 'HEAD' ? undefined : xml);
         return;
       }
@@ -52,14 +55,23 @@ class FakeS3 {
         this.objects.set(key, Buffer.concat(body));
         res.writeHead(200, { ETag: '"e"', 'Content-Length': 0 }).end();
       } else if ((method === 'GET' || method === 'HEAD') && object) {
-        res.writeHead(200, { 'Content-Length': object.length, 'Content-Type': 'application/octet-stream', ETag: '"e"', 'Last-Modified': new Date().toUTCString() });
+        res.writeHead(200, {
+          'Content-Length': object.length,
+          'Content-Type': 'application/octet-stream',
+          ETag: '"e"',
+          'Last-Modified': new Date().toUTCString(),
+        });
         if (method === 'HEAD') res.end();
         else if (fault === 'truncate') {
           res.write(object.subarray(0, object.length >> 1), () => res.socket?.destroy());
         } else res.end(object);
       } else if (method === 'GET' || method === 'HEAD') {
-        const xml = '<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code><Message>none</Message></Error>';
-        res.writeHead(404, { 'Content-Type': 'application/xml', 'Content-Length': method === 'HEAD' ? 0 : Buffer.byteLength(xml) });
+        const xml =
+          '<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code><Message>none</Message></Error>';
+        res.writeHead(404, {
+          'Content-Type': 'application/xml',
+          'Content-Length': method === 'HEAD' ? 0 : Buffer.byteLength(xml),
+        });
         res.end(method === 'HEAD' ? undefined : xml);
       } else {
         res.writeHead(405, { 'Content-Length': 0 }).end();
@@ -76,7 +88,14 @@ before(async () => {
   process.env.AWS_ACCESS_KEY_ID ??= 'fake-access';
   process.env.AWS_SECRET_ACCESS_KEY ??= 'fake-secret';
   await new Promise<void>((resolve) => fake.server.listen(0, '127.0.0.1', resolve));
-  store = new S3ChunkStore({ kind: 's3', bucket: 'bucket', prefix: 'p', endpoint: fake.endpoint, region: 'us-east-1', pathStyle: true });
+  store = new S3ChunkStore({
+    kind: 's3',
+    bucket: 'bucket',
+    prefix: 'p',
+    endpoint: fake.endpoint,
+    region: 'us-east-1',
+    pathStyle: true,
+  });
 });
 
 after(async () => {
@@ -94,7 +113,10 @@ describe('S3ChunkStore retries', () => {
   test('path-style requests go to /bucket/prefix/4hex/id.cacnk', async () => {
     const c = chunk(100);
     await store.put(c.id, c.stored);
-    assert.deepEqual([...fake.objects.keys()].filter((k) => k.includes(Buffer.from(c.id).toString('hex'))), [`/bucket/${store.key(c.id)}`]);
+    assert.deepEqual(
+      [...fake.objects.keys()].filter((k) => k.includes(Buffer.from(c.id).toString('hex'))),
+      [`/bucket/${store.key(c.id)}`],
+    );
   });
 
   test('a PUT answered 503 SlowDown twice is retried and succeeds', async () => {
@@ -134,7 +156,10 @@ describe('S3ChunkStore retries', () => {
     const c = chunk(100_000);
     await store.put(c.id, c.stored);
     fake.plan = (method) => (method === 'GET' ? 'truncate' : 'ok');
-    await assert.rejects(store.get(c.id), (err: unknown) => isNarwhalError(err, 'unavailable') && /GetObject/.test(err.message));
+    await assert.rejects(
+      store.get(c.id),
+      (err: unknown) => isNarwhalError(err, 'unavailable') && /GetObject/.test(err.message),
+    );
     assert.equal(fake.count('GET'), 3);
   });
 
@@ -152,7 +177,10 @@ describe('S3ChunkStore retries', () => {
   test('a refusal (403 AccessDenied) is not retried', async () => {
     fake.plan = () => ({ status: 403, code: 'AccessDenied' });
     const c = chunk(100);
-    await assert.rejects(store.put(c.id, c.stored), (err: unknown) => isNarwhalError(err, 'unavailable') && /AccessDenied \(HTTP 403\)/.test(err.message));
+    await assert.rejects(
+      store.put(c.id, c.stored),
+      (err: unknown) => isNarwhalError(err, 'unavailable') && /AccessDenied \(HTTP 403\)/.test(err.message),
+    );
     assert.equal(fake.count('PUT'), 1);
   });
 
@@ -170,7 +198,17 @@ describe('S3ChunkStore retries', () => {
   });
 
   test('a refused connection surfaces as unavailable, naming no address', async () => {
-    const down = new S3ChunkStore({ kind: 's3', bucket: 'bucket', prefix: '', endpoint: 'http://127.0.0.1:1', region: 'us-east-1', pathStyle: true }, { maxAttempts: 2 });
+    const down = new S3ChunkStore(
+      {
+        kind: 's3',
+        bucket: 'bucket',
+        prefix: '',
+        endpoint: 'http://127.0.0.1:1',
+        region: 'us-east-1',
+        pathStyle: true,
+      },
+      { maxAttempts: 2 },
+    );
     try {
       await assert.rejects(down.get(chunk(10).id), (err: unknown) => {
         assert.ok(isNarwhalError(err, 'unavailable'));

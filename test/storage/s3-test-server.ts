@@ -48,7 +48,10 @@ export async function startS3TestServer(): Promise<S3TestServer> {
     // Best effort: what the start said is the error worth reporting.
     await execFileAsync('bash', [SCRIPT, 'stop', base]).catch(() => undefined);
     await rm(base, { recursive: true, force: true });
-    throw new Error(`could not start the test S3 server (Ceph RGW via scripts/ceph-rgw.sh): ${stderr || (err as Error).message}`, { cause: err });
+    throw new Error(
+      `could not start the test S3 server (Ceph RGW via scripts/ceph-rgw.sh): ${stderr || (err as Error).message}`,
+      { cause: err },
+    );
   }
   for (const line of stdout.split('\n')) {
     const match = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(line);
@@ -104,7 +107,9 @@ export class TestBucket {
     const keys: string[] = [];
     let token: string | undefined;
     do {
-      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.name, Prefix: from, ContinuationToken: token }));
+      const page = await this.client.send(
+        new ListObjectsV2Command({ Bucket: this.name, Prefix: from, ContinuationToken: token }),
+      );
       for (const object of page.Contents ?? []) keys.push(object.Key!.slice(from.length));
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
@@ -120,7 +125,8 @@ export class TestBucket {
     const from = prefix === '' ? '' : `${prefix}/`;
     let next = 0;
     const worker = async (): Promise<void> => {
-      while (next < keys.length) await this.client.send(new DeleteObjectCommand({ Bucket: this.name, Key: from + keys[next++] }));
+      while (next < keys.length)
+        await this.client.send(new DeleteObjectCommand({ Bucket: this.name, Key: from + keys[next++] }));
     };
     await Promise.all(Array.from({ length: 16 }, worker));
   }

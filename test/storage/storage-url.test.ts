@@ -10,19 +10,29 @@ test('a path is a local directory', () => {
 });
 
 test('an s3 URL with every parameter', () => {
-  assert.deepEqual(parseStorageUrl('s3://my-bucket/narwhal/chunks?endpoint=http://127.0.0.1:7480&region=eu-west-1&path-style=1'), {
-    kind: 's3',
-    bucket: 'my-bucket',
-    prefix: 'narwhal/chunks',
-    endpoint: 'http://127.0.0.1:7480',
-    region: 'eu-west-1',
-    pathStyle: true,
-  });
+  assert.deepEqual(
+    parseStorageUrl('s3://my-bucket/narwhal/chunks?endpoint=http://127.0.0.1:7480&region=eu-west-1&path-style=1'),
+    {
+      kind: 's3',
+      bucket: 'my-bucket',
+      prefix: 'narwhal/chunks',
+      endpoint: 'http://127.0.0.1:7480',
+      region: 'eu-west-1',
+      pathStyle: true,
+    },
+  );
 });
 
 test('s3 defaults: no prefix, AWS endpoint, us-east-1, virtual-hosted style', () => {
   for (const url of ['s3://bucket', 's3://bucket/', 's3://bucket/?']) {
-    assert.deepEqual(parseStorageUrl(url), { kind: 's3', bucket: 'bucket', prefix: '', endpoint: undefined, region: 'us-east-1', pathStyle: false });
+    assert.deepEqual(parseStorageUrl(url), {
+      kind: 's3',
+      bucket: 'bucket',
+      prefix: '',
+      endpoint: undefined,
+      region: 'us-east-1',
+      pathStyle: false,
+    });
   }
   assert.equal((parseStorageUrl('s3://bucket/p/?path-style=0') as { pathStyle: boolean }).pathStyle, false);
   assert.equal((parseStorageUrl('s3://bucket/p/?path-style=true') as { pathStyle: boolean }).pathStyle, true);
@@ -42,7 +52,11 @@ test('the endpoint may be %-encoded in the query', () => {
 });
 
 test('formatStorageLocation gives back a URL that parses the same', () => {
-  for (const url of ['s3://bucket/a%20b/c?endpoint=http%3A%2F%2F127.0.0.1%3A7480&region=eu-west-1&path-style=1', 's3://bucket/', '/data/castr']) {
+  for (const url of [
+    's3://bucket/a%20b/c?endpoint=http%3A%2F%2F127.0.0.1%3A7480&region=eu-west-1&path-style=1',
+    's3://bucket/',
+    '/data/castr',
+  ]) {
     assert.equal(formatStorageLocation(parseStorageUrl(url)), url);
     assert.deepEqual(parseStorageUrl(formatStorageLocation(parseStorageUrl(url))), parseStorageUrl(url));
   }

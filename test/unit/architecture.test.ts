@@ -40,7 +40,8 @@ export function importsOf(text: string): string[] {
     /\bnew URL\(\s*['"]([^'"]+)['"]\s*,\s*import\.meta\.url\s*\)/g,
   ];
   const found = new Set<string>();
-  for (const pattern of patterns) for (const match of text.matchAll(pattern)) if (match[1].startsWith('.')) found.add(match[1]);
+  for (const pattern of patterns)
+    for (const match of text.matchAll(pattern)) if (match[1].startsWith('.')) found.add(match[1]);
   return [...found];
 }
 
@@ -52,7 +53,10 @@ export interface Violations {
 }
 
 /** Checks files given as path under src/ -> source text. */
-export function checkImports(files: ReadonlyMap<string, string>, layers: readonly (readonly string[])[] = LAYERS): Violations {
+export function checkImports(
+  files: ReadonlyMap<string, string>,
+  layers: readonly (readonly string[])[] = LAYERS,
+): Violations {
   const layerOf = new Map<string, number>();
   layers.forEach((rooms, layer) => rooms.forEach((room) => layerOf.set(room, layer)));
   const edges = new Map<string, string[]>();
@@ -69,7 +73,8 @@ export function checkImports(files: ReadonlyMap<string, string>, layers: readonl
       const toLayer = layerOf.get(to);
       if (fromLayer === undefined) direction.push(`${file}: room ${from} has no layer`);
       else if (toLayer === undefined) direction.push(`${file} -> ${target}: room ${to} has no layer`);
-      else if (from !== to && toLayer >= fromLayer) direction.push(`${file} -> ${target} (layer ${fromLayer} ${from} imports layer ${toLayer} ${to})`);
+      else if (from !== to && toLayer >= fromLayer)
+        direction.push(`${file} -> ${target} (layer ${fromLayer} ${from} imports layer ${toLayer} ${to})`);
     }
     edges.set(file, targets);
   }
@@ -112,7 +117,11 @@ function findCycles(edges: ReadonlyMap<string, readonly string[]>): string[] {
 }
 
 /** A shortest path from `start` back to itself inside `members`. */
-function circleThrough(start: string, members: ReadonlySet<string>, edges: ReadonlyMap<string, readonly string[]>): string {
+function circleThrough(
+  start: string,
+  members: ReadonlySet<string>,
+  edges: ReadonlyMap<string, readonly string[]>,
+): string {
   const previous = new Map<string, string>();
   const queue = [start];
   while (queue.length > 0) {
@@ -152,9 +161,14 @@ test('every import in src/ goes down the layers of docs/architecture.md, and non
 });
 
 test('every folder of src/ is a room with a layer and a README', () => {
-  const rooms = readdirSync(join(root, 'src'), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+  const rooms = readdirSync(join(root, 'src'), { withFileTypes: true })
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name);
   const known = new Set(LAYERS.flat());
-  assert.deepEqual(rooms.filter((room) => !known.has(room)), []);
+  assert.deepEqual(
+    rooms.filter((room) => !known.has(room)),
+    [],
+  );
   for (const room of ['context', 'tenancy', 'ingest', 'serving', 'maintenance', 'runtime']) {
     assert.ok(readdirSync(join(root, 'src', room)).includes('README.md'), `src/${room}/README.md`);
   }
@@ -164,8 +178,20 @@ test('docs/architecture.md lists the same layers as this check', () => {
   const doc = readFileSync(join(root, 'docs', 'architecture.md'), 'utf8');
   const block = /<!-- layers -->\n```\n([\s\S]*?)```/.exec(doc);
   assert.ok(block, 'docs/architecture.md has a ```-block after <!-- layers -->');
-  const documented = block[1].trim().split('\n').map((line) => line.replace(/^\s*\d+\s+/, '').trim().split(/\s*,\s*/)).reverse();
-  assert.deepEqual(documented, LAYERS.map((rooms) => [...rooms]));
+  const documented = block[1]
+    .trim()
+    .split('\n')
+    .map((line) =>
+      line
+        .replace(/^\s*\d+\s+/, '')
+        .trim()
+        .split(/\s*,\s*/),
+    )
+    .reverse();
+  assert.deepEqual(
+    documented,
+    LAYERS.map((rooms) => [...rooms]),
+  );
 });
 
 test('the check finds an import up the layers, one between rooms of a layer, and a circle', () => {

@@ -19,7 +19,6 @@ const GROUP_SIZE = 50;
 const MAX_CODE_LENGTH = 17;
 const TABLE_ITERATIONS = 4;
 
-
 /** Bits written most significant first into a growing byte array. */
 class BitWriter {
   bytes = new Uint8Array(1 << 16);
@@ -256,7 +255,13 @@ export class RotationSorter {
  * absent symbols get a code too, as bzip2 requires. Limits the lengths by flattening the
  * frequencies and retrying, as the reference encoder does.
  */
-function makeCodeLengths(freq: Int32Array, alphaSize: number, maxLength: number, lengths: Uint8Array, scratch: HuffmanScratch): void {
+function makeCodeLengths(
+  freq: Int32Array,
+  alphaSize: number,
+  maxLength: number,
+  lengths: Uint8Array,
+  scratch: HuffmanScratch,
+): void {
   const { weight, parent, heap } = scratch;
   for (let i = 0; i < alphaSize; i++) weight[i] = freq[i] === 0 ? 1 : freq[i];
   for (;;) {
@@ -397,7 +402,8 @@ export class Bzip2Encoder {
   };
 
   constructor(level: Bzip2Level = 9) {
-    if (!Number.isInteger(level) || level < 1 || level > 9) throw new NarwhalError('internal', `bad bzip2 level ${level}`);
+    if (!Number.isInteger(level) || level < 1 || level > 9)
+      throw new NarwhalError('internal', `bad bzip2 level ${level}`);
     this.#level = level;
     this.#blockLimit = level * 100000 - 19;
     this.#block = new Uint8Array(level * 100000);
@@ -406,7 +412,15 @@ export class Bzip2Encoder {
 
   /** Starts a new stream, forgetting the current one (the scratch space is kept). */
   reset(): void {
-    this.#setState({ block: new Uint8Array(0), blockCrc: -1, runByte: -1, runLength: 0, combinedCrc: 0, bits: 0, bitCount: 0 });
+    this.#setState({
+      block: new Uint8Array(0),
+      blockCrc: -1,
+      runByte: -1,
+      runLength: 0,
+      combinedCrc: 0,
+      bits: 0,
+      bitCount: 0,
+    });
     const out = this.#out;
     out.write(24, 0x425a68); // "BZh"
     out.write(8, 0x30 + this.#level);
@@ -624,7 +638,9 @@ export class Bzip2Encoder {
       for (let v = 0; v < alphaSize; v++) {
         packedLow[v] = lengths[0][v] | (lengths[1][v] << 10) | (groups > 2 ? lengths[2][v] << 20 : 0);
         packedHigh[v] =
-          (groups > 3 ? lengths[3][v] : 0) | (groups > 4 ? lengths[4][v] << 10 : 0) | (groups > 5 ? lengths[5][v] << 20 : 0);
+          (groups > 3 ? lengths[3][v] : 0) |
+          (groups > 4 ? lengths[4][v] << 10 : 0) |
+          (groups > 5 ? lengths[5][v] << 20 : 0);
       }
       for (let t = 0; t < groups; t++) tableFreq[t].fill(0);
       for (let g = 0, start = 0; start < m; g++, start += GROUP_SIZE) {
@@ -649,7 +665,8 @@ export class Bzip2Encoder {
         const f = tableFreq[best];
         for (let k = start; k < end; k++) f[symbols[k]]++;
       }
-      for (let t = 0; t < groups; t++) makeCodeLengths(tableFreq[t], alphaSize, MAX_CODE_LENGTH, lengths[t], this.#huffman);
+      for (let t = 0; t < groups; t++)
+        makeCodeLengths(tableFreq[t], alphaSize, MAX_CODE_LENGTH, lengths[t], this.#huffman);
     }
     const codes: Int32Array[] = [];
     for (let t = 0; t < groups; t++) {

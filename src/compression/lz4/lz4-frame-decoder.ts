@@ -88,7 +88,7 @@ export class Lz4FrameDecoder implements PullDecoder {
           const magic = u32le(bytes, at);
           if (magic === FRAME_MAGIC) {
             this.#state = DESCRIPTOR;
-          } else if (((magic & SKIPPABLE_MAGIC_MASK) >>> 0) === SKIPPABLE_MAGIC) {
+          } else if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 === SKIPPABLE_MAGIC) {
             this.#state = SKIPPABLE_SIZE;
           } else if (magic === LEGACY_MAGIC) {
             throw corrupt('legacy lz4 format is not supported');

@@ -193,7 +193,11 @@ export class Lz4FrameEncoder {
     if (this.#finished) throw new NarwhalError('internal', 'lz4 encoder already finished');
     return {
       output: new Uint8Array(0),
-      state: { headerDone: this.#headerDone, buffered: this.#buffer.slice(0, this.#buffered), checksum: this.#checksum.state },
+      state: {
+        headerDone: this.#headerDone,
+        buffered: this.#buffer.slice(0, this.#buffered),
+        checksum: this.#checksum.state,
+      },
     };
   }
 

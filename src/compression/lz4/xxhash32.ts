@@ -42,7 +42,11 @@ export class Xxh32 {
   }
 
   get state(): Xxh32State {
-    return { lanes: [this.#v1, this.#v2, this.#v3, this.#v4], total: this.#total, memory: this.#memory.slice(0, this.#memorySize) };
+    return {
+      lanes: [this.#v1, this.#v2, this.#v3, this.#v4],
+      total: this.#total,
+      memory: this.#memory.slice(0, this.#memorySize),
+    };
   }
 
   restore(state: Xxh32State): this {

@@ -45,7 +45,8 @@ export function newTokenFromJson(body: unknown): NewToken {
 }
 
 function object(value: unknown): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new NarwhalError('bad-request', 'the body must be a JSON object');
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new NarwhalError('bad-request', 'the body must be a JSON object');
   return value as Record<string, unknown>;
 }
 
@@ -65,7 +66,8 @@ function integer(value: unknown, field: string): number {
 }
 
 function stringArray(value: unknown, field: string): string[] {
-  if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) throw new NarwhalError('bad-request', `${field} must be a list of strings`);
+  if (!Array.isArray(value) || !value.every((v) => typeof v === 'string'))
+    throw new NarwhalError('bad-request', `${field} must be a list of strings`);
   return value;
 }
 

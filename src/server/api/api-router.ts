@@ -1,5 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { cachesVisibleTo, localAdmin, requireApiToken, requireCacheAdmin, requireGlobalAdmin } from '../../tenancy/admin-operations.ts';
+import {
+  cachesVisibleTo,
+  localAdmin,
+  requireApiToken,
+  requireCacheAdmin,
+  requireGlobalAdmin,
+} from '../../tenancy/admin-operations.ts';
 import type { Narwhal } from '../../context/narwhal.ts';
 import { NarwhalError } from '../../errors.ts';
 import type { TokenRecord } from '../../metadata/metadata-store.ts';
@@ -42,7 +48,8 @@ export async function handleApi(ctx: ApiContext): Promise<void> {
   if (collection === 'caches' && name !== undefined) {
     await requireCacheAdmin(nw, token, name);
     if (method === 'GET') return sendJson(ctx, 200, await admin.cacheInfo(name));
-    if (method === 'PATCH') return sendJson(ctx, 200, await admin.configureCache(name, cacheChangesFromJson(await readJson(ctx))));
+    if (method === 'PATCH')
+      return sendJson(ctx, 200, await admin.configureCache(name, cacheChangesFromJson(await readJson(ctx))));
     if (method === 'DELETE') {
       await admin.destroyCache(name);
       return sendJson(ctx, 200, { destroyed: name });
@@ -51,7 +58,8 @@ export async function handleApi(ctx: ApiContext): Promise<void> {
   if (collection === 'tokens') {
     requireGlobalAdmin(token);
     if (name === undefined && method === 'GET') return sendJson(ctx, 200, await admin.listTokens());
-    if (name === undefined && method === 'POST') return sendJson(ctx, 201, await admin.createToken(newTokenFromJson(await readJson(ctx))));
+    if (name === undefined && method === 'POST')
+      return sendJson(ctx, 201, await admin.createToken(newTokenFromJson(await readJson(ctx))));
     if (name !== undefined && method === 'DELETE') {
       await admin.revokeToken(name);
       return sendJson(ctx, 200, { revoked: name });

@@ -150,7 +150,10 @@ test('discriminator follows casync and is clamped to [min, max]', () => {
   assert.equal(chunkerDiscriminator(SMALL), 192);
   assert.equal(chunkerDiscriminator(POW2), 64);
   assert.equal(chunkerDiscriminator({ min: 1000, avg: 1000, max: 1000 }), 1000);
-  assert.equal(chunkerDiscriminator({ min: 48, avg: 100000, max: 100000 }), Math.trunc(100000 / (-1.42888852e-7 * 100000 + 1.33237515)));
+  assert.equal(
+    chunkerDiscriminator({ min: 48, avg: 100000, max: 100000 }),
+    Math.trunc(100000 / (-1.42888852e-7 * 100000 + 1.33237515)),
+  );
 });
 
 test('invalid parameters are rejected', () => {
@@ -162,16 +165,29 @@ test('invalid parameters are rejected', () => {
     { min: 64.5, avg: 256, max: 1024 },
     { min: Number.NaN, avg: 256, max: 1024 },
   ]) {
-    assert.throws(() => new Chunker(p), (e) => isNarwhalError(e, 'internal'), JSON.stringify(p));
+    assert.throws(
+      () => new Chunker(p),
+      (e) => isNarwhalError(e, 'internal'),
+      JSON.stringify(p),
+    );
   }
 });
 
 test('next() rejects an out-of-bounds range', () => {
   const c = new Chunker(SMALL);
   const data = new Uint8Array(10);
-  assert.throws(() => c.next(data, 5, 4), (e) => isNarwhalError(e));
-  assert.throws(() => c.next(data, 0, 11), (e) => isNarwhalError(e));
-  assert.throws(() => c.next(data, -1, 3), (e) => isNarwhalError(e));
+  assert.throws(
+    () => c.next(data, 5, 4),
+    (e) => isNarwhalError(e),
+  );
+  assert.throws(
+    () => c.next(data, 0, 11),
+    (e) => isNarwhalError(e),
+  );
+  assert.throws(
+    () => c.next(data, -1, 3),
+    (e) => isNarwhalError(e),
+  );
 });
 
 for (const [name, params] of Object.entries({ SMALL, TIGHT, POW2, FIXED, DEFAULT: DEFAULT_CHUNKER_PARAMS })) {
@@ -190,7 +206,14 @@ for (const [name, params] of Object.entries({ SMALL, TIGHT, POW2, FIXED, DEFAULT
     const splits = [[1], [47, 1, 48, 0, 49], [0, 7, 0, 3], [13, 4096, 1, 100000], [65536], pseudoRandomSizes(200, 5)];
     for (const pieces of splits) {
       assert.deepEqual(cutsInPieces(data, params, pieces), whole, `pieces ${pieces.slice(0, 6).join(',')}`);
-      assert.deepEqual(cutsInSeparateBuffers(data, params, pieces.filter((s) => s > 0)), whole);
+      assert.deepEqual(
+        cutsInSeparateBuffers(
+          data,
+          params,
+          pieces.filter((s) => s > 0),
+        ),
+        whole,
+      );
     }
   });
 }
@@ -267,7 +290,10 @@ test('chunkStream yields the chunks at the reference cut points, last one shorte
   const expected = referenceCuts(data, SMALL);
   for (const sizes of [[data.length], [1, 2, 3, 500], [65536], [SMALL.max + 1]]) {
     const chunks = await collect(inPieces(data, sizes), SMALL);
-    assert.deepEqual(chunks.map((c, i) => chunks.slice(0, i + 1).reduce((s, x) => s + x.length, 0)), expected);
+    assert.deepEqual(
+      chunks.map((c, i) => chunks.slice(0, i + 1).reduce((s, x) => s + x.length, 0)),
+      expected,
+    );
     let off = 0;
     for (const c of chunks) {
       assert.deepEqual(c, data.subarray(off, off + c.length));
@@ -279,7 +305,10 @@ test('chunkStream yields the chunks at the reference cut points, last one shorte
   for (const extra of [1, 10]) {
     const truncated = data.subarray(0, expected[5] + extra);
     const tail = await collect(inPieces(truncated, [999]), SMALL);
-    assert.deepEqual(tail.map((c) => c.length), [...sizes, extra]);
+    assert.deepEqual(
+      tail.map((c) => c.length),
+      [...sizes, extra],
+    );
   }
 });
 

@@ -14,7 +14,8 @@ function jsCuts(pieces: Uint8Array[], params: ChunkerParams): number[] {
   const cuts: number[] = [];
   let base = 0;
   for (const piece of pieces) {
-    for (let pos = 0, cut: number; pos < piece.length && (cut = chunker.next(piece, pos, piece.length)) >= 0; pos = cut) cuts.push(base + cut);
+    for (let pos = 0, cut: number; pos < piece.length && (cut = chunker.next(piece, pos, piece.length)) >= 0; pos = cut)
+      cuts.push(base + cut);
     base += piece.length;
   }
   return cuts;
@@ -36,7 +37,9 @@ const streamBytes = fc
   .array(
     fc.oneof(
       fc.uint8Array({ minLength: 1, maxLength: 3000 }),
-      fc.record({ byte: fc.integer({ min: 0, max: 255 }), length: fc.integer({ min: 1, max: 9000 }) }).map(({ byte, length }) => new Uint8Array(length).fill(byte)),
+      fc
+        .record({ byte: fc.integer({ min: 0, max: 255 }), length: fc.integer({ min: 1, max: 9000 }) })
+        .map(({ byte, length }) => new Uint8Array(length).fill(byte)),
       fc.integer({ min: 1, max: 1 << 30 }).map((seed) => seededBytes(20_000, seed)),
     ),
     { maxLength: 12 },
@@ -59,10 +62,15 @@ function split(data: Uint8Array, sizes: number[]): Uint8Array[] {
 
 test('the WebAssembly chunker cuts where the JavaScript chunker does, however the stream is split', () => {
   fc.assert(
-    fc.property(streamBytes, chunkerParams, fc.array(fc.integer({ min: 1, max: 5000 }), { maxLength: 5 }), (data, params, sizes) => {
-      const pieces = split(data, sizes);
-      assert.deepEqual(wasmCuts(pieces, params), jsCuts(pieces, params));
-    }),
+    fc.property(
+      streamBytes,
+      chunkerParams,
+      fc.array(fc.integer({ min: 1, max: 5000 }), { maxLength: 5 }),
+      (data, params, sizes) => {
+        const pieces = split(data, sizes);
+        assert.deepEqual(wasmCuts(pieces, params), jsCuts(pieces, params));
+      },
+    ),
     fuzzParameters(300),
   );
 });

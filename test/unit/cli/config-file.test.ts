@@ -27,13 +27,30 @@ const SERVE_OPTIONS = {
 } as const;
 
 test('--config: the file supplies options, the command line wins, settings of other commands are left out', async () => {
-  const settings = { database: 'postgres://u:secret@db/narwhal', storage: 's3://b/p?endpoint=http://s3:7480', listen: '0.0.0.0:5000', 'log-requests': true };
+  const settings = {
+    database: 'postgres://u:secret@db/narwhal',
+    storage: 's3://b/p?endpoint=http://s3:7480',
+    listen: '0.0.0.0:5000',
+    'log-requests': true,
+  };
   await withConfig(JSON.stringify(settings), (file) => {
-    const serve = parseArgs({ args: applyConfigFile('serve', ['--config', file, '--listen', '127.0.0.1:1']), options: SERVE_OPTIONS, strict: true }).values;
+    const serve = parseArgs({
+      args: applyConfigFile('serve', ['--config', file, '--listen', '127.0.0.1:1']),
+      options: SERVE_OPTIONS,
+      strict: true,
+    }).values;
     assert.deepEqual({ ...serve }, { ...settings, listen: '127.0.0.1:1' });
     const gc = applyConfigFile('gc', [`--config=${file}`, '--grace', '0']);
-    assert.deepEqual(gc, ['--database', settings.database, '--storage', settings.storage, '--grace', '0'], 'listen is serve\'s only');
-    assert.deepEqual(applyConfigFile('cache', ['create', 'team', '--public']), ['create', 'team', '--public'], 'no --config: unchanged');
+    assert.deepEqual(
+      gc,
+      ['--database', settings.database, '--storage', settings.storage, '--grace', '0'],
+      "listen is serve's only",
+    );
+    assert.deepEqual(
+      applyConfigFile('cache', ['create', 'team', '--public']),
+      ['create', 'team', '--public'],
+      'no --config: unchanged',
+    );
   });
 });
 
@@ -41,11 +58,23 @@ test('--config: a false boolean is left out, a missing file or bad content is a 
   await withConfig('{"log-requests": false, "data-dir": "/srv/narwhal"}', (file) => {
     assert.deepEqual(applyConfigFile('serve', ['--config', file]), ['--data-dir', '/srv/narwhal']);
   });
-  const refused = (message: RegExp) => (err: unknown) => isNarwhalError(err, 'bad-request') && message.test(err.message);
+  const refused = (message: RegExp) => (err: unknown) =>
+    isNarwhalError(err, 'bad-request') && message.test(err.message);
   assert.throws(() => applyConfigFile('serve', ['--config']), refused(/needs a file/));
-  assert.throws(() => applyConfigFile('serve', ['--config', '/nonexistent/narwhal.json']), refused(/cannot read the config file/));
-  await withConfig('{"databse": "x"}', (file) => assert.throws(() => applyConfigFile('serve', ['--config', file]), refused(/unknown setting "databse"/)));
-  await withConfig('["--database", "x"]', (file) => assert.throws(() => applyConfigFile('serve', ['--config', file]), refused(/JSON object/)));
-  await withConfig('{"database": {"url": "x"}}', (file) => assert.throws(() => applyConfigFile('serve', ['--config', file]), refused(/string, number or boolean/)));
-  await withConfig('{"database": ', (file) => assert.throws(() => applyConfigFile('serve', ['--config', file]), refused(/cannot read/)));
+  assert.throws(
+    () => applyConfigFile('serve', ['--config', '/nonexistent/narwhal.json']),
+    refused(/cannot read the config file/),
+  );
+  await withConfig('{"databse": "x"}', (file) =>
+    assert.throws(() => applyConfigFile('serve', ['--config', file]), refused(/unknown setting "databse"/)),
+  );
+  await withConfig('["--database", "x"]', (file) =>
+    assert.throws(() => applyConfigFile('serve', ['--config', file]), refused(/JSON object/)),
+  );
+  await withConfig('{"database": {"url": "x"}}', (file) =>
+    assert.throws(() => applyConfigFile('serve', ['--config', file]), refused(/string, number or boolean/)),
+  );
+  await withConfig('{"database": ', (file) =>
+    assert.throws(() => applyConfigFile('serve', ['--config', file]), refused(/cannot read/)),
+  );
 });

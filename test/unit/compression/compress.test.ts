@@ -51,7 +51,13 @@ const inputs: [string, Buffer][] = [
   ['a real binary (/usr/bin/nix)', nixBinary],
   ['1 MiB of zeros', Buffer.alloc(1 << 20)],
   ['1 MiB of one byte', Buffer.alloc(1 << 20, 0xab)],
-  ['runs around the RLE limits', runs([1, 2, 3, 4, 5, 6, 7, 8, 9, 250, 251, 252, 253, 254, 255, 256, 257, 258, 259, 260, 509, 510, 511, 512, 1019, 1020, 1021, 4, 5, 4])],
+  [
+    'runs around the RLE limits',
+    runs([
+      1, 2, 3, 4, 5, 6, 7, 8, 9, 250, 251, 252, 253, 254, 255, 256, 257, 258, 259, 260, 509, 510, 511, 512, 1019, 1020,
+      1021, 4, 5, 4,
+    ]),
+  ],
   ['a run of exactly 4 at the end', Buffer.from('abcdddd')],
   ['a run of exactly 5 at the end', Buffer.from('abcddddd')],
   ['a run of exactly 255', Buffer.alloc(255, 7)],
@@ -69,7 +75,10 @@ for (const compression of all) {
       test(`${name}: the real tool decodes the original bytes`, async () => {
         const compressed = await compress(compression, input, input.length);
         const decoded = await decodeWithTool(compression, compressed);
-        assert.ok(decoded.equals(input), `${compression} round trip of ${name} differs (${decoded.length} vs ${input.length} bytes)`);
+        assert.ok(
+          decoded.equals(input),
+          `${compression} round trip of ${name} differs (${decoded.length} vs ${input.length} bytes)`,
+        );
       });
     }
 
@@ -131,5 +140,8 @@ test('a bzip2 compressor destroyed in the middle of a large chunk stops cleanly'
 });
 
 test('createCompressor rejects an unknown compression', () => {
-  assert.throws(() => createCompressor('lzip' as Compression), (e: unknown) => isNarwhalError(e, 'bad-compression'));
+  assert.throws(
+    () => createCompressor('lzip' as Compression),
+    (e: unknown) => isNarwhalError(e, 'bad-compression'),
+  );
 });

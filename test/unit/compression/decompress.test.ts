@@ -183,7 +183,9 @@ test('zstd: a frame whose window exceeds the 128 MiB default limit is refused', 
 test('gzip: multi-member files (what `cat a.gz b.gz` gives) decode fully', async () => {
   const member = compress('gzip', smallInputs[2][1]);
   const input = Buffer.concat([member, member, member]);
-  assert.ok((await decompress('gzip', input)).equals(Buffer.concat([smallInputs[2][1], smallInputs[2][1], smallInputs[2][1]])));
+  assert.ok(
+    (await decompress('gzip', input)).equals(Buffer.concat([smallInputs[2][1], smallInputs[2][1], smallInputs[2][1]])),
+  );
 });
 
 const narStart = Buffer.concat([Buffer.from([13, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('nix-archive-1\0\0\0')]);
@@ -212,7 +214,12 @@ test('auto: gzip is recognised by its magic bytes, even when they arrive one at 
 test('auto: anything else passes through unchanged', async () => {
   const nar = Buffer.concat([narStart, sample.subarray(0, 100000)]);
   assert.ok((await decompress('auto', nar)).equals(nar));
-  for (const input of [Buffer.alloc(0), Buffer.from([0x1f]), Buffer.from([0x1f, 0x8a, 1, 2]), Buffer.from([0x8b, 0x1f])]) {
+  for (const input of [
+    Buffer.alloc(0),
+    Buffer.from([0x1f]),
+    Buffer.from([0x1f, 0x8a, 1, 2]),
+    Buffer.from([0x8b, 0x1f]),
+  ]) {
     assert.ok((await decompress('auto', input)).equals(input), input.toString('hex'));
   }
   const d = createDecompressor('auto');

@@ -9,7 +9,12 @@ import { seededRandom as random } from '../../helpers/seeded-random.ts';
 import { seededBytes } from '../../helpers/test-data.ts';
 
 /** Several MB mixing a real binary, runs (bzip2's RLE and block limits) and incompressible bytes. */
-const input = Buffer.concat([nixBinary.subarray(0, 3_000_000), randomRuns(2_500_000, 3), seededBytes(1_200_000, 5), Buffer.alloc(700_000)]);
+const input = Buffer.concat([
+  nixBinary.subarray(0, 3_000_000),
+  randomRuns(2_500_000, 3),
+  seededBytes(1_200_000, 5),
+  Buffer.alloc(700_000),
+]);
 
 /** Writes `data` in pieces of random sizes, with backpressure, and returns the whole output. */
 async function throughCompressor(compression: 'bzip2' | 'lz4', data: Buffer, seed: number): Promise<Buffer> {

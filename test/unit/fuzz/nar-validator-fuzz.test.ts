@@ -1,7 +1,11 @@
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { fuzzParameters } from '../../fuzz/fuzz-settings.ts';
-import { canonicalNarsAccepted, validatorMatchesReference, validatorSurvivesArbitraryBytes } from '../../fuzz/nar-properties.ts';
+import {
+  canonicalNarsAccepted,
+  validatorMatchesReference,
+  validatorSurvivesArbitraryBytes,
+} from '../../fuzz/nar-properties.ts';
 
 test('NAR validator: canonical NARs are accepted in any pieces', () => {
   fc.assert(canonicalNarsAccepted, fuzzParameters(200));

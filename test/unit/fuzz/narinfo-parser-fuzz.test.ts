@@ -1,7 +1,11 @@
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { fuzzParameters } from '../../fuzz/fuzz-settings.ts';
-import { arbitraryTextParsesSafely, damagedNarinfoParsesSafely, narinfoRoundTrips } from '../../fuzz/narinfo-properties.ts';
+import {
+  arbitraryTextParsesSafely,
+  damagedNarinfoParsesSafely,
+  narinfoRoundTrips,
+} from '../../fuzz/narinfo-properties.ts';
 
 test('narinfo parser: every narinfo Narwhal writes reads back unchanged', () => {
   fc.assert(narinfoRoundTrips, fuzzParameters(500));

@@ -25,8 +25,17 @@ test('an ingested NAR reads back byte for byte, as frames and as plain bytes', a
     assert.equal(frames.length, record.storedSize);
     assertSameBytes(unzstd(frames), Buffer.from(nar));
     // Any byte range reads back the same bytes as the slice.
-    for (const [start, end] of [[0, 1], [100, 70_000], [65_530, 300_000], [nar.length - 5, nar.length]]) {
-      assertSameBytes(await collect(readNarBytes(t.nw, opened, start, end)), Buffer.from(nar.subarray(start, end)), `${start}-${end}`);
+    for (const [start, end] of [
+      [0, 1],
+      [100, 70_000],
+      [65_530, 300_000],
+      [nar.length - 5, nar.length],
+    ]) {
+      assertSameBytes(
+        await collect(readNarBytes(t.nw, opened, start, end)),
+        Buffer.from(nar.subarray(start, end)),
+        `${start}-${end}`,
+      );
     }
   } finally {
     await t.close();
@@ -55,7 +64,9 @@ test('uploads whose bodies stall, more of them than there are shared blocks, hol
   try {
     let resume!: () => void;
     const resumed = new Promise<void>((resolve) => (resume = resolve));
-    const stalledNars = await Promise.all(Array.from({ length: INGEST_BLOCKS + 2 }, (_, i) => realisticNar(`stalled ${i}`)));
+    const stalledNars = await Promise.all(
+      Array.from({ length: INGEST_BLOCKS + 2 }, (_, i) => realisticNar(`stalled ${i}`)),
+    );
     const reached: Promise<void>[] = [];
     const stalled = stalledNars.map((nar) => {
       let stalledHere!: () => void;
@@ -73,7 +84,10 @@ test('uploads whose bodies stall, more of them than there are shared blocks, hol
     resume();
     const records = await Promise.all(stalled);
     for (const [i, stalledRecord] of records.entries()) {
-      assertSameBytes(await collect(readNarBytes(t.nw, (await openNar(t.nw, stalledRecord.narHash))!)), Buffer.from(stalledNars[i]));
+      assertSameBytes(
+        await collect(readNarBytes(t.nw, (await openNar(t.nw, stalledRecord.narHash))!)),
+        Buffer.from(stalledNars[i]),
+      );
     }
   } finally {
     await t.close();
@@ -85,7 +99,10 @@ test('an invalid NAR is rejected and leaves no NAR record', async () => {
   try {
     const nar = await realisticNar('bad');
     const truncated = nar.subarray(0, nar.length - 8);
-    await assert.rejects(ingestNar(t.nw, bodyOf(truncated), { compression: 'none' }), (err: unknown) => err instanceof NarwhalError && err.code === 'bad-nar');
+    await assert.rejects(
+      ingestNar(t.nw, bodyOf(truncated), { compression: 'none' }),
+      (err: unknown) => err instanceof NarwhalError && err.code === 'bad-nar',
+    );
     assert.equal((await t.nw.meta.stats()).nars, 0);
   } finally {
     await t.close();
@@ -97,7 +114,10 @@ test('a body whose hash differs from the one in its URL is rejected', async () =
   try {
     const nar = await realisticNar('x');
     await assert.rejects(
-      ingestNar(t.nw, bodyOf(nar), { compression: 'none', upload: { fileHash: new Uint8Array(32), fileHashText: 'sha256:000', suffix: '' } }),
+      ingestNar(t.nw, bodyOf(nar), {
+        compression: 'none',
+        upload: { fileHash: new Uint8Array(32), fileHashText: 'sha256:000', suffix: '' },
+      }),
       (err: unknown) => err instanceof NarwhalError && err.code === 'hash-mismatch',
     );
     assert.equal((await t.nw.meta.stats()).nars, 0);
@@ -109,37 +129,47 @@ test('a body whose hash differs from the one in its URL is rejected', async () =
 test('a decompressed size above the limit is refused', async () => {
   const t = await tempNarwhal({ maxNarSize: 1_000_000 });
   try {
-    await assert.rejects(ingestNar(t.nw, bodyOf(await realisticNar('big')), { compression: 'none' }), (err: unknown) => err instanceof NarwhalError && err.code === 'too-large');
+    await assert.rejects(
+      ingestNar(t.nw, bodyOf(await realisticNar('big')), { compression: 'none' }),
+      (err: unknown) => err instanceof NarwhalError && err.code === 'too-large',
+    );
   } finally {
     await t.close();
   }
 });
 
-for (const { name, storage } of LOCAL_STORES) test(`${name}: a NAR with a missing chunk cannot be opened, and a corrupt chunk never reaches the reader`, async () => {
-  const t = await tempNarwhal({}, storage);
-  try {
-    const nar = await realisticNar('damage');
-    const record = await ingestNar(t.nw, bodyOf(nar), { compression: 'none' });
-    const store = t.nw.chunks;
-    const entries = [...chunkEntries(record.chunkTable)];
-    const victim = entries[3];
-    const stored = await store.get(victim.id);
-    await damageChunk(store, victim.id, 'delete');
-    await assert.rejects(openNar(t.nw, record.narHash), (err: unknown) => err instanceof NarwhalError && err.code === 'chunk-missing');
-    // From then on the NAR is flagged damaged and not offered.
-    assert.equal(await openNar(t.nw, record.narHash), undefined);
-    // A file with the right name but wrong content: decompresses (it is a valid frame of another chunk) but fails its hash.
-    await store.put(victim.id, await store.get(entries[5].id));
-    const opened = (await t.nw.meta.getNar(record.narHash))!;
-    await assert.rejects(collect(readNarBytes(t.nw, opened)), (err: unknown) => err instanceof NarwhalError && err.code === 'chunk-corrupt');
-    // A re-push heals it.
-    await store.delete(victim.id);
-    await ingestNar(t.nw, bodyOf(nar), { compression: 'none' });
-    assert.deepEqual(await store.get(victim.id), stored);
-    assertSameBytes(await collect(readNarBytes(t.nw, (await openNar(t.nw, record.narHash))!)), Buffer.from(nar));
-  } finally {
-    await t.close();
-  }
-});
+for (const { name, storage } of LOCAL_STORES)
+  test(`${name}: a NAR with a missing chunk cannot be opened, and a corrupt chunk never reaches the reader`, async () => {
+    const t = await tempNarwhal({}, storage);
+    try {
+      const nar = await realisticNar('damage');
+      const record = await ingestNar(t.nw, bodyOf(nar), { compression: 'none' });
+      const store = t.nw.chunks;
+      const entries = [...chunkEntries(record.chunkTable)];
+      const victim = entries[3];
+      const stored = await store.get(victim.id);
+      await damageChunk(store, victim.id, 'delete');
+      await assert.rejects(
+        openNar(t.nw, record.narHash),
+        (err: unknown) => err instanceof NarwhalError && err.code === 'chunk-missing',
+      );
+      // From then on the NAR is flagged damaged and not offered.
+      assert.equal(await openNar(t.nw, record.narHash), undefined);
+      // A file with the right name but wrong content: decompresses (it is a valid frame of another chunk) but fails its hash.
+      await store.put(victim.id, await store.get(entries[5].id));
+      const opened = (await t.nw.meta.getNar(record.narHash))!;
+      await assert.rejects(
+        collect(readNarBytes(t.nw, opened)),
+        (err: unknown) => err instanceof NarwhalError && err.code === 'chunk-corrupt',
+      );
+      // A re-push heals it.
+      await store.delete(victim.id);
+      await ingestNar(t.nw, bodyOf(nar), { compression: 'none' });
+      assert.deepEqual(await store.get(victim.id), stored);
+      assertSameBytes(await collect(readNarBytes(t.nw, (await openNar(t.nw, record.narHash))!)), Buffer.from(nar));
+    } finally {
+      await t.close();
+    }
+  });
 
 /** The zstd CLI as the oracle: Node's zstd stops after the first frame, real clients do not. */

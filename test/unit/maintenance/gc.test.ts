@@ -23,7 +23,15 @@ import type { LocalChunkStore } from '../../../src/storage/local-chunk-store.ts'
 import { PackChunkStore } from '../../../src/storage/pack-chunk-store.ts';
 import type { ChunkStore } from '../../../src/storage/chunk-store.ts';
 import { assertSameBytes, collect } from '../../helpers/bytes.ts';
-import { addPath, bodyOf, pausedBody, randomHashPart, realisticNar, tempNarwhal, type TempNarwhal } from '../../helpers/narwhal-fixtures.ts';
+import {
+  addPath,
+  bodyOf,
+  pausedBody,
+  randomHashPart,
+  realisticNar,
+  tempNarwhal,
+  type TempNarwhal,
+} from '../../helpers/narwhal-fixtures.ts';
 
 const DAY = 86_400_000;
 /** Collect at once: no grace, and files count as old as soon as they are written. */
@@ -34,7 +42,13 @@ async function push(nw: Narwhal, nar: Uint8Array): Promise<NarRecord> {
 }
 
 /** A path of `cacheName` using the NAR, with references (hash parts of paths already there). */
-async function addPathWithRefs(nw: Narwhal, cacheName: string, nar: NarRecord, refs: string[], hashPart = randomHashPart()): Promise<string> {
+async function addPathWithRefs(
+  nw: Narwhal,
+  cacheName: string,
+  nar: NarRecord,
+  refs: string[],
+  hashPart = randomHashPart(),
+): Promise<string> {
   const cache = (await nw.meta.getCache(cacheName))!;
   const text = serializeNarinfo({
     storePath: `/nix/store/${hashPart}-fixture`,
@@ -74,7 +88,9 @@ test('after a path is deleted and GC runs, stats equal a fresh push of the survi
     const b = await push(t.nw, narB);
     const pathA = await addPath(t.nw, 'main', a);
     await addPath(t.nw, 'main', b);
-    const shared = [...chunkEntries(a.chunkTable)].filter(({ id }) => [...chunkEntries(b.chunkTable)].some((e) => Buffer.compare(e.id, id) === 0));
+    const shared = [...chunkEntries(a.chunkTable)].filter(({ id }) =>
+      [...chunkEntries(b.chunkTable)].some((e) => Buffer.compare(e.id, id) === 0),
+    );
     assert.ok(shared.length > 10, 'A and B share chunks');
 
     await deletePaths(t.nw, 'main', [pathA]);
@@ -89,7 +105,25 @@ test('after a path is deleted and GC runs, stats equal a fresh push of the survi
     assert.equal(await storedFiles(t), (await t.nw.meta.stats()).chunks);
     assertSameBytes(await collect(readNarBytes(t.nw, (await t.nw.meta.getNar(b.narHash))!)), Buffer.from(narB));
     // A second run finds nothing more.
-    assert.deepEqual({ ...(await runGc(t.nw, NOW)) }, { paths: 0, nars: 0, narBytes: 0, chunks: 0, chunkBytes: 0, storedBytes: 0, files: 0, fileBytes: 0, orphanFiles: 0, leftoverFiles: 0, compactedPacks: 0, reclaimedBytes: 0, abandonedFileUploads: 0, abandonedFileBytes: 0 });
+    assert.deepEqual(
+      { ...(await runGc(t.nw, NOW)) },
+      {
+        paths: 0,
+        nars: 0,
+        narBytes: 0,
+        chunks: 0,
+        chunkBytes: 0,
+        storedBytes: 0,
+        files: 0,
+        fileBytes: 0,
+        orphanFiles: 0,
+        leftoverFiles: 0,
+        compactedPacks: 0,
+        reclaimedBytes: 0,
+        abandonedFileUploads: 0,
+        abandonedFileBytes: 0,
+      },
+    );
   } finally {
     await t.close();
   }
@@ -138,7 +172,8 @@ test('retention drops paths unused for longer, except pinned paths and their clo
     await pinPath(t.nw, 'main', topPath, true);
 
     // Everything was last used two days ago; then the narinfo of one path is served.
-    for (const hashPart of [depPath, topPath, otherPath, servedPath]) await t.nw.meta.recordPathAccess(cache.id, hashPart, Date.now() - 2 * DAY, Infinity);
+    for (const hashPart of [depPath, topPath, otherPath, servedPath])
+      await t.nw.meta.recordPathAccess(cache.id, hashPart, Date.now() - 2 * DAY, Infinity);
     assert.ok(await renderNarinfo(t.nw, cache, servedPath));
     assert.ok((await t.nw.meta.getPath(cache.id, servedPath))!.lastAccess > Date.now() - 60_000);
 
@@ -156,7 +191,14 @@ test('retention drops paths unused for longer, except pinned paths and their clo
     await configureCache(t.nw, 'main', { retention: 86_400 });
     await pinPath(t.nw, 'main', topPath, false);
     assert.equal((await runGc(t.nw, { ...NOW, now: Date.now() + 2 * DAY })).paths, 3);
-    assert.deepEqual(await t.nw.meta.stats(), { paths: 0, nars: 0, narBytes: 0, chunks: 0, chunkBytes: 0, storedBytes: 0 });
+    assert.deepEqual(await t.nw.meta.stats(), {
+      paths: 0,
+      nars: 0,
+      narBytes: 0,
+      chunks: 0,
+      chunkBytes: 0,
+      storedBytes: 0,
+    });
     assert.equal(await storedFiles(t), 0);
   } finally {
     await t.close();
@@ -190,15 +232,37 @@ test('a path is not deleted while another path refers to it, and a narinfo namin
     const top = await push(t.nw, await realisticNar('top'));
     const depPath = await addPathWithRefs(t.nw, 'main', dep, []);
     const topPath = await addPathWithRefs(t.nw, 'main', top, [depPath]);
-    await assert.rejects(deletePaths(t.nw, 'main', [depPath]), (err: unknown) => err instanceof NarwhalError && err.code === 'conflict' && err.message.includes(topPath));
+    await assert.rejects(
+      deletePaths(t.nw, 'main', [depPath]),
+      (err: unknown) => err instanceof NarwhalError && err.code === 'conflict' && err.message.includes(topPath),
+    );
     assert.deepEqual((await deletePaths(t.nw, 'main', [`/nix/store/${depPath}-fixture`, topPath])).length, 2);
-    await assert.rejects(deletePaths(t.nw, 'main', [depPath]), (err: unknown) => err instanceof NarwhalError && err.code === 'not-found');
+    await assert.rejects(
+      deletePaths(t.nw, 'main', [depPath]),
+      (err: unknown) => err instanceof NarwhalError && err.code === 'not-found',
+    );
 
     await runGc(t.nw, NOW);
     const cache = (await t.nw.meta.getCache('main'))!;
     // GC deleted the NAR between a narinfo's checks and its insert: the insert is refused.
-    assert.equal(await t.nw.meta.putPath({ cacheId: cache.id, hashPart: randomHashPart(), storePath: '/nix/store/x', narId: dep.id, references: [], deriver: null, system: null, sigs: [], ca: null }), 'no-nar');
-    await assert.rejects(addPath(t.nw, 'main', dep), (err: unknown) => err instanceof NarwhalError && err.code === 'missing-reference');
+    assert.equal(
+      await t.nw.meta.putPath({
+        cacheId: cache.id,
+        hashPart: randomHashPart(),
+        storePath: '/nix/store/x',
+        narId: dep.id,
+        references: [],
+        deriver: null,
+        system: null,
+        sigs: [],
+        ca: null,
+      }),
+      'no-nar',
+    );
+    await assert.rejects(
+      addPath(t.nw, 'main', dep),
+      (err: unknown) => err instanceof NarwhalError && err.code === 'missing-reference',
+    );
   } finally {
     await t.close();
   }
@@ -244,7 +308,11 @@ test('pack store: chunks without a record go, unsealed packs of a crashed writer
     const packsBefore = (await readdir(store.packDir)).length;
 
     const spared = await runGc(t.nw, { graceMs: 3_600_000 });
-    assert.equal(spared.orphanFiles + spared.leftoverFiles + spared.compactedPacks, 0, 'nothing goes before the grace period');
+    assert.equal(
+      spared.orphanFiles + spared.leftoverFiles + spared.compactedPacks,
+      0,
+      'nothing goes before the grace period',
+    );
     // Unsealed packs go once idle for long (pack-format.ts, PACK_IDLE_LIMIT_MS): this one was, say, an hour ago.
     const unsealed = (await readdir(store.packDir)).sort().at(-1)!;
     const long = new Date(Date.now() - 3_600_000);
@@ -271,7 +339,9 @@ test('GC while an upload runs spares the chunks it reuses: their NAR stays until
     const a = await push(t.nw, narA);
     const pathA = await addPath(t.nw, 'main', a);
     let resume!: () => void;
-    const uploading = ingestNar(t.nw, pausedBody(narC, narC.length - 200_000, new Promise((r) => (resume = r))), { compression: 'none' });
+    const uploading = ingestNar(t.nw, pausedBody(narC, narC.length - 200_000, new Promise((r) => (resume = r))), {
+      compression: 'none',
+    });
     await delay(300); // let the first part be chunked (its chunks found in the store, not written)
 
     await deletePaths(t.nw, 'main', [pathA]);
@@ -307,7 +377,9 @@ test('GC while an upload runs spares the chunk files it writes, even when GC del
     const store = t.nw.chunks;
     const firstChunks = [...chunkEntries(a.chunkTable)].slice(0, 10);
     let resume!: () => void;
-    const uploading = ingestNar(t.nw, pausedBody(narC, narC.length - 200_000, new Promise((r) => (resume = r))), { compression: 'none' });
+    const uploading = ingestNar(t.nw, pausedBody(narC, narC.length - 200_000, new Promise((r) => (resume = r))), {
+      compression: 'none',
+    });
     const rewritten = async (): Promise<boolean> => {
       for (const { id } of firstChunks) {
         const writtenAt = await modifiedAt(store, id);
@@ -379,7 +451,10 @@ test('the GC schedule runs GC periodically and stops cleanly', async () => {
     const schedule = scheduleGc(t.nw, { intervalMs: 20, graceMs: 0, log: (line) => lines.push(line) });
     while (!lines.some((line) => /gc: deleted 0 paths, 1 NARs/.test(line))) await delay(20);
     await schedule.stop();
-    assert.ok(lines.every((line) => line.startsWith('gc: ')), lines.join('\n'));
+    assert.ok(
+      lines.every((line) => line.startsWith('gc: ')),
+      lines.join('\n'),
+    );
     assert.equal((await t.nw.meta.stats()).nars, 0);
     assert.throws(() => scheduleGc(t.nw, { intervalMs: 30 * DAY, graceMs: 0, log: () => undefined }), /24 days/);
   } finally {
@@ -422,7 +497,10 @@ test('GC deletes cache file uploads abandoned for hours, not live ones or stored
   const t = await tempNarwhal();
   try {
     const cache = (await t.nw.meta.getCache('main'))!;
-    await putCacheFile(t.nw, cache, 'log/kept', bodyOf(Buffer.from('a stored log')), { contentType: 'text/plain', contentEncoding: null });
+    await putCacheFile(t.nw, cache, 'log/kept', bodyOf(Buffer.from('a stored log')), {
+      contentType: 'text/plain',
+      contentEncoding: null,
+    });
     const abandoned = await t.nw.meta.startFileUpload();
     await t.nw.meta.appendFilePiece(abandoned, 0, new Uint8Array(1000));
     const soon = await runGc(t.nw, NOW);

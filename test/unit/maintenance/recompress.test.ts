@@ -37,14 +37,20 @@ test('recompression shrinks the chunk files, keeps every NAR readable, and moves
 
     const report = await recompressChunks(t.nw, { level: 9 });
     assert.equal(report.chunks, before.chunks);
-    assert.ok(report.rewritten > before.chunks / 2, `most chunks shrink from level 1 to 9 (${report.rewritten} of ${before.chunks})`);
+    assert.ok(
+      report.rewritten > before.chunks / 2,
+      `most chunks shrink from level 1 to 9 (${report.rewritten} of ${before.chunks})`,
+    );
     const after = await t.nw.meta.stats();
     assert.equal(after.storedBytes, report.bytesAfter);
     assert.equal(before.storedBytes - after.storedBytes, report.bytesBefore - report.bytesAfter);
     assert.ok(after.storedBytes < before.storedBytes);
     assert.equal(await fileBytes(t.nw), after.storedBytes, 'records match the files');
 
-    for (const [record, nar] of [[a, narA], [b, narB]] as const) {
+    for (const [record, nar] of [
+      [a, narA],
+      [b, narB],
+    ] as const) {
       const opened = (await openNar(t.nw, record.narHash))!;
       assert.ok(opened.storedSize < record.storedSize, 'the NAR stored size followed its chunks');
       const frames = await collect(readStoredFrames(t.nw, opened));
@@ -117,7 +123,11 @@ test('recompression: a file rewritten smaller by a run that crashed before recor
     assert.deepEqual([verify.chunks.corrupt, verify.nars.damaged], [0, 0]);
 
     await recompressChunks(t.nw, { level: 1 });
-    assert.equal((await t.nw.meta.getChunk(victim.id))!.storedSize, (await t.nw.chunks.storedSize(victim.id))!, 'recorded as found');
+    assert.equal(
+      (await t.nw.meta.getChunk(victim.id))!.storedSize,
+      (await t.nw.chunks.storedSize(victim.id))!,
+      'recorded as found',
+    );
     const now = (await openNar(t.nw, record.narHash))!;
     assert.equal(now.storedSize, record.storedSize - (victim.storedSize - (await t.nw.chunks.storedSize(victim.id))!));
     assert.equal((await collect(readStoredFrames(t.nw, now))).length, now.storedSize);

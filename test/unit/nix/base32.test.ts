@@ -35,7 +35,12 @@ test('lengths follow (8n-1)/5+1', () => {
 });
 
 test('agrees with nix-hash for random sha256, sha1, md5 and sha512 digests', () => {
-  for (const [type, size] of [['sha256', 32], ['sha1', 20], ['md5', 16], ['sha512', 64]] as const) {
+  for (const [type, size] of [
+    ['sha256', 32],
+    ['sha1', 20],
+    ['md5', 16],
+    ['sha512', 64],
+  ] as const) {
     const inputs = Array.from({ length: 25 }, () => randomBytes(size));
     const out = execFileSync('nix-hash', ['--type', type, '--to-base32', ...inputs.map(hex)], { encoding: 'utf8' })
       .trim()
@@ -64,7 +69,11 @@ test('rejects invalid characters, lengths and excess bits', () => {
     'z' + valid.slice(1),
   ];
   for (const s of bad) {
-    assert.throws(() => decodeNixBase32(s), (e) => isNarwhalError(e, 'bad-request'), s);
+    assert.throws(
+      () => decodeNixBase32(s),
+      (e) => isNarwhalError(e, 'bad-request'),
+      s,
+    );
   }
   // The top digit of a 32-byte value only carries one bit.
   assert.equal(decodeNixBase32('1' + valid.slice(1)).length, 32);

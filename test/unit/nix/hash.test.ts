@@ -14,7 +14,10 @@ const NIX32 = 'sha256:00xyyr3fi8l6hb839bv3f7yb86yjv7xi1cgh1xnhipym4asvb4aq';
 
 test('formatSha256Nix32 matches Nix', () => {
   assert.equal(formatSha256Nix32(digest), `sha256:${nixHash('to-base32', digest.toString('hex'))}`);
-  assert.throws(() => formatSha256Nix32(new Uint8Array(20)), (e) => isNarwhalError(e, 'internal'));
+  assert.throws(
+    () => formatSha256Nix32(new Uint8Array(20)),
+    (e) => isNarwhalError(e, 'internal'),
+  );
 });
 
 test('parses every notation Nix prints, and they agree', () => {
@@ -63,7 +66,14 @@ test('rejects malformed hashes with the requested code', () => {
     `${NIX32}\n`,
   ];
   for (const s of bad) {
-    assert.throws(() => parseSha256(s, 'bad-narinfo'), (e) => isNarwhalError(e, 'bad-narinfo'), JSON.stringify(s));
+    assert.throws(
+      () => parseSha256(s, 'bad-narinfo'),
+      (e) => isNarwhalError(e, 'bad-narinfo'),
+      JSON.stringify(s),
+    );
   }
-  assert.throws(() => parseSha256(''), (e) => isNarwhalError(e, 'bad-request'));
+  assert.throws(
+    () => parseSha256(''),
+    (e) => isNarwhalError(e, 'bad-request'),
+  );
 });

@@ -1,7 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+  chmodSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -16,7 +26,6 @@ import { seededRandom as mulberry32 } from '../../helpers/seeded-random.ts';
 
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
 const file = (s = 'x', executable = false): NarTree => ({ type: 'regular', contents: bytes(s), executable });
-
 
 /** Feeds `nar` in pieces whose sizes come from `sizes` (cycled), then ends. */
 function validate(nar: Uint8Array, nextSize: () => number = () => nar.length): NarValidator {
@@ -41,7 +50,10 @@ function assertBad(nar: Uint8Array, pattern: RegExp, label = String(pattern)): v
 const sampleTree: NarTree = {
   type: 'directory',
   entries: {
-    bin: { type: 'directory', entries: { hello: file('#!/bin/sh\necho hi\n', true), sh: { type: 'symlink', target: '/bin/sh' } } },
+    bin: {
+      type: 'directory',
+      entries: { hello: file('#!/bin/sh\necho hi\n', true), sh: { type: 'symlink', target: '/bin/sh' } },
+    },
     'empty-dir': { type: 'directory', entries: {} },
     'empty-file': file(''),
     eight: file('12345678'),
@@ -87,7 +99,11 @@ test('every proper prefix is truncated, and nothing fails before end()', () => {
     const v = new NarValidator();
     v.push(nar.subarray(0, cut));
     assert.equal(v.done, false);
-    assert.throws(() => v.end(), (e) => isNarwhalError(e, 'bad-nar') && /truncated/.test(e.message), `cut ${cut}`);
+    assert.throws(
+      () => v.end(),
+      (e) => isNarwhalError(e, 'bad-nar') && /truncated/.test(e.message),
+      `cut ${cut}`,
+    );
   }
 });
 
@@ -155,17 +171,57 @@ test('rejects bad magic, unknown types and fields out of order', () => {
   assertBad(magic().strs('type', 'regular', 'contents', 'x', ')').finish(), /expected '\('/, 'missing (');
   assertBad(magic().strs('(', 'regular', 'contents', 'x', ')').finish(), /expected 'type'/, 'missing type');
   assertBad(magic().strs('(', 'type', 'regular', 'x', ')').finish(), /'executable' or 'contents'/, 'missing contents');
-  assertBad(magic().strs('(', 'type', 'regular', 'contents', 'x', 'executable', '', ')').finish(), /expected '\)'/, 'executable after contents');
-  assertBad(magic().strs('(', 'type', 'regular', 'executable', 'x', 'contents', 'x', ')').finish(), /non-empty/, 'executable value');
-  assertBad(magic().strs('(', 'type', 'regular', 'executable', '', 'executable', '', 'contents', 'x', ')').finish(), /expected 'contents'/, 'executable twice');
-  assertBad(magic().strs('(', 'type', 'regular', 'contents', 'x', 'contents', 'y', ')').finish(), /expected '\)'/, 'contents twice');
+  assertBad(
+    magic().strs('(', 'type', 'regular', 'contents', 'x', 'executable', '', ')').finish(),
+    /expected '\)'/,
+    'executable after contents',
+  );
+  assertBad(
+    magic().strs('(', 'type', 'regular', 'executable', 'x', 'contents', 'x', ')').finish(),
+    /non-empty/,
+    'executable value',
+  );
+  assertBad(
+    magic().strs('(', 'type', 'regular', 'executable', '', 'executable', '', 'contents', 'x', ')').finish(),
+    /expected 'contents'/,
+    'executable twice',
+  );
+  assertBad(
+    magic().strs('(', 'type', 'regular', 'contents', 'x', 'contents', 'y', ')').finish(),
+    /expected '\)'/,
+    'contents twice',
+  );
   assertBad(magic().strs('(', 'type', 'symlink', 'x', ')').finish(), /expected 'target'/, 'symlink without target');
-  assertBad(magic().strs('(', 'type', 'symlink', 'target', 'x', 'target', 'y', ')').finish(), /expected '\)'/, 'two targets');
-  assertBad(magic().strs('(', 'type', 'directory', 'entry', 'name', 'a', 'node').node(file()).strs(')', ')').finish(), /'\(' opening an entry/, 'entry without (');
-  assertBad(magic().strs('(', 'type', 'directory', 'entry', '(', 'node').node(file()).strs(')', ')').finish(), /expected 'name'/, 'node before name');
-  assertBad(magic().strs('(', 'type', 'directory', 'entry', '(', 'name', 'a').node(file()).strs(')', ')').finish(), /expected 'node'/, 'missing node');
-  assertBad(magic().strs('(', 'type', 'directory', 'entry', '(', 'name', 'a', 'node').node(file()).strs(')').finish(), /truncated/, 'unclosed directory');
-  assertBad(magic().strs('(', 'type', 'directory', 'entry', '(', 'name', 'a', 'node').node(file()).strs('entry').finish(), /closing the entry/, 'unclosed entry');
+  assertBad(
+    magic().strs('(', 'type', 'symlink', 'target', 'x', 'target', 'y', ')').finish(),
+    /expected '\)'/,
+    'two targets',
+  );
+  assertBad(
+    magic().strs('(', 'type', 'directory', 'entry', 'name', 'a', 'node').node(file()).strs(')', ')').finish(),
+    /'\(' opening an entry/,
+    'entry without (',
+  );
+  assertBad(
+    magic().strs('(', 'type', 'directory', 'entry', '(', 'node').node(file()).strs(')', ')').finish(),
+    /expected 'name'/,
+    'node before name',
+  );
+  assertBad(
+    magic().strs('(', 'type', 'directory', 'entry', '(', 'name', 'a').node(file()).strs(')', ')').finish(),
+    /expected 'node'/,
+    'missing node',
+  );
+  assertBad(
+    magic().strs('(', 'type', 'directory', 'entry', '(', 'name', 'a', 'node').node(file()).strs(')').finish(),
+    /truncated/,
+    'unclosed directory',
+  );
+  assertBad(
+    magic().strs('(', 'type', 'directory', 'entry', '(', 'name', 'a', 'node').node(file()).strs('entry').finish(),
+    /closing the entry/,
+    'unclosed entry',
+  );
   assertBad(magic().strs('(', 'type', 'directory', 'name', 'a', ')').finish(), /'entry' or '\)'/, 'name without entry');
   assertBad(magic().strs('(', 'type', 'regular', 'contents', 'x').finish(), /truncated/, 'unclosed file');
 });
@@ -180,17 +236,46 @@ test('rejects bad symlink targets', () => {
 });
 
 test('rejects non-zero padding, trailing data and absurd lengths', () => {
-  assertBad(magic().strs('(', 'type').str('regular', 1).strs('contents', 'x', ')').finish(), /non-zero padding/, 'token padding');
-  assertBad(magic().strs('(', 'type', 'regular', 'contents').str('abc', 0x80).str(')').finish(), /non-zero padding/, 'contents padding');
+  assertBad(
+    magic().strs('(', 'type').str('regular', 1).strs('contents', 'x', ')').finish(),
+    /non-zero padding/,
+    'token padding',
+  );
+  assertBad(
+    magic().strs('(', 'type', 'regular', 'contents').str('abc', 0x80).str(')').finish(),
+    /non-zero padding/,
+    'contents padding',
+  );
   assertBad(new NarTokenWriter().str('nix-archive-1', 0x20).node(file()).finish(), /non-zero padding/, 'magic padding');
   const nar = writeNar(sampleTree);
   const withTail = (tail: Uint8Array): Uint8Array => Buffer.concat([nar, tail]);
   assertBad(withTail(new Uint8Array(1)), /trailing data/, 'one trailing zero');
   assertBad(withTail(new Uint8Array(8)), /trailing data/, 'trailing empty token');
   assertBad(withTail(writeNar(file())), /trailing data/, 'second NAR');
-  assertBad(magic().strs('(', 'type', 'regular', 'contents').u64(2n ** 63n).finish(), /too large/, 'huge contents');
-  assertBad(magic().str('(').u64(2n ** 53n).finish(), /too large/, '2^53');
-  assertBad(magic().str('(').u64(2n ** 40n).finish(), /expected 'type'/, 'long tag');
+  assertBad(
+    magic()
+      .strs('(', 'type', 'regular', 'contents')
+      .u64(2n ** 63n)
+      .finish(),
+    /too large/,
+    'huge contents',
+  );
+  assertBad(
+    magic()
+      .str('(')
+      .u64(2n ** 53n)
+      .finish(),
+    /too large/,
+    '2^53',
+  );
+  assertBad(
+    magic()
+      .str('(')
+      .u64(2n ** 40n)
+      .finish(),
+    /expected 'type'/,
+    'long tag',
+  );
 });
 
 test('nesting is limited', () => {
@@ -214,8 +299,14 @@ test('a failed validator keeps failing', () => {
     first = e;
   }
   assert.ok(isNarwhalError(first, 'bad-nar'));
-  assert.throws(() => v.push(new Uint8Array(8)), (e) => e === first);
-  assert.throws(() => v.end(), (e) => e === first);
+  assert.throws(
+    () => v.push(new Uint8Array(8)),
+    (e) => e === first,
+  );
+  assert.throws(
+    () => v.end(),
+    (e) => e === first,
+  );
   assert.equal(v.done, false);
 });
 
@@ -249,7 +340,9 @@ test('accepts nix-store --dump of real directories, in random splits', () => {
     mkdirSync(join(root, '...'));
     symlinkSync('t'.repeat(4000), join(root, 'dangling'));
     symlinkSync('exe', join(root, 'link'));
-    const dirs = [root, '/usr/include/linux', '/usr/lib/python3.11', '/usr/share/zoneinfo'].filter((d) => existsSync(d));
+    const dirs = [root, '/usr/include/linux', '/usr/lib/python3.11', '/usr/share/zoneinfo'].filter((d) =>
+      existsSync(d),
+    );
     const rnd = mulberry32(42);
     for (const dir of dirs) {
       const nar = execFileSync('nix-store', ['--dump', dir], { maxBuffer: 1 << 30 });
@@ -268,7 +361,10 @@ test('accepts nix-store --dump of real directories, in random splits', () => {
 test('accepts exactly what Nix restores and dumps back unchanged (single-byte mutations)', () => {
   const entries: Record<string, NarTree> = {};
   for (const n of ['a', 'b', 'c', 'd']) {
-    entries[n] = { type: 'directory', entries: { x: file('1', true), y: { type: 'symlink', target: 'x' }, z: file('') } };
+    entries[n] = {
+      type: 'directory',
+      entries: { x: file('1', true), y: { type: 'symlink', target: 'x' }, z: file('') },
+    };
   }
   const nar = writeNar({ type: 'directory', entries });
   // A canonical NAR is a sequence of string tokens. Mutating the high bytes of a length field makes

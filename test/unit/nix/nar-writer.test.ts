@@ -65,7 +65,11 @@ test('writeNar is byte-identical to nix-store --dump', () => {
 });
 
 test('token writer encodes lengths, padding and raw bytes', () => {
-  const w = new NarTokenWriter().str('abc').u64(2n ** 40n).padding(3, 0xff).raw(bytes('!'));
+  const w = new NarTokenWriter()
+    .str('abc')
+    .u64(2n ** 40n)
+    .padding(3, 0xff)
+    .raw(bytes('!'));
   assert.equal(w.length, 8 + 8 + 8 + 5 + 1);
   assert.deepEqual(
     Buffer.from(w.finish()).toString('hex'),

@@ -13,21 +13,22 @@ const NARHASH = 'sha256:11c86c4k78207p48gyp8yri9c9nnxbsnpsvwg1cc2zsqnj6lbfhg';
 const FILEHASH = 'sha256:0caxmqq81gr3djznj8mbz2vrh02c3nj1mgkywz1vj83c7vni7x2b';
 const SIG = 'test1:+ZhEbK6jqUd9r0PC3eXf/eGZCRrnHTKfb3Z1Op7mlGlsIYxG2xdnG6coHDmQlHLQHeVejREq11OYH4amOtcJAA==';
 
-const full = [
-  `StorePath: /nix/store/${H2}-b`,
-  `URL: nar/${FILEHASH.slice(7)}.nar.xz`,
-  'Compression: xz',
-  `FileHash: ${FILEHASH}`,
-  'FileSize: 172',
-  `NarHash: ${NARHASH}`,
-  'NarSize: 160',
-  `References: ${H1}-f ${H2}-b`,
-  `Deriver: ${H1}-b.drv`,
-  'System: x86_64-linux',
-  `Sig: ${SIG}`,
-  'Sig: other-1:AAAA',
-  'CA: text:sha256:0f0iyap1x88q27klalf2nyqy23yja2x4599yh2glfrcckxx97by8',
-].join('\n') + '\n';
+const full =
+  [
+    `StorePath: /nix/store/${H2}-b`,
+    `URL: nar/${FILEHASH.slice(7)}.nar.xz`,
+    'Compression: xz',
+    `FileHash: ${FILEHASH}`,
+    'FileSize: 172',
+    `NarHash: ${NARHASH}`,
+    'NarSize: 160',
+    `References: ${H1}-f ${H2}-b`,
+    `Deriver: ${H1}-b.drv`,
+    'System: x86_64-linux',
+    `Sig: ${SIG}`,
+    'Sig: other-1:AAAA',
+    'CA: text:sha256:0f0iyap1x88q27klalf2nyqy23yja2x4599yh2glfrcckxx97by8',
+  ].join('\n') + '\n';
 
 const minimal = `StorePath: /nix/store/${H1}-f\nURL: nar/x.nar\nNarHash: ${NARHASH}\nNarSize: 120\n`;
 
@@ -66,8 +67,15 @@ test('optional fields stay absent; References is always written', () => {
 });
 
 test('normalizes hashes, ignores unknown keys, drops unknown-deriver and repeated sigs', () => {
-  const sri = 'sha256-' + Buffer.from(execFileSync('nix-hash', ['--type', 'sha256', '--to-base16', NARHASH.slice(7)], { encoding: 'utf8' }).trim(), 'hex').toString('base64');
-  const hex = 'sha256:' + execFileSync('nix-hash', ['--type', 'sha256', '--to-base16', NARHASH.slice(7)], { encoding: 'utf8' }).trim();
+  const sri =
+    'sha256-' +
+    Buffer.from(
+      execFileSync('nix-hash', ['--type', 'sha256', '--to-base16', NARHASH.slice(7)], { encoding: 'utf8' }).trim(),
+      'hex',
+    ).toString('base64');
+  const hex =
+    'sha256:' +
+    execFileSync('nix-hash', ['--type', 'sha256', '--to-base16', NARHASH.slice(7)], { encoding: 'utf8' }).trim();
   for (const h of [sri, hex]) assert.equal(parseNarinfo(minimal.replace(NARHASH, h)).narHash, NARHASH);
   const info = parseNarinfo(
     minimal + 'X-Custom: whatever it is\nX-Custom: again\nDeriver: unknown-deriver\nSig: k:AA==\nSig: k:AA==\nFoo: \n',
@@ -116,13 +124,20 @@ test('rejects malformed narinfo with bad-narinfo', () => {
     ['too large', minimal + `X-Pad: ${'a'.repeat(NARINFO_MAX_BYTES)}\n`, /exceeds/],
   ];
   for (const [label, text, pattern] of cases) {
-    assert.throws(() => parseNarinfo(text), (e) => isNarwhalError(e, 'bad-narinfo') && pattern.test(e.message), label);
+    assert.throws(
+      () => parseNarinfo(text),
+      (e) => isNarwhalError(e, 'bad-narinfo') && pattern.test(e.message),
+      label,
+    );
   }
 });
 
 test('serialize refuses line breaks in values', () => {
   const info = parseNarinfo(minimal);
-  assert.throws(() => serializeNarinfo({ ...info, url: 'a\nStorePath: x' }), (e) => isNarwhalError(e, 'bad-narinfo'));
+  assert.throws(
+    () => serializeNarinfo({ ...info, url: 'a\nStorePath: x' }),
+    (e) => isNarwhalError(e, 'bad-narinfo'),
+  );
 });
 
 test('round-trips narinfo files written by nix copy byte for byte', () => {
@@ -132,12 +147,22 @@ test('round-trips narinfo files written by nix copy byte for byte', () => {
     NIX_CONFIG: 'experimental-features = nix-command\nbuild-users-group =\nsubstituters =\nsandbox = false',
     XDG_CACHE_HOME: join(dir, 'xdg'),
   };
-  const nix = (cmd: string, ...args: string[]): string => execFileSync(cmd, args, { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  const nix = (cmd: string, ...args: string[]): string =>
+    execFileSync(cmd, args, { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
   try {
     const store = join(dir, 'store');
     writeFileSync(join(dir, 'f'), 'hello\n');
     const a = nix('nix-store', '--store', store, '--add', join(dir, 'f'));
-    const b = nix('nix', 'eval', '--store', store, '--impure', '--raw', '--expr', `builtins.toFile "b" "\${builtins.storePath "${a}"} \${builtins.toFile "c" "x"}"`);
+    const b = nix(
+      'nix',
+      'eval',
+      '--store',
+      store,
+      '--impure',
+      '--raw',
+      '--expr',
+      `builtins.toFile "b" "\${builtins.storePath "${a}"} \${builtins.toFile "c" "x"}"`,
+    );
     nix('nix-store', '--generate-binary-cache-key', 'test-1', join(dir, 'sk'), join(dir, 'pk'));
     const cache = join(dir, 'cache');
     nix('nix', 'copy', '--store', store, '--to', `file://${cache}?compression=xz&secret-key=${join(dir, 'sk')}`, b);

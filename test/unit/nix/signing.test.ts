@@ -29,9 +29,14 @@ test('fingerprint format', () => {
     `1;/nix/store/${H2}-b;${NARHASH};160;/nix/store/${H1}-f,/nix/store/${H2}-b`,
   );
   assert.equal(fingerprint(`/nix/store/${H1}-f`, NARHASH, 120, []), `1;/nix/store/${H1}-f;${NARHASH};120;`);
-  const hex = execFileSync('nix-hash', ['--type', 'sha256', '--to-base16', NARHASH.slice(7)], { encoding: 'utf8' }).trim();
+  const hex = execFileSync('nix-hash', ['--type', 'sha256', '--to-base16', NARHASH.slice(7)], {
+    encoding: 'utf8',
+  }).trim();
   assert.equal(fingerprint(`/nix/store/${H1}-f`, `sha256:${hex}`, 120, []), `1;/nix/store/${H1}-f;${NARHASH};120;`);
-  assert.throws(() => fingerprint(`/nix/store/${H1}-f`, NARHASH, 0, []), (e) => isNarwhalError(e, 'bad-narinfo'));
+  assert.throws(
+    () => fingerprint(`/nix/store/${H1}-f`, NARHASH, 0, []),
+    (e) => isNarwhalError(e, 'bad-narinfo'),
+  );
 });
 
 test('generated keys sign and verify; wrong keys, names and data do not', () => {
@@ -54,7 +59,14 @@ test('generated keys sign and verify; wrong keys, names and data do not', () => 
   assert.equal(verifySignature(fp, sig, ['renamed:' + k.publicKey.split(':')[1]]), false);
   const sameName = generateSigningKey('cache.example.org-1');
   assert.equal(verifySignature(fp, sig, [sameName.publicKey]), false);
-  for (const bad of ['', 'nocolon', ':abc', `cache.example.org-1:${'A'.repeat(86)}==`, 'cache.example.org-1:AAAA', `cache.example.org-1:!${sig.slice(21)}`]) {
+  for (const bad of [
+    '',
+    'nocolon',
+    ':abc',
+    `cache.example.org-1:${'A'.repeat(86)}==`,
+    'cache.example.org-1:AAAA',
+    `cache.example.org-1:!${sig.slice(21)}`,
+  ]) {
     assert.equal(verifySignature(fp, bad, [k.publicKey]), false, bad);
   }
 });
@@ -72,14 +84,29 @@ test('key parsing rejects malformed keys', () => {
     'n:' + k.secretKey.slice(2) + '!',
     k.publicKey,
   ];
-  for (const s of bad) assert.throws(() => parseSecretKey(s), (e) => isNarwhalError(e, 'bad-request'), s);
+  for (const s of bad)
+    assert.throws(
+      () => parseSecretKey(s),
+      (e) => isNarwhalError(e, 'bad-request'),
+      s,
+    );
   for (const s of ['', 'n:', k.secretKey, 'n:AAAA', 'n:*']) {
-    assert.throws(() => parsePublicKey(s), (e) => isNarwhalError(e, 'bad-request'), s);
+    assert.throws(
+      () => parsePublicKey(s),
+      (e) => isNarwhalError(e, 'bad-request'),
+      s,
+    );
   }
   assert.equal(parseSecretKey(k.secretKey + '\n').name, 'n');
   assert.equal(parsePublicKey(k.publicKey + '\n').name, 'n');
-  assert.throws(() => generateSigningKey(''), (e) => isNarwhalError(e, 'bad-request'));
-  assert.throws(() => generateSigningKey('a:b'), (e) => isNarwhalError(e, 'bad-request'));
+  assert.throws(
+    () => generateSigningKey(''),
+    (e) => isNarwhalError(e, 'bad-request'),
+  );
+  assert.throws(
+    () => generateSigningKey('a:b'),
+    (e) => isNarwhalError(e, 'bad-request'),
+  );
 });
 
 test('interoperates with Nix 2.8 signatures and keys', () => {
@@ -96,7 +123,16 @@ test('interoperates with Nix 2.8 signatures and keys', () => {
     writeFileSync(join(dir, 'f'), 'hello\n');
     const a = run('nix-store', '--store', store, '--add', join(dir, 'f'));
     // A path with a reference, so the fingerprint's reference list is exercised.
-    const b = run('nix', 'eval', '--store', store, '--impure', '--raw', '--expr', `builtins.toFile "b" "\${builtins.storePath "${a}"}"`);
+    const b = run(
+      'nix',
+      'eval',
+      '--store',
+      store,
+      '--impure',
+      '--raw',
+      '--expr',
+      `builtins.toFile "b" "\${builtins.storePath "${a}"}"`,
+    );
     run('nix-store', '--generate-binary-cache-key', 'nix-key-1', join(dir, 'sk'), join(dir, 'pk'));
     const nixSk = readFileSync(join(dir, 'sk'), 'utf8');
     const nixPk = readFileSync(join(dir, 'pk'), 'utf8');
@@ -104,7 +140,11 @@ test('interoperates with Nix 2.8 signatures and keys', () => {
     // Nix signs (nix store sign); we verify and reproduce the exact signature with Nix's key.
     run('nix', 'store', 'sign', '--store', store, '--key-file', join(dir, 'sk'), a, b);
     const infos = JSON.parse(run('nix', 'path-info', '--store', store, '--json', '--sigs', a, b)) as {
-      path: string; narHash: string; narSize: number; references: string[]; signatures: string[];
+      path: string;
+      narHash: string;
+      narSize: number;
+      references: string[];
+      signatures: string[];
     }[];
     assert.equal(infos.length, 2);
     for (const p of infos) {
@@ -129,7 +169,11 @@ test('interoperates with Nix 2.8 signatures and keys', () => {
     writeFileSync(join(dir, 'our-sk'), ours.secretKey);
     run('nix', 'store', 'sign', '--store', store, '--key-file', join(dir, 'our-sk'), a);
     const [pa] = JSON.parse(run('nix', 'path-info', '--store', store, '--json', '--sigs', a)) as {
-      path: string; narHash: string; narSize: number; references: string[]; signatures: string[];
+      path: string;
+      narHash: string;
+      narSize: number;
+      references: string[];
+      signatures: string[];
     }[];
     const fpa = fingerprint(pa.path, pa.narHash, pa.narSize, pa.references);
     const ourSig = signFingerprint(fpa, ours.secretKey);
@@ -177,11 +221,24 @@ test('Nix 2.8 accepts input-addressed paths we sign, and only with our key trust
     publish(dep, writeNar({ type: 'regular', contents: new TextEncoder().encode('dep\n') }), []);
     publish(
       top,
-      writeNar({ type: 'directory', entries: { link: { type: 'symlink', target: dep }, self: { type: 'symlink', target: top } } }),
+      writeNar({
+        type: 'directory',
+        entries: { link: { type: 'symlink', target: dep }, self: { type: 'symlink', target: top } },
+      }),
       [`${H1}-narwhal-dep`, `${H2}-narwhal-top`],
     );
     const copy = (storeName: string, trusted: string): string =>
-      run('copy', '--from', `file://${cache}`, '--to', join(dir, storeName), '--option', 'trusted-public-keys', trusted, top);
+      run(
+        'copy',
+        '--from',
+        `file://${cache}`,
+        '--to',
+        join(dir, storeName),
+        '--option',
+        'trusted-public-keys',
+        trusted,
+        top,
+      );
     assert.throws(() => copy('store-untrusted', generateSigningKey('narwhal-test-1').publicKey), /signature/);
     copy('store', key.publicKey);
     const [info] = JSON.parse(run('path-info', '--store', join(dir, 'store'), '--json', '--sigs', top)) as {

@@ -57,10 +57,20 @@ test('rejects invalid store paths', () => {
     `${H}-x`,
   ];
   for (const p of bad) {
-    assert.throws(() => parseStorePath(p), (e) => isNarwhalError(e, 'bad-request'), p);
+    assert.throws(
+      () => parseStorePath(p),
+      (e) => isNarwhalError(e, 'bad-request'),
+      p,
+    );
   }
-  assert.throws(() => parseStorePath('/nix/store/x', 'bad-narinfo'), (e) => isNarwhalError(e, 'bad-narinfo'));
-  assert.throws(() => parseStorePathBaseName(`/nix/store/${H}-x`), (e) => isNarwhalError(e, 'bad-request'));
+  assert.throws(
+    () => parseStorePath('/nix/store/x', 'bad-narinfo'),
+    (e) => isNarwhalError(e, 'bad-narinfo'),
+  );
+  assert.throws(
+    () => parseStorePathBaseName(`/nix/store/${H}-x`),
+    (e) => isNarwhalError(e, 'bad-request'),
+  );
   assert.equal(isValidStorePathBaseName(`${H}-.x`), false);
   assert.equal(isValidStorePathBaseName(`${H}x-x`), false);
   assert.equal(isValidStorePathBaseName(`${H}-`), false);

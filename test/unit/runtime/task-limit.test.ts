@@ -31,7 +31,10 @@ test('TaskLimit runs at most maxRunning tasks, queues maxWaiting more, refuses t
 
 test('TaskLimit gives the slot back when a task fails', async () => {
   const limit = new TaskLimit(1, 0, 'busy');
-  await assert.rejects(limit.run(async () => Promise.reject(new Error('boom'))), /boom/);
+  await assert.rejects(
+    limit.run(async () => Promise.reject(new Error('boom'))),
+    /boom/,
+  );
   assert.equal(await limit.run(async () => 1), 1);
 });
 
@@ -39,5 +42,6 @@ test('durations: units, and nothing past 100 years', () => {
   assert.equal(parseDuration('90s'), 90_000);
   assert.equal(parseDuration('2w'), 14 * 86_400_000);
   assert.equal(parseDuration('36500d'), 36_500 * 86_400_000);
-  for (const text of ['36501d', '99999999999999999999d', '1e3s', '-1d', '5y', '']) assert.throws(() => parseDuration(text), /duration/, text);
+  for (const text of ['36501d', '99999999999999999999d', '1e3s', '-1d', '5y', ''])
+    assert.throws(() => parseDuration(text), /duration/, text);
 });

@@ -37,7 +37,10 @@ describe('management API', () => {
     await assert.rejects(api.createCache('x', {}), /403/);
     await assert.rejects(api.listTokens(), /403/);
     assert.equal((await api.cacheInfo('main')).name, 'main');
-    assert.deepEqual((await api.listCaches()).map((c) => c.name), ['main']);
+    assert.deepEqual(
+      (await api.listCaches()).map((c) => c.name),
+      ['main'],
+    );
   });
 
   test('cache lifecycle through the API', async () => {
@@ -49,7 +52,11 @@ describe('management API', () => {
     assert.equal(created.priority, 30);
     await assert.rejects(api.createCache('team', {}), /409/);
     await assert.rejects(api.createCache('Bad Name', {}), /400.*invalid cache name/);
-    const configured = await api.configureCache('team', { isPublic: true, trustedKeys: [key.publicKey], requireSignature: true });
+    const configured = await api.configureCache('team', {
+      isPublic: true,
+      trustedKeys: [key.publicKey],
+      requireSignature: true,
+    });
     assert.equal(configured.public, true);
     assert.equal(configured.requireSignature, true);
     await assert.rejects(api.configureCache('team', { trustedKeys: ['garbage'] }), /400/);
@@ -62,15 +69,29 @@ describe('management API', () => {
 
   test('token lifecycle through the API', async () => {
     const api = remoteAdmin(base, admin);
-    const { id, secret } = await api.createToken({ caches: ['main'], perms: ['push'], name: 'ci', expiresInMs: 86_400_000 });
+    const { id, secret } = await api.createToken({
+      caches: ['main'],
+      perms: ['push'],
+      name: 'ci',
+      expiresInMs: 86_400_000,
+    });
     const listed = (await api.listTokens()).find((tk) => tk.id === id)!;
     assert.equal(listed.name, 'ci');
     assert.ok(listed.expiresAt !== null && Date.parse(listed.expiresAt) > Date.now());
     assert.equal(JSON.stringify(await api.listTokens()).includes(secret), false);
-    assert.equal((await fetch(`${base}/main/nix-cache-info`, { headers: { Authorization: `Bearer ${secret}` } })).status, 200);
+    assert.equal(
+      (await fetch(`${base}/main/nix-cache-info`, { headers: { Authorization: `Bearer ${secret}` } })).status,
+      200,
+    );
     await api.revokeToken(id);
-    assert.equal((await fetch(`${base}/main/nix-cache-info`, { headers: { Authorization: `Bearer ${secret}` } })).status, 401);
+    assert.equal(
+      (await fetch(`${base}/main/nix-cache-info`, { headers: { Authorization: `Bearer ${secret}` } })).status,
+      401,
+    );
     const basic = Buffer.from(`anyone:${secret}`).toString('base64');
-    assert.equal((await fetch(`${base}/main/nix-cache-info`, { headers: { Authorization: `Basic ${basic}` } })).status, 401);
+    assert.equal(
+      (await fetch(`${base}/main/nix-cache-info`, { headers: { Authorization: `Basic ${basic}` } })).status,
+      401,
+    );
   });
 });

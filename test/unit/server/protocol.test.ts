@@ -26,7 +26,11 @@ describe('binary cache protocol over HTTP', () => {
   const url = (path: string) => `${base}/main/${path}`;
   let auth: Record<string, string>;
   const put = (path: string, body: Uint8Array | string, headers: Record<string, string> = {}) =>
-    fetch(url(path), { method: 'PUT', body: typeof body === 'string' ? body : Buffer.from(body), headers: { ...auth, ...headers } });
+    fetch(url(path), {
+      method: 'PUT',
+      body: typeof body === 'string' ? body : Buffer.from(body),
+      headers: { ...auth, ...headers },
+    });
 
   function narinfoFor(hashPart: string, references: string[] = []): string {
     return serializeNarinfo({
@@ -67,7 +71,15 @@ describe('binary cache protocol over HTTP', () => {
   });
 
   test('unknown paths and caches are 404, HEAD included, never 405', async () => {
-    for (const path of ['/main/nope', '/main/nar/zz.nar', '/nocache/nix-cache-info', `/main/${HASH_A}.narinfo`, '/main/../etc/passwd', '/main/log/..%2F..%2Fetc', '/main/castr/0000/' + '0'.repeat(64) + '.cacnk']) {
+    for (const path of [
+      '/main/nope',
+      '/main/nar/zz.nar',
+      '/nocache/nix-cache-info',
+      `/main/${HASH_A}.narinfo`,
+      '/main/../etc/passwd',
+      '/main/log/..%2F..%2Fetc',
+      '/main/castr/0000/' + '0'.repeat(64) + '.cacnk',
+    ]) {
       for (const method of ['GET', 'HEAD']) {
         const res = await fetch(base + path, { method });
         assert.equal(res.status, 404, `${method} ${path}`);
@@ -103,10 +115,18 @@ describe('binary cache protocol over HTTP', () => {
     const mismatched = await put(`${HASH_B}.narinfo`, narinfoFor(HASH_A));
     assert.equal(mismatched.status, 400);
     assert.equal((await put(`${HASH_B}.narinfo`, narinfoFor(HASH_B, [`${HASH_B}-test`]))).status, 204);
-    assert.equal((await put(`${HASH_A}.narinfo`, narinfoFor(HASH_A, [`${HASH_B}-test`, `${HASH_A}-test`]))).status, 204);
+    assert.equal(
+      (await put(`${HASH_A}.narinfo`, narinfoFor(HASH_A, [`${HASH_B}-test`, `${HASH_A}-test`]))).status,
+      204,
+    );
 
     const info = await (await fetch(url(`${HASH_A}.narinfo`))).text();
-    const fields = Object.fromEntries(info.trim().split('\n').map((line) => [line.slice(0, line.indexOf(': ')), line.slice(line.indexOf(': ') + 2)]));
+    const fields = Object.fromEntries(
+      info
+        .trim()
+        .split('\n')
+        .map((line) => [line.slice(0, line.indexOf(': ')), line.slice(line.indexOf(': ') + 2)]),
+    );
     assert.equal(fields.StorePath, `/nix/store/${HASH_A}-test`);
     assert.equal(fields.Compression, 'zstd');
     assert.equal(fields.NarHash, narHash);

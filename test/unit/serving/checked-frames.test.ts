@@ -17,14 +17,19 @@ test('a store that records no CRC (castr directory): a download remembers the fr
   try {
     const record = await ingestNar(t.nw, bodyOf(await realisticNar('checked frames')), { compression: 'none' });
     const entries = [...chunkEntries(record.chunkTable)];
-    for (const { id } of entries) assert.equal(t.nw.memos.checkedFrames.checkedBefore(id, await t.nw.chunks.get(id)), false);
+    for (const { id } of entries)
+      assert.equal(t.nw.memos.checkedFrames.checkedBefore(id, await t.nw.chunks.get(id)), false);
     await collect(readStoredFrames(t.nw, (await openNar(t.nw, record.narHash))!));
-    for (const { id } of entries) assert.equal(t.nw.memos.checkedFrames.checkedBefore(id, await t.nw.chunks.get(id)), true);
+    for (const { id } of entries)
+      assert.equal(t.nw.memos.checkedFrames.checkedBefore(id, await t.nw.chunks.get(id)), true);
 
     const victim = entries[2];
     await damageChunk(t.nw.chunks, victim.id, 'flip');
     assert.equal(t.nw.memos.checkedFrames.checkedBefore(victim.id, await t.nw.chunks.get(victim.id)), false);
-    await assert.rejects(collect(readStoredFrames(t.nw, record)), (err: unknown) => err instanceof NarwhalError && err.code === 'chunk-corrupt');
+    await assert.rejects(
+      collect(readStoredFrames(t.nw, record)),
+      (err: unknown) => err instanceof NarwhalError && err.code === 'chunk-corrupt',
+    );
   } finally {
     await t.close();
   }
@@ -68,7 +73,11 @@ test('a pack store: each frame is trusted by the CRC it was written with, from t
     const entries = [...chunkEntries(record.chunkTable)];
     const victim = entries[1];
     await damageChunk(t.nw.chunks, victim.id, 'flip');
-    await assert.rejects(collect(readStoredFrames(t.nw, record)), (err: unknown) => err instanceof NarwhalError && err.code === 'chunk-corrupt', 'damaged before any download');
+    await assert.rejects(
+      collect(readStoredFrames(t.nw, record)),
+      (err: unknown) => err instanceof NarwhalError && err.code === 'chunk-corrupt',
+      'damaged before any download',
+    );
 
     // A frame written with bytes that do not decode at all has their CRC: it is passed on as
     // written (the store's writers are trusted to write only frames of their id), while a read
@@ -78,28 +87,40 @@ test('a pack store: each frame is trusted by the CRC it was written with, from t
     const garbage = new Uint8Array(trusted.end - trusted.start).fill(0xab);
     await t.nw.chunks.put(trusted.id, garbage.slice());
     await t.nw.chunks.flush();
-    assertSameBytes((await readCheckedChunk(t.nw, trusted, false)).stored, garbage, 'the frame is passed on as written');
-    await assert.rejects(readCheckedChunk(t.nw, trusted, true), (err: unknown) => err instanceof NarwhalError && err.code === 'chunk-corrupt');
+    assertSameBytes(
+      (await readCheckedChunk(t.nw, trusted, false)).stored,
+      garbage,
+      'the frame is passed on as written',
+    );
+    await assert.rejects(
+      readCheckedChunk(t.nw, trusted, true),
+      (err: unknown) => err instanceof NarwhalError && err.code === 'chunk-corrupt',
+    );
   } finally {
     await t.close();
   }
 });
 
-for (const { name, storage } of LOCAL_STORES) for (const damage of ['flip', 'delete'] as const) test(`${name}: chunks read together, one of them damaged (${damage}): the download fails and only that chunk is flagged`, async () => {
-  const t = await tempNarwhal({}, storage);
-  try {
-    const record = await ingestNar(t.nw, bodyOf(await realisticNar('batch damage')), { compression: 'none' });
-    const entries = [...chunkEntries(record.chunkTable)];
-    assert.ok(entries.length >= 6);
-    const victim = entries[3];
-    await damageChunk(t.nw.chunks, victim.id, damage);
-    const code = damage === 'flip' ? 'chunk-corrupt' : 'chunk-missing';
-    await assert.rejects(collect(readStoredFrames(t.nw, record)), (err: unknown) => err instanceof NarwhalError && err.code === code);
-    for (const { id } of entries) {
-      const damaged = (await t.nw.meta.getChunk(id))!.damagedAt !== null;
-      assert.equal(damaged, id === victim.id, `chunk ${entries.findIndex((e) => e.id === id)}`);
-    }
-  } finally {
-    await t.close();
-  }
-});
+for (const { name, storage } of LOCAL_STORES)
+  for (const damage of ['flip', 'delete'] as const)
+    test(`${name}: chunks read together, one of them damaged (${damage}): the download fails and only that chunk is flagged`, async () => {
+      const t = await tempNarwhal({}, storage);
+      try {
+        const record = await ingestNar(t.nw, bodyOf(await realisticNar('batch damage')), { compression: 'none' });
+        const entries = [...chunkEntries(record.chunkTable)];
+        assert.ok(entries.length >= 6);
+        const victim = entries[3];
+        await damageChunk(t.nw.chunks, victim.id, damage);
+        const code = damage === 'flip' ? 'chunk-corrupt' : 'chunk-missing';
+        await assert.rejects(
+          collect(readStoredFrames(t.nw, record)),
+          (err: unknown) => err instanceof NarwhalError && err.code === code,
+        );
+        for (const { id } of entries) {
+          const damaged = (await t.nw.meta.getChunk(id))!.damagedAt !== null;
+          assert.equal(damaged, id === victim.id, `chunk ${entries.findIndex((e) => e.id === id)}`);
+        }
+      } finally {
+        await t.close();
+      }
+    });

@@ -28,7 +28,13 @@ function sample(n = 3): CaibxIndex {
     end += 16384 + i * 1000;
     chunks.push({ end, id: id(i) });
   }
-  return { featureFlags: CASYNC_BLOB_FLAGS_SHA256, chunkSizeMin: 16384, chunkSizeAvg: 65536, chunkSizeMax: 262144, chunks };
+  return {
+    featureFlags: CASYNC_BLOB_FLAGS_SHA256,
+    chunkSizeMin: 16384,
+    chunkSizeAvg: 65536,
+    chunkSizeMax: 262144,
+    chunks,
+  };
 }
 
 function u64(bytes: Uint8Array, at: number): bigint {
@@ -73,7 +79,13 @@ test('layout matches the casync format byte for byte', () => {
 });
 
 test('round trip preserves every field, including empty indexes and odd flags', () => {
-  for (const index of [sample(0), sample(1), sample(50), { ...sample(4), featureFlags: CASYNC_BLOB_FLAGS_SHA512_256 }, { ...sample(2), featureFlags: 0xffffffffffffffffn }]) {
+  for (const index of [
+    sample(0),
+    sample(1),
+    sample(50),
+    { ...sample(4), featureFlags: CASYNC_BLOB_FLAGS_SHA512_256 },
+    { ...sample(2), featureFlags: 0xffffffffffffffffn },
+  ]) {
     const decoded = decodeCaibx(encodeCaibx(index));
     assert.deepEqual(decoded, index);
   }
@@ -143,7 +155,13 @@ test('rejects offsets that do not strictly increase or exceed the range', () => 
 test('rejects a chunk larger than the maximum chunk size', () => {
   const bytes = encodeCaibx(sample(3));
   rejects(withU64(bytes, 64, 262145n), /chunk 0 is larger/);
-  const exactlyMax = { ...sample(0), chunks: [{ end: 262144, id: id(0) }, { end: 262145, id: id(1) }] };
+  const exactlyMax = {
+    ...sample(0),
+    chunks: [
+      { end: 262144, id: id(0) },
+      { end: 262145, id: id(1) },
+    ],
+  };
   assert.deepEqual(decodeCaibx(encodeCaibx(exactlyMax)), exactlyMax);
   rejects(withU64(bytes, 144, 16384n + 17384n + 262145n), /chunk 2 is larger/);
 });
@@ -169,7 +187,10 @@ test('a truncated index with a plausible tail position is rejected', () => {
 
 test('encode refuses what decode would reject', () => {
   const bad = (index: CaibxIndex, pattern: RegExp): void => {
-    assert.throws(() => encodeCaibx(index), (e) => isNarwhalError(e, 'bad-index') && pattern.test(e.message));
+    assert.throws(
+      () => encodeCaibx(index),
+      (e) => isNarwhalError(e, 'bad-index') && pattern.test(e.message),
+    );
   };
   const base = sample(3);
   bad({ ...base, chunks: [base.chunks[1], base.chunks[0]] }, /does not increase/);

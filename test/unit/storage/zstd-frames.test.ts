@@ -2,13 +2,21 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { constants, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
-import { ZstdFrameDecoder, ZstdFrameEncoder, encoderPerLevel, zstdCompressBound } from '../../../src/storage/zstd-frames.ts';
+import {
+  ZstdFrameDecoder,
+  ZstdFrameEncoder,
+  encoderPerLevel,
+  zstdCompressBound,
+} from '../../../src/storage/zstd-frames.ts';
 
 /** Compressible but not trivial: hash output (incompressible) interleaved with repeated text. */
 function sample(size: number, seed: number): Uint8Array {
   const out = new Uint8Array(size);
   for (let at = 0, n = seed; at < size; n++) {
-    const piece = n % 3 === 0 ? createHash('sha256').update(String(n)).digest() : Buffer.from(`line ${n % 50} of a text that repeats\n`);
+    const piece =
+      n % 3 === 0
+        ? createHash('sha256').update(String(n)).digest()
+        : Buffer.from(`line ${n % 50} of a text that repeats\n`);
     out.set(piece.subarray(0, size - at), at);
     at += piece.length;
   }
@@ -22,7 +30,11 @@ test('each frame decodes to its input and equals what zstdCompressSync makes, fr
       const data = sample(size, i * 7 + level);
       const frame = new Uint8Array(encoder.encode(data));
       assert.deepEqual(new Uint8Array(zstdDecompressSync(frame)), data, `level ${level}, ${size} bytes`);
-      assert.deepEqual(frame, new Uint8Array(zstdCompressSync(data, { params: { [constants.ZSTD_c_compressionLevel]: level } })), `level ${level}, ${size} bytes`);
+      assert.deepEqual(
+        frame,
+        new Uint8Array(zstdCompressSync(data, { params: { [constants.ZSTD_c_compressionLevel]: level } })),
+        `level ${level}, ${size} bytes`,
+      );
     }
     encoder.close();
   }
@@ -58,14 +70,17 @@ test('encoderPerLevel keeps one encoder per level', () => {
 
 /** Same bytes, whatever the view's class (Buffer or Uint8Array). */
 function assertBytes(actual: Uint8Array, expected: Uint8Array): void {
-  assert.ok(Buffer.from(actual.buffer, actual.byteOffset, actual.byteLength).equals(expected), `${actual.length} bytes, not the ${expected.length} expected`);
+  assert.ok(
+    Buffer.from(actual.buffer, actual.byteOffset, actual.byteLength).equals(expected),
+    `${actual.length} bytes, not the ${expected.length} expected`,
+  );
 }
 
 function frameOf(data: Uint8Array, level = 3): Uint8Array {
   return new Uint8Array(zstdCompressSync(data, { params: { [constants.ZSTD_c_compressionLevel]: level } }));
 }
 
-test('the decoder gives back each frame\'s bytes, frame after frame, in buffers of their own', () => {
+test("the decoder gives back each frame's bytes, frame after frame, in buffers of their own", () => {
   const decoder = new ZstdFrameDecoder();
   const outputs: Uint8Array[] = [];
   for (const [i, size] of [65536, 0, 1, 262_144, 4096].entries()) {

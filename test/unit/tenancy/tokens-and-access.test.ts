@@ -26,7 +26,11 @@ test('cache globs match whole names only', () => {
 
 test('globs: `*` matches any run, the rest matches itself, like a regular expression of `.*` parts', () => {
   const random = seededRandom(17);
-  const pick = (alphabet: string, max: number) => Array.from({ length: Math.floor(random() * (max + 1)) }, () => alphabet[Math.floor(random() * alphabet.length)]).join('');
+  const pick = (alphabet: string, max: number) =>
+    Array.from(
+      { length: Math.floor(random() * (max + 1)) },
+      () => alphabet[Math.floor(random() * alphabet.length)],
+    ).join('');
   for (let i = 0; i < 20_000; i++) {
     const pattern = pick('ab*', 8);
     const text = pick('ab', 8);
@@ -73,7 +77,11 @@ test('tokens: the secret is shown once, stored hashed, and stops working when re
     await new Promise((resolve) => setTimeout(resolve, 20));
     await assert.rejects(authenticate(t.nw, shortLived), /expired/);
     for (const expiresInMs of [0, -1, 0.5, MAX_DURATION_MS + 1, Number.MAX_VALUE]) {
-      await assert.rejects(createToken(t.nw, { caches: ['main'], perms: ['pull'], expiresInMs }), /lifetime/, String(expiresInMs));
+      await assert.rejects(
+        createToken(t.nw, { caches: ['main'], perms: ['pull'], expiresInMs }),
+        /lifetime/,
+        String(expiresInMs),
+      );
     }
 
     await assert.rejects(createToken(t.nw, { caches: ['main'], perms: ['fly' as 'pull'] }), /unknown permission/);

@@ -12,7 +12,11 @@ function bzip2(data: Uint8Array, options: string[] = []): Buffer {
 }
 
 function decode(input: Uint8Array, options: { seed?: number; maxPiece?: number; readAhead?: number } = {}): Buffer {
-  return decodeInRandomPieces(new Bzip2Decoder({ readAhead: options.readAhead }), input, { seed: options.seed ?? 1, maxPiece: options.maxPiece ?? 100000, maxOutput: 128 * 1024 });
+  return decodeInRandomPieces(new Bzip2Decoder({ readAhead: options.readAhead }), input, {
+    seed: options.seed ?? 1,
+    maxPiece: options.maxPiece ?? 100000,
+    maxOutput: 128 * 1024,
+  });
 }
 
 function assertBad(input: Uint8Array, detail: string | RegExp, name = String(detail)): void {
@@ -25,7 +29,8 @@ const sample = realBinary(3 << 20);
 function runs(): Buffer {
   const parts: Buffer[] = [];
   for (let length = 1; length <= 600; length++) parts.push(Buffer.alloc(length, length % 3 === 0 ? 0x41 : length));
-  for (const length of [3, 4, 5, 254, 255, 256, 258, 259, 260, 263, 1000, 100000]) parts.push(Buffer.alloc(length, 0x42), Buffer.from([0x43]));
+  for (const length of [3, 4, 5, 254, 255, 256, 258, 259, 260, 263, 1000, 100000])
+    parts.push(Buffer.alloc(length, 0x42), Buffer.from([0x43]));
   return Buffer.concat(parts);
 }
 

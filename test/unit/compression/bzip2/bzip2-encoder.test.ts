@@ -45,4 +45,3 @@ describe('bzip2 encoder', () => {
     }
   });
 });
-

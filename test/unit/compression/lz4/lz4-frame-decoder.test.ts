@@ -66,7 +66,13 @@ test('streaming xxh32 equals the content checksum the lz4 CLI writes, however th
   assert.equal(hash.digest(), expected);
 });
 
-const flagSets: string[][] = [[], ['-BX'], ['--no-frame-crc'], ['--content-size'], ['-BX', '--no-frame-crc', '--content-size']];
+const flagSets: string[][] = [
+  [],
+  ['-BX'],
+  ['--no-frame-crc'],
+  ['--content-size'],
+  ['-BX', '--no-frame-crc', '--content-size'],
+];
 
 for (const blockSize of [4, 5, 6, 7]) {
   for (const linked of [false, true]) {
@@ -88,7 +94,15 @@ for (const blockSize of [4, 5, 6, 7]) {
 }
 
 test('compression levels and odd block sizes the CLI offers', () => {
-  for (const options of [['-9'], ['-12'], ['--fast=5'], ['--favor-decSpeed'], ['-B32'], ['-B100000', '-BD'], ['-B4', '-BD', '-12']]) {
+  for (const options of [
+    ['-9'],
+    ['-12'],
+    ['--fast=5'],
+    ['--favor-decSpeed'],
+    ['-B32'],
+    ['-B100000', '-BD'],
+    ['-B4', '-BD', '-12'],
+  ]) {
     assert.ok(decode(lz4(sample.subarray(0, 3 << 20), options)).equals(sample.subarray(0, 3 << 20)), options.join(' '));
   }
 });
@@ -180,7 +194,10 @@ test('inconsistent blocks are rejected', () => {
   // A match before the start of the output.
   assertBad(frame(0x60, 0x40, Buffer.concat([block(Buffer.from([0x00, 0x01, 0x00, 0x00])), endMark])), 'match offset');
   // Offset 0.
-  assertBad(frame(0x60, 0x40, Buffer.concat([block(Buffer.from([0x10, 0x61, 0x00, 0x00, 0x00])), endMark])), 'match offset');
+  assertBad(
+    frame(0x60, 0x40, Buffer.concat([block(Buffer.from([0x10, 0x61, 0x00, 0x00, 0x00])), endMark])),
+    'match offset',
+  );
   // 'a' then a 70000-byte match: more than the 64 KiB a -B4 block may hold.
   const lengthBytes = [...Buffer.alloc(Math.floor((70000 - 19) / 255), 255), (70000 - 19) % 255];
   const overflow = Buffer.from([0x1f, 0x61, 0x01, 0x00, ...lengthBytes, 0x00]);

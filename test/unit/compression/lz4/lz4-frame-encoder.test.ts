@@ -9,7 +9,11 @@ describe('lz4 frame encoder', () => {
     const input = Buffer.concat([nixBinary.subarray(0, 600000), seededBytes(70000, 4), Buffer.alloc(300000)]);
     for (const size of [65536, 262144, 1048576, 4194304] as const) {
       const encoder = new Lz4FrameEncoder(size);
-      const out = [...encoder.update(input.subarray(0, 100)), ...encoder.update(input.subarray(100)), ...encoder.finish()];
+      const out = [
+        ...encoder.update(input.subarray(0, 100)),
+        ...encoder.update(input.subarray(100)),
+        ...encoder.finish(),
+      ];
       assert.ok((await runTool(['lz4', '-dc'], Buffer.concat(out))).equals(input), `block size ${size}`);
     }
   });
