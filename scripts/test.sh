@@ -27,8 +27,9 @@ fi
 # Nix needs its store directory; the Debian package creates it, but a bare root may lack it.
 mkdir -p /nix/store /nix/var/nix 2>/dev/null || true
 
-echo "test: type check"
+echo "test: type check and lint"
 tsc -p tsconfig.json
+biome check --reporter=summary .
 
 # One S3 server (Ceph RADOS Gateway) for the whole run; the S3 tests find it through
 # NARWHAL_TEST_S3_ENDPOINT and the AWS_* variables. scripts/ceph-rgw.sh installs Ceph if needed.

@@ -54,7 +54,7 @@ export function validateChunkerParams(params: ChunkerParams): void {
 export function chunkerDiscriminator(params: ChunkerParams): number {
   const { min, avg, max } = params;
   const d = Math.trunc(avg / (-1.42888852e-7 * avg + 1.33237515));
-  return d < min ? min : d > max ? max : d;
+  return d < min ? min : Math.min(d, max);
 }
 
 /**

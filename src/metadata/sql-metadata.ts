@@ -567,7 +567,9 @@ function distinctChunks(chunks: NewChunk[]): NewChunk[] {
   const seen = new Set<string>();
   return chunks.filter((chunk) => {
     const id = hex(chunk.id);
-    return !seen.has(id) && (seen.add(id), true);
+    if (seen.has(id)) return false;
+    seen.add(id);
+    return true;
   });
 }
 

@@ -54,10 +54,9 @@ export class PackFiles {
       const at = first;
       reads.push(
         this.#readRange(pack, start, end - start).then((bytes) => {
-          run.forEach(
-            (location, i) =>
-              (frames[at + i] = bytes.subarray(location.offset - start, location.offset - start + location.length)),
-          );
+          for (const [i, location] of run.entries()) {
+            frames[at + i] = bytes.subarray(location.offset - start, location.offset - start + location.length);
+          }
         }),
       );
       first = last + 1;

@@ -7,6 +7,8 @@ import {
   PutObjectCommand,
   S3Client,
   S3ServiceException,
+  type GetObjectCommandOutput,
+  type ListObjectsV2CommandOutput,
 } from '@aws-sdk/client-s3';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NarwhalError } from '../errors.ts';
@@ -90,7 +92,7 @@ export class S3ChunkStore implements ChunkStore {
 
   async get(id: Uint8Array): Promise<Uint8Array> {
     for (let attempt = 1; ; attempt++) {
-      let response;
+      let response: GetObjectCommandOutput;
       try {
         response = await this.#client.send(new GetObjectCommand({ Bucket: this.location.bucket, Key: this.key(id) }));
       } catch (err) {
@@ -162,7 +164,7 @@ export class S3ChunkStore implements ChunkStore {
     const prefix = this.location.prefix === '' ? '' : `${this.location.prefix}/`;
     let token: string | undefined;
     do {
-      let page;
+      let page: ListObjectsV2CommandOutput;
       try {
         page = await this.#client.send(
           new ListObjectsV2Command({ Bucket: this.location.bucket, Prefix: prefix, ContinuationToken: token }),
@@ -172,7 +174,7 @@ export class S3ChunkStore implements ChunkStore {
       }
       for (const object of page.Contents ?? []) {
         const match = CHUNK_NAME.exec(object.Key?.slice(prefix.length) ?? '');
-        if (!match || !match[2].startsWith(match[1])) continue;
+        if (!match?.[2].startsWith(match[1])) continue;
         yield {
           id: Buffer.from(match[2], 'hex'),
           storedSize: object.Size ?? 0,

@@ -8,7 +8,8 @@ export function tokenCoversCache(token: TokenRecord, cacheName: string): boolean
 
 /** Admin on every cache: may create caches and manage tokens. */
 export function isGlobalAdmin(token: TokenRecord | undefined): boolean {
-  return token !== undefined && token.perms.includes('admin') && token.caches.includes('*');
+  if (!token) return false;
+  return token.perms.includes('admin') && token.caches.includes('*');
 }
 
 /**

@@ -28,9 +28,7 @@ export async function runTool(argv: [string, ...string[]], input: Buffer): Promi
 
 /** Runs of the given lengths, each of a byte different from its neighbours'. */
 export function runs(lengths: number[]): Buffer {
-  const parts: Buffer[] = [];
-  lengths.forEach((length, i) => parts.push(Buffer.alloc(length, 0x41 + (i % 20))));
-  return Buffer.concat(parts);
+  return Buffer.concat(lengths.map((length, i) => Buffer.alloc(length, 0x41 + (i % 20))));
 }
 
 export function randomRuns(total: number, seed: number): Buffer {

@@ -88,7 +88,9 @@ export function assertClientError(
 
 export async function answerOf(res: Response): Promise<Answer> {
   const headers: IncomingHttpHeaders = {};
-  res.headers.forEach((value, key) => (headers[key] = value));
+  res.headers.forEach((value, key) => {
+    headers[key] = value;
+  });
   return { status: res.status, headers, body: await res.text() };
 }
 

@@ -93,7 +93,7 @@ describe('hostile paths', () => {
 
   test('the examples cover every route', () => {
     assert.equal(EXAMPLES.length, CACHE_ROUTES.length);
-    EXAMPLES.forEach((name, i) => assert.ok(CACHE_ROUTES[i].pattern.test(name), name));
+    for (const [i, name] of EXAMPLES.entries()) assert.ok(CACHE_ROUTES[i].pattern.test(name), name);
   });
 
   test('traversal in every route, with every method, finds nothing and stores nothing', async () => {

@@ -126,7 +126,9 @@ async function putFile(
 
 async function readPieces(meta: MetadataStore, contentId: number): Promise<Uint8Array[]> {
   const pieces: Uint8Array[] = [];
-  for (let piece; (piece = await meta.getFilePiece(contentId, pieces.length)); ) pieces.push(new Uint8Array(piece));
+  for (let piece: Uint8Array | undefined; (piece = await meta.getFilePiece(contentId, pieces.length)); ) {
+    pieces.push(new Uint8Array(piece));
+  }
   return pieces;
 }
 

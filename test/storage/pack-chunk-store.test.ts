@@ -431,7 +431,7 @@ test('frames read together come back each whole and in the order asked: neighbou
       const asked = [first[0], first[1], first[3], other, first[4], first[2], first[2], first[0]];
       const frames = await store.getFrames(asked.map((c) => c.id));
       assert.equal(frames.length, asked.length);
-      frames.forEach((frame, i) => assertSameBytes(frame.stored, asked[i].stored, `frame ${i}`));
+      for (const [i, frame] of frames.entries()) assertSameBytes(frame.stored, asked[i].stored, `frame ${i}`);
       await store.delete(first[1].id);
       await assert.rejects(store.getFrames([first[0].id, first[1].id]), (err: unknown) =>
         isNarwhalError(err, 'chunk-missing'),

@@ -58,7 +58,7 @@ export function checkImports(
   layers: readonly (readonly string[])[] = LAYERS,
 ): Violations {
   const layerOf = new Map<string, number>();
-  layers.forEach((rooms, layer) => rooms.forEach((room) => layerOf.set(room, layer)));
+  for (const [layer, rooms] of layers.entries()) for (const room of rooms) layerOf.set(room, layer);
   const edges = new Map<string, string[]>();
   const direction: string[] = [];
   for (const [file, text] of files) {

@@ -28,7 +28,7 @@ class BitWriter {
 
   /** Appends the low n bits of value, n <= 24. */
   write(n: number, value: number): void {
-    let bits = (this.#bits << n) | value;
+    const bits = (this.#bits << n) | value;
     let count = this.#count + n;
     if (this.length + 4 > this.bytes.length) this.#grow();
     while (count >= 8) {

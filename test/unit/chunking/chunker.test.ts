@@ -291,7 +291,7 @@ test('chunkStream yields the chunks at the reference cut points, last one shorte
   for (const sizes of [[data.length], [1, 2, 3, 500], [65536], [SMALL.max + 1]]) {
     const chunks = await collect(inPieces(data, sizes), SMALL);
     assert.deepEqual(
-      chunks.map((c, i) => chunks.slice(0, i + 1).reduce((s, x) => s + x.length, 0)),
+      chunks.map((_c, i) => chunks.slice(0, i + 1).reduce((s, x) => s + x.length, 0)),
       expected,
     );
     let off = 0;

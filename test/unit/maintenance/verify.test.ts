@@ -17,7 +17,7 @@ import { NarwhalError } from '../../../src/errors.ts';
 import { assertSameBytes, collect } from '../../helpers/bytes.ts';
 import { addPath, bodyOf, realisticNar, tempNarwhal } from '../../helpers/narwhal-fixtures.ts';
 import { LOCAL_STORES, damageChunk, misplaceChunk } from '../../helpers/damage.ts';
-import { PackChunkStore } from '../../../src/storage/pack-chunk-store.ts';
+import type { PackChunkStore } from '../../../src/storage/pack-chunk-store.ts';
 import { frameCrc } from '../../../src/storage/chunk-store.ts';
 
 /** Flips bytes in the middle of a file, as bit rot would, keeping its size and time. */

@@ -23,7 +23,7 @@ test('TaskLimit runs at most maxRunning tasks, queues maxWaiting more, refuses t
   gates.shift()!();
   await new Promise((resolve) => setImmediate(resolve));
   assert.equal(gates.length, 2, 'the third started when a slot freed');
-  gates.splice(0).forEach((open) => open());
+  for (const open of gates.splice(0)) open();
   assert.deepEqual(await Promise.all(accepted), ['done', 'done', 'done']);
   assert.equal(most, 2);
   assert.equal(await limit.run(async () => 'again'), 'again', 'slots are given back');
