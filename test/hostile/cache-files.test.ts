@@ -126,8 +126,10 @@ test('slow readers of a 60 MB log and concurrent 60 MB uploads: the server holds
     process.stderr.write(
       `# server RSS ${(baseline / MB).toFixed(0)} MB before, peak +${(growth / MB).toFixed(0)} MB with ${SLOW_READERS} stalled readers and ${CONCURRENT_PUTS} uploads of ${FILE_SIZE / MB} MB\n`,
     );
+    // Holding files whole grew it by over 1 GB for these 20 requests; streamed, it grows by a few
+    // tens of MB, more while a loaded machine delays V8's collections: the bound keeps 3x room.
     assert.ok(
-      growth < FILE_SIZE,
+      growth < 3 * FILE_SIZE,
       `the server's RSS grew by ${(growth / MB).toFixed(0)} MB for ${requests} requests of ${FILE_SIZE / MB} MB: files are held whole`,
     );
 
