@@ -20,7 +20,9 @@ export async function studyDataset(mode: ModeName, log: (line: string) => void):
   const manifest = join(work, 'dataset.json');
   if (existsSync(manifest)) {
     const ds = JSON.parse(readFileSync(manifest, 'utf8')) as Dataset;
-    const intact = ds.series.every((s) => s.nars.every((n) => existsSync(n.file) && statSync(n.file).size === n.narSize));
+    const intact = ds.series.every((s) =>
+      s.nars.every((n) => existsSync(n.file) && statSync(n.file).size === n.narSize),
+    );
     if (intact) return ds;
   }
   const ds = await buildDataset(MODES[mode], work, nixEnv(join(work, 'clients', 'dataset')), log);
@@ -31,5 +33,6 @@ export async function studyDataset(mode: ModeName, log: (line: string) => void):
 if (import.meta.main) {
   const mode = (process.argv[2] ?? 'quick') as ModeName;
   const ds = await studyDataset(mode, (line) => process.stderr.write(`${line}\n`));
-  for (const s of ds.series) process.stderr.write(`${s.id}: ${s.nars.length} NARs, ${(s.narBytes / 1e6).toFixed(1)} MB\n`);
+  for (const s of ds.series)
+    process.stderr.write(`${s.id}: ${s.nars.length} NARs, ${(s.narBytes / 1e6).toFixed(1)} MB\n`);
 }

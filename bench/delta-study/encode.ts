@@ -43,7 +43,9 @@ export interface Outcome {
 
 export function zstdSize(data: Uint8Array, level: number, dictionary?: Uint8Array): number {
   const params = { [constants.ZSTD_c_compressionLevel]: level };
-  return (dictionary === undefined ? zstdCompressSync(data, { params }) : zstdCompressSync(data, { params, dictionary })).length;
+  return (
+    dictionary === undefined ? zstdCompressSync(data, { params }) : zstdCompressSync(data, { params, dictionary })
+  ).length;
 }
 
 /** Plain frame sizes of all distinct chunks at a level, and the seconds it took. */
@@ -124,7 +126,12 @@ export function simulate(model: SeriesModel, policy: Policy, plain: Float64Array
     return id;
   };
 
-  const candidates = (c: number, narIndex: number, pos: number, ref: number): { dict: Int32Array; centre: number }[] => {
+  const candidates = (
+    c: number,
+    narIndex: number,
+    pos: number,
+    ref: number,
+  ): { dict: Int32Array; centre: number }[] => {
     const out: { dict: Int32Array; centre: number }[] = [];
     const sel = policy.selection;
     const k = policy.dictChunks;
@@ -136,7 +143,10 @@ export function simulate(model: SeriesModel, policy: Policy, plain: Float64Array
       const b = findBySketch(c, ref);
       if (b >= 0) {
         const inRef = refStamp[b] === ref;
-        out.push({ dict: inRef ? neighbourhood(ref, refPos[b], k) : neighbourhood(lastNar[b], lastPos[b], k), centre: b });
+        out.push({
+          dict: inRef ? neighbourhood(ref, refPos[b], k) : neighbourhood(lastNar[b], lastPos[b], k),
+          centre: b,
+        });
       }
     } else if (sel === 'prev') {
       const b = findBySketch(c, -1);
@@ -183,7 +193,10 @@ export function simulate(model: SeriesModel, policy: Policy, plain: Float64Array
         const key = cand.dict.join(',');
         if (tried.has(key)) continue;
         tried.add(key);
-        const dict = cand.dict.length === 1 ? model.chunks[cand.dict[0]] : Buffer.concat(Array.from(cand.dict, (id) => model.chunks[id]));
+        const dict =
+          cand.dict.length === 1
+            ? model.chunks[cand.dict[0]]
+            : Buffer.concat(Array.from(cand.dict, (id) => model.chunks[id]));
         const s = zstdSize(model.chunks[c], policy.level, dict);
         if (s <= plain[c] * policy.margin && s < size) {
           size = s;

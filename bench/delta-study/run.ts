@@ -19,12 +19,18 @@ import { xzSizes } from './xz.ts';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { series: { type: 'string' }, 'no-l19': { type: 'boolean', default: false }, core: { type: 'boolean', default: false }, 'no-xz': { type: 'boolean', default: false } },
+  options: {
+    series: { type: 'string' },
+    'no-l19': { type: 'boolean', default: false },
+    core: { type: 'boolean', default: false },
+    'no-xz': { type: 'boolean', default: false },
+  },
 });
 const mode = (positionals[0] ?? 'quick') as ModeName;
 if (mode !== 'quick' && mode !== 'full') throw new Error('mode is quick or full');
 const t0 = performance.now();
-const log = (line: string): void => void process.stderr.write(`[delta-study ${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
+const log = (line: string): void =>
+  void process.stderr.write(`[delta-study ${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
 
 interface Row {
   group: string;
@@ -38,7 +44,12 @@ interface Row {
   speed?: number;
 }
 
-const fwd = (selection: Policy['selection'], dictChunks: number, level: number, extra: Partial<Policy> = {}): Policy => ({
+const fwd = (
+  selection: Policy['selection'],
+  dictChunks: number,
+  level: number,
+  extra: Partial<Policy> = {},
+): Policy => ({
   direction: 'forward',
   depthLimit: 1,
   selection,
@@ -56,23 +67,38 @@ function policies(): { group: string; policy: Policy }[] {
   const out: { group: string; policy: Policy }[] = [];
   for (const level of [9, 3]) {
     for (const sel of ['sf', 'prev', 'pos', 'best'] as const) {
-      for (const k of level === 9 ? [1, 3, 5] : [1, 5]) out.push({ group: `forward, level ${level}`, policy: fwd(sel, k, level) });
+      for (const k of level === 9 ? [1, 3, 5] : [1, 5])
+        out.push({ group: `forward, level ${level}`, policy: fwd(sel, k, level) });
     }
   }
   out.push({ group: 'direction and depth, level 9', policy: fwd('prev', 5, 9, { depthLimit: 3 }) });
   out.push({ group: 'direction and depth, level 9', policy: fwd('prev', 5, 9, { direction: 'reverse' }) });
-  out.push({ group: 'direction and depth, level 9', policy: fwd('prev', 5, 9, { direction: 'reverse', depthLimit: 3 }) });
-  out.push({ group: 'direction and depth, level 9', policy: fwd('pos', 5, 9, { direction: 'reverse', depthLimit: 3 }) });
+  out.push({
+    group: 'direction and depth, level 9',
+    policy: fwd('prev', 5, 9, { direction: 'reverse', depthLimit: 3 }),
+  });
+  out.push({
+    group: 'direction and depth, level 9',
+    policy: fwd('pos', 5, 9, { direction: 'reverse', depthLimit: 3 }),
+  });
   for (const margin of [1, 0.75, 0.5]) out.push({ group: 'margin, level 9', policy: fwd('prev', 5, 9, { margin }) });
   if (!values['no-l19']) {
     out.push({ group: 'level 19', policy: fwd('prev', 5, 19, { direction: 'reverse', depthLimit: 3 }) });
   }
   // --core: the rows the recommendation rests on, for series too large for the whole matrix.
   const core = new Set(['sf:1:9', 'prev:1:9', 'prev:5:9', 'pos:5:9', 'best:5:9']);
-  return values.core ? out.filter(({ group, policy: p }) => !group.startsWith('forward') || core.has(`${p.selection}:${p.dictChunks}:${p.level}`)).filter(({ group }) => group !== 'margin, level 9' && group !== 'level 19') : out;
+  return values.core
+    ? out
+        .filter(
+          ({ group, policy: p }) =>
+            !group.startsWith('forward') || core.has(`${p.selection}:${p.dictChunks}:${p.level}`),
+        )
+        .filter(({ group }) => group !== 'margin, level 9' && group !== 'level 19')
+    : out;
 }
 
-const mb = (b: number): string => (b >= 100e6 ? (b / 1e6).toFixed(0) : b >= 10e6 ? (b / 1e6).toFixed(1) : (b / 1e6).toFixed(2));
+const mb = (b: number): string =>
+  b >= 100e6 ? (b / 1e6).toFixed(0) : b >= 10e6 ? (b / 1e6).toFixed(1) : (b / 1e6).toFixed(2);
 
 async function studySeries(model: SeriesModel): Promise<Row[]> {
   const rows: Row[] = [];
@@ -86,7 +112,16 @@ async function studySeries(model: SeriesModel): Promise<Row[]> {
     plain.set(level, p);
     let total = 0;
     for (const s of p.sizes) total += s;
-    rows.push({ group: 'plain', label: `plain zstd ${level} per chunk${level === 19 ? ' (today\'s recompressed Narwhal)' : ''}`, storedBytes: total, chunks: p.sizes.length, deltas: 0, readsNewest: 0, readsOldest: 0, speed: narMBs / p.seconds });
+    rows.push({
+      group: 'plain',
+      label: `plain zstd ${level} per chunk${level === 19 ? " (today's recompressed Narwhal)" : ''}`,
+      storedBytes: total,
+      chunks: p.sizes.length,
+      deltas: 0,
+      readsNewest: 0,
+      readsOldest: 0,
+      speed: narMBs / p.seconds,
+    });
     log(`${model.id}: plain level ${level}: ${mb(total)} MB in ${p.seconds.toFixed(1)} s`);
   }
   for (const { group, policy } of policies()) {
@@ -94,8 +129,19 @@ async function studySeries(model: SeriesModel): Promise<Row[]> {
     if (p === undefined) continue;
     const o: Outcome = simulate(model, policy, p.sizes);
     const speed = narMBs / (o.seconds + p.seconds + model.sketchSeconds);
-    rows.push({ group, label: describe(policy), storedBytes: o.storedBytes, deltas: o.deltas, chunks: o.chunks, readsNewest: o.readsNewest, readsOldest: o.readsOldest, speed });
-    log(`${model.id}: ${describe(policy)}: ${mb(o.storedBytes)} MB, ${o.deltas}/${o.chunks} deltas, reads ${o.readsNewest.toFixed(2)}/${o.readsOldest.toFixed(2)}, ${o.seconds.toFixed(1)} s`);
+    rows.push({
+      group,
+      label: describe(policy),
+      storedBytes: o.storedBytes,
+      deltas: o.deltas,
+      chunks: o.chunks,
+      readsNewest: o.readsNewest,
+      readsOldest: o.readsOldest,
+      speed,
+    });
+    log(
+      `${model.id}: ${describe(policy)}: ${mb(o.storedBytes)} MB, ${o.deltas}/${o.chunks} deltas, reads ${o.readsNewest.toFixed(2)}/${o.readsOldest.toFixed(2)}, ${o.seconds.toFixed(1)} s`,
+    );
   }
   return rows;
 }
@@ -117,27 +163,46 @@ function table(model: { title: string; narBytes: number; steps: string[] }, rows
 
 const ds = await studyDataset(mode, log);
 const wanted = values.series?.split(',');
-const selected = ds.series.filter((s) => wanted === undefined || wanted.includes(s.id)).sort((a, b) => a.narBytes - b.narBytes);
+const selected = ds.series
+  .filter((s) => wanted === undefined || wanted.includes(s.id))
+  .sort((a, b) => a.narBytes - b.narBytes);
 // Smallest first: its xz sizes are ready soonest, and partial output is useful early.
-const xzAll = values['no-xz'] ? Promise.resolve(new Map<string, number>()) : xzSizes(selected.flatMap((s) => s.nars), studyWorkDir(mode), log);
+const xzAll = values['no-xz']
+  ? Promise.resolve(new Map<string, number>())
+  : xzSizes(
+      selected.flatMap((s) => s.nars),
+      studyWorkDir(mode),
+      log,
+    );
 const sections: string[] = [];
 const sketchNotes: string[] = [];
 const results: { id: string; title: string; narBytes: number; rows: Row[] }[] = [];
 for (const series of selected) {
   log(`${series.id}: chunking ${series.nars.length} NARs, ${mb(series.narBytes)} MB`);
   const model = await loadSeries(series);
-  log(`${series.id}: ${model.chunks.length} distinct chunks, ${mb(model.distinctBytes)} MB; sketches ${(model.distinctBytes / 1e6 / model.sketchSeconds).toFixed(0)} MB/s`);
+  log(
+    `${series.id}: ${model.chunks.length} distinct chunks, ${mb(model.distinctBytes)} MB; sketches ${(model.distinctBytes / 1e6 / model.sketchSeconds).toFixed(0)} MB/s`,
+  );
   const rows = await studySeries(model);
   results.push({ id: series.id, title: series.title, narBytes: series.narBytes, rows });
-  sketchNotes.push(`${series.id}: sketches at ${(model.distinctBytes / 1e6 / model.sketchSeconds).toFixed(0)} MB/s of distinct chunk bytes on one core.`);
-  writeFileSync(join(studyWorkDir(mode), `results${wanted === undefined ? '' : `-${wanted.join('+')}`}.json`), JSON.stringify(results, null, 1));
+  sketchNotes.push(
+    `${series.id}: sketches at ${(model.distinctBytes / 1e6 / model.sketchSeconds).toFixed(0)} MB/s of distinct chunk bytes on one core.`,
+  );
+  writeFileSync(
+    join(studyWorkDir(mode), `results${wanted === undefined ? '' : `-${wanted.join('+')}`}.json`),
+    JSON.stringify(results, null, 1),
+  );
 }
 log('waiting for xz -9');
 const xz = await xzAll;
 for (const r of results) {
   const series = selected.find((s) => s.id === r.id);
   if (series === undefined) continue;
-  r.rows.splice(2, 0, { group: 'reference', label: 'xz -9 of each whole NAR (static xz cache)', storedBytes: series.nars.reduce((sum, n) => sum + (xz.get(n.narHash) ?? NaN), 0) });
+  r.rows.splice(2, 0, {
+    group: 'reference',
+    label: 'xz -9 of each whole NAR (static xz cache)',
+    storedBytes: series.nars.reduce((sum, n) => sum + (xz.get(n.narHash) ?? NaN), 0),
+  });
   const baseline = r.rows.find((x) => x.label.startsWith('plain zstd 19'))?.storedBytes ?? 0;
   sections.push(table(series, r.rows, baseline));
 }
@@ -153,7 +218,13 @@ if (releases.length > 1) {
     storedBytes: releases.reduce((s, r) => s + (r.rows.find((x) => x.label === row.label)?.storedBytes ?? NaN), 0),
   }));
   const baseline = rows.find((r) => r.label.startsWith('plain zstd 19'))?.storedBytes ?? 0;
-  sections.push(table({ title: `All release series (${releases.map((r) => r.id).join(', ')})`, narBytes, steps: ['-'] }, rows, baseline));
+  sections.push(
+    table(
+      { title: `All release series (${releases.map((r) => r.id).join(', ')})`, narBytes, steps: ['-'] },
+      rows,
+      baseline,
+    ),
+  );
 }
 const md = [
   `# Delta study results (${mode})`,

@@ -56,7 +56,7 @@ export function chunkFeatures(data: Uint8Array, features: Uint32Array): void {
   const n = data.length;
   const gear = GEAR;
   let h = 0;
-  const warm = n < 31 ? n : 31;
+  const warm = Math.min(n, 31);
   for (let i = 0; i < warm; i++) h = ((h << 1) + gear[data[i]]) | 0;
   for (let i = warm; i < n; i++) {
     h = ((h << 1) + gear[data[i]]) | 0;
@@ -73,11 +73,16 @@ export function chunkFeatures(data: Uint8Array, features: Uint32Array): void {
  * super-features. A chunk too short to have features gets all-zero super-features' hashes, which
  * equal those of other such chunks (they are tiny; callers may ignore them).
  */
-export function chunkSketch(data: Uint8Array, out: Uint32Array = new Uint32Array(SKETCH_SUPER_FEATURES), scratch: Uint32Array = new Uint32Array(SKETCH_FEATURES)): Uint32Array {
+export function chunkSketch(
+  data: Uint8Array,
+  out: Uint32Array = new Uint32Array(SKETCH_SUPER_FEATURES),
+  scratch: Uint32Array = new Uint32Array(SKETCH_FEATURES),
+): Uint32Array {
   chunkFeatures(data, scratch);
   for (let j = 0; j < SKETCH_SUPER_FEATURES; j++) {
     let acc = mix32(0x51ed270b + j);
-    for (let k = 0; k < PER_SUPER; k++) acc = mix32((acc ^ scratch[j + k * SKETCH_SUPER_FEATURES]) + Math.imul(k + 1, 0x9e3779b9));
+    for (let k = 0; k < PER_SUPER; k++)
+      acc = mix32((acc ^ scratch[j + k * SKETCH_SUPER_FEATURES]) + Math.imul(k + 1, 0x9e3779b9));
     out[j] = acc;
   }
   return out;

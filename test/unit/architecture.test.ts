@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 export const LAYERS: readonly (readonly string[])[] = [
   ['errors'],
   ['runtime'],
-  ['nix', 'compression', 'chunking'],
+  ['nix', 'compression', 'chunking', 'delta'],
   ['storage', 'metadata'],
   ['context'],
   ['tenancy'],

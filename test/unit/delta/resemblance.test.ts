@@ -44,7 +44,7 @@ test('identical chunks give identical sketches, wherever their bytes live', () =
   assert.equal(matchingSuperFeatures(chunkSketch(a), chunkSketch(a.slice())), SKETCH_SUPER_FEATURES);
 });
 
-test('sketch has the documented shape and reuses the caller\'s arrays', () => {
+test("sketch has the documented shape and reuses the caller's arrays", () => {
   const out = new Uint32Array(SKETCH_SUPER_FEATURES);
   const scratch = new Uint32Array(SKETCH_FEATURES);
   const data = pseudoRandom(20_000, 3);
