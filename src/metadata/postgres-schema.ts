@@ -160,4 +160,21 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     ADD FOREIGN KEY (content_id) REFERENCES file_contents(id);
   CREATE INDEX files_content ON files(content_id);
   `,
+  // 7: delta storage (see sqlite-schema.ts migration 8).
+  `
+  CREATE TABLE chunk_features (
+    feature BIGINT NOT NULL,
+    chunk_id BYTEA NOT NULL REFERENCES chunks(id) ON DELETE CASCADE,
+    PRIMARY KEY (feature, chunk_id)
+  );
+  CREATE INDEX chunk_features_chunk ON chunk_features(chunk_id);
+  CREATE TABLE chunk_bases (
+    chunk_id BYTEA NOT NULL REFERENCES chunks(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    base_id BYTEA NOT NULL REFERENCES chunks(id),
+    PRIMARY KEY (chunk_id, position)
+  );
+  CREATE INDEX chunk_bases_base ON chunk_bases(base_id);
+  ALTER TABLE chunks ADD COLUMN delta_depth INTEGER NOT NULL DEFAULT 0;
+  `,
 ];

@@ -209,4 +209,26 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   DROP TABLE files;
   ALTER TABLE files_v6 RENAME TO files;
   `,
+  // 8: delta storage (src/delta/): resemblance sketches, and the bases of chunks stored as deltas.
+  `
+  -- The resemblance sketch of each chunk (src/delta/resemblance.ts), a row per super-feature:
+  -- feature = index * 2^32 + value. Chunks resembling one are found by index lookups on it.
+  CREATE TABLE chunk_features (
+    feature INTEGER NOT NULL,
+    chunk_id BLOB NOT NULL REFERENCES chunks(id) ON DELETE CASCADE,
+    PRIMARY KEY (feature, chunk_id)
+  ) WITHOUT ROWID;
+  CREATE INDEX chunk_features_chunk ON chunk_features(chunk_id);
+  -- A chunk stored as a delta (chunks.encoding 'delta'): the chunks whose contents, concatenated
+  -- in position order, are the zstd dictionary of its frame. A base outlives its dependants.
+  CREATE TABLE chunk_bases (
+    chunk_id BLOB NOT NULL REFERENCES chunks(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    base_id BLOB NOT NULL REFERENCES chunks(id),
+    PRIMARY KEY (chunk_id, position)
+  ) WITHOUT ROWID;
+  CREATE INDEX chunk_bases_base ON chunk_bases(base_id);
+  -- The length of the chunk's chain of deltas: 0 for a plain frame, else 1 + its deepest base's.
+  ALTER TABLE chunks ADD COLUMN delta_depth INTEGER NOT NULL DEFAULT 0;
+  `,
 ];
