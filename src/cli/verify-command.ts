@@ -29,7 +29,7 @@ export async function verifyCommand(args: string[]): Promise<number> {
 
 function describe(r: VerifyReport, repair: boolean): string {
   return (
-    `chunks  ${r.chunks.ok} ok, ${r.chunks.missing} missing, ${r.chunks.corrupt} corrupt\n` +
+    `chunks  ${r.chunks.ok} ok, ${r.chunks.missing} missing, ${r.chunks.corrupt} corrupt, ${r.chunks.baseDamaged} with a damaged base\n` +
     `nars    ${r.nars.ok} ok, ${r.nars.damaged} damaged\n` +
     `flagged ${r.marked} NARs damaged, found ${r.unmarked} whole again\n` +
     `orphans ${r.orphanFiles} chunk files without a record (gc removes them)\n` +

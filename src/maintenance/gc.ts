@@ -18,7 +18,12 @@ import type { Narwhal } from '../context/narwhal.ts';
  *    cache) of a live path, so every remaining path keeps its references, as uploads require.
  * 2. Note `unreferenced_since` on NARs no path uses, then delete the NARs so noted at or before the
  *    cutoff. Deleting a NAR notes `unreferenced_since` on the chunks it leaves unused.
- * 3. Delete the chunk records so noted at or before the cutoff, then their files.
+ * 3. Delete the chunk records so noted at or before the cutoff, then their files. A chunk that is
+ *    a base of a chunk stored as a delta (chunk_bases) is skipped while that chunk has a record:
+ *    recordDeltas adds bases only in use and unflagged, in a transaction serialized with this
+ *    delete (and the foreign key on chunk_bases.base_id refuses the delete besides), so a base
+ *    cannot go while a dependant can still be read. Deleting a dependant deletes its chunk_bases
+ *    rows, and its bases, still noted unused, go in a later batch or run.
  * 4. Delete chunk files that have no record (uploads that failed or crashed, deletions a crash
  *    interrupted) and were written at or before the cutoff, and leftovers of interrupted writes.
  * 5. Delete cache file contents (logs, listings: src/tenancy/cache-files.ts) that no file uses and

@@ -1,9 +1,10 @@
 import { isNarwhalError } from '../errors.ts';
 import type { ChunkReader, ChunkStore, ChunkWriter, StoredChunkInfo } from '../storage/chunk-store.ts';
-import { decodeChunk } from '../storage/chunk-codec.ts';
+import { BaseReader, checkStoredChunk } from '../serving/chunk-content.ts';
 
 /** Chunks copied at once: each copy is a read and a write that mostly wait on I/O. */
 const DEFAULT_CONCURRENCY = 16;
+const CHECKED_PER_READER = 256;
 
 export interface MigrationProgress {
   /** Chunks listed in the source so far. */
@@ -28,7 +29,8 @@ export interface MigrateOptions {
 /**
  * Copies every chunk the source has and the destination lacks, as stored (no recompression),
  * after checking that it decompresses to data whose SHA-256 is its id: a damaged chunk is
- * reported, never copied. Memory stays bounded: the source is listed as a stream and chunks are
+ * reported, never copied. A delta is copied as it is (its form names its bases), once it decodes
+ * with its bases read from the source, which copies them as it copies every chunk. Memory stays bounded: the source is listed as a stream and chunks are
  * looked up one at a time in the destination. Safe to rerun after an interruption; the
  * destination is flushed at the end, so what it holds is durable when this returns.
  */
@@ -42,10 +44,14 @@ export async function migrateStorage(
   const inFlight = new Set<Promise<void>>();
   let failure: { error: unknown } | undefined;
 
+  // Bases read for checks are kept per run of CHECKED_PER_READER chunks, not for the whole store.
+  let bases = new BaseReader(async (id) => ({ stored: await from.get(id) }));
   for await (const info of from.list()) {
     if (failure) break;
+    if (progress.seen % CHECKED_PER_READER === 0)
+      bases = new BaseReader(async (id) => ({ stored: await from.get(id) }));
     progress.seen++;
-    const copy: Promise<void> = copyChunk(from, to, info, progress)
+    const copy: Promise<void> = copyChunk(from, to, info, progress, bases)
       .catch((error: unknown) => {
         failure ??= { error };
       })
@@ -67,6 +73,7 @@ async function copyChunk(
   to: ChunkWriter,
   info: StoredChunkInfo,
   progress: MigrationProgress,
+  bases: BaseReader,
 ): Promise<void> {
   if ((await to.storedSize(info.id)) !== undefined) {
     progress.present++;
@@ -81,7 +88,7 @@ async function copyChunk(
     return;
   }
   try {
-    await decodeChunk(info.id, stored);
+    ({ stored } = await checkStoredChunk(info.id, stored, undefined, false, bases));
   } catch (err) {
     if (!isNarwhalError(err, 'chunk-corrupt')) throw err;
     progress.corrupt.push(Buffer.from(info.id).toString('hex'));

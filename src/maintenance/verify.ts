@@ -2,8 +2,9 @@ import { isNarwhalError } from '../errors.ts';
 import type { ChunkRecord, NarRecord } from '../metadata/metadata-store.ts';
 import { frameCrc } from '../storage/chunk-store.ts';
 import { hasConditionalDelete, hasFrameReads } from '../storage/chunk-store-capabilities.ts';
-import { checkChunk } from '../serving/chunk-check.ts';
-import { readFrame } from '../serving/chunk-damage.ts';
+import { baseReader, readFrame } from '../serving/chunk-damage.ts';
+import { checkStoredChunk, DamagedBaseError, type BaseReader } from '../serving/chunk-content.ts';
+import { rawFrameSize } from '../delta/stored-form.ts';
 import { CHUNK_ENTRY_SIZE, chunkEntries } from '../chunking/chunk-table.ts';
 import { CLOCK_MARGIN_MS } from './gc.ts';
 import type { Narwhal } from '../context/narwhal.ts';
@@ -21,7 +22,8 @@ export interface VerifyOptions {
 }
 
 export interface VerifyReport {
-  chunks: { ok: number; missing: number; corrupt: number };
+  /** baseDamaged: stored as deltas whose base (at some depth) is missing or corrupt, so damaged too. */
+  chunks: { ok: number; missing: number; corrupt: number; baseDamaged: number };
   /** Chunk files without a record: not damage (GC removes them). */
   orphanFiles: number;
   nars: { ok: number; damaged: number };
@@ -34,16 +36,17 @@ export interface VerifyReport {
 
 /** Whether the store still holds damage after the run: the exit status of `narwhal verify`. */
 export function damageRemains(report: VerifyReport): boolean {
-  return report.chunks.missing + report.chunks.corrupt + report.nars.damaged > 0;
+  return report.chunks.missing + report.chunks.corrupt + report.chunks.baseDamaged + report.nars.damaged > 0;
 }
 
-type ChunkState = 'ok' | 'missing' | 'corrupt';
+type ChunkState = 'ok' | 'missing' | 'corrupt' | 'baseDamaged';
 
 /**
  * Checks every chunk record (its file is there, decompresses, has the recorded sizes and hashes
- * to its id) and every NAR (its chunk table is consistent with its sizes, and every chunk it
+ * to its id; a delta decodes with its bases, each checked too) and every NAR (its chunk table is consistent with its sizes, and every chunk it
  * names is recorded, the right size and not damaged). Damaged chunks and the NARs using them are
- * flagged, so their narinfos answer 404; flagged ones found whole again are unflagged.
+ * flagged, so their narinfos answer 404; flagged ones found whole again are unflagged. A damaged
+ * chunk damages every chunk stored as a delta on it (markChunksDamaged flags them and their NARs).
  *
  * Repair deletes corrupt chunk files only: the data is gone either way, and without the file an
  * upload of a NAR that contains the chunk writes it again. The deletion spares a file rewritten
@@ -51,7 +54,7 @@ type ChunkState = 'ok' | 'missing' | 'corrupt';
  */
 export async function verifyStore(nw: Narwhal, options: VerifyOptions = {}): Promise<VerifyReport> {
   const report: VerifyReport = {
-    chunks: { ok: 0, missing: 0, corrupt: 0 },
+    chunks: { ok: 0, missing: 0, corrupt: 0, baseDamaged: 0 },
     orphanFiles: 0,
     nars: { ok: 0, damaged: 0 },
     marked: 0,
@@ -65,7 +68,8 @@ export async function verifyStore(nw: Narwhal, options: VerifyOptions = {}): Pro
     const page = await nw.meta.listChunks(after, CHUNK_PAGE);
     if (page.length === 0) break;
     after = page[page.length - 1].id;
-    const states = await mapLimited(page, CONCURRENCY, (chunk) => chunkState(nw, chunk));
+    const bases = baseReader(nw);
+    const states = await mapLimited(page, CONCURRENCY, (chunk) => chunkState(nw, chunk, bases));
     const bad = page.filter((_, i) => states[i] !== 'ok');
     const healed = page.filter((chunk, i) => states[i] === 'ok' && chunk.damagedAt !== null);
     for (const state of states) report.chunks[state]++;
@@ -118,7 +122,7 @@ async function deleteCorrupt(nw: Narwhal, id: Uint8Array, notAfter: number): Pro
   return true;
 }
 
-async function chunkState(nw: Narwhal, chunk: ChunkRecord): Promise<ChunkState> {
+async function chunkState(nw: Narwhal, chunk: ChunkRecord, bases: BaseReader): Promise<ChunkState> {
   let stored: Uint8Array;
   let crc: number | undefined;
   try {
@@ -132,8 +136,9 @@ async function chunkState(nw: Narwhal, chunk: ChunkRecord): Promise<ChunkState> 
   // downloads make up the difference, and recompression records it (recompress.ts).
   if (stored.length > chunk.storedSize) return 'corrupt';
   try {
-    ({ stored } = await checkChunk(chunk.id, stored, chunk.size, false));
+    ({ stored } = await checkStoredChunk(chunk.id, stored, chunk.size, false, bases));
   } catch (err) {
+    if (err instanceof DamagedBaseError) return 'baseDamaged';
     if (isNarwhalError(err, 'chunk-corrupt')) return 'corrupt';
     throw err;
   }
@@ -147,7 +152,10 @@ async function narIsWholeNow(nw: Narwhal, nar: NarRecord): Promise<boolean> {
   return now !== undefined && narIsWhole(now, await nw.meta.narChunks(now.id));
 }
 
-/** The NAR's table is consistent and every chunk it names is recorded, the right size, and not damaged. */
+/**
+ * The NAR's table is consistent and every chunk it names is recorded, the right size, and not
+ * damaged; its stored size is what its `.nar.zst` sends (a raw frame for a delta).
+ */
 function narIsWhole(nar: NarRecord, recorded: ChunkRecord[]): boolean {
   if (nar.chunkTable.length % CHUNK_ENTRY_SIZE !== 0 || nar.chunkTable.length / CHUNK_ENTRY_SIZE !== nar.chunkCount)
     return false;
@@ -162,7 +170,7 @@ function narIsWhole(nar: NarRecord, recorded: ChunkRecord[]): boolean {
       return false;
     seen.add(key);
     end = entry.end;
-    storedSize += chunk.storedSize;
+    storedSize += chunk.encoding === 'delta' ? rawFrameSize(chunk.size) : chunk.storedSize;
   }
   return end === nar.narSize && storedSize === nar.storedSize && seen.size === byId.size;
 }

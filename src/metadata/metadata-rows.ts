@@ -107,6 +107,8 @@ export function toChunk(row: Row): ChunkRecord {
     damagedAt: nullableNumber(row.damaged_at),
     unreferencedSince: nullableNumber(row.unreferenced_since),
     zstdLevel: nullableNumber(row.zstd_level),
+    encoding: row.encoding === 'delta' ? 'delta' : 'zstd',
+    deltaDepth: Number(row.delta_depth ?? 0),
   };
 }
 

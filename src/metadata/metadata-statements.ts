@@ -1,4 +1,5 @@
 import type { SqlDialect, SqlStatement } from './sql-dialect.ts';
+import { RAW_BLOCK_BYTES, RAW_BLOCK_HEADER_BYTES, RAW_FRAME_HEADER_BYTES } from '../delta/stored-form.ts';
 
 /** The columns toPath reads, from `paths JOIN nars`. */
 const PATH_COLUMNS =
@@ -10,6 +11,14 @@ const PATH_IDENTITY_COLUMNS = 'store_path, nar_id, refs, deriver, system, ca, si
 /** The NAR (aliased `nars`) has no damaged chunk. */
 const NO_DAMAGED_CHUNK = `NOT EXISTS (SELECT 1 FROM nar_chunks AS used JOIN chunks ON chunks.id = used.chunk_id
   WHERE used.nar_id = nars.id AND chunks.damaged_at IS NOT NULL)`;
+
+/** rawFrameSize (src/delta/stored-form.ts) of `size` bytes, in SQL. */
+function rawFrameSizeSql(size: string): string {
+  return `(${size} + ${RAW_FRAME_HEADER_BYTES} + ${RAW_BLOCK_HEADER_BYTES} * CASE WHEN ${size} = 0 THEN 1 ELSE (${size} + ${RAW_BLOCK_BYTES - 1}) / ${RAW_BLOCK_BYTES} END)`;
+}
+
+/** What a `.nar.zst` sends for the chunk: its stored frame, or a raw frame in place of a delta. */
+const SERVED_SIZE = `CASE WHEN chunks.encoding = 'delta' THEN ${rawFrameSizeSql('chunks.size')} ELSE chunks.stored_size END`;
 
 const CACHE_SETTINGS =
   'is_public = ?, priority = ?, signing_key = ?, trusted_keys = ?, require_signature = ?, retention = ?';
@@ -70,16 +79,29 @@ export function metadataStatements(d: SqlDialect) {
       `INSERT INTO nars (nar_hash, nar_size, chunk_count, stored_size, chunk_table, created_at)
        VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (nar_hash) DO UPDATE SET unreferenced_since = NULL RETURNING id`,
     ),
-    /** Of the chunks given with the stored size written, those recorded at another: new minus recorded. */
+    /**
+     * Of the chunks given with the stored size written, those served at another size or stored as
+     * deltas: new minus served, and the encoding.
+     */
     chunkResizes: list(
-      `SELECT c.id, c.stored_size - chunks.stored_size AS change FROM ${d.listRows([
+      `SELECT c.id, c.stored_size - ${SERVED_SIZE} AS change, chunks.encoding FROM ${d.listRows([
         ['id', 'bytea'],
         ['stored_size', 'bigint'],
       ])}
-       JOIN chunks ON chunks.id = c.id WHERE chunks.stored_size <> c.stored_size`,
+       JOIN chunks ON chunks.id = c.id WHERE ${SERVED_SIZE} <> c.stored_size OR chunks.encoding <> 'zstd'`,
     ),
+    anyDelta: sql('SELECT 1 AS found FROM chunk_bases LIMIT 1'),
+    /** Of the chunks a new NAR reuses with their stored size, the deltas: served minus stored. */
+    deltasServed: list(
+      `SELECT c.id, ${SERVED_SIZE} - c.stored_size AS change FROM ${d.listRows([
+        ['id', 'bytea'],
+        ['stored_size', 'bigint'],
+      ])}
+       JOIN chunks ON chunks.id = c.id WHERE chunks.encoding = 'delta'`,
+    ),
+    deleteChunkBases: list(`DELETE FROM chunk_bases WHERE chunk_id ${d.anyOf('bytea')}`),
     damagedChunks: list(`SELECT id FROM chunks WHERE id ${d.anyOf('bytea')} AND damaged_at IS NOT NULL`),
-    // A chunk the NAR uses is referenced again; with `written` (the last four parameters), it is whole again, as written.
+    // A chunk the NAR uses is referenced again; with `written` (the last six parameters), it is whole again, as written (plain).
     upsertChunks: list(
       `INSERT INTO chunks (id, size, stored_size, created_at)
        SELECT c.id, c.size, c.stored_size, CAST(? AS BIGINT) FROM ${d.listRows([
@@ -89,8 +111,11 @@ export function metadataStatements(d: SqlDialect) {
        ])} WHERE true
        ON CONFLICT (id) DO UPDATE SET unreferenced_since = NULL, damaged_at = CASE WHEN ? THEN NULL ELSE chunks.damaged_at END,
          stored_size = CASE WHEN ? THEN excluded.stored_size ELSE chunks.stored_size END,
-         zstd_level = CASE WHEN ? AND chunks.stored_size <> excluded.stored_size THEN NULL ELSE chunks.zstd_level END
-       WHERE chunks.unreferenced_since IS NOT NULL OR (? AND (chunks.damaged_at IS NOT NULL OR chunks.stored_size <> excluded.stored_size))`,
+         zstd_level = CASE WHEN ? AND (chunks.stored_size <> excluded.stored_size OR chunks.encoding <> 'zstd') THEN NULL ELSE chunks.zstd_level END,
+         encoding = CASE WHEN ? THEN 'zstd' ELSE chunks.encoding END,
+         delta_depth = CASE WHEN ? THEN 0 ELSE chunks.delta_depth END
+       WHERE chunks.unreferenced_since IS NOT NULL
+         OR (? AND (chunks.damaged_at IS NOT NULL OR chunks.stored_size <> excluded.stored_size OR chunks.encoding <> 'zstd'))`,
     ),
     insertNarChunks: list(
       `INSERT INTO nar_chunks (chunk_id, nar_id) SELECT c.id, CAST(? AS BIGINT) FROM ${d.listRows([['id', 'bytea']])} WHERE true ON CONFLICT DO NOTHING`,
@@ -179,9 +204,21 @@ export function metadataStatements(d: SqlDialect) {
        FROM (SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes, coalesce(sum(stored_size), 0) AS stored FROM chunks) AS c`,
     ),
 
-    markChunksDamaged: list(`UPDATE chunks SET damaged_at = ? WHERE id ${d.anyOf('bytea')} AND damaged_at IS NULL`),
+    // The chunks given and every chunk stored as a delta on one of them, through any chain.
+    markChunksDamaged: list(
+      `WITH RECURSIVE hurt(id) AS (
+         SELECT c.id FROM ${d.listRows([['id', 'bytea']])}
+         UNION SELECT chunk_bases.chunk_id FROM chunk_bases JOIN hurt ON chunk_bases.base_id = hurt.id
+       )
+       UPDATE chunks SET damaged_at = ? WHERE id IN (SELECT id FROM hurt) AND damaged_at IS NULL`,
+    ),
     markNarsDamaged: list(
-      `UPDATE nars SET damaged_at = ? WHERE damaged_at IS NULL AND id IN (SELECT nar_id FROM nar_chunks WHERE chunk_id ${d.anyOf('bytea')})`,
+      `WITH RECURSIVE hurt(id) AS (
+         SELECT c.id FROM ${d.listRows([['id', 'bytea']])}
+         UNION SELECT chunk_bases.chunk_id FROM chunk_bases JOIN hurt ON chunk_bases.base_id = hurt.id
+       )
+       UPDATE nars SET damaged_at = ? WHERE damaged_at IS NULL
+         AND id IN (SELECT nar_id FROM nar_chunks WHERE chunk_id IN (SELECT id FROM hurt))`,
     ),
     flagChunksDamaged: list(`UPDATE chunks SET damaged_at = coalesce(damaged_at, ?) WHERE id ${d.anyOf('bytea')}`),
     clearChunksDamaged: list(`UPDATE chunks SET damaged_at = NULL WHERE id ${d.anyOf('bytea')}`),
@@ -190,6 +227,7 @@ export function metadataStatements(d: SqlDialect) {
     existingChunks: list(`SELECT id FROM chunks WHERE id ${d.anyOf('bytea')}`),
     chunksToRecompress: sql(
       `SELECT * FROM chunks WHERE zstd_level IS NULL AND id > ? AND damaged_at IS NULL AND unreferenced_since IS NULL
+         AND encoding = 'zstd'
        ORDER BY id LIMIT ?`,
     ),
     recordRecompressed: list(
@@ -200,7 +238,31 @@ export function metadataStatements(d: SqlDialect) {
          ['stored_size', 'bigint'],
          ['zstd_level', 'int'],
        ])}
-       WHERE chunks.id = c.id AND chunks.stored_size = c.old_stored_size RETURNING chunks.id`,
+       WHERE chunks.id = c.id AND chunks.stored_size = c.old_stored_size AND chunks.encoding = 'zstd' RETURNING chunks.id`,
+    ),
+    usableBases: list(
+      `SELECT id FROM chunks WHERE id ${d.anyOf('bytea')} AND unreferenced_since IS NULL AND damaged_at IS NULL`,
+    ),
+    recordDeltas: list(
+      `UPDATE chunks SET encoding = 'delta', stored_size = c.stored_size, zstd_level = c.zstd_level, delta_depth = c.delta_depth
+       FROM ${d.listRows([
+         ['id', 'bytea'],
+         ['old_stored_size', 'bigint'],
+         ['stored_size', 'bigint'],
+         ['zstd_level', 'int'],
+         ['delta_depth', 'int'],
+       ])}
+       WHERE chunks.id = c.id AND chunks.stored_size = c.old_stored_size AND chunks.encoding = 'zstd'
+       RETURNING chunks.id, chunks.size`,
+    ),
+    insertChunkBases: list(
+      `INSERT INTO chunk_bases (chunk_id, position, base_id) SELECT c.chunk_id, c.position, c.base_id FROM ${d.listRows(
+        [
+          ['chunk_id', 'bytea'],
+          ['position', 'int'],
+          ['base_id', 'bytea'],
+        ],
+      )} WHERE true ON CONFLICT (chunk_id, position) DO UPDATE SET base_id = excluded.base_id`,
     ),
     setChunkLevels: list(`UPDATE chunks SET zstd_level = ? WHERE id ${d.anyOf('bytea')}`),
     narChunks: sql(
@@ -233,7 +295,8 @@ export function metadataStatements(d: SqlDialect) {
     ),
     deleteUnreferencedChunks: sql(
       `DELETE FROM chunks WHERE id IN (
-         SELECT id FROM chunks WHERE unreferenced_since <= ? AND NOT EXISTS (SELECT 1 FROM nar_chunks WHERE nar_chunks.chunk_id = chunks.id) LIMIT ?
+         SELECT id FROM chunks WHERE unreferenced_since <= ? AND NOT EXISTS (SELECT 1 FROM nar_chunks WHERE nar_chunks.chunk_id = chunks.id)
+           AND NOT EXISTS (SELECT 1 FROM chunk_bases WHERE chunk_bases.base_id = chunks.id) LIMIT ?
        ) RETURNING *`,
     ),
 

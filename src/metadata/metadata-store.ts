@@ -68,6 +68,24 @@ export interface ChunkRecord {
   unreferencedSince: number | null;
   /** The zstd level its file was recompressed at (or found not worth it at); null as ingested. */
   zstdLevel: number | null;
+  /** 'zstd': one plain zstd frame; 'delta': a delta against its bases (src/delta/stored-form.ts). */
+  encoding: 'zstd' | 'delta';
+  /** Deltas in its chain: 0 for a plain frame, else 1 + its deepest base's. */
+  deltaDepth: number;
+}
+
+/** A chunk file rewritten as a delta (MetadataStore.recordDeltas). */
+export interface DeltaChunk {
+  id: Uint8Array;
+  /** The stored size the record had when the chunk was read. */
+  oldStoredSize: number;
+  /** Bytes stored (the delta). */
+  storedSize: number;
+  /** Its bases, in dictionary order. */
+  bases: Uint8Array[];
+  depth: number;
+  /** The zstd level of the delta's frame. */
+  level: number;
 }
 
 /** A chunk file rewritten smaller by recompression. */
@@ -269,7 +287,10 @@ export interface MetadataStore {
 
   // Integrity (src/maintenance/verify.ts, src/serving/chunk-damage.ts).
 
-  /** Flags the chunks damaged and every NAR that uses one of them; returns how many NARs were newly flagged. */
+  /**
+   * Flags the chunks damaged, with every chunk stored as a delta on one of them (through any
+   * chain), and every NAR that uses one of those; returns how many NARs were newly flagged.
+   */
   markChunksDamaged(ids: Uint8Array[], at: number): Promise<number>;
   /** Sets or clears the damage flag of these chunks only (not of their NARs). */
   setChunksDamaged(ids: Uint8Array[], damaged: boolean, at: number): Promise<void>;
@@ -297,8 +318,8 @@ export interface MetadataStore {
    */
   deleteUnreferencedNars(before: number, at: number, limit: number): Promise<{ nars: number; narBytes: number }>;
   /**
-   * Deletes up to `limit` chunk records that no NAR uses and that were found unused at or before
-   * `before`, and returns them. Their files are the caller's to delete.
+   * Deletes up to `limit` chunk records that no NAR uses, no chunk uses as a base, and that were
+   * found unused at or before `before`, and returns them. Their files are the caller's to delete.
    */
   deleteUnreferencedChunks(before: number, limit: number): Promise<ChunkRecord[]>;
   /** The chunk's record, if any. */
@@ -306,7 +327,7 @@ export interface MetadataStore {
 
   // Recompression (src/maintenance/recompress.ts).
 
-  /** Up to `limit` chunks as ingested (zstdLevel null), in use and not damaged, with ids above `after`, ascending. */
+  /** Up to `limit` plain chunks as ingested (zstdLevel null), in use and not damaged, with ids above `after`, ascending. */
   chunksToRecompress(after: Uint8Array, limit: number): Promise<ChunkRecord[]>;
   /**
    * In one transaction: records the new stored sizes and levels of chunks whose record still has
@@ -315,6 +336,16 @@ export interface MetadataStore {
    * how many chunks it recorded.
    */
   recordRecompressed(chunks: RecompressedChunk[]): Promise<number>;
+  /**
+   * In one transaction: records as deltas the chunks whose record still has `oldStoredSize` and
+   * encoding 'zstd', and whose bases all have records not found unused nor damaged (the others
+   * are left alone): encoding 'delta', stored size, level, depth and bases. A NAR's `.nar.zst`
+   * sends such a chunk as a raw frame (rawZstdFrame), so the stored size of every NAR that uses
+   * one moves by rawFrameSize(size) - oldStoredSize per use in its chunk table. Returns how many
+   * chunks it recorded. A base outlives its dependants (deleteUnreferencedChunks); an ingest that
+   * writes the chunk again (commitNar, `written`) makes it plain again.
+   */
+  recordDeltas(chunks: DeltaChunk[]): Promise<number>;
   /** Sets the level of chunks found not worth rewriting at it, so they are not tried again. */
   setChunkLevels(ids: Uint8Array[], zstdLevel: number): Promise<void>;
 

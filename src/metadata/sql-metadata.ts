@@ -14,12 +14,14 @@ import {
 } from './metadata-rows.ts';
 import { metadataStatements, type MetadataStatements } from './metadata-statements.ts';
 import type { SqlDialect } from './sql-dialect.ts';
+import { rawFrameSize } from '../delta/stored-form.ts';
 import { all, get, run, type SqlRunner, type SqlWork } from './sql-work.ts';
 import type {
   CacheFile,
   CacheRecord,
   CacheSettings,
   ChunkRecord,
+  DeltaChunk,
   MetadataStore,
   NarOwners,
   NarRecord,
@@ -292,8 +294,8 @@ export abstract class SqlMetadata implements MetadataStore {
     const q = this.#q;
     return this.#runner.write(
       (function* () {
-        yield* run(q.markChunksDamaged, [at, ids]);
-        return yield* run(q.markNarsDamaged, [at, ids]);
+        yield* run(q.markChunksDamaged, [ids, at]);
+        return yield* run(q.markNarsDamaged, [ids, at]);
       })(),
     );
   }
@@ -337,6 +339,42 @@ export abstract class SqlMetadata implements MetadataStore {
         }
         yield* moveNarStoredSizes(q, changes);
         return changes.size;
+      })(),
+    );
+  }
+
+  async recordDeltas(chunks: DeltaChunk[]): Promise<number> {
+    if (chunks.length === 0) return 0;
+    const q = this.#q;
+    const distinct = this.#dialect.distinctLists;
+    return this.#runner.write(
+      (function* () {
+        const allBases = chunks.flatMap((c) => c.bases);
+        const usable = new Set(
+          (yield* all(q.usableBases, [distinct ? distinctIds(allBases) : allBases])).map((row) => hex(blob(row.id))),
+        );
+        const eligible = chunks.filter(
+          (c) => c.bases.length > 0 && c.bases.every((base) => usable.has(hex(base)) && hex(base) !== hex(c.id)),
+        );
+        if (eligible.length === 0) return 0;
+        const params = [
+          eligible.map((c) => c.id),
+          eligible.map((c) => c.oldStoredSize),
+          eligible.map((c) => c.storedSize),
+          eligible.map((c) => c.level),
+          eligible.map((c) => c.depth),
+        ];
+        const sizes = new Map((yield* all(q.recordDeltas, params)).map((row) => [hex(blob(row.id)), Number(row.size)]));
+        const recorded = eligible.filter((c) => sizes.has(hex(c.id)));
+        if (recorded.length === 0) return 0;
+        const rows = recorded.flatMap((c) => c.bases.map((base, position) => ({ id: c.id, position, base })));
+        yield* run(q.insertChunkBases, [rows.map((r) => r.id), rows.map((r) => r.position), rows.map((r) => r.base)]);
+        // Each use of a recorded chunk is now served as a raw frame rather than its old frame.
+        const changes = new Map(
+          recorded.map((c) => [hex(c.id), rawFrameSize(sizes.get(hex(c.id))!) - c.oldStoredSize] as const),
+        );
+        yield* moveNarStoredSizes(q, changes);
+        return recorded.length;
       })(),
     );
   }
@@ -474,13 +512,17 @@ function* commitNar(q: MetadataStatements, nar: NewNar, chunks: NewChunk[], now:
   const writtenIds = written.map((chunk) => chunk.id);
   // A chunk this ingest wrote again may now have another stored size than its record (one
   // recompressed, then repaired): the NARs that use it follow.
+  // A delta written again is plain again: its bases go, and its NARs are served the frame written.
   const resized = new Map<string, number>();
+  const plainAgain: Uint8Array[] = [];
   if (written.length > 0) {
-    for (const row of yield* all(q.chunkResizes, [writtenIds, written.map((chunk) => chunk.storedSize)]))
-      resized.set(hex(blob(row.id)), Number(row.change));
+    for (const row of yield* all(q.chunkResizes, [writtenIds, written.map((chunk) => chunk.storedSize)])) {
+      if (Number(row.change) !== 0) resized.set(hex(blob(row.id)), Number(row.change));
+      if (row.encoding === 'delta') plainAgain.push(blob(row.id));
+    }
   }
   let repaired: Uint8Array[] = [];
-  if (!existing || anyDamage || resized.size > 0) {
+  if (!existing || anyDamage || resized.size > 0 || plainAgain.length > 0) {
     if (anyDamage && written.length > 0)
       repaired = (yield* all(q.damagedChunks, [writtenIds])).map((row) => blob(row.id));
     const unwritten = written.length === chunks.length ? [] : chunks.filter((chunk) => !chunk.written);
@@ -494,14 +536,15 @@ function* commitNar(q: MetadataStatements, nar: NewNar, chunks: NewChunk[], now:
         group.map((c) => c.id),
         group.map((c) => c.size),
         group.map((c) => c.storedSize),
-        isWritten,
-        isWritten,
-        isWritten,
-        isWritten,
+        ...Array<boolean>(6).fill(isWritten),
       ];
       yield* run(q.upsertChunks, params);
     }
-    if (!existing && chunks.length > 0) yield* run(q.insertNarChunks, [narId, ids]);
+    if (plainAgain.length > 0) yield* run(q.deleteChunkBases, [plainAgain]);
+    if (!existing && chunks.length > 0) {
+      yield* run(q.insertNarChunks, [narId, ids]);
+      yield* countServedDeltas(q, nar, chunks, narId);
+    }
     // A new NAR counted its chunks at the sizes written.
     yield* moveNarStoredSizes(q, resized, existing ? undefined : narId);
   }
@@ -548,6 +591,19 @@ function* putPath(q: MetadataStatements, path: NewPath, replace: boolean, now: n
   if (refs.length > 0) yield* run(q.insertPathRefs, [cacheId, hashPart, refs]);
   yield* run(q.narReferencedAgain, [narId]);
   return 'stored';
+}
+
+/**
+ * A new NAR counted the chunks it reused at their stored size; those stored as deltas are served
+ * as raw frames (nar-reader.ts), so its stored size follows. Skipped while no delta exists.
+ */
+function* countServedDeltas(q: MetadataStatements, nar: NewNar, chunks: NewChunk[], narId: number): SqlWork<void> {
+  const reused = chunks.filter((chunk) => !chunk.written);
+  if (reused.length === 0 || !(yield* get(q.anyDelta))) return;
+  const rows = yield* all(q.deltasServed, [reused.map((c) => c.id), reused.map((c) => c.storedSize)]);
+  if (rows.length === 0) return;
+  const changes = new Map(rows.map((row) => [hex(blob(row.id)), Number(row.change)]));
+  yield* run(q.moveNarStoredSizes, [[narId], [storedSizeDelta(nar.chunkTable, changes)]]);
 }
 
 /** Moves the stored size of the NARs (but `except`) that use changed chunks (hex id to new minus old size). */

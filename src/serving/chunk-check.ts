@@ -6,20 +6,23 @@ import type { CheckRequest, CheckResult } from './chunk-check-worker.ts';
 let pool: WorkerPool<CheckRequest, CheckResult> | undefined;
 
 /**
- * Decompresses a stored chunk on a worker thread and checks its size and hash against its id
+ * Decompresses a stored chunk on a worker thread (a delta with `bases`, its bases' contents; see
+ * chunk-content.ts) and checks its size (when known) and hash against its id
  * (throws 'chunk-corrupt'), so that downloads check every chunk on all cores without
  * holding up the event loop. `stored` is moved to the worker and back: use the returned one.
  */
 export async function checkChunk(
   id: Uint8Array,
   stored: Uint8Array,
-  size: number,
+  size: number | undefined,
   wantData: boolean,
+  bases?: Uint8Array[],
 ): Promise<{ stored: Uint8Array; data?: Uint8Array }> {
   pool ??= new WorkerPool<CheckRequest, CheckResult>(new URL('./chunk-check-worker.ts', import.meta.url));
   try {
     // A copy of the id: a view (ids are views of their NAR's chunk table) is posted with its whole buffer.
-    return await pool.run({ id: id.slice(), stored, size, wantData }, transferable(stored));
+    // Bases are copied, not moved: other chunks of the batch may use them too.
+    return await pool.run({ id: id.slice(), stored, size, wantData, bases }, transferable(stored));
   } catch (err) {
     if ((err as { code?: unknown }).code === 'chunk-corrupt')
       throw new NarwhalError('chunk-corrupt', (err as Error).message);

@@ -1,6 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { NarwhalError, isNarwhalError } from '../errors.ts';
-import { checkChunk } from './chunk-check.ts';
+import { BaseReader, checkStoredChunk, DamagedBaseError } from './chunk-content.ts';
+import { parseStored } from '../delta/stored-form.ts';
 import type { ChunkTableEntry } from '../chunking/chunk-table.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 import { frameCrc, type StoredFrame } from '../storage/chunk-store.ts';
@@ -13,8 +14,10 @@ export interface CheckedChunk {
   entry: ChunkTableEntry;
   /** The chunk as stored (a zstd frame). */
   stored: Uint8Array;
-  /** The chunk's bytes, which hash to its id (when asked for). */
+  /** The chunk's bytes, which hash to its id (when asked for, and always for a delta). */
   data?: Uint8Array;
+  /** Stored as a delta (src/delta/stored-form.ts): `stored` is for no client, `data` is the chunk. */
+  delta: boolean;
 }
 
 /**
@@ -22,26 +25,35 @@ export interface CheckedChunk {
  * after a short pause (GC may have moved a file aside for an instant, see
  * LocalChunkStore.deleteUnlessNewer); if it fails again, the chunk and every NAR using it are
  * flagged damaged before the error is thrown, so their narinfos answer 404 from then on.
- * `read`, when given, is the chunk's frame as read already.
+ * `read`, when given, is the chunk's frame as read already; `bases`, the reader of delta bases
+ * the chunk's batch shares. A delta whose base is damaged is damaged itself: both are flagged
+ * (and with them every chunk built on the base, markChunksDamaged).
  */
 export async function readCheckedChunk(
   nw: Narwhal,
   entry: ChunkTableEntry,
   wantData: boolean,
   read?: StoredFrame,
+  bases = baseReader(nw),
 ): Promise<CheckedChunk> {
   try {
-    return await checkFrame(nw, entry, read ?? (await readFrame(nw, entry.id)), wantData);
+    return await checkFrame(nw, entry, read ?? (await readFrame(nw, entry.id)), wantData, bases);
   } catch (err) {
     if (!isDamage(err)) throw err;
     await delay(RECHECK_DELAY_MS);
     try {
-      return await checkFrame(nw, entry, await readFrame(nw, entry.id), wantData);
+      return await checkFrame(nw, entry, await readFrame(nw, entry.id), wantData, baseReader(nw));
     } catch (again) {
-      if (isDamage(again)) await reportDamage(nw, [entry.id]);
+      if (isDamage(again))
+        await reportDamage(nw, again instanceof DamagedBaseError ? [entry.id, again.baseId] : [entry.id]);
       throw again;
     }
   }
+}
+
+/** A reader of delta bases from the Narwhal's chunk store. */
+export function baseReader(nw: Narwhal): BaseReader {
+  return new BaseReader((id) => readFrame(nw, id));
 }
 
 /**
@@ -60,7 +72,8 @@ export async function readCheckedChunks(
   } catch (err) {
     if (!isDamage(err)) throw err;
   }
-  return Promise.all(entries.map((entry, i) => readCheckedChunk(nw, entry, wantData, frames?.[i])));
+  const bases = baseReader(nw);
+  return Promise.all(entries.map((entry, i) => readCheckedChunk(nw, entry, wantData, frames?.[i], bases)));
 }
 
 /** Like readCheckedChunk, for a presence check: throws 'chunk-missing' (and flags the damage) when the file is gone. */
@@ -89,22 +102,35 @@ export async function readFrame(nw: Narwhal, id: Uint8Array): Promise<StoredFram
 /**
  * Checks a stored frame: one with the CRC-32 its store recorded when writing it is passed on as
  * it is (unless its bytes are wanted), as is one this process checked lately (checked-frames.ts);
- * any other is decompressed and checked against the chunk's size and id.
+ * any other is decompressed and checked against the chunk's size and id. A delta is always
+ * decoded (with its bases) and checked: no client can use its stored bytes.
  */
 async function checkFrame(
   nw: Narwhal,
   entry: ChunkTableEntry,
   { stored, crc }: StoredFrame,
   wantData: boolean,
+  bases: BaseReader,
 ): Promise<CheckedChunk> {
+  if (isDelta(stored))
+    return { entry, ...(await checkStoredChunk(entry.id, stored, entry.end - entry.start, true, bases)) };
   if (
     !wantData &&
     (crc === undefined ? nw.memos.checkedFrames.checkedBefore(entry.id, stored) : asWritten(stored, crc))
   )
-    return { entry, stored };
-  const checked = await checkChunk(entry.id, stored, entry.end - entry.start, wantData);
+    return { entry, stored, delta: false };
+  const checked = await checkStoredChunk(entry.id, stored, entry.end - entry.start, wantData, bases);
   if (crc === undefined) nw.memos.checkedFrames.remember(entry.id, checked.stored);
   return { entry, ...checked };
+}
+
+/** Whether the stored bytes claim to be a delta (a malformed claim is checked, and refused, as one). */
+function isDelta(stored: Uint8Array): boolean {
+  try {
+    return parseStored(stored).kind === 'delta';
+  } catch {
+    return true;
+  }
 }
 
 /**

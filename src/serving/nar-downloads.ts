@@ -5,6 +5,8 @@ import { mayAccess } from '../tenancy/access.ts';
 import { noteNarAccess } from './access-times.ts';
 import { renderCaibx } from './casync-view.ts';
 import { assertChunksPresent } from './nar-reader.ts';
+import { readCheckedChunk } from './chunk-damage.ts';
+import { encodeChunk } from '../storage/chunk-codec.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 import { findVisibleNar } from '../tenancy/nar-visibility.ts';
 
@@ -64,7 +66,11 @@ export async function caibxOf(nw: Narwhal, cache: CacheRecord, narHash: string):
   return renderCaibx(nar);
 }
 
-/** A chunk file as stored (its size alone for HEAD), when a NAR a path of this cache uses contains it. */
+/**
+ * A chunk file (its size alone for HEAD), when a NAR a path of this cache uses contains it: as
+ * stored when that is a plain zstd frame; a chunk stored as a delta is decoded with its bases,
+ * checked, and compressed as a frame of its own at level 1, since casync knows no dictionaries.
+ */
 export async function chunkFileOf(
   nw: Narwhal,
   cache: CacheRecord,
@@ -72,10 +78,21 @@ export async function chunkFileOf(
   head: boolean,
 ): Promise<Uint8Array | number> {
   if (!(await nw.meta.cacheHasChunk(cache.id, id))) throw new NarwhalError('not-found', 'no such chunk');
+  const record = await nw.meta.getChunk(id);
+  if (record?.encoding === 'delta') {
+    const { data } = await readCheckedChunk(nw, { index: 0, id, start: 0, end: record.size }, true).catch(
+      notFoundIfMissing,
+    );
+    const frame = await encodeChunk(data!, CASYNC_DELTA_LEVEL);
+    return head ? frame.length : frame;
+  }
   const stored = head ? await nw.chunks.storedSize(id) : await nw.chunks.get(id).catch(notFoundIfMissing);
   if (stored === undefined) throw new NarwhalError('not-found', 'no such chunk');
   return stored;
 }
+
+/** The level a delta chunk is compressed at for casync: fast, as it is done per request. */
+const CASYNC_DELTA_LEVEL = 1;
 
 function notFoundIfMissing(err: unknown): never {
   if (err instanceof NarwhalError && err.code === 'chunk-missing') throw new NarwhalError('not-found', 'no such chunk');

@@ -3,6 +3,7 @@ import type { NarRecord } from '../metadata/metadata-store.ts';
 import { chunkEntries, chunkEntry, chunkIndexAt, type ChunkTableEntry } from '../chunking/chunk-table.ts';
 import { checkChunkPresent, readCheckedChunks, type CheckedChunk } from './chunk-damage.ts';
 import type { Narwhal } from '../context/narwhal.ts';
+import { rawZstdFrame } from '../delta/stored-form.ts';
 
 /** Chunks are read and checked in batches of up to this many bytes of NAR, or this many chunks. */
 const BATCH_NAR_BYTES = 1024 * 1024;
@@ -39,14 +40,16 @@ export async function assertChunksPresent(nw: Narwhal, nar: NarRecord): Promise<
  * passed on: against the CRC-32 its store recorded when writing it, or else decompressed and
  * checked against its chunk id (unless this process did so lately for the same bytes,
  * checked-frames.ts). A damaged chunk ends the stream with an error rather than sending wrong
- * bytes. Recompression may shrink a frame while it is read; the bytes it saved are made up
- * at the end with a skippable frame, which zstd decoders skip.
+ * bytes. A chunk stored as a delta is decoded with its bases and sent as a frame of raw blocks
+ * (rawZstdFrame), whose length its NAR's stored size counts (recordDeltas). Recompression may
+ * shrink a frame while it is read; the bytes it saved are made up at the end with a skippable
+ * frame, which zstd decoders skip.
  */
 export async function* readStoredFrames(nw: Narwhal, nar: NarRecord): AsyncGenerator<Uint8Array> {
   let sent = 0;
   for await (const batch of readChecked(nw, chunkEntries(nar.chunkTable), false)) {
     // One write to the socket per batch rather than per frame.
-    const frames = Buffer.concat(batch.map((chunk) => chunk.stored));
+    const frames = Buffer.concat(batch.map((chunk) => (chunk.delta ? rawZstdFrame(chunk.data!) : chunk.stored)));
     sent += frames.length;
     if (sent > nar.storedSize) throw framesChanged(nar);
     yield frames;

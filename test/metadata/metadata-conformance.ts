@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
+import { rawFrameSize } from '../../src/delta/stored-form.ts';
 import type {
   CacheFile,
   CacheSettings,
@@ -825,5 +826,100 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     assert.deepEqual([again.storedSize, again.zstdLevel], [a.storedSize, null], 'as ingested again');
     assert.equal((await meta.getNar(x.narHash))!.storedSize, x.storedSize);
     assert.equal((await meta.getNar(y.narHash))!.storedSize, y.storedSize);
+  });
+
+  withStore('deltas: recorded with their bases, NAR sizes follow, a rewrite makes them plain again', async (meta) => {
+    const [a, b, base, other] = [chunk('dl-a'), chunk('dl-b'), chunk('dl-base'), chunk('dl-other')];
+    const old = await meta.commitNar({ ...newNar('dl-old', [a, b, a]), chunks: [a, b] });
+    const fresh = await meta.commitNar(newNar('dl-new', [base]));
+    await meta.commitNar(newNar('dl-other', [other]));
+    const recorded = await meta.recordDeltas([
+      { id: a.id, oldStoredSize: a.storedSize, storedSize: 40, bases: [base.id], depth: 1, level: 9 },
+      { id: b.id, oldStoredSize: b.storedSize + 1, storedSize: 40, bases: [base.id], depth: 1, level: 9 }, // changed meanwhile
+      {
+        id: other.id,
+        oldStoredSize: other.storedSize,
+        storedSize: 40,
+        bases: [chunkId('no such base')],
+        depth: 1,
+        level: 9,
+      },
+    ]);
+    assert.equal(recorded, 1);
+    const recA = (await meta.getChunk(a.id))!;
+    assert.deepEqual([recA.encoding, recA.storedSize, recA.zstdLevel, recA.deltaDepth], ['delta', 40, 9, 1]);
+    assert.equal((await meta.getChunk(other.id))!.encoding, 'zstd', 'a base without a record is refused');
+    const served = rawFrameSize(a.size);
+    assert.equal((await meta.getNar(old.narHash))!.storedSize, old.storedSize + 2 * (served - a.storedSize));
+    assert.equal((await meta.getNar(fresh.narHash))!.storedSize, fresh.storedSize);
+    assert.equal(
+      await meta.recordDeltas([{ id: a.id, oldStoredSize: 40, storedSize: 30, bases: [base.id], depth: 1, level: 9 }]),
+      0,
+      'already a delta',
+    );
+    assert.deepEqual(
+      (await meta.chunksToRecompress(new Uint8Array(0), 10)).map((r) => hex(r.id)).includes(hex(a.id)),
+      false,
+      'a delta is never recompressed',
+    );
+    // A new NAR that reuses the delta counts it as served.
+    const reuser = await meta.commitNar(newNar('dl-reuser', [{ ...a, storedSize: 40 }]));
+    assert.equal(reuser.storedSize, served);
+
+    // The base's damage is its dependants': they and their NARs are flagged.
+    await meta.markChunksDamaged([base.id], 100);
+    assert.notEqual((await meta.getChunk(a.id))!.damagedAt, null);
+    assert.notEqual((await meta.getNar(old.narHash))!.damagedAt, null);
+    assert.notEqual((await meta.getNar(reuser.narHash))!.damagedAt, null);
+
+    // An upload writes a again, plain: the record, its bases and the NARs follow, and it heals.
+    await meta.commitNar({ ...newNar('dl-old', [a, b, a]), chunks: [{ ...a, written: true }, b] });
+    const plain = (await meta.getChunk(a.id))!;
+    assert.deepEqual(
+      [plain.encoding, plain.storedSize, plain.zstdLevel, plain.deltaDepth, plain.damagedAt],
+      ['zstd', a.storedSize, null, 0, null],
+    );
+    assert.equal((await meta.getNar(old.narHash))!.storedSize, old.storedSize);
+    assert.equal((await meta.getNar(old.narHash))!.damagedAt, null);
+    assert.equal((await meta.getNar(reuser.narHash))!.storedSize, a.storedSize);
+  });
+
+  withStore('GC: a base outlives the chunks stored as deltas on it', async (meta) => {
+    const [dependant, base] = [chunk('gc-dependant'), chunk('gc-base')];
+    const keeper = await meta.commitNar(newNar('gc-keeper', [dependant]));
+    const doomed = await meta.commitNar(newNar('gc-doomed', [base]));
+    assert.equal(
+      await meta.recordDeltas([
+        { id: dependant.id, oldStoredSize: dependant.storedSize, storedSize: 10, bases: [base.id], depth: 1, level: 9 },
+      ]),
+      1,
+    );
+    assert.equal(await meta.markUnreferencedNars(1000), 2, 'no path uses either');
+    // Only the base's NAR goes; its chunk is unused but a base.
+    assert.equal((await meta.deleteUnreferencedNars(1000, 1000, 10)).nars, 2);
+    assert.equal(await meta.getNar(doomed.narHash), undefined);
+    assert.equal(await meta.getNar(keeper.narHash), undefined);
+    // Both chunks are unused now: the dependant goes first, the base in a later batch.
+    const first = (await meta.deleteUnreferencedChunks(1000, 10)).map((c) => hex(c.id));
+    assert.deepEqual(first, [hex(dependant.id)]);
+    assert.deepEqual(
+      (await meta.deleteUnreferencedChunks(1000, 10)).map((c) => hex(c.id)),
+      [hex(base.id)],
+    );
+  });
+
+  withStore('GC: a base survives while a live NAR uses its dependant', async (meta) => {
+    const [dependant, base] = [chunk('live-dependant'), chunk('live-base')];
+    const live = await meta.commitNar(newNar('live-keeper', [dependant]));
+    await meta.commitNar(newNar('live-doomed', [base]));
+    await meta.recordDeltas([
+      { id: dependant.id, oldStoredSize: dependant.storedSize, storedSize: 10, bases: [base.id], depth: 1, level: 9 },
+    ]);
+    const cache = (await meta.createCache('gc-live', SETTINGS))!;
+    assert.equal(await meta.putPath(newPath(cache.id, 'live', live.id)), 'stored');
+    await meta.markUnreferencedNars(1000);
+    assert.equal((await meta.deleteUnreferencedNars(1000, 1000, 10)).nars, 1);
+    assert.deepEqual(await meta.deleteUnreferencedChunks(1000, 10), [], 'the base stays');
+    assert.ok(await meta.getChunk(base.id));
   });
 }

@@ -36,7 +36,7 @@ for (const { name, storage } of LOCAL_STORES)
       const pathB = await addPath(t.nw, 'main', b);
 
       const clean = await verifyStore(t.nw);
-      assert.deepEqual(clean.chunks, { ok: (await t.nw.meta.stats()).chunks, missing: 0, corrupt: 0 });
+      assert.deepEqual(clean.chunks, { ok: (await t.nw.meta.stats()).chunks, missing: 0, corrupt: 0, baseDamaged: 0 });
       assert.deepEqual(clean.nars, { ok: 2, damaged: 0 });
       assert.equal(damageRemains(clean), false);
 
@@ -53,7 +53,7 @@ for (const { name, storage } of LOCAL_STORES)
       await damageChunk(store, deleted, 'delete');
 
       const found = await verifyStore(t.nw);
-      assert.deepEqual(found.chunks, { ok: clean.chunks.ok - 3, missing: 1, corrupt: 2 });
+      assert.deepEqual(found.chunks, { ok: clean.chunks.ok - 3, missing: 1, corrupt: 2, baseDamaged: 0 });
       assert.deepEqual(found.nars, { ok: 0, damaged: 2 });
       assert.equal(found.marked, 2);
       assert.equal(damageRemains(found), true);
@@ -67,7 +67,12 @@ for (const { name, storage } of LOCAL_STORES)
       assert.equal(repaired.marked, 0);
       assert.equal(await store.storedSize(flipped), undefined);
       assert.equal(await store.storedSize(truncated), undefined);
-      assert.deepEqual((await verifyStore(t.nw)).chunks, { ok: clean.chunks.ok - 3, missing: 3, corrupt: 0 });
+      assert.deepEqual((await verifyStore(t.nw)).chunks, {
+        ok: clean.chunks.ok - 3,
+        missing: 3,
+        corrupt: 0,
+        baseDamaged: 0,
+      });
 
       // Uploading A again writes the three chunks back; B, which shares two of them, is whole again too.
       await ingestNar(t.nw, bodyOf(narA), { compression: 'none' });
