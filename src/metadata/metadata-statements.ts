@@ -1,4 +1,5 @@
-import type { SqlDialect, SqlStatement } from './sql-dialect.ts';
+import { SKETCH_SUPER_FEATURES } from '../delta/resemblance.ts';
+import type { ListColumn, SqlDialect, SqlStatement } from './sql-dialect.ts';
 
 /** The columns toPath reads, from `paths JOIN nars`. */
 const PATH_COLUMNS =
@@ -10,6 +11,9 @@ const PATH_IDENTITY_COLUMNS = 'store_path, nar_id, refs, deriver, system, ca, si
 /** The NAR (aliased `nars`) has no damaged chunk. */
 const NO_DAMAGED_CHUNK = `NOT EXISTS (SELECT 1 FROM nar_chunks AS used JOIN chunks ON chunks.id = used.chunk_id
   WHERE used.nar_id = nars.id AND chunks.damaged_at IS NOT NULL)`;
+
+/** The indexes of a sketch's super-features. */
+const SUPER_FEATURES = Array.from({ length: SKETCH_SUPER_FEATURES }, (_, j) => j);
 
 const CACHE_SETTINGS =
   'is_public = ?, priority = ?, signing_key = ?, trusted_keys = ?, require_signature = ?, retention = ?';
@@ -203,6 +207,31 @@ export function metadataStatements(d: SqlDialect) {
        WHERE chunks.id = c.id AND chunks.stored_size = c.old_stored_size RETURNING chunks.id`,
     ),
     setChunkLevels: list(`UPDATE chunks SET zstd_level = ? WHERE id ${d.anyOf('bytea')}`),
+    // Resemblance sketches (src/delta/resemblance.ts): a row per super-feature j, feature = j * 2^32 + value, from
+    // a list element per chunk (its id, then its features f0, f1, ...). Only a chunk with no sketch recorded gets
+    // one, and not one deleted meanwhile (GC).
+    insertChunkFeatures: list(
+      `INSERT INTO chunk_features (feature, chunk_id)
+       SELECT CASE j.i ${SUPER_FEATURES.map((j) => `WHEN ${j} THEN c.f${j}`).join(' ')} END, c.id
+       FROM ${d.listRows([['id', 'bytea'], ...SUPER_FEATURES.map((j): ListColumn => [`f${j}`, 'bigint'])])}
+       CROSS JOIN (${SUPER_FEATURES.map((j) => `SELECT ${j} AS i`).join(' UNION ALL ')}) AS j
+       WHERE EXISTS (SELECT 1 FROM chunks WHERE chunks.id = c.id)
+         AND NOT EXISTS (SELECT 1 FROM chunk_features WHERE chunk_features.chunk_id = c.id)
+       ON CONFLICT DO NOTHING`,
+    ),
+    chunksWithoutSketch: sql(
+      `SELECT * FROM chunks WHERE id > ? AND damaged_at IS NULL AND unreferenced_since IS NULL
+         AND NOT EXISTS (SELECT 1 FROM chunk_features WHERE chunk_features.chunk_id = chunks.id)
+       ORDER BY id LIMIT ?`,
+    ),
+    // Parameters: per super-feature its feature and how many of its rows to read at most, then the limit. The
+    // bound keeps a value that very many chunks share (that of all-zero chunks, say) from making this a scan.
+    similarChunks: sql(
+      `SELECT chunk_id, count(*) AS matches FROM (${SUPER_FEATURES.map(
+        (j) => `SELECT chunk_id FROM (SELECT chunk_id FROM chunk_features WHERE feature = ? LIMIT ?) AS f${j}`,
+      ).join(' UNION ALL ')}) AS found
+       GROUP BY chunk_id ORDER BY matches DESC, chunk_id LIMIT ?`,
+    ),
     narChunks: sql(
       'SELECT chunks.* FROM nar_chunks JOIN chunks ON chunks.id = nar_chunks.chunk_id WHERE nar_chunks.nar_id = ?',
     ),
