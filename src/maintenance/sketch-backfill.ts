@@ -1,0 +1,85 @@
+import { chunkSketch } from '../delta/resemblance.ts';
+import type { ChunkRecord, ChunkSketch } from '../metadata/metadata-store.ts';
+import { isNarwhalError } from '../errors.ts';
+import { checkChunk } from '../serving/chunk-check.ts';
+import type { Narwhal } from '../context/narwhal.ts';
+
+/**
+ * Resemblance sketches for the chunks that have none: those stored before ingest computed them
+ * (an ingest records the sketch of every chunk it writes). Reads each such chunk (decompressing
+ * its stored frame), in ascending ids, a batch at a time, and records the batch's sketches.
+ * Chunks whose file is missing or damaged are left to verify; a later run tries them again.
+ */
+
+/** Chunks read per metadata query and recorded per transaction. */
+const BATCH = 64;
+/** Chunks read at once (their decompression runs on the chunk-check threads). */
+const READS = 4;
+
+export interface SketchBackfillOptions {
+  /** Asked between batches: true ends the run early (the server yields to pushes). */
+  shouldStop?: () => boolean;
+  /** Awaited after each batch: false ends the run (recompress.ts renews its lease here). */
+  afterBatch?: () => Promise<boolean>;
+}
+
+export interface SketchBackfillReport {
+  /** Chunks whose sketch was recorded. */
+  sketched: number;
+  /** Chunks whose file was missing or damaged. */
+  skipped: number;
+  /** True when shouldStop ended the run before every chunk was done. */
+  stopped: boolean;
+  /** True when every chunk without a sketch was read (neither shouldStop nor afterBatch ended the run). */
+  finished: boolean;
+}
+
+export async function backfillSketches(
+  nw: Narwhal,
+  options: SketchBackfillOptions = {},
+): Promise<SketchBackfillReport> {
+  const report: SketchBackfillReport = { sketched: 0, skipped: 0, stopped: false, finished: false };
+  let after: Uint8Array = new Uint8Array(0);
+  for (;;) {
+    if (options.shouldStop?.()) {
+      report.stopped = true;
+      break;
+    }
+    const batch = await nw.meta.chunksWithoutSketch(after, BATCH);
+    if (batch.length === 0) {
+      report.finished = true;
+      break;
+    }
+    after = batch[batch.length - 1].id;
+    const sketches = await sketchBatch(nw, batch);
+    await nw.meta.recordSketches(sketches);
+    report.sketched += sketches.length;
+    report.skipped += batch.length - sketches.length;
+    if (options.afterBatch && !(await options.afterBatch())) break;
+  }
+  return report;
+}
+
+async function sketchBatch(nw: Narwhal, batch: ChunkRecord[]): Promise<ChunkSketch[]> {
+  const sketches: ChunkSketch[] = [];
+  let next = 0;
+  const reader = async (): Promise<void> => {
+    while (next < batch.length) {
+      const chunk = batch[next++];
+      const data = await readChunk(nw, chunk);
+      if (data) sketches.push({ id: chunk.id, sketch: chunkSketch(data) });
+    }
+  };
+  await Promise.all(Array.from({ length: READS }, reader));
+  return sketches;
+}
+
+/** The chunk's bytes, or undefined when its file is missing or damaged. */
+async function readChunk(nw: Narwhal, chunk: ChunkRecord): Promise<Uint8Array | undefined> {
+  try {
+    return (await checkChunk(chunk.id, await nw.chunks.get(chunk.id), chunk.size, true)).data;
+  } catch (err) {
+    if (isNarwhalError(err, 'chunk-missing') || isNarwhalError(err, 'chunk-corrupt')) return undefined;
+    throw err;
+  }
+}
