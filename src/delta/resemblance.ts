@@ -45,67 +45,25 @@ function mix32(x: number): number {
 }
 
 /**
- * Sketches a chunk given in pieces, in order, as it streams past (the chunking thread sees a chunk
- * that straddles blocks a block at a time): update() with each piece, then finish(). The result is
- * that of chunkSketch on the whole chunk. Allocates nothing per chunk.
- */
-export class ChunkSketcher {
-  /** Per class, the largest hash so far, in signed order (any fixed order is as good a min-hash, and int32 compares are fastest). */
-  readonly #max = new Int32Array(SKETCH_FEATURES).fill(-0x80000000);
-  readonly #features = new Uint32Array(SKETCH_FEATURES);
-  #hash = 0;
-  #length = 0;
-
-  /** Adds the next bytes of the chunk. */
-  update(data: Uint8Array): void {
-    const max = this.#max;
-    const gear = GEAR;
-    const n = data.length;
-    let h = this.#hash;
-    let i = 0;
-    // The first 31 positions of the chunk, whose hash does not yet cover a full 32-byte window, are skipped.
-    if (this.#length < 31) {
-      const warm = Math.min(n, 31 - this.#length);
-      for (; i < warm; i++) h = ((h << 1) + gear[data[i]]) | 0;
-    }
-    for (; i < n; i++) {
-      h = ((h << 1) + gear[data[i]]) | 0;
-      const c = Math.imul(h >>> 16, SKETCH_FEATURES) >>> 16;
-      if (h > max[c]) max[c] = h;
-    }
-    this.#hash = h;
-    this.#length += n;
-  }
-
-  /** Writes the features of the bytes given so far into `features` (see chunkFeatures), and starts a new chunk. */
-  finishFeatures(features: Uint32Array): void {
-    const max = this.#max;
-    for (let c = 0; c < SKETCH_FEATURES; c++)
-      features[c] = this.#length > 31 && max[c] !== -0x80000000 ? max[c] >>> 0 : 0;
-    max.fill(-0x80000000);
-    this.#hash = 0;
-    this.#length = 0;
-  }
-
-  /** Writes the sketch of the bytes given so far into `out`, returns it, and starts a new chunk. */
-  finish(out: Uint32Array = new Uint32Array(SKETCH_SUPER_FEATURES)): Uint32Array {
-    this.finishFeatures(this.#features);
-    return superFeatures(this.#features, out);
-  }
-}
-
-/** For the functions below, which are synchronous: one at a time uses it. */
-const sketcher = new ChunkSketcher();
-
-/**
  * Computes the features of `data` into `features` (length SKETCH_FEATURES, overwritten): per
  * class, the largest gear hash (signed 32-bit order, stored unsigned) among positions of that
  * class, 0 if none.
  * The first 31 positions, whose hash does not yet cover a full 32-byte window, are skipped.
  */
 export function chunkFeatures(data: Uint8Array, features: Uint32Array): void {
-  sketcher.update(data);
-  sketcher.finishFeatures(features);
+  // Maxima in signed order (any fixed order is as good a min-hash, and int32 compares are fastest).
+  const max = new Int32Array(SKETCH_FEATURES).fill(-0x80000000);
+  const n = data.length;
+  const gear = GEAR;
+  let h = 0;
+  const warm = Math.min(n, 31);
+  for (let i = 0; i < warm; i++) h = ((h << 1) + gear[data[i]]) | 0;
+  for (let i = warm; i < n; i++) {
+    h = ((h << 1) + gear[data[i]]) | 0;
+    const c = Math.imul(h >>> 16, SKETCH_FEATURES) >>> 16;
+    if (h > max[c]) max[c] = h;
+  }
+  for (let c = 0; c < SKETCH_FEATURES; c++) features[c] = n > 31 && max[c] !== -0x80000000 ? max[c] >>> 0 : 0;
 }
 
 /**
@@ -121,14 +79,10 @@ export function chunkSketch(
   scratch: Uint32Array = new Uint32Array(SKETCH_FEATURES),
 ): Uint32Array {
   chunkFeatures(data, scratch);
-  return superFeatures(scratch, out);
-}
-
-function superFeatures(features: Uint32Array, out: Uint32Array): Uint32Array {
   for (let j = 0; j < SKETCH_SUPER_FEATURES; j++) {
     let acc = mix32(0x51ed270b + j);
     for (let k = 0; k < PER_SUPER; k++)
-      acc = mix32((acc ^ features[j + k * SKETCH_SUPER_FEATURES]) + Math.imul(k + 1, 0x9e3779b9));
+      acc = mix32((acc ^ scratch[j + k * SKETCH_SUPER_FEATURES]) + Math.imul(k + 1, 0x9e3779b9));
     out[j] = acc;
   }
   return out;

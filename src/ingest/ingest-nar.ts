@@ -10,7 +10,6 @@ import { NarValidator } from '../nix/nar-validator.ts';
 import { formatSha256Nix32 } from '../nix/hash.ts';
 import type { NarRecord, NewChunk } from '../metadata/metadata-store.ts';
 import { ChunkTableBuilder } from '../chunking/chunk-table.ts';
-import { SKETCH_SUPER_FEATURES } from '../delta/resemblance.ts';
 import { NarChunkWriter, ingestBlocks } from './nar-chunk-writer.ts';
 import type { SharedSlots } from './shared-slots.ts';
 import { StreamChunker, type BlockCuts } from './stream-chunker.ts';
@@ -76,13 +75,13 @@ async function ingestHeld(nw: Narwhal, body: Readable, request: IngestRequest, s
   const sequence: NewChunk[] = [];
   const writer = new NarChunkWriter(nw);
   let end = 0;
-  const store = async (data: Uint8Array, id: Uint8Array, sketch: Uint32Array): Promise<void> => {
+  const store = async (data: Uint8Array, id: Uint8Array): Promise<void> => {
     end += data.length;
     table.add(end, id);
     const key = Buffer.from(id.buffer, id.byteOffset, id.length).toString('hex');
     let chunk = distinct.get(key);
     if (!chunk) {
-      chunk = { id, size: data.length, storedSize: 0, sketch };
+      chunk = { id, size: data.length, storedSize: 0 };
       distinct.set(key, chunk);
       await writer.write(chunk, data);
     }
@@ -97,8 +96,8 @@ async function ingestHeld(nw: Narwhal, body: Readable, request: IngestRequest, s
     await pipeline(...(stages as [Readable]), async (source: AsyncIterable<Uint8Array>) => {
       const tail = await cutAndStore(coalesce(source, blocks), blocks, chunker, checkNar, store);
       validator.end();
-      const { streamHash, tail: last } = await chunker.end();
-      if (last) await store(tail, last.id, last.sketch);
+      const { streamHash, tailId } = await chunker.end();
+      if (tailId) await store(tail, tailId);
       narHash = Buffer.from(streamHash);
     });
     await writer.finish();
@@ -144,13 +143,13 @@ async function cutAndStore(
   pool: SharedSlots,
   chunker: StreamChunker,
   check: (block: Uint8Array) => void,
-  store: (data: Uint8Array, id: Uint8Array, sketch: Uint32Array) => Promise<void>,
+  store: (data: Uint8Array, id: Uint8Array) => Promise<void>,
 ): Promise<Uint8Array> {
   const carry = new Uint8Array(DEFAULT_CHUNKER_PARAMS.max);
   let carried = 0;
   let failed = false;
   const storeBlock = async (block: Uint8Array, cutting: Promise<BlockCuts>): Promise<void> => {
-    const { cuts, ids, sketches } = await cutting;
+    const { cuts, ids } = await cutting;
     if (failed) return;
     let pos = 0;
     for (let i = 0; i < cuts.length; i++) {
@@ -161,11 +160,7 @@ async function cutAndStore(
         data = carry.subarray(0, carried + data.length);
         carried = 0;
       }
-      await store(
-        data,
-        ids.subarray(32 * i, 32 * i + 32),
-        sketches.subarray(SKETCH_SUPER_FEATURES * i, SKETCH_SUPER_FEATURES * (i + 1)),
-      );
+      await store(data, ids.subarray(32 * i, 32 * i + 32));
       pos = cut;
     }
     carry.set(block.subarray(pos), carried);

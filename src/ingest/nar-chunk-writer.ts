@@ -117,8 +117,6 @@ export class NarChunkWriter {
       const existing = await this.#nw.chunks.storedSize(chunk.id);
       if (existing !== undefined) {
         chunk.storedSize = existing;
-        // Its record, committed with an earlier NAR, has its sketch, or gets one from sketch-backfill.ts.
-        chunk.sketch = undefined;
         return;
       }
     }

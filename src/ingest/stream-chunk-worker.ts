@@ -1,13 +1,11 @@
 /**
- * Worker of StreamChunker: per stream, the chunker, the SHA-256 of the whole stream, and that and
- * the resemblance sketch of the chunk being cut. Each block is chunked, hashed and sketched where
- * it lies (shared memory) in the order the blocks come, and the reply names the cuts in it and
- * the id and sketch of each chunk they end.
+ * Worker of StreamChunker: per stream, the chunker, the SHA-256 of the whole stream and that of
+ * the chunk being cut. Each block is chunked and hashed where it lies (shared memory) in the
+ * order the blocks come, and the reply names the cuts in it and the id of each chunk they end.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 import { WasmChunker } from '../chunking/wasm-chunker.ts';
-import { ChunkSketcher, SKETCH_SUPER_FEATURES } from '../delta/resemblance.ts';
 import type { WorkerReply } from '../runtime/worker-pool.ts';
 
 export type StreamChunkRequest =
@@ -15,20 +13,16 @@ export type StreamChunkRequest =
   | { op: 'end'; stream: number }
   | { op: 'drop'; stream: number };
 
-/**
- * For 'block': the offsets just after each cut in the block, and the 32-byte ids and the sketches
- * (SKETCH_SUPER_FEATURES values each, src/delta/resemblance.ts) of the chunks they end.
- */
+/** For 'block': the offsets just after each cut in the block, and the 32-byte ids of the chunks they end. */
 export interface BlockCuts {
   cuts: Uint32Array;
   ids: Uint8Array;
-  sketches: Uint32Array;
 }
 
-/** For 'end': the stream's SHA-256, and the id and sketch of its last chunk if bytes follow the last cut. */
+/** For 'end': the stream's SHA-256, and the id of its last chunk if bytes follow the last cut. */
 export interface StreamEnd {
   streamHash: Uint8Array;
-  tail: { id: Uint8Array; sketch: Uint32Array } | null;
+  tailId: Uint8Array | null;
 }
 
 export type StreamChunkResult = BlockCuts | StreamEnd | null;
@@ -37,7 +31,6 @@ interface StreamState {
   chunker: WasmChunker;
   streamHash: Hash;
   chunkHash: Hash;
-  chunkSketch: ChunkSketcher;
   /** Bytes of the chunk being cut, fed to chunkHash so far. */
   pending: number;
 }
@@ -51,7 +44,6 @@ function stateOf(stream: number): StreamState {
       chunker: new WasmChunker(),
       streamHash: createHash('sha256'),
       chunkHash: createHash('sha256'),
-      chunkSketch: new ChunkSketcher(),
       pending: 0,
     };
     streams.set(stream, state);
@@ -64,21 +56,16 @@ function chunkBlock(state: StreamState, block: Uint8Array): BlockCuts {
   const found = state.chunker.cuts(block);
   const cuts = new Uint32Array(found);
   const ids = new Uint8Array(32 * found.length);
-  const sketches = new Uint32Array(SKETCH_SUPER_FEATURES * found.length);
   let pos = 0;
   for (let i = 0; i < found.length; i++) {
-    const piece = block.subarray(pos, found[i]);
-    const id = state.chunkHash.update(piece).digest();
+    const id = state.chunkHash.update(block.subarray(pos, found[i])).digest();
     ids.set(id, 32 * i);
     state.chunkHash = createHash('sha256');
-    state.chunkSketch.update(piece);
-    state.chunkSketch.finish(sketches.subarray(SKETCH_SUPER_FEATURES * i, SKETCH_SUPER_FEATURES * (i + 1)));
     pos = found[i];
   }
   state.chunkHash.update(block.subarray(pos));
-  state.chunkSketch.update(block.subarray(pos));
   state.pending = found.length > 0 ? block.length - pos : state.pending + block.length;
-  return { cuts, ids, sketches };
+  return { cuts, ids };
 }
 
 function endStream(stream: number): StreamEnd {
@@ -86,8 +73,7 @@ function endStream(stream: number): StreamEnd {
   streams.delete(stream);
   return {
     streamHash: new Uint8Array(state.streamHash.digest()),
-    tail:
-      state.pending > 0 ? { id: new Uint8Array(state.chunkHash.digest()), sketch: state.chunkSketch.finish() } : null,
+    tailId: state.pending > 0 ? new Uint8Array(state.chunkHash.digest()) : null,
   };
 }
 
@@ -97,7 +83,7 @@ parentPort!.on('message', (request: StreamChunkRequest & { seq: number }) => {
   try {
     if (request.op === 'block') {
       const result = chunkBlock(stateOf(request.stream), request.bytes);
-      transfer = [result.cuts.buffer, result.ids.buffer, result.sketches.buffer] as ArrayBuffer[];
+      transfer = [result.cuts.buffer as ArrayBuffer, result.ids.buffer as ArrayBuffer];
       reply = { seq: request.seq, result };
     } else if (request.op === 'end') {
       reply = { seq: request.seq, result: endStream(request.stream) };

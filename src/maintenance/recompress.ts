@@ -6,6 +6,7 @@ import type { EncodeRequest, EncodeResult } from '../storage/zstd-encode-worker.
 import { isNarwhalError } from '../errors.ts';
 import { checkChunk } from '../serving/chunk-check.ts';
 import { backfillSketches } from './sketch-backfill.ts';
+import { walkChunkPages } from './chunk-pages.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 
 /**
@@ -23,8 +24,8 @@ import type { Narwhal } from '../context/narwhal.ts';
  * their file and get the level, so no run tries them again. A file found smaller than its record
  * (a run that crashed between the two) is recorded as it is.
  *
- * A run first records the resemblance sketches of chunks that have none (sketch-backfill.ts), a
- * pass that reads chunks too and finds nothing to do once every chunk has one.
+ * A run first records the resemblance sketches of chunks that have none (sketch-backfill.ts): those
+ * ingested since the last run.
  *
  * One run at a time across processes sharing the metadata store, by the lease RECOMPRESS_LEASE.
  */
@@ -87,19 +88,21 @@ export async function recompressChunks(nw: Narwhal, options: RecompressOptions =
     report.sketched = backfill.sketched;
     report.stopped = backfill.stopped;
     if (backfill.finished) {
-      encoders = new WorkerPool(new URL('../storage/zstd-encode-worker.ts', import.meta.url), options.workers);
-      let after: Uint8Array = new Uint8Array(0);
-      for (;;) {
-        if (options.shouldStop?.()) {
-          report.stopped = true;
-          break;
-        }
-        const batch = await nw.meta.chunksToRecompress(after, BATCH);
-        if (batch.length === 0) break;
-        after = batch[batch.length - 1].id;
-        await recompressBatch(nw, batch, level, encoders, report);
-        if (!(await renewLease())) break;
-      }
+      const pool = new WorkerPool<EncodeRequest, EncodeResult>(
+        new URL('../storage/zstd-encode-worker.ts', import.meta.url),
+        options.workers,
+      );
+      encoders = pool;
+      const end = await walkChunkPages(
+        (after, limit) => nw.meta.chunksToRecompress(after, limit),
+        BATCH,
+        options.shouldStop,
+        async (batch) => {
+          await recompressBatch(nw, batch, level, pool, report);
+          return renewLease();
+        },
+      );
+      report.stopped = end === 'stopped';
     }
   } finally {
     await encoders?.close();

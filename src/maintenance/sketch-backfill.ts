@@ -2,13 +2,18 @@ import { chunkSketch } from '../delta/resemblance.ts';
 import type { ChunkRecord, ChunkSketch } from '../metadata/metadata-store.ts';
 import { isNarwhalError } from '../errors.ts';
 import { checkChunk } from '../serving/chunk-check.ts';
+import { walkChunkPages } from './chunk-pages.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 
 /**
- * Resemblance sketches for the chunks that have none: those stored before ingest computed them
- * (an ingest records the sketch of every chunk it writes). Reads each such chunk (decompressing
- * its stored frame), in ascending ids, a batch at a time, and records the batch's sketches.
- * Chunks whose file is missing or damaged are left to verify; a later run tries them again.
+ * Resemblance sketches (src/delta/resemblance.ts) for the chunks that have none: every chunk an
+ * ingest or an import wrote since the last run, and those of stores made before sketches. Reads
+ * each such chunk (decompressing its stored frame), in ascending ids, a batch at a time, and
+ * records the batch's sketches. Chunks whose file is missing or damaged are left to verify; a
+ * later run tries them again.
+ *
+ * Not at ingest: sketching on the chunking thread made uploads markedly slower (docs/benchmarks.md,
+ * 'Resemblance sketches'), while here it costs little next to the recompression that follows.
  */
 
 /** Chunks read per metadata query and recorded per transaction. */
@@ -39,24 +44,20 @@ export async function backfillSketches(
   options: SketchBackfillOptions = {},
 ): Promise<SketchBackfillReport> {
   const report: SketchBackfillReport = { sketched: 0, skipped: 0, stopped: false, finished: false };
-  let after: Uint8Array = new Uint8Array(0);
-  for (;;) {
-    if (options.shouldStop?.()) {
-      report.stopped = true;
-      break;
-    }
-    const batch = await nw.meta.chunksWithoutSketch(after, BATCH);
-    if (batch.length === 0) {
-      report.finished = true;
-      break;
-    }
-    after = batch[batch.length - 1].id;
-    const sketches = await sketchBatch(nw, batch);
-    await nw.meta.recordSketches(sketches);
-    report.sketched += sketches.length;
-    report.skipped += batch.length - sketches.length;
-    if (options.afterBatch && !(await options.afterBatch())) break;
-  }
+  const end = await walkChunkPages(
+    (after, limit) => nw.meta.chunksWithoutSketch(after, limit),
+    BATCH,
+    options.shouldStop,
+    async (batch) => {
+      const sketches = await sketchBatch(nw, batch);
+      await nw.meta.recordSketches(sketches);
+      report.sketched += sketches.length;
+      report.skipped += batch.length - sketches.length;
+      return options.afterBatch ? options.afterBatch() : true;
+    },
+  );
+  report.stopped = end === 'stopped';
+  report.finished = end === 'finished';
   return report;
 }
 

@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  ChunkSketcher,
   GEAR,
   SKETCH_FEATURES,
   SKETCH_SUPER_FEATURES,
@@ -139,19 +138,4 @@ test('chunks sharing half their content usually share a super-feature', () => {
   }
   // Jaccard 0.6 -> a super-feature of 3 features matches with p ~ 0.22, one of four ~ 0.6.
   assert.ok(hits >= trials / 3, `${hits} of ${trials}`);
-});
-
-test('a chunk sketched in pieces, as it streams past, gets the sketch of the whole', () => {
-  const sketcher = new ChunkSketcher();
-  const random = rng(9);
-  for (const length of [0, 10, 31, 32, 33, 5_000, 70_000]) {
-    const data = pseudoRandom(length, length + 1);
-    let pos = 0;
-    while (pos < length) {
-      const end = Math.min(length, pos + 1 + random(length < 100 ? 7 : 9_000));
-      sketcher.update(data.subarray(pos, end));
-      pos = end;
-    }
-    assert.deepEqual(sketcher.finish(), chunkSketch(data), `length ${length}`);
-  }
 });

@@ -1,7 +1,5 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
-import { DatabaseSync } from 'node:sqlite';
 import { ingestNar } from '../../../src/ingest/ingest-nar.ts';
 import { chunkEntries } from '../../../src/chunking/chunk-table.ts';
 import { chunkSketch, SKETCH_SUPER_FEATURES } from '../../../src/delta/resemblance.ts';
@@ -15,22 +13,18 @@ import { bodyOf, realisticNar, tempNarwhal, type TempNarwhal } from '../../helpe
 
 const hex = (id: Uint8Array): string => Buffer.from(id).toString('hex');
 
-/** A store as made before ingest recorded sketches: the NARs' chunks, none with a sketch. */
-async function storeWithoutSketches(
-  t: TempNarwhal,
-  nars: Uint8Array[],
-): Promise<{ record: NarRecord; nar: Uint8Array }[]> {
+/** The NARs ingested: ingest records no sketch, the backfill does. */
+async function ingestAll(t: TempNarwhal, nars: Uint8Array[]): Promise<{ record: NarRecord; nar: Uint8Array }[]> {
   const stored = [];
-  for (const nar of nars) {
-    stored.push({ record: await ingestNar(t.nw, bodyOf(nar), { compression: 'none' }), nar });
-  }
-  const db = new DatabaseSync(join(t.dir, 'narwhal.sqlite'));
-  try {
-    db.exec('DELETE FROM chunk_features');
-  } finally {
-    db.close();
-  }
+  for (const nar of nars) stored.push({ record: await ingestNar(t.nw, bodyOf(nar), { compression: 'none' }), nar });
   return stored;
+}
+
+/** The NAR's distinct chunks (hex id to content), as its chunk table cuts it. */
+function distinctChunks(record: NarRecord, nar: Uint8Array): Map<string, Uint8Array> {
+  const chunks = new Map<string, Uint8Array>();
+  for (const { id, start, end } of chunkEntries(record.chunkTable)) chunks.set(hex(id), nar.subarray(start, end));
+  return chunks;
 }
 
 /** Every chunk of the NAR (but `except`) has the sketch of its content. */
@@ -45,10 +39,10 @@ async function assertSketchesOf(t: TempNarwhal, record: NarRecord, nar: Uint8Arr
   }
 }
 
-test('narwhal recompress first records the sketches of chunks stored without one', async () => {
+test('narwhal recompress first records the sketch of every chunk, as chunkSketch computes it from the content', async () => {
   const t = await tempNarwhal({ zstdLevel: 1 });
   try {
-    const [{ record, nar }] = await storeWithoutSketches(t, [await realisticNar('old store')]);
+    const [{ record, nar }] = await ingestAll(t, [await realisticNar('old store')]);
     const chunks = (await t.nw.meta.stats()).chunks;
     assert.equal((await t.nw.meta.chunksWithoutSketch(new Uint8Array(0), 10_000)).length, chunks);
     const report = await recompressChunks(t.nw, { level: 3 });
@@ -65,7 +59,7 @@ test('narwhal recompress first records the sketches of chunks stored without one
 test('the backfill yields between batches, resumes, and leaves a damaged chunk for verify', async () => {
   const t = await tempNarwhal();
   try {
-    const nars = await storeWithoutSketches(t, [
+    const nars = await ingestAll(t, [
       await realisticNar('first'),
       writeNar({ type: 'regular', contents: seededBytes(3_000_000, 19), executable: false }),
     ]);
@@ -94,6 +88,35 @@ test('the backfill yields between batches, resumes, and leaves a damaged chunk f
       'tried again by the next run',
     );
     for (const { record, nar } of nars) await assertSketchesOf(t, record, nar, hex(damaged.id));
+  } finally {
+    await t.close();
+  }
+});
+
+test('two versions of a NAR with small edits find each other’s chunks by their sketches', async () => {
+  const t = await tempNarwhal();
+  try {
+    const older = await realisticNar('version 1');
+    const newer = older.slice();
+    // A few bytes changed every 150 kB, inside the binary: most chunks of the newer NAR are new.
+    for (let at = 200_000; at < newer.length - 1_000; at += 150_000) newer.fill(0x5a, at, at + 4);
+    const [a, b] = await ingestAll(t, [older, newer]);
+    assert.equal((await backfillSketches(t.nw)).skipped, 0);
+    const oldChunks = distinctChunks(a.record, older);
+    const newChunks = distinctChunks(b.record, newer);
+    for (const [from, to] of [
+      [newChunks, oldChunks],
+      [oldChunks, newChunks],
+    ]) {
+      const edited = [...from].filter(([id]) => !to.has(id));
+      assert.ok(edited.length >= 10, `edited chunks: ${edited.length}`);
+      let found = 0;
+      for (const [id, content] of edited) {
+        const similar = await t.nw.meta.similarChunks(chunkSketch(content), 3);
+        if (similar.some((s) => hex(s.id) !== id && to.has(hex(s.id)))) found++;
+      }
+      assert.ok(found >= edited.length * 0.8, `${found} of ${edited.length} edited chunks found their other version`);
+    }
   } finally {
     await t.close();
   }
