@@ -11,7 +11,7 @@ export interface RecompressSchedule {
 
 /**
  * Recompresses in the background of a server: a run starts once no upload has run here for
- * `idleMs`, uses one compression thread, and yields (stops after its batch) as soon as an upload
+ * `idleMs` (first recording the sketches chunks lack, sketch-backfill.ts), uses one compression thread, and yields (stops after its batch) as soon as an upload
  * starts; the next idle period resumes it. Once a run has finished, the metadata store's log is
  * checkpointed, and nothing more happens until uploads have come and gone again. Runs that
  * found work are logged.
@@ -32,7 +32,8 @@ export function scheduleRecompression(
         return;
       running = recompressChunks(nw, { level: options.level, workers: 1, shouldStop: busy })
         .then(async (report) => {
-          if (report.chunks > 0 || report.skipped > 0) options.log(`recompress: ${describeRecompression(report)}`);
+          if (report.sketched > 0 || report.chunks > 0 || report.skipped > 0)
+            options.log(`recompress: ${describeRecompression(report)}`);
           if (report.stopped || report.busy !== undefined) return;
           doneFor = idleSince;
           await nw.meta.checkpoint?.();

@@ -6,6 +6,8 @@ import type { EncodeRequest, EncodeResult } from '../storage/zstd-encode-worker.
 import { isNarwhalError } from '../errors.ts';
 import { checkChunk } from '../serving/chunk-check.ts';
 import { parseStored } from '../delta/stored-form.ts';
+import { backfillSketches } from './sketch-backfill.ts';
+import { walkChunkPages } from './chunk-pages.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 
 /**
@@ -22,6 +24,9 @@ import type { Narwhal } from '../context/narwhal.ts';
  * up the saved bytes with a skippable frame (nar-reader.ts). Chunks not worth rewriting keep
  * their file and get the level, so no run tries them again. A file found smaller than its record
  * (a run that crashed between the two) is recorded as it is.
+ *
+ * A run first records the resemblance sketches of chunks that have none (sketch-backfill.ts): those
+ * ingested since the last run.
  *
  * One run at a time across processes sharing the metadata store, by the lease RECOMPRESS_LEASE.
  */
@@ -44,6 +49,8 @@ export interface RecompressOptions {
 }
 
 export interface RecompressReport {
+  /** Chunks whose resemblance sketch the run recorded (sketch-backfill.ts) before recompressing. */
+  sketched: number;
   /** Chunks read and recompressed. */
   chunks: number;
   /** Of those, chunks whose file was replaced by a smaller one. */
@@ -64,6 +71,7 @@ export interface RecompressReport {
 export async function recompressChunks(nw: Narwhal, options: RecompressOptions = {}): Promise<RecompressReport> {
   const level = options.level ?? DEFAULT_RECOMPRESS_LEVEL;
   const report: RecompressReport = {
+    sketched: 0,
     chunks: 0,
     rewritten: 0,
     bytesBefore: 0,
@@ -74,25 +82,31 @@ export async function recompressChunks(nw: Narwhal, options: RecompressOptions =
   const holder = `recompress-${randomUUID()}`;
   if (!(await nw.meta.tryAcquireLease(RECOMPRESS_LEASE, holder, LEASE_TTL_MS)))
     return { ...report, busy: 'another process is recompressing' };
-  const encoders = new WorkerPool<EncodeRequest, EncodeResult>(
-    new URL('../storage/zstd-encode-worker.ts', import.meta.url),
-    options.workers,
-  );
+  const renewLease = (): Promise<boolean> => nw.meta.tryAcquireLease(RECOMPRESS_LEASE, holder, LEASE_TTL_MS);
+  let encoders: WorkerPool<EncodeRequest, EncodeResult> | undefined;
   try {
-    let after: Uint8Array = new Uint8Array(0);
-    for (;;) {
-      if (options.shouldStop?.()) {
-        report.stopped = true;
-        break;
-      }
-      const batch = await nw.meta.chunksToRecompress(after, BATCH);
-      if (batch.length === 0) break;
-      after = batch[batch.length - 1].id;
-      await recompressBatch(nw, batch, level, encoders, report);
-      if (!(await nw.meta.tryAcquireLease(RECOMPRESS_LEASE, holder, LEASE_TTL_MS))) break;
+    const backfill = await backfillSketches(nw, { shouldStop: options.shouldStop, afterBatch: renewLease });
+    report.sketched = backfill.sketched;
+    report.stopped = backfill.stopped;
+    if (backfill.finished) {
+      const pool = new WorkerPool<EncodeRequest, EncodeResult>(
+        new URL('../storage/zstd-encode-worker.ts', import.meta.url),
+        options.workers,
+      );
+      encoders = pool;
+      const end = await walkChunkPages(
+        (after, limit) => nw.meta.chunksToRecompress(after, limit),
+        BATCH,
+        options.shouldStop,
+        async (batch) => {
+          await recompressBatch(nw, batch, level, pool, report);
+          return renewLease();
+        },
+      );
+      report.stopped = end === 'stopped';
     }
   } finally {
-    await encoders.close();
+    await encoders?.close();
     await nw.meta.releaseLease(RECOMPRESS_LEASE, holder);
   }
   if (report.rewritten > 0) {
@@ -190,7 +204,7 @@ export function describeRecompression(report: RecompressReport): string {
   if (report.busy !== undefined) return `skipped: ${report.busy}`;
   const saved = report.bytesBefore - report.bytesAfter;
   return (
-    `recompressed ${report.chunks} chunks (${report.rewritten} rewritten smaller), ${report.bytesBefore} -> ${report.bytesAfter} stored bytes ` +
+    `${report.sketched > 0 ? `sketched ${report.sketched} chunks; ` : ''}recompressed ${report.chunks} chunks (${report.rewritten} rewritten smaller), ${report.bytesBefore} -> ${report.bytesAfter} stored bytes ` +
     `(${saved} saved), ${report.skipped} skipped${report.stopped ? '; stopped early, to resume' : ''}`
   );
 }

@@ -1,5 +1,6 @@
-import type { SqlDialect, SqlStatement } from './sql-dialect.ts';
+import { SKETCH_SUPER_FEATURES } from '../delta/resemblance.ts';
 import { RAW_BLOCK_BYTES, RAW_BLOCK_HEADER_BYTES, RAW_FRAME_HEADER_BYTES } from '../delta/stored-form.ts';
+import type { ListColumn, SqlDialect, SqlStatement } from './sql-dialect.ts';
 
 /** The columns toPath reads, from `paths JOIN nars`. */
 const PATH_COLUMNS =
@@ -19,6 +20,9 @@ function rawFrameSizeSql(size: string): string {
 
 /** What a `.nar.zst` sends for the chunk: its stored frame, or a raw frame in place of a delta. */
 const SERVED_SIZE = `CASE WHEN chunks.encoding = 'delta' THEN ${rawFrameSizeSql('chunks.size')} ELSE chunks.stored_size END`;
+
+/** The indexes of a sketch's super-features. */
+const SUPER_FEATURES = Array.from({ length: SKETCH_SUPER_FEATURES }, (_, j) => j);
 
 const CACHE_SETTINGS =
   'is_public = ?, priority = ?, signing_key = ?, trusted_keys = ?, require_signature = ?, retention = ?';
@@ -265,6 +269,31 @@ export function metadataStatements(d: SqlDialect) {
       )} WHERE true ON CONFLICT (chunk_id, position) DO UPDATE SET base_id = excluded.base_id`,
     ),
     setChunkLevels: list(`UPDATE chunks SET zstd_level = ? WHERE id ${d.anyOf('bytea')}`),
+    // Resemblance sketches (src/delta/resemblance.ts): a row per super-feature j, feature = j * 2^32 + value, from
+    // a list element per chunk (its id, then its features f0, f1, ...). Only a chunk with no sketch recorded gets
+    // one, and not one deleted meanwhile (GC).
+    insertChunkFeatures: list(
+      `INSERT INTO chunk_features (feature, chunk_id)
+       SELECT CASE j.i ${SUPER_FEATURES.map((j) => `WHEN ${j} THEN c.f${j}`).join(' ')} END, c.id
+       FROM ${d.listRows([['id', 'bytea'], ...SUPER_FEATURES.map((j): ListColumn => [`f${j}`, 'bigint'])])}
+       CROSS JOIN (${SUPER_FEATURES.map((j) => `SELECT ${j} AS i`).join(' UNION ALL ')}) AS j
+       WHERE EXISTS (SELECT 1 FROM chunks WHERE chunks.id = c.id)
+         AND NOT EXISTS (SELECT 1 FROM chunk_features WHERE chunk_features.chunk_id = c.id)
+       ON CONFLICT DO NOTHING`,
+    ),
+    chunksWithoutSketch: sql(
+      `SELECT * FROM chunks WHERE id > ? AND damaged_at IS NULL AND unreferenced_since IS NULL
+         AND NOT EXISTS (SELECT 1 FROM chunk_features WHERE chunk_features.chunk_id = chunks.id)
+       ORDER BY id LIMIT ?`,
+    ),
+    // Parameters: per super-feature its feature and how many of its rows to read at most, then the limit. The
+    // bound keeps a value that very many chunks share (that of all-zero chunks, say) from making this a scan.
+    similarChunks: sql(
+      `SELECT chunk_id, count(*) AS matches FROM (${SUPER_FEATURES.map(
+        (j) => `SELECT chunk_id FROM (SELECT chunk_id FROM chunk_features WHERE feature = ? LIMIT ?) AS f${j}`,
+      ).join(' UNION ALL ')}) AS found
+       GROUP BY chunk_id ORDER BY matches DESC, chunk_id LIMIT ?`,
+    ),
     narChunks: sql(
       'SELECT chunks.* FROM nar_chunks JOIN chunks ON chunks.id = nar_chunks.chunk_id WHERE nar_chunks.nar_id = ?',
     ),

@@ -57,6 +57,8 @@ export interface NewChunk {
   storedSize: number;
   /** True when this ingest wrote the chunk file (rather than reusing the stored one): it repairs a damaged chunk. */
   written?: boolean;
+  /** The chunk's resemblance sketch (src/delta/resemblance.ts), recorded if the chunk has none yet. */
+  sketch?: Uint32Array;
 }
 
 export interface ChunkRecord {
@@ -96,6 +98,20 @@ export interface RecompressedChunk {
   storedSize: number;
   zstdLevel: number;
 }
+
+export interface ChunkSketch {
+  id: Uint8Array;
+  sketch: Uint32Array;
+}
+
+export interface SimilarChunk {
+  id: Uint8Array;
+  /** Super-features its sketch shares with the one looked up. */
+  matches: number;
+}
+
+/** similarChunks reads at most this many chunks per super-feature (or `limit`, if higher). */
+export const SIMILAR_ROWS_PER_FEATURE = 256;
 
 export interface NewNar {
   narHash: string;
@@ -348,6 +364,24 @@ export interface MetadataStore {
   recordDeltas(chunks: DeltaChunk[]): Promise<number>;
   /** Sets the level of chunks found not worth rewriting at it, so they are not tried again. */
   setChunkLevels(ids: Uint8Array[], zstdLevel: number): Promise<void>;
+
+  // Resemblance sketches (src/delta/resemblance.ts): chunks like a new one are found by index lookups.
+
+  /**
+   * Up to `limit` chunks that have no sketch recorded, in use and not damaged, with ids above
+   * `after`, ascending (for src/maintenance/sketch-backfill.ts).
+   */
+  chunksWithoutSketch(after: Uint8Array, limit: number): Promise<ChunkRecord[]>;
+  /** Records the sketches of these chunks (those deleted meanwhile are left out); a sketch recorded stays. */
+  recordSketches(sketches: ChunkSketch[]): Promise<void>;
+  /**
+   * Up to `limit` chunks whose sketch shares at least one super-feature (same value at the same
+   * index) with `sketch`, most shared first (then by id). Bounded work: at most
+   * max(limit, SIMILAR_ROWS_PER_FEATURE) chunks are read per super-feature, so a value that very
+   * many chunks share yields some of them, not all, and a chunk left out there is counted for its
+   * other super-features only.
+   */
+  similarChunks(sketch: Uint32Array, limit: number): Promise<SimilarChunk[]>;
 
   /** Which of these chunk ids have a record (as lower-case hex). */
   existingChunks(ids: Uint8Array[]): Promise<Set<string>>;

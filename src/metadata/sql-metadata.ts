@@ -13,8 +13,10 @@ import {
   toToken,
 } from './metadata-rows.ts';
 import { metadataStatements, type MetadataStatements } from './metadata-statements.ts';
+import { SKETCH_SUPER_FEATURES } from '../delta/resemblance.ts';
 import type { SqlDialect } from './sql-dialect.ts';
 import { rawFrameSize } from '../delta/stored-form.ts';
+import { SIMILAR_ROWS_PER_FEATURE } from './metadata-store.ts';
 import { all, get, run, type SqlRunner, type SqlWork } from './sql-work.ts';
 import type {
   CacheFile,
@@ -22,6 +24,7 @@ import type {
   CacheSettings,
   ChunkRecord,
   DeltaChunk,
+  ChunkSketch,
   MetadataStore,
   NarOwners,
   NarRecord,
@@ -31,6 +34,7 @@ import type {
   PathRecord,
   PutPathResult,
   RecompressedChunk,
+  SimilarChunk,
   StoreStats,
   TokenRecord,
 } from './metadata-store.ts';
@@ -427,6 +431,23 @@ export abstract class SqlMetadata implements MetadataStore {
     return (await this.#runner.write(all(this.#q.deleteUnreferencedChunks, [before, limit]))).map(toChunk);
   }
 
+  async chunksWithoutSketch(after: Uint8Array, limit: number): Promise<ChunkRecord[]> {
+    return (await this.#runner.all(this.#q.chunksWithoutSketch, [after, limit])).map(toChunk);
+  }
+
+  async recordSketches(sketches: ChunkSketch[]): Promise<void> {
+    if (sketches.length === 0) return;
+    // Under the write lock, like GC's deletions of chunk records: none goes between the check and the insert.
+    await this.#runner.write(run(this.#q.insertChunkFeatures, featureRows(sketches)));
+  }
+
+  async similarChunks(sketch: Uint32Array, limit: number): Promise<SimilarChunk[]> {
+    const perFeature = Math.max(limit, SIMILAR_ROWS_PER_FEATURE);
+    const params = Array.from(sketch, (value, index) => [feature(index, value), perFeature]).flat();
+    const rows = await this.#runner.all(this.#q.similarChunks, [...params, limit]);
+    return rows.map((row) => ({ id: blob(row.chunk_id), matches: Number(row.matches) }));
+  }
+
   async existingChunks(ids: Uint8Array[]): Promise<Set<string>> {
     if (ids.length === 0) return new Set();
     const rows = await this.#runner.all(this.#q.existingChunks, [ids]);
@@ -548,6 +569,8 @@ function* commitNar(q: MetadataStatements, nar: NewNar, chunks: NewChunk[], now:
     // A new NAR counted its chunks at the sizes written.
     yield* moveNarStoredSizes(q, resized, existing ? undefined : narId);
   }
+  const sketched = chunks.filter((chunk): chunk is NewChunk & ChunkSketch => chunk.sketch !== undefined);
+  if (sketched.length > 0) yield* run(q.insertChunkFeatures, featureRows(sketched));
   if (anyDamage || (existing && existing.damaged_at !== null)) {
     if (repaired.length > 0) yield* run(q.healNarsUsing, [repaired]);
     yield* run(q.settleNarDamage, [now, narId]);
@@ -617,6 +640,19 @@ function* moveNarStoredSizes(q: MetadataStatements, changes: Map<string, number>
   const nars = yield* all(q.narChunkTables, [narIds]);
   const deltas = nars.map((row) => storedSizeDelta(blob(row.chunk_table), changes));
   yield* run(q.moveNarStoredSizes, [nars.map((row) => Number(row.id)), deltas]);
+}
+
+/** A super-feature as chunk_features stores it: its index in the sketch and its value in one integer. */
+function feature(index: number, value: number): number {
+  return index * 2 ** 32 + value;
+}
+
+/** insertChunkFeatures' lists: the ids, then per super-feature index its features. */
+function featureRows(sketches: ChunkSketch[]): unknown[] {
+  return [
+    sketches.map((s) => s.id),
+    ...Array.from({ length: SKETCH_SUPER_FEATURES }, (_, j) => sketches.map((s) => feature(j, s.sketch[j]))),
+  ];
 }
 
 function distinctChunks(chunks: NewChunk[]): NewChunk[] {

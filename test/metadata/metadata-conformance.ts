@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { rawFrameSize } from '../../src/delta/stored-form.ts';
+import { SIMILAR_ROWS_PER_FEATURE } from '../../src/metadata/metadata-store.ts';
 import type {
   CacheFile,
   CacheSettings,
@@ -922,4 +923,120 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     assert.deepEqual(await meta.deleteUnreferencedChunks(1000, 10), [], 'the base stays');
     assert.ok(await meta.getChunk(base.id));
   });
+  withStore('sketches: commitNar records those of chunks without one, once', async (meta) => {
+    const sa = Uint32Array.of(1, 2, 3, 4);
+    const sb = Uint32Array.of(5, 6, 7, 8);
+    const [a, b, c] = [chunk('sk-a', { sketch: sa }), chunk('sk-b', { sketch: sb }), chunk('sk-c')];
+    await meta.commitNar(newNar('sk-x', [a, b, c]));
+    assert.deepEqual(await similar(meta, sa, 10), [[hex(a.id), 4]]);
+    assert.deepEqual(await similar(meta, sb, 10), [[hex(b.id), 4]]);
+    assert.deepEqual(
+      (await meta.chunksWithoutSketch(new Uint8Array(0), 10)).map((r) => hex(r.id)),
+      [hex(c.id)],
+    );
+    // Committed again, by the same NAR or another, with the same sketch or (were it ever to differ) another: kept as recorded.
+    await meta.commitNar(newNar('sk-x', [a, b, c]));
+    await meta.commitNar(newNar('sk-y', [{ ...a, sketch: Uint32Array.of(1, 2, 3, 9), written: true }, c]));
+    assert.deepEqual(await similar(meta, sa, 10), [[hex(a.id), 4]]);
+    assert.deepEqual(await similar(meta, Uint32Array.of(0, 0, 0, 9), 10), [], 'the other sketch was not recorded');
+    // A chunk committed without one gets it when committed with one.
+    await meta.commitNar(newNar('sk-z', [{ ...c, sketch: Uint32Array.of(9, 9, 9, 9) }]));
+    assert.deepEqual(await similar(meta, Uint32Array.of(9, 9, 9, 9), 10), [[hex(c.id), 4]]);
+    assert.deepEqual(await meta.chunksWithoutSketch(new Uint8Array(0), 10), []);
+  });
+
+  withStore(
+    'sketches: chunksWithoutSketch pages the chunks in use without one; recordSketches fills them',
+    async (meta) => {
+      const chunks = ['bf-1', 'bf-2', 'bf-3', 'bf-4'].map((seed) => chunk(seed));
+      const sorted = chunks.map((c) => hex(c.id)).sort();
+      await meta.commitNar(newNar('bf-x', chunks));
+      const first = await meta.chunksWithoutSketch(new Uint8Array(0), 3);
+      assert.deepEqual(
+        first.map((r) => hex(r.id)),
+        sorted.slice(0, 3),
+      );
+      assert.deepEqual(
+        (await meta.chunksWithoutSketch(first[2].id, 3)).map((r) => hex(r.id)),
+        sorted.slice(3),
+      );
+      const damaged = Buffer.from(sorted[0], 'hex');
+      await meta.setChunksDamaged([damaged], true, 1000);
+      const gone = chunkId('bf-never-recorded');
+      await meta.recordSketches([
+        { id: Buffer.from(sorted[1], 'hex'), sketch: Uint32Array.of(11, 12, 13, 14) },
+        { id: gone, sketch: Uint32Array.of(11, 12, 13, 15) },
+      ]);
+      await meta.recordSketches([]);
+      assert.deepEqual(
+        (await meta.chunksWithoutSketch(new Uint8Array(0), 10)).map((r) => hex(r.id)),
+        sorted.slice(2),
+        'neither the damaged chunk nor the one just sketched',
+      );
+      assert.deepEqual(
+        await similar(meta, Uint32Array.of(11, 12, 13, 15), 10),
+        [[sorted[1], 3]],
+        'no row for a chunk with no record',
+      );
+    },
+  );
+
+  withStore('sketches: similarChunks by shared super-features, most first, bounded', async (meta) => {
+    const x = chunk('sim-x', { sketch: Uint32Array.of(1, 2, 3, 4) });
+    const y = chunk('sim-y', { sketch: Uint32Array.of(1, 2, 3, 40) });
+    const z = chunk('sim-z', { sketch: Uint32Array.of(10, 20, 30, 4) });
+    const w = chunk('sim-w', { sketch: Uint32Array.of(2, 1, 4, 3) }); // the same values at other indexes
+    await meta.commitNar(newNar('sim', [x, y, z, w]));
+    assert.deepEqual(await similar(meta, Uint32Array.of(1, 2, 3, 4), 10), [
+      [hex(x.id), 4],
+      [hex(y.id), 3],
+      [hex(z.id), 1],
+    ]);
+    assert.deepEqual(await similar(meta, Uint32Array.of(1, 2, 3, 4), 2), [
+      [hex(x.id), 4],
+      [hex(y.id), 3],
+    ]);
+    assert.deepEqual(await similar(meta, Uint32Array.of(0xffffffff, 0, 7, 7), 10), []);
+
+    // A value that very many chunks share: each feature reads a bounded number of rows, and a chunk
+    // that matches on other features still comes first (counted for its other features at least).
+    const common = Array.from({ length: SIMILAR_ROWS_PER_FEATURE + 20 }, (_, i) =>
+      chunk(`sim-common-${i}`, { sketch: Uint32Array.of(0xabc, 1000 + i, 2000 + i, 3000 + i) }),
+    );
+    const near = chunk('sim-near', { sketch: Uint32Array.of(0xabc, 77, 78, 3) });
+    await meta.commitNar(newNar('sim-common', [...common, near]));
+    const found = await meta.similarChunks(Uint32Array.of(0xabc, 77, 78, 0), 5);
+    assert.equal(hex(found[0].id), hex(near.id));
+    assert.ok(found[0].matches >= 2);
+    assert.equal(found.length, 5);
+    assert.ok(found.slice(1).every((f) => f.matches === 1));
+    assert.equal((await meta.similarChunks(Uint32Array.of(0xabc, 0, 0, 0), 10_000)).length, common.length + 1);
+    assert.equal((await meta.similarChunks(Uint32Array.of(0xabc, 0, 0, 0), 3)).length, 3);
+  });
+
+  withStore('sketches: a chunk GC deletes takes its sketch with it', async (meta) => {
+    const kept = chunk('gc-sk-kept', { sketch: Uint32Array.of(1, 2, 3, 4) });
+    const doomed = chunk('gc-sk-doomed', { sketch: Uint32Array.of(1, 2, 3, 5) });
+    const cache = (await meta.createCache('main', SETTINGS))!;
+    const k = await meta.commitNar(newNar('gc-sk-k', [kept]));
+    await meta.putPath(newPath(cache.id, 'gc-sk-keeper', k.id));
+    await meta.commitNar(newNar('gc-sk-d', [doomed]));
+    assert.equal((await similar(meta, Uint32Array.of(1, 2, 3, 4), 10)).length, 2);
+    assert.equal(await meta.markUnreferencedNars(1000), 1);
+    assert.equal((await meta.deleteUnreferencedNars(1000, 2000, 10)).nars, 1);
+    assert.deepEqual(
+      await similar(meta, Uint32Array.of(1, 2, 3, 4), 10),
+      [
+        [hex(kept.id), 4],
+        [hex(doomed.id), 3],
+      ],
+      'a chunk not yet deleted keeps it',
+    );
+    assert.equal((await meta.deleteUnreferencedChunks(2000, 10)).length, 1);
+    assert.deepEqual(await similar(meta, Uint32Array.of(1, 2, 3, 5), 10), [[hex(kept.id), 3]]);
+  });
+}
+
+async function similar(meta: MetadataStore, sketch: Uint32Array, limit: number): Promise<[string, number][]> {
+  return (await meta.similarChunks(sketch, limit)).map((s) => [hex(s.id), s.matches]);
 }
