@@ -109,6 +109,7 @@ export function toChunk(row: Row): ChunkRecord {
     zstdLevel: nullableNumber(row.zstd_level),
     encoding: row.encoding === 'delta' ? 'delta' : 'zstd',
     deltaDepth: Number(row.delta_depth ?? 0),
+    createdAt: Number(row.created_at),
   };
 }
 

@@ -21,6 +21,18 @@ function rawFrameSizeSql(size: string): string {
 /** What a `.nar.zst` sends for the chunk: its stored frame, or a raw frame in place of a delta. */
 const SERVED_SIZE = `CASE WHEN chunks.encoding = 'delta' THEN ${rawFrameSizeSql('chunks.size')} ELSE chunks.stored_size END`;
 
+/** How far the chain walks go: one past the longest chain allowed (MAX_DELTA_DEPTH), so that a longer one shows. */
+const MAX_CHAIN_WALK = 4;
+
+/** The longest walk through chunk_bases from the chunk given, `from` column to `to` column, up to MAX_CHAIN_WALK steps. */
+function chainWalk(from: string, to: string): string {
+  return `WITH RECURSIVE walk(id, steps) AS (
+    SELECT ${to}, 1 FROM chunk_bases WHERE ${from} = ?
+    UNION ALL SELECT chunk_bases.${to}, walk.steps + 1 FROM chunk_bases JOIN walk ON chunk_bases.${from} = walk.id
+      WHERE walk.steps < ${MAX_CHAIN_WALK}
+  ) SELECT coalesce(max(steps), 0) AS n FROM walk`;
+}
+
 /** The indexes of a sketch's super-features. */
 const SUPER_FEATURES = Array.from({ length: SKETCH_SUPER_FEATURES }, (_, j) => j);
 
@@ -293,6 +305,31 @@ export function metadataStatements(d: SqlDialect) {
         (j) => `SELECT chunk_id FROM (SELECT chunk_id FROM chunk_features WHERE feature = ? LIMIT ?) AS f${j}`,
       ).join(' UNION ALL ')}) AS found
        GROUP BY chunk_id ORDER BY matches DESC, chunk_id LIMIT ?`,
+    ),
+    // Delta encoding (src/maintenance/delta-encode.ts): plain chunks in use with a sketch, a row per super-feature.
+    deltaCandidates: sql(
+      `SELECT chunks.*, chunk_features.feature FROM chunks JOIN chunk_features ON chunk_features.chunk_id = chunks.id
+       WHERE chunks.id IN (
+         SELECT id FROM chunks WHERE id > ? AND encoding = 'zstd' AND damaged_at IS NULL AND unreferenced_since IS NULL
+           AND EXISTS (SELECT 1 FROM chunk_features WHERE chunk_features.chunk_id = chunks.id)
+         ORDER BY id LIMIT ?
+       ) ORDER BY chunks.id, chunk_features.feature`,
+    ),
+    // The longest chain of bases below a chunk (its own rows included, reserved ones too), bounded.
+    deltaDepthBelow: sql(chainWalk('chunk_id', 'base_id')),
+    // The longest chain of chunks built on a chunk, transitively, bounded.
+    deltaHeightAbove: sql(chainWalk('base_id', 'chunk_id')),
+    pendingDeltas: sql(
+      `SELECT chunks.*, chunk_bases.base_id FROM chunks JOIN chunk_bases ON chunk_bases.chunk_id = chunks.id
+       WHERE chunks.id IN (
+         SELECT id FROM chunks WHERE id > ? AND encoding = 'zstd'
+           AND EXISTS (SELECT 1 FROM chunk_bases WHERE chunk_bases.chunk_id = chunks.id)
+         ORDER BY id LIMIT ?
+       ) ORDER BY chunks.id, chunk_bases.position`,
+    ),
+    dropPlainChunkBases: list(
+      `DELETE FROM chunk_bases WHERE chunk_id ${d.anyOf('bytea')}
+         AND EXISTS (SELECT 1 FROM chunks WHERE chunks.id = chunk_bases.chunk_id AND chunks.encoding = 'zstd')`,
     ),
     narChunks: sql(
       'SELECT chunks.* FROM nar_chunks JOIN chunks ON chunks.id = nar_chunks.chunk_id WHERE nar_chunks.nar_id = ?',

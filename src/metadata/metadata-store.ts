@@ -74,6 +74,17 @@ export interface ChunkRecord {
   encoding: 'zstd' | 'delta';
   /** Deltas in its chain: 0 for a plain frame, else 1 + its deepest base's. */
   deltaDepth: number;
+  createdAt: number;
+}
+
+/** A plain chunk in use, not damaged, with its resemblance sketch (MetadataStore.deltaCandidates). */
+export interface DeltaCandidate extends ChunkRecord {
+  sketch: Uint32Array;
+}
+
+/** A plain chunk with bases recorded (reserveDeltaBases): a delta being written, or one a crash cut short. */
+export interface PendingDelta extends ChunkRecord {
+  bases: Uint8Array[];
 }
 
 /** A chunk file rewritten as a delta (MetadataStore.recordDeltas). */
@@ -359,7 +370,8 @@ export interface MetadataStore {
    * sends such a chunk as a raw frame (rawZstdFrame), so the stored size of every NAR that uses
    * one moves by rawFrameSize(size) - oldStoredSize per use in its chunk table. Returns how many
    * chunks it recorded. A base outlives its dependants (deleteUnreferencedChunks); an ingest that
-   * writes the chunk again (commitNar, `written`) makes it plain again.
+   * writes the chunk again (commitNar, `written`) makes it plain again. Bases already recorded
+   * for the chunk (reserveDeltaBases) are taken as they are.
    */
   recordDeltas(chunks: DeltaChunk[]): Promise<number>;
   /** Sets the level of chunks found not worth rewriting at it, so they are not tried again. */
@@ -382,6 +394,26 @@ export interface MetadataStore {
    * other super-features only.
    */
   similarChunks(sketch: Uint32Array, limit: number): Promise<SimilarChunk[]>;
+
+  // Delta encoding (src/maintenance/delta-encode.ts).
+
+  /** Up to `limit` plain chunks in use, not damaged, that have a sketch, with ids above `after`, ascending. */
+  deltaCandidates(after: Uint8Array, limit: number): Promise<DeltaCandidate[]>;
+  /**
+   * The chunk's place in chains of chunk_bases rows (reserved ones included): `depth`, the longest
+   * chain of bases below it; `height`, the longest chain of chunks built on it, transitively. Both
+   * are counted up to one past MAX_DELTA_DEPTH (chunk-content.ts) at most.
+   */
+  deltaChain(id: Uint8Array): Promise<{ depth: number; height: number }>;
+  /**
+   * Records the bases of a chunk about to be rewritten as a delta while its record stays plain,
+   * so that GC keeps them from then on (recordDeltas accepts the rows already there).
+   */
+  reserveDeltaBases(id: Uint8Array, bases: Uint8Array[]): Promise<void>;
+  /** Up to `limit` plain chunks with bases recorded (reserveDeltaBases), ids above `after`, ascending. */
+  pendingDeltas(after: Uint8Array, limit: number): Promise<PendingDelta[]>;
+  /** Deletes the bases recorded for those of these chunks that are plain (a delta's stay). */
+  dropDeltaBases(ids: Uint8Array[]): Promise<void>;
 
   /** Which of these chunk ids have a record (as lower-case hex). */
   existingChunks(ids: Uint8Array[]): Promise<Set<string>>;

@@ -8,6 +8,7 @@ import {
   toCacheFile,
   toChunk,
   toNar,
+  type Row,
   toNarOwners,
   toPath,
   toToken,
@@ -23,6 +24,7 @@ import type {
   CacheRecord,
   CacheSettings,
   ChunkRecord,
+  DeltaCandidate,
   DeltaChunk,
   ChunkSketch,
   MetadataStore,
@@ -32,6 +34,7 @@ import type {
   NewNar,
   NewPath,
   PathRecord,
+  PendingDelta,
   PutPathResult,
   RecompressedChunk,
   SimilarChunk,
@@ -448,6 +451,37 @@ export abstract class SqlMetadata implements MetadataStore {
     return rows.map((row) => ({ id: blob(row.chunk_id), matches: Number(row.matches) }));
   }
 
+  async deltaCandidates(after: Uint8Array, limit: number): Promise<DeltaCandidate[]> {
+    const rows = await this.#runner.all(this.#q.deltaCandidates, [after, limit]);
+    return groupByChunk(rows).map((group) => ({
+      ...toChunk(group[0]),
+      sketch: Uint32Array.from(group, (row) => Number(row.feature) % 2 ** 32),
+    }));
+  }
+
+  async deltaChain(id: Uint8Array): Promise<{ depth: number; height: number }> {
+    const depth = await this.#runner.get(this.#q.deltaDepthBelow, [id]);
+    const height = await this.#runner.get(this.#q.deltaHeightAbove, [id]);
+    return { depth: Number(depth!.n), height: Number(height!.n) };
+  }
+
+  async reserveDeltaBases(id: Uint8Array, bases: Uint8Array[]): Promise<void> {
+    if (bases.length === 0) return;
+    await this.#runner.write(
+      run(this.#q.insertChunkBases, [bases.map(() => id), bases.map((_, position) => position), bases]),
+    );
+  }
+
+  async pendingDeltas(after: Uint8Array, limit: number): Promise<PendingDelta[]> {
+    const rows = await this.#runner.all(this.#q.pendingDeltas, [after, limit]);
+    return groupByChunk(rows).map((group) => ({ ...toChunk(group[0]), bases: group.map((row) => blob(row.base_id)) }));
+  }
+
+  async dropDeltaBases(ids: Uint8Array[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.#runner.write(run(this.#q.dropPlainChunkBases, [ids]));
+  }
+
   async existingChunks(ids: Uint8Array[]): Promise<Set<string>> {
     if (ids.length === 0) return new Set();
     const rows = await this.#runner.all(this.#q.existingChunks, [ids]);
@@ -643,6 +677,19 @@ function* moveNarStoredSizes(q: MetadataStatements, changes: Map<string, number>
 }
 
 /** A super-feature as chunk_features stores it: its index in the sketch and its value in one integer. */
+/** Rows ordered by chunk id, grouped by it. */
+function groupByChunk(rows: Row[]): Row[][] {
+  const groups: Row[][] = [];
+  let last = '';
+  for (const row of rows) {
+    const id = hex(blob(row.id));
+    if (id !== last) groups.push([]);
+    groups[groups.length - 1].push(row);
+    last = id;
+  }
+  return groups;
+}
+
 function feature(index: number, value: number): number {
   return index * 2 ** 32 + value;
 }

@@ -11,6 +11,7 @@ import { SIMILAR_ROWS_PER_FEATURE } from '../../src/metadata/metadata-store.ts';
 import type {
   CacheFile,
   CacheSettings,
+  DeltaChunk,
   MetadataStore,
   NewChunk,
   NewNar,
@@ -1034,6 +1035,51 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     );
     assert.equal((await meta.deleteUnreferencedChunks(2000, 10)).length, 1);
     assert.deepEqual(await similar(meta, Uint32Array.of(1, 2, 3, 5), 10), [[hex(kept.id), 3]]);
+  });
+
+  withStore('delta encoding: candidates, reserved bases, chains', async (meta) => {
+    const [a, b, c] = ['de-a', 'de-b', 'de-c'].map((seed, i) =>
+      chunk(seed, { sketch: Uint32Array.of(i, 7, 8, 2 ** 32 - 1) }),
+    );
+    const bare = chunk('de-bare');
+    await meta.commitNar(newNar('de', [a, b, c, bare]));
+    const ids = (list: { id: Uint8Array }[]): string[] => list.map((x) => hex(x.id));
+    const sorted = [a, b, c].map((x) => hex(x.id)).sort();
+    const candidates = await meta.deltaCandidates(new Uint8Array(0), 10);
+    assert.deepEqual(ids(candidates), sorted, 'plain chunks with a sketch, ascending');
+    const candA = candidates.find((x) => hex(x.id) === hex(a.id))!;
+    assert.deepEqual([...candA.sketch], [0, 7, 8, 2 ** 32 - 1]);
+    assert.ok(candA.createdAt > 0);
+    assert.deepEqual(ids(await meta.deltaCandidates(new Uint8Array(0), 2)), sorted.slice(0, 2));
+    assert.deepEqual(ids(await meta.deltaCandidates(Buffer.from(sorted[0], 'hex'), 10)), sorted.slice(1));
+
+    // b is being rewritten on c: its base is reserved while it stays plain.
+    await meta.reserveDeltaBases(b.id, [c.id]);
+    const pending = await meta.pendingDeltas(new Uint8Array(0), 10);
+    assert.deepEqual(ids(pending), [hex(b.id)]);
+    assert.deepEqual(ids(pending[0].bases.map((id) => ({ id }))), [hex(c.id)]);
+    assert.deepEqual(await meta.deltaChain(b.id), { depth: 1, height: 0 });
+    assert.deepEqual(await meta.deltaChain(c.id), { depth: 0, height: 1 });
+    const delta = (x: NewChunk, base: NewChunk, depth: number): DeltaChunk => ({
+      id: x.id,
+      oldStoredSize: x.storedSize,
+      storedSize: 40,
+      bases: [base.id],
+      depth,
+      level: 9,
+    });
+    assert.equal(await meta.recordDeltas([delta(b, c, 1)]), 1, 'the reserved rows are taken as they are');
+    assert.deepEqual(await meta.pendingDeltas(new Uint8Array(0), 10), []);
+    assert.equal((await meta.getChunk(b.id))!.encoding, 'delta');
+    assert.deepEqual(ids(await meta.deltaCandidates(new Uint8Array(0), 10)), [a, c].map((x) => hex(x.id)).sort());
+
+    // a on b: a chain of two below a, of two above c.
+    await meta.reserveDeltaBases(a.id, [b.id]);
+    assert.deepEqual(await meta.deltaChain(a.id), { depth: 2, height: 0 });
+    assert.deepEqual(await meta.deltaChain(c.id), { depth: 0, height: 2 });
+    await meta.dropDeltaBases([a.id, b.id]);
+    assert.deepEqual(await meta.pendingDeltas(new Uint8Array(0), 10), [], "a plain chunk's rows go");
+    assert.deepEqual(await meta.deltaChain(b.id), { depth: 1, height: 0 }, "a delta's stay");
   });
 }
 
