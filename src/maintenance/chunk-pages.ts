@@ -1,5 +1,3 @@
-import type { ChunkRecord } from '../metadata/metadata-store.ts';
-
 /** How a walk over chunk records ended. */
 export type PagesEnd = 'finished' | 'stopped' | 'ended';
 
@@ -8,11 +6,11 @@ export type PagesEnd = 'finished' | 'stopped' | 'ended';
  * time, handing each page to `handle`: 'finished' when none are left, 'stopped' when `shouldStop`
  * said so before a page (the server yields to uploads), 'ended' when `handle` returned false.
  */
-export async function walkChunkPages(
-  list: (after: Uint8Array, limit: number) => Promise<ChunkRecord[]>,
+export async function walkChunkPages<Chunk extends { id: Uint8Array }>(
+  list: (after: Uint8Array, limit: number) => Promise<Chunk[]>,
   limit: number,
   shouldStop: (() => boolean) | undefined,
-  handle: (page: ChunkRecord[]) => Promise<boolean>,
+  handle: (page: Chunk[]) => Promise<boolean>,
 ): Promise<PagesEnd> {
   let after: Uint8Array = new Uint8Array(0);
   for (;;) {

@@ -7,6 +7,7 @@ import { isNarwhalError } from '../errors.ts';
 import { checkChunk } from '../serving/chunk-check.ts';
 import { parseStored } from '../delta/stored-form.ts';
 import { backfillSketches } from './sketch-backfill.ts';
+import { encodeDeltas } from './delta-encode.ts';
 import { walkChunkPages } from './chunk-pages.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 
@@ -26,7 +27,7 @@ import type { Narwhal } from '../context/narwhal.ts';
  * (a run that crashed between the two) is recorded as it is.
  *
  * A run first records the resemblance sketches of chunks that have none (sketch-backfill.ts): those
- * ingested since the last run.
+ * ingested since the last run; then rewrites older chunks as deltas of newer ones (delta-encode.ts).
  *
  * One run at a time across processes sharing the metadata store, by the lease RECOMPRESS_LEASE.
  */
@@ -51,11 +52,13 @@ export interface RecompressOptions {
 export interface RecompressReport {
   /** Chunks whose resemblance sketch the run recorded (sketch-backfill.ts) before recompressing. */
   sketched: number;
+  /** Chunks rewritten as deltas (delta-encode.ts) before recompressing. */
+  deltas: number;
   /** Chunks read and recompressed. */
   chunks: number;
   /** Of those, chunks whose file was replaced by a smaller one. */
   rewritten: number;
-  /** Stored bytes of the chunks read, before and after. */
+  /** Stored bytes of the chunks recompressed or stored as deltas, before and after. */
   bytesBefore: number;
   bytesAfter: number;
   /** Chunks skipped: missing or damaged files (verify's business) or changed meanwhile. */
@@ -72,6 +75,7 @@ export async function recompressChunks(nw: Narwhal, options: RecompressOptions =
   const level = options.level ?? DEFAULT_RECOMPRESS_LEVEL;
   const report: RecompressReport = {
     sketched: 0,
+    deltas: 0,
     chunks: 0,
     rewritten: 0,
     bytesBefore: 0,
@@ -88,7 +92,16 @@ export async function recompressChunks(nw: Narwhal, options: RecompressOptions =
     const backfill = await backfillSketches(nw, { shouldStop: options.shouldStop, afterBatch: renewLease });
     report.sketched = backfill.sketched;
     report.stopped = backfill.stopped;
-    if (backfill.finished) {
+    const deltas = backfill.finished
+      ? await encodeDeltas(nw, { shouldStop: options.shouldStop, afterBatch: renewLease })
+      : undefined;
+    if (deltas) {
+      report.deltas = deltas.encoded;
+      report.bytesBefore += deltas.bytesBefore;
+      report.bytesAfter += deltas.bytesAfter;
+      report.stopped = deltas.stopped;
+    }
+    if (deltas?.finished) {
       const pool = new WorkerPool<EncodeRequest, EncodeResult>(
         new URL('../storage/zstd-encode-worker.ts', import.meta.url),
         options.workers,
@@ -109,7 +122,7 @@ export async function recompressChunks(nw: Narwhal, options: RecompressOptions =
     await encoders?.close();
     await nw.meta.releaseLease(RECOMPRESS_LEASE, holder);
   }
-  if (report.rewritten > 0) {
+  if (report.rewritten > 0 || report.deltas > 0) {
     // The replaced frames are dead space in a pack store until it compacts.
     const compacted = hasCompaction(nw.chunks) ? await nw.chunks.compact(Date.now()) : undefined;
     if (compacted) report.reclaimedBytes = compacted.reclaimedBytes;
@@ -204,7 +217,7 @@ export function describeRecompression(report: RecompressReport): string {
   if (report.busy !== undefined) return `skipped: ${report.busy}`;
   const saved = report.bytesBefore - report.bytesAfter;
   return (
-    `${report.sketched > 0 ? `sketched ${report.sketched} chunks; ` : ''}recompressed ${report.chunks} chunks (${report.rewritten} rewritten smaller), ${report.bytesBefore} -> ${report.bytesAfter} stored bytes ` +
+    `${report.sketched > 0 ? `sketched ${report.sketched} chunks; ` : ''}${report.deltas > 0 ? `${report.deltas} chunks stored as deltas; ` : ''}recompressed ${report.chunks} chunks (${report.rewritten} rewritten smaller), ${report.bytesBefore} -> ${report.bytesAfter} stored bytes ` +
     `(${saved} saved), ${report.skipped} skipped${report.stopped ? '; stopped early, to resume' : ''}`
   );
 }

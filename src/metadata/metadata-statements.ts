@@ -312,6 +312,7 @@ export function metadataStatements(d: SqlDialect) {
        WHERE chunks.id IN (
          SELECT id FROM chunks WHERE id > ? AND encoding = 'zstd' AND damaged_at IS NULL AND unreferenced_since IS NULL
            AND EXISTS (SELECT 1 FROM chunk_features WHERE chunk_features.chunk_id = chunks.id)
+           AND NOT EXISTS (SELECT 1 FROM chunk_bases WHERE chunk_bases.chunk_id = chunks.id)
          ORDER BY id LIMIT ?
        ) ORDER BY chunks.id, chunk_features.feature`,
     ),

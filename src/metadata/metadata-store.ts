@@ -397,7 +397,10 @@ export interface MetadataStore {
 
   // Delta encoding (src/maintenance/delta-encode.ts).
 
-  /** Up to `limit` plain chunks in use, not damaged, that have a sketch, with ids above `after`, ascending. */
+  /**
+   * Up to `limit` plain chunks in use, not damaged, that have a sketch and no bases reserved, with
+   * ids above `after`, ascending.
+   */
   deltaCandidates(after: Uint8Array, limit: number): Promise<DeltaCandidate[]>;
   /**
    * The chunk's place in chains of chunk_bases rows (reserved ones included): `depth`, the longest

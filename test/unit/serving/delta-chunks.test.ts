@@ -22,18 +22,10 @@ import { createToken } from '../../../src/tenancy/tokens.ts';
 import { assertSameBytes } from '../../helpers/bytes.ts';
 import { damageChunk } from '../../helpers/damage.ts';
 import { bodyOf, tempNarwhal, type TempNarwhal } from '../../helpers/narwhal-fixtures.ts';
-import { realBinary } from '../../helpers/test-data.ts';
-import { writeNar } from '../../../src/nix/nar-writer.ts';
+import { versionNar } from '../../helpers/test-data.ts';
 import { unzstd } from '../../helpers/zstd-cli.ts';
 
 const hex = (id: Uint8Array): string => Buffer.from(id).toString('hex');
-
-/** A NAR around 3 MB of a real binary, with a byte changed every `stride` bytes from `seed` on. */
-function versionNar(seed: number, stride: number): Uint8Array {
-  const binary = Buffer.from(realBinary(3_000_000));
-  for (let i = seed; i < binary.length; i += stride) binary[i] ^= 0x5a;
-  return writeNar({ type: 'directory', entries: { tool: { type: 'regular', contents: binary, executable: true } } });
-}
 
 describe('chunks stored as deltas, read through the server', () => {
   let t: TempNarwhal;

@@ -1,0 +1,151 @@
+/**
+ * The background pass that stores older chunks as deltas of newer ones (delta-encode.ts): what it
+ * rewrites, that every NAR still reads back exact at its stored size, chains never beyond
+ * MAX_DELTA_DEPTH, and runs cut short finished or undone by the next.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { zstdDecompressSync } from 'node:zlib';
+import { chunkEntries } from '../../../src/chunking/chunk-table.ts';
+import { encodeDelta, parseStored } from '../../../src/delta/stored-form.ts';
+import { ingestNar } from '../../../src/ingest/ingest-nar.ts';
+import { encodeDeltas, type DeltaEncodeReport } from '../../../src/maintenance/delta-encode.ts';
+import { backfillSketches } from '../../../src/maintenance/sketch-backfill.ts';
+import { verifyStore } from '../../../src/maintenance/verify.ts';
+import type { NarRecord } from '../../../src/metadata/metadata-store.ts';
+import { MAX_DELTA_DEPTH } from '../../../src/serving/chunk-content.ts';
+import { readNarBytes, readStoredFrames } from '../../../src/serving/nar-reader.ts';
+import { assertSameBytes } from '../../helpers/bytes.ts';
+import { bodyOf, tempNarwhal, type TempNarwhal } from '../../helpers/narwhal-fixtures.ts';
+import { versionNar } from '../../helpers/test-data.ts';
+import { unzstd } from '../../helpers/zstd-cli.ts';
+
+const hex = (id: Uint8Array): string => Buffer.from(id).toString('hex');
+const STRIDE = 200_000;
+
+interface Version {
+  nar: Uint8Array;
+  record: NarRecord;
+}
+
+async function ingestVersion(t: TempNarwhal, seed: number): Promise<Version> {
+  const nar = versionNar(seed, STRIDE);
+  return { nar, record: await ingestNar(t.nw, bodyOf(nar), { compression: 'none' }) };
+}
+
+async function encode(t: TempNarwhal): Promise<DeltaEncodeReport> {
+  await backfillSketches(t.nw);
+  return encodeDeltas(t.nw);
+}
+
+const ids = (record: NarRecord): string[] => [...chunkEntries(record.chunkTable)].map((entry) => hex(entry.id));
+
+async function assertNarBytes(t: TempNarwhal, versions: Version[]): Promise<void> {
+  for (const { nar, record } of versions) {
+    const bytes = [];
+    for await (const piece of readNarBytes(t.nw, record)) bytes.push(piece);
+    assertSameBytes(Buffer.concat(bytes), nar);
+  }
+}
+
+/** Every version reads back exact, uncompressed and as stored frames exactly its stored size long; verify is clean. */
+async function assertWhole(t: TempNarwhal, versions: Version[]): Promise<void> {
+  await assertNarBytes(t, versions);
+  for (const { nar, record } of versions) {
+    const now = (await t.nw.meta.getNar(record.narHash))!;
+    const frames = [];
+    for await (const frame of readStoredFrames(t.nw, now)) frames.push(frame);
+    const stored = Buffer.concat(frames);
+    assert.equal(stored.length, now.storedSize, 'the stored size is the frames sent');
+    assertSameBytes(unzstd(stored), nar);
+  }
+  const report = await verifyStore(t.nw);
+  assert.deepEqual(
+    [report.chunks.corrupt, report.chunks.missing, report.chunks.baseDamaged, report.nars.damaged],
+    [0, 0, 0, 0],
+  );
+}
+
+test('older chunks become deltas of newer ones; chains grow with versions, never beyond the limit', async () => {
+  const t = await tempNarwhal();
+  try {
+    const versions = [await ingestVersion(t, 1000), await ingestVersion(t, 2000)];
+    const storedBefore = (await t.nw.meta.stats()).storedBytes;
+    const first = await encode(t);
+    const newer = new Set(ids(versions[1].record));
+    const changed = ids(versions[0].record).filter((id) => !newer.has(id));
+    assert.ok(changed.length >= 5, `a few chunks differ between the versions (${changed.length})`);
+    assert.equal(first.encoded, new Set(changed).size, 'every chunk only the old version has');
+    for (const id of changed) {
+      const form = parseStored(await t.nw.chunks.get(Buffer.from(id, 'hex')));
+      assert.equal(form.kind, 'delta');
+      assert.ok(form.kind === 'delta' && form.bases.every((base) => newer.has(hex(base))), 'on a newer chunk');
+    }
+    for (const id of newer) assert.equal((await t.nw.meta.getChunk(Buffer.from(id, 'hex')))!.encoding, 'zstd');
+    assert.ok(first.bytesAfter <= 0.75 * first.bytesBefore);
+    assert.equal((await t.nw.meta.stats()).storedBytes, storedBefore - first.bytesBefore + first.bytesAfter);
+    assert.ok(first.contentBytes > 0 && first.encodeMs > 0);
+    const mbPerSecond = first.contentBytes / 1e6 / (first.encodeMs / 1000);
+    console.log(`delta encoding: ${first.contentBytes} bytes of content at ${mbPerSecond.toFixed(1)} MB/s`);
+    await assertWhole(t, versions);
+    assert.equal((await encodeDeltas(t.nw)).encoded, 0, 'nothing left to do');
+
+    // Each new version pushes the chains one deeper, up to MAX_DELTA_DEPTH and no further.
+    let deepest = 0;
+    for (const [seed, grows] of [
+      [3000, true],
+      [4000, true],
+      [5000, false], // the previous version's chunks are bases of chains already full: they stay plain
+    ] as const) {
+      versions.push(await ingestVersion(t, seed));
+      assert.equal((await encode(t)).encoded > 0, grows);
+      deepest = 0;
+      for (const id of new Set(versions.flatMap((v) => ids(v.record)))) {
+        const { depth } = await t.nw.meta.deltaChain(Buffer.from(id, 'hex'));
+        assert.ok(depth <= MAX_DELTA_DEPTH, `chunk ${id} at depth ${depth}`);
+        deepest = Math.max(deepest, depth);
+      }
+    }
+    assert.equal(deepest, MAX_DELTA_DEPTH);
+    await assertWhole(t, versions);
+  } finally {
+    await t.close();
+  }
+});
+
+test('a run cut short after reserving bases, or after writing the delta, is undone or finished by the next', async () => {
+  const t = await tempNarwhal();
+  try {
+    const versions = [await ingestVersion(t, 1000), await ingestVersion(t, 2000)];
+    await backfillSketches(t.nw);
+    const newIds = [...chunkEntries(versions[1].record.chunkTable)].map((entry) => entry.id);
+    const newer = new Set(newIds.map(hex));
+    const cut = [...chunkEntries(versions[0].record.chunkTable)]
+      .map((entry, i) => ({ id: entry.id, base: newIds[i] }))
+      .filter(({ id }) => !newer.has(hex(id)))
+      .slice(0, 2);
+    const content = async (id: Uint8Array): Promise<Buffer> => zstdDecompressSync(await t.nw.chunks.get(id));
+    // Both reserved their base (step 1); the second also has its delta written (step 2), not recorded.
+    for (const { id, base } of cut) await t.nw.meta.reserveDeltaBases(id, [base]);
+    const [reserved, written] = cut;
+    await t.nw.chunks.put(
+      written.id,
+      encodeDelta(await content(written.id), [{ id: written.base, content: await content(written.base) }], 9),
+    );
+    await t.nw.chunks.flush();
+    assert.equal((await t.nw.meta.pendingDeltas(new Uint8Array(0), 10)).length, 2);
+    // Meanwhile `.nar.zst` answers 'unavailable' (retry): the delta's raw frame exceeds the plain size recorded.
+    await assertNarBytes(t, versions);
+
+    const report = await encodeDeltas(t.nw);
+    assert.equal(report.recovered, 1, 'the written delta is recorded');
+    assert.equal(report.undone, 0);
+    assert.deepEqual(await t.nw.meta.pendingDeltas(new Uint8Array(0), 10), []);
+    const recorded = (await t.nw.meta.getChunk(written.id))!;
+    assert.deepEqual([recorded.encoding, recorded.deltaDepth], ['delta', 1]);
+    assert.equal((await t.nw.meta.getChunk(reserved.id))!.encoding, 'delta', 'encoded afresh by the run');
+    await assertWhole(t, versions);
+  } finally {
+    await t.close();
+  }
+});
