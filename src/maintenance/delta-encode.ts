@@ -148,6 +148,7 @@ async function deltaOf(
     const plain = await nw.chunks.get(chunk.id);
     // A file not as recorded (a recompression cut short) is left to recompression.
     if (plain.byteLength !== chunk.storedSize) return undefined;
+    const kept = new Uint8Array(plain); // a copy of its own: a put can take it over
     const { data } = await checkStoredChunk(chunk.id, plain, chunk.size, true, reader);
     if (data === undefined || data.length === 0) return undefined;
     const content = await reader.content(base, 0);
@@ -155,7 +156,7 @@ async function deltaOf(
     const delta = encodeDelta(data, [{ id: base, content }], level);
     report.encodeMs += performance.now() - started;
     report.contentBytes += data.length;
-    return delta.byteLength <= margin * chunk.storedSize ? { chunk, base, plain, delta } : undefined;
+    return delta.byteLength <= margin * chunk.storedSize ? { chunk, base, plain: kept, delta } : undefined;
   } catch (err) {
     if (isNarwhalError(err, 'chunk-missing') || isNarwhalError(err, 'chunk-corrupt')) return undefined;
     throw err;

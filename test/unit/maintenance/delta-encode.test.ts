@@ -66,6 +66,26 @@ async function assertWhole(t: TempNarwhal, versions: Version[]): Promise<void> {
   );
 }
 
+/**
+ * Two versions ingested and sketched, and the old version's chunks the new one lacks, each with
+ * the new version's chunk at its place; `writeDelta` does what a run does up to step 2 for one.
+ */
+async function twoVersions(t: TempNarwhal) {
+  const versions = [await ingestVersion(t, 1000), await ingestVersion(t, 2000)];
+  await backfillSketches(t.nw);
+  const newIds = [...chunkEntries(versions[1].record.chunkTable)].map((entry) => entry.id);
+  const newer = new Set(newIds.map(hex));
+  const changed = [...chunkEntries(versions[0].record.chunkTable)]
+    .map((entry, i) => ({ id: entry.id, base: newIds[i] }))
+    .filter(({ id }) => !newer.has(hex(id)));
+  const content = async (id: Uint8Array): Promise<Buffer> => zstdDecompressSync(await t.nw.chunks.get(id));
+  const writeDelta = async ({ id, base }: { id: Uint8Array; base: Uint8Array }): Promise<void> => {
+    await t.nw.chunks.put(id, encodeDelta(await content(id), [{ id: base, content: await content(base) }], 9));
+    await t.nw.chunks.flush();
+  };
+  return { versions, changed, writeDelta };
+}
+
 test('older chunks become deltas of newer ones; chains grow with versions, never beyond the limit', async () => {
   const t = await tempNarwhal();
   try {
@@ -116,23 +136,12 @@ test('older chunks become deltas of newer ones; chains grow with versions, never
 test('a run cut short after reserving bases, or after writing the delta, is undone or finished by the next', async () => {
   const t = await tempNarwhal();
   try {
-    const versions = [await ingestVersion(t, 1000), await ingestVersion(t, 2000)];
-    await backfillSketches(t.nw);
-    const newIds = [...chunkEntries(versions[1].record.chunkTable)].map((entry) => entry.id);
-    const newer = new Set(newIds.map(hex));
-    const cut = [...chunkEntries(versions[0].record.chunkTable)]
-      .map((entry, i) => ({ id: entry.id, base: newIds[i] }))
-      .filter(({ id }) => !newer.has(hex(id)))
-      .slice(0, 2);
-    const content = async (id: Uint8Array): Promise<Buffer> => zstdDecompressSync(await t.nw.chunks.get(id));
+    const { versions, changed, writeDelta } = await twoVersions(t);
+    const cut = changed.slice(0, 2);
     // Both reserved their base (step 1); the second also has its delta written (step 2), not recorded.
     for (const { id, base } of cut) await t.nw.meta.reserveDeltaBases(id, [base]);
     const [reserved, written] = cut;
-    await t.nw.chunks.put(
-      written.id,
-      encodeDelta(await content(written.id), [{ id: written.base, content: await content(written.base) }], 9),
-    );
-    await t.nw.chunks.flush();
+    await writeDelta(written);
     assert.equal((await t.nw.meta.pendingDeltas(new Uint8Array(0), 10)).length, 2);
     // Meanwhile `.nar.zst` answers 'unavailable' (retry): the delta's raw frame exceeds the plain size recorded.
     await assertNarBytes(t, versions);
@@ -144,6 +153,48 @@ test('a run cut short after reserving bases, or after writing the delta, is undo
     const recorded = (await t.nw.meta.getChunk(written.id))!;
     assert.deepEqual([recorded.encoding, recorded.deltaDepth], ['delta', 1]);
     assert.equal((await t.nw.meta.getChunk(reserved.id))!.encoding, 'delta', 'encoded afresh by the run');
+    await assertWhole(t, versions);
+  } finally {
+    await t.close();
+  }
+});
+
+test('a delta written whose base became unusable meanwhile is written plain again', async () => {
+  const t = await tempNarwhal();
+  try {
+    const { versions, changed, writeDelta } = await twoVersions(t);
+    const [{ id, base }] = changed;
+    await t.nw.meta.reserveDeltaBases(id, [base]);
+    await writeDelta({ id, base });
+    await t.nw.meta.setChunksDamaged([base], true, Date.now()); // then found damaged (its file is whole)
+
+    const report = await encodeDeltas(t.nw);
+    assert.deepEqual([report.recovered, report.undone], [0, 1]);
+    assert.equal(parseStored(await t.nw.chunks.get(id)).kind, 'plain');
+    assert.equal((await t.nw.meta.getChunk(id))!.encoding, 'zstd');
+    assert.deepEqual(await t.nw.meta.deltaChain(id), { depth: 0, height: 0 }, 'its reservation dropped');
+    await t.nw.meta.setChunksDamaged([base], false, Date.now());
+    await assertWhole(t, versions);
+  } finally {
+    await t.close();
+  }
+});
+
+test('deltas the metadata store refuses to record get their plain frames back', async () => {
+  const t = await tempNarwhal();
+  try {
+    const versions = [await ingestVersion(t, 1000), await ingestVersion(t, 2000)];
+    const storedBefore = (await t.nw.meta.stats()).storedBytes;
+    const record = t.nw.meta.recordDeltas.bind(t.nw.meta);
+    t.nw.meta.recordDeltas = async () => 0; // every chunk changed meanwhile
+    const report = await encode(t);
+    t.nw.meta.recordDeltas = record;
+    assert.equal(report.encoded, 0);
+    assert.ok(report.examined > 0);
+    assert.deepEqual(await t.nw.meta.pendingDeltas(new Uint8Array(0), 10), []);
+    assert.equal((await t.nw.meta.stats()).storedBytes, storedBefore);
+    await assertWhole(t, versions);
+    assert.ok((await encodeDeltas(t.nw)).encoded > 0, 'a later run does them');
     await assertWhole(t, versions);
   } finally {
     await t.close();
