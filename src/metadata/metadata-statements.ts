@@ -271,6 +271,15 @@ export function metadataStatements(d: SqlDialect) {
        WHERE chunks.id = c.id AND chunks.stored_size = c.old_stored_size AND chunks.encoding = 'zstd'
        RETURNING chunks.id, chunks.size`,
     ),
+    // The deltas built directly on these chunks get 1 + their deepest base's depth (a base became a delta).
+    refreshDependantDepths: list(
+      `UPDATE chunks SET delta_depth = 1 + (
+         SELECT max(b.delta_depth) FROM chunk_bases JOIN chunks AS b ON b.id = chunk_bases.base_id
+         WHERE chunk_bases.chunk_id = chunks.id
+       )
+       WHERE encoding = 'delta' AND id IN (SELECT chunk_id FROM chunk_bases WHERE base_id ${d.anyOf('bytea')})
+       RETURNING id`,
+    ),
     insertChunkBases: list(
       `INSERT INTO chunk_bases (chunk_id, position, base_id) SELECT c.chunk_id, c.position, c.base_id FROM ${d.listRows(
         [

@@ -371,7 +371,8 @@ export interface MetadataStore {
    * one moves by rawFrameSize(size) - oldStoredSize per use in its chunk table. Returns how many
    * chunks it recorded. A base outlives its dependants (deleteUnreferencedChunks); an ingest that
    * writes the chunk again (commitNar, `written`) makes it plain again. Bases already recorded
-   * for the chunk (reserveDeltaBases) are taken as they are.
+   * for the chunk (reserveDeltaBases) are taken as they are. The chunks already built on a
+   * recorded one get their depth raised to match.
    */
   recordDeltas(chunks: DeltaChunk[]): Promise<number>;
   /** Sets the level of chunks found not worth rewriting at it, so they are not tried again. */

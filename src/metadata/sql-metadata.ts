@@ -376,6 +376,12 @@ export abstract class SqlMetadata implements MetadataStore {
         if (recorded.length === 0) return 0;
         const rows = recorded.flatMap((c) => c.bases.map((base, position) => ({ id: c.id, position, base })));
         yield* run(q.insertChunkBases, [rows.map((r) => r.id), rows.map((r) => r.position), rows.map((r) => r.base)]);
+        // Chunks already built on a recorded one (reverse deltas: older ones) are one deeper now, and so on up.
+        let above = recorded.map((c) => c.id);
+        for (let level = 0; level < MAX_DEPENDANT_LEVELS && above.length > 0; level++) {
+          const updated = (yield* all(q.refreshDependantDepths, [above])).map((row) => blob(row.id));
+          above = distinct ? distinctIds(updated) : updated;
+        }
         // Each use of a recorded chunk is now served as a raw frame rather than its old frame.
         const changes = new Map(
           recorded.map((c) => [hex(c.id), rawFrameSize(sizes.get(hex(c.id))!) - c.oldStoredSize] as const),
@@ -677,6 +683,9 @@ function* moveNarStoredSizes(q: MetadataStatements, changes: Map<string, number>
 }
 
 /** A super-feature as chunk_features stores it: its index in the sketch and its value in one integer. */
+/** How many levels of dependants recordDeltas refreshes the depth of (chains are at most 3 deep). */
+const MAX_DEPENDANT_LEVELS = 3;
+
 /** Rows ordered by chunk id, grouped by it. */
 function groupByChunk(rows: Row[]): Row[][] {
   const groups: Row[][] = [];

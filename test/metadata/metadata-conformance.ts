@@ -1073,13 +1073,20 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     assert.equal((await meta.getChunk(b.id))!.encoding, 'delta');
     assert.deepEqual(ids(await meta.deltaCandidates(new Uint8Array(0), 10)), [a, c].map((x) => hex(x.id)).sort());
 
-    // a on b: a chain of two below a, of two above c.
+    // c becomes a delta too: b, built on it, is one deeper.
+    const d = chunk('de-d');
+    await meta.commitNar(newNar('de-d', [d]));
+    assert.equal(await meta.recordDeltas([delta(c, d, 1)]), 1);
+    assert.deepEqual([(await meta.getChunk(b.id))!.deltaDepth, (await meta.getChunk(c.id))!.deltaDepth], [2, 1]);
+    assert.deepEqual(await meta.deltaChain(b.id), { depth: 2, height: 0 });
+
+    // a on b: a chain of three below a, of two above c.
     await meta.reserveDeltaBases(a.id, [b.id]);
-    assert.deepEqual(await meta.deltaChain(a.id), { depth: 2, height: 0 });
-    assert.deepEqual(await meta.deltaChain(c.id), { depth: 0, height: 2 });
+    assert.deepEqual(await meta.deltaChain(a.id), { depth: 3, height: 0 });
+    assert.deepEqual(await meta.deltaChain(c.id), { depth: 1, height: 2 });
     await meta.dropDeltaBases([a.id, b.id]);
     assert.deepEqual(await meta.pendingDeltas(new Uint8Array(0), 10), [], "a plain chunk's rows go");
-    assert.deepEqual(await meta.deltaChain(b.id), { depth: 1, height: 0 }, "a delta's stay");
+    assert.deepEqual(await meta.deltaChain(b.id), { depth: 2, height: 0 }, "a delta's stay");
   });
 }
 

@@ -123,6 +123,7 @@ test('older chunks become deltas of newer ones; chains grow with versions, never
       for (const id of new Set(versions.flatMap((v) => ids(v.record)))) {
         const { depth } = await t.nw.meta.deltaChain(Buffer.from(id, 'hex'));
         assert.ok(depth <= MAX_DELTA_DEPTH, `chunk ${id} at depth ${depth}`);
+        assert.equal((await t.nw.meta.getChunk(Buffer.from(id, 'hex')))!.deltaDepth, depth, 'as recorded');
         deepest = Math.max(deepest, depth);
       }
     }
