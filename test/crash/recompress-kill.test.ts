@@ -19,6 +19,7 @@ import { verifyStore } from '../../src/maintenance/verify.ts';
 import { writeNar } from '../../src/nix/nar-writer.ts';
 import { assertSameBytes, collect } from '../helpers/bytes.ts';
 import { unzstd } from '../helpers/zstd-cli.ts';
+import { versionNar } from '../helpers/test-data.ts';
 import { addPath, bodyOf, narHashOf } from '../helpers/narwhal-fixtures.ts';
 import { loadBinarySource, seededRandom } from './synthetic-paths.ts';
 
@@ -89,6 +90,13 @@ test(`recompression SIGKILLed at random moments (up to ${KILLS} times): every NA
         nars.push(nar);
         await addPath(nw, 'main', await ingestNar(nw, bodyOf(nar), { compression: 'none' }));
       }
+      // Three versions of one binary, oldest first: the run also stores older chunks as deltas
+      // of newer ones (delta-encode.ts), so kills land in that too.
+      for (const seed of [1000, 2000, 3000]) {
+        const nar = versionNar(seed, 200_000);
+        nars.push(nar);
+        await addPath(nw, 'main', await ingestNar(nw, bodyOf(nar), { compression: 'none' }));
+      }
     } finally {
       await closeNarwhal(nw);
     }
@@ -125,6 +133,9 @@ test(`recompression SIGKILLed at random moments (up to ${KILLS} times): every NA
       assert.deepEqual([verify.chunks.missing, verify.chunks.corrupt, verify.nars.damaged], [0, 0, 0]);
       assert.equal(await fileBytes(nw), (await nw.meta.stats()).storedBytes, 'every record has the size of its file');
       assert.deepEqual(await nw.meta.chunksToRecompress(new Uint8Array(0), 1), [], 'nothing left to do');
+      const deltas = (await nw.meta.listChunks(new Uint8Array(0), 100_000)).filter((c) => c.encoding === 'delta');
+      assert.ok(deltas.length > 0, 'the runs stored chunks as deltas');
+      t.diagnostic(`${deltas.length} chunks stored as deltas`);
       for (const nar of nars) {
         const opened = await openNar(nw, narHashOf(nar));
         assert.ok(opened, `NAR of ${nar.length} bytes opens`);
