@@ -14,6 +14,7 @@ const SETTINGS_BY_COMMAND: Record<string, string[]> = {
     'max-nar-size',
     'recompress-level',
     'recompress-after',
+    'deltas',
   ],
   migrate: ['data-dir', 'database'],
   'migrate-storage': ['data-dir'],

@@ -17,7 +17,7 @@ const USAGE = `Usage: narwhal <command> [options]
 Commands:
   serve   [--data-dir DIR] [--listen HOST:PORT] [--processes N|auto]
           [--log-requests] [--gc-interval 6h|0] [--gc-grace 1h]
-          [--max-nar-size BYTES] [--recompress-level 19|0] [--recompress-after 60s]
+          [--max-nar-size BYTES] [--recompress-level 19|0] [--recompress-after 60s] [--deltas]
           run the binary cache server (default 127.0.0.1:5000) in N processes
           sharing the port (default 1; auto = one per core), with GC every
           interval (0 = never), and chunks recompressed at the level once no
@@ -44,8 +44,9 @@ Commands:
   verify  [--repair] [--json]     check every chunk and NAR; flag damaged NARs (their
           narinfos answer 404 until uploaded again); --repair deletes corrupt
           chunks; exit status 1 while damage remains
-  recompress [--level 19] [--json]   rewrite the chunks still at their ingest
-          level at a higher one where that saves space (serve does it when idle)
+  recompress [--level 19] [--deltas] [--json]   rewrite the chunks still at their ingest
+          level at a higher one where that saves space (serve does it when idle);
+          --deltas also stores older chunks as deltas of newer similar ones
   migrate-storage [--from URL] [--to URL] [--data-dir DIR]
           copy the chunks --from has and --to lacks, checking each;
           either defaults to the data dir's chunk store

@@ -12,6 +12,7 @@ export async function recompressCommand(args: string[]): Promise<number> {
     options: {
       ...STORE_OPTIONS,
       level: { type: 'string', default: String(DEFAULT_RECOMPRESS_LEVEL) },
+      deltas: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
     strict: true,
@@ -19,7 +20,7 @@ export async function recompressCommand(args: string[]): Promise<number> {
   const level = parseZstdLevel('--level', values.level);
   const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage, database: values.database });
   try {
-    const report = await recompressChunks(nw, { level });
+    const report = await recompressChunks(nw, { level, deltas: values.deltas });
     printJsonOr(values.json, report, () => `${describeRecompression(report)}\n`);
   } finally {
     await closeNarwhal(nw);

@@ -26,6 +26,7 @@ export async function serveCommand(args: string[]): Promise<number> {
       'max-nar-size': { type: 'string' },
       'recompress-level': { type: 'string', default: String(DEFAULT_RECOMPRESS_LEVEL) },
       'recompress-after': { type: 'string', default: '60s' },
+      deltas: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -58,7 +59,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   const gc = gcInterval > 0 ? scheduleGc(nw, { intervalMs: gcInterval, graceMs: gcGrace, log }) : undefined;
   const recompression =
     recompressLevel > 0
-      ? scheduleRecompression(nw, { level: recompressLevel, idleMs: recompressAfter, log })
+      ? scheduleRecompression(nw, { level: recompressLevel, idleMs: recompressAfter, deltas: values.deltas, log })
       : undefined;
   if (hasWritePreparation(nw.chunks)) nw.chunks.prepare();
   prepareStreamChunking();

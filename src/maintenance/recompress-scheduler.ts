@@ -18,7 +18,7 @@ export interface RecompressSchedule {
  */
 export function scheduleRecompression(
   nw: Narwhal,
-  options: { level: number; idleMs: number; log: (message: string) => void },
+  options: { level: number; idleMs: number; deltas?: boolean; log: (message: string) => void },
 ): RecompressSchedule {
   let running: Promise<void> | undefined;
   let stopping = false;
@@ -30,7 +30,7 @@ export function scheduleRecompression(
       const idleSince = nw.holds.idleSince();
       if (running || idleSince === undefined || idleSince === doneFor || Date.now() - idleSince < options.idleMs)
         return;
-      running = recompressChunks(nw, { level: options.level, workers: 1, shouldStop: busy })
+      running = recompressChunks(nw, { level: options.level, workers: 1, shouldStop: busy, deltas: options.deltas })
         .then(async (report) => {
           if (report.sketched > 0 || report.chunks > 0 || report.skipped > 0)
             options.log(`recompress: ${describeRecompression(report)}`);

@@ -47,6 +47,11 @@ export interface RecompressOptions {
   workers?: number;
   /** Asked between batches: true ends the run early (the server yields to pushes). */
   shouldStop?: () => boolean;
+  /**
+   * Also store older chunks as deltas of newer ones (delta-encode.ts). Off by default until
+   * serving them is as fast as serving plain frames: see docs/storage.md, 'Delta storage'.
+   */
+  deltas?: boolean;
 }
 
 export interface RecompressReport {
@@ -92,9 +97,11 @@ export async function recompressChunks(nw: Narwhal, options: RecompressOptions =
     const backfill = await backfillSketches(nw, { shouldStop: options.shouldStop, afterBatch: renewLease });
     report.sketched = backfill.sketched;
     report.stopped = backfill.stopped;
-    const deltas = backfill.finished
-      ? await encodeDeltas(nw, { shouldStop: options.shouldStop, afterBatch: renewLease })
-      : undefined;
+    const deltas = !options.deltas
+      ? { encoded: 0, bytesBefore: 0, bytesAfter: 0, stopped: backfill.stopped, finished: backfill.finished }
+      : backfill.finished
+        ? await encodeDeltas(nw, { shouldStop: options.shouldStop, afterBatch: renewLease })
+        : undefined;
     if (deltas) {
       report.deltas = deltas.encoded;
       report.bytesBefore += deltas.bytesBefore;

@@ -28,7 +28,7 @@ const KILLS = Number(process.env.NARWHAL_CRASH_KILLS ?? 8);
 
 /** Runs `narwhal recompress` and SIGKILLs it after `killAfterMs`; resolves with whether it finished first. */
 function recompressUntilKilled(dataDir: string, killAfterMs: number): Promise<boolean> {
-  const child = spawn(process.execPath, [BIN, 'recompress', '--data-dir', dataDir, '--level', '19'], {
+  const child = spawn(process.execPath, [BIN, 'recompress', '--data-dir', dataDir, '--level', '19', '--deltas'], {
     stdio: 'ignore',
   });
   const timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
