@@ -97,18 +97,16 @@ export async function recompressChunks(nw: Narwhal, options: RecompressOptions =
     const backfill = await backfillSketches(nw, { shouldStop: options.shouldStop, afterBatch: renewLease });
     report.sketched = backfill.sketched;
     report.stopped = backfill.stopped;
-    const deltas = !options.deltas
-      ? { encoded: 0, bytesBefore: 0, bytesAfter: 0, stopped: backfill.stopped, finished: backfill.finished }
-      : backfill.finished
-        ? await encodeDeltas(nw, { shouldStop: options.shouldStop, afterBatch: renewLease })
-        : undefined;
-    if (deltas) {
+    let ready = backfill.finished;
+    if (ready && options.deltas) {
+      const deltas = await encodeDeltas(nw, { shouldStop: options.shouldStop, afterBatch: renewLease });
       report.deltas = deltas.encoded;
       report.bytesBefore += deltas.bytesBefore;
       report.bytesAfter += deltas.bytesAfter;
       report.stopped = deltas.stopped;
+      ready = deltas.finished;
     }
-    if (deltas?.finished) {
+    if (ready) {
       const pool = new WorkerPool<EncodeRequest, EncodeResult>(
         new URL('../storage/zstd-encode-worker.ts', import.meta.url),
         options.workers,

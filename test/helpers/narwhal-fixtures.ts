@@ -63,12 +63,16 @@ export function bodyOf(bytes: Uint8Array, pieceSize = 65_521): Readable {
   );
 }
 
-/** Records a path in `cacheName` that uses the ingested NAR, as a narinfo upload would. */
+/**
+ * Records a path in `cacheName` that uses the ingested NAR, as a narinfo upload would, referring
+ * to the fixture paths whose hash parts `refs` names.
+ */
 export async function addPath(
   nw: Narwhal,
   cacheName: string,
   nar: { narHash: string; narSize: number },
   hashPart = randomHashPart(),
+  refs: string[] = [],
 ): Promise<string> {
   const cache = (await nw.meta.getCache(cacheName))!;
   const text = serializeNarinfo({
@@ -76,7 +80,7 @@ export async function addPath(
     url: 'nar/x.nar',
     narHash: nar.narHash,
     narSize: nar.narSize,
-    references: [],
+    references: refs.map((h) => `${h}-fixture`),
     sigs: [],
   });
   await putNarinfo(nw, cache, hashPart, text, 'operator');

@@ -14,8 +14,6 @@ import { noteNarAccess } from '../../../src/serving/access-times.ts';
 import { configureCache, createCache, destroyCache } from '../../../src/tenancy/caches.ts';
 import { deletePaths, pinPath } from '../../../src/tenancy/paths.ts';
 import { renderNarinfo } from '../../../src/serving/render-narinfo.ts';
-import { putNarinfo } from '../../../src/ingest/put-narinfo.ts';
-import { serializeNarinfo } from '../../../src/nix/narinfo.ts';
 import { NarwhalError } from '../../../src/errors.ts';
 import type { NarRecord } from '../../../src/metadata/metadata-store.ts';
 import type { Narwhal } from '../../../src/context/narwhal.ts';
@@ -42,24 +40,8 @@ async function push(nw: Narwhal, nar: Uint8Array): Promise<NarRecord> {
 }
 
 /** A path of `cacheName` using the NAR, with references (hash parts of paths already there). */
-async function addPathWithRefs(
-  nw: Narwhal,
-  cacheName: string,
-  nar: NarRecord,
-  refs: string[],
-  hashPart = randomHashPart(),
-): Promise<string> {
-  const cache = (await nw.meta.getCache(cacheName))!;
-  const text = serializeNarinfo({
-    storePath: `/nix/store/${hashPart}-fixture`,
-    url: 'nar/x.nar',
-    narHash: nar.narHash,
-    narSize: nar.narSize,
-    references: refs.map((h) => `${h}-fixture`),
-    sigs: [],
-  });
-  await putNarinfo(nw, cache, hashPart, text, 'operator');
-  return hashPart;
+function addPathWithRefs(nw: Narwhal, cacheName: string, nar: NarRecord, refs: string[], hashPart = randomHashPart()) {
+  return addPath(nw, cacheName, nar, hashPart, refs);
 }
 
 async function storedFiles(t: TempNarwhal): Promise<number> {
