@@ -102,9 +102,8 @@ async function encodeBatch(
   for (const chunk of batch) {
     report.examined++;
     const rewrite = await deltaOf(nw, chunk, level, margin, reader, report);
-    if (!rewrite) continue;
-    await nw.meta.reserveDeltaBases(chunk.id, [rewrite.base]);
-    rewrites.push(rewrite);
+    // Not reserved: another pass (a replica whose lease lapsed) is encoding the chunk.
+    if (rewrite && (await nw.meta.reserveDeltaBases(chunk.id, [rewrite.base]))) rewrites.push(rewrite);
   }
   if (rewrites.length === 0) return;
   const records: DeltaChunk[] = [];
@@ -127,10 +126,24 @@ async function encodeBatch(
     report.bytesAfter += records[i].storedSize;
   }
   if (refused.length === 0) return;
-  // Changed meanwhile (a base found unused or damaged): the chunk gets its plain frame back.
+  // Changed meanwhile (a base found unused or damaged, or the chunk written again by a re-push):
+  // the chunk gets its plain frame back, and its record that frame's size.
+  const plainSizes = refused.map(({ plain }) => plain.byteLength); // put may take the buffer over
   for (const { chunk, plain } of refused) await nw.chunks.put(chunk.id, plain);
   await nw.chunks.flush();
   await nw.meta.dropDeltaBases(refused.map((r) => r.chunk.id));
+  const resized = [];
+  for (const [i, { chunk }] of refused.entries()) {
+    const now = await nw.meta.getChunk(chunk.id);
+    if (now?.encoding === 'zstd' && now.storedSize !== plainSizes[i])
+      resized.push({
+        id: chunk.id,
+        oldStoredSize: now.storedSize,
+        storedSize: plainSizes[i],
+        zstdLevel: chunk.zstdLevel ?? nw.options.zstdLevel,
+      });
+  }
+  await nw.meta.recordRecompressed(resized);
 }
 
 /** The chunk as a delta of its best base, if one is found and the delta is small enough. */

@@ -337,6 +337,14 @@ export function metadataStatements(d: SqlDialect) {
          ORDER BY id LIMIT ?
        ) ORDER BY chunks.id, chunk_bases.position`,
     ),
+    // A chunk may be reserved (delta-encode.ts) only while plain with no bases recorded: one pass at a time encodes it.
+    reservableChunk: sql(
+      `SELECT 1 AS found FROM chunks WHERE id = ? AND encoding = 'zstd'
+         AND NOT EXISTS (SELECT 1 FROM chunk_bases WHERE chunk_bases.chunk_id = chunks.id)`,
+    ),
+    chunkBasesOf: list(
+      `SELECT chunk_id, position, base_id FROM chunk_bases WHERE chunk_id ${d.anyOf('bytea')} ORDER BY chunk_id, position`,
+    ),
     dropPlainChunkBases: list(
       `DELETE FROM chunk_bases WHERE chunk_id ${d.anyOf('bytea')}
          AND EXISTS (SELECT 1 FROM chunks WHERE chunks.id = chunk_bases.chunk_id AND chunks.encoding = 'zstd')`,

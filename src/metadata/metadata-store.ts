@@ -370,9 +370,10 @@ export interface MetadataStore {
    * sends such a chunk as a raw frame (rawZstdFrame), so the stored size of every NAR that uses
    * one moves by rawFrameSize(size) - oldStoredSize per use in its chunk table. Returns how many
    * chunks it recorded. A base outlives its dependants (deleteUnreferencedChunks); an ingest that
-   * writes the chunk again (commitNar, `written`) makes it plain again. Bases already recorded
-   * for the chunk (reserveDeltaBases) are taken as they are. The chunks already built on a
-   * recorded one get their depth raised to match.
+   * writes the chunk again (commitNar, `written`) makes it plain again. Only a chunk whose bases
+   * were reserved (reserveDeltaBases), exactly these, is recorded: an ingest that writes a chunk
+   * drops its reservation, so a delta pass never records a file a re-push replaced. The chunks
+   * already built on a recorded one get their depth raised to match.
    */
   recordDeltas(chunks: DeltaChunk[]): Promise<number>;
   /** Sets the level of chunks found not worth rewriting at it, so they are not tried again. */
@@ -411,9 +412,11 @@ export interface MetadataStore {
   deltaChain(id: Uint8Array): Promise<{ depth: number; height: number }>;
   /**
    * Records the bases of a chunk about to be rewritten as a delta while its record stays plain,
-   * so that GC keeps them from then on (recordDeltas accepts the rows already there).
+   * so that GC keeps them from then on; recordDeltas records only chunks so reserved. False, and
+   * nothing recorded, when the chunk is not plain or has bases recorded already (another pass
+   * is encoding it): one pass at a time writes a chunk's delta.
    */
-  reserveDeltaBases(id: Uint8Array, bases: Uint8Array[]): Promise<void>;
+  reserveDeltaBases(id: Uint8Array, bases: Uint8Array[]): Promise<boolean>;
   /** Up to `limit` plain chunks with bases recorded (reserveDeltaBases), ids above `after`, ascending. */
   pendingDeltas(after: Uint8Array, limit: number): Promise<PendingDelta[]>;
   /** Deletes the bases recorded for those of these chunks that are plain (a delta's stay). */

@@ -360,8 +360,18 @@ export abstract class SqlMetadata implements MetadataStore {
         const usable = new Set(
           (yield* all(q.usableBases, [distinct ? distinctIds(allBases) : allBases])).map((row) => hex(blob(row.id))),
         );
+        // Only as reserved: a chunk written again since (commitNar) or reserved by no one is left alone.
+        const ids = chunks.map((c) => c.id);
+        const reserved = new Map<string, string[]>();
+        for (const row of yield* all(q.chunkBasesOf, [distinct ? distinctIds(ids) : ids])) {
+          const id = hex(blob(row.chunk_id));
+          reserved.set(id, [...(reserved.get(id) ?? []), hex(blob(row.base_id))]);
+        }
         const eligible = chunks.filter(
-          (c) => c.bases.length > 0 && c.bases.every((base) => usable.has(hex(base)) && hex(base) !== hex(c.id)),
+          (c) =>
+            c.bases.length > 0 &&
+            c.bases.every((base) => usable.has(hex(base)) && hex(base) !== hex(c.id)) &&
+            (reserved.get(hex(c.id)) ?? []).join() === c.bases.map(hex).join(),
         );
         if (eligible.length === 0) return 0;
         const params = [
@@ -374,8 +384,6 @@ export abstract class SqlMetadata implements MetadataStore {
         const sizes = new Map((yield* all(q.recordDeltas, params)).map((row) => [hex(blob(row.id)), Number(row.size)]));
         const recorded = eligible.filter((c) => sizes.has(hex(c.id)));
         if (recorded.length === 0) return 0;
-        const rows = recorded.flatMap((c) => c.bases.map((base, position) => ({ id: c.id, position, base })));
-        yield* run(q.insertChunkBases, [rows.map((r) => r.id), rows.map((r) => r.position), rows.map((r) => r.base)]);
         // Chunks already built on a recorded one (reverse deltas: older ones) are one deeper now, and so on up.
         let above = recorded.map((c) => c.id);
         for (let level = 0; level < MAX_DEPENDANT_LEVELS && above.length > 0; level++) {
@@ -471,10 +479,15 @@ export abstract class SqlMetadata implements MetadataStore {
     return { depth: Number(depth!.n), height: Number(height!.n) };
   }
 
-  async reserveDeltaBases(id: Uint8Array, bases: Uint8Array[]): Promise<void> {
-    if (bases.length === 0) return;
-    await this.#runner.write(
-      run(this.#q.insertChunkBases, [bases.map(() => id), bases.map((_, position) => position), bases]),
+  async reserveDeltaBases(id: Uint8Array, bases: Uint8Array[]): Promise<boolean> {
+    if (bases.length === 0) return false;
+    const q = this.#q;
+    return this.#runner.write(
+      (function* () {
+        if (!(yield* get(q.reservableChunk, [id]))) return false;
+        yield* run(q.insertChunkBases, [bases.map(() => id), bases.map((_, position) => position), bases]);
+        return true;
+      })(),
     );
   }
 
@@ -609,6 +622,8 @@ function* commitNar(q: MetadataStatements, nar: NewNar, chunks: NewChunk[], now:
     // A new NAR counted its chunks at the sizes written.
     yield* moveNarStoredSizes(q, resized, existing ? undefined : narId);
   }
+  // A chunk written again is not the file a delta pass reserved it as (delta-encode.ts): recordDeltas must refuse it.
+  if (written.length > 0 && (yield* get(q.anyDelta))) yield* run(q.dropPlainChunkBases, [writtenIds]);
   const sketched = chunks.filter((chunk): chunk is NewChunk & ChunkSketch => chunk.sketch !== undefined);
   if (sketched.length > 0) yield* run(q.insertChunkFeatures, featureRows(sketched));
   if (anyDamage || (existing && existing.damaged_at !== null)) {

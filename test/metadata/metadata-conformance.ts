@@ -835,6 +835,7 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     const old = await meta.commitNar({ ...newNar('dl-old', [a, b, a]), chunks: [a, b] });
     const fresh = await meta.commitNar(newNar('dl-new', [base]));
     await meta.commitNar(newNar('dl-other', [other]));
+    for (const x of [a, b]) assert.equal(await meta.reserveDeltaBases(x.id, [base.id]), true);
     const recorded = await meta.recordDeltas([
       { id: a.id, oldStoredSize: a.storedSize, storedSize: 40, bases: [base.id], depth: 1, level: 9 },
       { id: b.id, oldStoredSize: b.storedSize + 1, storedSize: 40, bases: [base.id], depth: 1, level: 9 }, // changed meanwhile
@@ -851,6 +852,8 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     const recA = (await meta.getChunk(a.id))!;
     assert.deepEqual([recA.encoding, recA.storedSize, recA.zstdLevel, recA.deltaDepth], ['delta', 40, 9, 1]);
     assert.equal((await meta.getChunk(other.id))!.encoding, 'zstd', 'a base without a record is refused');
+    assert.equal(await meta.reserveDeltaBases(a.id, [base.id]), false, 'a delta cannot be reserved again');
+    await meta.dropDeltaBases([b.id]);
     const served = rawFrameSize(a.size);
     assert.equal((await meta.getNar(old.narHash))!.storedSize, old.storedSize + 2 * (served - a.storedSize));
     assert.equal((await meta.getNar(fresh.narHash))!.storedSize, fresh.storedSize);
@@ -890,6 +893,7 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     const [dependant, base] = [chunk('gc-dependant'), chunk('gc-base')];
     const keeper = await meta.commitNar(newNar('gc-keeper', [dependant]));
     const doomed = await meta.commitNar(newNar('gc-doomed', [base]));
+    await meta.reserveDeltaBases(dependant.id, [base.id]);
     assert.equal(
       await meta.recordDeltas([
         { id: dependant.id, oldStoredSize: dependant.storedSize, storedSize: 10, bases: [base.id], depth: 1, level: 9 },
@@ -914,6 +918,7 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     const [dependant, base] = [chunk('live-dependant'), chunk('live-base')];
     const live = await meta.commitNar(newNar('live-keeper', [dependant]));
     await meta.commitNar(newNar('live-doomed', [base]));
+    await meta.reserveDeltaBases(dependant.id, [base.id]);
     await meta.recordDeltas([
       { id: dependant.id, oldStoredSize: dependant.storedSize, storedSize: 10, bases: [base.id], depth: 1, level: 9 },
     ]);
@@ -1054,7 +1059,8 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     assert.deepEqual(ids(await meta.deltaCandidates(Buffer.from(sorted[0], 'hex'), 10)), sorted.slice(1));
 
     // b is being rewritten on c: its base is reserved while it stays plain.
-    await meta.reserveDeltaBases(b.id, [c.id]);
+    assert.equal(await meta.reserveDeltaBases(b.id, [c.id]), true);
+    assert.equal(await meta.reserveDeltaBases(b.id, [a.id]), false, 'one pass at a time encodes a chunk');
     const pending = await meta.pendingDeltas(new Uint8Array(0), 10);
     assert.deepEqual(ids(pending), [hex(b.id)]);
     assert.deepEqual(ids(pending[0].bases.map((id) => ({ id }))), [hex(c.id)]);
@@ -1068,6 +1074,7 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
       depth,
       level: 9,
     });
+    assert.equal(await meta.recordDeltas([delta(b, a, 1)]), 0, 'only with the bases reserved');
     assert.equal(await meta.recordDeltas([delta(b, c, 1)]), 1, 'the reserved rows are taken as they are');
     assert.deepEqual(await meta.pendingDeltas(new Uint8Array(0), 10), []);
     assert.equal((await meta.getChunk(b.id))!.encoding, 'delta');
@@ -1076,6 +1083,8 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     // c becomes a delta too: b, built on it, is one deeper.
     const d = chunk('de-d');
     await meta.commitNar(newNar('de-d', [d]));
+    assert.equal(await meta.recordDeltas([delta(c, d, 1)]), 0, 'not reserved');
+    await meta.reserveDeltaBases(c.id, [d.id]);
     assert.equal(await meta.recordDeltas([delta(c, d, 1)]), 1);
     assert.deepEqual([(await meta.getChunk(b.id))!.deltaDepth, (await meta.getChunk(c.id))!.deltaDepth], [2, 1]);
     assert.deepEqual(await meta.deltaChain(b.id), { depth: 2, height: 0 });

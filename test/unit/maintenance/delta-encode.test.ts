@@ -16,7 +16,7 @@ import type { NarRecord } from '../../../src/metadata/metadata-store.ts';
 import { MAX_DELTA_DEPTH } from '../../../src/serving/chunk-content.ts';
 import { readNarBytes, readStoredFrames } from '../../../src/serving/nar-reader.ts';
 import { assertSameBytes } from '../../helpers/bytes.ts';
-import { bodyOf, tempNarwhal, type TempNarwhal } from '../../helpers/narwhal-fixtures.ts';
+import { addPath, bodyOf, tempNarwhal, type TempNarwhal } from '../../helpers/narwhal-fixtures.ts';
 import { versionNar } from '../../helpers/test-data.ts';
 import { unzstd } from '../../helpers/zstd-cli.ts';
 
@@ -196,6 +196,49 @@ test('deltas the metadata store refuses to record get their plain frames back', 
     assert.equal((await t.nw.meta.stats()).storedBytes, storedBefore);
     await assertWhole(t, versions);
     assert.ok((await encodeDeltas(t.nw)).encoded > 0, 'a later run does them');
+    await assertWhole(t, versions);
+  } finally {
+    await t.close();
+  }
+});
+
+test('a re-push that writes a chunk again between the delta write and its record: the record follows the file', async () => {
+  const t = await tempNarwhal();
+  try {
+    const versions = [await ingestVersion(t, 1000), await ingestVersion(t, 2000)];
+    const [oldPath] = [
+      await addPath(t.nw, 'main', versions[0].record),
+      await addPath(t.nw, 'main', versions[1].record),
+    ];
+    const main = (await t.nw.meta.getCache('main'))!;
+    const record = t.nw.meta.recordDeltas.bind(t.nw.meta);
+    let repushed = false;
+    t.nw.meta.recordDeltas = async (chunks) => {
+      if (!repushed) {
+        repushed = true;
+        // The old path is deleted and GC finds its chunks unused, so its re-push writes them again, plain.
+        await t.nw.meta.deletePaths(main.id, [oldPath]);
+        await t.nw.meta.markUnreferencedNars(Date.now());
+        await t.nw.meta.deleteUnreferencedNars(Date.now(), Date.now(), 10);
+        versions[0] = {
+          ...versions[0],
+          record: await ingestNar(t.nw, bodyOf(versions[0].nar), { compression: 'none' }),
+        };
+        await addPath(t.nw, 'main', versions[0].record, oldPath);
+      }
+      return record(chunks);
+    };
+    const report = await encode(t);
+    t.nw.meta.recordDeltas = record;
+    assert.ok(repushed && report.examined > 0);
+    assert.deepEqual(await t.nw.meta.pendingDeltas(new Uint8Array(0), 10), []);
+    for (const chunk of await t.nw.meta.listChunks(new Uint8Array(0), 1000)) {
+      const stored = await t.nw.chunks.get(chunk.id);
+      assert.equal(parseStored(stored).kind === 'delta' ? 'delta' : 'zstd', chunk.encoding, 'recorded as stored');
+      assert.equal(stored.length, chunk.storedSize, 'the record has the size of its file');
+    }
+    await assertWhole(t, versions);
+    assert.ok((await encodeDeltas(t.nw)).encoded > 0, 'a later run encodes them');
     await assertWhole(t, versions);
   } finally {
     await t.close();

@@ -82,6 +82,7 @@ describe('chunks stored as deltas, read through the server', () => {
       const stored = encodeDelta(await content(entry.id), [{ id: baseId, content: await content(baseId) }], 9);
       const record = (await t.nw.meta.getChunk(entry.id))!;
       const storedSize = stored.length; // put may take the buffer over
+      await t.nw.meta.reserveDeltaBases(entry.id, [baseId]);
       await t.nw.chunks.put(entry.id, stored);
       deltas.set(hex(entry.id), baseId);
       recorded.push({
