@@ -349,6 +349,15 @@ export function metadataStatements(d: SqlDialect) {
       `DELETE FROM chunk_bases WHERE chunk_id ${d.anyOf('bytea')}
          AND EXISTS (SELECT 1 FROM chunks WHERE chunks.id = chunk_bases.chunk_id AND chunks.encoding = 'zstd')`,
     ),
+    // The bases, at every depth, of a NAR's chunks stored (or being stored) as deltas.
+    narDeltaBases: sql(
+      `WITH RECURSIVE walk(id, steps) AS (
+         SELECT chunk_bases.base_id, 1 FROM nar_chunks JOIN chunk_bases ON chunk_bases.chunk_id = nar_chunks.chunk_id
+           WHERE nar_chunks.nar_id = ?
+         UNION SELECT chunk_bases.base_id, walk.steps + 1 FROM chunk_bases JOIN walk ON chunk_bases.chunk_id = walk.id
+           WHERE walk.steps < ${MAX_CHAIN_WALK}
+       ) SELECT DISTINCT id FROM walk`,
+    ),
     narChunks: sql(
       'SELECT chunks.* FROM nar_chunks JOIN chunks ON chunks.id = nar_chunks.chunk_id WHERE nar_chunks.nar_id = ?',
     ),

@@ -327,6 +327,8 @@ export interface MetadataStore {
   listNars(afterId: number, limit: number): Promise<NarRecord[]>;
   /** The distinct chunks the NAR uses, as recorded. */
   narChunks(narId: number): Promise<ChunkRecord[]>;
+  /** The bases, at every depth, of the NAR's chunks stored as deltas (and of those reserved to be), once each. */
+  narDeltaBases(narId: number): Promise<Uint8Array[]>;
   setNarDamaged(narId: number, damaged: boolean, at: number): Promise<void>;
   damagedNarCount(): Promise<number>;
 

@@ -413,6 +413,10 @@ export abstract class SqlMetadata implements MetadataStore {
     return (await this.#runner.all(this.#q.narChunks, [narId])).map(toChunk);
   }
 
+  async narDeltaBases(narId: number): Promise<Uint8Array[]> {
+    return (await this.#runner.all(this.#q.narDeltaBases, [narId])).map((row) => blob(row.id));
+  }
+
   async setNarDamaged(narId: number, damaged: boolean, at: number): Promise<void> {
     await this.#runner.atomic(run(this.#q.setNarDamaged, [damaged, at, narId]));
   }

@@ -3,7 +3,7 @@ import type { NarRecord } from '../metadata/metadata-store.ts';
 import { chunkEntries, chunkEntry, chunkIndexAt, type ChunkTableEntry } from '../chunking/chunk-table.ts';
 import { checkChunkPresent, readCheckedChunks, type CheckedChunk } from './chunk-damage.ts';
 import type { Narwhal } from '../context/narwhal.ts';
-import { rawZstdFrame } from '../delta/stored-form.ts';
+import { countedPlainFrames, servedFrame } from './served-frames.ts';
 
 /** Chunks are read and checked in batches of up to this many bytes of NAR, or this many chunks. */
 const BATCH_NAR_BYTES = 1024 * 1024;
@@ -26,12 +26,16 @@ export async function openNar(nw: Narwhal, narHash: string): Promise<NarRecord |
 }
 
 export async function assertChunksPresent(nw: Narwhal, nar: NarRecord): Promise<void> {
-  const entries = [...chunkEntries(nar.chunkTable)];
+  // A chunk stored as a delta needs its bases too, at every depth.
+  const ids = [
+    ...Array.from(chunkEntries(nar.chunkTable), (entry) => entry.id),
+    ...(await nw.meta.narDeltaBases(nar.id)),
+  ];
   let next = 0;
   const worker = async (): Promise<void> => {
-    while (next < entries.length) await checkChunkPresent(nw, entries[next++].id, nar.narHash);
+    while (next < ids.length) await checkChunkPresent(nw, ids[next++], nar.narHash);
   };
-  await Promise.all(Array.from({ length: Math.min(CHECK_CONCURRENCY, entries.length) }, worker));
+  await Promise.all(Array.from({ length: Math.min(CHECK_CONCURRENCY, ids.length) }, worker));
 }
 
 /**
@@ -41,15 +45,17 @@ export async function assertChunksPresent(nw: Narwhal, nar: NarRecord): Promise<
  * checked against its chunk id (unless this process did so lately for the same bytes,
  * checked-frames.ts). A damaged chunk ends the stream with an error rather than sending wrong
  * bytes. A chunk stored as a delta is decoded with its bases and sent as a frame of raw blocks
- * (rawZstdFrame), whose length its NAR's stored size counts (recordDeltas). Recompression may
+ * (rawZstdFrame), whose length its NAR's stored size counts (recordDeltas), or, if it became a
+ * delta during the read, compressed to fit its plain frame's count (served-frames.ts). Recompression may
  * shrink a frame while it is read; the bytes it saved are made up at the end with a skippable
  * frame, which zstd decoders skip.
  */
 export async function* readStoredFrames(nw: Narwhal, nar: NarRecord): AsyncGenerator<Uint8Array> {
   let sent = 0;
+  const counted = await countedPlainFrames(nw, nar);
   for await (const batch of readChecked(nw, chunkEntries(nar.chunkTable), false)) {
     // One write to the socket per batch rather than per frame.
-    const frames = Buffer.concat(batch.map((chunk) => (chunk.delta ? rawZstdFrame(chunk.data!) : chunk.stored)));
+    const frames = Buffer.concat(await Promise.all(batch.map((chunk) => servedFrame(chunk, counted))));
     sent += frames.length;
     if (sent > nar.storedSize) throw framesChanged(nar);
     yield frames;
