@@ -24,6 +24,24 @@ import type { Narwhal } from '../context/narwhal.ts';
  *    delete (and the foreign key on chunk_bases.base_id refuses the delete besides), so a base
  *    cannot go while a dependant can still be read. Deleting a dependant deletes its chunk_bases
  *    rows, and its bases, still noted unused, go in a later batch or run.
+ *
+ * A base outlives its dependants through the delta pass's crashes too (delta-encode.ts), as its
+ * order keeps a delta file from ever existing without chunk_bases rows that name its bases:
+ * - The bases are recorded first (reserveDeltaBases: rows on a chunk still plain, in one write
+ *   with the check that the chunk is plain and not reserved by another pass), then the delta is
+ *   written and flushed, then recorded (recordDeltas). A kill after the reservation leaves rows
+ *   that keep the bases until the next run's recovery (delta-recovery.ts) records the delta or,
+ *   the file being plain, drops them; a delta that can no longer be recorded is written plain
+ *   again before its rows go. So a delta file whose chunk has a record always has its rows.
+ * - A delta file whose chunk has no record is an orphan (GC deleted the chunk, unused, while the
+ *   pass wrote it): step 4 deletes it like any orphan, and nothing can read it, as no NAR uses it.
+ * - A re-push that writes a chunk again drops its reservation (commitNar), so that recordDeltas
+ *   refuses it, and the pass puts the plain frame back. Between that commit and the put, a delta
+ *   the pass wrote after the re-push's file is on disk without rows: its bases were in use when
+ *   chosen, so only a GC whose grace is shorter than one batch of the pass could delete one then.
+ * - verify, GC and readers treat a chunk's file by its bytes: a plain file with rows (a
+ *   reservation) reads as plain; the rows only keep bases a moment longer.
+ * Killed at random moments side by side with GC: test/crash/delta-gc-kill.test.ts.
  * 4. Delete chunk files that have no record (uploads that failed or crashed, deletions a crash
  *    interrupted) and were written at or before the cutoff, and leftovers of interrupted writes.
  * 5. Delete cache file contents (logs, listings: src/tenancy/cache-files.ts) that no file uses and
