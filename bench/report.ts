@@ -109,7 +109,7 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
     'reported as ratios against the baselines of the same run: absolute times depend on the machine and on',
     `whatever else ran on it (load average ${r.run.settings['load average before']} before, ${r.run.settings['load average after']} after).`,
     '',
-    `Reproduce: \`npm ci && ${r.run.command}\` as root on Debian 12 (it installs nix-bin, casync, nginx-light, wrk, apache2-utils, curl, zstd and xz-utils when missing). \`npm run bench\` is the full benchmark, \`npm run bench -- --quick\` a few-minute version.`,
+    `Reproduce: \`npm ci && ${r.run.command}\` as root on Debian 12 (it installs nix-bin, casync, nginx-light, wrk, apache2-utils, curl, zstd, xz-utils and time when missing). \`npm run bench\` is the full benchmark, \`npm run bench -- --quick\` a few-minute version.`,
     '',
   );
 
