@@ -12,7 +12,7 @@ import { checkChunk } from '../serving/chunk-check.ts';
 import { readCheckedChunks } from '../serving/chunk-damage.ts';
 import { chunkHex } from '../storage/chunk-store.ts';
 import { shownChunks } from '../tenancy/nar-visibility.ts';
-import { type ChunkListEntry, readChunkListHead, readSentFrame } from './chunk-list-body.ts';
+import { readChunkListEntry, readChunkListHeader } from './chunk-list-body.ts';
 
 /** The largest frame of a chunk: zstd's worst case for the largest chunk is a few bytes a block above it. */
 const MAX_FRAME_BYTES = DEFAULT_CHUNKER_PARAMS.max + 4096;
@@ -35,12 +35,12 @@ export interface ChunkListUpload {
 }
 
 /**
- * Ingests a NAR given as a chunk list (chunk-list-body.ts): the chunks the client says the server
- * has must be ones it may count on through this cache (shownChunks), else MissingChunksError
- * before any frame is read; each chunk sent must hash to its id. The NAR assembled from both is
- * ingested as if uploaded whole (ingest-nar.ts: grammar, NarHash, size limit, chunking, dedup),
- * so nothing the client claims is trusted. It all runs under an ingest hold taken before the
- * check, so that GC keeps every chunk found there until the commit (gc.ts explains the hold).
+ * Ingests a NAR given as a chunk list (chunk-list-body.ts): each chunk the client says the server
+ * has must be one it may count on through this cache (shownChunks), else MissingChunksError; each
+ * chunk sent must decode to its id. The NAR assembled from both is ingested as if uploaded whole
+ * (ingest-nar.ts: grammar, NarHash, size limit, chunking, dedup), so nothing the client claims is
+ * trusted. It runs under an ingest hold taken before any check, so that GC keeps every chunk
+ * found reusable until the commit (gc.ts explains the hold).
  */
 export async function commitChunkList(
   nw: Narwhal,
@@ -60,12 +60,8 @@ export async function commitChunkList(
   const release = await nw.holds.begin();
   try {
     const reader = new ExactReader(body);
-    const entries = await readChunkListHead(reader, Math.ceil(narSize / DEFAULT_CHUNKER_PARAMS.min) + 1);
-    const held = entries.filter((entry) => !entry.sent).map((entry) => entry.id);
-    const shown = await shownChunks(nw, cache, token, held);
-    const missing = held.filter((_, i) => !shown[i]);
-    if (missing.length > 0) throw new MissingChunksError(distinct(missing));
-    const nar = Readable.from(narContents(nw, reader, entries, narSize), { objectMode: false });
+    await readChunkListHeader(reader);
+    const nar = Readable.from(narContents(nw, cache, token, reader, narSize), { objectMode: false });
     return await ingestNar(nw, nar, {
       compression: 'none',
       upload: { fileHash: narHash, fileHashText: `sha256:${encodeNixBase32(narHash)}`, suffix: '' },
@@ -79,43 +75,50 @@ export async function commitChunkList(
 /** The NAR's bytes, chunk after chunk: read from the store, or from the frames in the body. */
 async function* narContents(
   nw: Narwhal,
+  cache: CacheRecord,
+  token: TokenRecord | undefined,
   reader: ExactReader,
-  entries: ChunkListEntry[],
   narSize: number,
 ): AsyncGenerator<Uint8Array> {
+  // Chunks are at least the chunker's minimum but the NAR's last: this bounds the lookups a body costs.
+  const maxEntries = Math.ceil(narSize / DEFAULT_CHUNKER_PARAMS.min) + 1;
+  let entries = 0;
   let produced = 0;
-  const count = (data: Uint8Array): Uint8Array => {
-    produced += data.length;
+  let held: ChunkTableEntry[] = [];
+  const flush = async function* (): AsyncGenerator<Uint8Array> {
+    if (held.length > 0) yield* await storedChunks(nw, held);
+    held = [];
+  };
+  while (produced < narSize) {
+    if (++entries > maxEntries) throw new NarwhalError('bad-request', `more chunks than a NAR of ${narSize} bytes has`);
+    const entry = await readChunkListEntry(reader, MAX_FRAME_BYTES);
+    let size: number;
+    if (entry.frame) {
+      yield* flush();
+      const data = await sentChunk(entry.id, entry.frame);
+      size = data.length;
+      if (produced + size <= narSize) yield data;
+    } else {
+      const record = await nw.meta.getChunk(entry.id);
+      if (!record || !(await shownChunks(nw, cache, token, [entry.id]))[0]) throw new MissingChunksError([entry.id]);
+      size = record.size;
+      held.push({ index: entries - 1, start: 0, end: size, id: entry.id });
+      if (held.length === READ_BATCH) yield* flush();
+    }
+    produced += size;
     if (produced > narSize)
       throw new NarwhalError('hash-mismatch', `the chunks add up to more than narSize ${narSize}`);
-    return data;
-  };
-  for (let i = 0; i < entries.length; ) {
-    if (entries[i].sent) {
-      yield count(await sentChunk(reader, entries[i].id, i));
-      i++;
-      continue;
-    }
-    const batch: ChunkTableEntry[] = [];
-    for (; i < entries.length && !entries[i].sent && batch.length < READ_BATCH; i++) {
-      const record = await nw.meta.getChunk(entries[i].id);
-      if (!record) throw new MissingChunksError([entries[i].id]);
-      batch.push({ index: i, start: 0, end: record.size, id: entries[i].id });
-    }
-    for (const chunk of await storedChunks(nw, batch)) yield count(chunk);
   }
-  if (!(await reader.atEnd())) throw new NarwhalError('bad-request', 'the body goes on after the last chunk sent');
-  if (produced !== narSize)
-    throw new NarwhalError('hash-mismatch', `the chunks add up to ${produced} bytes, not narSize ${narSize}`);
+  yield* flush();
+  if (!(await reader.atEnd())) throw new NarwhalError('bad-request', 'the body goes on after the NAR ends');
 }
 
-async function sentChunk(reader: ExactReader, id: Uint8Array, index: number): Promise<Uint8Array> {
-  const frame = await readSentFrame(reader, MAX_FRAME_BYTES);
+async function sentChunk(id: Uint8Array, frame: Uint8Array): Promise<Uint8Array> {
   try {
     return (await checkChunk(id, frame, undefined, true)).data!;
   } catch (err) {
     if (!isNarwhalError(err, 'chunk-corrupt')) throw err;
-    throw new NarwhalError('bad-request', `chunk ${index} sent (${chunkHex(id)}) does not decode to its id`);
+    throw new NarwhalError('bad-request', `a chunk sent as ${chunkHex(id)} does not decode to that id`);
   }
 }
 
@@ -128,10 +131,4 @@ async function storedChunks(nw: Narwhal, batch: ChunkTableEntry[]): Promise<Uint
     }
     throw err;
   }
-}
-
-function distinct(ids: Uint8Array[]): Uint8Array[] {
-  const seen = new Map<string, Uint8Array>();
-  for (const id of ids) seen.set(chunkHex(id), id);
-  return [...seen.values()];
 }
