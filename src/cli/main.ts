@@ -56,9 +56,10 @@ Commands:
   import DIR [--cache NAME]   import a static binary cache directory (nix copy
           --to file://DIR) into the cache (default main), checking every NAR
           against its narinfo; exit status 1 if a path failed
-  push --cache URL [--token T] [--signing-key FILE] [--jobs 4] [--json] PATH...
+  push --cache URL [--token T] [--signing-key FILE] [--jobs 4] [--json] PATH...|--watch-store
           upload the paths and their closure to the cache at URL (<server>/<cache>),
           only the paths it lacks, and of their NARs only the chunks it lacks;
+          --watch-store pushes every path that becomes valid until stopped;
           the token from --token, NARWHAL_TOKEN or the netrc entry for the host
 
 Options shared by all commands:

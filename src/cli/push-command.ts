@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { tokenFor } from '../client/credentials.ts';
-import { type PushProgress, pushPaths, readSigningKey } from '../client/push.ts';
+import { type PushOptions, type PushProgress, pushPaths, readSigningKey } from '../client/push.ts';
+import { watchStore } from '../client/store-watch.ts';
 import { NarwhalError } from '../errors.ts';
 import { printJsonOr } from './output.ts';
 
@@ -14,26 +15,49 @@ export async function pushCommand(args: string[]): Promise<number> {
       'signing-key': { type: 'string' },
       jobs: { type: 'string', default: '4' },
       json: { type: 'boolean', default: false },
+      'watch-store': { type: 'boolean', default: false },
     },
     allowPositionals: true,
     strict: true,
   });
   if (values.cache === undefined) throw new NarwhalError('bad-request', '--cache URL (<server>/<cache>) is required');
-  if (positionals.length === 0) throw new NarwhalError('bad-request', 'name the store paths to push');
+  const watch = values['watch-store'];
+  if (watch === positionals.length > 0) {
+    throw new NarwhalError('bad-request', 'name the store paths to push, or --watch-store (not both)');
+  }
   const jobs = Number(values.jobs);
   if (!Number.isInteger(jobs) || jobs < 1 || jobs > 64) throw new NarwhalError('bad-request', '--jobs is 1 to 64');
-  const started = performance.now();
-  const bar = process.stderr.isTTY && !values.json ? progressLine : undefined;
-  const result = await pushPaths(positionals, {
+  const options = {
     cacheUrl: values.cache,
     token: await tokenFor(new URL(values.cache), values.token),
     signingKey: await readSigningKey(values['signing-key']),
     jobs,
-    onProgress: bar,
-  });
+  };
+  if (watch) return watchCommand(options, values.json);
+  const started = performance.now();
+  const bar = process.stderr.isTTY && !values.json ? progressLine : undefined;
+  const result = await pushPaths(positionals, { ...options, onProgress: bar });
   if (bar) process.stderr.write('\n');
   const seconds = (performance.now() - started) / 1000;
   printJsonOr(values.json, { ...result, seconds }, () => `${describe(result)} in ${seconds.toFixed(1)} s\n`);
+  return 0;
+}
+
+/** Pushes new store paths until SIGINT or SIGTERM, a line (or a JSON object) per round. */
+async function watchCommand(options: PushOptions, json: boolean): Promise<number> {
+  const stop = new AbortController();
+  const abort = (): void => stop.abort();
+  process.once('SIGINT', abort).once('SIGTERM', abort);
+  process.stderr.write(`narwhal push: watching the Nix store, pushing new paths to ${options.cacheUrl}\n`);
+  await watchStore({
+    ...options,
+    signal: stop.signal,
+    onRound: ({ paths, result, error }) => {
+      if (json) process.stdout.write(`${JSON.stringify({ paths, result, error: error && String(error) })}\n`);
+      else if (result) process.stderr.write(`narwhal push: ${describe(result)}\n`);
+      else process.stderr.write(`narwhal push: ${paths.length} new paths failed, trying again: ${String(error)}\n`);
+    },
+  });
   return 0;
 }
 

@@ -2,13 +2,16 @@
  * `narwhal push` with the real Nix 2.8 store on both deployments (topology.ts): a closure pushed
  * by chunks, then substituted by stock Nix into a fresh store with signatures required; a new
  * version sends only the chunks the cache lacks; a second push sends nothing; the token comes from
- * the user's netrc when not given.
+ * the user's netrc when not given; --watch-store pushes what appears in the store.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { once } from 'node:events';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { PushProgress } from '../../src/client/push.ts';
 import { assertSameBytes } from '../helpers/bytes.ts';
 import { buildClosure, nixEnv, REPO, run, tempDir, type TestClosure } from './harness.ts';
@@ -132,6 +135,38 @@ for (const { title, start } of TOPOLOGIES)
       const other = await buildClosure(env, work.path, `push-${randomBytes(4).toString('hex')}`);
       const result = await push([other.top], { NARWHAL_TOKEN: '' });
       assert.deepEqual([result.cached, result.pushed], [0, 2]);
+    });
+
+    test('--watch-store pushes each path that becomes valid, until stopped', async () => {
+      const watcher = spawn(
+        process.execPath,
+        [join(REPO, 'bin/narwhal.js'), 'push', '--watch-store', '--cache', cache],
+        {
+          env: { ...env, NARWHAL_TOKEN: token },
+          stdio: ['ignore', 'ignore', 'pipe'],
+        },
+      );
+      let log = '';
+      watcher.stderr.on('data', (d: Buffer) => {
+        log += d.toString();
+      });
+      try {
+        while (!log.includes('watching the Nix store')) await delay(50);
+        const dir = join(work.path, `watched-${randomBytes(4).toString('hex')}`);
+        await mkdir(dir);
+        await writeFile(join(dir, 'file'), `new ${dir}\n`);
+        const added = (await run('nix-store', ['--add', dir], env)).trim();
+        const narinfo = `${cache}/${basename(added).slice(0, 32)}.narinfo`;
+        const deadline = Date.now() + 60_000;
+        while ((await fetch(narinfo, { method: 'HEAD' })).status !== 200) {
+          assert.ok(Date.now() < deadline, `the watcher pushed ${added} within a minute:\n${log}`);
+          await delay(200);
+        }
+      } finally {
+        const exited = once(watcher, 'exit');
+        watcher.kill('SIGTERM');
+        assert.deepEqual((await exited).slice(0, 1), [0], 'it stops cleanly on SIGTERM');
+      }
     });
 
     test('without a token the push fails, saying so', async () => {
