@@ -26,11 +26,14 @@ export interface NarFile {
 
 export interface SeriesData {
   id: string;
+  kind: SeriesSpec['kind'];
   title: string;
   /** One label per release or generation, in order. */
   steps: string[];
   /** Every store path of the series (for a rebuild, the whole closure), dependencies first. */
   paths: string[];
+  /** The store paths of each release or generation, in the order of `steps`. */
+  stepPaths: string[][];
   nars: NarFile[];
   regularFiles: number;
   narBytes: number;
@@ -54,13 +57,16 @@ export async function buildDataset(
   const series: SeriesData[] = [];
   for (const spec of mode.series) {
     log(`dataset: ${spec.title}`);
-    const { steps, paths } = await seriesPaths(spec, env, log);
+    const { steps, stepPaths } = await seriesPaths(spec, env, log);
+    const paths = stepPaths.flat();
     const nars = await dumpNars(paths, narDir, env);
     series.push({
       id: spec.id,
+      kind: spec.kind,
       title: spec.title,
       steps,
       paths,
+      stepPaths,
       nars,
       regularFiles: await countRegularFiles(paths),
       narBytes: nars.reduce((sum, n) => sum + n.narSize, 0),
@@ -77,18 +83,21 @@ async function seriesPaths(
   spec: SeriesSpec,
   env: NodeJS.ProcessEnv,
   log: (line: string) => void,
-): Promise<{ steps: string[]; paths: string[] }> {
+): Promise<{ steps: string[]; stepPaths: string[][] }> {
   if (spec.kind === 'releases') {
     const paths: string[] = [];
     for (const release of spec.releases) paths.push(await addToStore(await materialize(release, log), env));
-    return { steps: spec.releases.map((r) => (r.kind === 'npm' ? r.version : sourceLabel(r))), paths };
+    return {
+      steps: spec.releases.map((r) => (r.kind === 'npm' ? r.version : sourceLabel(r))),
+      stepPaths: paths.map((p) => [p]),
+    };
   }
   if (spec.kind === 'edited') {
     const base = await materialize(spec.base, log);
     const dirs = await makeEditedReleases(base, join(CACHE_DIR, 'unpacked'), spec.id, spec.versions);
     const paths: string[] = [];
     for (const dir of dirs) paths.push(await addToStore(dir, env));
-    return { steps: dirs.map((d) => basename(d)), paths };
+    return { steps: dirs.map((d) => basename(d)), stepPaths: paths.map((p) => [p]) };
   }
   const packages = [];
   for (const p of spec.packages) packages.push({ name: p.name, sourceDir: await materialize(p.source, log) });
@@ -99,7 +108,7 @@ async function seriesPaths(
   );
   await mkdir(templates, { recursive: true });
   const generations = await buildMassRebuild(packages, spec.generations, templates, env);
-  return { steps: generations.map((_, g) => `generation ${g + 1}`), paths: generations.flat() };
+  return { steps: generations.map((_, g) => `generation ${g + 1}`), stepPaths: generations };
 }
 
 async function addToStore(dir: string, env: NodeJS.ProcessEnv): Promise<string> {

@@ -28,9 +28,14 @@ export async function diskUsage(dir: string): Promise<DiskUsage> {
 }
 
 export async function diskUsageOf(dirs: string[]): Promise<DiskUsage> {
+  const usages: DiskUsage[] = [];
+  for (const dir of dirs) usages.push(await diskUsage(dir));
+  return sumUsages(usages);
+}
+
+export function sumUsages(usages: DiskUsage[]): DiskUsage {
   const total = { ...ZERO_USAGE };
-  for (const dir of dirs) {
-    const u = await diskUsage(dir);
+  for (const u of usages) {
     total.apparent += u.apparent;
     total.allocated += u.allocated;
     total.files += u.files;

@@ -18,6 +18,7 @@ const NEEDED: Record<string, string> = {
   curl: 'curl',
   zstd: 'zstd',
   xz: 'xz-utils',
+  '/usr/bin/time': 'time',
 };
 
 export async function ensureTools(log: (line: string) => void): Promise<void> {

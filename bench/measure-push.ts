@@ -6,10 +6,11 @@
 import { lstat, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Dataset } from './dataset.ts';
-import { diskUsage, minus, ZERO_USAGE, type DiskUsage } from './disk-usage.ts';
+import { diskUsage, minus, sumUsages, ZERO_USAGE, type DiskUsage } from './disk-usage.ts';
 import { nixEnv } from './exec.ts';
-import type { MemoryFigure, StorageSystem, TimedSystem } from './results.ts';
+import type { DeltaPassFigure, MemoryFigure, StorageSystem, TimedSystem } from './results.ts';
 import {
+  deltaPass,
   narwhalStats,
   pushClientConfig,
   recompress,
@@ -25,6 +26,8 @@ export interface PushPhase {
   push: TimedSystem[];
   memory: MemoryFigure[];
   narwhalStats: NarwhalStats;
+  /** The delta pass run after each series' recompression. */
+  deltaPass: Record<string, DeltaPassFigure>;
   /** The Narwhal that received the zstd push, left running for the substitution and lookups. */
   narwhal: NarwhalServer;
   staticRoot: string;
@@ -54,10 +57,29 @@ export async function measurePush(ds: Dataset, work: string, log: (line: string)
     log(`push: nix copy --to Narwhal (compression=zstd)`);
     const home = join(work, 'clients', 'push-narwhal-zstd');
     const env = nixEnv(home, await pushClientConfig(server, home));
-    // After each series, the recompression the server runs once uploads pause (src/maintenance/recompress.ts).
+    // After each series, the recompression the server runs once uploads pause (src/maintenance/recompress.ts),
+    // weighed; then the delta pass (`recompress --deltas`), weighed again. The series is charged with
+    // what the store grew by since the previous series' delta pass, without and with its own.
     const recompressSeconds: Record<string, number> = {};
-    const settle = async (seriesId: string): Promise<void> => {
+    const plainUsage: Record<string, DiskUsage> = {};
+    const passes: Record<string, DeltaPassFigure> = {};
+    const settle = async (seriesId: string, before: DiskUsage): Promise<void> => {
       recompressSeconds[seriesId] = await recompress(server.dataDir);
+      plainUsage[seriesId] = minus(await diskUsage(server.dataDir), before);
+      const pass = await deltaPass(server.dataDir, join(work, 'delta-pass.time'));
+      const narBytes = ds.series.find((s) => s.id === seriesId)!.narBytes;
+      passes[seriesId] = {
+        seconds: pass.seconds,
+        cpuSeconds: pass.cpuSeconds,
+        peakRssBytes: pass.peakRssBytes,
+        narBytes,
+        deltas: pass.report.deltas,
+        sketched: pass.report.sketched,
+      };
+      log(
+        `push: delta pass after ${seriesId}: ${pass.report.deltas} deltas, ${pass.seconds.toFixed(1)} s, ` +
+          `${pass.cpuSeconds.toFixed(1)} CPU s, peak RSS ${(pass.peakRssBytes / 1e6).toFixed(0)} MB`,
+      );
     };
     const { seconds, usage } = await pushSeries(
       ds,
@@ -75,7 +97,18 @@ export async function measurePush(ds: Dataset, work: string, log: (line: string)
       label: 'then narwhal recompress (background in serve)',
       seconds: { series: recompressSeconds, total: recompressTotal },
     });
-    storage.push({ id: 'narwhal', label: 'Narwhal', usage });
+    const passSeconds = Object.fromEntries(Object.entries(passes).map(([id, p]) => [id, p.seconds]));
+    push.push({
+      id: 'narwhal-delta-pass',
+      label: 'then narwhal recompress --deltas (delta pass)',
+      seconds: { series: passSeconds, total: Object.values(passSeconds).reduce((a, b) => a + b, 0) },
+    });
+    storage.push({
+      id: 'narwhal',
+      label: 'Narwhal',
+      usage: { series: plainUsage, total: sumUsages(Object.values(plainUsage)) },
+    });
+    storage.push({ id: 'narwhal-deltas', label: 'Narwhal with deltas', usage });
     memory.push({
       id: 'push-zstd',
       label: 'whole dataset pushed with nix copy (zstd)',
@@ -119,7 +152,7 @@ export async function measurePush(ds: Dataset, work: string, log: (line: string)
         `Narwhal stats after the push: ${stats.nars} NARs / ${stats.narBytes} B, the dataset has ${ds.totalPaths} / ${ds.totalNarBytes} B.`,
       );
     }
-    return { storage, push, memory, narwhalStats: stats, narwhal: server, staticRoot, notes };
+    return { storage, push, memory, narwhalStats: stats, deltaPass: passes, narwhal: server, staticRoot, notes };
   } catch (err) {
     await narwhal?.stop();
     throw err;
@@ -146,7 +179,7 @@ async function pushSeries(
   url: string,
   env: NodeJS.ProcessEnv,
   weigh: () => Promise<DiskUsage>,
-  settle?: (seriesId: string) => Promise<void>,
+  settle?: (seriesId: string, before: DiskUsage) => Promise<void>,
 ): Promise<{
   seconds: { series: Record<string, number>; total: number };
   usage: { series: Record<string, DiskUsage>; total: DiskUsage };
@@ -158,7 +191,7 @@ async function pushSeries(
   for (const s of ds.series) {
     seconds[s.id] = await nixCopyTo(url, s.paths, env, s.narBytes);
     totalSeconds += seconds[s.id];
-    await settle?.(s.id);
+    await settle?.(s.id, before);
     const after = await weigh();
     usage[s.id] = minus(after, before);
     before = after;

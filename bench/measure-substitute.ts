@@ -1,6 +1,7 @@
 /**
- * Figure 3 (substitute): `nix copy --from` each server into a fresh store, series by series, as a
- * new machine would; and curl downloads of the largest NAR in each form a server offers.
+ * Figure 3 (substitute): `nix copy --from` each server into a fresh store, series by series and
+ * release by release (the newest and the oldest differ once older chunks are deltas), as a new
+ * machine would; and curl downloads of the largest NAR in each form a server offers.
  */
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -19,7 +20,7 @@ export interface Substituter {
 
 /**
  * `rounds` rounds in which every system takes its turn (so that none always goes first, into
- * cold caches); per series, the median of its rounds is reported, and each round's total.
+ * cold caches); per release, the median of its rounds is reported (a series sums its releases), and each round's total.
  * The fresh stores are deleted only after the last round: ext4 skips inodes freed in the last
  * minutes when it allocates new ones, and creating a store's files right after deleting another
  * store's thousands went much slower and varied widely (kernel time in `recently_deleted`), more
@@ -32,7 +33,10 @@ export async function measureSubstitute(
   rounds: number,
   log: (line: string) => void,
 ): Promise<TimedSystem[]> {
-  const times = new Map(subs.map((sub) => [sub.id, Object.fromEntries(ds.series.map((s) => [s.id, [] as number[]]))]));
+  // times[system][series][step]: that step's time in each round.
+  const times = new Map(
+    subs.map((sub) => [sub.id, Object.fromEntries(ds.series.map((s) => [s.id, s.steps.map(() => [] as number[])]))]),
+  );
   const roundTotals = new Map(subs.map((sub) => [sub.id, [] as number[]]));
   const roots: string[] = [];
   try {
@@ -48,9 +52,12 @@ export async function measureSubstitute(
         await run('sync', []);
         let total = 0;
         for (const s of ds.series) {
-          const seconds = await nixCopyFrom(sub.url, root, s.paths, env, s.narBytes);
-          times.get(sub.id)![s.id].push(seconds);
-          total += seconds;
+          for (const [step, paths] of s.stepPaths.entries()) {
+            const bytes = s.nars.filter((n) => paths.includes(n.storePath)).reduce((sum, n) => sum + n.narSize, 0);
+            const seconds = await nixCopyFrom(sub.url, root, paths, env, bytes);
+            times.get(sub.id)![s.id][step].push(seconds);
+            total += seconds;
+          }
         }
         roundTotals.get(sub.id)!.push(total);
         // Every path must have arrived: a fast copy of nothing measures nothing.
@@ -64,12 +71,16 @@ export async function measureSubstitute(
     for (const root of roots) await rm(root, { recursive: true, force: true });
   }
   return subs.map((sub) => {
-    const series = Object.fromEntries(ds.series.map((s) => [s.id, medianBy(times.get(sub.id)![s.id], (t) => t)]));
+    const steps = Object.fromEntries(
+      ds.series.map((s) => [s.id, times.get(sub.id)![s.id].map((rounds) => medianBy(rounds, (t) => t))]),
+    );
+    const series = Object.fromEntries(Object.entries(steps).map(([id, t]) => [id, t.reduce((a, b) => a + b, 0)]));
     return {
       id: sub.id,
       label: sub.label,
       seconds: { series, total: Object.values(series).reduce((a, b) => a + b, 0) },
       roundTotals: roundTotals.get(sub.id)!,
+      steps,
     };
   });
 }

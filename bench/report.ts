@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { count, mb, rate, seconds, table, times } from './format.ts';
 import type { PerSeries, Results, TimedSystem } from './results.ts';
 import { groupedBarChart, type BarGroup } from './svg-chart.ts';
+import { DELTA_SECTION, renderDeltaSection } from './report-deltas.ts';
 
 export const CHART_DIR = 'benchmarks';
 export const REPORT_FILE = 'benchmarks.md';
@@ -15,6 +16,7 @@ export const REPORT_FILE = 'benchmarks.md';
 /** One colour per system in every chart: Narwhal stands out, each baseline keeps its colour. */
 function systemColor(id: string): string | undefined {
   if (/castr/.test(id)) return '#8C510A';
+  if (/deltas/.test(id)) return '#7B3294';
   if (/narwhal/i.test(id)) return /none/.test(id) ? '#F4A582' : '#D55E00';
   if (/^(raw|static-none)$/.test(id)) return '#999999';
   if (/zstd/.test(id)) return '#E69F00';
@@ -34,6 +36,7 @@ export const SECTIONS = [
   '## 3. Substitute',
   '## 4. Lookups',
   '## 5. Memory',
+  DELTA_SECTION,
   '## Method',
 ];
 
@@ -106,21 +109,22 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
     'reported as ratios against the baselines of the same run: absolute times depend on the machine and on',
     `whatever else ran on it (load average ${r.run.settings['load average before']} before, ${r.run.settings['load average after']} after).`,
     '',
-    `Reproduce: \`npm ci && ${r.run.command}\` as root on Debian 12 (it installs nix-bin, casync, nginx-light, wrk, apache2-utils, curl, zstd and xz-utils when missing). \`npm run bench\` is the full benchmark, \`npm run bench -- --quick\` a few-minute version.`,
+    `Reproduce: \`npm ci && ${r.run.command}\` as root on Debian 12 (it installs nix-bin, casync, nginx-light, wrk, apache2-utils, curl, zstd, xz-utils and time when missing). \`npm run bench\` is the full benchmark, \`npm run bench -- --quick\` a few-minute version.`,
     '',
   );
 
   md.push('## Targets', '');
   md.push(
     table(
-      ['target (issue 3)', 'measured', 'required', 'status'],
+      ['issue', 'target', 'measured', 'required', 'status'],
       r.targets.map((t) => [
+        String(t.issue ?? 3),
         t.name,
         t.measured,
         t.required,
         t.status === 'met' ? '**met**' : t.status === 'missed' ? '**missed**' : 'not measured',
       ]),
-      ['l', 'r', 'r', 'l'],
+      ['r', 'l', 'r', 'r', 'l'],
     ),
   );
   md.push('');
@@ -214,7 +218,8 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
     'Narwhal is weighed after each series was pushed and then recompressed (chunks ingested at zstd 1 rewritten at',
     'zstd 19 and the packs compacted, what `narwhal serve` does once uploads pause; timed in the push table), the row "as pushed" before that,',
     'from a second Narwhal that received the same pushes with `compression=none` and was not recompressed.',
-    `Narwhal's own \`stats --json\` after the push and recompression: ${Object.entries(r.narwhalStats)
+    '"With deltas" is the same store after the delta pass that followed each recompression (section 6).',
+    `Narwhal's own \`stats --json\` after the push, recompression and delta pass: ${Object.entries(r.narwhalStats)
       .map(([k, v]) => `${k} ${count(v)}`)
       .join(', ')}; so of its`,
     `${mb(narwhalTotal)} on disk, ${mb(r.narwhalStats.storedBytes ?? 0)} are chunk frames and ${mb(narwhalTotal - (r.narwhalStats.storedBytes ?? 0))} the metadata database, the`,
@@ -352,8 +357,9 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
     '',
   );
   md.push(
-    'Each series is one `nix copy --from URL --to /fresh/root --no-check-sigs PATHS` (a new client cache per round),',
-    'series after series into one fresh store; every path is checked to be valid there afterwards. The servers take',
+    'Each release (or generation) is one `nix copy --from URL --to /fresh/root --no-check-sigs PATHS` (a new client',
+    'cache per round), release after release and series after series into one fresh store, and a series is the sum of',
+    'its releases; every path is checked to be valid there afterwards. The servers take',
     'turns over several rounds (a new store and client cache each time, `sync` before each) and each figure is the',
     'median of its rounds. The fresh stores are deleted after the last round (see measure-substitute.ts for why).',
     `Totals of each round in order: ${r.substitute.map((s) => `${s.label} ${(s.roundTotals ?? []).map((t) => t.toFixed(1)).join(', ')} s`).join('; ')}.`,
@@ -462,6 +468,8 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
     'repeat varied in 4 bytes of every 4 KiB so that no chunk repeats.',
     '',
   );
+
+  md.push(...renderDeltaSection(r));
 
   md.push('## Method', '');
   md.push(

@@ -16,6 +16,8 @@ export interface RunInfo {
 
 export interface SeriesSummary {
   id: string;
+  /** releases, edited or rebuild (absent in results of older runs). */
+  kind?: 'releases' | 'edited' | 'rebuild';
   title: string;
   steps: string[];
   paths: number;
@@ -62,6 +64,8 @@ export interface TimedSystem {
   seconds: PerSeries<number>;
   /** Each round's total, in the order the rounds ran, where a figure is a median of rounds. */
   roundTotals?: number[];
+  /** Per series, the figure of each release or generation (in the order of its steps), where measured so. */
+  steps?: Record<string, number[]>;
 }
 
 export interface IngestSystem {
@@ -91,6 +95,17 @@ export interface Lookup {
   latencyAvg: string;
 }
 
+/** One run of the delta pass (`narwhal recompress --deltas`) after a series was pushed and recompressed. */
+export interface DeltaPassFigure {
+  seconds: number;
+  cpuSeconds: number;
+  peakRssBytes: number;
+  /** NAR bytes of the series the pass followed. */
+  narBytes: number;
+  deltas: number;
+  sketched: number;
+}
+
 export interface MemoryFigure {
   id: string;
   label: string;
@@ -100,6 +115,8 @@ export interface MemoryFigure {
 }
 
 export interface TargetResult {
+  /** The issue that set the target (3 when absent, in results of older runs). */
+  issue?: number;
   name: string;
   measured: string;
   required: string;
@@ -113,6 +130,8 @@ export interface Results {
   storage: StorageSystem[];
   /** Narwhal's own `stats --json` after the push, for cross-checking the disk figures. */
   narwhalStats: Record<string, number>;
+  /** Per series, the delta pass run after it (absent in results of runs before it existed). */
+  deltaPass?: Record<string, DeltaPassFigure>;
   chunking: ChunkingResult[];
   push: TimedSystem[];
   ingest: IngestSystem[];

@@ -26,11 +26,12 @@ import { measurePush } from './measure-push.ts';
 import { measureDownloads, measureSubstitute } from './measure-substitute.ts';
 import { MODES, type ModeName } from './modes.ts';
 import { writeReport } from './report.ts';
-import type { Results } from './results.ts';
+import type { MemoryFigure, Results } from './results.ts';
 import { REPO } from './sources.ts';
 import { startNarwhal } from './systems/narwhal.ts';
 import { startNginx } from './systems/nginx.ts';
 import { judgeTargets } from './targets.ts';
+import { judgeDeltaTargets } from './delta-targets.ts';
 import { table } from './format.ts';
 
 async function main(argv: string[]): Promise<number> {
@@ -79,6 +80,7 @@ async function main(argv: string[]): Promise<number> {
   let substitute: Awaited<ReturnType<typeof measureSubstitute>>;
   let downloads: Awaited<ReturnType<typeof measureDownloads>>;
   let lookups: Awaited<ReturnType<typeof measureLookups>>;
+  let servingMemory: MemoryFigure | undefined;
   const wrk = {
     threads: mode.wrkThreads,
     connections: mode.loadConnections,
@@ -101,6 +103,12 @@ async function main(argv: string[]): Promise<number> {
         log,
       );
       downloads = await measureDownloads(ds, narwhal.cacheUrl, nginx.url, pushed.staticRoot, mode.downloadRepeats, log);
+      servingMemory = {
+        id: 'serve-deltas',
+        label: 'the pushed-to server after serving every substitution, deltas included (its lifetime peak)',
+        peakRssBytes: await narwhal.peakRss(),
+        narBytes: 0,
+      };
       // The same data served by a process per core (nginx runs a worker per core), beside the default one.
       const perCore = await startNarwhal(narwhal.dataDir, ['--processes', 'auto']);
       try {
@@ -137,6 +145,7 @@ async function main(argv: string[]): Promise<number> {
   const figures = {
     series: ds.series.map((s) => ({
       id: s.id,
+      kind: s.kind,
       title: s.title,
       steps: s.steps,
       paths: s.paths.length,
@@ -151,6 +160,7 @@ async function main(argv: string[]): Promise<number> {
     },
     storage: [...pushed.storage.slice(0, -1), ingest.casyncStorage, ...pushed.storage.slice(-1)],
     narwhalStats: { ...pushed.narwhalStats },
+    deltaPass: pushed.deltaPass,
     chunking,
     push: pushed.push,
     ingest: ingest.ingest,
@@ -158,7 +168,7 @@ async function main(argv: string[]): Promise<number> {
     downloads,
     lookups,
     lookupSettings: `${wrk.connections} connections, ${wrk.seconds} s per measurement, median of ${wrk.rounds} alternating rounds, wrk with ${wrk.threads} threads`,
-    memory: [...memory.memory, ...pushed.memory, ...ingest.memory],
+    memory: [...memory.memory, ...pushed.memory, ...(servingMemory ? [servingMemory] : []), ...ingest.memory],
     notes: pushed.notes,
   };
   const results: Results = {
@@ -179,7 +189,7 @@ async function main(argv: string[]): Promise<number> {
       },
     },
     ...figures,
-    targets: judgeTargets(figures, memory.syntheticBytes),
+    targets: [...judgeTargets(figures, memory.syntheticBytes), ...judgeDeltaTargets(figures)],
   };
   const file = await writeReport(results, outDir);
   if (!values.keep) await rm(work, { recursive: true, force: true });

@@ -2,7 +2,7 @@
  * Narwhal as a user runs it: `narwhal serve` on a loopback port, `narwhal stats --json` for its
  * own storage figures. Black box: nothing here imports the server's code.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { peakRss, run, startDaemon, type Daemon } from '../exec.ts';
 import { REPO } from '../sources.ts';
@@ -96,4 +96,37 @@ export async function narwhalStats(dataDir: string): Promise<NarwhalStats> {
 export async function recompress(dataDir: string): Promise<number> {
   const { seconds } = await run(NARWHAL_BIN, ['recompress', '--data-dir', dataDir, '--json'], { env: narwhalEnv() });
   return seconds;
+}
+
+export interface DeltaPassRun {
+  seconds: number;
+  /** User + system CPU seconds of the process, all its threads included. */
+  cpuSeconds: number;
+  peakRssBytes: number;
+  /** `recompress --json`'s report. */
+  report: { sketched: number; deltas: number; bytesBefore: number; bytesAfter: number };
+}
+
+/**
+ * `narwhal recompress --deltas` on a data dir already recompressed: the sketch backfill and the
+ * delta pass, timed by GNU time for its CPU seconds and peak RSS.
+ */
+export async function deltaPass(dataDir: string, timeFile: string): Promise<DeltaPassRun> {
+  const { stdout, seconds } = await run(
+    '/usr/bin/time',
+    ['-o', timeFile, '-f', '%U %S %M', NARWHAL_BIN, 'recompress', '--deltas', '--data-dir', dataDir, '--json'],
+    { env: narwhalEnv() },
+  );
+  const [user, system, maxRssKiB] = (await readFile(timeFile, 'utf8'))
+    .trim()
+    .split('\n')
+    .at(-1)!
+    .split(' ')
+    .map(Number);
+  return {
+    seconds,
+    cpuSeconds: user + system,
+    peakRssBytes: maxRssKiB * 1024,
+    report: JSON.parse(stdout) as DeltaPassRun['report'],
+  };
 }

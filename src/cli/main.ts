@@ -9,6 +9,7 @@ import { migrateStorageCommand } from './migrate-storage-command.ts';
 import { migrateCommand } from './migrate-command.ts';
 import { importCommand } from './import-command.ts';
 import { recompressCommand } from './recompress-command.ts';
+import { pushCommand } from './push-command.ts';
 import { NarwhalError } from '../errors.ts';
 import { applyConfigFile } from './config-file.ts';
 
@@ -55,6 +56,11 @@ Commands:
   import DIR [--cache NAME]   import a static binary cache directory (nix copy
           --to file://DIR) into the cache (default main), checking every NAR
           against its narinfo; exit status 1 if a path failed
+  push --cache URL [--token T] [--signing-key FILE] [--jobs 4] [--json] PATH...|--watch-store
+          upload the paths and their closure to the cache at URL (<server>/<cache>),
+          only the paths it lacks, and of their NARs only the chunks it lacks;
+          --watch-store pushes every path that becomes valid until stopped;
+          the token from --token, NARWHAL_TOKEN or the netrc entry for the host
 
 Options shared by all commands:
   --data-dir DIR   where the database and chunks live (default ./narwhal-data)
@@ -84,6 +90,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   migrate: migrateCommand,
   import: importCommand,
   recompress: recompressCommand,
+  push: pushCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

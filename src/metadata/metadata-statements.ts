@@ -33,6 +33,12 @@ function chainWalk(from: string, to: string): string {
   ) SELECT coalesce(max(steps), 0) AS n FROM walk`;
 }
 
+/**
+ * chunkOwners looks at this many of the NARs using a chunk, no more, so that a request naming
+ * chunks every NAR uses does bounded work (a chunk found in none of them counts as absent).
+ */
+const CHUNK_OWNER_NARS = 64;
+
 /** The indexes of a sketch's super-features. */
 const SUPER_FEATURES = Array.from({ length: SKETCH_SUPER_FEATURES }, (_, j) => j);
 
@@ -63,6 +69,14 @@ export function metadataStatements(d: SqlDialect) {
     cacheUsesNar: sql('SELECT 1 AS found FROM paths WHERE nar_id = ? AND cache_id = ? LIMIT 1'),
     narOwners: sql(
       'SELECT DISTINCT cache_id, 1 AS used FROM paths WHERE nar_id = ? UNION SELECT cache_id, 0 AS used FROM nar_upload_caches WHERE nar_id = ?',
+    ),
+    chunkOwners: sql(
+      `SELECT DISTINCT paths.cache_id AS cache_id, 1 AS used
+         FROM (SELECT nar_id FROM nar_chunks WHERE chunk_id = ? LIMIT ${CHUNK_OWNER_NARS}) AS users
+         JOIN paths ON paths.nar_id = users.nar_id
+       UNION SELECT nar_upload_caches.cache_id, 0
+         FROM (SELECT nar_id FROM nar_chunks WHERE chunk_id = ? LIMIT ${CHUNK_OWNER_NARS}) AS users
+         JOIN nar_upload_caches ON nar_upload_caches.nar_id = users.nar_id`,
     ),
     cacheUsesChunk: sql(
       `SELECT 1 AS found FROM nar_chunks JOIN paths ON paths.nar_id = nar_chunks.nar_id

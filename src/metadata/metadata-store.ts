@@ -234,6 +234,11 @@ export interface MetadataStore {
   cacheHasNar(cacheId: number, narId: number): Promise<boolean>;
   /** The caches a path of which uses the NAR, and those it was uploaded to (NewNar.uploadedTo). */
   narOwners(narId: number): Promise<NarOwners>;
+  /**
+   * narOwners of the NARs containing the chunk; only a bounded number of those NARs is looked at
+   * (CHUNK_OWNER_NARS), so a chunk that many NARs share may show fewer owners than it has.
+   */
+  chunkOwners(chunkId: Uint8Array): Promise<NarOwners>;
   /** Whether a NAR that some path of this cache uses contains the chunk. */
   cacheHasChunk(cacheId: number, chunkId: Uint8Array): Promise<boolean>;
 

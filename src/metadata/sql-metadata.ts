@@ -147,6 +147,10 @@ export abstract class SqlMetadata implements MetadataStore {
     return toNarOwners(await this.#runner.all(this.#q.narOwners, [narId, narId]));
   }
 
+  async chunkOwners(chunkId: Uint8Array): Promise<NarOwners> {
+    return toNarOwners(await this.#runner.all(this.#q.chunkOwners, [chunkId, chunkId]));
+  }
+
   async cacheHasChunk(cacheId: number, chunkId: Uint8Array): Promise<boolean> {
     return (await this.#runner.get(this.#q.cacheUsesChunk, [chunkId, cacheId])) !== undefined;
   }

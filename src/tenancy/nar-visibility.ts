@@ -1,4 +1,4 @@
-import type { CacheRecord, NarRecord, TokenRecord } from '../metadata/metadata-store.ts';
+import type { CacheRecord, NarOwners, NarRecord, TokenRecord } from '../metadata/metadata-store.ts';
 import { mayAccess } from './access.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 
@@ -17,13 +17,52 @@ export async function mayShowNar(
   token: TokenRecord | undefined,
   nar: NarRecord,
 ): Promise<boolean> {
-  const { usedBy, uploadedTo } = await nw.meta.narOwners(nar.id);
+  const owners = await nw.meta.narOwners(nar.id);
+  if (owners.usedBy.includes(cache.id)) return true;
+  if (owners.usedBy.length === 0 && owners.uploadedTo.length === 0) return false;
+  return ownersShown(cache, token, owners, await cachesById(nw));
+}
+
+/**
+ * Which of the stored chunks a push through the cache may count on (chunk-list uploads,
+ * ingest/chunk-list-upload.ts): the rule above applied to the NARs containing each chunk, which
+ * must also be one an ingest may reuse. A chunk that fails is treated as absent and sent again, so
+ * a pusher learns nothing of chunks it could not read.
+ */
+export async function shownChunks(
+  nw: Narwhal,
+  cache: CacheRecord,
+  token: TokenRecord | undefined,
+  ids: Uint8Array[],
+): Promise<boolean[]> {
+  let caches: Map<number, CacheRecord> | undefined;
+  const shown: boolean[] = [];
+  for (const id of ids) {
+    if (!(await nw.meta.mayReuseChunk(id))) {
+      shown.push(false);
+      continue;
+    }
+    const owners = await nw.meta.chunkOwners(id);
+    caches ??= await cachesById(nw);
+    shown.push(ownersShown(cache, token, owners, caches));
+  }
+  return shown;
+}
+
+function ownersShown(
+  cache: CacheRecord,
+  token: TokenRecord | undefined,
+  { usedBy, uploadedTo }: NarOwners,
+  caches: Map<number, CacheRecord>,
+): boolean {
   if (usedBy.includes(cache.id)) return true;
-  if (usedBy.length === 0 && uploadedTo.length === 0) return false;
-  const caches = new Map((await nw.meta.listCaches()).map((c) => [c.id, c]));
   const may = (ids: number[], perm: 'pull' | 'push') =>
     ids.some((id) => caches.has(id) && mayAccess(token, caches.get(id)!, perm));
   return may(usedBy, 'pull') || may(uploadedTo, 'push');
+}
+
+async function cachesById(nw: Narwhal): Promise<Map<number, CacheRecord>> {
+  return new Map((await nw.meta.listCaches()).map((c) => [c.id, c]));
 }
 
 /** The NAR with this NarHash, if the caller may see it through the cache (mayShowNar). */

@@ -50,7 +50,15 @@ test('bench/run.ts --tiny measures every system and writes the report with every
     assert.equal(r.series.length, 2);
     const raw = r.storage.find((s) => s.id === 'raw')!;
     assert.equal(raw.usage.total.apparent, r.totals.narBytes);
-    for (const id of ['static-zstd', 'static-xz', 'static-none', 'casync', 'narwhal', 'narwhal-as-pushed']) {
+    for (const id of [
+      'static-zstd',
+      'static-xz',
+      'static-none',
+      'casync',
+      'narwhal',
+      'narwhal-deltas',
+      'narwhal-as-pushed',
+    ]) {
       const system = r.storage.find((s) => s.id === id);
       assert.ok(system, `storage of ${id}`);
       for (const s of r.series) {
@@ -63,10 +71,27 @@ test('bench/run.ts --tiny measures every system and writes the report with every
 
     assert.deepEqual(
       r.push.map((p) => p.id),
-      ['static-zstd', 'static-xz', 'static-none', 'narwhal-zstd', 'narwhal-recompress', 'narwhal-none'],
+      [
+        'static-zstd',
+        'static-xz',
+        'static-none',
+        'narwhal-zstd',
+        'narwhal-recompress',
+        'narwhal-delta-pass',
+        'narwhal-none',
+      ],
     );
     const narwhal = (id: string) => r.storage.find((s) => s.id === id)!.usage.total.apparent;
     assert.ok(narwhal('narwhal') < narwhal('narwhal-as-pushed'), 'recompression stores less than the push did');
+    assert.ok(narwhal('narwhal-deltas') < narwhal('narwhal'), 'the delta pass stores less than recompression alone');
+    for (const s of r.series) {
+      const pass = r.deltaPass?.[s.id];
+      assert.ok(pass && pass.cpuSeconds > 0 && pass.peakRssBytes > 10e6, `a delta pass ran after ${s.id}`);
+    }
+    assert.ok(
+      Object.values(r.deltaPass ?? {}).some((p) => p.deltas > 0),
+      'the edited releases give the pass deltas to make',
+    );
     assert.deepEqual(
       r.ingest.map((i) => i.id),
       ['narwhal-put', 'narwhal-put-castr', 'casync', 'casync-sha256'],
@@ -78,6 +103,13 @@ test('bench/run.ts --tiny measures every system and writes the report with every
     for (const t of [...r.push, ...r.ingest, ...r.substitute]) {
       assert.ok(t.seconds.total > 0, `${t.id} took time`);
       assert.equal(Object.keys(t.seconds.series).length, r.series.length, `${t.id} has a figure per series`);
+    }
+    for (const t of r.substitute) {
+      for (const s of r.series) {
+        const steps = t.steps?.[s.id] ?? [];
+        assert.equal(steps.length, s.steps.length, `${t.id} timed each release of ${s.id}`);
+        assert.ok(steps.every((x) => x > 0));
+      }
     }
     for (const d of r.downloads)
       assert.ok(d.bytes > 0 && d.narBytes === r.totals.largestNar.narBytes, `download ${d.system} ${d.what}`);
@@ -105,6 +137,10 @@ test('bench/run.ts --tiny measures every system and writes the report with every
 
     // Every target is judged, and a target whose figure is missing is never reported as met.
     assert.ok(r.targets.length >= 7);
+    assert.ok(
+      r.targets.some((t) => t.issue === 19 && t.status !== 'not measured'),
+      'issue 19 targets are judged',
+    );
     for (const t of r.targets) {
       assert.ok(['met', 'missed', 'not measured'].includes(t.status), t.name);
       if (t.measured === '-') assert.equal(t.status, 'not measured', t.name);

@@ -18,7 +18,7 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['context'],
   ['tenancy'],
   ['ingest', 'serving'],
-  ['maintenance'],
+  ['maintenance', 'push'],
   ['server', 'client'],
   ['cli'],
 ];

@@ -11,6 +11,8 @@ import { NarwhalError } from '../../errors.ts';
 import type { TokenRecord } from '../../metadata/metadata-store.ts';
 import { readBody } from '../body.ts';
 import { cacheChangesFromJson, newCacheFromJson, newTokenFromJson } from './api-json.ts';
+import { handlePushApi } from './push-routes.ts';
+import { sendJson } from './send-json.ts';
 
 export interface ApiContext {
   nw: Narwhal;
@@ -35,34 +37,37 @@ export async function handleApi(ctx: ApiContext): Promise<void> {
   const segments = ctx.path.replace(/^\/_api\/v1\//, '').split('/');
   if (!ctx.path.startsWith('/_api/v1/')) throw new NarwhalError('not-found', 'unknown API version');
 
-  const [collection, name, extra] = segments;
+  const [collection, name, extra, ...rest] = segments;
+  if (collection === 'caches' && name !== undefined && extra !== undefined && rest.length === 0) {
+    if (await handlePushApi(nw, req, ctx.res, ctx.token, name, extra)) return;
+  }
   if (extra !== undefined) throw new NarwhalError('not-found', 'no such API route');
   if (collection === 'caches' && name === undefined) {
-    if (method === 'GET') return sendJson(ctx, 200, await cachesVisibleTo(nw, token));
+    if (method === 'GET') return sendJson(ctx.res, 200, await cachesVisibleTo(nw, token));
     if (method === 'POST') {
       requireGlobalAdmin(token);
       const { name: newName, options } = newCacheFromJson(await readJson(ctx));
-      return sendJson(ctx, 201, await admin.createCache(newName, options));
+      return sendJson(ctx.res, 201, await admin.createCache(newName, options));
     }
   }
   if (collection === 'caches' && name !== undefined) {
     await requireCacheAdmin(nw, token, name);
-    if (method === 'GET') return sendJson(ctx, 200, await admin.cacheInfo(name));
+    if (method === 'GET') return sendJson(ctx.res, 200, await admin.cacheInfo(name));
     if (method === 'PATCH')
-      return sendJson(ctx, 200, await admin.configureCache(name, cacheChangesFromJson(await readJson(ctx))));
+      return sendJson(ctx.res, 200, await admin.configureCache(name, cacheChangesFromJson(await readJson(ctx))));
     if (method === 'DELETE') {
       await admin.destroyCache(name);
-      return sendJson(ctx, 200, { destroyed: name });
+      return sendJson(ctx.res, 200, { destroyed: name });
     }
   }
   if (collection === 'tokens') {
     requireGlobalAdmin(token);
-    if (name === undefined && method === 'GET') return sendJson(ctx, 200, await admin.listTokens());
+    if (name === undefined && method === 'GET') return sendJson(ctx.res, 200, await admin.listTokens());
     if (name === undefined && method === 'POST')
-      return sendJson(ctx, 201, await admin.createToken(newTokenFromJson(await readJson(ctx))));
+      return sendJson(ctx.res, 201, await admin.createToken(newTokenFromJson(await readJson(ctx))));
     if (name !== undefined && method === 'DELETE') {
       await admin.revokeToken(name);
-      return sendJson(ctx, 200, { revoked: name });
+      return sendJson(ctx.res, 200, { revoked: name });
     }
   }
   throw new NarwhalError('not-found', 'no such API route');
@@ -75,10 +80,4 @@ async function readJson(ctx: ApiContext): Promise<unknown> {
   } catch {
     throw new NarwhalError('bad-request', 'the body must be JSON');
   }
-}
-
-function sendJson({ res }: ApiContext, status: number, value: unknown): void {
-  const body = Buffer.from(`${JSON.stringify(value)}\n`);
-  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': body.length });
-  res.end(body);
 }

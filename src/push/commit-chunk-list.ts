@@ -1,0 +1,134 @@
+import { Readable } from 'node:stream';
+import { DEFAULT_CHUNKER_PARAMS } from '../chunking/chunker.ts';
+import type { ChunkTableEntry } from '../chunking/chunk-table.ts';
+import type { Narwhal } from '../context/narwhal.ts';
+import { isNarwhalError, NarwhalError } from '../errors.ts';
+import { ingestNar } from '../ingest/ingest-nar.ts';
+import type { CacheRecord, NarRecord, TokenRecord } from '../metadata/metadata-store.ts';
+import { encodeNixBase32 } from '../nix/base32.ts';
+import { parseSha256 } from '../nix/hash.ts';
+import { ExactReader } from '../runtime/exact-reader.ts';
+import { checkChunk } from '../serving/chunk-check.ts';
+import { readCheckedChunks } from '../serving/chunk-damage.ts';
+import { chunkHex } from '../storage/chunk-store.ts';
+import { shownChunks } from '../tenancy/nar-visibility.ts';
+import { readChunkListEntry, readChunkListHeader } from './chunk-list-body.ts';
+
+/** The largest frame of a chunk: zstd's worst case for the largest chunk is a few bytes a block above it. */
+const MAX_FRAME_BYTES = DEFAULT_CHUNKER_PARAMS.max + 4096;
+/** Chunks the server has, read together. */
+const READ_BATCH = 16;
+
+/** A chunk list named chunks the server cannot count on: the client sends them and tries again. */
+export class MissingChunksError extends NarwhalError {
+  readonly ids: Uint8Array[];
+  constructor(ids: Uint8Array[]) {
+    super('conflict', `${ids.length} chunk(s) of the list are not stored here: send them`);
+    this.ids = ids;
+  }
+}
+
+export interface ChunkListUpload {
+  /** `sha256:<nix32>`, as in a narinfo. */
+  narHash: string;
+  narSize: number;
+}
+
+/**
+ * Ingests a NAR given as a chunk list (chunk-list-body.ts): each chunk the client says the server
+ * has must be one it may count on through this cache (shownChunks), else MissingChunksError; each
+ * chunk sent must decode to its id. The NAR assembled from both is ingested as if uploaded whole
+ * (ingest-nar.ts: grammar, NarHash, size limit, chunking, dedup), so nothing the client claims is
+ * trusted. It runs under an ingest hold taken before any check, so that GC keeps every chunk
+ * found reusable until the commit (gc.ts explains the hold).
+ */
+export async function commitChunkList(
+  nw: Narwhal,
+  cache: CacheRecord,
+  token: TokenRecord | undefined,
+  body: AsyncIterable<Uint8Array>,
+  upload: ChunkListUpload,
+): Promise<NarRecord> {
+  const { narSize } = upload;
+  const narHash = parseSha256(upload.narHash);
+  if (!Number.isSafeInteger(narSize) || narSize <= 0) {
+    throw new NarwhalError('bad-request', 'narSize must be a positive integer');
+  }
+  if (narSize > nw.options.maxNarSize) {
+    throw new NarwhalError('too-large', `NAR exceeds the size limit of ${nw.options.maxNarSize} bytes`);
+  }
+  const release = await nw.holds.begin();
+  try {
+    const reader = new ExactReader(body);
+    await readChunkListHeader(reader);
+    const nar = Readable.from(narContents(nw, cache, token, reader, narSize), { objectMode: false });
+    return await ingestNar(nw, nar, {
+      compression: 'none',
+      upload: { fileHash: narHash, fileHashText: `sha256:${encodeNixBase32(narHash)}`, suffix: '' },
+      uploadedTo: cache.id,
+    });
+  } finally {
+    release();
+  }
+}
+
+/** The NAR's bytes, chunk after chunk: read from the store, or from the frames in the body. */
+async function* narContents(
+  nw: Narwhal,
+  cache: CacheRecord,
+  token: TokenRecord | undefined,
+  reader: ExactReader,
+  narSize: number,
+): AsyncGenerator<Uint8Array> {
+  // Chunks are at least the chunker's minimum but the NAR's last: this bounds the lookups a body costs.
+  const maxEntries = Math.ceil(narSize / DEFAULT_CHUNKER_PARAMS.min) + 1;
+  let entries = 0;
+  let produced = 0;
+  let held: ChunkTableEntry[] = [];
+  const flush = async function* (): AsyncGenerator<Uint8Array> {
+    if (held.length > 0) yield* await storedChunks(nw, held);
+    held = [];
+  };
+  while (produced < narSize) {
+    if (++entries > maxEntries) throw new NarwhalError('bad-request', `more chunks than a NAR of ${narSize} bytes has`);
+    const entry = await readChunkListEntry(reader, MAX_FRAME_BYTES);
+    let size: number;
+    if (entry.frame) {
+      yield* flush();
+      const data = await sentChunk(entry.id, entry.frame);
+      size = data.length;
+      if (produced + size <= narSize) yield data;
+    } else {
+      const record = await nw.meta.getChunk(entry.id);
+      if (!record || !(await shownChunks(nw, cache, token, [entry.id]))[0]) throw new MissingChunksError([entry.id]);
+      size = record.size;
+      held.push({ index: entries - 1, start: 0, end: size, id: entry.id });
+      if (held.length === READ_BATCH) yield* flush();
+    }
+    produced += size;
+    if (produced > narSize)
+      throw new NarwhalError('hash-mismatch', `the chunks add up to more than narSize ${narSize}`);
+  }
+  yield* flush();
+  if (!(await reader.atEnd())) throw new NarwhalError('bad-request', 'the body goes on after the NAR ends');
+}
+
+async function sentChunk(id: Uint8Array, frame: Uint8Array): Promise<Uint8Array> {
+  try {
+    return (await checkChunk(id, frame, undefined, true)).data!;
+  } catch (err) {
+    if (!isNarwhalError(err, 'chunk-corrupt')) throw err;
+    throw new NarwhalError('bad-request', `a chunk sent as ${chunkHex(id)} does not decode to that id`);
+  }
+}
+
+async function storedChunks(nw: Narwhal, batch: ChunkTableEntry[]): Promise<Uint8Array[]> {
+  try {
+    return (await readCheckedChunks(nw, batch, true)).map((chunk) => chunk.data!);
+  } catch (err) {
+    if (isNarwhalError(err, 'chunk-missing') || isNarwhalError(err, 'chunk-corrupt')) {
+      throw new MissingChunksError(batch.map((entry) => entry.id));
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,12 @@
+import type { ServerResponse } from 'node:http';
+
+/** Answers with `value` as JSON; `close` ends the connection after it (a request body may be left unread). */
+export function sendJson(res: ServerResponse, status: number, value: unknown, close = false): void {
+  const body = Buffer.from(`${JSON.stringify(value)}\n`);
+  res.writeHead(status, {
+    'Content-Type': 'application/json',
+    'Content-Length': body.length,
+    ...(close ? { Connection: 'close' } : {}),
+  });
+  res.end(body);
+}
