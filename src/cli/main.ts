@@ -10,6 +10,7 @@ import { migrateCommand } from './migrate-command.ts';
 import { importCommand } from './import-command.ts';
 import { recompressCommand } from './recompress-command.ts';
 import { pushCommand } from './push-command.ts';
+import { substituterCommand } from './substituter-command.ts';
 import { NarwhalError } from '../errors.ts';
 import { applyConfigFile } from './config-file.ts';
 
@@ -61,6 +62,11 @@ Commands:
           only the paths it lacks, and of their NARs only the chunks it lacks;
           --watch-store pushes every path that becomes valid until stopped;
           the token from --token, NARWHAL_TOKEN or the netrc entry for the host
+  substituter --cache URL [--listen 127.0.0.1:5001] [--store DIR] [--cache-dir DIR]
+              [--cache-size 10G] [--token T]
+          a local substituter for Nix (substituters = http://127.0.0.1:5001) that
+          fetches from the cache only the chunks this machine lacks, as deltas
+          against chunks of other versions in its store where that is smaller
 
 Options shared by all commands:
   --data-dir DIR   where the database and chunks live (default ./narwhal-data)
@@ -91,6 +97,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   import: importCommand,
   recompress: recompressCommand,
   push: pushCommand,
+  substituter: substituterCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

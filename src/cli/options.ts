@@ -53,3 +53,19 @@ export function parseZstdLevel(option: string, text: string, zeroMeansOff = fals
   }
   return level;
 }
+
+/** A size in bytes, optionally with a binary multiple: `1073741824`, `1024M`, `1G`. */
+export function parseByteSize(option: string, text: string): number {
+  const match = /^(\d+)([KMGT]?)$/i.exec(text);
+  const size = match ? Number(match[1]) * 1024 ** ' KMGT'.indexOf((match[2] || ' ').toUpperCase()) : NaN;
+  if (!Number.isSafeInteger(size) || size < 1)
+    throw new NarwhalError('bad-request', `${option} takes a size in bytes (or with K, M, G, T), not ${text}`);
+  return size;
+}
+
+/** `--listen HOST:PORT` (HOST may be `[v6]`, or empty for 127.0.0.1). */
+export function parseListen(listen: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(listen);
+  if (!match) throw new NarwhalError('bad-request', `--listen takes HOST:PORT, not ${listen}`);
+  return { host: match[1] ?? (match[2] || '127.0.0.1'), port: Number(match[3]) };
+}

@@ -8,9 +8,8 @@ import { DEFAULT_RECOMPRESS_LEVEL } from '../maintenance/recompress.ts';
 import { scheduleRecompression } from '../maintenance/recompress-scheduler.ts';
 import { createNarwhalServer } from '../server/server.ts';
 import { prepareStreamChunking } from '../ingest/stream-chunker.ts';
-import { NarwhalError } from '../errors.ts';
 import { hasWritePreparation } from '../storage/chunk-store-capabilities.ts';
-import { parseZstdLevel, STORE_OPTIONS } from './options.ts';
+import { parseByteSize, parseListen, parseZstdLevel, STORE_OPTIONS } from './options.ts';
 import { isSupervisedServer, parseProcesses, superviseServers } from './serve-processes.ts';
 
 export async function serveCommand(args: string[]): Promise<number> {
@@ -82,19 +81,4 @@ export async function serveCommand(args: string[]): Promise<number> {
   // The channel to a supervisor would keep this process alive.
   if (isSupervisedServer()) process.disconnect?.();
   return 0;
-}
-
-/** A size in bytes, optionally with a binary multiple: `1073741824`, `1024M`, `1G`. */
-function parseByteSize(option: string, text: string): number {
-  const match = /^(\d+)([KMGT]?)$/i.exec(text);
-  const size = match ? Number(match[1]) * 1024 ** ' KMGT'.indexOf((match[2] || ' ').toUpperCase()) : NaN;
-  if (!Number.isSafeInteger(size) || size < 1)
-    throw new NarwhalError('bad-request', `${option} takes a size in bytes (or with K, M, G, T), not ${text}`);
-  return size;
-}
-
-function parseListen(listen: string): { host: string; port: number } {
-  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(listen);
-  if (!match) throw new NarwhalError('bad-request', `--listen takes HOST:PORT, not ${listen}`);
-  return { host: match[1] ?? (match[2] || '127.0.0.1'), port: Number(match[3]) };
 }

@@ -23,6 +23,22 @@ export function compressionFromNarUrlSuffix(suffix: string): Compression | undef
   return bySuffix.get(suffix);
 }
 
+const NARINFO_COMPRESSIONS: ReadonlySet<string> = new Set<Compression>([
+  'none',
+  'xz',
+  'zstd',
+  'bzip2',
+  'br',
+  'gzip',
+  'lz4',
+]);
+
+/** The compression a narinfo's `Compression` names (absent: bzip2, as Nix reads it), if one Narwhal decodes. */
+export function compressionFromNarinfo(value: string | undefined): Compression | undefined {
+  const name = value ?? 'bzip2';
+  return NARINFO_COMPRESSIONS.has(name) ? (name as Compression) : undefined;
+}
+
 /** The NAR URL suffix Nix uses for a compression: '' for none and gzip, else e.g. 'xz'. */
 export function narUrlSuffix(c: Compression): string {
   switch (c) {

@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { open, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NarwhalError } from '../errors.ts';
-import type { Compression } from '../compression/compression.ts';
+import { type Compression, compressionFromNarinfo } from '../compression/compression.ts';
 import { parseNarinfo, type NarInfo } from '../nix/narinfo.ts';
 import { parseSha256, formatSha256Nix32 } from '../nix/hash.ts';
 import { parseStorePathBaseName } from '../nix/store-path.ts';
@@ -49,7 +49,6 @@ interface Entry {
   info: NarInfo;
 }
 
-const COMPRESSIONS: ReadonlySet<string> = new Set<Compression>(['none', 'xz', 'zstd', 'bzip2', 'br', 'gzip', 'lz4']);
 const NAR_URL_RE = /^nar\/([0-9a-df-np-sv-z]{52})\.nar((?:\.[a-z0-9]+)?)$/;
 
 /**
@@ -182,9 +181,9 @@ async function ingestEntry(
   result: ImportResult,
 ): Promise<void> {
   const { info } = entry;
-  const compression = info.compression ?? 'bzip2';
-  if (!COMPRESSIONS.has(compression))
-    throw new NarwhalError('bad-compression', `unsupported Compression ${compression}`);
+  const compression = compressionFromNarinfo(info.compression);
+  if (compression === undefined)
+    throw new NarwhalError('bad-compression', `unsupported Compression ${info.compression}`);
   if (info.url.startsWith('/') || info.url.split('/').includes('..'))
     throw new NarwhalError('bad-narinfo', `URL ${info.url} points outside the directory`);
   const file = join(dir, info.url);

@@ -3,13 +3,16 @@ import { getFile, putFile } from './handlers/cache-file.ts';
 import { getNarinfo, putNarinfo } from './handlers/narinfo.ts';
 import { getCaibx, getChunk, getNar, putNar } from './handlers/nar.ts';
 import type { Handler } from './request-context.ts';
+import { postChunkFrames } from './handlers/chunk-frames.ts';
 
 export interface Route {
   /** Matched against the path below `/<cache>/`, percent-escapes left as sent. */
   pattern: RegExp;
   /** Serves GET and HEAD. */
-  get: Handler;
+  get?: Handler;
   put?: Handler;
+  /** Serves POST, under the same access rule as GET. */
+  post?: Handler;
 }
 
 const NIX32 = '[0-9a-df-np-sv-z]';
@@ -29,6 +32,7 @@ export const CACHE_ROUTES: readonly Route[] = [
   { pattern: new RegExp(`^nar/(${NIX32}{52})\\.nar(\\.xz|\\.zst|\\.bz2|\\.br|\\.lz4|)$`), get: getNar, put: putNar },
   { pattern: new RegExp(`^nar/(${NIX32}{52})\\.caibx$`), get: getCaibx },
   { pattern: /^castr\/([0-9a-f]{4})\/([0-9a-f]{64})\.cacnk$/, get: getChunk },
+  { pattern: /^chunk-frames$/, post: postChunkFrames },
   { pattern: new RegExp(`^(${HASH_PART}\\.ls)$`), get: getFile, put: putFile },
   { pattern: new RegExp(`^(log/${HASH_PART}-${STORE_NAME})$`), get: getFile, put: putFile },
   { pattern: new RegExp(`^(realisations/sha256:[0-9a-f]{64}!${STORE_NAME}\\.doi)$`), get: getFile, put: putFile },

@@ -8,7 +8,7 @@ import { handleApi } from './api/api-router.ts';
 import { requestToken } from './auth.ts';
 import { sendError } from './http-errors.ts';
 import { sendText } from './send-text.ts';
-import { CACHE_INFO_ROUTE, matchRoute, normalizeCachePath } from './routes.ts';
+import { CACHE_INFO_ROUTE, matchRoute, normalizeCachePath, type Route } from './routes.ts';
 
 export interface ServerOptions {
   log?: (message: string) => void;
@@ -94,14 +94,21 @@ async function handle(
 
   // Checked before the route is known to exist, so a cache the caller may not read answers
   // every name alike (tenancy/access.ts says why).
-  if (read) requireCacheAccess(token, cache, matched?.route === CACHE_INFO_ROUTE ? 'read-cache-info' : 'read');
+  if (read || method === 'POST') {
+    requireCacheAccess(token, cache, matched?.route === CACHE_INFO_ROUTE ? 'read-cache-info' : 'read');
+  }
   if (!matched) throw new NarwhalError('not-found', 'not found');
   const { route, params } = matched;
-  if (read) return route.get({ nw, cache, req, res, params, head, token, log });
+  if (read && route.get) return route.get({ nw, cache, req, res, params, head, token, log });
+  if (method === 'POST' && route.post) return route.post({ nw, cache, req, res, params, head: false, token, log });
   if (method === 'PUT' && route.put) {
     requireCacheAccess(token, cache, 'push');
     return route.put({ nw, cache, req, res, params, head: false, token, log });
   }
-  res.setHeader('Allow', route.put ? 'GET, HEAD, PUT' : 'GET, HEAD');
+  res.setHeader('Allow', allowed(route).join(', '));
   sendText(res, 405, 'method not allowed\n', { close: true });
+}
+
+function allowed(route: Route): string[] {
+  return [...(route.get ? ['GET', 'HEAD'] : []), ...(route.put ? ['PUT'] : []), ...(route.post ? ['POST'] : [])];
 }

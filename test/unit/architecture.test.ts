@@ -169,7 +169,7 @@ test('every folder of src/ is a room with a layer and a README', () => {
     rooms.filter((room) => !known.has(room)),
     [],
   );
-  for (const room of ['context', 'tenancy', 'ingest', 'serving', 'maintenance', 'runtime']) {
+  for (const room of ['context', 'tenancy', 'ingest', 'serving', 'maintenance', 'runtime', 'push', 'client']) {
     assert.ok(readdirSync(join(root, 'src', room)).includes('README.md'), `src/${room}/README.md`);
   }
 });

@@ -1,0 +1,103 @@
+import type { Narwhal } from '../context/narwhal.ts';
+import { encodeDelta, parseStored } from '../delta/stored-form.ts';
+import { isNarwhalError } from '../errors.ts';
+import type { CacheRecord } from '../metadata/metadata-store.ts';
+import { chunkHex } from '../storage/chunk-store.ts';
+import { encodeChunk } from '../storage/chunk-codec.ts';
+import { readCheckedChunk } from './chunk-damage.ts';
+import { encodeChunkFrame, type WantedChunk } from './chunk-frames-body.ts';
+
+/** Deltas computed per request at most (each costs a zstd pass with a dictionary); the rest go plain. */
+const MAX_COMPUTED_DELTAS = 256;
+/** Hints used as bases of a computed delta. */
+const MAX_BASES = 5;
+/** zstd level of computed deltas and of frames made for chunks stored as deltas. */
+const DELTA_LEVEL = 3;
+const FRAME_LEVEL = 1;
+/** A computed delta is sent only when at most this share of the chunk's plain frame. */
+const DELTA_MARGIN = 0.8;
+
+/**
+ * The answers to a chunk request (chunk-frames-body.ts), one per chunk wanted, in order. Only
+ * chunks of NARs a path of this cache uses are given, and only such chunks serve as bases (so an
+ * answer depends on nothing the caller could not read through the cache). A chunk stored as a
+ * delta whose bases the client holds goes as stored; otherwise a delta is computed against the
+ * chunks the client says resemble it where that is clearly smaller; else a plain zstd frame.
+ */
+export async function* chunkFrames(
+  nw: Narwhal,
+  cache: CacheRecord,
+  wanted: readonly WantedChunk[],
+): AsyncGenerator<Uint8Array> {
+  const visible = new Map<string, Promise<boolean>>();
+  const isVisible = (id: Uint8Array): Promise<boolean> => {
+    const key = chunkHex(id);
+    let known = visible.get(key);
+    if (!known) {
+      known = nw.meta.cacheHasChunk(cache.id, id);
+      visible.set(key, known);
+    }
+    return known;
+  };
+  const held = new Set<string>();
+  for (const { hints } of wanted) {
+    for (const hint of hints) if (await isVisible(hint)) held.add(chunkHex(hint));
+  }
+  const contents = new Map<string, Promise<Uint8Array | undefined>>();
+  const content = (id: Uint8Array): Promise<Uint8Array | undefined> => {
+    const key = chunkHex(id);
+    let known = contents.get(key);
+    if (!known) {
+      known = readContent(nw, id);
+      contents.set(key, known);
+    }
+    return known;
+  };
+  let computed = 0;
+  for (const { id, hints } of wanted) {
+    const record = (await isVisible(id)) ? await nw.meta.getChunk(id) : undefined;
+    if (!record) {
+      yield encodeChunkFrame(id, 'absent', new Uint8Array(0));
+      continue;
+    }
+    const read = await readCheckedChunk(nw, { index: 0, id, start: 0, end: record.size }, true).catch(absentIfDamaged);
+    if (!read) {
+      yield encodeChunkFrame(id, 'absent', new Uint8Array(0));
+      continue;
+    }
+    const form = read.delta ? parseStored(read.stored) : undefined;
+    if (form?.kind === 'delta' && form.bases.every((base) => held.has(chunkHex(base)))) {
+      yield encodeChunkFrame(id, 'delta', read.stored);
+      continue;
+    }
+    const plain = read.delta ? await encodeChunk(read.data!, FRAME_LEVEL) : read.stored;
+    const bases = [];
+    if (computed < MAX_COMPUTED_DELTAS) {
+      for (const hint of hints.filter((h) => held.has(chunkHex(h))).slice(0, MAX_BASES)) {
+        const baseContent = await content(hint);
+        if (baseContent) bases.push({ id: hint, content: baseContent });
+      }
+    }
+    if (bases.length > 0) {
+      computed++;
+      const delta = encodeDelta(read.data!, bases, DELTA_LEVEL);
+      if (delta.length <= DELTA_MARGIN * plain.length) {
+        yield encodeChunkFrame(id, 'delta', delta);
+        continue;
+      }
+    }
+    yield encodeChunkFrame(id, 'frame', plain);
+  }
+}
+
+async function readContent(nw: Narwhal, id: Uint8Array): Promise<Uint8Array | undefined> {
+  const record = await nw.meta.getChunk(id);
+  if (!record) return undefined;
+  const read = await readCheckedChunk(nw, { index: 0, id, start: 0, end: record.size }, true).catch(absentIfDamaged);
+  return read?.data;
+}
+
+function absentIfDamaged(err: unknown): undefined {
+  if (isNarwhalError(err, 'chunk-missing') || isNarwhalError(err, 'chunk-corrupt')) return undefined;
+  throw err;
+}
