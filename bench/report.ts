@@ -9,6 +9,7 @@ import { count, mb, rate, seconds, table, times } from './format.ts';
 import type { PerSeries, Results, TimedSystem } from './results.ts';
 import { groupedBarChart, type BarGroup } from './svg-chart.ts';
 import { DELTA_SECTION, renderDeltaSection } from './report-deltas.ts';
+import { renderUpgradeSection, UPGRADE_SECTION } from './report-upgrades.ts';
 
 export const CHART_DIR = 'benchmarks';
 export const REPORT_FILE = 'benchmarks.md';
@@ -37,6 +38,7 @@ export const SECTIONS = [
   '## 4. Lookups',
   '## 5. Memory',
   DELTA_SECTION,
+  UPGRADE_SECTION,
   '## Method',
 ];
 
@@ -470,6 +472,7 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
   );
 
   md.push(...renderDeltaSection(r));
+  md.push(...renderUpgradeSection(r));
 
   md.push('## Method', '');
   md.push(

@@ -106,6 +106,31 @@ export interface DeltaPassFigure {
   sketched: number;
 }
 
+export type UpgradeLink = '100mbit' | 'loopback';
+
+/** Release `to` fetched by a machine holding the release before it (measure-upgrades.ts). */
+export interface Upgrade {
+  series: string;
+  to: string;
+  system: 'nginx-zstd' | 'narwhal' | 'substituter';
+  link: UpgradeLink;
+  seconds: number;
+  /** Bytes from the server to the machine, counted by the relay. */
+  bytes: number;
+  narBytes: number;
+}
+
+/** Release `to` pushed into a Narwhal holding the releases before it. */
+export interface PushUpgrade {
+  series: string;
+  to: string;
+  system: 'nix-copy' | 'narwhal-push';
+  seconds: number;
+  /** Bytes from the client to the server, counted by the relay. */
+  bytes: number;
+  narBytes: number;
+}
+
 export interface MemoryFigure {
   id: string;
   label: string;
@@ -130,6 +155,8 @@ export interface Results {
   storage: StorageSystem[];
   /** Narwhal's own `stats --json` after the push, for cross-checking the disk figures. */
   narwhalStats: Record<string, number>;
+  /** Fetching and pushing one release after another (absent in results of runs before it existed). */
+  upgrades?: { fetch: Upgrade[]; push: PushUpgrade[]; wholePushSeconds: number };
   /** Per series, the delta pass run after it (absent in results of runs before it existed). */
   deltaPass?: Record<string, DeltaPassFigure>;
   chunking: ChunkingResult[];

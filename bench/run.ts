@@ -32,6 +32,8 @@ import { startNarwhal } from './systems/narwhal.ts';
 import { startNginx } from './systems/nginx.ts';
 import { judgeTargets } from './targets.ts';
 import { judgeDeltaTargets } from './delta-targets.ts';
+import { judgeUpgradeTargets } from './upgrade-targets.ts';
+import { measureUpgrades } from './measure-upgrades.ts';
 import { table } from './format.ts';
 
 async function main(argv: string[]): Promise<number> {
@@ -81,6 +83,7 @@ async function main(argv: string[]): Promise<number> {
   let downloads: Awaited<ReturnType<typeof measureDownloads>>;
   let lookups: Awaited<ReturnType<typeof measureLookups>>;
   let servingMemory: MemoryFigure | undefined;
+  let upgrades: Awaited<ReturnType<typeof measureUpgrades>> | undefined;
   const wrk = {
     threads: mode.wrkThreads,
     connections: mode.loadConnections,
@@ -109,6 +112,7 @@ async function main(argv: string[]): Promise<number> {
         peakRssBytes: await narwhal.peakRss(),
         narBytes: 0,
       };
+      upgrades = await measureUpgrades(ds, { nginxZstd: `${nginx.url}/zstd`, narwhal: narwhal.cacheUrl }, work, log);
       // The same data served by a process per core (nginx runs a worker per core), beside the default one.
       const perCore = await startNarwhal(narwhal.dataDir, ['--processes', 'auto']);
       try {
@@ -161,6 +165,7 @@ async function main(argv: string[]): Promise<number> {
     storage: [...pushed.storage.slice(0, -1), ingest.casyncStorage, ...pushed.storage.slice(-1)],
     narwhalStats: { ...pushed.narwhalStats },
     deltaPass: pushed.deltaPass,
+    upgrades,
     chunking,
     push: pushed.push,
     ingest: ingest.ingest,
@@ -189,7 +194,11 @@ async function main(argv: string[]): Promise<number> {
       },
     },
     ...figures,
-    targets: [...judgeTargets(figures, memory.syntheticBytes), ...judgeDeltaTargets(figures)],
+    targets: [
+      ...judgeTargets(figures, memory.syntheticBytes),
+      ...judgeDeltaTargets(figures),
+      ...judgeUpgradeTargets(figures),
+    ],
   };
   const file = await writeReport(results, outDir);
   if (!values.keep) await rm(work, { recursive: true, force: true });

@@ -130,3 +130,38 @@ export async function deltaPass(dataDir: string, timeFile: string): Promise<Delt
     report: JSON.parse(stdout) as DeltaPassRun['report'],
   };
 }
+
+export interface SubstituterDaemon {
+  /** The substituter's URL, for Nix's `--from`. */
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** `narwhal substituter` for the cache at `cacheUrl`, on a machine whose Nix store is under `storeRoot`. */
+export async function startSubstituter(
+  cacheUrl: string,
+  storeRoot: string,
+  cacheDir: string,
+  env: NodeJS.ProcessEnv,
+): Promise<SubstituterDaemon> {
+  const { daemon, match } = await startDaemon(
+    NARWHAL_BIN,
+    ['substituter', '--cache', cacheUrl, '--listen', '127.0.0.1:0', '--store', storeRoot, '--cache-dir', cacheDir],
+    /serving (http:\/\/127\.0\.0\.1:\d+)\//,
+    { env: { ...env, PATH: narwhalEnv().PATH } },
+  );
+  return { url: match[1], stop: () => daemon.stop() };
+}
+
+/** `narwhal push` of `paths` (and their closure) to `cacheUrl`; its wall time and `--json` summary. */
+export async function narwhalPush(
+  cacheUrl: string,
+  token: string,
+  paths: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ seconds: number; bytesSent: number }> {
+  const { stdout, seconds } = await run(NARWHAL_BIN, ['push', '--cache', cacheUrl, '--json', ...paths], {
+    env: { ...env, PATH: narwhalEnv().PATH, NARWHAL_TOKEN: token },
+  });
+  return { seconds, bytesSent: (JSON.parse(stdout) as { bytesSent: number }).bytesSent };
+}

@@ -111,6 +111,16 @@ test('bench/run.ts --tiny measures every system and writes the report with every
         assert.ok(steps.every((x) => x > 0));
       }
     }
+    const upgrades = r.upgrades!;
+    for (const s of r.series) {
+      const fetched = upgrades.fetch.filter((f) => f.series === s.id);
+      assert.equal(fetched.length, (s.steps.length - 1) * 3 * 2, `each upgrade of ${s.id} by 3 systems on 2 links`);
+      for (const f of fetched) assert.ok(f.bytes > 0 && f.seconds > 0, `${f.system} ${f.link} moved bytes`);
+      const pushed = upgrades.push.filter((p) => p.series === s.id);
+      assert.equal(pushed.length, (s.steps.length - 1) * 2);
+      for (const p of pushed) assert.ok(p.bytes > 0, `${p.system} sent bytes`);
+    }
+    assert.ok(upgrades.wholePushSeconds > 0);
     for (const d of r.downloads)
       assert.ok(d.bytes > 0 && d.narBytes === r.totals.largestNar.narBytes, `download ${d.system} ${d.what}`);
     // Narwhal, Narwhal with a process per core, nginx: each by wrk GET, ab HEAD, ab GET.

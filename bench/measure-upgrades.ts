@@ -1,0 +1,143 @@
+/**
+ * Figure 7 (upgrades, issue 20): a machine holding release k fetches release k+1, and a cache
+ * holding release k receives release k+1. Bytes are counted by a relay between client and server
+ * (bench/relay.ts); time is taken with the relay holding the link to 100 Mbit/s, and on loopback.
+ * Fetching: stock Nix from nginx's static zstd cache, stock Nix from Narwhal, and stock Nix
+ * through `narwhal substituter` on that machine. Pushing: `nix copy --to` Narwhal against
+ * `narwhal push`, each into a Narwhal of its own that received the releases before.
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Dataset, SeriesData } from './dataset.ts';
+import { nixEnv, run } from './exec.ts';
+import type { PushUpgrade, Upgrade, UpgradeLink } from './results.ts';
+import { startRelay } from './relay.ts';
+import { narwhalPush, pushClientConfig, startNarwhal, startSubstituter } from './systems/narwhal.ts';
+import { nixCopyFrom, nixCopyTo } from './systems/static-cache.ts';
+
+/** The link the throttled figures are taken on. */
+export const LINK_BITS_PER_SECOND = 100e6;
+
+export interface UpgradeFigures {
+  fetch: Upgrade[];
+  push: PushUpgrade[];
+  /** The whole dataset pushed into an empty Narwhal by `narwhal push`, seconds (compare: nix copy --to). */
+  wholePushSeconds: number;
+}
+
+export async function measureUpgrades(
+  ds: Dataset,
+  sources: { nginxZstd: string; narwhal: string },
+  work: string,
+  log: (line: string) => void,
+): Promise<UpgradeFigures> {
+  const fetch: Upgrade[] = [];
+  for (const link of ['100mbit', 'loopback'] as const) {
+    for (const s of ds.series) {
+      for (let k = 0; k + 1 < s.steps.length; k++) {
+        log(`upgrades: ${s.id} ${s.steps[k]} -> ${s.steps[k + 1]} (${link})`);
+        fetch.push(...(await fetchUpgrade(s, k, link, sources, join(work, 'upgrades'))));
+      }
+    }
+  }
+  const push = await pushUpgrades(ds, join(work, 'upgrades-push'), log);
+  const wholePushSeconds = await wholePush(ds, join(work, 'upgrades-whole'), log);
+  return { fetch, push, wholePushSeconds };
+}
+
+const bytesOf = (s: SeriesData, paths: string[]): number =>
+  s.nars.filter((n) => paths.includes(n.storePath)).reduce((sum, n) => sum + n.narSize, 0);
+
+/** Release k+1 fetched by a machine holding release k, from each source through a relay. */
+async function fetchUpgrade(
+  s: SeriesData,
+  k: number,
+  link: UpgradeLink,
+  sources: { nginxZstd: string; narwhal: string },
+  work: string,
+): Promise<Upgrade[]> {
+  const [held, wanted] = [s.stepPaths[k], s.stepPaths[k + 1]];
+  const narBytes = bytesOf(s, wanted);
+  const figures: Upgrade[] = [];
+  const rate = link === '100mbit' ? LINK_BITS_PER_SECOND : undefined;
+  for (const system of ['nginx-zstd', 'narwhal', 'substituter'] as const) {
+    const machine = join(work, `${s.id}-${k}-${system}-${link}`);
+    await rm(machine, { recursive: true, force: true });
+    const env = nixEnv(join(machine, 'home'));
+    // The machine holds release k, fetched directly (not measured).
+    await nixCopyFrom(sources.nginxZstd, join(machine, 'root'), held, env, bytesOf(s, held));
+    const relay = await startRelay(new URL(system === 'nginx-zstd' ? sources.nginxZstd : sources.narwhal).origin, rate);
+    const path = new URL(system === 'nginx-zstd' ? sources.nginxZstd : sources.narwhal).pathname;
+    const substituter =
+      system === 'substituter'
+        ? await startSubstituter(`${relay.url}${path}`, join(machine, 'root'), join(machine, 'chunks'), env)
+        : undefined;
+    try {
+      const from = substituter?.url ?? `${relay.url}${path}`;
+      // A fresh client cache: Nix caches narinfos per URL.
+      const seconds = await nixCopyFrom(from, join(machine, 'root'), wanted, nixEnv(join(machine, 'home2')), narBytes);
+      figures.push({ series: s.id, to: s.steps[k + 1], system, link, seconds, bytes: relay.bytesDown, narBytes });
+    } finally {
+      await substituter?.stop();
+      await relay.close();
+      await rm(machine, { recursive: true, force: true });
+    }
+  }
+  return figures;
+}
+
+/** Each release pushed into a Narwhal holding the releases before it: nix copy --to against narwhal push. */
+async function pushUpgrades(ds: Dataset, work: string, log: (line: string) => void): Promise<PushUpgrade[]> {
+  const figures: PushUpgrade[] = [];
+  for (const system of ['nix-copy', 'narwhal-push'] as const) {
+    const server = await startNarwhal(join(work, system));
+    const relay = await startRelay(new URL(server.cacheUrl).origin);
+    const cacheUrl = `${relay.url}/main`;
+    const home = join(work, `client-${system}`);
+    await mkdir(home, { recursive: true });
+    const env = nixEnv(home, await pushClientConfig(server, home));
+    try {
+      for (const s of ds.series) {
+        for (const [k, paths] of s.stepPaths.entries()) {
+          relay.reset();
+          const seconds =
+            system === 'nix-copy'
+              ? await nixCopyTo(`${cacheUrl}?compression=zstd`, paths, env, bytesOf(s, paths))
+              : (await narwhalPush(cacheUrl, server.token, paths, env)).seconds;
+          if (k > 0) {
+            figures.push({
+              series: s.id,
+              to: s.steps[k],
+              system,
+              seconds,
+              bytes: relay.bytesUp,
+              narBytes: bytesOf(s, paths),
+            });
+          }
+        }
+        log(`upgrades: pushed ${s.id} release after release (${system})`);
+      }
+    } finally {
+      await relay.close();
+      await server.stop();
+      await rm(join(work, system), { recursive: true, force: true });
+    }
+  }
+  return figures;
+}
+
+/** `narwhal push` of every series into an empty Narwhal, without a relay, as `nix copy --to` is timed in the push table. */
+async function wholePush(ds: Dataset, work: string, log: (line: string) => void): Promise<number> {
+  const server = await startNarwhal(join(work, 'server'));
+  const env = nixEnv(join(work, 'client'));
+  let seconds = 0;
+  try {
+    for (const s of ds.series) seconds += (await narwhalPush(server.cacheUrl, server.token, s.paths, env)).seconds;
+    log(`upgrades: narwhal push of the whole dataset took ${seconds.toFixed(1)} s`);
+  } finally {
+    await server.stop();
+    await rm(join(work, 'server'), { recursive: true, force: true });
+  }
+  await run('sync', []);
+  return seconds;
+}
