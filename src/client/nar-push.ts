@@ -1,17 +1,26 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { promisify } from 'node:util';
-import { constants, zstdCompress } from 'node:zlib';
+import type { EncodeRequest, EncodeResult } from '../storage/zstd-encode-worker.ts';
+import { WorkerPool } from '../runtime/worker-pool.ts';
 import { chunkStream } from '../chunking/chunk-stream.ts';
 import { NarwhalError } from '../errors.ts';
 import { encodeChunkListEntry, encodeChunkListHeader } from '../push/chunk-list-body.ts';
 
-const compress = promisify(zstdCompress);
+/** Compresses the chunks sent, beside the main thread (a zstd context per call was most of the client's time). */
+let encoders: WorkerPool<EncodeRequest, EncodeResult> | undefined;
+const compress = (data: Uint8Array): Promise<Uint8Array> => {
+  encoders ??= new WorkerPool<EncodeRequest, EncodeResult>(
+    new URL('../storage/zstd-encode-worker.ts', import.meta.url),
+  );
+  return encoders.run({ data, level: SEND_LEVEL });
+};
 
 /** Chunks asked about per missing-chunks request, and held in memory while they are. */
 const BATCH_CHUNKS = 64;
 /** zstd level of the chunks sent: fast, the server recompresses in the background anyway. */
 const SEND_LEVEL = 3;
+/** Batches prepared ahead of the one being sent. */
+const BATCHES_AHEAD = 2;
 /** Times a NAR is sent again after the server found a chunk gone that it had said it had. */
 const RETRIES = 2;
 
@@ -66,36 +75,33 @@ async function pushNarOnce(
   dump.stderr.on('data', (d: Buffer) => dumpErrors.push(d));
   const exited = new Promise<number | null>((resolve) => dump.once('close', resolve));
 
+  /** A batch's entries: its ids hashed, the server asked which to send, those compressed. */
+  const prepare = async (batch: Uint8Array[]): Promise<Uint8Array[]> => {
+    const ids = batch.map((data) => new Uint8Array(createHash('sha256').update(data).digest()));
+    const lacking = await missingChunks(cache, ids, count);
+    const frames = await Promise.all(
+      batch.map(async (data, i) =>
+        lacking.has(Buffer.from(ids[i]).toString('hex')) ? await compress(data) : undefined,
+      ),
+    );
+    return frames.map((frame, i) => {
+      figures.chunks++;
+      if (frame) figures.chunksSent++;
+      return encodeChunkListEntry(ids[i], frame);
+    });
+  };
+
   async function* body(): AsyncGenerator<Uint8Array> {
     const header = encodeChunkListHeader();
     count(header.length);
     yield header;
-    let batch: Uint8Array[] = [];
-    const send = async function* (): AsyncGenerator<Uint8Array> {
-      const ids = batch.map((data) => new Uint8Array(createHash('sha256').update(data).digest()));
-      const lacking = await missingChunks(cache, ids, count);
-      // Compressed together, on libuv's threads.
-      const frames = await Promise.all(
-        batch.map(async (data, i) =>
-          lacking.has(Buffer.from(ids[i]).toString('hex'))
-            ? new Uint8Array(await compress(data, { params: { [constants.ZSTD_c_compressionLevel]: SEND_LEVEL } }))
-            : undefined,
-        ),
-      );
-      for (const [i, frame] of frames.entries()) {
-        const entry = encodeChunkListEntry(ids[i], frame);
-        figures.chunks++;
-        if (frame) figures.chunksSent++;
+    // The next batches are prepared while one is sent: the question, and compression, overlap the upload.
+    for await (const entries of mapAhead(batches(chunkStream(dump.stdout), BATCH_CHUNKS), BATCHES_AHEAD, prepare)) {
+      for (const entry of entries) {
         count(entry.length);
         yield entry;
       }
-      batch = [];
-    };
-    for await (const chunk of chunkStream(dump.stdout)) {
-      batch.push(chunk);
-      if (batch.length === BATCH_CHUNKS) yield* send();
     }
-    if (batch.length > 0) yield* send();
     const code = await exited;
     if (code !== 0) {
       throw new NarwhalError(
@@ -141,4 +147,44 @@ async function missingChunks(
   const lacking = new Set<string>();
   for (let at = 0; at + 32 <= answer.length; at += 32) lacking.add(answer.subarray(at, at + 32).toString('hex'));
   return lacking;
+}
+
+async function* batches<T>(items: AsyncIterable<T>, size: number): AsyncGenerator<T[]> {
+  let batch: T[] = [];
+  for await (const item of items) {
+    batch.push(item);
+    if (batch.length === size) {
+      yield batch;
+      batch = [];
+    }
+  }
+  if (batch.length > 0) yield batch;
+}
+
+/** `work` on each item in order, up to `ahead` items being worked on beyond the one taken. */
+async function* mapAhead<T, R>(
+  items: AsyncIterable<T>,
+  ahead: number,
+  work: (item: T) => Promise<R>,
+): AsyncGenerator<R> {
+  const running: Promise<R>[] = [];
+  const source = items[Symbol.asyncIterator]();
+  let done = false;
+  const fill = async (): Promise<void> => {
+    while (!done && running.length <= ahead) {
+      const next = await source.next();
+      if (next.done) done = true;
+      else {
+        const result = work(next.value);
+        result.catch(() => undefined); // awaited in turn below
+        running.push(result);
+      }
+    }
+  };
+  await fill();
+  while (running.length > 0) {
+    const result = await running.shift()!;
+    await fill();
+    yield result;
+  }
 }
