@@ -9,7 +9,11 @@ import { zstdDecompressSync } from 'node:zlib';
 import { chunkEntries } from '../../../src/chunking/chunk-table.ts';
 import { encodeDelta, parseStored } from '../../../src/delta/stored-form.ts';
 import { ingestNar } from '../../../src/ingest/ingest-nar.ts';
-import { encodeDeltas, type DeltaEncodeReport } from '../../../src/maintenance/delta-encode.ts';
+import {
+  encodeDeltas,
+  type DeltaEncodeOptions,
+  type DeltaEncodeReport,
+} from '../../../src/maintenance/delta-encode.ts';
 import { backfillSketches } from '../../../src/maintenance/sketch-backfill.ts';
 import { verifyStore } from '../../../src/maintenance/verify.ts';
 import type { NarRecord } from '../../../src/metadata/metadata-store.ts';
@@ -33,9 +37,9 @@ async function ingestVersion(t: TempNarwhal, seed: number): Promise<Version> {
   return { nar, record: await ingestNar(t.nw, bodyOf(nar), { compression: 'none' }) };
 }
 
-async function encode(t: TempNarwhal): Promise<DeltaEncodeReport> {
+async function encode(t: TempNarwhal, options: DeltaEncodeOptions = {}): Promise<DeltaEncodeReport> {
   await backfillSketches(t.nw);
-  return encodeDeltas(t.nw);
+  return encodeDeltas(t.nw, options);
 }
 
 const ids = (record: NarRecord): string[] => [...chunkEntries(record.chunkTable)].map((entry) => hex(entry.id));
@@ -200,4 +204,92 @@ test('deltas the metadata store refuses to record get their plain frames back', 
   } finally {
     await t.close();
   }
+});
+
+test('a delta worker that fails ends the run with its error; the next run drops what it reserved and encodes', async () => {
+  const t = await tempNarwhal();
+  try {
+    const versions = [await ingestVersion(t, 1000), await ingestVersion(t, 2000)];
+    await backfillSketches(t.nw);
+    const storedBefore = (await t.nw.meta.stats()).storedBytes;
+    // A level the worker's zstd refuses: every delta computed fails there.
+    await assert.rejects(
+      encodeDeltas(t.nw, { level: 'nine' as unknown as number }),
+      (err: unknown) => (err as { code?: unknown }).code === 'ERR_INVALID_ARG_TYPE',
+    );
+    assert.ok((await t.nw.meta.pendingDeltas(new Uint8Array(0), 100)).length > 0, 'its reservations are left');
+    assert.equal((await t.nw.meta.stats()).storedBytes, storedBefore, 'nothing written');
+    await assertWhole(t, versions);
+
+    const report = await encodeDeltas(t.nw);
+    assert.deepEqual([report.recovered, report.undone], [0, 0], 'plain files: reservations dropped');
+    assert.ok(report.encoded > 0);
+    assert.deepEqual(await t.nw.meta.pendingDeltas(new Uint8Array(0), 100), []);
+    await assertWhole(t, versions);
+  } finally {
+    await t.close();
+  }
+});
+
+test('the report: content compressed is every chosen chunk; a delta not worth keeping leaves no reservation', async () => {
+  const t = await tempNarwhal();
+  try {
+    const versions = [await ingestVersion(t, 1000), await ingestVersion(t, 2000)];
+    await backfillSketches(t.nw);
+    const storedBefore = (await t.nw.meta.stats()).storedBytes;
+    const chosen: Uint8Array[] = [];
+    const reserve = t.nw.meta.reserveDeltaBases.bind(t.nw.meta);
+    t.nw.meta.reserveDeltaBases = async (id, bases) => {
+      chosen.push(id);
+      return reserve(id, bases);
+    };
+    const sizeOfChosen = async (): Promise<number> => {
+      let sum = 0;
+      for (const id of chosen.splice(0)) sum += (await t.nw.meta.getChunk(id))!.size;
+      return sum;
+    };
+
+    const none = await encodeDeltas(t.nw, { margin: 0.001, workers: 1 }); // no delta is that small
+    assert.equal(none.encoded, 0);
+    assert.ok(none.examined > 0 && chosen.length > 0);
+    assert.equal(none.contentBytes, await sizeOfChosen());
+    assert.deepEqual(await t.nw.meta.pendingDeltas(new Uint8Array(0), 100), [], 'every reservation dropped');
+    assert.equal((await t.nw.meta.stats()).storedBytes, storedBefore);
+
+    const report = await encodeDeltas(t.nw, { workers: 1 });
+    assert.ok(report.encoded > 0 && report.encoded <= report.examined);
+    assert.equal(report.contentBytes, await sizeOfChosen());
+    assert.ok(report.encodeMs > 0 && report.cpuMs > 0 && report.wallMs > 0);
+    assert.equal((await t.nw.meta.stats()).storedBytes, storedBefore - report.bytesBefore + report.bytesAfter);
+    await assertWhole(t, versions);
+  } finally {
+    await t.close();
+  }
+});
+
+test('one delta worker or several store the same deltas', async () => {
+  const outcomes = [];
+  for (const workers of [1, 3]) {
+    const t = await tempNarwhal();
+    try {
+      for (const seed of [1000, 2000, 3000]) await ingestVersion(t, seed);
+      const report = await encode(t, { workers });
+      const deltas = [];
+      for (let after: Uint8Array = new Uint8Array(0); ; ) {
+        const page = await t.nw.meta.listChunks(after, 100);
+        if (page.length === 0) break;
+        after = page[page.length - 1].id;
+        for (const chunk of page) {
+          const form = parseStored(await t.nw.chunks.get(chunk.id));
+          if (form.kind === 'delta')
+            deltas.push(`${hex(chunk.id)} on ${form.bases.map(hex).join()} at ${chunk.deltaDepth}`);
+        }
+      }
+      outcomes.push({ encoded: report.encoded, bytesAfter: report.bytesAfter, deltas });
+    } finally {
+      await t.close();
+    }
+  }
+  assert.ok(outcomes[0].encoded > 0);
+  assert.deepEqual(outcomes[1], outcomes[0]);
 });
