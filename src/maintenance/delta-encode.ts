@@ -17,9 +17,10 @@ import type { Narwhal } from '../context/narwhal.ts';
  * plain frame and keeps every chain within MAX_DELTA_DEPTH. Run by recompression after the sketch
  * backfill, a batch at a time, yielding like it.
  *
- * Bases are chosen on the main thread, one chunk after the other; each chosen chunk's frame and
- * its base's are then read and handed to the delta workers (delta-encode-worker.ts), which decode,
- * check and compress them while the next bases are chosen, at most IN_FLIGHT_PER_WORKER per worker.
+ * A batch's bases are chosen on the main thread and reserved together (reserve); each chosen
+ * chunk's frame and its base's are then read and handed to the delta workers
+ * (delta-encode-worker.ts), which decode, check and compress them, at most IN_FLIGHT_PER_WORKER
+ * per worker at once.
  *
  * Crash safety: a chunk's base is recorded first (reserveDeltaBases, so GC keeps it), then the
  * delta is written and made durable, then recorded (recordDeltas). A run first finishes or undoes
@@ -52,6 +53,8 @@ export interface DeltaEncodeReport {
   /** Stored bytes of the encoded chunks, before and after. */
   bytesBefore: number;
   bytesAfter: number;
+  /** Chunks whose base, chosen with others of their batch, made a chain too long: left to a later run. */
+  deferred: number;
   /** Deltas an interrupted run left: recorded, or undone. */
   recovered: number;
   undone: number;
@@ -64,6 +67,12 @@ export interface DeltaEncodeReport {
   stopped: boolean;
   /** True when every candidate was looked at (neither shouldStop nor afterBatch ended the run). */
   finished: boolean;
+}
+
+/** A chunk and the base chooseBase found for it. */
+interface Choice {
+  chunk: DeltaCandidate;
+  base: Uint8Array;
 }
 
 interface Rewrite {
@@ -91,6 +100,7 @@ export async function encodeDeltas(nw: Narwhal, options: DeltaEncodeOptions = {}
     encoded: 0,
     bytesBefore: 0,
     bytesAfter: 0,
+    deferred: 0,
     ...(await finishPendingDeltas(nw, level)),
     contentBytes: 0,
     encodeMs: 0,
@@ -128,20 +138,18 @@ export async function encodeDeltas(nw: Narwhal, options: DeltaEncodeOptions = {}
 
 async function encodeBatch(pass: Pass, batch: DeltaCandidate[]): Promise<void> {
   const { nw, report } = pass;
+  const chosen: Choice[] = [];
+  for (const chunk of batch) {
+    report.examined++;
+    const base = await chooseBase(nw, chunk);
+    if (base) chosen.push({ chunk, base });
+  }
+  if (chosen.length === 0) return;
+  const reserved = await reserve(nw, chosen, report);
   const reader = baseReader(nw);
   const jobs = new InFlight<Rewrite | undefined>(pass.workers.size * IN_FLIGHT_PER_WORKER);
-  const reserved: Uint8Array[] = [];
   try {
-    for (const chunk of batch) {
-      report.examined++;
-      const base = await chooseBase(nw, chunk);
-      if (!base) continue;
-      // Reserved before its delta is computed, so that the choices after it (made while it is) see
-      // the chain it may join; dropped again below if the delta is not worth keeping.
-      await nw.meta.reserveDeltaBases(chunk.id, [base]);
-      reserved.push(chunk.id);
-      await jobs.add(() => deltaOf(pass, chunk, base, reader));
-    }
+    for (const { chunk, base } of reserved) await jobs.add(() => deltaOf(pass, chunk, base, reader));
   } finally {
     // No delta is left computing when the batch ends, whatever ended it.
     await jobs.settled();
@@ -149,10 +157,15 @@ async function encodeBatch(pass: Pass, batch: DeltaCandidate[]): Promise<void> {
   jobs.throwIfFailed();
   const rewrites = jobs.results().filter((rewrite) => rewrite !== undefined);
   if (rewrites.length < reserved.length) {
-    const kept = new Set(rewrites.map((rewrite) => rewrite.chunk.id));
-    await nw.meta.dropDeltaBases(reserved.filter((id) => !kept.has(id)));
+    // Not worth it, or unreadable: those chunks stay plain.
+    const kept = new Set(rewrites.map((rewrite) => rewrite.chunk));
+    await nw.meta.dropDeltaBases(reserved.filter(({ chunk }) => !kept.has(chunk)).map(({ chunk }) => chunk.id));
   }
-  if (rewrites.length === 0) return;
+  if (rewrites.length > 0) await writeDeltas(pass, rewrites);
+}
+
+/** Puts the deltas, makes them durable, then records them; those the record refuses get their plain frames back. */
+async function writeDeltas({ nw, level, report }: Pass, rewrites: Rewrite[]): Promise<void> {
   const records: DeltaChunk[] = [];
   for (const { chunk, base, delta } of rewrites) {
     const { depth } = await nw.meta.deltaChain(chunk.id);
@@ -162,7 +175,7 @@ async function encodeBatch(pass: Pass, batch: DeltaCandidate[]): Promise<void> {
       storedSize: delta.byteLength,
       bases: [base],
       depth,
-      level: pass.level,
+      level,
     });
   }
   // Sizes are taken first: a put may take the buffer over.
@@ -184,6 +197,28 @@ async function encodeBatch(pass: Pass, batch: DeltaCandidate[]): Promise<void> {
   await Promise.all(refused.map(({ chunk, plain }) => nw.chunks.put(chunk.id, plain)));
   await nw.chunks.flush();
   await nw.meta.dropDeltaBases(refused.map((r) => r.chunk.id));
+}
+
+/**
+ * Reserves the batch's chosen bases in one transaction (one durable write, not one per chunk).
+ * Each base was chosen without seeing the others of the batch, so two choices may lengthen one
+ * chain beyond MAX_DELTA_DEPTH together: looked at in turn, a choice whose chain is too long is
+ * dropped at once (a later run chooses again). Dropping only shortens chains, so the choices kept
+ * before stay within the limit, and the last one looked at is always kept: every batch progresses.
+ */
+async function reserve(nw: Narwhal, chosen: Choice[], report: DeltaEncodeReport): Promise<Choice[]> {
+  await nw.meta.reserveDeltaBasesOf(chosen.map(({ chunk, base }) => ({ id: chunk.id, bases: [base] })));
+  const kept: Choice[] = [];
+  for (const choice of chosen) {
+    const { depth, height } = await nw.meta.deltaChain(choice.chunk.id);
+    if (depth + height <= MAX_DELTA_DEPTH) {
+      kept.push(choice);
+      continue;
+    }
+    await nw.meta.dropDeltaBases([choice.chunk.id]);
+    report.deferred++;
+  }
+  return kept;
 }
 
 /**

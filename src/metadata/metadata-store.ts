@@ -414,6 +414,8 @@ export interface MetadataStore {
    * so that GC keeps them from then on (recordDeltas accepts the rows already there).
    */
   reserveDeltaBases(id: Uint8Array, bases: Uint8Array[]): Promise<void>;
+  /** reserveDeltaBases for several chunks (each listed once), in one transaction. */
+  reserveDeltaBasesOf(chunks: { id: Uint8Array; bases: Uint8Array[] }[]): Promise<void>;
   /** Up to `limit` plain chunks with bases recorded (reserveDeltaBases), ids above `after`, ascending. */
   pendingDeltas(after: Uint8Array, limit: number): Promise<PendingDelta[]>;
   /** Deletes the bases recorded for those of these chunks that are plain (a delta's stay). */

@@ -472,9 +472,14 @@ export abstract class SqlMetadata implements MetadataStore {
   }
 
   async reserveDeltaBases(id: Uint8Array, bases: Uint8Array[]): Promise<void> {
-    if (bases.length === 0) return;
+    await this.reserveDeltaBasesOf([{ id, bases }]);
+  }
+
+  async reserveDeltaBasesOf(chunks: { id: Uint8Array; bases: Uint8Array[] }[]): Promise<void> {
+    const rows = chunks.flatMap((c) => c.bases.map((base, position) => ({ id: c.id, position, base })));
+    if (rows.length === 0) return;
     await this.#runner.write(
-      run(this.#q.insertChunkBases, [bases.map(() => id), bases.map((_, position) => position), bases]),
+      run(this.#q.insertChunkBases, [rows.map((r) => r.id), rows.map((r) => r.position), rows.map((r) => r.base)]),
     );
   }
 

@@ -238,10 +238,10 @@ test('the report: content compressed is every chosen chunk; a delta not worth ke
     await backfillSketches(t.nw);
     const storedBefore = (await t.nw.meta.stats()).storedBytes;
     const chosen: Uint8Array[] = [];
-    const reserve = t.nw.meta.reserveDeltaBases.bind(t.nw.meta);
-    t.nw.meta.reserveDeltaBases = async (id, bases) => {
-      chosen.push(id);
-      return reserve(id, bases);
+    const reserve = t.nw.meta.reserveDeltaBasesOf.bind(t.nw.meta);
+    t.nw.meta.reserveDeltaBasesOf = async (chunks) => {
+      chosen.push(...chunks.map((chunk) => chunk.id));
+      return reserve(chunks);
     };
     const sizeOfChosen = async (): Promise<number> => {
       let sum = 0;
@@ -292,4 +292,48 @@ test('one delta worker or several store the same deltas', async () => {
   }
   assert.ok(outcomes[0].encoded > 0);
   assert.deepEqual(outcomes[1], outcomes[0]);
+});
+
+test('choices of one batch that lengthen a chain together beyond the limit are deferred, never recorded', async () => {
+  const t = await tempNarwhal();
+  try {
+    const versions = [];
+    for (const seed of [1000, 2000, 3000, 4000, 5000]) versions.push(await ingestVersion(t, seed));
+    await backfillSketches(t.nw);
+    // Three places whose chunk changes in every version: each chunk there resembles only the one at
+    // its place in the next version, and the candidates are those of these chains alone, so that
+    // one batch chooses every link of chains of five without seeing the others.
+    const tables = versions.map((v) => [...chunkEntries(v.record.chunkTable)].map((entry) => entry.id));
+    const places = tables[0]
+      .map((_, i) => i)
+      .filter((i) => new Set(tables.map((table) => (table[i] ? hex(table[i]) : ''))).size === tables.length)
+      .slice(0, 3);
+    assert.equal(places.length, 3);
+    const next = new Map<string, Uint8Array>();
+    for (const i of places) for (let v = 0; v + 1 < tables.length; v++) next.set(hex(tables[v][i]), tables[v + 1][i]);
+    // Their sketches are alike: each candidate gets one naming it instead.
+    const linked = [...next.keys()];
+    t.nw.meta.similarChunks = async (sketch) => [{ id: next.get(linked[sketch[0]])!, matches: 4 }];
+    const candidates = t.nw.meta.deltaCandidates.bind(t.nw.meta);
+    t.nw.meta.deltaCandidates = async (after, limit) =>
+      (await candidates(after, 10_000))
+        .filter((c) => next.has(hex(c.id)))
+        .slice(0, limit)
+        .map((c) => ({ ...c, sketch: Uint32Array.of(linked.indexOf(hex(c.id)), 0, 0, 0) }));
+
+    // Four links of five chunks make a chain one too long: of each chain, one link is deferred.
+    const first = await encodeDeltas(t.nw);
+    assert.deepEqual([first.examined, first.encoded, first.deferred], [12, 9, 3]);
+    const second = await encodeDeltas(t.nw);
+    assert.deepEqual([second.encoded, second.deferred], [0, 0], 'seeing the chains, the next run chooses none');
+    for (const id of new Set(versions.flatMap((v) => ids(v.record)))) {
+      const { depth } = await t.nw.meta.deltaChain(Buffer.from(id, 'hex'));
+      assert.ok(depth <= MAX_DELTA_DEPTH, `chunk ${id} at depth ${depth}`);
+      assert.equal((await t.nw.meta.getChunk(Buffer.from(id, 'hex')))!.deltaDepth, depth, 'as recorded');
+    }
+    assert.deepEqual(await t.nw.meta.pendingDeltas(new Uint8Array(0), 100), []);
+    await assertWhole(t, versions);
+  } finally {
+    await t.close();
+  }
 });
