@@ -32,7 +32,7 @@ export function scheduleRecompression(
         return;
       running = recompressChunks(nw, { level: options.level, workers: 1, shouldStop: busy, deltas: options.deltas })
         .then(async (report) => {
-          if (report.sketched > 0 || report.chunks > 0 || report.skipped > 0)
+          if (report.sketched > 0 || report.deltas > 0 || report.chunks > 0 || report.skipped > 0)
             options.log(`recompress: ${describeRecompression(report)}`);
           if (report.stopped || report.busy !== undefined) return;
           doneFor = idleSince;
