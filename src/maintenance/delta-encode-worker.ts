@@ -1,7 +1,7 @@
 /**
- * Worker of the delta pass (delta-encode.ts): decodes a plain stored chunk and its base (unless
- * the base's content comes along) through a kept context, checks both against their ids, and
- * compresses the chunk with the base's content as dictionary (encodeDelta), so that the pass's
+ * Worker of the delta pass (delta-encode.ts): decodes a plain stored chunk and its bases (those
+ * whose content does not come along) through a kept context, checks each against its id, and
+ * compresses the chunk with the bases' contents as dictionary (encodeDelta), so that the pass's
  * CPU work runs beside the main thread, on as many threads as it is given.
  */
 import { createHash } from 'node:crypto';
@@ -18,8 +18,8 @@ export interface DeltaRequest {
   /** The chunk's plain stored frame (moved to the worker and back). */
   stored: Uint8Array;
   size: number;
-  /** The base: its plain stored frame, or its content (checked already). */
-  base: { id: Uint8Array; stored?: Uint8Array; content?: Uint8Array };
+  /** The bases, in dictionary order: each as its plain stored frame, or its content (checked already). */
+  bases: { id: Uint8Array; stored?: Uint8Array; content?: Uint8Array }[];
   level: number;
   /** The delta is sent back only if at most this many bytes. */
   maxBytes: number;
@@ -40,7 +40,8 @@ const MAX_CHUNK = DEFAULT_CHUNKER_PARAMS.max;
 const decoder = new ZstdFrameDecoder();
 /** Where the chunk and its base are decoded: only the delta leaves the worker. */
 let chunkScratch = new Uint8Array(0);
-const baseScratch = new Uint8Array(MAX_CHUNK + 1);
+/** One per base position, made when first needed. */
+const baseScratch: Uint8Array[] = [];
 const scavenge = scavengerByVolume();
 
 parentPort!.on('message', (request: DeltaRequest & { seq: number }) => {
@@ -61,12 +62,16 @@ parentPort!.on('message', (request: DeltaRequest & { seq: number }) => {
   scavenge(request.size);
 });
 
-function deltaOf({ id, stored, size, base, level, maxBytes }: DeltaRequest): DeltaResult {
+function deltaOf({ id, stored, size, bases, level, maxBytes }: DeltaRequest): DeltaResult {
   if (chunkScratch.length <= size) chunkScratch = new Uint8Array(size + 1);
   const data = checked(id, stored, size, chunkScratch);
-  const content = base.content ?? checked(base.id, base.stored!, undefined, baseScratch);
+  const dictionary = bases.map((base, i) => ({
+    id: base.id,
+    content:
+      base.content ?? checked(base.id, base.stored!, undefined, (baseScratch[i] ??= new Uint8Array(MAX_CHUNK + 1))),
+  }));
   const started = performance.now();
-  const delta = encodeDelta(data, [{ id: base.id, content }], level);
+  const delta = encodeDelta(data, dictionary, level);
   const encodeMs = performance.now() - started;
   return delta.byteLength <= maxBytes ? { stored, delta, encodeMs } : { stored, encodeMs };
 }

@@ -69,15 +69,15 @@ export interface DeltaEncodeReport {
   finished: boolean;
 }
 
-/** A chunk and the base chooseBase found for it. */
+/** A chunk and the bases chosen for it, in dictionary order. */
 interface Choice {
   chunk: DeltaCandidate;
-  base: Uint8Array;
+  bases: Uint8Array[];
 }
 
 interface Rewrite {
   chunk: DeltaCandidate;
-  base: Uint8Array;
+  bases: Uint8Array[];
   /** The plain frame, put back if the delta cannot be recorded. */
   plain: Uint8Array;
   delta: Uint8Array;
@@ -142,14 +142,14 @@ async function encodeBatch(pass: Pass, batch: DeltaCandidate[]): Promise<void> {
   for (const chunk of batch) {
     report.examined++;
     const base = await chooseBase(nw, chunk);
-    if (base) chosen.push({ chunk, base });
+    if (base) chosen.push({ chunk, bases: [base] });
   }
   if (chosen.length === 0) return;
   const reserved = await reserve(nw, chosen, report);
   const reader = baseReader(nw);
   const jobs = new InFlight<Rewrite | undefined>(pass.workers.size * IN_FLIGHT_PER_WORKER);
   try {
-    for (const { chunk, base } of reserved) await jobs.add(() => deltaOf(pass, chunk, base, reader));
+    for (const choice of reserved) await jobs.add(() => deltaOf(pass, choice, reader));
   } finally {
     // No delta is left computing when the batch ends, whatever ended it.
     await jobs.settled();
@@ -167,13 +167,13 @@ async function encodeBatch(pass: Pass, batch: DeltaCandidate[]): Promise<void> {
 /** Puts the deltas, makes them durable, then records them; those the record refuses get their plain frames back. */
 async function writeDeltas({ nw, level, report }: Pass, rewrites: Rewrite[]): Promise<void> {
   const records: DeltaChunk[] = [];
-  for (const { chunk, base, delta } of rewrites) {
+  for (const { chunk, bases, delta } of rewrites) {
     const { depth } = await nw.meta.deltaChain(chunk.id);
     records.push({
       id: chunk.id,
       oldStoredSize: chunk.storedSize,
       storedSize: delta.byteLength,
-      bases: [base],
+      bases,
       depth,
       level,
     });
@@ -207,7 +207,7 @@ async function writeDeltas({ nw, level, report }: Pass, rewrites: Rewrite[]): Pr
  * before stay within the limit, and the last one looked at is always kept: every batch progresses.
  */
 async function reserve(nw: Narwhal, chosen: Choice[], report: DeltaEncodeReport): Promise<Choice[]> {
-  await nw.meta.reserveDeltaBasesOf(chosen.map(({ chunk, base }) => ({ id: chunk.id, bases: [base] })));
+  await nw.meta.reserveDeltaBasesOf(chosen.map(({ chunk, bases }) => ({ id: chunk.id, bases })));
   const kept: Choice[] = [];
   for (const choice of chosen) {
     const { depth, height } = await nw.meta.deltaChain(choice.chunk.id);
@@ -222,37 +222,41 @@ async function reserve(nw: Narwhal, chosen: Choice[], report: DeltaEncodeReport)
 }
 
 /**
- * The chunk as a delta of `base`, if it is small enough; undefined when the chunk or its base is
+ * The chunk as a delta of its bases, if it is small enough; undefined when the chunk or a base is
  * missing or damaged (verify's business) or the chunk's file is not the plain frame recorded.
  */
 async function deltaOf(
   { nw, level, margin, workers, report }: Pass,
-  chunk: DeltaCandidate,
-  base: Uint8Array,
+  { chunk, bases }: Choice,
   reader: BaseReader,
 ): Promise<Rewrite | undefined> {
   try {
-    const [{ stored }, baseFrame] = await Promise.all([readFrame(nw, chunk.id), readFrame(nw, base)]);
+    const [{ stored }, ...baseFrames] = await Promise.all([chunk.id, ...bases].map((id) => readFrame(nw, id)));
     // A file not as recorded (a recompression cut short) is left to recompression.
     if (stored.byteLength !== chunk.storedSize || !isPlain(stored) || chunk.size === 0) return undefined;
     // A plain base is decoded on the worker; one stored as a delta needs its own bases, read here.
-    const baseInput = isPlain(baseFrame.stored)
-      ? { stored: baseFrame.stored }
-      : { content: await reader.content(base, 0) };
+    const dictionary = await Promise.all(
+      baseFrames.map(async (frame, i) =>
+        isPlain(frame.stored)
+          ? { id: bases[i].slice(), stored: frame.stored }
+          : { id: bases[i].slice(), content: await reader.content(bases[i], 0) },
+      ),
+    );
     const request: DeltaRequest = {
       id: chunk.id.slice(),
       stored,
       size: chunk.size,
-      base: { id: base.slice(), ...baseInput },
+      bases: dictionary,
       level,
       maxBytes: Math.floor(margin * chunk.storedSize),
     };
-    const transfer = transferable(stored);
-    if (baseInput.stored) transfer.push(...transferable(baseInput.stored));
+    const transfer = [stored, ...dictionary.map((base) => base.stored)].flatMap((bytes) =>
+      bytes ? transferable(bytes) : [],
+    );
     const result = await workers.run(request, transfer);
     report.contentBytes += chunk.size;
     report.encodeMs += result.encodeMs;
-    return result.delta ? { chunk, base, plain: result.stored, delta: result.delta } : undefined;
+    return result.delta ? { chunk, bases, plain: result.stored, delta: result.delta } : undefined;
   } catch (err) {
     if (isDamage(err)) return undefined;
     throw err;

@@ -1,6 +1,6 @@
 /**
  * The delta pass's worker (delta-encode-worker.ts), through a pool as the pass uses it: the delta
- * it sends decodes to the chunk with the base as dictionary, a base comes as a frame or as its
+ * it sends decodes to the chunk with its bases as dictionary, each base comes as a frame or as its
  * content, a delta over the bound is not sent, and damage is 'chunk-corrupt'.
  */
 import { test } from 'node:test';
@@ -30,7 +30,7 @@ function request(chunk: Uint8Array, base: Uint8Array, changes: Partial<DeltaRequ
     id: idOf(chunk),
     stored: frame(chunk),
     size: chunk.length,
-    base: { id: idOf(base), stored: frame(base) },
+    bases: [{ id: idOf(base), stored: frame(base) }],
     level: 9,
     maxBytes: chunk.length,
     ...changes,
@@ -55,8 +55,23 @@ test('the worker sends a delta that decodes to the chunk with its base, from a b
     assert.ok(result.delta!.length < frame(chunk).length / 4, 'a delta of a near copy is small');
     assert.ok(result.encodeMs >= 0);
 
-    const fromContent = await pool.run(request(chunk, base, { base: { id: idOf(base), content: base } }));
+    const fromContent = await pool.run(request(chunk, base, { bases: [{ id: idOf(base), content: base }] }));
     assertSameBytes(fromContent.delta!, result.delta!, 'the same delta from the base content');
+
+    // Several bases, a frame and a content: their contents concatenated in order are the dictionary.
+    const other = new Uint8Array(realBinary(96 * 1024)).subarray(64 * 1024);
+    const two = await pool.run(
+      request(chunk, base, {
+        bases: [
+          { id: idOf(other), content: other },
+          { id: idOf(base), stored: frame(base) },
+        ],
+      }),
+    );
+    const twoForm = parseStored(two.delta!);
+    assert.ok(twoForm.kind === 'delta');
+    assert.deepEqual(twoForm.bases, [idOf(other), idOf(base)]);
+    assertSameBytes(decodeDelta(twoForm.frame, [other, base], chunk.length + 1), chunk);
 
     const over = await pool.run(request(chunk, base, { maxBytes: result.delta!.length - 1 }));
     assert.equal(over.delta, undefined, 'a delta over maxBytes is not sent');
@@ -80,7 +95,7 @@ test('the worker answers chunk-corrupt for a chunk or base that is not what its 
     await assert.rejects(pool.run(request(chunk, base, { size: chunk.length - 1 })), corrupt, 'another size');
     await assert.rejects(pool.run(request(chunk, base, { stored: new Uint8Array(100) })), corrupt, 'not zstd');
     await assert.rejects(
-      pool.run(request(chunk, base, { base: { id: idOf(base), stored: frame(other) } })),
+      pool.run(request(chunk, base, { bases: [{ id: idOf(base), stored: frame(other) }] })),
       corrupt,
       'a base that is not its id',
     );
