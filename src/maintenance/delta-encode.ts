@@ -18,13 +18,13 @@ import type { Narwhal } from '../context/narwhal.ts';
  * backfill, a batch at a time, yielding like it.
  *
  * A batch's bases are chosen on the main thread and reserved together (reserve); each chosen
- * chunk's frame and its base's are then read and handed to the delta workers
+ * chunk's frame and its bases' are then read and handed to the delta workers
  * (delta-encode-worker.ts), which decode, check and compress them, at most IN_FLIGHT_PER_WORKER
  * per worker at once.
  *
- * Crash safety: a chunk's base is recorded first (reserveDeltaBases, so GC keeps it), then the
- * delta is written and made durable, then recorded (recordDeltas). A run first finishes or undoes
- * what an interrupted one left (delta-recovery.ts).
+ * Crash safety: a chunk's bases are recorded first (reserveDeltaBasesOf, so GC keeps them), then
+ * the delta is written and made durable, then recorded (recordDeltas). A run first finishes or
+ * undoes what an interrupted one left (delta-recovery.ts).
  */
 
 export const DEFAULT_DELTA_LEVEL = 9;
