@@ -7,7 +7,7 @@ import { isNarwhalError } from '../errors.ts';
 import { checkChunk } from '../serving/chunk-check.ts';
 import { parseStored } from '../delta/stored-form.ts';
 import { backfillSketches } from './sketch-backfill.ts';
-import { encodeDeltas } from './delta-encode.ts';
+import { type DeltaEncodeReport, encodeDeltas } from './delta-encode.ts';
 import { walkChunkPages } from './chunk-pages.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 
@@ -43,7 +43,7 @@ const BATCH = 64;
 
 export interface RecompressOptions {
   level?: number;
-  /** Compression threads (default: one per core). */
+  /** Compression threads, of the delta pass and of recompression (default: one per core). */
   workers?: number;
   /** Asked between batches: true ends the run early (the server yields to pushes). */
   shouldStop?: () => boolean;
@@ -59,6 +59,8 @@ export interface RecompressReport {
   sketched: number;
   /** Chunks rewritten as deltas (delta-encode.ts) before recompressing. */
   deltas: number;
+  /** The delta pass's own report (its speed, what it recovered), when it ran. */
+  deltaPass?: DeltaEncodeReport;
   /** Chunks read and recompressed. */
   chunks: number;
   /** Of those, chunks whose file was replaced by a smaller one. */
@@ -99,7 +101,12 @@ export async function recompressChunks(nw: Narwhal, options: RecompressOptions =
     report.stopped = backfill.stopped;
     let ready = backfill.finished;
     if (ready && options.deltas) {
-      const deltas = await encodeDeltas(nw, { shouldStop: options.shouldStop, afterBatch: renewLease });
+      const deltas = await encodeDeltas(nw, {
+        shouldStop: options.shouldStop,
+        afterBatch: renewLease,
+        workers: options.workers,
+      });
+      report.deltaPass = deltas;
       report.deltas = deltas.encoded;
       report.bytesBefore += deltas.bytesBefore;
       report.bytesAfter += deltas.bytesAfter;

@@ -424,6 +424,8 @@ export interface MetadataStore {
    * is encoding it): one pass at a time writes a chunk's delta.
    */
   reserveDeltaBases(id: Uint8Array, bases: Uint8Array[]): Promise<boolean>;
+  /** reserveDeltaBases for several chunks (each listed once), in one transaction: whether each was reserved. */
+  reserveDeltaBasesOf(chunks: { id: Uint8Array; bases: Uint8Array[] }[]): Promise<boolean[]>;
   /** Up to `limit` plain chunks with bases recorded (reserveDeltaBases), ids above `after`, ascending. */
   pendingDeltas(after: Uint8Array, limit: number): Promise<PendingDelta[]>;
   /** Deletes the bases recorded for those of these chunks that are plain (a delta's stay). */

@@ -488,13 +488,20 @@ export abstract class SqlMetadata implements MetadataStore {
   }
 
   async reserveDeltaBases(id: Uint8Array, bases: Uint8Array[]): Promise<boolean> {
-    if (bases.length === 0) return false;
+    return (await this.reserveDeltaBasesOf([{ id, bases }]))[0];
+  }
+
+  async reserveDeltaBasesOf(chunks: { id: Uint8Array; bases: Uint8Array[] }[]): Promise<boolean[]> {
     const q = this.#q;
     return this.#runner.write(
       (function* () {
-        if (!(yield* get(q.reservableChunk, [id]))) return false;
-        yield* run(q.insertChunkBases, [bases.map(() => id), bases.map((_, position) => position), bases]);
-        return true;
+        const reserved: boolean[] = [];
+        for (const { id, bases } of chunks) {
+          const free = bases.length > 0 && (yield* get(q.reservableChunk, [id])) !== undefined;
+          if (free) yield* run(q.insertChunkBases, [bases.map(() => id), bases.map((_, position) => position), bases]);
+          reserved.push(free);
+        }
+        return reserved;
       })(),
     );
   }

@@ -26,6 +26,8 @@ export class WorkerPool<Q extends object, R> {
   #next = 0;
   #seq = 0;
   readonly #pending = new Map<number, { resolve: (result: R) => void; reject: (err: Error) => void }>();
+  /** Workers whose thread ended with an error: what is sent to them fails at once rather than waiting for ever. */
+  readonly #dead = new Map<Worker, Error>();
 
   constructor(script: URL, size = Math.max(1, availableParallelism())) {
     this.#script = script;
@@ -49,6 +51,8 @@ export class WorkerPool<Q extends object, R> {
   }
 
   #send(worker: Worker, request: Q, transfer: Transferable[]): Promise<R> {
+    const dead = this.#dead.get(worker);
+    if (dead) return Promise.reject(dead);
     const seq = this.#seq++;
     return new Promise<R>((resolve, reject) => {
       if (this.#pending.size === 0) for (const w of this.#workers) w.ref();
@@ -60,6 +64,7 @@ export class WorkerPool<Q extends object, R> {
   async close(): Promise<void> {
     const workers = this.#workers;
     this.#workers = [];
+    this.#dead.clear();
     await Promise.all(workers.map((w) => w.terminate()));
   }
 
@@ -67,7 +72,10 @@ export class WorkerPool<Q extends object, R> {
     for (let i = 0; i < this.size; i++) {
       const worker = new Worker(this.#script);
       worker.on('message', (reply: WorkerReply<R>) => this.#settle(reply));
-      worker.on('error', (err) => this.#failAll(err));
+      worker.on('error', (err) => {
+        this.#dead.set(worker, err);
+        this.#failAll(err);
+      });
       worker.unref();
       this.#workers.push(worker);
     }

@@ -1096,6 +1096,20 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     await meta.dropDeltaBases([a.id, b.id]);
     assert.deepEqual(await meta.pendingDeltas(new Uint8Array(0), 10), [], "a plain chunk's rows go");
     assert.deepEqual(await meta.deltaChain(b.id), { depth: 2, height: 0 }, "a delta's stay");
+
+    // Several chunks reserved at once: a on d, and e on a.
+    const e = chunk('de-e');
+    await meta.commitNar(newNar('de-e', [e]));
+    await meta.reserveDeltaBasesOf([
+      { id: a.id, bases: [d.id] },
+      { id: e.id, bases: [a.id] },
+    ]);
+    assert.deepEqual(ids(await meta.pendingDeltas(new Uint8Array(0), 10)), [a, e].map((x) => hex(x.id)).sort());
+    assert.deepEqual(await meta.deltaChain(e.id), { depth: 2, height: 0 });
+    assert.deepEqual(await meta.deltaChain(d.id), { depth: 0, height: 2 }, 'b on c on d, e on a on d');
+    await meta.reserveDeltaBasesOf([]);
+    await meta.dropDeltaBases([a.id, e.id]);
+    assert.deepEqual(await meta.pendingDeltas(new Uint8Array(0), 10), []);
   });
 }
 

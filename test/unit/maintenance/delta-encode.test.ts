@@ -9,7 +9,11 @@ import { zstdDecompressSync } from 'node:zlib';
 import { chunkEntries } from '../../../src/chunking/chunk-table.ts';
 import { encodeDelta, parseStored } from '../../../src/delta/stored-form.ts';
 import { ingestNar } from '../../../src/ingest/ingest-nar.ts';
-import { encodeDeltas, type DeltaEncodeReport } from '../../../src/maintenance/delta-encode.ts';
+import {
+  encodeDeltas,
+  type DeltaEncodeOptions,
+  type DeltaEncodeReport,
+} from '../../../src/maintenance/delta-encode.ts';
 import { backfillSketches } from '../../../src/maintenance/sketch-backfill.ts';
 import { verifyStore } from '../../../src/maintenance/verify.ts';
 import type { NarRecord } from '../../../src/metadata/metadata-store.ts';
@@ -33,9 +37,9 @@ async function ingestVersion(t: TempNarwhal, seed: number): Promise<Version> {
   return { nar, record: await ingestNar(t.nw, bodyOf(nar), { compression: 'none' }) };
 }
 
-async function encode(t: TempNarwhal): Promise<DeltaEncodeReport> {
+async function encode(t: TempNarwhal, options: DeltaEncodeOptions = {}): Promise<DeltaEncodeReport> {
   await backfillSketches(t.nw);
-  return encodeDeltas(t.nw);
+  return encodeDeltas(t.nw, options);
 }
 
 const ids = (record: NarRecord): string[] => [...chunkEntries(record.chunkTable)].map((entry) => hex(entry.id));
@@ -239,6 +243,137 @@ test('a re-push that writes a chunk again between the delta write and its record
     }
     await assertWhole(t, versions);
     assert.ok((await encodeDeltas(t.nw)).encoded > 0, 'a later run encodes them');
+  } finally {
+    await t.close();
+  }
+});
+
+test('a delta worker that fails ends the run with its error; the next run drops what it reserved and encodes', async () => {
+  const t = await tempNarwhal();
+  try {
+    const versions = [await ingestVersion(t, 1000), await ingestVersion(t, 2000)];
+    await backfillSketches(t.nw);
+    const storedBefore = (await t.nw.meta.stats()).storedBytes;
+    // A level the worker's zstd refuses: every delta computed fails there.
+    await assert.rejects(
+      encodeDeltas(t.nw, { level: 'nine' as unknown as number }),
+      (err: unknown) => (err as { code?: unknown }).code === 'ERR_INVALID_ARG_TYPE',
+    );
+    assert.ok((await t.nw.meta.pendingDeltas(new Uint8Array(0), 100)).length > 0, 'its reservations are left');
+    assert.equal((await t.nw.meta.stats()).storedBytes, storedBefore, 'nothing written');
+    await assertWhole(t, versions);
+
+    const report = await encodeDeltas(t.nw);
+    assert.deepEqual([report.recovered, report.undone], [0, 0], 'plain files: reservations dropped');
+    assert.ok(report.encoded > 0);
+    assert.deepEqual(await t.nw.meta.pendingDeltas(new Uint8Array(0), 100), []);
+    await assertWhole(t, versions);
+  } finally {
+    await t.close();
+  }
+});
+
+test('the report: content compressed is every chosen chunk; a delta not worth keeping leaves no reservation', async () => {
+  const t = await tempNarwhal();
+  try {
+    const versions = [await ingestVersion(t, 1000), await ingestVersion(t, 2000)];
+    await backfillSketches(t.nw);
+    const storedBefore = (await t.nw.meta.stats()).storedBytes;
+    const chosen: Uint8Array[] = [];
+    const reserve = t.nw.meta.reserveDeltaBasesOf.bind(t.nw.meta);
+    t.nw.meta.reserveDeltaBasesOf = async (chunks) => {
+      chosen.push(...chunks.map((chunk) => chunk.id));
+      return reserve(chunks);
+    };
+    const sizeOfChosen = async (): Promise<number> => {
+      let sum = 0;
+      for (const id of chosen.splice(0)) sum += (await t.nw.meta.getChunk(id))!.size;
+      return sum;
+    };
+
+    const none = await encodeDeltas(t.nw, { margin: 0.001, workers: 1 }); // no delta is that small
+    assert.equal(none.encoded, 0);
+    assert.ok(none.examined > 0 && chosen.length > 0);
+    assert.equal(none.contentBytes, await sizeOfChosen());
+    assert.deepEqual(await t.nw.meta.pendingDeltas(new Uint8Array(0), 100), [], 'every reservation dropped');
+    assert.equal((await t.nw.meta.stats()).storedBytes, storedBefore);
+
+    const report = await encodeDeltas(t.nw, { workers: 1 });
+    assert.ok(report.encoded > 0 && report.encoded <= report.examined);
+    assert.equal(report.contentBytes, await sizeOfChosen());
+    assert.ok(report.encodeMs > 0 && report.cpuMs > 0 && report.wallMs > 0);
+    assert.equal((await t.nw.meta.stats()).storedBytes, storedBefore - report.bytesBefore + report.bytesAfter);
+    await assertWhole(t, versions);
+  } finally {
+    await t.close();
+  }
+});
+
+test('one delta worker or several store the same deltas', async () => {
+  const outcomes = [];
+  for (const workers of [1, 3]) {
+    const t = await tempNarwhal();
+    try {
+      for (const seed of [1000, 2000, 3000]) await ingestVersion(t, seed);
+      const report = await encode(t, { workers });
+      const deltas = [];
+      for (let after: Uint8Array = new Uint8Array(0); ; ) {
+        const page = await t.nw.meta.listChunks(after, 100);
+        if (page.length === 0) break;
+        after = page[page.length - 1].id;
+        for (const chunk of page) {
+          const form = parseStored(await t.nw.chunks.get(chunk.id));
+          if (form.kind === 'delta')
+            deltas.push(`${hex(chunk.id)} on ${form.bases.map(hex).join()} at ${chunk.deltaDepth}`);
+        }
+      }
+      outcomes.push({ encoded: report.encoded, bytesAfter: report.bytesAfter, deltas });
+    } finally {
+      await t.close();
+    }
+  }
+  assert.ok(outcomes[0].encoded > 0);
+  assert.deepEqual(outcomes[1], outcomes[0]);
+});
+
+test('choices of one batch that lengthen a chain together beyond the limit are deferred, never recorded', async () => {
+  const t = await tempNarwhal();
+  try {
+    const versions = [];
+    for (const seed of [1000, 2000, 3000, 4000, 5000]) versions.push(await ingestVersion(t, seed));
+    await backfillSketches(t.nw);
+    // Three places whose chunk changes in every version: each chunk there resembles only the one at
+    // its place in the next version, and the candidates are those of these chains alone, so that
+    // one batch chooses every link of chains of five without seeing the others.
+    const tables = versions.map((v) => [...chunkEntries(v.record.chunkTable)].map((entry) => entry.id));
+    const places = tables[0]
+      .map((_, i) => i)
+      .filter((i) => new Set(tables.map((table) => (table[i] ? hex(table[i]) : ''))).size === tables.length)
+      .slice(0, 3);
+    assert.equal(places.length, 3);
+    const next = new Map<string, Uint8Array>();
+    for (const i of places) for (let v = 0; v + 1 < tables.length; v++) next.set(hex(tables[v][i]), tables[v + 1][i]);
+    // Their sketches are alike: each candidate gets one naming it instead.
+    const linked = [...next.keys()];
+    t.nw.meta.similarChunks = async (sketch) => [{ id: next.get(linked[sketch[0]])!, matches: 4 }];
+    const candidates = t.nw.meta.deltaCandidates.bind(t.nw.meta);
+    t.nw.meta.deltaCandidates = async (after, limit) =>
+      (await candidates(after, 10_000))
+        .filter((c) => next.has(hex(c.id)))
+        .slice(0, limit)
+        .map((c) => ({ ...c, sketch: Uint32Array.of(linked.indexOf(hex(c.id)), 0, 0, 0) }));
+
+    // Four links of five chunks make a chain one too long: of each chain, one link is deferred.
+    const first = await encodeDeltas(t.nw);
+    assert.deepEqual([first.examined, first.encoded, first.deferred], [12, 9, 3]);
+    const second = await encodeDeltas(t.nw);
+    assert.deepEqual([second.encoded, second.deferred], [0, 0], 'seeing the chains, the next run chooses none');
+    for (const id of new Set(versions.flatMap((v) => ids(v.record)))) {
+      const { depth } = await t.nw.meta.deltaChain(Buffer.from(id, 'hex'));
+      assert.ok(depth <= MAX_DELTA_DEPTH, `chunk ${id} at depth ${depth}`);
+      assert.equal((await t.nw.meta.getChunk(Buffer.from(id, 'hex')))!.deltaDepth, depth, 'as recorded');
+    }
+    assert.deepEqual(await t.nw.meta.pendingDeltas(new Uint8Array(0), 100), []);
     await assertWhole(t, versions);
   } finally {
     await t.close();

@@ -14,6 +14,7 @@ import type { Narwhal } from '../../../src/context/narwhal.ts';
 import { assertSameBytes, collect } from '../../helpers/bytes.ts';
 import { unzstd } from '../../helpers/zstd-cli.ts';
 import { addPath, bodyOf, realisticNar, tempNarwhal } from '../../helpers/narwhal-fixtures.ts';
+import { versionNar } from '../../helpers/test-data.ts';
 
 /** The sum of the sizes of the chunk files, as the store has them. */
 async function fileBytes(nw: Narwhal): Promise<number> {
@@ -150,6 +151,29 @@ test('the server schedule recompresses once uploads have been idle for the given
     assertSameBytes(await collect(readNarBytes(t.nw, (await openNar(t.nw, record.narHash))!)), nar);
   } finally {
     await schedule.stop();
+    await t.close();
+  }
+});
+
+test('the server logs a run whose only work was storing deltas', async () => {
+  const t = await tempNarwhal({ zstdLevel: 1 });
+  try {
+    for (const seed of [1000, 2000]) await ingestNar(t.nw, bodyOf(versionNar(seed, 200_000)), { compression: 'none' });
+    await recompressChunks(t.nw, { level: 9 }); // sketched and recompressed: only deltas are left to do
+    const logged: string[] = [];
+    const schedule = scheduleRecompression(t.nw, {
+      level: 9,
+      idleMs: 300,
+      deltas: true,
+      log: (line) => logged.push(line),
+    });
+    try {
+      for (let waited = 0; logged.length === 0 && waited < 20_000; waited += 100) await delay(100);
+    } finally {
+      await schedule.stop();
+    }
+    assert.match(logged.join('\n'), /^recompress: \d+ chunks stored as deltas; recompressed 0 chunks/);
+  } finally {
     await t.close();
   }
 });
