@@ -8,8 +8,8 @@ import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 import { transferable, type WorkerReply } from '../runtime/worker-pool.ts';
 import { chunkHex } from '../storage/chunk-store.ts';
-import { ZstdFrameDecoder } from '../storage/zstd-frames.ts';
-import { decodeDelta, parseStored } from '../delta/stored-form.ts';
+import { decodeWithDictionary, ZstdFrameDecoder } from '../storage/zstd-frames.ts';
+import { MAX_DELTA_DEPTH, parseStored, rawZstdFrame } from '../delta/stored-form.ts';
 import { DEFAULT_CHUNKER_PARAMS } from '../chunking/chunker.ts';
 import { scavengerByVolume } from '../runtime/v8-scavenge.ts';
 
@@ -22,6 +22,13 @@ export interface CheckRequest {
   wantData: boolean;
   /** For a chunk stored as a delta: its bases' contents, checked, in dictionary order. */
   bases?: Uint8Array[];
+  /**
+   * For a chunk stored as a delta, decoded here with its whole chain: the stored frames of every
+   * chunk below it, by hex id. Only the chunk itself is checked (a wrong base cannot give its hash).
+   */
+  chain?: { id: string; stored: Uint8Array }[];
+  /** With `chain`, and wantData false: send back the frame a `.nar.zst` serves for the chunk (rawZstdFrame) as `data`. */
+  servedFrame?: boolean;
 }
 
 /** The stored bytes, moved back, and the chunk's bytes when asked for. */
@@ -34,17 +41,24 @@ const decoder = new ZstdFrameDecoder();
 /** Where chunks are decoded when only their check is wanted, not their bytes. */
 let scratch = new Uint8Array(0);
 const scavenge = scavengerByVolume();
+/** Bytes a chain decode allocated for the message being answered (each base's content, and the chunk's). */
+const volume = { bytes: 0 };
 
 /** The largest chunk there is: the bound of a chunk of unknown size. */
 const MAX_CHUNK = DEFAULT_CHUNKER_PARAMS.max;
 
-parentPort!.on('message', ({ seq, id, stored, size, wantData, bases }: CheckRequest & { seq: number }) => {
+parentPort!.on('message', (request: CheckRequest & { seq: number }) => {
+  const { seq, id, stored, size, wantData, bases, chain } = request;
   let reply: WorkerReply<CheckResult>;
   const transfer: ArrayBuffer[] = [];
   try {
     let data: Uint8Array;
     try {
-      data = bases ? decodeDeltaChunk(stored, bases, size) : decodePlain(stored, size, wantData);
+      data = chain
+        ? ownBuffer(decodeChain(stored, new Map(chain.map((frame) => [frame.id, frame.stored])), size, 0, volume))
+        : bases
+          ? decodeDeltaChunk(stored, bases, size)
+          : decodePlain(stored, size, wantData);
     } catch {
       throw Object.assign(new Error(`chunk ${chunkHex(id)} does not decompress`), { code: 'chunk-corrupt' });
     }
@@ -53,7 +67,10 @@ parentPort!.on('message', ({ seq, id, stored, size, wantData, bases }: CheckRequ
     }
     transfer.push(...transferable(stored));
     const result: CheckResult = { stored };
-    if (wantData) {
+    if (request.servedFrame) {
+      result.data = rawZstdFrame(data);
+      transfer.push(result.data.buffer as ArrayBuffer);
+    } else if (wantData) {
       // The decoder gives each chunk a buffer of its own, which moves along rather than being copied.
       result.data = data;
       transfer.push(data.buffer as ArrayBuffer);
@@ -63,7 +80,8 @@ parentPort!.on('message', ({ seq, id, stored, size, wantData, bases }: CheckRequ
     reply = { seq, error: { message: (err as Error).message, code: (err as NodeJS.ErrnoException).code } };
   }
   parentPort!.postMessage(reply, transfer);
-  scavenge(size ?? MAX_CHUNK);
+  scavenge(Math.max(size ?? MAX_CHUNK, volume.bytes));
+  volume.bytes = 0;
 });
 
 function decodePlain(stored: Uint8Array, size: number | undefined, wantData: boolean): Uint8Array {
@@ -77,7 +95,48 @@ function decodePlain(stored: Uint8Array, size: number | undefined, wantData: boo
 function decodeDeltaChunk(stored: Uint8Array, bases: Uint8Array[], size: number | undefined): Uint8Array {
   const form = parseStored(stored);
   if (form.kind !== 'delta' || form.bases.length !== bases.length) throw new Error('not the delta expected');
-  const data = decodeDelta(form.frame, bases, (size ?? MAX_CHUNK) + 1);
-  // Its own buffer, which can move to the main thread.
+  return ownBuffer(decodeDeltaFrame(form.frame, bases, size));
+}
+
+/** Its own buffer, which can move to the main thread. */
+function ownBuffer(data: Uint8Array): Uint8Array {
   return data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : data.slice();
+}
+
+/**
+ * The content of a stored chunk at `depth` in a chain whose frames below it are in `frames`;
+ * `volume` counts the bytes decoded.
+ */
+function decodeChain(
+  stored: Uint8Array,
+  frames: Map<string, Uint8Array>,
+  size: number | undefined,
+  depth: number,
+  volume: { bytes: number },
+): Uint8Array {
+  const form = parseStored(stored);
+  if (form.kind === 'plain') {
+    // A base, of unknown size: decoded into the scratch buffer, kept in a copy of its length.
+    if (scratch.length <= MAX_CHUNK) scratch = new Uint8Array(MAX_CHUNK + 1);
+    const content = Uint8Array.prototype.slice.call(decoder.decode(stored, MAX_CHUNK, scratch));
+    volume.bytes += content.length;
+    return content;
+  }
+  if (depth >= MAX_DELTA_DEPTH) throw new Error('chain of deltas too long');
+  const bases = form.bases.map((id) => {
+    const frame = frames.get(chunkHex(id));
+    if (frame === undefined) throw new Error('a base is missing');
+    return decodeChain(frame, frames, undefined, depth + 1, volume);
+  });
+  const content = decodeDeltaFrame(form.frame, bases, size);
+  volume.bytes += content.length;
+  return content;
+}
+
+/** A delta's frame decoded with its bases' contents, concatenated, as dictionary: a buffer of its own. */
+function decodeDeltaFrame(frame: Uint8Array, bases: Uint8Array[], size: number | undefined): Uint8Array {
+  const dictionary = bases.length === 1 ? bases[0] : Buffer.concat(bases);
+  if (size !== undefined) return decodeWithDictionary(frame, dictionary, size);
+  if (scratch.length <= MAX_CHUNK) scratch = new Uint8Array(MAX_CHUNK + 1);
+  return Uint8Array.prototype.slice.call(decodeWithDictionary(frame, dictionary, MAX_CHUNK, scratch));
 }

@@ -49,7 +49,9 @@ export async function* readStoredFrames(nw: Narwhal, nar: NarRecord): AsyncGener
   let sent = 0;
   for await (const batch of readChecked(nw, chunkEntries(nar.chunkTable), false)) {
     // One write to the socket per batch rather than per frame.
-    const frames = Buffer.concat(batch.map((chunk) => (chunk.delta ? rawZstdFrame(chunk.data!) : chunk.stored)));
+    const frames = Buffer.concat(
+      batch.map((chunk) => (chunk.delta ? (chunk.served ?? rawZstdFrame(chunk.data!)) : chunk.stored)),
+    );
     sent += frames.length;
     if (sent > nar.storedSize) throw framesChanged(nar);
     yield frames;
