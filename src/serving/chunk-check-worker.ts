@@ -5,6 +5,7 @@
  * 'zstd contexts').
  */
 import { createHash } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import { transferable, type WorkerReply } from '../runtime/worker-pool.ts';
 import { chunkHex } from '../storage/chunk-store.ts';
@@ -12,6 +13,7 @@ import { decodeWithDictionary, ZstdFrameDecoder } from '../storage/zstd-frames.t
 import { MAX_DELTA_DEPTH, parseStored, rawZstdFrame } from '../delta/stored-form.ts';
 import { DEFAULT_CHUNKER_PARAMS } from '../chunking/chunker.ts';
 import { scavengerByVolume } from '../runtime/v8-scavenge.ts';
+import { BoundedContents } from './bounded-contents.ts';
 
 export interface CheckRequest {
   id: Uint8Array;
@@ -27,6 +29,11 @@ export interface CheckRequest {
    * chunk below it, by hex id. Only the chunk itself is checked (a wrong base cannot give its hash).
    */
   chain?: { id: string; stored: Uint8Array }[];
+  /**
+   * With `chain`: every frame has the CRC its store recorded, so the content needs no hash check
+   * (its size is checked), and the bases decoded may be kept for later requests.
+   */
+  trusted?: boolean;
   /** With `chain`, and wantData false: send back the frame a `.nar.zst` serves for the chunk (rawZstdFrame) as `data`. */
   servedFrame?: boolean;
 }
@@ -47,6 +54,15 @@ const volume = { bytes: 0 };
 /** The largest chunk there is: the bound of a chunk of unknown size. */
 const MAX_CHUNK = DEFAULT_CHUNKER_PARAMS.max;
 
+/** Bytes of bases the workers keep, all together: the pool has a worker per core. */
+const KEPT_BASE_BYTES = (32 * 1024 * 1024) / availableParallelism();
+/**
+ * Contents of bases decoded lately from trusted chains, by hex id (a chunk's content never
+ * changes, whatever its stored frame becomes). Versions of a package fetched together share
+ * bases: the chains of an old version's chunks run through the newer versions' chunks.
+ */
+const keptBases = new BoundedContents(KEPT_BASE_BYTES);
+
 parentPort!.on('message', (request: CheckRequest & { seq: number }) => {
   const { seq, id, stored, size, wantData, bases, chain } = request;
   let reply: WorkerReply<CheckResult>;
@@ -55,14 +71,22 @@ parentPort!.on('message', (request: CheckRequest & { seq: number }) => {
     let data: Uint8Array;
     try {
       data = chain
-        ? ownBuffer(decodeChain(stored, new Map(chain.map((frame) => [frame.id, frame.stored])), size, 0, volume))
+        ? ownBuffer(
+            decodeChain(stored, new Map(chain.map((frame) => [frame.id, frame.stored])), size, 0, {
+              volume,
+              keep: request.trusted === true,
+            }),
+          )
         : bases
           ? decodeDeltaChunk(stored, bases, size)
           : decodePlain(stored, size, wantData);
     } catch {
       throw Object.assign(new Error(`chunk ${chunkHex(id)} does not decompress`), { code: 'chunk-corrupt' });
     }
-    if ((size !== undefined && data.length !== size) || !createHash('sha256').update(data).digest().equals(id)) {
+    if (
+      (size !== undefined && data.length !== size) ||
+      (!(chain && request.trusted) && !createHash('sha256').update(data).digest().equals(id))
+    ) {
       throw Object.assign(new Error(`chunk ${chunkHex(id)} does not match its hash`), { code: 'chunk-corrupt' });
     }
     transfer.push(...transferable(stored));
@@ -105,31 +129,37 @@ function ownBuffer(data: Uint8Array): Uint8Array {
 
 /**
  * The content of a stored chunk at `depth` in a chain whose frames below it are in `frames`;
- * `volume` counts the bytes decoded.
+ * `volume` counts the bytes decoded. A base of a trusted chain (`keep`) is taken from, or put
+ * into, the kept bases.
  */
 function decodeChain(
   stored: Uint8Array,
   frames: Map<string, Uint8Array>,
   size: number | undefined,
   depth: number,
-  volume: { bytes: number },
+  how: { volume: { bytes: number }; keep: boolean },
 ): Uint8Array {
   const form = parseStored(stored);
   if (form.kind === 'plain') {
     // A base, of unknown size: decoded into the scratch buffer, kept in a copy of its length.
     if (scratch.length <= MAX_CHUNK) scratch = new Uint8Array(MAX_CHUNK + 1);
     const content = Uint8Array.prototype.slice.call(decoder.decode(stored, MAX_CHUNK, scratch));
-    volume.bytes += content.length;
+    how.volume.bytes += content.length;
     return content;
   }
   if (depth >= MAX_DELTA_DEPTH) throw new Error('chain of deltas too long');
   const bases = form.bases.map((id) => {
-    const frame = frames.get(chunkHex(id));
+    const key = chunkHex(id);
+    const kept = how.keep ? keptBases.get(key) : undefined;
+    if (kept) return kept;
+    const frame = frames.get(key);
     if (frame === undefined) throw new Error('a base is missing');
-    return decodeChain(frame, frames, undefined, depth + 1, volume);
+    const content = decodeChain(frame, frames, undefined, depth + 1, how);
+    if (how.keep) keptBases.set(key, content);
+    return content;
   });
   const content = decodeDeltaFrame(form.frame, bases, size);
-  volume.bytes += content.length;
+  how.volume.bytes += content.length;
   return content;
 }
 

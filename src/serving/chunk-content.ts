@@ -1,6 +1,6 @@
 import { NarwhalError, isNarwhalError } from '../errors.ts';
 import { MAX_DELTA_DEPTH, parseStored } from '../delta/stored-form.ts';
-import { chunkHex, type StoredFrame } from '../storage/chunk-store.ts';
+import { chunkHex, frameCrc, type StoredFrame } from '../storage/chunk-store.ts';
 import { checkChunk, decodeDeltaChain } from './chunk-check.ts';
 
 /**
@@ -16,7 +16,7 @@ export { MAX_DELTA_DEPTH };
 /** Where stored frames come from (the Narwhal's chunk store, or a store being migrated). */
 export type FrameSource = (id: Uint8Array) => Promise<StoredFrame>;
 /** Stored frames of several chunks, in order, read together where the store can. */
-export type FramesSource = (ids: Uint8Array[]) => Promise<Uint8Array[]>;
+export type FramesSource = (ids: Uint8Array[]) => Promise<StoredFrame[]>;
 
 /** A chunk that cannot be read because one of its bases (at some depth) is missing or corrupt. */
 export class DamagedBaseError extends NarwhalError {
@@ -100,28 +100,12 @@ export async function checkStoredChunk(
   return { ...(await checkChunk(id, stored, size, true, contents)), delta: true };
 }
 
-function parsedOrUndefined(stored: Uint8Array): ReturnType<typeof parseStored> | undefined {
-  try {
-    return parseStored(stored);
-  } catch {
-    return undefined;
-  }
-}
-
-function parsedOrCorrupt(id: Uint8Array, stored: Uint8Array): ReturnType<typeof parseStored> {
-  try {
-    return parseStored(stored);
-  } catch {
-    throw new NarwhalError('chunk-corrupt', `chunk ${chunkHex(id)} has a malformed delta header`);
-  }
-}
-
 /**
  * The stored frames of every chunk the given deltas are built on (their bases, those bases' bases,
  * down to MAX_DELTA_DEPTH), by hex id: a level of the chains at a time, each level in one read.
  */
-export async function readChainFrames(read: FramesSource, deltas: Uint8Array[]): Promise<Map<string, Uint8Array>> {
-  const frames = new Map<string, Uint8Array>();
+export async function readChainFrames(read: FramesSource, deltas: Uint8Array[]): Promise<Map<string, StoredFrame>> {
+  const frames = new Map<string, StoredFrame>();
   let level = deltas;
   for (let depth = 0; depth < MAX_DELTA_DEPTH && level.length > 0; depth++) {
     const wanted = new Map<string, Uint8Array>();
@@ -136,27 +120,31 @@ export async function readChainFrames(read: FramesSource, deltas: Uint8Array[]):
     if (wanted.size === 0) break;
     const found = await read([...wanted.values()]);
     for (const [i, key] of [...wanted.keys()].entries()) frames.set(key, found[i]);
-    level = found;
+    level = found.map((frame) => frame.stored);
   }
   return frames;
 }
 
 /**
  * The content of a chunk stored as a delta, decoded on a check worker with the frames of its chain
- * (readChainFrames) in one call, and checked against its id and size. Bases are not checked one
- * by one: a wrong base cannot give content with the chunk's hash. So a failure names no base;
- * checkStoredChunk, which checks each, is the one to tell which is damaged. Without `wantData`
- * the content stays on the worker, which gives the frame served in its place (`served`).
+ * (readChainFrames) in one call. Bases are not checked one by one: a wrong base cannot give
+ * content with the chunk's hash. So a failure names no base; checkStoredChunk, which checks
+ * each, is the one to tell which is damaged. When every frame of the chain has the CRC its store
+ * recorded when writing it, the content is trusted without its hash, as a plain frame with its
+ * CRC is (chunk-damage.ts): the frames are those written, each from checked content. Without
+ * `wantData` the content stays on the worker, which gives the frame served in its place (`served`).
  */
 export async function decodeDeltaWithChain(
   id: Uint8Array,
-  stored: Uint8Array,
+  top: StoredFrame,
   size: number,
-  chain: Map<string, Uint8Array>,
+  chain: Map<string, StoredFrame>,
   wantData: boolean,
 ): Promise<CheckedContent> {
   const used = new Map<string, Uint8Array>();
-  let level = [stored];
+  let trusted = asWritten(top);
+  let level = [top.stored];
+  let deepest = '';
   for (let depth = 0; depth < MAX_DELTA_DEPTH && level.length > 0; depth++) {
     const next: Uint8Array[] = [];
     for (const frame of level) {
@@ -167,12 +155,39 @@ export async function decodeDeltaWithChain(
         const base = chain.get(key);
         if (base === undefined)
           throw new NarwhalError('chunk-missing', `chunk ${chunkHex(id)} cannot be decoded: base ${key} not read`);
-        if (!used.has(key)) next.push(base);
-        used.set(key, base);
+        if (!used.has(key)) {
+          next.push(base.stored);
+          trusted &&= asWritten(base);
+        }
+        used.set(key, base.stored);
+        deepest = key;
       }
     }
     level = next;
   }
-  const decoded = await decodeDeltaChain(id, stored, size, used, !wantData);
+  // Chunks built on the same bases go to the same worker, which keeps the bases it decoded.
+  const affinity = Number.parseInt(deepest.slice(0, 8), 16);
+  const decoded = await decodeDeltaChain(id, top.stored, size, used, { trusted, served: !wantData, affinity });
   return wantData ? { ...decoded, delta: true } : { stored: decoded.stored, served: decoded.data, delta: true };
+}
+
+/** True when the frame has the CRC-32 its store recorded when writing it. */
+export function asWritten({ stored, crc }: StoredFrame): boolean {
+  return crc !== undefined && frameCrc(stored) === crc;
+}
+
+function parsedOrUndefined(stored: Uint8Array): ReturnType<typeof parseStored> | undefined {
+  try {
+    return parseStored(stored);
+  } catch {
+    return undefined;
+  }
+}
+
+function parsedOrCorrupt(id: Uint8Array, stored: Uint8Array): ReturnType<typeof parseStored> {
+  try {
+    return parseStored(stored);
+  } catch {
+    throw new NarwhalError('chunk-corrupt', `chunk ${chunkHex(id)} has a malformed delta header`);
+  }
 }

@@ -44,7 +44,7 @@ export async function readCheckedChunk(
   entry: ChunkTableEntry,
   wantData: boolean,
   read?: StoredFrame,
-  chain?: Map<string, Uint8Array>,
+  chain?: Map<string, StoredFrame>,
 ): Promise<CheckedChunk> {
   try {
     return await checkFrame(nw, entry, read ?? (await readFrame(nw, entry.id)), wantData, chain);
@@ -92,7 +92,7 @@ export async function readCheckedChunks(
 }
 
 /** The frames below the deltas among `stored`, read together; undefined when one is damaged (each chunk then reads its own). */
-async function chainFrames(nw: Narwhal, stored: Uint8Array[]): Promise<Map<string, Uint8Array> | undefined> {
+async function chainFrames(nw: Narwhal, stored: Uint8Array[]): Promise<Map<string, StoredFrame> | undefined> {
   const deltas = stored.filter(isDelta);
   if (deltas.length === 0) return undefined;
   try {
@@ -103,9 +103,9 @@ async function chainFrames(nw: Narwhal, stored: Uint8Array[]): Promise<Map<strin
   }
 }
 
-async function readFrames(nw: Narwhal, ids: Uint8Array[]): Promise<Uint8Array[]> {
-  if (hasFrameReads(nw.chunks)) return (await nw.chunks.getFrames(ids)).map((frame) => frame.stored);
-  return Promise.all(ids.map((id) => nw.chunks.get(id)));
+async function readFrames(nw: Narwhal, ids: Uint8Array[]): Promise<StoredFrame[]> {
+  if (hasFrameReads(nw.chunks)) return nw.chunks.getFrames(ids);
+  return Promise.all(ids.map(async (id) => ({ stored: await nw.chunks.get(id) })));
 }
 
 /** Like readCheckedChunk, for a presence check: throws 'chunk-missing' (and flags the damage) when the file is gone. */
@@ -143,13 +143,13 @@ async function checkFrame(
   entry: ChunkTableEntry,
   { stored, crc }: StoredFrame,
   wantData: boolean,
-  bases: BaseReader | Map<string, Uint8Array> | undefined,
+  bases: BaseReader | Map<string, StoredFrame> | undefined,
 ): Promise<CheckedChunk> {
   const size = entry.end - entry.start;
   if (isDelta(stored)) {
     if (bases instanceof BaseReader) return { entry, ...(await checkStoredChunk(entry.id, stored, size, true, bases)) };
     const chain = bases ?? (await readChainFrames((ids) => readFrames(nw, ids), [stored]));
-    return { entry, ...(await decodeDeltaWithChain(entry.id, stored, size, chain, wantData)) };
+    return { entry, ...(await decodeDeltaWithChain(entry.id, { stored, crc }, size, chain, wantData)) };
   }
   if (
     !wantData &&
