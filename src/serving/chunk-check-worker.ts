@@ -70,13 +70,12 @@ parentPort!.on('message', (request: CheckRequest & { seq: number }) => {
   try {
     let data: Uint8Array;
     try {
+      // A chain's chunk is decoded into the scratch buffer: a view, copied or framed below.
       data = chain
-        ? ownBuffer(
-            decodeChain(stored, new Map(chain.map((frame) => [frame.id, frame.stored])), size, 0, {
-              volume,
-              keep: request.trusted === true,
-            }),
-          )
+        ? decodeChain(stored, new Map(chain.map((frame) => [frame.id, frame.stored])), size, 0, {
+            volume,
+            keep: request.trusted === true,
+          })
         : bases
           ? decodeDeltaChunk(stored, bases, size)
           : decodePlain(stored, size, wantData);
@@ -94,7 +93,9 @@ parentPort!.on('message', (request: CheckRequest & { seq: number }) => {
     if (request.servedFrame) {
       result.data = rawZstdFrame(data);
       transfer.push(result.data.buffer as ArrayBuffer);
+      volume.bytes += result.data.length;
     } else if (wantData) {
+      if (chain) data = ownBuffer(data);
       // The decoder gives each chunk a buffer of its own, which moves along rather than being copied.
       result.data = data;
       transfer.push(data.buffer as ArrayBuffer);
@@ -122,9 +123,11 @@ function decodeDeltaChunk(stored: Uint8Array, bases: Uint8Array[], size: number 
   return ownBuffer(decodeDeltaFrame(form.frame, bases, size));
 }
 
-/** Its own buffer, which can move to the main thread. */
+/** Its own buffer, which can move to the main thread (a copy unless it fills one: a Buffer's slice would be a view). */
 function ownBuffer(data: Uint8Array): Uint8Array {
-  return data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : data.slice();
+  return data.byteOffset === 0 && data.byteLength === data.buffer.byteLength
+    ? data
+    : Uint8Array.prototype.slice.call(data);
 }
 
 /**
@@ -163,10 +166,13 @@ function decodeChain(
   return content;
 }
 
-/** A delta's frame decoded with its bases' contents, concatenated, as dictionary: a buffer of its own. */
+/**
+ * A delta's frame decoded with its bases' contents, concatenated, as dictionary: a base (of
+ * unknown size) in a buffer of its own, the chunk read as a view of the scratch buffer.
+ */
 function decodeDeltaFrame(frame: Uint8Array, bases: Uint8Array[], size: number | undefined): Uint8Array {
   const dictionary = bases.length === 1 ? bases[0] : Buffer.concat(bases);
-  if (size !== undefined) return decodeWithDictionary(frame, dictionary, size);
   if (scratch.length <= MAX_CHUNK) scratch = new Uint8Array(MAX_CHUNK + 1);
-  return Uint8Array.prototype.slice.call(decodeWithDictionary(frame, dictionary, MAX_CHUNK, scratch));
+  const content = decodeWithDictionary(frame, dictionary, size ?? MAX_CHUNK, scratch);
+  return size === undefined ? Uint8Array.prototype.slice.call(content) : content;
 }

@@ -30,7 +30,7 @@ export class DamagedBaseError extends NarwhalError {
 
 export interface CheckedContent {
   stored: Uint8Array;
-  /** The content (when asked for, and for a delta but from decodeDeltaWithChain without `wantData`). */
+  /** The content: when asked for, and for a delta unless `served` is given. */
   data?: Uint8Array;
   delta: boolean;
   /** For a delta: the frame a `.nar.zst` sends in its place (from decodeDeltaWithChain without `wantData`). */
@@ -171,7 +171,12 @@ export async function decodeDeltaWithChain(
   return wantData ? { ...decoded, delta: true } : { stored: decoded.stored, served: decoded.data, delta: true };
 }
 
-/** True when the frame has the CRC-32 its store recorded when writing it. */
+/**
+ * True when the frame has the CRC-32 its store recorded when writing it. Every frame is written
+ * from bytes that hash to its id (compressed at ingest, a delta of checked content, or checked
+ * before a copy), so a frame read back unchanged needs no decompression to be trusted; one that
+ * changed is checked in full.
+ */
 export function asWritten({ stored, crc }: StoredFrame): boolean {
   return crc !== undefined && frameCrc(stored) === crc;
 }

@@ -1,6 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { NarwhalError, isNarwhalError } from '../errors.ts';
 import {
+  asWritten,
   BaseReader,
   checkStoredChunk,
   DamagedBaseError,
@@ -10,7 +11,7 @@ import {
 import { parseStored } from '../delta/stored-form.ts';
 import type { ChunkTableEntry } from '../chunking/chunk-table.ts';
 import type { Narwhal } from '../context/narwhal.ts';
-import { frameCrc, type StoredFrame } from '../storage/chunk-store.ts';
+import type { StoredFrame } from '../storage/chunk-store.ts';
 import { hasFrameReads } from '../storage/chunk-store-capabilities.ts';
 
 /** Pause before a chunk that failed is tried a second time. */
@@ -153,7 +154,7 @@ async function checkFrame(
   }
   if (
     !wantData &&
-    (crc === undefined ? nw.memos.checkedFrames.checkedBefore(entry.id, stored) : asWritten(stored, crc))
+    (crc === undefined ? nw.memos.checkedFrames.checkedBefore(entry.id, stored) : asWritten({ stored, crc }))
   )
     return { entry, stored, delta: false };
   const reader = bases instanceof BaseReader ? bases : baseReader(nw);
@@ -169,15 +170,6 @@ function isDelta(stored: Uint8Array): boolean {
   } catch {
     return true;
   }
-}
-
-/**
- * True when the frame has the CRC-32 the store recorded when it wrote it. Every frame is written
- * from bytes that hash to its id (compressed at ingest, or checked before a copy), so a frame
- * read back unchanged needs no decompression to be trusted; one that changed is checked in full.
- */
-function asWritten(stored: Uint8Array, crc: number): boolean {
-  return frameCrc(stored) === crc;
 }
 
 function isDamage(err: unknown): boolean {
