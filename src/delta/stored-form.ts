@@ -16,6 +16,8 @@ export const DELTA_MAGIC = 0x184d2a5d;
 const ID_BYTES = 32;
 /** Skippable frame header (magic, length) and the count of bases. */
 const DELTA_HEADER_BYTES = 9;
+/** The longest chain of deltas read: a chunk, its base and its base's base may be deltas, no more. */
+export const MAX_DELTA_DEPTH = 3;
 /** The most bases a dictionary may name. */
 export const MAX_DELTA_BASES = 255;
 

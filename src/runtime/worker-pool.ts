@@ -39,9 +39,11 @@ export class WorkerPool<Q extends object, R> {
     if (this.#workers.length === 0) this.#start();
   }
 
-  run(request: Q, transfer: Transferable[] = []): Promise<R> {
+  /** Sends the request to the next worker in turn, or with `affinity` (an integer), always the same one for it. */
+  run(request: Q, transfer: Transferable[] = [], affinity?: number): Promise<R> {
     this.start();
-    return this.#send(this.#workers[this.#next++ % this.#workers.length], request, transfer);
+    const index = affinity === undefined ? this.#next++ : affinity;
+    return this.#send(this.#workers[index % this.#workers.length], request, transfer);
   }
 
   /** Sends the request to every worker; each answers after the requests it was sent before. */

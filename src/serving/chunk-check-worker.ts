@@ -5,13 +5,15 @@
  * 'zstd contexts').
  */
 import { createHash } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import { transferable, type WorkerReply } from '../runtime/worker-pool.ts';
 import { chunkHex } from '../storage/chunk-store.ts';
-import { ZstdFrameDecoder } from '../storage/zstd-frames.ts';
-import { decodeDelta, parseStored } from '../delta/stored-form.ts';
+import { decodeWithDictionary, ZstdFrameDecoder } from '../storage/zstd-frames.ts';
+import { MAX_DELTA_DEPTH, parseStored, rawZstdFrame } from '../delta/stored-form.ts';
 import { DEFAULT_CHUNKER_PARAMS } from '../chunking/chunker.ts';
 import { scavengerByVolume } from '../runtime/v8-scavenge.ts';
+import { BoundedContents } from './bounded-contents.ts';
 
 export interface CheckRequest {
   id: Uint8Array;
@@ -22,6 +24,18 @@ export interface CheckRequest {
   wantData: boolean;
   /** For a chunk stored as a delta: its bases' contents, checked, in dictionary order. */
   bases?: Uint8Array[];
+  /**
+   * For a chunk stored as a delta, decoded here with its whole chain: the stored frames of every
+   * chunk below it, by hex id. Only the chunk itself is checked (a wrong base cannot give its hash).
+   */
+  chain?: { id: string; stored: Uint8Array }[];
+  /**
+   * With `chain`: every frame has the CRC its store recorded, so the content needs no hash check
+   * (its size is checked), and the bases decoded may be kept for later requests.
+   */
+  trusted?: boolean;
+  /** With `chain`, and wantData false: send back the frame a `.nar.zst` serves for the chunk (rawZstdFrame) as `data`. */
+  servedFrame?: boolean;
 }
 
 /** The stored bytes, moved back, and the chunk's bytes when asked for. */
@@ -33,27 +47,56 @@ export interface CheckResult {
 const decoder = new ZstdFrameDecoder();
 /** Where chunks are decoded when only their check is wanted, not their bytes. */
 let scratch = new Uint8Array(0);
-const scavenge = scavengerByVolume();
+/** A full collection every 32 MB (docs/benchmarks.md, 'Serving delta chunks'). */
+const scavenge = scavengerByVolume(undefined, 32 * 1024 * 1024);
+/** Bytes a chain decode allocated for the message being answered (each base's content, and the chunk's). */
+const volume = { bytes: 0 };
 
 /** The largest chunk there is: the bound of a chunk of unknown size. */
 const MAX_CHUNK = DEFAULT_CHUNKER_PARAMS.max;
 
-parentPort!.on('message', ({ seq, id, stored, size, wantData, bases }: CheckRequest & { seq: number }) => {
+/** Bytes of bases the workers keep, all together: the pool has a worker per core. */
+const KEPT_BASE_BYTES = (32 * 1024 * 1024) / availableParallelism();
+/**
+ * Contents of bases decoded lately from trusted chains, by hex id (a chunk's content never
+ * changes, whatever its stored frame becomes). Versions of a package fetched together share
+ * bases: the chains of an old version's chunks run through the newer versions' chunks.
+ */
+const keptBases = new BoundedContents(KEPT_BASE_BYTES);
+
+parentPort!.on('message', (request: CheckRequest & { seq: number }) => {
+  const { seq, id, stored, size, wantData, bases, chain } = request;
   let reply: WorkerReply<CheckResult>;
   const transfer: ArrayBuffer[] = [];
   try {
     let data: Uint8Array;
     try {
-      data = bases ? decodeDeltaChunk(stored, bases, size) : decodePlain(stored, size, wantData);
+      // A chain's chunk is decoded into the scratch buffer: a view, copied or framed below.
+      data = chain
+        ? decodeChain(stored, new Map(chain.map((frame) => [frame.id, frame.stored])), size, 0, {
+            volume,
+            keep: request.trusted === true,
+          })
+        : bases
+          ? decodeDeltaChunk(stored, bases, size)
+          : decodePlain(stored, size, wantData);
     } catch {
       throw Object.assign(new Error(`chunk ${chunkHex(id)} does not decompress`), { code: 'chunk-corrupt' });
     }
-    if ((size !== undefined && data.length !== size) || !createHash('sha256').update(data).digest().equals(id)) {
+    if (
+      (size !== undefined && data.length !== size) ||
+      (!(chain && request.trusted) && !createHash('sha256').update(data).digest().equals(id))
+    ) {
       throw Object.assign(new Error(`chunk ${chunkHex(id)} does not match its hash`), { code: 'chunk-corrupt' });
     }
     transfer.push(...transferable(stored));
     const result: CheckResult = { stored };
-    if (wantData) {
+    if (request.servedFrame) {
+      result.data = rawZstdFrame(data);
+      transfer.push(result.data.buffer as ArrayBuffer);
+      volume.bytes += result.data.length;
+    } else if (wantData) {
+      if (chain) data = ownBuffer(data);
       // The decoder gives each chunk a buffer of its own, which moves along rather than being copied.
       result.data = data;
       transfer.push(data.buffer as ArrayBuffer);
@@ -63,7 +106,8 @@ parentPort!.on('message', ({ seq, id, stored, size, wantData, bases }: CheckRequ
     reply = { seq, error: { message: (err as Error).message, code: (err as NodeJS.ErrnoException).code } };
   }
   parentPort!.postMessage(reply, transfer);
-  scavenge(size ?? MAX_CHUNK);
+  scavenge(Math.max(size ?? MAX_CHUNK, volume.bytes));
+  volume.bytes = 0;
 });
 
 function decodePlain(stored: Uint8Array, size: number | undefined, wantData: boolean): Uint8Array {
@@ -77,7 +121,59 @@ function decodePlain(stored: Uint8Array, size: number | undefined, wantData: boo
 function decodeDeltaChunk(stored: Uint8Array, bases: Uint8Array[], size: number | undefined): Uint8Array {
   const form = parseStored(stored);
   if (form.kind !== 'delta' || form.bases.length !== bases.length) throw new Error('not the delta expected');
-  const data = decodeDelta(form.frame, bases, (size ?? MAX_CHUNK) + 1);
-  // Its own buffer, which can move to the main thread.
-  return data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : data.slice();
+  return ownBuffer(decodeDeltaFrame(form.frame, bases, size));
+}
+
+/** Its own buffer, which can move to the main thread (a copy unless it fills one: a Buffer's slice would be a view). */
+function ownBuffer(data: Uint8Array): Uint8Array {
+  return data.byteOffset === 0 && data.byteLength === data.buffer.byteLength
+    ? data
+    : Uint8Array.prototype.slice.call(data);
+}
+
+/**
+ * The content of a stored chunk at `depth` in a chain whose frames below it are in `frames`;
+ * `volume` counts the bytes decoded. A base of a trusted chain (`keep`) is taken from, or put
+ * into, the kept bases.
+ */
+function decodeChain(
+  stored: Uint8Array,
+  frames: Map<string, Uint8Array>,
+  size: number | undefined,
+  depth: number,
+  how: { volume: { bytes: number }; keep: boolean },
+): Uint8Array {
+  const form = parseStored(stored);
+  if (form.kind === 'plain') {
+    // A base, of unknown size: decoded into the scratch buffer, kept in a copy of its length.
+    if (scratch.length <= MAX_CHUNK) scratch = new Uint8Array(MAX_CHUNK + 1);
+    const content = Uint8Array.prototype.slice.call(decoder.decode(stored, MAX_CHUNK, scratch));
+    how.volume.bytes += content.length;
+    return content;
+  }
+  if (depth >= MAX_DELTA_DEPTH) throw new Error('chain of deltas too long');
+  const bases = form.bases.map((id) => {
+    const key = chunkHex(id);
+    const kept = how.keep ? keptBases.get(key) : undefined;
+    if (kept) return kept;
+    const frame = frames.get(key);
+    if (frame === undefined) throw new Error('a base is missing');
+    const content = decodeChain(frame, frames, undefined, depth + 1, how);
+    if (how.keep) keptBases.set(key, content);
+    return content;
+  });
+  const content = decodeDeltaFrame(form.frame, bases, size);
+  how.volume.bytes += content.length;
+  return content;
+}
+
+/**
+ * A delta's frame decoded with its bases' contents, concatenated, as dictionary: a base (of
+ * unknown size) in a buffer of its own, the chunk read as a view of the scratch buffer.
+ */
+function decodeDeltaFrame(frame: Uint8Array, bases: Uint8Array[], size: number | undefined): Uint8Array {
+  const dictionary = bases.length === 1 ? bases[0] : Buffer.concat(bases);
+  if (scratch.length <= MAX_CHUNK) scratch = new Uint8Array(MAX_CHUNK + 1);
+  const content = decodeWithDictionary(frame, dictionary, size ?? MAX_CHUNK, scratch);
+  return size === undefined ? Uint8Array.prototype.slice.call(content) : content;
 }

@@ -18,11 +18,40 @@ export async function checkChunk(
   wantData: boolean,
   bases?: Uint8Array[],
 ): Promise<{ stored: Uint8Array; data?: Uint8Array }> {
+  // A copy of the id: a view (ids are views of their NAR's chunk table) is posted with its whole buffer.
+  // Bases are copied, not moved: other chunks of the batch may use them too.
+  return run({ id: id.slice(), stored, size, wantData, bases }, transferable(stored));
+}
+
+/**
+ * Decodes a chunk stored as a delta on a worker thread, with the stored frames of its whole chain
+ * (`chain`, by hex id), and checks its size and, unless `trusted`, its hash against its id
+ * (throws 'chunk-corrupt'). Only the frames' own bytes are posted, not the buffers they were
+ * read into. Gives the content as `data`, or with `served`, the frame a `.nar.zst` sends in its
+ * place. `affinity` picks the worker: each keeps the trusted bases it decoded lately.
+ */
+export async function decodeDeltaChain(
+  id: Uint8Array,
+  stored: Uint8Array,
+  size: number,
+  chain: Map<string, Uint8Array>,
+  { trusted, served, affinity }: { trusted: boolean; served: boolean; affinity: number },
+): Promise<{ stored: Uint8Array; data?: Uint8Array }> {
+  // Copies of their own (new Uint8Array: a Buffer's slice would be a view of the same memory).
+  const frames = [...chain].map(([key, frame]) => ({ id: key, stored: new Uint8Array(frame) }));
+  const own = new Uint8Array(stored);
+  const request = { id: id.slice(), stored: own, size, wantData: !served, chain: frames, trusted, servedFrame: served };
+  return run(request, [own.buffer, ...frames.map((frame) => frame.stored.buffer)], affinity);
+}
+
+async function run(
+  request: CheckRequest,
+  transfer: ArrayBuffer[],
+  affinity?: number,
+): Promise<{ stored: Uint8Array; data?: Uint8Array }> {
   pool ??= new WorkerPool<CheckRequest, CheckResult>(new URL('./chunk-check-worker.ts', import.meta.url));
   try {
-    // A copy of the id: a view (ids are views of their NAR's chunk table) is posted with its whole buffer.
-    // Bases are copied, not moved: other chunks of the batch may use them too.
-    return await pool.run({ id: id.slice(), stored, size, wantData, bases }, transferable(stored));
+    return await pool.run(request, transfer, affinity);
   } catch (err) {
     if ((err as { code?: unknown }).code === 'chunk-corrupt')
       throw new NarwhalError('chunk-corrupt', (err as Error).message);

@@ -1,7 +1,7 @@
 import { NarwhalError, isNarwhalError } from '../errors.ts';
-import { parseStored } from '../delta/stored-form.ts';
-import { chunkHex, type StoredFrame } from '../storage/chunk-store.ts';
-import { checkChunk } from './chunk-check.ts';
+import { MAX_DELTA_DEPTH, parseStored } from '../delta/stored-form.ts';
+import { chunkHex, frameCrc, type StoredFrame } from '../storage/chunk-store.ts';
+import { checkChunk, decodeDeltaChain } from './chunk-check.ts';
 
 /**
  * A chunk's content whatever its stored form: a plain zstd frame is checked as it always was
@@ -11,11 +11,12 @@ import { checkChunk } from './chunk-check.ts';
  * checks run on the check workers.
  */
 
-/** The longest chain of deltas read: a chunk, its base and its base's base may be deltas, no more. */
-export const MAX_DELTA_DEPTH = 3;
+export { MAX_DELTA_DEPTH };
 
 /** Where stored frames come from (the Narwhal's chunk store, or a store being migrated). */
 export type FrameSource = (id: Uint8Array) => Promise<StoredFrame>;
+/** Stored frames of several chunks, in order, read together where the store can. */
+export type FramesSource = (ids: Uint8Array[]) => Promise<StoredFrame[]>;
 
 /** A chunk that cannot be read because one of its bases (at some depth) is missing or corrupt. */
 export class DamagedBaseError extends NarwhalError {
@@ -29,9 +30,11 @@ export class DamagedBaseError extends NarwhalError {
 
 export interface CheckedContent {
   stored: Uint8Array;
-  /** The content (always for a delta, else when asked for). */
+  /** The content: when asked for, and for a delta unless `served` is given. */
   data?: Uint8Array;
   delta: boolean;
+  /** For a delta: the frame a `.nar.zst` sends in its place (from decodeDeltaWithChain without `wantData`). */
+  served?: Uint8Array;
 }
 
 /**
@@ -95,6 +98,95 @@ export async function checkStoredChunk(
     ),
   );
   return { ...(await checkChunk(id, stored, size, true, contents)), delta: true };
+}
+
+/**
+ * The stored frames of every chunk the given deltas are built on (their bases, those bases' bases,
+ * down to MAX_DELTA_DEPTH), by hex id: a level of the chains at a time, each level in one read.
+ */
+export async function readChainFrames(read: FramesSource, deltas: Uint8Array[]): Promise<Map<string, StoredFrame>> {
+  const frames = new Map<string, StoredFrame>();
+  let level = deltas;
+  for (let depth = 0; depth < MAX_DELTA_DEPTH && level.length > 0; depth++) {
+    const wanted = new Map<string, Uint8Array>();
+    for (const stored of level) {
+      const form = parsedOrUndefined(stored);
+      if (form?.kind !== 'delta') continue; // a malformed one fails where it is decoded
+      for (const id of form.bases) {
+        const key = chunkHex(id);
+        if (!frames.has(key)) wanted.set(key, id);
+      }
+    }
+    if (wanted.size === 0) break;
+    const found = await read([...wanted.values()]);
+    for (const [i, key] of [...wanted.keys()].entries()) frames.set(key, found[i]);
+    level = found.map((frame) => frame.stored);
+  }
+  return frames;
+}
+
+/**
+ * The content of a chunk stored as a delta, decoded on a check worker with the frames of its chain
+ * (readChainFrames) in one call. Bases are not checked one by one: a wrong base cannot give
+ * content with the chunk's hash. So a failure names no base; checkStoredChunk, which checks
+ * each, is the one to tell which is damaged. When every frame of the chain has the CRC its store
+ * recorded when writing it, the content is trusted without its hash, as a plain frame with its
+ * CRC is (chunk-damage.ts): the frames are those written, each from checked content. Without
+ * `wantData` the content stays on the worker, which gives the frame served in its place (`served`).
+ */
+export async function decodeDeltaWithChain(
+  id: Uint8Array,
+  top: StoredFrame,
+  size: number,
+  chain: Map<string, StoredFrame>,
+  wantData: boolean,
+): Promise<CheckedContent> {
+  const used = new Map<string, Uint8Array>();
+  let trusted = asWritten(top);
+  let level = [top.stored];
+  let deepest = '';
+  for (let depth = 0; depth < MAX_DELTA_DEPTH && level.length > 0; depth++) {
+    const next: Uint8Array[] = [];
+    for (const frame of level) {
+      const form = parsedOrCorrupt(id, frame);
+      if (form.kind === 'plain') continue;
+      for (const baseId of form.bases) {
+        const key = chunkHex(baseId);
+        const base = chain.get(key);
+        if (base === undefined)
+          throw new NarwhalError('chunk-missing', `chunk ${chunkHex(id)} cannot be decoded: base ${key} not read`);
+        if (!used.has(key)) {
+          next.push(base.stored);
+          trusted &&= asWritten(base);
+        }
+        used.set(key, base.stored);
+        deepest = key;
+      }
+    }
+    level = next;
+  }
+  // Chunks built on the same bases go to the same worker, which keeps the bases it decoded.
+  const affinity = Number.parseInt(deepest.slice(0, 8), 16);
+  const decoded = await decodeDeltaChain(id, top.stored, size, used, { trusted, served: !wantData, affinity });
+  return wantData ? { ...decoded, delta: true } : { stored: decoded.stored, served: decoded.data, delta: true };
+}
+
+/**
+ * True when the frame has the CRC-32 its store recorded when writing it. Every frame is written
+ * from bytes that hash to its id (compressed at ingest, a delta of checked content, or checked
+ * before a copy), so a frame read back unchanged needs no decompression to be trusted; one that
+ * changed is checked in full.
+ */
+export function asWritten({ stored, crc }: StoredFrame): boolean {
+  return crc !== undefined && frameCrc(stored) === crc;
+}
+
+function parsedOrUndefined(stored: Uint8Array): ReturnType<typeof parseStored> | undefined {
+  try {
+    return parseStored(stored);
+  } catch {
+    return undefined;
+  }
 }
 
 function parsedOrCorrupt(id: Uint8Array, stored: Uint8Array): ReturnType<typeof parseStored> {

@@ -1,10 +1,17 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { NarwhalError, isNarwhalError } from '../errors.ts';
-import { BaseReader, checkStoredChunk, DamagedBaseError } from './chunk-content.ts';
+import {
+  asWritten,
+  BaseReader,
+  checkStoredChunk,
+  DamagedBaseError,
+  decodeDeltaWithChain,
+  readChainFrames,
+} from './chunk-content.ts';
 import { parseStored } from '../delta/stored-form.ts';
 import type { ChunkTableEntry } from '../chunking/chunk-table.ts';
 import type { Narwhal } from '../context/narwhal.ts';
-import { frameCrc, type StoredFrame } from '../storage/chunk-store.ts';
+import type { StoredFrame } from '../storage/chunk-store.ts';
 import { hasFrameReads } from '../storage/chunk-store-capabilities.ts';
 
 /** Pause before a chunk that failed is tried a second time. */
@@ -14,10 +21,12 @@ export interface CheckedChunk {
   entry: ChunkTableEntry;
   /** The chunk as stored (a zstd frame). */
   stored: Uint8Array;
-  /** The chunk's bytes, which hash to its id (when asked for, and always for a delta). */
+  /** The chunk's bytes, which hash to its id (when asked for, and for a delta unless `served` is given). */
   data?: Uint8Array;
-  /** Stored as a delta (src/delta/stored-form.ts): `stored` is for no client, `data` is the chunk. */
+  /** Stored as a delta (src/delta/stored-form.ts): `stored` is for no client, `data` (or `served`) is. */
   delta: boolean;
+  /** For a delta read without its data wanted: the frame a `.nar.zst` sends in its place. */
+  served?: Uint8Array;
 }
 
 /**
@@ -25,19 +34,21 @@ export interface CheckedChunk {
  * after a short pause (GC may have moved a file aside for an instant, see
  * LocalChunkStore.deleteUnlessNewer); if it fails again, the chunk and every NAR using it are
  * flagged damaged before the error is thrown, so their narinfos answer 404 from then on.
- * `read`, when given, is the chunk's frame as read already; `bases`, the reader of delta bases
- * the chunk's batch shares. A delta whose base is damaged is damaged itself: both are flagged
- * (and with them every chunk built on the base, markChunksDamaged).
+ * `read`, when given, is the chunk's frame as read already; `chain`, the frames of the chains
+ * below the deltas of the chunk's batch (readChainFrames). A delta is first decoded with its
+ * chain in one go (decodeDeltaWithChain); if that fails, the second try reads and checks each
+ * base on its own, so that a delta whose base is damaged is found damaged itself: both are
+ * flagged (and with them every chunk built on the base, markChunksDamaged).
  */
 export async function readCheckedChunk(
   nw: Narwhal,
   entry: ChunkTableEntry,
   wantData: boolean,
   read?: StoredFrame,
-  bases = baseReader(nw),
+  chain?: Map<string, StoredFrame>,
 ): Promise<CheckedChunk> {
   try {
-    return await checkFrame(nw, entry, read ?? (await readFrame(nw, entry.id)), wantData, bases);
+    return await checkFrame(nw, entry, read ?? (await readFrame(nw, entry.id)), wantData, chain);
   } catch (err) {
     if (!isDamage(err)) throw err;
     await delay(RECHECK_DELAY_MS);
@@ -72,8 +83,30 @@ export async function readCheckedChunks(
   } catch (err) {
     if (!isDamage(err)) throw err;
   }
-  const bases = baseReader(nw);
-  return Promise.all(entries.map((entry, i) => readCheckedChunk(nw, entry, wantData, frames?.[i], bases)));
+  const chain =
+    frames &&
+    (await chainFrames(
+      nw,
+      frames.map((frame) => frame.stored),
+    ));
+  return Promise.all(entries.map((entry, i) => readCheckedChunk(nw, entry, wantData, frames?.[i], chain)));
+}
+
+/** The frames below the deltas among `stored`, read together; undefined when one is damaged (each chunk then reads its own). */
+async function chainFrames(nw: Narwhal, stored: Uint8Array[]): Promise<Map<string, StoredFrame> | undefined> {
+  const deltas = stored.filter(isDelta);
+  if (deltas.length === 0) return undefined;
+  try {
+    return await readChainFrames((ids) => readFrames(nw, ids), deltas);
+  } catch (err) {
+    if (isDamage(err)) return undefined;
+    throw err;
+  }
+}
+
+async function readFrames(nw: Narwhal, ids: Uint8Array[]): Promise<StoredFrame[]> {
+  if (hasFrameReads(nw.chunks)) return nw.chunks.getFrames(ids);
+  return Promise.all(ids.map(async (id) => ({ stored: await nw.chunks.get(id) })));
 }
 
 /** Like readCheckedChunk, for a presence check: throws 'chunk-missing' (and flags the damage) when the file is gone. */
@@ -103,23 +136,29 @@ export async function readFrame(nw: Narwhal, id: Uint8Array): Promise<StoredFram
  * Checks a stored frame: one with the CRC-32 its store recorded when writing it is passed on as
  * it is (unless its bytes are wanted), as is one this process checked lately (checked-frames.ts);
  * any other is decompressed and checked against the chunk's size and id. A delta is always
- * decoded (with its bases) and checked: no client can use its stored bytes.
+ * decoded and checked, no client can use its stored bytes: with its chain's frames (`bases` a
+ * Map, or undefined to read them now), or with each base read and checked by a BaseReader.
  */
 async function checkFrame(
   nw: Narwhal,
   entry: ChunkTableEntry,
   { stored, crc }: StoredFrame,
   wantData: boolean,
-  bases: BaseReader,
+  bases: BaseReader | Map<string, StoredFrame> | undefined,
 ): Promise<CheckedChunk> {
-  if (isDelta(stored))
-    return { entry, ...(await checkStoredChunk(entry.id, stored, entry.end - entry.start, true, bases)) };
+  const size = entry.end - entry.start;
+  if (isDelta(stored)) {
+    if (bases instanceof BaseReader) return { entry, ...(await checkStoredChunk(entry.id, stored, size, true, bases)) };
+    const chain = bases ?? (await readChainFrames((ids) => readFrames(nw, ids), [stored]));
+    return { entry, ...(await decodeDeltaWithChain(entry.id, { stored, crc }, size, chain, wantData)) };
+  }
   if (
     !wantData &&
-    (crc === undefined ? nw.memos.checkedFrames.checkedBefore(entry.id, stored) : asWritten(stored, crc))
+    (crc === undefined ? nw.memos.checkedFrames.checkedBefore(entry.id, stored) : asWritten({ stored, crc }))
   )
     return { entry, stored, delta: false };
-  const checked = await checkStoredChunk(entry.id, stored, entry.end - entry.start, wantData, bases);
+  const reader = bases instanceof BaseReader ? bases : baseReader(nw);
+  const checked = await checkStoredChunk(entry.id, stored, size, wantData, reader);
   if (crc === undefined) nw.memos.checkedFrames.remember(entry.id, checked.stored);
   return { entry, ...checked };
 }
@@ -131,15 +170,6 @@ function isDelta(stored: Uint8Array): boolean {
   } catch {
     return true;
   }
-}
-
-/**
- * True when the frame has the CRC-32 the store recorded when it wrote it. Every frame is written
- * from bytes that hash to its id (compressed at ingest, or checked before a copy), so a frame
- * read back unchanged needs no decompression to be trusted; one that changed is checked in full.
- */
-function asWritten(stored: Uint8Array, crc: number): boolean {
-  return frameCrc(stored) === crc;
 }
 
 function isDamage(err: unknown): boolean {

@@ -8,6 +8,8 @@ import { countedPlainFrames, servedFrame } from './served-frames.ts';
 /** Chunks are read and checked in batches of up to this many bytes of NAR, or this many chunks. */
 const BATCH_NAR_BYTES = 1024 * 1024;
 const BATCH_CHUNKS = 32;
+/** Bytes to send a `.nar.zst` batch aims at (BATCH_NAR_BYTES of NAR compressed 4 fold). */
+const SERVED_BATCH_BYTES = 256 * 1024;
 /** Batches read and checked ahead of the one being sent (the checks run on worker threads). */
 const READ_AHEAD = 2;
 /** Existence checks in flight at once before a download starts. */
@@ -53,7 +55,11 @@ export async function assertChunksPresent(nw: Narwhal, nar: NarRecord): Promise<
 export async function* readStoredFrames(nw: Narwhal, nar: NarRecord): AsyncGenerator<Uint8Array> {
   let sent = 0;
   const counted = await countedPlainFrames(nw, nar);
-  for await (const batch of readChecked(nw, chunkEntries(nar.chunkTable), false)) {
+  // A NAR served mostly as raw frames (deltas) has smaller batches, so that a batch holds about as
+  // many bytes to send as one of compressed frames: memory goes with the bytes held per download.
+  const servedRatio = nar.narSize === 0 ? 0 : nar.storedSize / nar.narSize;
+  const batchNarBytes = Math.max(SERVED_BATCH_BYTES, Math.min(BATCH_NAR_BYTES, SERVED_BATCH_BYTES / servedRatio));
+  for await (const batch of readChecked(nw, chunkEntries(nar.chunkTable), false, batchNarBytes)) {
     // One write to the socket per batch rather than per frame.
     const frames = Buffer.concat(await Promise.all(batch.map((chunk) => servedFrame(chunk, counted))));
     sent += frames.length;
@@ -110,14 +116,15 @@ function readChecked(
   nw: Narwhal,
   entries: Iterable<ChunkTableEntry>,
   wantData: boolean,
+  batchNarBytes = BATCH_NAR_BYTES,
 ): AsyncGenerator<CheckedChunk[]> {
-  return mapAhead(toAsync(batches(entries)), (batch) => readCheckedChunks(nw, batch, wantData));
+  return mapAhead(toAsync(batches(entries, batchNarBytes)), (batch) => readCheckedChunks(nw, batch, wantData));
 }
 
-function* batches(entries: Iterable<ChunkTableEntry>): Generator<ChunkTableEntry[]> {
+function* batches(entries: Iterable<ChunkTableEntry>, narBytes: number): Generator<ChunkTableEntry[]> {
   let batch: ChunkTableEntry[] = [];
   for (const entry of entries) {
-    if (batch.length > 0 && (batch.length === BATCH_CHUNKS || entry.end - batch[0].start > BATCH_NAR_BYTES)) {
+    if (batch.length > 0 && (batch.length === BATCH_CHUNKS || entry.end - batch[0].start > narBytes)) {
       yield batch;
       batch = [];
     }

@@ -1,3 +1,4 @@
+import { zstdDecompressSync } from 'node:zlib';
 import { rawZstdFrame } from '../delta/stored-form.ts';
 import type { NarRecord } from '../metadata/metadata-store.ts';
 import { encodeChunk } from '../storage/chunk-codec.ts';
@@ -31,9 +32,11 @@ export async function countedPlainFrames(nw: Narwhal, nar: NarRecord): Promise<C
 
 export async function servedFrame(chunk: CheckedChunk, counted: CountedPlainFrames): Promise<Uint8Array> {
   if (!chunk.delta) return chunk.stored;
+  const raw = chunk.served ?? rawZstdFrame(chunk.data!);
   const plain = counted.get(Buffer.from(chunk.entry.id).toString('hex'));
-  if (plain === undefined) return rawZstdFrame(chunk.data!);
-  const frame = await encodeChunk(chunk.data!, plain.level);
+  if (plain === undefined) return raw;
+  const content = chunk.data ?? zstdDecompressSync(raw);
+  const frame = await encodeChunk(content, plain.level);
   if (frame.length <= plain.storedSize || plain.level >= FALLBACK_LEVEL) return frame;
-  return encodeChunk(chunk.data!, FALLBACK_LEVEL);
+  return encodeChunk(content, FALLBACK_LEVEL);
 }

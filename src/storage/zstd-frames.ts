@@ -129,3 +129,28 @@ export class ZstdFrameDecoder {
     this.#stream = undefined;
   }
 }
+
+/**
+ * One frame compressed with `dictionary` (a delta, src/delta/stored-form.ts), decoded through a
+ * context made for it and freed right after: zstdDecompressSync leaves each call's context and
+ * output to the garbage collector, which young-generation collections did not reclaim, so that
+ * a worker decoding deltas grew by tens of MB. The bytes land in `into` when it has room for
+ * `size + 1`, else in a buffer of their own; more than `size` bytes, or not zstd, throws.
+ */
+export function decodeWithDictionary(
+  frame: Uint8Array,
+  dictionary: Uint8Array,
+  size: number,
+  into?: Uint8Array,
+): Uint8Array {
+  const stream = keep(new ZstdDecompress({ dictionary } as ConstructorParameters<typeof ZstdDecompress>[0]));
+  try {
+    const output = into && into.length > size ? into : Buffer.allocUnsafeSlow(size + 1);
+    const length = runFrame(stream, frame, output);
+    if (length === undefined || length > size)
+      throw new RangeError('the frame does not decode to at most the size expected');
+    return output.subarray(0, length);
+  } finally {
+    stream.close();
+  }
+}
