@@ -266,7 +266,7 @@ export class PackChunkStore
   /**
    * Reclaims the space of deleted chunks: the live frames of packs sealed at or before `notAfter`
    * that are mostly dead, or small while others are too, are copied into new packs; then the old
-   * packs are deleted. A chunk deleted or rewritten meanwhile keeps its new state.
+   * packs are deleted, and the index's log emptied. A chunk deleted or rewritten meanwhile keeps its new state.
    */
   async compact(notAfter: number): Promise<CompactReport> {
     const report: CompactReport = { packs: 0, reclaimedBytes: 0 };
@@ -309,6 +309,9 @@ export class PackChunkStore
       if (output.bytes >= COMPACTED_PACK_BYTES) await finishOutput();
     }
     await finishOutput();
+    // Rewrites since the last checkpoint (recompression, deltas, this) left the index's log as large
+    // as the rows they touched, and a running server never empties it by itself.
+    this.#index.checkpoint();
     return report;
   }
 

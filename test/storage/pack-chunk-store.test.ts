@@ -233,6 +233,8 @@ test('compact rewrites mostly dead packs and merges small ones; what is live sta
       );
       const report = await store.compact(Date.now() + 1000);
       assert.equal(report.packs, 2);
+      const log = await stat(join(root, 'index.sqlite-wal'));
+      assert.equal(log.size, 0, "the index's log is emptied, with another connection open");
       const after = await packFiles(root);
       assert.equal(after.length, 1);
       const afterBytes = (await stat(join(root, 'packs', after[0]))).size;
