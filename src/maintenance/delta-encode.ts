@@ -1,18 +1,21 @@
 import { encodeDelta } from '../delta/stored-form.ts';
-import type { DeltaCandidate, DeltaChunk } from '../metadata/metadata-store.ts';
+import { encodeChunk } from '../storage/chunk-codec.ts';
+import type { DeltaCandidate, DeltaChunk, DeltaCursor } from '../metadata/metadata-store.ts';
 import { isNarwhalError } from '../errors.ts';
-import { type BaseReader, checkStoredChunk, MAX_DELTA_DEPTH } from '../serving/chunk-content.ts';
+import { type BaseReader, checkStoredChunk } from '../serving/chunk-content.ts';
 import { baseReader } from '../serving/chunk-damage.ts';
-import { walkChunkPages } from './chunk-pages.ts';
 import type { SketchBackfillOptions } from './sketch-backfill.ts';
 import { finishPendingDeltas } from './delta-recovery.ts';
+import { type BaseOption, DeltaBases, recordMissingPackages } from './delta-bases.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 
 /**
- * Reverse deltas (docs/storage.md, 'Delta storage'): a plain chunk is rewritten as a delta of the
- * newer chunk most like it (by resemblance sketch), when that stores it in at most `margin` of its
- * plain frame and keeps every chain within MAX_DELTA_DEPTH. Run by recompression after the sketch
- * backfill, a batch at a time, yielding like it.
+ * Reverse deltas (docs/storage.md, 'Delta storage'): a plain chunk is rewritten as a delta of
+ * newer chunks (delta-bases.ts: the one most like it by sketch, or the chunks at its place in its
+ * package's next NAR, whichever gives the smaller delta), when that stores it in at most `margin`
+ * of its plain frame. A chunk that gets none is marked (markDeltaTried) and left alone until
+ * something arrives that could give it a base. Run by recompression after the sketch backfill, a
+ * batch at a time, yielding like it.
  *
  * Crash safety: a chunk's base is recorded first (reserveDeltaBases, so GC keeps it), then the
  * delta is written and made durable, then recorded (recordDeltas). A run first finishes or undoes
@@ -23,8 +26,6 @@ export const DEFAULT_DELTA_LEVEL = 9;
 export const DEFAULT_DELTA_MARGIN = 0.75;
 /** Chunks examined per metadata query; their deltas are written and recorded together. */
 const BATCH = 32;
-/** Similar chunks looked up per chunk. */
-const SIMILAR = 8;
 
 export interface DeltaEncodeOptions extends SketchBackfillOptions {
   /** zstd level of the delta frames. */
@@ -36,6 +37,10 @@ export interface DeltaEncodeOptions extends SketchBackfillOptions {
 export interface DeltaEncodeReport {
   /** Plain chunks with a sketch looked at. */
   examined: number;
+  /** Of those, chunks found not worth a delta, marked so that later runs pass them by. */
+  marked: number;
+  /** Deltas kept whose bases came from the chunk's place in its package's next NAR (the rest: by sketch). */
+  byPlace: number;
   /** Chunks rewritten and recorded as deltas. */
   encoded: number;
   /** Stored bytes of the encoded chunks, before and after. */
@@ -54,7 +59,8 @@ export interface DeltaEncodeReport {
 
 interface Rewrite {
   chunk: DeltaCandidate;
-  base: Uint8Array;
+  bases: Uint8Array[];
+  by: BaseOption['by'];
   /** The plain frame, put back if the delta cannot be recorded. */
   plain: Uint8Array;
   delta: Uint8Array;
@@ -64,8 +70,11 @@ export async function encodeDeltas(nw: Narwhal, options: DeltaEncodeOptions = {}
   const level = options.level ?? DEFAULT_DELTA_LEVEL;
   const margin = options.margin ?? DEFAULT_DELTA_MARGIN;
   const recovery = await finishPendingDeltas(nw, level);
+  await recordMissingPackages(nw);
   const report: DeltaEncodeReport = {
     examined: 0,
+    marked: 0,
+    byPlace: 0,
     encoded: 0,
     bytesBefore: 0,
     bytesAfter: 0,
@@ -75,18 +84,22 @@ export async function encodeDeltas(nw: Narwhal, options: DeltaEncodeOptions = {}
     stopped: false,
     finished: false,
   };
-  const end = await walkChunkPages(
-    (after, limit) => nw.meta.deltaCandidates(after, limit),
-    BATCH,
-    options.shouldStop,
-    async (batch) => {
-      await encodeBatch(nw, batch, level, margin, report);
-      return options.afterBatch ? options.afterBatch() : true;
-    },
-  );
-  report.stopped = end === 'stopped';
-  report.finished = end === 'finished';
-  return report;
+  let after: DeltaCursor | undefined;
+  for (;;) {
+    if (options.shouldStop?.()) {
+      report.stopped = true;
+      return report;
+    }
+    const batch = await nw.meta.deltaCandidates(after, BATCH);
+    if (batch.length === 0) {
+      report.finished = true;
+      return report;
+    }
+    const last = batch[batch.length - 1];
+    after = { createdAt: last.createdAt, id: last.id };
+    await encodeBatch(nw, batch, level, margin, report);
+    if (options.afterBatch && !(await options.afterBatch())) return report;
+  }
 }
 
 async function encodeBatch(
@@ -97,22 +110,27 @@ async function encodeBatch(
   report: DeltaEncodeReport,
 ): Promise<void> {
   const reader = baseReader(nw);
+  const bases = new DeltaBases(nw);
   const rewrites: Rewrite[] = [];
+  const tried: Uint8Array[] = [];
   // One at a time: each reservation counts in the chains the next choices see.
   for (const chunk of batch) {
     report.examined++;
-    const rewrite = await deltaOf(nw, chunk, level, margin, reader, report);
-    if (!rewrite) continue;
-    await nw.meta.reserveDeltaBases(chunk.id, [rewrite.base]);
+    const rewrite = await deltaOf(nw, chunk, await bases.options(chunk), level, margin, reader, report);
+    if (rewrite === 'none') tried.push(chunk.id);
+    if (typeof rewrite !== 'object') continue;
+    await nw.meta.reserveDeltaBases(chunk.id, rewrite.bases);
     rewrites.push(rewrite);
   }
+  await nw.meta.markDeltaTried(tried, Date.now());
+  report.marked += tried.length;
   if (rewrites.length === 0) return;
   const records: DeltaChunk[] = [];
-  for (const { chunk, base, delta } of rewrites) {
+  for (const { chunk, bases, delta } of rewrites) {
     const storedSize = delta.byteLength; // put may take the buffer over
     await nw.chunks.put(chunk.id, delta);
     const { depth } = await nw.meta.deltaChain(chunk.id);
-    records.push({ id: chunk.id, oldStoredSize: chunk.storedSize, storedSize, bases: [base], depth, level });
+    records.push({ id: chunk.id, oldStoredSize: chunk.storedSize, storedSize, bases, depth, level });
   }
   await nw.chunks.flush();
   await nw.meta.recordDeltas(records);
@@ -123,6 +141,7 @@ async function encodeBatch(
       continue;
     }
     report.encoded++;
+    if (rewrite.by === 'place') report.byPlace++;
     report.bytesBefore += rewrite.chunk.storedSize;
     report.bytesAfter += records[i].storedSize;
   }
@@ -133,54 +152,49 @@ async function encodeBatch(
   await nw.meta.dropDeltaBases(refused.map((r) => r.chunk.id));
 }
 
-/** The chunk as a delta of its best base, if one is found and the delta is small enough. */
+/**
+ * The chunk as the smallest of its delta options, if one is at most `margin` of its plain frame;
+ * 'none' when none is (or it has no option), 'skipped' when it cannot be judged now.
+ */
 async function deltaOf(
   nw: Narwhal,
   chunk: DeltaCandidate,
+  options: BaseOption[],
   level: number,
   margin: number,
   reader: BaseReader,
   report: DeltaEncodeReport,
-): Promise<Rewrite | undefined> {
-  const base = await chooseBase(nw, chunk);
-  if (!base) return undefined;
+): Promise<Rewrite | 'none' | 'skipped'> {
+  if (options.length === 0) return 'none';
   try {
     const plain = await nw.chunks.get(chunk.id);
     // A file not as recorded (a recompression cut short) is left to recompression.
-    if (plain.byteLength !== chunk.storedSize) return undefined;
+    if (plain.byteLength !== chunk.storedSize) return 'skipped';
     const kept = new Uint8Array(plain); // a copy of its own: a put can take it over
     const { data } = await checkStoredChunk(chunk.id, plain, chunk.size, true, reader);
-    if (data === undefined || data.length === 0) return undefined;
-    const content = await reader.content(base, 0);
-    const started = performance.now();
-    const delta = encodeDelta(data, [{ id: base, content }], level);
-    report.encodeMs += performance.now() - started;
-    report.contentBytes += data.length;
-    return delta.byteLength <= margin * chunk.storedSize ? { chunk, base, plain: kept, delta } : undefined;
+    if (data === undefined || data.length === 0) return 'none';
+    let best: Rewrite | undefined;
+    for (const option of options) {
+      const bases = await Promise.all(option.bases.map(async (id) => ({ id, content: await reader.content(id, 0) })));
+      const started = performance.now();
+      const delta = encodeDelta(data, bases, level);
+      report.encodeMs += performance.now() - started;
+      report.contentBytes += data.length;
+      if (best === undefined || delta.byteLength < best.delta.byteLength)
+        best = { chunk, bases: option.bases, by: option.by, plain: kept, delta };
+    }
+    if (best === undefined || best.delta.byteLength > margin * chunk.storedSize) return 'none';
+    // A frame as ingested (a fast level) overstates what recompression would store: the delta must
+    // also beat the plain frame at its own level.
+    if (chunk.zstdLevel === null || chunk.zstdLevel < level) {
+      const started = performance.now();
+      const plainAtLevel = (await encodeChunk(data, level)).byteLength;
+      report.encodeMs += performance.now() - started;
+      if (best.delta.byteLength > margin * plainAtLevel) return 'none';
+    }
+    return best;
   } catch (err) {
-    if (isNarwhalError(err, 'chunk-missing') || isNarwhalError(err, 'chunk-corrupt')) return undefined;
+    if (isNarwhalError(err, 'chunk-missing') || isNarwhalError(err, 'chunk-corrupt')) return 'skipped';
     throw err;
   }
-}
-
-/**
- * Of the chunks most like this one, one created after it (reverse deltas), in use and not
- * damaged, on which the chunk's chain stays within MAX_DELTA_DEPTH: most shared super-features
- * first, then the newest.
- */
-async function chooseBase(nw: Narwhal, chunk: DeltaCandidate): Promise<Uint8Array | undefined> {
-  const options = [];
-  for (const similar of await nw.meta.similarChunks(chunk.sketch, SIMILAR)) {
-    const record = await nw.meta.getChunk(similar.id);
-    if (record === undefined || record.createdAt <= chunk.createdAt) continue;
-    if (record.unreferencedSince !== null || record.damagedAt !== null) continue;
-    options.push({ record, matches: similar.matches });
-  }
-  options.sort((a, b) => b.matches - a.matches || b.record.createdAt - a.record.createdAt);
-  let height: number | undefined;
-  for (const { record } of options) {
-    height ??= (await nw.meta.deltaChain(chunk.id)).height;
-    if ((await nw.meta.deltaChain(record.id)).depth + 1 + height <= MAX_DELTA_DEPTH) return record.id;
-  }
-  return undefined;
 }
