@@ -456,8 +456,13 @@ export abstract class SqlMetadata implements MetadataStore {
       (function* () {
         yield* run(q.insertChunkFeatures, featureRows(sketches));
         // A chunk found not worth a delta may have its base among these.
-        const features = sketches.flatMap((s) => Array.from(s.sketch, (value, index) => feature(index, value)));
-        yield* run(q.retryChunksWithFeatures, [features]);
+        const existing = new Set(
+          (yield* all(q.existingChunks, [sketches.map((s) => s.id)])).map((r) => hex(blob(r.id))),
+        );
+        const features = sketches
+          .filter((s) => existing.has(hex(s.id)))
+          .flatMap((s) => Array.from(s.sketch, (value, index) => feature(index, value)));
+        if (features.length > 0) yield* run(q.retryChunksWithFeatures, [features]);
       })(),
     );
   }
