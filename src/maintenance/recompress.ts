@@ -59,6 +59,10 @@ export interface RecompressReport {
   sketched: number;
   /** Chunks rewritten as deltas (delta-encode.ts) before recompressing. */
   deltas: number;
+  /** Plain chunks the delta pass looked at; of those, found not worth a delta (and marked so); deltas on bases by place. */
+  deltasExamined: number;
+  deltasMarked: number;
+  deltasByPlace: number;
   /** Chunks read and recompressed. */
   chunks: number;
   /** Of those, chunks whose file was replaced by a smaller one. */
@@ -81,6 +85,9 @@ export async function recompressChunks(nw: Narwhal, options: RecompressOptions =
   const report: RecompressReport = {
     sketched: 0,
     deltas: 0,
+    deltasExamined: 0,
+    deltasMarked: 0,
+    deltasByPlace: 0,
     chunks: 0,
     rewritten: 0,
     bytesBefore: 0,
@@ -101,6 +108,9 @@ export async function recompressChunks(nw: Narwhal, options: RecompressOptions =
     if (ready && options.deltas) {
       const deltas = await encodeDeltas(nw, { shouldStop: options.shouldStop, afterBatch: renewLease });
       report.deltas = deltas.encoded;
+      report.deltasExamined = deltas.examined;
+      report.deltasMarked = deltas.marked;
+      report.deltasByPlace = deltas.byPlace;
       report.bytesBefore += deltas.bytesBefore;
       report.bytesAfter += deltas.bytesAfter;
       report.stopped = deltas.stopped;
@@ -222,7 +232,7 @@ export function describeRecompression(report: RecompressReport): string {
   if (report.busy !== undefined) return `skipped: ${report.busy}`;
   const saved = report.bytesBefore - report.bytesAfter;
   return (
-    `${report.sketched > 0 ? `sketched ${report.sketched} chunks; ` : ''}${report.deltas > 0 ? `${report.deltas} chunks stored as deltas; ` : ''}recompressed ${report.chunks} chunks (${report.rewritten} rewritten smaller), ${report.bytesBefore} -> ${report.bytesAfter} stored bytes ` +
+    `${report.sketched > 0 ? `sketched ${report.sketched} chunks; ` : ''}${report.deltasExamined > 0 ? `${report.deltas} of ${report.deltasExamined} chunks examined stored as deltas (${report.deltasByPlace} on bases by place); ` : ''}recompressed ${report.chunks} chunks (${report.rewritten} rewritten smaller), ${report.bytesBefore} -> ${report.bytesAfter} stored bytes ` +
     `(${saved} saved), ${report.skipped} skipped${report.stopped ? '; stopped early, to resume' : ''}`
   );
 }

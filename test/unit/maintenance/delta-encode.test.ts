@@ -212,11 +212,11 @@ test('deltas the metadata store refuses to record get their plain frames back', 
  * Versions of one binary with a byte changed every 12 bytes between them: every 32-byte window
  * differs, so no sketch matches, while zstd still finds the 11-byte runs between the changes.
  */
-async function scrambledVersions(t: TempNarwhal, names: (string | undefined)[]): Promise<Version[]> {
+async function scrambledVersions(t: TempNarwhal, names: (string | undefined)[], offsets = [0, 12]): Promise<Version[]> {
   const cache = (await t.nw.meta.getCache('main'))!;
   const versions: Version[] = [];
   for (const [i, name] of names.entries()) {
-    const version = await ingestVersion(t, 12 * (i % 2), SCRAMBLE_STRIDE);
+    const version = await ingestVersion(t, offsets[i], SCRAMBLE_STRIDE);
     if (name !== undefined) {
       const hashPart = randomHashPart();
       const storePath = `/nix/store/${hashPart}-${name}`;
