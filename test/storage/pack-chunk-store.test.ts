@@ -259,6 +259,24 @@ test('compact rewrites mostly dead packs and merges small ones; what is live sta
   });
 });
 
+test('a pack more than half live is compacted only when the caller asks for less live', async () => {
+  await withRoot(async (root) => {
+    const store = new PackChunkStore(root);
+    try {
+      // One pack, not small (4 MiB and more): 60% of it stays live.
+      const chunks = Array.from({ length: 110 }, (_, i) => chunk(40_000 + i));
+      for (const c of chunks) await store.put(c.id, Buffer.from(c.stored));
+      await store.flush();
+      for (const c of chunks.slice(0, 44)) await store.delete(c.id);
+      assert.equal((await store.compact(Date.now() + 1000)).packs, 0);
+      assert.equal((await store.compact(Date.now() + 1000, { liveAtMost: 0.75 })).packs, 1);
+      for (const c of chunks.slice(44)) assertSameBytes(await store.get(c.id), c.stored);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 test('relocation leaves a chunk that was rewritten or deleted after compaction copied it', async () => {
   await withRoot(async (root) => {
     await mkdir(root, { recursive: true });
