@@ -17,7 +17,7 @@ import type { Narwhal } from '../context/narwhal.ts';
  * something arrives that could give it a base. Run by recompression after the sketch backfill, a
  * batch at a time, yielding like it.
  *
- * Crash safety: a chunk's base is recorded first (reserveDeltaBases, so GC keeps it), then the
+ * Crash safety: a chunk's bases are recorded first (reserveDeltaBases, so GC keeps them), then the
  * delta is written and made durable, then recorded (recordDeltas). A run first finishes or undoes
  * what an interrupted one left (delta-recovery.ts).
  */
