@@ -41,18 +41,33 @@ export function encodeDelta(content: Uint8Array, bases: readonly DeltaBase[], le
   if (bases.length === 0 || bases.length > MAX_DELTA_BASES)
     throw new RangeError(`a delta needs 1 to ${MAX_DELTA_BASES} bases`);
   const frame = zstdCompressSync(content, {
-    dictionary: concatenated(bases.map((base) => base.content)),
+    dictionary: deltaDictionary(bases.map((base) => base.content)),
     params: { [constants.ZSTD_c_compressionLevel]: level },
   });
-  const headerBytes = DELTA_HEADER_BYTES + ID_BYTES * bases.length;
+  return deltaStoredForm(
+    bases.map((base) => base.id),
+    frame,
+  );
+}
+
+/** The dictionary a delta's frame is compressed with: its bases' contents, in order. */
+export function deltaDictionary(contents: readonly Uint8Array[]): Uint8Array {
+  return concatenated(contents);
+}
+
+/** The stored form of a delta: the header naming `baseIds`, then `frame` (made with deltaDictionary of their contents). */
+export function deltaStoredForm(baseIds: readonly Uint8Array[], frame: Uint8Array): Uint8Array {
+  if (baseIds.length === 0 || baseIds.length > MAX_DELTA_BASES)
+    throw new RangeError(`a delta needs 1 to ${MAX_DELTA_BASES} bases`);
+  const headerBytes = DELTA_HEADER_BYTES + ID_BYTES * baseIds.length;
   const stored = new Uint8Array(headerBytes + frame.length);
   const view = new DataView(stored.buffer);
   view.setUint32(0, DELTA_MAGIC, true);
   view.setUint32(4, headerBytes - 8, true);
-  stored[8] = bases.length;
-  bases.forEach((base, i) => {
-    if (base.id.length !== ID_BYTES) throw new RangeError('a base id is 32 bytes');
-    stored.set(base.id, DELTA_HEADER_BYTES + ID_BYTES * i);
+  stored[8] = baseIds.length;
+  baseIds.forEach((id, i) => {
+    if (id.length !== ID_BYTES) throw new RangeError('a base id is 32 bytes');
+    stored.set(id, DELTA_HEADER_BYTES + ID_BYTES * i);
   });
   stored.set(frame, headerBytes);
   return stored;

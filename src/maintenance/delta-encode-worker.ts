@@ -1,35 +1,47 @@
 /**
  * Worker of the delta pass (delta-encode.ts): decodes a plain stored chunk and its bases (those
  * whose content does not come along) through a kept context, checks each against its id, and
- * compresses the chunk with the bases' contents as dictionary (encodeDelta), so that the pass's
- * CPU work runs beside the main thread, on as many threads as it is given.
+ * compresses the chunk with each option's bases' contents as dictionary, keeping the smallest,
+ * so that the pass's CPU work runs beside the main thread, on as many threads as it is given.
  */
 import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 import { DEFAULT_CHUNKER_PARAMS } from '../chunking/chunker.ts';
-import { encodeDelta } from '../delta/stored-form.ts';
+import { deltaDictionary, deltaStoredForm } from '../delta/stored-form.ts';
 import { scavengerByVolume } from '../runtime/v8-scavenge.ts';
 import { transferable, type WorkerReply } from '../runtime/worker-pool.ts';
 import { chunkHex } from '../storage/chunk-store.ts';
-import { ZstdFrameDecoder } from '../storage/zstd-frames.ts';
+import { encodeWithDictionary, encoderPerLevel, ZstdFrameDecoder } from '../storage/zstd-frames.ts';
 
 export interface DeltaRequest {
   id: Uint8Array;
   /** The chunk's plain stored frame (moved to the worker and back). */
   stored: Uint8Array;
   size: number;
-  /** The bases, in dictionary order: each as its plain stored frame, or its content (checked already). */
-  bases: { id: Uint8Array; stored?: Uint8Array; content?: Uint8Array }[];
+  /** Each option's bases, in dictionary order: each as its plain stored frame, or its content (checked already). */
+  options: DeltaBaseInput[][];
   level: number;
   /** The delta is sent back only if at most this many bytes. */
   maxBytes: number;
+  /**
+   * Set when the chunk's frame is at a faster level than `level`: the delta must then also be at
+   * most this share of the chunk's frame at `level` (what recompression would store).
+   */
+  plainMargin?: number;
+}
+
+export interface DeltaBaseInput {
+  id: Uint8Array;
+  stored?: Uint8Array;
+  content?: Uint8Array;
 }
 
 export interface DeltaResult {
   /** The chunk's stored frame, moved back. */
   stored: Uint8Array;
-  /** The delta's stored form, when small enough. */
+  /** The smallest option's delta in its stored form, when small enough, and which option it is. */
   delta?: Uint8Array;
+  option?: number;
   /** Milliseconds spent compressing. */
   encodeMs: number;
 }
@@ -42,6 +54,7 @@ const decoder = new ZstdFrameDecoder();
 let chunkScratch = new Uint8Array(0);
 /** One per base position, made when first needed. */
 const baseScratch: Uint8Array[] = [];
+const encoder = encoderPerLevel();
 const scavenge = scavengerByVolume();
 
 parentPort!.on('message', (request: DeltaRequest & { seq: number }) => {
@@ -62,18 +75,29 @@ parentPort!.on('message', (request: DeltaRequest & { seq: number }) => {
   scavenge(request.size);
 });
 
-function deltaOf({ id, stored, size, bases, level, maxBytes }: DeltaRequest): DeltaResult {
+function deltaOf({ id, stored, size, options, level, maxBytes, plainMargin }: DeltaRequest): DeltaResult {
   if (chunkScratch.length <= size) chunkScratch = new Uint8Array(size + 1);
   const data = checked(id, stored, size, chunkScratch);
-  const dictionary = bases.map((base, i) => ({
-    id: base.id,
-    content:
-      base.content ?? checked(base.id, base.stored!, undefined, (baseScratch[i] ??= new Uint8Array(MAX_CHUNK + 1))),
-  }));
   const started = performance.now();
-  const delta = encodeDelta(data, dictionary, level);
+  let best: { delta: Uint8Array; option: number } | undefined;
+  for (const [option, bases] of options.entries()) {
+    const contents = bases.map(
+      (base, i) =>
+        base.content ?? checked(base.id, base.stored!, undefined, (baseScratch[i] ??= new Uint8Array(MAX_CHUNK + 1))),
+    );
+    const frame = encodeWithDictionary(data, deltaDictionary(contents), level);
+    const delta = deltaStoredForm(
+      bases.map((base) => base.id),
+      frame,
+    );
+    if (!best || delta.byteLength < best.delta.byteLength) best = { delta, option };
+  }
+  let limit = maxBytes;
+  if (best && best.delta.byteLength <= limit && plainMargin !== undefined) {
+    limit = Math.min(limit, Math.floor(plainMargin * encoder(level).encode(data).byteLength));
+  }
   const encodeMs = performance.now() - started;
-  return delta.byteLength <= maxBytes ? { stored, delta, encodeMs } : { stored, encodeMs };
+  return best && best.delta.byteLength <= limit ? { stored, ...best, encodeMs } : { stored, encodeMs };
 }
 
 /** The frame's content, decoded into `into`, which must hash to `id` (and be `size` long, when known). */

@@ -1,38 +1,38 @@
 import { parseStored } from '../delta/stored-form.ts';
-import type { DeltaCandidate, DeltaChunk } from '../metadata/metadata-store.ts';
+import type { DeltaCandidate, DeltaChunk, DeltaCursor } from '../metadata/metadata-store.ts';
 import { isNarwhalError } from '../errors.ts';
 import { InFlight } from '../runtime/in-flight.ts';
 import { WorkerPool, transferable } from '../runtime/worker-pool.ts';
 import { type BaseReader, MAX_DELTA_DEPTH } from '../serving/chunk-content.ts';
 import { baseReader, readFrame } from '../serving/chunk-damage.ts';
-import { walkChunkPages } from './chunk-pages.ts';
 import type { SketchBackfillOptions } from './sketch-backfill.ts';
 import { finishPendingDeltas } from './delta-recovery.ts';
-import type { DeltaRequest, DeltaResult } from './delta-encode-worker.ts';
+import type { DeltaBaseInput, DeltaRequest, DeltaResult } from './delta-encode-worker.ts';
+import { type BaseOption, DeltaBases, recordMissingPackages } from './delta-bases.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 
 /**
- * Reverse deltas (docs/storage.md, 'Delta storage'): a plain chunk is rewritten as a delta of the
- * newer chunk most like it (by resemblance sketch), when that stores it in at most `margin` of its
- * plain frame and keeps every chain within MAX_DELTA_DEPTH. Run by recompression after the sketch
- * backfill, a batch at a time, yielding like it.
+ * Reverse deltas (docs/storage.md, 'Delta storage'): a plain chunk is rewritten as a delta of
+ * newer chunks (delta-bases.ts: the one most like it by sketch, or the chunks at its place in its
+ * package's next NAR, whichever gives the smaller delta), when that stores it in at most `margin`
+ * of its plain frame and keeps every chain within MAX_DELTA_DEPTH. A chunk that gets none is
+ * marked (markDeltaTried) and left alone until something arrives that could give it a base. Run
+ * by recompression after the sketch backfill, newest chunks first, a batch at a time, yielding
+ * like it.
  *
- * A batch's bases are chosen on the main thread and reserved together (reserve); each chosen
- * chunk's frame and its bases' are then read and handed to the delta workers
- * (delta-encode-worker.ts), which decode, check and compress them, at most IN_FLIGHT_PER_WORKER
- * per worker at once.
+ * A batch's options are found on the main thread; each chunk's frame and its bases' are then read
+ * and handed to the delta workers (delta-encode-worker.ts), which decode, check and compress them
+ * with every option, keeping the smallest, at most IN_FLIGHT_PER_WORKER per worker at once.
  *
- * Crash safety: a chunk's bases are recorded first (reserveDeltaBasesOf, so GC keeps them), then
- * the delta is written and made durable, then recorded (recordDeltas). A run first finishes or
- * undoes what an interrupted one left (delta-recovery.ts).
+ * Crash safety: the winners' bases are recorded together (reserveDeltaBasesOf, so GC keeps them)
+ * before any delta is written; then the deltas are written and made durable, then recorded
+ * (recordDeltas). A run first finishes or undoes what an interrupted one left (delta-recovery.ts).
  */
 
 export const DEFAULT_DELTA_LEVEL = 9;
 export const DEFAULT_DELTA_MARGIN = 0.75;
 /** Chunks examined per metadata query; their deltas are written and recorded together. */
 const BATCH = 32;
-/** Similar chunks looked up per chunk. */
-const SIMILAR = 8;
 /** Deltas being read or computed at once, per worker: one computing while the next is read. */
 const IN_FLIGHT_PER_WORKER = 2;
 
@@ -48,6 +48,10 @@ export interface DeltaEncodeOptions extends SketchBackfillOptions {
 export interface DeltaEncodeReport {
   /** Plain chunks with a sketch looked at. */
   examined: number;
+  /** Of those, chunks found not worth a delta, marked so that later runs pass them by. */
+  marked: number;
+  /** Deltas kept whose bases came from the chunk's place in its package's next NAR (the rest: by sketch). */
+  byPlace: number;
   /** Chunks rewritten and recorded as deltas. */
   encoded: number;
   /** Stored bytes of the encoded chunks, before and after. */
@@ -69,15 +73,14 @@ export interface DeltaEncodeReport {
   finished: boolean;
 }
 
-/** A chunk and the bases chosen for it, in dictionary order. */
+/** A chunk and the bases of its delta, in dictionary order. */
 interface Choice {
   chunk: DeltaCandidate;
   bases: Uint8Array[];
 }
 
-interface Rewrite {
-  chunk: DeltaCandidate;
-  bases: Uint8Array[];
+interface Rewrite extends Choice {
+  by: BaseOption['by'];
   /** The plain frame, put back if the delta cannot be recorded. */
   plain: Uint8Array;
   delta: Uint8Array;
@@ -95,13 +98,17 @@ export async function encodeDeltas(nw: Narwhal, options: DeltaEncodeOptions = {}
   const started = performance.now();
   const cpu = process.cpuUsage();
   const level = options.level ?? DEFAULT_DELTA_LEVEL;
+  const recovery = await finishPendingDeltas(nw, level);
+  await recordMissingPackages(nw);
   const report: DeltaEncodeReport = {
     examined: 0,
+    marked: 0,
+    byPlace: 0,
     encoded: 0,
     bytesBefore: 0,
     bytesAfter: 0,
     deferred: 0,
-    ...(await finishPendingDeltas(nw, level)),
+    ...recovery,
     contentBytes: 0,
     encodeMs: 0,
     wallMs: 0,
@@ -116,17 +123,22 @@ export async function encodeDeltas(nw: Narwhal, options: DeltaEncodeOptions = {}
   );
   const pass: Pass = { nw, level, margin: options.margin ?? DEFAULT_DELTA_MARGIN, workers, report };
   try {
-    const end = await walkChunkPages(
-      (after, limit) => nw.meta.deltaCandidates(after, limit),
-      BATCH,
-      options.shouldStop,
-      async (batch) => {
-        await encodeBatch(pass, batch);
-        return options.afterBatch ? options.afterBatch() : true;
-      },
-    );
-    report.stopped = end === 'stopped';
-    report.finished = end === 'finished';
+    let after: DeltaCursor | undefined;
+    for (;;) {
+      if (options.shouldStop?.()) {
+        report.stopped = true;
+        break;
+      }
+      const batch = await nw.meta.deltaCandidates(after, BATCH);
+      if (batch.length === 0) {
+        report.finished = true;
+        break;
+      }
+      const last = batch[batch.length - 1];
+      after = { createdAt: last.createdAt, id: last.id };
+      await encodeBatch(pass, batch);
+      if (options.afterBatch && !(await options.afterBatch())) break;
+    }
   } finally {
     await workers.close();
     const used = process.cpuUsage(cpu);
@@ -138,29 +150,32 @@ export async function encodeDeltas(nw: Narwhal, options: DeltaEncodeOptions = {}
 
 async function encodeBatch(pass: Pass, batch: DeltaCandidate[]): Promise<void> {
   const { nw, report } = pass;
-  const chosen: Choice[] = [];
-  for (const chunk of batch) {
-    report.examined++;
-    const base = await chooseBase(nw, chunk);
-    if (base) chosen.push({ chunk, bases: [base] });
-  }
-  if (chosen.length === 0) return;
-  const reserved = await reserve(nw, chosen, report);
+  const bases = new DeltaBases(nw);
+  const tried: Uint8Array[] = [];
   const reader = baseReader(nw);
-  const jobs = new InFlight<Rewrite | undefined>(pass.workers.size * IN_FLIGHT_PER_WORKER);
+  const jobs = new InFlight<Rewrite | Uint8Array | undefined>(pass.workers.size * IN_FLIGHT_PER_WORKER);
   try {
-    for (const choice of reserved) await jobs.add(() => deltaOf(pass, choice, reader));
+    for (const chunk of batch) {
+      report.examined++;
+      const options = await bases.options(chunk);
+      if (options.length === 0) tried.push(chunk.id);
+      else await jobs.add(() => deltaOf(pass, chunk, options, reader));
+    }
   } finally {
     // No delta is left computing when the batch ends, whatever ended it.
     await jobs.settled();
   }
   jobs.throwIfFailed();
-  const rewrites = jobs.results().filter((rewrite) => rewrite !== undefined);
-  if (rewrites.length < reserved.length) {
-    // Not worth it, or unreadable: those chunks stay plain.
-    const kept = new Set(rewrites.map((rewrite) => rewrite.chunk));
-    await nw.meta.dropDeltaBases(reserved.filter(({ chunk }) => !kept.has(chunk)).map(({ chunk }) => chunk.id));
+  const computed: Rewrite[] = [];
+  for (const result of jobs.results()) {
+    if (result instanceof Uint8Array) tried.push(result);
+    else if (result) computed.push(result);
   }
+  await nw.meta.markDeltaTried(tried, Date.now());
+  report.marked += tried.length;
+  if (computed.length === 0) return;
+  const kept = new Set(await reserve(nw, computed, report));
+  const rewrites = computed.filter((rewrite) => kept.has(rewrite));
   if (rewrites.length > 0) await writeDeltas(pass, rewrites);
 }
 
@@ -189,6 +204,7 @@ async function writeDeltas({ nw, level, report }: Pass, rewrites: Rewrite[]): Pr
       continue;
     }
     report.encoded++;
+    if (rewrite.by === 'place') report.byPlace++;
     report.bytesBefore += rewrite.chunk.storedSize;
     report.bytesAfter += records[i].storedSize;
   }
@@ -220,9 +236,9 @@ async function writeDeltas({ nw, level, report }: Pass, rewrites: Rewrite[]): Pr
  * dropped at once (a later run chooses again). Dropping only shortens chains, so the choices kept
  * before stay within the limit, and the last one looked at is always kept: every batch progresses.
  */
-async function reserve(nw: Narwhal, chosen: Choice[], report: DeltaEncodeReport): Promise<Choice[]> {
+async function reserve<C extends Choice>(nw: Narwhal, chosen: C[], report: DeltaEncodeReport): Promise<C[]> {
   const reserved = await nw.meta.reserveDeltaBasesOf(chosen.map(({ chunk, bases }) => ({ id: chunk.id, bases })));
-  const kept: Choice[] = [];
+  const kept: C[] = [];
   // Not reserved: another pass (a replica whose lease lapsed) is encoding the chunk.
   for (const choice of chosen.filter((_, i) => reserved[i])) {
     const { depth, height } = await nw.meta.deltaChain(choice.chunk.id);
@@ -237,41 +253,53 @@ async function reserve(nw: Narwhal, chosen: Choice[], report: DeltaEncodeReport)
 }
 
 /**
- * The chunk as a delta of its bases, if it is small enough; undefined when the chunk or a base is
- * missing or damaged (verify's business) or the chunk's file is not the plain frame recorded.
+ * The chunk as the smallest of its options' deltas, if at most `margin` of its plain frame (and,
+ * for a frame still at a faster level, of its frame at the delta's level: what recompression
+ * would store); its id when none is (to be marked); undefined when it cannot be judged now (the
+ * chunk or a base missing or damaged, verify's business; a file not the plain frame recorded).
  */
 async function deltaOf(
   { nw, level, margin, workers, report }: Pass,
-  { chunk, bases }: Choice,
+  chunk: DeltaCandidate,
+  options: BaseOption[],
   reader: BaseReader,
-): Promise<Rewrite | undefined> {
+): Promise<Rewrite | Uint8Array | undefined> {
   try {
-    const [{ stored }, ...baseFrames] = await Promise.all([chunk.id, ...bases].map((id) => readFrame(nw, id)));
+    const { stored } = await readFrame(nw, chunk.id);
     // A file not as recorded (a recompression cut short) is left to recompression.
     if (stored.byteLength !== chunk.storedSize || !isPlain(stored) || chunk.size === 0) return undefined;
-    // A plain base is decoded on the worker; one stored as a delta needs its own bases, read here.
-    const dictionary = await Promise.all(
-      baseFrames.map(async (frame, i) =>
-        isPlain(frame.stored)
-          ? { id: bases[i].slice(), stored: frame.stored }
-          : { id: bases[i].slice(), content: await reader.content(bases[i], 0) },
-      ),
-    );
+    const inputs: DeltaBaseInput[][] = [];
+    for (const option of options) {
+      // A plain base is decoded on the worker; one stored as a delta needs its own bases, read here.
+      inputs.push(
+        await Promise.all(
+          option.bases.map(async (id): Promise<DeltaBaseInput> => {
+            const frame = (await readFrame(nw, id)).stored;
+            return isPlain(frame)
+              ? { id: id.slice(), stored: frame }
+              : { id: id.slice(), content: await reader.content(id, 0) };
+          }),
+        ),
+      );
+    }
     const request: DeltaRequest = {
       id: chunk.id.slice(),
       stored,
       size: chunk.size,
-      bases: dictionary,
+      options: inputs,
       level,
       maxBytes: Math.floor(margin * chunk.storedSize),
+      plainMargin: chunk.zstdLevel === null || chunk.zstdLevel < level ? margin : undefined,
     };
-    const transfer = [stored, ...dictionary.map((base) => base.stored)].flatMap((bytes) =>
+    const transfer = [stored, ...inputs.flat().map((base) => base.stored)].flatMap((bytes) =>
       bytes ? transferable(bytes) : [],
     );
     const result = await workers.run(request, transfer);
-    report.contentBytes += chunk.size;
+    report.contentBytes += chunk.size * options.length;
     report.encodeMs += result.encodeMs;
-    return result.delta ? { chunk, bases, plain: result.stored, delta: result.delta } : undefined;
+    if (!result.delta || result.option === undefined) return chunk.id;
+    const { by, bases } = options[result.option];
+    return { chunk, bases, by, plain: result.stored, delta: result.delta };
   } catch (err) {
     if (isDamage(err)) return undefined;
     throw err;
@@ -290,26 +318,4 @@ function isPlain(stored: Uint8Array): boolean {
   } catch {
     return false;
   }
-}
-
-/**
- * Of the chunks most like this one, one created after it (reverse deltas), in use and not
- * damaged, on which the chunk's chain stays within MAX_DELTA_DEPTH: most shared super-features
- * first, then the newest.
- */
-async function chooseBase(nw: Narwhal, chunk: DeltaCandidate): Promise<Uint8Array | undefined> {
-  const options = [];
-  for (const similar of await nw.meta.similarChunks(chunk.sketch, SIMILAR)) {
-    const record = await nw.meta.getChunk(similar.id);
-    if (record === undefined || record.createdAt <= chunk.createdAt) continue;
-    if (record.unreferencedSince !== null || record.damagedAt !== null) continue;
-    options.push({ record, matches: similar.matches });
-  }
-  options.sort((a, b) => b.matches - a.matches || b.record.createdAt - a.record.createdAt);
-  let height: number | undefined;
-  for (const { record } of options) {
-    height ??= (await nw.meta.deltaChain(chunk.id)).height;
-    if ((await nw.meta.deltaChain(record.id)).depth + 1 + height <= MAX_DELTA_DEPTH) return record.id;
-  }
-  return undefined;
 }

@@ -329,15 +329,48 @@ export function metadataStatements(d: SqlDialect) {
       ).join(' UNION ALL ')}) AS found
        GROUP BY chunk_id ORDER BY matches DESC, chunk_id LIMIT ?`,
     ),
-    // Delta encoding (src/maintenance/delta-encode.ts): plain chunks in use with a sketch, a row per super-feature.
+    // Delta encoding (src/maintenance/delta-encode.ts): plain chunks in use with a sketch, not found unworthy since
+    // something changed, newest first, a row per super-feature.
     deltaCandidates: sql(
       `SELECT chunks.*, chunk_features.feature FROM chunks JOIN chunk_features ON chunk_features.chunk_id = chunks.id
        WHERE chunks.id IN (
-         SELECT id FROM chunks WHERE id > ? AND encoding = 'zstd' AND damaged_at IS NULL AND unreferenced_since IS NULL
+         SELECT id FROM chunks WHERE encoding = 'zstd' AND delta_tried_at IS NULL
+           AND (created_at < ? OR (created_at = ? AND id > ?))
+           AND damaged_at IS NULL AND unreferenced_since IS NULL
            AND EXISTS (SELECT 1 FROM chunk_features WHERE chunk_features.chunk_id = chunks.id)
            AND NOT EXISTS (SELECT 1 FROM chunk_bases WHERE chunk_bases.chunk_id = chunks.id)
-         ORDER BY id LIMIT ?
-       ) ORDER BY chunks.id, chunk_features.feature`,
+         ORDER BY created_at DESC, id LIMIT ?
+       ) ORDER BY chunks.created_at DESC, chunks.id, chunk_features.feature`,
+    ),
+    // Delta bases by place (src/maintenance/delta-bases.ts).
+    narPackage: sql('SELECT package, created_at FROM nars WHERE id = ?'),
+    setNarPackage: sql('UPDATE nars SET package = ? WHERE id = ? AND package IS NULL'),
+    // The chunks of the package's NAR before the one given: a newer NAR may give them bases now.
+    retryChunksOfPreviousNar: sql(
+      `UPDATE chunks SET delta_tried_at = NULL WHERE delta_tried_at IS NOT NULL AND id IN (
+         SELECT chunk_id FROM nar_chunks WHERE nar_id = (
+           SELECT id FROM nars WHERE package = ? AND created_at < ? ORDER BY created_at DESC LIMIT 1))`,
+    ),
+    narsWithoutPackage: sql(
+      `SELECT id, created_at, (SELECT store_path FROM paths WHERE paths.nar_id = nars.id LIMIT 1) AS store_path
+       FROM nars WHERE package IS NULL AND id > ? ORDER BY id LIMIT ?`,
+    ),
+    // The newest NAR using the chunk whose package is known, and the next NAR of that package.
+    chunkNewestNar: sql(
+      `SELECT nars.id, nars.nar_size, nars.created_at, nars.package FROM nar_chunks JOIN nars ON nars.id = nar_chunks.nar_id
+       WHERE nar_chunks.chunk_id = ? AND nars.package IS NOT NULL AND nars.unreferenced_since IS NULL
+       ORDER BY nars.created_at DESC LIMIT 1`,
+    ),
+    nextNarOfPackage: sql(
+      `SELECT id, nar_size, created_at FROM nars WHERE package = ? AND created_at > ? AND unreferenced_since IS NULL
+       ORDER BY created_at LIMIT 1`,
+    ),
+    narChunkTable: sql('SELECT chunk_table FROM nars WHERE id = ?'),
+    markDeltaTried: list(`UPDATE chunks SET delta_tried_at = ? WHERE encoding = 'zstd' AND id ${d.anyOf('bytea')}`),
+    // Chunks sharing a super-feature with new sketches: one of these may be their base now.
+    retryChunksWithFeatures: list(
+      `UPDATE chunks SET delta_tried_at = NULL WHERE delta_tried_at IS NOT NULL AND id IN (
+         SELECT chunk_id FROM chunk_features WHERE feature ${d.anyOf('bigint')})`,
     ),
     // The longest chain of bases below a chunk (its own rows included, reserved ones too), bounded.
     deltaDepthBelow: sql(chainWalk('chunk_id', 'base_id')),

@@ -82,6 +82,12 @@ export interface DeltaCandidate extends ChunkRecord {
   sketch: Uint32Array;
 }
 
+/** Where a walk over deltaCandidates stands: the last chunk it was given. */
+export interface DeltaCursor {
+  createdAt: number;
+  id: Uint8Array;
+}
+
 /** A plain chunk with bases recorded (reserveDeltaBases): a delta being written, or one a crash cut short. */
 export interface PendingDelta extends ChunkRecord {
   bases: Uint8Array[];
@@ -99,6 +105,20 @@ export interface DeltaChunk {
   depth: number;
   /** The zstd level of the delta's frame. */
   level: number;
+}
+
+/** A NAR as delta bases by place see it (MetadataStore.chunkPlace). */
+export interface NarPlace {
+  id: number;
+  narSize: number;
+  createdAt: number;
+}
+
+/** A NAR with no package recorded yet (MetadataStore.narsWithoutPackage). */
+export interface NarWithoutPackage {
+  id: number;
+  /** A store path naming it, or null while none does. */
+  storePath: string | null;
 }
 
 /** A chunk file rewritten smaller by recompression. */
@@ -407,10 +427,11 @@ export interface MetadataStore {
   // Delta encoding (src/maintenance/delta-encode.ts).
 
   /**
-   * Up to `limit` plain chunks in use, not damaged, that have a sketch and no bases reserved, with
-   * ids above `after`, ascending.
+   * Up to `limit` plain chunks in use, not damaged, that have a sketch, no bases reserved and no
+   * mark of markDeltaTried, after `after` in the order newest first (createdAt descending, then id
+   * ascending): reverse deltas grow from the newest chunks down.
    */
-  deltaCandidates(after: Uint8Array, limit: number): Promise<DeltaCandidate[]>;
+  deltaCandidates(after: DeltaCursor | undefined, limit: number): Promise<DeltaCandidate[]>;
   /**
    * The chunk's place in chains of chunk_bases rows (reserved ones included): `depth`, the longest
    * chain of bases below it; `height`, the longest chain of chunks built on it, transitively. Both
@@ -430,6 +451,27 @@ export interface MetadataStore {
   pendingDeltas(after: Uint8Array, limit: number): Promise<PendingDelta[]>;
   /** Deletes the bases recorded for those of these chunks that are plain (a delta's stay). */
   dropDeltaBases(ids: Uint8Array[]): Promise<void>;
+  /**
+   * Marks these plain chunks as found not worth a delta at `at`: deltaCandidates leaves them out
+   * until something that could give them a base arrives (putPath recording a newer NAR of their
+   * package, recordSketches a chunk sharing a super-feature), which clears the mark.
+   */
+  markDeltaTried(ids: Uint8Array[], at: number): Promise<void>;
+
+  // Delta bases by place (src/maintenance/delta-bases.ts): a NAR's package is the name of its first path without
+  // hash and version (packageName, src/nix/store-path.ts), recorded by putPath.
+
+  /** Up to `limit` NARs with no package recorded (made before packages were), ids above `after`, ascending. */
+  narsWithoutPackage(after: number, limit: number): Promise<NarWithoutPackage[]>;
+  /** Records the NAR's package, if it has none yet (and retries the chunks of the package's NAR before it). */
+  recordNarPackage(narId: number, storePath: string): Promise<void>;
+  /**
+   * The newest NAR in use that uses the chunk and has a package, and the next NAR in use of that
+   * package after it (by creation), if both exist: index lookups only.
+   */
+  chunkPlace(id: Uint8Array): Promise<{ nar: NarPlace; next: NarPlace } | undefined>;
+  /** The NAR's chunk table (NarRecord.chunkTable), or undefined if it is gone. */
+  narChunkTable(narId: number): Promise<Uint8Array | undefined>;
 
   /** Which of these chunk ids have a record (as lower-case hex). */
   existingChunks(ids: Uint8Array[]): Promise<Set<string>>;

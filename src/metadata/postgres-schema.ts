@@ -177,4 +177,12 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   CREATE INDEX chunk_bases_base ON chunk_bases(base_id);
   ALTER TABLE chunks ADD COLUMN delta_depth INTEGER NOT NULL DEFAULT 0;
   `,
+  // 8: delta bases by place, and chunks found not worth a delta (see sqlite-schema.ts migration 9).
+  `
+  ALTER TABLE nars ADD COLUMN package TEXT;
+  CREATE INDEX nars_package ON nars(package, created_at) WHERE package IS NOT NULL;
+  CREATE INDEX nars_without_package ON nars(id) WHERE package IS NULL;
+  ALTER TABLE chunks ADD COLUMN delta_tried_at BIGINT;
+  CREATE INDEX chunks_delta_untried ON chunks(created_at, id) WHERE encoding = 'zstd' AND delta_tried_at IS NULL;
+  `,
 ];

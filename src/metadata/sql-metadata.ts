@@ -17,6 +17,7 @@ import { metadataStatements, type MetadataStatements } from './metadata-statemen
 import { SKETCH_SUPER_FEATURES } from '../delta/resemblance.ts';
 import type { SqlDialect } from './sql-dialect.ts';
 import { rawFrameSize } from '../delta/stored-form.ts';
+import { packageName } from '../nix/store-path.ts';
 import { SIMILAR_ROWS_PER_FEATURE } from './metadata-store.ts';
 import { all, get, run, type SqlRunner, type SqlWork } from './sql-work.ts';
 import type {
@@ -26,8 +27,11 @@ import type {
   ChunkRecord,
   DeltaCandidate,
   DeltaChunk,
+  DeltaCursor,
   ChunkSketch,
   MetadataStore,
+  NarPlace,
+  NarWithoutPackage,
   NarOwners,
   NarRecord,
   NewChunk,
@@ -463,7 +467,20 @@ export abstract class SqlMetadata implements MetadataStore {
   async recordSketches(sketches: ChunkSketch[]): Promise<void> {
     if (sketches.length === 0) return;
     // Under the write lock, like GC's deletions of chunk records: none goes between the check and the insert.
-    await this.#runner.write(run(this.#q.insertChunkFeatures, featureRows(sketches)));
+    const q = this.#q;
+    await this.#runner.write(
+      (function* () {
+        yield* run(q.insertChunkFeatures, featureRows(sketches));
+        // A chunk found not worth a delta may have its base among these.
+        const existing = new Set(
+          (yield* all(q.existingChunks, [sketches.map((s) => s.id)])).map((r) => hex(blob(r.id))),
+        );
+        const features = sketches
+          .filter((s) => existing.has(hex(s.id)))
+          .flatMap((s) => Array.from(s.sketch, (value, index) => feature(index, value)));
+        if (features.length > 0) yield* run(q.retryChunksWithFeatures, [features]);
+      })(),
+    );
   }
 
   async similarChunks(sketch: Uint32Array, limit: number): Promise<SimilarChunk[]> {
@@ -473,8 +490,10 @@ export abstract class SqlMetadata implements MetadataStore {
     return rows.map((row) => ({ id: blob(row.chunk_id), matches: Number(row.matches) }));
   }
 
-  async deltaCandidates(after: Uint8Array, limit: number): Promise<DeltaCandidate[]> {
-    const rows = await this.#runner.all(this.#q.deltaCandidates, [after, limit]);
+  async deltaCandidates(after: DeltaCursor | undefined, limit: number): Promise<DeltaCandidate[]> {
+    const createdAt = after?.createdAt ?? Number.MAX_SAFE_INTEGER;
+    const id = after?.id ?? new Uint8Array(0);
+    const rows = await this.#runner.all(this.#q.deltaCandidates, [createdAt, createdAt, id, limit]);
     return groupByChunk(rows).map((group) => ({
       ...toChunk(group[0]),
       sketch: Uint32Array.from(group, (row) => Number(row.feature) % 2 ** 32),
@@ -514,6 +533,34 @@ export abstract class SqlMetadata implements MetadataStore {
   async dropDeltaBases(ids: Uint8Array[]): Promise<void> {
     if (ids.length === 0) return;
     await this.#runner.write(run(this.#q.dropPlainChunkBases, [ids]));
+  }
+
+  async markDeltaTried(ids: Uint8Array[], at: number): Promise<void> {
+    if (ids.length === 0) return;
+    await this.#runner.write(run(this.#q.markDeltaTried, [at, ids]));
+  }
+
+  async narsWithoutPackage(after: number, limit: number): Promise<NarWithoutPackage[]> {
+    return (await this.#runner.all(this.#q.narsWithoutPackage, [after, limit])).map((row) => ({
+      id: Number(row.id),
+      storePath: row.store_path === null ? null : String(row.store_path),
+    }));
+  }
+
+  async recordNarPackage(narId: number, storePath: string): Promise<void> {
+    await this.#runner.write(recordNarPackage(this.#q, narId, storePath));
+  }
+
+  async chunkPlace(id: Uint8Array): Promise<{ nar: NarPlace; next: NarPlace } | undefined> {
+    const nar = await this.#runner.get(this.#q.chunkNewestNar, [id]);
+    if (!nar) return undefined;
+    const next = await this.#runner.get(this.#q.nextNarOfPackage, [nar.package, nar.created_at]);
+    return next && { nar: toNarPlace(nar), next: toNarPlace(next) };
+  }
+
+  async narChunkTable(narId: number): Promise<Uint8Array | undefined> {
+    const row = await this.#runner.get(this.#q.narChunkTable, [narId]);
+    return row && blob(row.chunk_table);
   }
 
   async existingChunks(ids: Uint8Array[]): Promise<Set<string>> {
@@ -683,7 +730,21 @@ function* putPath(q: MetadataStatements, path: NewPath, replace: boolean, now: n
   yield* run(q.deletePathRefs, [cacheId, hashPart]);
   if (refs.length > 0) yield* run(q.insertPathRefs, [cacheId, hashPart, refs]);
   yield* run(q.narReferencedAgain, [narId]);
+  yield* recordNarPackage(q, narId, storePath);
   return 'stored';
+}
+
+/** Names the NAR's package if it has none; the chunks of the package's NAR before it may find bases in it now. */
+function* recordNarPackage(q: MetadataStatements, narId: number, storePath: string): SqlWork<void> {
+  const nar = yield* get(q.narPackage, [narId]);
+  if (!nar || nar.package !== null) return;
+  const pkg = packageName(storePath.slice(storePath.lastIndexOf('/') + 34));
+  yield* run(q.setNarPackage, [pkg, narId]);
+  yield* run(q.retryChunksOfPreviousNar, [pkg, nar.created_at]);
+}
+
+function toNarPlace(row: Row): NarPlace {
+  return { id: Number(row.id), narSize: Number(row.nar_size), createdAt: Number(row.created_at) };
 }
 
 /**

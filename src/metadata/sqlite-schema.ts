@@ -231,4 +231,16 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   -- The length of the chunk's chain of deltas: 0 for a plain frame, else 1 + its deepest base's.
   ALTER TABLE chunks ADD COLUMN delta_depth INTEGER NOT NULL DEFAULT 0;
   `,
+  // 9: delta bases by place, and chunks found not worth a delta (src/maintenance/delta-bases.ts).
+  `
+  -- The package of the NAR: its first path's name without hash and version (packageName in
+  -- src/nix/store-path.ts). Delta encoding takes bases from the package's next NAR.
+  ALTER TABLE nars ADD COLUMN package TEXT;
+  CREATE INDEX nars_package ON nars(package, created_at) WHERE package IS NOT NULL;
+  CREATE INDEX nars_without_package ON nars(id) WHERE package IS NULL;
+  -- When delta encoding last found no worthwhile delta for the plain chunk; cleared when what could
+  -- give it a base arrives (a newer NAR of its package, a new chunk sharing a super-feature).
+  ALTER TABLE chunks ADD COLUMN delta_tried_at INTEGER;
+  CREATE INDEX chunks_delta_untried ON chunks(created_at, id) WHERE encoding = 'zstd' AND delta_tried_at IS NULL;
+  `,
 ];

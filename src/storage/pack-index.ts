@@ -179,6 +179,15 @@ export class PackIndex {
     return Number(result.changes) > 0;
   }
 
+  /** Gives the log's space back (after compaction rewrote many rows); skipped while another connection reads. */
+  checkpoint(): void {
+    try {
+      this.#sqlite.db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
+    } catch (err) {
+      if ((err as { errcode?: number }).errcode !== 5) throw err;
+    }
+  }
+
   close(): void {
     this.#sqlite.close();
   }

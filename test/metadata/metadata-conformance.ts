@@ -172,6 +172,11 @@ function baseName(seed: string): string {
   return `${hashPart(seed)}-${seed}`;
 }
 
+function assertSameTable(actual: Uint8Array | undefined, expected: Uint8Array): void {
+  assert.ok(actual !== undefined);
+  assert.equal(Buffer.from(actual).toString('hex'), Buffer.from(expected).toString('hex'));
+}
+
 function hex(id: Uint8Array): string {
   return Buffer.from(id).toString('hex');
 }
@@ -1042,6 +1047,75 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     assert.deepEqual(await similar(meta, Uint32Array.of(1, 2, 3, 5), 10), [[hex(kept.id), 3]]);
   });
 
+  withStore(
+    'delta bases by place: packages, the next NAR of a package, candidates newest first, the tried mark',
+    async (meta) => {
+      const cache = (await meta.createCache('main', SETTINGS))!;
+      const sketch = (i: number): Uint32Array => Uint32Array.of(100 + i, 200 + i, 300 + i, 400 + i);
+      const old = [chunk('pl-o0', { sketch: sketch(0) }), chunk('pl-o1', { sketch: sketch(1) })];
+      const mid = [chunk('pl-m0', { sketch: sketch(10) }), chunk('pl-m1', { sketch: sketch(11) })];
+      const oldNar = await meta.commitNar(newNar('pl-old', old));
+      await delay(5);
+      const other = await meta.commitNar(newNar('pl-other', [chunk('pl-x', { sketch: sketch(20) })]));
+      await delay(5);
+      const midNar = await meta.commitNar(newNar('pl-mid', [old[0], ...mid]));
+      const ids = (list: { id: Uint8Array }[]): string[] => list.map((x) => hex(x.id));
+
+      // Newest first (each age by id).
+      const byId = (list: NewChunk[]): string[] => ids(list).sort();
+      const olderFirst = [...byId(mid), hex(chunkId('pl-x')), ...byId(old)];
+      assert.deepEqual(ids(await meta.deltaCandidates(undefined, 10)), olderFirst);
+      const firstTwo = await meta.deltaCandidates(undefined, 2);
+      const last = firstTwo[1];
+      assert.deepEqual(
+        ids(await meta.deltaCandidates({ createdAt: last.createdAt, id: last.id }, 10)),
+        olderFirst.slice(2),
+      );
+
+      // Packages: none until a path names the NAR; then the package's next NAR is found from a chunk.
+      assert.deepEqual(
+        (await meta.narsWithoutPackage(0, 10)).map((n) => [n.id, n.storePath]),
+        [oldNar.id, other.id, midNar.id].sort((a, b) => a - b).map((id) => [id, null]),
+      );
+      assert.equal(await meta.chunkPlace(old[1].id), undefined);
+      await meta.putPath(newPath(cache.id, 'tool-1.0', oldNar.id));
+      await meta.putPath(newPath(cache.id, 'tool-2.0', midNar.id));
+      await meta.putPath(newPath(cache.id, 'other-tool-1.0', other.id));
+      assert.deepEqual(await meta.narsWithoutPackage(0, 10), []);
+      const place = await meta.chunkPlace(old[1].id);
+      assert.deepEqual(place && [place.nar.id, place.next.id, place.nar.narSize], [
+        oldNar.id,
+        midNar.id,
+        oldNar.narSize,
+      ]);
+      assert.equal(await meta.chunkPlace(old[0].id), undefined, 'its newest NAR is the newest of the package');
+      assert.equal(await meta.chunkPlace(chunkId('pl-x')), undefined, 'another package');
+      assertSameTable(await meta.narChunkTable(midNar.id), midNar.chunkTable);
+      assert.equal(await meta.narChunkTable(999_999), undefined);
+
+      // The tried mark keeps chunks out of the candidates until something could give them a base.
+      await meta.markDeltaTried([old[1].id, mid[0].id, mid[1].id], 1000);
+      assert.deepEqual(ids(await meta.deltaCandidates(undefined, 10)), [hex(chunkId('pl-x')), hex(old[0].id)]);
+      await meta.recordSketches([{ id: chunkId('pl-new'), sketch: sketch(1) }]); // no such chunk: nothing changes
+      assert.equal((await meta.deltaCandidates(undefined, 10)).length, 2);
+      await delay(5);
+      const lateNar = await meta.commitNar(newNar('pl-late', [chunk('pl-l0'), chunk('pl-l1')]));
+      await meta.recordSketches([{ id: chunkId('pl-l0'), sketch: Uint32Array.of(9, 9, 300 + 11, 9) }]);
+      assert.ok(
+        ids(await meta.deltaCandidates(undefined, 10)).includes(hex(mid[1].id)),
+        'a new chunk shares a super-feature',
+      );
+      assert.ok(!ids(await meta.deltaCandidates(undefined, 10)).includes(hex(mid[0].id)));
+      await meta.putPath(newPath(cache.id, 'tool-3.0', lateNar.id));
+      const candidates = ids(await meta.deltaCandidates(undefined, 10));
+      assert.ok(
+        candidates.includes(hex(mid[0].id)),
+        "a newer NAR of its package: the previous NAR's chunks are tried again",
+      );
+      assert.ok(!candidates.includes(hex(old[1].id)), 'not those of NARs before that');
+    },
+  );
+
   withStore('delta encoding: candidates, reserved bases, chains', async (meta) => {
     const [a, b, c] = ['de-a', 'de-b', 'de-c'].map((seed, i) =>
       chunk(seed, { sketch: Uint32Array.of(i, 7, 8, 2 ** 32 - 1) }),
@@ -1050,13 +1124,14 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     await meta.commitNar(newNar('de', [a, b, c, bare]));
     const ids = (list: { id: Uint8Array }[]): string[] => list.map((x) => hex(x.id));
     const sorted = [a, b, c].map((x) => hex(x.id)).sort();
-    const candidates = await meta.deltaCandidates(new Uint8Array(0), 10);
-    assert.deepEqual(ids(candidates), sorted, 'plain chunks with a sketch, ascending');
+    const candidates = await meta.deltaCandidates(undefined, 10);
+    assert.deepEqual(ids(candidates), sorted, 'plain chunks with a sketch, of one age by id');
     const candA = candidates.find((x) => hex(x.id) === hex(a.id))!;
     assert.deepEqual([...candA.sketch], [0, 7, 8, 2 ** 32 - 1]);
     assert.ok(candA.createdAt > 0);
-    assert.deepEqual(ids(await meta.deltaCandidates(new Uint8Array(0), 2)), sorted.slice(0, 2));
-    assert.deepEqual(ids(await meta.deltaCandidates(Buffer.from(sorted[0], 'hex'), 10)), sorted.slice(1));
+    assert.deepEqual(ids(await meta.deltaCandidates(undefined, 2)), sorted.slice(0, 2));
+    const cursor = { createdAt: candA.createdAt, id: Buffer.from(sorted[0], 'hex') };
+    assert.deepEqual(ids(await meta.deltaCandidates(cursor, 10)), sorted.slice(1));
 
     // b is being rewritten on c: its base is reserved while it stays plain.
     assert.equal(await meta.reserveDeltaBases(b.id, [c.id]), true);
@@ -1078,7 +1153,7 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     assert.equal(await meta.recordDeltas([delta(b, c, 1)]), 1, 'the reserved rows are taken as they are');
     assert.deepEqual(await meta.pendingDeltas(new Uint8Array(0), 10), []);
     assert.equal((await meta.getChunk(b.id))!.encoding, 'delta');
-    assert.deepEqual(ids(await meta.deltaCandidates(new Uint8Array(0), 10)), [a, c].map((x) => hex(x.id)).sort());
+    assert.deepEqual(ids(await meta.deltaCandidates(undefined, 10)), [a, c].map((x) => hex(x.id)).sort());
 
     // c becomes a delta too: b, built on it, is one deeper.
     const d = chunk('de-d');

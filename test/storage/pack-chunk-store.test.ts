@@ -233,6 +233,8 @@ test('compact rewrites mostly dead packs and merges small ones; what is live sta
       );
       const report = await store.compact(Date.now() + 1000);
       assert.equal(report.packs, 2);
+      const log = await stat(join(root, 'index.sqlite-wal'));
+      assert.equal(log.size, 0, "the index's log is emptied, with another connection open");
       const after = await packFiles(root);
       assert.equal(after.length, 1);
       const afterBytes = (await stat(join(root, 'packs', after[0]))).size;
@@ -253,6 +255,24 @@ test('compact rewrites mostly dead packs and merges small ones; what is live sta
     } finally {
       await store.close();
       await reader.close();
+    }
+  });
+});
+
+test('a pack more than half live is compacted only when the caller asks for less live', async () => {
+  await withRoot(async (root) => {
+    const store = new PackChunkStore(root);
+    try {
+      // One pack, not small (4 MiB and more): 60% of it stays live.
+      const chunks = Array.from({ length: 110 }, (_, i) => chunk(40_000 + i));
+      for (const c of chunks) await store.put(c.id, Buffer.from(c.stored));
+      await store.flush();
+      for (const c of chunks.slice(0, 44)) await store.delete(c.id);
+      assert.equal((await store.compact(Date.now() + 1000)).packs, 0);
+      assert.equal((await store.compact(Date.now() + 1000, { liveAtMost: 0.75 })).packs, 1);
+      for (const c of chunks.slice(44)) assertSameBytes(await store.get(c.id), c.stored);
+    } finally {
+      await store.close();
     }
   });
 });

@@ -30,7 +30,7 @@ function request(chunk: Uint8Array, base: Uint8Array, changes: Partial<DeltaRequ
     id: idOf(chunk),
     stored: frame(chunk),
     size: chunk.length,
-    bases: [{ id: idOf(base), stored: frame(base) }],
+    options: [[{ id: idOf(base), stored: frame(base) }]],
     level: 9,
     maxBytes: chunk.length,
     ...changes,
@@ -55,16 +55,18 @@ test('the worker sends a delta that decodes to the chunk with its base, from a b
     assert.ok(result.delta!.length < frame(chunk).length / 4, 'a delta of a near copy is small');
     assert.ok(result.encodeMs >= 0);
 
-    const fromContent = await pool.run(request(chunk, base, { bases: [{ id: idOf(base), content: base }] }));
+    const fromContent = await pool.run(request(chunk, base, { options: [[{ id: idOf(base), content: base }]] }));
     assertSameBytes(fromContent.delta!, result.delta!, 'the same delta from the base content');
 
     // Several bases, a frame and a content: their contents concatenated in order are the dictionary.
     const other = new Uint8Array(realBinary(96 * 1024)).subarray(64 * 1024);
     const two = await pool.run(
       request(chunk, base, {
-        bases: [
-          { id: idOf(other), content: other },
-          { id: idOf(base), stored: frame(base) },
+        options: [
+          [
+            { id: idOf(other), content: other },
+            { id: idOf(base), stored: frame(base) },
+          ],
         ],
       }),
     );
@@ -72,6 +74,15 @@ test('the worker sends a delta that decodes to the chunk with its base, from a b
     assert.ok(twoForm.kind === 'delta');
     assert.deepEqual(twoForm.bases, [idOf(other), idOf(base)]);
     assertSameBytes(decodeDelta(twoForm.frame, [other, base], chunk.length + 1), chunk);
+
+    // Of several options the smallest delta is sent, naming its option.
+    const best = await pool.run(
+      request(chunk, base, {
+        options: [[{ id: idOf(other), content: other }], [{ id: idOf(base), stored: frame(base) }]],
+      }),
+    );
+    assert.equal(best.option, 1, 'the option whose base is the near copy');
+    assertSameBytes(best.delta!, result.delta!);
 
     const over = await pool.run(request(chunk, base, { maxBytes: result.delta!.length - 1 }));
     assert.equal(over.delta, undefined, 'a delta over maxBytes is not sent');
@@ -95,7 +106,7 @@ test('the worker answers chunk-corrupt for a chunk or base that is not what its 
     await assert.rejects(pool.run(request(chunk, base, { size: chunk.length - 1 })), corrupt, 'another size');
     await assert.rejects(pool.run(request(chunk, base, { stored: new Uint8Array(100) })), corrupt, 'not zstd');
     await assert.rejects(
-      pool.run(request(chunk, base, { bases: [{ id: idOf(base), stored: frame(other) }] })),
+      pool.run(request(chunk, base, { options: [[{ id: idOf(base), stored: frame(other) }]] })),
       corrupt,
       'a base that is not its id',
     );

@@ -4,6 +4,7 @@
  * MAX_DELTA_DEPTH, and runs cut short finished or undone by the next.
  */
 import { test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import assert from 'node:assert/strict';
 import { zstdDecompressSync } from 'node:zlib';
 import { chunkEntries } from '../../../src/chunking/chunk-table.ts';
@@ -14,13 +15,14 @@ import {
   type DeltaEncodeOptions,
   type DeltaEncodeReport,
 } from '../../../src/maintenance/delta-encode.ts';
+import { PLACE_CHUNKS } from '../../../src/maintenance/delta-bases.ts';
 import { backfillSketches } from '../../../src/maintenance/sketch-backfill.ts';
 import { verifyStore } from '../../../src/maintenance/verify.ts';
 import type { NarRecord } from '../../../src/metadata/metadata-store.ts';
 import { MAX_DELTA_DEPTH } from '../../../src/serving/chunk-content.ts';
 import { readNarBytes, readStoredFrames } from '../../../src/serving/nar-reader.ts';
 import { assertSameBytes } from '../../helpers/bytes.ts';
-import { addPath, bodyOf, tempNarwhal, type TempNarwhal } from '../../helpers/narwhal-fixtures.ts';
+import { addPath, bodyOf, randomHashPart, tempNarwhal, type TempNarwhal } from '../../helpers/narwhal-fixtures.ts';
 import { versionNar } from '../../helpers/test-data.ts';
 import { unzstd } from '../../helpers/zstd-cli.ts';
 
@@ -32,10 +34,13 @@ interface Version {
   record: NarRecord;
 }
 
-async function ingestVersion(t: TempNarwhal, seed: number): Promise<Version> {
-  const nar = versionNar(seed, STRIDE);
+async function ingestVersion(t: TempNarwhal, seed: number, stride = STRIDE): Promise<Version> {
+  const nar = versionNar(seed, stride);
   return { nar, record: await ingestNar(t.nw, bodyOf(nar), { compression: 'none' }) };
 }
+
+/** A byte changed every 24 bytes from `offset` on; offsets 0 and 12 give versions that differ every 12 bytes. */
+const SCRAMBLE_STRIDE = 24;
 
 async function encode(t: TempNarwhal, options: DeltaEncodeOptions = {}): Promise<DeltaEncodeReport> {
   await backfillSketches(t.nw);
@@ -248,7 +253,7 @@ test('a re-push that writes a chunk again between the delta write and its record
   }
 });
 
-test('a delta worker that fails ends the run with its error; the next run drops what it reserved and encodes', async () => {
+test('a delta worker that fails ends the run with its error, nothing reserved or written; the next run encodes', async () => {
   const t = await tempNarwhal();
   try {
     const versions = [await ingestVersion(t, 1000), await ingestVersion(t, 2000)];
@@ -259,12 +264,16 @@ test('a delta worker that fails ends the run with its error; the next run drops 
       encodeDeltas(t.nw, { level: 'nine' as unknown as number }),
       (err: unknown) => (err as { code?: unknown }).code === 'ERR_INVALID_ARG_TYPE',
     );
-    assert.ok((await t.nw.meta.pendingDeltas(new Uint8Array(0), 100)).length > 0, 'its reservations are left');
+    assert.deepEqual(
+      await t.nw.meta.pendingDeltas(new Uint8Array(0), 100),
+      [],
+      'bases are reserved only for deltas made',
+    );
     assert.equal((await t.nw.meta.stats()).storedBytes, storedBefore, 'nothing written');
     await assertWhole(t, versions);
 
     const report = await encodeDeltas(t.nw);
-    assert.deepEqual([report.recovered, report.undone], [0, 0], 'plain files: reservations dropped');
+    assert.deepEqual([report.recovered, report.undone], [0, 0], 'nothing left to finish or undo');
     assert.ok(report.encoded > 0);
     assert.deepEqual(await t.nw.meta.pendingDeltas(new Uint8Array(0), 100), []);
     await assertWhole(t, versions);
@@ -273,39 +282,40 @@ test('a delta worker that fails ends the run with its error; the next run drops 
   }
 });
 
-test('the report: content compressed is every chosen chunk; a delta not worth keeping leaves no reservation', async () => {
-  const t = await tempNarwhal();
-  try {
-    const versions = [await ingestVersion(t, 1000), await ingestVersion(t, 2000)];
-    await backfillSketches(t.nw);
-    const storedBefore = (await t.nw.meta.stats()).storedBytes;
-    const chosen: Uint8Array[] = [];
-    const reserve = t.nw.meta.reserveDeltaBasesOf.bind(t.nw.meta);
-    t.nw.meta.reserveDeltaBasesOf = async (chunks) => {
-      chosen.push(...chunks.map((chunk) => chunk.id));
-      return reserve(chunks);
-    };
-    const sizeOfChosen = async (): Promise<number> => {
-      let sum = 0;
-      for (const id of chosen.splice(0)) sum += (await t.nw.meta.getChunk(id))!.size;
-      return sum;
-    };
-
-    const none = await encodeDeltas(t.nw, { margin: 0.001, workers: 1 }); // no delta is that small
-    assert.equal(none.encoded, 0);
-    assert.ok(none.examined > 0 && chosen.length > 0);
-    assert.equal(none.contentBytes, await sizeOfChosen());
-    assert.deepEqual(await t.nw.meta.pendingDeltas(new Uint8Array(0), 100), [], 'every reservation dropped');
-    assert.equal((await t.nw.meta.stats()).storedBytes, storedBefore);
-
-    const report = await encodeDeltas(t.nw, { workers: 1 });
-    assert.ok(report.encoded > 0 && report.encoded <= report.examined);
-    assert.equal(report.contentBytes, await sizeOfChosen());
-    assert.ok(report.encodeMs > 0 && report.cpuMs > 0 && report.wallMs > 0);
-    assert.equal((await t.nw.meta.stats()).storedBytes, storedBefore - report.bytesBefore + report.bytesAfter);
-    await assertWhole(t, versions);
-  } finally {
-    await t.close();
+test('the report: content compressed covers every reserved chunk; a delta not worth keeping is marked, never reserved', async () => {
+  for (const margin of [0.001, undefined]) {
+    const t = await tempNarwhal();
+    try {
+      const versions = [await ingestVersion(t, 1000), await ingestVersion(t, 2000)];
+      await backfillSketches(t.nw);
+      const storedBefore = (await t.nw.meta.stats()).storedBytes;
+      const chosen: Uint8Array[] = [];
+      const reserve = t.nw.meta.reserveDeltaBasesOf.bind(t.nw.meta);
+      t.nw.meta.reserveDeltaBasesOf = async (chunks) => {
+        chosen.push(...chunks.map((chunk) => chunk.id));
+        return reserve(chunks);
+      };
+      let reservedContent = 0;
+      const report = await encodeDeltas(t.nw, { margin, workers: 1 });
+      for (const id of chosen) reservedContent += (await t.nw.meta.getChunk(id))!.size;
+      if (margin !== undefined) {
+        // No delta is that small: each chunk looked at is compressed, none reserved, all marked.
+        assert.deepEqual([report.encoded, chosen.length], [0, 0]);
+        assert.ok(report.examined > 0 && report.contentBytes > 0);
+        assert.equal(report.marked, report.examined);
+        assert.deepEqual(await t.nw.meta.pendingDeltas(new Uint8Array(0), 100), []);
+        assert.equal((await t.nw.meta.stats()).storedBytes, storedBefore);
+        assert.equal((await encodeDeltas(t.nw)).examined, 0, 'marked chunks are passed by');
+      } else {
+        assert.ok(report.encoded > 0 && report.encoded <= report.examined);
+        assert.ok(report.contentBytes >= reservedContent, 'every reserved chunk was compressed');
+        assert.ok(report.encodeMs > 0 && report.cpuMs > 0 && report.wallMs > 0);
+        assert.equal((await t.nw.meta.stats()).storedBytes, storedBefore - report.bytesBefore + report.bytesAfter);
+      }
+      await assertWhole(t, versions);
+    } finally {
+      await t.close();
+    }
   }
 });
 
@@ -375,6 +385,107 @@ test('choices of one batch that lengthen a chain together beyond the limit are d
     }
     assert.deepEqual(await t.nw.meta.pendingDeltas(new Uint8Array(0), 100), []);
     await assertWhole(t, versions);
+  } finally {
+    await t.close();
+  }
+});
+
+/**
+ * Versions of one binary with a byte changed every 12 bytes between them: every 32-byte window
+ * differs, so no sketch matches, while zstd still finds the 11-byte runs between the changes.
+ */
+async function scrambledVersions(t: TempNarwhal, names: (string | undefined)[], offsets = [0, 12]): Promise<Version[]> {
+  const cache = (await t.nw.meta.getCache('main'))!;
+  const versions: Version[] = [];
+  for (const [i, name] of names.entries()) {
+    const version = await ingestVersion(t, offsets[i], SCRAMBLE_STRIDE);
+    if (name !== undefined) {
+      const hashPart = randomHashPart();
+      const storePath = `/nix/store/${hashPart}-${name}`;
+      const path = { cacheId: cache.id, hashPart, storePath, narId: version.record.id, references: [], deriver: null };
+      await t.nw.meta.putPath({ ...path, system: null, sigs: [], ca: null });
+    }
+    versions.push(version);
+    await delay(5); // each NAR of its own millisecond: "newer" is well defined
+  }
+  return versions;
+}
+
+test("chunks no sketch matches take the chunks at their place in their package's next NAR as bases", async () => {
+  for (const [names, byPlace] of [
+    [['tool-1.0', 'tool-1.1'], true],
+    [[undefined, undefined], false], // no path: no package
+    [['tool-1.0', 'other-1.1'], false], // not the same package
+  ] as const) {
+    const t = await tempNarwhal();
+    try {
+      const versions = await scrambledVersions(t, [...names]);
+      const report = await encode(t);
+      const newer = ids(versions[1].record);
+      const changed = ids(versions[0].record).filter((id) => !newer.includes(id));
+      if (!byPlace) {
+        assert.deepEqual([report.encoded, report.marked], [0, report.examined], `${names}: no delta, all marked`);
+        continue;
+      }
+      assert.equal(report.byPlace, report.encoded);
+      assert.ok(report.encoded >= changed.length / 2, `most changed chunks (${report.encoded} of ${changed.length})`);
+      let multi = 0;
+      for (const id of changed) {
+        const form = parseStored(await t.nw.chunks.get(Buffer.from(id, 'hex')));
+        if (form.kind !== 'delta') continue;
+        const at = form.bases.map((base) => newer.indexOf(hex(base)));
+        assert.ok(at.every((i) => i >= 0) && form.bases.length <= PLACE_CHUNKS, 'chunks of the newer NAR');
+        assert.deepEqual(
+          at,
+          [...at].sort((a, b) => a - b),
+          'in their order there',
+        );
+        assert.ok(at[at.length - 1] - at[0] < PLACE_CHUNKS, 'side by side');
+        // Both versions are as long: the newer chunk holding the chunk's first byte is among them.
+        const start = [...chunkEntries(versions[0].record.chunkTable)].find((entry) => hex(entry.id) === id)!.start;
+        const holder = [...chunkEntries(versions[1].record.chunkTable)].findIndex(
+          (entry) => entry.start <= start && start < entry.end,
+        );
+        assert.ok(at.includes(holder), `the chunk at its place (${holder}) among ${at}`);
+        if (form.bases.length > 1) multi++;
+      }
+      assert.ok(multi > 0, 'multi-base dictionaries');
+      await assertWhole(t, versions);
+    } finally {
+      await t.close();
+    }
+  }
+});
+
+test('a chunk found not worth a delta is passed by until a newer NAR of its package arrives', async () => {
+  const t = await tempNarwhal();
+  try {
+    // Versions 1.0 and 2.0 share nothing a delta could use; 1.0's chunks are marked.
+    const cache = (await t.nw.meta.getCache('main'))!;
+    const put = async (version: Version, name: string): Promise<void> => {
+      const hashPart = randomHashPart();
+      const storePath = `/nix/store/${hashPart}-${name}`;
+      const path = { cacheId: cache.id, hashPart, storePath, narId: version.record.id, references: [], deriver: null };
+      await t.nw.meta.putPath({ ...path, system: null, sigs: [], ca: null });
+      await delay(5);
+    };
+    const first = await ingestVersion(t, 0, SCRAMBLE_STRIDE);
+    await put(first, 'tool-1.0');
+    await backfillSketches(t.nw);
+    const alone = await encodeDeltas(t.nw);
+    assert.ok(alone.examined > 0);
+    assert.deepEqual([alone.encoded, alone.marked], [0, alone.examined], 'no newer chunk: all marked');
+    assert.equal((await encodeDeltas(t.nw)).examined, 0, 'passed by while nothing changes');
+
+    const second = await ingestVersion(t, 12, SCRAMBLE_STRIDE);
+    await put(second, 'tool-1.1');
+    await backfillSketches(t.nw);
+    const after = await encodeDeltas(t.nw);
+    const oldOnly = ids(first.record).filter((id) => !ids(second.record).includes(id));
+    assert.ok(after.examined >= oldOnly.length, "the older NAR's chunks are looked at again");
+    assert.ok(after.encoded > 0 && after.byPlace === after.encoded);
+    assert.equal((await encodeDeltas(t.nw)).examined, 0);
+    await assertWhole(t, [first, second]);
   } finally {
     await t.close();
   }
