@@ -10,6 +10,7 @@ import { DEFAULT_CHUNKER_PARAMS } from '../chunking/chunker.ts';
 import { deltaDictionary, deltaStoredForm } from '../delta/stored-form.ts';
 import { scavengerByVolume } from '../runtime/v8-scavenge.ts';
 import { transferable, type WorkerReply } from '../runtime/worker-pool.ts';
+import { BoundedContents } from '../serving/bounded-contents.ts';
 import { chunkHex } from '../storage/chunk-store.ts';
 import { encodeWithDictionary, encoderPerLevel, ZstdFrameDecoder } from '../storage/zstd-frames.ts';
 
@@ -46,14 +47,19 @@ export interface DeltaResult {
   encodeMs: number;
 }
 
+/** Bytes of decoded bases kept per worker. */
+const BASE_CACHE_BYTES = 16 * 1024 * 1024;
 /** A base's size is not sent: it is at most the largest chunk. */
 const MAX_CHUNK = DEFAULT_CHUNKER_PARAMS.max;
 
 const decoder = new ZstdFrameDecoder();
 /** Where the chunk and its base are decoded: only the delta leaves the worker. */
 let chunkScratch = new Uint8Array(0);
-/** One per base position, made when first needed. */
-const baseScratch: Uint8Array[] = [];
+/**
+ * Bases decoded and checked lately, by id: neighbouring chunks share most of their bases by place
+ * (four of five), so each is decoded once rather than once per chunk.
+ */
+const bases = new BoundedContents(BASE_CACHE_BYTES);
 const encoder = encoderPerLevel();
 const scavenge = scavengerByVolume();
 
@@ -80,14 +86,10 @@ function deltaOf({ id, stored, size, options, level, maxBytes, plainMargin }: De
   const data = checked(id, stored, size, chunkScratch);
   const started = performance.now();
   let best: { delta: Uint8Array; option: number } | undefined;
-  for (const [option, bases] of options.entries()) {
-    const contents = bases.map(
-      (base, i) =>
-        base.content ?? checked(base.id, base.stored!, undefined, (baseScratch[i] ??= new Uint8Array(MAX_CHUNK + 1))),
-    );
-    const frame = encodeWithDictionary(data, deltaDictionary(contents), level);
+  for (const [option, inputs] of options.entries()) {
+    const frame = encodeWithDictionary(data, deltaDictionary(inputs.map(baseContent)), level);
     const delta = deltaStoredForm(
-      bases.map((base) => base.id),
+      inputs.map((base) => base.id),
       frame,
     );
     if (!best || delta.byteLength < best.delta.byteLength) best = { delta, option };
@@ -98,6 +100,17 @@ function deltaOf({ id, stored, size, options, level, maxBytes, plainMargin }: De
   }
   const encodeMs = performance.now() - started;
   return best && best.delta.byteLength <= limit ? { stored, ...best, encodeMs } : { stored, encodeMs };
+}
+
+function baseContent(base: DeltaBaseInput): Uint8Array {
+  if (base.content) return base.content;
+  const key = chunkHex(base.id);
+  let content = bases.get(key);
+  if (!content) {
+    content = checked(base.id, base.stored!, undefined, new Uint8Array(MAX_CHUNK + 1)).slice();
+    bases.set(key, content);
+  }
+  return content;
 }
 
 /** The frame's content, decoded into `into`, which must hash to `id` (and be `size` long, when known). */

@@ -29,7 +29,7 @@ import type { Narwhal } from '../context/narwhal.ts';
  * (recordDeltas). A run first finishes or undoes what an interrupted one left (delta-recovery.ts).
  */
 
-export const DEFAULT_DELTA_LEVEL = 9;
+export const DEFAULT_DELTA_LEVEL = 3;
 export const DEFAULT_DELTA_MARGIN = 0.75;
 /** Chunks examined per metadata query; their deltas are written and recorded together. */
 const BATCH = 32;
