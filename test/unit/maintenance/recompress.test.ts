@@ -172,7 +172,10 @@ test('the server logs a run whose only work was storing deltas', async () => {
     } finally {
       await schedule.stop();
     }
-    assert.match(logged.join('\n'), /^recompress: \d+ of \d+ chunks examined stored as deltas \(\d+ on bases by place\); recompressed 0 chunks/);
+    assert.match(
+      logged.join('\n'),
+      /^recompress: \d+ of \d+ chunks examined stored as deltas \(\d+ on bases by place\); recompressed 0 chunks/,
+    );
   } finally {
     await t.close();
   }
