@@ -1,5 +1,7 @@
 import { spawn, execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { assertSameBytes } from '../helpers/bytes.ts';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -147,4 +149,26 @@ export async function buildClosure(env: NodeJS.ProcessEnv, work: string, nonce: 
     .split('\n')
     .find((p) => p.endsWith('-narwhal-dep'))!;
   return { top, dep, added, topDrv };
+}
+
+/**
+ * The test closure arrived whole in `store` (a store root): its files as built (the dep and self
+ * references, the copied binary) and `nix store verify` clean against `publicKey`.
+ */
+export async function assertClosureInStore(
+  store: string,
+  closure: TestClosure,
+  publicKey: string,
+  env: NodeJS.ProcessEnv,
+): Promise<void> {
+  const inStore = (p: string) => join(store, p);
+  assert.equal(await readFile(inStore(join(closure.top, 'dep')), 'utf8'), `${closure.dep}\n`);
+  assert.equal(await readFile(inStore(join(closure.top, 'self')), 'utf8'), `${closure.top}\n`);
+  assertSameBytes(await readFile(inStore(join(closure.top, 'bin/tool'))), await readFile('/usr/bin/nix'));
+  const verify = await run(
+    'nix',
+    ['store', 'verify', '--store', store, '--trusted-public-keys', publicKey, '-r', closure.top],
+    env,
+  );
+  assert.equal(verify.trim(), '');
 }

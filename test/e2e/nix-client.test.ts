@@ -5,11 +5,10 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { assertSameBytes } from '../helpers/bytes.ts';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { buildClosure, nixEnv, run, tempDir, writeNetrc, type TestClosure } from './harness.ts';
+import { assertClosureInStore, buildClosure, nixEnv, run, tempDir, writeNetrc, type TestClosure } from './harness.ts';
 import { startEmbedded, startSharedReplicas, type Topology } from './topology.ts';
 
 const COMPRESSIONS = ['none', 'xz', 'zstd', 'bzip2', 'br', 'gzip', 'lz4'] as const;
@@ -103,16 +102,7 @@ for (const { title, start } of TOPOLOGIES)
             ],
             clientEnv,
           );
-          const inStore = (p: string) => join(store, p);
-          assert.equal(await readFile(inStore(join(closure.top, 'dep')), 'utf8'), `${closure.dep}\n`);
-          assert.equal(await readFile(inStore(join(closure.top, 'self')), 'utf8'), `${closure.top}\n`);
-          assertSameBytes(await readFile(inStore(join(closure.top, 'bin/tool'))), await readFile('/usr/bin/nix'));
-          const verify = await run(
-            'nix',
-            ['store', 'verify', '--store', store, '--trusted-public-keys', publicKey, '-r', closure.top],
-            clientEnv,
-          );
-          assert.equal(verify.trim(), '');
+          await assertClosureInStore(store, closure, publicKey, clientEnv);
           const fetched = topology.reader.requests().filter((line) => line.startsWith('GET /main/nar/'));
           const uploadedNames = putNars.map((line) => line.split(' ')[1]);
           if (client === 'pusher') {

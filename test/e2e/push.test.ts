@@ -13,8 +13,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { PushProgress } from '../../src/client/push.ts';
-import { assertSameBytes } from '../helpers/bytes.ts';
-import { buildClosure, nixEnv, REPO, run, tempDir, type TestClosure } from './harness.ts';
+import { assertClosureInStore, buildClosure, nixEnv, REPO, run, tempDir, type TestClosure } from './harness.ts';
 import { startEmbedded, startSharedReplicas, type Topology } from './topology.ts';
 
 const TOPOLOGIES = [
@@ -62,14 +61,7 @@ for (const { title, start } of TOPOLOGIES)
         ],
         clientEnv,
       );
-      assert.equal(await readFile(join(store, closure.top, 'dep'), 'utf8'), `${closure.dep}\n`);
-      assertSameBytes(await readFile(join(store, closure.top, 'bin/tool')), await readFile('/usr/bin/nix'));
-      const verify = await run(
-        'nix',
-        ['store', 'verify', '--store', store, '--trusted-public-keys', publicKey, '-r', closure.top],
-        clientEnv,
-      );
-      assert.equal(verify.trim(), '');
+      await assertClosureInStore(store, closure, publicKey, clientEnv);
     };
 
     before(async () => {

@@ -9,13 +9,11 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { AssemblyFigures } from '../../src/client/nar-assembly.ts';
-import { assertSameBytes } from '../helpers/bytes.ts';
-import { buildClosure, nixEnv, REPO, run, tempDir, type TestClosure } from './harness.ts';
+import { assertClosureInStore, buildClosure, nixEnv, REPO, run, tempDir, type TestClosure } from './harness.ts';
 import { startEmbedded, type Topology } from './topology.ts';
 
 /** cut-third: the third chunk request is cut off halfway (the dep's NAR, the top's first batch, then its second). */
@@ -112,16 +110,8 @@ describe('narwhal substituter with stock Nix', () => {
       ...env,
       XDG_CACHE_HOME: join(work.path, `cache-${name}`),
     });
-  const assertWhole = async (store: string, closure: TestClosure, name: string) => {
-    assertSameBytes(await readFile(join(store, closure.top, 'bin/tool')), await readFile('/usr/bin/nix'));
-    assert.equal(await readFile(join(store, closure.top, 'dep'), 'utf8'), `${closure.dep}\n`);
-    const verify = await run(
-      'nix',
-      ['store', 'verify', '--store', store, '--trusted-public-keys', publicKey, '-r', closure.top],
-      { ...env, XDG_CACHE_HOME: join(work.path, `cache-${name}`) },
-    );
-    assert.equal(verify.trim(), '');
-  };
+  const assertWhole = (store: string, closure: TestClosure, name: string) =>
+    assertClosureInStore(store, closure, publicKey, { ...env, XDG_CACHE_HOME: join(work.path, `cache-${name}`) });
 
   before(async () => {
     work = await tempDir('e2e-subst');
