@@ -59,9 +59,11 @@ export async function* assembleNar(
     const batch = chunks.slice(at, at + (at === 0 ? FIRST_BATCH : BATCH));
     const fetched = new Map<string, Uint8Array>();
     const wanted: WantedChunk[] = [];
+    const asked = new Set<string>();
     for (const [i, chunk] of batch.entries()) {
       const hex = Buffer.from(chunk.id).toString('hex');
-      if (cache.has(hex) || wanted.some((w) => Buffer.from(w.id).toString('hex') === hex)) continue;
+      if (cache.has(hex) || asked.has(hex)) continue;
+      asked.add(hex);
       const start = at + i === 0 ? 0 : chunks[at + i - 1].end;
       wanted.push({ id: chunk.id, hints: hintsFor(start, narSize, versions, cache) });
     }

@@ -11,7 +11,7 @@ import { ExactReader } from '../runtime/exact-reader.ts';
 import { checkChunk } from '../serving/chunk-check.ts';
 import { readCheckedChunks } from '../serving/chunk-damage.ts';
 import { chunkHex } from '../storage/chunk-store.ts';
-import { shownChunks } from '../tenancy/nar-visibility.ts';
+import { chunkVisibility } from '../tenancy/nar-visibility.ts';
 import { readChunkListEntry, readChunkListHeader } from './chunk-list-body.ts';
 
 /** The largest frame of a chunk: zstd's worst case for the largest chunk is a few bytes a block above it. */
@@ -36,7 +36,7 @@ export interface ChunkListUpload {
 
 /**
  * Ingests a NAR given as a chunk list (chunk-list-body.ts): each chunk the client says the server
- * has must be one it may count on through this cache (shownChunks), else MissingChunksError; each
+ * has must be one it may count on through this cache (chunkVisibility), else MissingChunksError; each
  * chunk sent must decode to its id. The NAR assembled from both is ingested as if uploaded whole
  * (ingest-nar.ts: grammar, NarHash, size limit, chunking, dedup), so nothing the client claims is
  * trusted. It runs under an ingest hold taken before any check, so that GC keeps every chunk
@@ -82,6 +82,7 @@ async function* narContents(
 ): AsyncGenerator<Uint8Array> {
   // Chunks are at least the chunker's minimum but the NAR's last: this bounds the lookups a body costs.
   const maxEntries = Math.ceil(narSize / DEFAULT_CHUNKER_PARAMS.min) + 1;
+  const shown = chunkVisibility(nw, cache, token);
   let entries = 0;
   let produced = 0;
   let held: ChunkTableEntry[] = [];
@@ -100,7 +101,7 @@ async function* narContents(
       if (produced + size <= narSize) yield data;
     } else {
       const record = await nw.meta.getChunk(entry.id);
-      if (!record || !(await shownChunks(nw, cache, token, [entry.id]))[0]) throw new MissingChunksError([entry.id]);
+      if (!record || !(await shown(entry.id))) throw new MissingChunksError([entry.id]);
       size = record.size;
       held.push({ index: entries - 1, start: 0, end: size, id: entry.id });
       if (held.length === READ_BATCH) yield* flush();

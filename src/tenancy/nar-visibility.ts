@@ -24,29 +24,22 @@ export async function mayShowNar(
 }
 
 /**
- * Which of the stored chunks a push through the cache may count on (chunk-list uploads,
- * ingest/chunk-list-upload.ts): the rule above applied to the NARs containing each chunk, which
- * must also be one an ingest may reuse. A chunk that fails is treated as absent and sent again, so
- * a pusher learns nothing of chunks it could not read.
+ * Whether a push through the cache may count on a stored chunk (push/missing-chunks.ts,
+ * push/commit-chunk-list.ts): the rule above applied to the NARs containing the chunk, which must
+ * also be one an ingest may reuse. A chunk that fails is treated as absent and sent again, so a
+ * pusher learns nothing of chunks it could not read. One per request: the caches are read once.
  */
-export async function shownChunks(
+export function chunkVisibility(
   nw: Narwhal,
   cache: CacheRecord,
   token: TokenRecord | undefined,
-  ids: Uint8Array[],
-): Promise<boolean[]> {
-  let caches: Map<number, CacheRecord> | undefined;
-  const shown: boolean[] = [];
-  for (const id of ids) {
-    if (!(await nw.meta.mayReuseChunk(id))) {
-      shown.push(false);
-      continue;
-    }
+): (id: Uint8Array) => Promise<boolean> {
+  let caches: Promise<Map<number, CacheRecord>> | undefined;
+  return async (id) => {
+    if (!(await nw.meta.mayReuseChunk(id))) return false;
     const owners = await nw.meta.chunkOwners(id);
-    caches ??= await cachesById(nw);
-    shown.push(ownersShown(cache, token, owners, caches));
-  }
-  return shown;
+    return ownersShown(cache, token, owners, await (caches ??= cachesById(nw)));
+  };
 }
 
 function ownersShown(
