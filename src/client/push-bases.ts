@@ -13,7 +13,7 @@ import { queryPathInfos } from './nix-paths.ts';
  */
 export const PLACE_CHUNKS = 5;
 /** Versions of a package looked up on the server, newest first, before giving up on bases. */
-const CANDIDATES = 3;
+const CANDIDATES = 6;
 
 export interface OldChunk {
   id: Uint8Array;
