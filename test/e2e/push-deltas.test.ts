@@ -19,6 +19,7 @@ import { promisify } from 'node:util';
 import { zstdCompressSync } from 'node:zlib';
 import { pushPaths, type PushProgress } from '../../src/client/push.ts';
 import { runGc } from '../../src/maintenance/gc.ts';
+import { CHUNK_LIST_VERSION_HEADER } from '../../src/push/chunk-list-body.ts';
 import { createNarwhalServer } from '../../src/server/server.ts';
 import { createToken } from '../../src/tenancy/tokens.ts';
 import { readNarBytes } from '../../src/serving/nar-reader.ts';
@@ -255,5 +256,67 @@ describe('narwhal push when the bases it chose are collected before its upload',
     const served: Uint8Array[] = [];
     for await (const piece of readNarBytes(t.nw, stored)) served.push(piece);
     assertSameBytes(Buffer.concat(served), dump);
+  });
+});
+
+describe('narwhal push against a server that reads only chunk lists of version 1', () => {
+  let t: TempNarwhal;
+  let server: Server;
+  let work: { path: string; remove(): Promise<void> };
+
+  before(async () => {
+    work = await tempDir('e2e-push-deltas-v1');
+    t = await tempNarwhal();
+  });
+
+  after(async () => {
+    server?.closeAllConnections();
+    server?.close();
+    await t?.close();
+    await work?.remove();
+  });
+
+  test('a server that does not say it reads version 2 gets version-1 lists with plain frames', async () => {
+    const env = nixEnv(work.path);
+    const pkg = packageOf();
+    const v1 = await makeRelease(work.path, pkg, 1, env);
+    const v2 = await makeRelease(work.path, pkg, 2, env);
+    const versions: number[] = [];
+    server = createNarwhalServer(t.nw, { log: () => undefined });
+    const handle = server.listeners('request')[0] as (req: IncomingMessage, res: ServerResponse) => void;
+    server.removeAllListeners('request');
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      // What a server before version 2 answers: no version header; and the version each list has.
+      const writeHead = res.writeHead.bind(res) as (
+        status: number,
+        headers?: Record<string, unknown>,
+      ) => ServerResponse;
+      res.writeHead = ((status: number, headers?: Record<string, unknown>) => {
+        res.removeHeader(CHUNK_LIST_VERSION_HEADER);
+        if (headers) delete headers[CHUNK_LIST_VERSION_HEADER];
+        return writeHead(status, headers);
+      }) as typeof res.writeHead;
+      if ((req.url ?? '').includes('/nars?')) {
+        // The list's version byte, seen as the body starts flowing to the handler.
+        const pipe = req.pipe.bind(req);
+        req.pipe = ((destination: NodeJS.WritableStream) => {
+          req.once('data', (first: Buffer) => versions.push(first[4]));
+          return pipe(destination);
+        }) as typeof req.pipe;
+      }
+      handle(req, res);
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/main`;
+    const token = (await createToken(t.nw, { caches: ['main'], perms: ['pull', 'push'] })).secret;
+    await pushPaths([v1.src], { cacheUrl: url, token, jobs: 1 });
+    const second = await pushPaths([v2.src], { cacheUrl: url, token, jobs: 1 });
+    assert.equal(second.pushed, 1);
+    assert.equal(second.deltasSent, 0);
+    assert.ok(second.chunksSent > 0);
+    assert.deepEqual(versions, [1, 1]);
+    const dump = await dumpNar(v2.src, env);
+    assert.ok(await t.nw.meta.getNar(narHashOf(dump)), 'the NAR of v2 is stored');
   });
 });
