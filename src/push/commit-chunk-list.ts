@@ -97,6 +97,7 @@ async function* narContents(
   // Chunks are at least the chunker's minimum but the NAR's last: this bounds the lookups a body costs.
   const maxEntries = Math.ceil(narSize / DEFAULT_CHUNKER_PARAMS.min) + 1;
   const shown = chunkVisibility(nw, cache, token);
+  const recentBases = new RecentBases();
   let entries = 0;
   let produced = 0;
   let held: ChunkTableEntry[] = [];
@@ -111,7 +112,7 @@ async function* narContents(
     if (entry.frame) {
       yield* flush();
       const data = entry.bases
-        ? await sentDelta(nw, shown, entry.id, entry.bases, entry.frame)
+        ? await sentDelta(nw, shown, recentBases, entry.id, entry.bases, entry.frame)
         : await sentChunk(entry.id, entry.frame);
       size = data.length;
       if (produced + size <= narSize) yield data;
@@ -139,36 +140,57 @@ async function sentChunk(id: Uint8Array, frame: Uint8Array): Promise<Uint8Array>
   }
 }
 
+/** Bases read lately, checked and found countable: neighbouring chunks share most of their bases. */
+class RecentBases {
+  static readonly SIZE = 16;
+  readonly #contents = new Map<string, Uint8Array>();
+
+  get(id: Uint8Array): Uint8Array | undefined {
+    return this.#contents.get(chunkHex(id));
+  }
+
+  set(id: Uint8Array, content: Uint8Array): void {
+    this.#contents.set(chunkHex(id), content);
+    if (this.#contents.size > RecentBases.SIZE) this.#contents.delete(this.#contents.keys().next().value!);
+  }
+}
+
 /**
  * A chunk sent as a delta: its bases read from the store, each one a chunk the pusher may count on
  * as for a named chunk (else MissingBasesError, the same whether a base is absent or only another
- * cache's), and the frame decoded with their contents and checked against the chunk's id.
+ * cache's), and the frame decoded with their contents and checked against the chunk's id. Under
+ * the commit's ingest hold, a base once found countable stays so until the commit ends.
  */
 async function sentDelta(
   nw: Narwhal,
   shown: (id: Uint8Array) => Promise<boolean>,
+  recent: RecentBases,
   id: Uint8Array,
   bases: Uint8Array[],
   frame: Uint8Array,
 ): Promise<Uint8Array> {
+  const contents: (Uint8Array | undefined)[] = bases.map((base) => recent.get(base));
   const entries: ChunkTableEntry[] = [];
   const absent: Uint8Array[] = [];
   for (const [index, base] of bases.entries()) {
+    if (contents[index]) continue;
     const record = await nw.meta.getChunk(base);
     if (!record || !(await shown(base))) absent.push(base);
     else entries.push({ index, start: 0, end: record.size, id: base });
   }
   if (absent.length > 0) throw new MissingBasesError(absent);
-  let contents: Uint8Array[];
   try {
-    contents = (await readCheckedChunks(nw, entries, true)).map((chunk) => chunk.data!);
+    for (const [i, chunk] of (await readCheckedChunks(nw, entries, true)).entries()) {
+      contents[entries[i].index] = chunk.data!;
+      recent.set(entries[i].id, chunk.data!);
+    }
   } catch (err) {
     if (isNarwhalError(err, 'chunk-missing') || isNarwhalError(err, 'chunk-corrupt'))
       throw new MissingBasesError(bases);
     throw err;
   }
   try {
-    return (await checkChunk(id, deltaStoredForm(bases, frame), undefined, true, contents)).data!;
+    return (await checkChunk(id, deltaStoredForm(bases, frame), undefined, true, contents as Uint8Array[])).data!;
   } catch (err) {
     if (!isNarwhalError(err, 'chunk-corrupt')) throw err;
     throw new NarwhalError('bad-request', `a delta sent as ${chunkHex(id)} does not decode to that id with its bases`);
