@@ -1,10 +1,9 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import type { EncodeRequest, EncodeResult } from '../storage/zstd-encode-worker.ts';
-import { WorkerPool } from '../runtime/worker-pool.ts';
+import { transferable, WorkerPool } from '../runtime/worker-pool.ts';
 import { chunkStream } from '../chunking/chunk-stream.ts';
 import { NarwhalError } from '../errors.ts';
-import { deltaDictionary } from '../delta/stored-form.ts';
 import {
   CHUNK_LIST_VERSION,
   CHUNK_LIST_VERSION_HEADER,
@@ -15,11 +14,13 @@ import { type OldChunk, PlaceWindow, previousVersion } from './push-bases.ts';
 
 /** Compresses the chunks sent, beside the main thread (a zstd context per call was most of the client's time). */
 let encoders: WorkerPool<EncodeRequest, EncodeResult> | undefined;
+/** `data` (and `dictionary`) move to the worker: neither may be used after. */
 const compress = (data: Uint8Array, dictionary?: Uint8Array): Promise<Uint8Array> => {
   encoders ??= new WorkerPool<EncodeRequest, EncodeResult>(
     new URL('../storage/zstd-encode-worker.ts', import.meta.url),
   );
-  return encoders.run(dictionary ? { data, level: SEND_LEVEL, dictionary } : { data, level: SEND_LEVEL });
+  const transfer = [...transferable(data), ...(dictionary ? transferable(dictionary) : [])];
+  return encoders.run(dictionary ? { data, level: SEND_LEVEL, dictionary } : { data, level: SEND_LEVEL }, transfer);
 };
 
 /** Chunks asked about per missing-chunks request, and held in memory while they are. */
@@ -122,7 +123,7 @@ async function pushNarOnce(
   async function* placed(): AsyncGenerator<NewChunk> {
     let start = 0;
     for await (const data of chunkStream(dump.stdout)) {
-      yield { data, start, place: window ? await window.around(start) : [] };
+      yield { data, start, place: window ? await window.around(start, data) : [] };
       start += data.length;
     }
   }
@@ -141,7 +142,8 @@ async function pushNarOnce(
         if (!lacking.has(hexOf(ids[i]))) return undefined;
         const bases = deltas ? place.filter((old) => asked.has(hexOf(old.id)) && !lacking.has(hexOf(old.id))) : [];
         if (bases.length === 0) return { frame: await compress(data) };
-        const dictionary = deltaDictionary(bases.map((base) => base.data));
+        // A buffer of its own (deltaDictionary would give a lone base's own), which moves to the worker.
+        const dictionary = Buffer.concat(bases.map((base) => base.data));
         return { frame: await compress(data, dictionary), bases: bases.map((base) => base.id) };
       }),
     );
