@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { PassThrough } from 'node:stream';
 import type { EncodeRequest, EncodeResult } from '../storage/zstd-encode-worker.ts';
 import { transferable, WorkerPool } from '../runtime/worker-pool.ts';
 import { chunkStream } from '../chunking/chunk-stream.ts';
@@ -106,10 +107,6 @@ async function pushNarOnce(
     figures.bytesSent += bytes;
     progress(bytes);
   };
-  const dump = spawn('nix-store', ['--dump', path], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const dumpErrors: Buffer[] = [];
-  dump.stderr.on('data', (d: Buffer) => dumpErrors.push(d));
-  const exited = new Promise<number | null>((resolve) => dump.once('close', resolve));
   // Asked once per server (no ids): whether it reads deltas. One that does not gets none, and no
   // previous version is dumped for it.
   if (cache.chunkListVersion === undefined) await missingChunks(cache, [], count);
@@ -117,12 +114,18 @@ async function pushNarOnce(
     cache.chunkListVersion !== undefined && cache.chunkListVersion >= 2 && cache.hasPath
       ? await previousVersion(path, cache.hasPath)
       : undefined;
+  const dump = spawn('nix-store', ['--dump', path], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const dumpErrors: Buffer[] = [];
+  dump.stderr.on('data', (d: Buffer) => dumpErrors.push(d));
+  const exited = new Promise<number | null>((resolve) => dump.once('close', resolve));
+  // Read from now on: Node drops what a child wrote to a pipe nobody reads when it exits.
+  const nar = dump.stdout.pipe(new PassThrough());
   const window = previous && new PlaceWindow(previous, narSize);
 
   /** The chunks in order, each with its place in the previous version (asked in order: the window only moves on). */
   async function* placed(): AsyncGenerator<NewChunk> {
     let start = 0;
-    for await (const data of chunkStream(dump.stdout)) {
+    for await (const data of chunkStream(nar)) {
       yield { data, start, place: window ? await window.around(start, data) : [] };
       start += data.length;
     }

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { chunkStream } from '../chunking/chunk-stream.ts';
 import { GEAR } from '../delta/resemblance.ts';
 import { packageName } from './local-versions.ts';
@@ -130,7 +131,8 @@ export class PlaceWindow {
   constructor(previous: PreviousVersion, newSize: number) {
     this.#ratio = previous.narSize / newSize;
     this.#dump = spawn('nix-store', ['--dump', previous.path], { stdio: ['ignore', 'pipe', 'ignore'] });
-    this.#source = chunkStream(this.#dump.stdout!)[Symbol.asyncIterator]();
+    // Read from now on: Node drops what a child wrote to a pipe nobody reads when it exits.
+    this.#source = chunkStream(this.#dump.stdout!.pipe(new PassThrough()))[Symbol.asyncIterator]();
   }
 
   /** The old chunks around the place of `data`, a new chunk at `start` (none if the dump failed). */
