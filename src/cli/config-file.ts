@@ -15,6 +15,8 @@ const SETTINGS_BY_COMMAND: Record<string, string[]> = {
     'recompress-level',
     'recompress-after',
     'deltas',
+    'tls-cert',
+    'tls-key',
   ],
   migrate: ['data-dir', 'database'],
   'migrate-storage': ['data-dir'],

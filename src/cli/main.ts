@@ -20,10 +20,12 @@ Commands:
   serve   [--data-dir DIR] [--listen HOST:PORT] [--processes N|auto]
           [--log-requests] [--gc-interval 6h|0] [--gc-grace 1h]
           [--max-nar-size BYTES] [--recompress-level 19|0] [--recompress-after 60s] [--deltas]
+          [--tls-cert FILE --tls-key FILE]
           run the binary cache server (default 127.0.0.1:5000) in N processes
           sharing the port (default 1; auto = one per core), with GC every
           interval (0 = never), and chunks recompressed at the level once no
-          upload has run for the given time (0 = never)
+          upload has run for the given time (0 = never); with a PEM certificate
+          and key, over TLS (HTTP/2 to clients that offer it, else HTTP/1.1)
   stats   [--data-dir DIR] [--json]               storage and dedup figures
   cache create NAME [--public] [--priority N] [--signing-key FILE]
                     [--retention 30d|0] [--json]

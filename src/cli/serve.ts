@@ -6,7 +6,10 @@ import { parseDurationOrZero } from '../tenancy/duration.ts';
 import { scheduleGc } from '../maintenance/gc-scheduler.ts';
 import { DEFAULT_RECOMPRESS_LEVEL } from '../maintenance/recompress.ts';
 import { scheduleRecompression } from '../maintenance/recompress-scheduler.ts';
+import { Server as HttpServer } from 'node:http';
 import { createNarwhalServer } from '../server/server.ts';
+import { createNarwhalTlsServer, loadTlsCredentials, type TlsCredentials } from '../server/tls-server.ts';
+import { NarwhalError } from '../errors.ts';
 import { prepareStreamChunking } from '../ingest/stream-chunker.ts';
 import { hasWritePreparation } from '../storage/chunk-store-capabilities.ts';
 import { parseByteSize, parseListen, parseZstdLevel, STORE_OPTIONS } from './options.ts';
@@ -26,6 +29,8 @@ export async function serveCommand(args: string[]): Promise<number> {
       'recompress-level': { type: 'string', default: String(DEFAULT_RECOMPRESS_LEVEL) },
       'recompress-after': { type: 'string', default: '60s' },
       deltas: { type: 'boolean', default: false },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
     },
     strict: true,
   });
@@ -37,13 +42,15 @@ export async function serveCommand(args: string[]): Promise<number> {
   const maxNarSize =
     values['max-nar-size'] === undefined ? undefined : parseByteSize('--max-nar-size', values['max-nar-size']);
   const processes = parseProcesses(values.processes);
+  const tls = tlsOptions(values['tls-cert'], values['tls-key']);
+  const scheme = tls ? 'https' : 'http';
   const announce = (address: { address: string; port: number } | string | null): void => {
     const shown =
       typeof address === 'object' && address
         ? `${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`
         : values.listen;
     process.stderr.write(
-      `narwhal: serving ${values['data-dir']} on http://${shown}/ (cache "main" at http://${shown}/main)${processes > 1 ? ` with ${processes} processes` : ''}\n`,
+      `narwhal: serving ${values['data-dir']} on ${scheme}://${shown}/ (cache "main" at ${scheme}://${shown}/main)${processes > 1 ? ` with ${processes} processes` : ''}\n`,
     );
   };
   if (processes > 1 && !isSupervisedServer()) return superviseServers(processes, announce);
@@ -62,7 +69,8 @@ export async function serveCommand(args: string[]): Promise<number> {
       : undefined;
   if (hasWritePreparation(nw.chunks)) nw.chunks.prepare();
   prepareStreamChunking();
-  const server = createNarwhalServer(nw, { logRequests: values['log-requests'] });
+  const serverOptions = { logRequests: values['log-requests'] };
+  const server = tls ? createNarwhalTlsServer(nw, tls, serverOptions) : createNarwhalServer(nw, serverOptions);
   server.listen(port, host);
   await once(server, 'listening');
   // A supervised process leaves the announcement to its supervisor, once all listen.
@@ -73,12 +81,21 @@ export async function serveCommand(args: string[]): Promise<number> {
     process.once('SIGTERM', () => resolve('SIGTERM'));
   });
   process.stderr.write(`narwhal: ${signal}, shutting down\n`);
+  // An HTTP/2 server's close also ends its idle sessions and connections.
   server.close();
-  server.closeIdleConnections();
+  if (server instanceof HttpServer) server.closeIdleConnections();
   await gc?.stop();
   await recompression?.stop();
   await closeNarwhal(nw);
   // The channel to a supervisor would keep this process alive.
   if (isSupervisedServer()) process.disconnect?.();
   return 0;
+}
+
+/** `--tls-cert` and `--tls-key`, both or neither: read and checked before any process starts. */
+function tlsOptions(cert: string | undefined, key: string | undefined): TlsCredentials | undefined {
+  if (cert === undefined && key === undefined) return undefined;
+  if (cert === undefined || key === undefined)
+    throw new NarwhalError('bad-request', '--tls-cert and --tls-key go together');
+  return loadTlsCredentials({ cert, key });
 }

@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Http2SecureServer } from 'node:http2';
 import { findCache } from '../tenancy/caches.ts';
 import { requireCacheAccess } from '../tenancy/access.ts';
 import type { Narwhal } from '../context/narwhal.ts';
@@ -7,12 +8,12 @@ import { isNarwhalError, NarwhalError } from '../errors.ts';
 import { handleApi } from './api/api-router.ts';
 import { requestToken } from './auth.ts';
 import { sendError } from './http-errors.ts';
-import { sendText } from './send-text.ts';
+import { isHttp2, sendText } from './send-text.ts';
 import { CACHE_INFO_ROUTE, matchRoute, normalizeCachePath, type Route } from './routes.ts';
 
 export interface ServerOptions {
   log?: (message: string) => void;
-  /** Log one line per request: method, path, status. */
+  /** Log one line per request: method, path, status, and `HTTP/2` for a request over HTTP/2. */
   logRequests?: boolean;
   /** A connection on which nothing arrives or leaves for this long is dropped (default 300 s). */
   idleTimeoutMs?: number;
@@ -25,12 +26,29 @@ export interface ServerOptions {
  * cache's binary cache protocol. It holds no state of its own beyond the Narwhal it serves.
  */
 export function createNarwhalServer(nw: Narwhal, options: ServerOptions = {}): Server {
-  const log = options.log ?? ((message: string) => console.error(message));
   const headersTimeout = options.headersTimeoutMs ?? 60_000;
   // Headers deadlines are checked on this period, so it bounds how late a slow sender is dropped.
+  const server = createServer({ connectionsCheckingInterval: Math.min(30_000, headersTimeout) });
+  listenForRequests(server, nw, options);
+  // No absolute deadline for a request: an honest large upload on a slow link must finish.
+  // An idle socket is still dropped, and headers must arrive promptly.
+  server.requestTimeout = 0;
+  server.headersTimeout = headersTimeout;
+  server.timeout = options.idleTimeoutMs ?? 300_000;
+  return server;
+}
+
+/**
+ * Answers the requests `server` receives: node:http's, or node:http2's with HTTP/1.1 allowed
+ * (tls-server.ts). The caller sets the timeouts.
+ */
+export function listenForRequests(server: Server | Http2SecureServer, nw: Narwhal, options: ServerOptions): void {
+  const log = options.log ?? ((message: string) => console.error(message));
   const full = new StorageFullGuard(nw.chunks);
   const logWhenDone = (req: IncomingMessage, res: ServerResponse): void => {
-    if (options.logRequests) res.once('finish', () => log(`${req.method} ${req.url} ${res.statusCode}`));
+    if (!options.logRequests) return;
+    const version = isHttp2(req) ? ' HTTP/2' : '';
+    res.once('finish', () => log(`${req.method} ${req.url} ${res.statusCode}${version}`));
   };
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     logWhenDone(req, res);
@@ -39,10 +57,9 @@ export function createNarwhalServer(nw: Narwhal, options: ServerOptions = {}): S
       sendError(res, err, log);
     });
   };
-  const server = createServer({ connectionsCheckingInterval: Math.min(30_000, headersTimeout) }, onRequest);
   // An upload announced with `Expect: 100-continue` is refused before its body while the store
   // is known to be full (storage-full.ts says why that matters to Nix).
-  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+  const onCheckContinue = (req: IncomingMessage, res: ServerResponse): void => {
     (req.method === 'PUT' ? full.refuses() : Promise.resolve(false)).then(
       (refused) => {
         if (!refused) {
@@ -56,19 +73,19 @@ export function createNarwhalServer(nw: Narwhal, options: ServerOptions = {}): S
           .writeHead(507, {
             'Content-Type': 'text/plain; charset=utf-8',
             'Content-Length': Buffer.byteLength(body),
-            Connection: 'close',
+            ...(isHttp2(req) ? {} : { Connection: 'close' }),
           })
           .end(body);
       },
       (err: unknown) => sendError(res, err, log),
     );
-  });
-  // No absolute deadline for a request: an honest large upload on a slow link must finish.
-  // An idle socket is still dropped, and headers must arrive promptly.
-  server.requestTimeout = 0;
-  server.headersTimeout = headersTimeout;
-  server.timeout = options.idleTimeoutMs ?? 300_000;
-  return server;
+  };
+  // Over HTTP/2 the compat API's request and response (Http2ServerRequest, Http2ServerResponse)
+  // stand in for node:http's: they have every member the handlers use, and where the protocols
+  // differ (connection headers, whose connection a socket is) the code asks isHttp2.
+  const asHttp1 = (listener: typeof onRequest) => listener as (req: unknown, res: unknown) => void;
+  server.on('request', asHttp1(onRequest));
+  server.on('checkContinue', asHttp1(onCheckContinue));
 }
 
 async function handle(
