@@ -34,6 +34,7 @@ import { judgeTargets } from './targets.ts';
 import { judgeDeltaTargets } from './delta-targets.ts';
 import { judgeUpgradeTargets } from './upgrade-targets.ts';
 import { measureUpgrades } from './measure-upgrades.ts';
+import { judgeTlsTargets, measureTls } from './measure-tls.ts';
 import { table } from './format.ts';
 
 async function main(argv: string[]): Promise<number> {
@@ -84,6 +85,7 @@ async function main(argv: string[]): Promise<number> {
   let lookups: Awaited<ReturnType<typeof measureLookups>>;
   let servingMemory: MemoryFigure | undefined;
   let upgrades: Awaited<ReturnType<typeof measureUpgrades>> | undefined;
+  let tls: Awaited<ReturnType<typeof measureTls>>;
   const wrk = {
     threads: mode.wrkThreads,
     connections: mode.loadConnections,
@@ -130,6 +132,7 @@ async function main(argv: string[]): Promise<number> {
       } finally {
         await perCore.stop();
       }
+      tls = await measureTls(ds, narwhal.dataDir, join(work, 'clients'), modeName, log);
     } finally {
       await nginx.stop();
     }
@@ -175,6 +178,7 @@ async function main(argv: string[]): Promise<number> {
     lookupSettings: `${wrk.connections} connections, ${wrk.seconds} s per measurement, median of ${wrk.rounds} alternating rounds, wrk with ${wrk.threads} threads`,
     memory: [...memory.memory, ...pushed.memory, ...(servingMemory ? [servingMemory] : []), ...ingest.memory],
     notes: pushed.notes,
+    tls,
   };
   const results: Results = {
     run: {
@@ -198,6 +202,7 @@ async function main(argv: string[]): Promise<number> {
       ...judgeTargets(figures, memory.syntheticBytes),
       ...judgeDeltaTargets(figures),
       ...judgeUpgradeTargets(figures),
+      ...judgeTlsTargets(figures.tls),
     ],
   };
   const file = await writeReport(results, outDir);
