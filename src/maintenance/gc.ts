@@ -144,6 +144,25 @@ export interface GcReport {
 type KeepLease = () => Promise<void>;
 
 export async function runGc(nw: Narwhal, options: GcOptions = {}): Promise<GcReport> {
+  let report: GcReport;
+  try {
+    report = await collectUnderLease(nw, options);
+  } catch (err) {
+    nw.metrics.recordGc({ outcome: 'failed' });
+    throw err;
+  }
+  nw.metrics.recordGc({
+    outcome: report.skipped ? 'skipped' : 'done',
+    paths: report.paths,
+    nars: report.nars,
+    chunks: report.chunks,
+    files: report.files,
+    reclaimedBytes: report.fileBytes + report.reclaimedBytes,
+  });
+  return report;
+}
+
+async function collectUnderLease(nw: Narwhal, options: GcOptions): Promise<GcReport> {
   const report: GcReport = {
     paths: 0,
     nars: 0,

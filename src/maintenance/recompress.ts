@@ -88,6 +88,25 @@ export interface RecompressReport {
 }
 
 export async function recompressChunks(nw: Narwhal, options: RecompressOptions = {}): Promise<RecompressReport> {
+  let report: RecompressReport;
+  try {
+    report = await recompressUnderLease(nw, options);
+  } catch (err) {
+    nw.metrics.recordRecompression({ outcome: 'failed' });
+    throw err;
+  }
+  nw.metrics.recordRecompression({
+    outcome: report.busy ? 'busy' : report.stopped ? 'stopped' : 'done',
+    chunks: report.chunks,
+    rewritten: report.rewritten,
+    deltas: report.deltas,
+    bytesBefore: report.bytesBefore,
+    bytesAfter: report.bytesAfter,
+  });
+  return report;
+}
+
+async function recompressUnderLease(nw: Narwhal, options: RecompressOptions): Promise<RecompressReport> {
   const level = options.level ?? DEFAULT_RECOMPRESS_LEVEL;
   const report: RecompressReport = {
     sketched: 0,
