@@ -49,8 +49,14 @@ export function scrapeText(metrics: NarwhalMetrics): Promise<string> {
       reject(new Error('the supervisor did not answer with the figures of all processes'));
     }, ANSWER_TIMEOUT_MS);
     waiting.set(id, {
-      resolve: (text) => (clearTimeout(timer), resolve(text)),
-      reject: (err) => (clearTimeout(timer), reject(err)),
+      resolve: (text) => {
+        clearTimeout(timer);
+        resolve(text);
+      },
+      reject: (err) => {
+        clearTimeout(timer);
+        reject(err);
+      },
     });
     process.send!({ type: ASK, id });
   });

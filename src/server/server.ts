@@ -97,11 +97,10 @@ export function createMetricsServer(nw: Narwhal, options: ServerOptions & { metr
   return createServer((req, res) => {
     const { state, log } = track(req, res);
     const path = (req.url ?? '/').split('?', 1)[0];
-    const answer =
-      path === '/metrics'
-        ? ((state.route = 'metrics'), getMetrics(nw, req, res, options.metrics))
-        : Promise.reject(new NarwhalError('not-found', 'this listener serves only /metrics'));
-    answer.catch((err: unknown) => sendError(res, err, log));
+    if (path !== '/metrics')
+      return sendError(res, new NarwhalError('not-found', 'this listener serves only /metrics'), log);
+    state.route = 'metrics';
+    getMetrics(nw, req, res, options.metrics).catch((err: unknown) => sendError(res, err, log));
   });
 }
 
