@@ -109,6 +109,8 @@ export interface GcOptions {
   now?: number;
   /** Overrides CLOCK_MARGIN_MS (tests). */
   clockMarginMs?: number;
+  /** Called after each batch, with what the run has deleted so far. */
+  onProgress?: (report: Readonly<GcReport>) => void;
 }
 
 export interface GcReport {
@@ -184,6 +186,7 @@ async function collectUnderLease(nw: Narwhal, options: GcOptions): Promise<GcRep
     return { ...report, skipped: 'another GC is running' };
   let renewedAt = Date.now();
   const keepLease: KeepLease = async () => {
+    options.onProgress?.(report);
     if (Date.now() - renewedAt < RENEW_AFTER_MS) return;
     if (!(await nw.meta.tryAcquireLease(GC_LEASE, holder, GC_LEASE_TTL_MS))) {
       throw new NarwhalError('unavailable', 'GC lost its lease to another process; stopped');

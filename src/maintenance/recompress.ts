@@ -52,6 +52,8 @@ export interface RecompressOptions {
   workers?: number;
   /** Asked between batches: true ends the run early (the server yields to pushes). */
   shouldStop?: () => boolean;
+  /** Called after each batch recompressed, with chunks read so far. */
+  onProgress?: (chunks: number) => void;
   /**
    * Also store older chunks as deltas of newer ones (delta-encode.ts). Off by default until
    * serving them is as fast as serving plain frames: see docs/storage.md, 'Delta storage'.
@@ -159,6 +161,7 @@ async function recompressUnderLease(nw: Narwhal, options: RecompressOptions): Pr
         options.shouldStop,
         async (batch) => {
           await recompressBatch(nw, batch, level, pool, report);
+          options.onProgress?.(report.chunks);
           return renewLease();
         },
       );
