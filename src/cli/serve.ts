@@ -31,14 +31,18 @@ export async function serveCommand(args: string[]): Promise<number> {
   const maxNarSize =
     values['max-nar-size'] === undefined ? undefined : parseByteSize('--max-nar-size', values['max-nar-size']);
   const processes = parseProcesses(values.processes);
-  const announce = (address: { address: string; port: number } | string | null): void => {
-    const shown =
-      typeof address === 'object' && address
-        ? `${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`
-        : values.listen;
+  type Address = { address: string; port: number } | string | null | undefined;
+  const shownAddress = (address: Address, given: string | undefined): string =>
+    typeof address === 'object' && address
+      ? `${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`
+      : (given ?? '');
+  const announce = (address: Address, metricsAddress?: Address): void => {
+    const shown = shownAddress(address, values.listen);
     log(
       `serving ${values['data-dir']} on http://${shown}/ (cache "main" at http://${shown}/main)${processes > 1 ? ` with ${processes} processes` : ''}`,
     );
+    if (values['metrics-listen'] !== undefined)
+      log(`metrics at http://${shownAddress(metricsAddress, values['metrics-listen'])}/metrics only`);
   };
   if (processes > 1 && !isSupervisedServer()) return superviseServers(processes, announce);
   const nw = await openNarwhal({
@@ -66,12 +70,9 @@ export async function serveCommand(args: string[]): Promise<number> {
   const server = createNarwhalServer(nw, { ...serverOptions, metrics: metricsListen ? false : metricsAccess });
   const metricsServer = metricsListen && createMetricsServer(nw, { ...serverOptions, metrics: metricsAccess });
   await listen(server, port, host);
-  if (metricsServer && metricsListen) {
-    await listen(metricsServer, metricsListen.port, metricsListen.host);
-    if (!isSupervisedServer()) log(`metrics on http://${values['metrics-listen']}/metrics`);
-  }
+  if (metricsServer && metricsListen) await listen(metricsServer, metricsListen.port, metricsListen.host);
   // A supervised process leaves the announcement to its supervisor, once all listen.
-  if (!isSupervisedServer()) announce(server.address());
+  if (!isSupervisedServer()) announce(server.address(), metricsServer ? metricsServer.address() : undefined);
 
   const signal = await new Promise<string>((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
