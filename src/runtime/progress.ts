@@ -69,7 +69,8 @@ export class Progress {
       text += String(line.done);
     }
     if (line.detail) text += ` ${line.detail}`;
-    const columns = this.#stream.columns ?? 80;
+    // A pseudo-terminal may report 0 columns: then a usual width.
+    const columns = this.#stream.columns || 80;
     if (text.length > columns - 1) text = text.slice(0, columns - 1);
     // Spaces over what a longer previous line left.
     const pad = Math.max(0, this.#width - text.length);

@@ -45,6 +45,14 @@ test('without a total: the count; a line never wider than the terminal; a shorte
   assert.ok(wide.written.endsWith(`\rx 2${' '.repeat('x 1 a long detail'.length - 'x 2'.length)}\n`), wide.written);
 });
 
+test('a terminal that reports 0 columns gets a line of usual width', () => {
+  const tty = fakeStream(true, 0);
+  const progress = new Progress('verify NARs', { stream: tty });
+  progress.update({ done: 1, total: 1 });
+  progress.finish();
+  assert.match(tty.written, /100% 1\/1\n$/);
+});
+
 test('nothing at all when the stream is not a terminal, or the command prints JSON', () => {
   const pipe = fakeStream(false);
   const piped = new Progress('import', { stream: pipe });
