@@ -4,32 +4,26 @@ import { closeNarwhal } from '../context/narwhal.ts';
 import { openNarwhal } from '../tenancy/open-narwhal.ts';
 import { parseDurationOrZero } from '../tenancy/duration.ts';
 import { scheduleGc } from '../maintenance/gc-scheduler.ts';
-import { DEFAULT_RECOMPRESS_LEVEL } from '../maintenance/recompress.ts';
 import { scheduleRecompression } from '../maintenance/recompress-scheduler.ts';
-import { createNarwhalServer } from '../server/server.ts';
+import { createMetricsServer, createNarwhalServer } from '../server/server.ts';
 import { prepareStreamChunking } from '../ingest/stream-chunker.ts';
 import { hasWritePreparation } from '../storage/chunk-store-capabilities.ts';
-import { parseByteSize, parseListen, parseZstdLevel, STORE_OPTIONS } from './options.ts';
+import { parseByteSize, parseListen, parseZstdLevel } from './options.ts';
 import { isSupervisedServer, parseProcesses, superviseServers } from './serve-processes.ts';
+import { SERVE_OPTIONS } from './serve-options.ts';
+import { formatLogLine, parseLogFormat } from '../runtime/log-lines.ts';
+import { offerToSupervisor } from '../metrics/cluster-metrics.ts';
+import type { Server } from 'node:http';
 
 export async function serveCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      ...STORE_OPTIONS,
-      listen: { type: 'string', default: '127.0.0.1:5000' },
-      processes: { type: 'string', default: '1' },
-      'log-requests': { type: 'boolean', default: false },
-      'gc-interval': { type: 'string', default: '6h' },
-      'gc-grace': { type: 'string', default: '1h' },
-      'max-nar-size': { type: 'string' },
-      'recompress-level': { type: 'string', default: String(DEFAULT_RECOMPRESS_LEVEL) },
-      'recompress-after': { type: 'string', default: '60s' },
-      deltas: { type: 'boolean', default: false },
-    },
-    strict: true,
-  });
+  const { values } = parseArgs({ args, options: SERVE_OPTIONS, strict: true, allowNegative: true });
   const { host, port } = parseListen(values.listen);
+  const metricsListen = values['metrics-listen'] === undefined ? undefined : parseListen(values['metrics-listen']);
+  const logFormat = parseLogFormat(values['log-format']);
+  const log = (message: string): void =>
+    void process.stderr.write(
+      `${logFormat === 'json' ? formatLogLine('json', { level: message.startsWith('error') ? 'error' : 'info', msg: message }) : `narwhal: ${message}`}\n`,
+    );
   const gcInterval = parseDurationOrZero(values['gc-interval']);
   const gcGrace = parseDurationOrZero(values['gc-grace']);
   const recompressLevel = parseZstdLevel('--recompress-level', values['recompress-level'], true);
@@ -37,14 +31,18 @@ export async function serveCommand(args: string[]): Promise<number> {
   const maxNarSize =
     values['max-nar-size'] === undefined ? undefined : parseByteSize('--max-nar-size', values['max-nar-size']);
   const processes = parseProcesses(values.processes);
-  const announce = (address: { address: string; port: number } | string | null): void => {
-    const shown =
-      typeof address === 'object' && address
-        ? `${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`
-        : values.listen;
-    process.stderr.write(
-      `narwhal: serving ${values['data-dir']} on http://${shown}/ (cache "main" at http://${shown}/main)${processes > 1 ? ` with ${processes} processes` : ''}\n`,
+  type Address = { address: string; port: number } | string | null | undefined;
+  const shownAddress = (address: Address, given: string | undefined): string =>
+    typeof address === 'object' && address
+      ? `${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`
+      : (given ?? '');
+  const announce = (address: Address, metricsAddress?: Address): void => {
+    const shown = shownAddress(address, values.listen);
+    log(
+      `serving ${values['data-dir']} on http://${shown}/ (cache "main" at http://${shown}/main)${processes > 1 ? ` with ${processes} processes` : ''}`,
     );
+    if (values['metrics-listen'] !== undefined)
+      log(`metrics at http://${shownAddress(metricsAddress, values['metrics-listen'])}/metrics only`);
   };
   if (processes > 1 && !isSupervisedServer()) return superviseServers(processes, announce);
   const nw = await openNarwhal({
@@ -53,7 +51,6 @@ export async function serveCommand(args: string[]): Promise<number> {
     database: values.database,
     options: maxNarSize === undefined ? {} : { maxNarSize },
   });
-  const log = (message: string): void => void process.stderr.write(`narwhal: ${message}\n`);
   // Scheduled before listening, so that a bad interval stops the start.
   const gc = gcInterval > 0 ? scheduleGc(nw, { intervalMs: gcInterval, graceMs: gcGrace, log }) : undefined;
   const recompression =
@@ -62,23 +59,39 @@ export async function serveCommand(args: string[]): Promise<number> {
       : undefined;
   if (hasWritePreparation(nw.chunks)) nw.chunks.prepare();
   prepareStreamChunking();
-  const server = createNarwhalServer(nw, { logRequests: values['log-requests'] });
-  server.listen(port, host);
-  await once(server, 'listening');
+  nw.metrics.addProcessMetrics();
+  offerToSupervisor(nw.metrics);
+  const metricsAccess = { token: values['metrics-token'] };
+  const serverOptions = {
+    logRequests: values['log-requests'],
+    logFormat,
+    log: (line: string) => void process.stderr.write(`${line}\n`),
+  };
+  const server = createNarwhalServer(nw, { ...serverOptions, metrics: metricsListen ? false : metricsAccess });
+  const metricsServer = metricsListen && createMetricsServer(nw, { ...serverOptions, metrics: metricsAccess });
+  await listen(server, port, host);
+  if (metricsServer && metricsListen) await listen(metricsServer, metricsListen.port, metricsListen.host);
   // A supervised process leaves the announcement to its supervisor, once all listen.
-  if (!isSupervisedServer()) announce(server.address());
+  if (!isSupervisedServer()) announce(server.address(), metricsServer ? metricsServer.address() : undefined);
 
   const signal = await new Promise<string>((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));
   });
-  process.stderr.write(`narwhal: ${signal}, shutting down\n`);
-  server.close();
-  server.closeIdleConnections();
+  log(`${signal}, shutting down`);
+  for (const listener of [server, metricsServer]) {
+    listener?.close();
+    listener?.closeIdleConnections();
+  }
   await gc?.stop();
   await recompression?.stop();
   await closeNarwhal(nw);
   // The channel to a supervisor would keep this process alive.
   if (isSupervisedServer()) process.disconnect?.();
   return 0;
+}
+
+async function listen(server: Server, port: number, host: string): Promise<void> {
+  server.listen(port, host);
+  await once(server, 'listening');
 }

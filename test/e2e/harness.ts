@@ -56,7 +56,7 @@ export interface RunningServer {
   pid: number;
   /** Everything the server wrote to stderr so far (with --log-requests: one line per request). */
   output(): string;
-  /** Request lines `METHOD /path status` logged since the server started. */
+  /** Request lines logged since the server started, as `METHOD /path status`. */
   requests(): string[];
   stop(): Promise<void>;
 }
@@ -93,7 +93,12 @@ export async function startServer(dataDir: string, extraArgs: string[] = []): Pr
     dataDir,
     pid: child.pid!,
     output: () => log,
-    requests: () => log.split('\n').filter((line) => /^(GET|HEAD|PUT|POST|DELETE) \S+ \d{3}$/.test(line)),
+    // A text request line goes on with the time taken, bytes sent and request id.
+    requests: () =>
+      log
+        .split('\n')
+        .filter((line) => /^(GET|HEAD|PUT|POST|DELETE) \S+ \d{3}( |$)/.test(line))
+        .map((line) => line.split(' ', 3).join(' ')),
     async stop() {
       if (child.exitCode !== null) return;
       const exited = new Promise((r) => child.once('exit', r));
