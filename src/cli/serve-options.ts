@@ -37,6 +37,8 @@ export const SERVE_OPTIONS = {
     type: 'string',
     help: 'HOST:PORT of a separate listener for /metrics (then not on the main one)',
   },
+  'tls-cert': { type: 'string', help: 'PEM certificate chain: serve over TLS (HTTP/2 and HTTP/1.1)' },
+  'tls-key': { type: 'string', help: 'PEM private key of --tls-cert' },
 } as const satisfies Record<string, ServeOption>;
 
 export type ServeOptionName = keyof typeof SERVE_OPTIONS;

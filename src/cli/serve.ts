@@ -6,6 +6,8 @@ import { parseDurationOrZero } from '../tenancy/duration.ts';
 import { scheduleGc } from '../maintenance/gc-scheduler.ts';
 import { scheduleRecompression } from '../maintenance/recompress-scheduler.ts';
 import { createMetricsServer, createNarwhalServer } from '../server/server.ts';
+import { createNarwhalTlsServer, loadTlsCredentials, type TlsCredentials } from '../server/tls-server.ts';
+import { NarwhalError } from '../errors.ts';
 import { prepareStreamChunking } from '../ingest/stream-chunker.ts';
 import { hasWritePreparation } from '../storage/chunk-store-capabilities.ts';
 import { parseByteSize, parseListen, parseZstdLevel } from './options.ts';
@@ -13,7 +15,8 @@ import { isSupervisedServer, parseProcesses, superviseServers } from './serve-pr
 import { SERVE_OPTIONS } from './serve-options.ts';
 import { formatLogLine, parseLogFormat } from '../runtime/log-lines.ts';
 import { offerToSupervisor } from '../metrics/cluster-metrics.ts';
-import type { Server } from 'node:http';
+import { Server as HttpServer } from 'node:http';
+import type { Http2SecureServer } from 'node:http2';
 
 export async function serveCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: SERVE_OPTIONS, strict: true, allowNegative: true });
@@ -31,6 +34,8 @@ export async function serveCommand(args: string[]): Promise<number> {
   const maxNarSize =
     values['max-nar-size'] === undefined ? undefined : parseByteSize('--max-nar-size', values['max-nar-size']);
   const processes = parseProcesses(values.processes);
+  const tls = tlsOptions(values['tls-cert'], values['tls-key']);
+  const scheme = tls ? 'https' : 'http';
   type Address = { address: string; port: number } | string | null | undefined;
   const shownAddress = (address: Address, given: string | undefined): string =>
     typeof address === 'object' && address
@@ -39,7 +44,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   const announce = (address: Address, metricsAddress?: Address): void => {
     const shown = shownAddress(address, values.listen);
     log(
-      `serving ${values['data-dir']} on http://${shown}/ (cache "main" at http://${shown}/main)${processes > 1 ? ` with ${processes} processes` : ''}`,
+      `serving ${values['data-dir']} on ${scheme}://${shown}/ (cache "main" at ${scheme}://${shown}/main)${processes > 1 ? ` with ${processes} processes` : ''}`,
     );
     if (values['metrics-listen'] !== undefined)
       log(`metrics at http://${shownAddress(metricsAddress, values['metrics-listen'])}/metrics only`);
@@ -67,7 +72,8 @@ export async function serveCommand(args: string[]): Promise<number> {
     logFormat,
     log: (line: string) => void process.stderr.write(`${line}\n`),
   };
-  const server = createNarwhalServer(nw, { ...serverOptions, metrics: metricsListen ? false : metricsAccess });
+  const mainOptions = { ...serverOptions, metrics: metricsListen ? (false as const) : metricsAccess };
+  const server = tls ? createNarwhalTlsServer(nw, tls, mainOptions) : createNarwhalServer(nw, mainOptions);
   const metricsServer = metricsListen && createMetricsServer(nw, { ...serverOptions, metrics: metricsAccess });
   await listen(server, port, host);
   if (metricsServer && metricsListen) await listen(metricsServer, metricsListen.port, metricsListen.host);
@@ -79,9 +85,10 @@ export async function serveCommand(args: string[]): Promise<number> {
     process.once('SIGTERM', () => resolve('SIGTERM'));
   });
   log(`${signal}, shutting down`);
+  // An HTTP/2 server's close also ends its idle sessions and connections.
   for (const listener of [server, metricsServer]) {
     listener?.close();
-    listener?.closeIdleConnections();
+    if (listener instanceof HttpServer) listener.closeIdleConnections();
   }
   await gc?.stop();
   await recompression?.stop();
@@ -91,7 +98,15 @@ export async function serveCommand(args: string[]): Promise<number> {
   return 0;
 }
 
-async function listen(server: Server, port: number, host: string): Promise<void> {
+async function listen(server: HttpServer | Http2SecureServer, port: number, host: string): Promise<void> {
   server.listen(port, host);
   await once(server, 'listening');
+}
+
+/** `--tls-cert` and `--tls-key`, both or neither: read and checked before any process starts. */
+function tlsOptions(cert: string | undefined, key: string | undefined): TlsCredentials | undefined {
+  if (cert === undefined && key === undefined) return undefined;
+  if (cert === undefined || key === undefined)
+    throw new NarwhalError('bad-request', '--tls-cert and --tls-key go together');
+  return loadTlsCredentials({ cert, key });
 }

@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Http2SecureServer } from 'node:http2';
 import { findCache } from '../tenancy/caches.ts';
 import { requireCacheAccess } from '../tenancy/access.ts';
 import type { Narwhal } from '../context/narwhal.ts';
@@ -10,13 +11,16 @@ import { requestToken } from './auth.ts';
 import { getMetrics, type MetricsAccess } from './handlers/metrics.ts';
 import { sendError } from './http-errors.ts';
 import { requestIdOf } from './request-id.ts';
-import { sendText } from './send-text.ts';
+import { isHttp2, sendText } from './send-text.ts';
 import { CACHE_INFO_ROUTE, matchRoute, normalizeCachePath, type Route } from './routes.ts';
 
 export interface ServerOptions {
   /** Where log lines go, each without its newline (default: stderr). */
   log?: (line: string) => void;
-  /** Log one line per request: method, path, status, time, bytes and request id. */
+  /**
+   * Log one line per request: method, path, status (then `HTTP/2` for a request over HTTP/2),
+   * time, bytes and request id.
+   */
   logRequests?: boolean;
   /** How log lines are written (default text). */
   logFormat?: LogFormat;
@@ -45,6 +49,21 @@ interface RequestState {
 export function createNarwhalServer(nw: Narwhal, options: ServerOptions = {}): Server {
   const headersTimeout = options.headersTimeoutMs ?? 60_000;
   // Headers deadlines are checked on this period, so it bounds how late a slow sender is dropped.
+  const server = createServer({ connectionsCheckingInterval: Math.min(30_000, headersTimeout) });
+  listenForRequests(server, nw, options);
+  // No absolute deadline for a request: an honest large upload on a slow link must finish.
+  // An idle socket is still dropped, and headers must arrive promptly.
+  server.requestTimeout = 0;
+  server.headersTimeout = headersTimeout;
+  server.timeout = options.idleTimeoutMs ?? 300_000;
+  return server;
+}
+
+/**
+ * Answers the requests `server` receives: node:http's, or node:http2's with HTTP/1.1 allowed
+ * (tls-server.ts). The caller sets the timeouts.
+ */
+export function listenForRequests(server: Server | Http2SecureServer, nw: Narwhal, options: ServerOptions): void {
   const full = new StorageFullGuard(nw.chunks);
   const track = requestTracker(nw, options);
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
@@ -55,10 +74,9 @@ export function createNarwhalServer(nw: Narwhal, options: ServerOptions = {}): S
       sendError(res, err, log);
     });
   };
-  const server = createServer({ connectionsCheckingInterval: Math.min(30_000, headersTimeout) }, onRequest);
   // An upload announced with `Expect: 100-continue` is refused before its body while the store
   // is known to be full (storage-full.ts says why that matters to Nix).
-  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+  const onCheckContinue = (req: IncomingMessage, res: ServerResponse): void => {
     (req.method === 'PUT' ? full.refuses() : Promise.resolve(false)).then(
       (refused) => {
         if (!refused) {
@@ -73,19 +91,19 @@ export function createNarwhalServer(nw: Narwhal, options: ServerOptions = {}): S
           .writeHead(507, {
             'Content-Type': 'text/plain; charset=utf-8',
             'Content-Length': Buffer.byteLength(body),
-            Connection: 'close',
+            ...(isHttp2(req) ? {} : { Connection: 'close' }),
           })
           .end(body);
       },
       (err: unknown) => sendError(res, err, track(req, res).log),
     );
-  });
-  // No absolute deadline for a request: an honest large upload on a slow link must finish.
-  // An idle socket is still dropped, and headers must arrive promptly.
-  server.requestTimeout = 0;
-  server.headersTimeout = headersTimeout;
-  server.timeout = options.idleTimeoutMs ?? 300_000;
-  return server;
+  };
+  // Over HTTP/2 the compat API's request and response (Http2ServerRequest, Http2ServerResponse)
+  // stand in for node:http's: they have every member the handlers use, and where the protocols
+  // differ (connection headers, whose connection a socket is) the code asks isHttp2.
+  const asHttp1 = (listener: typeof onRequest) => listener as (req: unknown, res: unknown) => void;
+  server.on('request', asHttp1(onRequest));
+  server.on('checkContinue', asHttp1(onCheckContinue));
 }
 
 /**
@@ -142,7 +160,7 @@ function requestTracker(
         const path = (req.url ?? '/').split('?', 1)[0];
         write({
           level: res.statusCode >= 500 ? 'error' : 'info',
-          msg: `${method} ${path} ${res.statusCode}`,
+          msg: `${method} ${path} ${res.statusCode}${isHttp2(req) ? ' HTTP/2' : ''}`,
           requestId,
           method,
           route: state.route,
