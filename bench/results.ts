@@ -1,3 +1,4 @@
+import type { MetricsScrapeCost } from './measure-metrics.ts';
 /** Everything one benchmark run measured; the report and the targets are computed from this. */
 import type { DiskUsage } from './disk-usage.ts';
 import type { ModeName } from './modes.ts';
@@ -182,6 +183,8 @@ export interface Results {
   downloads: Download[];
   lookups: Lookup[];
   lookupSettings: string;
+  /** What a 1/s scrape of /metrics costs the lookups (absent in results of runs before it existed). */
+  metricsScrape?: MetricsScrapeCost;
   memory: MemoryFigure[];
   targets: TargetResult[];
   notes: string[];

@@ -21,6 +21,7 @@ import { nixEnv } from './exec.ts';
 import { measureChunking } from './measure-chunking.ts';
 import { measureIngest } from './measure-ingest.ts';
 import { measureLookups } from './measure-lookups.ts';
+import { judgeMetricsTarget, measureMetricsScrapeCost } from './measure-metrics.ts';
 import { measureMemory } from './measure-memory.ts';
 import { measurePush } from './measure-push.ts';
 import { measureDownloads, measureSubstitute } from './measure-substitute.ts';
@@ -83,6 +84,7 @@ async function main(argv: string[]): Promise<number> {
   let substitute: Awaited<ReturnType<typeof measureSubstitute>>;
   let downloads: Awaited<ReturnType<typeof measureDownloads>>;
   let lookups: Awaited<ReturnType<typeof measureLookups>>;
+  let metricsScrape: Awaited<ReturnType<typeof measureMetricsScrapeCost>> | undefined;
   let servingMemory: MemoryFigure | undefined;
   let upgrades: Awaited<ReturnType<typeof measureUpgrades>> | undefined;
   let tls: Awaited<ReturnType<typeof measureTls>>;
@@ -132,6 +134,8 @@ async function main(argv: string[]): Promise<number> {
       } finally {
         await perCore.stop();
       }
+      const keys = ds.series.flatMap((s) => s.nars.map((n) => n.hashPart));
+      metricsScrape = await measureMetricsScrapeCost(narwhal.cacheUrl, narwhal.pid, keys, wrk, work, log);
       tls = await measureTls(ds, narwhal.dataDir, join(work, 'clients'), modeName, log);
     } finally {
       await nginx.stop();
@@ -175,6 +179,7 @@ async function main(argv: string[]): Promise<number> {
     substitute,
     downloads,
     lookups,
+    metricsScrape,
     lookupSettings: `${wrk.connections} connections, ${wrk.seconds} s per measurement, median of ${wrk.rounds} alternating rounds, wrk with ${wrk.threads} threads`,
     memory: [...memory.memory, ...pushed.memory, ...(servingMemory ? [servingMemory] : []), ...ingest.memory],
     notes: pushed.notes,
@@ -202,6 +207,7 @@ async function main(argv: string[]): Promise<number> {
       ...judgeTargets(figures, memory.syntheticBytes),
       ...judgeDeltaTargets(figures),
       ...judgeUpgradeTargets(figures),
+      ...judgeMetricsTarget(metricsScrape),
       ...judgeTlsTargets(figures.tls),
     ],
   };

@@ -20,14 +20,17 @@ const USAGE = `Usage: narwhal <command> [options]
 
 Commands:
   serve   [--data-dir DIR] [--listen HOST:PORT] [--processes N|auto]
-          [--log-requests] [--gc-interval 6h|0] [--gc-grace 1h]
+          [--log-requests] [--log-format text|json] [--gc-interval 6h|0] [--gc-grace 1h]
           [--max-nar-size BYTES] [--recompress-level 19|0] [--recompress-after 60s] [--deltas]
-          [--tls-cert FILE --tls-key FILE]
+          [--metrics-token TOKEN] [--metrics-listen HOST:PORT] [--tls-cert FILE --tls-key FILE]
           run the binary cache server (default 127.0.0.1:5000) in N processes
           sharing the port (default 1; auto = one per core), with GC every
           interval (0 = never), and chunks recompressed at the level once no
-          upload has run for the given time (0 = never); with a PEM certificate
-          and key, over TLS (HTTP/2 to clients that offer it, else HTTP/1.1)
+          upload has run for the given time (0 = never); /metrics for Prometheus;
+          with a PEM certificate and key, over TLS (HTTP/2 to clients that offer
+          it, else HTTP/1.1).
+          Every option is also NARWHAL_<OPTION> (NARWHAL_LISTEN, NARWHAL_DATA_DIR, ...):
+          a flag beats the variable, which beats --config, which beats the default
   stats   [--data-dir DIR] [--json]               storage and dedup figures
   cache create NAME [--public] [--priority N] [--signing-key FILE]
                     [--retention 30d|0] [--json]

@@ -4,37 +4,29 @@ import { closeNarwhal } from '../context/narwhal.ts';
 import { openNarwhal } from '../tenancy/open-narwhal.ts';
 import { parseDurationOrZero } from '../tenancy/duration.ts';
 import { scheduleGc } from '../maintenance/gc-scheduler.ts';
-import { DEFAULT_RECOMPRESS_LEVEL } from '../maintenance/recompress.ts';
 import { scheduleRecompression } from '../maintenance/recompress-scheduler.ts';
-import { Server as HttpServer } from 'node:http';
-import { createNarwhalServer } from '../server/server.ts';
+import { createMetricsServer, createNarwhalServer } from '../server/server.ts';
 import { createNarwhalTlsServer, loadTlsCredentials, type TlsCredentials } from '../server/tls-server.ts';
 import { NarwhalError } from '../errors.ts';
 import { prepareStreamChunking } from '../ingest/stream-chunker.ts';
 import { hasWritePreparation } from '../storage/chunk-store-capabilities.ts';
-import { parseByteSize, parseListen, parseZstdLevel, STORE_OPTIONS } from './options.ts';
+import { parseByteSize, parseListen, parseZstdLevel } from './options.ts';
 import { isSupervisedServer, parseProcesses, superviseServers } from './serve-processes.ts';
+import { SERVE_OPTIONS } from './serve-options.ts';
+import { formatLogLine, parseLogFormat } from '../runtime/log-lines.ts';
+import { offerToSupervisor } from '../metrics/cluster-metrics.ts';
+import { Server as HttpServer } from 'node:http';
+import type { Http2SecureServer } from 'node:http2';
 
 export async function serveCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      ...STORE_OPTIONS,
-      listen: { type: 'string', default: '127.0.0.1:5000' },
-      processes: { type: 'string', default: '1' },
-      'log-requests': { type: 'boolean', default: false },
-      'gc-interval': { type: 'string', default: '6h' },
-      'gc-grace': { type: 'string', default: '1h' },
-      'max-nar-size': { type: 'string' },
-      'recompress-level': { type: 'string', default: String(DEFAULT_RECOMPRESS_LEVEL) },
-      'recompress-after': { type: 'string', default: '60s' },
-      deltas: { type: 'boolean', default: false },
-      'tls-cert': { type: 'string' },
-      'tls-key': { type: 'string' },
-    },
-    strict: true,
-  });
+  const { values } = parseArgs({ args, options: SERVE_OPTIONS, strict: true, allowNegative: true });
   const { host, port } = parseListen(values.listen);
+  const metricsListen = values['metrics-listen'] === undefined ? undefined : parseListen(values['metrics-listen']);
+  const logFormat = parseLogFormat(values['log-format']);
+  const log = (message: string): void =>
+    void process.stderr.write(
+      `${logFormat === 'json' ? formatLogLine('json', { level: message.startsWith('error') ? 'error' : 'info', msg: message }) : `narwhal: ${message}`}\n`,
+    );
   const gcInterval = parseDurationOrZero(values['gc-interval']);
   const gcGrace = parseDurationOrZero(values['gc-grace']);
   const recompressLevel = parseZstdLevel('--recompress-level', values['recompress-level'], true);
@@ -44,14 +36,18 @@ export async function serveCommand(args: string[]): Promise<number> {
   const processes = parseProcesses(values.processes);
   const tls = tlsOptions(values['tls-cert'], values['tls-key']);
   const scheme = tls ? 'https' : 'http';
-  const announce = (address: { address: string; port: number } | string | null): void => {
-    const shown =
-      typeof address === 'object' && address
-        ? `${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`
-        : values.listen;
-    process.stderr.write(
-      `narwhal: serving ${values['data-dir']} on ${scheme}://${shown}/ (cache "main" at ${scheme}://${shown}/main)${processes > 1 ? ` with ${processes} processes` : ''}\n`,
+  type Address = { address: string; port: number } | string | null | undefined;
+  const shownAddress = (address: Address, given: string | undefined): string =>
+    typeof address === 'object' && address
+      ? `${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`
+      : (given ?? '');
+  const announce = (address: Address, metricsAddress?: Address): void => {
+    const shown = shownAddress(address, values.listen);
+    log(
+      `serving ${values['data-dir']} on ${scheme}://${shown}/ (cache "main" at ${scheme}://${shown}/main)${processes > 1 ? ` with ${processes} processes` : ''}`,
     );
+    if (values['metrics-listen'] !== undefined)
+      log(`metrics at http://${shownAddress(metricsAddress, values['metrics-listen'])}/metrics only`);
   };
   if (processes > 1 && !isSupervisedServer()) return superviseServers(processes, announce);
   const nw = await openNarwhal({
@@ -60,7 +56,6 @@ export async function serveCommand(args: string[]): Promise<number> {
     database: values.database,
     options: maxNarSize === undefined ? {} : { maxNarSize },
   });
-  const log = (message: string): void => void process.stderr.write(`narwhal: ${message}\n`);
   // Scheduled before listening, so that a bad interval stops the start.
   const gc = gcInterval > 0 ? scheduleGc(nw, { intervalMs: gcInterval, graceMs: gcGrace, log }) : undefined;
   const recompression =
@@ -69,27 +64,43 @@ export async function serveCommand(args: string[]): Promise<number> {
       : undefined;
   if (hasWritePreparation(nw.chunks)) nw.chunks.prepare();
   prepareStreamChunking();
-  const serverOptions = { logRequests: values['log-requests'] };
-  const server = tls ? createNarwhalTlsServer(nw, tls, serverOptions) : createNarwhalServer(nw, serverOptions);
-  server.listen(port, host);
-  await once(server, 'listening');
+  nw.metrics.addProcessMetrics();
+  offerToSupervisor(nw.metrics);
+  const metricsAccess = { token: values['metrics-token'] };
+  const serverOptions = {
+    logRequests: values['log-requests'],
+    logFormat,
+    log: (line: string) => void process.stderr.write(`${line}\n`),
+  };
+  const mainOptions = { ...serverOptions, metrics: metricsListen ? (false as const) : metricsAccess };
+  const server = tls ? createNarwhalTlsServer(nw, tls, mainOptions) : createNarwhalServer(nw, mainOptions);
+  const metricsServer = metricsListen && createMetricsServer(nw, { ...serverOptions, metrics: metricsAccess });
+  await listen(server, port, host);
+  if (metricsServer && metricsListen) await listen(metricsServer, metricsListen.port, metricsListen.host);
   // A supervised process leaves the announcement to its supervisor, once all listen.
-  if (!isSupervisedServer()) announce(server.address());
+  if (!isSupervisedServer()) announce(server.address(), metricsServer ? metricsServer.address() : undefined);
 
   const signal = await new Promise<string>((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));
   });
-  process.stderr.write(`narwhal: ${signal}, shutting down\n`);
+  log(`${signal}, shutting down`);
   // An HTTP/2 server's close also ends its idle sessions and connections.
-  server.close();
-  if (server instanceof HttpServer) server.closeIdleConnections();
+  for (const listener of [server, metricsServer]) {
+    listener?.close();
+    if (listener instanceof HttpServer) listener.closeIdleConnections();
+  }
   await gc?.stop();
   await recompression?.stop();
   await closeNarwhal(nw);
   // The channel to a supervisor would keep this process alive.
   if (isSupervisedServer()) process.disconnect?.();
   return 0;
+}
+
+async function listen(server: HttpServer | Http2SecureServer, port: number, host: string): Promise<void> {
+  server.listen(port, host);
+  await once(server, 'listening');
 }
 
 /** `--tls-cert` and `--tls-key`, both or neither: read and checked before any process starts. */

@@ -109,6 +109,8 @@ export interface GcOptions {
   now?: number;
   /** Overrides CLOCK_MARGIN_MS (tests). */
   clockMarginMs?: number;
+  /** Called after each batch, with what the run has deleted so far. */
+  onProgress?: (report: Readonly<GcReport>) => void;
 }
 
 export interface GcReport {
@@ -144,6 +146,25 @@ export interface GcReport {
 type KeepLease = () => Promise<void>;
 
 export async function runGc(nw: Narwhal, options: GcOptions = {}): Promise<GcReport> {
+  let report: GcReport;
+  try {
+    report = await collectUnderLease(nw, options);
+  } catch (err) {
+    nw.metrics.recordGc({ outcome: 'failed' });
+    throw err;
+  }
+  nw.metrics.recordGc({
+    outcome: report.skipped ? 'skipped' : 'done',
+    paths: report.paths,
+    nars: report.nars,
+    chunks: report.chunks,
+    files: report.files,
+    reclaimedBytes: report.fileBytes + report.reclaimedBytes,
+  });
+  return report;
+}
+
+async function collectUnderLease(nw: Narwhal, options: GcOptions): Promise<GcReport> {
   const report: GcReport = {
     paths: 0,
     nars: 0,
@@ -165,6 +186,7 @@ export async function runGc(nw: Narwhal, options: GcOptions = {}): Promise<GcRep
     return { ...report, skipped: 'another GC is running' };
   let renewedAt = Date.now();
   const keepLease: KeepLease = async () => {
+    options.onProgress?.(report);
     if (Date.now() - renewedAt < RENEW_AFTER_MS) return;
     if (!(await nw.meta.tryAcquireLease(GC_LEASE, holder, GC_LEASE_TTL_MS))) {
       throw new NarwhalError('unavailable', 'GC lost its lease to another process; stopped');

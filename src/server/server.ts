@@ -1,29 +1,52 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Http2SecureServer } from 'node:http2';
+import type { Http2SecureServer, Http2ServerRequest } from 'node:http2';
+import type { Socket } from 'node:net';
 import { findCache } from '../tenancy/caches.ts';
 import { requireCacheAccess } from '../tenancy/access.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 import { StorageFullGuard } from '../ingest/storage-full.ts';
 import { isNarwhalError, NarwhalError } from '../errors.ts';
+import { formatLogLine, type LogEntry, type LogFormat } from '../runtime/log-lines.ts';
 import { handleApi } from './api/api-router.ts';
 import { requestToken } from './auth.ts';
+import { getMetrics, type MetricsAccess } from './handlers/metrics.ts';
 import { sendError } from './http-errors.ts';
+import { requestIdOf } from './request-id.ts';
 import { isHttp2, sendText } from './send-text.ts';
+import { sessionSocket } from './http2-sockets.ts';
 import { CACHE_INFO_ROUTE, matchRoute, normalizeCachePath, type Route } from './routes.ts';
 
 export interface ServerOptions {
-  log?: (message: string) => void;
-  /** Log one line per request: method, path, status, and `HTTP/2` for a request over HTTP/2. */
+  /** Where log lines go, each without its newline (default: stderr). */
+  log?: (line: string) => void;
+  /**
+   * Log one line per request: method, path, status (then `HTTP/2` for a request over HTTP/2),
+   * time, bytes and request id.
+   */
   logRequests?: boolean;
+  /** How log lines are written (default text). */
+  logFormat?: LogFormat;
+  /**
+   * `/metrics` on this listener: open, limited to a bearer token, or answered 404 (`false`: a
+   * separate listener serves it, createMetricsServer).
+   */
+  metrics?: MetricsAccess | false;
   /** A connection on which nothing arrives or leaves for this long is dropped (default 300 s). */
   idleTimeoutMs?: number;
   /** A request's line and headers must all arrive within this time (default 60 s). */
   headersTimeoutMs?: number;
 }
 
+/** What the server learns of a request while handling it, for its metrics and log line. */
+interface RequestState {
+  /** The route's name; `other` for paths no route knows. */
+  route: string;
+}
+
 /**
  * The HTTP server: `/_api/v1/...` is the management API; `/<cache>/<file>` is routed to the
- * cache's binary cache protocol. It holds no state of its own beyond the Narwhal it serves.
+ * cache's binary cache protocol; `/metrics` answers the metrics. It holds no state of its own
+ * beyond the Narwhal it serves.
  */
 export function createNarwhalServer(nw: Narwhal, options: ServerOptions = {}): Server {
   const headersTimeout = options.headersTimeoutMs ?? 60_000;
@@ -43,17 +66,13 @@ export function createNarwhalServer(nw: Narwhal, options: ServerOptions = {}): S
  * (tls-server.ts). The caller sets the timeouts.
  */
 export function listenForRequests(server: Server | Http2SecureServer, nw: Narwhal, options: ServerOptions): void {
-  const log = options.log ?? ((message: string) => console.error(message));
   const full = new StorageFullGuard(nw.chunks);
-  const logWhenDone = (req: IncomingMessage, res: ServerResponse): void => {
-    if (!options.logRequests) return;
-    const version = isHttp2(req) ? ' HTTP/2' : '';
-    res.once('finish', () => log(`${req.method} ${req.url} ${res.statusCode}${version}`));
-  };
+  const track = requestTracker(nw, options);
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    logWhenDone(req, res);
-    handle(nw, req, res, log).catch((err: unknown) => {
+    const { state, log } = track(req, res);
+    handle(nw, req, res, log, state, options.metrics ?? {}).catch((err: unknown) => {
       if (isNarwhalError(err, 'storage-full')) void full.noteFull();
+      nw.metrics.recordError(err instanceof NarwhalError ? err.code : 'internal');
       sendError(res, err, log);
     });
   };
@@ -66,7 +85,8 @@ export function listenForRequests(server: Server | Http2SecureServer, nw: Narwha
           res.writeContinue();
           return onRequest(req, res);
         }
-        logWhenDone(req, res);
+        track(req, res);
+        nw.metrics.recordError('storage-full');
         // The client has not sent the body and will not: answer and close, without reading it.
         const body = 'the chunk store is full\n';
         res
@@ -77,7 +97,7 @@ export function listenForRequests(server: Server | Http2SecureServer, nw: Narwha
           })
           .end(body);
       },
-      (err: unknown) => sendError(res, err, log),
+      (err: unknown) => sendError(res, err, track(req, res).log),
     );
   };
   // Over HTTP/2 the compat API's request and response (Http2ServerRequest, Http2ServerResponse)
@@ -88,24 +108,118 @@ export function listenForRequests(server: Server | Http2SecureServer, nw: Narwha
   server.on('checkContinue', asHttp1(onCheckContinue));
 }
 
+/**
+ * A listener of its own for `/metrics` (`serve --metrics-listen`), so that scrapes can be kept to
+ * an internal network; it answers 404 to everything else.
+ */
+export function createMetricsServer(nw: Narwhal, options: ServerOptions & { metrics: MetricsAccess }): Server {
+  const track = requestTracker(nw, options);
+  return createServer((req, res) => {
+    const { state, log } = track(req, res);
+    const path = (req.url ?? '/').split('?', 1)[0];
+    if (path !== '/metrics')
+      return sendError(res, new NarwhalError('not-found', 'this listener serves only /metrics'), log);
+    state.route = 'metrics';
+    getMetrics(nw, req, res, options.metrics).catch((err: unknown) => sendError(res, err, log));
+  });
+}
+
+/**
+ * Gives each request its id (echoed in X-Request-Id) and a log bound to it, and when the answer
+ * is done, records it in the metrics and, with logRequests, logs it.
+ */
+function requestTracker(
+  nw: Narwhal,
+  options: ServerOptions,
+): (req: IncomingMessage, res: ServerResponse) => { state: RequestState; log: (message: string) => void } {
+  const sink = options.log ?? ((line: string) => void process.stderr.write(`${line}\n`));
+  const format = options.logFormat ?? 'text';
+  const write = (entry: LogEntry): void => sink(formatLogLine(format, entry));
+  return (req, res) => {
+    const started = process.hrtime.bigint();
+    const bytes = connectionBytes(req);
+    const before = bytes();
+    const requestId = requestIdOf(req);
+    const state: RequestState = { route: 'other' };
+    res.setHeader('X-Request-Id', requestId);
+    res.once('close', () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const method = req.method ?? 'GET';
+      const after = bytes();
+      const bytesOut = after.written - before.written;
+      nw.metrics.recordRequest({
+        route: state.route,
+        method,
+        status: res.statusCode,
+        seconds,
+        bytesIn: after.read - before.read,
+        bytesOut,
+      });
+      if (state.route === 'narinfo' && (method === 'GET' || method === 'HEAD')) {
+        if (res.statusCode === 200 || res.statusCode === 404) nw.metrics.recordNarinfoLookup(res.statusCode === 200);
+      }
+      if (options.logRequests) {
+        const path = (req.url ?? '/').split('?', 1)[0];
+        write({
+          level: res.statusCode >= 500 ? 'error' : 'info',
+          msg: `${method} ${path} ${res.statusCode}${isHttp2(req) ? ' HTTP/2' : ''}`,
+          requestId,
+          method,
+          route: state.route,
+          path,
+          status: res.statusCode,
+          durationMs: Math.round(seconds * 1e4) / 10,
+          bytes: bytesOut,
+        });
+      }
+    });
+    const log = (message: string): void =>
+      write({ level: message.startsWith('error') ? 'error' : 'info', msg: message, requestId });
+    return { state, log };
+  };
+}
+
+/**
+ * The byte counts of the connection a request came on, read when called. Over HTTP/2 they are the
+ * session's socket's (http2-sockets.ts): a request's bytes there include those of other streams
+ * sharing the connection meanwhile.
+ */
+function connectionBytes(req: IncomingMessage): () => { read: number; written: number } {
+  const socket = isHttp2(req)
+    ? sessionSocket((req as unknown as Http2ServerRequest).stream.session)
+    : (req.socket as Socket | undefined);
+  return () => ({ read: socket?.bytesRead ?? 0, written: socket?.bytesWritten ?? 0 });
+}
+
 async function handle(
   nw: Narwhal,
   req: IncomingMessage,
   res: ServerResponse,
   log: (message: string) => void,
+  state: RequestState,
+  metrics: MetricsAccess | false,
 ): Promise<void> {
   const method = req.method ?? 'GET';
   const rawPath = (req.url ?? '/').split('?', 1)[0];
+  if (rawPath === '/metrics' && metrics !== false) {
+    state.route = 'metrics';
+    return getMetrics(nw, req, res, metrics);
+  }
   if (rawPath === '/' && (method === 'GET' || method === 'HEAD')) {
+    state.route = 'root';
     return sendText(res, 200, 'Narwhal Nix binary cache. Caches answer under /<name>/, e.g. /main/nix-cache-info\n');
   }
   const token = await requestToken(nw, req);
-  if (rawPath.startsWith('/_api/')) return handleApi({ nw, req, res, token, path: rawPath, log });
+  if (rawPath.startsWith('/_api/')) {
+    state.route = 'api';
+    return handleApi({ nw, req, res, token, path: rawPath, log });
+  }
 
   const slash = rawPath.indexOf('/', 1);
   const cache = await findCache(nw, slash < 0 ? rawPath.slice(1) : rawPath.slice(1, slash));
   if (!cache) throw new NarwhalError('not-found', 'no such cache');
   const matched = slash < 0 ? undefined : matchRoute(normalizeCachePath(rawPath.slice(slash + 1)));
+  if (matched) state.route = matched.route.name;
   const head = method === 'HEAD';
   const read = method === 'GET' || head;
 

@@ -93,7 +93,12 @@ export async function startServer(dataDir: string, extraArgs: string[] = []): Pr
     dataDir,
     pid: child.pid!,
     output: () => log,
-    requests: () => log.split('\n').filter((line) => /^(GET|HEAD|PUT|POST|DELETE) \S+ \d{3}( HTTP\/2)?$/.test(line)),
+    // A text request line goes on with the time taken, bytes sent and request id; those are cut off.
+    requests: () =>
+      log
+        .split('\n')
+        .map((line) => /^(GET|HEAD|PUT|POST|DELETE) \S+ \d{3}( HTTP\/2)?(?= |$)/.exec(line)?.[0])
+        .filter((line): line is string => line !== undefined),
     async stop() {
       if (child.exitCode !== null) return;
       const exited = new Promise((r) => child.once('exit', r));

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 export const LAYERS: readonly (readonly string[])[] = [
   ['errors'],
   ['runtime'],
-  ['nix', 'compression', 'chunking', 'delta'],
+  ['nix', 'compression', 'chunking', 'delta', 'metrics'],
   ['storage', 'metadata'],
   ['context'],
   ['tenancy'],
