@@ -186,7 +186,9 @@ async function main(argv: string[]): Promise<number> {
     try {
       log(`pushing the dataset (${ds.totalPaths} paths) with nix copy --to`);
       const env = nixEnv(join(work, 'clients', 'push'), await pushClientConfig(server, join(work, 'clients', 'push')));
-      await run('nix', ['copy', '--to', server.cacheUrl, ...ds.series.flatMap((s) => s.paths)], { env });
+      // zstd, not Nix's default xz, which spends minutes compressing what the server decompresses.
+      const to = `${server.cacheUrl}?compression=zstd`;
+      await run('nix', ['copy', '--to', to, ...ds.series.flatMap((s) => s.paths)], { env });
     } finally {
       await server.stop();
     }
