@@ -28,6 +28,8 @@ let
     deltas = "NARWHAL_DELTAS";
     metricsToken = "NARWHAL_METRICS_TOKEN";
     metricsListen = "NARWHAL_METRICS_LISTEN";
+    tlsCert = "NARWHAL_TLS_CERT";
+    tlsKey = "NARWHAL_TLS_KEY";
   };
 
   setting = type: default: description: mkOption { inherit type default description; };
@@ -72,6 +74,8 @@ in
       deltas = setting types.bool false "Also store older chunks as deltas of newer ones.";
       metricsToken = setting text null "Bearer token /metrics requires. It lands in the Nix store: prefer NARWHAL_METRICS_TOKEN in environmentFile.";
       metricsListen = setting text null "HOST:PORT of a separate listener for /metrics (then the main one answers 404 there).";
+      tlsCert = setting text null "PEM certificate chain: serve HTTPS (HTTP/2 and HTTP/1.1) with it and tlsKey. A path as a string, read at start.";
+      tlsKey = setting text null "PEM private key of tlsCert, as a string path outside the Nix store (which anyone may read), readable by the service.";
     };
   };
 

@@ -143,7 +143,7 @@ test('the NixOS module: an option for every serve setting, passed on as its NARW
   assert.equal(env.NARWHAL_METRICS_TOKEN, undefined, 'a null setting leaves the default');
   // Every variable it can set is the one serve reads for that setting.
   const all = await evaluateModule(
-    '{ storage = "pack:/x"; database = "sqlite:/x"; maxNarSize = "1G"; metricsToken = "t"; metricsListen = "127.0.0.1:9100"; }',
+    '{ storage = "pack:/x"; database = "sqlite:/x"; maxNarSize = "1G"; metricsToken = "t"; metricsListen = "127.0.0.1:9100"; tlsCert = "/c.pem"; tlsKey = "/k.pem"; }',
   );
   assert.deepEqual(Object.keys(all.config.systemd.services.narwhal.environment).sort(), names.map(envVarOf).sort());
 
