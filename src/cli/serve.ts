@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { once } from 'node:events';
 import { closeNarwhal } from '../context/narwhal.ts';
 import { openNarwhal } from '../tenancy/open-narwhal.ts';
-import { parseDurationOrZero } from '../tenancy/duration.ts';
+import { parseDuration, parseDurationOrZero } from '../tenancy/duration.ts';
 import { scheduleGc } from '../maintenance/gc-scheduler.ts';
 import { DEFAULT_RECOMPRESS_LEVEL } from '../maintenance/recompress.ts';
 import { scheduleRecompression } from '../maintenance/recompress-scheduler.ts';
@@ -26,6 +26,9 @@ export async function serveCommand(args: string[]): Promise<number> {
       'recompress-level': { type: 'string', default: String(DEFAULT_RECOMPRESS_LEVEL) },
       'recompress-after': { type: 'string', default: '60s' },
       deltas: { type: 'boolean', default: false },
+      'upstream-timeout': { type: 'string', default: '10s' },
+      'upstream-negative-ttl': { type: 'string', default: '60s' },
+      'netrc-file': { type: 'string' },
     },
     strict: true,
   });
@@ -51,7 +54,12 @@ export async function serveCommand(args: string[]): Promise<number> {
     dataDir: values['data-dir'],
     storage: values.storage,
     database: values.database,
-    options: maxNarSize === undefined ? {} : { maxNarSize },
+    options: {
+      ...(maxNarSize === undefined ? {} : { maxNarSize }),
+      upstreamTimeoutMs: parseDuration(values['upstream-timeout']),
+      upstreamNegativeMs: parseDurationOrZero(values['upstream-negative-ttl']),
+      netrcFile: values['netrc-file'],
+    },
   });
   const log = (message: string): void => void process.stderr.write(`narwhal: ${message}\n`);
   // Scheduled before listening, so that a bad interval stops the start.

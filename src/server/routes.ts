@@ -1,7 +1,7 @@
 import { getCacheInfo, putCacheInfo } from './handlers/cache-info.ts';
 import { getFile, putFile } from './handlers/cache-file.ts';
 import { getNarinfo, putNarinfo } from './handlers/narinfo.ts';
-import { getCaibx, getChunk, getNar, putNar } from './handlers/nar.ts';
+import { getCaibx, getChunk, getNar, getPulledNar, putNar } from './handlers/nar.ts';
 import type { Handler } from './request-context.ts';
 import { postChunkFrames } from './handlers/chunk-frames.ts';
 
@@ -31,6 +31,7 @@ export const CACHE_ROUTES: readonly Route[] = [
   { pattern: new RegExp(`^(${HASH_PART})\\.narinfo$`), get: getNarinfo, put: putNarinfo },
   { pattern: new RegExp(`^nar/(${NIX32}{52})\\.nar(\\.xz|\\.zst|\\.bz2|\\.br|\\.lz4|)$`), get: getNar, put: putNar },
   { pattern: new RegExp(`^nar/(${NIX32}{52})\\.caibx$`), get: getCaibx },
+  { pattern: new RegExp(`^pull/(${HASH_PART})\\.nar$`), get: getPulledNar },
   { pattern: /^castr\/([0-9a-f]{4})\/([0-9a-f]{64})\.cacnk$/, get: getChunk },
   { pattern: /^chunk-frames$/, post: postChunkFrames },
   { pattern: new RegExp(`^(${HASH_PART}\\.ls)$`), get: getFile, put: putFile },

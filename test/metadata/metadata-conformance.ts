@@ -82,6 +82,8 @@ const SETTINGS: CacheSettings = {
   trustedKeys: [],
   requireSignature: false,
   retention: 0,
+  upstreams: [],
+  upstreamKeys: [],
 };
 
 function chunkId(seed: string): Uint8Array {
