@@ -7,7 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startNginx, type NginxServer } from '../../bench/systems/nginx.ts';
 import { formatSha256Nix32 } from '../../src/nix/hash.ts';
@@ -25,12 +25,12 @@ describe('pull-through from an nginx-served file cache', () => {
   let relay: Relay;
   let server: RunningServer;
   let publicKey: string;
-  /** c1: in the upstream; c2: in it, for the concurrency test; c3: signed by another key; c4: added late. */
+  /** In the upstream: c1, and c2 for the concurrency test; c1 also signed by another key in 'bad'. */
   let c1: TestClosure;
   let c2: TestClosure;
-  let c3: TestClosure;
-  let c4: TestClosure;
-  let upstreamCopy: (closure: TestClosure, dir: string, key: string) => Promise<void>;
+  /** A path copied to the upstream only during the negative-caching test. */
+  let late: string;
+  let upstreamCopy: (path: string, dir: string, key: string) => Promise<void>;
 
   const copy = (cache: string, store: string, paths: string[], name: string) =>
     run(
@@ -78,20 +78,20 @@ describe('pull-through from an nginx-served file cache', () => {
     const nonce = randomBytes(4).toString('hex');
     c1 = await buildClosure(env, work.path, `pull-1-${nonce}`);
     c2 = await buildClosure(env, work.path, `pull-2-${nonce}`);
-    c3 = await buildClosure(env, work.path, `pull-3-${nonce}`);
-    c4 = await buildClosure(env, work.path, `pull-4-${nonce}`);
-    upstreamCopy = async (closure, dir, secret) => {
+    await writeFile(join(work.path, 'late.txt'), `late ${nonce}\n`);
+    late = (await run('nix-store', ['--add', join(work.path, 'late.txt')], env)).trim();
+    upstreamCopy = async (path, dir, secret) => {
       await run(
         'nix',
-        ['copy', '--to', `file://${join(work.path, 'up', dir)}?compression=xz&secret-key=${secret}`, closure.top],
+        ['copy', '--to', `file://${join(work.path, 'up', dir)}?compression=xz&secret-key=${secret}`, path],
         env,
       );
     };
-    await upstreamCopy(c1, 'good', goodKey);
-    await upstreamCopy(c2, 'good', goodKey);
-    await upstreamCopy(c3, 'bad', evilKey);
-    // c4 is made ready beside the upstream, and moved in only in the negative-caching test.
-    await upstreamCopy(c4, 'late', goodKey);
+    await upstreamCopy(c1.top, 'good', goodKey);
+    await upstreamCopy(c2.top, 'good', goodKey);
+    await upstreamCopy(c1.top, 'bad', evilKey);
+    // Made ready beside the upstream, and moved in only in the negative-caching test.
+    await upstreamCopy(late, 'late', goodKey);
     nginx = await startNginx(join(work.path, 'up'), join(work.path, 'nginx'));
     relay = await startRelay(`${nginx.url}/good`);
     server = await startServer(join(work.path, 'data'), ['--upstream-negative-ttl', '3s', '--upstream-timeout', '5s']);
@@ -111,6 +111,7 @@ describe('pull-through from an nginx-served file cache', () => {
     await create('pt', `${nginx.url}/good`);
     await create('badpt', `${nginx.url}/bad`);
     await create('relayed', relay.url);
+    await narwhal(['cache', 'configure', 'relayed', '--retention', '1s', '--data-dir', server.dataDir]);
   });
 
   after(async () => {
@@ -135,9 +136,9 @@ describe('pull-through from an nginx-served file cache', () => {
   });
 
   test('a narinfo not signed by an upstream key is refused: 404 and nothing stored', async () => {
-    const answer = await fetch(`${server.url}/badpt/${hashPartOf(c3.top)}.narinfo`);
+    const answer = await fetch(`${server.url}/badpt/${hashPartOf(c1.top)}.narinfo`);
     assert.equal(answer.status, 404);
-    await assert.rejects(copy('badpt', join(work.path, 'store-bad'), [c3.top], 'bad'));
+    await assert.rejects(copy('badpt', join(work.path, 'store-bad'), [c1.top], 'bad'));
     assert.deepEqual(await pathsOf('badpt'), []);
   });
 
@@ -174,7 +175,7 @@ describe('pull-through from an nginx-served file cache', () => {
   });
 
   test('an upstream answer "no such path" is remembered for the negative TTL', async () => {
-    const narinfo = `/${hashPartOf(c4.top)}.narinfo`;
+    const narinfo = `/${hashPartOf(late)}.narinfo`;
     const ask = async () => (await fetch(`${server.url}/relayed${narinfo}`)).status;
     assert.equal(await ask(), 404);
     assert.equal(requestsFor(relay, new RegExp(`^${narinfo}$`)), 1);
@@ -184,6 +185,19 @@ describe('pull-through from an nginx-served file cache', () => {
     await new Promise((r) => setTimeout(r, 3100));
     assert.equal(await ask(), 200);
     assert.equal(requestsFor(relay, new RegExp(`^${narinfo}$`)), 2);
+  });
+
+  test('retention and GC apply to pulled paths; a later request pulls them again', async () => {
+    // c2 was pulled into 'relayed' (retention 1 s) by the concurrency test; c1 by the cut test.
+    await new Promise((r) => setTimeout(r, 5100)); // past the server's few seconds of served narinfos
+    const gc = JSON.parse(await narwhal(['gc', '--grace', '0', '--json', '--data-dir', server.dataDir])) as object;
+    assert.ok(gc);
+    assert.deepEqual(await pathsOf('relayed'), []);
+    const before = requestsFor(relay, /^\/nar\//);
+    const store = join(work.path, 'store-gc');
+    await copy('relayed', store, [c2.top], 'gc');
+    await assertClosureInStore(store, c2, publicKey, env);
+    assert.ok(requestsFor(relay, /^\/nar\//) > before, 'pulled again from the upstream');
   });
 
   test('with the upstream down, what is stored keeps being served and the rest is 404', async () => {
