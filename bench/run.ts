@@ -34,6 +34,7 @@ import { judgeTargets } from './targets.ts';
 import { judgeDeltaTargets } from './delta-targets.ts';
 import { judgeUpgradeTargets } from './upgrade-targets.ts';
 import { measureUpgrades } from './measure-upgrades.ts';
+import { measurePullThrough } from './measure-pull-through.ts';
 import { table } from './format.ts';
 
 async function main(argv: string[]): Promise<number> {
@@ -84,6 +85,7 @@ async function main(argv: string[]): Promise<number> {
   let lookups: Awaited<ReturnType<typeof measureLookups>>;
   let servingMemory: MemoryFigure | undefined;
   let upgrades: Awaited<ReturnType<typeof measureUpgrades>> | undefined;
+  let pullThrough: Awaited<ReturnType<typeof measurePullThrough>> | undefined;
   const wrk = {
     threads: mode.wrkThreads,
     connections: mode.loadConnections,
@@ -113,6 +115,7 @@ async function main(argv: string[]): Promise<number> {
         narBytes: 0,
       };
       upgrades = await measureUpgrades(ds, { nginxZstd: `${nginx.url}/zstd`, narwhal: narwhal.cacheUrl }, work, log);
+      pullThrough = await measurePullThrough(ds, pushed.staticRoot, work, mode.substituteRounds, log);
       // The same data served by a process per core (nginx runs a worker per core), beside the default one.
       const perCore = await startNarwhal(narwhal.dataDir, ['--processes', 'auto']);
       try {
@@ -166,6 +169,7 @@ async function main(argv: string[]): Promise<number> {
     narwhalStats: { ...pushed.narwhalStats },
     deltaPass: pushed.deltaPass,
     upgrades,
+    pullThrough,
     chunking,
     push: pushed.push,
     ingest: ingest.ingest,

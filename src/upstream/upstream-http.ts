@@ -57,10 +57,8 @@ export async function upstreamGet(nw: Narwhal, url: URL): Promise<UpstreamAnswer
     body.destroy(new NarwhalError('unavailable', `upstream ${url.origin} sent nothing for ${timeoutMs} ms`));
   };
   timer = setTimeout(stalled, timeoutMs);
-  source.on('error', (err) => {
-    counters.upstreamErrors++;
-    body.destroy(err);
-  });
+  // A body that fails midway is counted by whoever reads it (pull-nar.ts), once.
+  source.on('error', (err) => body.destroy(err));
   body.on('close', () => {
     clearTimeout(timer);
     source.destroy();
