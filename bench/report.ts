@@ -11,6 +11,7 @@ import type { PerSeries, Results, TimedSystem } from './results.ts';
 import { groupedBarChart, type BarGroup } from './svg-chart.ts';
 import { DELTA_SECTION, renderDeltaSection } from './report-deltas.ts';
 import { renderUpgradeSection, UPGRADE_SECTION } from './report-upgrades.ts';
+import { PULL_THROUGH_SECTION, renderPullThroughSection } from './report-pull-through.ts';
 
 export const CHART_DIR = 'benchmarks';
 export const REPORT_FILE = 'benchmarks.md';
@@ -40,6 +41,7 @@ export const SECTIONS = [
   '## 5. Memory',
   DELTA_SECTION,
   UPGRADE_SECTION,
+  PULL_THROUGH_SECTION,
   '## Method',
 ];
 
@@ -476,6 +478,7 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
 
   md.push(...renderDeltaSection(r));
   md.push(...renderUpgradeSection(r));
+  md.push(...renderPullThroughSection(r));
 
   md.push('## Method', '');
   md.push(

@@ -1,5 +1,6 @@
 import type { MetricsScrapeCost } from './measure-metrics.ts';
 /** Everything one benchmark run measured; the report and the targets are computed from this. */
+import type { PullThroughFigures } from './measure-pull-through.ts';
 import type { DiskUsage } from './disk-usage.ts';
 import type { ModeName } from './modes.ts';
 
@@ -158,6 +159,8 @@ export interface Results {
   narwhalStats: Record<string, number>;
   /** Fetching and pushing one release after another (absent in results of runs before it existed). */
   upgrades?: { fetch: Upgrade[]; push: PushUpgrade[]; wholePushSeconds: number };
+  /** Pull-through first and second fetch, and storage (absent in results of runs before it existed). */
+  pullThrough?: PullThroughFigures;
   /** Per series, the delta pass run after it (absent in results of runs before it existed). */
   deltaPass?: Record<string, DeltaPassFigure>;
   chunking: ChunkingResult[];

@@ -35,6 +35,7 @@ import { judgeTargets } from './targets.ts';
 import { judgeDeltaTargets } from './delta-targets.ts';
 import { judgeUpgradeTargets } from './upgrade-targets.ts';
 import { measureUpgrades } from './measure-upgrades.ts';
+import { measurePullThrough } from './measure-pull-through.ts';
 import { table } from './format.ts';
 
 async function main(argv: string[]): Promise<number> {
@@ -86,6 +87,7 @@ async function main(argv: string[]): Promise<number> {
   let metricsScrape: Awaited<ReturnType<typeof measureMetricsScrapeCost>> | undefined;
   let servingMemory: MemoryFigure | undefined;
   let upgrades: Awaited<ReturnType<typeof measureUpgrades>> | undefined;
+  let pullThrough: Awaited<ReturnType<typeof measurePullThrough>> | undefined;
   const wrk = {
     threads: mode.wrkThreads,
     connections: mode.loadConnections,
@@ -115,6 +117,7 @@ async function main(argv: string[]): Promise<number> {
         narBytes: 0,
       };
       upgrades = await measureUpgrades(ds, { nginxZstd: `${nginx.url}/zstd`, narwhal: narwhal.cacheUrl }, work, log);
+      pullThrough = await measurePullThrough(ds, pushed.staticRoot, work, mode.substituteRounds, log);
       // The same data served by a process per core (nginx runs a worker per core), beside the default one.
       const perCore = await startNarwhal(narwhal.dataDir, ['--processes', 'auto']);
       try {
@@ -170,6 +173,7 @@ async function main(argv: string[]): Promise<number> {
     narwhalStats: { ...pushed.narwhalStats },
     deltaPass: pushed.deltaPass,
     upgrades,
+    pullThrough,
     chunking,
     push: pushed.push,
     ingest: ingest.ingest,

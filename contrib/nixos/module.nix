@@ -28,6 +28,11 @@ let
     deltas = "NARWHAL_DELTAS";
     metricsToken = "NARWHAL_METRICS_TOKEN";
     metricsListen = "NARWHAL_METRICS_LISTEN";
+    tlsCert = "NARWHAL_TLS_CERT";
+    tlsKey = "NARWHAL_TLS_KEY";
+    upstreamTimeout = "NARWHAL_UPSTREAM_TIMEOUT";
+    upstreamNegativeTtl = "NARWHAL_UPSTREAM_NEGATIVE_TTL";
+    netrcFile = "NARWHAL_NETRC_FILE";
   };
 
   setting = type: default: description: mkOption { inherit type default description; };
@@ -72,6 +77,11 @@ in
       deltas = setting types.bool false "Also store older chunks as deltas of newer ones.";
       metricsToken = setting text null "Bearer token /metrics requires. It lands in the Nix store: prefer NARWHAL_METRICS_TOKEN in environmentFile.";
       metricsListen = setting text null "HOST:PORT of a separate listener for /metrics (then the main one answers 404 there).";
+      tlsCert = setting text null "PEM certificate chain: serve over TLS, HTTP/2 to clients that offer it (with tlsKey). The service's dynamic user must be able to read it.";
+      tlsKey = setting text null "PEM private key of tlsCert; keep it out of the Nix store (a path the dynamic user can read).";
+      upstreamTimeout = setting types.str "10s" "How long a pull-through cache waits for an upstream before answering 404.";
+      upstreamNegativeTtl = setting types.str "60s" "How long a path no upstream has is remembered as missing (0: not at all).";
+      netrcFile = setting text null "netrc file with the credentials of private upstreams.";
     };
   };
 

@@ -39,6 +39,17 @@ export const SERVE_OPTIONS = {
   },
   'tls-cert': { type: 'string', help: 'PEM certificate chain: serve over TLS (HTTP/2 and HTTP/1.1)' },
   'tls-key': { type: 'string', help: 'PEM private key of --tls-cert' },
+  'upstream-timeout': {
+    type: 'string',
+    default: '10s',
+    help: 'how long a pull-through cache waits for an upstream before answering 404',
+  },
+  'upstream-negative-ttl': {
+    type: 'string',
+    default: '60s',
+    help: 'how long a path no upstream has is remembered as missing (0: not at all)',
+  },
+  'netrc-file': { type: 'string', help: 'netrc file with the credentials of private upstreams' },
 } as const satisfies Record<string, ServeOption>;
 
 export type ServeOptionName = keyof typeof SERVE_OPTIONS;

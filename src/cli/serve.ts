@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { once } from 'node:events';
 import { closeNarwhal } from '../context/narwhal.ts';
 import { openNarwhal } from '../tenancy/open-narwhal.ts';
-import { parseDurationOrZero } from '../tenancy/duration.ts';
+import { parseDuration, parseDurationOrZero } from '../tenancy/duration.ts';
 import { scheduleGc } from '../maintenance/gc-scheduler.ts';
 import { scheduleRecompression } from '../maintenance/recompress-scheduler.ts';
 import { createMetricsServer, createNarwhalServer } from '../server/server.ts';
@@ -54,7 +54,12 @@ export async function serveCommand(args: string[]): Promise<number> {
     dataDir: values['data-dir'],
     storage: values.storage,
     database: values.database,
-    options: maxNarSize === undefined ? {} : { maxNarSize },
+    options: {
+      ...(maxNarSize === undefined ? {} : { maxNarSize }),
+      upstreamTimeoutMs: parseDuration(values['upstream-timeout']),
+      upstreamNegativeMs: parseDurationOrZero(values['upstream-negative-ttl']),
+      netrcFile: values['netrc-file'],
+    },
   });
   // Scheduled before listening, so that a bad interval stops the start.
   const gc = gcInterval > 0 ? scheduleGc(nw, { intervalMs: gcInterval, graceMs: gcGrace, log }) : undefined;

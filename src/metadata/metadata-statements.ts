@@ -43,7 +43,7 @@ const CHUNK_OWNER_NARS = 64;
 const SUPER_FEATURES = Array.from({ length: SKETCH_SUPER_FEATURES }, (_, j) => j);
 
 const CACHE_SETTINGS =
-  'is_public = ?, priority = ?, signing_key = ?, trusted_keys = ?, require_signature = ?, retention = ?';
+  'is_public = ?, priority = ?, signing_key = ?, trusted_keys = ?, require_signature = ?, retention = ?, upstreams = ?, upstream_keys = ?';
 
 /** Every statement of the metadata store, in the dialect's form (built once per store). */
 export function metadataStatements(d: SqlDialect) {
@@ -52,8 +52,8 @@ export function metadataStatements(d: SqlDialect) {
   return {
     cacheByName: sql('SELECT * FROM caches WHERE name = ?'),
     insertCache: sql(
-      `INSERT INTO caches (name, is_public, priority, signing_key, trusted_keys, require_signature, retention, created_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING *`,
+      `INSERT INTO caches (name, is_public, priority, signing_key, trusted_keys, require_signature, retention, upstreams, upstream_keys, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING *`,
     ),
     updateCache: sql(`UPDATE caches SET ${CACHE_SETTINGS} WHERE name = ?`),
     deleteCache: sql('DELETE FROM caches WHERE name = ?'),

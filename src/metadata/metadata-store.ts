@@ -15,6 +15,10 @@ export interface CacheSettings {
   requireSignature: boolean;
   /** Seconds since a path's last access or upload after which GC drops it; 0 keeps paths forever. */
   retention: number;
+  /** Binary caches asked, in order, for the paths this one lacks (src/upstream/); empty: none. */
+  upstreams: string[];
+  /** Public keys (`name:base64`) one of which must have signed a narinfo taken from an upstream. */
+  upstreamKeys: string[];
 }
 
 export interface CacheRecord extends CacheSettings {

@@ -185,4 +185,9 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   ALTER TABLE chunks ADD COLUMN delta_tried_at BIGINT;
   CREATE INDEX chunks_delta_untried ON chunks(created_at, id) WHERE encoding = 'zstd' AND delta_tried_at IS NULL;
   `,
+  // pull: renumber on merge
+  // 9: pull-through caching (see sqlite-schema.ts migration 10).
+  `
+  ALTER TABLE caches ADD COLUMN upstreams TEXT NOT NULL DEFAULT '', ADD COLUMN upstream_keys TEXT NOT NULL DEFAULT '';
+  `,
 ];

@@ -71,7 +71,8 @@ export abstract class SqlMetadata implements MetadataStore {
   }
 
   async createCache(name: string, settings: CacheSettings): Promise<CacheRecord | undefined> {
-    const { isPublic, priority, signingKey, trustedKeys, requireSignature, retention } = settings;
+    const { isPublic, priority, signingKey, trustedKeys, requireSignature, retention, upstreams, upstreamKeys } =
+      settings;
     const params = [
       name,
       isPublic,
@@ -80,6 +81,8 @@ export abstract class SqlMetadata implements MetadataStore {
       trustedKeys.join('\n'),
       requireSignature,
       retention,
+      upstreams.join('\n'),
+      upstreamKeys.join('\n'),
       Date.now(),
     ];
     const row = await this.#runner.atomic(get(this.#q.insertCache, params));
@@ -100,6 +103,8 @@ export abstract class SqlMetadata implements MetadataStore {
           next.trustedKeys.join('\n'),
           next.requireSignature,
           next.retention,
+          next.upstreams.join('\n'),
+          next.upstreamKeys.join('\n'),
           name,
         ]);
         return next;

@@ -243,4 +243,11 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   ALTER TABLE chunks ADD COLUMN delta_tried_at INTEGER;
   CREATE INDEX chunks_delta_untried ON chunks(created_at, id) WHERE encoding = 'zstd' AND delta_tried_at IS NULL;
   `,
+  // pull: renumber on merge
+  // 10: pull-through caching (src/upstream/): the caches a cache asks for what it lacks, and the keys
+  // their narinfos must be signed by. Both newline-separated.
+  `
+  ALTER TABLE caches ADD COLUMN upstreams TEXT NOT NULL DEFAULT '';
+  ALTER TABLE caches ADD COLUMN upstream_keys TEXT NOT NULL DEFAULT '';
+  `,
 ];

@@ -82,6 +82,8 @@ const SETTINGS: CacheSettings = {
   trustedKeys: [],
   requireSignature: false,
   retention: 0,
+  upstreams: [],
+  upstreamKeys: [],
 };
 
 function chunkId(seed: string): Uint8Array {
@@ -212,6 +214,8 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
       trustedKeys: ['k1:AAA', 'k2:BBB'],
       requireSignature: true,
       retention: 3600,
+      upstreams: ['https://cache.example.org', 'http://10.0.0.1:8080/main'],
+      upstreamKeys: ['up-1:CCC'],
     });
     const a = await meta.getCache('a');
     assert.deepEqual(
@@ -226,10 +230,14 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
         trustedKeys: ['k1:AAA', 'k2:BBB'],
         requireSignature: true,
         retention: 3600,
+        upstreams: ['https://cache.example.org', 'http://10.0.0.1:8080/main'],
+        upstreamKeys: ['up-1:CCC'],
       },
     );
-    const updated = await meta.updateCache('a', { priority: 10, isPublic: true, trustedKeys: [] });
+    const updated = await meta.updateCache('a', { priority: 10, isPublic: true, trustedKeys: [], upstreams: [] });
     assert.equal(updated?.priority, 10);
+    assert.deepEqual(updated?.upstreams, []);
+    assert.deepEqual(updated?.upstreamKeys, ['up-1:CCC']);
     assert.deepEqual(await meta.getCache('a'), updated);
     assert.equal(await meta.updateCache('nope', { priority: 1 }), undefined);
     assert.deepEqual(

@@ -18,7 +18,7 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['context'],
   ['tenancy'],
   ['ingest', 'serving'],
-  ['maintenance', 'push'],
+  ['maintenance', 'push', 'upstream'],
   ['server', 'client'],
   ['cli'],
 ];
@@ -169,7 +169,17 @@ test('every folder of src/ is a room with a layer and a README', () => {
     rooms.filter((room) => !known.has(room)),
     [],
   );
-  for (const room of ['context', 'tenancy', 'ingest', 'serving', 'maintenance', 'runtime', 'push', 'client']) {
+  for (const room of [
+    'context',
+    'tenancy',
+    'ingest',
+    'serving',
+    'maintenance',
+    'runtime',
+    'push',
+    'client',
+    'upstream',
+  ]) {
     assert.ok(readdirSync(join(root, 'src', room)).includes('README.md'), `src/${room}/README.md`);
   }
 });
