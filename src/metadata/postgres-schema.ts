@@ -184,5 +184,17 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   CREATE INDEX nars_without_package ON nars(id) WHERE package IS NULL;
   ALTER TABLE chunks ADD COLUMN delta_tried_at BIGINT;
   CREATE INDEX chunks_delta_untried ON chunks(created_at, id) WHERE encoding = 'zstd' AND delta_tried_at IS NULL;
+  `, // 9: storage samples and recent pushes (see sqlite-schema.ts migration 10).
+  `
+  CREATE TABLE storage_samples (
+    cache_id BIGINT NOT NULL REFERENCES caches(id) ON DELETE CASCADE,
+    at BIGINT NOT NULL,
+    paths BIGINT NOT NULL,
+    nar_bytes BIGINT NOT NULL,
+    stored_bytes BIGINT NOT NULL,
+    PRIMARY KEY (cache_id, at)
+  );
+  CREATE INDEX storage_samples_at ON storage_samples(at);
+  CREATE INDEX paths_created ON paths(cache_id, created_at);
   `,
 ];
