@@ -11,6 +11,7 @@ const SETTINGS_BY_COMMAND: Record<string, string[]> = {
     'log-requests',
     'gc-interval',
     'gc-grace',
+    'stats-interval',
     'max-nar-size',
     'recompress-level',
     'recompress-after',

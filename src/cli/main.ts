@@ -18,7 +18,7 @@ const USAGE = `Usage: narwhal <command> [options]
 
 Commands:
   serve   [--data-dir DIR] [--listen HOST:PORT] [--processes N|auto]
-          [--log-requests] [--gc-interval 6h|0] [--gc-grace 1h]
+          [--log-requests] [--gc-interval 6h|0] [--gc-grace 1h] [--stats-interval 10m|0]
           [--max-nar-size BYTES] [--recompress-level 19|0] [--recompress-after 60s] [--deltas]
           run the binary cache server (default 127.0.0.1:5000) in N processes
           sharing the port (default 1; auto = one per core), with GC every

@@ -4,6 +4,7 @@ import { closeNarwhal } from '../context/narwhal.ts';
 import { openNarwhal } from '../tenancy/open-narwhal.ts';
 import { parseDurationOrZero } from '../tenancy/duration.ts';
 import { scheduleGc } from '../maintenance/gc-scheduler.ts';
+import { scheduleStorageSamples } from '../maintenance/storage-samples.ts';
 import { DEFAULT_RECOMPRESS_LEVEL } from '../maintenance/recompress.ts';
 import { scheduleRecompression } from '../maintenance/recompress-scheduler.ts';
 import { createNarwhalServer } from '../server/server.ts';
@@ -22,6 +23,7 @@ export async function serveCommand(args: string[]): Promise<number> {
       'log-requests': { type: 'boolean', default: false },
       'gc-interval': { type: 'string', default: '6h' },
       'gc-grace': { type: 'string', default: '1h' },
+      'stats-interval': { type: 'string', default: '10m' },
       'max-nar-size': { type: 'string' },
       'recompress-level': { type: 'string', default: String(DEFAULT_RECOMPRESS_LEVEL) },
       'recompress-after': { type: 'string', default: '60s' },
@@ -32,6 +34,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   const { host, port } = parseListen(values.listen);
   const gcInterval = parseDurationOrZero(values['gc-interval']);
   const gcGrace = parseDurationOrZero(values['gc-grace']);
+  const statsInterval = parseDurationOrZero(values['stats-interval']);
   const recompressLevel = parseZstdLevel('--recompress-level', values['recompress-level'], true);
   const recompressAfter = parseDurationOrZero(values['recompress-after']);
   const maxNarSize =
@@ -60,6 +63,7 @@ export async function serveCommand(args: string[]): Promise<number> {
     recompressLevel > 0
       ? scheduleRecompression(nw, { level: recompressLevel, idleMs: recompressAfter, deltas: values.deltas, log })
       : undefined;
+  const samples = statsInterval > 0 ? scheduleStorageSamples(nw, { intervalMs: statsInterval, log }) : undefined;
   if (hasWritePreparation(nw.chunks)) nw.chunks.prepare();
   prepareStreamChunking();
   const server = createNarwhalServer(nw, { logRequests: values['log-requests'] });
@@ -76,6 +80,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   server.close();
   server.closeIdleConnections();
   await gc?.stop();
+  await samples?.stop();
   await recompression?.stop();
   await closeNarwhal(nw);
   // The channel to a supervisor would keep this process alive.

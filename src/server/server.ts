@@ -6,7 +6,8 @@ import { StorageFullGuard } from '../ingest/storage-full.ts';
 import { isNarwhalError, NarwhalError } from '../errors.ts';
 import { handleApi } from './api/api-router.ts';
 import { requestToken } from './auth.ts';
-import { sendError } from './http-errors.ts';
+import { sendError, statusFor } from './http-errors.ts';
+import { handleWeb, isWebPath } from '../web/web-router.ts';
 import { sendText } from './send-text.ts';
 import { CACHE_INFO_ROUTE, matchRoute, normalizeCachePath, type Route } from './routes.ts';
 
@@ -79,9 +80,7 @@ async function handle(
 ): Promise<void> {
   const method = req.method ?? 'GET';
   const rawPath = (req.url ?? '/').split('?', 1)[0];
-  if (rawPath === '/' && (method === 'GET' || method === 'HEAD')) {
-    return sendText(res, 200, 'Narwhal Nix binary cache. Caches answer under /<name>/, e.g. /main/nix-cache-info\n');
-  }
+  if (isWebPath(rawPath)) return handleWeb(nw, req, res, { statusFor, log });
   const token = await requestToken(nw, req);
   if (rawPath.startsWith('/_api/')) return handleApi({ nw, req, res, token, path: rawPath, log });
 

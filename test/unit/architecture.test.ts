@@ -19,6 +19,7 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['tenancy'],
   ['ingest', 'serving'],
   ['maintenance', 'push'],
+  ['web'],
   ['server', 'client'],
   ['cli'],
 ];
