@@ -87,9 +87,9 @@ ${listing.truncated ? html`<p class="muted">Only the first ${LISTED_FILES} entri
 /** A table of NAR entries, each linked to its file page. */
 export function fileTable(cache: CacheRecord, hashPart: string, entries: NarEntry[]): Html {
   const rows = entries.map((entry) => {
-    const name = entry.path === '' ? '/' : entry.path;
+    const name = entry.path === '' ? '/' : entry.type === 'directory' ? `${entry.path}/` : entry.path;
     const link = html`<a href="${links.file(cache.name, hashPart, entry.path)}">${name}</a>`;
-    if (entry.type === 'directory') return html`<tr><td class="mono">${link}/</td><td>directory</td><td></td></tr>`;
+    if (entry.type === 'directory') return html`<tr><td class="mono">${link}</td><td>directory</td><td></td></tr>`;
     if (entry.type === 'symlink')
       return html`<tr><td class="mono">${link}</td><td>symlink</td><td class="mono">→ ${entry.target}</td></tr>`;
     return html`<tr><td class="mono">${link}</td><td>${entry.executable ? 'executable' : 'file'}</td><td class="num">${formatBytes(entry.size)}</td></tr>`;
