@@ -23,7 +23,10 @@ export async function sampleStorage(nw: Narwhal, intervalMs: number, now = Date.
   if (!(await nw.meta.tryAcquireLease(SAMPLE_LEASE, `sample-${randomUUID()}`, Math.max(1, intervalMs - 1_000)))) {
     return false;
   }
-  await nw.meta.recordStorageSamples(now);
+  // Each cache's usage is read outside any write, so that sampling a big cache holds no lock.
+  for (const cache of await nw.meta.listCaches()) {
+    await nw.meta.recordStorageSample(cache.id, { at: now, ...(await nw.meta.cacheUsage(cache.id)) });
+  }
   await nw.meta.deleteStorageSamples(now - SAMPLE_KEEP_MS);
   return true;
 }

@@ -48,16 +48,21 @@ const CACHE_SETTINGS =
 /**
  * The live paths of a cache (parameters: cache id, accessed-before time, cache id): pinned, or
  * accessed at or after the time, or referred to (transitively) by a live path of the cache.
+ * The recursive step starts from the row just found (CROSS JOIN keeps SQLite's join order), so
+ * that it looks up that path's references by primary key: with path_refs first, SQLite scanned
+ * every reference of the cache per path found (2,000 paths: 1.6 s, against 12 ms).
  */
 const LIVE_PATHS = `WITH RECURSIVE live(hash_part) AS (
   SELECT hash_part FROM paths WHERE cache_id = ? AND (pinned OR last_access >= ?)
   UNION
-  SELECT path_refs.ref_hash FROM path_refs JOIN live ON path_refs.hash_part = live.hash_part WHERE path_refs.cache_id = ?
+  SELECT path_refs.ref_hash FROM live CROSS JOIN path_refs WHERE path_refs.hash_part = live.hash_part AND path_refs.cache_id = ?
 )`;
 
 /**
  * A cache's paths, NAR bytes of its paths, and stored bytes of the distinct chunks their NARs use
  * (what the cache would take on its own), as columns; `id` is the cache id's SQL (used 3 times).
+ * It reads every path and chunk of the cache: the server samples it (storage-samples.ts) rather
+ * than working it out per page.
  */
 function cacheUsageColumns(id: string): string {
   return `(SELECT count(*) FROM paths WHERE paths.cache_id = ${id}) AS paths,
@@ -439,16 +444,17 @@ export function metadataStatements(d: SqlDialect) {
       `${LIVE_PATHS} DELETE FROM paths WHERE cache_id = ? AND hash_part NOT IN (SELECT hash_part FROM live)`,
     ),
     // What expirePaths would delete, the longest unused first.
+    // Only paths past retention and unpinned can be expired: checked first, so that while there are none the closure walk is not run.
     expirablePaths: sql(
       `${LIVE_PATHS} SELECT ${PATH_COLUMNS} FROM paths JOIN nars ON nars.id = paths.nar_id
-       WHERE paths.cache_id = ? AND paths.hash_part NOT IN (SELECT hash_part FROM live)
+       WHERE paths.cache_id = ? AND NOT paths.pinned AND paths.last_access < ? AND paths.hash_part NOT IN (SELECT hash_part FROM live)
        ORDER BY paths.last_access, paths.hash_part LIMIT ?`,
     ),
 
     cacheUsage: sql(`SELECT ${cacheUsageColumns('CAST(? AS BIGINT)')}`),
-    recordStorageSamples: sql(
-      `INSERT INTO storage_samples (cache_id, at, paths, nar_bytes, stored_bytes)
-       SELECT caches.id, CAST(? AS BIGINT), ${cacheUsageColumns('caches.id')} FROM caches WHERE true ON CONFLICT DO NOTHING`,
+    insertStorageSample: sql(
+      `INSERT INTO storage_samples (cache_id, at, paths, nar_bytes, stored_bytes) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (cache_id, at) DO NOTHING`,
     ),
     storageSamples: sql('SELECT * FROM storage_samples WHERE cache_id = ? AND at >= ? ORDER BY at DESC LIMIT ?'),
     deleteStorageSamples: sql('DELETE FROM storage_samples WHERE at < ?'),
@@ -465,17 +471,18 @@ export function metadataStatements(d: SqlDialect) {
        WHERE paths.cache_id = ? AND lower(paths.store_path) LIKE ? ESCAPE '!'
        ORDER BY paths.store_path${d.bytewise} LIMIT ?`,
     ),
+    // By hash part, the order of the index on ref_hash: a path that every path refers to has its first few read, not all sorted.
     referrersOf: sql(
       `SELECT ${PATH_COLUMNS} FROM path_refs
        JOIN paths ON paths.cache_id = path_refs.cache_id AND paths.hash_part = path_refs.hash_part
        JOIN nars ON nars.id = paths.nar_id
-       WHERE path_refs.cache_id = ? AND path_refs.ref_hash = ? ORDER BY paths.store_path${d.bytewise} LIMIT ?`,
+       WHERE path_refs.cache_id = ? AND path_refs.ref_hash = ? ORDER BY path_refs.hash_part LIMIT ?`,
     ),
     closureSize: sql(
       `WITH RECURSIVE closure(hash_part) AS (
          SELECT CAST(? AS TEXT)
          UNION
-         SELECT path_refs.ref_hash FROM path_refs JOIN closure ON path_refs.hash_part = closure.hash_part WHERE path_refs.cache_id = ?
+         SELECT path_refs.ref_hash FROM closure CROSS JOIN path_refs WHERE path_refs.hash_part = closure.hash_part AND path_refs.cache_id = ?
        )
        SELECT count(*) AS paths, coalesce(sum(nars.nar_size), 0) AS nar_bytes FROM closure
        JOIN paths ON paths.cache_id = ? AND paths.hash_part = closure.hash_part JOIN nars ON nars.id = paths.nar_id`,

@@ -232,7 +232,7 @@ export interface CacheUsage {
   storedBytes: number;
 }
 
-/** A cache's usage at one moment (MetadataStore.recordStorageSamples). */
+/** A cache's usage at one moment (MetadataStore.recordStorageSample). */
 export interface StorageSample extends CacheUsage {
   at: number;
 }
@@ -364,12 +364,12 @@ export interface MetadataStore {
   pinnedPaths(cacheId: number, limit: number): Promise<PathRecord[]>;
   /** The cache's paths whose store path contains `text` (ASCII letters in any case), by store path, at most `limit`. */
   searchPaths(cacheId: number, text: string, limit: number): Promise<PathRecord[]>;
-  /** The cache's paths that refer to the path, by store path, at most `limit`. */
+  /** The cache's paths that refer to the path, by hash part, at most `limit`. */
   referrersOf(cacheId: number, hashPart: string, limit: number): Promise<PathRecord[]>;
   /** The path's closure within the cache (references followed as far as the cache has them). */
   closureSize(cacheId: number, hashPart: string): Promise<ClosureSize>;
-  /** Records every cache's usage as a sample at `at` (a sample already there is kept). */
-  recordStorageSamples(at: number): Promise<void>;
+  /** Records a sample of the cache's usage (a sample already there at that time is kept). */
+  recordStorageSample(cacheId: number, sample: StorageSample): Promise<void>;
   /** The cache's samples taken at or after `since`, oldest first: the latest `limit` of them. */
   storageSamples(cacheId: number, since: number, limit: number): Promise<StorageSample[]>;
   /** Deletes the samples taken before `before`. */

@@ -333,8 +333,9 @@ export abstract class SqlMetadata implements MetadataStore {
     return { paths: Number(row.paths), narBytes: Number(row.nar_bytes) };
   }
 
-  async recordStorageSamples(at: number): Promise<void> {
-    await this.#runner.write(run(this.#q.recordStorageSamples, [at]));
+  async recordStorageSample(cacheId: number, sample: StorageSample): Promise<void> {
+    const { at, paths, narBytes, storedBytes } = sample;
+    await this.#runner.write(run(this.#q.insertStorageSample, [cacheId, at, paths, narBytes, storedBytes]));
   }
 
   async storageSamples(cacheId: number, since: number, limit: number): Promise<StorageSample[]> {
@@ -480,7 +481,14 @@ export abstract class SqlMetadata implements MetadataStore {
   }
 
   async expirablePaths(cacheId: number, accessedBefore: number, limit: number): Promise<PathRecord[]> {
-    const rows = await this.#runner.all(this.#q.expirablePaths, [cacheId, accessedBefore, cacheId, cacheId, limit]);
+    const rows = await this.#runner.all(this.#q.expirablePaths, [
+      cacheId,
+      accessedBefore,
+      cacheId,
+      cacheId,
+      accessedBefore,
+      limit,
+    ]);
     return rows.map(toPath);
   }
 

@@ -27,13 +27,15 @@ export async function cachePage(
   cache: CacheRecord,
 ): Promise<Html> {
   const now = Date.now();
-  const [usage, recent, pins, next, samples] = await Promise.all([
-    nw.meta.cacheUsage(cache.id),
+  const [recent, pins, next, samples] = await Promise.all([
     nw.meta.recentPaths(cache.id, RECENT),
     nw.meta.pinnedPaths(cache.id, PINS),
     gcNext(nw, cache, GC_NEXT, now),
     nw.meta.storageSamples(cache.id, now - CHART_SPAN_MS, CHART_SAMPLES),
   ]);
+  // The figures read every path and chunk of the cache: the latest sample has them (live only before the first).
+  const latest = samples.at(-1) ?? { at: now, ...(await nw.meta.cacheUsage(cache.id)) };
+  const usage = latest;
   const url = `${(req.socket as TLSSocket).encrypted ? 'https' : 'http'}://${req.headers.host ?? 'localhost'}/${cache.name}`;
   const canPin = mayPin(session.token, cache);
   const body = html`<h1>${cache.name} <span class="badge">${cache.isPublic ? 'public' : 'private'}</span></h1>
@@ -43,6 +45,7 @@ export async function cachePage(
   <div>stored bytes<b class="stored-bytes">${formatBytes(usage.storedBytes)}</b></div>
   <div>deduplication<b class="dedup">${formatRatio(usage.narBytes, usage.storedBytes)}</b></div>
 </section>
+<p class="muted as-of">As of ${formatTime(latest.at)}${samples.length > 0 ? ' (the latest storage sample)' : ''}.</p>
 <h2>Use it</h2>
 <p>Public key: <code class="public-key">${publicKeyOf(cache.signingKey)}</code></p>
 <p>Lines for <code>nix.conf</code>:</p>

@@ -726,10 +726,11 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     });
     assert.deepEqual(await meta.closureSize(cache.id, hashPart('hello-2.12')), { paths: 1, narBytes: a.narSize });
 
-    await meta.recordStorageSamples(1000);
-    await meta.recordStorageSamples(1000);
+    await meta.recordStorageSample(cache.id, { at: 1000, ...usage });
+    await meta.recordStorageSample(cache.id, { at: 1000, ...usage, paths: 99 });
     await meta.putPath(newPath(cache.id, 'late', a.id));
-    await meta.recordStorageSamples(2000);
+    await meta.recordStorageSample(cache.id, { at: 2000, ...(await meta.cacheUsage(cache.id)) });
+    await meta.recordStorageSample(other.id, { at: 2000, ...(await meta.cacheUsage(other.id)) });
     const samples = await meta.storageSamples(cache.id, 0, 10);
     assert.deepEqual(samples, [
       { at: 1000, ...usage },
