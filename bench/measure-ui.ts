@@ -11,7 +11,7 @@
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { closeNarwhal, type Narwhal } from '../src/context/narwhal.ts';
@@ -24,6 +24,7 @@ import { configureCache } from '../src/tenancy/caches.ts';
 import { openNarwhal } from '../src/tenancy/open-narwhal.ts';
 import { Readable } from 'node:stream';
 import { table } from './format.ts';
+import type { TargetResult } from './results.ts';
 
 export const UI_TARGET_MS = 50;
 
@@ -144,6 +145,8 @@ export async function measureUi(
     const mid = Math.floor(options.paths / 2) + 50;
     const pathUrl = (i: number) => `/_ui/c/main/p/${hashPartOf(i)}`;
     const pages: [string, string][] = [
+      // Not a page: the cheapest thing the server answers, as a baseline of this machine's load.
+      ['baseline: narinfo lookup', `/main/${hashPartOf(mid)}.narinfo`],
       ['cache list', '/'],
       ['search (many matches)', '/?q=pkg-1'],
       ['search (one match)', `/?q=${nameOf(mid)}`],
@@ -182,10 +185,34 @@ export async function measureUi(
   }
 }
 
+/** The target of issue 21, judged only on a cache of 10,000 paths or more: every page's p95 within UI_TARGET_MS. */
+export function judgeUiTargets(rows: UiPageTiming[] | undefined): TargetResult[] {
+  const name = `web UI pages: p95 server time at 10,000 paths (slowest page)`;
+  const pages = (rows ?? []).filter((r) => !r.page.startsWith('baseline'));
+  if (pages.length === 0 || pages[0].paths < 10_000) {
+    return [{ issue: 21, name, measured: '-', required: `<= ${UI_TARGET_MS} ms`, status: 'not measured' }];
+  }
+  const slowest = pages.reduce((a, b) => (b.p95Ms > a.p95Ms ? b : a));
+  return [
+    {
+      issue: 21,
+      name,
+      measured: `${slowest.p95Ms.toFixed(1)} ms (${slowest.page})`,
+      required: `<= ${UI_TARGET_MS} ms`,
+      status: slowest.p95Ms <= UI_TARGET_MS ? 'met' : 'missed',
+    },
+  ];
+}
+
 export function uiTable(rows: UiPageTiming[]): string {
   return table(
     ['page', 'median ms', 'p95 ms', `within ${UI_TARGET_MS} ms`],
-    rows.map((r) => [r.page, r.medianMs.toFixed(1), r.p95Ms.toFixed(1), r.p95Ms <= UI_TARGET_MS ? 'yes' : 'no']),
+    rows.map((r) => [
+      r.page,
+      r.medianMs.toFixed(1),
+      r.p95Ms.toFixed(1),
+      r.page.startsWith('baseline') ? '' : r.p95Ms <= UI_TARGET_MS ? 'yes' : 'no',
+    ]),
   );
 }
 
@@ -197,6 +224,8 @@ if (import.meta.main) {
     process.stderr.write(`${line}\n`),
   );
   process.stdout.write(
-    `${rows[0]?.paths} paths, ${rows[0]?.requests} requests per page (server time)\n\n${uiTable(rows)}\n`,
+    `${rows[0]?.paths} paths, ${rows[0]?.requests} requests per page (server time), load average ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}\n\n${uiTable(rows)}\n`,
   );
 }

@@ -1,3 +1,4 @@
+import type { UiPageTiming } from './measure-ui.ts';
 /** Everything one benchmark run measured; the report and the targets are computed from this. */
 import type { DiskUsage } from './disk-usage.ts';
 import type { ModeName } from './modes.ts';
@@ -165,6 +166,8 @@ export interface Results {
   substitute: TimedSystem[];
   downloads: Download[];
   lookups: Lookup[];
+  /** Web UI page times (bench/measure-ui.ts); absent in results of older runs. */
+  ui?: UiPageTiming[];
   lookupSettings: string;
   memory: MemoryFigure[];
   targets: TargetResult[];

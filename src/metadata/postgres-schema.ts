@@ -196,5 +196,6 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX storage_samples_at ON storage_samples(at);
   CREATE INDEX paths_created ON paths(cache_id, created_at);
+  CREATE INDEX paths_pinned ON paths(cache_id) WHERE pinned;
   `,
 ];

@@ -255,5 +255,6 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX storage_samples_at ON storage_samples(at);
   CREATE INDEX paths_created ON paths(cache_id, created_at);
+  CREATE INDEX paths_pinned ON paths(cache_id) WHERE pinned;
   `,
 ];
