@@ -142,7 +142,8 @@ export async function measureUi(
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const mid = Math.floor(options.paths / 2) + 50;
+    // Halfway along a group's chain: its closure is GROUP / 2 + 1 paths deep (less in a cache under 2 groups).
+    const mid = Math.min(options.paths - 1, Math.floor(options.paths / 2) + GROUP / 2);
     const pathUrl = (i: number) => `/_ui/c/main/p/${hashPartOf(i)}`;
     const pages: [string, string][] = [
       // Not a page: the cheapest thing the server answers, as a baseline of this machine's load.
@@ -151,7 +152,7 @@ export async function measureUi(
       ['search (many matches)', '/?q=pkg-1'],
       ['search (one match)', `/?q=${nameOf(mid)}`],
       ['cache page', '/_ui/c/main'],
-      ['path page (closure of 51)', pathUrl(mid)],
+      ['path page (a chain of references)', pathUrl(mid)],
       ['path page (every path refers to it)', pathUrl(0)],
       ['file page (text)', `${pathUrl(mid)}/f/README.txt`],
       ['file download', `${pathUrl(mid)}/f/README.txt?download=1`],
