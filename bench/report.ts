@@ -3,6 +3,7 @@
  * SVG charts beside it in benchmarks/, and the raw figures as benchmarks/results.json. Only the part
  * of benchmarks.md between the markers is rewritten: sections written by hand outside them stay.
  */
+import { uiTable } from './measure-ui.ts';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { count, mb, rate, seconds, table, times } from './format.ts';
@@ -441,6 +442,10 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
   );
 
   if (r.metricsScrape) md.push(...metricsScrapeSection(r.metricsScrape));
+  if (r.ui && r.ui.length > 0) {
+    md.push(`### Web UI page times (server time, ${count(r.ui[0].paths)} paths)`, '', uiTable(r.ui), '');
+    md.push('Made by `bench/measure-ui.ts`; what it builds and times: benchmarks.md, "Web UI pages".', '');
+  }
 
   // 5. Memory
   md.push('## 5. Memory', '');

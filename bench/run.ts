@@ -36,6 +36,7 @@ import { judgeDeltaTargets } from './delta-targets.ts';
 import { judgeUpgradeTargets } from './upgrade-targets.ts';
 import { measureUpgrades } from './measure-upgrades.ts';
 import { measurePullThrough } from './measure-pull-through.ts';
+import { judgeUiTargets, measureUi } from './measure-ui.ts';
 import { table } from './format.ts';
 
 async function main(argv: string[]): Promise<number> {
@@ -146,6 +147,7 @@ async function main(argv: string[]): Promise<number> {
 
   const memory = await measureMemory(ds, mode.syntheticNarBytes, work, narwhal.dataDir, log);
   const chunking = await measureChunking(ds, mode.chunkingVariants, DEFAULT_ZSTD_LEVEL, mode.zstdLevels, log);
+  const ui = await measureUi(modeName === 'tiny' ? { paths: 100, requests: 3 } : { paths: 10_000, requests: 50 }, log);
 
   const finishedAt = new Date();
   const args = argv.join(' ');
@@ -181,6 +183,7 @@ async function main(argv: string[]): Promise<number> {
     downloads,
     lookups,
     metricsScrape,
+    ui,
     lookupSettings: `${wrk.connections} connections, ${wrk.seconds} s per measurement, median of ${wrk.rounds} alternating rounds, wrk with ${wrk.threads} threads`,
     memory: [...memory.memory, ...pushed.memory, ...(servingMemory ? [servingMemory] : []), ...ingest.memory],
     notes: pushed.notes,
@@ -208,6 +211,7 @@ async function main(argv: string[]): Promise<number> {
       ...judgeDeltaTargets(figures),
       ...judgeUpgradeTargets(figures),
       ...judgeMetricsTarget(metricsScrape),
+      ...judgeUiTargets(figures.ui),
     ],
   };
   const file = await writeReport(results, outDir);

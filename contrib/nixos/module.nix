@@ -22,6 +22,7 @@ let
     logFormat = "NARWHAL_LOG_FORMAT";
     gcInterval = "NARWHAL_GC_INTERVAL";
     gcGrace = "NARWHAL_GC_GRACE";
+    statsInterval = "NARWHAL_STATS_INTERVAL";
     maxNarSize = "NARWHAL_MAX_NAR_SIZE";
     recompressLevel = "NARWHAL_RECOMPRESS_LEVEL";
     recompressAfter = "NARWHAL_RECOMPRESS_AFTER";
@@ -71,6 +72,7 @@ in
       logFormat = setting (types.enum [ "text" "json" ]) "json" "Log lines as text or as one JSON object each (the journal keeps either).";
       gcInterval = setting types.str "6h" "Time between GC runs (0: never).";
       gcGrace = setting types.str "1h" "How long unused NARs and chunks stay before GC deletes them.";
+      statsInterval = setting types.str "10m" "Time between storage samples the web UI draws (0: never).";
       maxNarSize = setting text null "Largest NAR accepted, in bytes or with K, M, G, T (null: 64G).";
       recompressLevel = setting types.str "19" "zstd level idle recompression raises chunks to (0: never).";
       recompressAfter = setting types.str "60s" "Idle time without uploads before recompressing.";

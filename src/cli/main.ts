@@ -21,6 +21,7 @@ const USAGE = `Usage: narwhal <command> [options]
 Commands:
   serve   [--data-dir DIR] [--listen HOST:PORT] [--processes N|auto]
           [--log-requests] [--log-format text|json] [--gc-interval 6h|0] [--gc-grace 1h]
+          [--stats-interval 10m|0]
           [--max-nar-size BYTES] [--recompress-level 19|0] [--recompress-after 60s] [--deltas]
           [--metrics-token TOKEN] [--metrics-listen HOST:PORT] [--tls-cert FILE --tls-key FILE]
           [--upstream-timeout 10s] [--upstream-negative-ttl 60s] [--netrc-file FILE]

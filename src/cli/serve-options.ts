@@ -24,6 +24,11 @@ export const SERVE_OPTIONS = {
   'log-format': { type: 'string', default: 'text', help: 'log lines as text or json (one object per line)' },
   'gc-interval': { type: 'string', default: '6h', help: 'time between GC runs (0: never)' },
   'gc-grace': { type: 'string', default: '1h', help: 'how long unused NARs and chunks stay before GC deletes them' },
+  'stats-interval': {
+    type: 'string',
+    default: '10m',
+    help: 'time between storage samples the web UI draws (0: never)',
+  },
   'max-nar-size': { type: 'string', help: 'largest NAR accepted, in bytes or with K, M, G, T' },
   'recompress-level': {
     type: 'string',

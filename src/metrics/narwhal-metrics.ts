@@ -267,6 +267,22 @@ export class NarwhalMetrics {
     this.#recompressBytes.inc({ stage: 'after' }, r.bytesAfter ?? 0);
   }
 
+  /**
+   * A counter a higher room keeps itself (pull-through's), read at each scrape: `read` must only
+   * grow over the life of the process.
+   */
+  countFrom(name: string, help: string, read: () => number): void {
+    new Counter({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  }
+
   recordError(kind: string): void {
     this.#errors.inc({ kind });
   }

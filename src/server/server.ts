@@ -9,7 +9,8 @@ import { formatLogLine, type LogEntry, type LogFormat } from '../runtime/log-lin
 import { handleApi } from './api/api-router.ts';
 import { requestToken } from './auth.ts';
 import { getMetrics, type MetricsAccess } from './handlers/metrics.ts';
-import { sendError } from './http-errors.ts';
+import { sendError, statusFor } from './http-errors.ts';
+import { handleWeb, isWebPath } from '../web/web-router.ts';
 import { requestIdOf } from './request-id.ts';
 import { isHttp2, sendText } from './send-text.ts';
 import { CACHE_INFO_ROUTE, matchRoute, normalizeCachePath, type Route } from './routes.ts';
@@ -191,9 +192,9 @@ async function handle(
     state.route = 'metrics';
     return getMetrics(nw, req, res, metrics);
   }
-  if (rawPath === '/' && (method === 'GET' || method === 'HEAD')) {
-    state.route = 'root';
-    return sendText(res, 200, 'Narwhal Nix binary cache. Caches answer under /<name>/, e.g. /main/nix-cache-info\n');
+  if (isWebPath(rawPath)) {
+    state.route = 'web';
+    return handleWeb(nw, req, res, { statusFor, log });
   }
   const token = await requestToken(nw, req);
   if (rawPath.startsWith('/_api/')) {

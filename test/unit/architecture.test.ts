@@ -19,6 +19,7 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['tenancy'],
   ['ingest', 'serving'],
   ['maintenance', 'push', 'upstream'],
+  ['web'],
   ['server', 'client'],
   ['cli'],
 ];
