@@ -15,7 +15,7 @@ import { parseByteSize, parseListen, parseZstdLevel } from './options.ts';
 import { isSupervisedServer, parseProcesses, superviseServers } from './serve-processes.ts';
 import { SERVE_OPTIONS } from './serve-options.ts';
 import { formatLogLine, parseLogFormat } from '../runtime/log-lines.ts';
-import { offerToSupervisor } from '../metrics/cluster-metrics.ts';
+import { answerSupervisor, offerToSupervisor } from '../metrics/cluster-metrics.ts';
 import { exposePullCounters } from '../upstream/pull-counters.ts';
 import { Server as HttpServer } from 'node:http';
 import type { Http2SecureServer } from 'node:http2';
@@ -53,6 +53,7 @@ export async function serveCommand(args: string[]): Promise<number> {
       log(`metrics at http://${shownAddress(metricsAddress, values['metrics-listen'])}/metrics only`);
   };
   if (processes > 1 && !isSupervisedServer()) return superviseServers(processes, announce);
+  answerSupervisor();
   const nw = await openNarwhal({
     dataDir: values['data-dir'],
     storage: values.storage,
