@@ -159,7 +159,7 @@ export async function measureUi(
     ];
     const rows: UiPageTiming[] = [];
     try {
-      for (const [page, url] of pages) {
+      const timePage = async (page: string, url: string): Promise<void> => {
         const first = await fetch(`${base}${url}`);
         if (first.status !== 200) throw new Error(`${url} answered ${first.status}: ${await first.text()}`);
         await first.arrayBuffer();
@@ -174,7 +174,11 @@ export async function measureUi(
           medianMs: percentile(sorted, 0.5),
           p95Ms: percentile(sorted, 0.95),
         });
-      }
+      };
+      for (const [page, url] of pages) await timePage(page, url);
+      // The same page without retention, so without GC's walk of the live paths: what that walk costs.
+      await configureCache(nw, 'main', { retention: 0 });
+      await timePage('cache page, no retention (no GC walk)', '/_ui/c/main');
     } finally {
       server.closeAllConnections();
       server.close();
