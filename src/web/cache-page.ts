@@ -2,7 +2,6 @@ import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { Narwhal } from '../context/narwhal.ts';
 import type { CacheRecord, PathRecord } from '../metadata/metadata-store.ts';
-import { gcNext } from '../maintenance/gc.ts';
 import { publicKeyOf } from '../nix/signing.ts';
 import { formatBytes, formatRatio, formatTime } from './format.ts';
 import { type Html, html } from './html.ts';
@@ -10,6 +9,7 @@ import { links } from './links.ts';
 import { page } from './page.ts';
 import type { WebSession } from './session.ts';
 import { storageChart } from './storage-chart.ts';
+import { gcNextView } from './gc-next-view.ts';
 import { mayPin } from './visible-caches.ts';
 import { pullCountersSnapshot } from '../upstream/pull-counters.ts';
 
@@ -31,7 +31,7 @@ export async function cachePage(
   const [recent, pins, next, samples] = await Promise.all([
     nw.meta.recentPaths(cache.id, RECENT),
     nw.meta.pinnedPaths(cache.id, PINS),
-    gcNext(nw, cache, GC_NEXT, now),
+    gcNextView(nw, cache, GC_NEXT, now),
     nw.meta.storageSamples(cache.id, now - CHART_SPAN_MS, CHART_SAMPLES),
   ]);
   // The figures read every path and chunk of the cache: the latest sample has them (live only before the first).
@@ -65,10 +65,10 @@ ${canPin ? pinForm(cache, session) : ''}
 ${
   cache.retention === 0
     ? html`<p class="muted gc-next">This cache keeps its paths forever (no retention).</p>`
-    : next.length === 0
+    : next.paths.length === 0
       ? html`<p class="muted gc-next">Nothing: every path was used within the retention of ${cache.retention} s, is pinned, or is needed by one that is.</p>`
-      : html`<p>Paths unused for over ${cache.retention} s, not pinned and not needed by a live path; the next GC run expires them.</p>
-${pathTable(cache, next, 'gc-next', (p) => formatTime(p.lastAccess), 'last used')}`
+      : html`<p>Paths unused for over ${cache.retention} s, not pinned and not needed by a live path; the next GC run expires them (as of ${formatTime(next.at)}).</p>
+${pathTable(cache, next.paths, 'gc-next', (p) => formatTime(p.lastAccess), 'last used')}`
 }`;
   return page(session, cache.name, body);
 }

@@ -3,6 +3,7 @@ import type { Narwhal } from '../context/narwhal.ts';
 import { NarwhalError } from '../errors.ts';
 import { authenticate } from '../tenancy/tokens.ts';
 import { pinPath } from '../tenancy/paths.ts';
+import { forgetGcNext } from './gc-next-view.ts';
 import { cachePage } from './cache-page.ts';
 import { filePage, sendFileDownload } from './file-page.ts';
 import { readForm } from './form.ts';
@@ -135,6 +136,7 @@ async function post(
     throw new NarwhalError('forbidden', `pinning in ${cache.name} needs a token with push or admin on it`);
   }
   const pinned = await pinPath(nw, cache.name, (form.get('path') ?? '').trim(), form.get('pinned') === '1');
+  forgetGcNext(nw, cache.id);
   const hashPart = pinned.storePath.slice('/nix/store/'.length, '/nix/store/'.length + 32);
   redirect(
     res,
