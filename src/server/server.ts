@@ -136,24 +136,15 @@ function requestTracker(
   const write = (entry: LogEntry): void => sink(formatLogLine(format, entry));
   return (req, res) => {
     const started = process.hrtime.bigint();
-    const socket = req.socket;
-    const readBefore = socket.bytesRead;
-    const writtenBefore = socket.bytesWritten;
+    const bytes = byteCounter(req, res);
     const requestId = requestIdOf(req);
     const state: RequestState = { route: 'other' };
     res.setHeader('X-Request-Id', requestId);
     res.once('close', () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const method = req.method ?? 'GET';
-      const bytesOut = socket.bytesWritten - writtenBefore;
-      nw.metrics.recordRequest({
-        route: state.route,
-        method,
-        status: res.statusCode,
-        seconds,
-        bytesIn: socket.bytesRead - readBefore,
-        bytesOut,
-      });
+      const { bytesIn, bytesOut } = bytes();
+      nw.metrics.recordRequest({ route: state.route, method, status: res.statusCode, seconds, bytesIn, bytesOut });
       if (state.route === 'narinfo' && (method === 'GET' || method === 'HEAD')) {
         if (res.statusCode === 200 || res.statusCode === 404) nw.metrics.recordNarinfoLookup(res.statusCode === 200);
       }
@@ -176,6 +167,24 @@ function requestTracker(
       write({ level: message.startsWith('error') ? 'error' : 'info', msg: message, requestId });
     return { state, log };
   };
+}
+
+/**
+ * The bytes a request moved, read when it is done. Over HTTP/1.1 a connection carries one request
+ * at a time, so its socket's counters tell. Over HTTP/2 streams share the socket, so the bodies'
+ * declared lengths stand in (headers and frames uncounted; a body cut short counted whole).
+ */
+function byteCounter(req: IncomingMessage, res: ServerResponse): () => { bytesIn: number; bytesOut: number } {
+  if (isHttp2(req)) {
+    return () => ({
+      bytesIn: Number(req.headers['content-length'] ?? 0) || 0,
+      bytesOut: req.method === 'HEAD' ? 0 : Number(res.getHeader('content-length') ?? 0) || 0,
+    });
+  }
+  const socket = req.socket;
+  const readBefore = socket.bytesRead;
+  const writtenBefore = socket.bytesWritten;
+  return () => ({ bytesIn: socket.bytesRead - readBefore, bytesOut: socket.bytesWritten - writtenBefore });
 }
 
 async function handle(
