@@ -1,10 +1,10 @@
 /**
- * Section 8 of the report: TLS and HTTP/2 (issue 21), HTTP/2 and HTTP/1.1 side by side.
+ * Section 9 of the report: TLS and HTTP/2 (issue 21), HTTP/2 and HTTP/1.1 side by side.
  */
 import { table } from './format.ts';
 import type { Results, TlsFigures } from './results.ts';
 
-export const TLS_SECTION = '## 8. TLS and HTTP/2';
+export const TLS_SECTION = '## 9. TLS and HTTP/2';
 
 export function renderTlsSection(r: Results): string[] {
   const md = [TLS_SECTION, ''];

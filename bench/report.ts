@@ -3,6 +3,7 @@
  * SVG charts beside it in benchmarks/, and the raw figures as benchmarks/results.json. Only the part
  * of benchmarks.md between the markers is rewritten: sections written by hand outside them stay.
  */
+import { uiTable } from './measure-ui.ts';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { count, mb, rate, seconds, table, times } from './format.ts';
@@ -12,6 +13,7 @@ import { groupedBarChart, type BarGroup } from './svg-chart.ts';
 import { DELTA_SECTION, renderDeltaSection } from './report-deltas.ts';
 import { renderUpgradeSection, UPGRADE_SECTION } from './report-upgrades.ts';
 import { renderTlsSection, TLS_SECTION } from './report-tls.ts';
+import { PULL_THROUGH_SECTION, renderPullThroughSection } from './report-pull-through.ts';
 
 export const CHART_DIR = 'benchmarks';
 export const REPORT_FILE = 'benchmarks.md';
@@ -41,6 +43,7 @@ export const SECTIONS = [
   '## 5. Memory',
   DELTA_SECTION,
   UPGRADE_SECTION,
+  PULL_THROUGH_SECTION,
   TLS_SECTION,
   '## Method',
 ];
@@ -441,6 +444,10 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
   );
 
   if (r.metricsScrape) md.push(...metricsScrapeSection(r.metricsScrape));
+  if (r.ui && r.ui.length > 0) {
+    md.push(`### Web UI page times (server time, ${count(r.ui[0].paths)} paths)`, '', uiTable(r.ui), '');
+    md.push('Made by `bench/measure-ui.ts`; what it builds and times: benchmarks.md, "Web UI pages".', '');
+  }
 
   // 5. Memory
   md.push('## 5. Memory', '');
@@ -478,6 +485,7 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
 
   md.push(...renderDeltaSection(r));
   md.push(...renderUpgradeSection(r));
+  md.push(...renderPullThroughSection(r));
   md.push(...renderTlsSection(r));
 
   md.push('## Method', '');

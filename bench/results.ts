@@ -1,5 +1,7 @@
 import type { MetricsScrapeCost } from './measure-metrics.ts';
+import type { UiPageTiming } from './measure-ui.ts';
 /** Everything one benchmark run measured; the report and the targets are computed from this. */
+import type { PullThroughFigures } from './measure-pull-through.ts';
 import type { DiskUsage } from './disk-usage.ts';
 import type { ModeName } from './modes.ts';
 
@@ -174,6 +176,8 @@ export interface Results {
   narwhalStats: Record<string, number>;
   /** Fetching and pushing one release after another (absent in results of runs before it existed). */
   upgrades?: { fetch: Upgrade[]; push: PushUpgrade[]; wholePushSeconds: number };
+  /** Pull-through first and second fetch, and storage (absent in results of runs before it existed). */
+  pullThrough?: PullThroughFigures;
   /** Per series, the delta pass run after it (absent in results of runs before it existed). */
   deltaPass?: Record<string, DeltaPassFigure>;
   chunking: ChunkingResult[];
@@ -182,6 +186,8 @@ export interface Results {
   substitute: TimedSystem[];
   downloads: Download[];
   lookups: Lookup[];
+  /** Web UI page times (bench/measure-ui.ts); absent in results of older runs. */
+  ui?: UiPageTiming[];
   lookupSettings: string;
   /** What a 1/s scrape of /metrics costs the lookups (absent in results of runs before it existed). */
   metricsScrape?: MetricsScrapeCost;

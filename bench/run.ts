@@ -36,6 +36,8 @@ import { judgeDeltaTargets } from './delta-targets.ts';
 import { judgeUpgradeTargets } from './upgrade-targets.ts';
 import { measureUpgrades } from './measure-upgrades.ts';
 import { judgeTlsTargets, measureTls } from './measure-tls.ts';
+import { measurePullThrough } from './measure-pull-through.ts';
+import { judgeUiTargets, measureUi } from './measure-ui.ts';
 import { table } from './format.ts';
 
 async function main(argv: string[]): Promise<number> {
@@ -88,6 +90,7 @@ async function main(argv: string[]): Promise<number> {
   let servingMemory: MemoryFigure | undefined;
   let upgrades: Awaited<ReturnType<typeof measureUpgrades>> | undefined;
   let tls: Awaited<ReturnType<typeof measureTls>>;
+  let pullThrough: Awaited<ReturnType<typeof measurePullThrough>> | undefined;
   const wrk = {
     threads: mode.wrkThreads,
     connections: mode.loadConnections,
@@ -117,6 +120,7 @@ async function main(argv: string[]): Promise<number> {
         narBytes: 0,
       };
       upgrades = await measureUpgrades(ds, { nginxZstd: `${nginx.url}/zstd`, narwhal: narwhal.cacheUrl }, work, log);
+      pullThrough = await measurePullThrough(ds, pushed.staticRoot, work, mode.substituteRounds, log);
       // The same data served by a process per core (nginx runs a worker per core), beside the default one.
       const perCore = await startNarwhal(narwhal.dataDir, ['--processes', 'auto']);
       try {
@@ -146,6 +150,7 @@ async function main(argv: string[]): Promise<number> {
 
   const memory = await measureMemory(ds, mode.syntheticNarBytes, work, narwhal.dataDir, log);
   const chunking = await measureChunking(ds, mode.chunkingVariants, DEFAULT_ZSTD_LEVEL, mode.zstdLevels, log);
+  const ui = await measureUi(modeName === 'tiny' ? { paths: 100, requests: 3 } : { paths: 10_000, requests: 50 }, log);
 
   const finishedAt = new Date();
   const args = argv.join(' ');
@@ -173,6 +178,7 @@ async function main(argv: string[]): Promise<number> {
     narwhalStats: { ...pushed.narwhalStats },
     deltaPass: pushed.deltaPass,
     upgrades,
+    pullThrough,
     chunking,
     push: pushed.push,
     ingest: ingest.ingest,
@@ -180,6 +186,7 @@ async function main(argv: string[]): Promise<number> {
     downloads,
     lookups,
     metricsScrape,
+    ui,
     lookupSettings: `${wrk.connections} connections, ${wrk.seconds} s per measurement, median of ${wrk.rounds} alternating rounds, wrk with ${wrk.threads} threads`,
     memory: [...memory.memory, ...pushed.memory, ...(servingMemory ? [servingMemory] : []), ...ingest.memory],
     notes: pushed.notes,
@@ -209,6 +216,7 @@ async function main(argv: string[]): Promise<number> {
       ...judgeUpgradeTargets(figures),
       ...judgeMetricsTarget(metricsScrape),
       ...judgeTlsTargets(figures.tls),
+      ...judgeUiTargets(figures.ui),
     ],
   };
   const file = await writeReport(results, outDir);

@@ -30,9 +30,9 @@ export interface NarwhalStats {
 }
 
 /** The command `npx narwhal` runs: the package's bin, whose shebang picks Node 24 from PATH and sets its flags. */
-const NARWHAL_BIN = join(REPO, 'node_modules/.bin/narwhal');
+export const NARWHAL_BIN = join(REPO, 'node_modules/.bin/narwhal');
 
-function narwhalEnv(): NodeJS.ProcessEnv {
+export function narwhalEnv(): NodeJS.ProcessEnv {
   return { ...process.env, PATH: `${join(REPO, 'node_modules/.bin')}:${process.env.PATH ?? ''}` };
 }
 

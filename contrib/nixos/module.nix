@@ -22,6 +22,7 @@ let
     logFormat = "NARWHAL_LOG_FORMAT";
     gcInterval = "NARWHAL_GC_INTERVAL";
     gcGrace = "NARWHAL_GC_GRACE";
+    statsInterval = "NARWHAL_STATS_INTERVAL";
     maxNarSize = "NARWHAL_MAX_NAR_SIZE";
     recompressLevel = "NARWHAL_RECOMPRESS_LEVEL";
     recompressAfter = "NARWHAL_RECOMPRESS_AFTER";
@@ -30,6 +31,9 @@ let
     metricsListen = "NARWHAL_METRICS_LISTEN";
     tlsCert = "NARWHAL_TLS_CERT";
     tlsKey = "NARWHAL_TLS_KEY";
+    upstreamTimeout = "NARWHAL_UPSTREAM_TIMEOUT";
+    upstreamNegativeTtl = "NARWHAL_UPSTREAM_NEGATIVE_TTL";
+    netrcFile = "NARWHAL_NETRC_FILE";
   };
 
   setting = type: default: description: mkOption { inherit type default description; };
@@ -68,14 +72,18 @@ in
       logFormat = setting (types.enum [ "text" "json" ]) "json" "Log lines as text or as one JSON object each (the journal keeps either).";
       gcInterval = setting types.str "6h" "Time between GC runs (0: never).";
       gcGrace = setting types.str "1h" "How long unused NARs and chunks stay before GC deletes them.";
+      statsInterval = setting types.str "10m" "Time between storage samples the web UI draws (0: never).";
       maxNarSize = setting text null "Largest NAR accepted, in bytes or with K, M, G, T (null: 64G).";
       recompressLevel = setting types.str "19" "zstd level idle recompression raises chunks to (0: never).";
       recompressAfter = setting types.str "60s" "Idle time without uploads before recompressing.";
       deltas = setting types.bool false "Also store older chunks as deltas of newer ones.";
       metricsToken = setting text null "Bearer token /metrics requires. It lands in the Nix store: prefer NARWHAL_METRICS_TOKEN in environmentFile.";
       metricsListen = setting text null "HOST:PORT of a separate listener for /metrics (then the main one answers 404 there).";
-      tlsCert = setting text null "PEM certificate chain: serve HTTPS (HTTP/2 and HTTP/1.1) with it and tlsKey. A path as a string, read at start.";
-      tlsKey = setting text null "PEM private key of tlsCert, as a string path outside the Nix store (which anyone may read), readable by the service.";
+      tlsCert = setting text null "PEM certificate chain: serve over TLS, HTTP/2 to clients that offer it (with tlsKey). The service's dynamic user must be able to read it.";
+      tlsKey = setting text null "PEM private key of tlsCert; keep it out of the Nix store (a path the dynamic user can read).";
+      upstreamTimeout = setting types.str "10s" "How long a pull-through cache waits for an upstream before answering 404.";
+      upstreamNegativeTtl = setting types.str "60s" "How long a path no upstream has is remembered as missing (0: not at all).";
+      netrcFile = setting text null "netrc file with the credentials of private upstreams.";
     };
   };
 

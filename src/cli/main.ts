@@ -21,8 +21,10 @@ const USAGE = `Usage: narwhal <command> [options]
 Commands:
   serve   [--data-dir DIR] [--listen HOST:PORT] [--processes N|auto]
           [--log-requests] [--log-format text|json] [--gc-interval 6h|0] [--gc-grace 1h]
+          [--stats-interval 10m|0]
           [--max-nar-size BYTES] [--recompress-level 19|0] [--recompress-after 60s] [--deltas]
           [--metrics-token TOKEN] [--metrics-listen HOST:PORT] [--tls-cert FILE --tls-key FILE]
+          [--upstream-timeout 10s] [--upstream-negative-ttl 60s] [--netrc-file FILE]
           run the binary cache server (default 127.0.0.1:5000) in N processes
           sharing the port (default 1; auto = one per core), with GC every
           interval (0 = never), and chunks recompressed at the level once no
@@ -34,12 +36,16 @@ Commands:
   stats   [--data-dir DIR] [--json]               storage and dedup figures
   cache create NAME [--public] [--priority N] [--signing-key FILE]
                     [--retention 30d|0] [--json]
+                    [--upstream URL]... [--upstream-key NAME:KEY]...
+                          pull-through: ask these caches, in order, for what
+                          this one lacks; keep only what a key signed
   cache list [--json]
   cache info NAME [--json]
   cache configure NAME [--public|--private] [--priority N] [--signing-key FILE]
                        [--trusted-key KEY]... [--no-trusted-keys]
                        [--require-signature|--no-require-signature]
                        [--retention 30d|0]   drop paths unused that long (0 = never)
+                       [--upstream URL]... [--no-upstreams] [--upstream-key KEY]...
   cache destroy NAME
   token create --cache NAME[,NAME|glob] --perm pull,push,delete,admin
                [--expires 30d] [--name TEXT] [--json]

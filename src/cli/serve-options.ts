@@ -24,6 +24,11 @@ export const SERVE_OPTIONS = {
   'log-format': { type: 'string', default: 'text', help: 'log lines as text or json (one object per line)' },
   'gc-interval': { type: 'string', default: '6h', help: 'time between GC runs (0: never)' },
   'gc-grace': { type: 'string', default: '1h', help: 'how long unused NARs and chunks stay before GC deletes them' },
+  'stats-interval': {
+    type: 'string',
+    default: '10m',
+    help: 'time between storage samples the web UI draws (0: never)',
+  },
   'max-nar-size': { type: 'string', help: 'largest NAR accepted, in bytes or with K, M, G, T' },
   'recompress-level': {
     type: 'string',
@@ -39,6 +44,17 @@ export const SERVE_OPTIONS = {
   },
   'tls-cert': { type: 'string', help: 'PEM certificate chain: serve over TLS (HTTP/2 and HTTP/1.1)' },
   'tls-key': { type: 'string', help: 'PEM private key of --tls-cert' },
+  'upstream-timeout': {
+    type: 'string',
+    default: '10s',
+    help: 'how long a pull-through cache waits for an upstream before answering 404',
+  },
+  'upstream-negative-ttl': {
+    type: 'string',
+    default: '60s',
+    help: 'how long a path no upstream has is remembered as missing (0: not at all)',
+  },
+  'netrc-file': { type: 'string', help: 'netrc file with the credentials of private upstreams' },
 } as const satisfies Record<string, ServeOption>;
 
 export type ServeOptionName = keyof typeof SERVE_OPTIONS;

@@ -2,8 +2,9 @@ import { parseArgs } from 'node:util';
 import { once } from 'node:events';
 import { closeNarwhal } from '../context/narwhal.ts';
 import { openNarwhal } from '../tenancy/open-narwhal.ts';
-import { parseDurationOrZero } from '../tenancy/duration.ts';
+import { parseDuration, parseDurationOrZero } from '../tenancy/duration.ts';
 import { scheduleGc } from '../maintenance/gc-scheduler.ts';
+import { scheduleStorageSamples } from '../maintenance/storage-samples.ts';
 import { scheduleRecompression } from '../maintenance/recompress-scheduler.ts';
 import { createMetricsServer, createNarwhalServer } from '../server/server.ts';
 import { createNarwhalTlsServer, loadTlsCredentials, type TlsCredentials } from '../server/tls-server.ts';
@@ -14,7 +15,8 @@ import { parseByteSize, parseListen, parseZstdLevel } from './options.ts';
 import { isSupervisedServer, parseProcesses, superviseServers } from './serve-processes.ts';
 import { SERVE_OPTIONS } from './serve-options.ts';
 import { formatLogLine, parseLogFormat } from '../runtime/log-lines.ts';
-import { offerToSupervisor } from '../metrics/cluster-metrics.ts';
+import { answerSupervisor, offerToSupervisor } from '../metrics/cluster-metrics.ts';
+import { exposePullCounters } from '../upstream/pull-counters.ts';
 import { Server as HttpServer } from 'node:http';
 import type { Http2SecureServer } from 'node:http2';
 
@@ -29,6 +31,7 @@ export async function serveCommand(args: string[]): Promise<number> {
     );
   const gcInterval = parseDurationOrZero(values['gc-interval']);
   const gcGrace = parseDurationOrZero(values['gc-grace']);
+  const statsInterval = parseDurationOrZero(values['stats-interval']);
   const recompressLevel = parseZstdLevel('--recompress-level', values['recompress-level'], true);
   const recompressAfter = parseDurationOrZero(values['recompress-after']);
   const maxNarSize =
@@ -50,11 +53,17 @@ export async function serveCommand(args: string[]): Promise<number> {
       log(`metrics at http://${shownAddress(metricsAddress, values['metrics-listen'])}/metrics only`);
   };
   if (processes > 1 && !isSupervisedServer()) return superviseServers(processes, announce);
+  answerSupervisor();
   const nw = await openNarwhal({
     dataDir: values['data-dir'],
     storage: values.storage,
     database: values.database,
-    options: maxNarSize === undefined ? {} : { maxNarSize },
+    options: {
+      ...(maxNarSize === undefined ? {} : { maxNarSize }),
+      upstreamTimeoutMs: parseDuration(values['upstream-timeout']),
+      upstreamNegativeMs: parseDurationOrZero(values['upstream-negative-ttl']),
+      netrcFile: values['netrc-file'],
+    },
   });
   // Scheduled before listening, so that a bad interval stops the start.
   const gc = gcInterval > 0 ? scheduleGc(nw, { intervalMs: gcInterval, graceMs: gcGrace, log }) : undefined;
@@ -62,9 +71,11 @@ export async function serveCommand(args: string[]): Promise<number> {
     recompressLevel > 0
       ? scheduleRecompression(nw, { level: recompressLevel, idleMs: recompressAfter, deltas: values.deltas, log })
       : undefined;
+  const samples = statsInterval > 0 ? scheduleStorageSamples(nw, { intervalMs: statsInterval, log }) : undefined;
   if (hasWritePreparation(nw.chunks)) nw.chunks.prepare();
   prepareStreamChunking();
   nw.metrics.addProcessMetrics();
+  exposePullCounters(nw);
   offerToSupervisor(nw.metrics);
   const metricsAccess = { token: values['metrics-token'] };
   const serverOptions = {
@@ -91,6 +102,7 @@ export async function serveCommand(args: string[]): Promise<number> {
     if (listener instanceof HttpServer) listener.closeIdleConnections();
   }
   await gc?.stop();
+  await samples?.stop();
   await recompression?.stop();
   await closeNarwhal(nw);
   // The channel to a supervisor would keep this process alive.

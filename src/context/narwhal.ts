@@ -11,11 +11,19 @@ export interface NarwhalOptions {
   maxNarSize: number;
   /** zstd level for new chunks. */
   zstdLevel: number;
+  /** An upstream that sends nothing for this long is given up on (src/upstream/). */
+  upstreamTimeoutMs: number;
+  /** How long an upstream's "no such path" (or failure) is remembered before asking again. */
+  upstreamNegativeMs: number;
+  /** A netrc file with credentials for upstreams (machine, login, password). */
+  netrcFile?: string;
 }
 
 export const DEFAULT_OPTIONS: NarwhalOptions = {
   maxNarSize: 64 * 1024 ** 3,
   zstdLevel: DEFAULT_ZSTD_LEVEL,
+  upstreamTimeoutMs: 10_000,
+  upstreamNegativeMs: 60_000,
 };
 
 /** Everything an operation needs: the two stores, the settings and this process's state beside them. No HTTP in here. */

@@ -25,6 +25,8 @@ export interface IngestRequest {
   upload?: { fileHash: Uint8Array; fileHashText: string; suffix: string };
   /** The id of the cache it is uploaded to, which may then name it in narinfos (nar-visibility.ts). */
   uploadedTo?: number;
+  /** The NarHash (`sha256:` + nix32) and NarSize the NAR must have, or nothing is committed (pull-through). */
+  expected?: { narHash: string; narSize: number };
 }
 
 /**
@@ -111,6 +113,12 @@ async function ingestHeld(nw: Narwhal, body: Readable, request: IngestRequest, s
       'hash-mismatch',
       `the body does not hash to ${request.upload.fileHashText}, the hash in its URL`,
     );
+  }
+  if (
+    request.expected &&
+    (request.expected.narSize !== narSize || request.expected.narHash !== formatSha256Nix32(narHash!))
+  ) {
+    throw new NarwhalError('hash-mismatch', `the NAR is not the one with NarHash ${request.expected.narHash}`);
   }
   await nw.chunks.flush();
   const record = await nw.meta.commitNar({

@@ -9,6 +9,7 @@ import {
 } from '../storage/chunk-store-capabilities.ts';
 import { HOLD_STALE_MS } from '../context/ingest-holds.ts';
 import type { Narwhal } from '../context/narwhal.ts';
+import type { CacheRecord, PathRecord } from '../metadata/metadata-store.ts';
 
 /**
  * Garbage collection. One run:
@@ -201,6 +202,20 @@ async function collectUnderLease(nw: Narwhal, options: GcOptions): Promise<GcRep
   return report;
 }
 
+/** Paths of the cache last used before this time expire, unless live; undefined: the cache keeps paths forever. */
+function retentionCutoff(cache: CacheRecord, now: number): number | undefined {
+  return cache.retention > 0 ? now - cache.retention * 1000 : undefined;
+}
+
+/**
+ * The paths the next GC run would expire from the cache if it ran at `now`, the longest unused
+ * first, at most `limit`: past retention, not pinned, not in the closure of a live path.
+ */
+export async function gcNext(nw: Narwhal, cache: CacheRecord, limit: number, now = Date.now()): Promise<PathRecord[]> {
+  const unusedBefore = retentionCutoff(cache, now);
+  return unusedBefore === undefined ? [] : nw.meta.expirablePaths(cache.id, unusedBefore, limit);
+}
+
 async function collect(nw: Narwhal, options: GcOptions, report: GcReport, keepLease: KeepLease): Promise<void> {
   const grace = options.graceMs ?? DEFAULT_GRACE_MS;
   const margin = options.clockMarginMs ?? CLOCK_MARGIN_MS;
@@ -215,7 +230,8 @@ async function collect(nw: Narwhal, options: GcOptions, report: GcReport, keepLe
 
   const now = options.now ?? Date.now();
   for (const cache of await nw.meta.listCaches()) {
-    if (cache.retention > 0) report.paths += await nw.meta.expirePaths(cache.id, now - cache.retention * 1000);
+    const unusedBefore = retentionCutoff(cache, now);
+    if (unusedBefore !== undefined) report.paths += await nw.meta.expirePaths(cache.id, unusedBefore);
     await keepLease();
   }
   if (report.paths > 0) nw.memos.narinfos.forget();

@@ -41,7 +41,7 @@ const waiting = new Map<number, { resolve(text: string): void; reject(err: Error
  */
 export function scrapeText(metrics: NarwhalMetrics): Promise<string> {
   if (!cluster.isWorker || !process.send) return metrics.text();
-  offerToSupervisor(metrics);
+  answerSupervisor();
   const id = asked++;
   return new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -62,19 +62,18 @@ export function scrapeText(metrics: NarwhalMetrics): Promise<string> {
   });
 }
 
-let offered: NarwhalMetrics | undefined;
+let listening = false;
 
 /**
- * Lets the supervisor read this process's registry when it gathers (prom-client answers its
- * requests), and routes the supervisor's answers to the scrapes waiting for them. Called for the
- * server's metrics when it starts, so a process that was never scraped is still counted.
+ * In a process that superviseServers started: answers the supervisor when it gathers, with
+ * nothing until offerToSupervisor names this process's figures (so that a process still opening
+ * its stores does not hold a scrape up), and routes the supervisor's answers to the scrapes
+ * waiting for them. Called first thing when such a process starts.
  */
-export function offerToSupervisor(metrics: NarwhalMetrics): void {
-  if (!cluster.isWorker || offered === metrics) return;
-  const first = offered === undefined;
-  offered = metrics;
-  AggregatorRegistry.setRegistries([metrics.registry]);
-  if (!first) return;
+export function answerSupervisor(): void {
+  if (!cluster.isWorker || listening) return;
+  listening = true;
+  AggregatorRegistry.setRegistries([]);
   // Constructing one installs prom-client's answering listener in this process.
   new AggregatorRegistry();
   process.on('message', (message: Answer) => {
@@ -85,4 +84,11 @@ export function offerToSupervisor(metrics: NarwhalMetrics): void {
     if (message.text !== undefined) pending.resolve(message.text);
     else pending.reject(new Error(message.error ?? 'no figures'));
   });
+}
+
+/** From now on the supervisor gathers these figures of this process. */
+export function offerToSupervisor(metrics: NarwhalMetrics): void {
+  if (!cluster.isWorker) return;
+  answerSupervisor();
+  AggregatorRegistry.setRegistries([metrics.registry]);
 }

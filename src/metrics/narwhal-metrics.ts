@@ -1,4 +1,5 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { RequestCounter, RequestHistogram } from './request-series.ts';
 
 /** What the store holds, as metadata counts it (the figures of `narwhal stats`). */
 export interface StoreFigures {
@@ -62,11 +63,11 @@ const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
  */
 export class NarwhalMetrics {
   readonly registry = new Registry();
-  readonly #requests: Counter<'route' | 'method' | 'status'>;
-  readonly #duration: Histogram<'route' | 'method'>;
-  readonly #bytesIn: Counter<'route'>;
-  readonly #bytesOut: Counter<'route'>;
-  readonly #narinfoLookups: Counter<'result'>;
+  readonly #requests: RequestCounter;
+  readonly #duration: RequestHistogram;
+  readonly #bytesIn: RequestCounter;
+  readonly #bytesOut: RequestCounter;
+  readonly #narinfoLookups: RequestCounter;
   readonly #nars: Counter<'outcome'>;
   readonly #narBytes: Counter<'outcome'>;
   readonly #chunks: Counter<'outcome'>;
@@ -83,37 +84,33 @@ export class NarwhalMetrics {
 
   constructor() {
     const registers = [this.registry];
-    this.#requests = new Counter({
-      name: 'narwhal_http_requests_total',
-      help: 'HTTP requests answered, by route name, method and status',
-      labelNames: ['route', 'method', 'status'],
-      registers,
-    });
-    this.#duration = new Histogram({
-      name: 'narwhal_http_request_duration_seconds',
-      help: 'Time from a request arriving to its answer finishing, by route name and method',
-      labelNames: ['route', 'method'],
-      buckets: DURATION_BUCKETS,
-      registers,
-    });
-    this.#bytesIn = new Counter({
-      name: 'narwhal_http_received_bytes_total',
-      help: 'Bytes of request bodies received, by route name',
-      labelNames: ['route'],
-      registers,
-    });
-    this.#bytesOut = new Counter({
-      name: 'narwhal_http_sent_bytes_total',
-      help: 'Bytes sent in answers (headers and bodies), by route name',
-      labelNames: ['route'],
-      registers,
-    });
-    this.#narinfoLookups = new Counter({
-      name: 'narwhal_narinfo_lookups_total',
-      help: 'Narinfo GET and HEAD requests, by result: hit (200) or miss (404)',
-      labelNames: ['result'],
-      registers,
-    });
+    // What every request records: series of their own, cheap per request (request-series.ts).
+    this.#requests = new RequestCounter(
+      'narwhal_http_requests_total',
+      'HTTP requests answered, by route name, method and status',
+      this.registry,
+    );
+    this.#duration = new RequestHistogram(
+      'narwhal_http_request_duration_seconds',
+      'Time from a request arriving to its answer finishing, by route name and method',
+      DURATION_BUCKETS,
+      this.registry,
+    );
+    this.#bytesIn = new RequestCounter(
+      'narwhal_http_received_bytes_total',
+      'Bytes of request bodies received, by route name',
+      this.registry,
+    );
+    this.#bytesOut = new RequestCounter(
+      'narwhal_http_sent_bytes_total',
+      'Bytes sent in answers (headers and bodies), by route name',
+      this.registry,
+    );
+    this.#narinfoLookups = new RequestCounter(
+      'narwhal_narinfo_lookups_total',
+      'Narinfo GET and HEAD requests, by result: hit (200) or miss (404)',
+      this.registry,
+    );
     this.#nars = new Counter({
       name: 'narwhal_nars_ingested_total',
       help: 'NARs ingested, by outcome: new, or deduplicated (already stored)',
@@ -231,15 +228,17 @@ export class NarwhalMetrics {
   }
 
   recordRequest(r: RequestRecord): void {
-    const status = String(r.status);
-    this.#requests.inc({ route: r.route, method: r.method, status });
-    this.#duration.observe({ route: r.route, method: r.method }, r.seconds);
-    if (r.bytesIn > 0) this.#bytesIn.inc({ route: r.route }, r.bytesIn);
-    if (r.bytesOut > 0) this.#bytesOut.inc({ route: r.route }, r.bytesOut);
+    const { route, method, status } = r;
+    const withMethod = `${route} ${method}`;
+    this.#requests.inc(`${withMethod} ${status}`, () => ({ route, method, status: String(status) }));
+    this.#duration.observe(withMethod, () => ({ route, method }), r.seconds);
+    if (r.bytesIn > 0) this.#bytesIn.inc(route, () => ({ route }), r.bytesIn);
+    if (r.bytesOut > 0) this.#bytesOut.inc(route, () => ({ route }), r.bytesOut);
   }
 
   recordNarinfoLookup(hit: boolean): void {
-    this.#narinfoLookups.inc({ result: hit ? 'hit' : 'miss' });
+    const result = hit ? 'hit' : 'miss';
+    this.#narinfoLookups.inc(result, () => ({ result }));
   }
 
   recordIngest(r: IngestRecord): void {
@@ -265,6 +264,22 @@ export class NarwhalMetrics {
     this.#recompressChunks.inc({ action: 'delta' }, r.deltas ?? 0);
     this.#recompressBytes.inc({ stage: 'before' }, r.bytesBefore ?? 0);
     this.#recompressBytes.inc({ stage: 'after' }, r.bytesAfter ?? 0);
+  }
+
+  /**
+   * A counter a higher room keeps itself (pull-through's), read at each scrape: `read` must only
+   * grow over the life of the process.
+   */
+  countFrom(name: string, help: string, read: () => number): void {
+    new Counter({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
   }
 
   recordError(kind: string): void {

@@ -1,7 +1,7 @@
 import { getCacheInfo, putCacheInfo } from './handlers/cache-info.ts';
 import { getFile, putFile } from './handlers/cache-file.ts';
 import { getNarinfo, putNarinfo } from './handlers/narinfo.ts';
-import { getCaibx, getChunk, getNar, putNar } from './handlers/nar.ts';
+import { getCaibx, getChunk, getNar, getPulledNar, putNar } from './handlers/nar.ts';
 import type { Handler } from './request-context.ts';
 import { postChunkFrames } from './handlers/chunk-frames.ts';
 
@@ -36,6 +36,7 @@ export const CACHE_INFO_ROUTE: Route = {
 export const CACHE_ROUTES: readonly Route[] = [
   CACHE_INFO_ROUTE,
   { name: 'narinfo', pattern: new RegExp(`^(${HASH_PART})\\.narinfo$`), get: getNarinfo, put: putNarinfo },
+  { name: 'pull', pattern: new RegExp(`^pull/(${HASH_PART})\\.nar$`), get: getPulledNar },
   {
     name: 'nar',
     pattern: new RegExp(`^nar/(${NIX32}{52})\\.nar(\\.xz|\\.zst|\\.bz2|\\.br|\\.lz4|)$`),

@@ -1,6 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Http2SecureServer, Http2ServerRequest } from 'node:http2';
-import type { Socket } from 'node:net';
+import type { Http2SecureServer } from 'node:http2';
 import { findCache } from '../tenancy/caches.ts';
 import { requireCacheAccess } from '../tenancy/access.ts';
 import type { Narwhal } from '../context/narwhal.ts';
@@ -10,10 +9,10 @@ import { formatLogLine, type LogEntry, type LogFormat } from '../runtime/log-lin
 import { handleApi } from './api/api-router.ts';
 import { requestToken } from './auth.ts';
 import { getMetrics, type MetricsAccess } from './handlers/metrics.ts';
-import { sendError } from './http-errors.ts';
+import { sendError, statusFor } from './http-errors.ts';
+import { handleWeb, isWebPath } from '../web/web-router.ts';
 import { requestIdOf } from './request-id.ts';
 import { isHttp2, sendText } from './send-text.ts';
-import { sessionSocket } from './http2-sockets.ts';
 import { CACHE_INFO_ROUTE, matchRoute, normalizeCachePath, type Route } from './routes.ts';
 
 export interface ServerOptions {
@@ -137,24 +136,15 @@ function requestTracker(
   const write = (entry: LogEntry): void => sink(formatLogLine(format, entry));
   return (req, res) => {
     const started = process.hrtime.bigint();
-    const bytes = connectionBytes(req);
-    const before = bytes();
+    const bytes = byteCounter(req, res);
     const requestId = requestIdOf(req);
     const state: RequestState = { route: 'other' };
     res.setHeader('X-Request-Id', requestId);
     res.once('close', () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const method = req.method ?? 'GET';
-      const after = bytes();
-      const bytesOut = after.written - before.written;
-      nw.metrics.recordRequest({
-        route: state.route,
-        method,
-        status: res.statusCode,
-        seconds,
-        bytesIn: after.read - before.read,
-        bytesOut,
-      });
+      const { bytesIn, bytesOut } = bytes();
+      nw.metrics.recordRequest({ route: state.route, method, status: res.statusCode, seconds, bytesIn, bytesOut });
       if (state.route === 'narinfo' && (method === 'GET' || method === 'HEAD')) {
         if (res.statusCode === 200 || res.statusCode === 404) nw.metrics.recordNarinfoLookup(res.statusCode === 200);
       }
@@ -180,15 +170,21 @@ function requestTracker(
 }
 
 /**
- * The byte counts of the connection a request came on, read when called. Over HTTP/2 they are the
- * session's socket's (http2-sockets.ts): a request's bytes there include those of other streams
- * sharing the connection meanwhile.
+ * The bytes a request moved, read when it is done. Over HTTP/1.1 a connection carries one request
+ * at a time, so its socket's counters tell. Over HTTP/2 streams share the socket, so the bodies'
+ * declared lengths stand in (headers and frames uncounted; a body cut short counted whole).
  */
-function connectionBytes(req: IncomingMessage): () => { read: number; written: number } {
-  const socket = isHttp2(req)
-    ? sessionSocket((req as unknown as Http2ServerRequest).stream.session)
-    : (req.socket as Socket | undefined);
-  return () => ({ read: socket?.bytesRead ?? 0, written: socket?.bytesWritten ?? 0 });
+function byteCounter(req: IncomingMessage, res: ServerResponse): () => { bytesIn: number; bytesOut: number } {
+  if (isHttp2(req)) {
+    return () => ({
+      bytesIn: Number(req.headers['content-length'] ?? 0) || 0,
+      bytesOut: req.method === 'HEAD' ? 0 : Number(res.getHeader('content-length') ?? 0) || 0,
+    });
+  }
+  const socket = req.socket;
+  const readBefore = socket.bytesRead;
+  const writtenBefore = socket.bytesWritten;
+  return () => ({ bytesIn: socket.bytesRead - readBefore, bytesOut: socket.bytesWritten - writtenBefore });
 }
 
 async function handle(
@@ -205,9 +201,9 @@ async function handle(
     state.route = 'metrics';
     return getMetrics(nw, req, res, metrics);
   }
-  if (rawPath === '/' && (method === 'GET' || method === 'HEAD')) {
-    state.route = 'root';
-    return sendText(res, 200, 'Narwhal Nix binary cache. Caches answer under /<name>/, e.g. /main/nix-cache-info\n');
+  if (isWebPath(rawPath)) {
+    state.route = 'web';
+    return handleWeb(nw, req, res, { statusFor, log });
   }
   const token = await requestToken(nw, req);
   if (rawPath.startsWith('/_api/')) {

@@ -4,7 +4,6 @@ import { createSecureContext } from 'node:tls';
 import type { Narwhal } from '../context/narwhal.ts';
 import { NarwhalError } from '../errors.ts';
 import { listenForRequests, type ServerOptions } from './server.ts';
-import { rememberSessionSockets } from './http2-sockets.ts';
 
 export interface TlsFiles {
   /** PEM certificate chain: the server's certificate first, then any intermediates. */
@@ -44,7 +43,6 @@ export function createNarwhalTlsServer(
   options: ServerOptions = {},
 ): Http2SecureServer {
   const server = createSecureServer({ ...credentials, allowHTTP1: true });
-  rememberSessionSockets(server);
   listenForRequests(server, nw, options);
   // An HTTP/2 session, or an HTTP/1.1 connection, on which nothing moves for this long is dropped.
   server.setTimeout(options.idleTimeoutMs ?? 300_000);

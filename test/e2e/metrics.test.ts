@@ -227,3 +227,38 @@ describe('metrics with --processes 2, a metrics token and a metrics listener', (
     for (const other of server.output().trim().split('\n')) JSON.parse(other);
   });
 });
+
+describe('metrics token on the main listener, given as NARWHAL_METRICS_TOKEN', () => {
+  let work: { path: string; remove(): Promise<void> };
+  let server: RunningServer;
+
+  before(async () => {
+    work = await tempDir('metrics-env');
+    // The server takes its environment when it is spawned.
+    process.env.NARWHAL_METRICS_TOKEN = 'from-the-environment';
+    try {
+      server = await startServer(join(work.path, 'data'));
+    } finally {
+      delete process.env.NARWHAL_METRICS_TOKEN;
+    }
+  });
+
+  after(async () => {
+    try {
+      await server?.stop();
+    } finally {
+      await work?.remove();
+    }
+  });
+
+  test('without the token 401 and nothing else; with it the figures', async () => {
+    const refused = await get(`${server.url}/metrics`);
+    assert.equal(refused.status, 401);
+    assert.doesNotMatch(refused.body, /narwhal_/);
+    assert.equal((await get(`${server.url}/metrics`, { Authorization: 'Bearer from-the-flag' })).status, 401);
+    const scraped = await get(`${server.url}/metrics`, { Authorization: 'Bearer from-the-environment' });
+    assert.equal(scraped.status, 200);
+    assert.ok(sample(scraped.body, 'narwhal_http_requests_total', { route: 'metrics', status: '401' }) >= 2);
+    assert.equal((await get(`${server.url}/main/nix-cache-info`)).status, 200, 'the caches need no metrics token');
+  });
+});

@@ -163,11 +163,19 @@ describe('narwhal serve over TLS with HTTP/2', () => {
     assert.match(head.body, new RegExp(`^content-length: ${pushed.nar.length}\\r?$`, 'mi'));
     assert.match(head.body, /^accept-ranges: bytes\r?$/im);
 
+    const sentForNars = async (): Promise<number> => {
+      const metrics = await curl(['--http2', `${server.url}/metrics`]);
+      const line = /^narwhal_http_sent_bytes_total\{route="nar"\} (\d+)$/m.exec(metrics.body);
+      return line ? Number(line[1]) : 0;
+    };
+    const sentBefore = await sentForNars();
     const out = join(work.path, 'range.bin');
     const range = await curl(['--http2', '-r', '100-4195', '-o', out, narUrl]);
     assert.equal(range.version, '2');
     assert.equal(range.status, 206);
     assert.deepEqual(await readFile(out), pushed.nar.subarray(100, 4196));
+    // Streams share the connection: the metrics count the stream's body, not the socket's traffic.
+    assert.equal((await sentForNars()) - sentBefore, 4096);
     const beyond = await curl(['--http2', '-r', `${pushed.nar.length + 10}-`, '-o', '/dev/null', narUrl]);
     assert.equal(beyond.status, 416);
   });

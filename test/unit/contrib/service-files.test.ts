@@ -142,9 +142,10 @@ test('the NixOS module: an option for every serve setting, passed on as its NARW
   assert.equal(env.NARWHAL_LISTEN, '127.0.0.1:5000');
   assert.equal(env.NARWHAL_METRICS_TOKEN, undefined, 'a null setting leaves the default');
   // Every variable it can set is the one serve reads for that setting.
-  const all = await evaluateModule(
-    '{ storage = "pack:/x"; database = "sqlite:/x"; maxNarSize = "1G"; metricsToken = "t"; metricsListen = "127.0.0.1:9100"; tlsCert = "/c.pem"; tlsKey = "/k.pem"; }',
+  const unset = names.filter(
+    (name) => (SERVE_OPTIONS as Record<string, { default?: unknown }>)[name].default === undefined,
   );
+  const all = await evaluateModule(`{ ${unset.map((name) => `${camel(name)} = "x";`).join(' ')} }`);
   assert.deepEqual(Object.keys(all.config.systemd.services.narwhal.environment).sort(), names.map(envVarOf).sort());
 
   const hardening = service.serviceConfig;

@@ -11,6 +11,8 @@ test('what operations record is in the text, which promtool accepts', async () =
   metrics.watchStore(async () => FIGURES);
   metrics.recordRequest({ route: 'narinfo', method: 'GET', status: 200, seconds: 0.004, bytesIn: 0, bytesOut: 300 });
   metrics.recordRequest({ route: 'nar', method: 'PUT', status: 204, seconds: 0.2, bytesIn: 9000, bytesOut: 80 });
+  // On a bucket's bound: counted in it (`le`, less than or equal).
+  metrics.recordRequest({ route: 'narinfo', method: 'GET', status: 404, seconds: 0.005, bytesIn: 0, bytesOut: 100 });
   metrics.recordNarinfoLookup(true);
   metrics.recordNarinfoLookup(false);
   metrics.recordNarinfoLookup(false);
@@ -42,8 +44,21 @@ test('what operations record is in the text, which promtool accepts', async () =
   assert.equal(get('narwhal_http_request_duration_seconds_count', { route: 'nar', method: 'PUT' }), 1);
   assert.equal(get('narwhal_http_request_duration_seconds_bucket', { route: 'nar', method: 'PUT', le: '0.1' }), 0);
   assert.equal(get('narwhal_http_request_duration_seconds_bucket', { route: 'nar', method: 'PUT', le: '0.25' }), 1);
+  assert.equal(
+    get('narwhal_http_request_duration_seconds_bucket', { route: 'narinfo', method: 'GET', le: '0.0025' }),
+    0,
+  );
+  assert.equal(
+    get('narwhal_http_request_duration_seconds_bucket', { route: 'narinfo', method: 'GET', le: '0.005' }),
+    2,
+  );
+  assert.equal(get('narwhal_http_request_duration_seconds_bucket', { route: 'narinfo', method: 'GET', le: '+Inf' }), 2);
+  assert.ok(
+    Math.abs(get('narwhal_http_request_duration_seconds_sum', { route: 'narinfo', method: 'GET' }) - 0.009) < 1e-12,
+  );
+  assert.equal(get('narwhal_http_requests_total', { route: 'narinfo', method: 'GET', status: '404' }), 1);
+  assert.equal(get('narwhal_http_sent_bytes_total', { route: 'narinfo' }), 400);
   assert.equal(get('narwhal_http_received_bytes_total', { route: 'nar' }), 9000);
-  assert.equal(get('narwhal_http_sent_bytes_total', { route: 'narinfo' }), 300);
   assert.equal(get('narwhal_narinfo_lookups_total', { result: 'hit' }), 1);
   assert.equal(get('narwhal_narinfo_lookups_total', { result: 'miss' }), 2);
   assert.equal(get('narwhal_nars_ingested_total', { outcome: 'new' }), 1);
