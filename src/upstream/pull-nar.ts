@@ -1,6 +1,9 @@
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { createDecompressor } from '../compression/decompress.ts';
+import { createXzProcessDecompressor } from '../compression/xz-process.ts';
 import { NarwhalError } from '../errors.ts';
 import { ingestNar } from '../ingest/ingest-nar.ts';
 import type { CacheRecord } from '../metadata/metadata-store.ts';
@@ -9,6 +12,13 @@ import type { Narwhal } from '../context/narwhal.ts';
 import { pullCounters } from './pull-counters.ts';
 import { askUpstreams, forgetUpstreamAnswer, type UpstreamPath } from './upstream-narinfo.ts';
 import { upstreamGet } from './upstream-http.ts';
+
+/**
+ * Bytes buffered between the stages of a pull (decompression, ingest, the reader), so that each
+ * works while the next one is busy rather than in turn; bounded, so memory does not grow with
+ * the NAR.
+ */
+const STAGE_BUFFER_BYTES = 4 * 1024 * 1024;
 
 /** Pulls running in this process, by cache and hash part: each settles when its path is stored, or not. */
 const running = new WeakMap<Narwhal, Map<string, Promise<void>>>();
@@ -59,7 +69,7 @@ export async function startPull(nw: Narwhal, cache: CacheRecord, found: Upstream
     if (err instanceof NarwhalError && err.code === 'not-found') throw err;
     throw new NarwhalError('not-found', `the upstream NAR is not available: ${(err as Error).message}`);
   }
-  const toReader = new PassThrough();
+  const toReader = new PassThrough({ highWaterMark: STAGE_BUFFER_BYTES });
   toReader.on('error', () => undefined);
   ingestAndStore(nw, cache, found, body, toReader).then(
     (last) => {
@@ -109,6 +119,14 @@ async function pullMissingReferences(nw: Narwhal, cache: CacheRecord, found: Ups
   for (const hashPart of others) if (!present.has(hashPart)) await pullWhole(nw, cache, hashPart);
 }
 
+let xzFound: boolean | undefined;
+
+/** Whether the `xz` program is on PATH (looked up once). */
+function hasXz(): boolean {
+  xzFound ??= (process.env.PATH ?? '').split(':').some((dir) => dir !== '' && existsSync(join(dir, 'xz')));
+  return xzFound;
+}
+
 /**
  * Decompresses and ingests the upstream body, passing each piece on to the reader (after the one
  * before it, so the last piece is held back), and stores the path. Returns the piece held back.
@@ -120,8 +138,22 @@ async function ingestAndStore(
   body: Readable,
   toReader: PassThrough,
 ): Promise<Uint8Array | undefined> {
-  const decompressed = found.compression === 'none' ? body : body.pipe(createDecompressor(found.compression));
-  if (decompressed !== body) body.on('error', (err) => decompressed.destroy(err));
+  // xz, what cache.nixos.org and `nix copy` serve by default, is decoded by the xz program: faster.
+  const decompressor =
+    found.compression === 'none'
+      ? undefined
+      : found.compression === 'xz' && hasXz()
+        ? createXzProcessDecompressor()
+        : createDecompressor(found.compression);
+  const decompressed = new PassThrough({ highWaterMark: STAGE_BUFFER_BYTES });
+  if (decompressor) {
+    body.on('error', (err) => decompressor.destroy(err));
+    decompressor.on('error', (err) => decompressed.destroy(err));
+    body.pipe(decompressor).pipe(decompressed);
+  } else {
+    body.on('error', (err) => decompressed.destroy(err));
+    body.pipe(decompressed);
+  }
   let held: Uint8Array | undefined;
   const pass = async (data: Uint8Array): Promise<void> => {
     if (toReader.destroyed || toReader.writableEnded) return;
@@ -158,6 +190,7 @@ async function ingestAndStore(
     }
   } catch (err) {
     decompressed.destroy();
+    decompressor?.destroy();
     body.destroy();
     throw err;
   } finally {
