@@ -38,9 +38,9 @@ export function runningPull(nw: Narwhal, cache: CacheRecord, hashPart: string): 
  * Starts pulling the path from its upstream: the upstream's NAR is decompressed and, in one pass,
  * sent to the returned stream (the NAR, plain) and ingested like an upload (validated, chunked,
  * stored), and the path is stored with the upstream's narinfo once the NAR is whole and has the
- * NarHash and NarSize the signed narinfo gives. The stream ends only then; if anything fails, it
- * is destroyed instead, so a reader never takes a NAR cut short for a whole one, and nothing of
- * the path is stored. The reader may stop reading at any time; the pull goes on without it.
+ * NarHash and NarSize the signed narinfo gives. The stream ends only once the NAR passed those
+ * checks; if anything fails before, it is destroyed instead, so a reader never takes a NAR cut
+ * short for a whole one; and nothing of the path is stored unless all of it is. The reader may stop reading at any time; the pull goes on without it.
  *
  * Resolves once the upstream has answered the NAR request with a 200 (throws 'not-found' when it
  * does not), or with undefined when a pull of the path is already running here: the caller waits
@@ -72,15 +72,15 @@ export async function startPull(nw: Narwhal, cache: CacheRecord, found: Upstream
   const toReader = new PassThrough({ highWaterMark: STAGE_BUFFER_BYTES });
   toReader.on('error', () => undefined);
   ingestAndStore(nw, cache, found, body, toReader).then(
-    (last) => {
+    () => {
       pullCounters(nw).narsPulled++;
       finish();
-      toReader.end(last);
     },
     (err: unknown) => {
       pullCounters(nw).upstreamErrors++;
       finish(err);
-      toReader.destroy(err as Error);
+      // Cut short unless the reader already has the whole NAR, checked (only storing it failed).
+      if (!toReader.writableEnded) toReader.destroy(err as Error);
     },
   );
   return toReader;
@@ -129,7 +129,8 @@ function hasXz(): boolean {
 
 /**
  * Decompresses and ingests the upstream body, passing each piece on to the reader (after the one
- * before it, so the last piece is held back), and stores the path. Returns the piece held back.
+ * before it, so the last piece is held back until the whole NAR is known to be the signed one:
+ * then the reader's stream ends, while the NAR is made durable and committed), and stores the path.
  */
 async function ingestAndStore(
   nw: Narwhal,
@@ -137,7 +138,7 @@ async function ingestAndStore(
   found: UpstreamPath,
   body: Readable,
   toReader: PassThrough,
-): Promise<Uint8Array | undefined> {
+): Promise<void> {
   // xz, what cache.nixos.org and `nix copy` serve by default, is decoded by the xz program: faster.
   const decompressor =
     found.compression === 'none'
@@ -173,6 +174,9 @@ async function ingestAndStore(
       compression: 'none',
       uploadedTo: cache.id,
       expected: { narHash: info.narHash, narSize: info.narSize },
+      verified: () => {
+        if (!toReader.destroyed) toReader.end(held);
+      },
     });
     const result = await nw.meta.putPath({
       cacheId: cache.id,
@@ -197,5 +201,4 @@ async function ingestAndStore(
     nw.memos.narinfos.forget(cache.id, found.hashPart);
     forgetUpstreamAnswer(nw, cache, found.hashPart);
   }
-  return held;
 }

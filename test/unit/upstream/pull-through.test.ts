@@ -124,6 +124,9 @@ describe('pull-through against a broken or hostile upstream', () => {
     assert.equal(await stored(hashPart), false, 'HEAD does not pull');
     const body = Buffer.from(await (await fetch(`${base}/${info.url}`)).arrayBuffer());
     assert.equal(formatSha256Nix32(createHash('sha256').update(body).digest()), info.narHash);
+    // The body ends once the NAR is checked; asked again meanwhile, it is served once it is stored.
+    const stored2 = Buffer.from(await (await fetch(`${base}/${info.url}`)).arrayBuffer());
+    assert.ok(stored2.equals(body));
     assert.equal(await stored(hashPart), true);
     const again = parseNarinfo(await (await fetch(`${base}/${hashPart}.narinfo`)).text());
     assert.equal(again.compression, 'zstd');
@@ -148,6 +151,7 @@ describe('pull-through against a broken or hostile upstream', () => {
     upstream.nar = goodNar;
     const body = Buffer.from(await (await fetch(`${base}/pull/${hashPart}.nar`)).arrayBuffer());
     assert.equal(narHashOf(body), narHashOf(goodNar));
+    await (await fetch(`${base}/pull/${hashPart}.nar`)).arrayBuffer();
     assert.equal(await stored(hashPart), true);
   });
 
