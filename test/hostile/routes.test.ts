@@ -27,6 +27,7 @@ const EXAMPLES = [
   `${HASH}.narinfo`,
   `nar/${NAR_HASH}.nar.xz`,
   `nar/${NAR_HASH}.caibx`,
+  `pull/${HASH}.nar`,
   `castr/${CHUNK.slice(0, 4)}/${CHUNK}.cacnk`,
   'chunk-frames',
   `${HASH}.ls`,
