@@ -18,7 +18,7 @@ import { upstreamGet } from './upstream-http.ts';
  * works while the next one is busy rather than in turn; bounded, so memory does not grow with
  * the NAR.
  */
-const STAGE_BUFFER_BYTES = 4 * 1024 * 1024;
+const STAGE_BUFFER_BYTES = 1024 * 1024;
 
 /** Pulls running in this process, by cache and hash part: each settles when its path is stored, or not. */
 const running = new WeakMap<Narwhal, Map<string, Promise<void>>>();
