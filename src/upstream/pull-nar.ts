@@ -159,7 +159,12 @@ async function ingestAndStore(
   const pass = async (data: Uint8Array): Promise<void> => {
     if (toReader.destroyed || toReader.writableEnded) return;
     if (toReader.write(data)) return;
-    await Promise.race([once(toReader, 'drain'), once(toReader, 'close')]).catch(() => undefined);
+    const waiting = new AbortController();
+    const { signal } = waiting;
+    await Promise.race([once(toReader, 'drain', { signal }), once(toReader, 'close', { signal })]).catch(
+      () => undefined,
+    );
+    waiting.abort();
   };
   async function* teed(): AsyncGenerator<Uint8Array> {
     for await (const data of decompressed as AsyncIterable<Uint8Array>) {
