@@ -87,7 +87,7 @@ async function fetchUpgrade(
 }
 
 /** Each release pushed into a Narwhal holding the releases before it: nix copy --to against narwhal push. */
-async function pushUpgrades(ds: Dataset, work: string, log: (line: string) => void): Promise<PushUpgrade[]> {
+export async function pushUpgrades(ds: Dataset, work: string, log: (line: string) => void): Promise<PushUpgrade[]> {
   const figures: PushUpgrade[] = [];
   for (const system of ['nix-copy', 'narwhal-push'] as const) {
     const server = await startNarwhal(join(work, system));

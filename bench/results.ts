@@ -1,3 +1,5 @@
+import type { MetricsScrapeCost } from './measure-metrics.ts';
+import type { UiPageTiming } from './measure-ui.ts';
 /** Everything one benchmark run measured; the report and the targets are computed from this. */
 import type { PullThroughFigures } from './measure-pull-through.ts';
 import type { DiskUsage } from './disk-usage.ts';
@@ -168,7 +170,11 @@ export interface Results {
   substitute: TimedSystem[];
   downloads: Download[];
   lookups: Lookup[];
+  /** Web UI page times (bench/measure-ui.ts); absent in results of older runs. */
+  ui?: UiPageTiming[];
   lookupSettings: string;
+  /** What a 1/s scrape of /metrics costs the lookups (absent in results of runs before it existed). */
+  metricsScrape?: MetricsScrapeCost;
   memory: MemoryFigure[];
   targets: TargetResult[];
   notes: string[];

@@ -21,6 +21,7 @@ import { nixEnv } from './exec.ts';
 import { measureChunking } from './measure-chunking.ts';
 import { measureIngest } from './measure-ingest.ts';
 import { measureLookups } from './measure-lookups.ts';
+import { judgeMetricsTarget, measureMetricsScrapeCost } from './measure-metrics.ts';
 import { measureMemory } from './measure-memory.ts';
 import { measurePush } from './measure-push.ts';
 import { measureDownloads, measureSubstitute } from './measure-substitute.ts';
@@ -35,6 +36,7 @@ import { judgeDeltaTargets } from './delta-targets.ts';
 import { judgeUpgradeTargets } from './upgrade-targets.ts';
 import { measureUpgrades } from './measure-upgrades.ts';
 import { measurePullThrough } from './measure-pull-through.ts';
+import { judgeUiTargets, measureUi } from './measure-ui.ts';
 import { table } from './format.ts';
 
 async function main(argv: string[]): Promise<number> {
@@ -83,6 +85,7 @@ async function main(argv: string[]): Promise<number> {
   let substitute: Awaited<ReturnType<typeof measureSubstitute>>;
   let downloads: Awaited<ReturnType<typeof measureDownloads>>;
   let lookups: Awaited<ReturnType<typeof measureLookups>>;
+  let metricsScrape: Awaited<ReturnType<typeof measureMetricsScrapeCost>> | undefined;
   let servingMemory: MemoryFigure | undefined;
   let upgrades: Awaited<ReturnType<typeof measureUpgrades>> | undefined;
   let pullThrough: Awaited<ReturnType<typeof measurePullThrough>> | undefined;
@@ -133,6 +136,8 @@ async function main(argv: string[]): Promise<number> {
       } finally {
         await perCore.stop();
       }
+      const keys = ds.series.flatMap((s) => s.nars.map((n) => n.hashPart));
+      metricsScrape = await measureMetricsScrapeCost(narwhal.cacheUrl, narwhal.pid, keys, wrk, work, log);
     } finally {
       await nginx.stop();
     }
@@ -142,6 +147,7 @@ async function main(argv: string[]): Promise<number> {
 
   const memory = await measureMemory(ds, mode.syntheticNarBytes, work, narwhal.dataDir, log);
   const chunking = await measureChunking(ds, mode.chunkingVariants, DEFAULT_ZSTD_LEVEL, mode.zstdLevels, log);
+  const ui = await measureUi(modeName === 'tiny' ? { paths: 100, requests: 3 } : { paths: 10_000, requests: 50 }, log);
 
   const finishedAt = new Date();
   const args = argv.join(' ');
@@ -176,6 +182,8 @@ async function main(argv: string[]): Promise<number> {
     substitute,
     downloads,
     lookups,
+    metricsScrape,
+    ui,
     lookupSettings: `${wrk.connections} connections, ${wrk.seconds} s per measurement, median of ${wrk.rounds} alternating rounds, wrk with ${wrk.threads} threads`,
     memory: [...memory.memory, ...pushed.memory, ...(servingMemory ? [servingMemory] : []), ...ingest.memory],
     notes: pushed.notes,
@@ -202,6 +210,8 @@ async function main(argv: string[]): Promise<number> {
       ...judgeTargets(figures, memory.syntheticBytes),
       ...judgeDeltaTargets(figures),
       ...judgeUpgradeTargets(figures),
+      ...judgeMetricsTarget(metricsScrape),
+      ...judgeUiTargets(figures.ui),
     ],
   };
   const file = await writeReport(results, outDir);

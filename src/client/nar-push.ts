@@ -4,15 +4,22 @@ import type { EncodeRequest, EncodeResult } from '../storage/zstd-encode-worker.
 import { WorkerPool } from '../runtime/worker-pool.ts';
 import { chunkStream } from '../chunking/chunk-stream.ts';
 import { NarwhalError } from '../errors.ts';
-import { encodeChunkListEntry, encodeChunkListHeader } from '../push/chunk-list-body.ts';
+import { deltaDictionary } from '../delta/stored-form.ts';
+import {
+  CHUNK_LIST_VERSION,
+  CHUNK_LIST_VERSION_HEADER,
+  encodeChunkListEntry,
+  encodeChunkListHeader,
+} from '../push/chunk-list-body.ts';
+import { type OldChunk, PlaceWindow, previousVersion } from './push-bases.ts';
 
 /** Compresses the chunks sent, beside the main thread (a zstd context per call was most of the client's time). */
 let encoders: WorkerPool<EncodeRequest, EncodeResult> | undefined;
-const compress = (data: Uint8Array): Promise<Uint8Array> => {
+const compress = (data: Uint8Array, dictionary?: Uint8Array): Promise<Uint8Array> => {
   encoders ??= new WorkerPool<EncodeRequest, EncodeResult>(
     new URL('../storage/zstd-encode-worker.ts', import.meta.url),
   );
-  return encoders.run({ data, level: SEND_LEVEL });
+  return encoders.run(dictionary ? { data, level: SEND_LEVEL, dictionary } : { data, level: SEND_LEVEL });
 };
 
 /** Chunks asked about per missing-chunks request, and held in memory while they are. */
@@ -28,11 +35,19 @@ export interface CacheEndpoint {
   /** `<server>/_api/v1/caches/<name>` */
   api: string;
   headers: Record<string, string>;
+  /** The newest chunk-list version the server reads, once a missing-chunks answer told it (else 1). */
+  chunkListVersion?: number;
+  /** Bases (hex) the server refused a delta for: chunks are sent without them from then on. */
+  refusedBases?: Set<string>;
+  /** Whether the cache has a store path (a narinfo lookup), to find a previous version to send deltas of. */
+  hasPath?: (path: string) => Promise<boolean>;
 }
 
 export interface NarPushFigures {
   chunks: number;
   chunksSent: number;
+  /** Of the chunks sent, those sent as deltas of chunks the server has. */
+  deltasSent: number;
   /** Request bytes: chunk lists, frames and the chunk ids asked about. */
   bytesSent: number;
 }
@@ -53,9 +68,29 @@ export async function pushNar(
     try {
       return await pushNarOnce(cache, path, narHash, narSize, progress);
     } catch (err) {
+      if (err instanceof BasesRefused) {
+        cache.refusedBases ??= new Set();
+        for (const hex of err.bases) cache.refusedBases.add(hex);
+      }
       if (attempt >= RETRIES || !(err instanceof NarwhalError && err.code === 'conflict')) throw err;
     }
   }
+}
+
+/** The server refused deltas naming these bases (hex): it no longer has them, or never showed them. */
+class BasesRefused extends NarwhalError {
+  readonly bases: string[];
+  constructor(bases: string[], message: string) {
+    super('conflict', message);
+    this.bases = bases;
+  }
+}
+
+/** A chunk of the NAR pushed, with where it starts and the previous version's chunks at its place. */
+interface NewChunk {
+  data: Uint8Array;
+  start: number;
+  place: OldChunk[];
 }
 
 async function pushNarOnce(
@@ -65,7 +100,7 @@ async function pushNarOnce(
   narSize: number,
   progress: (bytes: number) => void,
 ): Promise<NarPushFigures> {
-  const figures: NarPushFigures = { chunks: 0, chunksSent: 0, bytesSent: 0 };
+  const figures: NarPushFigures = { chunks: 0, chunksSent: 0, deltasSent: 0, bytesSent: 0 };
   const count = (bytes: number): void => {
     figures.bytesSent += bytes;
     progress(bytes);
@@ -74,36 +109,68 @@ async function pushNarOnce(
   const dumpErrors: Buffer[] = [];
   dump.stderr.on('data', (d: Buffer) => dumpErrors.push(d));
   const exited = new Promise<number | null>((resolve) => dump.once('close', resolve));
+  // Asked once per server (no ids): whether it reads deltas. One that does not gets none, and no
+  // previous version is dumped for it.
+  if (cache.chunkListVersion === undefined) await missingChunks(cache, [], count);
+  const previous =
+    cache.chunkListVersion !== undefined && cache.chunkListVersion >= 2 && cache.hasPath
+      ? await previousVersion(path, cache.hasPath)
+      : undefined;
+  const window = previous && new PlaceWindow(previous, narSize);
 
-  /** A batch's entries: its ids hashed, the server asked which to send, those compressed. */
-  const prepare = async (batch: Uint8Array[]): Promise<Uint8Array[]> => {
-    const ids = batch.map((data) => new Uint8Array(createHash('sha256').update(data).digest()));
-    const lacking = await missingChunks(cache, ids, count);
-    const frames = await Promise.all(
-      batch.map(async (data, i) =>
-        lacking.has(Buffer.from(ids[i]).toString('hex')) ? await compress(data) : undefined,
-      ),
+  /** The chunks in order, each with its place in the previous version (asked in order: the window only moves on). */
+  async function* placed(): AsyncGenerator<NewChunk> {
+    let start = 0;
+    for await (const data of chunkStream(dump.stdout)) {
+      yield { data, start, place: window ? await window.around(start) : [] };
+      start += data.length;
+    }
+  }
+
+  /** A batch's entries: its ids hashed, the server asked which to send and which bases it has, those compressed. */
+  const prepare = async (batch: NewChunk[]): Promise<Uint8Array[]> => {
+    const ids = batch.map(({ data }) => new Uint8Array(createHash('sha256').update(data).digest()));
+    const refused = cache.refusedBases ?? new Set<string>();
+    const asked = new Map<string, Uint8Array>(ids.map((id) => [hexOf(id), id]));
+    for (const chunk of batch)
+      for (const old of chunk.place) if (!refused.has(hexOf(old.id))) asked.set(hexOf(old.id), old.id);
+    const lacking = await missingChunks(cache, [...asked.values()], count);
+    const deltas = (cache.chunkListVersion ?? 1) >= 2;
+    const sent = await Promise.all(
+      batch.map(async ({ data, place }, i) => {
+        if (!lacking.has(hexOf(ids[i]))) return undefined;
+        const bases = deltas ? place.filter((old) => asked.has(hexOf(old.id)) && !lacking.has(hexOf(old.id))) : [];
+        if (bases.length === 0) return { frame: await compress(data) };
+        const dictionary = deltaDictionary(bases.map((base) => base.data));
+        return { frame: await compress(data, dictionary), bases: bases.map((base) => base.id) };
+      }),
     );
-    return frames.map((frame, i) => {
+    return sent.map((entry, i) => {
       figures.chunks++;
-      if (frame) figures.chunksSent++;
-      return encodeChunkListEntry(ids[i], frame);
+      if (entry) figures.chunksSent++;
+      if (entry?.bases) figures.deltasSent++;
+      return encodeChunkListEntry(ids[i], entry?.frame, entry?.bases);
     });
   };
 
   async function* body(): AsyncGenerator<Uint8Array> {
-    const header = encodeChunkListHeader();
-    count(header.length);
-    yield header;
     // The next batches are prepared while one is sent: the question, and compression, overlap the upload.
-    for await (const entries of mapAhead(batches(chunkStream(dump.stdout), BATCH_CHUNKS), BATCHES_AHEAD, prepare)) {
+    let headed = false;
+    for await (const entries of mapAhead(batches(placed(), BATCH_CHUNKS), BATCHES_AHEAD, prepare)) {
+      if (!headed) {
+        // After the first answer: the server has said by now which version it reads.
+        const header = encodeChunkListHeader((cache.chunkListVersion ?? 1) >= 2 ? 2 : 1);
+        count(header.length);
+        yield header;
+        headed = true;
+      }
       for (const entry of entries) {
         count(entry.length);
         yield entry;
       }
     }
     const code = await exited;
-    if (code !== 0) {
+    if (code !== 0 || !headed) {
       throw new NarwhalError(
         'bad-request',
         `nix-store --dump ${path} failed: ${Buffer.concat(dumpErrors).toString().trim()}`,
@@ -119,15 +186,32 @@ async function pushNarOnce(
       duplex: 'half',
     } as RequestInit);
     const text = await res.text();
-    if (res.status === 409) throw new NarwhalError('conflict', `the server lacks chunks it had: ${text.trim()}`);
+    if (res.status === 409) {
+      const refused = missingBasesOf(text);
+      if (refused) throw new BasesRefused(refused, `the server refused delta bases: ${text.trim()}`);
+      throw new NarwhalError('conflict', `the server lacks chunks it had: ${text.trim()}`);
+    }
     if (!res.ok) throw new NarwhalError('bad-request', `uploading the NAR of ${path}: ${res.status} ${text.trim()}`);
     return figures;
   } finally {
     dump.kill();
+    window?.close();
   }
 }
 
-/** The ids (hex) of the chunks the server asks to be sent. */
+/** The bases a 409 answer names as refused (docs/http-api.md), if it is that answer. */
+function missingBasesOf(text: string): string[] | undefined {
+  try {
+    const bases = (JSON.parse(text) as { missingBases?: unknown }).missingBases;
+    return Array.isArray(bases) ? bases.map(String) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const hexOf = (id: Uint8Array): string => Buffer.from(id).toString('hex');
+
+/** The ids (hex) of the chunks the server asks to be sent; notes the chunk-list version it reads. */
 async function missingChunks(
   cache: CacheEndpoint,
   ids: Uint8Array[],
@@ -143,6 +227,8 @@ async function missingChunks(
   if (!res.ok) {
     throw new NarwhalError('bad-request', `asking which chunks to send: ${res.status} ${(await res.text()).trim()}`);
   }
+  const version = Number(res.headers.get(CHUNK_LIST_VERSION_HEADER) ?? '1');
+  cache.chunkListVersion = Number.isInteger(version) && version >= 1 ? Math.min(version, CHUNK_LIST_VERSION) : 1;
   const answer = Buffer.from(await res.arrayBuffer());
   const lacking = new Set<string>();
   for (let at = 0; at + 32 <= answer.length; at += 32) lacking.add(answer.subarray(at, at + 32).toString('hex'));

@@ -26,6 +26,8 @@ export interface PushProgress {
   bytesSent: number;
   chunks: number;
   chunksSent: number;
+  /** Of the chunks sent, those sent as deltas of chunks the cache has. */
+  deltasSent: number;
 }
 
 /**
@@ -39,7 +41,11 @@ export async function pushPaths(paths: readonly string[], options: PushOptions):
   const cacheName = cacheUrl.pathname.replace(/^\//, '');
   if (!/^[^/]+$/.test(cacheName)) throw new NarwhalError('bad-request', `${options.cacheUrl} is not <server>/<cache>`);
   const headers: Record<string, string> = options.token ? { Authorization: `Bearer ${options.token}` } : {};
-  const cache: CacheEndpoint = { api: `${cacheUrl.origin}/_api/v1/caches/${cacheName}`, headers };
+  const cache: CacheEndpoint = {
+    api: `${cacheUrl.origin}/_api/v1/caches/${cacheName}`,
+    headers,
+    hasPath: (path) => hasNarinfo(cacheUrl.href, path, headers),
+  };
   const closure = referencesFirst(await queryPathInfos(paths, true));
   const progress: PushProgress = {
     paths: closure.length,
@@ -49,6 +55,7 @@ export async function pushPaths(paths: readonly string[], options: PushOptions):
     bytesSent: 0,
     chunks: 0,
     chunksSent: 0,
+    deltasSent: 0,
   };
   const report = (): void => options.onProgress?.({ ...progress });
   const lacking = await lackingPaths(cacheUrl.href, closure, headers);
@@ -66,6 +73,7 @@ export async function pushPaths(paths: readonly string[], options: PushOptions):
     });
     progress.chunks += figures.chunks;
     progress.chunksSent += figures.chunksSent;
+    progress.deltasSent += figures.deltasSent;
     await Promise.all(info.references.filter((r) => r !== info.path).map((r) => narinfos.get(r)?.promise));
     await putNarinfo(cacheUrl.href, info, headers, options.signingKey);
     progress.pushed++;
@@ -90,16 +98,16 @@ export async function pushPaths(paths: readonly string[], options: PushOptions):
 
 /** The paths whose narinfo the cache does not answer, in the order given. */
 async function lackingPaths(cacheUrl: string, infos: PathInfo[], headers: Record<string, string>): Promise<PathInfo[]> {
-  const found = await Promise.all(
-    infos.map(async (info) => {
-      const res = await fetch(`${cacheUrl}/${basename(info.path).slice(0, 32)}.narinfo`, { method: 'HEAD', headers });
-      if (res.status !== 200 && res.status !== 404) {
-        throw new NarwhalError('unavailable', `looking up ${info.path} in the cache: ${res.status}`);
-      }
-      return res.status === 200;
-    }),
-  );
+  const found = await Promise.all(infos.map((info) => hasNarinfo(cacheUrl, info.path, headers)));
   return infos.filter((_, i) => !found[i]);
+}
+
+async function hasNarinfo(cacheUrl: string, path: string, headers: Record<string, string>): Promise<boolean> {
+  const res = await fetch(`${cacheUrl}/${basename(path).slice(0, 32)}.narinfo`, { method: 'HEAD', headers });
+  if (res.status !== 200 && res.status !== 404) {
+    throw new NarwhalError('unavailable', `looking up ${path} in the cache: ${res.status}`);
+  }
+  return res.status === 200;
 }
 
 async function putNarinfo(

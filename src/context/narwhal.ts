@@ -4,6 +4,7 @@ import type { ChunkStore } from '../storage/chunk-store.ts';
 import { IngestHolds } from './ingest-holds.ts';
 import { TaskLimit } from '../runtime/task-limit.ts';
 import { Memos } from './memos.ts';
+import { NarwhalMetrics } from '../metrics/narwhal-metrics.ts';
 
 export interface NarwhalOptions {
   /** Largest uncompressed NAR accepted, in bytes: bounds decompression bombs. */
@@ -36,6 +37,8 @@ export interface Narwhal {
   recompressions: TaskLimit;
   /** What this process remembers between requests (memos.ts). */
   memos: Memos;
+  /** This process's figures, which `/metrics` answers (src/metrics). */
+  metrics: NarwhalMetrics;
 }
 
 /** Recompressions on the fly at once, and waiting beyond those (then 503). */
@@ -47,6 +50,8 @@ const RECOMPRESSIONS_WAITING = 8;
  * stores and makes the default cache; tests and tools that hold stores already call this directly.
  */
 export function createNarwhal(meta: MetadataStore, chunks: ChunkStore, options: Partial<NarwhalOptions> = {}): Narwhal {
+  const metrics = new NarwhalMetrics();
+  metrics.watchStore(() => meta.stats());
   return {
     meta,
     chunks,
@@ -58,6 +63,7 @@ export function createNarwhal(meta: MetadataStore, chunks: ChunkStore, options: 
       'too many NARs are being recompressed; try again shortly',
     ),
     memos: new Memos(),
+    metrics,
   };
 }
 

@@ -124,7 +124,7 @@ async function ingestHeld(nw: Narwhal, body: Readable, request: IngestRequest, s
   }
   request.verified?.();
   await nw.chunks.flush();
-  return nw.meta.commitNar({
+  const record = await nw.meta.commitNar({
     narHash: formatSha256Nix32(narHash!),
     narSize,
     storedSize: sequence.reduce((sum, chunk) => sum + chunk.storedSize, 0),
@@ -138,6 +138,23 @@ async function ingestHeld(nw: Narwhal, body: Readable, request: IngestRequest, s
     uploadedTo: request.uploadedTo,
     ingestStartedAt: startedAt,
   });
+  recordIngest(nw, record, startedAt, distinct.values());
+  return record;
+}
+
+function recordIngest(nw: Narwhal, nar: NarRecord, startedAt: number, chunks: Iterable<NewChunk>): void {
+  const figures = { newChunks: 0, newChunkBytes: 0, reusedChunks: 0, reusedChunkBytes: 0 };
+  for (const chunk of chunks) {
+    if (chunk.written) {
+      figures.newChunks++;
+      figures.newChunkBytes += chunk.size;
+    } else {
+      figures.reusedChunks++;
+      figures.reusedChunkBytes += chunk.size;
+    }
+  }
+  // A NAR made before this ingest began was stored already (commitNar kept the record).
+  nw.metrics.recordIngest({ narNew: nar.createdAt >= startedAt, narBytes: nar.narSize, ...figures });
 }
 
 /** Blocks handed to the chunking thread whose chunks are not stored yet, at most. */

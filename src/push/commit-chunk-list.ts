@@ -11,6 +11,7 @@ import { ExactReader } from '../runtime/exact-reader.ts';
 import { checkChunk } from '../serving/chunk-check.ts';
 import { readCheckedChunks } from '../serving/chunk-damage.ts';
 import { chunkHex } from '../storage/chunk-store.ts';
+import { deltaStoredForm } from '../delta/stored-form.ts';
 import { chunkVisibility } from '../tenancy/nar-visibility.ts';
 import { readChunkListEntry, readChunkListHeader } from './chunk-list-body.ts';
 
@@ -18,6 +19,18 @@ import { readChunkListEntry, readChunkListHeader } from './chunk-list-body.ts';
 const MAX_FRAME_BYTES = DEFAULT_CHUNKER_PARAMS.max + 4096;
 /** Chunks the server has, read together. */
 const READ_BATCH = 16;
+
+/**
+ * A delta in a chunk list named bases the server cannot count on (gone since the client asked, or
+ * never shown to it: the answer is the same): the client sends those chunks plain and tries again.
+ */
+export class MissingBasesError extends NarwhalError {
+  readonly ids: Uint8Array[];
+  constructor(ids: Uint8Array[]) {
+    super('conflict', `${ids.length} delta base(s) of the list are not stored here: send those chunks plain`);
+    this.ids = ids;
+  }
+}
 
 /** A chunk list named chunks the server cannot count on: the client sends them and tries again. */
 export class MissingChunksError extends NarwhalError {
@@ -60,8 +73,8 @@ export async function commitChunkList(
   const release = await nw.holds.begin();
   try {
     const reader = new ExactReader(body);
-    await readChunkListHeader(reader);
-    const nar = Readable.from(narContents(nw, cache, token, reader, narSize), { objectMode: false });
+    const version = await readChunkListHeader(reader);
+    const nar = Readable.from(narContents(nw, cache, token, reader, narSize, version), { objectMode: false });
     return await ingestNar(nw, nar, {
       compression: 'none',
       upload: { fileHash: narHash, fileHashText: `sha256:${encodeNixBase32(narHash)}`, suffix: '' },
@@ -79,10 +92,12 @@ async function* narContents(
   token: TokenRecord | undefined,
   reader: ExactReader,
   narSize: number,
+  version: number,
 ): AsyncGenerator<Uint8Array> {
   // Chunks are at least the chunker's minimum but the NAR's last: this bounds the lookups a body costs.
   const maxEntries = Math.ceil(narSize / DEFAULT_CHUNKER_PARAMS.min) + 1;
   const shown = chunkVisibility(nw, cache, token);
+  const recentBases = new RecentBases();
   let entries = 0;
   let produced = 0;
   let held: ChunkTableEntry[] = [];
@@ -92,11 +107,13 @@ async function* narContents(
   };
   while (produced < narSize) {
     if (++entries > maxEntries) throw new NarwhalError('bad-request', `more chunks than a NAR of ${narSize} bytes has`);
-    const entry = await readChunkListEntry(reader, MAX_FRAME_BYTES);
+    const entry = await readChunkListEntry(reader, MAX_FRAME_BYTES, version);
     let size: number;
     if (entry.frame) {
       yield* flush();
-      const data = await sentChunk(entry.id, entry.frame);
+      const data = entry.bases
+        ? await sentDelta(nw, shown, recentBases, entry.id, entry.bases, entry.frame)
+        : await sentChunk(entry.id, entry.frame);
       size = data.length;
       if (produced + size <= narSize) yield data;
     } else {
@@ -120,6 +137,63 @@ async function sentChunk(id: Uint8Array, frame: Uint8Array): Promise<Uint8Array>
   } catch (err) {
     if (!isNarwhalError(err, 'chunk-corrupt')) throw err;
     throw new NarwhalError('bad-request', `a chunk sent as ${chunkHex(id)} does not decode to that id`);
+  }
+}
+
+/** Bases read lately, checked and found countable: neighbouring chunks share most of their bases. */
+class RecentBases {
+  static readonly SIZE = 16;
+  readonly #contents = new Map<string, Uint8Array>();
+
+  get(id: Uint8Array): Uint8Array | undefined {
+    return this.#contents.get(chunkHex(id));
+  }
+
+  set(id: Uint8Array, content: Uint8Array): void {
+    this.#contents.set(chunkHex(id), content);
+    if (this.#contents.size > RecentBases.SIZE) this.#contents.delete(this.#contents.keys().next().value!);
+  }
+}
+
+/**
+ * A chunk sent as a delta: its bases read from the store, each one a chunk the pusher may count on
+ * as for a named chunk (else MissingBasesError, the same whether a base is absent or only another
+ * cache's), and the frame decoded with their contents and checked against the chunk's id. Under
+ * the commit's ingest hold, a base once found countable stays so until the commit ends.
+ */
+async function sentDelta(
+  nw: Narwhal,
+  shown: (id: Uint8Array) => Promise<boolean>,
+  recent: RecentBases,
+  id: Uint8Array,
+  bases: Uint8Array[],
+  frame: Uint8Array,
+): Promise<Uint8Array> {
+  const contents: (Uint8Array | undefined)[] = bases.map((base) => recent.get(base));
+  const entries: ChunkTableEntry[] = [];
+  const absent: Uint8Array[] = [];
+  for (const [index, base] of bases.entries()) {
+    if (contents[index]) continue;
+    const record = await nw.meta.getChunk(base);
+    if (!record || !(await shown(base))) absent.push(base);
+    else entries.push({ index, start: 0, end: record.size, id: base });
+  }
+  if (absent.length > 0) throw new MissingBasesError(absent);
+  try {
+    for (const [i, chunk] of (await readCheckedChunks(nw, entries, true)).entries()) {
+      contents[entries[i].index] = chunk.data!;
+      recent.set(entries[i].id, chunk.data!);
+    }
+  } catch (err) {
+    if (isNarwhalError(err, 'chunk-missing') || isNarwhalError(err, 'chunk-corrupt'))
+      throw new MissingBasesError(bases);
+    throw err;
+  }
+  try {
+    return (await checkChunk(id, deltaStoredForm(bases, frame), undefined, true, contents as Uint8Array[])).data!;
+  } catch (err) {
+    if (!isNarwhalError(err, 'chunk-corrupt')) throw err;
+    throw new NarwhalError('bad-request', `a delta sent as ${chunkHex(id)} does not decode to that id with its bases`);
   }
 }
 

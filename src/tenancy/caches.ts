@@ -126,8 +126,9 @@ export function cacheInfo(cache: CacheRecord): CacheInfo {
   };
 }
 
+/** Nix reads the first three lines and skips the rest; `narwhal use` reads the public key from it. */
 export function nixCacheInfo(cache: CacheRecord): string {
-  return `StoreDir: /nix/store\nWantMassQuery: 1\nPriority: ${cache.priority}\n`;
+  return `StoreDir: /nix/store\nWantMassQuery: 1\nPriority: ${cache.priority}\nPublicKey: ${publicKeyOf(cache.signingKey)}\n`;
 }
 
 function checkPriority(priority: number): number {

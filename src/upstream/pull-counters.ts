@@ -33,3 +33,19 @@ export function pullCounters(nw: Narwhal): PullCounters {
 export function pullCountersSnapshot(nw: Narwhal): PullCounters {
   return { ...pullCounters(nw) };
 }
+
+/** Puts the counters on /metrics, each as a counter named for what it counts. */
+export function exposePullCounters(nw: Narwhal): void {
+  const counters = pullCounters(nw);
+  const expose = (name: string, help: string, field: keyof PullCounters): void =>
+    nw.metrics.countFrom(name, help, () => counters[field]);
+  expose('narwhal_pull_hits_total', 'Narinfo lookups of pull-through caches answered from what they store', 'hits');
+  expose('narwhal_pull_misses_total', 'Narinfo lookups of pull-through caches that asked the upstreams', 'misses');
+  expose('narwhal_pull_nars_total', 'NARs fetched from an upstream and stored whole', 'narsPulled');
+  expose('narwhal_upstream_received_bytes_total', 'Bytes received from upstreams, as sent', 'upstreamBytes');
+  expose(
+    'narwhal_upstream_errors_total',
+    'Upstream answers that were errors, timeouts, cut short or refused',
+    'upstreamErrors',
+  );
+}

@@ -32,7 +32,7 @@ describe('pull-through from an nginx-served file cache', () => {
   let late: string;
   let upstreamCopy: (path: string, dir: string, key: string) => Promise<void>;
 
-  const copy = (cache: string, store: string, paths: string[], name: string) =>
+  const copy = (cache: string, store: string, paths: string[], name: string, options: string[] = []) =>
     run(
       'nix',
       [
@@ -44,6 +44,7 @@ describe('pull-through from an nginx-served file cache', () => {
         '--option',
         'trusted-public-keys',
         publicKey,
+        ...options,
         ...paths,
       ],
       { ...env, XDG_CACHE_HOME: join(work.path, `cache-${name}`) },
@@ -143,6 +144,28 @@ describe('pull-through from an nginx-served file cache', () => {
     await assertClosureInStore(second, c1, publicKey, env);
   });
 
+  test("/metrics and the cache's web page show the hits, misses and upstream bytes", async () => {
+    const metric = async (name: string): Promise<number> => {
+      const text = await (await fetch(`${server.url}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+      assert.ok(line, `${name} is on /metrics`);
+      return Number(line.split(' ')[1]);
+    };
+    // The copies above pulled c1's two paths (misses, NARs, bytes), then found them stored (hits).
+    assert.ok((await metric('narwhal_pull_misses_total')) >= 2);
+    assert.ok((await metric('narwhal_pull_hits_total')) >= 2);
+    assert.ok((await metric('narwhal_pull_nars_total')) >= 2);
+    const bytes = await metric('narwhal_upstream_received_bytes_total');
+    assert.ok(bytes > 0);
+    const hitsBefore = await metric('narwhal_pull_hits_total');
+    assert.equal((await fetch(`${server.url}/pt/${hashPartOf(c1.top)}.narinfo`)).status, 200);
+    assert.equal(await metric('narwhal_pull_hits_total'), hitsBefore + 1);
+    const page = await (await fetch(`${server.url}/_ui/c/pt`)).text();
+    assert.match(page, /<h2>Pull-through<\/h2>/);
+    assert.ok(page.includes(`${nginx.url}/good`), 'the page names the upstream');
+    assert.match(page, /class="pull-nars">[1-9]\d*</);
+  });
+
   test('a narinfo not signed by an upstream key is refused: 404 and nothing stored', async () => {
     const answer = await fetch(`${server.url}/badpt/${hashPartOf(c1.top)}.narinfo`);
     assert.equal(answer.status, 404);
@@ -153,7 +176,8 @@ describe('pull-through from an nginx-served file cache', () => {
   test('the upstream cut mid-NAR: the client gets an error, nothing is stored, the next copy is whole', async () => {
     const store = join(work.path, 'store-cut');
     relay.cutNextNar = true;
-    await assert.rejects(copy('relayed', store, [c1.top], 'cut'));
+    // Nix retries a cut download by default; one attempt shows what the client of the cut gets.
+    await assert.rejects(copy('relayed', store, [c1.top], 'cut', ['--option', 'download-attempts', '1']));
     assert.equal(relay.cutNextNar, false, 'the relay cut a NAR');
     assert.equal(await validIn(store, c1.top), false);
     assert.ok(!(await pathsOf('relayed')).includes(c1.top), 'the cut path was not stored');

@@ -13,12 +13,13 @@ import { fileURLToPath } from 'node:url';
 export const LAYERS: readonly (readonly string[])[] = [
   ['errors'],
   ['runtime'],
-  ['nix', 'compression', 'chunking', 'delta'],
+  ['nix', 'compression', 'chunking', 'delta', 'metrics'],
   ['storage', 'metadata'],
   ['context'],
   ['tenancy'],
   ['ingest', 'serving'],
   ['maintenance', 'push', 'upstream'],
+  ['web'],
   ['server', 'client'],
   ['cli'],
 ];

@@ -1,5 +1,6 @@
 import { NarwhalError } from '../../errors.ts';
-import { commitChunkList, MissingChunksError } from '../../push/commit-chunk-list.ts';
+import { CHUNK_LIST_VERSION, CHUNK_LIST_VERSION_HEADER } from '../../push/chunk-list-body.ts';
+import { commitChunkList, MissingBasesError, MissingChunksError } from '../../push/commit-chunk-list.ts';
 import { MAX_CHUNKS_ASKED, missingChunks } from '../../push/missing-chunks.ts';
 import { requireCacheAccess } from '../../tenancy/access.ts';
 import { findCache } from '../../tenancy/caches.ts';
@@ -29,7 +30,11 @@ export async function handlePushApi(
   requireCacheAccess(token, cache, 'push');
   if (what === 'missing-chunks') {
     const missing = await missingChunks(nw, cache, token, await readBody(req, 32 * MAX_CHUNKS_ASKED));
-    res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': missing.length });
+    res.writeHead(200, {
+      'Content-Type': 'application/octet-stream',
+      'Content-Length': missing.length,
+      [CHUNK_LIST_VERSION_HEADER]: CHUNK_LIST_VERSION,
+    });
     res.end(missing);
     return true;
   }
@@ -41,6 +46,10 @@ export async function handlePushApi(
     });
     sendJson(res, 201, { narHash: nar.narHash, narSize: nar.narSize });
   } catch (err) {
+    if (err instanceof MissingBasesError) {
+      sendJson(res, 409, { error: err.message, missingBases: err.ids.map(chunkHex) }, true);
+      return true;
+    }
     if (!(err instanceof MissingChunksError)) throw err;
     sendJson(res, 409, { error: err.message, missing: err.ids.map(chunkHex) }, true);
   }

@@ -1,0 +1,85 @@
+/**
+ * Bytes `narwhal push` sends per release upgrade against `nix copy --to ?compression=zstd`, each
+ * release pushed into a Narwhal holding the ones before it (pushUpgrades of measure-upgrades.ts,
+ * the push half of report section 7), on the full dataset's release series as this machine's
+ * store already holds them (a bench run added them), without building the rest of the dataset.
+ *
+ *   node bench/push-deltas.ts [--series node,swc,typescript] [--work DIR]
+ */
+import { readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { parseArgs } from 'node:util';
+import type { SeriesData } from './dataset.ts';
+import { run } from './exec.ts';
+import { pushUpgrades } from './measure-upgrades.ts';
+import { MODES, type ReleaseSeriesSpec } from './modes.ts';
+import { sourceKey } from './sources.ts';
+
+const { values } = parseArgs({
+  options: { series: { type: 'string', default: 'node,swc,typescript' }, work: { type: 'string' } },
+});
+const wanted = values.series.split(',');
+const work = values.work ?? join(tmpdir(), 'narwhal-bench-push-deltas');
+const log = (line: string): void => console.error(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
+
+const store = await readdir('/nix/store');
+const series: SeriesData[] = [];
+for (const spec of MODES.full.series) {
+  if (spec.kind !== 'releases' || !wanted.includes(spec.id)) continue;
+  series.push(await seriesInStore(spec));
+}
+await rm(work, { recursive: true, force: true });
+const figures = await pushUpgrades(
+  { series, largest: series[0].nars[0], totalNarBytes: 0, totalPaths: 0 },
+  join(work, 'push'),
+  log,
+);
+await rm(work, { recursive: true, force: true });
+
+const sum = (id: string | undefined, system: string) =>
+  figures.filter((f) => f.system === system && (id === undefined || f.series === id)).reduce((a, f) => a + f.bytes, 0);
+console.log('| series | upgrades | `nix copy --to` zstd | `narwhal push` | ratio |');
+console.log('| --- | ---: | ---: | ---: | ---: |');
+for (const s of [...series.map((s) => s.id), undefined]) {
+  const upgrades = figures.filter((f) => f.system === 'narwhal-push' && (s === undefined || f.series === s)).length;
+  const copy = sum(s, 'nix-copy');
+  const push = sum(s, 'narwhal-push');
+  console.log(
+    `| ${s ?? 'all'} | ${upgrades} | ${(copy / 1e6).toFixed(2)} MB | ${(push / 1e6).toFixed(2)} MB | ${(push / copy).toFixed(3)}x |`,
+  );
+}
+for (const f of figures) log(`${f.series} ${f.to} ${f.system}: ${f.bytes} B, ${f.seconds.toFixed(1)} s`);
+
+/** The series' releases as added to the store: per release, the path of that name with the largest NAR. */
+async function seriesInStore(spec: ReleaseSeriesSpec): Promise<SeriesData> {
+  const stepPaths: string[][] = [];
+  const nars: SeriesData['nars'] = [];
+  for (const release of spec.releases) {
+    const name = sourceKey(release);
+    const paths = store.filter((e) => e.slice(33) === name).map((e) => `/nix/store/${e}`);
+    if (paths.length === 0) throw new Error(`${name} is not in /nix/store: run the full bench once first`);
+    const { stdout } = await run('nix', [
+      '--extra-experimental-features',
+      'nix-command',
+      'path-info',
+      '--json',
+      ...paths,
+    ]);
+    const rows = JSON.parse(stdout) as { path: string; narSize: number; narHash: string }[];
+    const best = rows.reduce((a, b) => (b.narSize > a.narSize ? b : a));
+    stepPaths.push([best.path]);
+    nars.push({ storePath: best.path, hashPart: '', file: '', narHash: best.narHash, narSize: best.narSize });
+  }
+  return {
+    id: spec.id,
+    kind: spec.kind,
+    title: spec.title,
+    steps: spec.releases.map((r) => sourceKey(r)),
+    paths: stepPaths.flat(),
+    stepPaths,
+    nars,
+    regularFiles: 0,
+    narBytes: nars.reduce((a, n) => a + n.narSize, 0),
+  };
+}
