@@ -25,9 +25,9 @@ const CHUNK = 'ab'.repeat(32);
 const EXAMPLES = [
   'nix-cache-info',
   `${HASH}.narinfo`,
+  `pull/${HASH}.nar`,
   `nar/${NAR_HASH}.nar.xz`,
   `nar/${NAR_HASH}.caibx`,
-  `pull/${HASH}.nar`,
   `castr/${CHUNK.slice(0, 4)}/${CHUNK}.cacnk`,
   'chunk-frames',
   `${HASH}.ls`,
