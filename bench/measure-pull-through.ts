@@ -10,8 +10,8 @@
  * and the bytes Narwhal stored for the pulled paths against the upstream's own NAR files. Each
  * round starts a fresh Narwhal; the medians of the rounds are kept.
  *
- * Standalone: `node bench/measure-pull-through.ts [--tiny|--quick]` builds the dataset and both
- * static caches itself and prints the table.
+ * Standalone: `node bench/measure-pull-through.ts [--tiny|--quick] [--rounds N] [--keep]` builds the
+ * dataset and both static caches itself and prints the table (`--keep`: reuse them next time).
  */
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -183,7 +183,13 @@ export function pullThroughTable(f: PullThroughFigures): string {
 async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { tiny: { type: 'boolean', default: false }, quick: { type: 'boolean', default: false } },
+    options: {
+      tiny: { type: 'boolean', default: false },
+      quick: { type: 'boolean', default: false },
+      // Keeps the work dir (dataset, static caches) for the next run, which then copies nothing again.
+      keep: { type: 'boolean', default: false },
+      rounds: { type: 'string' },
+    },
   });
   const modeName: ModeName = values.tiny ? 'tiny' : values.quick ? 'quick' : 'full';
   const mode = MODES[modeName];
@@ -193,7 +199,7 @@ async function main(argv: string[]): Promise<void> {
     process.stderr.write(`[pull ${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
   };
   await ensureTools(log);
-  await rm(work, { recursive: true, force: true });
+  if (!values.keep) await rm(work, { recursive: true, force: true });
   await mkdir(work, { recursive: true });
   try {
     const ds = await buildDataset(mode, work, nixEnv(join(work, 'clients', 'dataset')), log);
@@ -206,10 +212,11 @@ async function main(argv: string[]): Promise<void> {
         timeoutSeconds: copyTimeout(ds.totalNarBytes),
       });
     }
-    const figures = await measurePullThrough(ds, join(work, 'static'), work, mode.substituteRounds, log);
+    const rounds = values.rounds === undefined ? mode.substituteRounds : Number(values.rounds);
+    const figures = await measurePullThrough(ds, join(work, 'static'), work, rounds, log);
     process.stdout.write(`${JSON.stringify(figures)}\n\n${pullThroughTable(figures)}\n`);
   } finally {
-    await rm(work, { recursive: true, force: true });
+    if (!values.keep) await rm(work, { recursive: true, force: true });
   }
 }
 

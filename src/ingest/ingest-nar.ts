@@ -27,6 +27,8 @@ export interface IngestRequest {
   uploadedTo?: number;
   /** The NarHash (`sha256:` + nix32) and NarSize the NAR must have, or nothing is committed (pull-through). */
   expected?: { narHash: string; narSize: number };
+  /** Called once the whole NAR arrived and passed every check, before it is made durable and committed. */
+  verified?: () => void;
 }
 
 /**
@@ -120,6 +122,7 @@ async function ingestHeld(nw: Narwhal, body: Readable, request: IngestRequest, s
   ) {
     throw new NarwhalError('hash-mismatch', `the NAR is not the one with NarHash ${request.expected.narHash}`);
   }
+  request.verified?.();
   await nw.chunks.flush();
   const record = await nw.meta.commitNar({
     narHash: formatSha256Nix32(narHash!),

@@ -1,6 +1,9 @@
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { createDecompressor } from '../compression/decompress.ts';
+import { createXzProcessDecompressor } from '../compression/xz-process.ts';
 import { NarwhalError } from '../errors.ts';
 import { ingestNar } from '../ingest/ingest-nar.ts';
 import type { CacheRecord } from '../metadata/metadata-store.ts';
@@ -9,6 +12,13 @@ import type { Narwhal } from '../context/narwhal.ts';
 import { pullCounters } from './pull-counters.ts';
 import { askUpstreams, forgetUpstreamAnswer, type UpstreamPath } from './upstream-narinfo.ts';
 import { upstreamGet } from './upstream-http.ts';
+
+/**
+ * Bytes buffered between the stages of a pull (decompression, ingest, the reader), so that each
+ * works while the next one is busy rather than in turn; bounded, so memory does not grow with
+ * the NAR.
+ */
+const STAGE_BUFFER_BYTES = 1024 * 1024;
 
 /** Pulls running in this process, by cache and hash part: each settles when its path is stored, or not. */
 const running = new WeakMap<Narwhal, Map<string, Promise<void>>>();
@@ -28,9 +38,9 @@ export function runningPull(nw: Narwhal, cache: CacheRecord, hashPart: string): 
  * Starts pulling the path from its upstream: the upstream's NAR is decompressed and, in one pass,
  * sent to the returned stream (the NAR, plain) and ingested like an upload (validated, chunked,
  * stored), and the path is stored with the upstream's narinfo once the NAR is whole and has the
- * NarHash and NarSize the signed narinfo gives. The stream ends only then; if anything fails, it
- * is destroyed instead, so a reader never takes a NAR cut short for a whole one, and nothing of
- * the path is stored. The reader may stop reading at any time; the pull goes on without it.
+ * NarHash and NarSize the signed narinfo gives. The stream ends only once the NAR passed those
+ * checks; if anything fails before, it is destroyed instead, so a reader never takes a NAR cut
+ * short for a whole one; and nothing of the path is stored unless all of it is. The reader may stop reading at any time; the pull goes on without it.
  *
  * Resolves once the upstream has answered the NAR request with a 200 (throws 'not-found' when it
  * does not), or with undefined when a pull of the path is already running here: the caller waits
@@ -59,18 +69,18 @@ export async function startPull(nw: Narwhal, cache: CacheRecord, found: Upstream
     if (err instanceof NarwhalError && err.code === 'not-found') throw err;
     throw new NarwhalError('not-found', `the upstream NAR is not available: ${(err as Error).message}`);
   }
-  const toReader = new PassThrough();
+  const toReader = new PassThrough({ highWaterMark: STAGE_BUFFER_BYTES });
   toReader.on('error', () => undefined);
   ingestAndStore(nw, cache, found, body, toReader).then(
-    (last) => {
+    () => {
       pullCounters(nw).narsPulled++;
       finish();
-      toReader.end(last);
     },
     (err: unknown) => {
       pullCounters(nw).upstreamErrors++;
       finish(err);
-      toReader.destroy(err as Error);
+      // Cut short unless the reader already has the whole NAR, checked (only storing it failed).
+      if (!toReader.writableEnded) toReader.destroy(err as Error);
     },
   );
   return toReader;
@@ -109,9 +119,18 @@ async function pullMissingReferences(nw: Narwhal, cache: CacheRecord, found: Ups
   for (const hashPart of others) if (!present.has(hashPart)) await pullWhole(nw, cache, hashPart);
 }
 
+let xzFound: boolean | undefined;
+
+/** Whether the `xz` program is on PATH (looked up once). */
+function hasXz(): boolean {
+  xzFound ??= (process.env.PATH ?? '').split(':').some((dir) => dir !== '' && existsSync(join(dir, 'xz')));
+  return xzFound;
+}
+
 /**
  * Decompresses and ingests the upstream body, passing each piece on to the reader (after the one
- * before it, so the last piece is held back), and stores the path. Returns the piece held back.
+ * before it, so the last piece is held back until the whole NAR is known to be the signed one:
+ * then the reader's stream ends, while the NAR is made durable and committed), and stores the path.
  */
 async function ingestAndStore(
   nw: Narwhal,
@@ -119,14 +138,33 @@ async function ingestAndStore(
   found: UpstreamPath,
   body: Readable,
   toReader: PassThrough,
-): Promise<Uint8Array | undefined> {
-  const decompressed = found.compression === 'none' ? body : body.pipe(createDecompressor(found.compression));
-  if (decompressed !== body) body.on('error', (err) => decompressed.destroy(err));
+): Promise<void> {
+  // xz, what cache.nixos.org and `nix copy` serve by default, is decoded by the xz program: faster.
+  const decompressor =
+    found.compression === 'none'
+      ? undefined
+      : found.compression === 'xz' && hasXz()
+        ? createXzProcessDecompressor()
+        : createDecompressor(found.compression);
+  const decompressed = new PassThrough({ highWaterMark: STAGE_BUFFER_BYTES });
+  if (decompressor) {
+    body.on('error', (err) => decompressor.destroy(err));
+    decompressor.on('error', (err) => decompressed.destroy(err));
+    body.pipe(decompressor).pipe(decompressed);
+  } else {
+    body.on('error', (err) => decompressed.destroy(err));
+    body.pipe(decompressed);
+  }
   let held: Uint8Array | undefined;
   const pass = async (data: Uint8Array): Promise<void> => {
     if (toReader.destroyed || toReader.writableEnded) return;
     if (toReader.write(data)) return;
-    await Promise.race([once(toReader, 'drain'), once(toReader, 'close')]).catch(() => undefined);
+    const waiting = new AbortController();
+    const { signal } = waiting;
+    await Promise.race([once(toReader, 'drain', { signal }), once(toReader, 'close', { signal })]).catch(
+      () => undefined,
+    );
+    waiting.abort();
   };
   async function* teed(): AsyncGenerator<Uint8Array> {
     for await (const data of decompressed as AsyncIterable<Uint8Array>) {
@@ -141,6 +179,9 @@ async function ingestAndStore(
       compression: 'none',
       uploadedTo: cache.id,
       expected: { narHash: info.narHash, narSize: info.narSize },
+      verified: () => {
+        if (!toReader.destroyed) toReader.end(held);
+      },
     });
     const result = await nw.meta.putPath({
       cacheId: cache.id,
@@ -158,11 +199,11 @@ async function ingestAndStore(
     }
   } catch (err) {
     decompressed.destroy();
+    decompressor?.destroy();
     body.destroy();
     throw err;
   } finally {
     nw.memos.narinfos.forget(cache.id, found.hashPart);
     forgetUpstreamAnswer(nw, cache, found.hashPart);
   }
-  return held;
 }

@@ -89,6 +89,8 @@ describe('pull-through from a private Narwhal cache', () => {
     const store = join(work.path, 'store-a');
     await copy(`${server.url}/fromb`, store, [v1.top], 'a');
     await assertClosureInStore(store, v1, publicKey, env);
+    // A client's NAR ends once it is checked, while it is committed; asked again, it waits for that.
+    await (await fetch(`${server.url}/fromb/pull/${hashPart}.nar`)).arrayBuffer();
     const paths = JSON.parse(await narwhal(['path', 'list', 'fromb', '--json', '--data-dir', server.dataDir])) as {
       storePath: string;
     }[];

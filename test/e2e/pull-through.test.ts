@@ -55,6 +55,13 @@ describe('pull-through from an nginx-served file cache', () => {
         storePath: string;
       }[]
     ).map((p) => p.storePath);
+  /**
+   * Waits until the pull of a path Nix just got is stored: a client's NAR ends once it is checked,
+   * while it is committed; a request for it meanwhile waits for that.
+   */
+  const settled = async (cache: string, path: string): Promise<void> => {
+    await (await fetch(`${server.url}/${cache}/pull/${hashPartOf(path)}.nar`)).arrayBuffer();
+  };
   const validIn = (store: string, path: string) =>
     run('nix', ['path-info', '--store', store, path], env).then(
       () => true,
@@ -126,6 +133,7 @@ describe('pull-through from an nginx-served file cache', () => {
     const store = join(work.path, 'store-a');
     await copy('pt', store, [c1.top], 'a');
     await assertClosureInStore(store, c1, publicKey, env);
+    await settled('pt', c1.top);
     assert.deepEqual((await pathsOf('pt')).sort(), [c1.dep, c1.top].sort());
     // Now served from what it stored (zstd frames), still with the upstream's signature.
     const info = parseNarinfo(await (await fetch(`${server.url}/pt/${hashPartOf(c1.top)}.narinfo`)).text());
@@ -175,6 +183,7 @@ describe('pull-through from an nginx-served file cache', () => {
     assert.ok(!(await pathsOf('relayed')).includes(c1.top), 'the cut path was not stored');
     await copy('relayed', store, [c1.top], 'cut-again');
     await assertClosureInStore(store, c1, publicKey, env);
+    await settled('relayed', c1.top);
     assert.ok((await pathsOf('relayed')).includes(c1.top));
   });
 

@@ -10,7 +10,7 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createNarwhalServer } from '../../../src/server/server.ts';
-import { createCache } from '../../../src/tenancy/caches.ts';
+import { configureCache, createCache } from '../../../src/tenancy/caches.ts';
 import { parseNarinfo, serializeNarinfo } from '../../../src/nix/narinfo.ts';
 import { generateSigningKey, narinfoFingerprint, signFingerprint } from '../../../src/nix/signing.ts';
 import { formatSha256Nix32 } from '../../../src/nix/hash.ts';
@@ -124,6 +124,9 @@ describe('pull-through against a broken or hostile upstream', () => {
     assert.equal(await stored(hashPart), false, 'HEAD does not pull');
     const body = Buffer.from(await (await fetch(`${base}/${info.url}`)).arrayBuffer());
     assert.equal(formatSha256Nix32(createHash('sha256').update(body).digest()), info.narHash);
+    // The body ends once the NAR is checked; asked again meanwhile, it is served once it is stored.
+    const stored2 = Buffer.from(await (await fetch(`${base}/${info.url}`)).arrayBuffer());
+    assert.ok(stored2.equals(body));
     assert.equal(await stored(hashPart), true);
     const again = parseNarinfo(await (await fetch(`${base}/${hashPart}.narinfo`)).text());
     assert.equal(again.compression, 'zstd');
@@ -148,6 +151,7 @@ describe('pull-through against a broken or hostile upstream', () => {
     upstream.nar = goodNar;
     const body = Buffer.from(await (await fetch(`${base}/pull/${hashPart}.nar`)).arrayBuffer());
     assert.equal(narHashOf(body), narHashOf(goodNar));
+    await (await fetch(`${base}/pull/${hashPart}.nar`)).arrayBuffer();
     assert.equal(await stored(hashPart), true);
   });
 
@@ -162,6 +166,25 @@ describe('pull-through against a broken or hostile upstream', () => {
       assert.equal((await fetch(`${base}/pull/${hashPart}.nar`)).status, 404);
       assert.equal(await stored(hashPart), false);
     }
+  });
+
+  test('upstreams are asked in order; one that is down or lacks the path is passed over', async () => {
+    const good = cache.upstreams[0];
+    const dead = 'http://127.0.0.1:1';
+    const lacking = `${good}/elsewhere`;
+    const reordered = await configureCache(t.nw, 'pt', { upstreams: [dead, lacking, good] });
+    try {
+      const hashPart = offer();
+      const before = pullCountersSnapshot(t.nw);
+      const info = parseNarinfo(await (await fetch(`${base}/${hashPart}.narinfo`)).text());
+      assert.ok(info.sigs.some((sig) => sig.startsWith('up-1:')));
+      assert.equal(pullCountersSnapshot(t.nw).upstreamErrors - before.upstreamErrors, 1, 'the dead one');
+      const body = Buffer.from(await (await fetch(`${base}/${info.url}`)).arrayBuffer());
+      assert.equal(narHashOf(body), info.narHash);
+    } finally {
+      await configureCache(t.nw, 'pt', { upstreams: [good] });
+    }
+    assert.deepEqual(reordered.upstreams, [dead, lacking, good]);
   });
 
   test('an upstream that does not answer in time: 404, not a hang', async () => {
