@@ -12,6 +12,7 @@ import type { PerSeries, Results, TimedSystem } from './results.ts';
 import { groupedBarChart, type BarGroup } from './svg-chart.ts';
 import { DELTA_SECTION, renderDeltaSection } from './report-deltas.ts';
 import { renderUpgradeSection, UPGRADE_SECTION } from './report-upgrades.ts';
+import { renderTlsSection, TLS_SECTION } from './report-tls.ts';
 import { PULL_THROUGH_SECTION, renderPullThroughSection } from './report-pull-through.ts';
 
 export const CHART_DIR = 'benchmarks';
@@ -43,6 +44,7 @@ export const SECTIONS = [
   DELTA_SECTION,
   UPGRADE_SECTION,
   PULL_THROUGH_SECTION,
+  TLS_SECTION,
   '## Method',
 ];
 
@@ -484,6 +486,7 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
   md.push(...renderDeltaSection(r));
   md.push(...renderUpgradeSection(r));
   md.push(...renderPullThroughSection(r));
+  md.push(...renderTlsSection(r));
 
   md.push('## Method', '');
   md.push(

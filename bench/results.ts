@@ -151,6 +151,22 @@ export interface TargetResult {
   status: 'met' | 'missed' | 'not measured';
 }
 
+export interface TlsClosureFigure {
+  link: 'loopback' | '20 ms RTT';
+  http2: boolean;
+  /** Median seconds of `nix copy --from` of the whole closure into a fresh store. */
+  seconds: number;
+}
+
+export interface TlsFigures {
+  /** Store paths in the closure of small paths (its root included). */
+  smallPaths: number;
+  closure: TlsClosureFigure[];
+  /** `nix copy --from` of the dataset into a fresh store: median seconds over plain HTTP and over TLS. */
+  dataset: { plainSeconds: number; tlsSeconds: number };
+  rounds: number;
+}
+
 export interface Results {
   run: RunInfo;
   series: SeriesSummary[];
@@ -178,4 +194,6 @@ export interface Results {
   memory: MemoryFigure[];
   targets: TargetResult[];
   notes: string[];
+  /** TLS and HTTP/2 (absent in results of runs before it existed). */
+  tls?: TlsFigures;
 }

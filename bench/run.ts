@@ -35,6 +35,7 @@ import { judgeTargets } from './targets.ts';
 import { judgeDeltaTargets } from './delta-targets.ts';
 import { judgeUpgradeTargets } from './upgrade-targets.ts';
 import { measureUpgrades } from './measure-upgrades.ts';
+import { judgeTlsTargets, measureTls } from './measure-tls.ts';
 import { measurePullThrough } from './measure-pull-through.ts';
 import { judgeUiTargets, measureUi } from './measure-ui.ts';
 import { table } from './format.ts';
@@ -88,6 +89,7 @@ async function main(argv: string[]): Promise<number> {
   let metricsScrape: Awaited<ReturnType<typeof measureMetricsScrapeCost>> | undefined;
   let servingMemory: MemoryFigure | undefined;
   let upgrades: Awaited<ReturnType<typeof measureUpgrades>> | undefined;
+  let tls: Awaited<ReturnType<typeof measureTls>>;
   let pullThrough: Awaited<ReturnType<typeof measurePullThrough>> | undefined;
   const wrk = {
     threads: mode.wrkThreads,
@@ -138,6 +140,7 @@ async function main(argv: string[]): Promise<number> {
       }
       const keys = ds.series.flatMap((s) => s.nars.map((n) => n.hashPart));
       metricsScrape = await measureMetricsScrapeCost(narwhal.cacheUrl, narwhal.pid, keys, wrk, work, log);
+      tls = await measureTls(ds, narwhal.dataDir, join(work, 'clients'), modeName, log);
     } finally {
       await nginx.stop();
     }
@@ -187,6 +190,7 @@ async function main(argv: string[]): Promise<number> {
     lookupSettings: `${wrk.connections} connections, ${wrk.seconds} s per measurement, median of ${wrk.rounds} alternating rounds, wrk with ${wrk.threads} threads`,
     memory: [...memory.memory, ...pushed.memory, ...(servingMemory ? [servingMemory] : []), ...ingest.memory],
     notes: pushed.notes,
+    tls,
   };
   const results: Results = {
     run: {
@@ -211,6 +215,7 @@ async function main(argv: string[]): Promise<number> {
       ...judgeDeltaTargets(figures),
       ...judgeUpgradeTargets(figures),
       ...judgeMetricsTarget(metricsScrape),
+      ...judgeTlsTargets(figures.tls),
       ...judgeUiTargets(figures.ui),
     ],
   };

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 declare -A NEEDED=(
   [nix]=nix-bin [casync]=casync [xz]=xz-utils [zstd]=zstd [bzip2]=bzip2
   [brotli]=brotli [lz4]=lz4 [curl]=curl [wrk]=wrk [nginx]=nginx-light [ab]=apache2-utils
-  [promtool]=prometheus [systemd-analyze]=systemd [chromium]=chromium [script]=bsdutils
+  [promtool]=prometheus [systemd-analyze]=systemd [chromium]=chromium [script]=bsdutils [openssl]=openssl
 )
 missing=()
 for cmd in "${!NEEDED[@]}"; do

@@ -48,7 +48,7 @@ export async function startNarwhal(dataDir: string, args: string[] = []): Promis
   const { daemon, match } = await startDaemon(
     NARWHAL_BIN,
     ['serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--recompress-level', '0', ...args, ...EXTRA_ARGS],
-    /on (http:\/\/127\.0\.0\.1:\d+)\//,
+    /on (https?:\/\/127\.0\.0\.1:\d+)\//,
     { env: narwhalEnv() },
   );
   try {

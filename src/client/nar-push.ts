@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { PassThrough } from 'node:stream';
 import type { EncodeRequest, EncodeResult } from '../storage/zstd-encode-worker.ts';
 import { WorkerPool } from '../runtime/worker-pool.ts';
 import { chunkStream } from '../chunking/chunk-stream.ts';
@@ -109,6 +110,9 @@ async function pushNarOnce(
   const dumpErrors: Buffer[] = [];
   dump.stderr.on('data', (d: Buffer) => dumpErrors.push(d));
   const exited = new Promise<number | null>((resolve) => dump.once('close', resolve));
+  // Read from now on: a child that exits while no one reads its output has that output thrown
+  // away by node:child_process, and a small NAR's dump ends before the previous version is found.
+  const nar = dump.stdout.pipe(new PassThrough());
   // Asked once per server (no ids): whether it reads deltas. One that does not gets none, and no
   // previous version is dumped for it.
   if (cache.chunkListVersion === undefined) await missingChunks(cache, [], count);
@@ -121,7 +125,7 @@ async function pushNarOnce(
   /** The chunks in order, each with its place in the previous version (asked in order: the window only moves on). */
   async function* placed(): AsyncGenerator<NewChunk> {
     let start = 0;
-    for await (const data of chunkStream(dump.stdout)) {
+    for await (const data of chunkStream(nar)) {
       yield { data, start, place: window ? await window.around(start) : [] };
       start += data.length;
     }

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { PassThrough } from 'node:stream';
 import { readdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { chunkStream } from '../chunking/chunk-stream.ts';
@@ -106,7 +107,8 @@ export class PlaceWindow {
     this.#oldSize = previous.narSize;
     this.#newSize = newSize;
     this.#dump = spawn('nix-store', ['--dump', previous.path], { stdio: ['ignore', 'pipe', 'ignore'] });
-    this.#source = chunkStream(this.#dump.stdout!)[Symbol.asyncIterator]();
+    // Piped at once: output that no one reads when the child exits is thrown away (nar-push.ts).
+    this.#source = chunkStream(this.#dump.stdout!.pipe(new PassThrough()))[Symbol.asyncIterator]();
   }
 
   /** The old chunks around the place of a new chunk starting at `start` (none if the dump failed). */

@@ -15,9 +15,9 @@ export interface UserConfig {
   servers: Record<string, SavedServer>;
 }
 
-/** $XDG_CONFIG_HOME/narwhal/config.json (else ~/.config/narwhal/config.json); NARWHAL_CONFIG names another. */
+/** $XDG_CONFIG_HOME/narwhal/config.json (else ~/.config/narwhal/config.json); NARWHAL_CLIENT_CONFIG names another. */
 export function userConfigFile(): string {
-  if (process.env.NARWHAL_CONFIG) return process.env.NARWHAL_CONFIG;
+  if (process.env.NARWHAL_CLIENT_CONFIG) return process.env.NARWHAL_CLIENT_CONFIG;
   const base = process.env.XDG_CONFIG_HOME || join(homedir(), '.config');
   return join(base, 'narwhal', 'config.json');
 }

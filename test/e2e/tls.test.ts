@@ -38,6 +38,8 @@ describe('narwhal serve over TLS with HTTP/2', () => {
   let token: string;
   /** The NAR of the content-addressed path of the first closure, as `nix-store --dump` writes it. */
   let pushed: { storePath: string; nar: Buffer } | undefined;
+  /** Its plain NAR's URL. */
+  let narUrl: string | undefined;
 
   /** curl against the server, trusting the test CA; the body, then the protocol and status on the last line. */
   const curl = async (args: string[]): Promise<{ body: string; version: string; status: number }> => {
@@ -153,7 +155,7 @@ describe('narwhal serve over TLS with HTTP/2', () => {
     assert.equal(narinfo.status, 200);
     const narHash = /^NarHash: sha256:(\w+)$/m.exec(narinfo.body)?.[1];
     assert.ok(narHash, narinfo.body);
-    const narUrl = `${server.url}/main/nar/${narHash}.nar`;
+    narUrl = `${server.url}/main/nar/${narHash}.nar`;
 
     const head = await curl(['--http2', '-I', narUrl]);
     assert.equal(head.version, '2');
@@ -210,6 +212,19 @@ describe('narwhal serve over TLS with HTTP/2', () => {
     assert.ok((JSON.parse(caches.body) as { name: string }[]).some((c) => c.name === 'main'));
     const refused = await curl(['--http2', `${server.url}/_api/v1/caches`]);
     assert.equal(refused.status, 401);
+  });
+
+  test('/metrics counts the bytes of a NAR sent over HTTP/2', async () => {
+    assert.ok(narUrl && pushed, 'a NAR was read above');
+    const sent = async (): Promise<number> => {
+      const metrics = await curl(['--http2', `${server.url}/metrics`]);
+      assert.deepEqual([metrics.version, metrics.status], ['2', 200]);
+      return Number(/^narwhal_http_sent_bytes_total\{[^}]*route="nar"[^}]*\} (\S+)$/m.exec(metrics.body)?.[1] ?? 0);
+    };
+    const before = await sent();
+    const get = await curl(['--http2', '-o', '/dev/null', narUrl]);
+    assert.deepEqual([get.version, get.status], ['2', 200]);
+    assert.ok((await sent()) - before >= pushed.nar.length, 'the NAR counted in the bytes sent');
   });
 
   test('--processes 2 serves TLS and HTTP/2', async () => {

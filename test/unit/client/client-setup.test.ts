@@ -171,10 +171,10 @@ test('a cache named as SERVER/CACHE, CACHE under the default server, or a URL un
   assert.throws(() => resolveCache({ servers: {} }, 'main'), /no default server/);
 
   // push and substituter: the saved token unless one is given or in NARWHAL_TOKEN.
-  const saved = { config: process.env.NARWHAL_CONFIG, token: process.env.NARWHAL_TOKEN };
+  const saved = { config: process.env.NARWHAL_CLIENT_CONFIG, token: process.env.NARWHAL_TOKEN };
   const file = join(dir, 'resolve.json');
   await writeUserConfig(config, file);
-  process.env.NARWHAL_CONFIG = file;
+  process.env.NARWHAL_CLIENT_CONFIG = file;
   delete process.env.NARWHAL_TOKEN;
   try {
     assert.deepEqual(await cacheAndToken('main', undefined, []), {
@@ -186,7 +186,7 @@ test('a cache named as SERVER/CACHE, CACHE under the default server, or a URL un
     assert.equal((await cacheAndToken('main', undefined, [])).token, 'env');
   } finally {
     for (const [name, value] of [
-      ['NARWHAL_CONFIG', saved.config],
+      ['NARWHAL_CLIENT_CONFIG', saved.config],
       ['NARWHAL_TOKEN', saved.token],
     ] as const) {
       if (value === undefined) delete process.env[name];
