@@ -3,13 +3,17 @@
  * SVG charts beside it in benchmarks/, and the raw figures as benchmarks/results.json. Only the part
  * of benchmarks.md between the markers is rewritten: sections written by hand outside them stay.
  */
+import { uiTable } from './measure-ui.ts';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { count, mb, rate, seconds, table, times } from './format.ts';
+import type { MetricsScrapeCost } from './measure-metrics.ts';
 import type { PerSeries, Results, TimedSystem } from './results.ts';
 import { groupedBarChart, type BarGroup } from './svg-chart.ts';
 import { DELTA_SECTION, renderDeltaSection } from './report-deltas.ts';
 import { renderUpgradeSection, UPGRADE_SECTION } from './report-upgrades.ts';
+import { renderTlsSection, TLS_SECTION } from './report-tls.ts';
+import { PULL_THROUGH_SECTION, renderPullThroughSection } from './report-pull-through.ts';
 
 export const CHART_DIR = 'benchmarks';
 export const REPORT_FILE = 'benchmarks.md';
@@ -39,6 +43,8 @@ export const SECTIONS = [
   '## 5. Memory',
   DELTA_SECTION,
   UPGRADE_SECTION,
+  PULL_THROUGH_SECTION,
+  TLS_SECTION,
   '## Method',
 ];
 
@@ -437,6 +443,12 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
     '',
   );
 
+  if (r.metricsScrape) md.push(...metricsScrapeSection(r.metricsScrape));
+  if (r.ui && r.ui.length > 0) {
+    md.push(`### Web UI page times (server time, ${count(r.ui[0].paths)} paths)`, '', uiTable(r.ui), '');
+    md.push('Made by `bench/measure-ui.ts`; what it builds and times: benchmarks.md, "Web UI pages".', '');
+  }
+
   // 5. Memory
   md.push('## 5. Memory', '');
   md.push(
@@ -473,6 +485,8 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
 
   md.push(...renderDeltaSection(r));
   md.push(...renderUpgradeSection(r));
+  md.push(...renderPullThroughSection(r));
+  md.push(...renderTlsSection(r));
 
   md.push('## Method', '');
   md.push(
@@ -520,4 +534,28 @@ function timedTable(
       ...(baseline ? [times(s.seconds.total / baseline.seconds.total)] : []),
     ]),
   );
+}
+
+/** The cost of a 1/s `/metrics` scrape to the lookups (bench/measure-metrics.ts). */
+function metricsScrapeSection(m: MetricsScrapeCost): string[] {
+  return [
+    '### Metrics scrape cost',
+    '',
+    table(
+      ['', 'without scrapes', 'one scrape a second', 'cost'],
+      [
+        ['narinfo GET/s', count(m.withoutScrapes), count(m.withScrapes), `${m.wallCostPercent.toFixed(1)}%`],
+        [
+          'narinfo GET per server CPU-second',
+          count(m.perCpuSecondWithout),
+          count(m.perCpuSecondWith),
+          `${m.costPercent.toFixed(1)}%`,
+        ],
+      ],
+    ),
+    '',
+    `One scrape (${count(m.scrapeBytes)} bytes) takes ${m.scrapeCpuMs.toFixed(2)} ms of server CPU, so a scrape a second takes at most`,
+    `${m.boundPercent.toFixed(2)}% of a core from the lookups (target: at most 2%). ${m.settings}.`,
+    '',
+  ];
 }

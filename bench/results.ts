@@ -1,4 +1,7 @@
+import type { MetricsScrapeCost } from './measure-metrics.ts';
+import type { UiPageTiming } from './measure-ui.ts';
 /** Everything one benchmark run measured; the report and the targets are computed from this. */
+import type { PullThroughFigures } from './measure-pull-through.ts';
 import type { DiskUsage } from './disk-usage.ts';
 import type { ModeName } from './modes.ts';
 
@@ -148,6 +151,22 @@ export interface TargetResult {
   status: 'met' | 'missed' | 'not measured';
 }
 
+export interface TlsClosureFigure {
+  link: 'loopback' | '20 ms RTT';
+  http2: boolean;
+  /** Median seconds of `nix copy --from` of the whole closure into a fresh store. */
+  seconds: number;
+}
+
+export interface TlsFigures {
+  /** Store paths in the closure of small paths (its root included). */
+  smallPaths: number;
+  closure: TlsClosureFigure[];
+  /** `nix copy --from` of the dataset into a fresh store: median seconds over plain HTTP and over TLS. */
+  dataset: { plainSeconds: number; tlsSeconds: number };
+  rounds: number;
+}
+
 export interface Results {
   run: RunInfo;
   series: SeriesSummary[];
@@ -157,6 +176,8 @@ export interface Results {
   narwhalStats: Record<string, number>;
   /** Fetching and pushing one release after another (absent in results of runs before it existed). */
   upgrades?: { fetch: Upgrade[]; push: PushUpgrade[]; wholePushSeconds: number };
+  /** Pull-through first and second fetch, and storage (absent in results of runs before it existed). */
+  pullThrough?: PullThroughFigures;
   /** Per series, the delta pass run after it (absent in results of runs before it existed). */
   deltaPass?: Record<string, DeltaPassFigure>;
   chunking: ChunkingResult[];
@@ -165,8 +186,14 @@ export interface Results {
   substitute: TimedSystem[];
   downloads: Download[];
   lookups: Lookup[];
+  /** Web UI page times (bench/measure-ui.ts); absent in results of older runs. */
+  ui?: UiPageTiming[];
   lookupSettings: string;
+  /** What a 1/s scrape of /metrics costs the lookups (absent in results of runs before it existed). */
+  metricsScrape?: MetricsScrapeCost;
   memory: MemoryFigure[];
   targets: TargetResult[];
   notes: string[];
+  /** TLS and HTTP/2 (absent in results of runs before it existed). */
+  tls?: TlsFigures;
 }

@@ -21,6 +21,7 @@ import { nixEnv } from './exec.ts';
 import { measureChunking } from './measure-chunking.ts';
 import { measureIngest } from './measure-ingest.ts';
 import { measureLookups } from './measure-lookups.ts';
+import { judgeMetricsTarget, measureMetricsScrapeCost } from './measure-metrics.ts';
 import { measureMemory } from './measure-memory.ts';
 import { measurePush } from './measure-push.ts';
 import { measureDownloads, measureSubstitute } from './measure-substitute.ts';
@@ -34,6 +35,9 @@ import { judgeTargets } from './targets.ts';
 import { judgeDeltaTargets } from './delta-targets.ts';
 import { judgeUpgradeTargets } from './upgrade-targets.ts';
 import { measureUpgrades } from './measure-upgrades.ts';
+import { judgeTlsTargets, measureTls } from './measure-tls.ts';
+import { measurePullThrough } from './measure-pull-through.ts';
+import { judgeUiTargets, measureUi } from './measure-ui.ts';
 import { table } from './format.ts';
 
 async function main(argv: string[]): Promise<number> {
@@ -82,8 +86,11 @@ async function main(argv: string[]): Promise<number> {
   let substitute: Awaited<ReturnType<typeof measureSubstitute>>;
   let downloads: Awaited<ReturnType<typeof measureDownloads>>;
   let lookups: Awaited<ReturnType<typeof measureLookups>>;
+  let metricsScrape: Awaited<ReturnType<typeof measureMetricsScrapeCost>> | undefined;
   let servingMemory: MemoryFigure | undefined;
   let upgrades: Awaited<ReturnType<typeof measureUpgrades>> | undefined;
+  let tls: Awaited<ReturnType<typeof measureTls>>;
+  let pullThrough: Awaited<ReturnType<typeof measurePullThrough>> | undefined;
   const wrk = {
     threads: mode.wrkThreads,
     connections: mode.loadConnections,
@@ -113,6 +120,7 @@ async function main(argv: string[]): Promise<number> {
         narBytes: 0,
       };
       upgrades = await measureUpgrades(ds, { nginxZstd: `${nginx.url}/zstd`, narwhal: narwhal.cacheUrl }, work, log);
+      pullThrough = await measurePullThrough(ds, pushed.staticRoot, work, mode.substituteRounds, log);
       // The same data served by a process per core (nginx runs a worker per core), beside the default one.
       const perCore = await startNarwhal(narwhal.dataDir, ['--processes', 'auto']);
       try {
@@ -130,6 +138,9 @@ async function main(argv: string[]): Promise<number> {
       } finally {
         await perCore.stop();
       }
+      const keys = ds.series.flatMap((s) => s.nars.map((n) => n.hashPart));
+      metricsScrape = await measureMetricsScrapeCost(narwhal.cacheUrl, narwhal.pid, keys, wrk, work, log);
+      tls = await measureTls(ds, narwhal.dataDir, join(work, 'clients'), modeName, log);
     } finally {
       await nginx.stop();
     }
@@ -139,6 +150,7 @@ async function main(argv: string[]): Promise<number> {
 
   const memory = await measureMemory(ds, mode.syntheticNarBytes, work, narwhal.dataDir, log);
   const chunking = await measureChunking(ds, mode.chunkingVariants, DEFAULT_ZSTD_LEVEL, mode.zstdLevels, log);
+  const ui = await measureUi(modeName === 'tiny' ? { paths: 100, requests: 3 } : { paths: 10_000, requests: 50 }, log);
 
   const finishedAt = new Date();
   const args = argv.join(' ');
@@ -166,15 +178,19 @@ async function main(argv: string[]): Promise<number> {
     narwhalStats: { ...pushed.narwhalStats },
     deltaPass: pushed.deltaPass,
     upgrades,
+    pullThrough,
     chunking,
     push: pushed.push,
     ingest: ingest.ingest,
     substitute,
     downloads,
     lookups,
+    metricsScrape,
+    ui,
     lookupSettings: `${wrk.connections} connections, ${wrk.seconds} s per measurement, median of ${wrk.rounds} alternating rounds, wrk with ${wrk.threads} threads`,
     memory: [...memory.memory, ...pushed.memory, ...(servingMemory ? [servingMemory] : []), ...ingest.memory],
     notes: pushed.notes,
+    tls,
   };
   const results: Results = {
     run: {
@@ -198,6 +214,9 @@ async function main(argv: string[]): Promise<number> {
       ...judgeTargets(figures, memory.syntheticBytes),
       ...judgeDeltaTargets(figures),
       ...judgeUpgradeTargets(figures),
+      ...judgeMetricsTarget(metricsScrape),
+      ...judgeTlsTargets(figures.tls),
+      ...judgeUiTargets(figures.ui),
     ],
   };
   const file = await writeReport(results, outDir);

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 declare -A NEEDED=(
   [nix]=nix-bin [casync]=casync [xz]=xz-utils [zstd]=zstd [bzip2]=bzip2
   [brotli]=brotli [lz4]=lz4 [curl]=curl [wrk]=wrk [nginx]=nginx-light [ab]=apache2-utils
+  [promtool]=prometheus [systemd-analyze]=systemd [chromium]=chromium [script]=bsdutils [openssl]=openssl
 )
 missing=()
 for cmd in "${!NEEDED[@]}"; do
@@ -54,4 +55,4 @@ set +a
 echo "test: unit, storage, casync and end-to-end suites"
 node --test --test-concurrency=2 --test-timeout=600000 \
   'test/unit/**/*.test.ts' 'test/metadata/**/*.test.ts' 'test/hostile/**/*.test.ts' 'test/storage/**/*.test.ts' 'test/casync/**/*.test.ts' 'test/e2e/**/*.test.ts' \
-  'test/crash/**/*.test.ts' 'test/load/**/*.test.ts' 'test/diskfull/**/*.test.ts' 'test/bench/**/*.test.ts'
+  'test/ui/**/*.test.ts' 'test/crash/**/*.test.ts' 'test/load/**/*.test.ts' 'test/diskfull/**/*.test.ts' 'test/bench/**/*.test.ts'

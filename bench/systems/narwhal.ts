@@ -30,9 +30,9 @@ export interface NarwhalStats {
 }
 
 /** The command `npx narwhal` runs: the package's bin, whose shebang picks Node 24 from PATH and sets its flags. */
-const NARWHAL_BIN = join(REPO, 'node_modules/.bin/narwhal');
+export const NARWHAL_BIN = join(REPO, 'node_modules/.bin/narwhal');
 
-function narwhalEnv(): NodeJS.ProcessEnv {
+export function narwhalEnv(): NodeJS.ProcessEnv {
   return { ...process.env, PATH: `${join(REPO, 'node_modules/.bin')}:${process.env.PATH ?? ''}` };
 }
 
@@ -48,7 +48,7 @@ export async function startNarwhal(dataDir: string, args: string[] = []): Promis
   const { daemon, match } = await startDaemon(
     NARWHAL_BIN,
     ['serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--recompress-level', '0', ...args, ...EXTRA_ARGS],
-    /on (http:\/\/127\.0\.0\.1:\d+)\//,
+    /on (https?:\/\/127\.0\.0\.1:\d+)\//,
     { env: narwhalEnv() },
   );
   try {

@@ -19,6 +19,9 @@ const OPTIONS = {
   'require-signature': { type: 'boolean' },
   'no-require-signature': { type: 'boolean' },
   retention: { type: 'string' },
+  upstream: { type: 'string', multiple: true },
+  'upstream-key': { type: 'string', multiple: true },
+  'no-upstreams': { type: 'boolean' },
 } as const;
 
 export async function cacheCommand(args: string[]): Promise<number> {
@@ -38,6 +41,8 @@ export async function cacheCommand(args: string[]): Promise<number> {
           priority: values.priority === undefined ? undefined : Number(values.priority),
           signingKey: values['signing-key'] === undefined ? undefined : await readFile(values['signing-key'], 'utf8'),
           retention: values.retention === undefined ? undefined : parseRetention(values.retention),
+          upstreams: values.upstream,
+          upstreamKeys: values['upstream-key'],
         });
         printJsonOr(
           values.json,
@@ -87,6 +92,9 @@ async function changesFrom(values: {
   'require-signature'?: boolean;
   'no-require-signature'?: boolean;
   retention?: string;
+  upstream?: string[];
+  'upstream-key'?: string[];
+  'no-upstreams'?: boolean;
 }): Promise<CacheChanges> {
   const changes: CacheChanges = {};
   if (values.public && values.private)
@@ -100,6 +108,9 @@ async function changesFrom(values: {
   if (values['require-signature']) changes.requireSignature = true;
   if (values['no-require-signature']) changes.requireSignature = false;
   if (values.retention !== undefined) changes.retention = parseRetention(values.retention);
+  if (values['no-upstreams']) changes.upstreams = [];
+  if (values.upstream) changes.upstreams = values.upstream;
+  if (values['upstream-key']) changes.upstreamKeys = values['upstream-key'];
   if (Object.keys(changes).length === 0)
     throw new NarwhalError('bad-request', 'cache configure needs at least one setting to change');
   return changes;
@@ -114,6 +125,8 @@ function describe(info: CacheInfo): string {
     `require signature  ${info.requireSignature ? 'yes' : 'no'}\n` +
     `trusted keys       ${info.trustedKeys.join(' ') || '-'}\n` +
     `retention          ${formatRetention(info.retention)}\n` +
+    `upstreams          ${info.upstreams.join(' ') || '-'}\n` +
+    `upstream keys      ${info.upstreamKeys.join(' ') || '-'}\n` +
     `created            ${info.createdAt}\n`
   );
 }

@@ -4,6 +4,7 @@ import { openNarwhal, DEFAULT_CACHE } from '../tenancy/open-narwhal.ts';
 import { importCache, type ImportProgress } from '../ingest/import-cache.ts';
 import { NarwhalError } from '../errors.ts';
 import { STORE_OPTIONS } from './options.ts';
+import { Progress } from '../runtime/progress.ts';
 
 /** Milliseconds between progress lines, and paths between them on a fast run. */
 const PROGRESS_EVERY_MS = 2000;
@@ -31,13 +32,17 @@ export async function importCommand(args: string[]): Promise<number> {
     process.stderr.write(`narwhal: importing ${dir} into cache ${cache.name}\n`);
     const started = Date.now();
     let lastLine = started;
+    // On a terminal a bar; otherwise a line now and then, for logs.
+    const bar = new Progress('import');
     const result = await importCache(nw, cache, dir, {
       onProgress: (p) => {
+        if (bar.enabled) return bar.update({ done: p.done, total: p.total, detail: `${p.failed} failed` });
         if (p.done % PROGRESS_EVERY_PATHS !== 0 && Date.now() - lastLine < PROGRESS_EVERY_MS) return;
         lastLine = Date.now();
         process.stderr.write(`narwhal: ${describe(p)} (${((lastLine - started) / 1000).toFixed(0)} s)\n`);
       },
     });
+    bar.finish();
     process.stdout.write(`${describe(result)}; ${result.files} logs and listings\n`);
     for (const failure of result.failures) process.stdout.write(`failed: ${failure.what}: ${failure.reason}\n`);
     return result.failed > 0 ? 1 : 0;

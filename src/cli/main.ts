@@ -11,6 +11,8 @@ import { importCommand } from './import-command.ts';
 import { recompressCommand } from './recompress-command.ts';
 import { pushCommand } from './push-command.ts';
 import { substituterCommand } from './substituter-command.ts';
+import { loginCommand } from './login-command.ts';
+import { useCommand } from './use-command.ts';
 import { NarwhalError } from '../errors.ts';
 import { applyConfigFile } from './config-file.ts';
 
@@ -18,21 +20,32 @@ const USAGE = `Usage: narwhal <command> [options]
 
 Commands:
   serve   [--data-dir DIR] [--listen HOST:PORT] [--processes N|auto]
-          [--log-requests] [--gc-interval 6h|0] [--gc-grace 1h]
+          [--log-requests] [--log-format text|json] [--gc-interval 6h|0] [--gc-grace 1h]
+          [--stats-interval 10m|0]
           [--max-nar-size BYTES] [--recompress-level 19|0] [--recompress-after 60s] [--deltas]
+          [--metrics-token TOKEN] [--metrics-listen HOST:PORT] [--tls-cert FILE --tls-key FILE]
+          [--upstream-timeout 10s] [--upstream-negative-ttl 60s] [--netrc-file FILE]
           run the binary cache server (default 127.0.0.1:5000) in N processes
           sharing the port (default 1; auto = one per core), with GC every
           interval (0 = never), and chunks recompressed at the level once no
-          upload has run for the given time (0 = never)
+          upload has run for the given time (0 = never); /metrics for Prometheus;
+          with a PEM certificate and key, over TLS (HTTP/2 to clients that offer
+          it, else HTTP/1.1).
+          Every option is also NARWHAL_<OPTION> (NARWHAL_LISTEN, NARWHAL_DATA_DIR, ...):
+          a flag beats the variable, which beats --config, which beats the default
   stats   [--data-dir DIR] [--json]               storage and dedup figures
   cache create NAME [--public] [--priority N] [--signing-key FILE]
                     [--retention 30d|0] [--json]
+                    [--upstream URL]... [--upstream-key NAME:KEY]...
+                          pull-through: ask these caches, in order, for what
+                          this one lacks; keep only what a key signed
   cache list [--json]
   cache info NAME [--json]
   cache configure NAME [--public|--private] [--priority N] [--signing-key FILE]
                        [--trusted-key KEY]... [--no-trusted-keys]
                        [--require-signature|--no-require-signature]
                        [--retention 30d|0]   drop paths unused that long (0 = never)
+                       [--upstream URL]... [--no-upstreams] [--upstream-key KEY]...
   cache destroy NAME
   token create --cache NAME[,NAME|glob] --perm pull,push,delete,admin
                [--expires 30d] [--name TEXT] [--json]
@@ -57,11 +70,19 @@ Commands:
   import DIR [--cache NAME]   import a static binary cache directory (nix copy
           --to file://DIR) into the cache (default main), checking every NAR
           against its narinfo; exit status 1 if a path failed
+  login NAME URL [--token T] [--default]   save a server and its token (read from
+          standard input when not given) in ~/.config/narwhal/config.json (mode 600);
+          the first server saved is the default
+  use CACHE [--nix-conf FILE] [--netrc FILE] [--json]   make Nix substitute from a
+          cache (SERVER/CACHE, CACHE under the default server, or a URL): adds it,
+          its public key and the token's netrc line (as root /etc/nix/nix.conf and
+          /etc/nix/netrc, else ~/.config/nix/); prints what it changed
   push --cache URL [--token T] [--signing-key FILE] [--jobs 4] [--json] PATH...|--watch-store
           upload the paths and their closure to the cache at URL (<server>/<cache>),
           only the paths it lacks, and of their NARs only the chunks it lacks;
           --watch-store pushes every path that becomes valid until stopped;
-          the token from --token, NARWHAL_TOKEN or the netrc entry for the host
+          the token from --token, NARWHAL_TOKEN, narwhal login or the netrc entry for
+          the host; --cache may also be SERVER/CACHE or CACHE as for use
   substituter --cache URL [--listen 127.0.0.1:5001] [--store DIR] [--cache-dir DIR]
               [--cache-size 10G] [--token T]
           a local substituter for Nix (substituters = http://127.0.0.1:5001) that
@@ -98,6 +119,8 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   recompress: recompressCommand,
   push: pushCommand,
   substituter: substituterCommand,
+  login: loginCommand,
+  use: useCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

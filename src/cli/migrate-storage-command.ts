@@ -5,6 +5,7 @@ import { migrateStorage, type MigrationProgress } from '../maintenance/migrate-s
 import { NarwhalError } from '../errors.ts';
 import { parseStorageUrl, formatStorageLocation, type StorageLocation } from '../storage/storage-url.ts';
 import { STORE_OPTIONS } from './options.ts';
+import { Progress } from '../runtime/progress.ts';
 
 /** Seconds between progress lines. */
 const PROGRESS_EVERY_MS = 2000;
@@ -41,13 +42,17 @@ export async function migrateStorageCommand(args: string[]): Promise<number> {
       process.stderr.write(`narwhal: copying chunks from ${fromShown} to ${toShown}\n`);
       const started = Date.now();
       let lastLine = started;
+      // On a terminal a line redrawn in place (the chunks to come are not counted); otherwise a line now and then.
+      const bar = new Progress('migrate-storage');
       const result = await migrateStorage(from, to, {
         onProgress: (p) => {
+          if (bar.enabled) return bar.update({ done: p.seen, detail: `chunks seen; ${describe(p)}` });
           if (Date.now() - lastLine < PROGRESS_EVERY_MS) return;
           lastLine = Date.now();
           process.stderr.write(`narwhal: ${describe(p)} (${((lastLine - started) / 1000).toFixed(0)} s)\n`);
         },
       });
+      bar.finish();
       process.stdout.write(`${describe(result)}\n`);
       for (const id of result.corrupt) process.stdout.write(`corrupt chunk not copied: ${id}\n`);
       return result.corrupt.length > 0 ? 1 : 0;

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { tokenFor } from '../client/credentials.ts';
+import { cacheAndToken } from '../client/credentials.ts';
 import { type PushOptions, type PushProgress, pushPaths, readSigningKey } from '../client/push.ts';
 import { watchStore } from '../client/store-watch.ts';
 import { NarwhalError } from '../errors.ts';
@@ -20,7 +20,8 @@ export async function pushCommand(args: string[]): Promise<number> {
     allowPositionals: true,
     strict: true,
   });
-  if (values.cache === undefined) throw new NarwhalError('bad-request', '--cache URL (<server>/<cache>) is required');
+  if (values.cache === undefined)
+    throw new NarwhalError('bad-request', '--cache is required: a URL (<server>/<cache>), SERVER/CACHE or CACHE');
   const watch = values['watch-store'];
   if (watch === positionals.length > 0) {
     throw new NarwhalError('bad-request', 'name the store paths to push, or --watch-store (not both)');
@@ -28,8 +29,7 @@ export async function pushCommand(args: string[]): Promise<number> {
   const jobs = Number(values.jobs);
   if (!Number.isInteger(jobs) || jobs < 1 || jobs > 64) throw new NarwhalError('bad-request', '--jobs is 1 to 64');
   const options = {
-    cacheUrl: values.cache,
-    token: await tokenFor(new URL(values.cache), values.token),
+    ...(await cacheAndToken(values.cache, values.token)),
     signingKey: await readSigningKey(values['signing-key']),
     jobs,
   };

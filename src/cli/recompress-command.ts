@@ -4,6 +4,7 @@ import { openNarwhal } from '../tenancy/open-narwhal.ts';
 import { DEFAULT_RECOMPRESS_LEVEL, describeRecompression, recompressChunks } from '../maintenance/recompress.ts';
 import { parseZstdLevel, STORE_OPTIONS } from './options.ts';
 import { printJsonOr } from './output.ts';
+import { Progress } from '../runtime/progress.ts';
 
 /** `narwhal recompress`: one recompression run over every chunk still as ingested (src/maintenance/recompress.ts). */
 export async function recompressCommand(args: string[]): Promise<number> {
@@ -20,7 +21,15 @@ export async function recompressCommand(args: string[]): Promise<number> {
   const level = parseZstdLevel('--level', values.level);
   const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage, database: values.database });
   try {
-    const report = await recompressChunks(nw, { level, deltas: values.deltas });
+    const progress = new Progress('recompress', { quiet: values.json });
+    // The chunks not yet at the level are not counted up front: the bar runs over all chunks.
+    const total = progress.enabled ? (await nw.meta.stats()).chunks : undefined;
+    const report = await recompressChunks(nw, {
+      level,
+      deltas: values.deltas,
+      onProgress: (chunks) => progress.update({ done: chunks, total, detail: 'chunks read' }),
+    });
+    progress.finish();
     printJsonOr(values.json, report, () => `${describeRecompression(report)}\n`);
   } finally {
     await closeNarwhal(nw);

@@ -1,6 +1,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { NarwhalError } from '../errors.ts';
+import { answerClusterScrapes } from '../metrics/cluster-metrics.ts';
 
 /** `--processes`: a count, or `auto` for one per core. */
 export function parseProcesses(text: string): number {
@@ -20,7 +21,8 @@ const RESTARTS_PER_MINUTE = 5;
  * more processes answer more of them. Each is a whole server over the same stores, as replicas
  * are. Calls `announce` with the address once all listen; a process that fails to start stops
  * the others, one that crashes later is replaced. SIGINT or SIGTERM stops them all, each
- * finishing what it has under way. Resolves to the exit status.
+ * finishing what it has under way. A `/metrics` scrape that reaches any of them is answered with
+ * the figures of all, which this process gathers. Resolves to the exit status.
  */
 export function superviseServers(
   count: number,
@@ -78,6 +80,8 @@ export function superviseServers(
     });
     process.once('SIGINT', () => stopAll(0));
     process.once('SIGTERM', () => stopAll(0));
+    // Whichever process a scrape reaches answers with the figures of all (metrics room).
+    answerClusterScrapes();
     for (let i = 0; i < count; i++) start();
   });
 }

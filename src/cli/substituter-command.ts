@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { tokenFor } from '../client/credentials.ts';
+import { cacheAndToken } from '../client/credentials.ts';
 import { startSubstituter } from '../client/substituter.ts';
 import { NarwhalError } from '../errors.ts';
 import { parseByteSize, parseListen } from './options.ts';
@@ -21,11 +21,12 @@ export async function substituterCommand(args: string[]): Promise<number> {
     },
     strict: true,
   });
-  if (values.cache === undefined) throw new NarwhalError('bad-request', '--cache URL (<server>/<cache>) is required');
+  if (values.cache === undefined)
+    throw new NarwhalError('bad-request', '--cache is required: a URL (<server>/<cache>), SERVER/CACHE or CACHE');
   const { host, port } = parseListen(values.listen);
+  const target = await cacheAndToken(values.cache, values.token);
   const { server } = await startSubstituter({
-    cacheUrl: values.cache,
-    token: await tokenFor(new URL(values.cache), values.token),
+    ...target,
     storeRoot: values.store,
     cacheDir: values['cache-dir'],
     cacheBytes: parseByteSize('--cache-size', values['cache-size']),
@@ -34,7 +35,7 @@ export async function substituterCommand(args: string[]): Promise<number> {
   await once(server, 'listening');
   const address = server.address();
   const shown = typeof address === 'object' && address ? `${address.address}:${address.port}` : values.listen;
-  process.stderr.write(`narwhal substituter: serving http://${shown}/ for ${values.cache}\n`);
+  process.stderr.write(`narwhal substituter: serving http://${shown}/ for ${target.cacheUrl}\n`);
   const signal = await new Promise<string>((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));

@@ -4,6 +4,7 @@ import { openNarwhal } from '../tenancy/open-narwhal.ts';
 import { damageRemains, verifyStore, type VerifyReport } from '../maintenance/verify.ts';
 import { STORE_OPTIONS } from './options.ts';
 import { printJsonOr } from './output.ts';
+import { Progress } from '../runtime/progress.ts';
 
 /** Exit status 1 when damage remains (missing or corrupt chunks, damaged NARs). */
 export async function verifyCommand(args: string[]): Promise<number> {
@@ -19,7 +20,22 @@ export async function verifyCommand(args: string[]): Promise<number> {
   const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage, database: values.database });
   let report: VerifyReport;
   try {
-    report = await verifyStore(nw, { repair: values.repair });
+    const totals = { chunks: 0, nars: 0 };
+    const bars = {
+      chunks: new Progress('verify chunks', { quiet: values.json }),
+      nars: new Progress('verify NARs', { quiet: values.json }),
+    };
+    if (bars.chunks.enabled) Object.assign(totals, await nw.meta.stats());
+    let pass: 'chunks' | 'nars' = 'chunks';
+    report = await verifyStore(nw, {
+      repair: values.repair,
+      onProgress: (now, checked) => {
+        if (now !== pass) bars[pass].finish();
+        pass = now;
+        bars[now].update({ done: checked, total: totals[now] });
+      },
+    });
+    bars[pass].finish();
   } finally {
     await closeNarwhal(nw);
   }

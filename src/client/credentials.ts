@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { readUserConfig, resolveCache } from './user-config.ts';
 
 /** The netrc files Nix reads by default (its `netrc-file`), then the user's own. */
 export const DEFAULT_NETRC_FILES = ['/etc/nix/netrc', join(homedir(), '.netrc')];
@@ -31,6 +32,21 @@ export async function tokenFor(
     if (entry?.password) return entry.password;
   }
   return undefined;
+}
+
+/**
+ * The cache `--cache` names (a URL, `SERVER/CACHE`, or `CACHE` under the default server saved by
+ * `narwhal login`) and its token: given outright, else NARWHAL_TOKEN, else the saved server's,
+ * else the netrc's (tokenFor).
+ */
+export async function cacheAndToken(
+  spec: string,
+  explicit: string | undefined,
+  netrcFiles: readonly string[] = DEFAULT_NETRC_FILES,
+): Promise<{ cacheUrl: string; token: string | undefined }> {
+  const target = resolveCache(await readUserConfig(), spec);
+  const token = explicit || process.env.NARWHAL_TOKEN || target.token;
+  return { cacheUrl: target.url, token: token || (await tokenFor(new URL(target.url), undefined, netrcFiles)) };
 }
 
 /** The entries of a netrc file (`machine`, `default`, `login`, `password`; `macdef` bodies skipped). */

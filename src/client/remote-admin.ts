@@ -41,6 +41,8 @@ export function remoteAdmin(serverUrl: string, token: string): AdminOperations {
         priority: options.priority,
         signingKey: options.signingKey,
         retention: options.retention,
+        upstreams: options.upstreams,
+        upstreamKeys: options.upstreamKeys,
       }),
     cacheInfo: (name: string) => call<CacheInfo>('GET', cachePath(name)),
     configureCache: (name: string, changes: CacheChanges) =>
@@ -51,6 +53,8 @@ export function remoteAdmin(serverUrl: string, token: string): AdminOperations {
         trustedKeys: changes.trustedKeys,
         requireSignature: changes.requireSignature,
         retention: changes.retention,
+        upstreams: changes.upstreams,
+        upstreamKeys: changes.upstreamKeys,
       }),
     destroyCache: async (name: string) => void (await call('DELETE', cachePath(name))),
     createToken: (spec: NewToken) =>

@@ -4,17 +4,26 @@ import type { ChunkStore } from '../storage/chunk-store.ts';
 import { IngestHolds } from './ingest-holds.ts';
 import { TaskLimit } from '../runtime/task-limit.ts';
 import { Memos } from './memos.ts';
+import { NarwhalMetrics } from '../metrics/narwhal-metrics.ts';
 
 export interface NarwhalOptions {
   /** Largest uncompressed NAR accepted, in bytes: bounds decompression bombs. */
   maxNarSize: number;
   /** zstd level for new chunks. */
   zstdLevel: number;
+  /** An upstream that sends nothing for this long is given up on (src/upstream/). */
+  upstreamTimeoutMs: number;
+  /** How long an upstream's "no such path" (or failure) is remembered before asking again. */
+  upstreamNegativeMs: number;
+  /** A netrc file with credentials for upstreams (machine, login, password). */
+  netrcFile?: string;
 }
 
 export const DEFAULT_OPTIONS: NarwhalOptions = {
   maxNarSize: 64 * 1024 ** 3,
   zstdLevel: DEFAULT_ZSTD_LEVEL,
+  upstreamTimeoutMs: 10_000,
+  upstreamNegativeMs: 60_000,
 };
 
 /** Everything an operation needs: the two stores, the settings and this process's state beside them. No HTTP in here. */
@@ -28,6 +37,8 @@ export interface Narwhal {
   recompressions: TaskLimit;
   /** What this process remembers between requests (memos.ts). */
   memos: Memos;
+  /** This process's figures, which `/metrics` answers (src/metrics). */
+  metrics: NarwhalMetrics;
 }
 
 /** Recompressions on the fly at once, and waiting beyond those (then 503). */
@@ -39,6 +50,8 @@ const RECOMPRESSIONS_WAITING = 8;
  * stores and makes the default cache; tests and tools that hold stores already call this directly.
  */
 export function createNarwhal(meta: MetadataStore, chunks: ChunkStore, options: Partial<NarwhalOptions> = {}): Narwhal {
+  const metrics = new NarwhalMetrics();
+  metrics.watchStore(() => meta.stats());
   return {
     meta,
     chunks,
@@ -50,6 +63,7 @@ export function createNarwhal(meta: MetadataStore, chunks: ChunkStore, options: 
       'too many NARs are being recompressed; try again shortly',
     ),
     memos: new Memos(),
+    metrics,
   };
 }
 

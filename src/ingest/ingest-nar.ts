@@ -25,6 +25,10 @@ export interface IngestRequest {
   upload?: { fileHash: Uint8Array; fileHashText: string; suffix: string };
   /** The id of the cache it is uploaded to, which may then name it in narinfos (nar-visibility.ts). */
   uploadedTo?: number;
+  /** The NarHash (`sha256:` + nix32) and NarSize the NAR must have, or nothing is committed (pull-through). */
+  expected?: { narHash: string; narSize: number };
+  /** Called once the whole NAR arrived and passed every check, before it is made durable and committed. */
+  verified?: () => void;
 }
 
 /**
@@ -112,8 +116,15 @@ async function ingestHeld(nw: Narwhal, body: Readable, request: IngestRequest, s
       `the body does not hash to ${request.upload.fileHashText}, the hash in its URL`,
     );
   }
+  if (
+    request.expected &&
+    (request.expected.narSize !== narSize || request.expected.narHash !== formatSha256Nix32(narHash!))
+  ) {
+    throw new NarwhalError('hash-mismatch', `the NAR is not the one with NarHash ${request.expected.narHash}`);
+  }
+  request.verified?.();
   await nw.chunks.flush();
-  return nw.meta.commitNar({
+  const record = await nw.meta.commitNar({
     narHash: formatSha256Nix32(narHash!),
     narSize,
     storedSize: sequence.reduce((sum, chunk) => sum + chunk.storedSize, 0),
@@ -127,6 +138,23 @@ async function ingestHeld(nw: Narwhal, body: Readable, request: IngestRequest, s
     uploadedTo: request.uploadedTo,
     ingestStartedAt: startedAt,
   });
+  recordIngest(nw, record, startedAt, distinct.values());
+  return record;
+}
+
+function recordIngest(nw: Narwhal, nar: NarRecord, startedAt: number, chunks: Iterable<NewChunk>): void {
+  const figures = { newChunks: 0, newChunkBytes: 0, reusedChunks: 0, reusedChunkBytes: 0 };
+  for (const chunk of chunks) {
+    if (chunk.written) {
+      figures.newChunks++;
+      figures.newChunkBytes += chunk.size;
+    } else {
+      figures.reusedChunks++;
+      figures.reusedChunkBytes += chunk.size;
+    }
+  }
+  // A NAR made before this ingest began was stored already (commitNar kept the record).
+  nw.metrics.recordIngest({ narNew: nar.createdAt >= startedAt, narBytes: nar.narSize, ...figures });
 }
 
 /** Blocks handed to the chunking thread whose chunks are not stored yet, at most. */

@@ -9,6 +9,7 @@ import {
 } from '../storage/chunk-store-capabilities.ts';
 import { HOLD_STALE_MS } from '../context/ingest-holds.ts';
 import type { Narwhal } from '../context/narwhal.ts';
+import type { CacheRecord, PathRecord } from '../metadata/metadata-store.ts';
 
 /**
  * Garbage collection. One run:
@@ -109,6 +110,8 @@ export interface GcOptions {
   now?: number;
   /** Overrides CLOCK_MARGIN_MS (tests). */
   clockMarginMs?: number;
+  /** Called after each batch, with what the run has deleted so far. */
+  onProgress?: (report: Readonly<GcReport>) => void;
 }
 
 export interface GcReport {
@@ -144,6 +147,25 @@ export interface GcReport {
 type KeepLease = () => Promise<void>;
 
 export async function runGc(nw: Narwhal, options: GcOptions = {}): Promise<GcReport> {
+  let report: GcReport;
+  try {
+    report = await collectUnderLease(nw, options);
+  } catch (err) {
+    nw.metrics.recordGc({ outcome: 'failed' });
+    throw err;
+  }
+  nw.metrics.recordGc({
+    outcome: report.skipped ? 'skipped' : 'done',
+    paths: report.paths,
+    nars: report.nars,
+    chunks: report.chunks,
+    files: report.files,
+    reclaimedBytes: report.fileBytes + report.reclaimedBytes,
+  });
+  return report;
+}
+
+async function collectUnderLease(nw: Narwhal, options: GcOptions): Promise<GcReport> {
   const report: GcReport = {
     paths: 0,
     nars: 0,
@@ -165,6 +187,7 @@ export async function runGc(nw: Narwhal, options: GcOptions = {}): Promise<GcRep
     return { ...report, skipped: 'another GC is running' };
   let renewedAt = Date.now();
   const keepLease: KeepLease = async () => {
+    options.onProgress?.(report);
     if (Date.now() - renewedAt < RENEW_AFTER_MS) return;
     if (!(await nw.meta.tryAcquireLease(GC_LEASE, holder, GC_LEASE_TTL_MS))) {
       throw new NarwhalError('unavailable', 'GC lost its lease to another process; stopped');
@@ -177,6 +200,20 @@ export async function runGc(nw: Narwhal, options: GcOptions = {}): Promise<GcRep
     await nw.meta.releaseLease(GC_LEASE, holder);
   }
   return report;
+}
+
+/** Paths of the cache last used before this time expire, unless live; undefined: the cache keeps paths forever. */
+function retentionCutoff(cache: CacheRecord, now: number): number | undefined {
+  return cache.retention > 0 ? now - cache.retention * 1000 : undefined;
+}
+
+/**
+ * The paths the next GC run would expire from the cache if it ran at `now`, the longest unused
+ * first, at most `limit`: past retention, not pinned, not in the closure of a live path.
+ */
+export async function gcNext(nw: Narwhal, cache: CacheRecord, limit: number, now = Date.now()): Promise<PathRecord[]> {
+  const unusedBefore = retentionCutoff(cache, now);
+  return unusedBefore === undefined ? [] : nw.meta.expirablePaths(cache.id, unusedBefore, limit);
 }
 
 async function collect(nw: Narwhal, options: GcOptions, report: GcReport, keepLease: KeepLease): Promise<void> {
@@ -193,7 +230,8 @@ async function collect(nw: Narwhal, options: GcOptions, report: GcReport, keepLe
 
   const now = options.now ?? Date.now();
   for (const cache of await nw.meta.listCaches()) {
-    if (cache.retention > 0) report.paths += await nw.meta.expirePaths(cache.id, now - cache.retention * 1000);
+    const unusedBefore = retentionCutoff(cache, now);
+    if (unusedBefore !== undefined) report.paths += await nw.meta.expirePaths(cache.id, unusedBefore);
     await keepLease();
   }
   if (report.paths > 0) nw.memos.narinfos.forget();

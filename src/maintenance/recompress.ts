@@ -52,6 +52,8 @@ export interface RecompressOptions {
   workers?: number;
   /** Asked between batches: true ends the run early (the server yields to pushes). */
   shouldStop?: () => boolean;
+  /** Called after each batch recompressed, with chunks read so far. */
+  onProgress?: (chunks: number) => void;
   /**
    * Also store older chunks as deltas of newer ones (delta-encode.ts). Off by default until
    * serving them is as fast as serving plain frames: see docs/storage.md, 'Delta storage'.
@@ -88,6 +90,25 @@ export interface RecompressReport {
 }
 
 export async function recompressChunks(nw: Narwhal, options: RecompressOptions = {}): Promise<RecompressReport> {
+  let report: RecompressReport;
+  try {
+    report = await recompressUnderLease(nw, options);
+  } catch (err) {
+    nw.metrics.recordRecompression({ outcome: 'failed' });
+    throw err;
+  }
+  nw.metrics.recordRecompression({
+    outcome: report.busy ? 'busy' : report.stopped ? 'stopped' : 'done',
+    chunks: report.chunks,
+    rewritten: report.rewritten,
+    deltas: report.deltas,
+    bytesBefore: report.bytesBefore,
+    bytesAfter: report.bytesAfter,
+  });
+  return report;
+}
+
+async function recompressUnderLease(nw: Narwhal, options: RecompressOptions): Promise<RecompressReport> {
   const level = options.level ?? DEFAULT_RECOMPRESS_LEVEL;
   const report: RecompressReport = {
     sketched: 0,
@@ -140,6 +161,7 @@ export async function recompressChunks(nw: Narwhal, options: RecompressOptions =
         options.shouldStop,
         async (batch) => {
           await recompressBatch(nw, batch, level, pool, report);
+          options.onProgress?.(report.chunks);
           return renewLease();
         },
       );

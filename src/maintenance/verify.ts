@@ -19,6 +19,8 @@ export interface VerifyOptions {
   repair?: boolean;
   /** Overrides CLOCK_MARGIN_MS (tests). */
   clockMarginMs?: number;
+  /** Called after each page: which pass, and chunks or NARs checked so far. */
+  onProgress?: (pass: 'chunks' | 'nars', checked: number) => void;
 }
 
 export interface VerifyReport {
@@ -91,6 +93,8 @@ export async function verifyStore(nw: Narwhal, options: VerifyOptions = {}): Pro
       const flaggedAt = Date.now();
       for (const chunk of corrupt) if (await deleteCorrupt(nw, chunk.id, flaggedAt - margin)) report.repaired++;
     }
+    const c = report.chunks;
+    options.onProgress?.('chunks', c.ok + c.missing + c.corrupt + c.baseDamaged);
   }
 
   let afterId = 0;
@@ -109,6 +113,7 @@ export async function verifyStore(nw: Narwhal, options: VerifyOptions = {}): Pro
       else report.marked++;
       nw.memos.narinfos.forget();
     }
+    options.onProgress?.('nars', report.nars.ok + report.nars.damaged);
   }
 
   report.orphanFiles = await countOrphans(nw);

@@ -70,6 +70,8 @@ export function toCache(row: Row): CacheRecord {
     trustedKeys: splitList(row.trusted_keys, '\n'),
     requireSignature: flag(row.require_signature),
     retention: Number(row.retention),
+    upstreams: splitList(row.upstreams, '\n'),
+    upstreamKeys: splitList(row.upstream_keys, '\n'),
     createdAt: Number(row.created_at),
   };
 }

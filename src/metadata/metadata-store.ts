@@ -15,6 +15,10 @@ export interface CacheSettings {
   requireSignature: boolean;
   /** Seconds since a path's last access or upload after which GC drops it; 0 keeps paths forever. */
   retention: number;
+  /** Binary caches asked, in order, for the paths this one lacks (src/upstream/); empty: none. */
+  upstreams: string[];
+  /** Public keys (`name:base64`) one of which must have signed a narinfo taken from an upstream. */
+  upstreamKeys: string[];
 }
 
 export interface CacheRecord extends CacheSettings {
@@ -225,6 +229,24 @@ export interface StoreStats {
   storedBytes: number;
 }
 
+/** What a cache holds: its paths, their NARs' bytes, and the stored bytes of the distinct chunks those use. */
+export interface CacheUsage {
+  paths: number;
+  narBytes: number;
+  storedBytes: number;
+}
+
+/** A cache's usage at one moment (MetadataStore.recordStorageSample). */
+export interface StorageSample extends CacheUsage {
+  at: number;
+}
+
+/** A path's closure within its cache: the paths in it (itself included) and their NAR bytes. */
+export interface ClosureSize {
+  paths: number;
+  narBytes: number;
+}
+
 export interface MetadataStore {
   close(): Promise<void>;
   /**
@@ -337,6 +359,26 @@ export interface MetadataStore {
 
   stats(): Promise<StoreStats>;
 
+  // What the web UI shows (src/web/).
+
+  cacheUsage(cacheId: number): Promise<CacheUsage>;
+  /** The cache's paths last uploaded first, at most `limit`. */
+  recentPaths(cacheId: number, limit: number): Promise<PathRecord[]>;
+  /** The cache's pinned paths by store path, at most `limit`. */
+  pinnedPaths(cacheId: number, limit: number): Promise<PathRecord[]>;
+  /** The cache's paths whose store path contains `text` (ASCII letters in any case), by store path, at most `limit`. */
+  searchPaths(cacheId: number, text: string, limit: number): Promise<PathRecord[]>;
+  /** The cache's paths that refer to the path, by hash part, at most `limit`. */
+  referrersOf(cacheId: number, hashPart: string, limit: number): Promise<PathRecord[]>;
+  /** The path's closure within the cache (references followed as far as the cache has them). */
+  closureSize(cacheId: number, hashPart: string): Promise<ClosureSize>;
+  /** Records a sample of the cache's usage (a sample already there at that time is kept). */
+  recordStorageSample(cacheId: number, sample: StorageSample): Promise<void>;
+  /** The cache's samples taken at or after `since`, oldest first: the latest `limit` of them. */
+  storageSamples(cacheId: number, since: number, limit: number): Promise<StorageSample[]>;
+  /** Deletes the samples taken before `before`. */
+  deleteStorageSamples(before: number): Promise<void>;
+
   // Integrity (src/maintenance/verify.ts, src/serving/chunk-damage.ts).
 
   /**
@@ -364,6 +406,8 @@ export interface MetadataStore {
    * accessed after `accessedBefore`, or referred to (transitively) by a live path of the cache.
    */
   expirePaths(cacheId: number, accessedBefore: number): Promise<number>;
+  /** The paths expirePaths would delete now, the longest unused first, at most `limit`. */
+  expirablePaths(cacheId: number, accessedBefore: number, limit: number): Promise<PathRecord[]>;
   /** Sets unreferenced_since to `at` on NARs no path uses that have none yet; returns how many. */
   markUnreferencedNars(at: number): Promise<number>;
   /**

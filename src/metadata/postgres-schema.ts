@@ -185,4 +185,22 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   ALTER TABLE chunks ADD COLUMN delta_tried_at BIGINT;
   CREATE INDEX chunks_delta_untried ON chunks(created_at, id) WHERE encoding = 'zstd' AND delta_tried_at IS NULL;
   `,
+  // 9: storage samples and recent pushes (see sqlite-schema.ts migration 10).
+  `
+  CREATE TABLE storage_samples (
+    cache_id BIGINT NOT NULL REFERENCES caches(id) ON DELETE CASCADE,
+    at BIGINT NOT NULL,
+    paths BIGINT NOT NULL,
+    nar_bytes BIGINT NOT NULL,
+    stored_bytes BIGINT NOT NULL,
+    PRIMARY KEY (cache_id, at)
+  );
+  CREATE INDEX storage_samples_at ON storage_samples(at);
+  CREATE INDEX paths_created ON paths(cache_id, created_at);
+  CREATE INDEX paths_pinned ON paths(cache_id) WHERE pinned;
+  `,
+  // 10: pull-through caching (see sqlite-schema.ts migration 11).
+  `
+  ALTER TABLE caches ADD COLUMN upstreams TEXT NOT NULL DEFAULT '', ADD COLUMN upstream_keys TEXT NOT NULL DEFAULT '';
+  `,
 ];

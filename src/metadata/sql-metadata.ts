@@ -23,6 +23,8 @@ import { all, get, run, type SqlRunner, type SqlWork } from './sql-work.ts';
 import type {
   CacheFile,
   CacheRecord,
+  CacheUsage,
+  ClosureSize,
   CacheSettings,
   ChunkRecord,
   DeltaCandidate,
@@ -42,6 +44,7 @@ import type {
   PutPathResult,
   RecompressedChunk,
   SimilarChunk,
+  StorageSample,
   StoreStats,
   TokenRecord,
 } from './metadata-store.ts';
@@ -71,7 +74,8 @@ export abstract class SqlMetadata implements MetadataStore {
   }
 
   async createCache(name: string, settings: CacheSettings): Promise<CacheRecord | undefined> {
-    const { isPublic, priority, signingKey, trustedKeys, requireSignature, retention } = settings;
+    const { isPublic, priority, signingKey, trustedKeys, requireSignature, retention, upstreams, upstreamKeys } =
+      settings;
     const params = [
       name,
       isPublic,
@@ -80,6 +84,8 @@ export abstract class SqlMetadata implements MetadataStore {
       trustedKeys.join('\n'),
       requireSignature,
       retention,
+      upstreams.join('\n'),
+      upstreamKeys.join('\n'),
       Date.now(),
     ];
     const row = await this.#runner.atomic(get(this.#q.insertCache, params));
@@ -100,6 +106,8 @@ export abstract class SqlMetadata implements MetadataStore {
           next.trustedKeys.join('\n'),
           next.requireSignature,
           next.retention,
+          next.upstreams.join('\n'),
+          next.upstreamKeys.join('\n'),
           name,
         ]);
         return next;
@@ -304,6 +312,46 @@ export abstract class SqlMetadata implements MetadataStore {
     };
   }
 
+  async cacheUsage(cacheId: number): Promise<CacheUsage> {
+    return toUsage((await this.#runner.get(this.#q.cacheUsage, [cacheId, cacheId, cacheId]))!);
+  }
+
+  async recentPaths(cacheId: number, limit: number): Promise<PathRecord[]> {
+    return (await this.#runner.all(this.#q.recentPaths, [cacheId, limit])).map(toPath);
+  }
+
+  async pinnedPaths(cacheId: number, limit: number): Promise<PathRecord[]> {
+    return (await this.#runner.all(this.#q.pinnedPaths, [cacheId, limit])).map(toPath);
+  }
+
+  async searchPaths(cacheId: number, text: string, limit: number): Promise<PathRecord[]> {
+    const pattern = `%${text.toLowerCase().replace(/[!%_]/g, (c) => `!${c}`)}%`;
+    return (await this.#runner.all(this.#q.searchPaths, [cacheId, pattern, limit])).map(toPath);
+  }
+
+  async referrersOf(cacheId: number, hashPart: string, limit: number): Promise<PathRecord[]> {
+    return (await this.#runner.all(this.#q.referrersOf, [cacheId, hashPart, limit])).map(toPath);
+  }
+
+  async closureSize(cacheId: number, hashPart: string): Promise<ClosureSize> {
+    const row = (await this.#runner.get(this.#q.closureSize, [hashPart, cacheId, cacheId]))!;
+    return { paths: Number(row.paths), narBytes: Number(row.nar_bytes) };
+  }
+
+  async recordStorageSample(cacheId: number, sample: StorageSample): Promise<void> {
+    const { at, paths, narBytes, storedBytes } = sample;
+    await this.#runner.write(run(this.#q.insertStorageSample, [cacheId, at, paths, narBytes, storedBytes]));
+  }
+
+  async storageSamples(cacheId: number, since: number, limit: number): Promise<StorageSample[]> {
+    const rows = await this.#runner.all(this.#q.storageSamples, [cacheId, since, limit]);
+    return rows.map((row) => ({ at: Number(row.at), ...toUsage(row) })).reverse();
+  }
+
+  async deleteStorageSamples(before: number): Promise<void> {
+    await this.#runner.write(run(this.#q.deleteStorageSamples, [before]));
+  }
+
   async markChunksDamaged(ids: Uint8Array[], at: number): Promise<number> {
     if (ids.length === 0) return 0;
     const q = this.#q;
@@ -435,6 +483,18 @@ export abstract class SqlMetadata implements MetadataStore {
 
   async expirePaths(cacheId: number, accessedBefore: number): Promise<number> {
     return this.#runner.write(run(this.#q.expirePaths, [cacheId, accessedBefore, cacheId, cacheId]));
+  }
+
+  async expirablePaths(cacheId: number, accessedBefore: number, limit: number): Promise<PathRecord[]> {
+    const rows = await this.#runner.all(this.#q.expirablePaths, [
+      cacheId,
+      accessedBefore,
+      cacheId,
+      cacheId,
+      accessedBefore,
+      limit,
+    ]);
+    return rows.map(toPath);
   }
 
   async markUnreferencedNars(at: number): Promise<number> {
@@ -818,4 +878,8 @@ function distinctIds(ids: Uint8Array[]): Uint8Array[] {
 
 function hex(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
+}
+
+function toUsage(row: Row): CacheUsage {
+  return { paths: Number(row.paths), narBytes: Number(row.nar_bytes), storedBytes: Number(row.stored_bytes) };
 }

@@ -243,4 +243,25 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   ALTER TABLE chunks ADD COLUMN delta_tried_at INTEGER;
   CREATE INDEX chunks_delta_untried ON chunks(created_at, id) WHERE encoding = 'zstd' AND delta_tried_at IS NULL;
   `,
+  // 10: storage samples for the web UI's chart (src/maintenance/storage-samples.ts), and recent pushes.
+  `
+  -- A cache's figures at one moment, taken by the server every few minutes.
+  CREATE TABLE storage_samples (
+    cache_id INTEGER NOT NULL REFERENCES caches(id) ON DELETE CASCADE,
+    at INTEGER NOT NULL,
+    paths INTEGER NOT NULL,
+    nar_bytes INTEGER NOT NULL,
+    stored_bytes INTEGER NOT NULL,
+    PRIMARY KEY (cache_id, at)
+  ) WITHOUT ROWID;
+  CREATE INDEX storage_samples_at ON storage_samples(at);
+  CREATE INDEX paths_created ON paths(cache_id, created_at);
+  CREATE INDEX paths_pinned ON paths(cache_id) WHERE pinned;
+  `,
+  // 11: pull-through caching (src/upstream/): the caches a cache asks for what it lacks, and the keys
+  // their narinfos must be signed by. Both newline-separated.
+  `
+  ALTER TABLE caches ADD COLUMN upstreams TEXT NOT NULL DEFAULT '';
+  ALTER TABLE caches ADD COLUMN upstream_keys TEXT NOT NULL DEFAULT '';
+  `,
 ];

@@ -15,10 +15,25 @@ export function sendText(
   res.writeHead(status, {
     'Content-Type': opts.contentType ?? 'text/plain; charset=utf-8',
     'Content-Length': Buffer.byteLength(text),
-    ...(opts.close ? { Connection: discardRestOfBody(res.req) ? 'keep-alive' : 'close' } : {}),
+    ...(opts.close ? closeAfter(res.req) : {}),
   });
   // A string body goes out in one write with the headers; a Buffer would take a writev of both.
   res.end(res.req.method === 'HEAD' ? undefined : text);
+}
+
+/**
+ * True for a request that came over HTTP/2. There one connection carries many streams: a
+ * response ends its own stream only (an unread request body with it), and connection headers
+ * are not allowed.
+ */
+export function isHttp2(req: IncomingMessage): boolean {
+  return req.httpVersionMajor === 2;
+}
+
+/** The header that ends an HTTP/1.1 connection after the answer, unless the rest of the body is read first. */
+function closeAfter(req: IncomingMessage): { Connection?: string } {
+  if (isHttp2(req)) return {};
+  return { Connection: discardRestOfBody(req) ? 'keep-alive' : 'close' };
 }
 
 /** Request body bytes read and thrown away after an answer that came before the whole body did. */

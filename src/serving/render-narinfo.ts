@@ -1,6 +1,6 @@
 import { serializeNarinfo, type NarInfo } from '../nix/narinfo.ts';
 import { narinfoFingerprint } from '../nix/signing.ts';
-import type { CacheRecord } from '../metadata/metadata-store.ts';
+import type { CacheRecord, PathRecord } from '../metadata/metadata-store.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 import { notePathAccess } from './access-times.ts';
 
@@ -25,6 +25,11 @@ async function render(nw: Narwhal, cache: CacheRecord, hashPart: string): Promis
   // re-upload of the NAR repairs it.
   if (!path || path.narDamaged) return undefined;
   await notePathAccess(nw, path);
+  return serializeNarinfo(servedNarinfo(nw, cache, path));
+}
+
+/** The narinfo a path is served with, signatures included, without counting as an access (the web UI shows it). */
+export function servedNarinfo(nw: Narwhal, cache: CacheRecord, path: PathRecord): NarInfo {
   const info: NarInfo = {
     storePath: path.storePath,
     url: narUrl(path.narHash),
@@ -41,5 +46,5 @@ async function render(nw: Narwhal, cache: CacheRecord, hashPart: string): Promis
   const secretKey = nw.memos.signingKeys.parse(cache.signingKey);
   const own = nw.memos.signatures.sign(narinfoFingerprint(info), cache.signingKey, secretKey);
   info.sigs = [...path.sigs.filter((sig) => !sig.startsWith(`${secretKey.name}:`)), own];
-  return serializeNarinfo(info);
+  return info;
 }

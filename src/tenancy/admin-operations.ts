@@ -24,7 +24,17 @@ export interface TokenInfo {
 }
 
 export type CacheChanges = Partial<
-  Pick<CacheSettings, 'isPublic' | 'priority' | 'signingKey' | 'trustedKeys' | 'requireSignature' | 'retention'>
+  Pick<
+    CacheSettings,
+    | 'isPublic'
+    | 'priority'
+    | 'signingKey'
+    | 'trustedKeys'
+    | 'requireSignature'
+    | 'retention'
+    | 'upstreams'
+    | 'upstreamKeys'
+  >
 >;
 
 /**

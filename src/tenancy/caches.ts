@@ -37,6 +37,10 @@ export interface NewCacheOptions {
   signingKey?: string;
   /** Seconds since last access or upload after which GC drops a path; 0 (the default) keeps paths forever. */
   retention?: number;
+  /** Binary caches asked, in order, for paths this one lacks (pull-through, src/upstream/). */
+  upstreams?: string[];
+  /** Public keys one of which must have signed what an upstream answers; needed with upstreams. */
+  upstreamKeys?: string[];
 }
 
 /** Creates a cache with its own signing key. Refuses names that are taken or invalid. */
@@ -56,6 +60,7 @@ export async function createCache(nw: Narwhal, name: string, options: NewCacheOp
     trustedKeys: [],
     requireSignature: false,
     retention: checkRetention(options.retention ?? 0),
+    ...checkUpstreams({ upstreams: options.upstreams ?? [], upstreamKeys: options.upstreamKeys ?? [] }),
   });
   if (!cache) throw new NarwhalError('conflict', `a cache named ${JSON.stringify(name)} already exists`);
   forgetCache(nw, name);
@@ -67,6 +72,14 @@ export async function configureCache(nw: Narwhal, name: string, changes: Partial
   if (changes.retention !== undefined) checkRetention(changes.retention);
   if (changes.signingKey !== undefined) checkSecretKey(changes.signingKey);
   for (const key of changes.trustedKeys ?? []) parsePublicKey(key);
+  if (changes.upstreams !== undefined || changes.upstreamKeys !== undefined) {
+    const current = await requireCache(nw, name);
+    const upstreams = checkUpstreams({
+      upstreams: changes.upstreams ?? current.upstreams,
+      upstreamKeys: changes.upstreamKeys ?? current.upstreamKeys,
+    });
+    if (changes.upstreams !== undefined) changes.upstreams = upstreams.upstreams;
+  }
   const cache = await nw.meta.updateCache(name, changes);
   forgetCache(nw, name);
   if (!cache) throw new NarwhalError('not-found', `no cache named ${JSON.stringify(name)}`);
@@ -92,6 +105,9 @@ export interface CacheInfo {
   requireSignature: boolean;
   /** Seconds since last access or upload after which GC drops a path; 0 = forever. */
   retention: number;
+  /** Caches asked in order for paths this one lacks. */
+  upstreams: string[];
+  upstreamKeys: string[];
   createdAt: string;
 }
 
@@ -104,12 +120,15 @@ export function cacheInfo(cache: CacheRecord): CacheInfo {
     trustedKeys: cache.trustedKeys,
     requireSignature: cache.requireSignature,
     retention: cache.retention,
+    upstreams: cache.upstreams,
+    upstreamKeys: cache.upstreamKeys,
     createdAt: new Date(cache.createdAt).toISOString(),
   };
 }
 
+/** Nix reads the first three lines and skips the rest; `narwhal use` reads the public key from it. */
 export function nixCacheInfo(cache: CacheRecord): string {
-  return `StoreDir: /nix/store\nWantMassQuery: 1\nPriority: ${cache.priority}\n`;
+  return `StoreDir: /nix/store\nWantMassQuery: 1\nPriority: ${cache.priority}\nPublicKey: ${publicKeyOf(cache.signingKey)}\n`;
 }
 
 function checkPriority(priority: number): number {
@@ -126,6 +145,37 @@ function checkRetention(seconds: number): number {
     throw new NarwhalError('bad-request', 'retention must be a whole number of seconds from 0 (forever) to 100 years');
   }
   return seconds;
+}
+
+/**
+ * Upstream URLs are http(s) without credentials (those come from a netrc file, so that they are
+ * not shown by `cache info`), kept without a trailing slash. An upstream's narinfos are taken only
+ * signed by a key given here, so upstreams need at least one.
+ */
+function checkUpstreams(settings: { upstreams: string[]; upstreamKeys: string[] }): {
+  upstreams: string[];
+  upstreamKeys: string[];
+} {
+  const upstreams = settings.upstreams.map((text) => {
+    let url: URL;
+    try {
+      url = new URL(text);
+    } catch {
+      throw new NarwhalError('bad-request', `upstream ${JSON.stringify(text)} is not a URL`);
+    }
+    if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.username || url.password || url.search) {
+      throw new NarwhalError(
+        'bad-request',
+        `upstream ${JSON.stringify(text)} must be an http(s) URL without credentials or query (use a netrc file)`,
+      );
+    }
+    return url.href.replace(/\/+$/, '');
+  });
+  for (const key of settings.upstreamKeys) parsePublicKey(key);
+  if (upstreams.length > 0 && settings.upstreamKeys.length === 0) {
+    throw new NarwhalError('bad-request', 'upstreams need at least one upstream key to check their narinfos with');
+  }
+  return { upstreams, upstreamKeys: settings.upstreamKeys.map((key) => key.trim()) };
 }
 
 function checkSecretKey(text: string): string {

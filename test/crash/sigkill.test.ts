@@ -266,7 +266,7 @@ describe('crash safety: SIGKILL at random moments during concurrent pushes', () 
 
     await server.whenUp();
     // Kill as soon as the first NAR upload finished: the rest of the closure is still to come.
-    const firstNar = server.nextLine(/^PUT \/main\/nar\/\S+ 204$/);
+    const firstNar = server.nextLine(/^PUT \/main\/nar\/\S+ 204( |$)/);
     const copy = run('nix', ['copy', '--to', to, closure.top, closure.added], env).then(
       () => 'completed',
       (err: Error) => err.message,

@@ -56,7 +56,7 @@ export interface RunningServer {
   pid: number;
   /** Everything the server wrote to stderr so far (with --log-requests: one line per request). */
   output(): string;
-  /** Request lines `METHOD /path status` logged since the server started. */
+  /** Request lines `METHOD /path status` (then ` HTTP/2` for one over HTTP/2) logged since the server started. */
   requests(): string[];
   stop(): Promise<void>;
 }
@@ -83,7 +83,7 @@ export async function startServer(dataDir: string, extraArgs: string[] = []): Pr
   const url = await new Promise<string>((resolveUrl, reject) => {
     child.stderr.on('data', (data: Buffer) => {
       log += data.toString();
-      const match = /on (http:\/\/[\d.]+:\d+)\//.exec(log);
+      const match = /on (https?:\/\/[\d.]+:\d+)\//.exec(log);
       if (match) resolveUrl(match[1]);
     });
     child.once('exit', (code) => reject(new Error(`narwhal serve exited with ${code}:\n${log}`)));
@@ -93,7 +93,12 @@ export async function startServer(dataDir: string, extraArgs: string[] = []): Pr
     dataDir,
     pid: child.pid!,
     output: () => log,
-    requests: () => log.split('\n').filter((line) => /^(GET|HEAD|PUT|POST|DELETE) \S+ \d{3}$/.test(line)),
+    // A text request line goes on with the time taken, bytes sent and request id; those are cut off.
+    requests: () =>
+      log
+        .split('\n')
+        .map((line) => /^(GET|HEAD|PUT|POST|DELETE) \S+ \d{3}( HTTP\/2)?(?= |$)/.exec(line)?.[0])
+        .filter((line): line is string => line !== undefined),
     async stop() {
       if (child.exitCode !== null) return;
       const exited = new Promise((r) => child.once('exit', r));

@@ -25,6 +25,7 @@ const CHUNK = 'ab'.repeat(32);
 const EXAMPLES = [
   'nix-cache-info',
   `${HASH}.narinfo`,
+  `pull/${HASH}.nar`,
   `nar/${NAR_HASH}.nar.xz`,
   `nar/${NAR_HASH}.caibx`,
   `castr/${CHUNK.slice(0, 4)}/${CHUNK}.cacnk`,

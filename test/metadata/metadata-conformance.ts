@@ -82,6 +82,8 @@ const SETTINGS: CacheSettings = {
   trustedKeys: [],
   requireSignature: false,
   retention: 0,
+  upstreams: [],
+  upstreamKeys: [],
 };
 
 function chunkId(seed: string): Uint8Array {
@@ -212,6 +214,8 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
       trustedKeys: ['k1:AAA', 'k2:BBB'],
       requireSignature: true,
       retention: 3600,
+      upstreams: ['https://cache.example.org', 'http://10.0.0.1:8080/main'],
+      upstreamKeys: ['up-1:CCC'],
     });
     const a = await meta.getCache('a');
     assert.deepEqual(
@@ -226,10 +230,14 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
         trustedKeys: ['k1:AAA', 'k2:BBB'],
         requireSignature: true,
         retention: 3600,
+        upstreams: ['https://cache.example.org', 'http://10.0.0.1:8080/main'],
+        upstreamKeys: ['up-1:CCC'],
       },
     );
-    const updated = await meta.updateCache('a', { priority: 10, isPublic: true, trustedKeys: [] });
+    const updated = await meta.updateCache('a', { priority: 10, isPublic: true, trustedKeys: [], upstreams: [] });
     assert.equal(updated?.priority, 10);
+    assert.deepEqual(updated?.upstreams, []);
+    assert.deepEqual(updated?.upstreamKeys, ['up-1:CCC']);
     assert.deepEqual(await meta.getCache('a'), updated);
     assert.equal(await meta.updateCache('nope', { priority: 1 }), undefined);
     assert.deepEqual(
@@ -654,6 +662,99 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
       (await meta.listPaths(cache.id)).map((p) => p.hashPart).sort(),
       ['lib', 'app', 'pinned-dep', 'pinned'].map(hashPart).sort(),
     );
+  });
+
+  withStore('GC: the paths it would expire next are listed without deleting them', async (meta) => {
+    const cache = (await meta.createCache('main', SETTINGS))!;
+    const nar = await meta.commitNar(newNar('g2', [chunk('gc2')]));
+    for (const seed of ['lib', 'app', 'old', 'pinned']) {
+      assert.equal(
+        await meta.putPath(newPath(cache.id, seed, nar.id, seed === 'app' ? [baseName('lib')] : [])),
+        'stored',
+      );
+    }
+    const t = (await meta.getPath(cache.id, hashPart('lib')))!.lastAccess;
+    await meta.setPathPinned(cache.id, hashPart('pinned'), true);
+    await meta.recordPathAccess(cache.id, hashPart('app'), t + 100_000, t + 100_000);
+    const next = await meta.expirablePaths(cache.id, t + 50_000, 10);
+    assert.deepEqual(
+      next.map((p) => p.hashPart),
+      [hashPart('old')],
+    );
+    assert.equal((await meta.listPaths(cache.id)).length, 4, 'nothing deleted');
+    assert.equal(await meta.expirePaths(cache.id, t + 50_000), next.length);
+  });
+
+  withStore('web: usage, recent, pinned, search, referrers, closure size, storage samples', async (meta) => {
+    const cache = (await meta.createCache('main', SETTINGS))!;
+    const other = (await meta.createCache('other', SETTINGS))!;
+    const a = await meta.commitNar(newNar('w1', [chunk('shared'), chunk('w1-only')]));
+    const b = await meta.commitNar(newNar('w2', [chunk('shared'), chunk('w2-only')]));
+    await meta.putPath(newPath(cache.id, 'hello-2.12', a.id));
+    await delay(2);
+    await meta.putPath(newPath(cache.id, 'Hello_world-1', b.id, [baseName('hello-2.12')]));
+    await meta.putPath(newPath(other.id, 'hello-other', b.id));
+    await meta.setPathPinned(cache.id, hashPart('hello-2.12'), true);
+
+    const usage = await meta.cacheUsage(cache.id);
+    assert.equal(usage.paths, 2);
+    assert.equal(usage.narBytes, a.narSize + b.narSize);
+    const sharedStored = chunk('shared').storedSize;
+    assert.equal(
+      usage.storedBytes,
+      a.storedSize + b.storedSize - sharedStored,
+      'a chunk shared by two NARs counts once',
+    );
+    assert.deepEqual(await meta.cacheUsage(999), { paths: 0, narBytes: 0, storedBytes: 0 });
+
+    assert.deepEqual(
+      (await meta.recentPaths(cache.id, 10)).map((p) => p.hashPart),
+      [hashPart('Hello_world-1'), hashPart('hello-2.12')],
+    );
+    assert.equal((await meta.recentPaths(cache.id, 1)).length, 1);
+    assert.deepEqual(
+      (await meta.pinnedPaths(cache.id, 10)).map((p) => p.hashPart),
+      [hashPart('hello-2.12')],
+    );
+    assert.equal((await meta.searchPaths(cache.id, 'HELLO', 10)).length, 2, 'any case');
+    assert.deepEqual(
+      (await meta.searchPaths(cache.id, 'o_w', 10)).map((p) => p.hashPart),
+      [hashPart('Hello_world-1')],
+      '_ is no wildcard',
+    );
+    assert.equal((await meta.searchPaths(cache.id, '%', 10)).length, 0, '% is no wildcard');
+    assert.equal((await meta.searchPaths(cache.id, 'hello', 1)).length, 1, 'limit');
+    assert.deepEqual(
+      (await meta.referrersOf(cache.id, hashPart('hello-2.12'), 10)).map((p) => p.hashPart),
+      [hashPart('Hello_world-1')],
+    );
+    assert.deepEqual(await meta.closureSize(cache.id, hashPart('Hello_world-1')), {
+      paths: 2,
+      narBytes: a.narSize + b.narSize,
+    });
+    assert.deepEqual(await meta.closureSize(cache.id, hashPart('hello-2.12')), { paths: 1, narBytes: a.narSize });
+
+    await meta.recordStorageSample(cache.id, { at: 1000, ...usage });
+    await meta.recordStorageSample(cache.id, { at: 1000, ...usage, paths: 99 });
+    await meta.putPath(newPath(cache.id, 'late', a.id));
+    await meta.recordStorageSample(cache.id, { at: 2000, ...(await meta.cacheUsage(cache.id)) });
+    await meta.recordStorageSample(other.id, { at: 2000, ...(await meta.cacheUsage(other.id)) });
+    const samples = await meta.storageSamples(cache.id, 0, 10);
+    assert.deepEqual(samples, [
+      { at: 1000, ...usage },
+      { at: 2000, ...usage, paths: 3, narBytes: usage.narBytes + a.narSize },
+    ]);
+    assert.deepEqual(
+      (await meta.storageSamples(cache.id, 0, 1)).map((s) => s.at),
+      [2000],
+      'the latest ones',
+    );
+    await meta.deleteStorageSamples(1500);
+    assert.deepEqual(
+      (await meta.storageSamples(cache.id, 0, 10)).map((s) => s.at),
+      [2000],
+    );
+    assert.equal((await meta.storageSamples(other.id, 0, 10)).length, 1);
   });
 
   withStore('GC: unreferenced NARs and chunks are marked, then deleted', async (meta) => {

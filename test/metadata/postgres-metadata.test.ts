@@ -36,6 +36,8 @@ test('postgres: replicas opening a new database at once migrate it once', async 
         trustedKeys: [],
         requireSignature: false,
         retention: 0,
+        upstreams: [],
+        upstreamKeys: [],
       }),
     );
     assert.equal((await stores[5].getCache('shared'))?.name, 'shared');

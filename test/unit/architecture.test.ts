@@ -13,12 +13,13 @@ import { fileURLToPath } from 'node:url';
 export const LAYERS: readonly (readonly string[])[] = [
   ['errors'],
   ['runtime'],
-  ['nix', 'compression', 'chunking', 'delta'],
+  ['nix', 'compression', 'chunking', 'delta', 'metrics'],
   ['storage', 'metadata'],
   ['context'],
   ['tenancy'],
   ['ingest', 'serving'],
-  ['maintenance', 'push'],
+  ['maintenance', 'push', 'upstream'],
+  ['web'],
   ['server', 'client'],
   ['cli'],
 ];
@@ -169,7 +170,17 @@ test('every folder of src/ is a room with a layer and a README', () => {
     rooms.filter((room) => !known.has(room)),
     [],
   );
-  for (const room of ['context', 'tenancy', 'ingest', 'serving', 'maintenance', 'runtime', 'push', 'client']) {
+  for (const room of [
+    'context',
+    'tenancy',
+    'ingest',
+    'serving',
+    'maintenance',
+    'runtime',
+    'push',
+    'client',
+    'upstream',
+  ]) {
     assert.ok(readdirSync(join(root, 'src', room)).includes('README.md'), `src/${room}/README.md`);
   }
 });

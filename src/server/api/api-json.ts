@@ -16,6 +16,8 @@ export function newCacheFromJson(body: unknown): { name: string; options: NewCac
       priority: optional(o.priority, integer, 'priority'),
       signingKey: optional(o.signingKey, string, 'signingKey'),
       retention: optional(o.retention, integer, 'retention'),
+      upstreams: optional(o.upstreams, stringArray, 'upstreams'),
+      upstreamKeys: optional(o.upstreamKeys, stringArray, 'upstreamKeys'),
     },
   };
 }
@@ -30,6 +32,8 @@ export function cacheChangesFromJson(body: unknown): CacheChanges {
   if (o.requireSignature !== undefined) changes.requireSignature = boolean(o.requireSignature, 'requireSignature');
   // Seconds, as `cache info` shows it; 0 keeps paths forever.
   if (o.retention !== undefined) changes.retention = integer(o.retention, 'retention');
+  if (o.upstreams !== undefined) changes.upstreams = stringArray(o.upstreams, 'upstreams');
+  if (o.upstreamKeys !== undefined) changes.upstreamKeys = stringArray(o.upstreamKeys, 'upstreamKeys');
   return changes;
 }
 

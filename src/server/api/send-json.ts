@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import { isHttp2 } from '../send-text.ts';
 
 /** Answers with `value` as JSON; `close` ends the connection after it (a request body may be left unread). */
 export function sendJson(res: ServerResponse, status: number, value: unknown, close = false): void {
@@ -6,7 +7,7 @@ export function sendJson(res: ServerResponse, status: number, value: unknown, cl
   res.writeHead(status, {
     'Content-Type': 'application/json',
     'Content-Length': body.length,
-    ...(close ? { Connection: 'close' } : {}),
+    ...(close && !isHttp2(res.req) ? { Connection: 'close' } : {}),
   });
   res.end(body);
 }

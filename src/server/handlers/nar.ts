@@ -11,6 +11,7 @@ import type { NarRecord } from '../../metadata/metadata-store.ts';
 import { requestBody } from '../body.ts';
 import { parseRange } from '../range.ts';
 import type { RequestContext } from '../request-context.ts';
+import { openPulledNar, pullByNarHash } from '../../upstream/pull-through.ts';
 
 const NAR_TYPE = 'application/x-nix-nar';
 
@@ -72,8 +73,28 @@ export async function putNar({ nw, cache, req, res, params }: RequestContext): P
   res.writeHead(204).end();
 }
 
+/**
+ * GET/HEAD `pull/<hashPart>.nar`, the NAR a narinfo answered from an upstream names: plain, as
+ * stored, or pulled from the upstream as it is sent. A pull that fails once bytes went out cuts
+ * the connection (never a short 200 that ends cleanly).
+ */
+export async function getPulledNar(ctx: RequestContext): Promise<void> {
+  const { res, head } = ctx;
+  const found = await openPulledNar(ctx.nw, { cache: ctx.cache, token: ctx.token, head }, ctx.params[0]);
+  if ('nar' in found) return sendPlain(ctx, found.nar);
+  if ('head' in found) return void res.writeHead(200, { 'Content-Type': NAR_TYPE, 'Content-Length': found.head }).end();
+  res.writeHead(200, { 'Content-Type': NAR_TYPE, 'Content-Length': found.narSize });
+  await pipeline(found.pulling, res).catch(() => res.destroy());
+}
+
 export async function getCaibx({ nw, cache, res, params, head }: RequestContext): Promise<void> {
-  const index = await caibxOf(nw, cache, `sha256:${params[0]}`);
+  const narHash = `sha256:${params[0]}`;
+  // A substituter asks for the chunk list of a path answered from an upstream: pulled first.
+  const index = await caibxOf(nw, cache, narHash).catch(async (err: unknown) => {
+    if (!(err instanceof NarwhalError && err.code === 'not-found') || !(await pullByNarHash(nw, cache, narHash)))
+      throw err;
+    return caibxOf(nw, cache, narHash);
+  });
   res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': index.length });
   res.end(head ? undefined : index);
 }

@@ -1,4 +1,4 @@
-import { renderNarinfo } from '../../serving/render-narinfo.ts';
+import { narinfoWithUpstreams } from '../../upstream/pull-through.ts';
 import { putNarinfo as storeNarinfo } from '../../ingest/put-narinfo.ts';
 import { NarwhalError } from '../../errors.ts';
 import { readBody } from '../body.ts';
@@ -8,7 +8,7 @@ import type { RequestContext } from '../request-context.ts';
 const MAX_NARINFO_SIZE = 64 * 1024;
 
 export async function getNarinfo({ nw, cache, res, params }: RequestContext): Promise<void> {
-  const text = await renderNarinfo(nw, cache, params[0]);
+  const text = await narinfoWithUpstreams(nw, cache, params[0]);
   if (text === undefined) throw new NarwhalError('not-found', 'no such path');
   sendText(res, 200, text, { contentType: 'text/x-nix-narinfo' });
 }

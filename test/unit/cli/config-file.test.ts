@@ -35,7 +35,7 @@ test('--config: the file supplies options, the command line wins, settings of ot
   };
   await withConfig(JSON.stringify(settings), (file) => {
     const serve = parseArgs({
-      args: applyConfigFile('serve', ['--config', file, '--listen', '127.0.0.1:1']),
+      args: applyConfigFile('serve', ['--config', file, '--listen', '127.0.0.1:1'], {}),
       options: SERVE_OPTIONS,
       strict: true,
     }).values;
@@ -54,9 +54,13 @@ test('--config: the file supplies options, the command line wins, settings of ot
   });
 });
 
-test('--config: a false boolean is left out, a missing file or bad content is a clear error', async () => {
+test('--config: a false boolean turns the option off, a missing file or bad content is a clear error', async () => {
   await withConfig('{"log-requests": false, "data-dir": "/srv/narwhal"}', (file) => {
-    assert.deepEqual(applyConfigFile('serve', ['--config', file]), ['--data-dir', '/srv/narwhal']);
+    assert.deepEqual(applyConfigFile('serve', ['--config', file], {}), [
+      '--no-log-requests',
+      '--data-dir',
+      '/srv/narwhal',
+    ]);
   });
   const refused = (message: RegExp) => (err: unknown) =>
     isNarwhalError(err, 'bad-request') && message.test(err.message);

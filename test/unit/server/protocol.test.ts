@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { createNarwhalServer } from '../../../src/server/server.ts';
 import { createToken } from '../../../src/tenancy/tokens.ts';
+import { localAdmin } from '../../../src/tenancy/admin-operations.ts';
 import { encodeNixBase32 } from '../../../src/nix/base32.ts';
 import { serializeNarinfo } from '../../../src/nix/narinfo.ts';
 import { decodeCaibx } from '../../../src/storage/caibx.ts';
@@ -65,7 +66,8 @@ describe('binary cache protocol over HTTP', () => {
   test('nix-cache-info', async () => {
     const res = await fetch(url('nix-cache-info'));
     assert.equal(res.status, 200);
-    assert.equal(await res.text(), 'StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\n');
+    const publicKey = (await localAdmin(t.nw).cacheInfo('main')).publicKey;
+    assert.equal(await res.text(), `StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\nPublicKey: ${publicKey}\n`);
     assert.equal((await put('nix-cache-info', 'StoreDir: /nix/store\n')).status, 204);
     assert.equal((await put('nix-cache-info', 'StoreDir: /other/store\n')).status, 400);
   });
