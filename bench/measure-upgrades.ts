@@ -127,7 +127,7 @@ export async function pushUpgrades(ds: Dataset, work: string, log: (line: string
 }
 
 /** `narwhal push` of every series into an empty Narwhal, without a relay, as `nix copy --to` is timed in the push table. */
-async function wholePush(ds: Dataset, work: string, log: (line: string) => void): Promise<number> {
+export async function wholePush(ds: Dataset, work: string, log: (line: string) => void): Promise<number> {
   const server = await startNarwhal(join(work, 'server'));
   const env = nixEnv(join(work, 'client'));
   let seconds = 0;

@@ -4,20 +4,27 @@
  * the push half of report section 7), on the full dataset's release series as this machine's
  * store already holds them (a bench run added them), without building the rest of the dataset.
  *
- *   node bench/push-deltas.ts [--series node,swc,typescript] [--work DIR]
+ *   node bench/push-deltas.ts [--series node,swc,typescript] [--work DIR] [--whole]
  */
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { SeriesData } from './dataset.ts';
-import { run } from './exec.ts';
-import { pushUpgrades } from './measure-upgrades.ts';
+import { nixEnv, run } from './exec.ts';
+import { pushUpgrades, wholePush } from './measure-upgrades.ts';
+import { pushClientConfig, startNarwhal } from './systems/narwhal.ts';
+import { nixCopyTo } from './systems/static-cache.ts';
 import { MODES, type ReleaseSeriesSpec } from './modes.ts';
 import { sourceKey } from './sources.ts';
 
 const { values } = parseArgs({
-  options: { series: { type: 'string', default: 'node,swc,typescript' }, work: { type: 'string' } },
+  options: {
+    series: { type: 'string', default: 'node,swc,typescript' },
+    work: { type: 'string' },
+    /** Also time the whole of the series pushed into an empty Narwhal, `narwhal push` against `nix copy --to`. */
+    whole: { type: 'boolean', default: false },
+  },
 });
 const wanted = values.series.split(',');
 const work = values.work ?? join(tmpdir(), 'narwhal-bench-push-deltas');
@@ -35,6 +42,27 @@ const figures = await pushUpgrades(
   join(work, 'push'),
   log,
 );
+if (values.whole) {
+  const ours = await wholePush(
+    { series, largest: series[0].nars[0], totalNarBytes: 0, totalPaths: 0 },
+    join(work, 'whole'),
+    log,
+  );
+  const server = await startNarwhal(join(work, 'whole-copy'));
+  let theirs = 0;
+  try {
+    const env = nixEnv(
+      join(work, 'whole-copy-client'),
+      await pushClientConfig(server, join(work, 'whole-copy-client')),
+    );
+    for (const s of series) theirs += await nixCopyTo(`${server.cacheUrl}?compression=zstd`, s.paths, env, s.narBytes);
+  } finally {
+    await server.stop();
+  }
+  console.log(
+    `whole series into an empty Narwhal: narwhal push ${ours.toFixed(1)} s, nix copy --to zstd ${theirs.toFixed(1)} s (${(ours / theirs).toFixed(2)}x)`,
+  );
+}
 await rm(work, { recursive: true, force: true });
 
 const sum = (id: string | undefined, system: string) =>

@@ -2,10 +2,9 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { PassThrough } from 'node:stream';
 import type { EncodeRequest, EncodeResult } from '../storage/zstd-encode-worker.ts';
-import { WorkerPool } from '../runtime/worker-pool.ts';
+import { transferable, WorkerPool } from '../runtime/worker-pool.ts';
 import { chunkStream } from '../chunking/chunk-stream.ts';
 import { NarwhalError } from '../errors.ts';
-import { deltaDictionary } from '../delta/stored-form.ts';
 import {
   CHUNK_LIST_VERSION,
   CHUNK_LIST_VERSION_HEADER,
@@ -16,11 +15,13 @@ import { type OldChunk, PlaceWindow, previousVersion } from './push-bases.ts';
 
 /** Compresses the chunks sent, beside the main thread (a zstd context per call was most of the client's time). */
 let encoders: WorkerPool<EncodeRequest, EncodeResult> | undefined;
+/** `data` (and `dictionary`) move to the worker: neither may be used after. */
 const compress = (data: Uint8Array, dictionary?: Uint8Array): Promise<Uint8Array> => {
   encoders ??= new WorkerPool<EncodeRequest, EncodeResult>(
     new URL('../storage/zstd-encode-worker.ts', import.meta.url),
   );
-  return encoders.run(dictionary ? { data, level: SEND_LEVEL, dictionary } : { data, level: SEND_LEVEL });
+  const transfer = [...transferable(data), ...(dictionary ? transferable(dictionary) : [])];
+  return encoders.run(dictionary ? { data, level: SEND_LEVEL, dictionary } : { data, level: SEND_LEVEL }, transfer);
 };
 
 /** Chunks asked about per missing-chunks request, and held in memory while they are. */
@@ -106,13 +107,6 @@ async function pushNarOnce(
     figures.bytesSent += bytes;
     progress(bytes);
   };
-  const dump = spawn('nix-store', ['--dump', path], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const dumpErrors: Buffer[] = [];
-  dump.stderr.on('data', (d: Buffer) => dumpErrors.push(d));
-  const exited = new Promise<number | null>((resolve) => dump.once('close', resolve));
-  // Read from now on: a child that exits while no one reads its output has that output thrown
-  // away by node:child_process, and a small NAR's dump ends before the previous version is found.
-  const nar = dump.stdout.pipe(new PassThrough());
   // Asked once per server (no ids): whether it reads deltas. One that does not gets none, and no
   // previous version is dumped for it.
   if (cache.chunkListVersion === undefined) await missingChunks(cache, [], count);
@@ -120,13 +114,19 @@ async function pushNarOnce(
     cache.chunkListVersion !== undefined && cache.chunkListVersion >= 2 && cache.hasPath
       ? await previousVersion(path, cache.hasPath)
       : undefined;
+  const dump = spawn('nix-store', ['--dump', path], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const dumpErrors: Buffer[] = [];
+  dump.stderr.on('data', (d: Buffer) => dumpErrors.push(d));
+  const exited = new Promise<number | null>((resolve) => dump.once('close', resolve));
+  // Read from now on: Node drops what a child wrote to a pipe nobody reads when it exits.
+  const nar = dump.stdout.pipe(new PassThrough());
   const window = previous && new PlaceWindow(previous, narSize);
 
   /** The chunks in order, each with its place in the previous version (asked in order: the window only moves on). */
   async function* placed(): AsyncGenerator<NewChunk> {
     let start = 0;
     for await (const data of chunkStream(nar)) {
-      yield { data, start, place: window ? await window.around(start) : [] };
+      yield { data, start, place: window ? await window.around(start, data) : [] };
       start += data.length;
     }
   }
@@ -145,7 +145,8 @@ async function pushNarOnce(
         if (!lacking.has(hexOf(ids[i]))) return undefined;
         const bases = deltas ? place.filter((old) => asked.has(hexOf(old.id)) && !lacking.has(hexOf(old.id))) : [];
         if (bases.length === 0) return { frame: await compress(data) };
-        const dictionary = deltaDictionary(bases.map((base) => base.data));
+        // A buffer of its own (deltaDictionary would give a lone base's own), which moves to the worker.
+        const dictionary = Buffer.concat(bases.map((base) => base.data));
         return { frame: await compress(data, dictionary), bases: bases.map((base) => base.id) };
       }),
     );

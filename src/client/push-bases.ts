@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { PassThrough } from 'node:stream';
 import { readdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { chunkStream } from '../chunking/chunk-stream.ts';
+import { GEAR } from '../delta/resemblance.ts';
 import { packageName } from './local-versions.ts';
 import { queryPathInfos } from './nix-paths.ts';
 
@@ -88,61 +89,111 @@ export function compareVersions(a: string, b: string): number {
   return 0;
 }
 
+/** Old content held around the place looked at, each side: how far a release's edits may shift content. */
+const REACH_BYTES = 3 * 1024 * 1024;
+/** A position is an anchor when its gear hash's low bits are zero: one in 128. */
+const ANCHOR_MASK = 127;
+/** Anchors of a new chunk that must agree on where it lies in the old NAR. */
+const MIN_VOTES = 3;
+/** Votes are counted per old position rounded to this (with the neighbouring buckets'). */
+const VOTE_BUCKET = 4096;
+/** Chunks where the anchors place a chunk, added to those at its relative place (MAX_SENT_BASES at most in all). */
+const FOUND_CHUNKS = 3;
+
+interface HeldChunk extends OldChunk {
+  start: number;
+  /** Its anchors' hashes, to drop them from the index with it. */
+  anchors: number[];
+}
+
 /**
  * The previous version's NAR, dumped and chunked alongside the NAR pushed, giving for each new
- * chunk the PLACE_CHUNKS old chunks around the same relative offset. Offsets asked for only
- * grow, so it keeps a window of a few chunks: memory does not grow with the NAR's size.
+ * chunk the PLACE_CHUNKS old chunks at the same relative offset and, when they lie elsewhere, the
+ * FOUND_CHUNKS where anchors (content-defined 32-byte windows, by gear hash) the new chunk shares
+ * with the old content held place it: a release moves content by different amounts in different
+ * parts of a NAR (measured on node's binary: from -0.9 to +0.15 MB within one file), and either
+ * alone missed where the other found (docs/benchmarks.md, "Push with deltas"). Places asked for
+ * move forward, so it holds only the old content within REACH_BYTES of them: memory does not
+ * grow with the NAR's size.
  */
 export class PlaceWindow {
-  readonly #oldSize: number;
-  readonly #newSize: number;
+  readonly #ratio: number;
   readonly #dump: ChildProcess;
   readonly #source: AsyncIterator<Uint8Array>;
-  /** Old chunks held, in order; the first starts at #firstStart. */
-  #held: (OldChunk & { start: number })[] = [];
+  #held: HeldChunk[] = [];
+  /** Anchor hash -> its old offset, or -1 when it occurs more than once (useless to align with). */
+  readonly #anchors = new Map<number, number>();
   #read = 0;
   #done = false;
+  /** Where the anchors last placed a chunk in the old NAR. */
+  #found = 0;
 
   constructor(previous: PreviousVersion, newSize: number) {
-    this.#oldSize = previous.narSize;
-    this.#newSize = newSize;
+    this.#ratio = previous.narSize / newSize;
     this.#dump = spawn('nix-store', ['--dump', previous.path], { stdio: ['ignore', 'pipe', 'ignore'] });
-    // Piped at once: output that no one reads when the child exits is thrown away (nar-push.ts).
+    // Read from now on: Node drops what a child wrote to a pipe nobody reads when it exits.
     this.#source = chunkStream(this.#dump.stdout!.pipe(new PassThrough()))[Symbol.asyncIterator]();
   }
 
-  /** The old chunks around the place of a new chunk starting at `start` (none if the dump failed). */
-  async around(start: number): Promise<OldChunk[]> {
-    const centre = Math.floor((start / this.#newSize) * this.#oldSize);
-    const half = PLACE_CHUNKS >> 1;
-    let at = this.#indexOf(centre);
-    while (!this.#done && (at < 0 || this.#held.length - at <= half)) {
-      await this.#pull();
-      at = this.#indexOf(centre);
-    }
+  /** The old chunks around the place of `data`, a new chunk at `start` (none if the dump failed). */
+  async around(start: number, data: Uint8Array): Promise<OldChunk[]> {
+    const middle = Math.floor((start + (data.length >> 1)) * this.#ratio);
+    // The window spans both places, unless the anchors strayed far: then the relative place alone.
+    const last = Math.abs(this.#found - middle) <= 2 * REACH_BYTES ? this.#found : middle;
+    while (!this.#done && this.#read < Math.max(middle, last) + REACH_BYTES) await this.#pull();
+    this.#drop(Math.min(middle, last) - REACH_BYTES);
     if (this.#held.length === 0) return [];
+    const chunks = this.#chunksAround(middle, PLACE_CHUNKS);
+    const found = this.#locate(data);
+    if (found === undefined) return chunks;
+    this.#found = found;
+    // Anchors can mislead (repeated content), and so can the relative place (content moved): both go.
+    const located = this.#chunksAround(found, FOUND_CHUNKS).filter((c) => !chunks.includes(c));
+    // Those found last: zstd reaches the end of a dictionary most cheaply.
+    return [...chunks, ...located];
+  }
+
+  /** `count` held chunks side by side around old offset `place`. */
+  #chunksAround(place: number, count: number): HeldChunk[] {
+    let at = this.#held.findIndex((chunk) => place < chunk.start + chunk.data.length);
     if (at < 0) at = this.#held.length - 1;
-    // Chunks before the window will never be asked for again.
-    const keepFrom = Math.max(0, at - PLACE_CHUNKS);
-    if (keepFrom > 0) {
-      this.#held = this.#held.slice(keepFrom);
-      at -= keepFrom;
-    }
-    const from = Math.max(0, Math.min(at - half, this.#held.length - PLACE_CHUNKS));
-    return this.#held.slice(from, from + PLACE_CHUNKS);
+    const from = Math.max(0, Math.min(at - (count >> 1), this.#held.length - count));
+    return this.#held.slice(from, from + count);
   }
 
   close(): void {
     this.#dump.kill();
   }
 
-  /** The held chunk containing `offset`, or -1 when not read yet. */
-  #indexOf(offset: number): number {
-    for (let i = this.#held.length - 1; i >= 0; i--) {
-      const chunk = this.#held[i];
-      if (chunk.start <= offset) return offset < chunk.start + chunk.data.length ? i : -1;
+  /** Where the new chunk's middle lies in the old NAR, by its anchors' votes, if they agree. */
+  #locate(data: Uint8Array): number | undefined {
+    const votes = new Map<number, number>();
+    let best: number | undefined;
+    let bestVotes = 0;
+    forEachAnchor(data, (hash, at) => {
+      const old = this.#anchors.get(hash);
+      if (old === undefined || old < 0) return;
+      const bucket = Math.round((old - at) / VOTE_BUCKET);
+      votes.set(bucket, (votes.get(bucket) ?? 0) + 1);
+    });
+    for (const [bucket, count] of votes) {
+      const near = count + (votes.get(bucket - 1) ?? 0) + (votes.get(bucket + 1) ?? 0);
+      if (near > bestVotes || (near === bestVotes && best !== undefined && count > (votes.get(best) ?? 0))) {
+        bestVotes = near;
+        best = bucket;
+      }
     }
-    return this.#held.length > 0 ? 0 : -1;
+    return best !== undefined && bestVotes >= MIN_VOTES
+      ? Math.max(0, best * VOTE_BUCKET + (data.length >> 1))
+      : undefined;
+  }
+
+  /** Drops the chunks ending before `offset`, and their anchors. */
+  #drop(offset: number): void {
+    let count = 0;
+    while (count < this.#held.length - 1 && this.#held[count].start + this.#held[count].data.length < offset) count++;
+    for (const chunk of this.#held.slice(0, count)) for (const hash of chunk.anchors) this.#anchors.delete(hash);
+    if (count > 0) this.#held = this.#held.slice(count);
   }
 
   async #pull(): Promise<void> {
@@ -153,10 +204,26 @@ export class PlaceWindow {
         return;
       }
       const data = next.value;
-      this.#held.push({ id: new Uint8Array(createHash('sha256').update(data).digest()), data, start: this.#read });
+      const start = this.#read;
+      const anchors: number[] = [];
+      forEachAnchor(data, (hash, at) => {
+        anchors.push(hash);
+        this.#anchors.set(hash, this.#anchors.has(hash) ? -1 : start + at);
+      });
+      this.#held.push({ id: new Uint8Array(createHash('sha256').update(data).digest()), data, start, anchors });
       this.#read += data.length;
     } catch {
       this.#done = true;
     }
+  }
+}
+
+/** Calls `found` with each anchor of `data`: its gear hash (of the 32 bytes ending there) and position. */
+function forEachAnchor(data: Uint8Array, found: (hash: number, at: number) => void): void {
+  const gear = GEAR;
+  let h = 0;
+  for (let i = 0; i < data.length; i++) {
+    h = ((h << 1) + gear[data[i]]) | 0;
+    if (i >= 31 && (h & ANCHOR_MASK) === 0) found(h, i);
   }
 }

@@ -19,6 +19,9 @@ import { readChunkListEntry, readChunkListHeader } from './chunk-list-body.ts';
 const MAX_FRAME_BYTES = DEFAULT_CHUNKER_PARAMS.max + 4096;
 /** Chunks the server has, read together. */
 const READ_BATCH = 16;
+/** Reads and decodes of chunks under way while the body is read on. */
+const DECODES_AHEAD = 8;
+const ZSTD_MAGIC = 0xfd2fb528;
 
 /**
  * A delta in a chunk list named bases the server cannot count on (gone since the client asked, or
@@ -101,8 +104,15 @@ async function* narContents(
   let entries = 0;
   let produced = 0;
   let held: ChunkTableEntry[] = [];
-  const flush = async function* (): AsyncGenerator<Uint8Array> {
-    if (held.length > 0) yield* await storedChunks(nw, held);
+  // Chunks being read or decoded, in NAR order: up to DECODES_AHEAD at once, so that a slow worker
+  // round trip per sent chunk does not set the pace. Each failure surfaces when its turn comes.
+  const pending: Promise<Uint8Array[]>[] = [];
+  const queue = (work: Promise<Uint8Array[]>): void => {
+    work.catch(() => undefined);
+    pending.push(work);
+  };
+  const flush = (): void => {
+    if (held.length > 0) queue(storedChunks(nw, held));
     held = [];
   };
   while (produced < narSize) {
@@ -110,25 +120,57 @@ async function* narContents(
     const entry = await readChunkListEntry(reader, MAX_FRAME_BYTES, version);
     let size: number;
     if (entry.frame) {
-      yield* flush();
-      const data = entry.bases
-        ? await sentDelta(nw, shown, recentBases, entry.id, entry.bases, entry.frame)
-        : await sentChunk(entry.id, entry.frame);
-      size = data.length;
-      if (produced + size <= narSize) yield data;
+      flush();
+      const work = entry.bases
+        ? sentDelta(nw, shown, recentBases, entry.id, entry.bases, entry.frame)
+        : sentChunk(entry.id, entry.frame);
+      // The size the frame declares lets the next entries be read before it is decoded; it is checked after.
+      const declared = frameContentSize(entry.frame);
+      size = declared ?? (await work).length;
+      queue(
+        work.then((data) => {
+          if (data.length !== size) {
+            throw new NarwhalError('bad-request', `a frame sent as ${chunkHex(entry.id)} declares another size`);
+          }
+          return [data];
+        }),
+      );
     } else {
       const record = await nw.meta.getChunk(entry.id);
-      if (!record || !(await shown(entry.id))) throw new MissingChunksError([entry.id]);
+      if (!record || !(await shown(entry.id))) {
+        // A failure of an earlier chunk is the one to answer: the answers stay in NAR order.
+        for (const work of pending) await work;
+        throw new MissingChunksError([entry.id]);
+      }
       size = record.size;
       held.push({ index: entries - 1, start: 0, end: size, id: entry.id });
-      if (held.length === READ_BATCH) yield* flush();
+      if (held.length === READ_BATCH) flush();
     }
     produced += size;
     if (produced > narSize)
       throw new NarwhalError('hash-mismatch', `the chunks add up to more than narSize ${narSize}`);
+    while (pending.length > DECODES_AHEAD) yield* await pending.shift()!;
   }
-  yield* flush();
+  flush();
+  while (pending.length > 0) yield* await pending.shift()!;
   if (!(await reader.atEnd())) throw new NarwhalError('bad-request', 'the body goes on after the NAR ends');
+}
+
+/** The content size a zstd frame's header declares (RFC 8878, 3.1.1.1), if it declares one. */
+export function frameContentSize(frame: Uint8Array): number | undefined {
+  if (frame.length < 6) return undefined;
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  if (view.getUint32(0, true) !== ZSTD_MAGIC) return undefined;
+  const descriptor = frame[4];
+  const singleSegment = (descriptor & 0x20) !== 0;
+  const sizeBytes = [singleSegment ? 1 : 0, 2, 4, 8][descriptor >> 6];
+  const at = 5 + (singleSegment ? 0 : 1) + [0, 1, 2, 4][descriptor & 3];
+  if (sizeBytes === 0 || frame.length < at + sizeBytes) return undefined;
+  if (sizeBytes === 1) return frame[at];
+  if (sizeBytes === 2) return view.getUint16(at, true) + 256;
+  if (sizeBytes === 4) return view.getUint32(at, true);
+  const size = view.getBigUint64(at, true);
+  return size <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(size) : undefined;
 }
 
 async function sentChunk(id: Uint8Array, frame: Uint8Array): Promise<Uint8Array> {
