@@ -77,7 +77,7 @@ Commands:
           cache (SERVER/CACHE, CACHE under the default server, or a URL): adds it,
           its public key and the token's netrc line (as root /etc/nix/nix.conf and
           /etc/nix/netrc, else ~/.config/nix/); prints what it changed
-  push --cache URL [--token T] [--signing-key FILE] [--jobs 4] [--json] PATH...|--watch-store
+  push --cache URL [--token T] [--signing-key FILE] [--jobs 4] [--no-deltas] [--json] PATH...|--watch-store
           upload the paths and their closure to the cache at URL (<server>/<cache>),
           only the paths it lacks, and of their NARs only the chunks it lacks;
           --watch-store pushes every path that becomes valid until stopped;

@@ -16,8 +16,10 @@ export async function pushCommand(args: string[]): Promise<number> {
       jobs: { type: 'string', default: '4' },
       json: { type: 'boolean', default: false },
       'watch-store': { type: 'boolean', default: false },
+      deltas: { type: 'boolean', default: true },
     },
     allowPositionals: true,
+    allowNegative: true,
     strict: true,
   });
   if (values.cache === undefined)
@@ -32,6 +34,7 @@ export async function pushCommand(args: string[]): Promise<number> {
     ...(await cacheAndToken(values.cache, values.token)),
     signingKey: await readSigningKey(values['signing-key']),
     jobs,
+    deltas: values.deltas,
   };
   if (watch) return watchCommand(options, values.json);
   const started = performance.now();

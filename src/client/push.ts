@@ -14,6 +14,11 @@ export interface PushOptions {
   signingKey?: string;
   /** Paths whose NARs are uploaded at once. */
   jobs: number;
+  /**
+   * Send changed chunks as deltas of the previous version's (default true): far fewer bytes, more
+   * client CPU (docs/benchmarks.md, "Push with deltas"). Off suits a fast link to the server.
+   */
+  deltas?: boolean;
   onProgress?: (progress: PushProgress) => void;
 }
 
@@ -44,7 +49,7 @@ export async function pushPaths(paths: readonly string[], options: PushOptions):
   const cache: CacheEndpoint = {
     api: `${cacheUrl.origin}/_api/v1/caches/${cacheName}`,
     headers,
-    hasPath: (path) => hasNarinfo(cacheUrl.href, path, headers),
+    hasPath: options.deltas === false ? undefined : (path) => hasNarinfo(cacheUrl.href, path, headers),
   };
   const closure = referencesFirst(await queryPathInfos(paths, true));
   const progress: PushProgress = {

@@ -95,11 +95,21 @@ describe('narwhal push with deltas against narwhal serve', () => {
   let v1: Release;
   let v2: Release;
 
-  const push = async (paths: string[]) =>
+  const push = async (paths: string[], options: string[] = []) =>
     JSON.parse(
       await run(
         process.execPath,
-        [join(REPO, 'bin/narwhal.js'), 'push', '--cache', cache, '--signing-key', secretKey, '--json', ...paths],
+        [
+          join(REPO, 'bin/narwhal.js'),
+          'push',
+          '--cache',
+          cache,
+          '--signing-key',
+          secretKey,
+          '--json',
+          ...options,
+          ...paths,
+        ],
         { ...env, NARWHAL_TOKEN: token },
       ),
     ) as PushProgress & { seconds: number };
@@ -146,6 +156,12 @@ describe('narwhal push with deltas against narwhal serve', () => {
       `release 1.2 sent ${second.bytesSent} B; its NAR is ${zstd} B with zstd, release 1.1 sent ${first.bytesSent} B`,
     );
     assert.ok(second.bytesSent < first.bytesSent / 10);
+    // --no-deltas sends the next release's changed chunks whole.
+    const v3 = await makeRelease(work.path, pkg, 3, env);
+    const third = await push([v3.src], ['--no-deltas']);
+    assert.equal(third.pushed, 1);
+    assert.ok(third.chunksSent > 0);
+    assert.equal(third.deltasSent, 0);
     const posts = topology.writer.requests().filter((line) => line.startsWith('POST /_api/v1/caches/main/nars'));
     for (const line of posts) assert.match(line, / 201$/, 'no delta was refused');
 
