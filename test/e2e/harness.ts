@@ -40,6 +40,22 @@ export async function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = 
 }
 
 /** Lets Nix present `token` as the Basic auth password to 127.0.0.1 (what a user puts in a netrc). */
+/**
+ * A fresh Nix signing key pair named `name`, written as `<dir>/<file>.sk` and `.pk` (`sk` and `pk`
+ * by default): the secret key's path, for `?secret-key=` or `--signing-key`, and the public key.
+ */
+export async function makeSigningKey(
+  dir: string,
+  name: string,
+  env: NodeJS.ProcessEnv,
+  file?: string,
+): Promise<{ secretKey: string; publicKey: string }> {
+  const secretKey = join(dir, file === undefined ? 'sk' : `${file}.sk`);
+  const publicFile = join(dir, file === undefined ? 'pk' : `${file}.pk`);
+  await run('nix-store', ['--generate-binary-cache-key', name, secretKey, publicFile], env);
+  return { secretKey, publicKey: await readFile(publicFile, 'utf8') };
+}
+
 export async function writeNetrc(home: string, token: string): Promise<void> {
   await writeFile(join(home, 'netrc'), `machine 127.0.0.1 login narwhal password ${token}\n`, { mode: 0o600 });
 }

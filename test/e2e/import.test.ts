@@ -4,7 +4,17 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { buildClosure, narwhal, nixEnv, REPO, run, startServer, tempDir, type TestClosure } from './harness.ts';
+import {
+  buildClosure,
+  makeSigningKey,
+  narwhal,
+  nixEnv,
+  REPO,
+  run,
+  startServer,
+  tempDir,
+  type TestClosure,
+} from './harness.ts';
 
 /** Runs `narwhal import` and returns its exit status and output, also when it fails. */
 function narwhalImport(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -28,13 +38,7 @@ describe('narwhal import of a static binary cache written by Nix 2.8', () => {
   before(async () => {
     work = await tempDir('import');
     env = nixEnv(work.path);
-    await run(
-      'nix-store',
-      ['--generate-binary-cache-key', 'narwhal-import-1', join(work.path, 'sk'), join(work.path, 'pk')],
-      env,
-    );
-    secretKey = join(work.path, 'sk');
-    publicKey = await readFile(join(work.path, 'pk'), 'utf8');
+    ({ secretKey, publicKey } = await makeSigningKey(work.path, 'narwhal-import-1', env));
   });
 
   after(async () => {

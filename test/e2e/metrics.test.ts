@@ -5,7 +5,6 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -14,13 +13,14 @@ import { promtoolCheck, sample } from '../helpers/prometheus-text.ts';
 import {
   assertClosureInStore,
   buildClosure,
+  makeSigningKey,
   narwhal,
   nixEnv,
   run,
+  type RunningServer,
   startServer,
   tempDir,
   writeNetrc,
-  type RunningServer,
 } from './harness.ts';
 
 /** GET over a connection of its own (so that with several processes, each may answer one). */
@@ -75,10 +75,7 @@ describe('metrics after a real Nix push and substitution', () => {
       await narwhal(['token', 'create', '--cache', 'main,other', '--perm', 'push', '--json', ...data]),
     ) as { secret: string };
     await writeNetrc(work.path, token.secret);
-    const sk = join(work.path, 'sk');
-    const pk = join(work.path, 'pk');
-    await run('nix-store', ['--generate-binary-cache-key', 'narwhal-metrics-1', sk, pk], env);
-    const publicKey = await readFile(pk, 'utf8');
+    const { secretKey: sk, publicKey } = await makeSigningKey(work.path, 'narwhal-metrics-1', env);
     const closure = await buildClosure(env, work.path, randomBytes(4).toString('hex'));
 
     await run('nix', ['copy', '--to', `${server.url}/main?secret-key=${sk}`, closure.top, closure.added], env);

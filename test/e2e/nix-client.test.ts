@@ -5,10 +5,18 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { assertClosureInStore, buildClosure, nixEnv, run, tempDir, writeNetrc, type TestClosure } from './harness.ts';
+import {
+  assertClosureInStore,
+  buildClosure,
+  makeSigningKey,
+  nixEnv,
+  run,
+  tempDir,
+  type TestClosure,
+  writeNetrc,
+} from './harness.ts';
 import { startEmbedded, startSharedReplicas, type Topology } from './topology.ts';
 
 const COMPRESSIONS = ['none', 'xz', 'zstd', 'bzip2', 'br', 'gzip', 'lz4'] as const;
@@ -34,13 +42,7 @@ for (const { title, start } of TOPOLOGIES)
     before(async () => {
       work = await tempDir('e2e');
       env = nixEnv(work.path);
-      await run(
-        'nix-store',
-        ['--generate-binary-cache-key', 'narwhal-test-1', join(work.path, 'sk'), join(work.path, 'pk')],
-        env,
-      );
-      secretKey = join(work.path, 'sk');
-      publicKey = await readFile(join(work.path, 'pk'), 'utf8');
+      ({ secretKey, publicKey } = await makeSigningKey(work.path, 'narwhal-test-1', env));
       topology = await start(work.path);
       cache = `${topology.url}/main`;
       const token = JSON.parse(

@@ -7,12 +7,21 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startNginx, type NginxServer } from '../../bench/systems/nginx.ts';
 import { formatSha256Nix32 } from '../../src/nix/hash.ts';
 import { parseNarinfo } from '../../src/nix/narinfo.ts';
-import { assertClosureInStore, buildClosure, narwhal, nixEnv, run, startServer, tempDir } from './harness.ts';
+import {
+  assertClosureInStore,
+  buildClosure,
+  makeSigningKey,
+  narwhal,
+  nixEnv,
+  run,
+  startServer,
+  tempDir,
+} from './harness.ts';
 import type { RunningServer, TestClosure } from './harness.ts';
 import { requestsFor, startRelay, type Relay } from './pull-through-relay.ts';
 
@@ -71,18 +80,10 @@ describe('pull-through from an nginx-served file cache', () => {
   before(async () => {
     work = await tempDir('e2e-pull');
     env = nixEnv(work.path);
-    const key = async (name: string) => {
-      await run('nix-store', [
-        '--generate-binary-cache-key',
-        name,
-        join(work.path, `${name}.sk`),
-        join(work.path, `${name}.pk`),
-      ]);
-      return join(work.path, `${name}.sk`);
-    };
-    const goodKey = await key('upstream-1');
-    const evilKey = await key('evil-1');
-    publicKey = await readFile(join(work.path, 'upstream-1.pk'), 'utf8');
+    const good = await makeSigningKey(work.path, 'upstream-1', env, 'upstream-1');
+    const goodKey = good.secretKey;
+    const evilKey = (await makeSigningKey(work.path, 'evil-1', env, 'evil-1')).secretKey;
+    publicKey = good.publicKey;
     const nonce = randomBytes(4).toString('hex');
     c1 = await buildClosure(env, work.path, `pull-1-${nonce}`);
     c2 = await buildClosure(env, work.path, `pull-2-${nonce}`);

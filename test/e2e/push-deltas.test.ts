@@ -25,7 +25,7 @@ import { createToken } from '../../src/tenancy/tokens.ts';
 import { readNarBytes } from '../../src/serving/nar-reader.ts';
 import { assertSameBytes } from '../helpers/bytes.ts';
 import { narHashOf, tempNarwhal, type TempNarwhal } from '../helpers/narwhal-fixtures.ts';
-import { nixEnv, REPO, run, tempDir } from './harness.ts';
+import { makeSigningKey, nixEnv, REPO, run, tempDir } from './harness.ts';
 import { startEmbedded, type Topology } from './topology.ts';
 
 const execFileAsync = promisify(execFile);
@@ -117,13 +117,7 @@ describe('narwhal push with deltas against narwhal serve', () => {
   before(async () => {
     work = await tempDir('e2e-push-deltas');
     env = nixEnv(work.path);
-    await run(
-      'nix-store',
-      ['--generate-binary-cache-key', 'narwhal-delta-1', join(work.path, 'sk'), join(work.path, 'pk')],
-      env,
-    );
-    secretKey = join(work.path, 'sk');
-    publicKey = await readFile(join(work.path, 'pk'), 'utf8');
+    ({ secretKey, publicKey } = await makeSigningKey(work.path, 'narwhal-delta-1', env));
     topology = await startEmbedded(work.path);
     cache = `${topology.url}/main`;
     token = (

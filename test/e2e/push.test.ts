@@ -9,11 +9,20 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { PushProgress } from '../../src/client/push.ts';
-import { assertClosureInStore, buildClosure, nixEnv, REPO, run, tempDir, type TestClosure } from './harness.ts';
+import {
+  assertClosureInStore,
+  buildClosure,
+  makeSigningKey,
+  nixEnv,
+  REPO,
+  run,
+  tempDir,
+  type TestClosure,
+} from './harness.ts';
 import { startEmbedded, startSharedReplicas, type Topology } from './topology.ts';
 
 const TOPOLOGIES = [
@@ -67,13 +76,7 @@ for (const { title, start } of TOPOLOGIES)
     before(async () => {
       work = await tempDir('e2e-push');
       env = nixEnv(work.path);
-      await run(
-        'nix-store',
-        ['--generate-binary-cache-key', 'narwhal-push-1', join(work.path, 'sk'), join(work.path, 'pk')],
-        env,
-      );
-      secretKey = join(work.path, 'sk');
-      publicKey = await readFile(join(work.path, 'pk'), 'utf8');
+      ({ secretKey, publicKey } = await makeSigningKey(work.path, 'narwhal-push-1', env));
       topology = await start(work.path);
       cache = `${topology.url}/main`;
       token = (

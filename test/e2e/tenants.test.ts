@@ -5,14 +5,15 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import {
   buildClosure,
+  makeSigningKey,
   narwhal,
   nixEnv,
   run,
+  type RunningServer,
   startServer,
   tempDir,
-  writeNetrc,
-  type RunningServer,
   type TestClosure,
+  writeNetrc,
 } from './harness.ts';
 
 interface CacheInfoJson {
@@ -182,18 +183,9 @@ describe('caches, tokens and signing with the real Nix 2.8 client', () => {
   });
 
   test('a cache can require uploads signed by a trusted key', async () => {
-    const sk = join(work.path, 'up.sk');
-    const pk = join(work.path, 'up.pk');
-    await run('nix-store', ['--generate-binary-cache-key', 'uploader-1', sk, pk], env);
+    const { secretKey: sk, publicKey: uploaderKey } = await makeSigningKey(work.path, 'uploader-1', env, 'up');
     await api(['cache', 'create', 'team-signed']);
-    await api([
-      'cache',
-      'configure',
-      'team-signed',
-      '--trusted-key',
-      await readFile(pk, 'utf8'),
-      '--require-signature',
-    ]);
+    await api(['cache', 'configure', 'team-signed', '--trusted-key', uploaderKey, '--require-signature']);
     await writeNetrc(work.path, tokenB.secret);
     const other = await buildClosure(env, work.path, `signed-${randomBytes(4).toString('hex')}`);
     await assert.rejects(

@@ -16,14 +16,15 @@ import { makeTestCertificates, type TestCertificates } from '../helpers/tls-cert
 import {
   assertClosureInStore,
   buildClosure,
+  makeSigningKey,
   narwhal,
   nixEnv,
   REPO,
   run,
+  type RunningServer,
   startServer,
   tempDir,
   writeNetrc,
-  type RunningServer,
 } from './harness.ts';
 
 const execFileAsync = promisify(execFile);
@@ -61,13 +62,7 @@ describe('narwhal serve over TLS with HTTP/2', () => {
     certs = await makeTestCertificates(work.path);
     // Nix 2.8 trusts the CAs of NIX_SSL_CERT_FILE (it has no ssl-cert-file setting yet).
     env = { ...nixEnv(work.path), NIX_SSL_CERT_FILE: certs.ca };
-    await run(
-      'nix-store',
-      ['--generate-binary-cache-key', 'narwhal-tls-1', join(work.path, 'sk'), join(work.path, 'pk')],
-      env,
-    );
-    secretKey = join(work.path, 'sk');
-    publicKey = await readFile(join(work.path, 'pk'), 'utf8');
+    ({ secretKey, publicKey } = await makeSigningKey(work.path, 'narwhal-tls-1', env));
     server = await startServer(join(work.path, 'data'), ['--tls-cert', certs.cert, '--tls-key', certs.key]);
     assert.match(server.url, /^https:\/\/127\.0\.0\.1:\d+$/);
     token = (
