@@ -43,8 +43,12 @@ export function servedNarinfo(nw: Narwhal, cache: CacheRecord, path: PathRecord)
     sigs: path.sigs,
     ca: path.ca ?? undefined,
   };
+  return signedByCache(nw, cache, info);
+}
+
+/** The narinfo with the cache's own signature in place of any earlier one by the same key name. */
+export function signedByCache(nw: Narwhal, cache: CacheRecord, info: NarInfo): NarInfo {
   const secretKey = nw.memos.signingKeys.parse(cache.signingKey);
   const own = nw.memos.signatures.sign(narinfoFingerprint(info), cache.signingKey, secretKey);
-  info.sigs = [...path.sigs.filter((sig) => !sig.startsWith(`${secretKey.name}:`)), own];
-  return info;
+  return { ...info, sigs: [...info.sigs.filter((sig) => !sig.startsWith(`${secretKey.name}:`)), own] };
 }

@@ -2,9 +2,8 @@ import type { Readable } from 'node:stream';
 import { NarwhalError } from '../errors.ts';
 import type { CacheRecord, NarRecord } from '../metadata/metadata-store.ts';
 import { serializeNarinfo, type NarInfo } from '../nix/narinfo.ts';
-import { narinfoFingerprint } from '../nix/signing.ts';
 import { openNarByHash, type NarRequest } from '../serving/nar-downloads.ts';
-import { renderNarinfo } from '../serving/render-narinfo.ts';
+import { renderNarinfo, signedByCache } from '../serving/render-narinfo.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 import { pullCounters } from './pull-counters.ts';
 import { runningPull, pullWhole, startPull } from './pull-nar.ts';
@@ -51,10 +50,7 @@ export async function narinfoWithUpstreams(
     fileHash: found.info.narHash,
     fileSize: found.info.narSize,
   };
-  const secretKey = nw.memos.signingKeys.parse(cache.signingKey);
-  const own = nw.memos.signatures.sign(narinfoFingerprint(info), cache.signingKey, secretKey);
-  info.sigs = [...info.sigs.filter((sig) => !sig.startsWith(`${secretKey.name}:`)), own];
-  return serializeNarinfo(info);
+  return serializeNarinfo(signedByCache(nw, cache, info));
 }
 
 /** What `pull/<hashPart>.nar` answers with: the stored NAR, or one being pulled as it arrives. */
