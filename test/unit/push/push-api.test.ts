@@ -5,13 +5,10 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { Readable } from 'node:stream';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { zstdCompressSync } from 'node:zlib';
-import { chunkStream } from '../../../src/chunking/chunk-stream.ts';
 import { ingestNar } from '../../../src/ingest/ingest-nar.ts';
 import { encodeChunkListEntry, encodeChunkListHeader } from '../../../src/push/chunk-list-body.ts';
 import { MAX_CHUNKS_ASKED } from '../../../src/push/missing-chunks.ts';
@@ -22,21 +19,7 @@ import { createToken } from '../../../src/tenancy/tokens.ts';
 import { assertSameBytes } from '../../helpers/bytes.ts';
 import { addPath, bodyOf, narHashOf, tempNarwhal, type TempNarwhal } from '../../helpers/narwhal-fixtures.ts';
 import { versionNar } from '../../helpers/test-data.ts';
-
-const hex = (id: Uint8Array): string => Buffer.from(id).toString('hex');
-
-interface Chunk {
-  id: Uint8Array;
-  data: Uint8Array;
-}
-
-async function chunksOf(nar: Uint8Array): Promise<Chunk[]> {
-  const chunks: Chunk[] = [];
-  for await (const data of chunkStream(Readable.from([nar]))) {
-    chunks.push({ id: new Uint8Array(createHash('sha256').update(data).digest()), data });
-  }
-  return chunks;
-}
+import { type Chunk, chunksOf, hex } from '../../helpers/nar-chunks.ts';
 
 /** A chunk-list body: the chunks in `held` named as stored, every other sent as a zstd frame. */
 function chunkListBody(chunks: Chunk[], held: Set<string>, frameOf = (c: Chunk) => zstdCompressSync(c.data)): Buffer {

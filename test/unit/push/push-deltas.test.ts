@@ -6,13 +6,11 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { Readable } from 'node:stream';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { constants, zstdCompressSync } from 'node:zlib';
-import { chunkStream } from '../../../src/chunking/chunk-stream.ts';
 import { deltaDictionary } from '../../../src/delta/stored-form.ts';
 import { ingestNar } from '../../../src/ingest/ingest-nar.ts';
 import {
@@ -27,21 +25,7 @@ import { createToken } from '../../../src/tenancy/tokens.ts';
 import { assertSameBytes } from '../../helpers/bytes.ts';
 import { addPath, bodyOf, narHashOf, tempNarwhal, type TempNarwhal } from '../../helpers/narwhal-fixtures.ts';
 import { versionNar } from '../../helpers/test-data.ts';
-
-const hex = (id: Uint8Array): string => Buffer.from(id).toString('hex');
-
-interface Chunk {
-  id: Uint8Array;
-  data: Uint8Array;
-}
-
-async function chunksOf(nar: Uint8Array): Promise<Chunk[]> {
-  const chunks: Chunk[] = [];
-  for await (const data of chunkStream(Readable.from([nar]))) {
-    chunks.push({ id: new Uint8Array(createHash('sha256').update(data).digest()), data });
-  }
-  return chunks;
-}
+import { type Chunk, chunksOf, hex } from '../../helpers/nar-chunks.ts';
 
 const deltaOf = (data: Uint8Array, bases: Chunk[]): Uint8Array =>
   zstdCompressSync(data, {
