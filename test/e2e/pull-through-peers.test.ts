@@ -89,7 +89,7 @@ describe('pull-through from a private Narwhal cache', () => {
     const store = join(work.path, 'store-a');
     await copy(`${server.url}/fromb`, store, [v1.top], 'a');
     await assertClosureInStore(store, v1, publicKey, env);
-    // A client's NAR ends once it is checked, while it is committed; asked again, it waits for that.
+    // Nix got the upstream's file while the path was stored behind it; the plain NAR waits for the store.
     await (await fetch(`${server.url}/fromb/pull/${hashPart}.nar`)).arrayBuffer();
     const paths = JSON.parse(await narwhal(['path', 'list', 'fromb', '--json', '--data-dir', server.dataDir])) as {
       storePath: string;
