@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { type FileHandle, open, unlink } from 'node:fs/promises';
+import { closeSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -24,7 +24,8 @@ export interface ExpectedFile {
  * end cleanly; it gets an error instead.
  */
 export class NarSpool {
-  readonly #file: FileHandle;
+  /** A file descriptor: read and written synchronously (see #read). */
+  readonly #fd: number;
   #written = 0;
   #whole = false;
   #failure: Error | undefined;
@@ -32,15 +33,15 @@ export class NarSpool {
   /** The owner (until close()) and the readers not yet done: the file is closed when none are left. */
   #users = 1;
 
-  private constructor(file: FileHandle) {
-    this.#file = file;
+  private constructor(fd: number) {
+    this.#fd = fd;
   }
 
-  static async create(): Promise<NarSpool> {
+  static create(): NarSpool {
     const path = join(tmpdir(), `narwhal-pull-${process.pid}-${randomBytes(8).toString('hex')}`);
-    const file = await open(path, 'wx+', 0o600);
-    await unlink(path);
-    return new NarSpool(file);
+    const fd = openSync(path, 'wx+', 0o600);
+    unlinkSync(path);
+    return new NarSpool(fd);
   }
 
   get failed(): boolean {
@@ -60,10 +61,7 @@ export class NarSpool {
         }
         hash?.update(data);
         let done = 0;
-        while (done < data.length) {
-          const { bytesWritten } = await this.#file.write(data, done, data.length - done, this.#written + done);
-          done += bytesWritten;
-        }
+        while (done < data.length) done += writeSync(this.#fd, data, done, data.length - done, this.#written + done);
         this.#written += data.length;
         this.#wake();
       }
@@ -86,8 +84,8 @@ export class NarSpool {
   }
 
   /** Lets the file go once the readers still reading are done; no reader may be made after. */
-  async close(): Promise<void> {
-    await this.#release();
+  close(): void {
+    this.#release();
   }
 
   /** The file from its start, as it arrives (see the class). */
@@ -103,8 +101,12 @@ export class NarSpool {
         // Until the file is whole and checked, its last byte waits.
         const readable = this.#whole ? this.#written : this.#written - 1;
         if (position < readable) {
+          // Synchronously: the data was just written and sits in the page cache, so a read is a
+          // copy, while the thread pool that asynchronous reads queue in may be busy with the
+          // ingests' fsyncs for tens of milliseconds at a time.
           const length = Math.min(READ_BYTES, readable - position);
-          const { bytesRead, buffer } = await this.#file.read(Buffer.allocUnsafe(length), 0, length, position);
+          const buffer = Buffer.allocUnsafe(length);
+          const bytesRead = readSync(this.#fd, buffer, 0, length, position);
           position += bytesRead;
           yield buffer.subarray(0, bytesRead);
         } else if (this.#failure) {
@@ -116,7 +118,7 @@ export class NarSpool {
         }
       }
     } finally {
-      await this.#release();
+      this.#release();
     }
   }
 
@@ -126,7 +128,7 @@ export class NarSpool {
     changed.resolve();
   }
 
-  async #release(): Promise<void> {
-    if (--this.#users === 0) await this.#file.close();
+  #release(): void {
+    if (--this.#users === 0) closeSync(this.#fd);
   }
 }

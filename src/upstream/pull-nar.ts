@@ -5,9 +5,10 @@ import type { Compression } from '../compression/compression.ts';
 import { createDecompressor } from '../compression/decompress.ts';
 import { createXzProcessDecompressor } from '../compression/xz-process.ts';
 import { NarwhalError } from '../errors.ts';
+import { TaskLimit } from '../runtime/task-limit.ts';
 import { ingestNar } from '../ingest/ingest-nar.ts';
 import { parseSha256 } from '../nix/hash.ts';
-import type { CacheRecord } from '../metadata/metadata-store.ts';
+import type { CacheRecord, NarRecord } from '../metadata/metadata-store.ts';
 import { parseStorePathBaseName } from '../nix/store-path.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 import { pullCounters } from './pull-counters.ts';
@@ -31,6 +32,15 @@ export interface PullStarted {
   fileSize: number | undefined;
 }
 
+/** Pulled files stored one at a time per process (see startPull). */
+const ingests = new WeakMap<Narwhal, TaskLimit>();
+
+function ingestsOf(nw: Narwhal): TaskLimit {
+  let limit = ingests.get(nw);
+  if (!limit) ingests.set(nw, (limit = new TaskLimit(1, Number.MAX_SAFE_INTEGER, 'too many pulls')));
+  return limit;
+}
+
 /** Pulls running in this process, by cache and hash part. */
 const running = new WeakMap<Narwhal, Map<string, Pull>>();
 
@@ -48,8 +58,8 @@ export function runningPull(nw: Narwhal, cache: CacheRecord, hashPart: string): 
 /**
  * Pulls the path from its upstream, or joins the pull of it already running here. The upstream's
  * NAR file goes, as it arrives, into a spool (nar-spool.ts) that readers follow at their own pace:
- * a client is sent the upstream's own bytes, so it waits for nothing but the upstream. Behind it,
- * the file is decompressed and ingested like an upload (validated, chunked, stored), and the path
+ * a client is sent the upstream's own bytes, so it waits for nothing but the upstream. Once the
+ * file is whole, it is decompressed and ingested like an upload (validated, chunked, stored), and the path
  * is stored with the upstream's narinfo once the NAR is whole and has the NarHash and NarSize the
  * signed narinfo gives and its references are stored. Nothing of the path is stored unless all of
  * it is. A pull whose file fails leaves the running pulls at once, so the next request starts anew.
@@ -78,10 +88,10 @@ export function startPull(nw: Narwhal, cache: CacheRecord, found: UpstreamPath):
         throw new NarwhalError('not-found', `the upstream NAR is not available: ${(err as Error).message}`);
       });
       if (!answer.body) throw new NarwhalError('not-found', `the upstream answered ${answer.status} for the NAR`);
-      spool = await NarSpool.create();
+      spool = NarSpool.create();
       const expected = expectedFile(found);
       const filled = spool.fill(answer.body, expected);
-      const stored = storePulled(nw, cache, found, spool.reader());
+      const stored = storePulled(nw, cache, found, spool, filled);
       started.resolve({ spool, fileSize: expected.fileSize });
       // A file that fails leaves the running pulls at once, while the ingest behind it winds down.
       const checked = filled.catch((err: unknown) => {
@@ -98,7 +108,7 @@ export function startPull(nw: Narwhal, cache: CacheRecord, found: UpstreamPath):
       started.reject(err);
       settled.reject(err);
     } finally {
-      await spool?.close();
+      spool?.close();
     }
   })();
   return pull;
@@ -145,6 +155,9 @@ async function pullMissingReferences(nw: Narwhal, cache: CacheRecord, found: Ups
   for (const hashPart of others) if (!present.has(hashPart)) await pullWhole(nw, cache, hashPart);
 }
 
+/** The niceness of the xz process that decodes a pulled file behind its clients. */
+const BEHIND_CLIENTS_NICENESS = 10;
+
 let xzFound: boolean | undefined;
 
 /** Whether the `xz` program is on PATH (looked up once). */
@@ -153,35 +166,30 @@ function hasXz(): boolean {
   return xzFound;
 }
 
-/** Decompresses and ingests the upstream's file, then stores the path once its references are stored. */
-async function storePulled(nw: Narwhal, cache: CacheRecord, found: UpstreamPath, file: Readable): Promise<void> {
-  // xz, what cache.nixos.org and `nix copy` serve by default, is decoded by the xz program: faster.
-  const decompressor =
-    found.compression === 'none'
-      ? undefined
-      : found.compression === 'xz' && hasXz()
-        ? createXzProcessDecompressor()
-        : createDecompressor(found.compression);
-  let nar: Readable = file;
-  if (decompressor) {
-    file.on('error', (err) => decompressor.destroy(err));
-    nar = file.pipe(decompressor);
-  }
+/**
+ * Stores the pulled path: once its file is whole, decompresses and ingests it (one pulled file at
+ * a time in this process, so that this work, which clients do not wait for, takes no more than a
+ * core or so from serving them), and stores the path once its references are stored too.
+ */
+async function storePulled(
+  nw: Narwhal,
+  cache: CacheRecord,
+  found: UpstreamPath,
+  spool: NarSpool,
+  filled: Promise<void>,
+): Promise<void> {
   const { info } = found;
   try {
     const references = pullMissingReferences(nw, cache, found);
     references.catch(() => undefined);
-    const stored = await ingestNar(nw, nar, {
-      compression: 'none',
-      uploadedTo: cache.id,
-      expected: { narHash: info.narHash, narSize: info.narSize },
-    });
+    await filled;
+    const nar = await ingestsOf(nw).run(() => ingestPulledFile(nw, cache, found, spool.reader()));
     await references;
     const result = await nw.meta.putPath({
       cacheId: cache.id,
       hashPart: found.hashPart,
       storePath: info.storePath,
-      narId: stored.id,
+      narId: nar.id,
       references: info.references,
       deriver: info.deriver ?? null,
       system: info.system ?? null,
@@ -191,12 +199,41 @@ async function storePulled(nw: Narwhal, cache: CacheRecord, found: UpstreamPath,
     if (result === 'no-nar' || result === 'missing-reference') {
       throw new NarwhalError('unavailable', `${info.storePath} could not be stored (${result}); try again`);
     }
+  } finally {
+    nw.memos.narinfos.forget(cache.id, found.hashPart);
+    forgetUpstreamAnswer(nw, cache, found.hashPart);
+  }
+}
+
+/** Decompresses and ingests a pulled file, checking it is the NAR the signed narinfo names. */
+async function ingestPulledFile(
+  nw: Narwhal,
+  cache: CacheRecord,
+  found: UpstreamPath,
+  file: Readable,
+): Promise<NarRecord> {
+  // xz, what cache.nixos.org and `nix copy` serve by default, is decoded by the xz program: faster.
+  // It runs niced: clients have the file already, and decoding it again must not slow theirs.
+  const decompressor =
+    found.compression === 'none'
+      ? undefined
+      : found.compression === 'xz' && hasXz()
+        ? createXzProcessDecompressor({ niceness: BEHIND_CLIENTS_NICENESS })
+        : createDecompressor(found.compression);
+  let nar: Readable = file;
+  if (decompressor) {
+    file.on('error', (err) => decompressor.destroy(err));
+    nar = file.pipe(decompressor);
+  }
+  try {
+    return await ingestNar(nw, nar, {
+      compression: 'none',
+      uploadedTo: cache.id,
+      expected: { narHash: found.info.narHash, narSize: found.info.narSize },
+    });
   } catch (err) {
     decompressor?.destroy();
     file.destroy();
     throw err;
-  } finally {
-    nw.memos.narinfos.forget(cache.id, found.hashPart);
-    forgetUpstreamAnswer(nw, cache, found.hashPart);
   }
 }

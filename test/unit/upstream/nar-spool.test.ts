@@ -30,7 +30,7 @@ async function readAtLeast(reader: Readable, length: number): Promise<Buffer> {
 describe('NarSpool', () => {
   test('readers started before, during and after the upstream sends all get the whole file', async () => {
     const file = randomBytes(3 * 1024 * 1024 + 17);
-    const spool = await NarSpool.create();
+    const spool = NarSpool.create();
     const upstream = new PassThrough();
     const early = readAll(spool.reader());
     const filled = spool.fill(upstream, { fileSize: file.length, fileHash: sha256(file) });
@@ -43,7 +43,7 @@ describe('NarSpool', () => {
     await filled;
     const late = readAll(spool.reader());
     const rest = await readAll(middle);
-    await spool.close();
+    spool.close();
     assert.ok((await early).equals(file));
     assert.ok(Buffer.concat([first, rest]).equals(file));
     assert.ok((await late).equals(file));
@@ -51,7 +51,7 @@ describe('NarSpool', () => {
 
   test('the last byte waits for the check: a reader of a file cut short gets an error, not an end', async () => {
     const file = randomBytes(200_000);
-    const spool = await NarSpool.create();
+    const spool = NarSpool.create();
     const upstream = new PassThrough();
     const reader = spool.reader();
     const filled = spool.fill(upstream, { fileSize: file.length });
@@ -62,21 +62,21 @@ describe('NarSpool', () => {
     await assert.rejects(filled, /connection reset/);
     await assert.rejects(readAll(reader), /connection reset/);
     assert.equal(spool.failed, true);
-    await spool.close();
+    spool.close();
   });
 
   test('a file of the right size but another hash, or too long, fails every reader', async () => {
     const file = randomBytes(50_000);
-    const wrong = await NarSpool.create();
+    const wrong = NarSpool.create();
     const reader = wrong.reader();
     await assert.rejects(
       wrong.fill(PassThrough.from([randomBytes(50_000)]), { fileSize: file.length, fileHash: sha256(file) }),
       /FileHash/,
     );
     await assert.rejects(readAll(reader), /FileHash/);
-    await wrong.close();
-    const long = await NarSpool.create();
+    wrong.close();
+    const long = NarSpool.create();
     await assert.rejects(long.fill(PassThrough.from([file, file]), { fileSize: file.length }), /FileSize/);
-    await long.close();
+    long.close();
   });
 });

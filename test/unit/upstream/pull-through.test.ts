@@ -47,7 +47,9 @@ describe('pull-through against a broken or hostile upstream', () => {
   const upstream: Upstream = { narinfos: new Map(), nar: new Uint8Array(), hang: false, narRequests: 0 };
 
   /** A narinfo for a new path with goodNar's hash and size, signed by `signer`. */
-  const offer = (overrides: { storePathHash?: string; url?: string; signer?: typeof key } = {}): string => {
+  const offer = (
+    overrides: { storePathHash?: string; url?: string; signer?: typeof key; references?: string[] } = {},
+  ): string => {
     const hashPart = randomHashPart();
     const info = {
       storePath: `/nix/store/${overrides.storePathHash ?? hashPart}-thing`,
@@ -55,7 +57,7 @@ describe('pull-through against a broken or hostile upstream', () => {
       compression: 'none',
       narHash: narHashOf(goodNar),
       narSize: goodNar.length,
-      references: [],
+      references: overrides.references ?? [],
       sigs: [] as string[],
     };
     info.sigs = [signFingerprint(narinfoFingerprint(info), (overrides.signer ?? key).secretKey)];
@@ -160,6 +162,16 @@ describe('pull-through against a broken or hostile upstream', () => {
     const body = Buffer.from(await (await fetch(`${base}/pull/${hashPart}.nar`)).arrayBuffer());
     assert.equal(narHashOf(body), narHashOf(goodNar));
     assert.equal(await storedSoon(hashPart), true);
+  });
+
+  test('a NAR asked for before its references: they are pulled too, and the path is stored after them', async () => {
+    const dependency = offer();
+    const top = offer({ references: [`${dependency}-thing`] });
+    const info = parseNarinfo(await (await fetch(`${base}/${top}.narinfo`)).text());
+    const body = Buffer.from(await (await fetch(`${base}/${info.url}`)).arrayBuffer());
+    assert.equal(narHashOf(body), info.narHash);
+    assert.equal(await storedSoon(top), true);
+    assert.equal(await stored(dependency), true);
   });
 
   test('narinfos refused: untrusted key, another path, a NAR URL off the upstream', async () => {
