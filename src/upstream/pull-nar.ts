@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Compression } from '../compression/compression.ts';
@@ -32,12 +33,17 @@ export interface PullStarted {
   fileSize: number | undefined;
 }
 
-/** Pulled files stored one at a time per process (see startPull). */
+/**
+ * Pulled files ingested at once per process: each takes about a core (xz decoding in its own
+ * process, chunking and compressing on threads), and the other half of the cores stay free for
+ * serving. The rest wait their turn, their files kept in their spools.
+ */
+const INGESTS_AT_ONCE = Math.max(1, Math.floor(availableParallelism() / 2));
 const ingests = new WeakMap<Narwhal, TaskLimit>();
 
 function ingestsOf(nw: Narwhal): TaskLimit {
   let limit = ingests.get(nw);
-  if (!limit) ingests.set(nw, (limit = new TaskLimit(1, Number.MAX_SAFE_INTEGER, 'too many pulls')));
+  if (!limit) ingests.set(nw, (limit = new TaskLimit(INGESTS_AT_ONCE, Number.MAX_SAFE_INTEGER, 'too many pulls')));
   return limit;
 }
 
@@ -167,9 +173,9 @@ function hasXz(): boolean {
 }
 
 /**
- * Stores the pulled path: once its file is whole, decompresses and ingests it (one pulled file at
- * a time in this process, so that this work, which clients do not wait for, takes no more than a
- * core or so from serving them), and stores the path once its references are stored too.
+ * Stores the pulled path: once its file is whole, decompresses and ingests it (INGESTS_AT_ONCE
+ * at a time in this process, so that this work, which clients do not wait for, leaves cores to
+ * serving them), and stores the path once its references are stored too.
  */
 async function storePulled(
   nw: Narwhal,
