@@ -22,6 +22,7 @@ import {
   run,
   startServer,
   tempDir,
+  copyFrom,
 } from './harness.ts';
 import type { RunningServer, TestClosure } from './harness.ts';
 import { requestsFor, startRelay, type Relay } from './pull-through-relay.ts';
@@ -43,21 +44,13 @@ describe('pull-through from an nginx-served file cache', () => {
   let upstreamCopy: (path: string, dir: string, key: string) => Promise<void>;
 
   const copy = (cache: string, store: string, paths: string[], name: string, options: string[] = []) =>
-    run(
-      'nix',
-      [
-        'copy',
-        '--from',
-        `${server.url}/${cache}`,
-        '--to',
-        store,
-        '--option',
-        'trusted-public-keys',
-        publicKey,
-        ...options,
-        ...paths,
-      ],
+    copyFrom(
+      `${server.url}/${cache}`,
+      store,
+      paths,
+      publicKey,
       { ...env, XDG_CACHE_HOME: join(work.path, `cache-${name}`) },
+      options,
     );
   const pathsOf = async (cache: string): Promise<string[]> =>
     (
