@@ -4,7 +4,7 @@ import { basename, join } from 'node:path';
 import { chunkStream } from '../chunking/chunk-stream.ts';
 import { parseNarinfo } from '../nix/narinfo.ts';
 import { fetchChunkList, type Upstream } from './chunk-list.ts';
-import { type NarLayout, narBytes, narLayout, readNarRange } from './store-layout.ts';
+import { type NarLayout, narBytes, narLayout, OpenFiles, readNarRange } from './store-layout.ts';
 
 /** A NAR on this machine cut into chunks: each chunk's id (hex) and where it ends; its bytes read from the store. */
 export interface LocalChunkList {
@@ -104,7 +104,8 @@ export class LocalVersions {
 
   async #index(storePath: string, layout: NarLayout): Promise<LocalChunkList | undefined> {
     const file = join(this.#indexDir, `${basename(storePath)}.json`);
-    const read = (start: number, end: number) => readNarRange(this.#root, storePath, layout, start, end);
+    const files = new OpenFiles();
+    const read = (start: number, end: number) => readNarRange(this.#root, storePath, layout, start, end, files);
     const kept = await readFile(file, 'utf8')
       .then((text) => JSON.parse(text) as IndexEntry)
       .catch(() => undefined);

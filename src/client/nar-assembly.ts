@@ -217,7 +217,6 @@ class Assembly {
     counted.on('data', (d: Uint8Array) => this.#upstream.received?.(d.length));
     const reader = new ExactReader(counted);
     const fetched = new Map<string, Uint8Array>();
-    const stored: Promise<void>[] = [];
     try {
       for (const w of wanted) {
         const answer = await readChunkFrame(reader, MAX_CHUNK * 2);
@@ -231,12 +230,11 @@ class Assembly {
         }
         this.#figures.chunksFetched++;
         if (answer.kind === 'delta') this.#figures.deltasFetched++;
-        stored.push(this.#cache.put(w.hex, data));
+        this.#cache.keep(w.hex, data);
         fetched.set(w.hex, data);
       }
     } finally {
       counted.destroy();
-      await Promise.allSettled(stored);
     }
     return fetched;
   }

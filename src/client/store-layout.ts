@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { lstat, open, readdir, readlink } from 'node:fs/promises';
+import { type FileHandle, lstat, open, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /**
@@ -21,6 +21,9 @@ export interface NarLayout {
 /** Paths with more entries than this are not indexed (the framing is held in memory). */
 const MAX_ENTRIES = 100_000;
 const READ_BYTES = 1 << 20;
+/** Files kept open between reads, and how long they stay open unused. */
+const OPEN_FILES = 16;
+const IDLE_MS = 2000;
 
 /** The layout of `storePath`'s NAR, under `root` (`/` for this machine's store); undefined if unreadable or too big. */
 export async function narLayout(root: string, storePath: string): Promise<NarLayout | undefined> {
@@ -107,8 +110,9 @@ export async function readNarRange(
   layout: NarLayout,
   start: number,
   end: number,
+  files: OpenFiles = new OpenFiles(),
 ): Promise<Uint8Array> {
-  const out = Buffer.alloc(end - start);
+  const out = Buffer.allocUnsafe(end - start);
   let lo = 0;
   let hi = layout.pieces.length - 1;
   while (lo < hi) {
@@ -124,7 +128,7 @@ export async function readNarRange(
     if (piece.file === undefined) {
       layout.literal.copy(into, 0, piece.at! + from, piece.at! + from + length);
     } else {
-      await readFileRange(join(root, storePath, piece.file), from, into);
+      await files.read(join(root, storePath, piece.file), from, into);
     }
     at += length;
   }
@@ -133,23 +137,76 @@ export async function readNarRange(
 
 /** The whole NAR as a stream, read from the path's files. */
 export async function* narBytes(root: string, storePath: string, layout: NarLayout): AsyncGenerator<Uint8Array> {
-  for (let at = 0; at < layout.size; ) {
-    const end = Math.min(layout.size, at + READ_BYTES);
-    yield await readNarRange(root, storePath, layout, at, end);
-    at = end;
+  const files = new OpenFiles();
+  try {
+    for (let at = 0; at < layout.size; ) {
+      const end = Math.min(layout.size, at + READ_BYTES);
+      yield await readNarRange(root, storePath, layout, at, end, files);
+      at = end;
+    }
+  } finally {
+    files.closeAll();
   }
 }
 
-async function readFileRange(path: string, position: number, into: Buffer): Promise<void> {
-  const file = await open(path, 'r');
-  try {
-    let done = 0;
-    while (done < into.length) {
-      const { bytesRead } = await file.read(into, done, into.length - done, position + done);
-      if (bytesRead === 0) throw new Error(`${path} is shorter than its NAR says`);
-      done += bytesRead;
+interface OpenFile {
+  handle: Promise<FileHandle>;
+  /** Reads in progress; the file is closed once evicted and none is. */
+  reads: number;
+  evicted: boolean;
+  closed: boolean;
+}
+
+/**
+ * Files open for reading, the last few used kept open (a chunk is often the next piece of the file
+ * the last one came from), all closed once unused for a while.
+ */
+export class OpenFiles {
+  readonly #open = new Map<string, OpenFile>();
+  #idle: NodeJS.Timeout | undefined;
+
+  /** Fills `into` from `path` at `position`; throws if the file is shorter. */
+  async read(path: string, position: number, into: Buffer): Promise<void> {
+    clearTimeout(this.#idle);
+    let entry = this.#open.get(path);
+    if (entry) {
+      this.#open.delete(path);
+    } else {
+      const handle = open(path, 'r');
+      handle.catch(() => {});
+      entry = { handle, reads: 0, evicted: false, closed: false };
+      for (const [oldest, old] of this.#open) {
+        if (this.#open.size < OPEN_FILES) break;
+        this.#open.delete(oldest);
+        this.#close(old);
+      }
     }
-  } finally {
-    await file.close();
+    this.#open.set(path, entry);
+    entry.reads++;
+    try {
+      const file = await entry.handle;
+      let done = 0;
+      while (done < into.length) {
+        const { bytesRead } = await file.read(into, done, into.length - done, position + done);
+        if (bytesRead === 0) throw new Error(`${path} is shorter than its NAR says`);
+        done += bytesRead;
+      }
+    } finally {
+      entry.reads--;
+      if (entry.evicted) this.#close(entry);
+      this.#idle = setTimeout(() => this.closeAll(), IDLE_MS).unref();
+    }
+  }
+
+  closeAll(): void {
+    for (const entry of this.#open.values()) this.#close(entry);
+    this.#open.clear();
+  }
+
+  #close(entry: OpenFile): void {
+    entry.evicted = true;
+    if (entry.reads > 0 || entry.closed) return;
+    entry.closed = true;
+    entry.handle.then((file) => file.close()).catch(() => {});
   }
 }
