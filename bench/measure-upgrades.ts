@@ -49,8 +49,8 @@ export async function measureUpgrades(
 const bytesOf = (s: SeriesData, paths: string[]): number =>
   s.nars.filter((n) => paths.includes(n.storePath)).reduce((sum, n) => sum + n.narSize, 0);
 
-/** How a machine fetches: a system of the report, or `narwhal substituter` of another checkout (bench/substituter-speed.ts). */
-export type FetchSystem = Upgrade['system'] | { id: string; substituterBin: string };
+/** How a machine fetches: a system of the report, or `narwhal substituter` of another checkout from its own server (bench/substituter-speed.ts). */
+export type FetchSystem = Upgrade['system'] | { id: string; substituterBin: string; narwhal: string };
 
 /** Release k+1 fetched by a machine holding release k, from each source through a relay. */
 export async function fetchUpgrade(
@@ -68,13 +68,14 @@ export async function fetchUpgrade(
   for (const how of systems) {
     const system = typeof how === 'string' ? how : how.id;
     const bin = typeof how === 'string' ? undefined : how.substituterBin;
+    const narwhal = typeof how === 'string' ? sources.narwhal : how.narwhal;
     const machine = join(work, `${s.id}-${k}-${system}-${link}`);
     await rm(machine, { recursive: true, force: true });
     const env = nixEnv(join(machine, 'home'));
     // The machine holds release k, fetched directly (not measured).
     await nixCopyFrom(sources.nginxZstd, join(machine, 'root'), held, env, bytesOf(s, held));
-    const relay = await startRelay(new URL(system === 'nginx-zstd' ? sources.nginxZstd : sources.narwhal).origin, rate);
-    const path = new URL(system === 'nginx-zstd' ? sources.nginxZstd : sources.narwhal).pathname;
+    const relay = await startRelay(new URL(system === 'nginx-zstd' ? sources.nginxZstd : narwhal).origin, rate);
+    const path = new URL(system === 'nginx-zstd' ? sources.nginxZstd : narwhal).pathname;
     const substituter =
       system === 'substituter' || bin
         ? await startSubstituter(`${relay.url}${path}`, join(machine, 'root'), join(machine, 'chunks'), env, bin)

@@ -3,7 +3,8 @@
  * cache (the fetch half of report section 7, fetchUpgrade of measure-upgrades.ts), at 100 Mbit/s
  * and on loopback, on the full dataset's release series as this machine's store holds them (a
  * bench run added them). With `--baseline DIR` (a checkout, e.g. `git archive main | tar -x -C DIR`
- * with node_modules linked), that checkout's substituter runs too, in the same rounds.
+ * with node_modules linked), that checkout's substituter runs too, in the same rounds, against that
+ * checkout's server on the same data.
  *
  *   node bench/substituter-speed.ts [--series node] [--upgrades 3] [--rounds 1] [--baseline DIR] [--work DIR]
  */
@@ -45,22 +46,28 @@ await mkdir(work, { recursive: true });
 
 log('a static zstd cache and a Narwhal holding every release');
 const env = nixEnv(join(work, 'client'));
-const all = series.flatMap((s) => s.paths);
+const first = (s: SeriesData): number => Math.max(0, s.steps.length - 1 - Number(values.upgrades));
+const all = series.flatMap((s) => s.stepPaths.slice(first(s)).flat());
 const bytes = series.reduce((a, s) => a + s.narBytes, 0);
 await nixCopyTo(`file://${join(work, 'static', 'zstd')}?compression=zstd`, all, env, bytes);
 const nginx = await startNginx(join(work, 'static'), join(work, 'nginx'));
 const server = await startNarwhal(join(work, 'narwhal'));
 const systems: FetchSystem[] = ['nginx-zstd', 'substituter'];
-if (values.baseline) systems.push({ id: 'baseline', substituterBin: join(values.baseline, 'bin/narwhal.js') });
+let baseline: Awaited<ReturnType<typeof startNarwhal>> | undefined;
 const rows: Awaited<ReturnType<typeof fetchUpgrade>> = [];
 try {
   const pushEnv = nixEnv(join(work, 'pusher'), await pushClientConfig(server, join(work, 'pusher')));
   await nixCopyTo(`${server.cacheUrl}?compression=zstd`, all, pushEnv, bytes);
+  if (values.baseline) {
+    const bin = join(values.baseline, 'bin/narwhal.js');
+    baseline = await startNarwhal(join(work, 'narwhal'), [], bin);
+    systems.push({ id: 'baseline', substituterBin: bin, narwhal: baseline.cacheUrl });
+  }
   const sources = { nginxZstd: `${nginx.url}/zstd`, narwhal: server.cacheUrl };
   for (let round = 0; round < Number(values.rounds); round++) {
     for (const link of values.links.split(',') as ('100mbit' | 'loopback')[]) {
       for (const s of series) {
-        for (let k = Math.max(0, s.steps.length - 1 - Number(values.upgrades)); k + 1 < s.steps.length; k++) {
+        for (let k = first(s); k + 1 < s.steps.length; k++) {
           log(`${s.id} ${s.steps[k]} -> ${s.steps[k + 1]} (${link}, round ${round + 1})`);
           const figures = await fetchUpgrade(s, k, link, sources, join(work, 'upgrades'), systems);
           for (const f of figures) {
@@ -74,6 +81,7 @@ try {
     }
   }
 } finally {
+  await baseline?.stop();
   await server.stop();
   await nginx.stop();
 }

@@ -44,9 +44,9 @@ const EXTRA_ARGS = (process.env.BENCH_NARWHAL_ARGS ?? '').split(' ').filter((a) 
  * pauses and disturb the next one. The push phase runs `narwhal recompress` itself, timed,
  * where the server would do it between pushes.
  */
-export async function startNarwhal(dataDir: string, args: string[] = []): Promise<NarwhalServer> {
+export async function startNarwhal(dataDir: string, args: string[] = [], bin = NARWHAL_BIN): Promise<NarwhalServer> {
   const { daemon, match } = await startDaemon(
-    NARWHAL_BIN,
+    bin,
     ['serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--recompress-level', '0', ...args, ...EXTRA_ARGS],
     /on (https?:\/\/127\.0\.0\.1:\d+)\//,
     { env: narwhalEnv() },

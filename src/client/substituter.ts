@@ -87,7 +87,7 @@ export async function startSubstituter(options: SubstituterOptions): Promise<Sub
     if (!source) return send(res, 404, 'ask for the narinfo first\n');
     const headers = { 'Content-Type': 'application/x-nix-nar', 'Content-Length': source.narSize };
     if (head) return void res.writeHead(200, headers).end();
-    // Concurrent requests for one NAR: each waits for the one before, then finds its chunks here.
+    // Concurrent requests for one NAR: each waits for the one before, then finds in the cache what it wrote.
     const earlier = assemblies.get(nix32);
     const done = Promise.withResolvers<void>();
     assemblies.set(nix32, done.promise);
