@@ -149,8 +149,7 @@ class Assembly {
   /** The chunks [from, to) of the NAR, each checked against its id. */
   async batch(from: number, to: number): Promise<Uint8Array[]> {
     const ids = this.#chunks.slice(from, to).map((c) => Buffer.from(c.id).toString('hex'));
-    const found = new Map<string, Promise<Uint8Array | undefined>>();
-    for (const hex of ids) if (!found.has(hex)) found.set(hex, this.#local(hex));
+    const found = this.#localAll(ids);
     const wanted: Wanted[] = [];
     const asked = new Set<string>();
     for (const [i, hex] of ids.entries()) {
@@ -169,6 +168,61 @@ class Assembly {
     return out;
   }
 
+  /**
+   * The chunks of `ids` this machine holds, as #local finds them, except that chunks lying side by
+   * side in a local version (an unchanged stretch) are read from it in one go.
+   */
+  #localAll(ids: string[]): Map<string, Promise<Uint8Array | undefined>> {
+    const found = new Map<string, Promise<Uint8Array | undefined>>();
+    let span: { place: LocalPlace; members: { hex: string; place: LocalPlace }[] } | undefined;
+    const readSpan = (): void => {
+      if (!span) return;
+      const { version, start } = span.place;
+      const read = version.read(start, span.place.end).catch(() => undefined);
+      for (const member of span.members) {
+        const at = member.place.start - start;
+        found.set(
+          member.hex,
+          read.then((data) =>
+            this.#checked(member.hex, data?.subarray(at, at + member.place.end - member.place.start)),
+          ),
+        );
+      }
+      span = undefined;
+    };
+    for (const hex of ids) {
+      if (found.has(hex) || span?.members.some((m) => m.hex === hex)) continue;
+      const place = this.#cache.has(hex) ? undefined : this.#places.get(hex);
+      if (!place) {
+        readSpan();
+        found.set(hex, this.#local(hex));
+        continue;
+      }
+      if (
+        span &&
+        span.place.version === place.version &&
+        span.place.end === place.start &&
+        place.end - span.place.start <= BATCH_BYTES
+      ) {
+        span.place = { ...span.place, end: place.end };
+        span.members.push({ hex, place });
+        continue;
+      }
+      readSpan();
+      span = { place, members: [{ hex, place }] };
+    }
+    readSpan();
+    return found;
+  }
+
+  /** A local version's chunk as read, if it matches its id; one that does not is not taken from there again. */
+  #checked(hex: string, data: Uint8Array | undefined): Uint8Array | undefined {
+    if (data !== undefined && matches(data, hex)) return data;
+    this.#figures.localMismatches++;
+    this.#places.delete(hex);
+    return undefined;
+  }
+
   /** The chunk from the cache or a local version, when one holds it and its bytes match the id. */
   async #local(hex: string): Promise<Uint8Array | undefined> {
     if (this.#cache.has(hex)) {
@@ -177,11 +231,7 @@ class Assembly {
     }
     const place = this.#places.get(hex);
     if (!place) return undefined;
-    const data = await place.version.read(place.start, place.end).catch(() => undefined);
-    if (data !== undefined && matches(data, hex)) return data;
-    this.#figures.localMismatches++;
-    this.#places.delete(hex);
-    return undefined;
+    return this.#checked(hex, await place.version.read(place.start, place.end).catch(() => undefined));
   }
 
   /** The chunks of the first local version at the same relative place, and their neighbours. */
