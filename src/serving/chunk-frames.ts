@@ -8,6 +8,7 @@ import { encodeChunk } from '../storage/chunk-codec.ts';
 import type { EncodeRequest, EncodeResult } from '../storage/zstd-encode-worker.ts';
 import { readCheckedChunk } from './chunk-damage.ts';
 import { encodeChunkFrame, type WantedChunk } from './chunk-frames-body.ts';
+import { ComputedDeltas } from './computed-deltas.ts';
 
 /** Deltas computed per request at most (each costs a zstd pass with a dictionary); the rest go plain. */
 const MAX_COMPUTED_DELTAS = 256;
@@ -20,6 +21,8 @@ const FRAME_LEVEL = 1;
 const DELTA_MARGIN = 0.8;
 /** Answers prepared ahead of the one being sent (their deltas computed at once on the workers). */
 const AHEAD = 8;
+
+const computedDeltas = new ComputedDeltas();
 
 /** Computes deltas beside the main thread, which a request's deltas would otherwise hold for seconds. */
 let encoders: WorkerPool<EncodeRequest, EncodeResult> | undefined;
@@ -70,6 +73,9 @@ export async function* chunkFrames(
   const answer = async (id: Uint8Array, bases: Uint8Array[]): Promise<Uint8Array> => {
     const record = (await isVisible(id)) ? await nw.meta.getChunk(id) : undefined;
     if (!record) return encodeChunkFrame(id, 'absent', new Uint8Array(0));
+    const key = bases.length > 0 ? ComputedDeltas.key(id, bases) : undefined;
+    const kept = key === undefined ? undefined : computedDeltas.get(key);
+    if (kept) return encodeChunkFrame(id, 'delta', kept);
     const read = await readCheckedChunk(nw, { index: 0, id, start: 0, end: record.size }, true).catch(absentIfDamaged);
     if (!read) return encodeChunkFrame(id, 'absent', new Uint8Array(0));
     const form = read.delta ? parseStored(read.stored) : undefined;
@@ -78,7 +84,7 @@ export async function* chunkFrames(
     }
     const plain = read.delta ? await encodeChunk(read.data!, FRAME_LEVEL) : read.stored;
     const found = [];
-    for (const hint of bases) {
+    for (const hint of kept === null ? [] : bases) {
       const baseContent = await content(hint);
       if (baseContent) found.push({ id: hint, content: baseContent });
     }
@@ -88,7 +94,9 @@ export async function* chunkFrames(
         found.map((b) => b.id),
         frame,
       );
-      if (delta.length <= DELTA_MARGIN * plain.length) return encodeChunkFrame(id, 'delta', delta);
+      const pays = delta.length <= DELTA_MARGIN * plain.length;
+      computedDeltas.set(key!, pays ? delta : null);
+      if (pays) return encodeChunkFrame(id, 'delta', delta);
     }
     return encodeChunkFrame(id, 'frame', plain);
   };
