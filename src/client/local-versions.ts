@@ -37,6 +37,8 @@ interface IndexEntry {
 
 /** Local versions indexed per NAR wanted, at most. */
 const MAX_VERSIONS = 2;
+/** Chunk lists kept in memory, at most (each with its path's layout; the oldest go first). */
+const MAX_IN_MEMORY = 32;
 /** Index files kept on disk, at most (the oldest go first). */
 const MAX_INDEX_FILES = 256;
 
@@ -98,6 +100,7 @@ export class LocalVersions {
     if (!list) {
       list = this.#index(storePath, layout).catch(() => undefined);
       this.#lists.set(key, list);
+      if (this.#lists.size > MAX_IN_MEMORY) this.#lists.delete(this.#lists.keys().next().value!);
     }
     return list;
   }
