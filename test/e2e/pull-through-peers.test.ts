@@ -20,6 +20,7 @@ import {
   startServer,
   tempDir,
   writeNetrc,
+  copyFrom,
 } from './harness.ts';
 import type { RunningServer, TestClosure } from './harness.ts';
 
@@ -34,10 +35,7 @@ describe('pull-through from a private Narwhal cache', () => {
   const substituters: ChildProcess[] = [];
 
   const copy = (from: string, store: string, paths: string[], name: string) =>
-    run('nix', ['copy', '--from', from, '--to', store, '--option', 'trusted-public-keys', publicKey, ...paths], {
-      ...env,
-      XDG_CACHE_HOME: join(work.path, `cache-${name}`),
-    });
+    copyFrom(from, store, paths, publicKey, { ...env, XDG_CACHE_HOME: join(work.path, `cache-${name}`) });
 
   before(async () => {
     work = await tempDir('e2e-pull-peers');

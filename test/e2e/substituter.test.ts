@@ -15,7 +15,16 @@ import { appendFile, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { VersionFigures } from '../../src/client/local-versions.ts';
 import type { AssemblyFigures } from '../../src/client/nar-assembly.ts';
-import { assertClosureInStore, buildClosure, nixEnv, REPO, run, tempDir, type TestClosure } from './harness.ts';
+import {
+  assertClosureInStore,
+  buildClosure,
+  nixEnv,
+  REPO,
+  run,
+  tempDir,
+  type TestClosure,
+  copyFrom,
+} from './harness.ts';
 import { startEmbedded, type Topology } from './topology.ts';
 
 /** cut-third: the third chunk request is cut off halfway (the dep's NAR, the top's first batch, then its second). */
@@ -109,10 +118,7 @@ describe('narwhal substituter with stock Nix', () => {
     };
   };
   const copy = (from: string, store: string, paths: string[], name: string) =>
-    run('nix', ['copy', '--from', from, '--to', store, '--option', 'trusted-public-keys', publicKey, ...paths], {
-      ...env,
-      XDG_CACHE_HOME: join(work.path, `cache-${name}`),
-    });
+    copyFrom(from, store, paths, publicKey, { ...env, XDG_CACHE_HOME: join(work.path, `cache-${name}`) });
   const assertWhole = (store: string, closure: TestClosure, name: string) =>
     assertClosureInStore(store, closure, publicKey, { ...env, XDG_CACHE_HOME: join(work.path, `cache-${name}`) });
 
