@@ -44,9 +44,9 @@ const EXTRA_ARGS = (process.env.BENCH_NARWHAL_ARGS ?? '').split(' ').filter((a) 
  * pauses and disturb the next one. The push phase runs `narwhal recompress` itself, timed,
  * where the server would do it between pushes.
  */
-export async function startNarwhal(dataDir: string, args: string[] = []): Promise<NarwhalServer> {
+export async function startNarwhal(dataDir: string, args: string[] = [], bin = NARWHAL_BIN): Promise<NarwhalServer> {
   const { daemon, match } = await startDaemon(
-    NARWHAL_BIN,
+    bin,
     ['serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--recompress-level', '0', ...args, ...EXTRA_ARGS],
     /on (https?:\/\/127\.0\.0\.1:\d+)\//,
     { env: narwhalEnv() },
@@ -93,8 +93,8 @@ export async function narwhalStats(dataDir: string): Promise<NarwhalStats> {
 }
 
 /** `narwhal recompress` on the data dir, as the server does when idle; returns its wall time in seconds. */
-export async function recompress(dataDir: string): Promise<number> {
-  const { seconds } = await run(NARWHAL_BIN, ['recompress', '--data-dir', dataDir, '--json'], { env: narwhalEnv() });
+export async function recompress(dataDir: string, bin = NARWHAL_BIN): Promise<number> {
+  const { seconds } = await run(bin, ['recompress', '--data-dir', dataDir, '--json'], { env: narwhalEnv() });
   return seconds;
 }
 
@@ -111,10 +111,10 @@ export interface DeltaPassRun {
  * `narwhal recompress --deltas` on a data dir already recompressed: the sketch backfill and the
  * delta pass, timed by GNU time for its CPU seconds and peak RSS.
  */
-export async function deltaPass(dataDir: string, timeFile: string): Promise<DeltaPassRun> {
+export async function deltaPass(dataDir: string, timeFile: string, bin = NARWHAL_BIN): Promise<DeltaPassRun> {
   const { stdout, seconds } = await run(
     '/usr/bin/time',
-    ['-o', timeFile, '-f', '%U %S %M', NARWHAL_BIN, 'recompress', '--deltas', '--data-dir', dataDir, '--json'],
+    ['-o', timeFile, '-f', '%U %S %M', bin, 'recompress', '--deltas', '--data-dir', dataDir, '--json'],
     { env: narwhalEnv() },
   );
   const [user, system, maxRssKiB] = (await readFile(timeFile, 'utf8'))
