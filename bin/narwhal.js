@@ -29,4 +29,6 @@ if (process.env.NODE_COMPILE_CACHE === undefined) {
   if (directory !== undefined) process.env.NODE_COMPILE_CACHE = directory;
 }
 const { main } = await import('../src/cli/main.ts');
+// Written now rather than at exit, which a killed server never reaches (workers: worker-pool.ts).
+(await import('node:module')).flushCompileCache();
 process.exitCode = await main(process.argv.slice(2));
