@@ -93,8 +93,8 @@ export async function narwhalStats(dataDir: string): Promise<NarwhalStats> {
 }
 
 /** `narwhal recompress` on the data dir, as the server does when idle; returns its wall time in seconds. */
-export async function recompress(dataDir: string): Promise<number> {
-  const { seconds } = await run(NARWHAL_BIN, ['recompress', '--data-dir', dataDir, '--json'], { env: narwhalEnv() });
+export async function recompress(dataDir: string, bin = NARWHAL_BIN): Promise<number> {
+  const { seconds } = await run(bin, ['recompress', '--data-dir', dataDir, '--json'], { env: narwhalEnv() });
   return seconds;
 }
 
@@ -111,10 +111,10 @@ export interface DeltaPassRun {
  * `narwhal recompress --deltas` on a data dir already recompressed: the sketch backfill and the
  * delta pass, timed by GNU time for its CPU seconds and peak RSS.
  */
-export async function deltaPass(dataDir: string, timeFile: string): Promise<DeltaPassRun> {
+export async function deltaPass(dataDir: string, timeFile: string, bin = NARWHAL_BIN): Promise<DeltaPassRun> {
   const { stdout, seconds } = await run(
     '/usr/bin/time',
-    ['-o', timeFile, '-f', '%U %S %M', NARWHAL_BIN, 'recompress', '--deltas', '--data-dir', dataDir, '--json'],
+    ['-o', timeFile, '-f', '%U %S %M', bin, 'recompress', '--deltas', '--data-dir', dataDir, '--json'],
     { env: narwhalEnv() },
   );
   const [user, system, maxRssKiB] = (await readFile(timeFile, 'utf8'))

@@ -59,7 +59,7 @@ export function deltaDictionary(contents: readonly Uint8Array[]): Uint8Array {
 export function deltaStoredForm(baseIds: readonly Uint8Array[], frame: Uint8Array): Uint8Array {
   if (baseIds.length === 0 || baseIds.length > MAX_DELTA_BASES)
     throw new RangeError(`a delta needs 1 to ${MAX_DELTA_BASES} bases`);
-  const headerBytes = DELTA_HEADER_BYTES + ID_BYTES * baseIds.length;
+  const headerBytes = deltaStoredSize(baseIds.length, 0);
   const stored = new Uint8Array(headerBytes + frame.length);
   const view = new DataView(stored.buffer);
   view.setUint32(0, DELTA_MAGIC, true);
@@ -71,6 +71,11 @@ export function deltaStoredForm(baseIds: readonly Uint8Array[], frame: Uint8Arra
   });
   stored.set(frame, headerBytes);
   return stored;
+}
+
+/** The stored size of a delta on `bases` bases whose frame is `frameBytes` long. */
+export function deltaStoredSize(bases: number, frameBytes: number): number {
+  return DELTA_HEADER_BYTES + ID_BYTES * bases + frameBytes;
 }
 
 /**

@@ -7,12 +7,12 @@
 import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 import { DEFAULT_CHUNKER_PARAMS } from '../chunking/chunker.ts';
-import { deltaDictionary, deltaStoredForm } from '../delta/stored-form.ts';
+import { deltaDictionary, deltaStoredForm, deltaStoredSize } from '../delta/stored-form.ts';
 import { scavengerByVolume } from '../runtime/v8-scavenge.ts';
 import { transferable, type WorkerReply } from '../runtime/worker-pool.ts';
 import { BoundedContents } from '../serving/bounded-contents.ts';
 import { chunkHex } from '../storage/chunk-store.ts';
-import { encodeWithDictionary, encoderPerLevel, ZstdFrameDecoder } from '../storage/zstd-frames.ts';
+import { encodeWithDictionary, encoderPerLevel, ZstdFrameDecoder, zstdCompressBound } from '../storage/zstd-frames.ts';
 
 export interface DeltaRequest {
   id: Uint8Array;
@@ -47,25 +47,39 @@ export interface DeltaResult {
   encodeMs: number;
 }
 
-/** Bytes of decoded bases kept per worker. */
-const BASE_CACHE_BYTES = 16 * 1024 * 1024;
+/** Bytes of decoded bases kept per worker (a window of neighbours' bases by place; 16 MB measured no faster). */
+const BASE_CACHE_BYTES = 8 * 1024 * 1024;
 /** A base's size is not sent: it is at most the largest chunk. */
 const MAX_CHUNK = DEFAULT_CHUNKER_PARAMS.max;
 
 const decoder = new ZstdFrameDecoder();
-/** Where the chunk and its base are decoded: only the delta leaves the worker. */
+/** Where the chunk and its bases are decoded: only the delta leaves the worker, and a base's copy is kept. */
 let chunkScratch = new Uint8Array(0);
+const baseScratch = new Uint8Array(MAX_CHUNK + 1);
+/** Where each option's frame is compressed; only the smallest is copied out. */
+let frameScratch = new Uint8Array(0);
 /**
  * Bases decoded and checked lately, by id: neighbouring chunks share most of their bases by place
  * (four of five), so each is decoded once rather than once per chunk.
  */
 const bases = new BoundedContents(BASE_CACHE_BYTES);
 const encoder = encoderPerLevel();
-const scavenge = scavengerByVolume();
+/**
+ * Collections by the bytes a request allocated (bases decoded and dropped from the cache,
+ * dictionaries, the buffers moved in and out), not by the chunk's size alone: counted so, the
+ * worker collected too rarely and held tens of MB of dead buffers each (docs/benchmarks.md,
+ * "Delta memory and serving speed"). Bases dropped from the cache have outlived scavenges, so a
+ * full collection comes every FULL_GC_BYTES.
+ */
+const FULL_GC_BYTES = 32 * 1024 * 1024;
+const scavenge = scavengerByVolume(undefined, FULL_GC_BYTES);
+let allocated = 0;
 
 parentPort!.on('message', (request: DeltaRequest & { seq: number }) => {
   let reply: WorkerReply<DeltaResult>;
   const transfer: ArrayBuffer[] = [];
+  allocated = request.stored.byteLength;
+  for (const inputs of request.options) for (const base of inputs) allocated += base.stored?.byteLength ?? 0;
   try {
     const result = deltaOf(request);
     transfer.push(...transferable(result.stored));
@@ -78,28 +92,36 @@ parentPort!.on('message', (request: DeltaRequest & { seq: number }) => {
     };
   }
   parentPort!.postMessage(reply, transfer);
-  scavenge(request.size);
+  scavenge(allocated);
 });
 
 function deltaOf({ id, stored, size, options, level, maxBytes, plainMargin }: DeltaRequest): DeltaResult {
   if (chunkScratch.length <= size) chunkScratch = new Uint8Array(size + 1);
+  const room = zstdCompressBound(size) + 1;
+  if (frameScratch.length < room) frameScratch = new Uint8Array(room);
   const data = checked(id, stored, size, chunkScratch);
   const started = performance.now();
-  let best: { delta: Uint8Array; option: number } | undefined;
+  let best: { frame: Uint8Array; option: number; bytes: number } | undefined;
   for (const [option, inputs] of options.entries()) {
-    const frame = encodeWithDictionary(data, deltaDictionary(inputs.map(baseContent)), level);
-    const delta = deltaStoredForm(
-      inputs.map((base) => base.id),
-      frame,
-    );
-    if (!best || delta.byteLength < best.delta.byteLength) best = { delta, option };
+    const dictionary = deltaDictionary(inputs.map(baseContent));
+    if (inputs.length > 1) allocated += dictionary.byteLength;
+    const frame = encodeWithDictionary(data, dictionary, level, frameScratch);
+    const bytes = deltaStoredSize(inputs.length, frame.byteLength);
+    // The best so far is copied out of the scratch buffer before the next option overwrites it.
+    if (!best || bytes < best.bytes) best = { frame: frame.slice(), option, bytes };
+    allocated += frame.byteLength;
   }
   let limit = maxBytes;
-  if (best && best.delta.byteLength <= limit && plainMargin !== undefined) {
+  if (best && best.bytes <= limit && plainMargin !== undefined) {
     limit = Math.min(limit, Math.floor(plainMargin * encoder(level).encode(data).byteLength));
   }
   const encodeMs = performance.now() - started;
-  return best && best.delta.byteLength <= limit ? { stored, ...best, encodeMs } : { stored, encodeMs };
+  if (!best || best.bytes > limit) return { stored, encodeMs };
+  const delta = deltaStoredForm(
+    options[best.option].map((base) => base.id),
+    best.frame,
+  );
+  return { stored, delta, option: best.option, encodeMs };
 }
 
 function baseContent(base: DeltaBaseInput): Uint8Array {
@@ -107,7 +129,8 @@ function baseContent(base: DeltaBaseInput): Uint8Array {
   const key = chunkHex(base.id);
   let content = bases.get(key);
   if (!content) {
-    content = checked(base.id, base.stored!, undefined, new Uint8Array(MAX_CHUNK + 1)).slice();
+    content = checked(base.id, base.stored!, undefined, baseScratch).slice();
+    allocated += content.byteLength;
     bases.set(key, content);
   }
   return content;

@@ -33,6 +33,12 @@ export const DEFAULT_DELTA_LEVEL = 3;
 export const DEFAULT_DELTA_MARGIN = 0.75;
 /** Chunks examined per metadata query; their deltas are written and recorded together. */
 const BATCH = 32;
+/**
+ * Threads computing deltas unless told: one, as the main thread (choosing bases, reading frames,
+ * recording) bounds the pass; a second worker added 25-40 MB of peak RSS and no speed
+ * (docs/benchmarks.md, "Delta memory and serving speed").
+ */
+export const DELTA_WORKERS = 1;
 /** Deltas being read or computed at once, per worker: one computing while the next is read. */
 const IN_FLIGHT_PER_WORKER = 2;
 
@@ -41,7 +47,7 @@ export interface DeltaEncodeOptions extends SketchBackfillOptions {
   level?: number;
   /** A delta is kept only if at most this fraction of the chunk's stored size. */
   margin?: number;
-  /** Threads computing deltas (default: one per core; the server's background run passes 1). */
+  /** Threads computing deltas (default DELTA_WORKERS). */
   workers?: number;
 }
 
@@ -119,7 +125,7 @@ export async function encodeDeltas(nw: Narwhal, options: DeltaEncodeOptions = {}
   // Its threads start with the first delta: a run with nothing to encode starts none.
   const workers = new WorkerPool<DeltaRequest, DeltaResult>(
     new URL('./delta-encode-worker.ts', import.meta.url),
-    options.workers,
+    options.workers ?? DELTA_WORKERS,
   );
   const pass: Pass = { nw, level, margin: options.margin ?? DEFAULT_DELTA_MARGIN, workers, report };
   try {

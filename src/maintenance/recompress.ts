@@ -48,7 +48,7 @@ const BATCH = 64;
 
 export interface RecompressOptions {
   level?: number;
-  /** Compression threads, of the delta pass and of recompression (default: one per core). */
+  /** Compression threads, of the delta pass (default: DELTA_WORKERS) and of recompression (default: one per core). */
   workers?: number;
   /** Asked between batches: true ends the run early (the server yields to pushes). */
   shouldStop?: () => boolean;

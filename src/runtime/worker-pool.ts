@@ -8,6 +8,15 @@ export function transferable(data: Uint8Array): ArrayBuffer[] {
     : [];
 }
 
+/**
+ * What a worker runs: its script, then a write of what it compiled to Node's compile cache, when
+ * one is on (bin/narwhal.js). Node writes it when the process exits; a server killed or not yet
+ * stopped would leave its threads' modules to be stripped of their types again at the next start.
+ */
+function workerSource(script: URL): string {
+  return `import(${JSON.stringify(script.href)}).then(() => require('node:module').flushCompileCache())`;
+}
+
 /** What every worker answers: the request's sequence number and a result or an error. */
 export interface WorkerReply<R> {
   seq: number;
@@ -72,7 +81,7 @@ export class WorkerPool<Q extends object, R> {
 
   #start(): void {
     for (let i = 0; i < this.size; i++) {
-      const worker = new Worker(this.#script);
+      const worker = new Worker(workerSource(this.#script), { eval: true });
       worker.on('message', (reply: WorkerReply<R>) => this.#settle(reply));
       worker.on('error', (err) => {
         this.#dead.set(worker, err);

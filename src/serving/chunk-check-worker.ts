@@ -25,8 +25,9 @@ export interface CheckRequest {
   /** For a chunk stored as a delta: its bases' contents, checked, in dictionary order. */
   bases?: Uint8Array[];
   /**
-   * For a chunk stored as a delta, decoded here with its whole chain: the stored frames of every
-   * chunk below it, by hex id. Only the chunk itself is checked (a wrong base cannot give its hash).
+   * For a chunk stored as a delta, decoded here with its chain: the stored frames of chunks below
+   * it, by hex id, those this worker keeps (trusted) aside. A base neither kept nor sent is named
+   * in the result's `missing`. Only the chunk itself is checked (a wrong base cannot give its hash).
    */
   chain?: { id: string; stored: Uint8Array }[];
   /**
@@ -42,6 +43,8 @@ export interface CheckRequest {
 export interface CheckResult {
   stored: Uint8Array;
   data?: Uint8Array;
+  /** With `chain`: the bases this worker lacks (neither kept nor sent); nothing was decoded. */
+  missing?: Uint8Array[];
 }
 
 const decoder = new ZstdFrameDecoder();
@@ -69,13 +72,15 @@ parentPort!.on('message', (request: CheckRequest & { seq: number }) => {
   let reply: WorkerReply<CheckResult>;
   const transfer: ArrayBuffer[] = [];
   try {
-    let data: Uint8Array;
+    let data: Uint8Array | undefined;
+    const missing = new Map<string, Uint8Array>();
     try {
       // A chain's chunk is decoded into the scratch buffer: a view, copied or framed below.
       data = chain
         ? decodeChain(stored, new Map(chain.map((frame) => [frame.id, frame.stored])), size, 0, {
             volume,
             keep: request.trusted === true,
+            missing,
           })
         : bases
           ? decodeDeltaChunk(stored, bases, size)
@@ -83,25 +88,10 @@ parentPort!.on('message', (request: CheckRequest & { seq: number }) => {
     } catch {
       throw Object.assign(new Error(`chunk ${chunkHex(id)} does not decompress`), { code: 'chunk-corrupt' });
     }
-    if (
-      (size !== undefined && data.length !== size) ||
-      (!(chain && request.trusted) && !createHash('sha256').update(data).digest().equals(id))
-    ) {
-      throw Object.assign(new Error(`chunk ${chunkHex(id)} does not match its hash`), { code: 'chunk-corrupt' });
-    }
-    transfer.push(...transferable(stored));
-    const result: CheckResult = { stored };
-    if (request.servedFrame) {
-      result.data = rawZstdFrame(data);
-      transfer.push(result.data.buffer as ArrayBuffer);
-      volume.bytes += result.data.length;
-    } else if (wantData) {
-      if (chain) data = ownBuffer(data);
-      // The decoder gives each chunk a buffer of its own, which moves along rather than being copied.
-      result.data = data;
-      transfer.push(data.buffer as ArrayBuffer);
-    }
-    reply = { seq, result };
+    if (data === undefined) {
+      transfer.push(...transferable(stored));
+      reply = { seq, result: { stored, missing: [...missing.values()] } };
+    } else reply = { seq, result: checkedResult(request, data, transfer) };
   } catch (err) {
     reply = { seq, error: { message: (err as Error).message, code: (err as NodeJS.ErrnoException).code } };
   }
@@ -109,6 +99,31 @@ parentPort!.on('message', (request: CheckRequest & { seq: number }) => {
   scavenge(Math.max(size ?? MAX_CHUNK, volume.bytes));
   volume.bytes = 0;
 });
+
+/** The answer for a chunk decoded as `data`: checked against its size and hash, unless a trusted chain's. */
+function checkedResult(request: CheckRequest, decoded: Uint8Array, transfer: ArrayBuffer[]): CheckResult {
+  const { id, stored, size, wantData, chain } = request;
+  let data = decoded;
+  if (
+    (size !== undefined && data.length !== size) ||
+    (!(chain && request.trusted) && !createHash('sha256').update(data).digest().equals(id))
+  ) {
+    throw Object.assign(new Error(`chunk ${chunkHex(id)} does not match its hash`), { code: 'chunk-corrupt' });
+  }
+  transfer.push(...transferable(stored));
+  const result: CheckResult = { stored };
+  if (request.servedFrame) {
+    result.data = rawZstdFrame(data);
+    transfer.push(result.data.buffer as ArrayBuffer);
+    volume.bytes += result.data.length;
+  } else if (wantData) {
+    if (chain) data = ownBuffer(data);
+    // The decoder gives each chunk a buffer of its own, which moves along rather than being copied.
+    result.data = data;
+    transfer.push(data.buffer as ArrayBuffer);
+  }
+  return result;
+}
 
 function decodePlain(stored: Uint8Array, size: number | undefined, wantData: boolean): Uint8Array {
   const expected = size ?? MAX_CHUNK;
@@ -133,16 +148,17 @@ function ownBuffer(data: Uint8Array): Uint8Array {
 
 /**
  * The content of a stored chunk at `depth` in a chain whose frames below it are in `frames`;
- * `volume` counts the bytes decoded. A base of a trusted chain (`keep`) is taken from, or put
- * into, the kept bases.
+ * `volume` counts the bytes decoded. A base is taken from the kept bases, and put into them from
+ * a trusted chain (`keep`). Undefined when a base is neither kept nor in `frames`: every such base
+ * is added to `missing` (by hex id), so that one more call brings all of them.
  */
 function decodeChain(
   stored: Uint8Array,
   frames: Map<string, Uint8Array>,
   size: number | undefined,
   depth: number,
-  how: { volume: { bytes: number }; keep: boolean },
-): Uint8Array {
+  how: { volume: { bytes: number }; keep: boolean; missing: Map<string, Uint8Array> },
+): Uint8Array | undefined {
   const form = parseStored(stored);
   if (form.kind === 'plain') {
     // A base, of unknown size: decoded into the scratch buffer, kept in a copy of its length.
@@ -152,16 +168,26 @@ function decodeChain(
     return content;
   }
   if (depth >= MAX_DELTA_DEPTH) throw new Error('chain of deltas too long');
-  const bases = form.bases.map((id) => {
+  const bases: Uint8Array[] = [];
+  for (const id of form.bases) {
     const key = chunkHex(id);
-    const kept = how.keep ? keptBases.get(key) : undefined;
-    if (kept) return kept;
+    // Kept bases came from trusted chains: right for any chain (an untrusted one's chunk is hashed).
+    const kept = keptBases.get(key);
+    if (kept) {
+      bases.push(kept);
+      continue;
+    }
     const frame = frames.get(key);
-    if (frame === undefined) throw new Error('a base is missing');
+    if (frame === undefined) {
+      how.missing.set(key, id.slice());
+      continue;
+    }
     const content = decodeChain(frame, frames, undefined, depth + 1, how);
+    if (content === undefined) continue;
     if (how.keep) keptBases.set(key, content);
-    return content;
-  });
+    bases.push(content);
+  }
+  if (bases.length < form.bases.length) return undefined;
   const content = decodeDeltaFrame(form.frame, bases, size);
   how.volume.bytes += content.length;
   return content;

@@ -19,16 +19,20 @@ export async function checkChunk(
   bases?: Uint8Array[],
 ): Promise<{ stored: Uint8Array; data?: Uint8Array }> {
   // A copy of the id: a view (ids are views of their NAR's chunk table) is posted with its whole buffer.
+  // So is a frame that is a view (neighbouring frames are read together): it is copied, then moved.
   // Bases are copied, not moved: other chunks of the batch may use them too.
-  return run({ id: id.slice(), stored, size, wantData, bases }, transferable(stored));
+  const own = transferable(stored).length > 0 ? stored : new Uint8Array(stored);
+  return run({ id: id.slice(), stored: own, size, wantData, bases }, transferable(own));
 }
 
 /**
- * Decodes a chunk stored as a delta on a worker thread, with the stored frames of its whole chain
- * (`chain`, by hex id), and checks its size and, unless `trusted`, its hash against its id
- * (throws 'chunk-corrupt'). Only the frames' own bytes are posted, not the buffers they were
- * read into. Gives the content as `data`, or with `served`, the frame a `.nar.zst` sends in its
- * place. `affinity` picks the worker: each keeps the trusted bases it decoded lately.
+ * Decodes a chunk stored as a delta on a worker thread, with the stored frames of its chain
+ * sent so far (`chain`, by hex id; the worker keeps trusted bases it decoded lately), and checks
+ * its size and, unless `trusted`, its hash against its id (throws 'chunk-corrupt'). Gives the
+ * content as `data`, or with `served`, the frame a `.nar.zst` sends in its place; or, when the
+ * worker lacks a base, the ids of those it lacks (`missing`), to be sent again with their frames.
+ * Only the frames' own bytes are posted, not the buffers they were read into. `affinity` picks
+ * the worker.
  */
 export async function decodeDeltaChain(
   id: Uint8Array,
@@ -36,7 +40,7 @@ export async function decodeDeltaChain(
   size: number,
   chain: Map<string, Uint8Array>,
   { trusted, served, affinity }: { trusted: boolean; served: boolean; affinity: number },
-): Promise<{ stored: Uint8Array; data?: Uint8Array }> {
+): Promise<{ stored: Uint8Array; data?: Uint8Array; missing?: Uint8Array[] }> {
   // Copies of their own (new Uint8Array: a Buffer's slice would be a view of the same memory).
   const frames = [...chain].map(([key, frame]) => ({ id: key, stored: new Uint8Array(frame) }));
   const own = new Uint8Array(stored);
@@ -44,11 +48,18 @@ export async function decodeDeltaChain(
   return run(request, [own.buffer, ...frames.map((frame) => frame.stored.buffer)], affinity);
 }
 
-async function run(
-  request: CheckRequest,
-  transfer: ArrayBuffer[],
-  affinity?: number,
-): Promise<{ stored: Uint8Array; data?: Uint8Array }> {
+/**
+ * Ends the check workers, and with them the bases they keep; the next check starts new ones. A
+ * damaged base is found by decoding a chunk built on it from its frame, which a kept copy of its
+ * content spares.
+ */
+export async function stopCheckWorkers(): Promise<void> {
+  const stopped = pool;
+  pool = undefined;
+  await stopped?.close();
+}
+
+async function run(request: CheckRequest, transfer: ArrayBuffer[], affinity?: number): Promise<CheckResult> {
   pool ??= new WorkerPool<CheckRequest, CheckResult>(new URL('./chunk-check-worker.ts', import.meta.url));
   try {
     return await pool.run(request, transfer, affinity);

@@ -101,74 +101,44 @@ export async function checkStoredChunk(
 }
 
 /**
- * The stored frames of every chunk the given deltas are built on (their bases, those bases' bases,
- * down to MAX_DELTA_DEPTH), by hex id: a level of the chains at a time, each level in one read.
- */
-export async function readChainFrames(read: FramesSource, deltas: Uint8Array[]): Promise<Map<string, StoredFrame>> {
-  const frames = new Map<string, StoredFrame>();
-  let level = deltas;
-  for (let depth = 0; depth < MAX_DELTA_DEPTH && level.length > 0; depth++) {
-    const wanted = new Map<string, Uint8Array>();
-    for (const stored of level) {
-      const form = parsedOrUndefined(stored);
-      if (form?.kind !== 'delta') continue; // a malformed one fails where it is decoded
-      for (const id of form.bases) {
-        const key = chunkHex(id);
-        if (!frames.has(key)) wanted.set(key, id);
-      }
-    }
-    if (wanted.size === 0) break;
-    const found = await read([...wanted.values()]);
-    for (const [i, key] of [...wanted.keys()].entries()) frames.set(key, found[i]);
-    level = found.map((frame) => frame.stored);
-  }
-  return frames;
-}
-
-/**
- * The content of a chunk stored as a delta, decoded on a check worker with the frames of its chain
- * (readChainFrames) in one call. Bases are not checked one by one: a wrong base cannot give
- * content with the chunk's hash. So a failure names no base; checkStoredChunk, which checks
- * each, is the one to tell which is damaged. When every frame of the chain has the CRC its store
- * recorded when writing it, the content is trusted without its hash, as a plain frame with its
- * CRC is (chunk-damage.ts): the frames are those written, each from checked content. Without
- * `wantData` the content stays on the worker, which gives the frame served in its place (`served`).
+ * The content of a chunk stored as a delta, decoded on a check worker. The workers keep the
+ * contents of bases they decoded lately from trusted chains, so the chunk's frame goes alone at
+ * first; the worker names the bases it lacks, whose frames are then read (`read`) and sent along
+ * with it, a level of the chain per call. Reading and posting every frame of the chain for every
+ * chunk had bound the main thread while serving deltas (docs/benchmarks.md, "Delta memory and
+ * serving speed"). Bases are not checked one by one: a wrong base cannot give content with the
+ * chunk's hash. So a failure names no base; checkStoredChunk, which checks each, is the one to
+ * tell which is damaged. When every frame read has the CRC its store recorded when writing it
+ * (and a kept base came from such frames), the content is trusted without its hash, as a plain
+ * frame with its CRC is (chunk-damage.ts): the frames are those written, each from checked
+ * content. Without `wantData` the content stays on the worker, which gives the frame served in
+ * its place (`served`). `affinity` picks the worker: give chunks that share bases the same one.
  */
 export async function decodeDeltaWithChain(
   id: Uint8Array,
   top: StoredFrame,
   size: number,
-  chain: Map<string, StoredFrame>,
+  read: FramesSource,
   wantData: boolean,
+  affinity: number,
 ): Promise<CheckedContent> {
-  const used = new Map<string, Uint8Array>();
+  const sent = new Map<string, Uint8Array>();
   let trusted = asWritten(top);
-  let level = [top.stored];
-  let deepest = '';
-  for (let depth = 0; depth < MAX_DELTA_DEPTH && level.length > 0; depth++) {
-    const next: Uint8Array[] = [];
-    for (const frame of level) {
-      const form = parsedOrCorrupt(id, frame);
-      if (form.kind === 'plain') continue;
-      for (const baseId of form.bases) {
-        const key = chunkHex(baseId);
-        const base = chain.get(key);
-        if (base === undefined)
-          throw new NarwhalError('chunk-missing', `chunk ${chunkHex(id)} cannot be decoded: base ${key} not read`);
-        if (!used.has(key)) {
-          next.push(base.stored);
-          trusted &&= asWritten(base);
-        }
-        used.set(key, base.stored);
-        deepest = key;
-      }
+  // The chunk, then each level of its chain: one more call than the deepest chain allowed.
+  for (let call = 0; call <= MAX_DELTA_DEPTH + 1; call++) {
+    const decoded = await decodeDeltaChain(id, top.stored, size, sent, { trusted, served: !wantData, affinity });
+    if (decoded.missing === undefined)
+      return wantData ? { ...decoded, delta: true } : { stored: decoded.stored, served: decoded.data, delta: true };
+    const frames = await read(decoded.missing);
+    for (const [i, baseId] of decoded.missing.entries()) {
+      sent.set(chunkHex(baseId), frames[i].stored);
+      trusted &&= asWritten(frames[i]);
     }
-    level = next;
   }
-  // Chunks built on the same bases go to the same worker, which keeps the bases it decoded.
-  const affinity = Number.parseInt(deepest.slice(0, 8), 16);
-  const decoded = await decodeDeltaChain(id, top.stored, size, used, { trusted, served: !wantData, affinity });
-  return wantData ? { ...decoded, delta: true } : { stored: decoded.stored, served: decoded.data, delta: true };
+  throw new NarwhalError(
+    'chunk-corrupt',
+    `chunk ${chunkHex(id)} ends a chain of deltas longer than ${MAX_DELTA_DEPTH}`,
+  );
 }
 
 /**
@@ -179,14 +149,6 @@ export async function decodeDeltaWithChain(
  */
 export function asWritten({ stored, crc }: StoredFrame): boolean {
   return crc !== undefined && frameCrc(stored) === crc;
-}
-
-function parsedOrUndefined(stored: Uint8Array): ReturnType<typeof parseStored> | undefined {
-  try {
-    return parseStored(stored);
-  } catch {
-    return undefined;
-  }
 }
 
 function parsedOrCorrupt(id: Uint8Array, stored: Uint8Array): ReturnType<typeof parseStored> {

@@ -1,19 +1,14 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { NarwhalError, isNarwhalError } from '../errors.ts';
-import {
-  asWritten,
-  BaseReader,
-  checkStoredChunk,
-  DamagedBaseError,
-  decodeDeltaWithChain,
-  readChainFrames,
-} from './chunk-content.ts';
+import { asWritten, BaseReader, checkStoredChunk, DamagedBaseError, decodeDeltaWithChain } from './chunk-content.ts';
 import { parseStored } from '../delta/stored-form.ts';
 import type { ChunkTableEntry } from '../chunking/chunk-table.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 import type { StoredFrame } from '../storage/chunk-store.ts';
 import { hasFrameReads } from '../storage/chunk-store-capabilities.ts';
 
+/** Neighbouring chunks of a NAR sent to the same check worker when stored as deltas. */
+const AFFINITY_RUN = 16;
 /** Pause before a chunk that failed is tried a second time. */
 const RECHECK_DELAY_MS = 50;
 
@@ -34,9 +29,8 @@ export interface CheckedChunk {
  * after a short pause (GC may have moved a file aside for an instant, see
  * LocalChunkStore.deleteUnlessNewer); if it fails again, the chunk and every NAR using it are
  * flagged damaged before the error is thrown, so their narinfos answer 404 from then on.
- * `read`, when given, is the chunk's frame as read already; `chain`, the frames of the chains
- * below the deltas of the chunk's batch (readChainFrames). A delta is first decoded with its
- * chain in one go (decodeDeltaWithChain); if that fails, the second try reads and checks each
+ * `read`, when given, is the chunk's frame as read already. A delta is first decoded on a check
+ * worker with the frames of its chain the worker lacks (decodeDeltaWithChain); if that fails, the second try reads and checks each
  * base on its own, so that a delta whose base is damaged is found damaged itself: both are
  * flagged (and with them every chunk built on the base, markChunksDamaged).
  */
@@ -45,10 +39,9 @@ export async function readCheckedChunk(
   entry: ChunkTableEntry,
   wantData: boolean,
   read?: StoredFrame,
-  chain?: Map<string, StoredFrame>,
 ): Promise<CheckedChunk> {
   try {
-    return await checkFrame(nw, entry, read ?? (await readFrame(nw, entry.id)), wantData, chain);
+    return await checkFrame(nw, entry, read ?? (await readFrame(nw, entry.id)), wantData, undefined);
   } catch (err) {
     if (!isDamage(err)) throw err;
     await delay(RECHECK_DELAY_MS);
@@ -83,25 +76,7 @@ export async function readCheckedChunks(
   } catch (err) {
     if (!isDamage(err)) throw err;
   }
-  const chain =
-    frames &&
-    (await chainFrames(
-      nw,
-      frames.map((frame) => frame.stored),
-    ));
-  return Promise.all(entries.map((entry, i) => readCheckedChunk(nw, entry, wantData, frames?.[i], chain)));
-}
-
-/** The frames below the deltas among `stored`, read together; undefined when one is damaged (each chunk then reads its own). */
-async function chainFrames(nw: Narwhal, stored: Uint8Array[]): Promise<Map<string, StoredFrame> | undefined> {
-  const deltas = stored.filter(isDelta);
-  if (deltas.length === 0) return undefined;
-  try {
-    return await readChainFrames((ids) => readFrames(nw, ids), deltas);
-  } catch (err) {
-    if (isDamage(err)) return undefined;
-    throw err;
-  }
+  return Promise.all(entries.map((entry, i) => readCheckedChunk(nw, entry, wantData, frames?.[i])));
 }
 
 async function readFrames(nw: Narwhal, ids: Uint8Array[]): Promise<StoredFrame[]> {
@@ -136,21 +111,23 @@ export async function readFrame(nw: Narwhal, id: Uint8Array): Promise<StoredFram
  * Checks a stored frame: one with the CRC-32 its store recorded when writing it is passed on as
  * it is (unless its bytes are wanted), as is one this process checked lately (checked-frames.ts);
  * any other is decompressed and checked against the chunk's size and id. A delta is always
- * decoded and checked, no client can use its stored bytes: with its chain's frames (`bases` a
- * Map, or undefined to read them now), or with each base read and checked by a BaseReader.
+ * decoded and checked, no client can use its stored bytes: on a check worker with the frames of
+ * its chain it lacks (`bases` undefined), or with each base read and checked by a BaseReader.
  */
 async function checkFrame(
   nw: Narwhal,
   entry: ChunkTableEntry,
   { stored, crc }: StoredFrame,
   wantData: boolean,
-  bases: BaseReader | Map<string, StoredFrame> | undefined,
+  bases: BaseReader | undefined,
 ): Promise<CheckedChunk> {
   const size = entry.end - entry.start;
   if (isDelta(stored)) {
     if (bases instanceof BaseReader) return { entry, ...(await checkStoredChunk(entry.id, stored, size, true, bases)) };
-    const chain = bases ?? (await readChainFrames((ids) => readFrames(nw, ids), [stored]));
-    return { entry, ...(await decodeDeltaWithChain(entry.id, { stored, crc }, size, chain, wantData)) };
+    const read = (ids: Uint8Array[]): Promise<StoredFrame[]> => readFrames(nw, ids);
+    // Runs of neighbouring chunks go to one worker: their bases by place mostly are the same.
+    const affinity = Math.floor(entry.index / AFFINITY_RUN);
+    return { entry, ...(await decodeDeltaWithChain(entry.id, { stored, crc }, size, read, wantData, affinity)) };
   }
   if (
     !wantData &&

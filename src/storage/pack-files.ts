@@ -35,27 +35,33 @@ export class PackFiles {
   /**
    * The frames at these places, in order. Neighbouring frames of one pack (a NAR's new chunks
    * are written one after another) are read at once, with what lies between them: one read
-   * instead of one per frame.
+   * instead of one per frame. They are grouped in the order they lie in their packs, not the
+   * order asked: the delta pass writes a NAR's chunks in another order than the NAR's.
    */
   async readMany(locations: PackLocation[]): Promise<Uint8Array[]> {
     const frames = new Array<Uint8Array>(locations.length);
+    const order = locations.map((_, i) => i);
+    order.sort((a, b) => {
+      const [x, y] = [locations[a], locations[b]];
+      return x.pack < y.pack ? -1 : x.pack > y.pack ? 1 : x.offset - y.offset;
+    });
     const reads: Promise<void>[] = [];
-    for (let first = 0; first < locations.length; ) {
-      const { pack, offset: start } = locations[first];
-      let end = start + locations[first].length;
+    for (let first = 0; first < order.length; ) {
+      const { pack, offset: start } = locations[order[first]];
+      let end = start + locations[order[first]].length;
       let last = first;
-      for (let next = locations[last + 1]; next; next = locations[last + 1]) {
+      for (let next = locations[order[last + 1]]; next; next = locations[order[last + 1]]) {
         const nextEnd = next.offset + next.length;
-        if (next.pack !== pack || next.offset < end || next.offset - end > MAX_GAP || nextEnd - start > MAX_READ) break;
-        end = nextEnd;
+        if (next.pack !== pack || next.offset - end > MAX_GAP || nextEnd - start > MAX_READ) break;
+        end = Math.max(end, nextEnd);
         last++;
       }
-      const run = locations.slice(first, last + 1);
-      const at = first;
+      const run = order.slice(first, last + 1);
       reads.push(
         this.#readRange(pack, start, end - start).then((bytes) => {
-          for (const [i, location] of run.entries()) {
-            frames[at + i] = bytes.subarray(location.offset - start, location.offset - start + location.length);
+          for (const i of run) {
+            const location = locations[i];
+            frames[i] = bytes.subarray(location.offset - start, location.offset - start + location.length);
           }
         }),
       );

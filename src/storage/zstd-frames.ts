@@ -89,8 +89,14 @@ export class ZstdFrameEncoder {
 /**
  * One frame of `data` compressed at `level` with `dictionary`, its context closed at once: a
  * context per call left to the collector grew a worker by tens of MB, as for decoding (below).
+ * With `into` large enough (zstdCompressBound + 1), the frame is a view of it.
  */
-export function encodeWithDictionary(data: Uint8Array, dictionary: Uint8Array, level: number): Uint8Array {
+export function encodeWithDictionary(
+  data: Uint8Array,
+  dictionary: Uint8Array,
+  level: number,
+  into?: Uint8Array,
+): Uint8Array {
   const stream = keep(
     new ZstdCompress({
       dictionary,
@@ -98,7 +104,8 @@ export function encodeWithDictionary(data: Uint8Array, dictionary: Uint8Array, l
     } as ConstructorParameters<typeof ZstdCompress>[0]),
   );
   try {
-    const output = Buffer.allocUnsafeSlow(zstdCompressBound(data.length) + 1);
+    const room = zstdCompressBound(data.length) + 1;
+    const output = into && into.length >= room ? into : Buffer.allocUnsafeSlow(room);
     const length = runFrame(stream, data, output);
     if (length === undefined) throw new RangeError('the frame did not fit its bound');
     return output.subarray(0, length);

@@ -70,9 +70,10 @@ test('the systemd unit passes systemd-analyze verify, hardened, MemoryDenyWriteE
       assert.equal(value(key), expected, key);
     assert.equal(value('MemoryDenyWriteExecute'), undefined);
     assert.match(text, /MemoryDenyWriteExecute=yes is left off on purpose: V8/);
-    // Its variables are serve's.
+    // Its variables are serve's, and Node's compile cache in the unit's CacheDirectory.
     const variables = keys.filter((k) => k.key === 'Environment').map((k) => k.value.split('=')[0]);
-    const known = new Set(Object.keys(SERVE_OPTIONS).map(envVarOf));
+    const known = new Set([...Object.keys(SERVE_OPTIONS).map(envVarOf), 'NODE_COMPILE_CACHE']);
+    assert.equal(value('CacheDirectory'), 'narwhal');
     assert.ok(variables.length > 0);
     for (const variable of variables) assert.ok(known.has(variable), variable);
   } finally {
