@@ -137,7 +137,7 @@ test('frames made together with one dictionary each decode alone with it, and ar
     chunk.set(sample(500, 100 + i), 1000 * (i + 1));
     return chunk;
   });
-  chunks.push(sample(40_000, 999));
+  chunks.push(new Uint8Array(sample(40_000, 999)));
   const frames = encodeAllWithDictionary(chunks, dictionary, 3);
   assert.equal(frames.length, chunks.length);
   for (const [i, frame] of frames.entries()) {
