@@ -8,7 +8,7 @@ import type { CacheRecord, NarRecord, TokenRecord } from '../metadata/metadata-s
 import { encodeNixBase32 } from '../nix/base32.ts';
 import { parseSha256 } from '../nix/hash.ts';
 import { ExactReader } from '../runtime/exact-reader.ts';
-import { checkChunk } from '../serving/chunk-check.ts';
+import { checkChunk, checkDeltaKeepingBases } from '../serving/chunk-check.ts';
 import { readCheckedChunks } from '../serving/chunk-damage.ts';
 import { chunkHex } from '../storage/chunk-store.ts';
 import { deltaStoredForm } from '../delta/stored-form.ts';
@@ -189,6 +189,8 @@ async function sentChunk(id: Uint8Array, frame: Uint8Array): Promise<Uint8Array>
  */
 class RecentBases {
   static readonly SIZE = 16;
+  /** Which bases the check workers were sent (checkDeltaKeepingBases). */
+  readonly sentToWorkers = new Set<string>();
   readonly #contents = new Map<string, Promise<Uint8Array>>();
 
   get(id: Uint8Array): Promise<Uint8Array> | undefined {
@@ -241,7 +243,12 @@ async function sentDelta(
   if (absent.length > 0) throw new MissingBasesError(absent);
   const contents = outcomes.map((outcome) => (outcome as PromiseFulfilledResult<Uint8Array>).value);
   try {
-    return (await checkChunk(id, deltaStoredForm(bases, frame), undefined, true, contents)).data!;
+    return await checkDeltaKeepingBases(
+      id,
+      deltaStoredForm(bases, frame),
+      bases.map((base, i) => ({ id: base, content: contents[i] })),
+      recent.sentToWorkers,
+    );
   } catch (err) {
     if (!isNarwhalError(err, 'chunk-corrupt')) throw err;
     throw new NarwhalError('bad-request', `a delta sent as ${chunkHex(id)} does not decode to that id with its bases`);
