@@ -20,8 +20,10 @@ export async function checkChunk(
   bases?: Uint8Array[],
 ): Promise<{ stored: Uint8Array; data?: Uint8Array }> {
   // A copy of the id: a view (ids are views of their NAR's chunk table) is posted with its whole buffer.
+  // So would a frame read together with others be (pack-files.ts readMany): its own bytes go instead.
   // Bases are copied, not moved: other chunks of the batch may use them too.
-  return run({ id: id.slice(), stored, size, wantData, bases }, transferable(stored));
+  const own = transferable(stored).length > 0 ? stored : new Uint8Array(stored);
+  return run({ id: id.slice(), stored: own, size, wantData, bases }, transferable(own));
 }
 
 /**
