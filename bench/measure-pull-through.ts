@@ -10,11 +10,16 @@
  * and the bytes Narwhal stored for the pulled paths against the upstream's own NAR files. Each
  * round starts a fresh Narwhal; the medians of the rounds are kept.
  *
- * Standalone: `node bench/measure-pull-through.ts [--tiny|--quick] [--rounds N] [--keep]` builds the
+ * A cache and its clients are different machines: on a machine with two cores or more the servers
+ * (Narwhal with its xz, and nginx) run on the last core and the clients on the others, so that the
+ * work Narwhal does behind a client (decoding and storing what it passed on) is not taken from the
+ * client's own CPU, as it would not be in use (`--shared-cores`: everything on every core).
+ *
+ * Standalone: `node bench/measure-pull-through.ts [--tiny|--quick] [--rounds N] [--keep] [--shared-cores]` builds the
  * dataset and both static caches itself and prints the table (`--keep`: reuse them next time).
  */
 import { mkdir, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -31,6 +36,8 @@ import { copyTimeout, fileStoreUrl, STATIC_CACHES } from './systems/static-cache
 
 export interface PullThroughFigures {
   rounds: number;
+  /** The servers on a core of their own, the clients on the others (see above). */
+  pinned: boolean;
   /** Median seconds of `nix copy --from` of every path into a fresh store. */
   firstThroughNarwhal: number;
   upstreamDirect: number;
@@ -52,7 +59,12 @@ export async function measurePullThrough(
   work: string,
   rounds: number,
   log: (line: string) => void,
+  sharedCores = false,
 ): Promise<PullThroughFigures> {
+  const cores = availableParallelism();
+  const pinned = !sharedCores && cores >= 2;
+  const serverCore = String(cores - 1);
+  const clientCores = `0-${cores - 2}`;
   const dir = join(work, 'pull-through');
   await rm(dir, { recursive: true, force: true });
   await mkdir(join(dir, 'served'), { recursive: true });
@@ -73,6 +85,7 @@ export async function measurePullThrough(
   const upstreamNarBytes = (await diskUsage(join(upstreamDir, 'nar'))).apparent;
 
   const nginx = await startNginx(join(dir, 'served'), join(dir, 'nginx'));
+  if (pinned) await pinProcessTree(nginx.pid, serverCore);
   const times: Record<'first' | 'direct' | 'second' | 'zstd', number[]> = {
     first: [],
     direct: [],
@@ -84,6 +97,7 @@ export async function measurePullThrough(
     for (let round = 1; round <= rounds; round++) {
       const dataDir = join(dir, `narwhal-${round}`);
       const narwhal = await startNarwhal(dataDir);
+      if (pinned) await pinProcessTree(narwhal.pid, serverCore);
       try {
         await run(
           NARWHAL_BIN,
@@ -107,21 +121,32 @@ export async function measurePullThrough(
           const root = join(dir, `store-${kind}-${round}`);
           const client = nixEnv(join(dir, 'clients', `${kind}-${round}`));
           await run('sync', []);
+          const copy = ['nix', 'copy', '--from', url, '--to', root, '--option', 'trusted-public-keys', publicKey];
           const { seconds: s } = await run(
-            'nix',
-            ['copy', '--from', url, '--to', root, '--option', 'trusted-public-keys', publicKey, ...paths],
+            pinned ? 'taskset' : 'nix',
+            [...(pinned ? ['-c', clientCores, ...copy] : copy.slice(1)), ...paths],
             { env: client, timeoutSeconds: timeout },
           );
           await run('nix', ['path-info', '--store', root, ...paths], { env: client, stdout: 'ignore' });
           await rm(root, { recursive: true, force: true });
           times[kind].push(s);
         };
+        // The first fetch gets the upstream's files while Narwhal stores them behind it; what follows
+        // starts once they are stored (a HEAD of a path's plain pull URL waits for that), so that
+        // neither the baseline nor the second fetch shares the machine with the tail of the storing.
+        const firstThrough = async (): Promise<void> => {
+          await fetchInto('Narwhal pulling through, first time', pulled, 'first');
+          for (const path of paths) {
+            const hashPart = path.slice('/nix/store/'.length, '/nix/store/'.length + 32);
+            await fetch(`${pulled}/pull/${hashPart}.nar`, { method: 'HEAD' });
+          }
+        };
         // Alternating, so that neither side always meets warm page caches first.
         if (round % 2 === 1) {
           await fetchInto('the upstream (nginx, xz) directly', `${nginx.url}/xz`, 'direct');
-          await fetchInto('Narwhal pulling through, first time', pulled, 'first');
+          await firstThrough();
         } else {
-          await fetchInto('Narwhal pulling through, first time', pulled, 'first');
+          await firstThrough();
           await fetchInto('the upstream (nginx, xz) directly', `${nginx.url}/xz`, 'direct');
         }
         await fetchInto('Narwhal pulling through, second time', pulled, 'second');
@@ -138,6 +163,7 @@ export async function measurePullThrough(
   const median = (kind: keyof typeof times): number => medianBy(times[kind], (t) => t);
   return {
     rounds,
+    pinned,
     firstThroughNarwhal: median('first'),
     upstreamDirect: median('direct'),
     secondThroughNarwhal: median('second'),
@@ -146,6 +172,13 @@ export async function measurePullThrough(
     upstreamNarBytes,
     narBytes: ds.totalNarBytes,
   };
+}
+
+/** Moves a running process, its threads and its children's, onto these cores (and what it starts later). */
+async function pinProcessTree(pid: number, cores: string): Promise<void> {
+  await run('taskset', ['-a', '-c', '-p', cores, String(pid)], { stdout: 'ignore' });
+  const children = await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '');
+  for (const child of children.split(' ').filter((c) => c !== '')) await pinProcessTree(Number(child), cores);
 }
 
 /** The figures as a Markdown table, with the two targets. */
@@ -189,6 +222,7 @@ async function main(argv: string[]): Promise<void> {
       // Keeps the work dir (dataset, static caches) for the next run, which then copies nothing again.
       keep: { type: 'boolean', default: false },
       rounds: { type: 'string' },
+      'shared-cores': { type: 'boolean', default: false },
     },
   });
   const modeName: ModeName = values.tiny ? 'tiny' : values.quick ? 'quick' : 'full';
@@ -213,7 +247,7 @@ async function main(argv: string[]): Promise<void> {
       });
     }
     const rounds = values.rounds === undefined ? mode.substituteRounds : Number(values.rounds);
-    const figures = await measurePullThrough(ds, join(work, 'static'), work, rounds, log);
+    const figures = await measurePullThrough(ds, join(work, 'static'), work, rounds, log, values['shared-cores']);
     process.stdout.write(`${JSON.stringify(figures)}\n\n${pullThroughTable(figures)}\n`);
   } finally {
     if (!values.keep) await rm(work, { recursive: true, force: true });

@@ -36,7 +36,8 @@ export async function measureUpgrades(
     for (const s of ds.series) {
       for (let k = 0; k + 1 < s.steps.length; k++) {
         log(`upgrades: ${s.id} ${s.steps[k]} -> ${s.steps[k + 1]} (${link})`);
-        fetch.push(...(await fetchUpgrade(s, k, link, sources, join(work, 'upgrades'))));
+        const rows = await fetchUpgrade(s, k, link, sources, join(work, 'upgrades'));
+        fetch.push(...rows.map(({ stats: _, ...row }) => row as Upgrade));
       }
     }
   }
@@ -48,35 +49,52 @@ export async function measureUpgrades(
 const bytesOf = (s: SeriesData, paths: string[]): number =>
   s.nars.filter((n) => paths.includes(n.storePath)).reduce((sum, n) => sum + n.narSize, 0);
 
+/** How a machine fetches: a system of the report, or `narwhal substituter` of another checkout from its own server (bench/substituter-speed.ts). */
+export type FetchSystem = Upgrade['system'] | { id: string; substituterBin: string; narwhal: string };
+
 /** Release k+1 fetched by a machine holding release k, from each source through a relay. */
-async function fetchUpgrade(
+export async function fetchUpgrade(
   s: SeriesData,
   k: number,
   link: UpgradeLink,
   sources: { nginxZstd: string; narwhal: string },
   work: string,
-): Promise<Upgrade[]> {
+  systems: readonly FetchSystem[] = ['nginx-zstd', 'narwhal', 'substituter'],
+): Promise<(Omit<Upgrade, 'system'> & { system: string; stats?: Record<string, number> })[]> {
   const [held, wanted] = [s.stepPaths[k], s.stepPaths[k + 1]];
   const narBytes = bytesOf(s, wanted);
-  const figures: Upgrade[] = [];
+  const figures: (Omit<Upgrade, 'system'> & { system: string; stats?: Record<string, number> })[] = [];
   const rate = link === '100mbit' ? LINK_BITS_PER_SECOND : undefined;
-  for (const system of ['nginx-zstd', 'narwhal', 'substituter'] as const) {
+  for (const how of systems) {
+    const system = typeof how === 'string' ? how : how.id;
+    const bin = typeof how === 'string' ? undefined : how.substituterBin;
+    const narwhal = typeof how === 'string' ? sources.narwhal : how.narwhal;
     const machine = join(work, `${s.id}-${k}-${system}-${link}`);
     await rm(machine, { recursive: true, force: true });
     const env = nixEnv(join(machine, 'home'));
     // The machine holds release k, fetched directly (not measured).
     await nixCopyFrom(sources.nginxZstd, join(machine, 'root'), held, env, bytesOf(s, held));
-    const relay = await startRelay(new URL(system === 'nginx-zstd' ? sources.nginxZstd : sources.narwhal).origin, rate);
-    const path = new URL(system === 'nginx-zstd' ? sources.nginxZstd : sources.narwhal).pathname;
+    const relay = await startRelay(new URL(system === 'nginx-zstd' ? sources.nginxZstd : narwhal).origin, rate);
+    const path = new URL(system === 'nginx-zstd' ? sources.nginxZstd : narwhal).pathname;
     const substituter =
-      system === 'substituter'
-        ? await startSubstituter(`${relay.url}${path}`, join(machine, 'root'), join(machine, 'chunks'), env)
+      system === 'substituter' || bin
+        ? await startSubstituter(`${relay.url}${path}`, join(machine, 'root'), join(machine, 'chunks'), env, bin)
         : undefined;
     try {
       const from = substituter?.url ?? `${relay.url}${path}`;
       // A fresh client cache: Nix caches narinfos per URL.
       const seconds = await nixCopyFrom(from, join(machine, 'root'), wanted, nixEnv(join(machine, 'home2')), narBytes);
-      figures.push({ series: s.id, to: s.steps[k + 1], system, link, seconds, bytes: relay.bytesDown, narBytes });
+      const stats = await substituter?.stats().catch(() => undefined);
+      figures.push({
+        series: s.id,
+        to: s.steps[k + 1],
+        system,
+        link,
+        seconds,
+        bytes: relay.bytesDown,
+        narBytes,
+        stats,
+      });
     } finally {
       await substituter?.stop();
       await relay.close();

@@ -11,12 +11,12 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { SeriesData } from './dataset.ts';
-import { nixEnv, run } from './exec.ts';
+import { nixEnv } from './exec.ts';
 import { pushUpgrades, wholePush } from './measure-upgrades.ts';
 import { pushClientConfig, startNarwhal } from './systems/narwhal.ts';
 import { nixCopyTo } from './systems/static-cache.ts';
-import { MODES, type ReleaseSeriesSpec } from './modes.ts';
-import { sourceKey } from './sources.ts';
+import { MODES } from './modes.ts';
+import { seriesInStore } from './series-in-store.ts';
 
 const { values } = parseArgs({
   options: {
@@ -34,7 +34,7 @@ const store = await readdir('/nix/store');
 const series: SeriesData[] = [];
 for (const spec of MODES.full.series) {
   if (spec.kind !== 'releases' || !wanted.includes(spec.id)) continue;
-  series.push(await seriesInStore(spec));
+  series.push(await seriesInStore(spec, store));
 }
 await rm(work, { recursive: true, force: true });
 const figures = await pushUpgrades(
@@ -78,36 +78,3 @@ for (const s of [...series.map((s) => s.id), undefined]) {
   );
 }
 for (const f of figures) log(`${f.series} ${f.to} ${f.system}: ${f.bytes} B, ${f.seconds.toFixed(1)} s`);
-
-/** The series' releases as added to the store: per release, the path of that name with the largest NAR. */
-async function seriesInStore(spec: ReleaseSeriesSpec): Promise<SeriesData> {
-  const stepPaths: string[][] = [];
-  const nars: SeriesData['nars'] = [];
-  for (const release of spec.releases) {
-    const name = sourceKey(release);
-    const paths = store.filter((e) => e.slice(33) === name).map((e) => `/nix/store/${e}`);
-    if (paths.length === 0) throw new Error(`${name} is not in /nix/store: run the full bench once first`);
-    const { stdout } = await run('nix', [
-      '--extra-experimental-features',
-      'nix-command',
-      'path-info',
-      '--json',
-      ...paths,
-    ]);
-    const rows = JSON.parse(stdout) as { path: string; narSize: number; narHash: string }[];
-    const best = rows.reduce((a, b) => (b.narSize > a.narSize ? b : a));
-    stepPaths.push([best.path]);
-    nars.push({ storePath: best.path, hashPart: '', file: '', narHash: best.narHash, narSize: best.narSize });
-  }
-  return {
-    id: spec.id,
-    kind: spec.kind,
-    title: spec.title,
-    steps: spec.releases.map((r) => sourceKey(r)),
-    paths: stepPaths.flat(),
-    stepPaths,
-    nars,
-    regularFiles: 0,
-    narBytes: nars.reduce((a, n) => a + n.narSize, 0),
-  };
-}

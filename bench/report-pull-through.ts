@@ -9,7 +9,7 @@ export function renderPullThroughSection(r: Results): string[] {
   if (!r.pullThrough) return [...md, 'Not measured in this run.', ''];
   return [
     ...md,
-    `Every path of the dataset in a signed xz file cache behind nginx (the upstream), fetched with \`nix copy --from\` into a fresh store, signatures checked; median of ${r.pullThrough.rounds} round(s), a fresh Narwhal each round.`,
+    `Every path of the dataset in a signed xz file cache behind nginx (the upstream), fetched with \`nix copy --from\` into a fresh store, signatures checked; median of ${r.pullThrough.rounds} round(s), a fresh Narwhal each round; ${r.pullThrough.pinned ? 'the servers (Narwhal, nginx) on one core and `nix` on the others, as a cache and its clients are different machines' : 'servers and clients sharing every core'}.`,
     '',
     pullThroughTable(r.pullThrough),
     '',

@@ -44,9 +44,9 @@ const EXTRA_ARGS = (process.env.BENCH_NARWHAL_ARGS ?? '').split(' ').filter((a) 
  * pauses and disturb the next one. The push phase runs `narwhal recompress` itself, timed,
  * where the server would do it between pushes.
  */
-export async function startNarwhal(dataDir: string, args: string[] = []): Promise<NarwhalServer> {
+export async function startNarwhal(dataDir: string, args: string[] = [], bin = NARWHAL_BIN): Promise<NarwhalServer> {
   const { daemon, match } = await startDaemon(
-    NARWHAL_BIN,
+    bin,
     ['serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--recompress-level', '0', ...args, ...EXTRA_ARGS],
     /on (https?:\/\/127\.0\.0\.1:\d+)\//,
     { env: narwhalEnv() },
@@ -134,6 +134,8 @@ export async function deltaPass(dataDir: string, timeFile: string): Promise<Delt
 export interface SubstituterDaemon {
   /** The substituter's URL, for Nix's `--from`. */
   url: string;
+  /** Its `GET /_narwhal/stats` (what assembling took). */
+  stats(): Promise<Record<string, number>>;
   stop(): Promise<void>;
 }
 
@@ -143,14 +145,19 @@ export async function startSubstituter(
   storeRoot: string,
   cacheDir: string,
   env: NodeJS.ProcessEnv,
+  bin = NARWHAL_BIN,
 ): Promise<SubstituterDaemon> {
   const { daemon, match } = await startDaemon(
-    NARWHAL_BIN,
+    bin,
     ['substituter', '--cache', cacheUrl, '--listen', '127.0.0.1:0', '--store', storeRoot, '--cache-dir', cacheDir],
     /serving (http:\/\/127\.0\.0\.1:\d+)\//,
     { env: { ...env, PATH: narwhalEnv().PATH } },
   );
-  return { url: match[1], stop: () => daemon.stop() };
+  return {
+    url: match[1],
+    stats: async () => (await (await fetch(`${match[1]}/_narwhal/stats`)).json()) as Record<string, number>,
+    stop: () => daemon.stop(),
+  };
 }
 
 /** `narwhal push` of `paths` (and their closure) to `cacheUrl`; its wall time and `--json` summary. */

@@ -1,6 +1,9 @@
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
+/** Bytes of chunks waiting to be written at most. */
+const MAX_QUEUED = 16 << 20;
+
 /**
  * The substituter's chunks on disk: a file per chunk named by its id (hex), the least recently
  * used removed once they pass `maxBytes`. What is put here was checked against its id; a file
@@ -12,6 +15,10 @@ export class ChunkCache {
   /** Size of each chunk held, in order of last use (a Map keeps insertion order). */
   readonly #sizes = new Map<string, number>();
   #bytes = 0;
+  /** Chunks waiting to be written by keep(), and their bytes. */
+  readonly #queue: { hex: string; data: Uint8Array }[] = [];
+  #queued = 0;
+  #writing = false;
 
   private constructor(dir: string, maxBytes: number) {
     this.#dir = dir;
@@ -62,6 +69,26 @@ export class ChunkCache {
     await rename(temp, join(this.#dir, hex));
     this.#note(hex, data.length);
     await this.#evict();
+  }
+
+  /**
+   * Writes the chunk in the background, one write at a time, so that no reader waits for it; a
+   * chunk that comes while MAX_QUEUED bytes wait is not kept (the cache only saves fetching).
+   */
+  keep(hex: string, data: Uint8Array): void {
+    if (this.#sizes.has(hex) || this.#queued + data.length > MAX_QUEUED) return;
+    this.#queue.push({ hex, data });
+    this.#queued += data.length;
+    if (!this.#writing) void this.#drain();
+  }
+
+  async #drain(): Promise<void> {
+    this.#writing = true;
+    for (let next = this.#queue.shift(); next; next = this.#queue.shift()) {
+      await this.put(next.hex, next.data).catch(() => {});
+      this.#queued -= next.data.length;
+    }
+    this.#writing = false;
   }
 
   #note(hex: string, size: number): void {

@@ -1,18 +1,46 @@
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { chunkStream } from '../chunking/chunk-stream.ts';
-import type { ChunkCache } from './chunk-cache.ts';
+import { parseNarinfo } from '../nix/narinfo.ts';
+import { fetchChunkList, type Upstream } from './chunk-list.ts';
+import { type NarLayout, narBytes, narLayout, OpenFiles, readNarRange } from './store-layout.ts';
 
-/** A NAR on this machine cut into chunks: each chunk's id (hex) and where it ends. */
+/** A NAR on this machine cut into chunks: each chunk's id (hex) and where it ends; its bytes read from the store. */
 export interface LocalChunkList {
   storePath: string;
   chunks: { hex: string; end: number }[];
+  /** NAR bytes [start, end), read from the path's files (unchecked: the caller checks them against an id). */
+  read(start: number, end: number): Promise<Uint8Array>;
 }
 
-/** Local versions chunked per NAR wanted, at most: each costs a dump of the path. */
+/** How the local versions used were indexed, for `GET /_narwhal/stats` and the tests. */
+export interface VersionFigures {
+  /** Chunk lists taken from the server (the same store path's NAR there), the store read only for chunks used. */
+  versionsListed: number;
+  /** Chunk lists made by reading and chunking the path here (the server does not have it). */
+  versionsChunked: number;
+  /** Chunk lists found in the index on disk, made by an earlier request or process. */
+  versionsRemembered: number;
+}
+
+export function emptyVersionFigures(): VersionFigures {
+  return { versionsListed: 0, versionsChunked: 0, versionsRemembered: 0 };
+}
+
+/** What the index on disk holds per store path. */
+interface IndexEntry {
+  storePath: string;
+  fingerprint: string;
+  chunks: { hex: string; end: number }[];
+}
+
+/** Local versions indexed per NAR wanted, at most. */
 const MAX_VERSIONS = 2;
+/** Chunk lists kept in memory, at most (each with its path's layout; the oldest go first). */
+const MAX_IN_MEMORY = 32;
+/** Index files kept on disk, at most (the oldest go first). */
+const MAX_INDEX_FILES = 256;
 
 /**
  * The package name of a store path name, without its version: up to the first `-` followed by a
@@ -25,23 +53,30 @@ export function packageName(name: string): string {
 
 /**
  * Store paths on this machine that are other versions (or builds) of the wanted path's package,
- * chunked as the server chunks (their chunks put in the cache, so that they serve as delta bases
- * and as chunks that need no fetching). `storeRoot` is the root of a store other than `/`.
+ * as chunk lists whose bytes are read from the store when used: nothing is copied. A path's
+ * chunk list is the server's for that store path when it has one (its NAR size equal to the
+ * path's here), else made by chunking the path here; it is kept in `indexDir` under the
+ * fingerprint of the path's layout (names, sizes, modes, targets), so a changed or removed path
+ * is not trusted. Every chunk read from the store is checked against its id by the caller.
  */
 export class LocalVersions {
-  readonly #storeRoot: string | undefined;
-  readonly #chunks: ChunkCache;
+  readonly #root: string;
+  readonly #indexDir: string;
+  readonly #upstream: Upstream;
+  readonly #figures: VersionFigures;
   readonly #lists = new Map<string, Promise<LocalChunkList | undefined>>();
 
-  constructor(storeRoot: string | undefined, chunks: ChunkCache) {
-    this.#storeRoot = storeRoot;
-    this.#chunks = chunks;
+  constructor(storeRoot: string | undefined, indexDir: string, upstream: Upstream, figures: VersionFigures) {
+    this.#root = storeRoot ?? '/';
+    this.#indexDir = indexDir;
+    this.#upstream = upstream;
+    this.#figures = figures;
   }
 
   async like(storePath: string): Promise<LocalChunkList[]> {
     const name = basename(storePath).slice(33);
     const wanted = packageName(name);
-    const entries = await readdir(join(this.#storeRoot ?? '/', 'nix/store')).catch(() => [] as string[]);
+    const entries = await readdir(join(this.#root, 'nix/store')).catch(() => [] as string[]);
     const candidates = entries
       .filter((e) => /^[0-9a-z]{32}-/.test(e) && e !== basename(storePath) && packageName(e.slice(33)) === wanted)
       .filter((e) => !e.endsWith('.drv') && !e.endsWith('.lock'))
@@ -56,30 +91,75 @@ export class LocalVersions {
     return lists;
   }
 
-  #list(storePath: string): Promise<LocalChunkList | undefined> {
-    let list = this.#lists.get(storePath);
+  /** The path's chunk list; a path that changed since is indexed again (its layout is walked on each request). */
+  async #list(storePath: string): Promise<LocalChunkList | undefined> {
+    const layout = await narLayout(this.#root, storePath);
+    if (!layout || layout.size === 0) return undefined;
+    const key = `${storePath} ${layout.fingerprint}`;
+    let list = this.#lists.get(key);
     if (!list) {
-      list = this.#chunk(storePath).catch(() => undefined);
-      this.#lists.set(storePath, list);
+      list = this.#index(storePath, layout).catch(() => undefined);
+      this.#lists.set(key, list);
+      if (this.#lists.size > MAX_IN_MEMORY) this.#lists.delete(this.#lists.keys().next().value!);
     }
     return list;
   }
 
-  /** Dumps a valid path (an invalid one fails the dump) and keeps its chunks. */
-  async #chunk(storePath: string): Promise<LocalChunkList | undefined> {
-    const args = this.#storeRoot
-      ? ['--extra-experimental-features', 'nix-command', 'store', 'dump-path', '--store', this.#storeRoot, storePath]
-      : ['--dump', storePath];
-    const dump = spawn(this.#storeRoot ? 'nix' : 'nix-store', args, { stdio: ['ignore', 'pipe', 'ignore'] });
-    const exited = new Promise<number | null>((resolve) => dump.once('close', resolve));
-    const chunks: LocalChunkList['chunks'] = [];
-    let end = 0;
-    for await (const data of chunkStream(dump.stdout)) {
-      const hex = createHash('sha256').update(data).digest('hex');
-      await this.#chunks.put(hex, data);
-      end += data.length;
-      chunks.push({ hex, end });
+  async #index(storePath: string, layout: NarLayout): Promise<LocalChunkList | undefined> {
+    const file = join(this.#indexDir, `${basename(storePath)}.json`);
+    const files = new OpenFiles();
+    const read = (start: number, end: number) => readNarRange(this.#root, storePath, layout, start, end, files);
+    const kept = await readFile(file, 'utf8')
+      .then((text) => JSON.parse(text) as IndexEntry)
+      .catch(() => undefined);
+    if (
+      kept?.storePath === storePath &&
+      kept.fingerprint === layout.fingerprint &&
+      kept.chunks.at(-1)?.end === layout.size
+    ) {
+      this.#figures.versionsRemembered++;
+      return { storePath, chunks: kept.chunks, read };
     }
-    return (await exited) === 0 && chunks.length > 0 ? { storePath, chunks } : undefined;
+    let chunks = await this.#serverList(storePath, layout.size);
+    if (chunks) {
+      this.#figures.versionsListed++;
+    } else {
+      chunks = [];
+      let end = 0;
+      for await (const data of chunkStream(narBytes(this.#root, storePath, layout))) {
+        end += data.length;
+        chunks.push({ hex: createHash('sha256').update(data).digest('hex'), end });
+      }
+      this.#figures.versionsChunked++;
+    }
+    await this.#keep(file, { storePath, fingerprint: layout.fingerprint, chunks });
+    return { storePath, chunks, read };
+  }
+
+  /** The server's chunk list of this store path, when it has the path with a NAR of this size. */
+  async #serverList(storePath: string, narSize: number): Promise<{ hex: string; end: number }[] | undefined> {
+    const hashPart = basename(storePath).slice(0, 32);
+    const answer = await fetch(`${this.#upstream.cacheUrl}/${hashPart}.narinfo`, { headers: this.#upstream.headers });
+    if (!answer.ok) return undefined;
+    const info = parseNarinfo(await answer.text());
+    if (info.storePath !== storePath || info.narSize !== narSize) return undefined;
+    const chunks = await fetchChunkList(this.#upstream, info.narHash.slice('sha256:'.length)).catch(() => undefined);
+    if (!chunks || chunks.at(-1)?.end !== narSize) return undefined;
+    return chunks.map((c) => ({ hex: Buffer.from(c.id).toString('hex'), end: c.end }));
+  }
+
+  async #keep(file: string, entry: IndexEntry): Promise<void> {
+    await mkdir(this.#indexDir, { recursive: true });
+    const temp = `${file}.tmp-${process.pid}`;
+    await writeFile(temp, JSON.stringify(entry));
+    await rename(temp, file);
+    const names = (await readdir(this.#indexDir)).filter((n) => n.endsWith('.json'));
+    if (names.length <= MAX_INDEX_FILES) return;
+    const aged = await Promise.all(
+      names.map(async (n) => ({ n, used: (await stat(join(this.#indexDir, n)).catch(() => undefined))?.mtimeMs ?? 0 })),
+    );
+    aged.sort((a, b) => a.used - b.used);
+    for (const { n } of aged.slice(0, names.length - MAX_INDEX_FILES))
+      await rm(join(this.#indexDir, n), { force: true });
   }
 }

@@ -6,26 +6,30 @@ import { decodeDelta, parseStored } from '../delta/stored-form.ts';
 import { NarwhalError } from '../errors.ts';
 import { ExactReader } from '../runtime/exact-reader.ts';
 import { encodeWantedChunks, readChunkFrame, type WantedChunk } from '../serving/chunk-frames-body.ts';
-import { type CaibxChunk, decodeCaibx } from '../storage/caibx.ts';
+import type { CaibxChunk } from '../storage/caibx.ts';
 import type { ChunkCache } from './chunk-cache.ts';
+import { fetchChunkList, type Upstream } from './chunk-list.ts';
 import type { LocalChunkList } from './local-versions.ts';
 
-/** Chunks fetched per request (and held in memory while a batch is streamed); the first batch is small, so that Nix gets bytes soon. */
+/** The first batch is small, so that Nix gets bytes soon (and a failure there still falls back). */
 const FIRST_BATCH = 8;
+/** A batch: at most this many chunks and bytes of NAR, fetched in one request. */
 const BATCH = 64;
+const BATCH_BYTES = 4 << 20;
+/** Batches assembled ahead of the one streaming out: bounds memory to about AHEAD x BATCH_BYTES. */
+const AHEAD = 4;
 /** Positional hints per chunk: the chunk at the same place in a local version and its neighbours. */
 const NEIGHBOURS = [0, 1, -1, 2, -2];
 const MAX_CHUNK = DEFAULT_CHUNKER_PARAMS.max;
+/** Chunks of local versions read recently, kept for use as delta bases (neighbours share most of theirs). */
+const RECENT_BASES = 32;
 
-export interface Upstream {
-  /** The cache's URL on the server, `<server>/<cache>`. */
-  cacheUrl: string;
-  headers: Record<string, string>;
-}
+type Wanted = WantedChunk & { hex: string };
 
 /** What assembling NARs took, for `GET /_narwhal/stats` and the bench. */
 export interface AssemblyFigures {
   nars: number;
+  /** Chunks taken from this machine: the chunk cache or a local version in the store. */
   chunksLocal: number;
   chunksFetched: number;
   deltasFetched: number;
@@ -33,17 +37,35 @@ export interface AssemblyFigures {
   bytesFromServer: number;
   /** Answers that did not decode to the chunk they were for. */
   refused: number;
+  /** Chunks of local versions whose bytes in the store no longer match their id (fetched instead). */
+  localMismatches: number;
 }
 
 export function emptyFigures(): AssemblyFigures {
-  return { nars: 0, chunksLocal: 0, chunksFetched: 0, deltasFetched: 0, bytesFromServer: 0, refused: 0 };
+  return {
+    nars: 0,
+    chunksLocal: 0,
+    chunksFetched: 0,
+    deltasFetched: 0,
+    bytesFromServer: 0,
+    refused: 0,
+    localMismatches: 0,
+  };
+}
+
+/** Where a chunk lies in a local version's NAR. */
+interface LocalPlace {
+  version: LocalChunkList;
+  start: number;
+  end: number;
 }
 
 /**
  * The NAR with this hash (nix32), assembled from the chunk cache, the chunks of local versions of
- * the same package (put in the cache by LocalVersions), and the rest fetched from the server with
+ * the same package (read from the store), and the rest fetched from the server with
  * `chunk-frames`, giving it the local chunks at the same place as hints for deltas. Every chunk is
- * checked against its id before it is used; the NAR streams out in order, a batch at a time.
+ * checked against its id before it is used; the NAR streams out in order while the next batches
+ * are read and fetched (AHEAD of it, after the first).
  */
 export async function* assembleNar(
   upstream: Upstream,
@@ -52,120 +74,252 @@ export async function* assembleNar(
   versions: LocalChunkList[],
   figures: AssemblyFigures,
 ): AsyncGenerator<Uint8Array> {
-  const chunks = await chunkList(upstream, narHash, figures);
-  const narSize = chunks.at(-1)?.end ?? 0;
+  const chunks = await fetchChunkList(upstream, narHash);
   figures.nars++;
-  for (let at = 0; at < chunks.length; ) {
-    const batch = chunks.slice(at, at + (at === 0 ? FIRST_BATCH : BATCH));
-    const fetched = new Map<string, Uint8Array>();
-    const wanted: WantedChunk[] = [];
-    const asked = new Set<string>();
-    for (const [i, chunk] of batch.entries()) {
-      const hex = Buffer.from(chunk.id).toString('hex');
-      if (cache.has(hex) || asked.has(hex)) continue;
-      asked.add(hex);
-      const start = at + i === 0 ? 0 : chunks[at + i - 1].end;
-      wanted.push({ id: chunk.id, hints: hintsFor(start, narSize, versions, cache) });
-    }
-    if (wanted.length > 0) await fetchChunks(upstream, cache, wanted, fetched, figures);
-    for (const chunk of batch) {
-      const hex = Buffer.from(chunk.id).toString('hex');
-      let data = fetched.get(hex);
-      if (data === undefined) {
-        data = await cache.get(hex);
-        if (data === undefined || !matches(data, chunk.id)) {
-          throw new NarwhalError('chunk-missing', `chunk ${hex} left the cache before it was used`);
-        }
-        figures.chunksLocal++;
-      }
-      yield data;
-    }
-    at += batch.length;
-  }
-}
-
-async function chunkList(upstream: Upstream, narHash: string, figures: AssemblyFigures): Promise<CaibxChunk[]> {
-  const res = await fetch(`${upstream.cacheUrl}/nar/${narHash}.caibx`, { headers: upstream.headers });
-  if (!res.ok) throw new NarwhalError('unavailable', `the server has no chunk list of ${narHash}: ${res.status}`);
-  const bytes = new Uint8Array(await res.arrayBuffer());
-  figures.bytesFromServer += bytes.length;
-  return decodeCaibx(bytes).chunks;
-}
-
-/** The chunks of local versions at the same relative place, and their neighbours, that the cache holds. */
-function hintsFor(start: number, narSize: number, versions: LocalChunkList[], cache: ChunkCache): Uint8Array[] {
-  const hints: Uint8Array[] = [];
-  for (const version of versions.slice(0, 1)) {
-    const size = version.chunks.at(-1)!.end;
-    const place = Math.floor((start / Math.max(1, narSize)) * size);
-    let lo = 0;
-    let hi = version.chunks.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (version.chunks[mid].end <= place) lo = mid + 1;
-      else hi = mid;
-    }
-    for (const offset of NEIGHBOURS) {
-      const near = version.chunks[lo + offset];
-      if (near && cache.has(near.hex)) hints.push(Buffer.from(near.hex, 'hex'));
-    }
-  }
-  return hints;
-}
-
-async function fetchChunks(
-  upstream: Upstream,
-  cache: ChunkCache,
-  wanted: WantedChunk[],
-  fetched: Map<string, Uint8Array>,
-  figures: AssemblyFigures,
-): Promise<void> {
-  const res = await fetch(`${upstream.cacheUrl}/chunk-frames`, {
-    method: 'POST',
-    headers: { ...upstream.headers, 'Content-Type': 'application/octet-stream' },
-    body: encodeWantedChunks(wanted),
-  });
-  if (!res.ok || !res.body) throw new NarwhalError('unavailable', `the server answered ${res.status} for chunks`);
-  const counted = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
-  counted.on('data', (d: Uint8Array) => {
-    figures.bytesFromServer += d.length;
-  });
-  const reader = new ExactReader(counted);
-  for (const w of wanted) {
-    const answer = await readChunkFrame(reader, MAX_CHUNK * 2);
-    const hex = Buffer.from(w.id).toString('hex');
-    if (!answer || Buffer.from(answer.id).toString('hex') !== hex || answer.kind === 'absent') {
-      throw new NarwhalError('unavailable', `the server did not give chunk ${hex}`);
-    }
-    const data = await decodeAnswer(cache, answer.kind, answer.payload);
-    if (data === undefined || !matches(data, w.id)) {
-      figures.refused++;
-      throw new NarwhalError('chunk-corrupt', `the server's answer for chunk ${hex} is not that chunk`);
-    }
-    figures.chunksFetched++;
-    if (answer.kind === 'delta') figures.deltasFetched++;
-    await cache.put(hex, data);
-    fetched.set(hex, data);
-  }
-}
-
-async function decodeAnswer(cache: ChunkCache, kind: string, payload: Uint8Array): Promise<Uint8Array | undefined> {
+  const assembly = new Assembly(upstream, cache, chunks, versions, figures);
+  const batches = planBatches(chunks);
+  const pending: Promise<Uint8Array[]>[] = [];
+  let next = 0;
+  const start = (): void => {
+    const batch = batches[next++];
+    const done = assembly.batch(batch.from, batch.to);
+    done.catch(() => {});
+    pending.push(done);
+  };
   try {
-    if (kind === 'frame') return zstdDecompressSync(payload, { maxOutputLength: MAX_CHUNK });
-    const form = parseStored(payload);
-    if (form.kind !== 'delta') return undefined;
-    const bases = [];
-    for (const base of form.bases) {
-      const content = await cache.get(Buffer.from(base).toString('hex'));
-      if (content === undefined) return undefined;
-      bases.push(content);
+    start();
+    while (pending.length > 0) {
+      const data = await pending.shift()!;
+      while (next < batches.length && pending.length < AHEAD) start();
+      yield* data;
     }
-    return decodeDelta(form.frame, bases, MAX_CHUNK + 1);
-  } catch {
+  } finally {
+    assembly.abort.abort();
+  }
+}
+
+function planBatches(chunks: CaibxChunk[]): { from: number; to: number }[] {
+  const batches = [];
+  for (let from = 0; from < chunks.length; ) {
+    const limit = from === 0 ? FIRST_BATCH : BATCH;
+    const base = from === 0 ? 0 : chunks[from - 1].end;
+    let to = from + 1;
+    while (to < chunks.length && to - from < limit && chunks[to].end - base <= BATCH_BYTES) to++;
+    batches.push({ from, to });
+    from = to;
+  }
+  return batches;
+}
+
+/** One NAR's assembly: its chunk list, the local chunks it may use, and its requests to the server. */
+class Assembly {
+  readonly abort = new AbortController();
+  readonly #upstream: Upstream;
+  readonly #cache: ChunkCache;
+  readonly #chunks: CaibxChunk[];
+  readonly #versions: LocalChunkList[];
+  readonly #figures: AssemblyFigures;
+  readonly #narSize: number;
+  /** Chunks of the local versions, by id (hex). */
+  readonly #places = new Map<string, LocalPlace>();
+  readonly #recent = new Map<string, Promise<Uint8Array | undefined>>();
+
+  constructor(
+    upstream: Upstream,
+    cache: ChunkCache,
+    chunks: CaibxChunk[],
+    versions: LocalChunkList[],
+    figures: AssemblyFigures,
+  ) {
+    this.#upstream = upstream;
+    this.#cache = cache;
+    this.#chunks = chunks;
+    this.#versions = versions;
+    this.#figures = figures;
+    this.#narSize = chunks.at(-1)?.end ?? 0;
+    for (const version of versions) {
+      let start = 0;
+      for (const { hex, end } of version.chunks) {
+        if (!this.#places.has(hex)) this.#places.set(hex, { version, start, end });
+        start = end;
+      }
+    }
+  }
+
+  /** The chunks [from, to) of the NAR, each checked against its id. */
+  async batch(from: number, to: number): Promise<Uint8Array[]> {
+    const ids = this.#chunks.slice(from, to).map((c) => Buffer.from(c.id).toString('hex'));
+    const found = this.#localAll(ids);
+    const wanted: Wanted[] = [];
+    const asked = new Set<string>();
+    for (const [i, hex] of ids.entries()) {
+      if ((await found.get(hex)) !== undefined || asked.has(hex)) continue;
+      asked.add(hex);
+      const start = from + i === 0 ? 0 : this.#chunks[from + i - 1].end;
+      wanted.push({ id: this.#chunks[from + i].id, hex, hints: this.#hints(start) });
+    }
+    const fetched = wanted.length > 0 ? await this.#fetch(wanted) : new Map<string, Uint8Array>();
+    const out: Uint8Array[] = [];
+    for (const hex of ids) {
+      const local = await found.get(hex);
+      if (local !== undefined) this.#figures.chunksLocal++;
+      out.push(local ?? fetched.get(hex)!);
+    }
+    return out;
+  }
+
+  /**
+   * The chunks of `ids` this machine holds, as #local finds them, except that chunks lying side by
+   * side in a local version (an unchanged stretch) are read from it in one go.
+   */
+  #localAll(ids: string[]): Map<string, Promise<Uint8Array | undefined>> {
+    const found = new Map<string, Promise<Uint8Array | undefined>>();
+    let span: { place: LocalPlace; members: { hex: string; place: LocalPlace }[] } | undefined;
+    const readSpan = (): void => {
+      if (!span) return;
+      const { version, start } = span.place;
+      const read = version.read(start, span.place.end).catch(() => undefined);
+      for (const member of span.members) {
+        const at = member.place.start - start;
+        found.set(
+          member.hex,
+          read.then((data) =>
+            this.#checked(member.hex, data?.subarray(at, at + member.place.end - member.place.start)),
+          ),
+        );
+      }
+      span = undefined;
+    };
+    for (const hex of ids) {
+      if (found.has(hex) || span?.members.some((m) => m.hex === hex)) continue;
+      const place = this.#cache.has(hex) ? undefined : this.#places.get(hex);
+      if (!place) {
+        readSpan();
+        found.set(hex, this.#local(hex));
+        continue;
+      }
+      if (
+        span &&
+        span.place.version === place.version &&
+        span.place.end === place.start &&
+        place.end - span.place.start <= BATCH_BYTES
+      ) {
+        span.place = { ...span.place, end: place.end };
+        span.members.push({ hex, place });
+        continue;
+      }
+      readSpan();
+      span = { place, members: [{ hex, place }] };
+    }
+    readSpan();
+    return found;
+  }
+
+  /** A local version's chunk as read, if it matches its id; one that does not is not taken from there again. */
+  #checked(hex: string, data: Uint8Array | undefined): Uint8Array | undefined {
+    if (data !== undefined && matches(data, hex)) return data;
+    this.#figures.localMismatches++;
+    this.#places.delete(hex);
     return undefined;
   }
+
+  /** The chunk from the cache or a local version, when one holds it and its bytes match the id. */
+  async #local(hex: string): Promise<Uint8Array | undefined> {
+    if (this.#cache.has(hex)) {
+      const data = await this.#cache.get(hex);
+      if (data !== undefined && matches(data, hex)) return data;
+    }
+    const place = this.#places.get(hex);
+    if (!place) return undefined;
+    return this.#checked(hex, await place.version.read(place.start, place.end).catch(() => undefined));
+  }
+
+  /** The chunks of the first local version at the same relative place, and their neighbours. */
+  #hints(start: number): Uint8Array[] {
+    const hints: Uint8Array[] = [];
+    for (const version of this.#versions.slice(0, 1)) {
+      const size = version.chunks.at(-1)!.end;
+      const place = Math.floor((start / Math.max(1, this.#narSize)) * size);
+      let lo = 0;
+      let hi = version.chunks.length - 1;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (version.chunks[mid].end <= place) lo = mid + 1;
+        else hi = mid;
+      }
+      for (const offset of NEIGHBOURS) {
+        const near = version.chunks[lo + offset];
+        if (near && (this.#places.has(near.hex) || this.#cache.has(near.hex))) hints.push(Buffer.from(near.hex, 'hex'));
+      }
+    }
+    return hints;
+  }
+
+  async #fetch(wanted: Wanted[]): Promise<Map<string, Uint8Array>> {
+    const res = await fetch(`${this.#upstream.cacheUrl}/chunk-frames`, {
+      method: 'POST',
+      headers: { ...this.#upstream.headers, 'Content-Type': 'application/octet-stream' },
+      body: encodeWantedChunks(wanted),
+      signal: this.abort.signal,
+    });
+    if (!res.ok || !res.body) throw new NarwhalError('unavailable', `the server answered ${res.status} for chunks`);
+    const counted = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
+    counted.on('data', (d: Uint8Array) => this.#upstream.received?.(d.length));
+    const reader = new ExactReader(counted);
+    const fetched = new Map<string, Uint8Array>();
+    try {
+      for (const w of wanted) {
+        const answer = await readChunkFrame(reader, MAX_CHUNK * 2);
+        if (!answer || Buffer.from(answer.id).toString('hex') !== w.hex || answer.kind === 'absent') {
+          throw new NarwhalError('unavailable', `the server did not give chunk ${w.hex}`);
+        }
+        const data = await this.#decode(answer.kind, answer.payload);
+        if (data === undefined || !matches(data, w.hex)) {
+          this.#figures.refused++;
+          throw new NarwhalError('chunk-corrupt', `the server's answer for chunk ${w.hex} is not that chunk`);
+        }
+        this.#figures.chunksFetched++;
+        if (answer.kind === 'delta') this.#figures.deltasFetched++;
+        this.#cache.keep(w.hex, data);
+        fetched.set(w.hex, data);
+      }
+    } finally {
+      counted.destroy();
+    }
+    return fetched;
+  }
+
+  async #decode(kind: string, payload: Uint8Array): Promise<Uint8Array | undefined> {
+    try {
+      if (kind === 'frame') return zstdDecompressSync(payload, { maxOutputLength: MAX_CHUNK });
+      const form = parseStored(payload);
+      if (form.kind !== 'delta') return undefined;
+      const bases = [];
+      for (const base of form.bases) {
+        const content = await this.#base(Buffer.from(base).toString('hex'));
+        if (content === undefined) return undefined;
+        bases.push(content);
+      }
+      return decodeDelta(form.frame, bases, MAX_CHUNK + 1);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** A base of a delta, from the few read last (neighbouring chunks share most of their bases). */
+  #base(hex: string): Promise<Uint8Array | undefined> {
+    let known = this.#recent.get(hex);
+    if (known) {
+      this.#recent.delete(hex);
+    } else {
+      known = this.#local(hex);
+      if (this.#recent.size >= RECENT_BASES) this.#recent.delete(this.#recent.keys().next().value!);
+    }
+    this.#recent.set(hex, known);
+    return known;
+  }
 }
 
-function matches(data: Uint8Array, id: Uint8Array): boolean {
-  return createHash('sha256').update(data).digest().equals(id);
+function matches(data: Uint8Array, hex: string): boolean {
+  return createHash('sha256').update(data).digest('hex') === hex;
 }

@@ -1,12 +1,14 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { compressionFromNarinfo } from '../compression/compression.ts';
 import { createDecompressor } from '../compression/decompress.ts';
 import { parseNarinfo, serializeNarinfo } from '../nix/narinfo.ts';
 import { ChunkCache } from './chunk-cache.ts';
-import { LocalVersions } from './local-versions.ts';
-import { type AssemblyFigures, assembleNar, emptyFigures, type Upstream } from './nar-assembly.ts';
+import type { Upstream } from './chunk-list.ts';
+import { emptyVersionFigures, LocalVersions, type VersionFigures } from './local-versions.ts';
+import { type AssemblyFigures, assembleNar, emptyFigures } from './nar-assembly.ts';
 
 export interface SubstituterOptions {
   /** The cache on the server, `<server>/<cache>`. */
@@ -32,7 +34,7 @@ const MAX_REMEMBERED = 10_000;
 
 export interface Substituter {
   server: Server;
-  figures: AssemblyFigures & { fallbacks: number };
+  figures: AssemblyFigures & VersionFigures & { fallbacks: number };
 }
 
 /**
@@ -43,15 +45,18 @@ export interface Substituter {
  * own NAR passes through. Nix checks the NarHash of whatever it receives.
  */
 export async function startSubstituter(options: SubstituterOptions): Promise<Substituter> {
+  const figures = { ...emptyFigures(), ...emptyVersionFigures(), fallbacks: 0 };
   const upstream: Upstream = {
     cacheUrl: options.cacheUrl.replace(/\/+$/, ''),
     headers: options.token ? { Authorization: `Bearer ${options.token}` } : {},
+    received: (bytes) => {
+      figures.bytesFromServer += bytes;
+    },
   };
   const chunks = await ChunkCache.open(options.cacheDir, options.cacheBytes);
-  const versions = new LocalVersions(options.storeRoot, chunks);
+  const versions = new LocalVersions(options.storeRoot, join(options.cacheDir, 'versions'), upstream, figures);
   const sources = new Map<string, NarSource>();
   const assemblies = new Map<string, Promise<unknown>>();
-  const figures = { ...emptyFigures(), fallbacks: 0 };
 
   const narinfo = async (res: ServerResponse, hashPart: string, head: boolean): Promise<void> => {
     const answer = await fetch(`${upstream.cacheUrl}/${hashPart}.narinfo`, { headers: upstream.headers });
@@ -82,7 +87,7 @@ export async function startSubstituter(options: SubstituterOptions): Promise<Sub
     if (!source) return send(res, 404, 'ask for the narinfo first\n');
     const headers = { 'Content-Type': 'application/x-nix-nar', 'Content-Length': source.narSize };
     if (head) return void res.writeHead(200, headers).end();
-    // Concurrent requests for one NAR: each waits for the one before, then finds its chunks here.
+    // Concurrent requests for one NAR: each waits for the one before, then finds in the cache what it wrote.
     const earlier = assemblies.get(nix32);
     const done = Promise.withResolvers<void>();
     assemblies.set(nix32, done.promise);

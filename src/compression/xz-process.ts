@@ -1,4 +1,5 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { setPriority } from 'node:os';
 import { Duplex } from 'node:stream';
 import { NarwhalError } from '../errors.ts';
 
@@ -13,20 +14,29 @@ const MAX_STDERR = 512;
  * streams are decoded as xz does; the output ends only once xz exited cleanly, so a corrupt
  * stream is an error ('bad-compression'), never a short output that ends.
  */
-export function createXzProcessDecompressor(): Duplex {
-  return new XzProcess();
+export function createXzProcessDecompressor(options: XzProcessOptions = {}): Duplex {
+  return new XzProcess(options);
+}
+
+export interface XzProcessOptions {
+  /**
+   * Runs xz at this niceness (0-19): for work behind a client rather than for it, so that on a
+   * busy machine the client's own work comes first.
+   */
+  niceness?: number;
 }
 
 class XzProcess extends Duplex {
   readonly #child: ChildProcessWithoutNullStreams;
   #stderr = '';
 
-  constructor() {
+  constructor({ niceness }: XzProcessOptions) {
     super();
     const child = spawn('xz', ['--decompress', '--stdout', `--memlimit-decompress=${XZ_MEMORY_LIMIT}`], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     this.#child = child;
+    if (niceness !== undefined && child.pid !== undefined) setPriority(child.pid, niceness);
     child.stdout.on('data', (data: Buffer) => {
       if (!this.push(data)) child.stdout.pause();
     });

@@ -1,5 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
-import { RequestCounter, RequestHistogram } from './request-series.ts';
+import { type HistogramFigures, RequestCounter, RequestHistogram } from './request-series.ts';
 
 /** What the store holds, as metadata counts it (the figures of `narwhal stats`). */
 export interface StoreFigures {
@@ -53,6 +53,14 @@ export interface RecompressRecord {
   bytesAfter?: number;
 }
 
+/** What a route and method's requests add to, found once (recordRequest). */
+interface RouteSeries {
+  byStatus: Map<number, { value: number }>;
+  duration: HistogramFigures;
+  bytesIn: { value: number };
+  bytesOut: { value: number };
+}
+
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
 
 /**
@@ -68,6 +76,7 @@ export class NarwhalMetrics {
   readonly #bytesIn: RequestCounter;
   readonly #bytesOut: RequestCounter;
   readonly #narinfoLookups: RequestCounter;
+  readonly #byRoute = new Map<string, Map<string, RouteSeries>>();
   readonly #nars: Counter<'outcome'>;
   readonly #narBytes: Counter<'outcome'>;
   readonly #chunks: Counter<'outcome'>;
@@ -229,11 +238,41 @@ export class NarwhalMetrics {
 
   recordRequest(r: RequestRecord): void {
     const { route, method, status } = r;
-    const withMethod = `${route} ${method}`;
-    this.#requests.inc(`${withMethod} ${status}`, () => ({ route, method, status: String(status) }));
-    this.#duration.observe(withMethod, () => ({ route, method }), r.seconds);
-    if (r.bytesIn > 0) this.#bytesIn.inc(route, () => ({ route }), r.bytesIn);
-    if (r.bytesOut > 0) this.#bytesOut.inc(route, () => ({ route }), r.bytesOut);
+    const series = this.#routeSeries(route, method);
+    let requests = series.byStatus.get(status);
+    if (!requests) {
+      requests = this.#requests.figures(`${route} ${method} ${status}`, () => ({
+        route,
+        method,
+        status: String(status),
+      }));
+      series.byStatus.set(status, requests);
+    }
+    requests.value++;
+    this.#duration.add(series.duration, r.seconds);
+    series.bytesIn.value += r.bytesIn;
+    series.bytesOut.value += r.bytesOut;
+  }
+
+  /**
+   * The figures of a route and method, kept by both names: every request adds to them, and a
+   * lookup by the two short strings the router and the HTTP parser hand over (the same string
+   * each time) costs less than one by a key made anew for each request.
+   */
+  #routeSeries(route: string, method: string): RouteSeries {
+    let byMethod = this.#byRoute.get(route);
+    if (!byMethod) this.#byRoute.set(route, (byMethod = new Map()));
+    let series = byMethod.get(method);
+    if (!series) {
+      series = {
+        byStatus: new Map(),
+        duration: this.#duration.figures(`${route} ${method}`, () => ({ route, method })),
+        bytesIn: this.#bytesIn.figures(route, () => ({ route })),
+        bytesOut: this.#bytesOut.figures(route, () => ({ route })),
+      };
+      byMethod.set(method, series);
+    }
+    return series;
   }
 
   recordNarinfoLookup(hit: boolean): void {

@@ -48,7 +48,12 @@ export class RequestCounter extends RequestSeries<{ value: number }> {
   }
 
   inc(key: string, labels: () => Labels, by = 1): void {
-    this.find(key, labels, () => ({ value: 0 })).value += by;
+    this.figures(key, labels).value += by;
+  }
+
+  /** The series' figure itself, for a caller that keeps it and adds to it directly. */
+  figures(key: string, labels: () => Labels): { value: number } {
+    return this.find(key, labels, () => ({ value: 0 }));
   }
 
   async get(): Promise<MetricJson> {
@@ -57,7 +62,7 @@ export class RequestCounter extends RequestSeries<{ value: number }> {
   }
 }
 
-interface HistogramFigures {
+export interface HistogramFigures {
   /** Observations per bucket, not cumulative: the last one is above every bound. */
   counts: number[];
   sum: number;
@@ -73,11 +78,19 @@ export class RequestHistogram extends RequestSeries<HistogramFigures> {
   }
 
   observe(key: string, labels: () => Labels, value: number): void {
-    const figures = this.find(key, labels, () => ({
+    this.add(this.figures(key, labels), value);
+  }
+
+  /** The series' figures themselves, for a caller that keeps them and passes them to add(). */
+  figures(key: string, labels: () => Labels): HistogramFigures {
+    return this.find(key, labels, () => ({
       counts: new Array(this.#bounds.length + 1).fill(0),
       sum: 0,
       count: 0,
     }));
+  }
+
+  add(figures: HistogramFigures, value: number): void {
     let bucket = 0;
     while (bucket < this.#bounds.length && value > this.#bounds[bucket]) bucket++;
     figures.counts[bucket]++;

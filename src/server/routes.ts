@@ -36,7 +36,11 @@ export const CACHE_INFO_ROUTE: Route = {
 export const CACHE_ROUTES: readonly Route[] = [
   CACHE_INFO_ROUTE,
   { name: 'narinfo', pattern: new RegExp(`^(${HASH_PART})\\.narinfo$`), get: getNarinfo, put: putNarinfo },
-  { name: 'pull', pattern: new RegExp(`^pull/(${HASH_PART})\\.nar$`), get: getPulledNar },
+  {
+    name: 'pull',
+    pattern: new RegExp(`^pull/(${HASH_PART})\\.nar(\\.xz|\\.zst|\\.bz2|\\.br|\\.lz4|\\.gz|)$`),
+    get: getPulledNar,
+  },
   {
     name: 'nar',
     pattern: new RegExp(`^nar/(${NIX32}{52})\\.nar(\\.xz|\\.zst|\\.bz2|\\.br|\\.lz4|)$`),

@@ -1,11 +1,14 @@
 import type { Narwhal } from '../context/narwhal.ts';
-import { encodeDelta, parseStored } from '../delta/stored-form.ts';
+import { deltaDictionary, deltaStoredForm, parseStored } from '../delta/stored-form.ts';
 import { isNarwhalError } from '../errors.ts';
 import type { CacheRecord } from '../metadata/metadata-store.ts';
 import { chunkHex } from '../storage/chunk-store.ts';
+import { transferable, WorkerPool } from '../runtime/worker-pool.ts';
 import { encodeChunk } from '../storage/chunk-codec.ts';
+import type { EncodeRequest, EncodeResult } from '../storage/zstd-encode-worker.ts';
 import { readCheckedChunk } from './chunk-damage.ts';
 import { encodeChunkFrame, type WantedChunk } from './chunk-frames-body.ts';
+import { ComputedDeltas } from './computed-deltas.ts';
 
 /** Deltas computed per request at most (each costs a zstd pass with a dictionary); the rest go plain. */
 const MAX_COMPUTED_DELTAS = 256;
@@ -16,6 +19,19 @@ const DELTA_LEVEL = 3;
 const FRAME_LEVEL = 1;
 /** A computed delta is sent only when at most this share of the chunk's plain frame. */
 const DELTA_MARGIN = 0.8;
+/** Answers prepared ahead of the one being sent (their deltas computed at once on the workers). */
+const AHEAD = 8;
+
+const computedDeltas = new ComputedDeltas();
+
+/** Computes deltas beside the main thread, which a request's deltas would otherwise hold for seconds. */
+let encoders: WorkerPool<EncodeRequest, EncodeResult> | undefined;
+const encodeOnWorker = (data: Uint8Array, dictionary: Uint8Array, level: number): Promise<Uint8Array> => {
+  encoders ??= new WorkerPool<EncodeRequest, EncodeResult>(
+    new URL('../storage/zstd-encode-worker.ts', import.meta.url),
+  );
+  return encoders.run({ data, dictionary, level }, transferable(dictionary));
+};
 
 /**
  * The answers to a chunk request (chunk-frames-body.ts), one per chunk wanted, in order. Only
@@ -54,39 +70,49 @@ export async function* chunkFrames(
     return known;
   };
   let computed = 0;
-  for (const { id, hints } of wanted) {
+  const answer = async (id: Uint8Array, bases: Uint8Array[]): Promise<Uint8Array> => {
     const record = (await isVisible(id)) ? await nw.meta.getChunk(id) : undefined;
-    if (!record) {
-      yield encodeChunkFrame(id, 'absent', new Uint8Array(0));
-      continue;
-    }
+    if (!record) return encodeChunkFrame(id, 'absent', new Uint8Array(0));
+    const key = bases.length > 0 ? ComputedDeltas.key(id, bases) : undefined;
+    const kept = key === undefined ? undefined : computedDeltas.get(key);
+    if (kept) return encodeChunkFrame(id, 'delta', kept);
     const read = await readCheckedChunk(nw, { index: 0, id, start: 0, end: record.size }, true).catch(absentIfDamaged);
-    if (!read) {
-      yield encodeChunkFrame(id, 'absent', new Uint8Array(0));
-      continue;
-    }
+    if (!read) return encodeChunkFrame(id, 'absent', new Uint8Array(0));
     const form = read.delta ? parseStored(read.stored) : undefined;
     if (form?.kind === 'delta' && form.bases.every((base) => held.has(chunkHex(base)))) {
-      yield encodeChunkFrame(id, 'delta', read.stored);
-      continue;
+      return encodeChunkFrame(id, 'delta', read.stored);
     }
     const plain = read.delta ? await encodeChunk(read.data!, FRAME_LEVEL) : read.stored;
-    const bases = [];
-    if (computed < MAX_COMPUTED_DELTAS) {
-      for (const hint of hints.filter((h) => held.has(chunkHex(h))).slice(0, MAX_BASES)) {
-        const baseContent = await content(hint);
-        if (baseContent) bases.push({ id: hint, content: baseContent });
-      }
+    const found = [];
+    for (const hint of kept === null ? [] : bases) {
+      const baseContent = await content(hint);
+      if (baseContent) found.push({ id: hint, content: baseContent });
     }
-    if (bases.length > 0) {
-      computed++;
-      const delta = encodeDelta(read.data!, bases, DELTA_LEVEL);
-      if (delta.length <= DELTA_MARGIN * plain.length) {
-        yield encodeChunkFrame(id, 'delta', delta);
-        continue;
-      }
+    if (found.length > 0) {
+      const frame = await encodeOnWorker(read.data!, deltaDictionary(found.map((b) => b.content)), DELTA_LEVEL);
+      const delta = deltaStoredForm(
+        found.map((b) => b.id),
+        frame,
+      );
+      const pays = delta.length <= DELTA_MARGIN * plain.length;
+      computedDeltas.set(key!, pays ? delta : null);
+      if (pays) return encodeChunkFrame(id, 'delta', delta);
     }
-    yield encodeChunkFrame(id, 'frame', plain);
+    return encodeChunkFrame(id, 'frame', plain);
+  };
+  const pending: Promise<Uint8Array>[] = [];
+  let next = 0;
+  while (next < wanted.length || pending.length > 0) {
+    while (next < wanted.length && pending.length < AHEAD) {
+      const { id, hints } = wanted[next++];
+      // Decided in order, so that the first MAX_COMPUTED_DELTAS chunks with bases get deltas.
+      let bases = hints.filter((h) => held.has(chunkHex(h))).slice(0, MAX_BASES);
+      if (bases.length > 0 && computed++ >= MAX_COMPUTED_DELTAS) bases = [];
+      const done = answer(id, bases);
+      done.catch(() => {});
+      pending.push(done);
+    }
+    yield await pending.shift()!;
   }
 }
 

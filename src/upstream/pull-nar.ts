@@ -1,89 +1,136 @@
-import { once } from 'node:events';
 import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
+import type { Compression } from '../compression/compression.ts';
 import { createDecompressor } from '../compression/decompress.ts';
 import { createXzProcessDecompressor } from '../compression/xz-process.ts';
 import { NarwhalError } from '../errors.ts';
+import { TaskLimit } from '../runtime/task-limit.ts';
 import { ingestNar } from '../ingest/ingest-nar.ts';
-import type { CacheRecord } from '../metadata/metadata-store.ts';
+import { parseSha256 } from '../nix/hash.ts';
+import type { CacheRecord, NarRecord } from '../metadata/metadata-store.ts';
 import { parseStorePathBaseName } from '../nix/store-path.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 import { pullCounters } from './pull-counters.ts';
 import { askUpstreams, forgetUpstreamAnswer, type UpstreamPath } from './upstream-narinfo.ts';
 import { upstreamGet } from './upstream-http.ts';
+import { type ExpectedFile, NarSpool } from './nar-spool.ts';
+
+/** A pull running in this process: the upstream's NAR file arriving in a spool, then stored. */
+export interface Pull {
+  /** How the upstream compressed the file the spool holds. */
+  compression: Compression;
+  /** Resolves once the upstream answered with a 200 and its file is arriving in the spool. */
+  started: Promise<PullStarted>;
+  /** Settles when the path is stored, or not. */
+  settled: Promise<void>;
+}
+
+export interface PullStarted {
+  spool: NarSpool;
+  /** The file's size, when the narinfo gives it. */
+  fileSize: number | undefined;
+}
 
 /**
- * Bytes buffered between the stages of a pull (decompression, ingest, the reader), so that each
- * works while the next one is busy rather than in turn; bounded, so memory does not grow with
- * the NAR.
+ * Pulled files ingested at once per process: each takes about a core (xz decoding in its own
+ * process, chunking and compressing on threads), and the other half of the cores stay free for
+ * serving. The rest wait their turn, their files kept in their spools.
  */
-const STAGE_BUFFER_BYTES = 1024 * 1024;
+const INGESTS_AT_ONCE = Math.max(1, Math.floor(availableParallelism() / 2));
+const ingests = new WeakMap<Narwhal, TaskLimit>();
 
-/** Pulls running in this process, by cache and hash part: each settles when its path is stored, or not. */
-const running = new WeakMap<Narwhal, Map<string, Promise<void>>>();
+function ingestsOf(nw: Narwhal): TaskLimit {
+  let limit = ingests.get(nw);
+  if (!limit) ingests.set(nw, (limit = new TaskLimit(INGESTS_AT_ONCE, Number.MAX_SAFE_INTEGER, 'too many pulls')));
+  return limit;
+}
 
-function pullsOf(nw: Narwhal): Map<string, Promise<void>> {
+/** Pulls running in this process, by cache and hash part. */
+const running = new WeakMap<Narwhal, Map<string, Pull>>();
+
+function pullsOf(nw: Narwhal): Map<string, Pull> {
   let pulls = running.get(nw);
   if (!pulls) running.set(nw, (pulls = new Map()));
   return pulls;
 }
 
 /** The pull of this path running in this process, if any. */
-export function runningPull(nw: Narwhal, cache: CacheRecord, hashPart: string): Promise<void> | undefined {
+export function runningPull(nw: Narwhal, cache: CacheRecord, hashPart: string): Pull | undefined {
   return pullsOf(nw).get(`${cache.id}:${hashPart}`);
 }
 
 /**
- * Starts pulling the path from its upstream: the upstream's NAR is decompressed and, in one pass,
- * sent to the returned stream (the NAR, plain) and ingested like an upload (validated, chunked,
- * stored), and the path is stored with the upstream's narinfo once the NAR is whole and has the
- * NarHash and NarSize the signed narinfo gives. The stream ends only once the NAR passed those
- * checks; if anything fails before, it is destroyed instead, so a reader never takes a NAR cut
- * short for a whole one; and nothing of the path is stored unless all of it is. The reader may stop reading at any time; the pull goes on without it.
+ * Pulls the path from its upstream, or joins the pull of it already running here. The upstream's
+ * NAR file goes, as it arrives, into a spool (nar-spool.ts) that readers follow at their own pace:
+ * a client is sent the upstream's own bytes, so it waits for nothing but the upstream. Once the
+ * file is whole, it is decompressed and ingested like an upload (validated, chunked, stored), and the path
+ * is stored with the upstream's narinfo once the NAR is whole and has the NarHash and NarSize the
+ * signed narinfo gives and its references are stored. Nothing of the path is stored unless all of
+ * it is. A pull whose file fails leaves the running pulls at once, so the next request starts anew.
  *
- * Resolves once the upstream has answered the NAR request with a 200 (throws 'not-found' when it
- * does not), or with undefined when a pull of the path is already running here: the caller waits
- * for that one (runningPull) and serves what it stored.
+ * `started` rejects with 'not-found' when the upstream does not answer the NAR with a 200.
  */
-export async function startPull(nw: Narwhal, cache: CacheRecord, found: UpstreamPath): Promise<Readable | undefined> {
+export function startPull(nw: Narwhal, cache: CacheRecord, found: UpstreamPath): Pull {
   const pulls = pullsOf(nw);
   const key = `${cache.id}:${found.hashPart}`;
-  if (pulls.has(key)) return undefined;
+  const earlier = pulls.get(key);
+  if (earlier) return earlier;
+  const started = Promise.withResolvers<PullStarted>();
   const settled = Promise.withResolvers<void>();
+  started.promise.catch(() => undefined);
   settled.promise.catch(() => undefined);
-  pulls.set(key, settled.promise);
-  const finish = (err?: unknown): void => {
-    pulls.delete(key);
-    if (err === undefined) settled.resolve();
-    else settled.reject(err);
+  const pull: Pull = { compression: found.compression, started: started.promise, settled: settled.promise };
+  pulls.set(key, pull);
+  const leave = (): void => {
+    if (pulls.get(key) === pull) pulls.delete(key);
   };
-  let body: Readable;
-  try {
-    await pullMissingReferences(nw, cache, found);
-    const answer = await upstreamGet(nw, found.narUrl);
-    if (!answer.body) throw new NarwhalError('not-found', `the upstream answered ${answer.status} for the NAR`);
-    body = answer.body;
-  } catch (err) {
-    finish(err);
-    if (err instanceof NarwhalError && err.code === 'not-found') throw err;
-    throw new NarwhalError('not-found', `the upstream NAR is not available: ${(err as Error).message}`);
-  }
-  const toReader = new PassThrough({ highWaterMark: STAGE_BUFFER_BYTES });
-  toReader.on('error', () => undefined);
-  ingestAndStore(nw, cache, found, body, toReader).then(
-    () => {
-      pullCounters(nw).narsPulled++;
-      finish();
-    },
-    (err: unknown) => {
-      pullCounters(nw).upstreamErrors++;
-      finish(err);
-      // Cut short unless the reader already has the whole NAR, checked (only storing it failed).
-      if (!toReader.writableEnded) toReader.destroy(err as Error);
-    },
-  );
-  return toReader;
+  const counters = pullCounters(nw);
+  void (async () => {
+    let spool: NarSpool | undefined;
+    try {
+      const answer = await upstreamGet(nw, found.narUrl).catch((err: unknown) => {
+        throw new NarwhalError('not-found', `the upstream NAR is not available: ${(err as Error).message}`);
+      });
+      if (!answer.body) throw new NarwhalError('not-found', `the upstream answered ${answer.status} for the NAR`);
+      spool = NarSpool.create();
+      const expected = expectedFile(found);
+      const filled = spool.fill(answer.body, expected);
+      const stored = storePulled(nw, cache, found, spool, filled);
+      started.resolve({ spool, fileSize: expected.fileSize });
+      // A file that fails leaves the running pulls at once, while the ingest behind it winds down.
+      const checked = filled.catch((err: unknown) => {
+        leave();
+        throw err;
+      });
+      await Promise.all([checked, stored]);
+      counters.narsPulled++;
+      leave();
+      settled.resolve();
+    } catch (err) {
+      counters.upstreamErrors++;
+      leave();
+      started.reject(err);
+      settled.reject(err);
+    } finally {
+      spool?.close();
+    }
+  })();
+  return pull;
+}
+
+/**
+ * What the upstream's file must be: its narinfo's FileSize and FileHash, which for an uncompressed
+ * NAR are its NarSize and NarHash. Nix checks the NarHash of what it is sent in any case.
+ */
+export function expectedFile({ info, compression }: UpstreamPath): ExpectedFile {
+  const plain = compression === 'none';
+  const fileHash = info.fileHash ?? (plain ? info.narHash : undefined);
+  return {
+    fileSize: info.fileSize ?? (plain ? info.narSize : undefined),
+    fileHash: fileHash === undefined ? undefined : parseSha256(fileHash, 'bad-narinfo'),
+  };
 }
 
 /**
@@ -92,19 +139,14 @@ export async function startPull(nw: Narwhal, cache: CacheRecord, found: Upstream
  */
 export async function pullWhole(nw: Narwhal, cache: CacheRecord, hashPart: string): Promise<void> {
   for (let attempt = 0; attempt < 2; attempt++) {
-    const earlier = runningPull(nw, cache, hashPart);
-    if (earlier) {
-      await earlier.catch(() => undefined);
-    } else {
+    let pull = runningPull(nw, cache, hashPart);
+    if (!pull) {
       if ((await nw.meta.existingPaths(cache.id, [hashPart])).size > 0) return;
       const found = await askUpstreams(nw, cache, hashPart);
       if (!found) throw new NarwhalError('not-found', `no upstream has ${hashPart}`);
-      const stream = await startPull(nw, cache, found);
-      if (stream) {
-        stream.resume();
-        await runningPull(nw, cache, hashPart);
-      }
+      pull = startPull(nw, cache, found);
     }
+    await pull.settled.catch(() => undefined);
     if ((await nw.meta.existingPaths(cache.id, [hashPart])).size > 0) return;
   }
   throw new NarwhalError('not-found', `${hashPart} could not be pulled`);
@@ -119,6 +161,9 @@ async function pullMissingReferences(nw: Narwhal, cache: CacheRecord, found: Ups
   for (const hashPart of others) if (!present.has(hashPart)) await pullWhole(nw, cache, hashPart);
 }
 
+/** The niceness of the xz process that decodes a pulled file behind its clients. */
+const BEHIND_CLIENTS_NICENESS = 10;
+
 let xzFound: boolean | undefined;
 
 /** Whether the `xz` program is on PATH (looked up once). */
@@ -128,61 +173,24 @@ function hasXz(): boolean {
 }
 
 /**
- * Decompresses and ingests the upstream body, passing each piece on to the reader (after the one
- * before it, so the last piece is held back until the whole NAR is known to be the signed one:
- * then the reader's stream ends, while the NAR is made durable and committed), and stores the path.
+ * Stores the pulled path: once its file is whole, decompresses and ingests it (INGESTS_AT_ONCE
+ * at a time in this process, so that this work, which clients do not wait for, leaves cores to
+ * serving them), and stores the path once its references are stored too.
  */
-async function ingestAndStore(
+async function storePulled(
   nw: Narwhal,
   cache: CacheRecord,
   found: UpstreamPath,
-  body: Readable,
-  toReader: PassThrough,
+  spool: NarSpool,
+  filled: Promise<void>,
 ): Promise<void> {
-  // xz, what cache.nixos.org and `nix copy` serve by default, is decoded by the xz program: faster.
-  const decompressor =
-    found.compression === 'none'
-      ? undefined
-      : found.compression === 'xz' && hasXz()
-        ? createXzProcessDecompressor()
-        : createDecompressor(found.compression);
-  const decompressed = new PassThrough({ highWaterMark: STAGE_BUFFER_BYTES });
-  if (decompressor) {
-    body.on('error', (err) => decompressor.destroy(err));
-    decompressor.on('error', (err) => decompressed.destroy(err));
-    body.pipe(decompressor).pipe(decompressed);
-  } else {
-    body.on('error', (err) => decompressed.destroy(err));
-    body.pipe(decompressed);
-  }
-  let held: Uint8Array | undefined;
-  const pass = async (data: Uint8Array): Promise<void> => {
-    if (toReader.destroyed || toReader.writableEnded) return;
-    if (toReader.write(data)) return;
-    const waiting = new AbortController();
-    const { signal } = waiting;
-    await Promise.race([once(toReader, 'drain', { signal }), once(toReader, 'close', { signal })]).catch(
-      () => undefined,
-    );
-    waiting.abort();
-  };
-  async function* teed(): AsyncGenerator<Uint8Array> {
-    for await (const data of decompressed as AsyncIterable<Uint8Array>) {
-      if (held) await pass(held);
-      held = data;
-      yield data;
-    }
-  }
   const { info } = found;
   try {
-    const nar = await ingestNar(nw, Readable.from(teed(), { objectMode: false }), {
-      compression: 'none',
-      uploadedTo: cache.id,
-      expected: { narHash: info.narHash, narSize: info.narSize },
-      verified: () => {
-        if (!toReader.destroyed) toReader.end(held);
-      },
-    });
+    const references = pullMissingReferences(nw, cache, found);
+    references.catch(() => undefined);
+    await filled;
+    const nar = await ingestsOf(nw).run(() => ingestPulledFile(nw, cache, found, spool.reader()));
+    await references;
     const result = await nw.meta.putPath({
       cacheId: cache.id,
       hashPart: found.hashPart,
@@ -197,13 +205,41 @@ async function ingestAndStore(
     if (result === 'no-nar' || result === 'missing-reference') {
       throw new NarwhalError('unavailable', `${info.storePath} could not be stored (${result}); try again`);
     }
-  } catch (err) {
-    decompressed.destroy();
-    decompressor?.destroy();
-    body.destroy();
-    throw err;
   } finally {
     nw.memos.narinfos.forget(cache.id, found.hashPart);
     forgetUpstreamAnswer(nw, cache, found.hashPart);
+  }
+}
+
+/** Decompresses and ingests a pulled file, checking it is the NAR the signed narinfo names. */
+async function ingestPulledFile(
+  nw: Narwhal,
+  cache: CacheRecord,
+  found: UpstreamPath,
+  file: Readable,
+): Promise<NarRecord> {
+  // xz, what cache.nixos.org and `nix copy` serve by default, is decoded by the xz program: faster.
+  // It runs niced: clients have the file already, and decoding it again must not slow theirs.
+  const decompressor =
+    found.compression === 'none'
+      ? undefined
+      : found.compression === 'xz' && hasXz()
+        ? createXzProcessDecompressor({ niceness: BEHIND_CLIENTS_NICENESS })
+        : createDecompressor(found.compression);
+  let nar: Readable = file;
+  if (decompressor) {
+    file.on('error', (err) => decompressor.destroy(err));
+    nar = file.pipe(decompressor);
+  }
+  try {
+    return await ingestNar(nw, nar, {
+      compression: 'none',
+      uploadedTo: cache.id,
+      expected: { narHash: found.info.narHash, narSize: found.info.narSize },
+    });
+  } catch (err) {
+    decompressor?.destroy();
+    file.destroy();
+    throw err;
   }
 }

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DatabaseSync } from 'node:sqlite';
-import { buildClosure, narwhal, nixEnv, run, tempDir, writeNetrc } from '../e2e/harness.ts';
+import { buildClosure, narwhal, nixEnv, run, tempDir, writeNetrc, copyFrom } from '../e2e/harness.ts';
 import { assertSameBytes } from '../helpers/bytes.ts';
 import { packStoreContents } from '../helpers/pack-store-contents.ts';
 import { normalizeSha256 } from '../../src/nix/hash.ts';
@@ -305,22 +305,7 @@ describe('crash safety: SIGKILL at random moments during concurrent pushes', () 
     ).publicKey;
     const store = join(work.path, 'fresh-store');
     const freshEnv = { ...env, XDG_CACHE_HOME: join(home, 'fresh-cache') };
-    await run(
-      'nix',
-      [
-        'copy',
-        '--from',
-        `${server.url}/main`,
-        '--to',
-        store,
-        '--option',
-        'trusted-public-keys',
-        publicKey,
-        closure.top,
-        closure.added,
-      ],
-      freshEnv,
-    );
+    await copyFrom(`${server.url}/main`, store, [closure.top, closure.added], publicKey, freshEnv);
     assertSameBytes(await readFile(join(store, closure.top, 'bin/tool')), await readFile('/usr/bin/nix'));
     assert.equal(await readFile(join(store, closure.top, 'dep'), 'utf8'), `${closure.dep}\n`);
     assert.equal(

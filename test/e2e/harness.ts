@@ -173,6 +173,27 @@ export async function buildClosure(env: NodeJS.ProcessEnv, work: string, nonce: 
 }
 
 /**
+ * Substitutes `paths` from the binary cache at `from` into the store at `store` with stock Nix
+ * (`nix copy --from`), trusting only `trustedKey`: Nix requires signatures by default. `options`
+ * (such as `--option download-attempts 1`) go before the rest; `env` says whose narinfo cache Nix
+ * keeps (a fresh XDG_CACHE_HOME makes a fresh machine).
+ */
+export function copyFrom(
+  from: string,
+  store: string,
+  paths: readonly string[],
+  trustedKey: string,
+  env: NodeJS.ProcessEnv,
+  options: readonly string[] = [],
+): Promise<string> {
+  return run(
+    'nix',
+    ['copy', ...options, '--from', from, '--to', store, '--option', 'trusted-public-keys', trustedKey, ...paths],
+    env,
+  );
+}
+
+/**
  * The test closure arrived whole in `store` (a store root): its files as built (the dep and self
  * references, the copied binary) and `nix store verify` clean against `publicKey`.
  */

@@ -14,6 +14,7 @@ import {
   startServer,
   tempDir,
   type TestClosure,
+  copyFrom,
 } from './harness.ts';
 
 /** Runs `narwhal import` and returns its exit status and output, also when it fails. */
@@ -82,22 +83,7 @@ describe('narwhal import of a static binary cache written by Nix 2.8', () => {
       try {
         const store = join(work.path, `store-${compression}`);
         const freshEnv = { ...env, XDG_CACHE_HOME: join(work.path, `cache-${compression}`) };
-        await run(
-          'nix',
-          [
-            'copy',
-            '--from',
-            `${server.url}/main`,
-            '--to',
-            store,
-            '--option',
-            'trusted-public-keys',
-            publicKey,
-            closure.top,
-            closure.added,
-          ],
-          freshEnv,
-        );
+        await copyFrom(`${server.url}/main`, store, [closure.top, closure.added], publicKey, freshEnv);
         assert.equal(await readFile(join(store, closure.top, 'dep'), 'utf8'), `${closure.dep}\n`);
         assert.equal(await readFile(join(store, closure.top, 'self'), 'utf8'), `${closure.top}\n`);
         assert.ok((await readFile(join(store, closure.top, 'bin/tool'))).equals(await readFile('/usr/bin/nix')));

@@ -21,6 +21,7 @@ import {
   startServer,
   tempDir,
   writeNetrc,
+  copyFrom,
 } from './harness.ts';
 
 /** GET over a connection of its own (so that with several processes, each may answer one). */
@@ -83,21 +84,10 @@ describe('metrics after a real Nix push and substitution', () => {
     const other = `${server.url}/other?compression=zstd&secret-key=${sk}`;
     await run('nix', ['copy', '--to', other, closure.top, closure.added], env);
     const store = join(work.path, 'store');
-    await run(
-      'nix',
-      [
-        'copy',
-        '--from',
-        `${server.url}/main`,
-        '--to',
-        store,
-        '--option',
-        'trusted-public-keys',
-        publicKey,
-        closure.top,
-      ],
-      { ...env, XDG_CACHE_HOME: join(work.path, 'fresh-cache') },
-    );
+    await copyFrom(`${server.url}/main`, store, [closure.top], publicKey, {
+      ...env,
+      XDG_CACHE_HOME: join(work.path, 'fresh-cache'),
+    });
     await assertClosureInStore(store, closure, publicKey, env);
     assert.equal((await get(`${server.url}/main/${ABSENT(1)}.narinfo`)).status, 404);
 

@@ -16,6 +16,7 @@ import {
   tempDir,
   type TestClosure,
   writeNetrc,
+  copyFrom,
 } from './harness.ts';
 import { startEmbedded, startSharedReplicas, type Topology } from './topology.ts';
 
@@ -88,22 +89,7 @@ for (const { title, start } of TOPOLOGIES)
           const clientEnv =
             client === 'pusher' ? env : { ...env, XDG_CACHE_HOME: join(work.path, `cache-${compression}-fresh`) };
           const store = join(work.path, `store-${compression}-${client}`);
-          await run(
-            'nix',
-            [
-              'copy',
-              '--from',
-              cache,
-              '--to',
-              store,
-              '--option',
-              'trusted-public-keys',
-              publicKey,
-              closure.top,
-              closure.added,
-            ],
-            clientEnv,
-          );
+          await copyFrom(cache, store, [closure.top, closure.added], publicKey, clientEnv);
           await assertClosureInStore(store, closure, publicKey, clientEnv);
           const fetched = topology.reader.requests().filter((line) => line.startsWith('GET /main/nar/'));
           const uploadedNames = putNars.map((line) => line.split(' ')[1]);
@@ -124,14 +110,7 @@ for (const { title, start } of TOPOLOGIES)
       const closure = closures.get('zstd')!;
       const store = join(work.path, 'store-untrusted');
       const other = 'other-key-1:' + Buffer.alloc(32, 7).toString('base64');
-      await assert.rejects(
-        run(
-          'nix',
-          ['copy', '--from', cache, '--to', store, '--option', 'trusted-public-keys', other, closure.top],
-          env,
-        ),
-        /lacks a valid signature|no signature/,
-      );
+      await assert.rejects(copyFrom(cache, store, [closure.top], other, env), /lacks a valid signature|no signature/);
     });
 
     test('nix path-info and nix store verify against the cache', async () => {
@@ -226,11 +205,7 @@ for (const { title, start } of TOPOLOGIES)
       const store = join(work.path, 'store-after-recompress');
       const paths = [...closures.values()].flatMap((closure) => [closure.top, closure.added]);
       // Served narinfos are cached for up to 5 s; their FileSize may lag, their NARs may not.
-      await run(
-        'nix',
-        ['copy', '--from', cache, '--to', store, '--option', 'trusted-public-keys', publicKey, ...paths],
-        clientEnv,
-      );
+      await copyFrom(cache, store, paths, publicKey, clientEnv);
       const verify = await run(
         'nix',
         ['store', 'verify', '--store', store, '--trusted-public-keys', publicKey, '-r', ...paths],

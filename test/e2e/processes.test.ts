@@ -20,6 +20,7 @@ import {
   tempDir,
   writeNetrc,
   type RunningServer,
+  copyFrom,
 } from './harness.ts';
 
 /** The processes `pid` started, read from /proc. */
@@ -114,22 +115,10 @@ describe('serve --processes 2', () => {
     const closure = await buildClosure(env, work.path, `processes-${process.pid}`);
     await run('nix', ['copy', '--to', `${server.url}/main`, closure.top, closure.added], env);
     const dest = join(work.path, 'fresh-store');
-    await run(
-      'nix',
-      [
-        'copy',
-        '--from',
-        `${server.url}/main`,
-        '--to',
-        dest,
-        '--option',
-        'trusted-public-keys',
-        publicKey,
-        closure.top,
-        closure.added,
-      ],
-      { ...env, XDG_CACHE_HOME: join(work.path, 'xdg-fresh') },
-    );
+    await copyFrom(`${server.url}/main`, dest, [closure.top, closure.added], publicKey, {
+      ...env,
+      XDG_CACHE_HOME: join(work.path, 'xdg-fresh'),
+    });
     assertSameBytes(await readFile(join(dest, closure.top, 'bin/tool')), await readFile(join(closure.top, 'bin/tool')));
     // Every request went to one of the two, and none failed.
     assert.deepEqual(

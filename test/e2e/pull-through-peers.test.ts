@@ -20,6 +20,7 @@ import {
   startServer,
   tempDir,
   writeNetrc,
+  copyFrom,
 } from './harness.ts';
 import type { RunningServer, TestClosure } from './harness.ts';
 
@@ -34,10 +35,7 @@ describe('pull-through from a private Narwhal cache', () => {
   const substituters: ChildProcess[] = [];
 
   const copy = (from: string, store: string, paths: string[], name: string) =>
-    run('nix', ['copy', '--from', from, '--to', store, '--option', 'trusted-public-keys', publicKey, ...paths], {
-      ...env,
-      XDG_CACHE_HOME: join(work.path, `cache-${name}`),
-    });
+    copyFrom(from, store, paths, publicKey, { ...env, XDG_CACHE_HOME: join(work.path, `cache-${name}`) });
 
   before(async () => {
     work = await tempDir('e2e-pull-peers');
@@ -89,7 +87,7 @@ describe('pull-through from a private Narwhal cache', () => {
     const store = join(work.path, 'store-a');
     await copy(`${server.url}/fromb`, store, [v1.top], 'a');
     await assertClosureInStore(store, v1, publicKey, env);
-    // A client's NAR ends once it is checked, while it is committed; asked again, it waits for that.
+    // Nix got the upstream's file while the path was stored behind it; the plain NAR waits for the store.
     await (await fetch(`${server.url}/fromb/pull/${hashPart}.nar`)).arrayBuffer();
     const paths = JSON.parse(await narwhal(['path', 'list', 'fromb', '--json', '--data-dir', server.dataDir])) as {
       storePath: string;

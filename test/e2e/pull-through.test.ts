@@ -6,6 +6,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -21,6 +22,7 @@ import {
   run,
   startServer,
   tempDir,
+  copyFrom,
 } from './harness.ts';
 import type { RunningServer, TestClosure } from './harness.ts';
 import { requestsFor, startRelay, type Relay } from './pull-through-relay.ts';
@@ -42,21 +44,13 @@ describe('pull-through from an nginx-served file cache', () => {
   let upstreamCopy: (path: string, dir: string, key: string) => Promise<void>;
 
   const copy = (cache: string, store: string, paths: string[], name: string, options: string[] = []) =>
-    run(
-      'nix',
-      [
-        'copy',
-        '--from',
-        `${server.url}/${cache}`,
-        '--to',
-        store,
-        '--option',
-        'trusted-public-keys',
-        publicKey,
-        ...options,
-        ...paths,
-      ],
+    copyFrom(
+      `${server.url}/${cache}`,
+      store,
+      paths,
+      publicKey,
       { ...env, XDG_CACHE_HOME: join(work.path, `cache-${name}`) },
+      options,
     );
   const pathsOf = async (cache: string): Promise<string[]> =>
     (
@@ -65,8 +59,8 @@ describe('pull-through from an nginx-served file cache', () => {
       }[]
     ).map((p) => p.storePath);
   /**
-   * Waits until the pull of a path Nix just got is stored: a client's NAR ends once it is checked,
-   * while it is committed; a request for it meanwhile waits for that.
+   * Waits until the pull of a path Nix just got is stored: Nix is sent the upstream's file as it
+   * arrives, and the path is stored behind it; the plain NAR asked for meanwhile waits for that.
    */
   const settled = async (cache: string, path: string): Promise<void> => {
     await (await fetch(`${server.url}/${cache}/pull/${hashPartOf(path)}.nar`)).arrayBuffer();
@@ -131,6 +125,14 @@ describe('pull-through from an nginx-served file cache', () => {
   });
 
   test('nix copy --from the cache gets the upstream closure, with the upstream signatures', async () => {
+    // Until it is stored, a path's narinfo names the upstream's own file, passed on as it arrives.
+    const hashPart = hashPartOf(c1.top);
+    const upstreamInfo = parseNarinfo(await (await fetch(`${nginx.url}/good/${hashPart}.narinfo`)).text());
+    const pulling = parseNarinfo(await (await fetch(`${server.url}/pt/${hashPart}.narinfo`)).text());
+    assert.equal(pulling.url, `pull/${hashPart}.nar.xz`);
+    assert.equal(pulling.compression, 'xz');
+    assert.equal(pulling.fileHash, upstreamInfo.fileHash);
+    assert.equal(pulling.fileSize, upstreamInfo.fileSize);
     const store = join(work.path, 'store-a');
     await copy('pt', store, [c1.top], 'a');
     await assertClosureInStore(store, c1, publicKey, env);
@@ -143,6 +145,15 @@ describe('pull-through from an nginx-served file cache', () => {
     const second = join(work.path, 'store-a2');
     await copy('pt', second, [c1.top], 'a2');
     await assertClosureInStore(second, c1, publicKey, env);
+  });
+
+  test('a stored path asked for by the URL of a narinfo given while it was pulled: the upstream file', async () => {
+    const hashPart = hashPartOf(c1.top);
+    const upstreamInfo = parseNarinfo(await (await fetch(`${nginx.url}/good/${hashPart}.narinfo`)).text());
+    const answer = await fetch(`${server.url}/pt/pull/${hashPart}.nar.xz`);
+    assert.equal(answer.status, 200);
+    const file = Buffer.from(await answer.arrayBuffer());
+    assert.equal(formatSha256Nix32(createHash('sha256').update(file).digest()), upstreamInfo.fileHash);
   });
 
   test("/metrics and the cache's web page show the hits, misses and upstream bytes", async () => {
@@ -197,8 +208,10 @@ describe('pull-through from an nginx-served file cache', () => {
           Buffer.from(await (await fetch(`${server.url}/relayed/${info.url}`)).arrayBuffer()),
         ),
       );
+      // Each is the upstream's own file, as its FileHash says (Nix checks the NarHash inside).
+      assert.equal(info.compression, 'xz');
       for (const body of bodies) {
-        assert.equal(formatSha256Nix32(createHash('sha256').update(body).digest()), info.narHash);
+        assert.equal(formatSha256Nix32(createHash('sha256').update(body).digest()), info.fileHash);
       }
     } finally {
       relay.narDelayMs = 0;
@@ -240,5 +253,15 @@ describe('pull-through from an nginx-served file cache', () => {
     await copy('pt', store, [c1.top], 'down');
     await assertClosureInStore(store, c1, publicKey, env);
     assert.equal((await fetch(`${server.url}/pt/${hashPartOf(c2.top)}.narinfo`)).status, 404);
+    // A client still holding a narinfo from the pull gets the stored NAR, xz-compressed here.
+    const info = parseNarinfo(await (await fetch(`${server.url}/pt/${hashPartOf(c1.top)}.narinfo`)).text());
+    const answer = await fetch(`${server.url}/pt/pull/${hashPartOf(c1.top)}.nar.xz`);
+    assert.equal(answer.status, 200);
+    const nar = spawnSync('xz', ['--decompress', '--stdout'], {
+      input: Buffer.from(await answer.arrayBuffer()),
+      maxBuffer: 1 << 30,
+    });
+    assert.equal(nar.status, 0);
+    assert.equal(formatSha256Nix32(createHash('sha256').update(nar.stdout).digest()), info.narHash);
   });
 });

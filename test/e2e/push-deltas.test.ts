@@ -25,7 +25,7 @@ import { createToken } from '../../src/tenancy/tokens.ts';
 import { readNarBytes } from '../../src/serving/nar-reader.ts';
 import { assertSameBytes } from '../helpers/bytes.ts';
 import { narHashOf, tempNarwhal, type TempNarwhal } from '../helpers/narwhal-fixtures.ts';
-import { makeSigningKey, nixEnv, REPO, run, tempDir } from './harness.ts';
+import { makeSigningKey, nixEnv, REPO, run, tempDir, copyFrom } from './harness.ts';
 import { startEmbedded, type Topology } from './topology.ts';
 
 const execFileAsync = promisify(execFile);
@@ -161,11 +161,7 @@ describe('narwhal push with deltas against narwhal serve', () => {
 
     const store = join(work.path, 'fresh-store');
     const clientEnv = { ...env, XDG_CACHE_HOME: join(work.path, 'cache-fresh') };
-    await run(
-      'nix',
-      ['copy', '--from', cache, '--to', store, '--option', 'trusted-public-keys', publicKey, v2.built],
-      clientEnv,
-    );
+    await copyFrom(cache, store, [v2.built], publicKey, clientEnv);
     const verify = await run(
       'nix',
       ['store', 'verify', '--store', store, '--trusted-public-keys', publicKey, '--sigs-needed', '1', v2.built],

@@ -22,6 +22,7 @@ import {
   run,
   tempDir,
   type TestClosure,
+  copyFrom,
 } from './harness.ts';
 import { startEmbedded, startSharedReplicas, type Topology } from './topology.ts';
 
@@ -54,22 +55,7 @@ for (const { title, start } of TOPOLOGIES)
     const substitute = async (closure: TestClosure, name: string): Promise<void> => {
       const store = join(work.path, `store-${name}`);
       const clientEnv = { ...env, XDG_CACHE_HOME: join(work.path, `cache-${name}`) };
-      await run(
-        'nix',
-        [
-          'copy',
-          '--from',
-          cache,
-          '--to',
-          store,
-          '--option',
-          'trusted-public-keys',
-          publicKey,
-          closure.top,
-          closure.added,
-        ],
-        clientEnv,
-      );
+      await copyFrom(cache, store, [closure.top, closure.added], publicKey, clientEnv);
       await assertClosureInStore(store, closure, publicKey, clientEnv);
     };
 

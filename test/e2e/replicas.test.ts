@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { assertSameBytes } from '../helpers/bytes.ts';
-import { buildClosure, nixEnv, run, tempDir, writeNetrc, type RunningServer } from './harness.ts';
+import { buildClosure, nixEnv, run, tempDir, writeNetrc, type RunningServer, copyFrom } from './harness.ts';
 import { startSharedReplicas, type SharedTopology } from './topology.ts';
 
 interface Stats {
@@ -60,11 +60,7 @@ describe('two narwhal serve replicas sharing PostgreSQL and S3', () => {
   async function substitute(server: RunningServer, paths: string[], tag: string): Promise<string> {
     const dest = join(work.path, `store-${tag}`);
     const clientEnv = { ...env, XDG_CACHE_HOME: join(work.path, `xdg-${tag}`) };
-    await run(
-      'nix',
-      ['copy', '--from', `${server.url}/main`, '--to', dest, '--option', 'trusted-public-keys', publicKey, ...paths],
-      clientEnv,
-    );
+    await copyFrom(`${server.url}/main`, dest, paths, publicKey, clientEnv);
     await run(
       'nix',
       ['store', 'verify', '--store', dest, '--trusted-public-keys', publicKey, '-r', ...paths],

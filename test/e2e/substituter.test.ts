@@ -11,9 +11,20 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { appendFile, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { VersionFigures } from '../../src/client/local-versions.ts';
 import type { AssemblyFigures } from '../../src/client/nar-assembly.ts';
-import { assertClosureInStore, buildClosure, nixEnv, REPO, run, tempDir, type TestClosure } from './harness.ts';
+import {
+  assertClosureInStore,
+  buildClosure,
+  nixEnv,
+  REPO,
+  run,
+  tempDir,
+  type TestClosure,
+  copyFrom,
+} from './harness.ts';
 import { startEmbedded, type Topology } from './topology.ts';
 
 /** cut-third: the third chunk request is cut off halfway (the dep's NAR, the top's first batch, then its second). */
@@ -71,8 +82,8 @@ describe('narwhal substituter with stock Nix', () => {
   let proxy: Awaited<ReturnType<typeof faultProxy>>;
   const substituters: ChildProcess[] = [];
 
-  /** Starts `narwhal substituter` for `cacheUrl` on a machine whose store is `store`. */
-  const substituter = async (cacheUrl: string, store: string, name: string) => {
+  /** Starts `narwhal substituter` for `cacheUrl` on a machine whose store is `store`, its cache dir `chunks-<cacheDir>`. */
+  const substituter = async (cacheUrl: string, store: string, name: string, cacheDir = name) => {
     const child = spawn(
       process.execPath,
       [
@@ -85,7 +96,7 @@ describe('narwhal substituter with stock Nix', () => {
         '--store',
         store,
         '--cache-dir',
-        join(work.path, `chunks-${name}`),
+        join(work.path, `chunks-${cacheDir}`),
       ],
       { env, stdio: ['ignore', 'ignore', 'pipe'] },
     );
@@ -102,14 +113,12 @@ describe('narwhal substituter with stock Nix', () => {
     return {
       url,
       stats: async () =>
-        (await (await fetch(`${url}/_narwhal/stats`)).json()) as AssemblyFigures & { fallbacks: number },
+        (await (await fetch(`${url}/_narwhal/stats`)).json()) as AssemblyFigures &
+          VersionFigures & { fallbacks: number },
     };
   };
   const copy = (from: string, store: string, paths: string[], name: string) =>
-    run('nix', ['copy', '--from', from, '--to', store, '--option', 'trusted-public-keys', publicKey, ...paths], {
-      ...env,
-      XDG_CACHE_HOME: join(work.path, `cache-${name}`),
-    });
+    copyFrom(from, store, paths, publicKey, { ...env, XDG_CACHE_HOME: join(work.path, `cache-${name}`) });
   const assertWhole = (store: string, closure: TestClosure, name: string) =>
     assertClosureInStore(store, closure, publicKey, { ...env, XDG_CACHE_HOME: join(work.path, `cache-${name}`) });
 
@@ -155,6 +164,58 @@ describe('narwhal substituter with stock Nix', () => {
     assert.ok(stats.chunksLocal > 0, 'chunks of the previous version are used');
     const narSize = Number(JSON.parse(await run('nix', ['path-info', '--json', v2.top], env))[0].narSize);
     assert.ok(stats.bytesFromServer < narSize / 4, `${stats.bytesFromServer} B fetched for ${narSize} B of NAR`);
+  });
+
+  test('the chunk lists of local versions are kept: another substituter on that cache dir uses them', async () => {
+    const first = join(work.path, 'machine-e');
+    await copy(`${topology.url}/main`, first, [v1.top], 'e-direct');
+    const local = await substituter(`${topology.url}/main`, first, 'e');
+    await copy(local.url, first, [v2.top], 'e');
+    const listed = await local.stats();
+    assert.ok(listed.versionsListed > 0 && listed.versionsRemembered === 0, JSON.stringify(listed));
+    const second = join(work.path, 'machine-f');
+    await copy(`${topology.url}/main`, second, [v1.top], 'f-direct');
+    const again = await substituter(`${topology.url}/main`, second, 'f', 'e');
+    await copy(again.url, second, [v2.top], 'f');
+    await assertWhole(second, v2, 'f');
+    const stats = await again.stats();
+    assert.ok(stats.versionsRemembered > 0, JSON.stringify(stats));
+    assert.equal(stats.versionsListed + stats.versionsChunked, 0, 'nothing indexed again');
+    assert.ok(stats.chunksLocal > 0 && stats.localMismatches === 0, JSON.stringify(stats));
+  });
+
+  test('a local version changed in place is not trusted: its chunks that differ are fetched', async () => {
+    const store = join(work.path, 'machine-g');
+    await copy(`${topology.url}/main`, store, [v1.top], 'g-direct');
+    const tool = await open(join(store, v1.top, 'bin/tool'), 'r+');
+    await tool.write(Buffer.alloc(200_000, 0x5a), 0, 200_000, 4096);
+    await tool.close();
+    const local = await substituter(`${topology.url}/main`, store, 'g', 'e');
+    await copy(local.url, store, [v2.top], 'g');
+    await assertWhole(store, v2, 'g');
+    const stats = await local.stats();
+    assert.ok(stats.versionsRemembered > 0 && stats.localMismatches > 0, JSON.stringify(stats));
+    assert.ok(stats.chunksLocal > 0, 'the chunks that did not change are still used');
+  });
+
+  test('a local version that grew is indexed again; a removed one is not used', async () => {
+    const grown = join(work.path, 'machine-h');
+    await copy(`${topology.url}/main`, grown, [v1.top], 'h-direct');
+    await appendFile(join(grown, v1.top, 'self'), 'more\n');
+    const local = await substituter(`${topology.url}/main`, grown, 'h', 'e');
+    await copy(local.url, grown, [v2.top], 'h');
+    await assertWhole(grown, v2, 'h');
+    const stats = await local.stats();
+    assert.ok(stats.versionsChunked > 0 && stats.chunksLocal > 0, JSON.stringify(stats));
+    const removed = join(work.path, 'machine-i');
+    await copy(`${topology.url}/main`, removed, [v1.top], 'i-direct');
+    await rm(join(removed, v1.top), { recursive: true });
+    await rm(join(removed, v1.dep), { recursive: true });
+    const other = await substituter(`${topology.url}/main`, removed, 'i', 'e');
+    await copy(other.url, removed, [v2.top], 'i');
+    await assertWhole(removed, v2, 'i');
+    const used = await other.stats();
+    assert.equal(used.versionsRemembered + used.versionsListed + used.versionsChunked, 0, JSON.stringify(used));
   });
 
   test('a fresh machine gets everything through it', async () => {

@@ -14,6 +14,7 @@ import {
   tempDir,
   type TestClosure,
   writeNetrc,
+  copyFrom,
 } from './harness.ts';
 
 interface CacheInfoJson {
@@ -82,37 +83,18 @@ describe('caches, tokens and signing with the real Nix 2.8 client', () => {
     // Substitute as another machine would: the pushing Nix keeps the narinfos it wrote in its
     // local cache, and those lack the signature the server adds.
     const store = join(work.path, 'store-a');
-    await run(
-      'nix',
-      [
-        'copy',
-        '--from',
-        `${server.url}/team-a`,
-        '--to',
-        store,
-        '--option',
-        'trusted-public-keys',
-        teamA.publicKey,
-        closure.top,
-      ],
-      { ...env, XDG_CACHE_HOME: join(work.path, 'xdg-a1') },
-    );
+    await copyFrom(`${server.url}/team-a`, store, [closure.top], teamA.publicKey, {
+      ...env,
+      XDG_CACHE_HOME: join(work.path, 'xdg-a1'),
+    });
     assert.equal(await readFile(join(store, closure.top, 'dep'), 'utf8'), `${closure.dep}\n`);
     // The same paths are refused when only another key is trusted.
     await assert.rejects(
-      run(
-        'nix',
-        [
-          'copy',
-          '--from',
-          `${server.url}/team-a`,
-          '--to',
-          join(work.path, 'store-a2'),
-          '--option',
-          'trusted-public-keys',
-          'other-1:' + Buffer.alloc(32, 1).toString('base64'),
-          closure.top,
-        ],
+      copyFrom(
+        `${server.url}/team-a`,
+        join(work.path, 'store-a2'),
+        [closure.top],
+        'other-1:' + Buffer.alloc(32, 1).toString('base64'),
         { ...env, XDG_CACHE_HOME: join(work.path, 'xdg-a2') },
       ),
       /lacks a valid signature/,

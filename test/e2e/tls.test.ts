@@ -25,6 +25,7 @@ import {
   startServer,
   tempDir,
   writeNetrc,
+  copyFrom,
 } from './harness.ts';
 
 const execFileAsync = promisify(execFile);
@@ -93,23 +94,7 @@ describe('narwhal serve over TLS with HTTP/2', () => {
       );
       const store = join(work.path, `store-http2-${http2}`);
       const fresh = { ...env, XDG_CACHE_HOME: join(work.path, `cache-http2-${http2}`) };
-      await run(
-        'nix',
-        [
-          'copy',
-          ...option,
-          '--from',
-          `${server.url}/main`,
-          '--to',
-          store,
-          '--option',
-          'trusted-public-keys',
-          publicKey,
-          closure.top,
-          closure.added,
-        ],
-        fresh,
-      );
+      await copyFrom(`${server.url}/main`, store, [closure.top, closure.added], publicKey, fresh, option);
       await assertClosureInStore(store, closure, publicKey, fresh);
 
       const requests = server.requests().slice(before);

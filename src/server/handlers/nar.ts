@@ -11,7 +11,7 @@ import type { NarRecord } from '../../metadata/metadata-store.ts';
 import { requestBody } from '../body.ts';
 import { parseRange } from '../range.ts';
 import type { RequestContext } from '../request-context.ts';
-import { openPulledNar, pullByNarHash } from '../../upstream/pull-through.ts';
+import { openPulledNar, pullByNarHash, pulledNarCompression } from '../../upstream/pull-through.ts';
 
 const NAR_TYPE = 'application/x-nix-nar';
 
@@ -74,17 +74,25 @@ export async function putNar({ nw, cache, req, res, params }: RequestContext): P
 }
 
 /**
- * GET/HEAD `pull/<hashPart>.nar`, the NAR a narinfo answered from an upstream names: plain, as
- * stored, or pulled from the upstream as it is sent. A pull that fails once bytes went out cuts
- * the connection (never a short 200 that ends cleanly).
+ * GET/HEAD `pull/<hashPart>.nar<suffix>`, the NAR a narinfo answered from an upstream names, in
+ * the upstream's compression: the upstream's file as it arrives, or the stored NAR. A file that
+ * fails once bytes went out cuts the connection (never a short 200 that ends cleanly).
  */
 export async function getPulledNar(ctx: RequestContext): Promise<void> {
-  const { res, head } = ctx;
-  const found = await openPulledNar(ctx.nw, { cache: ctx.cache, token: ctx.token, head }, ctx.params[0]);
-  if ('nar' in found) return sendPlain(ctx, found.nar);
-  if ('head' in found) return void res.writeHead(200, { 'Content-Type': NAR_TYPE, 'Content-Length': found.head }).end();
-  res.writeHead(200, { 'Content-Type': NAR_TYPE, 'Content-Length': found.narSize });
-  await pipeline(found.pulling, res).catch(() => res.destroy());
+  const { nw, res, head, params } = ctx;
+  const compression = pulledNarCompression(params[1].slice(1));
+  if (!compression) throw new NarwhalError('not-found', 'no such NAR');
+  const found = await openPulledNar(nw, { cache: ctx.cache, token: ctx.token, head }, params[0], compression);
+  if ('nar' in found) {
+    if (compression === 'none') return sendPlain(ctx, found.nar);
+    if (compression === 'zstd') return sendFrames(ctx, found.nar);
+    if (head) return void res.writeHead(200, { 'Content-Type': NAR_TYPE }).end();
+    return nw.recompressions.run(() => sendRecompressed(ctx, found.nar, compression));
+  }
+  const length = 'head' in found ? found.head : found.fileSize;
+  res.writeHead(200, { 'Content-Type': NAR_TYPE, ...(length === undefined ? {} : { 'Content-Length': length }) });
+  if ('head' in found) return void res.end();
+  await pipeline(found.file, res).catch(() => res.destroy());
 }
 
 export async function getCaibx({ nw, cache, res, params, head }: RequestContext): Promise<void> {

@@ -119,6 +119,25 @@ describe('chunk frames', () => {
     assert.equal(answers.at(-1)!.kind, 'absent');
   });
 
+  test('the same request answers the same again; a delta names only bases its request gave', async () => {
+    const old = ids(v1);
+    const known = new Set(old.map(hex));
+    const wanted = ids(v2)
+      .map((id, i) => ({ id, hints: old.slice(Math.max(0, i - 1), i + 2) }))
+      .filter((w) => !known.has(hex(w.id)));
+    const first = await ask('main', wanted);
+    const again = await ask('main', wanted);
+    assert.deepEqual(again.answers, first.answers);
+    const fewer = wanted.map((w) => ({ id: w.id, hints: w.hints.slice(-1) }));
+    const { answers } = await ask('main', fewer);
+    for (const [i, a] of answers.entries()) {
+      assert.equal(createHash('sha256').update(decode(a.kind, a.payload)).digest('hex'), hex(fewer[i].id));
+      if (a.kind !== 'delta') continue;
+      const form = parseStored(a.payload);
+      assert.ok(form.kind === 'delta' && form.bases.every((b) => fewer[i].hints.some((h) => hex(h) === hex(b))));
+    }
+  });
+
   test('a chunk stored as a delta of chunks the client holds goes as stored', async () => {
     await backfillSketches(t.nw);
     assert.ok((await encodeDeltas(t.nw)).encoded > 0);
