@@ -1,6 +1,7 @@
 /**
- * Builds src/chunking/buzhash-chunker.wasm from its WebAssembly text with wabt (a devDependency),
- * or with --check, fails when the committed binary is not what the text builds to.
+ * Builds src/chunking/buzhash-chunker.wasm and src/delta/gear-anchors.wasm from their WebAssembly
+ * text with wabt (a devDependency), or with --check, fails when a committed binary is not what its
+ * text builds to.
  *
  *   npm run build:wasm            write the .wasm
  *   node scripts/build-wasm.ts --check
@@ -8,12 +9,14 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import wabt from 'wabt';
 
-const SOURCE = new URL('../src/chunking/buzhash-chunker.wat', import.meta.url);
-const BINARY = new URL('../src/chunking/buzhash-chunker.wasm', import.meta.url);
+const MODULES = ['chunking/buzhash-chunker', 'delta/gear-anchors'];
 
-export async function buildChunkerWasm(): Promise<Uint8Array> {
+export const buildChunkerWasm = (): Promise<Uint8Array> => buildWasm('chunking/buzhash-chunker');
+export const buildGearAnchorsWasm = (): Promise<Uint8Array> => buildWasm('delta/gear-anchors');
+
+async function buildWasm(name: string): Promise<Uint8Array> {
   const { parseWat } = await wabt();
-  const module = parseWat('buzhash-chunker.wat', await readFile(SOURCE, 'utf8'));
+  const module = parseWat(`${name}.wat`, await readFile(new URL(`../src/${name}.wat`, import.meta.url), 'utf8'));
   try {
     module.validate();
     return module.toBinary({}).buffer;
@@ -23,17 +26,18 @@ export async function buildChunkerWasm(): Promise<Uint8Array> {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const built = await buildChunkerWasm();
-  if (process.argv.includes('--check')) {
-    const committed = await readFile(BINARY);
-    if (!committed.equals(built)) {
-      process.stderr.write(
-        'src/chunking/buzhash-chunker.wasm is not what buzhash-chunker.wat builds to: run npm run build:wasm\n',
-      );
-      process.exit(1);
+  for (const name of MODULES) {
+    const built = await buildWasm(name);
+    const binary = new URL(`../src/${name}.wasm`, import.meta.url);
+    if (process.argv.includes('--check')) {
+      const committed = await readFile(binary);
+      if (!committed.equals(built)) {
+        process.stderr.write(`src/${name}.wasm is not what ${name}.wat builds to: run npm run build:wasm\n`);
+        process.exit(1);
+      }
+    } else {
+      await writeFile(binary, built);
+      process.stderr.write(`wrote ${binary.pathname} (${built.length} bytes)\n`);
     }
-  } else {
-    await writeFile(BINARY, built);
-    process.stderr.write(`wrote ${BINARY.pathname} (${built.length} bytes)\n`);
   }
 }

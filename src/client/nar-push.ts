@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { PassThrough } from 'node:stream';
-import type { EncodeRequest, EncodeResult } from '../storage/zstd-encode-worker.ts';
+import type { EncodeAllRequest, EncodeAllResult, EncodeRequest, EncodeResult } from '../storage/zstd-encode-worker.ts';
 import { transferable, WorkerPool } from '../runtime/worker-pool.ts';
 import { chunkStream } from '../chunking/chunk-stream.ts';
 import { NarwhalError } from '../errors.ts';
@@ -10,19 +10,25 @@ import {
   CHUNK_LIST_VERSION_HEADER,
   encodeChunkListEntry,
   encodeChunkListHeader,
+  MAX_SENT_BASES,
 } from '../push/chunk-list-body.ts';
 import { type OldChunk, PlaceWindow, previousVersion } from './push-bases.ts';
 
 /** Compresses the chunks sent, beside the main thread (a zstd context per call was most of the client's time). */
-let encoders: WorkerPool<EncodeRequest, EncodeResult> | undefined;
-/** `data` (and `dictionary`) move to the worker: neither may be used after. */
-const compress = (data: Uint8Array, dictionary?: Uint8Array): Promise<Uint8Array> => {
-  encoders ??= new WorkerPool<EncodeRequest, EncodeResult>(
+let encoders: WorkerPool<EncodeRequest | EncodeAllRequest, EncodeResult | EncodeAllResult> | undefined;
+const encoderPool = () =>
+  (encoders ??= new WorkerPool<EncodeRequest | EncodeAllRequest, EncodeResult | EncodeAllResult>(
     new URL('../storage/zstd-encode-worker.ts', import.meta.url),
-  );
-  const transfer = [...transferable(data), ...(dictionary ? transferable(dictionary) : [])];
-  return encoders.run(dictionary ? { data, level: SEND_LEVEL, dictionary } : { data, level: SEND_LEVEL }, transfer);
-};
+  ));
+/** `data` moves to the worker: it may not be used after. */
+const compress = async (data: Uint8Array): Promise<Uint8Array> =>
+  (await encoderPool().run({ data, level: SEND_LEVEL }, transferable(data))) as EncodeResult;
+/** A frame for each of `all` with `dictionary`, built once; both move to the worker. */
+const compressAll = async (all: Uint8Array[], dictionary: Uint8Array): Promise<Uint8Array[]> =>
+  (await encoderPool().run({ all, level: SEND_LEVEL, dictionary }, [
+    ...all.flatMap(transferable),
+    ...transferable(dictionary),
+  ])) as EncodeAllResult;
 
 /** Chunks asked about per missing-chunks request, and held in memory while they are. */
 const BATCH_CHUNKS = 64;
@@ -140,17 +146,34 @@ async function pushNarOnce(
       for (const old of chunk.place) if (!refused.has(hexOf(old.id))) asked.set(hexOf(old.id), old.id);
     const lacking = await missingChunks(cache, [...asked.values()], count);
     const deltas = (cache.chunkListVersion ?? 1) >= 2;
-    const sent = await Promise.all(
-      batch.map(async ({ data, place }, i) => {
-        if (!lacking.has(hexOf(ids[i]))) return undefined;
-        const bases = deltas ? place.filter((old) => asked.has(hexOf(old.id)) && !lacking.has(hexOf(old.id))) : [];
-        if (bases.length === 0) return { frame: await compress(data) };
-        // A buffer of its own (deltaDictionary would give a lone base's own), which moves to the worker.
-        const dictionary = Buffer.concat(bases.map((base) => base.data));
-        return { frame: await compress(data, dictionary), bases: bases.map((base) => base.id) };
+    const sending = batch.flatMap(({ data, place }, i) =>
+      lacking.has(hexOf(ids[i]))
+        ? [
+            {
+              at: i,
+              data,
+              bases: deltas ? place.filter((old) => asked.has(hexOf(old.id)) && !lacking.has(hexOf(old.id))) : [],
+            },
+          ]
+        : [],
+    );
+    const sent: ({ frame: Uint8Array; bases?: Uint8Array[] } | undefined)[] = new Array(batch.length);
+    await Promise.all(
+      sharingBases(sending).map(async ({ members, bases }) => {
+        if (bases.length === 0) {
+          for (const { at, data } of members) sent[at] = { frame: await compress(data) };
+          return;
+        }
+        // A buffer of its own, which moves to the worker, as the chunks do.
+        const frames = await compressAll(
+          members.map(({ data }) => data),
+          Buffer.concat(bases.map((base) => base.data)),
+        );
+        for (const [i, { at }] of members.entries()) sent[at] = { frame: frames[i], bases: bases.map((b) => b.id) };
       }),
     );
-    return sent.map((entry, i) => {
+    return batch.map((_, i) => {
+      const entry = sent[i];
       figures.chunks++;
       if (entry) figures.chunksSent++;
       if (entry?.bases) figures.deltasSent++;
@@ -279,3 +302,46 @@ async function* mapAhead<T, R>(
     yield result;
   }
 }
+
+/** A chunk to send, at index `at` of its batch, with the bases it may be sent as a delta of. */
+interface Sending {
+  at: number;
+  data: Uint8Array;
+  bases: OldChunk[];
+}
+
+/**
+ * The chunks to send in groups sharing one dictionary, each group's the union of its members'
+ * bases in old-NAR order (MAX_SENT_BASES at most): neighbouring chunks have most of their bases in
+ * common, and building a dictionary's tables cost more than compressing a chunk with them. Chunks
+ * without bases each go alone and plain.
+ */
+export function sharingBases(sending: readonly Sending[]): { members: Sending[]; bases: OldChunk[] }[] {
+  const groups: { members: Sending[]; bases: OldChunk[] }[] = [];
+  let current: { members: Sending[]; bases: OldChunk[] } | undefined;
+  for (const chunk of sending) {
+    if (chunk.bases.length === 0) {
+      groups.push({ members: [chunk], bases: [] });
+      continue;
+    }
+    const union = current && unionOf(current.bases, chunk.bases);
+    if (current && union && union.length <= MAX_SENT_BASES) {
+      current.members.push(chunk);
+      current.bases = union;
+    } else {
+      current = { members: [chunk], bases: unionOf([], chunk.bases) };
+      groups.push(current);
+    }
+  }
+  for (const group of groups) group.bases.sort((a, b) => a.start - b.start);
+  return groups;
+}
+
+/** `a` and the chunks of `b` not in it (by id). */
+function unionOf(a: readonly OldChunk[], b: readonly OldChunk[]): OldChunk[] {
+  const union = [...a];
+  for (const chunk of b) if (!union.some((held) => sameId(held.id, chunk.id))) union.push(chunk);
+  return union;
+}
+
+const sameId = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);

@@ -4,22 +4,24 @@ import { readdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { chunkStream } from '../chunking/chunk-stream.ts';
-import { GEAR } from '../delta/resemblance.ts';
+import { GearAnchors } from '../delta/gear-anchors.ts';
 import { packageName } from './local-versions.ts';
 import { queryPathInfos } from './nix-paths.ts';
 
 /**
  * Chunks of a NAR's previous version at the same relative place, sent along as a delta's
- * dictionary (the server's delta pass found 5 side by side beat 1 or 3 on every series:
- * src/maintenance/delta-bases.ts).
+ * dictionary when anchors do not place the chunk: one, as neighbouring chunks then share a
+ * dictionary in more of their groups (nar-push.ts; docs/benchmarks.md, "Push speed").
  */
-export const PLACE_CHUNKS = 5;
+export const PLACE_CHUNKS = 1;
 /** Versions of a package looked up on the server, newest first, before giving up on bases. */
 const CANDIDATES = 6;
 
 export interface OldChunk {
   id: Uint8Array;
   data: Uint8Array;
+  /** Its offset in the previous version's NAR. */
+  start: number;
 }
 
 /** A valid local store path, and its NAR's size. */
@@ -97,32 +99,34 @@ const ANCHOR_MASK = 127;
 const MIN_VOTES = 3;
 /** Votes are counted per old position rounded to this (with the neighbouring buckets'). */
 const VOTE_BUCKET = 4096;
-/** Chunks where the anchors place a chunk, added to those at its relative place (MAX_SENT_BASES at most in all). */
+/** Chunks where the anchors place a chunk: its bases when they do. */
 const FOUND_CHUNKS = 3;
 
-interface HeldChunk extends OldChunk {
+interface HeldChunk {
+  data: Uint8Array;
   start: number;
-  /** Its anchors' hashes, to drop them from the index with it. */
-  anchors: number[];
+  /** Hashed when first chosen as a base, not before. */
+  id?: Uint8Array;
 }
 
 /**
  * The previous version's NAR, dumped and chunked alongside the NAR pushed, giving for each new
- * chunk the PLACE_CHUNKS old chunks at the same relative offset and, when they lie elsewhere, the
- * FOUND_CHUNKS where anchors (content-defined 32-byte windows, by gear hash) the new chunk shares
- * with the old content held place it: a release moves content by different amounts in different
- * parts of a NAR (measured on node's binary: from -0.9 to +0.15 MB within one file), and either
- * alone missed where the other found (docs/benchmarks.md, "Push with deltas"). Places asked for
- * move forward, so it holds only the old content within REACH_BYTES of them: memory does not
- * grow with the NAR's size.
+ * chunk the FOUND_CHUNKS old chunks where anchors (content-defined 32-byte windows, by gear hash)
+ * the new chunk shares with the old content held place it, else the PLACE_CHUNKS at the same
+ * relative offset: a release moves content by different amounts in different parts of a NAR
+ * (measured on node's binary: from -0.9 to +0.15 MB within one file; docs/benchmarks.md, "Push
+ * with deltas" and "Push speed"). Places asked for move forward, so it holds only the old content
+ * within REACH_BYTES of them: memory does not grow with the NAR's size.
  */
 export class PlaceWindow {
   readonly #ratio: number;
   readonly #dump: ChildProcess;
   readonly #source: AsyncIterator<Uint8Array>;
   #held: HeldChunk[] = [];
-  /** Anchor hash -> its old offset, or -1 when it occurs more than once (useless to align with). */
-  readonly #anchors = new Map<number, number>();
+  readonly #anchors = new AnchorIndex();
+  readonly #scanner = new GearAnchors(ANCHOR_MASK);
+  /** The votes of one new chunk's anchors: old bucket numbers, reused from chunk to chunk. */
+  #votes = new Int32Array(4096);
   #read = 0;
   #done = false;
   /** Where the anchors last placed a chunk in the old NAR. */
@@ -143,14 +147,10 @@ export class PlaceWindow {
     while (!this.#done && this.#read < Math.max(middle, last) + REACH_BYTES) await this.#pull();
     this.#drop(Math.min(middle, last) - REACH_BYTES);
     if (this.#held.length === 0) return [];
-    const chunks = this.#chunksAround(middle, PLACE_CHUNKS);
     const found = this.#locate(data);
-    if (found === undefined) return chunks;
+    if (found === undefined) return this.#chunksAround(middle, PLACE_CHUNKS).map(withId);
     this.#found = found;
-    // Anchors can mislead (repeated content), and so can the relative place (content moved): both go.
-    const located = this.#chunksAround(found, FOUND_CHUNKS).filter((c) => !chunks.includes(c));
-    // Those found last: zstd reaches the end of a dictionary most cheaply.
-    return [...chunks, ...located];
+    return this.#chunksAround(found, FOUND_CHUNKS).map(withId);
   }
 
   /** `count` held chunks side by side around old offset `place`. */
@@ -167,33 +167,25 @@ export class PlaceWindow {
 
   /** Where the new chunk's middle lies in the old NAR, by its anchors' votes, if they agree. */
   #locate(data: Uint8Array): number | undefined {
-    const votes = new Map<number, number>();
-    let best: number | undefined;
-    let bestVotes = 0;
-    forEachAnchor(data, (hash, at) => {
-      const old = this.#anchors.get(hash);
-      if (old === undefined || old < 0) return;
-      const bucket = Math.round((old - at) / VOTE_BUCKET);
-      votes.set(bucket, (votes.get(bucket) ?? 0) + 1);
+    if (this.#votes.length < data.length) this.#votes = new Int32Array(data.length);
+    const votes = this.#votes;
+    const anchors = this.#anchors;
+    let count = 0;
+    this.#scanner.scan(data, (hash, at) => {
+      const old = anchors.find(hash);
+      if (old >= 0) votes[count++] = Math.round((old - at) / VOTE_BUCKET);
     });
-    for (const [bucket, count] of votes) {
-      const near = count + (votes.get(bucket - 1) ?? 0) + (votes.get(bucket + 1) ?? 0);
-      if (near > bestVotes || (near === bestVotes && best !== undefined && count > (votes.get(best) ?? 0))) {
-        bestVotes = near;
-        best = bucket;
-      }
-    }
-    return best !== undefined && bestVotes >= MIN_VOTES
-      ? Math.max(0, best * VOTE_BUCKET + (data.length >> 1))
-      : undefined;
+    const best = bestBucket(votes.subarray(0, count).sort());
+    return best === undefined ? undefined : Math.max(0, best * VOTE_BUCKET + (data.length >> 1));
   }
 
-  /** Drops the chunks ending before `offset`, and their anchors. */
+  /** Drops the chunks ending before `offset`; their anchors lapse with them. */
   #drop(offset: number): void {
     let count = 0;
     while (count < this.#held.length - 1 && this.#held[count].start + this.#held[count].data.length < offset) count++;
-    for (const chunk of this.#held.slice(0, count)) for (const hash of chunk.anchors) this.#anchors.delete(hash);
-    if (count > 0) this.#held = this.#held.slice(count);
+    if (count === 0) return;
+    this.#held = this.#held.slice(count);
+    this.#anchors.forgetBefore(this.#held[0].start);
   }
 
   async #pull(): Promise<void> {
@@ -205,12 +197,9 @@ export class PlaceWindow {
       }
       const data = next.value;
       const start = this.#read;
-      const anchors: number[] = [];
-      forEachAnchor(data, (hash, at) => {
-        anchors.push(hash);
-        this.#anchors.set(hash, this.#anchors.has(hash) ? -1 : start + at);
-      });
-      this.#held.push({ id: new Uint8Array(createHash('sha256').update(data).digest()), data, start, anchors });
+      const anchors = this.#anchors;
+      this.#scanner.scan(data, (hash, at) => anchors.add(hash, start + at));
+      this.#held.push({ data, start });
       this.#read += data.length;
     } catch {
       this.#done = true;
@@ -218,12 +207,101 @@ export class PlaceWindow {
   }
 }
 
-/** Calls `found` with each anchor of `data`: its gear hash (of the 32 bytes ending there) and position. */
-function forEachAnchor(data: Uint8Array, found: (hash: number, at: number) => void): void {
-  const gear = GEAR;
-  let h = 0;
-  for (let i = 0; i < data.length; i++) {
-    h = ((h << 1) + gear[data[i]]) | 0;
-    if (i >= 31 && (h & ANCHOR_MASK) === 0) found(h, i);
+const withId = (chunk: HeldChunk): OldChunk => {
+  chunk.id ??= new Uint8Array(createHash('sha256').update(chunk.data).digest());
+  return { id: chunk.id, data: chunk.data, start: chunk.start };
+};
+
+/**
+ * The bucket most votes (sorted) fall in or next to, if at least MIN_VOTES do; on a tie, the one
+ * with more votes of its own, then the lower.
+ */
+export function bestBucket(sorted: Int32Array): number | undefined {
+  let best: number | undefined;
+  let bestNear = 0;
+  let bestOwn = 0;
+  let previous = Number.NaN;
+  let previousCount = 0;
+  for (let at = 0; at < sorted.length; ) {
+    const bucket = sorted[at];
+    let end = at + 1;
+    while (end < sorted.length && sorted[end] === bucket) end++;
+    const own = end - at;
+    const next = end < sorted.length && sorted[end] === bucket + 1 ? countRun(sorted, end) : 0;
+    const near = own + (previous === bucket - 1 ? previousCount : 0) + next;
+    if (near > bestNear || (near === bestNear && own > bestOwn)) {
+      best = bucket;
+      bestNear = near;
+      bestOwn = own;
+    }
+    previous = bucket;
+    previousCount = own;
+    at = end;
+  }
+  return bestNear >= MIN_VOTES ? best : undefined;
+}
+
+function countRun(sorted: Int32Array, from: number): number {
+  let end = from + 1;
+  while (end < sorted.length && sorted[end] === sorted[from]) end++;
+  return end - from;
+}
+
+/** Slots of the anchor index: 2^18, some three times the anchors of the most old content held. */
+const INDEX_BITS = 18;
+/** Slots looked at for one anchor before the last of them is overwritten. */
+const INDEX_PROBES = 4;
+
+/**
+ * Anchor hash -> its offset in the old NAR, for the old content held, in typed arrays (a Map of
+ * them was most of the push's main-thread time). An anchor seen twice is marked as such: it
+ * cannot place anything. Entries before the held content lapse rather than being deleted, and
+ * their slots are taken again; a slot taken by another anchor only loses that anchor a vote.
+ */
+export class AnchorIndex {
+  readonly #hashes = new Int32Array(1 << INDEX_BITS);
+  /** The offset of the anchor's last occurrence, plus one: 0 is an empty slot. */
+  readonly #offsets = new Float64Array(1 << INDEX_BITS);
+  readonly #repeated = new Uint8Array(1 << INDEX_BITS);
+  /** Offsets before this lapsed. */
+  #from = 0;
+
+  add(hash: number, offset: number): void {
+    const first = Math.imul(hash, 0x9e3779b1) >>> (32 - INDEX_BITS);
+    let slot = first;
+    let free = -1;
+    for (let probe = 0; probe < INDEX_PROBES; probe++) {
+      slot = (first + probe) & ((1 << INDEX_BITS) - 1);
+      const held = this.#offsets[slot];
+      if (held === 0 || held - 1 < this.#from) {
+        if (free < 0) free = slot;
+        if (held === 0) break;
+      } else if (this.#hashes[slot] === hash) {
+        this.#repeated[slot] = 1;
+        this.#offsets[slot] = offset + 1;
+        return;
+      }
+    }
+    if (free < 0) free = slot;
+    this.#hashes[free] = hash;
+    this.#offsets[free] = offset + 1;
+    this.#repeated[free] = 0;
+  }
+
+  /** The offset of an anchor seen once in the content held, else -1. */
+  find(hash: number): number {
+    const first = Math.imul(hash, 0x9e3779b1) >>> (32 - INDEX_BITS);
+    for (let probe = 0; probe < INDEX_PROBES; probe++) {
+      const slot = (first + probe) & ((1 << INDEX_BITS) - 1);
+      const held = this.#offsets[slot];
+      if (held === 0) return -1;
+      if (this.#hashes[slot] === hash && held - 1 >= this.#from) return this.#repeated[slot] ? -1 : held - 1;
+    }
+    return -1;
+  }
+
+  /** Lets the anchors before `offset` lapse. */
+  forgetBefore(offset: number): void {
+    this.#from = Math.max(this.#from, offset);
   }
 }

@@ -8,7 +8,7 @@ import type { CacheRecord, NarRecord, TokenRecord } from '../metadata/metadata-s
 import { encodeNixBase32 } from '../nix/base32.ts';
 import { parseSha256 } from '../nix/hash.ts';
 import { ExactReader } from '../runtime/exact-reader.ts';
-import { checkChunk } from '../serving/chunk-check.ts';
+import { checkChunk, checkDeltaKeepingBases } from '../serving/chunk-check.ts';
 import { readCheckedChunks } from '../serving/chunk-damage.ts';
 import { chunkHex } from '../storage/chunk-store.ts';
 import { deltaStoredForm } from '../delta/stored-form.ts';
@@ -182,17 +182,26 @@ async function sentChunk(id: Uint8Array, frame: Uint8Array): Promise<Uint8Array>
   }
 }
 
-/** Bases read lately, checked and found countable: neighbouring chunks share most of their bases. */
+/**
+ * Bases read lately, checked and found countable, by hex id: neighbouring chunks share most of
+ * their bases (a client sends a group of them with the same ones), and are decoded several at a
+ * time, so a base being read is waited for rather than read again.
+ */
 class RecentBases {
   static readonly SIZE = 16;
-  readonly #contents = new Map<string, Uint8Array>();
+  /** Which bases the check workers were sent (checkDeltaKeepingBases). */
+  readonly sentToWorkers = new Set<string>();
+  readonly #contents = new Map<string, Promise<Uint8Array>>();
 
-  get(id: Uint8Array): Uint8Array | undefined {
+  get(id: Uint8Array): Promise<Uint8Array> | undefined {
     return this.#contents.get(chunkHex(id));
   }
 
-  set(id: Uint8Array, content: Uint8Array): void {
-    this.#contents.set(chunkHex(id), content);
+  set(id: Uint8Array, content: Promise<Uint8Array>): void {
+    const key = chunkHex(id);
+    this.#contents.set(key, content);
+    // A base that could not be read is read again by the next delta that names it.
+    content.catch(() => this.#contents.get(key) === content && this.#contents.delete(key));
     if (this.#contents.size > RecentBases.SIZE) this.#contents.delete(this.#contents.keys().next().value!);
   }
 }
@@ -211,32 +220,51 @@ async function sentDelta(
   bases: Uint8Array[],
   frame: Uint8Array,
 ): Promise<Uint8Array> {
-  const contents: (Uint8Array | undefined)[] = bases.map((base) => recent.get(base));
-  const entries: ChunkTableEntry[] = [];
-  const absent: Uint8Array[] = [];
-  for (const [index, base] of bases.entries()) {
-    if (contents[index]) continue;
-    const record = await nw.meta.getChunk(base);
-    if (!record || !(await shown(base))) absent.push(base);
-    else entries.push({ index, start: 0, end: record.size, id: base });
+  // Each base not read lately is read now, before any wait, so that the deltas after this one find it.
+  const reading = bases.map((base) => {
+    let content = recent.get(base);
+    if (!content) recent.set(base, (content = countableBase(nw, shown, base)));
+    return content;
+  });
+  const outcomes = await Promise.allSettled(reading);
+  const absent = outcomes.flatMap((outcome, i) => (outcome.status === 'rejected' ? [bases[i]] : []));
+  for (const outcome of outcomes) {
+    if (outcome.status === 'fulfilled') continue;
+    const err = outcome.reason as unknown;
+    if (
+      !(
+        err instanceof MissingBasesError ||
+        isNarwhalError(err, 'chunk-missing') ||
+        isNarwhalError(err, 'chunk-corrupt')
+      )
+    )
+      throw err;
   }
   if (absent.length > 0) throw new MissingBasesError(absent);
+  const contents = outcomes.map((outcome) => (outcome as PromiseFulfilledResult<Uint8Array>).value);
   try {
-    for (const [i, chunk] of (await readCheckedChunks(nw, entries, true)).entries()) {
-      contents[entries[i].index] = chunk.data!;
-      recent.set(entries[i].id, chunk.data!);
-    }
-  } catch (err) {
-    if (isNarwhalError(err, 'chunk-missing') || isNarwhalError(err, 'chunk-corrupt'))
-      throw new MissingBasesError(bases);
-    throw err;
-  }
-  try {
-    return (await checkChunk(id, deltaStoredForm(bases, frame), undefined, true, contents as Uint8Array[])).data!;
+    return await checkDeltaKeepingBases(
+      id,
+      deltaStoredForm(bases, frame),
+      bases.map((base, i) => ({ id: base, content: contents[i] })),
+      recent.sentToWorkers,
+    );
   } catch (err) {
     if (!isNarwhalError(err, 'chunk-corrupt')) throw err;
     throw new NarwhalError('bad-request', `a delta sent as ${chunkHex(id)} does not decode to that id with its bases`);
   }
+}
+
+/** The content of a base the pusher may count on, checked; else MissingBasesError naming it. */
+async function countableBase(
+  nw: Narwhal,
+  shown: (id: Uint8Array) => Promise<boolean>,
+  base: Uint8Array,
+): Promise<Uint8Array> {
+  const record = await nw.meta.getChunk(base);
+  if (!record || !(await shown(base))) throw new MissingBasesError([base]);
+  const [chunk] = await readCheckedChunks(nw, [{ index: 0, start: 0, end: record.size, id: base }], true);
+  return chunk.data!;
 }
 
 async function storedChunks(nw: Narwhal, batch: ChunkTableEntry[]): Promise<Uint8Array[]> {

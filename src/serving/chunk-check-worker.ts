@@ -25,6 +25,11 @@ export interface CheckRequest {
   /** For a chunk stored as a delta: its bases' contents, checked, in dictionary order. */
   bases?: Uint8Array[];
   /**
+   * With `bases`: their hex ids. A base sent empty is one this worker keeps (else the request fails
+   * with the code 'bases-not-kept', and is sent again with it); the others are kept from now on.
+   */
+  baseIds?: string[];
+  /**
    * For a chunk stored as a delta, decoded here with its chain: the stored frames of chunks below
    * it, by hex id, those this worker keeps (trusted) aside. A base neither kept nor sent is named
    * in the result's `missing`. Only the chunk itself is checked (a wrong base cannot give its hash).
@@ -68,10 +73,11 @@ const KEPT_BASE_BYTES = (32 * 1024 * 1024) / availableParallelism();
 const keptBases = new BoundedContents(KEPT_BASE_BYTES);
 
 parentPort!.on('message', (request: CheckRequest & { seq: number }) => {
-  const { seq, id, stored, size, wantData, bases, chain } = request;
+  const { seq, id, stored, size, wantData, chain } = request;
   let reply: WorkerReply<CheckResult>;
   const transfer: ArrayBuffer[] = [];
   try {
+    const bases = request.baseIds && request.bases ? withKeptBases(request.bases, request.baseIds) : request.bases;
     let data: Uint8Array | undefined;
     const missing = new Map<string, Uint8Array>();
     try {
@@ -193,12 +199,31 @@ function decodeChain(
   return content;
 }
 
+/** The bases' contents, those sent empty taken from the kept ones, the others kept. */
+function withKeptBases(bases: Uint8Array[], ids: string[]): Uint8Array[] {
+  return bases.map((content, i) => {
+    if (content.length > 0) {
+      keptBases.set(ids[i], content);
+      return content;
+    }
+    const kept = keptBases.get(ids[i]);
+    if (!kept) throw Object.assign(new Error(`base ${ids[i]} is not kept here`), { code: 'bases-not-kept' });
+    return kept;
+  });
+}
+
+/** The dictionary made last, and of what: deltas sent together often share their bases. */
+let lastDictionary: { bases: Uint8Array[]; dictionary: Uint8Array } | undefined;
+
 /**
  * A delta's frame decoded with its bases' contents, concatenated, as dictionary: a base (of
  * unknown size) in a buffer of its own, the chunk read as a view of the scratch buffer.
  */
 function decodeDeltaFrame(frame: Uint8Array, bases: Uint8Array[], size: number | undefined): Uint8Array {
-  const dictionary = bases.length === 1 ? bases[0] : Buffer.concat(bases);
+  const same =
+    lastDictionary?.bases.length === bases.length && lastDictionary.bases.every((base, i) => base === bases[i]);
+  const dictionary = same ? lastDictionary!.dictionary : bases.length === 1 ? bases[0] : Buffer.concat(bases);
+  lastDictionary = { bases, dictionary };
   if (scratch.length <= MAX_CHUNK) scratch = new Uint8Array(MAX_CHUNK + 1);
   const content = decodeWithDictionary(frame, dictionary, size ?? MAX_CHUNK, scratch);
   return size === undefined ? Uint8Array.prototype.slice.call(content) : content;

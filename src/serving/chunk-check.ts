@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { NarwhalError } from '../errors.ts';
 import { transferable, WorkerPool } from '../runtime/worker-pool.ts';
 import type { CheckRequest, CheckResult } from './chunk-check-worker.ts';
@@ -19,10 +20,39 @@ export async function checkChunk(
   bases?: Uint8Array[],
 ): Promise<{ stored: Uint8Array; data?: Uint8Array }> {
   // A copy of the id: a view (ids are views of their NAR's chunk table) is posted with its whole buffer.
-  // So is a frame that is a view (neighbouring frames are read together): it is copied, then moved.
+  // So would a frame read together with others be (pack-files.ts readMany): its own bytes go instead.
   // Bases are copied, not moved: other chunks of the batch may use them too.
   const own = transferable(stored).length > 0 ? stored : new Uint8Array(stored);
   return run({ id: id.slice(), stored: own, size, wantData, bases }, transferable(own));
+}
+
+/**
+ * checkChunk of a delta whose bases (checked contents) are posted to a worker only the first time:
+ * the worker their first id picks keeps them (`sent` remembers which, for one caller), so deltas
+ * sharing bases do not each copy them. A worker that no longer keeps one is sent them all again.
+ */
+export async function checkDeltaKeepingBases(
+  id: Uint8Array,
+  stored: Uint8Array,
+  bases: { id: Uint8Array; content: Uint8Array }[],
+  sent: Set<string>,
+): Promise<Uint8Array> {
+  const baseIds = bases.map((base) => Buffer.from(base.id).toString('hex'));
+  const workers = pool?.size ?? availableParallelism();
+  const affinity = bases[0].id[0] % workers;
+  const empty = new Uint8Array(0);
+  const send = (all: boolean): Promise<{ stored: Uint8Array; data?: Uint8Array }> => {
+    const contents = bases.map((base, i) => (all || !sent.has(`${affinity}:${baseIds[i]}`) ? base.content : empty));
+    for (const hex of baseIds) sent.add(`${affinity}:${hex}`);
+    // `stored` is copied, not moved: it is sent again if the worker lacks a base.
+    return run({ id: id.slice(), stored, size: undefined, wantData: true, bases: contents, baseIds }, [], affinity);
+  };
+  try {
+    return (await send(false)).data!;
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== 'bases-not-kept') throw err;
+    return (await send(true)).data!;
+  }
 }
 
 /**

@@ -5,7 +5,7 @@
 import { parentPort } from 'node:worker_threads';
 import type { WorkerReply } from '../runtime/worker-pool.ts';
 import { scavengerByVolume } from '../runtime/v8-scavenge.ts';
-import { encodeWithDictionary, encoderPerLevel } from './zstd-frames.ts';
+import { encodeAllWithDictionary, encodeWithDictionary, encoderPerLevel } from './zstd-frames.ts';
 
 export interface EncodeRequest {
   data: Uint8Array;
@@ -14,13 +14,27 @@ export interface EncodeRequest {
   dictionary?: Uint8Array;
 }
 
+/** Chunks compressed each into a frame of its own with one dictionary, built once for them all. */
+export interface EncodeAllRequest {
+  all: Uint8Array[];
+  level: number;
+  dictionary: Uint8Array;
+}
+
 /** The zstd frame, in a buffer of its own (moved, not copied, back to the caller). */
 export type EncodeResult = Uint8Array;
+/** A frame per chunk of an EncodeAllRequest, in order. */
+export type EncodeAllResult = Uint8Array[];
 
 const scavenge = scavengerByVolume();
 const encoder = encoderPerLevel();
 
-parentPort!.on('message', ({ seq, data, level, dictionary }: EncodeRequest & { seq: number }) => {
+parentPort!.on('message', (request: (EncodeRequest | EncodeAllRequest) & { seq: number }) => {
+  if ('all' in request) {
+    encodeAll(request);
+    return;
+  }
+  const { seq, data, level, dictionary } = request;
   let reply: WorkerReply<EncodeResult>;
   let transfer: ArrayBuffer[] = [];
   try {
@@ -36,3 +50,18 @@ parentPort!.on('message', ({ seq, data, level, dictionary }: EncodeRequest & { s
   parentPort!.postMessage(reply, transfer);
   scavenge(data.byteLength + (dictionary?.byteLength ?? 0));
 });
+
+function encodeAll({ seq, all, level, dictionary }: EncodeAllRequest & { seq: number }): void {
+  let reply: WorkerReply<EncodeAllResult>;
+  let transfer: ArrayBuffer[] = [];
+  try {
+    // Each frame is a buffer of its own, moved back.
+    const frames = encodeAllWithDictionary(all, dictionary, level);
+    transfer = frames.map((frame) => frame.buffer as ArrayBuffer);
+    reply = { seq, result: frames };
+  } catch (err) {
+    reply = { seq, error: { message: (err as Error).message, code: (err as NodeJS.ErrnoException).code } };
+  }
+  parentPort!.postMessage(reply, transfer);
+  scavenge(all.reduce((sum, data) => sum + data.byteLength, 0) + dictionary.byteLength);
+}

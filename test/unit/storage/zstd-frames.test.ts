@@ -5,6 +5,8 @@ import { constants, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 import {
   ZstdFrameDecoder,
   ZstdFrameEncoder,
+  encodeAllWithDictionary,
+  encodeWithDictionary,
   encoderPerLevel,
   zstdCompressBound,
 } from '../../../src/storage/zstd-frames.ts';
@@ -125,4 +127,24 @@ test('a damaged frame fails or decodes to the wrong length, and the decoder goes
   const two = new Uint8Array([...frame, ...frame]);
   assert.equal(decoder.decode(two, data.length).length, 2 * data.length);
   assertBytes(decoder.decode(frame, data.length), data);
+});
+
+test('frames made together with one dictionary each decode alone with it, and are as small as made one by one', () => {
+  const dictionary = sample(300_000, 11);
+  // Edited copies of parts of the dictionary, and one unrelated chunk.
+  const chunks = [0, 70_000, 150_000, 230_000].map((at, i) => {
+    const chunk = new Uint8Array(dictionary.subarray(at, at + 60_000));
+    chunk.set(sample(500, 100 + i), 1000 * (i + 1));
+    return chunk;
+  });
+  chunks.push(new Uint8Array(sample(40_000, 999)));
+  const frames = encodeAllWithDictionary(chunks, dictionary, 3);
+  assert.equal(frames.length, chunks.length);
+  for (const [i, frame] of frames.entries()) {
+    const options = { dictionary } as Parameters<typeof zstdDecompressSync>[1];
+    assert.deepEqual(new Uint8Array(zstdDecompressSync(frame, options)), chunks[i], `chunk ${i}`);
+    assert.equal(frame.length, encodeWithDictionary(chunks[i], dictionary, 3).length, `chunk ${i}`);
+  }
+  // The dictionary is what makes the edited copies small.
+  for (const i of [0, 1, 2, 3]) assert.ok(frames[i].length < zstdCompressSync(chunks[i]).length / 10, `chunk ${i}`);
 });
