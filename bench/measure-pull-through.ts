@@ -10,12 +10,11 @@
  * and the bytes Narwhal stored for the pulled paths against the upstream's own NAR files. Each
  * round starts a fresh Narwhal; the medians of the rounds are kept.
  *
- * A cache and its clients are different machines: on a machine with two cores or more the servers
- * (Narwhal with its xz, and nginx) run on the last core and the clients on the others, so that the
- * work Narwhal does behind a client (decoding and storing what it passed on) is not taken from the
- * client's own CPU, as it would not be in use (`--shared-cores`: everything on every core).
+ * Servers and clients share the machine's cores, as in the other sections. With `--pin-servers`
+ * (two cores or more) the servers (Narwhal with its xz, and nginx) run on the last core and the
+ * clients on the others, as a cache and its clients would on machines of their own.
  *
- * Standalone: `node bench/measure-pull-through.ts [--tiny|--quick] [--rounds N] [--keep] [--shared-cores]` builds the
+ * Standalone: `node bench/measure-pull-through.ts [--tiny|--quick] [--rounds N] [--keep] [--pin-servers]` builds the
  * dataset and both static caches itself and prints the table (`--keep`: reuse them next time).
  */
 import { mkdir, readFile, rm } from 'node:fs/promises';
@@ -59,10 +58,10 @@ export async function measurePullThrough(
   work: string,
   rounds: number,
   log: (line: string) => void,
-  sharedCores = false,
+  pinServers = false,
 ): Promise<PullThroughFigures> {
   const cores = availableParallelism();
-  const pinned = !sharedCores && cores >= 2;
+  const pinned = pinServers && cores >= 2;
   const serverCore = String(cores - 1);
   const clientCores = `0-${cores - 2}`;
   const dir = join(work, 'pull-through');
@@ -222,7 +221,7 @@ async function main(argv: string[]): Promise<void> {
       // Keeps the work dir (dataset, static caches) for the next run, which then copies nothing again.
       keep: { type: 'boolean', default: false },
       rounds: { type: 'string' },
-      'shared-cores': { type: 'boolean', default: false },
+      'pin-servers': { type: 'boolean', default: false },
     },
   });
   const modeName: ModeName = values.tiny ? 'tiny' : values.quick ? 'quick' : 'full';
@@ -247,7 +246,7 @@ async function main(argv: string[]): Promise<void> {
       });
     }
     const rounds = values.rounds === undefined ? mode.substituteRounds : Number(values.rounds);
-    const figures = await measurePullThrough(ds, join(work, 'static'), work, rounds, log, values['shared-cores']);
+    const figures = await measurePullThrough(ds, join(work, 'static'), work, rounds, log, values['pin-servers']);
     process.stdout.write(`${JSON.stringify(figures)}\n\n${pullThroughTable(figures)}\n`);
   } finally {
     if (!values.keep) await rm(work, { recursive: true, force: true });
