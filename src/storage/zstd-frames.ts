@@ -86,6 +86,16 @@ export class ZstdFrameEncoder {
   }
 }
 
+/** A zstd context compressing at `level` with `dictionary`, for encodeWithDictionary and encodeAllWithDictionary. */
+function dictionaryEncoder(dictionary: Uint8Array, level: number): ZstdCompress & ZlibInternals {
+  return keep(
+    new ZstdCompress({
+      dictionary,
+      params: { [constants.ZSTD_c_compressionLevel]: level },
+    } as ConstructorParameters<typeof ZstdCompress>[0]),
+  );
+}
+
 /**
  * One frame of `data` compressed at `level` with `dictionary`, its context closed at once: a
  * context per call left to the collector grew a worker by tens of MB, as for decoding (below).
@@ -97,12 +107,7 @@ export function encodeWithDictionary(
   level: number,
   into?: Uint8Array,
 ): Uint8Array {
-  const stream = keep(
-    new ZstdCompress({
-      dictionary,
-      params: { [constants.ZSTD_c_compressionLevel]: level },
-    } as ConstructorParameters<typeof ZstdCompress>[0]),
-  );
+  const stream = dictionaryEncoder(dictionary, level);
   try {
     const room = zstdCompressBound(data.length) + 1;
     const output = into && into.length >= room ? into : Buffer.allocUnsafeSlow(room);
@@ -124,12 +129,7 @@ export function encodeAllWithDictionary(
   dictionary: Uint8Array,
   level: number,
 ): Uint8Array[] {
-  const stream = keep(
-    new ZstdCompress({
-      dictionary,
-      params: { [constants.ZSTD_c_compressionLevel]: level },
-    } as ConstructorParameters<typeof ZstdCompress>[0]),
-  );
+  const stream = dictionaryEncoder(dictionary, level);
   try {
     return chunks.map((data) => {
       const output = Buffer.allocUnsafeSlow(zstdCompressBound(data.length) + 1);
