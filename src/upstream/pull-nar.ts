@@ -109,7 +109,8 @@ export function startPull(nw: Narwhal, cache: CacheRecord, found: UpstreamPath):
       leave();
       settled.resolve();
     } catch (err) {
-      counters.upstreamErrors++;
+      // Failures before the file arrives (no answer, an error status) upstreamGet counted itself.
+      if (spool) counters.upstreamErrors++;
       leave();
       started.reject(err);
       settled.reject(err);
