@@ -90,6 +90,8 @@ export class NarSpool {
 
   /** The file from its start, as it arrives (see the class). */
   reader(): Readable {
+    // Its descriptor may already number another file.
+    if (this.#users === 0) throw new Error('the spool is closed');
     this.#users++;
     return Readable.from(this.#read(), { objectMode: false });
   }

@@ -88,7 +88,10 @@ export async function openPulledNar(
     const pull = runningPull(nw, cache, hashPart);
     if (pull && pull.compression === compression && !request.head) {
       const started = await pull.started.catch(() => undefined);
-      if (started && !started.spool.failed) return { file: started.spool.reader(), fileSize: started.fileSize };
+      // Only while the pull is still running here is its spool open: it may have ended meanwhile.
+      if (started && !started.spool.failed && runningPull(nw, cache, hashPart) === pull) {
+        return { file: started.spool.reader(), fileSize: started.fileSize };
+      }
     }
     if (pull) await pull.settled.catch(() => undefined);
     const stored = await storedNar(nw, request, hashPart);
