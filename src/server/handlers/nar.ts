@@ -28,9 +28,14 @@ export async function getNar(ctx: RequestContext): Promise<void> {
   }
   const found = await openNarByUploadName(ctx.nw, request, `sha256:${hash}`, suffix);
   if (!found) throw new NarwhalError('not-found', 'no such NAR');
-  if (found.compression === 'zstd') return sendFrames(ctx, found.nar);
+  return sendCompressed(ctx, found.nar, found.compression);
+}
+
+/** A stored NAR in `compression`: its frames for zstd, else compressed on the fly (a few at once). */
+async function sendCompressed(ctx: RequestContext, nar: NarRecord, compression: Compression): Promise<void> {
+  if (compression === 'zstd') return sendFrames(ctx, nar);
   if (ctx.head) return void ctx.res.writeHead(200, { 'Content-Type': NAR_TYPE }).end();
-  return ctx.nw.recompressions.run(() => sendRecompressed(ctx, found.nar, found.compression));
+  return ctx.nw.recompressions.run(() => sendRecompressed(ctx, nar, compression));
 }
 
 async function sendRecompressed({ nw, res }: RequestContext, nar: NarRecord, compression: Compression): Promise<void> {
@@ -83,12 +88,8 @@ export async function getPulledNar(ctx: RequestContext): Promise<void> {
   const compression = pulledNarCompression(params[1].slice(1));
   if (!compression) throw new NarwhalError('not-found', 'no such NAR');
   const found = await openPulledNar(nw, { cache: ctx.cache, token: ctx.token, head }, params[0], compression);
-  if ('nar' in found) {
-    if (compression === 'none') return sendPlain(ctx, found.nar);
-    if (compression === 'zstd') return sendFrames(ctx, found.nar);
-    if (head) return void res.writeHead(200, { 'Content-Type': NAR_TYPE }).end();
-    return nw.recompressions.run(() => sendRecompressed(ctx, found.nar, compression));
-  }
+  if ('nar' in found)
+    return compression === 'none' ? sendPlain(ctx, found.nar) : sendCompressed(ctx, found.nar, compression);
   const length = 'head' in found ? found.head : found.fileSize;
   res.writeHead(200, { 'Content-Type': NAR_TYPE, ...(length === undefined ? {} : { 'Content-Length': length }) });
   if ('head' in found) return void res.end();
