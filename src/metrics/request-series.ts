@@ -77,10 +77,6 @@ export class RequestHistogram extends RequestSeries<HistogramFigures> {
     this.#bounds = bounds;
   }
 
-  observe(key: string, labels: () => Labels, value: number): void {
-    this.add(this.figures(key, labels), value);
-  }
-
   /** The series' figures themselves, for a caller that keeps them and passes them to add(). */
   figures(key: string, labels: () => Labels): HistogramFigures {
     return this.find(key, labels, () => ({
