@@ -1,41 +1,51 @@
 /**
- * Chunk contents by key, least recently used dropped first once they hold more than `maxBytes`.
+ * Values by key, least recently used dropped first once their sizes (as `sizeOf` counts them)
+ * add up to more than `maxBytes`; a value larger than that alone is not kept.
  */
-export class BoundedContents {
+export class BoundedMap<V> {
   readonly #maxBytes: number;
-  readonly #contents = new Map<string, Uint8Array>();
+  readonly #sizeOf: (value: V) => number;
+  readonly #values = new Map<string, V>();
   #bytes = 0;
 
-  constructor(maxBytes: number) {
+  constructor(maxBytes: number, sizeOf: (value: V) => number) {
     this.#maxBytes = maxBytes;
+    this.#sizeOf = sizeOf;
   }
 
   get bytes(): number {
     return this.#bytes;
   }
 
-  get(key: string): Uint8Array | undefined {
-    const content = this.#contents.get(key);
-    if (content === undefined) return undefined;
+  get(key: string): V | undefined {
+    if (!this.#values.has(key)) return undefined;
+    const value = this.#values.get(key) as V;
     // Map keeps insertion order: moved to the end, it is the most recently used.
-    this.#contents.delete(key);
-    this.#contents.set(key, content);
-    return content;
+    this.#values.delete(key);
+    this.#values.set(key, value);
+    return value;
   }
 
-  set(key: string, content: Uint8Array): void {
-    if (content.length > this.#maxBytes) return;
-    const old = this.#contents.get(key);
-    if (old !== undefined) {
-      this.#contents.delete(key);
-      this.#bytes -= old.length;
+  set(key: string, value: V): void {
+    const size = this.#sizeOf(value);
+    if (size > this.#maxBytes) return;
+    if (this.#values.has(key)) {
+      this.#bytes -= this.#sizeOf(this.#values.get(key) as V);
+      this.#values.delete(key);
     }
-    this.#contents.set(key, content);
-    this.#bytes += content.length;
-    for (const [oldest, dropped] of this.#contents) {
+    this.#values.set(key, value);
+    this.#bytes += size;
+    for (const [oldest, dropped] of this.#values) {
       if (this.#bytes <= this.#maxBytes) break;
-      this.#contents.delete(oldest);
-      this.#bytes -= dropped.length;
+      this.#values.delete(oldest);
+      this.#bytes -= this.#sizeOf(dropped);
     }
+  }
+}
+
+/** Chunk contents by key, counted by their length. */
+export class BoundedContents extends BoundedMap<Uint8Array> {
+  constructor(maxBytes: number) {
+    super(maxBytes, (content) => content.length);
   }
 }

@@ -1,4 +1,5 @@
 import { chunkHex } from '../storage/chunk-store.ts';
+import { BoundedMap } from './bounded-contents.ts';
 
 /** Bytes of computed deltas kept at most (per server process). */
 const MAX_BYTES = 32 << 20;
@@ -12,30 +13,12 @@ const ENTRY_BYTES = 512;
  * remembers that no delta was worth sending. The least recently used go beyond MAX_BYTES. What is
  * kept depends on chunk contents only; the caller checks what the requester may read first.
  */
-export class ComputedDeltas {
-  readonly #entries = new Map<string, Uint8Array | null>();
-  #bytes = 0;
+export class ComputedDeltas extends BoundedMap<Uint8Array | null> {
+  constructor() {
+    super(MAX_BYTES, (delta) => ENTRY_BYTES + (delta?.length ?? 0));
+  }
 
   static key(id: Uint8Array, bases: readonly Uint8Array[]): string {
     return [id, ...bases].map(chunkHex).join('');
-  }
-
-  get(key: string): Uint8Array | null | undefined {
-    const found = this.#entries.get(key);
-    if (found === undefined) return undefined;
-    this.#entries.delete(key);
-    this.#entries.set(key, found);
-    return found;
-  }
-
-  set(key: string, delta: Uint8Array | null): void {
-    if (this.#entries.has(key)) return;
-    this.#entries.set(key, delta);
-    this.#bytes += ENTRY_BYTES + (delta?.length ?? 0);
-    for (const [oldest, old] of this.#entries) {
-      if (this.#bytes <= MAX_BYTES) break;
-      this.#entries.delete(oldest);
-      this.#bytes -= ENTRY_BYTES + (old?.length ?? 0);
-    }
   }
 }
