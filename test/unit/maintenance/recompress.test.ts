@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import assert from 'node:assert/strict';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { ingestNar } from '../../../src/ingest/ingest-nar.ts';
 import { openNar, readNarBytes, readStoredFrames } from '../../../src/serving/nar-reader.ts';
 import { MIN_SAVING, recompressChunks, RECOMPRESS_LEASE } from '../../../src/maintenance/recompress.ts';
@@ -14,7 +16,8 @@ import type { Narwhal } from '../../../src/context/narwhal.ts';
 import { assertSameBytes, collect } from '../../helpers/bytes.ts';
 import { unzstd } from '../../helpers/zstd-cli.ts';
 import { addPath, bodyOf, realisticNar, tempNarwhal } from '../../helpers/narwhal-fixtures.ts';
-import { versionNar } from '../../helpers/test-data.ts';
+import { seededBytes, versionNar } from '../../helpers/test-data.ts';
+import { writeNar } from '../../../src/nix/nar-writer.ts';
 
 /** The sum of the sizes of the chunk files, as the store has them. */
 async function fileBytes(nw: Narwhal): Promise<number> {
@@ -176,6 +179,34 @@ test('the server logs a run whose only work was storing deltas', async () => {
       logged.join('\n'),
       /^recompress: \d+ of \d+ chunks examined stored as deltas \(\d+ on bases by place\); recompressed 0 chunks/,
     );
+  } finally {
+    await t.close();
+  }
+});
+
+test('a delta pass that leaves a fifth of a large pack dead gives that space back', async () => {
+  const t = await tempNarwhal({ zstdLevel: 1 });
+  const packSizes = async (): Promise<number[]> => {
+    const dir = join(t.dir, 'chunks', 'packs');
+    return Promise.all((await readdir(dir)).map(async (name) => (await stat(join(dir, name))).size));
+  };
+  try {
+    // Four versions apart by a byte every 300 kB, and data no delta touches, so that the pack is
+    // not a small one (those are compacted anyway).
+    const nars = [writeNar({ type: 'regular', contents: seededBytes(2_500_000, 7) })];
+    for (const seed of [1000, 2000, 3000, 4000]) nars.push(versionNar(seed, 300_000));
+    const records = [];
+    for (const nar of nars) records.push(await ingestNar(t.nw, bodyOf(nar), { compression: 'none' }));
+    await recompressChunks(t.nw, { level: 9 }); // all frames rewritten and compacted: only deltas are left to do
+    const before = await packSizes();
+    assert.equal(before.length, 1);
+    const report = await recompressChunks(t.nw, { level: 9, deltas: true });
+    const saved = report.bytesBefore - report.bytesAfter;
+    assert.ok(saved > 0.1 * before[0] && saved < 0.25 * before[0], `the pass freed ${saved} of ${before[0]} bytes`);
+    const after = (await packSizes()).reduce((a, b) => a + b, 0);
+    assert.ok(after <= before[0] - 0.9 * saved, `packs ${before[0]} -> ${after} bytes`);
+    for (const [i, record] of records.entries())
+      assertSameBytes(await collect(readNarBytes(t.nw, (await openNar(t.nw, record.narHash))!)), nars[i]);
   } finally {
     await t.close();
   }
