@@ -175,9 +175,10 @@ export class ZstdFrameDecoder {
       throw err;
     }
     if (length !== undefined) return output.subarray(0, length);
-    // The frame holds more than `size` bytes, or more than one frame: the one-shot call says what.
+    // The frame holds more than `size` bytes, or more than one frame: the one-shot call says what,
+    // bounded, so that a small frame claiming gigabytes (a client's, say) is refused, not inflated.
     this.close();
-    return new Uint8Array(zstdDecompressSync(frame));
+    return new Uint8Array(zstdDecompressSync(frame, { maxOutputLength: size + 1 }));
   }
 
   close(): void {
