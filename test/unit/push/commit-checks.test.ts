@@ -177,4 +177,22 @@ describe('committing a chunk list', () => {
     assert.deepEqual(report.chunks, { ok: report.chunks.ok, missing: 0, corrupt: 0, baseDamaged: 0 });
     assert.deepEqual(report.nars, { ok: 2, damaged: 0 });
   });
+  test('a chunk sent as a frame that does not declare its size is stored as a frame of its own', async () => {
+    const nar = versionNar(7300, 200_000);
+    const chunks = await chunksOf(nar);
+    const odd = chunks.at(-1)!;
+    const sent = zstdCompressSync(odd.data, { params: { [constants.ZSTD_c_contentSizeFlag]: 0 } });
+    const res = await commit(
+      nar,
+      body(chunks, new Set(), (c) => (c === odd ? sent : frameOf(c))),
+    );
+    assert.equal(res.status, 201, await res.clone().text());
+    const stored = Buffer.from(await t.nw.chunks.get(odd.id));
+    assert.notDeepEqual(new Uint8Array(stored), new Uint8Array(sent), 'not kept as sent');
+    assertSameBytes(unzstd(stored), Buffer.from(odd.data));
+    const record = (await t.nw.meta.getNar(narHashOf(nar)))!;
+    const hashPart = await addPath(t.nw, 'pushed', record);
+    assert.match((await get(`${hashPart}.narinfo`)).toString(), /NarHash: /);
+    assertSameBytes(await get(`nar/${record.narHash.slice('sha256:'.length)}.nar`), Buffer.from(nar));
+  });
 });
