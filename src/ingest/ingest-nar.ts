@@ -8,8 +8,8 @@ import { createDecompressor, sniffCompression } from '../compression/decompress.
 import type { Compression } from '../compression/compression.ts';
 import { NarValidator } from '../nix/nar-validator.ts';
 import { formatSha256Nix32 } from '../nix/hash.ts';
-import type { NarRecord, NewChunk } from '../metadata/metadata-store.ts';
-import { ChunkTableBuilder } from '../chunking/chunk-table.ts';
+import type { NarRecord } from '../metadata/metadata-store.ts';
+import { commitIngestedNar, IngestedChunks } from './nar-commit.ts';
 import { NarChunkWriter, ingestBlocks } from './nar-chunk-writer.ts';
 import type { SharedSlots } from './shared-slots.ts';
 import { StreamChunker, type BlockCuts } from './stream-chunker.ts';
@@ -74,22 +74,11 @@ async function ingestHeld(nw: Narwhal, body: Readable, request: IngestRequest, s
     validator.push(data);
   };
 
-  const table = new ChunkTableBuilder();
-  const distinct = new Map<string, NewChunk>();
-  const sequence: NewChunk[] = [];
+  const chunks = new IngestedChunks();
   const writer = new NarChunkWriter(nw);
-  let end = 0;
   const store = async (data: Uint8Array, id: Uint8Array): Promise<void> => {
-    end += data.length;
-    table.add(end, id);
-    const key = Buffer.from(id.buffer, id.byteOffset, id.length).toString('hex');
-    let chunk = distinct.get(key);
-    if (!chunk) {
-      chunk = { id, size: data.length, storedSize: 0 };
-      distinct.set(key, chunk);
-      await writer.write(chunk, data);
-    }
-    sequence.push(chunk);
+    const { chunk, first } = chunks.add(id, data.length);
+    if (first) await writer.write(chunk, data);
   };
   // An uncompressed body is the NAR itself: its hash is the NarHash, computed once.
   const compression = request.compression === 'auto' ? await sniffBody(body) : request.compression;
@@ -123,13 +112,9 @@ async function ingestHeld(nw: Narwhal, body: Readable, request: IngestRequest, s
     throw new NarwhalError('hash-mismatch', `the NAR is not the one with NarHash ${request.expected.narHash}`);
   }
   request.verified?.();
-  await nw.chunks.flush();
-  const record = await nw.meta.commitNar({
+  return commitIngestedNar(nw, chunks, {
     narHash: formatSha256Nix32(narHash!),
     narSize,
-    storedSize: sequence.reduce((sum, chunk) => sum + chunk.storedSize, 0),
-    chunkTable: table.finish(),
-    chunks: [...distinct.values()],
     upload: request.upload && {
       fileHash: request.upload.fileHashText,
       suffix: request.upload.suffix,
@@ -138,23 +123,6 @@ async function ingestHeld(nw: Narwhal, body: Readable, request: IngestRequest, s
     uploadedTo: request.uploadedTo,
     ingestStartedAt: startedAt,
   });
-  recordIngest(nw, record, startedAt, distinct.values());
-  return record;
-}
-
-function recordIngest(nw: Narwhal, nar: NarRecord, startedAt: number, chunks: Iterable<NewChunk>): void {
-  const figures = { newChunks: 0, newChunkBytes: 0, reusedChunks: 0, reusedChunkBytes: 0 };
-  for (const chunk of chunks) {
-    if (chunk.written) {
-      figures.newChunks++;
-      figures.newChunkBytes += chunk.size;
-    } else {
-      figures.reusedChunks++;
-      figures.reusedChunkBytes += chunk.size;
-    }
-  }
-  // A NAR made before this ingest began was stored already (commitNar kept the record).
-  nw.metrics.recordIngest({ narNew: nar.createdAt >= startedAt, narBytes: nar.narSize, ...figures });
 }
 
 /** Blocks handed to the chunking thread whose chunks are not stored yet, at most. */

@@ -62,13 +62,38 @@ export class NarChunkWriter {
    * may let go of its block, or reuse its own buffer, once this resolves.
    */
   async write(chunk: NewChunk, data: Uint8Array): Promise<void> {
-    while (this.#inFlight.size >= WRITE_CONCURRENCY) await Promise.race(this.#inFlight);
-    if (this.#error !== undefined) throw this.#error;
+    await this.#room();
     const inBlock = blocks?.retain(data);
     const { copy, release } = inBlock
       ? { copy: data, release: inBlock }
       : await (slots ??= new SharedSlots(SLOTS, DEFAULT_CHUNKER_PARAMS.max)).hold(data);
-    const write: Promise<void> = this.#store(chunk, copy)
+    const encodeAndPut = () => this.#nw.chunks.encodeAndPut(chunk.id, copy, this.#nw.options.zstdLevel);
+    this.#track(this.#store(chunk, data.length, encodeAndPut), release);
+  }
+
+  /**
+   * Like write, for a chunk given as a plain zstd frame already checked to decode to it (a pushed
+   * chunk, src/push/commit-chunk-list.ts): the frame is stored as it is, not compressed again.
+   * The frame is taken over (the store may move it to another thread).
+   */
+  async writeFrame(chunk: NewChunk, frame: Uint8Array): Promise<void> {
+    await this.#room();
+    const put = async (): Promise<number> => {
+      const storedSize = frame.length;
+      await this.#nw.chunks.put(chunk.id, frame);
+      return storedSize;
+    };
+    this.#track(this.#store(chunk, chunk.size, put), () => {});
+  }
+
+  /** Resolves once fewer than WRITE_CONCURRENCY writes are under way; throws a write's failure. */
+  async #room(): Promise<void> {
+    while (this.#inFlight.size >= WRITE_CONCURRENCY) await Promise.race(this.#inFlight);
+    if (this.#error !== undefined) throw this.#error;
+  }
+
+  #track(store: Promise<void>, release: () => void): void {
+    const write: Promise<void> = store
       .catch((err: unknown) => {
         this.#error ??= err;
       })
@@ -112,7 +137,7 @@ export class NarChunkWriter {
    * anything else, such as a leftover of an upload that crashed, is written again. Rewriting a
    * damaged chunk is how a re-upload repairs it.
    */
-  async #store(chunk: NewChunk, data: Uint8Array): Promise<void> {
+  async #store(chunk: NewChunk, bytes: number, put: () => Promise<number>): Promise<void> {
     if (await this.#nw.meta.mayReuseChunk(chunk.id)) {
       const existing = await this.#nw.chunks.storedSize(chunk.id);
       if (existing !== undefined) {
@@ -120,8 +145,8 @@ export class NarChunkWriter {
         return;
       }
     }
-    chunk.storedSize = await this.#nw.chunks.encodeAndPut(chunk.id, data, this.#nw.options.zstdLevel);
+    chunk.storedSize = await put();
     chunk.written = true;
-    this.#flushNowAndThen(data.length);
+    this.#flushNowAndThen(bytes);
   }
 }

@@ -1,12 +1,14 @@
-import { Readable } from 'node:stream';
+import { createHash } from 'node:crypto';
 import { DEFAULT_CHUNKER_PARAMS } from '../chunking/chunker.ts';
 import type { ChunkTableEntry } from '../chunking/chunk-table.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 import { isNarwhalError, NarwhalError } from '../errors.ts';
-import { ingestNar } from '../ingest/ingest-nar.ts';
+import { NarChunkWriter } from '../ingest/nar-chunk-writer.ts';
+import { commitIngestedNar, IngestedChunks } from '../ingest/nar-commit.ts';
 import type { CacheRecord, NarRecord, TokenRecord } from '../metadata/metadata-store.ts';
 import { encodeNixBase32 } from '../nix/base32.ts';
-import { parseSha256 } from '../nix/hash.ts';
+import { formatSha256Nix32, parseSha256 } from '../nix/hash.ts';
+import { NarValidator } from '../nix/nar-validator.ts';
 import { ExactReader } from '../runtime/exact-reader.ts';
 import { checkChunk, checkDeltaKeepingBases } from '../serving/chunk-check.ts';
 import { readCheckedChunks } from '../serving/chunk-damage.ts';
@@ -14,14 +16,16 @@ import { chunkHex } from '../storage/chunk-store.ts';
 import { deltaStoredForm } from '../delta/stored-form.ts';
 import { chunkVisibility } from '../tenancy/nar-visibility.ts';
 import { readChunkListEntry, readChunkListHeader } from './chunk-list-body.ts';
+import { frameContentSize, isSinglePlainFrame } from './sent-frame.ts';
 
+/** The largest chunk: what the chunker cuts at most, so that a commit's memory stays bounded. */
+const MAX_CHUNK_BYTES = DEFAULT_CHUNKER_PARAMS.max;
 /** The largest frame of a chunk: zstd's worst case for the largest chunk is a few bytes a block above it. */
-const MAX_FRAME_BYTES = DEFAULT_CHUNKER_PARAMS.max + 4096;
+const MAX_FRAME_BYTES = MAX_CHUNK_BYTES + 4096;
 /** Chunks the server has, read together. */
 const READ_BATCH = 16;
 /** Reads and decodes of chunks under way while the body is read on. */
 const DECODES_AHEAD = 8;
-const ZSTD_MAGIC = 0xfd2fb528;
 
 /**
  * A delta in a chunk list named bases the server cannot count on (gone since the client asked, or
@@ -51,12 +55,16 @@ export interface ChunkListUpload {
 }
 
 /**
- * Ingests a NAR given as a chunk list (chunk-list-body.ts): each chunk the client says the server
- * has must be one it may count on through this cache (chunkVisibility), else MissingChunksError; each
- * chunk sent must decode to its id. The NAR assembled from both is ingested as if uploaded whole
- * (ingest-nar.ts: grammar, NarHash, size limit, chunking, dedup), so nothing the client claims is
- * trusted. It runs under an ingest hold taken before any check, so that GC keeps every chunk
- * found reusable until the commit (gc.ts explains the hold).
+ * Commits a NAR given as a chunk list (chunk-list-body.ts) without chunking it again: the NAR is
+ * the list's chunks, concatenated. Each chunk the client says the server has must be one it may
+ * count on through this cache (chunkVisibility), else MissingChunksError; each chunk sent must
+ * decode to its id. The concatenation is checked as a NAR uploaded whole is (grammar, NarHash,
+ * NarSize, the size limit), each chunk is at most the chunker's largest, and only then is the NAR
+ * recorded by the client's chunk list. A chunk sent as one plain zstd frame is stored as it came;
+ * one sent as a delta, compressed as ingest compresses (ingest's NarChunkWriter writes both, and
+ * reuses a chunk stored meanwhile). Chunks are durable before the record (nar-commit.ts). It runs
+ * under an ingest hold taken before any check, so that GC keeps every chunk found reusable until
+ * the commit (gc.ts explains the hold).
  */
 export async function commitChunkList(
   nw: Narwhal,
@@ -73,30 +81,71 @@ export async function commitChunkList(
   if (narSize > nw.options.maxNarSize) {
     throw new NarwhalError('too-large', `NAR exceeds the size limit of ${nw.options.maxNarSize} bytes`);
   }
+  const startedAt = Date.now();
   const release = await nw.holds.begin();
   try {
     const reader = new ExactReader(body);
     const version = await readChunkListHeader(reader);
-    const nar = Readable.from(narContents(nw, cache, token, reader, narSize, version), { objectMode: false });
-    return await ingestNar(nw, nar, {
-      compression: 'none',
-      upload: { fileHash: narHash, fileHashText: `sha256:${encodeNixBase32(narHash)}`, suffix: '' },
+    const chunks = new IngestedChunks();
+    const writer = new NarChunkWriter(nw);
+    const validator = new NarValidator();
+    const hasher = createHash('sha256');
+    try {
+      for await (const listed of listedChunks(nw, cache, token, reader, narSize, version)) {
+        const size = listed.data.length;
+        if (size === 0 || size > MAX_CHUNK_BYTES) {
+          throw new NarwhalError('bad-request', `a chunk is 1 to ${MAX_CHUNK_BYTES} bytes, not ${size}`);
+        }
+        validator.push(listed.data);
+        hasher.update(listed.data);
+        const { chunk, first } = chunks.add(listed.id, size);
+        if (!first) continue;
+        if (listed.storedSize !== undefined) chunk.storedSize = listed.storedSize;
+        else if (listed.frame) await writer.writeFrame(chunk, listed.frame);
+        else await writer.write(chunk, listed.data);
+      }
+      validator.end();
+      await writer.finish();
+    } catch (err) {
+      await writer.abandon();
+      throw err;
+    }
+    const narHashText = `sha256:${encodeNixBase32(narHash)}`;
+    if (chunks.narSize !== narSize || !hasher.digest().equals(narHash)) {
+      throw new NarwhalError('hash-mismatch', `the chunks are not the NAR with NarHash ${narHashText}`);
+    }
+    return await commitIngestedNar(nw, chunks, {
+      narHash: formatSha256Nix32(narHash),
+      narSize,
+      upload: { fileHash: narHashText, suffix: '', fileSize: narSize },
       uploadedTo: cache.id,
+      ingestStartedAt: startedAt,
     });
   } finally {
     release();
   }
 }
 
-/** The NAR's bytes, chunk after chunk: read from the store, or from the frames in the body. */
-async function* narContents(
+/** A chunk of the list, checked, and how it comes to be stored. */
+interface ListedChunk {
+  id: Uint8Array;
+  /** Its content (which hashes to `id`, or was read from a frame as its store wrote it). */
+  data: Uint8Array;
+  /** A chunk the server has: its stored size. */
+  storedSize?: number;
+  /** A chunk sent as one plain frame (sent-frame.ts): the frame, to be stored as it came. */
+  frame?: Uint8Array;
+}
+
+/** The list's chunks in NAR order: read from the store, or from the frames in the body. */
+async function* listedChunks(
   nw: Narwhal,
   cache: CacheRecord,
   token: TokenRecord | undefined,
   reader: ExactReader,
   narSize: number,
   version: number,
-): AsyncGenerator<Uint8Array> {
+): AsyncGenerator<ListedChunk> {
   // Chunks are at least the chunker's minimum but the NAR's last: this bounds the lookups a body costs.
   const maxEntries = Math.ceil(narSize / DEFAULT_CHUNKER_PARAMS.min) + 1;
   const shown = chunkVisibility(nw, cache, token);
@@ -106,8 +155,8 @@ async function* narContents(
   let held: ChunkTableEntry[] = [];
   // Chunks being read or decoded, in NAR order: up to DECODES_AHEAD at once, so that a slow worker
   // round trip per sent chunk does not set the pace. Each failure surfaces when its turn comes.
-  const pending: Promise<Uint8Array[]>[] = [];
-  const queue = (work: Promise<Uint8Array[]>): void => {
+  const pending: Promise<ListedChunk[]>[] = [];
+  const queue = (work: Promise<ListedChunk[]>): void => {
     work.catch(() => undefined);
     pending.push(work);
   };
@@ -121,18 +170,21 @@ async function* narContents(
     let size: number;
     if (entry.frame) {
       flush();
-      const work = entry.bases
-        ? sentDelta(nw, shown, recentBases, entry.id, entry.bases, entry.frame)
-        : sentChunk(entry.id, entry.frame);
       // The size the frame declares lets the next entries be read before it is decoded; it is checked after.
       const declared = frameContentSize(entry.frame);
-      size = declared ?? (await work).length;
+      if (declared !== undefined && (declared === 0 || declared > MAX_CHUNK_BYTES)) {
+        throw new NarwhalError('bad-request', `a chunk is 1 to ${MAX_CHUNK_BYTES} bytes, not ${declared}`);
+      }
+      const work: Promise<ListedChunk> = entry.bases
+        ? sentDelta(nw, shown, recentBases, entry.id, entry.bases, entry.frame).then((data) => ({ id: entry.id, data }))
+        : sentChunk(entry.id, entry.frame, declared);
+      size = declared ?? (await work).data.length;
       queue(
-        work.then((data) => {
-          if (data.length !== size) {
+        work.then((chunk) => {
+          if (chunk.data.length !== size) {
             throw new NarwhalError('bad-request', `a frame sent as ${chunkHex(entry.id)} declares another size`);
           }
-          return [data];
+          return [chunk];
         }),
       );
     } else {
@@ -156,26 +208,12 @@ async function* narContents(
   if (!(await reader.atEnd())) throw new NarwhalError('bad-request', 'the body goes on after the NAR ends');
 }
 
-/** The content size a zstd frame's header declares (RFC 8878, 3.1.1.1), if it declares one. */
-export function frameContentSize(frame: Uint8Array): number | undefined {
-  if (frame.length < 6) return undefined;
-  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
-  if (view.getUint32(0, true) !== ZSTD_MAGIC) return undefined;
-  const descriptor = frame[4];
-  const singleSegment = (descriptor & 0x20) !== 0;
-  const sizeBytes = [singleSegment ? 1 : 0, 2, 4, 8][descriptor >> 6];
-  const at = 5 + (singleSegment ? 0 : 1) + [0, 1, 2, 4][descriptor & 3];
-  if (sizeBytes === 0 || frame.length < at + sizeBytes) return undefined;
-  if (sizeBytes === 1) return frame[at];
-  if (sizeBytes === 2) return view.getUint16(at, true) + 256;
-  if (sizeBytes === 4) return view.getUint32(at, true);
-  const size = view.getBigUint64(at, true);
-  return size <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(size) : undefined;
-}
-
-async function sentChunk(id: Uint8Array, frame: Uint8Array): Promise<Uint8Array> {
+/** A chunk sent plain: its frame decoded (to at most `declared` bytes, when declared) and checked against its id. */
+async function sentChunk(id: Uint8Array, frame: Uint8Array, declared: number | undefined): Promise<ListedChunk> {
   try {
-    return (await checkChunk(id, frame, undefined, true)).data!;
+    const checked = await checkChunk(id, frame, declared, true);
+    const data = checked.data!;
+    return isSinglePlainFrame(checked.stored, data.length) ? { id, data, frame: checked.stored } : { id, data };
   } catch (err) {
     if (!isNarwhalError(err, 'chunk-corrupt')) throw err;
     throw new NarwhalError('bad-request', `a chunk sent as ${chunkHex(id)} does not decode to that id`);
@@ -267,9 +305,13 @@ async function countableBase(
   return chunk.data!;
 }
 
-async function storedChunks(nw: Narwhal, batch: ChunkTableEntry[]): Promise<Uint8Array[]> {
+async function storedChunks(nw: Narwhal, batch: ChunkTableEntry[]): Promise<ListedChunk[]> {
   try {
-    return (await readCheckedChunks(nw, batch, true)).map((chunk) => chunk.data!);
+    return (await readCheckedChunks(nw, batch, true)).map((chunk) => ({
+      id: chunk.entry.id,
+      data: chunk.data!,
+      storedSize: chunk.stored.length,
+    }));
   } catch (err) {
     if (isNarwhalError(err, 'chunk-missing') || isNarwhalError(err, 'chunk-corrupt')) {
       throw new MissingChunksError(batch.map((entry) => entry.id));

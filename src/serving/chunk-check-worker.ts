@@ -36,8 +36,8 @@ export interface CheckRequest {
    */
   chain?: { id: string; stored: Uint8Array }[];
   /**
-   * With `chain`: every frame has the CRC its store recorded, so the content needs no hash check
-   * (its size is checked), and the bases decoded may be kept for later requests.
+   * Every frame has the CRC its store recorded, so the content needs no hash check (its size is
+   * checked); with `chain`, the bases decoded may be kept for later requests.
    */
   trusted?: boolean;
   /** With `chain`, and wantData false: send back the frame a `.nar.zst` serves for the chunk (rawZstdFrame) as `data`. */
@@ -112,7 +112,7 @@ function checkedResult(request: CheckRequest, decoded: Uint8Array, transfer: Arr
   let data = decoded;
   if (
     (size !== undefined && data.length !== size) ||
-    (!(chain && request.trusted) && !createHash('sha256').update(data).digest().equals(id))
+    (!(request.trusted && size !== undefined) && !createHash('sha256').update(data).digest().equals(id))
   ) {
     throw Object.assign(new Error(`chunk ${chunkHex(id)} does not match its hash`), { code: 'chunk-corrupt' });
   }

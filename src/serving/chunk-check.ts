@@ -11,6 +11,7 @@ let pool: WorkerPool<CheckRequest, CheckResult> | undefined;
  * chunk-content.ts) and checks its size (when known) and hash against its id
  * (throws 'chunk-corrupt'), so that downloads check every chunk on all cores without
  * holding up the event loop. `stored` is moved to the worker and back: use the returned one.
+ * `trusted` (with `size`): the frame is as its store wrote it (asWritten), so only its size is checked.
  */
 export async function checkChunk(
   id: Uint8Array,
@@ -18,12 +19,13 @@ export async function checkChunk(
   size: number | undefined,
   wantData: boolean,
   bases?: Uint8Array[],
+  trusted = false,
 ): Promise<{ stored: Uint8Array; data?: Uint8Array }> {
   // A copy of the id: a view (ids are views of their NAR's chunk table) is posted with its whole buffer.
   // So would a frame read together with others be (pack-files.ts readMany): its own bytes go instead.
   // Bases are copied, not moved: other chunks of the batch may use them too.
   const own = transferable(stored).length > 0 ? stored : new Uint8Array(stored);
-  return run({ id: id.slice(), stored: own, size, wantData, bases }, transferable(own));
+  return run({ id: id.slice(), stored: own, size, wantData, bases, trusted }, transferable(own));
 }
 
 /**

@@ -1,6 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { NarwhalError, isNarwhalError } from '../errors.ts';
 import { asWritten, BaseReader, checkStoredChunk, DamagedBaseError, decodeDeltaWithChain } from './chunk-content.ts';
+import { checkChunk } from './chunk-check.ts';
 import { parseStored } from '../delta/stored-form.ts';
 import type { ChunkTableEntry } from '../chunking/chunk-table.ts';
 import type { Narwhal } from '../context/narwhal.ts';
@@ -109,8 +110,10 @@ export async function readFrame(nw: Narwhal, id: Uint8Array): Promise<StoredFram
 
 /**
  * Checks a stored frame: one with the CRC-32 its store recorded when writing it is passed on as
- * it is (unless its bytes are wanted), as is one this process checked lately (checked-frames.ts);
- * any other is decompressed and checked against the chunk's size and id. A delta is always
+ * it is, or when its bytes are wanted, decompressed and checked against its size only (it was
+ * written from bytes that hash to its id; a second try checks it in full); one this process
+ * checked lately (checked-frames.ts) is passed on as it is; any other is decompressed and checked
+ * against the chunk's size and id. A delta is always
  * decoded and checked, no client can use its stored bytes: on a check worker with the frames of
  * its chain it lacks (`bases` undefined), or with each base read and checked by a BaseReader.
  */
@@ -129,11 +132,13 @@ async function checkFrame(
     const affinity = Math.floor(entry.index / AFFINITY_RUN);
     return { entry, ...(await decodeDeltaWithChain(entry.id, { stored, crc }, size, read, wantData, affinity)) };
   }
-  if (
-    !wantData &&
-    (crc === undefined ? nw.memos.checkedFrames.checkedBefore(entry.id, stored) : asWritten({ stored, crc }))
-  )
+  if (!wantData && crc === undefined && nw.memos.checkedFrames.checkedBefore(entry.id, stored))
     return { entry, stored, delta: false };
+  if (bases === undefined && asWritten({ stored, crc })) {
+    if (!wantData) return { entry, stored, delta: false };
+    // Its bytes are wanted (a `.nar`, a pushed NAR's check): decompressed, but not hashed again.
+    return { entry, ...(await checkChunk(entry.id, stored, size, true, undefined, true)), delta: false };
+  }
   const reader = bases instanceof BaseReader ? bases : baseReader(nw);
   const checked = await checkStoredChunk(entry.id, stored, size, wantData, reader);
   if (crc === undefined) nw.memos.checkedFrames.remember(entry.id, checked.stored);

@@ -152,6 +152,9 @@ export function encoderPerLevel(): (level: number) => ZstdFrameEncoder {
   };
 }
 
+/** How far past its expected size a frame is decoded, to say how much it holds, before it throws. */
+const OVERSHOOT_BYTES = 4 * 1024 * 1024;
+
 export class ZstdFrameDecoder {
   #stream: (ZstdDecompress & ZlibInternals) | undefined;
 
@@ -159,7 +162,7 @@ export class ZstdFrameDecoder {
    * The bytes of `frame`, which should decode to `size` bytes. They land in `into` when it has room
    * for `size + 1` bytes, else in a buffer of their own (which can be moved to another thread).
    * Returns fewer or more bytes when the frame holds fewer or more, so that the caller's size
-   * check sees it; throws when it is not zstd.
+   * check sees it; throws when it is not zstd, or holds over OVERSHOOT_BYTES more.
    */
   decode(frame: Uint8Array, size: number, into?: Uint8Array): Uint8Array {
     const stream = (this.#stream ??= keep(new ZstdDecompress()));
@@ -175,9 +178,10 @@ export class ZstdFrameDecoder {
       throw err;
     }
     if (length !== undefined) return output.subarray(0, length);
-    // The frame holds more than `size` bytes, or more than one frame: the one-shot call says what.
+    // The frame holds more than `size` bytes, or more than one frame: the one-shot call says what,
+    // within a bound, so that a small frame of gigabytes (a pusher's, say) throws, not inflates.
     this.close();
-    return new Uint8Array(zstdDecompressSync(frame));
+    return new Uint8Array(zstdDecompressSync(frame, { maxOutputLength: size + OVERSHOOT_BYTES }));
   }
 
   close(): void {

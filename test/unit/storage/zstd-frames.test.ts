@@ -148,3 +148,12 @@ test('frames made together with one dictionary each decode alone with it, and ar
   // The dictionary is what makes the edited copies small.
   for (const i of [0, 1, 2, 3]) assert.ok(frames[i].length < zstdCompressSync(chunks[i]).length / 10, `chunk ${i}`);
 });
+
+test('a small frame of far more bytes than expected throws rather than being inflated whole', () => {
+  const decoder = new ZstdFrameDecoder();
+  const bomb = frameOf(new Uint8Array(64 * 1024 * 1024));
+  assert.ok(bomb.length < 64 * 1024, 'the frame is small');
+  assert.throws(() => decoder.decode(bomb, 1000));
+  const data = sample(1000, 6);
+  assertBytes(decoder.decode(frameOf(data), data.length), data);
+});
