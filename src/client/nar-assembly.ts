@@ -6,6 +6,7 @@ import { decodeDelta, parseStored } from '../delta/stored-form.ts';
 import { NarwhalError } from '../errors.ts';
 import { ExactReader } from '../runtime/exact-reader.ts';
 import { encodeWantedChunks, readChunkFrame, type WantedChunk } from '../serving/chunk-frames-body.ts';
+import { placeHints } from '../serving/place-hints.ts';
 import type { CaibxChunk } from '../storage/caibx.ts';
 import type { ChunkCache } from './chunk-cache.ts';
 import { fetchChunkList, type Upstream } from './chunk-list.ts';
@@ -18,8 +19,6 @@ const BATCH = 64;
 const BATCH_BYTES = 4 << 20;
 /** Batches assembled ahead of the one streaming out: bounds memory to about AHEAD x BATCH_BYTES. */
 const AHEAD = 4;
-/** Positional hints per chunk: the chunk at the same place in a local version and its neighbours. */
-const NEIGHBOURS = [0, 1, -1, 2, -2];
 const MAX_CHUNK = DEFAULT_CHUNKER_PARAMS.max;
 /** Chunks of local versions read recently, kept for use as delta bases (neighbours share most of theirs). */
 const RECENT_BASES = 32;
@@ -234,22 +233,17 @@ class Assembly {
     return this.#checked(hex, await place.version.read(place.start, place.end).catch(() => undefined));
   }
 
-  /** The chunks of the first local version at the same relative place, and their neighbours. */
+  /**
+   * The chunks of the first local version at the same relative place and their neighbours, in NAR
+   * order (place-hints.ts: the server has deltas against these ready for the common upgrade).
+   */
   #hints(start: number): Uint8Array[] {
     const hints: Uint8Array[] = [];
     for (const version of this.#versions.slice(0, 1)) {
-      const size = version.chunks.at(-1)!.end;
-      const place = Math.floor((start / Math.max(1, this.#narSize)) * size);
-      let lo = 0;
-      let hi = version.chunks.length - 1;
-      while (lo < hi) {
-        const mid = (lo + hi) >> 1;
-        if (version.chunks[mid].end <= place) lo = mid + 1;
-        else hi = mid;
-      }
-      for (const offset of NEIGHBOURS) {
-        const near = version.chunks[lo + offset];
-        if (near && (this.#places.has(near.hex) || this.#cache.has(near.hex))) hints.push(Buffer.from(near.hex, 'hex'));
+      const chunks = version.chunks;
+      for (const i of placeHints(chunks.length, (j) => chunks[j].end, start, this.#narSize)) {
+        const near = chunks[i];
+        if (this.#places.has(near.hex) || this.#cache.has(near.hex)) hints.push(Buffer.from(near.hex, 'hex'));
       }
     }
     return hints;

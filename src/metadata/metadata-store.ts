@@ -516,6 +516,11 @@ export interface MetadataStore {
   chunkPlace(id: Uint8Array): Promise<{ nar: NarPlace; next: NarPlace } | undefined>;
   /** The NAR's chunk table (NarRecord.chunkTable), or undefined if it is gone. */
   narChunkTable(narId: number): Promise<Uint8Array | undefined>;
+  /**
+   * The newest NAR in use of the NAR's package made before it, for deltas prepared ahead of
+   * upgrades (src/serving/upgrade-deltas.ts): index lookups only.
+   */
+  previousNarOfPackage(narId: number): Promise<NarPlace | undefined>;
 
   /** Which of these chunk ids have a record (as lower-case hex). */
   existingChunks(ids: Uint8Array[]): Promise<Set<string>>;

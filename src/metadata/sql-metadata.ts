@@ -618,6 +618,13 @@ export abstract class SqlMetadata implements MetadataStore {
     return next && { nar: toNarPlace(nar), next: toNarPlace(next) };
   }
 
+  async previousNarOfPackage(narId: number): Promise<NarPlace | undefined> {
+    const nar = await this.#runner.get(this.#q.narPackage, [narId]);
+    if (!nar || nar.package === null) return undefined;
+    const previous = await this.#runner.get(this.#q.previousNarOfPackage, [nar.package, nar.created_at]);
+    return previous && toNarPlace(previous);
+  }
+
   async narChunkTable(narId: number): Promise<Uint8Array | undefined> {
     const row = await this.#runner.get(this.#q.narChunkTable, [narId]);
     return row && blob(row.chunk_table);

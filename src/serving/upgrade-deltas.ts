@@ -1,0 +1,74 @@
+import type { Narwhal } from '../context/narwhal.ts';
+import type { CacheRecord } from '../metadata/metadata-store.ts';
+import { chunkHex } from '../storage/chunk-store.ts';
+import { chunkFrames, MAX_COMPUTED_DELTAS } from './chunk-frames.ts';
+import type { WantedChunk } from './chunk-frames-body.ts';
+import { placeHints } from './place-hints.ts';
+
+/** Bytes per chunk table entry: u64 LE end offset, then the 32-byte id (NarRecord.chunkTable). */
+const ENTRY_BYTES = 40;
+/** NARs waiting for their deltas at most; more are dropped (their first request computes them). */
+const MAX_WAITING = 64;
+
+const waiting: { nw: Narwhal; cache: CacheRecord; narId: number }[] = [];
+let running: Promise<void> | undefined;
+
+/**
+ * Prepares, in the background and one NAR at a time, the deltas a machine upgrading from the
+ * package's previous NAR (by upload) to this one asks for: the common upgrade, to the newest
+ * version. Called once a path names the NAR in `cache`. Errors are dropped: a delta not prepared
+ * is computed when asked.
+ */
+export function prepareUpgradeDeltas(nw: Narwhal, cache: CacheRecord, narId: number): void {
+  if (waiting.length >= MAX_WAITING || waiting.some((w) => w.narId === narId && w.cache.id === cache.id)) return;
+  waiting.push({ nw, cache, narId });
+  running ??= drain();
+}
+
+/** Resolves once every NAR waiting now has its deltas prepared (for tests and the bench). */
+export async function upgradeDeltasSettled(): Promise<void> {
+  while (running) await running;
+}
+
+async function drain(): Promise<void> {
+  for (let next = waiting.shift(); next; next = waiting.shift()) {
+    const { nw, cache, narId } = next;
+    const previous = await nw.meta.previousNarOfPackage(narId).catch(() => undefined);
+    if (previous) await upgradeDeltas(nw, cache, previous.id, narId).catch(() => {});
+  }
+  running = undefined;
+}
+
+/**
+ * Asks chunkFrames, as a substituter holding `fromNar` would ask for `toNar`, for every chunk of
+ * `toNar` that `fromNar` lacks, with the hints it would give (place-hints.ts), and drops the
+ * answers: what it computes is kept (computed-deltas.ts) under the keys such requests look up.
+ * Returns the number of chunks asked for.
+ */
+export async function upgradeDeltas(nw: Narwhal, cache: CacheRecord, fromNar: number, toNar: number): Promise<number> {
+  const from = await nw.meta.narChunkTable(fromNar);
+  const to = await nw.meta.narChunkTable(toNar);
+  if (!from || !to || from.length === 0 || to.length === 0) return 0;
+  const fromView = new DataView(from.buffer, from.byteOffset, from.byteLength);
+  const toView = new DataView(to.buffer, to.byteOffset, to.byteLength);
+  const endAt = (view: DataView, i: number): number => Number(view.getBigUint64(i * ENTRY_BYTES, true));
+  const idAt = (table: Uint8Array, i: number): Uint8Array => table.subarray(i * ENTRY_BYTES + 8, (i + 1) * ENTRY_BYTES);
+  const fromCount = from.length / ENTRY_BYTES;
+  const toCount = to.length / ENTRY_BYTES;
+  const held = new Set<string>();
+  for (let i = 0; i < fromCount; i++) held.add(chunkHex(idAt(from, i)));
+  const narSize = endAt(toView, toCount - 1);
+  const wanted: WantedChunk[] = [];
+  for (let i = 0, start = 0; i < toCount; start = endAt(toView, i), i++) {
+    const id = idAt(to, i);
+    if (held.has(chunkHex(id))) continue;
+    const hints = placeHints(fromCount, (j) => endAt(fromView, j), start, narSize).map((j) => idAt(from, j));
+    if (hints.length > 0) wanted.push({ id, hints });
+  }
+  for (let at = 0; at < wanted.length; at += MAX_COMPUTED_DELTAS) {
+    for await (const _ of chunkFrames(nw, cache, wanted.slice(at, at + MAX_COMPUTED_DELTAS), false)) {
+      // Only what chunkFrames keeps matters.
+    }
+  }
+  return wanted.length;
+}
