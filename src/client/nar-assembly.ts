@@ -274,11 +274,11 @@ class Assembly {
         }
         this.#figures.chunksFetched++;
         if (answer.kind === 'delta') this.#figures.deltasFetched++;
-        this.#cache.keep(w.hex, data);
         fetched.set(w.hex, data);
       }
     } finally {
       counted.destroy();
+      this.#cache.keep([...fetched].map(([hex, data]) => ({ hex, data })));
     }
     return fetched;
   }
