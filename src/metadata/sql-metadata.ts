@@ -618,11 +618,13 @@ export abstract class SqlMetadata implements MetadataStore {
     return next && { nar: toNarPlace(nar), next: toNarPlace(next) };
   }
 
-  async previousNarOfPackage(narId: number): Promise<NarPlace | undefined> {
+  async otherNarsOfPackage(narId: number, limit: number): Promise<(NarPlace & { storePath: string })[]> {
     const nar = await this.#runner.get(this.#q.narPackage, [narId]);
-    if (!nar || nar.package === null) return undefined;
-    const previous = await this.#runner.get(this.#q.previousNarOfPackage, [nar.package, nar.created_at]);
-    return previous && toNarPlace(previous);
+    if (!nar || nar.package === null) return [];
+    const rows = await this.#runner.all(this.#q.otherNarsOfPackage, [nar.package, narId, limit]);
+    return rows
+      .filter((row) => row.store_path !== null)
+      .map((row) => ({ ...toNarPlace(row), storePath: String(row.store_path) }));
   }
 
   async narChunkTable(narId: number): Promise<Uint8Array | undefined> {

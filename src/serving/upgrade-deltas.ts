@@ -1,5 +1,6 @@
 import type { Narwhal } from '../context/narwhal.ts';
 import type { CacheRecord } from '../metadata/metadata-store.ts';
+import { compareVersions } from '../nix/store-path.ts';
 import { chunkHex } from '../storage/chunk-store.ts';
 import { chunkFrames, MAX_COMPUTED_DELTAS } from './chunk-frames.ts';
 import type { WantedChunk } from './chunk-frames-body.ts';
@@ -10,18 +11,22 @@ const ENTRY_BYTES = 40;
 /** NARs waiting for their deltas at most; more are dropped (their first request computes them). */
 const MAX_WAITING = 64;
 
-const waiting: { nw: Narwhal; cache: CacheRecord; narId: number }[] = [];
+/** Other NARs of the package looked at for the versions just below and above. */
+const OTHERS = 16;
+
+const waiting: { nw: Narwhal; cache: CacheRecord; narId: number; storePath: string }[] = [];
 let running: Promise<void> | undefined;
 
 /**
- * Prepares, in the background and one NAR at a time, the deltas a machine upgrading from the
- * package's previous NAR (by upload) to this one asks for: the common upgrade, to the newest
- * version. Called once a path names the NAR in `cache`. Errors are dropped: a delta not prepared
- * is computed when asked.
+ * Prepares, in the background and one NAR at a time, the deltas of the upgrades to and from this
+ * NAR (`storePath` names it): from the package's version just below to this one (the common
+ * upgrade, to the newest), and from this one to the version just above when that came first
+ * (`nix copy` uploads versions in no particular order). Called once a path names the NAR in
+ * `cache`. Errors are dropped: a delta not prepared is computed when asked.
  */
-export function prepareUpgradeDeltas(nw: Narwhal, cache: CacheRecord, narId: number): void {
+export function prepareUpgradeDeltas(nw: Narwhal, cache: CacheRecord, narId: number, storePath: string): void {
   if (waiting.length >= MAX_WAITING || waiting.some((w) => w.narId === narId && w.cache.id === cache.id)) return;
-  waiting.push({ nw, cache, narId });
+  waiting.push({ nw, cache, narId, storePath });
   running ??= drain();
 }
 
@@ -32,12 +37,25 @@ export async function upgradeDeltasSettled(): Promise<void> {
 
 async function drain(): Promise<void> {
   for (let next = waiting.shift(); next; next = waiting.shift()) {
-    const { nw, cache, narId } = next;
-    const previous = await nw.meta.previousNarOfPackage(narId).catch(() => undefined);
-    if (previous) await upgradeDeltas(nw, cache, previous.id, narId).catch(() => {});
+    const { nw, cache, narId, storePath } = next;
+    const name = nameOf(storePath);
+    const others = await nw.meta.otherNarsOfPackage(narId, OTHERS).catch(() => []);
+    let below: (typeof others)[number] | undefined;
+    let above: (typeof others)[number] | undefined;
+    for (const other of others) {
+      // The same version is a rebuild: the one named before is the one machines hold.
+      const order = compareVersions(nameOf(other.storePath), name);
+      if (order <= 0 && (!below || compareVersions(nameOf(other.storePath), nameOf(below.storePath)) > 0))
+        below = other;
+      if (order > 0 && (!above || compareVersions(nameOf(other.storePath), nameOf(above.storePath)) < 0)) above = other;
+    }
+    if (below) await upgradeDeltas(nw, cache, below.id, narId).catch(() => {});
+    if (above) await upgradeDeltas(nw, cache, narId, above.id).catch(() => {});
   }
   running = undefined;
 }
+
+const nameOf = (storePath: string): string => storePath.slice(storePath.lastIndexOf('/') + 34);
 
 /**
  * Asks chunkFrames, as a substituter holding `fromNar` would ask for `toNar`, for every chunk of

@@ -16,7 +16,7 @@ export async function getNarinfo({ nw, cache, res, params }: RequestContext): Pr
 
 export async function putNarinfo({ nw, cache, req, res, params, token }: RequestContext): Promise<void> {
   const body = await readBody(req, MAX_NARINFO_SIZE);
-  const narId = await storeNarinfo(nw, cache, params[0], body.toString('utf8'), { token });
+  const stored = await storeNarinfo(nw, cache, params[0], body.toString('utf8'), { token });
   res.writeHead(204).end();
-  prepareUpgradeDeltas(nw, cache, narId);
+  prepareUpgradeDeltas(nw, cache, stored.narId, stored.storePath);
 }

@@ -158,6 +158,15 @@ describe('deltas prepared for upgrades', () => {
     assert.equal(count['kept-delta'], result.filter((a) => a.kind === 'delta').length);
   });
 
+  test('an older version uploaded after the newest still has its upgrade to it ready', async () => {
+    const newer = await upload(versionNar(5000, 150_000), 'other-2.10');
+    const older = await upload(versionNar(7000, 150_000), 'other-2.9');
+    await upgradeDeltasSettled();
+    const { count } = await counted(() => ask(upgradeRequest(older.record, newer.record)));
+    assert.equal(count['computed-delta'] ?? 0, 0);
+    assert.ok(count['kept-delta'] > 0);
+  });
+
   test('a kept delta whose base GC collected is not sent: the chunk comes whole', async () => {
     const v1 = await upload(versionNar(3000, 250_000), 'gone-1.0');
     const v2 = await upload(versionNar(4000, 250_000), 'gone-1.1');
