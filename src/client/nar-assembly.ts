@@ -24,6 +24,8 @@ const MAX_CHUNK = DEFAULT_CHUNKER_PARAMS.max;
 const RECENT_BASES = 32;
 
 type Wanted = WantedChunk & { hex: string };
+/** A stretch of the first local version, chunks [lo, hi] of its list, from NAR offset `start`. */
+type HintSpan = { lo: number; hi: number; start: number; data: Promise<Uint8Array | undefined> };
 
 /** What assembling NARs took, for `GET /_narwhal/stats` and the bench. */
 export interface AssemblyFigures {
@@ -122,6 +124,8 @@ class Assembly {
   /** Chunks of the local versions, by id (hex). */
   readonly #places = new Map<string, LocalPlace>();
   readonly #recent = new Map<string, Promise<Uint8Array | undefined>>();
+  /** Where each chunk of the first local version (the one hints come from) lies in its list. */
+  readonly #hinted = new Map<string, number>();
 
   constructor(
     upstream: Upstream,
@@ -143,6 +147,8 @@ class Assembly {
         start = end;
       }
     }
+    for (const [i, { hex }] of (versions[0]?.chunks ?? []).entries())
+      if (!this.#hinted.has(hex)) this.#hinted.set(hex, i);
   }
 
   /** The chunks [from, to) of the NAR, each checked against its id. */
@@ -157,7 +163,8 @@ class Assembly {
       const start = from + i === 0 ? 0 : this.#chunks[from + i - 1].end;
       wanted.push({ id: this.#chunks[from + i].id, hex, hints: this.#hints(start) });
     }
-    const fetched = wanted.length > 0 ? await this.#fetch(wanted) : new Map<string, Uint8Array>();
+    const fetched =
+      wanted.length > 0 ? await this.#fetch(wanted, this.#hintSpan(wanted)) : new Map<string, Uint8Array>();
     const out: Uint8Array[] = [];
     for (const hex of ids) {
       const local = await found.get(hex);
@@ -249,7 +256,45 @@ class Assembly {
     return hints;
   }
 
-  async #fetch(wanted: Wanted[]): Promise<Map<string, Uint8Array>> {
+  /**
+   * The stretch of the first local version that the batch's hints lie in, read in one go while
+   * the answers come: a delta against consecutive chunks of it (hints are in NAR order) takes its
+   * dictionary from there without a copy. None when it would be large (hints far apart).
+   */
+  #hintSpan(wanted: Wanted[]): HintSpan | undefined {
+    const version = this.#versions[0];
+    if (!version) return undefined;
+    let lo = Number.POSITIVE_INFINITY;
+    let hi = -1;
+    for (const { hints } of wanted) {
+      for (const hint of hints) {
+        const i = this.#hinted.get(Buffer.from(hint).toString('hex'));
+        if (i === undefined) continue;
+        lo = Math.min(lo, i);
+        hi = Math.max(hi, i);
+      }
+    }
+    if (hi < 0) return undefined;
+    const start = lo === 0 ? 0 : version.chunks[lo - 1].end;
+    const end = version.chunks[hi].end;
+    if (end - start > 2 * BATCH_BYTES) return undefined;
+    const data = version.read(start, end).catch(() => undefined);
+    return { lo, hi, start, data };
+  }
+
+  /** The dictionary of a delta whose bases are consecutive chunks in `span`, as part of it. */
+  async #spanDictionary(span: HintSpan | undefined, bases: Uint8Array[]): Promise<Uint8Array | undefined> {
+    if (!span) return undefined;
+    const first = this.#hinted.get(Buffer.from(bases[0]).toString('hex'));
+    if (first === undefined || first < span.lo || first + bases.length - 1 > span.hi) return undefined;
+    const chunks = this.#versions[0].chunks;
+    if (bases.some((base, k) => chunks[first + k].hex !== Buffer.from(base).toString('hex'))) return undefined;
+    const data = await span.data;
+    const from = (first === 0 ? 0 : chunks[first - 1].end) - span.start;
+    return data?.subarray(from, chunks[first + bases.length - 1].end - span.start);
+  }
+
+  async #fetch(wanted: Wanted[], span?: HintSpan): Promise<Map<string, Uint8Array>> {
     const res = await fetch(`${this.#upstream.cacheUrl}/chunk-frames`, {
       method: 'POST',
       headers: { ...this.#upstream.headers, 'Content-Type': 'application/octet-stream' },
@@ -267,7 +312,7 @@ class Assembly {
         if (!answer || Buffer.from(answer.id).toString('hex') !== w.hex || answer.kind === 'absent') {
           throw new NarwhalError('unavailable', `the server did not give chunk ${w.hex}`);
         }
-        const data = await this.#decode(answer.kind, answer.payload);
+        const data = await this.#decode(answer.kind, answer.payload, span);
         if (data === undefined || !matches(data, w.hex)) {
           this.#figures.refused++;
           throw new NarwhalError('chunk-corrupt', `the server's answer for chunk ${w.hex} is not that chunk`);
@@ -283,11 +328,17 @@ class Assembly {
     return fetched;
   }
 
-  async #decode(kind: string, payload: Uint8Array): Promise<Uint8Array | undefined> {
+  /**
+   * The chunk an answer gives. A delta's bases are not checked against their ids here: the chunk
+   * decoded is, and bases that are not what they claim cannot decode to it.
+   */
+  async #decode(kind: string, payload: Uint8Array, span?: HintSpan): Promise<Uint8Array | undefined> {
     try {
       if (kind === 'frame') return zstdDecompressSync(payload, { maxOutputLength: MAX_CHUNK });
       const form = parseStored(payload);
       if (form.kind !== 'delta') return undefined;
+      const dictionary = await this.#spanDictionary(span, form.bases);
+      if (dictionary) return decodeDelta(form.frame, [dictionary], MAX_CHUNK + 1);
       const bases = [];
       for (const base of form.bases) {
         const content = await this.#base(Buffer.from(base).toString('hex'));
