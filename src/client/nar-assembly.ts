@@ -72,10 +72,11 @@ export async function* assembleNar(
   upstream: Upstream,
   cache: ChunkCache,
   narHash: string,
-  versions: LocalChunkList[],
+  localVersions: Promise<LocalChunkList[]>,
   figures: AssemblyFigures,
 ): AsyncGenerator<Uint8Array> {
-  const chunks = await fetchChunkList(upstream, narHash);
+  // The chunk list comes while the local versions are walked.
+  const [chunks, versions] = await Promise.all([fetchChunkList(upstream, narHash), localVersions]);
   figures.nars++;
   const assembly = new Assembly(upstream, cache, chunks, versions, figures);
   const batches = planBatches(chunks);

@@ -93,7 +93,7 @@ export async function startSubstituter(options: SubstituterOptions): Promise<Sub
     assemblies.set(nix32, done.promise);
     try {
       await earlier;
-      const parts = assembleNar(upstream, chunks, nix32, await versions.like(source.storePath), figures);
+      const parts = assembleNar(upstream, chunks, nix32, versions.like(source.storePath), figures);
       let first: IteratorResult<Uint8Array>;
       try {
         first = await parts.next();
