@@ -167,7 +167,7 @@ describe('deltas prepared for upgrades', () => {
     assert.ok(count['kept-delta'] > 0);
   });
 
-  test('a kept delta whose base GC collected is not sent: the chunk comes whole', async () => {
+  test('a kept delta whose base GC collected is not sent; what comes is the chunk', async () => {
     const v1 = await upload(versionNar(3000, 250_000), 'gone-1.0');
     const v2 = await upload(versionNar(4000, 250_000), 'gone-1.1');
     await upgradeDeltasSettled();
