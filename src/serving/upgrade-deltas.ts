@@ -10,6 +10,11 @@ import { placeHints } from './place-hints.ts';
 const ENTRY_BYTES = 40;
 /** NARs waiting for their deltas at most; more are dropped (their first request computes them). */
 const MAX_WAITING = 64;
+/**
+ * Bytes of answers prepared per upgrade at most: half of what the kept deltas hold (computed-deltas.ts),
+ * so that one huge upgrade neither pushes out the others nor evicts its own first deltas.
+ */
+const MAX_PREPARED_BYTES = 16 << 20;
 
 /** Other NARs of the package looked at for the versions just below and above. */
 const OTHERS = 16;
@@ -61,7 +66,8 @@ const nameOf = (storePath: string): string => storePath.slice(storePath.lastInde
  * Asks chunkFrames, as a substituter holding `fromNar` would ask for `toNar`, for every chunk of
  * `toNar` that `fromNar` lacks, with the hints it would give (place-hints.ts), and drops the
  * answers: what it computes is kept (computed-deltas.ts) under the keys such requests look up.
- * Returns the number of chunks asked for.
+ * Stops after MAX_PREPARED_BYTES of answers (the first chunks of the NAR, those Nix waits for
+ * first). Returns the number of chunks asked for.
  */
 export async function upgradeDeltas(nw: Narwhal, cache: CacheRecord, fromNar: number, toNar: number): Promise<number> {
   const from = await nw.meta.narChunkTable(fromNar);
@@ -83,10 +89,13 @@ export async function upgradeDeltas(nw: Narwhal, cache: CacheRecord, fromNar: nu
     const hints = placeHints(fromCount, (j) => endAt(fromView, j), start, narSize).map((j) => idAt(from, j));
     if (hints.length > 0) wanted.push({ id, hints });
   }
-  for (let at = 0; at < wanted.length; at += MAX_COMPUTED_DELTAS) {
-    for await (const _ of chunkFrames(nw, cache, wanted.slice(at, at + MAX_COMPUTED_DELTAS), false)) {
-      // Only what chunkFrames keeps matters.
+  let bytes = 0;
+  let asked = 0;
+  for (; asked < wanted.length && bytes < MAX_PREPARED_BYTES; asked += MAX_COMPUTED_DELTAS) {
+    // Only what chunkFrames keeps matters; the answers are counted to bound the work.
+    for await (const answer of chunkFrames(nw, cache, wanted.slice(asked, asked + MAX_COMPUTED_DELTAS), false)) {
+      bytes += answer.length;
     }
   }
-  return wanted.length;
+  return Math.min(asked, wanted.length);
 }
