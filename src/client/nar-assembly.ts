@@ -24,8 +24,8 @@ const MAX_CHUNK = DEFAULT_CHUNKER_PARAMS.max;
 const RECENT_BASES = 32;
 
 type Wanted = WantedChunk & { hex: string };
-/** A stretch of the first local version, chunks [lo, hi] of its list, from NAR offset `start`. */
-type HintSpan = { lo: number; hi: number; start: number; data: Promise<Uint8Array | undefined> };
+/** A stretch of the first local version, chunks [lo, hi] of its list, NAR offsets [start, end). */
+type HintSpan = { lo: number; hi: number; start: number; end: number; data: Promise<Uint8Array | undefined> };
 
 /** What assembling NARs took, for `GET /_narwhal/stats` and the bench. */
 export interface AssemblyFigures {
@@ -155,17 +155,19 @@ class Assembly {
   /** The chunks [from, to) of the NAR, each checked against its id. */
   async batch(from: number, to: number): Promise<Uint8Array[]> {
     const ids = this.#chunks.slice(from, to).map((c) => Buffer.from(c.id).toString('hex'));
-    const found = this.#localAll(ids);
+    const hintsAt = (i: number): Uint8Array[] => this.#hints(from + i === 0 ? 0 : this.#chunks[from + i - 1].end);
+    // What the batch reads of the first local version (its chunks here, the hints of the others), in one go.
+    const lacking = ids.flatMap((hex, i) => (this.#cache.has(hex) || this.#places.has(hex) ? [] : [hintsAt(i)]));
+    const span = this.#batchSpan(ids, lacking);
+    const found = this.#localAll(ids, span);
     const wanted: Wanted[] = [];
     const asked = new Set<string>();
     for (const [i, hex] of ids.entries()) {
       if ((await found.get(hex)) !== undefined || asked.has(hex)) continue;
       asked.add(hex);
-      const start = from + i === 0 ? 0 : this.#chunks[from + i - 1].end;
-      wanted.push({ id: this.#chunks[from + i].id, hex, hints: this.#hints(start) });
+      wanted.push({ id: this.#chunks[from + i].id, hex, hints: hintsAt(i) });
     }
-    const fetched =
-      wanted.length > 0 ? await this.#fetch(wanted, this.#hintSpan(wanted)) : new Map<string, Uint8Array>();
+    const fetched = wanted.length > 0 ? await this.#fetch(wanted, span) : new Map<string, Uint8Array>();
     const out: Uint8Array[] = [];
     for (const hex of ids) {
       const local = await found.get(hex);
@@ -179,8 +181,9 @@ class Assembly {
    * The chunks of `ids` this machine holds, as #local finds them, except that chunks lying side by
    * side in a local version (an unchanged stretch) are read from it in one go.
    */
-  #localAll(ids: string[]): Map<string, Promise<Uint8Array | undefined>> {
+  #localAll(ids: string[], batchSpan?: HintSpan): Map<string, Promise<Uint8Array | undefined>> {
     const found = new Map<string, Promise<Uint8Array | undefined>>();
+    const first = this.#versions[0];
     let span: { place: LocalPlace; members: { hex: string; place: LocalPlace }[] } | undefined;
     const readSpan = (): void => {
       if (!span) return;
@@ -200,6 +203,21 @@ class Assembly {
     for (const hex of ids) {
       if (found.has(hex) || span?.members.some((m) => m.hex === hex)) continue;
       const place = this.#cache.has(hex) ? undefined : this.#places.get(hex);
+      if (
+        place &&
+        batchSpan &&
+        place.version === first &&
+        place.start >= batchSpan.start &&
+        place.end <= batchSpan.end
+      ) {
+        readSpan();
+        const at = place.start - batchSpan.start;
+        found.set(
+          hex,
+          batchSpan.data.then((data) => this.#checked(hex, data?.subarray(at, at + place.end - place.start))),
+        );
+        continue;
+      }
       if (!place) {
         readSpan();
         found.set(hex, this.#local(hex));
@@ -258,29 +276,29 @@ class Assembly {
   }
 
   /**
-   * The stretch of the first local version that the batch's hints lie in, read in one go while
-   * the answers come: a delta against consecutive chunks of it (hints are in NAR order) takes its
-   * dictionary from there without a copy. None when it would be large (hints far apart).
+   * The stretch of the first local version that a batch uses, read in one go: its chunks found
+   * there, and the hints of those it lacks (hints are in NAR order, so a delta against consecutive
+   * chunks takes its dictionary from this read without a copy). None when it would be large.
    */
-  #hintSpan(wanted: Wanted[]): HintSpan | undefined {
+  #batchSpan(ids: string[], lacking: Uint8Array[][]): HintSpan | undefined {
     const version = this.#versions[0];
-    if (!version) return undefined;
+    if (!version || lacking.length === 0) return undefined;
     let lo = Number.POSITIVE_INFINITY;
     let hi = -1;
-    for (const { hints } of wanted) {
-      for (const hint of hints) {
-        const i = this.#hinted.get(Buffer.from(hint).toString('hex'));
-        if (i === undefined) continue;
-        lo = Math.min(lo, i);
-        hi = Math.max(hi, i);
-      }
-    }
+    const include = (hex: string): void => {
+      const i = this.#hinted.get(hex);
+      if (i === undefined) return;
+      lo = Math.min(lo, i);
+      hi = Math.max(hi, i);
+    };
+    for (const hints of lacking) for (const hint of hints) include(Buffer.from(hint).toString('hex'));
     if (hi < 0) return undefined;
+    for (const hex of ids) if (!this.#cache.has(hex) && this.#places.get(hex)?.version === version) include(hex);
     const start = lo === 0 ? 0 : version.chunks[lo - 1].end;
     const end = version.chunks[hi].end;
     if (end - start > 2 * BATCH_BYTES) return undefined;
     const data = version.read(start, end).catch(() => undefined);
-    return { lo, hi, start, data };
+    return { lo, hi, start, end, data };
   }
 
   /** The dictionary of a delta whose bases are consecutive chunks in `span`, as part of it. */
