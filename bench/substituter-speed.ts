@@ -76,6 +76,7 @@ try {
             );
           }
           rows.push(...figures);
+          log(`  this branch's server, answers so far: ${await chunkAnswers(server.cacheUrl)}`);
         }
       }
     }
@@ -101,4 +102,13 @@ for (const link of values.links.split(',')) {
       `| ${link} | ${system} | ${t.toFixed(2)} s | ${(t / seconds).toFixed(2)}x | ${(b / 1e6).toFixed(2)} MB | ${(b / sent).toFixed(2)}x |`,
     );
   }
+}
+
+/** The server's chunk-frames answers by kind (narwhal_chunk_answers_total), to see whether deltas were ready. */
+async function chunkAnswers(cacheUrl: string): Promise<string> {
+  const text = await fetch(`${new URL(cacheUrl).origin}/metrics`)
+    .then((r) => r.text())
+    .catch(() => '');
+  const kinds = [...text.matchAll(/^narwhal_chunk_answers_total\{kind="([^"]+)"\} (\d+)/gm)];
+  return kinds.map((m) => `${m[1]} ${m[2]}`).join(', ') || 'none';
 }

@@ -3,6 +3,7 @@ import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/p
 import { basename, join } from 'node:path';
 import { chunkStream } from '../chunking/chunk-stream.ts';
 import { parseNarinfo } from '../nix/narinfo.ts';
+import { compareVersions } from '../nix/store-path.ts';
 import { fetchChunkList, type Upstream } from './chunk-list.ts';
 import { type NarLayout, narBytes, narLayout, OpenFiles, readNarRange } from './store-layout.ts';
 
@@ -80,8 +81,8 @@ export class LocalVersions {
     const candidates = entries
       .filter((e) => /^[0-9a-z]{32}-/.test(e) && e !== basename(storePath) && packageName(e.slice(33)) === wanted)
       .filter((e) => !e.endsWith('.drv') && !e.endsWith('.lock'))
-      .sort()
-      .reverse();
+      // The newest version first: its upgrade is the one the server has deltas ready for.
+      .sort((a, b) => compareVersions(b.slice(33), a.slice(33)) || (a < b ? 1 : -1));
     const lists: LocalChunkList[] = [];
     for (const entry of candidates) {
       if (lists.length === MAX_VERSIONS) break;

@@ -6,6 +6,7 @@ import { decodeDelta, parseStored } from '../delta/stored-form.ts';
 import { NarwhalError } from '../errors.ts';
 import { ExactReader } from '../runtime/exact-reader.ts';
 import { encodeWantedChunks, readChunkFrame, type WantedChunk } from '../serving/chunk-frames-body.ts';
+import { placeHints } from '../serving/place-hints.ts';
 import type { CaibxChunk } from '../storage/caibx.ts';
 import type { ChunkCache } from './chunk-cache.ts';
 import { fetchChunkList, type Upstream } from './chunk-list.ts';
@@ -18,13 +19,13 @@ const BATCH = 64;
 const BATCH_BYTES = 4 << 20;
 /** Batches assembled ahead of the one streaming out: bounds memory to about AHEAD x BATCH_BYTES. */
 const AHEAD = 4;
-/** Positional hints per chunk: the chunk at the same place in a local version and its neighbours. */
-const NEIGHBOURS = [0, 1, -1, 2, -2];
 const MAX_CHUNK = DEFAULT_CHUNKER_PARAMS.max;
 /** Chunks of local versions read recently, kept for use as delta bases (neighbours share most of theirs). */
 const RECENT_BASES = 32;
 
 type Wanted = WantedChunk & { hex: string };
+/** A stretch of the first local version, chunks [lo, hi] of its list, NAR offsets [start, end). */
+type HintSpan = { lo: number; hi: number; start: number; end: number; data: Promise<Uint8Array | undefined> };
 
 /** What assembling NARs took, for `GET /_narwhal/stats` and the bench. */
 export interface AssemblyFigures {
@@ -71,10 +72,11 @@ export async function* assembleNar(
   upstream: Upstream,
   cache: ChunkCache,
   narHash: string,
-  versions: LocalChunkList[],
+  localVersions: Promise<LocalChunkList[]>,
   figures: AssemblyFigures,
 ): AsyncGenerator<Uint8Array> {
-  const chunks = await fetchChunkList(upstream, narHash);
+  // The chunk list comes while the local versions are walked.
+  const [chunks, versions] = await Promise.all([fetchChunkList(upstream, narHash), localVersions]);
   figures.nars++;
   const assembly = new Assembly(upstream, cache, chunks, versions, figures);
   const batches = planBatches(chunks);
@@ -123,6 +125,8 @@ class Assembly {
   /** Chunks of the local versions, by id (hex). */
   readonly #places = new Map<string, LocalPlace>();
   readonly #recent = new Map<string, Promise<Uint8Array | undefined>>();
+  /** Where each chunk of the first local version (the one hints come from) lies in its list. */
+  readonly #hinted = new Map<string, number>();
 
   constructor(
     upstream: Upstream,
@@ -144,21 +148,26 @@ class Assembly {
         start = end;
       }
     }
+    for (const [i, { hex }] of (versions[0]?.chunks ?? []).entries())
+      if (!this.#hinted.has(hex)) this.#hinted.set(hex, i);
   }
 
   /** The chunks [from, to) of the NAR, each checked against its id. */
   async batch(from: number, to: number): Promise<Uint8Array[]> {
     const ids = this.#chunks.slice(from, to).map((c) => Buffer.from(c.id).toString('hex'));
-    const found = this.#localAll(ids);
+    const hintsAt = (i: number): Uint8Array[] => this.#hints(from + i === 0 ? 0 : this.#chunks[from + i - 1].end);
+    // What the batch reads of the first local version (its chunks here, the hints of the others), in one go.
+    const lacking = ids.flatMap((hex, i) => (this.#cache.has(hex) || this.#places.has(hex) ? [] : [hintsAt(i)]));
+    const span = this.#batchSpan(ids, lacking);
+    const found = this.#localAll(ids, span);
     const wanted: Wanted[] = [];
     const asked = new Set<string>();
     for (const [i, hex] of ids.entries()) {
       if ((await found.get(hex)) !== undefined || asked.has(hex)) continue;
       asked.add(hex);
-      const start = from + i === 0 ? 0 : this.#chunks[from + i - 1].end;
-      wanted.push({ id: this.#chunks[from + i].id, hex, hints: this.#hints(start) });
+      wanted.push({ id: this.#chunks[from + i].id, hex, hints: hintsAt(i) });
     }
-    const fetched = wanted.length > 0 ? await this.#fetch(wanted) : new Map<string, Uint8Array>();
+    const fetched = wanted.length > 0 ? await this.#fetch(wanted, span) : new Map<string, Uint8Array>();
     const out: Uint8Array[] = [];
     for (const hex of ids) {
       const local = await found.get(hex);
@@ -172,8 +181,9 @@ class Assembly {
    * The chunks of `ids` this machine holds, as #local finds them, except that chunks lying side by
    * side in a local version (an unchanged stretch) are read from it in one go.
    */
-  #localAll(ids: string[]): Map<string, Promise<Uint8Array | undefined>> {
+  #localAll(ids: string[], batchSpan?: HintSpan): Map<string, Promise<Uint8Array | undefined>> {
     const found = new Map<string, Promise<Uint8Array | undefined>>();
+    const first = this.#versions[0];
     let span: { place: LocalPlace; members: { hex: string; place: LocalPlace }[] } | undefined;
     const readSpan = (): void => {
       if (!span) return;
@@ -193,6 +203,21 @@ class Assembly {
     for (const hex of ids) {
       if (found.has(hex) || span?.members.some((m) => m.hex === hex)) continue;
       const place = this.#cache.has(hex) ? undefined : this.#places.get(hex);
+      if (
+        place &&
+        batchSpan &&
+        place.version === first &&
+        place.start >= batchSpan.start &&
+        place.end <= batchSpan.end
+      ) {
+        readSpan();
+        const at = place.start - batchSpan.start;
+        found.set(
+          hex,
+          batchSpan.data.then((data) => this.#checked(hex, data?.subarray(at, at + place.end - place.start))),
+        );
+        continue;
+      }
       if (!place) {
         readSpan();
         found.set(hex, this.#local(hex));
@@ -234,28 +259,61 @@ class Assembly {
     return this.#checked(hex, await place.version.read(place.start, place.end).catch(() => undefined));
   }
 
-  /** The chunks of the first local version at the same relative place, and their neighbours. */
+  /**
+   * The chunks of the first local version at the same relative place and their neighbours, in NAR
+   * order (place-hints.ts: the server has deltas against these ready for the common upgrade).
+   */
   #hints(start: number): Uint8Array[] {
     const hints: Uint8Array[] = [];
     for (const version of this.#versions.slice(0, 1)) {
-      const size = version.chunks.at(-1)!.end;
-      const place = Math.floor((start / Math.max(1, this.#narSize)) * size);
-      let lo = 0;
-      let hi = version.chunks.length - 1;
-      while (lo < hi) {
-        const mid = (lo + hi) >> 1;
-        if (version.chunks[mid].end <= place) lo = mid + 1;
-        else hi = mid;
-      }
-      for (const offset of NEIGHBOURS) {
-        const near = version.chunks[lo + offset];
-        if (near && (this.#places.has(near.hex) || this.#cache.has(near.hex))) hints.push(Buffer.from(near.hex, 'hex'));
+      const chunks = version.chunks;
+      for (const i of placeHints(chunks.length, (j) => chunks[j].end, start, this.#narSize)) {
+        const near = chunks[i];
+        if (this.#places.has(near.hex) || this.#cache.has(near.hex)) hints.push(Buffer.from(near.hex, 'hex'));
       }
     }
     return hints;
   }
 
-  async #fetch(wanted: Wanted[]): Promise<Map<string, Uint8Array>> {
+  /**
+   * The stretch of the first local version that a batch uses, read in one go: its chunks found
+   * there, and the hints of those it lacks (hints are in NAR order, so a delta against consecutive
+   * chunks takes its dictionary from this read without a copy). None when it would be large.
+   */
+  #batchSpan(ids: string[], lacking: Uint8Array[][]): HintSpan | undefined {
+    const version = this.#versions[0];
+    if (!version || lacking.length === 0) return undefined;
+    let lo = Number.POSITIVE_INFINITY;
+    let hi = -1;
+    const include = (hex: string): void => {
+      const i = this.#hinted.get(hex);
+      if (i === undefined) return;
+      lo = Math.min(lo, i);
+      hi = Math.max(hi, i);
+    };
+    for (const hints of lacking) for (const hint of hints) include(Buffer.from(hint).toString('hex'));
+    if (hi < 0) return undefined;
+    for (const hex of ids) if (!this.#cache.has(hex) && this.#places.get(hex)?.version === version) include(hex);
+    const start = lo === 0 ? 0 : version.chunks[lo - 1].end;
+    const end = version.chunks[hi].end;
+    if (end - start > 2 * BATCH_BYTES) return undefined;
+    const data = version.read(start, end).catch(() => undefined);
+    return { lo, hi, start, end, data };
+  }
+
+  /** The dictionary of a delta whose bases are consecutive chunks in `span`, as part of it. */
+  async #spanDictionary(span: HintSpan | undefined, bases: Uint8Array[]): Promise<Uint8Array | undefined> {
+    if (!span) return undefined;
+    const first = this.#hinted.get(Buffer.from(bases[0]).toString('hex'));
+    if (first === undefined || first < span.lo || first + bases.length - 1 > span.hi) return undefined;
+    const chunks = this.#versions[0].chunks;
+    if (bases.some((base, k) => chunks[first + k].hex !== Buffer.from(base).toString('hex'))) return undefined;
+    const data = await span.data;
+    const from = (first === 0 ? 0 : chunks[first - 1].end) - span.start;
+    return data?.subarray(from, chunks[first + bases.length - 1].end - span.start);
+  }
+
+  async #fetch(wanted: Wanted[], span?: HintSpan): Promise<Map<string, Uint8Array>> {
     const res = await fetch(`${this.#upstream.cacheUrl}/chunk-frames`, {
       method: 'POST',
       headers: { ...this.#upstream.headers, 'Content-Type': 'application/octet-stream' },
@@ -273,27 +331,33 @@ class Assembly {
         if (!answer || Buffer.from(answer.id).toString('hex') !== w.hex || answer.kind === 'absent') {
           throw new NarwhalError('unavailable', `the server did not give chunk ${w.hex}`);
         }
-        const data = await this.#decode(answer.kind, answer.payload);
+        const data = await this.#decode(answer.kind, answer.payload, span);
         if (data === undefined || !matches(data, w.hex)) {
           this.#figures.refused++;
           throw new NarwhalError('chunk-corrupt', `the server's answer for chunk ${w.hex} is not that chunk`);
         }
         this.#figures.chunksFetched++;
         if (answer.kind === 'delta') this.#figures.deltasFetched++;
-        this.#cache.keep(w.hex, data);
         fetched.set(w.hex, data);
       }
     } finally {
       counted.destroy();
+      this.#cache.keep([...fetched].map(([hex, data]) => ({ hex, data })));
     }
     return fetched;
   }
 
-  async #decode(kind: string, payload: Uint8Array): Promise<Uint8Array | undefined> {
+  /**
+   * The chunk an answer gives. A delta's bases are not checked against their ids here: the chunk
+   * decoded is, and bases that are not what they claim cannot decode to it.
+   */
+  async #decode(kind: string, payload: Uint8Array, span?: HintSpan): Promise<Uint8Array | undefined> {
     try {
       if (kind === 'frame') return zstdDecompressSync(payload, { maxOutputLength: MAX_CHUNK });
       const form = parseStored(payload);
       if (form.kind !== 'delta') return undefined;
+      const dictionary = await this.#spanDictionary(span, form.bases);
+      if (dictionary) return decodeDelta(form.frame, [dictionary], MAX_CHUNK + 1);
       const bases = [];
       for (const base of form.bases) {
         const content = await this.#base(Buffer.from(base).toString('hex'));

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { type FileHandle, lstat, open, readdir, readlink } from 'node:fs/promises';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /**
@@ -149,64 +150,53 @@ export async function* narBytes(root: string, storePath: string, layout: NarLayo
   }
 }
 
-interface OpenFile {
-  handle: Promise<FileHandle>;
-  /** Reads in progress; the file is closed once evicted and none is. */
-  reads: number;
-  evicted: boolean;
-  closed: boolean;
-}
-
 /**
  * Files open for reading, the last few used kept open (a chunk is often the next piece of the file
- * the last one came from), all closed once unused for a while.
+ * the last one came from), all closed once unused for a while. Reads are synchronous: a store
+ * path's files are local and mostly in the page cache, and the promise API's round trip through
+ * the thread pool per small file cost more than the read itself (open, read and close were 0.8 s
+ * of CPU for the 5467 pieces of Node.js's NAR).
  */
 export class OpenFiles {
-  readonly #open = new Map<string, OpenFile>();
+  readonly #open = new Map<string, number>();
   #idle: NodeJS.Timeout | undefined;
 
   /** Fills `into` from `path` at `position`; throws if the file is shorter. */
   async read(path: string, position: number, into: Buffer): Promise<void> {
     clearTimeout(this.#idle);
-    let entry = this.#open.get(path);
-    if (entry) {
-      this.#open.delete(path);
-    } else {
-      const handle = open(path, 'r');
-      handle.catch(() => {});
-      entry = { handle, reads: 0, evicted: false, closed: false };
-      for (const [oldest, old] of this.#open) {
-        if (this.#open.size < OPEN_FILES) break;
-        this.#open.delete(oldest);
-        this.#close(old);
-      }
-    }
-    this.#open.set(path, entry);
-    entry.reads++;
     try {
-      const file = await entry.handle;
-      let done = 0;
-      while (done < into.length) {
-        const { bytesRead } = await file.read(into, done, into.length - done, position + done);
+      let fd = this.#open.get(path);
+      if (fd === undefined) {
+        fd = openSync(path, 'r');
+        for (const [oldest, old] of this.#open) {
+          if (this.#open.size < OPEN_FILES) break;
+          this.#open.delete(oldest);
+          closeQuietly(old);
+        }
+      } else {
+        this.#open.delete(path);
+      }
+      this.#open.set(path, fd);
+      for (let done = 0; done < into.length; ) {
+        const bytesRead = readSync(fd, into, done, into.length - done, position + done);
         if (bytesRead === 0) throw new Error(`${path} is shorter than its NAR says`);
         done += bytesRead;
       }
     } finally {
-      entry.reads--;
-      if (entry.evicted) this.#close(entry);
       this.#idle = setTimeout(() => this.closeAll(), IDLE_MS).unref();
     }
   }
 
   closeAll(): void {
-    for (const entry of this.#open.values()) this.#close(entry);
+    for (const fd of this.#open.values()) closeQuietly(fd);
     this.#open.clear();
   }
+}
 
-  #close(entry: OpenFile): void {
-    entry.evicted = true;
-    if (entry.reads > 0 || entry.closed) return;
-    entry.closed = true;
-    entry.handle.then((file) => file.close()).catch(() => {});
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // Closed already.
   }
 }

@@ -7,7 +7,7 @@ import { createDecompressor } from '../compression/decompress.ts';
 import { parseNarinfo, serializeNarinfo } from '../nix/narinfo.ts';
 import { ChunkCache } from './chunk-cache.ts';
 import type { Upstream } from './chunk-list.ts';
-import { emptyVersionFigures, LocalVersions, type VersionFigures } from './local-versions.ts';
+import { emptyVersionFigures, type LocalChunkList, LocalVersions, type VersionFigures } from './local-versions.ts';
 import { type AssemblyFigures, assembleNar, emptyFigures } from './nar-assembly.ts';
 
 export interface SubstituterOptions {
@@ -27,10 +27,14 @@ interface NarSource {
   /** The server's own NAR URL (for the fallback), relative to the cache. */
   url: string;
   compression: string | undefined;
+  /** The local versions, looked up when the narinfo was asked for; taken by the NAR's request. */
+  versions?: Promise<LocalChunkList[]>;
 }
 
 /** Narinfos' NARs remembered at most (Nix asks for a NAR right after its narinfo). */
 const MAX_REMEMBERED = 10_000;
+/** Local version lookups started by narinfo requests at once, at most (each walks store paths). */
+const MAX_EARLY_LOOKUPS = 4;
 
 export interface Substituter {
   server: Server;
@@ -57,6 +61,15 @@ export async function startSubstituter(options: SubstituterOptions): Promise<Sub
   const versions = new LocalVersions(options.storeRoot, join(options.cacheDir, 'versions'), upstream, figures);
   const sources = new Map<string, NarSource>();
   const assemblies = new Map<string, Promise<unknown>>();
+  let earlyLookups = 0;
+  /** The local versions of the path, looked up now so that its NAR's request finds them ready. */
+  const lookUpEarly = (storePath: string): Promise<LocalChunkList[]> | undefined => {
+    if (earlyLookups >= MAX_EARLY_LOOKUPS) return undefined;
+    earlyLookups++;
+    const found = versions.like(storePath).finally(() => earlyLookups--);
+    found.catch(() => {});
+    return found;
+  };
 
   const narinfo = async (res: ServerResponse, hashPart: string, head: boolean): Promise<void> => {
     const answer = await fetch(`${upstream.cacheUrl}/${hashPart}.narinfo`, { headers: upstream.headers });
@@ -70,6 +83,7 @@ export async function startSubstituter(options: SubstituterOptions): Promise<Sub
       narSize: info.narSize,
       url: info.url,
       compression: info.compression,
+      versions: head ? undefined : lookUpEarly(info.storePath),
     });
     const text = serializeNarinfo({
       ...info,
@@ -93,7 +107,10 @@ export async function startSubstituter(options: SubstituterOptions): Promise<Sub
     assemblies.set(nix32, done.promise);
     try {
       await earlier;
-      const parts = assembleNar(upstream, chunks, nix32, await versions.like(source.storePath), figures);
+      // Looked up for the narinfo moments ago, or now; a later request looks again (paths change).
+      const local = source.versions ?? versions.like(source.storePath);
+      source.versions = undefined;
+      const parts = assembleNar(upstream, chunks, nix32, local, figures);
       let first: IteratorResult<Uint8Array>;
       try {
         first = await parts.next();

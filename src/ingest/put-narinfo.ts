@@ -21,7 +21,7 @@ export type NarinfoUploader = { token: TokenRecord | undefined } | 'operator';
  * whole store path of this cache (Nix uploads dependencies first) or the path itself; where the
  * cache requires it, a trusted key signed it. The same path again only adds the signatures it
  * lacks; a different path under a hash part already stored needs the delete permission, since
- * it removes what was there.
+ * it removes what was there. Returns the NAR's id and the store path.
  */
 export async function putNarinfo(
   nw: Narwhal,
@@ -29,7 +29,7 @@ export async function putNarinfo(
   hashPart: string,
   text: string,
   uploader: NarinfoUploader,
-): Promise<void> {
+): Promise<{ narId: number; storePath: string }> {
   const info = parseNarinfo(text);
   const ownName = info.storePath.slice(info.storePath.lastIndexOf('/') + 1);
   if (parseStorePathBaseName(ownName).hashPart !== hashPart) {
@@ -84,6 +84,7 @@ export async function putNarinfo(
     );
   }
   nw.memos.narinfos.forget(cache.id, hashPart);
+  return { narId: nar.id, storePath: info.storePath };
 }
 
 /** Every reference must be the path itself or a whole store path this cache holds, by name, not just by hash. */

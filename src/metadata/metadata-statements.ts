@@ -392,6 +392,11 @@ export function metadataStatements(d: SqlDialect) {
       `SELECT id, nar_size, created_at FROM nars WHERE package = ? AND created_at > ? AND unreferenced_since IS NULL
        ORDER BY created_at LIMIT 1`,
     ),
+    // Other NARs of a package, the newest first, each with a store path naming it.
+    otherNarsOfPackage: sql(
+      `SELECT id, nar_size, created_at, (SELECT store_path FROM paths WHERE paths.nar_id = nars.id LIMIT 1) AS store_path
+       FROM nars WHERE package = ? AND id <> ? AND unreferenced_since IS NULL ORDER BY created_at DESC LIMIT ?`,
+    ),
     narChunkTable: sql('SELECT chunk_table FROM nars WHERE id = ?'),
     markDeltaTried: list(`UPDATE chunks SET delta_tried_at = ? WHERE encoding = 'zstd' AND id ${d.anyOf('bytea')}`),
     // Chunks sharing a super-feature with new sketches: one of these may be their base now.

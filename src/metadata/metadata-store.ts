@@ -516,6 +516,11 @@ export interface MetadataStore {
   chunkPlace(id: Uint8Array): Promise<{ nar: NarPlace; next: NarPlace } | undefined>;
   /** The NAR's chunk table (NarRecord.chunkTable), or undefined if it is gone. */
   narChunkTable(narId: number): Promise<Uint8Array | undefined>;
+  /**
+   * Up to `limit` other NARs in use of the NAR's package that a path names, the newest first, each
+   * with one such path: for deltas prepared ahead of upgrades (src/serving/upgrade-deltas.ts).
+   */
+  otherNarsOfPackage(narId: number, limit: number): Promise<(NarPlace & { storePath: string })[]>;
 
   /** Which of these chunk ids have a record (as lower-case hex). */
   existingChunks(ids: Uint8Array[]): Promise<Set<string>>;

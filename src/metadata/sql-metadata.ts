@@ -618,6 +618,15 @@ export abstract class SqlMetadata implements MetadataStore {
     return next && { nar: toNarPlace(nar), next: toNarPlace(next) };
   }
 
+  async otherNarsOfPackage(narId: number, limit: number): Promise<(NarPlace & { storePath: string })[]> {
+    const nar = await this.#runner.get(this.#q.narPackage, [narId]);
+    if (!nar || nar.package === null) return [];
+    const rows = await this.#runner.all(this.#q.otherNarsOfPackage, [nar.package, narId, limit]);
+    return rows
+      .filter((row) => row.store_path !== null)
+      .map((row) => ({ ...toNarPlace(row), storePath: String(row.store_path) }));
+  }
+
   async narChunkTable(narId: number): Promise<Uint8Array | undefined> {
     const row = await this.#runner.get(this.#q.narChunkTable, [narId]);
     return row && blob(row.chunk_table);

@@ -88,6 +88,7 @@ export class NarwhalMetrics {
   readonly #recompressChunks: Counter<'action'>;
   readonly #recompressBytes: Counter<'stage'>;
   readonly #errors: Counter<'kind'>;
+  readonly #chunkAnswers: Counter<'kind'>;
   #readStore: (() => Promise<StoreFigures>) | undefined;
   #store: { figures: Promise<StoreFigures | undefined>; at: number } | undefined;
 
@@ -142,6 +143,12 @@ export class NarwhalMetrics {
       name: 'narwhal_chunk_bytes_ingested_total',
       help: 'Uncompressed bytes of those chunks, by outcome: new or deduplicated',
       labelNames: ['outcome'],
+      registers,
+    });
+    this.#chunkAnswers = new Counter({
+      name: 'narwhal_chunk_answers_total',
+      help: 'Answers to chunk-frames requests, by kind: frame, stored-delta, kept-delta (computed earlier), computed-delta, absent',
+      labelNames: ['kind'],
       registers,
     });
     this.#gcRuns = new Counter({
@@ -288,6 +295,10 @@ export class NarwhalMetrics {
     this.#chunkBytes.inc({ outcome: 'new' }, r.newChunkBytes);
     this.#chunks.inc({ outcome: 'deduplicated' }, r.reusedChunks);
     this.#chunkBytes.inc({ outcome: 'deduplicated' }, r.reusedChunkBytes);
+  }
+
+  recordChunkAnswer(kind: 'frame' | 'stored-delta' | 'kept-delta' | 'computed-delta' | 'absent'): void {
+    this.#chunkAnswers.inc({ kind });
   }
 
   recordGc(r: GcRecord): void {

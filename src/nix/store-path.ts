@@ -73,3 +73,25 @@ export function packageName(name: string): string {
   const match = /^(.*?)-\d/.exec(name);
   return match ? match[1] : name;
 }
+
+/**
+ * Orders two store path names (without hash) of one package by their versions, as Nix's
+ * compareVersions does in the main: components split at `.` and `-`, numbers compared as numbers,
+ * a number after anything else, other text by its characters.
+ */
+export function compareVersions(a: string, b: string): number {
+  const parts = (name: string): string[] => name.slice(packageName(name).length + 1).split(/[.-]/);
+  const x = parts(a);
+  const y = parts(b);
+  for (let i = 0; i < Math.max(x.length, y.length); i++) {
+    const p = x[i] ?? '';
+    const q = y[i] ?? '';
+    if (p === q) continue;
+    const pn = /^\d+$/.test(p);
+    const qn = /^\d+$/.test(q);
+    if (pn && qn) return Number(p) - Number(q) || p.localeCompare(q);
+    if (pn !== qn) return pn ? 1 : -1;
+    return p < q ? -1 : 1;
+  }
+  return 0;
+}

@@ -9,11 +9,12 @@ import type { EncodeRequest, EncodeResult } from '../storage/zstd-encode-worker.
 import { readCheckedChunk } from './chunk-damage.ts';
 import { encodeChunkFrame, type WantedChunk } from './chunk-frames-body.ts';
 import { ComputedDeltas } from './computed-deltas.ts';
+import { PLACE_HINTS } from './place-hints.ts';
 
 /** Deltas computed per request at most (each costs a zstd pass with a dictionary); the rest go plain. */
-const MAX_COMPUTED_DELTAS = 256;
-/** Hints used as bases of a computed delta. */
-const MAX_BASES = 5;
+export const MAX_COMPUTED_DELTAS = 256;
+/** Hints used as bases of a computed delta (a substituter names PLACE_HINTS). */
+const MAX_BASES = PLACE_HINTS;
 /** zstd level of computed deltas and of frames made for chunks stored as deltas. */
 const DELTA_LEVEL = 3;
 const FRAME_LEVEL = 1;
@@ -39,12 +40,20 @@ const encodeOnWorker = (data: Uint8Array, dictionary: Uint8Array, level: number)
  * answer depends on nothing the caller could not read through the cache). A chunk stored as a
  * delta whose bases the client holds goes as stored; otherwise a delta is computed against the
  * chunks the client says resemble it where that is clearly smaller; else a plain zstd frame.
+ * Each answer is counted in the metrics unless `recorded` is false (deltas prepared ahead).
  */
 export async function* chunkFrames(
   nw: Narwhal,
   cache: CacheRecord,
   wanted: readonly WantedChunk[],
+  recorded = true,
 ): AsyncGenerator<Uint8Array> {
+  type Answer = Parameters<typeof nw.metrics.recordChunkAnswer>[0];
+  const reply = (id: Uint8Array, answer: Answer, payload: Uint8Array): Uint8Array => {
+    if (recorded) nw.metrics.recordChunkAnswer(answer);
+    const kind = answer === 'frame' || answer === 'absent' ? answer : 'delta';
+    return encodeChunkFrame(id, kind, payload);
+  };
   const visible = new Map<string, Promise<boolean>>();
   const isVisible = (id: Uint8Array): Promise<boolean> => {
     const key = chunkHex(id);
@@ -72,15 +81,15 @@ export async function* chunkFrames(
   let computed = 0;
   const answer = async (id: Uint8Array, bases: Uint8Array[]): Promise<Uint8Array> => {
     const record = (await isVisible(id)) ? await nw.meta.getChunk(id) : undefined;
-    if (!record) return encodeChunkFrame(id, 'absent', new Uint8Array(0));
+    if (!record) return reply(id, 'absent', new Uint8Array(0));
     const key = bases.length > 0 ? ComputedDeltas.key(id, bases) : undefined;
     const kept = key === undefined ? undefined : computedDeltas.get(key);
-    if (kept) return encodeChunkFrame(id, 'delta', kept);
+    if (kept) return reply(id, 'kept-delta', kept);
     const read = await readCheckedChunk(nw, { index: 0, id, start: 0, end: record.size }, true).catch(absentIfDamaged);
-    if (!read) return encodeChunkFrame(id, 'absent', new Uint8Array(0));
+    if (!read) return reply(id, 'absent', new Uint8Array(0));
     const form = read.delta ? parseStored(read.stored) : undefined;
     if (form?.kind === 'delta' && form.bases.every((base) => held.has(chunkHex(base)))) {
-      return encodeChunkFrame(id, 'delta', read.stored);
+      return reply(id, 'stored-delta', read.stored);
     }
     const plain = read.delta ? await encodeChunk(read.data!, FRAME_LEVEL) : read.stored;
     const found = [];
@@ -96,9 +105,9 @@ export async function* chunkFrames(
       );
       const pays = delta.length <= DELTA_MARGIN * plain.length;
       computedDeltas.set(key!, pays ? delta : null);
-      if (pays) return encodeChunkFrame(id, 'delta', delta);
+      if (pays) return reply(id, 'computed-delta', delta);
     }
-    return encodeChunkFrame(id, 'frame', plain);
+    return reply(id, 'frame', plain);
   };
   const pending: Promise<Uint8Array>[] = [];
   let next = 0;

@@ -1193,6 +1193,17 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
       assert.equal(await meta.chunkPlace(chunkId('pl-x')), undefined, 'another package');
       assertSameTable(await meta.narChunkTable(midNar.id), midNar.chunkTable);
       assert.equal(await meta.narChunkTable(999_999), undefined);
+      // The other NARs of a package (deltas prepared for upgrades), the newest first, each with a path.
+      assert.deepEqual(
+        (await meta.otherNarsOfPackage(midNar.id, 10)).map((n) => [n.id, n.storePath.endsWith('-tool-1.0')]),
+        [[oldNar.id, true]],
+      );
+      assert.deepEqual(
+        (await meta.otherNarsOfPackage(oldNar.id, 10)).map((n) => n.id),
+        [midNar.id],
+      );
+      assert.deepEqual(await meta.otherNarsOfPackage(other.id, 10), [], 'alone in its package');
+      assert.deepEqual(await meta.otherNarsOfPackage(999_999, 10), []);
 
       // The tried mark keeps chunks out of the candidates until something could give them a base.
       await meta.markDeltaTried([old[1].id, mid[0].id, mid[1].id], 1000);

@@ -1,6 +1,7 @@
 import { narinfoWithUpstreams } from '../../upstream/pull-through.ts';
 import { putNarinfo as storeNarinfo } from '../../ingest/put-narinfo.ts';
 import { NarwhalError } from '../../errors.ts';
+import { prepareUpgradeDeltas } from '../../serving/upgrade-deltas.ts';
 import { readBody } from '../body.ts';
 import { sendText } from '../send-text.ts';
 import type { RequestContext } from '../request-context.ts';
@@ -15,6 +16,7 @@ export async function getNarinfo({ nw, cache, res, params }: RequestContext): Pr
 
 export async function putNarinfo({ nw, cache, req, res, params, token }: RequestContext): Promise<void> {
   const body = await readBody(req, MAX_NARINFO_SIZE);
-  await storeNarinfo(nw, cache, params[0], body.toString('utf8'), { token });
+  const stored = await storeNarinfo(nw, cache, params[0], body.toString('utf8'), { token });
   res.writeHead(204).end();
+  prepareUpgradeDeltas(nw, cache, stored.narId, stored.storePath);
 }

