@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Narwhal } from '../context/narwhal.ts';
 import type { CacheRecord } from '../metadata/metadata-store.ts';
 import { compareVersions } from '../nix/store-path.ts';
@@ -18,6 +19,8 @@ const MAX_PREPARED_BYTES = 16 << 20;
 
 /** Other NARs of the package looked at for the versions just below and above. */
 const OTHERS = 16;
+/** How often a preparation waiting for uploads to end looks again. */
+const UPLOADS_POLL_MS = 200;
 
 const waiting: { nw: Narwhal; cache: CacheRecord; narId: number; storePath: string }[] = [];
 let running: Promise<void> | undefined;
@@ -27,7 +30,9 @@ let running: Promise<void> | undefined;
  * NAR (`storePath` names it): from the package's version just below to this one (the common
  * upgrade, to the newest), and from this one to the version just above when that came first
  * (`nix copy` uploads versions in no particular order). Called once a path names the NAR in
- * `cache`. Errors are dropped: a delta not prepared is computed when asked.
+ * `cache`. Errors are dropped: a delta not prepared is computed when asked. It yields to uploads,
+ * as recompression does: a batch starts only while none runs in this process, so that pushing a
+ * series of versions is not slowed by preparing their upgrades.
  */
 export function prepareUpgradeDeltas(nw: Narwhal, cache: CacheRecord, narId: number, storePath: string): void {
   if (waiting.length >= MAX_WAITING || waiting.some((w) => w.narId === narId && w.cache.id === cache.id)) return;
@@ -92,6 +97,7 @@ export async function upgradeDeltas(nw: Narwhal, cache: CacheRecord, fromNar: nu
   let bytes = 0;
   let asked = 0;
   for (; asked < wanted.length && bytes < MAX_PREPARED_BYTES; asked += MAX_COMPUTED_DELTAS) {
+    while (nw.holds.idleSince() === undefined) await delay(UPLOADS_POLL_MS);
     // Only what chunkFrames keeps matters; the answers are counted to bound the work.
     for await (const answer of chunkFrames(nw, cache, wanted.slice(asked, asked + MAX_COMPUTED_DELTAS), false)) {
       bytes += answer.length;

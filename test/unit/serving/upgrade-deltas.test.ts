@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
@@ -32,6 +33,14 @@ import { narHashOf, randomHashPart, tempNarwhal, type TempNarwhal } from '../../
 import { versionNar } from '../../helpers/test-data.ts';
 
 const hex = (id: Uint8Array): string => Buffer.from(id).toString('hex');
+/** `f`, callable many times, running once. */
+const once1 = (f: () => void): (() => void) => {
+  let done = false;
+  return () => {
+    if (!done) f();
+    done = true;
+  };
+};
 const BATCH = 64;
 
 describe('deltas prepared for upgrades', () => {
@@ -165,6 +174,32 @@ describe('deltas prepared for upgrades', () => {
     const { count } = await counted(() => ask(upgradeRequest(older.record, newer.record)));
     assert.equal(count['computed-delta'] ?? 0, 0);
     assert.ok(count['kept-delta'] > 0);
+  });
+
+  test('preparing waits while an upload runs, then prepares', async () => {
+    const v1 = await upload(versionNar(6000, 220_000), 'busy-1.0');
+    const release = once1(await t.nw.holds.begin()); // an upload under way in this process
+    let settled = false;
+    try {
+      const before = (await answers())['computed-delta'] ?? 0;
+      const v2 = await upload(versionNar(8000, 220_000), 'busy-1.1');
+      const preparing = upgradeDeltasSettled().then(() => {
+        settled = true;
+      });
+      // Unheld, the first of its deltas is computed within a few hundred milliseconds.
+      for (let waited = 0; waited < 2000; waited += 100) {
+        await delay(100);
+        assert.equal((await answers())['computed-delta'] ?? 0, before, 'no delta computed while the upload runs');
+      }
+      assert.equal(settled, false);
+      release();
+      await preparing;
+      const { count } = await counted(() => ask(upgradeRequest(v1.record, v2.record)));
+      assert.equal(count['computed-delta'] ?? 0, 0);
+      assert.ok(count['kept-delta'] > 0, 'prepared once the upload ended');
+    } finally {
+      release();
+    }
   });
 
   test('a kept delta whose base GC collected is not sent; what comes is the chunk', async () => {
