@@ -138,9 +138,11 @@ function decodeRun(run: DeltaRunRequest, transfer: ArrayBuffer[]): DeltaRunResul
   const missing = new Map<string, Uint8Array>();
   const how = { volume, keep: run.trusted, missing, decoded: new Map<string, Uint8Array>() };
   const room = (size: number): number => (run.servedFrame ? rawFrameSize(size) : size);
-  const data = Buffer.allocUnsafeSlow(run.chunks.reduce((sum, chunk) => sum + room(chunk.size), 0));
+  // Made at the first chunk decoded, with room for it and those after it: in a first call, every
+  // chunk of a run often lacks a base, and then none is made.
+  let data: Buffer | undefined;
   let filled = 0;
-  const outcomes = run.chunks.map(({ id, size, at, length: storedLength }): DeltaRunResult['outcomes'][number] => {
+  const outcomes = run.chunks.map(({ id, size, at, length: storedLength }, k): DeltaRunResult['outcomes'][number] => {
     try {
       let decoded: Uint8Array | undefined;
       try {
@@ -151,6 +153,7 @@ function decodeRun(run: DeltaRunRequest, transfer: ArrayBuffer[]): DeltaRunResul
       if (decoded === undefined) return { pending: true };
       if (decoded.length !== size || (!run.trusted && createHash('sha256').update(decoded).digest('hex') !== id))
         throw corrupt(`chunk ${id} does not match its hash`);
+      data ??= Buffer.allocUnsafeSlow(run.chunks.slice(k).reduce((sum, chunk) => sum + room(chunk.size), 0));
       const into = data.subarray(filled);
       if (!run.servedFrame) into.set(decoded);
       const length = run.servedFrame ? rawZstdFrame(decoded, into).length : decoded.length;
@@ -161,8 +164,8 @@ function decodeRun(run: DeltaRunRequest, transfer: ArrayBuffer[]): DeltaRunResul
       return { error: { message: (err as Error).message, code: (err as NodeJS.ErrnoException).code } };
     }
   });
-  transfer.push(data.buffer as ArrayBuffer, ...transferable(run.frames));
-  return { data, outcomes, missing: [...missing.keys()], frames: run.frames };
+  transfer.push(...(data ? [data.buffer as ArrayBuffer] : []), ...transferable(run.frames));
+  return { data: data ?? new Uint8Array(0), outcomes, missing: [...missing.keys()], frames: run.frames };
 }
 
 function corrupt(message: string): Error {

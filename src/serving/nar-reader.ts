@@ -61,7 +61,7 @@ export async function* readStoredFrames(nw: Narwhal, nar: NarRecord): AsyncGener
   const batchNarBytes = Math.max(SERVED_BATCH_BYTES, Math.min(BATCH_NAR_BYTES, SERVED_BATCH_BYTES / servedRatio));
   for await (const batch of readChecked(nw, chunkEntries(nar.chunkTable), false, batchNarBytes)) {
     // One write to the socket per batch rather than per frame.
-    const frames = Buffer.concat(await Promise.all(batch.map((chunk) => servedFrame(chunk, counted))));
+    const frames = joined(await Promise.all(batch.map((chunk) => servedFrame(chunk, counted))));
     sent += frames.length;
     if (sent > nar.storedSize) throw framesChanged(nar);
     yield frames;
@@ -72,6 +72,23 @@ export async function* readStoredFrames(nw: Narwhal, nar: NarRecord): AsyncGener
 }
 
 const SKIPPABLE_HEADER = 8;
+
+/**
+ * The frames back to back: the view they already are when they lie so in one buffer (the raw
+ * frames of a run of deltas, decoded in one worker call), else a copy. Every buffer the main
+ * thread lets go of stays in memory until its next collection.
+ */
+function joined(frames: Uint8Array[]): Uint8Array {
+  const [first] = frames;
+  let end = first === undefined ? 0 : first.byteOffset + first.length;
+  for (const frame of frames.slice(1)) {
+    if (frame.buffer !== first.buffer || frame.byteOffset !== end) return Buffer.concat(frames);
+    end += frame.length;
+  }
+  return first === undefined
+    ? new Uint8Array(0)
+    : new Uint8Array(first.buffer, first.byteOffset, end - first.byteOffset);
+}
 
 /** A zstd skippable frame of `length` bytes in all (RFC 8878, 3.1.2), its content zeros. */
 export function skippableFrame(length: number): Uint8Array {
