@@ -153,7 +153,15 @@ export async function decodeDeltasWithChains(
       return false;
     });
     if (pending.length === 0 || missing.length === 0) break;
-    const frames = await read(missing);
+    let frames: StoredFrame[];
+    try {
+      frames = await read(missing);
+    } catch (err) {
+      // A base missing (or a header naming one that is not there): each chunk still waiting fails with it.
+      if (!isNarwhalError(err, 'chunk-missing') && !isNarwhalError(err, 'chunk-corrupt')) throw err;
+      for (const i of pending) done[i] = err;
+      break;
+    }
     for (const [i, baseId] of missing.entries()) {
       sent.set(chunkHex(baseId), frames[i].stored);
       trusted &&= asWritten(frames[i]);
