@@ -4,6 +4,7 @@ import { chunkEntries, chunkEntry, chunkIndexAt, type ChunkTableEntry } from '..
 import { checkChunkPresent, readCheckedChunks, type CheckedChunk } from './chunk-damage.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 import { countedPlainFrames, servedFrame } from './served-frames.ts';
+import { hasFrameReads } from '../storage/chunk-store-capabilities.ts';
 
 /** Chunks are read and checked in batches of up to this many bytes of NAR, or this many chunks. */
 const BATCH_NAR_BYTES = 1024 * 1024;
@@ -33,6 +34,12 @@ export async function assertChunksPresent(nw: Narwhal, nar: NarRecord): Promise<
     ...Array.from(chunkEntries(nar.chunkTable), (entry) => entry.id),
     ...(await nw.meta.narDeltaBases(nar.id)),
   ];
+  if (hasFrameReads(nw.chunks)) {
+    // All looked up at once; those absent are looked at again one by one, which flags them.
+    const sizes = await nw.chunks.storedSizes(ids);
+    for (const [i, size] of sizes.entries()) if (size === undefined) await checkChunkPresent(nw, ids[i], nar.narHash);
+    return;
+  }
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < ids.length) await checkChunkPresent(nw, ids[next++], nar.narHash);
