@@ -36,8 +36,8 @@ export interface CheckRequest {
  * decoded here with their chains in one call: the stored frames of chunks below them, by hex id,
  * those this worker keeps (trusted) aside. A base neither kept nor sent is named in the result's
  * `missing`, and the chunks needing it are left `pending`. Only the chunks themselves are checked
- * (a wrong base cannot give their hash). Every frame lies in `frames`, one buffer moved here and
- * back: each buffer moved costs a message more than its bytes copied.
+ * (a wrong base cannot give their hash). Every frame lies in `frames`, the one buffer moved here:
+ * each buffer moved costs a message more than its bytes copied.
  */
 export interface DeltaRunRequest {
   frames: Uint8Array;
@@ -60,8 +60,6 @@ export interface DeltaRunResult {
   outcomes: ({ at: number; length: number } | { error: { message: string; code?: string } } | { pending: true })[];
   /** The hex ids of the bases this worker lacks (neither kept nor sent), once each. */
   missing: string[];
-  /** The request's frames, moved back (the caller may reuse the buffer). */
-  frames: Uint8Array;
 }
 
 /** The stored bytes, moved back, and the chunk's bytes when asked for. */
@@ -135,7 +133,7 @@ function check(request: CheckRequest, transfer: ArrayBuffer[]): CheckResult {
  */
 function decodeRun(run: DeltaRunRequest, transfer: ArrayBuffer[]): DeltaRunResult {
   const frames = new Map(run.chain.map((frame) => [frame.id, run.frames.subarray(frame.at, frame.at + frame.length)]));
-  const missing = new Map<string, Uint8Array>();
+  const missing = new Set<string>();
   const how = { volume, keep: run.trusted, missing, decoded: new Map<string, Uint8Array>() };
   const room = (size: number): number => (run.servedFrame ? rawFrameSize(size) : size);
   // Made at the first chunk decoded, with room for it and those after it: in a first call, every
@@ -164,8 +162,8 @@ function decodeRun(run: DeltaRunRequest, transfer: ArrayBuffer[]): DeltaRunResul
       return { error: { message: (err as Error).message, code: (err as NodeJS.ErrnoException).code } };
     }
   });
-  transfer.push(...(data ? [data.buffer as ArrayBuffer] : []), ...transferable(run.frames));
-  return { data: data ?? new Uint8Array(0), outcomes, missing: [...missing.keys()], frames: run.frames };
+  if (data) transfer.push(data.buffer as ArrayBuffer);
+  return { data: data ?? new Uint8Array(0), outcomes, missing: [...missing] };
 }
 
 function corrupt(message: string): Error {
@@ -207,7 +205,7 @@ function decodeChain(
   how: {
     volume: { bytes: number };
     keep: boolean;
-    missing: Map<string, Uint8Array>;
+    missing: Set<string>;
     /** Bases decoded during this call, trusted or not (an untrusted chain's chunks are hashed). */
     decoded: Map<string, Uint8Array>;
   },
@@ -232,7 +230,7 @@ function decodeChain(
     }
     const frame = frames.get(key);
     if (frame === undefined) {
-      how.missing.set(key, id.slice());
+      how.missing.add(key);
       continue;
     }
     const content = decodeChain(frame, frames, undefined, depth + 1, how);
