@@ -116,12 +116,15 @@ export function rawFrameSize(size: number): number {
 
 /**
  * `content` as one zstd frame of raw (stored, uncompressed) blocks, without checksum: any zstd
- * decoder reads it, and its length is rawFrameSize(content.length).
+ * decoder reads it, and its length is rawFrameSize(content.length). Written at the start of
+ * `into` when given (at least that long), else into a buffer of its own.
  */
-export function rawZstdFrame(content: Uint8Array): Uint8Array {
+export function rawZstdFrame(content: Uint8Array, into?: Uint8Array): Uint8Array {
   if (content.length > 0xffffffff) throw new RangeError('content too large for a raw frame');
-  const frame = new Uint8Array(rawFrameSize(content.length));
-  const view = new DataView(frame.buffer);
+  const size = rawFrameSize(content.length);
+  if (into !== undefined && into.length < size) throw new RangeError('no room for the raw frame');
+  const frame = into === undefined ? new Uint8Array(size) : into.subarray(0, size);
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
   view.setUint32(0, ZSTD_MAGIC, true);
   frame[4] = SINGLE_SEGMENT_FOUR_BYTE_SIZE;
   view.setUint32(5, content.length, true);

@@ -10,7 +10,7 @@ import { parentPort } from 'node:worker_threads';
 import { transferable, type WorkerReply } from '../runtime/worker-pool.ts';
 import { chunkHex } from '../storage/chunk-store.ts';
 import { decodeWithDictionary, ZstdFrameDecoder } from '../storage/zstd-frames.ts';
-import { MAX_DELTA_DEPTH, parseStored, rawZstdFrame } from '../delta/stored-form.ts';
+import { MAX_DELTA_DEPTH, parseStored, rawFrameSize, rawZstdFrame } from '../delta/stored-form.ts';
 import { DEFAULT_CHUNKER_PARAMS } from '../chunking/chunker.ts';
 import { scavengerByVolume } from '../runtime/v8-scavenge.ts';
 import { BoundedContents } from './bounded-contents.ts';
@@ -29,27 +29,45 @@ export interface CheckRequest {
    * with the code 'bases-not-kept', and is sent again with it); the others are kept from now on.
    */
   baseIds?: string[];
-  /**
-   * For a chunk stored as a delta, decoded here with its chain: the stored frames of chunks below
-   * it, by hex id, those this worker keeps (trusted) aside. A base neither kept nor sent is named
-   * in the result's `missing`. Only the chunk itself is checked (a wrong base cannot give its hash).
-   */
-  chain?: { id: string; stored: Uint8Array }[];
-  /**
-   * Every frame has the CRC its store recorded, so the content needs no hash check (its size is
-   * checked); with `chain`, the bases decoded may be kept for later requests.
-   */
+  /** The frame is as its store wrote it (its CRC checks): with `size`, only the size is checked, not the hash. */
   trusted?: boolean;
-  /** With `chain`, and wantData false: send back the frame a `.nar.zst` serves for the chunk (rawZstdFrame) as `data`. */
-  servedFrame?: boolean;
+}
+
+/**
+ * Chunks stored as deltas (a run of neighbouring chunks of a NAR, whose bases mostly are the same),
+ * decoded here with their chains in one call: the stored frames of chunks below them, by hex id,
+ * those this worker keeps (trusted) aside. A base neither kept nor sent is named in the result's
+ * `missing`, and the chunks needing it are left `pending`. Only the chunks themselves are checked
+ * (a wrong base cannot give their hash). Every frame lies in `frames`, the one buffer moved here:
+ * each buffer moved costs a message more than its bytes copied.
+ */
+export interface DeltaRunRequest {
+  frames: Uint8Array;
+  /** The chunks: hex id, size, and where their stored frame lies in `frames`. */
+  chunks: { id: string; size: number; at: number; length: number }[];
+  /** The frames of bases sent: hex id and where in `frames`. */
+  chain: { id: string; at: number; length: number }[];
+  /**
+   * Every frame has the CRC its store recorded, so the contents need no hash check (their sizes
+   * are checked), and the bases decoded may be kept for later requests.
+   */
+  trusted: boolean;
+  /** Give, for each chunk, the frame a `.nar.zst` serves for it (rawZstdFrame) rather than its content. */
+  servedFrame: boolean;
+}
+
+/** Per chunk of a DeltaRunRequest: where its content (or served frame) lies in `data`, or an error, or pending on `missing`. */
+export interface DeltaRunResult {
+  data: Uint8Array;
+  outcomes: ({ at: number; length: number } | { error: { message: string; code?: string } } | { pending: true })[];
+  /** The hex ids of the bases this worker lacks (neither kept nor sent), once each. */
+  missing: string[];
 }
 
 /** The stored bytes, moved back, and the chunk's bytes when asked for. */
 export interface CheckResult {
   stored: Uint8Array;
   data?: Uint8Array;
-  /** With `chain`: the bases this worker lacks (neither kept nor sent); nothing was decoded. */
-  missing?: Uint8Array[];
 }
 
 const decoder = new ZstdFrameDecoder();
@@ -72,63 +90,89 @@ const KEPT_BASE_BYTES = (32 * 1024 * 1024) / availableParallelism();
  */
 const keptBases = new BoundedContents(KEPT_BASE_BYTES);
 
-parentPort!.on('message', (request: CheckRequest & { seq: number }) => {
-  const { seq, id, stored, size, wantData, chain } = request;
-  let reply: WorkerReply<CheckResult>;
+parentPort!.on('message', (request: (CheckRequest | { run: DeltaRunRequest }) & { seq: number }) => {
   const transfer: ArrayBuffer[] = [];
+  let reply: WorkerReply<CheckResult | DeltaRunResult>;
+  let size: number | undefined = MAX_CHUNK;
   try {
-    const bases = request.baseIds && request.bases ? withKeptBases(request.bases, request.baseIds) : request.bases;
-    let data: Uint8Array | undefined;
-    const missing = new Map<string, Uint8Array>();
-    try {
-      // A chain's chunk is decoded into the scratch buffer: a view, copied or framed below.
-      data = chain
-        ? decodeChain(stored, new Map(chain.map((frame) => [frame.id, frame.stored])), size, 0, {
-            volume,
-            keep: request.trusted === true,
-            missing,
-          })
-        : bases
-          ? decodeDeltaChunk(stored, bases, size)
-          : decodePlain(stored, size, wantData);
-    } catch {
-      throw Object.assign(new Error(`chunk ${chunkHex(id)} does not decompress`), { code: 'chunk-corrupt' });
+    if ('run' in request) {
+      size = request.run.chunks.reduce((sum, chunk) => sum + chunk.size, 0);
+      reply = { seq: request.seq, result: decodeRun(request.run, transfer) };
+    } else {
+      size = request.size;
+      reply = { seq: request.seq, result: check(request, transfer) };
     }
-    if (data === undefined) {
-      transfer.push(...transferable(stored));
-      reply = { seq, result: { stored, missing: [...missing.values()] } };
-    } else reply = { seq, result: checkedResult(request, data, transfer) };
   } catch (err) {
-    reply = { seq, error: { message: (err as Error).message, code: (err as NodeJS.ErrnoException).code } };
+    reply = { seq: request.seq, error: { message: (err as Error).message, code: (err as NodeJS.ErrnoException).code } };
   }
   parentPort!.postMessage(reply, transfer);
   scavenge(Math.max(size ?? MAX_CHUNK, volume.bytes));
   volume.bytes = 0;
 });
 
-/** The answer for a chunk decoded as `data`: checked against its size and hash, unless a trusted chain's. */
-function checkedResult(request: CheckRequest, decoded: Uint8Array, transfer: ArrayBuffer[]): CheckResult {
-  const { id, stored, size, wantData, chain } = request;
-  let data = decoded;
+function check(request: CheckRequest, transfer: ArrayBuffer[]): CheckResult {
+  const { id, stored, size, wantData } = request;
+  const bases = request.baseIds && request.bases ? withKeptBases(request.bases, request.baseIds) : request.bases;
+  let data: Uint8Array;
+  try {
+    data = bases ? decodeDeltaChunk(stored, bases, size) : decodePlain(stored, size, wantData);
+  } catch {
+    throw corrupt(`chunk ${chunkHex(id)} does not decompress`);
+  }
   if (
     (size !== undefined && data.length !== size) ||
     (!(request.trusted && size !== undefined) && !createHash('sha256').update(data).digest().equals(id))
-  ) {
-    throw Object.assign(new Error(`chunk ${chunkHex(id)} does not match its hash`), { code: 'chunk-corrupt' });
-  }
+  )
+    throw corrupt(`chunk ${chunkHex(id)} does not match its hash`);
   transfer.push(...transferable(stored));
-  const result: CheckResult = { stored };
-  if (request.servedFrame) {
-    result.data = rawZstdFrame(data);
-    transfer.push(result.data.buffer as ArrayBuffer);
-    volume.bytes += result.data.length;
-  } else if (wantData) {
-    if (chain) data = ownBuffer(data);
-    // The decoder gives each chunk a buffer of its own, which moves along rather than being copied.
-    result.data = data;
-    transfer.push(data.buffer as ArrayBuffer);
-  }
-  return result;
+  if (!wantData) return { stored };
+  // The decoder gives each chunk a buffer of its own, which moves along rather than being copied.
+  transfer.push(data.buffer as ArrayBuffer);
+  return { stored, data };
+}
+
+/**
+ * The chunks of a run, decoded in turn: a base decoded for one is there for the next (from the
+ * kept bases when trusted, else for this call only). Each chunk is decoded into the scratch buffer
+ * and copied out, as its content or framed, into one buffer for them all.
+ */
+function decodeRun(run: DeltaRunRequest, transfer: ArrayBuffer[]): DeltaRunResult {
+  const frames = new Map(run.chain.map((frame) => [frame.id, run.frames.subarray(frame.at, frame.at + frame.length)]));
+  const missing = new Set<string>();
+  const how = { volume, keep: run.trusted, missing, decoded: new Map<string, Uint8Array>() };
+  const room = (size: number): number => (run.servedFrame ? rawFrameSize(size) : size);
+  // Made at the first chunk decoded, with room for it and those after it: in a first call, every
+  // chunk of a run often lacks a base, and then none is made.
+  let data: Buffer | undefined;
+  let filled = 0;
+  const outcomes = run.chunks.map(({ id, size, at, length: storedLength }, k): DeltaRunResult['outcomes'][number] => {
+    try {
+      let decoded: Uint8Array | undefined;
+      try {
+        decoded = decodeChain(run.frames.subarray(at, at + storedLength), frames, size, 0, how);
+      } catch {
+        throw corrupt(`chunk ${id} does not decompress`);
+      }
+      if (decoded === undefined) return { pending: true };
+      if (decoded.length !== size || (!run.trusted && createHash('sha256').update(decoded).digest('hex') !== id))
+        throw corrupt(`chunk ${id} does not match its hash`);
+      data ??= Buffer.allocUnsafeSlow(run.chunks.slice(k).reduce((sum, chunk) => sum + room(chunk.size), 0));
+      const into = data.subarray(filled);
+      if (!run.servedFrame) into.set(decoded);
+      const length = run.servedFrame ? rawZstdFrame(decoded, into).length : decoded.length;
+      volume.bytes += length;
+      filled += length;
+      return { at: filled - length, length };
+    } catch (err) {
+      return { error: { message: (err as Error).message, code: (err as NodeJS.ErrnoException).code } };
+    }
+  });
+  if (data) transfer.push(data.buffer as ArrayBuffer);
+  return { data: data ?? new Uint8Array(0), outcomes, missing: [...missing] };
+}
+
+function corrupt(message: string): Error {
+  return Object.assign(new Error(message), { code: 'chunk-corrupt' });
 }
 
 function decodePlain(stored: Uint8Array, size: number | undefined, wantData: boolean): Uint8Array {
@@ -163,7 +207,13 @@ function decodeChain(
   frames: Map<string, Uint8Array>,
   size: number | undefined,
   depth: number,
-  how: { volume: { bytes: number }; keep: boolean; missing: Map<string, Uint8Array> },
+  how: {
+    volume: { bytes: number };
+    keep: boolean;
+    missing: Set<string>;
+    /** Bases decoded during this call, trusted or not (an untrusted chain's chunks are hashed). */
+    decoded: Map<string, Uint8Array>;
+  },
 ): Uint8Array | undefined {
   const form = parseStored(stored);
   if (form.kind === 'plain') {
@@ -178,18 +228,19 @@ function decodeChain(
   for (const id of form.bases) {
     const key = chunkHex(id);
     // Kept bases came from trusted chains: right for any chain (an untrusted one's chunk is hashed).
-    const kept = keptBases.get(key);
+    const kept = how.decoded.get(key) ?? keptBases.get(key);
     if (kept) {
       bases.push(kept);
       continue;
     }
     const frame = frames.get(key);
     if (frame === undefined) {
-      how.missing.set(key, id.slice());
+      how.missing.add(key);
       continue;
     }
     const content = decodeChain(frame, frames, undefined, depth + 1, how);
     if (content === undefined) continue;
+    how.decoded.set(key, content);
     if (how.keep) keptBases.set(key, content);
     bases.push(content);
   }

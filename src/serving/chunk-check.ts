@@ -1,10 +1,15 @@
 import { availableParallelism } from 'node:os';
 import { NarwhalError } from '../errors.ts';
 import { transferable, WorkerPool } from '../runtime/worker-pool.ts';
-import type { CheckRequest, CheckResult } from './chunk-check-worker.ts';
+import type { CheckRequest, CheckResult, DeltaRunRequest, DeltaRunResult } from './chunk-check-worker.ts';
 
 /** Started on first use; idle workers keep no process alive. */
-let pool: WorkerPool<CheckRequest, CheckResult> | undefined;
+let workers: WorkerPool<CheckRequest | { run: DeltaRunRequest }, CheckResult | DeltaRunResult> | undefined;
+
+function pool(): WorkerPool<CheckRequest | { run: DeltaRunRequest }, CheckResult | DeltaRunResult> {
+  workers ??= new WorkerPool(new URL('./chunk-check-worker.ts', import.meta.url));
+  return workers;
+}
 
 /**
  * Decompresses a stored chunk on a worker thread (a delta with `bases`, its bases' contents; see
@@ -40,8 +45,7 @@ export async function checkDeltaKeepingBases(
   sent: Set<string>,
 ): Promise<Uint8Array> {
   const baseIds = bases.map((base) => Buffer.from(base.id).toString('hex'));
-  const workers = pool?.size ?? availableParallelism();
-  const affinity = bases[0].id[0] % workers;
+  const affinity = bases[0].id[0] % (workers?.size ?? availableParallelism());
   const empty = new Uint8Array(0);
   const send = (all: boolean): Promise<{ stored: Uint8Array; data?: Uint8Array }> => {
     const contents = bases.map((base, i) => (all || !sent.has(`${affinity}:${baseIds[i]}`) ? base.content : empty));
@@ -58,27 +62,47 @@ export async function checkDeltaKeepingBases(
 }
 
 /**
- * Decodes a chunk stored as a delta on a worker thread, with the stored frames of its chain
- * sent so far (`chain`, by hex id; the worker keeps trusted bases it decoded lately), and checks
- * its size and, unless `trusted`, its hash against its id (throws 'chunk-corrupt'). Gives the
- * content as `data`, or with `served`, the frame a `.nar.zst` sends in its place; or, when the
- * worker lacks a base, the ids of those it lacks (`missing`), to be sent again with their frames.
- * Only the frames' own bytes are posted, not the buffers they were read into. `affinity` picks
- * the worker.
+ * Decodes chunks stored as deltas on one worker thread (`affinity` picks it), with the stored
+ * frames of their chains sent so far (`chain`, by hex id; the worker keeps trusted bases it
+ * decoded lately), and checks each one's size and, unless `trusted`, its hash against its id.
+ * Gives per chunk its content as `data`, or with `served`, the frame a `.nar.zst` sends in its
+ * place (views of one buffer for the run); or an error; or, when the worker lacks a base,
+ * `pending`, with the ids of the bases lacking in `missing`, to be sent again with their frames.
+ * The frames are copied into one buffer, the only one posted.
  */
-export async function decodeDeltaChain(
-  id: Uint8Array,
-  stored: Uint8Array,
-  size: number,
+export async function decodeDeltaRun(
+  chunks: { id: Uint8Array; stored: Uint8Array; size: number }[],
   chain: Map<string, Uint8Array>,
   { trusted, served, affinity }: { trusted: boolean; served: boolean; affinity: number },
-): Promise<{ stored: Uint8Array; data?: Uint8Array; missing?: Uint8Array[] }> {
-  // Copies of their own (new Uint8Array: a Buffer's slice would be a view of the same memory).
-  const frames = [...chain].map(([key, frame]) => ({ id: key, stored: new Uint8Array(frame) }));
-  const own = new Uint8Array(stored);
-  const request = { id: id.slice(), stored: own, size, wantData: !served, chain: frames, trusted, servedFrame: served };
-  return run(request, [own.buffer, ...frames.map((frame) => frame.stored.buffer)], affinity);
+): Promise<{ outcomes: DeltaRunOutcome[]; missing: Uint8Array[] }> {
+  const frames = new Uint8Array(
+    chunks.reduce((sum, chunk) => sum + chunk.stored.length, 0) +
+      [...chain.values()].reduce((sum, frame) => sum + frame.length, 0),
+  );
+  let at = 0;
+  const place = (frame: Uint8Array): { at: number; length: number } => {
+    frames.set(frame, at);
+    at += frame.length;
+    return { at: at - frame.length, length: frame.length };
+  };
+  const request: DeltaRunRequest = {
+    frames,
+    chunks: chunks.map(({ id, stored, size }) => ({ id: Buffer.from(id).toString('hex'), size, ...place(stored) })),
+    chain: [...chain].map(([id, frame]) => ({ id, ...place(frame) })),
+    trusted,
+    servedFrame: served,
+  };
+  const result = (await pool().run({ run: request }, [frames.buffer], affinity)) as DeltaRunResult;
+  return {
+    outcomes: result.outcomes.map((outcome) =>
+      'at' in outcome ? { data: result.data.subarray(outcome.at, outcome.at + outcome.length) } : outcome,
+    ),
+    missing: result.missing.map((hex) => Buffer.from(hex, 'hex')),
+  };
 }
+
+/** What decodeDeltaRun gives per chunk. */
+export type DeltaRunOutcome = { data: Uint8Array } | { error: { message: string; code?: string } } | { pending: true };
 
 /**
  * Ends the check workers, and with them the bases they keep; the next check starts new ones. A
@@ -86,15 +110,14 @@ export async function decodeDeltaChain(
  * content spares.
  */
 export async function stopCheckWorkers(): Promise<void> {
-  const stopped = pool;
-  pool = undefined;
+  const stopped = workers;
+  workers = undefined;
   await stopped?.close();
 }
 
 async function run(request: CheckRequest, transfer: ArrayBuffer[], affinity?: number): Promise<CheckResult> {
-  pool ??= new WorkerPool<CheckRequest, CheckResult>(new URL('./chunk-check-worker.ts', import.meta.url));
   try {
-    return await pool.run(request, transfer, affinity);
+    return (await pool().run(request, transfer, affinity)) as CheckResult;
   } catch (err) {
     if ((err as { code?: unknown }).code === 'chunk-corrupt')
       throw new NarwhalError('chunk-corrupt', (err as Error).message);

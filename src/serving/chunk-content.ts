@@ -1,7 +1,7 @@
 import { NarwhalError, isNarwhalError } from '../errors.ts';
 import { MAX_DELTA_DEPTH, parseStored } from '../delta/stored-form.ts';
 import { chunkHex, frameCrc, type StoredFrame } from '../storage/chunk-store.ts';
-import { checkChunk, decodeDeltaChain } from './chunk-check.ts';
+import { checkChunk, decodeDeltaRun } from './chunk-check.ts';
 
 /**
  * A chunk's content whatever its stored form: a plain zstd frame is checked as it always was
@@ -100,45 +100,93 @@ export async function checkStoredChunk(
   return { ...(await checkChunk(id, stored, size, true, contents)), delta: true };
 }
 
+/** A chunk stored as a delta, to decode: its id, stored frame and size. */
+export interface DeltaToDecode {
+  id: Uint8Array;
+  top: StoredFrame;
+  size: number;
+}
+
 /**
- * The content of a chunk stored as a delta, decoded on a check worker. The workers keep the
- * contents of bases they decoded lately from trusted chains, so the chunk's frame goes alone at
- * first; the worker names the bases it lacks, whose frames are then read (`read`) and sent along
- * with it, a level of the chain per call. Reading and posting every frame of the chain for every
- * chunk had bound the main thread while serving deltas (docs/benchmarks.md, "Delta memory and
- * serving speed"). Bases are not checked one by one: a wrong base cannot give content with the
- * chunk's hash. So a failure names no base; checkStoredChunk, which checks each, is the one to
- * tell which is damaged. When every frame read has the CRC its store recorded when writing it
- * (and a kept base came from such frames), the content is trusted without its hash, as a plain
- * frame with its CRC is (chunk-damage.ts): the frames are those written, each from checked
- * content. Without `wantData` the content stays on the worker, which gives the frame served in
- * its place (`served`). `affinity` picks the worker: give chunks that share bases the same one.
+ * The contents of chunks stored as deltas, decoded on one check worker in one call per level of
+ * their chains: give it neighbouring chunks of a NAR, whose bases mostly are the same. The
+ * workers keep the contents of bases they decoded lately from trusted chains, so the chunks'
+ * frames go alone at first; the worker names the bases it lacks, whose frames are then read
+ * (`read`, all of them together) and sent along, a level of the chains per call. Posting every
+ * frame of the chain for every chunk had bound the main thread while serving deltas, and so did
+ * a call and a read per chunk and level (docs/benchmarks.md, "Serving old versions"). Bases are
+ * not checked one by one: a wrong base cannot give content with the chunk's hash. So a failure
+ * names no base; checkStoredChunk, which checks each, is the one to tell which is damaged. When
+ * every frame read has the CRC its store recorded when writing it (and a kept base came from
+ * such frames), the contents are trusted without their hash, as a plain frame with its CRC is
+ * (chunk-damage.ts): the frames are those written, each from checked content. Without
+ * `wantData` a content stays on the worker, which gives the frame served in its place
+ * (`served`). Per chunk: its checked content, or the error that stopped it.
  */
-export async function decodeDeltaWithChain(
-  id: Uint8Array,
-  top: StoredFrame,
-  size: number,
+export async function decodeDeltasWithChains(
+  chunks: DeltaToDecode[],
   read: FramesSource,
   wantData: boolean,
   affinity: number,
-): Promise<CheckedContent> {
+): Promise<(CheckedContent | NarwhalError)[]> {
+  const done: (CheckedContent | NarwhalError | undefined)[] = chunks.map(() => undefined);
+  let pending = chunks.map((_, i) => i);
   const sent = new Map<string, Uint8Array>();
-  let trusted = asWritten(top);
-  // The chunk, then each level of its chain: one more call than the deepest chain allowed.
-  for (let call = 0; call <= MAX_DELTA_DEPTH + 1; call++) {
-    const decoded = await decodeDeltaChain(id, top.stored, size, sent, { trusted, served: !wantData, affinity });
-    if (decoded.missing === undefined)
-      return wantData ? { ...decoded, delta: true } : { stored: decoded.stored, served: decoded.data, delta: true };
-    const frames = await read(decoded.missing);
-    for (const [i, baseId] of decoded.missing.entries()) {
+  let trusted = chunks.every((chunk) => asWritten(chunk.top));
+  // The chunks, then each level of their chains: one more call than the deepest chain allowed.
+  for (let call = 0; call <= MAX_DELTA_DEPTH + 1 && pending.length > 0; call++) {
+    const run = pending.map((i) => ({ id: chunks[i].id, stored: chunks[i].top.stored, size: chunks[i].size }));
+    const { outcomes, missing } = await decodeDeltaRun(run, sent, { trusted, served: !wantData, affinity });
+    pending = pending.filter((i, k) => {
+      const outcome = outcomes[k];
+      if ('pending' in outcome) return true;
+      const { stored } = chunks[i].top;
+      done[i] =
+        'error' in outcome
+          ? new NarwhalError(
+              outcome.error.code === 'chunk-corrupt' ? 'chunk-corrupt' : 'internal',
+              outcome.error.message,
+            )
+          : wantData
+            ? { stored, data: outcome.data, delta: true }
+            : { stored, served: outcome.data, delta: true };
+      return false;
+    });
+    if (pending.length === 0 || missing.length === 0) break;
+    let frames: StoredFrame[];
+    try {
+      frames = await read(missing);
+    } catch (err) {
+      // A base missing (or a header naming one that is not there): each chunk still waiting fails with it.
+      if (!isNarwhalError(err, 'chunk-missing') && !isNarwhalError(err, 'chunk-corrupt')) throw err;
+      for (const i of pending) done[i] = err;
+      break;
+    }
+    for (const [i, baseId] of missing.entries()) {
       sent.set(chunkHex(baseId), frames[i].stored);
       trusted &&= asWritten(frames[i]);
     }
   }
-  throw new NarwhalError(
-    'chunk-corrupt',
-    `chunk ${chunkHex(id)} ends a chain of deltas longer than ${MAX_DELTA_DEPTH}`,
+  return done.map(
+    (result, i) =>
+      result ??
+      new NarwhalError(
+        'chunk-corrupt',
+        `chunk ${chunkHex(chunks[i].id)} ends a chain of deltas longer than ${MAX_DELTA_DEPTH}`,
+      ),
   );
+}
+
+/** decodeDeltasWithChains of one chunk: its checked content, or throws. */
+export async function decodeDeltaWithChain(
+  chunk: DeltaToDecode,
+  read: FramesSource,
+  wantData: boolean,
+  affinity: number,
+): Promise<CheckedContent> {
+  const [result] = await decodeDeltasWithChains([chunk], read, wantData, affinity);
+  if (result instanceof NarwhalError) throw result;
+  return result;
 }
 
 /**

@@ -1,6 +1,13 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { NarwhalError, isNarwhalError } from '../errors.ts';
-import { asWritten, BaseReader, checkStoredChunk, DamagedBaseError, decodeDeltaWithChain } from './chunk-content.ts';
+import {
+  asWritten,
+  BaseReader,
+  checkStoredChunk,
+  DamagedBaseError,
+  decodeDeltasWithChains,
+  decodeDeltaWithChain,
+} from './chunk-content.ts';
 import { checkChunk } from './chunk-check.ts';
 import { parseStored } from '../delta/stored-form.ts';
 import type { ChunkTableEntry } from '../chunking/chunk-table.ts';
@@ -8,7 +15,10 @@ import type { Narwhal } from '../context/narwhal.ts';
 import type { StoredFrame } from '../storage/chunk-store.ts';
 import { hasFrameReads } from '../storage/chunk-store-capabilities.ts';
 
-/** Neighbouring chunks of a NAR sent to the same check worker when stored as deltas. */
+/**
+ * Neighbouring chunks of a NAR sent to the same check worker when stored as deltas, together:
+ * their bases by place mostly are the same.
+ */
 const AFFINITY_RUN = 16;
 /** Pause before a chunk that failed is tried a second time. */
 const RECHECK_DELAY_MS = 50;
@@ -45,14 +55,19 @@ export async function readCheckedChunk(
     return await checkFrame(nw, entry, read ?? (await readFrame(nw, entry.id)), wantData, undefined);
   } catch (err) {
     if (!isDamage(err)) throw err;
-    await delay(RECHECK_DELAY_MS);
-    try {
-      return await checkFrame(nw, entry, await readFrame(nw, entry.id), wantData, baseReader(nw));
-    } catch (again) {
-      if (isDamage(again))
-        await reportDamage(nw, again instanceof DamagedBaseError ? [entry.id, again.baseId] : [entry.id]);
-      throw again;
-    }
+    return checkAgain(nw, entry, wantData);
+  }
+}
+
+/** The second try of readCheckedChunk, after a pause: each base of a delta read and checked on its own. */
+async function checkAgain(nw: Narwhal, entry: ChunkTableEntry, wantData: boolean): Promise<CheckedChunk> {
+  await delay(RECHECK_DELAY_MS);
+  try {
+    return await checkFrame(nw, entry, await readFrame(nw, entry.id), wantData, baseReader(nw));
+  } catch (again) {
+    if (isDamage(again))
+      await reportDamage(nw, again instanceof DamagedBaseError ? [entry.id, again.baseId] : [entry.id]);
+    throw again;
   }
 }
 
@@ -64,7 +79,9 @@ export function baseReader(nw: Narwhal): BaseReader {
 /**
  * readCheckedChunk for several chunks, read together where the store can (FrameReads.getFrames):
  * a NAR's chunks mostly lie side by side. When the read fails for damage, each chunk is read alone,
- * so that only the damaged ones are flagged.
+ * so that only the damaged ones are flagged. The deltas among them are decoded a run of
+ * neighbours at a time (decodeDeltasWithChains: one worker call and one read of bases per level
+ * of their chains); one that fails is tried again alone, as readCheckedChunk does.
  */
 export async function readCheckedChunks(
   nw: Narwhal,
@@ -77,7 +94,41 @@ export async function readCheckedChunks(
   } catch (err) {
     if (!isDamage(err)) throw err;
   }
-  return Promise.all(entries.map((entry, i) => readCheckedChunk(nw, entry, wantData, frames?.[i])));
+  const decoded = new Map<number, Promise<CheckedChunk>>();
+  if (frames !== undefined)
+    for (const [affinity, run] of deltaRuns(entries, frames)) {
+      const results = decodeDeltasWithChains(
+        run.map((i) => ({ id: entries[i].id, top: frames[i], size: entries[i].end - entries[i].start })),
+        (ids) => readFrames(nw, ids),
+        wantData,
+        affinity,
+      );
+      for (const [k, i] of run.entries()) {
+        const entry = entries[i];
+        const chunk = results.then((all) => {
+          const result = all[k];
+          if (!(result instanceof NarwhalError)) return { entry, ...result };
+          if (!isDamage(result)) throw result;
+          return checkAgain(nw, entry, wantData);
+        });
+        chunk.catch(() => undefined); // awaited below, in order
+        decoded.set(i, chunk);
+      }
+    }
+  return Promise.all(entries.map((entry, i) => decoded.get(i) ?? readCheckedChunk(nw, entry, wantData, frames?.[i])));
+}
+
+/** The chunks stored as deltas, by index in `entries`, in runs of neighbours (AFFINITY_RUN) keyed by their worker affinity. */
+function deltaRuns(entries: ChunkTableEntry[], frames: StoredFrame[]): Map<number, number[]> {
+  const runs = new Map<number, number[]>();
+  entries.forEach((entry, i) => {
+    if (!isDelta(frames[i].stored)) return;
+    const affinity = Math.floor(entry.index / AFFINITY_RUN);
+    const run = runs.get(affinity);
+    if (run) run.push(i);
+    else runs.set(affinity, [i]);
+  });
+  return runs;
 }
 
 async function readFrames(nw: Narwhal, ids: Uint8Array[]): Promise<StoredFrame[]> {
@@ -128,9 +179,11 @@ async function checkFrame(
   if (isDelta(stored)) {
     if (bases instanceof BaseReader) return { entry, ...(await checkStoredChunk(entry.id, stored, size, true, bases)) };
     const read = (ids: Uint8Array[]): Promise<StoredFrame[]> => readFrames(nw, ids);
-    // Runs of neighbouring chunks go to one worker: their bases by place mostly are the same.
     const affinity = Math.floor(entry.index / AFFINITY_RUN);
-    return { entry, ...(await decodeDeltaWithChain(entry.id, { stored, crc }, size, read, wantData, affinity)) };
+    return {
+      entry,
+      ...(await decodeDeltaWithChain({ id: entry.id, top: { stored, crc }, size }, read, wantData, affinity)),
+    };
   }
   if (!wantData && crc === undefined && nw.memos.checkedFrames.checkedBefore(entry.id, stored))
     return { entry, stored, delta: false };

@@ -4,6 +4,7 @@ import { chunkEntries, chunkEntry, chunkIndexAt, type ChunkTableEntry } from '..
 import { checkChunkPresent, readCheckedChunks, type CheckedChunk } from './chunk-damage.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 import { countedPlainFrames, servedFrame } from './served-frames.ts';
+import { hasFrameReads } from '../storage/chunk-store-capabilities.ts';
 
 /** Chunks are read and checked in batches of up to this many bytes of NAR, or this many chunks. */
 const BATCH_NAR_BYTES = 1024 * 1024;
@@ -33,6 +34,12 @@ export async function assertChunksPresent(nw: Narwhal, nar: NarRecord): Promise<
     ...Array.from(chunkEntries(nar.chunkTable), (entry) => entry.id),
     ...(await nw.meta.narDeltaBases(nar.id)),
   ];
+  if (hasFrameReads(nw.chunks)) {
+    // All looked up at once; those absent are looked at again one by one, which flags them.
+    const sizes = await nw.chunks.storedSizes(ids);
+    for (const [i, size] of sizes.entries()) if (size === undefined) await checkChunkPresent(nw, ids[i], nar.narHash);
+    return;
+  }
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < ids.length) await checkChunkPresent(nw, ids[next++], nar.narHash);
@@ -61,7 +68,7 @@ export async function* readStoredFrames(nw: Narwhal, nar: NarRecord): AsyncGener
   const batchNarBytes = Math.max(SERVED_BATCH_BYTES, Math.min(BATCH_NAR_BYTES, SERVED_BATCH_BYTES / servedRatio));
   for await (const batch of readChecked(nw, chunkEntries(nar.chunkTable), false, batchNarBytes)) {
     // One write to the socket per batch rather than per frame.
-    const frames = Buffer.concat(await Promise.all(batch.map((chunk) => servedFrame(chunk, counted))));
+    const frames = joined(await Promise.all(batch.map((chunk) => servedFrame(chunk, counted))));
     sent += frames.length;
     if (sent > nar.storedSize) throw framesChanged(nar);
     yield frames;
@@ -72,6 +79,23 @@ export async function* readStoredFrames(nw: Narwhal, nar: NarRecord): AsyncGener
 }
 
 const SKIPPABLE_HEADER = 8;
+
+/**
+ * The frames back to back: the view they already are when they lie so in one buffer (the raw
+ * frames of a run of deltas, decoded in one worker call), else a copy. Every buffer the main
+ * thread lets go of stays in memory until its next collection.
+ */
+function joined(frames: Uint8Array[]): Uint8Array {
+  const [first] = frames;
+  let end = first === undefined ? 0 : first.byteOffset + first.length;
+  for (const frame of frames.slice(1)) {
+    if (frame.buffer !== first.buffer || frame.byteOffset !== end) return Buffer.concat(frames);
+    end += frame.length;
+  }
+  return first === undefined
+    ? new Uint8Array(0)
+    : new Uint8Array(first.buffer, first.byteOffset, end - first.byteOffset);
+}
 
 /** A zstd skippable frame of `length` bytes in all (RFC 8878, 3.1.2), its content zeros. */
 export function skippableFrame(length: number): Uint8Array {

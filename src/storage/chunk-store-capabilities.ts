@@ -16,6 +16,8 @@ export interface FrameReads {
    * NarwhalError('chunk-missing') when one is absent.
    */
   getFrames(ids: Uint8Array[]): Promise<StoredFrame[]>;
+  /** storedSize of each of `ids`, in order, looked up together. */
+  storedSizes(ids: Uint8Array[]): Promise<(number | undefined)[]>;
   /**
    * Gives the chunk's frame the CRC `crc` if it has none (it was written before the store recorded
    * CRCs), after a frame of the chunk with that CRC was checked in full. Safe even if the frame was
@@ -82,7 +84,7 @@ export interface WritePreparation {
 }
 
 export const hasFrameReads = <S extends ChunkReader>(store: S): store is S & FrameReads =>
-  hasMethods<FrameReads>(store, 'getFrames', 'recordCrc');
+  hasMethods<FrameReads>(store, 'getFrames', 'storedSizes', 'recordCrc');
 export const hasConditionalDelete = <S extends ChunkReader>(store: S): store is S & ConditionalDelete =>
   hasMethods<ConditionalDelete>(store, 'deleteUnlessNewer');
 export const hasLeftoverCleanup = <S extends ChunkReader>(store: S): store is S & LeftoverCleanup =>

@@ -84,11 +84,20 @@ export class PackChunkStore
     return (await this.getFrames([id]))[0].stored;
   }
 
+  /** #locate of each id, those not just written looked up in one statement. */
+  #locateMany(ids: Uint8Array[]): (LocatedFrame | undefined)[] {
+    const located: (LocatedFrame | undefined)[] = ids.map((id) => this.#newest.get(chunkHex(id)));
+    const rest = located.flatMap((location, i) => (location === undefined ? [i] : []));
+    const found = this.#index.lookupMany(rest.map((i) => ids[i]));
+    for (const [k, i] of rest.entries()) located[i] = found[k];
+    return located;
+  }
+
   async getFrames(ids: Uint8Array[]): Promise<StoredFrame[]> {
     for (let attempt = 0; ; attempt++) {
-      const locations = ids.map((id) => {
-        const location = this.#locate(id);
-        if (!location) throw new NarwhalError('chunk-missing', `chunk ${chunkHex(id)} is missing from the chunk store`);
+      const locations = this.#locateMany(ids).map((location, i) => {
+        if (!location)
+          throw new NarwhalError('chunk-missing', `chunk ${chunkHex(ids[i])} is missing from the chunk store`);
         return location;
       });
       try {
@@ -108,6 +117,10 @@ export class PackChunkStore
 
   async storedSize(id: Uint8Array): Promise<number | undefined> {
     return this.#locate(id)?.length;
+  }
+
+  async storedSizes(ids: Uint8Array[]): Promise<(number | undefined)[]> {
+    return this.#locateMany(ids).map((location) => location?.length);
   }
 
   freeBytes(): Promise<number> {

@@ -76,6 +76,25 @@ export class PackIndex {
     return row && { pack: row.pack as string, offset: Number(row.offset), length: Number(row.length), crc: crcOf(row) };
   }
 
+  /** lookup of several chunks in one statement, in order: a NAR's chunks and bases are looked up together. */
+  lookupMany(ids: Uint8Array[]): (LocatedFrame | undefined)[] {
+    const found: (LocatedFrame | undefined)[] = ids.map(() => undefined);
+    if (ids.length === 0) return found;
+    // The ids go as one blob, cut into 32-byte ids by a recursive count: one parameter however many.
+    const rows = this.#sql(
+      `WITH RECURSIVE ask(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM ask WHERE i + 1 < ?)
+       SELECT ask.i AS i, pack, offset, length, crc FROM ask JOIN chunks ON chunks.id = substr(?, ask.i * 32 + 1, 32)`,
+    ).all(ids.length, Buffer.concat(ids)) as Row[];
+    for (const row of rows)
+      found[Number(row.i)] = {
+        pack: row.pack as string,
+        offset: Number(row.offset),
+        length: Number(row.length),
+        crc: crcOf(row),
+      };
+    return found;
+  }
+
   /** Names sealed packs and indexes the chunks written into them; a chunk already indexed moves to its new frame. */
   recordSealed(packs: { name: string; bytes: number }[], chunks: IndexedChunk[], sealedAt: number): void {
     this.#transaction(() => {

@@ -93,6 +93,31 @@ test('a flushed chunk is found by another store on the same directory (another p
   });
 });
 
+test('storedSizes looks up many chunks at once, in order: sealed, just written and absent', async () => {
+  await withRoot(async (root) => {
+    const store = new PackChunkStore(root);
+    try {
+      const sealed = [chunk(3000), chunk(5000), chunk(7000)];
+      for (const c of sealed) await store.put(c.id, Buffer.from(c.stored));
+      await store.flush();
+      const pending = chunk(4000);
+      await store.put(pending.id, Buffer.from(pending.stored));
+      const absent = chunk(2000);
+      const ids = [sealed[2].id, absent.id, pending.id, sealed[0].id, sealed[1].id];
+      assert.deepEqual(await store.storedSizes(ids), [
+        sealed[2].stored.length,
+        undefined,
+        pending.stored.length,
+        sealed[0].stored.length,
+        sealed[1].stored.length,
+      ]);
+      assert.deepEqual(await store.storedSizes([]), []);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 test('a pack is a zstd stream of its chunks, each after a skippable frame naming it', async () => {
   await withRoot(async (root) => {
     const store = new PackChunkStore(root);
