@@ -8,7 +8,7 @@ import { NarwhalError } from '../errors.ts';
 import {
   CHUNK_LIST_VERSION,
   CHUNK_LIST_VERSION_HEADER,
-  encodeChunkListEntry,
+  chunkListEntryHead,
   encodeChunkListHeader,
   MAX_SENT_BASES,
 } from '../push/chunk-list-body.ts';
@@ -22,18 +22,23 @@ const encoderPool = () =>
   ));
 /** `data` moves to the worker: it may not be used after. */
 const compress = async (data: Uint8Array): Promise<Uint8Array> =>
-  (await encoderPool().run({ data, level: SEND_LEVEL }, transferable(data))) as EncodeResult;
+  (await encoderPool().run({ data, level: PLAIN_LEVEL }, transferable(data))) as EncodeResult;
 /** A frame for each of `all` with `dictionary`, built once; both move to the worker. */
 const compressAll = async (all: Uint8Array[], dictionary: Uint8Array): Promise<Uint8Array[]> =>
-  (await encoderPool().run({ all, level: SEND_LEVEL, dictionary }, [
+  (await encoderPool().run({ all, level: DELTA_LEVEL, dictionary }, [
     ...all.flatMap(transferable),
     ...transferable(dictionary),
   ])) as EncodeAllResult;
 
 /** Chunks asked about per missing-chunks request, and held in memory while they are. */
 const BATCH_CHUNKS = 64;
-/** zstd level of the chunks sent: fast, the server recompresses in the background anyway. */
-const SEND_LEVEL = 3;
+/**
+ * zstd level of a chunk sent plain: the fastest, as the server stores a sent frame as it comes and
+ * recompresses it in the background anyway (level 3 was most of the client's CPU on a fast link).
+ */
+const PLAIN_LEVEL = 1;
+/** zstd level of a chunk sent as a delta: these are sent to save bytes on the wire. */
+const DELTA_LEVEL = 3;
 /** Batches prepared ahead of the one being sent. */
 const BATCHES_AHEAD = 2;
 /** Times a NAR is sent again after the server found a chunk gone that it had said it had. */
@@ -137,7 +142,7 @@ async function pushNarOnce(
     }
   }
 
-  /** A batch's entries: its ids hashed, the server asked which to send and which bases it has, those compressed. */
+  /** A batch's entries (heads and frames in order): its ids hashed, the server asked which to send and which bases it has, those compressed. */
   const prepare = async (batch: NewChunk[]): Promise<Uint8Array[]> => {
     const ids = batch.map(({ data }) => new Uint8Array(createHash('sha256').update(data).digest()));
     const refused = cache.refusedBases ?? new Set<string>();
@@ -172,12 +177,14 @@ async function pushNarOnce(
         for (const [i, { at }] of members.entries()) sent[at] = { frame: frames[i], bases: bases.map((b) => b.id) };
       }),
     );
-    return batch.map((_, i) => {
+    // Each entry's head, then its frame as the worker gave it: the frame is not copied again.
+    return batch.flatMap((_, i) => {
       const entry = sent[i];
       figures.chunks++;
       if (entry) figures.chunksSent++;
       if (entry?.bases) figures.deltasSent++;
-      return encodeChunkListEntry(ids[i], entry?.frame, entry?.bases);
+      const head = chunkListEntryHead(ids[i], entry?.frame.length, entry?.bases);
+      return entry ? [head, entry.frame] : [head];
     });
   };
 
