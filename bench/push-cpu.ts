@@ -5,7 +5,10 @@
  * seconds much less (docs/benchmarks.md, "Push speed"). The series are found in this machine's
  * Nix store as bench/push-deltas.ts finds them (a full bench run added them).
  *
- *   node bench/push-cpu.ts [--series node] [--rounds 2] [--work DIR]
+ *   node bench/push-cpu.ts [--series node] [--rounds 2] [--work DIR] [--jobs 4] [--systems a,b]
+ *
+ * `--jobs` is `narwhal push --jobs`; `--systems` picks some of nix-copy, narwhal-push and
+ * narwhal-push--no-deltas (all by default), e.g. to push under load round after round.
  *
  * Client: user + system seconds of the command and its children (GNU time); server: those of the
  * `narwhal serve` process over the push (/proc).
@@ -26,6 +29,8 @@ const { values } = parseArgs({
     series: { type: 'string', default: 'node' },
     rounds: { type: 'string', default: '2' },
     work: { type: 'string', default: join(tmpdir(), 'narwhal-bench-push-cpu') },
+    jobs: { type: 'string', default: '4' },
+    systems: { type: 'string' },
   },
 });
 const wanted = values.series.split(',');
@@ -77,6 +82,8 @@ async function measure(system: System, paths: string[], work: string) {
             'push',
             '--cache',
             server.cacheUrl,
+            '--jobs',
+            values.jobs,
             ...(system === 'narwhal-push' ? [] : ['--no-deltas']),
             ...paths,
           ];
@@ -98,7 +105,9 @@ async function measure(system: System, paths: string[], work: string) {
 }
 
 const paths = await seriesPaths();
-const systems: System[] = ['nix-copy', 'narwhal-push', 'narwhal-push --no-deltas'];
+const systems = (['nix-copy', 'narwhal-push', 'narwhal-push --no-deltas'] as System[]).filter(
+  (system) => !values.systems || values.systems.split(',').includes(system.replace(' ', '')),
+);
 const rows: Record<System, { wall: number; client: number; server: number }[]> = {
   'nix-copy': [],
   'narwhal-push': [],
@@ -114,7 +123,7 @@ for (let round = 0; round < Number(values.rounds); round++) {
   }
 }
 const sum = (system: System, key: 'wall' | 'client' | 'server') => rows[system].reduce((a, r) => a + r[key], 0);
-const copyCpu = sum('nix-copy', 'client') + sum('nix-copy', 'server');
+const copyCpu = sum('nix-copy', 'client') + sum('nix-copy', 'server') || Number.NaN;
 console.log(`${values.series}, ${paths.length} paths, ${values.rounds} rounds (sums)`);
 console.log('| system | wall | client CPU | server CPU | CPU vs nix copy |');
 console.log('| --- | ---: | ---: | ---: | ---: |');
