@@ -12,6 +12,7 @@ import {
   encodeChunkListHeader,
   MAX_SENT_BASES,
 } from '../push/chunk-list-body.ts';
+import { fetchAgainIfLost, isConnectionLost } from './connection-retry.ts';
 import { type OldChunk, PlaceWindow, previousVersion } from './push-bases.ts';
 
 /** Compresses the chunks sent, beside the main thread (a zstd context per call was most of the client's time). */
@@ -41,7 +42,7 @@ const PLAIN_LEVEL = 1;
 const DELTA_LEVEL = 3;
 /** Batches prepared ahead of the one being sent. */
 const BATCHES_AHEAD = 2;
-/** Times a NAR is sent again after the server found a chunk gone that it had said it had. */
+/** Times a NAR is sent again after the server found a chunk gone that it had said it had, or the connection was lost. */
 const RETRIES = 2;
 
 export interface CacheEndpoint {
@@ -85,7 +86,9 @@ export async function pushNar(
         cache.refusedBases ??= new Set();
         for (const hex of err.bases) cache.refusedBases.add(hex);
       }
-      if (attempt >= RETRIES || !(err instanceof NarwhalError && err.code === 'conflict')) throw err;
+      // A connection lost under the upload is sent again whole: the server commits nothing of a cut body.
+      const again = (err instanceof NarwhalError && err.code === 'conflict') || isConnectionLost(err);
+      if (attempt >= RETRIES || !again) throw err;
     }
   }
 }
@@ -254,7 +257,7 @@ async function missingChunks(
 ): Promise<Set<string>> {
   const asked = Buffer.concat(ids);
   count(asked.length);
-  const res = await fetch(`${cache.api}/missing-chunks`, {
+  const res = await fetchAgainIfLost(`${cache.api}/missing-chunks`, {
     method: 'POST',
     headers: { ...cache.headers, 'Content-Type': 'application/octet-stream' },
     body: asked,
