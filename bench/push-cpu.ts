@@ -92,10 +92,13 @@ async function measure(system: System, paths: string[], work: string) {
         ? nixEnv(join(work, 'client'), await pushClientConfig(server, join(work, 'client')))
         : { ...nixEnv(join(work, 'client')), PATH: narwhalEnv().PATH, NARWHAL_TOKEN: server.token };
     const timed = spawnSync('/usr/bin/time', ['-f', '%U %S', ...command], { env, encoding: 'utf8' });
-    if (timed.status !== 0)
+    if (timed.status !== 0) {
+      // spawnSync held this event loop: the server's stderr is read only now.
+      await new Promise((resolve) => setTimeout(resolve, 500));
       throw new Error(
         `${command.join(' ')} failed: ${timed.stderr.slice(-2000)}\nserver: ${server.output().slice(-4000)}`,
       );
+    }
     const [user, sys] = timed.stderr.trim().split('\n').pop()!.split(' ').map(Number);
     return { wall: (performance.now() - started) / 1000, client: user + sys, server: cpuOf(server.pid) - before };
   } finally {
