@@ -5,7 +5,10 @@
  * seconds much less (docs/benchmarks.md, "Push speed"). The series are found in this machine's
  * Nix store as bench/push-deltas.ts finds them (a full bench run added them).
  *
- *   node bench/push-cpu.ts [--series node] [--rounds 2] [--work DIR]
+ *   node bench/push-cpu.ts [--series node] [--rounds 2] [--work DIR] [--jobs 4] [--systems a,b]
+ *
+ * `--jobs` is `narwhal push --jobs`; `--systems` picks some of nix-copy, narwhal-push and
+ * narwhal-push--no-deltas (all by default), e.g. to push under load round after round.
  *
  * Client: user + system seconds of the command and its children (GNU time); server: those of the
  * `narwhal serve` process over the push (/proc).
@@ -26,6 +29,8 @@ const { values } = parseArgs({
     series: { type: 'string', default: 'node' },
     rounds: { type: 'string', default: '2' },
     work: { type: 'string', default: join(tmpdir(), 'narwhal-bench-push-cpu') },
+    jobs: { type: 'string', default: '4' },
+    systems: { type: 'string' },
   },
 });
 const wanted = values.series.split(',');
@@ -77,6 +82,8 @@ async function measure(system: System, paths: string[], work: string) {
             'push',
             '--cache',
             server.cacheUrl,
+            '--jobs',
+            values.jobs,
             ...(system === 'narwhal-push' ? [] : ['--no-deltas']),
             ...paths,
           ];
@@ -85,10 +92,13 @@ async function measure(system: System, paths: string[], work: string) {
         ? nixEnv(join(work, 'client'), await pushClientConfig(server, join(work, 'client')))
         : { ...nixEnv(join(work, 'client')), PATH: narwhalEnv().PATH, NARWHAL_TOKEN: server.token };
     const timed = spawnSync('/usr/bin/time', ['-f', '%U %S', ...command], { env, encoding: 'utf8' });
-    if (timed.status !== 0)
+    if (timed.status !== 0) {
+      // spawnSync held this event loop: the server's stderr is read only now.
+      await new Promise((resolve) => setTimeout(resolve, 500));
       throw new Error(
         `${command.join(' ')} failed: ${timed.stderr.slice(-2000)}\nserver: ${server.output().slice(-4000)}`,
       );
+    }
     const [user, sys] = timed.stderr.trim().split('\n').pop()!.split(' ').map(Number);
     return { wall: (performance.now() - started) / 1000, client: user + sys, server: cpuOf(server.pid) - before };
   } finally {
@@ -98,7 +108,9 @@ async function measure(system: System, paths: string[], work: string) {
 }
 
 const paths = await seriesPaths();
-const systems: System[] = ['nix-copy', 'narwhal-push', 'narwhal-push --no-deltas'];
+const systems = (['nix-copy', 'narwhal-push', 'narwhal-push --no-deltas'] as System[]).filter(
+  (system) => !values.systems || values.systems.split(',').includes(system.replace(' ', '')),
+);
 const rows: Record<System, { wall: number; client: number; server: number }[]> = {
   'nix-copy': [],
   'narwhal-push': [],
@@ -114,7 +126,7 @@ for (let round = 0; round < Number(values.rounds); round++) {
   }
 }
 const sum = (system: System, key: 'wall' | 'client' | 'server') => rows[system].reduce((a, r) => a + r[key], 0);
-const copyCpu = sum('nix-copy', 'client') + sum('nix-copy', 'server');
+const copyCpu = sum('nix-copy', 'client') + sum('nix-copy', 'server') || Number.NaN;
 console.log(`${values.series}, ${paths.length} paths, ${values.rounds} rounds (sums)`);
 console.log('| system | wall | client CPU | server CPU | CPU vs nix copy |');
 console.log('| --- | ---: | ---: | ---: | ---: |');

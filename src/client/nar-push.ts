@@ -8,10 +8,11 @@ import { NarwhalError } from '../errors.ts';
 import {
   CHUNK_LIST_VERSION,
   CHUNK_LIST_VERSION_HEADER,
-  encodeChunkListEntry,
+  chunkListEntryHead,
   encodeChunkListHeader,
   MAX_SENT_BASES,
 } from '../push/chunk-list-body.ts';
+import { fetchAgainIfLost, isConnectionLost } from './connection-retry.ts';
 import { type OldChunk, PlaceWindow, previousVersion } from './push-bases.ts';
 
 /** Compresses the chunks sent, beside the main thread (a zstd context per call was most of the client's time). */
@@ -22,21 +23,26 @@ const encoderPool = () =>
   ));
 /** `data` moves to the worker: it may not be used after. */
 const compress = async (data: Uint8Array): Promise<Uint8Array> =>
-  (await encoderPool().run({ data, level: SEND_LEVEL }, transferable(data))) as EncodeResult;
+  (await encoderPool().run({ data, level: PLAIN_LEVEL }, transferable(data))) as EncodeResult;
 /** A frame for each of `all` with `dictionary`, built once; both move to the worker. */
 const compressAll = async (all: Uint8Array[], dictionary: Uint8Array): Promise<Uint8Array[]> =>
-  (await encoderPool().run({ all, level: SEND_LEVEL, dictionary }, [
+  (await encoderPool().run({ all, level: DELTA_LEVEL, dictionary }, [
     ...all.flatMap(transferable),
     ...transferable(dictionary),
   ])) as EncodeAllResult;
 
 /** Chunks asked about per missing-chunks request, and held in memory while they are. */
 const BATCH_CHUNKS = 64;
-/** zstd level of the chunks sent: fast, the server recompresses in the background anyway. */
-const SEND_LEVEL = 3;
+/**
+ * zstd level of a chunk sent plain: the fastest, as the server stores a sent frame as it comes and
+ * recompresses it in the background anyway (level 3 was most of the client's CPU on a fast link).
+ */
+const PLAIN_LEVEL = 1;
+/** zstd level of a chunk sent as a delta: these are sent to save bytes on the wire. */
+const DELTA_LEVEL = 3;
 /** Batches prepared ahead of the one being sent. */
 const BATCHES_AHEAD = 2;
-/** Times a NAR is sent again after the server found a chunk gone that it had said it had. */
+/** Times a NAR is sent again after the server found a chunk gone that it had said it had, or the connection was lost. */
 const RETRIES = 2;
 
 export interface CacheEndpoint {
@@ -80,7 +86,9 @@ export async function pushNar(
         cache.refusedBases ??= new Set();
         for (const hex of err.bases) cache.refusedBases.add(hex);
       }
-      if (attempt >= RETRIES || !(err instanceof NarwhalError && err.code === 'conflict')) throw err;
+      // A connection lost under the upload is sent again whole: the server commits nothing of a cut body.
+      const again = (err instanceof NarwhalError && err.code === 'conflict') || isConnectionLost(err);
+      if (attempt >= RETRIES || !again) throw err;
     }
   }
 }
@@ -137,7 +145,7 @@ async function pushNarOnce(
     }
   }
 
-  /** A batch's entries: its ids hashed, the server asked which to send and which bases it has, those compressed. */
+  /** A batch's entries (heads and frames in order): its ids hashed, the server asked which to send and which bases it has, those compressed. */
   const prepare = async (batch: NewChunk[]): Promise<Uint8Array[]> => {
     const ids = batch.map(({ data }) => new Uint8Array(createHash('sha256').update(data).digest()));
     const refused = cache.refusedBases ?? new Set<string>();
@@ -172,12 +180,14 @@ async function pushNarOnce(
         for (const [i, { at }] of members.entries()) sent[at] = { frame: frames[i], bases: bases.map((b) => b.id) };
       }),
     );
-    return batch.map((_, i) => {
+    // Each entry's head, then its frame as the worker gave it: the frame is not copied again.
+    return batch.flatMap((_, i) => {
       const entry = sent[i];
       figures.chunks++;
       if (entry) figures.chunksSent++;
       if (entry?.bases) figures.deltasSent++;
-      return encodeChunkListEntry(ids[i], entry?.frame, entry?.bases);
+      const head = chunkListEntryHead(ids[i], entry?.frame.length, entry?.bases);
+      return entry ? [head, entry.frame] : [head];
     });
   };
 
@@ -247,7 +257,7 @@ async function missingChunks(
 ): Promise<Set<string>> {
   const asked = Buffer.concat(ids);
   count(asked.length);
-  const res = await fetch(`${cache.api}/missing-chunks`, {
+  const res = await fetchAgainIfLost(`${cache.api}/missing-chunks`, {
     method: 'POST',
     headers: { ...cache.headers, 'Content-Type': 'application/octet-stream' },
     body: asked,

@@ -5,6 +5,7 @@ import { serializeNarinfo } from '../nix/narinfo.ts';
 import { fingerprint, signFingerprint } from '../nix/signing.ts';
 import { type CacheEndpoint, pushNar } from './nar-push.ts';
 import { type PathInfo, queryPathInfos, referencesFirst } from './nix-paths.ts';
+import { fetchAgainIfLost } from './connection-retry.ts';
 
 export interface PushOptions {
   /** The binary cache URL, `<server>/<cache>`. */
@@ -108,7 +109,7 @@ async function lackingPaths(cacheUrl: string, infos: PathInfo[], headers: Record
 }
 
 async function hasNarinfo(cacheUrl: string, path: string, headers: Record<string, string>): Promise<boolean> {
-  const res = await fetch(`${cacheUrl}/${basename(path).slice(0, 32)}.narinfo`, { method: 'HEAD', headers });
+  const res = await fetchAgainIfLost(`${cacheUrl}/${basename(path).slice(0, 32)}.narinfo`, { method: 'HEAD', headers });
   if (res.status !== 200 && res.status !== 404) {
     throw new NarwhalError('unavailable', `looking up ${path} in the cache: ${res.status}`);
   }
@@ -135,7 +136,7 @@ async function putNarinfo(
     sigs,
     ca: info.ca,
   });
-  const res = await fetch(`${cacheUrl}/${basename(info.path).slice(0, 32)}.narinfo`, {
+  const res = await fetchAgainIfLost(`${cacheUrl}/${basename(info.path).slice(0, 32)}.narinfo`, {
     method: 'PUT',
     headers: { ...headers, 'Content-Type': 'text/x-nix-narinfo' },
     body: text,

@@ -45,7 +45,20 @@ export function encodeChunkListHeader(version: 1 | 2 = CHUNK_LIST_VERSION): Uint
  * is a delta made with their contents as dictionary.
  */
 export function encodeChunkListEntry(id: Uint8Array, frame?: Uint8Array, bases?: readonly Uint8Array[]): Uint8Array {
-  if (!frame) {
+  const head = chunkListEntryHead(id, frame?.length, bases);
+  if (!frame) return head;
+  const out = new Uint8Array(head.length + frame.length);
+  out.set(head);
+  out.set(frame, head.length);
+  return out;
+}
+
+/**
+ * An entry up to its frame, for a writer that sends the frame after it as it is (no copy): the
+ * id, and with `frameLength` the kind, the bases and the length.
+ */
+export function chunkListEntryHead(id: Uint8Array, frameLength?: number, bases?: readonly Uint8Array[]): Uint8Array {
+  if (frameLength === undefined) {
     const out = new Uint8Array(ENTRY_BYTES);
     out.set(id);
     return out;
@@ -53,15 +66,14 @@ export function encodeChunkListEntry(id: Uint8Array, frame?: Uint8Array, bases?:
   const baseBytes = bases ? 1 + ID_BYTES * bases.length : 0;
   if (bases && (bases.length === 0 || bases.length > MAX_SENT_BASES))
     throw new RangeError(`a sent delta names 1 to ${MAX_SENT_BASES} bases`);
-  const out = new Uint8Array(ENTRY_BYTES + baseBytes + 4 + frame.length);
+  const out = new Uint8Array(ENTRY_BYTES + baseBytes + 4);
   out.set(id);
   out[32] = bases ? 2 : 1;
   if (bases) {
     out[ENTRY_BYTES] = bases.length;
     for (const [i, base] of bases.entries()) out.set(base, ENTRY_BYTES + 1 + ID_BYTES * i);
   }
-  new DataView(out.buffer).setUint32(ENTRY_BYTES + baseBytes, frame.length);
-  out.set(frame, ENTRY_BYTES + baseBytes + 4);
+  new DataView(out.buffer).setUint32(ENTRY_BYTES + baseBytes, frameLength);
   return out;
 }
 

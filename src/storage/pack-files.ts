@@ -59,9 +59,15 @@ export class PackFiles {
       const run = order.slice(first, last + 1);
       reads.push(
         this.#readRange(pack, start, end - start).then((bytes) => {
+          let previous: PackLocation | undefined;
           for (const i of run) {
             const location = locations[i];
-            frames[i] = bytes.subarray(location.offset - start, location.offset - start + location.length);
+            const frame = bytes.subarray(location.offset - start, location.offset - start + location.length);
+            // A frame asked for again (a NAR repeats a chunk) is a copy of its own: two views of a
+            // buffer that is theirs alone would both be moved to a worker, the second found detached.
+            const again = previous?.offset === location.offset;
+            frames[i] = again ? new Uint8Array(frame) : frame;
+            previous = location;
           }
         }),
       );

@@ -1,6 +1,6 @@
 /**
  * The chunk-list format (src/push/chunk-list-body.ts) as both sides read and write it: entries of
- * each kind read back as written, in pieces of any size; a delta entry is refused in a version-1
+ * each kind read back as written, in pieces of any size, also when written as a head then a frame; a delta entry is refused in a version-1
  * list and with a count of bases outside 1 to 8.
  */
 import { describe, test } from 'node:test';
@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import {
   type ChunkListEntry,
+  chunkListEntryHead,
   encodeChunkListEntry,
   encodeChunkListHeader,
   MAX_SENT_BASES,
@@ -55,6 +56,29 @@ describe('chunk-list body', () => {
       assert.ok(await reader.atEnd());
     }
     assert.equal(await readChunkListHeader(readerOf(encodeChunkListHeader(1))), 1);
+  });
+
+  test('an entry written as its head then its frame (the client, no copy) reads back as written', async () => {
+    const ids = [randomBytes(32), randomBytes(32), randomBytes(32)];
+    const frames = [randomBytes(100), randomBytes(3)];
+    const bases = [randomBytes(32)];
+    const reader = readerOf(
+      Buffer.concat([
+        encodeChunkListHeader(2),
+        chunkListEntryHead(ids[0]),
+        chunkListEntryHead(ids[1], frames[0].length),
+        frames[0],
+        chunkListEntryHead(ids[2], frames[1].length, bases),
+        frames[1],
+      ]),
+    );
+    assert.equal(await readChunkListHeader(reader), 2);
+    const read = async () => shown(await readChunkListEntry(reader, 1000, 2));
+    assert.deepEqual(await read(), { id: hex(ids[0]) });
+    assert.deepEqual(await read(), { id: hex(ids[1]), frame: hex(frames[0]) });
+    assert.deepEqual(await read(), { id: hex(ids[2]), frame: hex(frames[1]), bases: bases.map(hex) });
+    assert.ok(await reader.atEnd());
+    assert.throws(() => chunkListEntryHead(ids[0], 10, []), RangeError);
   });
 
   test('a delta in a version-1 list, or naming no base or too many, is a clear 400', async () => {

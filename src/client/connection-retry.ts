@@ -1,0 +1,32 @@
+/**
+ * A request that went out on a kept-alive connection just as the server closed it (its idle
+ * timeout; timers run late on a loaded machine) fails before any answer, with no harm done: sent
+ * again on a new connection, it is answered. Seen as `fetch failed: other side closed` from a push
+ * with --jobs 8 under a load of 9.
+ */
+
+/** Times a request is sent again after its connection was lost before an answer. */
+const AGAIN = 2;
+/** undici's and the socket's codes for a connection closed or reset under a request. */
+const LOST_CODES = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'UND_ERR_CLOSED']);
+
+/** Whether `err` is fetch's failure for a connection lost before the answer began. */
+export function isConnectionLost(err: unknown): boolean {
+  if (!(err instanceof TypeError)) return false;
+  const cause = (err as { cause?: { code?: unknown } }).cause;
+  return typeof cause?.code === 'string' && LOST_CODES.has(cause.code);
+}
+
+/**
+ * fetch, sent again (up to AGAIN times) when the connection is lost before an answer. Only for
+ * requests whose body can be sent again and that do the same when repeated.
+ */
+export async function fetchAgainIfLost(url: string, init: RequestInit): Promise<Response> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fetch(url, init);
+    } catch (err) {
+      if (attempt >= AGAIN || !isConnectionLost(err)) throw err;
+    }
+  }
+}
