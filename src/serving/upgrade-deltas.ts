@@ -21,6 +21,11 @@ const MAX_PREPARED_BYTES = 16 << 20;
 const OTHERS = 16;
 /** How often a preparation waiting for uploads to end looks again. */
 const UPLOADS_POLL_MS = 200;
+/**
+ * How long no upload must have run before a batch starts: `nix copy` uploads path after path with
+ * short gaps, and preparing in those gaps adds its memory to the uploads' (the server's peak).
+ */
+const UPLOADS_QUIET_MS = 1_000;
 
 const waiting: { nw: Narwhal; cache: CacheRecord; narId: number; storePath: string }[] = [];
 let running: Promise<void> | undefined;
@@ -31,8 +36,8 @@ let running: Promise<void> | undefined;
  * upgrade, to the newest), and from this one to the version just above when that came first
  * (`nix copy` uploads versions in no particular order). Called once a path names the NAR in
  * `cache`. Errors are dropped: a delta not prepared is computed when asked. It yields to uploads,
- * as recompression does: a batch starts only while none runs in this process, so that pushing a
- * series of versions is not slowed by preparing their upgrades.
+ * as recompression does: a batch starts only once none has run in this process for
+ * UPLOADS_QUIET_MS, so that pushing a series of versions is not slowed by preparing their upgrades.
  */
 export function prepareUpgradeDeltas(nw: Narwhal, cache: CacheRecord, narId: number, storePath: string): void {
   if (waiting.length >= MAX_WAITING || waiting.some((w) => w.narId === narId && w.cache.id === cache.id)) return;
@@ -97,7 +102,10 @@ export async function upgradeDeltas(nw: Narwhal, cache: CacheRecord, fromNar: nu
   let bytes = 0;
   let asked = 0;
   for (; asked < wanted.length && bytes < MAX_PREPARED_BYTES; asked += MAX_COMPUTED_DELTAS) {
-    while (nw.holds.idleSince() === undefined) await delay(UPLOADS_POLL_MS);
+    for (let idle = nw.holds.idleSince(); idle === undefined || Date.now() - idle < UPLOADS_QUIET_MS; ) {
+      await delay(UPLOADS_POLL_MS);
+      idle = nw.holds.idleSince();
+    }
     // Only what chunkFrames keeps matters; the answers are counted to bound the work.
     for await (const answer of chunkFrames(nw, cache, wanted.slice(asked, asked + MAX_COMPUTED_DELTAS), false)) {
       bytes += answer.length;
