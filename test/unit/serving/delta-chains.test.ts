@@ -7,20 +7,14 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { chunkEntries, type ChunkTableEntry } from '../../../src/chunking/chunk-table.ts';
 import { encodeDelta } from '../../../src/delta/stored-form.ts';
-import { ingestNar } from '../../../src/ingest/ingest-nar.ts';
 import type { NarRecord } from '../../../src/metadata/metadata-store.ts';
-import { serializeNarinfo } from '../../../src/nix/narinfo.ts';
-import { createNarwhalServer } from '../../../src/server/server.ts';
 import { stopCheckWorkers } from '../../../src/serving/chunk-check.ts';
-import { createToken } from '../../../src/tenancy/tokens.ts';
 import { assertSameBytes } from '../../helpers/bytes.ts';
 import { damageChunk, LOCAL_STORES } from '../../helpers/damage.ts';
-import { bodyOf, tempNarwhal, type TempNarwhal } from '../../helpers/narwhal-fixtures.ts';
+import type { TempNarwhal } from '../../helpers/narwhal-fixtures.ts';
+import { serveVersions, type ServedVersions } from '../../helpers/served-versions.ts';
 import { versionNar } from '../../helpers/test-data.ts';
 import { unzstd } from '../../helpers/zstd-cli.ts';
 
@@ -29,7 +23,6 @@ const hex = (id: Uint8Array): string => Buffer.from(id).toString('hex');
 for (const store of LOCAL_STORES) {
   describe(`chains of deltas two deep, read through the server (${store.name})`, () => {
     let t: TempNarwhal;
-    let server: Server;
     let base: string;
     const nars = [versionNar(1000, 200_000), versionNar(2000, 200_000), versionNar(3000, 200_000)];
     const records: NarRecord[] = [];
@@ -69,37 +62,18 @@ for (const store of LOCAL_STORES) {
       bases[older] = built;
     };
 
+    let served: ServedVersions;
+
     before(async () => {
-      t = await tempNarwhal({}, store.storage);
-      server = createNarwhalServer(t.nw, { log: () => undefined });
-      server.listen(0, '127.0.0.1');
-      await once(server, 'listening');
-      base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/main`;
-      const auth = {
-        Authorization: `Bearer ${(await createToken(t.nw, { caches: ['main'], perms: ['push'] })).secret}`,
-      };
-      const main = (await t.nw.meta.getCache('main'))!;
-      for (const [i, nar] of nars.entries()) {
-        records.push(await ingestNar(t.nw, bodyOf(nar), { compression: 'none', uploadedTo: main.id }));
-        const narinfo = serializeNarinfo({
-          storePath: `/nix/store/${hashParts[i]}-tool`,
-          url: 'nar/x.nar',
-          narHash: records[i].narHash,
-          narSize: nar.length,
-          references: [],
-          sigs: [],
-        });
-        const put = await fetch(`${base}/${hashParts[i]}.narinfo`, { method: 'PUT', body: narinfo, headers: auth });
-        assert.equal(put.status, 204);
-      }
+      served = await serveVersions(store.storage, nars, hashParts);
+      ({ t, base } = served);
+      records.push(...served.records);
       await storeAsDeltas(1);
       await storeAsDeltas(0);
     });
 
     after(async () => {
-      server.closeAllConnections();
-      server.close();
-      await t.close();
+      await served.close();
     });
 
     test('some chunks of the oldest version lie at the top of a chain two deep', async () => {

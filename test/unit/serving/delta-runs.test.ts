@@ -6,20 +6,14 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { chunkEntries } from '../../../src/chunking/chunk-table.ts';
 import { encodeDelta } from '../../../src/delta/stored-form.ts';
-import { ingestNar } from '../../../src/ingest/ingest-nar.ts';
 import type { NarRecord } from '../../../src/metadata/metadata-store.ts';
-import { serializeNarinfo } from '../../../src/nix/narinfo.ts';
-import { createNarwhalServer } from '../../../src/server/server.ts';
 import { stopCheckWorkers } from '../../../src/serving/chunk-check.ts';
-import { createToken } from '../../../src/tenancy/tokens.ts';
 import { assertSameBytes } from '../../helpers/bytes.ts';
 import { damageChunk, LOCAL_STORES } from '../../helpers/damage.ts';
-import { bodyOf, tempNarwhal, type TempNarwhal } from '../../helpers/narwhal-fixtures.ts';
+import type { TempNarwhal } from '../../helpers/narwhal-fixtures.ts';
+import { serveVersions, type ServedVersions } from '../../helpers/served-versions.ts';
 import { versionNar } from '../../helpers/test-data.ts';
 import { unzstd } from '../../helpers/zstd-cli.ts';
 
@@ -28,7 +22,6 @@ const hex = (id: Uint8Array): string => Buffer.from(id).toString('hex');
 for (const store of LOCAL_STORES) {
   describe(`runs of delta chunks read through the server (${store.name})`, () => {
     let t: TempNarwhal;
-    let server: Server;
     let base: string;
     const nars = [versionNar(1000, 100_000), versionNar(2000, 100_000)];
     const records: NarRecord[] = [];
@@ -38,29 +31,12 @@ for (const store of LOCAL_STORES) {
 
     let narUrl = '';
 
+    let served: ServedVersions;
+
     before(async () => {
-      t = await tempNarwhal({}, store.storage);
-      server = createNarwhalServer(t.nw, { log: () => undefined });
-      server.listen(0, '127.0.0.1');
-      await once(server, 'listening');
-      base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/main`;
-      const auth = {
-        Authorization: `Bearer ${(await createToken(t.nw, { caches: ['main'], perms: ['push'] })).secret}`,
-      };
-      const main = (await t.nw.meta.getCache('main'))!;
-      for (const [i, nar] of nars.entries()) {
-        records.push(await ingestNar(t.nw, bodyOf(nar), { compression: 'none', uploadedTo: main.id }));
-        const narinfo = serializeNarinfo({
-          storePath: `/nix/store/${hashParts[i]}-tool`,
-          url: 'nar/x.nar',
-          narHash: records[i].narHash,
-          narSize: nar.length,
-          references: [],
-          sigs: [],
-        });
-        const put = await fetch(`${base}/${hashParts[i]}.narinfo`, { method: 'PUT', body: narinfo, headers: auth });
-        assert.equal(put.status, 204);
-      }
+      served = await serveVersions(store.storage, nars, hashParts);
+      ({ t, base } = served);
+      records.push(...served.records);
       // Each chunk only the older version has, as a delta of the chunk at its place in the newer.
       const newer = [...chunkEntries(records[1].chunkTable)];
       const newerIds = new Set(newer.map((entry) => hex(entry.id)));
@@ -87,9 +63,7 @@ for (const store of LOCAL_STORES) {
     });
 
     after(async () => {
-      server.closeAllConnections();
-      server.close();
-      await t.close();
+      await served.close();
     });
 
     test('a NAR of runs of deltas is sent whole, exactly FileSize bytes long', async () => {
