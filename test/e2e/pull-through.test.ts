@@ -218,7 +218,9 @@ describe('pull-through from an nginx-served file cache', () => {
     }
     const upstreamInfo = parseNarinfo(await (await fetch(`${nginx.url}/good/${hashPartOf(c2.top)}.narinfo`)).text());
     assert.equal(requestsFor(relay, new RegExp(`^/${upstreamInfo.url}$`)), 1);
+    await settled('relayed', c2.top); // stored once the file is whole, behind the answers
     assert.ok((await pathsOf('relayed')).includes(c2.top));
+    assert.equal(requestsFor(relay, new RegExp(`^/${upstreamInfo.url}$`)), 1, 'storing it fetched nothing more');
   });
 
   test('an upstream answer "no such path" is remembered for the negative TTL', async () => {
