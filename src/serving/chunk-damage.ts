@@ -118,12 +118,15 @@ export async function readCheckedChunks(
   return Promise.all(entries.map((entry, i) => decoded.get(i) ?? readCheckedChunk(nw, entry, wantData, frames?.[i])));
 }
 
+/** The check worker a chunk of a NAR stored as a delta goes to: the same for AFFINITY_RUN neighbours. */
+const affinityOf = (entry: ChunkTableEntry): number => Math.floor(entry.index / AFFINITY_RUN);
+
 /** The chunks stored as deltas, by index in `entries`, in runs of neighbours (AFFINITY_RUN) keyed by their worker affinity. */
 function deltaRuns(entries: ChunkTableEntry[], frames: StoredFrame[]): Map<number, number[]> {
   const runs = new Map<number, number[]>();
   entries.forEach((entry, i) => {
     if (!isDelta(frames[i].stored)) return;
-    const affinity = Math.floor(entry.index / AFFINITY_RUN);
+    const affinity = affinityOf(entry);
     const run = runs.get(affinity);
     if (run) run.push(i);
     else runs.set(affinity, [i]);
@@ -179,10 +182,9 @@ async function checkFrame(
   if (isDelta(stored)) {
     if (bases instanceof BaseReader) return { entry, ...(await checkStoredChunk(entry.id, stored, size, true, bases)) };
     const read = (ids: Uint8Array[]): Promise<StoredFrame[]> => readFrames(nw, ids);
-    const affinity = Math.floor(entry.index / AFFINITY_RUN);
     return {
       entry,
-      ...(await decodeDeltaWithChain({ id: entry.id, top: { stored, crc }, size }, read, wantData, affinity)),
+      ...(await decodeDeltaWithChain({ id: entry.id, top: { stored, crc }, size }, read, wantData, affinityOf(entry))),
     };
   }
   if (!wantData && crc === undefined && nw.memos.checkedFrames.checkedBefore(entry.id, stored))

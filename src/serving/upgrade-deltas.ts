@@ -1,4 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
+import { chunkCount, chunkEntries, chunkEntry } from '../chunking/chunk-table.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 import type { CacheRecord } from '../metadata/metadata-store.ts';
 import { compareVersions } from '../nix/store-path.ts';
@@ -7,8 +8,6 @@ import { chunkFrames, MAX_COMPUTED_DELTAS } from './chunk-frames.ts';
 import type { WantedChunk } from './chunk-frames-body.ts';
 import { placeHints } from './place-hints.ts';
 
-/** Bytes per chunk table entry: u64 LE end offset, then the 32-byte id (NarRecord.chunkTable). */
-const ENTRY_BYTES = 40;
 /** NARs waiting for their deltas at most; more are dropped (their first request computes them). */
 const MAX_WAITING = 64;
 /**
@@ -83,33 +82,34 @@ export async function upgradeDeltas(nw: Narwhal, cache: CacheRecord, fromNar: nu
   const from = await nw.meta.narChunkTable(fromNar);
   const to = await nw.meta.narChunkTable(toNar);
   if (!from || !to || from.length === 0 || to.length === 0) return 0;
-  const fromView = new DataView(from.buffer, from.byteOffset, from.byteLength);
-  const toView = new DataView(to.buffer, to.byteOffset, to.byteLength);
-  const endAt = (view: DataView, i: number): number => Number(view.getBigUint64(i * ENTRY_BYTES, true));
-  const idAt = (table: Uint8Array, i: number): Uint8Array => table.subarray(i * ENTRY_BYTES + 8, (i + 1) * ENTRY_BYTES);
-  const fromCount = from.length / ENTRY_BYTES;
-  const toCount = to.length / ENTRY_BYTES;
+  const fromCount = chunkCount(from);
+  const fromEnd = (i: number): number => chunkEntry(from, i).end;
   const held = new Set<string>();
-  for (let i = 0; i < fromCount; i++) held.add(chunkHex(idAt(from, i)));
-  const narSize = endAt(toView, toCount - 1);
+  for (const entry of chunkEntries(from)) held.add(chunkHex(entry.id));
+  const narSize = chunkEntry(to, chunkCount(to) - 1).end;
   const wanted: WantedChunk[] = [];
-  for (let i = 0, start = 0; i < toCount; start = endAt(toView, i), i++) {
-    const id = idAt(to, i);
-    if (held.has(chunkHex(id))) continue;
-    const hints = placeHints(fromCount, (j) => endAt(fromView, j), start, narSize).map((j) => idAt(from, j));
-    if (hints.length > 0) wanted.push({ id, hints });
+  for (const entry of chunkEntries(to)) {
+    if (held.has(chunkHex(entry.id))) continue;
+    const hints = placeHints(fromCount, fromEnd, entry.start, narSize).map((j) => chunkEntry(from, j).id);
+    if (hints.length > 0) wanted.push({ id: entry.id, hints });
   }
   let bytes = 0;
   let asked = 0;
   for (; asked < wanted.length && bytes < MAX_PREPARED_BYTES; asked += MAX_COMPUTED_DELTAS) {
-    for (let idle = nw.holds.idleSince(); idle === undefined || Date.now() - idle < UPLOADS_QUIET_MS; ) {
-      await delay(UPLOADS_POLL_MS);
-      idle = nw.holds.idleSince();
-    }
+    await uploadsPaused(nw);
     // Only what chunkFrames keeps matters; the answers are counted to bound the work.
     for await (const answer of chunkFrames(nw, cache, wanted.slice(asked, asked + MAX_COMPUTED_DELTAS), false)) {
       bytes += answer.length;
     }
   }
   return Math.min(asked, wanted.length);
+}
+
+/** Resolves once no upload has run in this process for UPLOADS_QUIET_MS. */
+async function uploadsPaused(nw: Narwhal): Promise<void> {
+  for (;;) {
+    const idle = nw.holds.idleSince();
+    if (idle !== undefined && Date.now() - idle >= UPLOADS_QUIET_MS) return;
+    await delay(UPLOADS_POLL_MS);
+  }
 }
