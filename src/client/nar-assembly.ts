@@ -264,13 +264,13 @@ class Assembly {
    * order (place-hints.ts: the server has deltas against these ready for the common upgrade).
    */
   #hints(start: number): Uint8Array[] {
+    const version = this.#versions[0];
+    if (!version) return [];
+    const chunks = version.chunks;
     const hints: Uint8Array[] = [];
-    for (const version of this.#versions.slice(0, 1)) {
-      const chunks = version.chunks;
-      for (const i of placeHints(chunks.length, (j) => chunks[j].end, start, this.#narSize)) {
-        const near = chunks[i];
-        if (this.#places.has(near.hex) || this.#cache.has(near.hex)) hints.push(Buffer.from(near.hex, 'hex'));
-      }
+    for (const i of placeHints(chunks.length, (j) => chunks[j].end, start, this.#narSize)) {
+      const near = chunks[i];
+      if (this.#places.has(near.hex) || this.#cache.has(near.hex)) hints.push(Buffer.from(near.hex, 'hex'));
     }
     return hints;
   }
