@@ -3,7 +3,7 @@ import { parseNarinfo, type NarInfo } from '../nix/narinfo.ts';
 import { parseSha256, formatSha256Nix32 } from '../nix/hash.ts';
 import { parseStorePathBaseName } from '../nix/store-path.ts';
 import { narinfoFingerprint, verifySignature } from '../nix/signing.ts';
-import type { CacheRecord, TokenRecord } from '../metadata/metadata-store.ts';
+import type { CacheRecord, NewPath, TokenRecord } from '../metadata/metadata-store.ts';
 import { mayAccess } from '../tenancy/access.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 import { findVisibleNar } from '../tenancy/nar-visibility.ts';
@@ -13,6 +13,21 @@ import { findVisibleNar } from '../tenancy/nar-visibility.ts';
  * commands on the stores themselves (`narwhal import`) and may name any NAR and replace any path.
  */
 export type NarinfoUploader = { token: TokenRecord | undefined } | 'operator';
+
+/** The path record a narinfo makes in a cache, for its NAR. */
+export function newPath(cache: CacheRecord, hashPart: string, narId: number, info: NarInfo): NewPath {
+  return {
+    cacheId: cache.id,
+    hashPart,
+    storePath: info.storePath,
+    narId,
+    references: info.references,
+    deriver: info.deriver ?? null,
+    system: info.system ?? null,
+    sigs: info.sigs,
+    ca: info.ca ?? null,
+  };
+}
 
 /**
  * Stores a narinfo uploaded as `<hashPart>.narinfo`, after checking it
@@ -58,20 +73,9 @@ export async function putNarinfo(
       `NarSize ${info.narSize} differs from the size of the NAR with that NarHash`,
     );
   await checkReferences(nw, cache, hashPart, ownName, info);
-  const result = await nw.meta.putPath(
-    {
-      cacheId: cache.id,
-      hashPart,
-      storePath: info.storePath,
-      narId: nar.id,
-      references: info.references,
-      deriver: info.deriver ?? null,
-      system: info.system ?? null,
-      sigs: info.sigs,
-      ca: info.ca ?? null,
-    },
-    { replace: uploader === 'operator' || mayAccess(uploader.token, cache, 'delete') },
-  );
+  const result = await nw.meta.putPath(newPath(cache, hashPart, nar.id, info), {
+    replace: uploader === 'operator' || mayAccess(uploader.token, cache, 'delete'),
+  });
   // Checked again inside putPath's transaction: GC may have deleted the NAR or a reference since.
   if (result === 'no-nar')
     throw new NarwhalError('missing-reference', `no NAR with NarHash ${narHash} has been uploaded`);

@@ -8,6 +8,7 @@ import { createXzProcessDecompressor } from '../compression/xz-process.ts';
 import { NarwhalError } from '../errors.ts';
 import { TaskLimit } from '../runtime/task-limit.ts';
 import { ingestNar } from '../ingest/ingest-nar.ts';
+import { newPath } from '../ingest/put-narinfo.ts';
 import { parseSha256 } from '../nix/hash.ts';
 import type { CacheRecord, NarRecord } from '../metadata/metadata-store.ts';
 import { parseStorePathBaseName } from '../nix/store-path.ts';
@@ -192,17 +193,7 @@ async function storePulled(
     await filled;
     const nar = await ingestsOf(nw).run(() => ingestPulledFile(nw, cache, found, spool.reader()));
     await references;
-    const result = await nw.meta.putPath({
-      cacheId: cache.id,
-      hashPart: found.hashPart,
-      storePath: info.storePath,
-      narId: nar.id,
-      references: info.references,
-      deriver: info.deriver ?? null,
-      system: info.system ?? null,
-      sigs: info.sigs,
-      ca: info.ca ?? null,
-    });
+    const result = await nw.meta.putPath(newPath(cache, found.hashPart, nar.id, info));
     if (result === 'no-nar' || result === 'missing-reference') {
       throw new NarwhalError('unavailable', `${info.storePath} could not be stored (${result}); try again`);
     }
