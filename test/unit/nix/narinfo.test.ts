@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { NARINFO_MAX_BYTES, parseNarinfo, serializeNarinfo, type NarInfo } from '../../../src/nix/narinfo.ts';
 import { isNarwhalError } from '../../../src/errors.ts';
+import { evalPath, scratchNix } from '../../helpers/scratch-nix.ts';
 
 const H1 = 'ab3li50xq0nl4q5lxdyinb8w8y13my9s';
 const H2 = 'dkw0fn2kqdqjwg9lwpspsac36gmw9cg6';
@@ -141,31 +141,14 @@ test('serialize refuses line breaks in values', () => {
 });
 
 test('round-trips narinfo files written by nix copy byte for byte', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'narwhal-narinfo-'));
-  const env = {
-    ...process.env,
-    NIX_CONFIG: 'experimental-features = nix-command\nbuild-users-group =\nsubstituters =\nsandbox = false',
-    XDG_CACHE_HOME: join(dir, 'xdg'),
-  };
-  const nix = (cmd: string, ...args: string[]): string =>
-    execFileSync(cmd, args, { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  const nix = scratchNix('narwhal-narinfo-');
   try {
-    const store = join(dir, 'store');
-    writeFileSync(join(dir, 'f'), 'hello\n');
-    const a = nix('nix-store', '--store', store, '--add', join(dir, 'f'));
-    const b = nix(
-      'nix',
-      'eval',
-      '--store',
-      store,
-      '--impure',
-      '--raw',
-      '--expr',
-      `builtins.toFile "b" "\${builtins.storePath "${a}"} \${builtins.toFile "c" "x"}"`,
-    );
-    nix('nix-store', '--generate-binary-cache-key', 'test-1', join(dir, 'sk'), join(dir, 'pk'));
-    const cache = join(dir, 'cache');
-    nix('nix', 'copy', '--store', store, '--to', `file://${cache}?compression=xz&secret-key=${join(dir, 'sk')}`, b);
+    const a = nix.addText('f', 'hello\n');
+    const b = evalPath(nix, `builtins.toFile "b" "\${builtins.storePath "${a}"} \${builtins.toFile "c" "x"}"`);
+    const sk = join(nix.dir, 'sk');
+    nix.run('nix-store', '--generate-binary-cache-key', 'test-1', sk, join(nix.dir, 'pk'));
+    const cache = join(nix.dir, 'cache');
+    nix.run('nix', 'copy', '--store', nix.store, '--to', `file://${cache}?compression=xz&secret-key=${sk}`, b);
     const files = readdirSync(cache).filter((f) => f.endsWith('.narinfo'));
     assert.equal(files.length, 3);
     for (const f of files) {
@@ -177,6 +160,6 @@ test('round-trips narinfo files written by nix copy byte for byte', () => {
       if (info.storePath === b) assert.equal(info.references.length, 2);
     }
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    nix.remove();
   }
 });

@@ -2,8 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   fingerprint,
@@ -18,6 +17,7 @@ import { parseNarinfo, serializeNarinfo, type NarInfo } from '../../../src/nix/n
 import { writeNar } from '../../../src/nix/nar-writer.ts';
 import { formatSha256Nix32 } from '../../../src/nix/hash.ts';
 import { isNarwhalError } from '../../../src/errors.ts';
+import { evalPath, scratchNix } from '../../helpers/scratch-nix.ts';
 
 const H1 = 'ab3li50xq0nl4q5lxdyinb8w8y13my9s';
 const H2 = 'dkw0fn2kqdqjwg9lwpspsac36gmw9cg6';
@@ -110,29 +110,12 @@ test('key parsing rejects malformed keys', () => {
 });
 
 test('interoperates with Nix 2.8 signatures and keys', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'narwhal-signing-'));
-  const env = {
-    ...process.env,
-    NIX_CONFIG: 'experimental-features = nix-command\nbuild-users-group =\nsubstituters =\nsandbox = false',
-    XDG_CACHE_HOME: join(dir, 'xdg'),
-  };
-  const run = (cmd: string, ...args: string[]): string =>
-    execFileSync(cmd, args, { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  const nix = scratchNix('narwhal-signing-');
+  const { dir, store, run } = nix;
   try {
-    const store = join(dir, 'store');
-    writeFileSync(join(dir, 'f'), 'hello\n');
-    const a = run('nix-store', '--store', store, '--add', join(dir, 'f'));
+    const a = nix.addText('f', 'hello\n');
     // A path with a reference, so the fingerprint's reference list is exercised.
-    const b = run(
-      'nix',
-      'eval',
-      '--store',
-      store,
-      '--impure',
-      '--raw',
-      '--expr',
-      `builtins.toFile "b" "\${builtins.storePath "${a}"}"`,
-    );
+    const b = evalPath(nix, `builtins.toFile "b" "\${builtins.storePath "${a}"}"`);
     run('nix-store', '--generate-binary-cache-key', 'nix-key-1', join(dir, 'sk'), join(dir, 'pk'));
     const nixSk = readFileSync(join(dir, 'sk'), 'utf8');
     const nixPk = readFileSync(join(dir, 'pk'), 'utf8');
@@ -180,19 +163,14 @@ test('interoperates with Nix 2.8 signatures and keys', () => {
     assert.ok(pa.signatures.includes(ourSig), 'Nix signed with our key exactly as we do');
     assert.equal(verifySignature(fpa, ourSig, [ours.publicKey]), true);
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    nix.remove();
   }
 });
 
 test('Nix 2.8 accepts input-addressed paths we sign, and only with our key trusted', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'narwhal-signing-'));
-  const env = {
-    ...process.env,
-    NIX_CONFIG: 'experimental-features = nix-command\nbuild-users-group =\nsubstituters =\nsandbox = false',
-    XDG_CACHE_HOME: join(dir, 'xdg'),
-  };
-  const run = (...args: string[]): string =>
-    execFileSync('nix', args, { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  const nix = scratchNix('narwhal-signing-');
+  const dir = nix.dir;
+  const run = (...args: string[]): string => nix.run('nix', ...args);
   try {
     // A file:// binary cache written entirely by our code: NARs, narinfo files, signatures.
     const cache = join(dir, 'cache');
@@ -249,6 +227,6 @@ test('Nix 2.8 accepts input-addressed paths we sign, and only with our key trust
     assert.equal(info.signatures.length, 1);
     assert.equal(info.signatures[0].startsWith('narwhal-test-1:'), true);
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    nix.remove();
   }
 });
