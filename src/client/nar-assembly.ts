@@ -17,11 +17,16 @@ const FIRST_BATCH = 8;
 /** A batch: at most this many chunks and bytes of NAR, fetched in one request. */
 const BATCH = 64;
 const BATCH_BYTES = 4 << 20;
-/** Batches assembled ahead of the one streaming out: bounds memory to about AHEAD x BATCH_BYTES. */
+/** Batches being assembled at once (each its request to the server), at most. */
 const AHEAD = 4;
+/** Batches assembled or being assembled, not yet streamed out: bounds memory to about QUEUED x BATCH_BYTES. */
+const QUEUED = 8;
 const MAX_CHUNK = DEFAULT_CHUNKER_PARAMS.max;
 /** Chunks of local versions read recently, kept for use as delta bases (neighbours share most of theirs). */
 const RECENT_BASES = 32;
+
+/** Set by bench/substituter-timeline.ts to see when each step of an assembly happens. */
+export const assemblyTrace: { on?: (event: string) => void } = {};
 
 type Wanted = WantedChunk & { hex: string };
 /** A stretch of the first local version, chunks [lo, hi] of its list, NAR offsets [start, end). */
@@ -76,23 +81,43 @@ export async function* assembleNar(
   figures: AssemblyFigures,
 ): AsyncGenerator<Uint8Array> {
   // The chunk list comes while the local versions are walked.
-  const [chunks, versions] = await Promise.all([fetchChunkList(upstream, narHash), localVersions]);
+  const [chunks, versions] = await Promise.all([
+    fetchChunkList(upstream, narHash).finally(() => assemblyTrace.on?.('chunk list')),
+    localVersions.finally(() => assemblyTrace.on?.('local versions')),
+  ]);
   figures.nars++;
   const assembly = new Assembly(upstream, cache, chunks, versions, figures);
   const batches = planBatches(chunks);
+  // Batches are assembled in order of need, AHEAD at a time; one that is slow (the server's answer
+  // late) does not hold back the start of the next ones, up to QUEUED assembled and waiting.
   const pending: Promise<Uint8Array[]>[] = [];
   let next = 0;
-  const start = (): void => {
-    const batch = batches[next++];
-    const done = assembly.batch(batch.from, batch.to);
-    done.catch(() => {});
-    pending.push(done);
+  let running = 0;
+  const fill = (): void => {
+    while (next < batches.length && running < AHEAD && pending.length < QUEUED && !assembly.abort.signal.aborted) {
+      const { from, to } = batches[next++];
+      const n = next - 1;
+      assemblyTrace.on?.(`batch ${n} starts`);
+      running++;
+      const done = assembly.batch(from, to);
+      pending.push(done);
+      done.then(
+        () => {
+          assemblyTrace.on?.(`batch ${n} assembled`);
+          running--;
+          fill();
+        },
+        () => {
+          running--;
+        },
+      );
+    }
   };
   try {
-    start();
+    fill();
     while (pending.length > 0) {
       const data = await pending.shift()!;
-      while (next < batches.length && pending.length < AHEAD) start();
+      fill();
       yield* data;
     }
   } finally {
@@ -167,6 +192,7 @@ class Assembly {
       asked.add(hex);
       wanted.push({ id: this.#chunks[from + i].id, hex, hints: hintsAt(i) });
     }
+    assemblyTrace.on?.(`batch from ${from}: ${wanted.length} of ${ids.length} wanted`);
     const fetched = wanted.length > 0 ? await this.#fetch(wanted, span) : new Map<string, Uint8Array>();
     const out: Uint8Array[] = [];
     for (const hex of ids) {
@@ -321,6 +347,7 @@ class Assembly {
       signal: this.abort.signal,
     });
     if (!res.ok || !res.body) throw new NarwhalError('unavailable', `the server answered ${res.status} for chunks`);
+    assemblyTrace.on?.(`answer to ${wanted.length} starts`);
     const counted = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
     counted.on('data', (d: Uint8Array) => this.#upstream.received?.(d.length));
     const reader = new ExactReader(counted);
