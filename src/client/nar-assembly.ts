@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { zstdDecompressSync } from 'node:zlib';
 import { DEFAULT_CHUNKER_PARAMS } from '../chunking/chunker.ts';
-import { decodeDelta, parseStored } from '../delta/stored-form.ts';
+import { parseStored } from '../delta/stored-form.ts';
 import { NarwhalError } from '../errors.ts';
 import { ExactReader } from '../runtime/exact-reader.ts';
 import { encodeWantedChunks, readChunkFrame, type WantedChunk } from '../serving/chunk-frames-body.ts';
 import { placeHints } from '../serving/place-hints.ts';
 import type { CaibxChunk } from '../storage/caibx.ts';
+import { decodeWithDictionary, ZstdFrameDecoder } from '../storage/zstd-frames.ts';
 import type { ChunkCache } from './chunk-cache.ts';
 import { fetchChunkList, type Upstream } from './chunk-list.ts';
 import type { LocalChunkList } from './local-versions.ts';
@@ -28,7 +28,8 @@ const RECENT_BASES = 32;
 /** Set by bench/substituter-timeline.ts to see when each step of an assembly happens. */
 export const assemblyTrace: { on?: (event: string) => void } = {};
 
-type Wanted = WantedChunk & { hex: string };
+/** A chunk asked of the server; `size` is its length in the NAR, what its answer must decode to. */
+type Wanted = WantedChunk & { hex: string; size: number };
 /** A stretch of the first local version, chunks [lo, hi] of its list, NAR offsets [start, end). */
 type HintSpan = { lo: number; hi: number; start: number; end: number; data: Promise<Uint8Array | undefined> };
 
@@ -122,6 +123,7 @@ export async function* assembleNar(
     }
   } finally {
     assembly.abort.abort();
+    assembly.close();
   }
 }
 
@@ -152,6 +154,11 @@ class Assembly {
   readonly #recent = new Map<string, Promise<Uint8Array | undefined>>();
   /** Where each chunk of the first local version (the one hints come from) lies in its list. */
   readonly #hinted = new Map<string, number>();
+  /**
+   * Plain frames decode through one kept context, deltas through one freed at once: a one-shot
+   * zstdDecompressSync per chunk left a context and its output per chunk to the collector.
+   */
+  readonly #frames = new ZstdFrameDecoder();
 
   constructor(
     upstream: Upstream,
@@ -177,6 +184,10 @@ class Assembly {
       if (!this.#hinted.has(hex)) this.#hinted.set(hex, i);
   }
 
+  close(): void {
+    this.#frames.close();
+  }
+
   /** The chunks [from, to) of the NAR, each checked against its id. */
   async batch(from: number, to: number): Promise<Uint8Array[]> {
     const ids = this.#chunks.slice(from, to).map((c) => Buffer.from(c.id).toString('hex'));
@@ -190,7 +201,8 @@ class Assembly {
     for (const [i, hex] of ids.entries()) {
       if ((await found.get(hex)) !== undefined || asked.has(hex)) continue;
       asked.add(hex);
-      wanted.push({ id: this.#chunks[from + i].id, hex, hints: hintsAt(i) });
+      const size = this.#chunks[from + i].end - (from + i === 0 ? 0 : this.#chunks[from + i - 1].end);
+      wanted.push({ id: this.#chunks[from + i].id, hex, size, hints: hintsAt(i) });
     }
     assemblyTrace.on?.(`batch from ${from}: ${wanted.length} of ${ids.length} wanted`);
     const fetched = wanted.length > 0 ? await this.#fetch(wanted, span) : new Map<string, Uint8Array>();
@@ -358,7 +370,7 @@ class Assembly {
         if (!answer || Buffer.from(answer.id).toString('hex') !== w.hex || answer.kind === 'absent') {
           throw new NarwhalError('unavailable', `the server did not give chunk ${w.hex}`);
         }
-        const data = await this.#decode(answer.kind, answer.payload, span);
+        const data = await this.#decode(answer.kind, answer.payload, Math.min(w.size, MAX_CHUNK), span);
         if (data === undefined || !matches(data, w.hex)) {
           this.#figures.refused++;
           throw new NarwhalError('chunk-corrupt', `the server's answer for chunk ${w.hex} is not that chunk`);
@@ -378,20 +390,20 @@ class Assembly {
    * The chunk an answer gives. A delta's bases are not checked against their ids here: the chunk
    * decoded is, and bases that are not what they claim cannot decode to it.
    */
-  async #decode(kind: string, payload: Uint8Array, span?: HintSpan): Promise<Uint8Array | undefined> {
+  async #decode(kind: string, payload: Uint8Array, size: number, span?: HintSpan): Promise<Uint8Array | undefined> {
     try {
-      if (kind === 'frame') return zstdDecompressSync(payload, { maxOutputLength: MAX_CHUNK });
+      if (kind === 'frame') return this.#frames.decode(payload, size);
       const form = parseStored(payload);
       if (form.kind !== 'delta') return undefined;
       const dictionary = await this.#spanDictionary(span, form.bases);
-      if (dictionary) return decodeDelta(form.frame, [dictionary], MAX_CHUNK + 1);
+      if (dictionary) return decodeWithDictionary(form.frame, dictionary, size);
       const bases = [];
       for (const base of form.bases) {
         const content = await this.#base(Buffer.from(base).toString('hex'));
         if (content === undefined) return undefined;
         bases.push(content);
       }
-      return decodeDelta(form.frame, bases, MAX_CHUNK + 1);
+      return decodeWithDictionary(form.frame, bases.length === 1 ? bases[0] : Buffer.concat(bases), size);
     } catch {
       return undefined;
     }
