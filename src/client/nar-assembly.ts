@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { zstdDecompressSync } from 'node:zlib';
 import { DEFAULT_CHUNKER_PARAMS } from '../chunking/chunker.ts';
-import { decodeDelta, parseStored } from '../delta/stored-form.ts';
+import { parseStored } from '../delta/stored-form.ts';
 import { NarwhalError } from '../errors.ts';
 import { ExactReader } from '../runtime/exact-reader.ts';
 import { encodeWantedChunks, readChunkFrame, type WantedChunk } from '../serving/chunk-frames-body.ts';
 import { placeHints } from '../serving/place-hints.ts';
 import type { CaibxChunk } from '../storage/caibx.ts';
+import { decodeWithDictionary, ZstdFrameDecoder } from '../storage/zstd-frames.ts';
 import type { ChunkCache } from './chunk-cache.ts';
 import { fetchChunkList, type Upstream } from './chunk-list.ts';
 import type { LocalChunkList } from './local-versions.ts';
@@ -17,13 +17,19 @@ const FIRST_BATCH = 8;
 /** A batch: at most this many chunks and bytes of NAR, fetched in one request. */
 const BATCH = 64;
 const BATCH_BYTES = 4 << 20;
-/** Batches assembled ahead of the one streaming out: bounds memory to about AHEAD x BATCH_BYTES. */
+/** Batches being assembled at once (each its request to the server), at most. */
 const AHEAD = 4;
+/** Batches assembled or being assembled, not yet streamed out: bounds memory to about QUEUED x BATCH_BYTES. */
+const QUEUED = 8;
 const MAX_CHUNK = DEFAULT_CHUNKER_PARAMS.max;
 /** Chunks of local versions read recently, kept for use as delta bases (neighbours share most of theirs). */
 const RECENT_BASES = 32;
 
-type Wanted = WantedChunk & { hex: string };
+/** Set by bench/substituter-timeline.ts to see when each step of an assembly happens. */
+export const assemblyTrace: { on?: (event: string) => void } = {};
+
+/** A chunk asked of the server; `size` is its length in the NAR, what its answer must decode to. */
+type Wanted = WantedChunk & { hex: string; size: number };
 /** A stretch of the first local version, chunks [lo, hi] of its list, NAR offsets [start, end). */
 type HintSpan = { lo: number; hi: number; start: number; end: number; data: Promise<Uint8Array | undefined> };
 
@@ -76,27 +82,48 @@ export async function* assembleNar(
   figures: AssemblyFigures,
 ): AsyncGenerator<Uint8Array> {
   // The chunk list comes while the local versions are walked.
-  const [chunks, versions] = await Promise.all([fetchChunkList(upstream, narHash), localVersions]);
+  const [chunks, versions] = await Promise.all([
+    fetchChunkList(upstream, narHash).finally(() => assemblyTrace.on?.('chunk list')),
+    localVersions.finally(() => assemblyTrace.on?.('local versions')),
+  ]);
   figures.nars++;
   const assembly = new Assembly(upstream, cache, chunks, versions, figures);
   const batches = planBatches(chunks);
+  // Batches are assembled in order of need, AHEAD at a time; one that is slow (the server's answer
+  // late) does not hold back the start of the next ones, up to QUEUED assembled and waiting.
   const pending: Promise<Uint8Array[]>[] = [];
   let next = 0;
-  const start = (): void => {
-    const batch = batches[next++];
-    const done = assembly.batch(batch.from, batch.to);
-    done.catch(() => {});
-    pending.push(done);
+  let running = 0;
+  const fill = (): void => {
+    while (next < batches.length && running < AHEAD && pending.length < QUEUED && !assembly.abort.signal.aborted) {
+      const { from, to } = batches[next++];
+      const n = next - 1;
+      assemblyTrace.on?.(`batch ${n} starts`);
+      running++;
+      const done = assembly.batch(from, to);
+      pending.push(done);
+      done.then(
+        () => {
+          assemblyTrace.on?.(`batch ${n} assembled`);
+          running--;
+          fill();
+        },
+        () => {
+          running--;
+        },
+      );
+    }
   };
   try {
-    start();
+    fill();
     while (pending.length > 0) {
       const data = await pending.shift()!;
-      while (next < batches.length && pending.length < AHEAD) start();
+      fill();
       yield* data;
     }
   } finally {
     assembly.abort.abort();
+    assembly.close();
   }
 }
 
@@ -127,6 +154,11 @@ class Assembly {
   readonly #recent = new Map<string, Promise<Uint8Array | undefined>>();
   /** Where each chunk of the first local version (the one hints come from) lies in its list. */
   readonly #hinted = new Map<string, number>();
+  /**
+   * Plain frames decode through one kept context, deltas through one freed at once: a one-shot
+   * zstdDecompressSync per chunk left a context and its output per chunk to the collector.
+   */
+  readonly #frames = new ZstdFrameDecoder();
 
   constructor(
     upstream: Upstream,
@@ -152,6 +184,10 @@ class Assembly {
       if (!this.#hinted.has(hex)) this.#hinted.set(hex, i);
   }
 
+  close(): void {
+    this.#frames.close();
+  }
+
   /** The chunks [from, to) of the NAR, each checked against its id. */
   async batch(from: number, to: number): Promise<Uint8Array[]> {
     const ids = this.#chunks.slice(from, to).map((c) => Buffer.from(c.id).toString('hex'));
@@ -165,8 +201,10 @@ class Assembly {
     for (const [i, hex] of ids.entries()) {
       if ((await found.get(hex)) !== undefined || asked.has(hex)) continue;
       asked.add(hex);
-      wanted.push({ id: this.#chunks[from + i].id, hex, hints: hintsAt(i) });
+      const size = this.#chunks[from + i].end - (from + i === 0 ? 0 : this.#chunks[from + i - 1].end);
+      wanted.push({ id: this.#chunks[from + i].id, hex, size, hints: hintsAt(i) });
     }
+    assemblyTrace.on?.(`batch from ${from}: ${wanted.length} of ${ids.length} wanted`);
     const fetched = wanted.length > 0 ? await this.#fetch(wanted, span) : new Map<string, Uint8Array>();
     const out: Uint8Array[] = [];
     for (const hex of ids) {
@@ -321,6 +359,7 @@ class Assembly {
       signal: this.abort.signal,
     });
     if (!res.ok || !res.body) throw new NarwhalError('unavailable', `the server answered ${res.status} for chunks`);
+    assemblyTrace.on?.(`answer to ${wanted.length} starts`);
     const counted = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
     counted.on('data', (d: Uint8Array) => this.#upstream.received?.(d.length));
     const reader = new ExactReader(counted);
@@ -331,7 +370,7 @@ class Assembly {
         if (!answer || Buffer.from(answer.id).toString('hex') !== w.hex || answer.kind === 'absent') {
           throw new NarwhalError('unavailable', `the server did not give chunk ${w.hex}`);
         }
-        const data = await this.#decode(answer.kind, answer.payload, span);
+        const data = await this.#decode(answer.kind, answer.payload, Math.min(w.size, MAX_CHUNK), span);
         if (data === undefined || !matches(data, w.hex)) {
           this.#figures.refused++;
           throw new NarwhalError('chunk-corrupt', `the server's answer for chunk ${w.hex} is not that chunk`);
@@ -351,20 +390,20 @@ class Assembly {
    * The chunk an answer gives. A delta's bases are not checked against their ids here: the chunk
    * decoded is, and bases that are not what they claim cannot decode to it.
    */
-  async #decode(kind: string, payload: Uint8Array, span?: HintSpan): Promise<Uint8Array | undefined> {
+  async #decode(kind: string, payload: Uint8Array, size: number, span?: HintSpan): Promise<Uint8Array | undefined> {
     try {
-      if (kind === 'frame') return zstdDecompressSync(payload, { maxOutputLength: MAX_CHUNK });
+      if (kind === 'frame') return this.#frames.decode(payload, size);
       const form = parseStored(payload);
       if (form.kind !== 'delta') return undefined;
       const dictionary = await this.#spanDictionary(span, form.bases);
-      if (dictionary) return decodeDelta(form.frame, [dictionary], MAX_CHUNK + 1);
+      if (dictionary) return decodeWithDictionary(form.frame, dictionary, size);
       const bases = [];
       for (const base of form.bases) {
         const content = await this.#base(Buffer.from(base).toString('hex'));
         if (content === undefined) return undefined;
         bases.push(content);
       }
-      return decodeDelta(form.frame, bases, MAX_CHUNK + 1);
+      return decodeWithDictionary(form.frame, bases.length === 1 ? bases[0] : Buffer.concat(bases), size);
     } catch {
       return undefined;
     }

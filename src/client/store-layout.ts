@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readSync } from 'node:fs';
-import { lstat, readdir, readlink } from 'node:fs/promises';
+import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -26,7 +25,11 @@ const READ_BYTES = 1 << 20;
 const OPEN_FILES = 16;
 const IDLE_MS = 2000;
 
-/** The layout of `storePath`'s NAR, under `root` (`/` for this machine's store); undefined if unreadable or too big. */
+/**
+ * The layout of `storePath`'s NAR, under `root` (`/` for this machine's store); undefined if
+ * unreadable or too big. Walked with synchronous calls: the metadata is local and mostly cached,
+ * and a thread-pool round trip per entry cost node's 5467 pieces 0.4 s, against 0.1 s.
+ */
 export async function narLayout(root: string, storePath: string): Promise<NarLayout | undefined> {
   const literal: Buffer[] = [];
   const pieces: NarLayout['pieces'] = [];
@@ -52,14 +55,14 @@ export async function narLayout(root: string, storePath: string): Promise<NarLay
   const text = (...tokens: string[]): void => {
     for (const t of tokens) token(Buffer.from(t));
   };
-  const node = async (relative: string): Promise<boolean> => {
+  const node = (relative: string): boolean => {
     if (++entries > MAX_ENTRIES) return false;
     const path = relative === '' ? base : join(base, relative);
-    const st = await lstat(path);
+    const st = lstatSync(path);
     text('(', 'type');
     if (st.isSymbolicLink()) {
       text('symlink', 'target');
-      token(await readlink(path, { encoding: 'buffer' }));
+      token(readlinkSync(path, { encoding: 'buffer' }));
     } else if (st.isFile()) {
       text('regular');
       if (st.mode & 0o100) text('executable', '');
@@ -74,14 +77,14 @@ export async function narLayout(root: string, storePath: string): Promise<NarLay
       if (padding > 0) addLiteral(Buffer.alloc(padding));
     } else if (st.isDirectory()) {
       text('directory');
-      const names = (await readdir(path, { encoding: 'buffer' })).sort(Buffer.compare);
+      const names = readdirSync(path, { encoding: 'buffer' }).sort(Buffer.compare);
       for (const name of names) {
         const shown = name.toString('utf8');
         if (!Buffer.from(shown).equals(name)) return false;
         text('entry', '(', 'name');
         token(name);
         text('node');
-        if (!(await node(relative === '' ? shown : `${relative}/${shown}`))) return false;
+        if (!node(relative === '' ? shown : `${relative}/${shown}`)) return false;
         text(')');
       }
     } else {
@@ -92,7 +95,7 @@ export async function narLayout(root: string, storePath: string): Promise<NarLay
   };
   try {
     text('nix-archive-1');
-    if (!(await node(''))) return undefined;
+    if (!node('')) return undefined;
   } catch {
     return undefined;
   }
