@@ -13,7 +13,7 @@ import {
   MAX_SENT_BASES,
 } from '../push/chunk-list-body.ts';
 import { fetchAgainIfLost, isConnectionLost } from './connection-retry.ts';
-import { type OldChunk, PlaceWindow, previousVersion } from './push-bases.ts';
+import { type OldChunk, PlaceWindow, previousVersion, type StoreVersions } from './push-bases.ts';
 
 /** Compresses the chunks sent, beside the main thread (a zstd context per call was most of the client's time). */
 let encoders: WorkerPool<EncodeRequest | EncodeAllRequest, EncodeResult | EncodeAllResult> | undefined;
@@ -21,6 +21,8 @@ const encoderPool = () =>
   (encoders ??= new WorkerPool<EncodeRequest | EncodeAllRequest, EncodeResult | EncodeAllResult>(
     new URL('../storage/zstd-encode-worker.ts', import.meta.url),
   ));
+/** Starts the workers that compress chunks, so that their start-up overlaps the push's first questions. */
+export const startEncoders = (): void => encoderPool().start();
 /** `data` moves to the worker: it may not be used after. */
 const compress = async (data: Uint8Array): Promise<Uint8Array> =>
   (await encoderPool().run({ data, level: PLAIN_LEVEL }, transferable(data))) as EncodeResult;
@@ -55,6 +57,8 @@ export interface CacheEndpoint {
   refusedBases?: Set<string>;
   /** Whether the cache has a store path (a narinfo lookup), to find a previous version to send deltas of. */
   hasPath?: (path: string) => Promise<boolean>;
+  /** The local store's listing by package, read once for the whole push. */
+  storeVersions?: StoreVersions;
 }
 
 export interface NarPushFigures {
@@ -126,7 +130,7 @@ async function pushNarOnce(
   if (cache.chunkListVersion === undefined) await missingChunks(cache, [], count);
   const previous =
     cache.chunkListVersion !== undefined && cache.chunkListVersion >= 2 && cache.hasPath
-      ? await previousVersion(path, cache.hasPath)
+      ? await previousVersion(path, cache.hasPath, cache.storeVersions)
       : undefined;
   const dump = spawn('nix-store', ['--dump', path], { stdio: ['ignore', 'pipe', 'pipe'] });
   const dumpErrors: Buffer[] = [];
