@@ -125,19 +125,29 @@ async function pushNarOnce(
     figures.bytesSent += bytes;
     progress(bytes);
   };
-  // Asked once per server (no ids): whether it reads deltas. One that does not gets none, and no
-  // previous version is dumped for it.
-  if (cache.chunkListVersion === undefined) await missingChunks(cache, [], count);
-  const previous =
-    cache.chunkListVersion !== undefined && cache.chunkListVersion >= 2 && cache.hasPath
-      ? await previousVersion(path, cache.hasPath, cache.storeVersions)
-      : undefined;
+  // Started first, while the questions below are out: its output waits in the pipe.
   const dump = spawn('nix-store', ['--dump', path], { stdio: ['ignore', 'pipe', 'pipe'] });
   const dumpErrors: Buffer[] = [];
   dump.stderr.on('data', (d: Buffer) => dumpErrors.push(d));
   const exited = new Promise<number | null>((resolve) => dump.once('close', resolve));
   // Read from now on: Node drops what a child wrote to a pipe nobody reads when it exits.
   const nar = dump.stdout.pipe(new PassThrough());
+  // Asked once per server (no ids): whether it reads deltas. One that does not gets none, and no
+  // previous version is dumped for it. The previous version is looked for meanwhile.
+  let previous: Awaited<ReturnType<typeof previousVersion>>;
+  try {
+    const probe = cache.chunkListVersion === undefined ? missingChunks(cache, [], count) : undefined;
+    const found =
+      cache.hasPath && (cache.chunkListVersion ?? CHUNK_LIST_VERSION) >= 2
+        ? previousVersion(path, cache.hasPath, cache.storeVersions)
+        : undefined;
+    found?.catch(() => undefined); // awaited below unless the probe fails first
+    await probe;
+    previous = (cache.chunkListVersion ?? 1) >= 2 ? await found : undefined;
+  } catch (err) {
+    dump.kill();
+    throw err;
+  }
   const window = previous && new PlaceWindow(previous, narSize);
 
   /** The chunks in order, each with its place in the previous version (asked in order: the window only moves on). */
