@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { PassThrough } from 'node:stream';
+import { constants, zstdCompressSync } from 'node:zlib';
 import type { EncodeAllRequest, EncodeAllResult, EncodeRequest, EncodeResult } from '../storage/zstd-encode-worker.ts';
 import { transferable, WorkerPool } from '../runtime/worker-pool.ts';
 import { chunkStream } from '../chunking/chunk-stream.ts';
@@ -23,9 +24,14 @@ const encoderPool = () =>
   ));
 /** Starts the workers that compress chunks, so that their start-up overlaps the push's first questions. */
 export const startEncoders = (): void => encoderPool().start();
-/** `data` moves to the worker: it may not be used after. */
+/**
+ * `data` moves to the worker: it may not be used after. A small chunk (a small NAR's, or a NAR's
+ * last) is compressed here: the worker's round trip, or its start-up, cost more.
+ */
 const compress = async (data: Uint8Array): Promise<Uint8Array> =>
-  (await encoderPool().run({ data, level: PLAIN_LEVEL }, transferable(data))) as EncodeResult;
+  data.length <= INLINE_BYTES
+    ? zstdCompressSync(data, { params: { [constants.ZSTD_c_compressionLevel]: PLAIN_LEVEL } })
+    : ((await encoderPool().run({ data, level: PLAIN_LEVEL }, transferable(data))) as EncodeResult);
 /** A frame for each of `all` with `dictionary`, built once; both move to the worker. */
 const compressAll = async (all: Uint8Array[], dictionary: Uint8Array): Promise<Uint8Array[]> =>
   (await encoderPool().run({ all, level: DELTA_LEVEL, dictionary }, [
@@ -33,6 +39,14 @@ const compressAll = async (all: Uint8Array[], dictionary: Uint8Array): Promise<U
     ...transferable(dictionary),
   ])) as EncodeAllResult;
 
+/** Chunks sent plain up to this size are compressed on the main thread. */
+const INLINE_BYTES = 16 * 1024;
+/**
+ * NARs smaller than this are sent without looking for a previous version: a delta saves them
+ * little, and the look-up (the store listing, lookups on the server, a second dump) cost a small
+ * path most of its push time.
+ */
+const MIN_DELTA_NAR_BYTES = 256 * 1024;
 /** Chunks asked about per missing-chunks request, and held in memory while they are. */
 const BATCH_CHUNKS = 64;
 /**
@@ -138,7 +152,7 @@ async function pushNarOnce(
   try {
     const probe = cache.chunkListVersion === undefined ? missingChunks(cache, [], count) : undefined;
     const found =
-      cache.hasPath && (cache.chunkListVersion ?? CHUNK_LIST_VERSION) >= 2
+      cache.hasPath && narSize >= MIN_DELTA_NAR_BYTES && (cache.chunkListVersion ?? CHUNK_LIST_VERSION) >= 2
         ? previousVersion(path, cache.hasPath, cache.storeVersions)
         : undefined;
     found?.catch(() => undefined); // awaited below unless the probe fails first

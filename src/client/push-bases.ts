@@ -81,9 +81,11 @@ export async function previousVersion(
   const newer = others
     .filter((e) => compareVersions(versionOf(e.slice(33)), version) > 0)
     .sort((a, b) => compareVersions(versionOf(a.slice(33)), versionOf(b.slice(33))));
-  for (const entry of [...older, ...newer].slice(0, CANDIDATES)) {
-    const path = join(store.storeDir, entry);
-    if (!(await onServer(path))) continue;
+  const candidates = [...older, ...newer].slice(0, CANDIDATES).map((entry) => join(store.storeDir, entry));
+  // Asked together: one after the other, the lookups took a small path most of its push.
+  const held = await Promise.all(candidates.map(onServer));
+  for (const [i, path] of candidates.entries()) {
+    if (!held[i]) continue;
     const info = await queryPathInfos([path], false).catch(() => undefined);
     if (info?.[0] && info[0].narSize > 0) return { path, narSize: info[0].narSize };
   }
