@@ -146,18 +146,15 @@ async function pushNarOnce(
   const exited = new Promise<number | null>((resolve) => dump.once('close', resolve));
   // Read from now on: Node drops what a child wrote to a pipe nobody reads when it exits.
   const nar = dump.stdout.pipe(new PassThrough());
-  // Asked once per server (no ids): whether it reads deltas. One that does not gets none, and no
-  // previous version is dumped for it. The previous version is looked for meanwhile.
+  // The previous version is looked for unless the server said it reads no deltas. Whether it
+  // does comes with the first batch's answer, before the list's header is written: a server that
+  // does not gets plain frames, though the first NARs sent to it had a previous version dumped.
   let previous: Awaited<ReturnType<typeof previousVersion>>;
   try {
-    const probe = cache.chunkListVersion === undefined ? missingChunks(cache, [], count) : undefined;
-    const found =
+    previous =
       cache.hasPath && narSize >= MIN_DELTA_NAR_BYTES && (cache.chunkListVersion ?? CHUNK_LIST_VERSION) >= 2
-        ? previousVersion(path, cache.hasPath, cache.storeVersions)
+        ? await previousVersion(path, cache.hasPath, cache.storeVersions)
         : undefined;
-    found?.catch(() => undefined); // awaited below unless the probe fails first
-    await probe;
-    previous = (cache.chunkListVersion ?? 1) >= 2 ? await found : undefined;
   } catch (err) {
     dump.kill();
     throw err;
