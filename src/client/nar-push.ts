@@ -139,7 +139,7 @@ async function pushNarOnce(
     figures.bytesSent += bytes;
     progress(bytes);
   };
-  // Started first, while the questions below are out: its output waits in the pipe.
+  // Started first, while the previous version is looked for: its output waits in the pipe.
   const dump = spawn('nix-store', ['--dump', path], { stdio: ['ignore', 'pipe', 'pipe'] });
   const dumpErrors: Buffer[] = [];
   dump.stderr.on('data', (d: Buffer) => dumpErrors.push(d));
