@@ -13,7 +13,7 @@ import {
   encodeChunkListHeader,
   MAX_SENT_BASES,
 } from '../push/chunk-list-body.ts';
-import { fetchAgainIfLost, isConnectionLost } from './connection-retry.ts';
+import { asServerFailure, fetchAgainIfLost, isConnectionLost } from './connection-retry.ts';
 import { type OldChunk, PlaceWindow, previousVersion, type StoreVersions } from './push-bases.ts';
 
 /** Compresses the chunks sent, beside the main thread (a zstd context per call was most of the client's time). */
@@ -106,7 +106,7 @@ export async function pushNar(
       }
       // A connection lost under the upload is sent again whole: the server commits nothing of a cut body.
       const again = (err instanceof NarwhalError && err.code === 'conflict') || isConnectionLost(err);
-      if (attempt >= RETRIES || !again) throw err;
+      if (attempt >= RETRIES || !again) throw asServerFailure(err, `uploading the NAR of ${path} (try ${attempt + 1})`);
     }
   }
 }
@@ -286,6 +286,8 @@ async function missingChunks(
     method: 'POST',
     headers: { ...cache.headers, 'Content-Type': 'application/octet-stream' },
     body: asked,
+  }).catch((err: unknown) => {
+    throw asServerFailure(err, 'asking which chunks to send');
   });
   if (!res.ok) {
     throw new NarwhalError('bad-request', `asking which chunks to send: ${res.status} ${(await res.text()).trim()}`);
