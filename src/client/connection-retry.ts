@@ -14,6 +14,8 @@ const LOST_CODES = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'UND_ERR_CL
 
 /** Whether `err` is fetch's failure for a connection lost before the answer began. */
 export function isConnectionLost(err: unknown): boolean {
+  // The same failure after asServerFailure named it.
+  if (err instanceof NarwhalError && err.code === 'unavailable') return isConnectionLost(err.cause);
   if (!(err instanceof TypeError)) return false;
   const cause = (err as { cause?: { code?: unknown } }).cause;
   return typeof cause?.code === 'string' && LOST_CODES.has(cause.code);
@@ -43,5 +45,7 @@ export function asServerFailure(err: unknown, doing: string): unknown {
   const cause = (err as { cause: { message?: unknown; code?: unknown } }).cause;
   const why = typeof cause.message === 'string' && cause.message !== '' ? cause.message : err.message;
   const code = typeof cause.code === 'string' ? ` (${cause.code})` : '';
-  return new NarwhalError('unavailable', `${doing}: the connection to the server failed${code}: ${why}`);
+  return new NarwhalError('unavailable', `${doing}: the connection to the server failed${code}: ${why}`, {
+    cause: err,
+  });
 }
