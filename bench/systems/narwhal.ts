@@ -166,8 +166,9 @@ export async function narwhalPush(
   token: string,
   paths: string[],
   env: NodeJS.ProcessEnv,
+  bin = NARWHAL_BIN,
 ): Promise<{ seconds: number; bytesSent: number }> {
-  const { stdout, seconds } = await run(NARWHAL_BIN, ['push', '--cache', cacheUrl, '--json', ...paths], {
+  const { stdout, seconds } = await run(bin, ['push', '--cache', cacheUrl, '--json', ...paths], {
     env: { ...env, PATH: narwhalEnv().PATH, NARWHAL_TOKEN: token },
   });
   return { seconds, bytesSent: (JSON.parse(stdout) as { bytesSent: number }).bytesSent };

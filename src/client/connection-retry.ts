@@ -1,3 +1,5 @@
+import { NarwhalError } from '../errors.ts';
+
 /**
  * A request that went out on a kept-alive connection just as the server closed it (its idle
  * timeout; timers run late on a loaded machine) fails before any answer, with no harm done: sent
@@ -12,6 +14,8 @@ const LOST_CODES = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'UND_ERR_CL
 
 /** Whether `err` is fetch's failure for a connection lost before the answer began. */
 export function isConnectionLost(err: unknown): boolean {
+  // The same failure after asServerFailure named it.
+  if (err instanceof NarwhalError && err.code === 'unavailable') return isConnectionLost(err.cause);
   if (!(err instanceof TypeError)) return false;
   const cause = (err as { cause?: { code?: unknown } }).cause;
   return typeof cause?.code === 'string' && LOST_CODES.has(cause.code);
@@ -29,4 +33,19 @@ export async function fetchAgainIfLost(url: string, init: RequestInit): Promise<
       if (attempt >= AGAIN || !isConnectionLost(err)) throw err;
     }
   }
+}
+
+/**
+ * A failed request to the server (fetch's TypeError: connection lost, refused or reset) as an
+ * error `narwhal push` reports in one line, naming what it was doing; other errors as they are.
+ * Without it such an error left the command as an uncaught exception with a stack trace.
+ */
+export function asServerFailure(err: unknown, doing: string): unknown {
+  if (!(err instanceof TypeError) || (err as { cause?: unknown }).cause === undefined) return err;
+  const cause = (err as { cause: { message?: unknown; code?: unknown } }).cause;
+  const why = typeof cause.message === 'string' && cause.message !== '' ? cause.message : err.message;
+  const code = typeof cause.code === 'string' ? ` (${cause.code})` : '';
+  return new NarwhalError('unavailable', `${doing}: the connection to the server failed${code}: ${why}`, {
+    cause: err,
+  });
 }

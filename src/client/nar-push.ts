@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { PassThrough } from 'node:stream';
+import { constants, zstdCompressSync } from 'node:zlib';
 import type { EncodeAllRequest, EncodeAllResult, EncodeRequest, EncodeResult } from '../storage/zstd-encode-worker.ts';
 import { transferable, WorkerPool } from '../runtime/worker-pool.ts';
 import { chunkStream } from '../chunking/chunk-stream.ts';
@@ -12,8 +13,8 @@ import {
   encodeChunkListHeader,
   MAX_SENT_BASES,
 } from '../push/chunk-list-body.ts';
-import { fetchAgainIfLost, isConnectionLost } from './connection-retry.ts';
-import { type OldChunk, PlaceWindow, previousVersion } from './push-bases.ts';
+import { asServerFailure, fetchAgainIfLost, isConnectionLost } from './connection-retry.ts';
+import { type OldChunk, PlaceWindow, previousVersion, type StoreVersions } from './push-bases.ts';
 
 /** Compresses the chunks sent, beside the main thread (a zstd context per call was most of the client's time). */
 let encoders: WorkerPool<EncodeRequest | EncodeAllRequest, EncodeResult | EncodeAllResult> | undefined;
@@ -21,9 +22,16 @@ const encoderPool = () =>
   (encoders ??= new WorkerPool<EncodeRequest | EncodeAllRequest, EncodeResult | EncodeAllResult>(
     new URL('../storage/zstd-encode-worker.ts', import.meta.url),
   ));
-/** `data` moves to the worker: it may not be used after. */
+/** Starts the workers that compress chunks, so that their start-up overlaps the push's first questions. */
+export const startEncoders = (): void => encoderPool().start();
+/**
+ * `data` moves to the worker: it may not be used after. A small chunk (a small NAR's, or a NAR's
+ * last) is compressed here: the worker's round trip, or its start-up, cost more.
+ */
 const compress = async (data: Uint8Array): Promise<Uint8Array> =>
-  (await encoderPool().run({ data, level: PLAIN_LEVEL }, transferable(data))) as EncodeResult;
+  data.length <= INLINE_BYTES
+    ? zstdCompressSync(data, { params: { [constants.ZSTD_c_compressionLevel]: PLAIN_LEVEL } })
+    : ((await encoderPool().run({ data, level: PLAIN_LEVEL }, transferable(data))) as EncodeResult);
 /** A frame for each of `all` with `dictionary`, built once; both move to the worker. */
 const compressAll = async (all: Uint8Array[], dictionary: Uint8Array): Promise<Uint8Array[]> =>
   (await encoderPool().run({ all, level: DELTA_LEVEL, dictionary }, [
@@ -31,6 +39,14 @@ const compressAll = async (all: Uint8Array[], dictionary: Uint8Array): Promise<U
     ...transferable(dictionary),
   ])) as EncodeAllResult;
 
+/** Chunks sent plain up to this size are compressed on the main thread. */
+const INLINE_BYTES = 16 * 1024;
+/**
+ * NARs smaller than this are sent without looking for a previous version: a delta saves them
+ * little, and the look-up (the store listing, lookups on the server, a second dump) cost a small
+ * path most of its push time.
+ */
+const MIN_DELTA_NAR_BYTES = 256 * 1024;
 /** Chunks asked about per missing-chunks request, and held in memory while they are. */
 const BATCH_CHUNKS = 64;
 /**
@@ -55,6 +71,8 @@ export interface CacheEndpoint {
   refusedBases?: Set<string>;
   /** Whether the cache has a store path (a narinfo lookup), to find a previous version to send deltas of. */
   hasPath?: (path: string) => Promise<boolean>;
+  /** The local store's listing by package, read once for the whole push. */
+  storeVersions?: StoreVersions;
 }
 
 export interface NarPushFigures {
@@ -78,17 +96,23 @@ export async function pushNar(
   narSize: number,
   progress: (bytes: number) => void = () => undefined,
 ): Promise<NarPushFigures> {
+  let deltas = true;
   for (let attempt = 0; ; attempt++) {
     try {
-      return await pushNarOnce(cache, path, narHash, narSize, progress);
+      return await pushNarOnce(cache, path, narHash, narSize, progress, deltas);
     } catch (err) {
       if (err instanceof BasesRefused) {
         cache.refusedBases ??= new Set();
         for (const hex of err.bases) cache.refusedBases.add(hex);
       }
       // A connection lost under the upload is sent again whole: the server commits nothing of a cut body.
+      // The cut may hide the server's answer: a 409 refusing delta bases comes before the rest of the
+      // body is read, and the server closes a connection with more than 16 MB of it left to read
+      // (src/server/send-text.ts), which the client sees as a closed connection, try after try
+      // (seen with two concurrent `push-cpu --jobs 8` runs). The next try sends no deltas.
+      if (isConnectionLost(err)) deltas = false;
       const again = (err instanceof NarwhalError && err.code === 'conflict') || isConnectionLost(err);
-      if (attempt >= RETRIES || !again) throw err;
+      if (attempt >= RETRIES || !again) throw asServerFailure(err, `uploading the NAR of ${path} (try ${attempt + 1})`);
     }
   }
 }
@@ -115,25 +139,33 @@ async function pushNarOnce(
   narHash: string,
   narSize: number,
   progress: (bytes: number) => void,
+  deltas: boolean,
 ): Promise<NarPushFigures> {
   const figures: NarPushFigures = { chunks: 0, chunksSent: 0, deltasSent: 0, bytesSent: 0 };
   const count = (bytes: number): void => {
     figures.bytesSent += bytes;
     progress(bytes);
   };
-  // Asked once per server (no ids): whether it reads deltas. One that does not gets none, and no
-  // previous version is dumped for it.
-  if (cache.chunkListVersion === undefined) await missingChunks(cache, [], count);
-  const previous =
-    cache.chunkListVersion !== undefined && cache.chunkListVersion >= 2 && cache.hasPath
-      ? await previousVersion(path, cache.hasPath)
-      : undefined;
+  // Started first, while the previous version is looked for: its output waits in the pipe.
   const dump = spawn('nix-store', ['--dump', path], { stdio: ['ignore', 'pipe', 'pipe'] });
   const dumpErrors: Buffer[] = [];
   dump.stderr.on('data', (d: Buffer) => dumpErrors.push(d));
   const exited = new Promise<number | null>((resolve) => dump.once('close', resolve));
   // Read from now on: Node drops what a child wrote to a pipe nobody reads when it exits.
   const nar = dump.stdout.pipe(new PassThrough());
+  // The previous version is looked for unless the server said it reads no deltas. Whether it
+  // does comes with the first batch's answer, before the list's header is written: a server that
+  // does not gets plain frames, though the first NARs sent to it had a previous version dumped.
+  let previous: Awaited<ReturnType<typeof previousVersion>>;
+  try {
+    previous =
+      deltas && cache.hasPath && narSize >= MIN_DELTA_NAR_BYTES && (cache.chunkListVersion ?? CHUNK_LIST_VERSION) >= 2
+        ? await previousVersion(path, cache.hasPath, cache.storeVersions)
+        : undefined;
+  } catch (err) {
+    dump.kill();
+    throw err;
+  }
   const window = previous && new PlaceWindow(previous, narSize);
 
   /** The chunks in order, each with its place in the previous version (asked in order: the window only moves on). */
@@ -261,6 +293,8 @@ async function missingChunks(
     method: 'POST',
     headers: { ...cache.headers, 'Content-Type': 'application/octet-stream' },
     body: asked,
+  }).catch((err: unknown) => {
+    throw asServerFailure(err, 'asking which chunks to send');
   });
   if (!res.ok) {
     throw new NarwhalError('bad-request', `asking which chunks to send: ${res.status} ${(await res.text()).trim()}`);

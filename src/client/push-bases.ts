@@ -31,6 +31,37 @@ export interface PreviousVersion {
 }
 
 /**
+ * The store's entries by package name (packageName), read once per push: each path's look for its
+ * previous version read and filtered the whole store listing again, tens of thousands of names.
+ */
+export class StoreVersions {
+  readonly #storeDir = process.env.NIX_STORE_DIR ?? '/nix/store';
+  #byPackage: Promise<Map<string, string[]>> | undefined;
+
+  get storeDir(): string {
+    return this.#storeDir;
+  }
+
+  /** The store entries (names) of package `pkg`, derivations and locks left out. */
+  async of(pkg: string): Promise<string[]> {
+    this.#byPackage ??= readdir(this.#storeDir)
+      .catch(() => [] as string[])
+      .then((entries) => {
+        const byPackage = new Map<string, string[]>();
+        for (const e of entries) {
+          if (!/^[0-9a-z]{32}-/.test(e) || e.endsWith('.drv') || e.endsWith('.lock')) continue;
+          const name = packageName(e.slice(33));
+          const list = byPackage.get(name);
+          if (list) list.push(e);
+          else byPackage.set(name, [e]);
+        }
+        return byPackage;
+      });
+    return (await this.#byPackage).get(pkg) ?? [];
+  }
+}
+
+/**
  * The version of `storePath`'s package that its chunks are best sent as deltas of: among the
  * other local store paths of the same package (local-versions.ts names them), the newest one
  * older than it, else the oldest newer one, that `onServer` says the cache has.
@@ -38,20 +69,11 @@ export interface PreviousVersion {
 export async function previousVersion(
   storePath: string,
   onServer: (path: string) => Promise<boolean>,
+  store = new StoreVersions(),
 ): Promise<PreviousVersion | undefined> {
-  const storeDir = process.env.NIX_STORE_DIR ?? '/nix/store';
   const own = basename(storePath);
   const name = own.slice(33);
-  const pkg = packageName(name);
-  const entries = await readdir(storeDir).catch(() => [] as string[]);
-  const others = entries.filter(
-    (e) =>
-      /^[0-9a-z]{32}-/.test(e) &&
-      e !== own &&
-      packageName(e.slice(33)) === pkg &&
-      !e.endsWith('.drv') &&
-      !e.endsWith('.lock'),
-  );
+  const others = (await store.of(packageName(name))).filter((e) => e !== own);
   const version = versionOf(name);
   const older = others
     .filter((e) => compareVersions(versionOf(e.slice(33)), version) <= 0)
@@ -59,9 +81,11 @@ export async function previousVersion(
   const newer = others
     .filter((e) => compareVersions(versionOf(e.slice(33)), version) > 0)
     .sort((a, b) => compareVersions(versionOf(a.slice(33)), versionOf(b.slice(33))));
-  for (const entry of [...older, ...newer].slice(0, CANDIDATES)) {
-    const path = join(storeDir, entry);
-    if (!(await onServer(path))) continue;
+  const candidates = [...older, ...newer].slice(0, CANDIDATES).map((entry) => join(store.storeDir, entry));
+  // Asked together: one after the other, the lookups took a small path most of its push.
+  const held = await Promise.all(candidates.map(onServer));
+  for (const [i, path] of candidates.entries()) {
+    if (!held[i]) continue;
     const info = await queryPathInfos([path], false).catch(() => undefined);
     if (info?.[0] && info[0].narSize > 0) return { path, narSize: info[0].narSize };
   }

@@ -3,9 +3,10 @@ import { basename } from 'node:path';
 import { NarwhalError } from '../errors.ts';
 import { serializeNarinfo } from '../nix/narinfo.ts';
 import { fingerprint, signFingerprint } from '../nix/signing.ts';
-import { type CacheEndpoint, pushNar } from './nar-push.ts';
+import { type CacheEndpoint, pushNar, startEncoders } from './nar-push.ts';
+import { StoreVersions } from './push-bases.ts';
 import { type PathInfo, queryPathInfos, referencesFirst } from './nix-paths.ts';
-import { fetchAgainIfLost } from './connection-retry.ts';
+import { asServerFailure, fetchAgainIfLost } from './connection-retry.ts';
 
 export interface PushOptions {
   /** The binary cache URL, `<server>/<cache>`. */
@@ -51,6 +52,7 @@ export async function pushPaths(paths: readonly string[], options: PushOptions):
     api: `${cacheUrl.origin}/_api/v1/caches/${cacheName}`,
     headers,
     hasPath: options.deltas === false ? undefined : (path) => hasNarinfo(cacheUrl.href, path, headers),
+    storeVersions: new StoreVersions(),
   };
   const closure = referencesFirst(await queryPathInfos(paths, true));
   const progress: PushProgress = {
@@ -64,7 +66,10 @@ export async function pushPaths(paths: readonly string[], options: PushOptions):
     deltasSent: 0,
   };
   const report = (): void => options.onProgress?.({ ...progress });
-  const lacking = await lackingPaths(cacheUrl.href, closure, headers);
+  const lacking = await lackingPaths(cacheUrl.href, closure, headers).catch((err: unknown) => {
+    throw asServerFailure(err, 'asking the cache which paths it has');
+  });
+  if (lacking.length > 0) startEncoders();
   progress.cached = closure.length - lacking.length;
   report();
 
@@ -92,7 +97,7 @@ export async function pushPaths(paths: readonly string[], options: PushOptions):
     for (let info = queue.shift(); info; info = queue.shift()) {
       const narinfo = narinfos.get(info.path)!;
       await pushOne(info).then(narinfo.resolve, (err: unknown) => {
-        failures.push(err);
+        failures.push(asServerFailure(err, `pushing ${info.path}`));
         narinfo.reject(err);
       });
     }
@@ -109,7 +114,12 @@ async function lackingPaths(cacheUrl: string, infos: PathInfo[], headers: Record
 }
 
 async function hasNarinfo(cacheUrl: string, path: string, headers: Record<string, string>): Promise<boolean> {
-  const res = await fetchAgainIfLost(`${cacheUrl}/${basename(path).slice(0, 32)}.narinfo`, { method: 'HEAD', headers });
+  const res = await fetchAgainIfLost(`${cacheUrl}/${basename(path).slice(0, 32)}.narinfo`, {
+    method: 'HEAD',
+    headers,
+  }).catch((err: unknown) => {
+    throw asServerFailure(err, `looking up ${path} in the cache`);
+  });
   if (res.status !== 200 && res.status !== 404) {
     throw new NarwhalError('unavailable', `looking up ${path} in the cache: ${res.status}`);
   }
@@ -140,6 +150,8 @@ async function putNarinfo(
     method: 'PUT',
     headers: { ...headers, 'Content-Type': 'text/x-nix-narinfo' },
     body: text,
+  }).catch((err: unknown) => {
+    throw asServerFailure(err, `uploading the narinfo of ${info.path}`);
   });
   if (!res.ok)
     throw new NarwhalError(

@@ -7,7 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { fetchAgainIfLost, isConnectionLost } from '../../../src/client/connection-retry.ts';
+import { asServerFailure, fetchAgainIfLost, isConnectionLost } from '../../../src/client/connection-retry.ts';
+import { NarwhalError } from '../../../src/errors.ts';
 
 /** An HTTP server that drops the connection of its first `drops` requests unanswered, then answers each with `status`. */
 async function serverDropping(drops: number, status = 200) {
@@ -49,5 +50,22 @@ test('a connection lost every time fails after two more tries; an error answer i
     assert.equal(failing.seen(), 1);
   } finally {
     await failing.close();
+  }
+});
+
+test('a lost connection, named by asServerFailure, is one line saying what failed and is still sent again', async () => {
+  const dropping = await serverDropping(10);
+  try {
+    const err = await fetchAgainIfLost(dropping.url, { method: 'POST', body: 'ids' }).catch((e: unknown) =>
+      asServerFailure(e, 'asking which chunks to send'),
+    );
+    assert.ok(err instanceof NarwhalError);
+    assert.equal(err.code, 'unavailable');
+    assert.match(err.message, /^asking which chunks to send: the connection to the server failed \(\w+\): .+$/);
+    assert.ok(isConnectionLost(err), 'a NAR upload that failed so is sent again');
+    const other = new Error('not a fetch failure');
+    assert.equal(asServerFailure(other, 'x'), other);
+  } finally {
+    await dropping.close();
   }
 });
