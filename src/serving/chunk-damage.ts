@@ -8,12 +8,12 @@ import {
   decodeDeltasWithChains,
   decodeDeltaWithChain,
 } from './chunk-content.ts';
-import { checkChunk } from './chunk-check.ts';
+import { checkChunk, readFramesOnWorker } from './chunk-check.ts';
 import { parseStored } from '../delta/stored-form.ts';
 import type { ChunkTableEntry } from '../chunking/chunk-table.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 import type { StoredFrame } from '../storage/chunk-store.ts';
-import { hasFrameReads } from '../storage/chunk-store-capabilities.ts';
+import { hasFramePlaces, hasFrameReads } from '../storage/chunk-store-capabilities.ts';
 
 /**
  * Neighbouring chunks of a NAR sent to the same check worker when stored as deltas, together:
@@ -90,7 +90,11 @@ export async function readCheckedChunks(
 ): Promise<CheckedChunk[]> {
   let frames: StoredFrame[] | undefined;
   try {
-    if (hasFrameReads(nw.chunks)) frames = await nw.chunks.getFrames(entries.map((entry) => entry.id));
+    if (hasFrameReads(nw.chunks))
+      frames = await readFrames(
+        nw,
+        entries.map((entry) => entry.id),
+      );
   } catch (err) {
     if (!isDamage(err)) throw err;
   }
@@ -99,7 +103,7 @@ export async function readCheckedChunks(
     for (const [affinity, run] of deltaRuns(entries, frames)) {
       const results = decodeDeltasWithChains(
         run.map((i) => ({ id: entries[i].id, top: frames[i], size: entries[i].end - entries[i].start })),
-        (ids) => readFrames(nw, ids),
+        (ids) => readFrames(nw, ids, affinity),
         wantData,
         affinity,
       );
@@ -134,7 +138,22 @@ function deltaRuns(entries: ChunkTableEntry[], frames: StoredFrame[]): Map<numbe
   return runs;
 }
 
-async function readFrames(nw: Narwhal, ids: Uint8Array[]): Promise<StoredFrame[]> {
+/**
+ * Stored frames of several chunks: from a pack store, read on a check worker (`affinity`, the one
+ * to decode them next, else any) in one call; the lookup is made again if compaction deleted a
+ * pack meanwhile, then the store's own read takes over.
+ */
+async function readFrames(nw: Narwhal, ids: Uint8Array[], affinity?: number): Promise<StoredFrame[]> {
+  if (hasFramePlaces(nw.chunks) && ids.length > 1)
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const placed = nw.chunks.locateFrames(ids);
+      try {
+        const frames = await readFramesOnWorker(placed, affinity);
+        return frames.map((stored, i) => ({ stored, crc: placed.frames[i].crc }));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    }
   if (hasFrameReads(nw.chunks)) return nw.chunks.getFrames(ids);
   return Promise.all(ids.map(async (id) => ({ stored: await nw.chunks.get(id) })));
 }
