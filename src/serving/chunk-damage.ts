@@ -139,12 +139,20 @@ function deltaRuns(entries: ChunkTableEntry[], frames: StoredFrame[]): Map<numbe
 }
 
 /**
- * Stored frames of several chunks: from a pack store, read on a check worker (`affinity`, the one
- * to decode them next, else any) in one call; the lookup is made again if compaction deleted a
- * pack meanwhile, then the store's own read takes over.
+ * Frames read at least on a check worker: a batch of a NAR of plain frames (1 MiB of NAR, about 16 chunks,
+ * nar-reader.ts). A NAR sent mostly as raw frames of deltas is read in batches of a few chunks,
+ * whose read on a worker waited behind the decodes there (`nix copy --from` of the oldest
+ * releases took longer: docs/benchmarks.md, "Serving old versions").
+ */
+const WORKER_READ_FRAMES = 8;
+
+/**
+ * Stored frames of several chunks: from a pack store, WORKER_READ_FRAMES or more are read on a
+ * check worker (`affinity`, the one to decode them next, else any) in one call; the lookup is
+ * made again if compaction deleted a pack meanwhile, then the store's own read takes over.
  */
 async function readFrames(nw: Narwhal, ids: Uint8Array[], affinity?: number): Promise<StoredFrame[]> {
-  if (hasFramePlaces(nw.chunks) && ids.length > 1)
+  if (hasFramePlaces(nw.chunks) && ids.length >= WORKER_READ_FRAMES)
     for (let attempt = 0; attempt < 2; attempt++) {
       const placed = nw.chunks.locateFrames(ids);
       try {
