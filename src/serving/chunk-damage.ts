@@ -103,7 +103,8 @@ export async function readCheckedChunks(
     for (const [affinity, run] of deltaRuns(entries, frames)) {
       const results = decodeDeltasWithChains(
         run.map((i) => ({ id: entries[i].id, top: frames[i], size: entries[i].end - entries[i].start })),
-        (ids) => readFrames(nw, ids, affinity),
+        // The bases a run lacks are read here: on its worker they would wait behind its decodes.
+        (ids) => readFrames(nw, ids, false),
         wantData,
         affinity,
       );
@@ -148,15 +149,15 @@ const WORKER_READ_FRAMES = 8;
 
 /**
  * Stored frames of several chunks: from a pack store, WORKER_READ_FRAMES or more are read on a
- * check worker (`affinity`, the one to decode them next, else any) in one call; the lookup is
- * made again if compaction deleted a pack meanwhile, then the store's own read takes over.
+ * check worker in one call (unless `onWorker` is false); the lookup is made again if compaction
+ * deleted a pack meanwhile, then the store's own read takes over.
  */
-async function readFrames(nw: Narwhal, ids: Uint8Array[], affinity?: number): Promise<StoredFrame[]> {
-  if (hasFramePlaces(nw.chunks) && ids.length >= WORKER_READ_FRAMES)
+async function readFrames(nw: Narwhal, ids: Uint8Array[], onWorker = true): Promise<StoredFrame[]> {
+  if (onWorker && hasFramePlaces(nw.chunks) && ids.length >= WORKER_READ_FRAMES)
     for (let attempt = 0; attempt < 2; attempt++) {
       const placed = nw.chunks.locateFrames(ids);
       try {
-        const frames = await readFramesOnWorker(placed, affinity);
+        const frames = await readFramesOnWorker(placed);
         return frames.map((stored, i) => ({ stored, crc: placed.frames[i].crc }));
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
