@@ -5,7 +5,6 @@ import { checkChunkPresent, readCheckedChunks, type CheckedChunk } from './chunk
 import type { Narwhal } from '../context/narwhal.ts';
 import { countedPlainFrames, servedFrame } from './served-frames.ts';
 import { hasFrameReads } from '../storage/chunk-store-capabilities.ts';
-import { scavengerByVolume } from '../runtime/v8-scavenge.ts';
 
 /** Chunks are read and checked in batches of up to this many bytes of NAR, or this many chunks. */
 const BATCH_NAR_BYTES = 1024 * 1024;
@@ -73,7 +72,6 @@ export async function* readStoredFrames(nw: Narwhal, nar: NarRecord): AsyncGener
     sent += frames.length;
     if (sent > nar.storedSize) throw framesChanged(nar);
     yield frames;
-    collectSent(frames.length);
   }
   if (sent === nar.storedSize) return;
   if (nar.storedSize - sent < SKIPPABLE_HEADER) throw framesChanged(nar);
@@ -81,15 +79,6 @@ export async function* readStoredFrames(nw: Narwhal, nar: NarRecord): AsyncGener
 }
 
 const SKIPPABLE_HEADER = 8;
-
-/**
- * A young-generation collection of the main thread every SENT_BYTES_PER_SCAVENGE sent: the
- * frames come from the check workers in buffers moved here, which the main thread lets go of once
- * written, while it allocates too little on its own heap for V8 to collect them soon.
- */
-const SENT_BYTES_PER_SCAVENGE = 8 * 1024 * 1024;
-let scavenger: ((bytes: number) => void) | undefined;
-const collectSent = (bytes: number): void => (scavenger ??= scavengerByVolume(SENT_BYTES_PER_SCAVENGE))(bytes);
 
 /**
  * The frames back to back: the view they already are when they lie so in one buffer (the raw
