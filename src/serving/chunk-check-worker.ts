@@ -14,6 +14,8 @@ import { MAX_DELTA_DEPTH, parseStored, rawFrameSize, rawZstdFrame } from '../del
 import { DEFAULT_CHUNKER_PARAMS } from '../chunking/chunker.ts';
 import { scavengerByVolume } from '../runtime/v8-scavenge.ts';
 import { BoundedContents } from './bounded-contents.ts';
+import { readFramesSync } from '../storage/pack-read.ts';
+import type { PackLocation } from '../storage/pack-index.ts';
 
 export interface CheckRequest {
   id: Uint8Array;
@@ -64,11 +66,21 @@ export interface DeltaRunResult {
   missing: string[];
 }
 
+/** Stored frames to read from the packs of `dir` (readFramesSync): they come back in one buffer, back to back. */
+export interface FramesReadRequest {
+  dir: string;
+  frames: PackLocation[];
+}
+
 /** The stored bytes, moved back, and the chunk's bytes when asked for. */
 export interface CheckResult {
   stored: Uint8Array;
   data?: Uint8Array;
 }
+
+/** What the check workers are asked, and what they answer. */
+export type WorkerRequest = CheckRequest | { run: DeltaRunRequest } | { read: FramesReadRequest };
+export type WorkerResult = CheckResult | DeltaRunResult | Uint8Array;
 
 const decoder = new ZstdFrameDecoder();
 /** Where chunks are decoded when only their check is wanted, not their bytes. */
@@ -90,12 +102,17 @@ const KEPT_BASE_BYTES = (32 * 1024 * 1024) / availableParallelism();
  */
 const keptBases = new BoundedContents(KEPT_BASE_BYTES);
 
-parentPort!.on('message', (request: (CheckRequest | { run: DeltaRunRequest }) & { seq: number }) => {
+parentPort!.on('message', (request: WorkerRequest & { seq: number }) => {
   const transfer: ArrayBuffer[] = [];
-  let reply: WorkerReply<CheckResult | DeltaRunResult>;
+  let reply: WorkerReply<WorkerResult>;
   let size: number | undefined = MAX_CHUNK;
   try {
-    if ('run' in request) {
+    if ('read' in request) {
+      const frames = readFramesSync(request.read.dir, request.read.frames);
+      size = frames.length;
+      transfer.push(frames.buffer as ArrayBuffer);
+      reply = { seq: request.seq, result: frames };
+    } else if ('run' in request) {
       size = request.run.chunks.reduce((sum, chunk) => sum + chunk.size, 0);
       reply = { seq: request.seq, result: decodeRun(request.run, transfer) };
     } else {

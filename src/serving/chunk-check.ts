@@ -1,12 +1,20 @@
 import { availableParallelism } from 'node:os';
 import { NarwhalError } from '../errors.ts';
 import { transferable, WorkerPool } from '../runtime/worker-pool.ts';
-import type { CheckRequest, CheckResult, DeltaRunRequest, DeltaRunResult } from './chunk-check-worker.ts';
+import type { PlacedFrames } from '../storage/chunk-store-capabilities.ts';
+import type {
+  CheckRequest,
+  CheckResult,
+  DeltaRunRequest,
+  DeltaRunResult,
+  WorkerRequest,
+  WorkerResult,
+} from './chunk-check-worker.ts';
 
 /** Started on first use; idle workers keep no process alive. */
-let workers: WorkerPool<CheckRequest | { run: DeltaRunRequest }, CheckResult | DeltaRunResult> | undefined;
+let workers: WorkerPool<WorkerRequest, WorkerResult> | undefined;
 
-function pool(): WorkerPool<CheckRequest | { run: DeltaRunRequest }, CheckResult | DeltaRunResult> {
+function pool(): WorkerPool<WorkerRequest, WorkerResult> {
   workers ??= new WorkerPool(new URL('./chunk-check-worker.ts', import.meta.url));
   return workers;
 }
@@ -99,6 +107,19 @@ export async function decodeDeltaRun(
     ),
     missing: result.missing.map((hex) => Buffer.from(hex, 'hex')),
   };
+}
+
+/**
+ * The stored frames at these places, read on a check worker (readFramesSync), in order: views of
+ * one buffer, back to back. One message for a batch of frames costs the main thread less than a
+ * read per frame (docs/benchmarks.md, "Serving old versions"). Throws the read's error (ENOENT
+ * when compaction deleted a pack since the lookup).
+ */
+export async function readFramesOnWorker({ dir, frames }: PlacedFrames, affinity?: number): Promise<Uint8Array[]> {
+  const places = frames.map(({ pack, offset, length }) => ({ pack, offset, length }));
+  const data = (await pool().run({ read: { dir, frames: places } }, [], affinity)) as Uint8Array;
+  let at = 0;
+  return frames.map(({ length }) => data.subarray(at, (at += length)));
 }
 
 /** What decodeDeltaRun gives per chunk. */

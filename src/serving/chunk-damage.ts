@@ -8,12 +8,12 @@ import {
   decodeDeltasWithChains,
   decodeDeltaWithChain,
 } from './chunk-content.ts';
-import { checkChunk } from './chunk-check.ts';
+import { checkChunk, readFramesOnWorker } from './chunk-check.ts';
 import { parseStored } from '../delta/stored-form.ts';
 import type { ChunkTableEntry } from '../chunking/chunk-table.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 import type { StoredFrame } from '../storage/chunk-store.ts';
-import { hasFrameReads } from '../storage/chunk-store-capabilities.ts';
+import { hasFramePlaces, hasFrameReads } from '../storage/chunk-store-capabilities.ts';
 
 /**
  * Neighbouring chunks of a NAR sent to the same check worker when stored as deltas, together:
@@ -90,7 +90,11 @@ export async function readCheckedChunks(
 ): Promise<CheckedChunk[]> {
   let frames: StoredFrame[] | undefined;
   try {
-    if (hasFrameReads(nw.chunks)) frames = await nw.chunks.getFrames(entries.map((entry) => entry.id));
+    if (hasFrameReads(nw.chunks))
+      frames = await readFrames(
+        nw,
+        entries.map((entry) => entry.id),
+      );
   } catch (err) {
     if (!isDamage(err)) throw err;
   }
@@ -99,7 +103,8 @@ export async function readCheckedChunks(
     for (const [affinity, run] of deltaRuns(entries, frames)) {
       const results = decodeDeltasWithChains(
         run.map((i) => ({ id: entries[i].id, top: frames[i], size: entries[i].end - entries[i].start })),
-        (ids) => readFrames(nw, ids),
+        // The bases a run lacks are read here: on its worker they would wait behind its decodes.
+        (ids) => readFrames(nw, ids, false),
         wantData,
         affinity,
       );
@@ -134,7 +139,30 @@ function deltaRuns(entries: ChunkTableEntry[], frames: StoredFrame[]): Map<numbe
   return runs;
 }
 
-async function readFrames(nw: Narwhal, ids: Uint8Array[]): Promise<StoredFrame[]> {
+/**
+ * Frames read at least on a check worker: a batch of a NAR of plain frames (1 MiB of NAR, about 16 chunks,
+ * nar-reader.ts). A NAR sent mostly as raw frames of deltas is read in batches of a few chunks,
+ * whose read on a worker waited behind the decodes there (`nix copy --from` of the oldest
+ * releases took longer: docs/benchmarks.md, "Serving old versions").
+ */
+const WORKER_READ_FRAMES = 8;
+
+/**
+ * Stored frames of several chunks: from a pack store, WORKER_READ_FRAMES or more are read on a
+ * check worker in one call (unless `onWorker` is false); the lookup is made again if compaction
+ * deleted a pack meanwhile, then the store's own read takes over.
+ */
+async function readFrames(nw: Narwhal, ids: Uint8Array[], onWorker = true): Promise<StoredFrame[]> {
+  if (onWorker && hasFramePlaces(nw.chunks) && ids.length >= WORKER_READ_FRAMES)
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const placed = nw.chunks.locateFrames(ids);
+      try {
+        const frames = await readFramesOnWorker(placed);
+        return frames.map((stored, i) => ({ stored, crc: placed.frames[i].crc }));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    }
   if (hasFrameReads(nw.chunks)) return nw.chunks.getFrames(ids);
   return Promise.all(ids.map(async (id) => ({ stored: await nw.chunks.get(id) })));
 }

@@ -4,6 +4,7 @@
  * `implements` clause, and callers ask through the type guards below, never by probing methods.
  */
 import type { ChunkReader, StoredFrame } from './chunk-store.ts';
+import type { LocatedFrame } from './pack-index.ts';
 
 /**
  * For stores that keep chunks side by side and record a CRC-32 of each frame (frameCrc) when they
@@ -24,6 +25,21 @@ export interface FrameReads {
    * replaced meanwhile: bytes with this CRC are a right frame of the chunk.
    */
   recordCrc(id: Uint8Array, crc: number): Promise<void>;
+}
+
+/** Frames of `dir`'s packs, where they lie, and the CRC each was written with. */
+export interface PlacedFrames {
+  dir: string;
+  frames: LocatedFrame[];
+}
+
+/**
+ * For stores whose frames lie in files another thread can read by place (readFramesSync in
+ * pack-read.ts): a reader then makes one call to that thread for many frames.
+ */
+export interface FramePlaces {
+  /** Where the frames of `ids` lie, in order; throws NarwhalError('chunk-missing') when one is absent. */
+  locateFrames(ids: Uint8Array[]): PlacedFrames;
 }
 
 export interface ConditionalDelete {
@@ -85,6 +101,8 @@ export interface WritePreparation {
 
 export const hasFrameReads = <S extends ChunkReader>(store: S): store is S & FrameReads =>
   hasMethods<FrameReads>(store, 'getFrames', 'storedSizes', 'recordCrc');
+export const hasFramePlaces = <S extends ChunkReader>(store: S): store is S & FramePlaces =>
+  hasMethods<FramePlaces>(store, 'locateFrames');
 export const hasConditionalDelete = <S extends ChunkReader>(store: S): store is S & ConditionalDelete =>
   hasMethods<ConditionalDelete>(store, 'deleteUnlessNewer');
 export const hasLeftoverCleanup = <S extends ChunkReader>(store: S): store is S & LeftoverCleanup =>

@@ -10,9 +10,11 @@ import type {
   CompactReport,
   Compaction,
   ConditionalDelete,
+  FramePlaces,
   FrameReads,
   FreeSpace,
   LeftoverCleanup,
+  PlacedFrames,
   RemovedLeftovers,
   WritePreparation,
 } from './chunk-store-capabilities.ts';
@@ -45,7 +47,15 @@ const LIST_PAGE = 1000;
  * new pack and deletes the old ones.
  */
 export class PackChunkStore
-  implements ChunkStore, FrameReads, FreeSpace, WritePreparation, ConditionalDelete, LeftoverCleanup, Compaction
+  implements
+    ChunkStore,
+    FrameReads,
+    FramePlaces,
+    FreeSpace,
+    WritePreparation,
+    ConditionalDelete,
+    LeftoverCleanup,
+    Compaction
 {
   readonly root: string;
   readonly packDir: string;
@@ -91,6 +101,16 @@ export class PackChunkStore
     const found = this.#index.lookupMany(rest.map((i) => ids[i]));
     for (const [k, i] of rest.entries()) located[i] = found[k];
     return located;
+  }
+
+  /** Where the frames of `ids` lie, in order, for readFramesSync on another thread; throws 'chunk-missing' for one absent. */
+  locateFrames(ids: Uint8Array[]): PlacedFrames {
+    const frames = this.#locateMany(ids).map((location, i) => {
+      if (!location)
+        throw new NarwhalError('chunk-missing', `chunk ${chunkHex(ids[i])} is missing from the chunk store`);
+      return location;
+    });
+    return { dir: this.packDir, frames };
   }
 
   async getFrames(ids: Uint8Array[]): Promise<StoredFrame[]> {

@@ -9,6 +9,43 @@ const MAX_GAP = 16 * 1024;
 /** The largest read of neighbouring frames. */
 const MAX_READ = 4 * 1024 * 1024;
 
+/** One read of neighbouring frames of a pack, [start, end): the frames at `members` (indexes of the locations read). */
+export interface PackRead {
+  pack: string;
+  start: number;
+  end: number;
+  members: number[];
+}
+
+/**
+ * The reads that fetch these frames: neighbouring frames of one pack (a NAR's new chunks are
+ * written one after another) are read at once, with what lies between them, one read instead of
+ * one per frame. They are grouped in the order they lie in their packs, not the order asked: the
+ * delta pass writes a NAR's chunks in another order than the NAR's.
+ */
+export function planReads(locations: PackLocation[]): PackRead[] {
+  const order = locations.map((_, i) => i);
+  order.sort((a, b) => {
+    const [x, y] = [locations[a], locations[b]];
+    return x.pack < y.pack ? -1 : x.pack > y.pack ? 1 : x.offset - y.offset;
+  });
+  const reads: PackRead[] = [];
+  for (let first = 0; first < order.length; ) {
+    const { pack, offset: start } = locations[order[first]];
+    let end = start + locations[order[first]].length;
+    let last = first;
+    for (let next = locations[order[last + 1]]; next; next = locations[order[last + 1]]) {
+      const nextEnd = next.offset + next.length;
+      if (next.pack !== pack || next.offset - end > MAX_GAP || nextEnd - start > MAX_READ) break;
+      end = Math.max(end, nextEnd);
+      last++;
+    }
+    reads.push({ pack, start, end, members: order.slice(first, last + 1) });
+    first = last + 1;
+  }
+  return reads;
+}
+
 interface Entry {
   handle: Promise<FileHandle>;
   users: number;
@@ -32,48 +69,24 @@ export class PackFiles {
     return this.#readRange(location.pack, location.offset, location.length);
   }
 
-  /**
-   * The frames at these places, in order. Neighbouring frames of one pack (a NAR's new chunks
-   * are written one after another) are read at once, with what lies between them: one read
-   * instead of one per frame. They are grouped in the order they lie in their packs, not the
-   * order asked: the delta pass writes a NAR's chunks in another order than the NAR's.
-   */
+  /** The frames at these places, in order, read as planReads groups them. */
   async readMany(locations: PackLocation[]): Promise<Uint8Array[]> {
     const frames = new Array<Uint8Array>(locations.length);
-    const order = locations.map((_, i) => i);
-    order.sort((a, b) => {
-      const [x, y] = [locations[a], locations[b]];
-      return x.pack < y.pack ? -1 : x.pack > y.pack ? 1 : x.offset - y.offset;
-    });
-    const reads: Promise<void>[] = [];
-    for (let first = 0; first < order.length; ) {
-      const { pack, offset: start } = locations[order[first]];
-      let end = start + locations[order[first]].length;
-      let last = first;
-      for (let next = locations[order[last + 1]]; next; next = locations[order[last + 1]]) {
-        const nextEnd = next.offset + next.length;
-        if (next.pack !== pack || next.offset - end > MAX_GAP || nextEnd - start > MAX_READ) break;
-        end = Math.max(end, nextEnd);
-        last++;
-      }
-      const run = order.slice(first, last + 1);
-      reads.push(
-        this.#readRange(pack, start, end - start).then((bytes) => {
-          let previous: PackLocation | undefined;
-          for (const i of run) {
-            const location = locations[i];
-            const frame = bytes.subarray(location.offset - start, location.offset - start + location.length);
-            // A frame asked for again (a NAR repeats a chunk) is a copy of its own: two views of a
-            // buffer that is theirs alone would both be moved to a worker, the second found detached.
-            const again = previous?.offset === location.offset;
-            frames[i] = again ? new Uint8Array(frame) : frame;
-            previous = location;
-          }
-        }),
-      );
-      first = last + 1;
-    }
-    await Promise.all(reads);
+    await Promise.all(
+      planReads(locations).map(async ({ pack, start, end, members }) => {
+        const bytes = await this.#readRange(pack, start, end - start);
+        let previous: PackLocation | undefined;
+        for (const i of members) {
+          const location = locations[i];
+          const frame = bytes.subarray(location.offset - start, location.offset - start + location.length);
+          // A frame asked for again (a NAR repeats a chunk) is a copy of its own: two views of a
+          // buffer that is theirs alone would both be moved to a worker, the second found detached.
+          const again = previous?.offset === location.offset;
+          frames[i] = again ? new Uint8Array(frame) : frame;
+          previous = location;
+        }
+      }),
+    );
     return frames;
   }
 

@@ -11,6 +11,7 @@ import { isNarwhalError } from '../../src/errors.ts';
 import { castrKey, frameCrc, type ChunkStore } from '../../src/storage/chunk-store.ts';
 import { assertSameBytes } from '../helpers/bytes.ts';
 import type { LeftoverCleanup } from '../../src/storage/chunk-store-capabilities.ts';
+import { readFramesSync } from '../../src/storage/pack-read.ts';
 import { chunk, compressible, hex, listedIds, sha256, type StoredChunk } from './chunk-fixtures.ts';
 import {
   CAPABILITY_GUARDS,
@@ -161,6 +162,32 @@ export function capabilityConformance(target: ConformanceTarget): void {
       assertSameBytes(await store.get(c.id), rewritten);
       if (target.castr) assert.deepEqual(await target.castr.rawNames(store), [castrKey(c.id)], 'nothing left aside');
     });
+  });
+
+  describe('FramePlaces', () => {
+    const withPlaces = capabilityTest('FramePlaces', CAPABILITY_GUARDS.FramePlaces);
+
+    withPlaces(
+      'frames read at the places given are the stored frames, in order, before and after flush',
+      async (store) => {
+        const chunks = [chunk(100), chunk(70_000), chunk(5000)];
+        for (const c of chunks) await store.put(c.id, Buffer.from(c.stored));
+        const asked = [chunks[2], chunks[0], chunks[1], chunks[0]];
+        for (const when of ['before flush', 'after flush']) {
+          if (when === 'after flush') await store.flush();
+          const placed = store.locateFrames(asked.map((c) => c.id));
+          const read = readFramesSync(placed.dir, placed.frames);
+          let at = 0;
+          asked.forEach((c, i) => {
+            assertSameBytes(read.subarray(at, (at += placed.frames[i].length)), c.stored, `${when}: frame ${i}`);
+            assert.equal(placed.frames[i].crc, frameCrc(c.stored), `${when}: CRC of frame ${i}`);
+          });
+          assert.equal(at, read.length);
+        }
+        const absent = chunk(200);
+        assert.throws(() => store.locateFrames([chunks[0].id, absent.id]), isMissing);
+      },
+    );
   });
 
   describe('FrameReads', () => {

@@ -4,6 +4,7 @@ import type { ChunkStore } from '../../src/storage/chunk-store.ts';
 import {
   hasCompaction,
   hasConditionalDelete,
+  hasFramePlaces,
   hasFrameReads,
   hasFreeSpace,
   hasLeftoverCleanup,
@@ -13,6 +14,7 @@ import {
 /** Every capability of chunk-store-capabilities.ts by its interface's name, with its type guard. */
 export const CAPABILITY_GUARDS = {
   FrameReads: hasFrameReads,
+  FramePlaces: hasFramePlaces,
   ConditionalDelete: hasConditionalDelete,
   LeftoverCleanup: hasLeftoverCleanup,
   Compaction: hasCompaction,

@@ -28,7 +28,15 @@ chunkStoreConformance({
   listCount: 1100,
   open: async () => new PackChunkStore(join(await mkdtemp(join(tmpdir(), 'narwhal-packs-')), 'chunks')),
   openSibling: async (store) => new PackChunkStore(`${rootOf(store)}-x`),
-  capabilities: ['FrameReads', 'FreeSpace', 'WritePreparation', 'ConditionalDelete', 'LeftoverCleanup', 'Compaction'],
+  capabilities: [
+    'FrameReads',
+    'FramePlaces',
+    'FreeSpace',
+    'WritePreparation',
+    'ConditionalDelete',
+    'LeftoverCleanup',
+    'Compaction',
+  ],
   hooks: {
     backdate: async (store, id, at) => {
       await store.flush();
