@@ -1,4 +1,4 @@
-import { spawn, execFile } from 'node:child_process';
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { assertSameBytes } from '../helpers/bytes.ts';
@@ -115,13 +115,16 @@ export async function startServer(dataDir: string, extraArgs: string[] = []): Pr
         .split('\n')
         .map((line) => /^(GET|HEAD|PUT|POST|DELETE) \S+ \d{3}( HTTP\/2)?(?= |$)/.exec(line)?.[0])
         .filter((line): line is string => line !== undefined),
-    async stop() {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
-    },
+    stop: () => stopProcess(child),
   };
+}
+
+/** Ends a child with SIGTERM and waits for it to exit (Node writes its compile cache on the way out). */
+export async function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await exited;
 }
 
 export async function tempDir(prefix: string): Promise<{ path: string; remove(): Promise<void> }> {

@@ -11,6 +11,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AssemblyFigures } from '../../src/client/nar-assembly.ts';
 import {
+  stopProcess,
   assertClosureInStore,
   buildClosure,
   narwhal,
@@ -75,7 +76,7 @@ describe('pull-through from a private Narwhal cache', () => {
   });
 
   after(async () => {
-    for (const child of substituters) child.kill('SIGTERM');
+    await Promise.all(substituters.map(stopProcess));
     await server?.stop();
     await upstream?.stop();
     await work?.remove();

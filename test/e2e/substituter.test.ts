@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import type { VersionFigures } from '../../src/client/local-versions.ts';
 import type { AssemblyFigures } from '../../src/client/nar-assembly.ts';
 import {
+  stopProcess,
   assertClosureInStore,
   buildClosure,
   nixEnv,
@@ -145,7 +146,7 @@ describe('narwhal substituter with stock Nix', () => {
   });
 
   after(async () => {
-    for (const child of substituters) child.kill('SIGTERM');
+    await Promise.all(substituters.map(stopProcess));
     proxy?.close();
     try {
       await topology?.stop();
