@@ -8,7 +8,8 @@ import { checkChunk } from '../serving/chunk-check.ts';
 import { parseStored } from '../delta/stored-form.ts';
 import { backfillSketches } from './sketch-backfill.ts';
 import { type DeltaEncodeReport, encodeDeltas } from './delta-encode.ts';
-import { walkChunkPages } from './chunk-pages.ts';
+import { type PagesEnd, walkChunkPages } from './chunk-pages.ts';
+import { chunkEntries } from '../chunking/chunk-table.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 
 /**
@@ -47,6 +48,8 @@ const LEASE_TTL_MS = 120_000;
 const COMPACT_AFTER_DELTAS_LIVE_AT_MOST = 0.9;
 /** Chunks read per metadata query and recorded per transaction. */
 const BATCH = 64;
+/** NARs looked up per metadata query in the walk in NAR order. */
+const NAR_PAGE = 16;
 
 export interface RecompressOptions {
   level?: number;
@@ -157,16 +160,20 @@ async function recompressUnderLease(nw: Narwhal, options: RecompressOptions): Pr
         options.workers,
       );
       encoders = pool;
-      const end = await walkChunkPages(
-        (after, limit) => nw.meta.chunksToRecompress(after, limit),
-        BATCH,
-        options.shouldStop,
-        async (batch) => {
-          await recompressBatch(nw, batch, level, pool, report);
-          options.onProgress?.(report.chunks);
-          return renewLease();
-        },
-      );
+      const afterBatch = async (batch: ChunkRecord[]): Promise<boolean> => {
+        await recompressBatch(nw, batch, level, pool, report);
+        options.onProgress?.(report.chunks);
+        return renewLease();
+      };
+      let end = await walkNarsToRecompress(nw, options.shouldStop, afterBatch);
+      // What no NAR reached: chunks skipped above (missing or damaged files) get their second look.
+      if (end === 'finished')
+        end = await walkChunkPages(
+          (after, limit) => nw.meta.chunksToRecompress(after, limit),
+          BATCH,
+          options.shouldStop,
+          afterBatch,
+        );
       report.stopped = end === 'stopped';
     }
   } finally {
@@ -186,6 +193,54 @@ async function recompressUnderLease(nw: Narwhal, options: RecompressOptions): Pr
   return report;
 }
 
+/**
+ * Hands `handle` the chunks still as ingested, NAR by NAR (oldest first), in each NAR's order,
+ * BATCH at a time; a chunk shared with an earlier NAR went with that one. Rewritten in this order,
+ * a NAR's frames lie in its order in the pack they go to, so that a download reads them in a few
+ * long reads rather than one per frame, as a walk by chunk id left them (benchmarks.md, 'Serving
+ * old versions').
+ */
+async function walkNarsToRecompress(
+  nw: Narwhal,
+  shouldStop: (() => boolean) | undefined,
+  handle: (batch: ChunkRecord[]) => Promise<boolean>,
+): Promise<PagesEnd> {
+  let afterId = 0;
+  for (;;) {
+    if (shouldStop?.()) return 'stopped';
+    const nars = await nw.meta.narsToRecompress(afterId, NAR_PAGE);
+    if (nars.length === 0) return 'finished';
+    afterId = nars[nars.length - 1].id;
+    for (const nar of nars) {
+      const pending = new Map<string, ChunkRecord>();
+      for (const chunk of await nw.meta.narChunks(nar.id))
+        if (isAsIngested(chunk)) pending.set(Buffer.from(chunk.id).toString('hex'), chunk);
+      const inOrder: ChunkRecord[] = [];
+      for (const entry of chunkEntries(nar.chunkTable)) {
+        const key = Buffer.from(entry.id).toString('hex');
+        const chunk = pending.get(key);
+        if (chunk === undefined) continue;
+        inOrder.push(chunk);
+        pending.delete(key);
+      }
+      for (let i = 0; i < inOrder.length; i += BATCH) {
+        if (shouldStop?.()) return 'stopped';
+        if (!(await handle(inOrder.slice(i, i + BATCH)))) return 'ended';
+      }
+    }
+  }
+}
+
+/** What chunksToRecompress lists: a plain chunk as ingested, in use and not damaged. */
+function isAsIngested(chunk: ChunkRecord): boolean {
+  return (
+    chunk.zstdLevel === null &&
+    chunk.encoding === 'zstd' &&
+    chunk.damagedAt === null &&
+    chunk.unreferencedSince === null
+  );
+}
+
 async function recompressBatch(
   nw: Narwhal,
   batch: ChunkRecord[],
@@ -195,34 +250,39 @@ async function recompressBatch(
 ): Promise<void> {
   const smaller: RecompressedChunk[] = [];
   const notWorth: Uint8Array[] = [];
+  const results: Awaited<ReturnType<typeof recompressOne>>[] = [];
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < batch.length) {
-      const chunk = batch[next++];
-      const result = await recompressOne(nw, chunk, level, encoders);
-      if (result === undefined) {
-        report.skipped++;
-        continue;
-      }
-      const { storedLength, frame } = result;
-      report.chunks++;
-      report.bytesBefore += chunk.storedSize;
-      const storedSize = frame.byteLength; // put may take the buffer over
-      if (storedSize + MIN_SAVING <= storedLength) {
-        await nw.chunks.put(chunk.id, frame);
-        smaller.push({ id: chunk.id, oldStoredSize: chunk.storedSize, storedSize, zstdLevel: level });
-        report.bytesAfter += storedSize;
-      } else if (storedLength < chunk.storedSize) {
-        // Rewritten by a run that crashed before recording it: record the file as it is.
-        smaller.push({ id: chunk.id, oldStoredSize: chunk.storedSize, storedSize: storedLength, zstdLevel: level });
-        report.bytesAfter += storedLength;
-      } else {
-        notWorth.push(chunk.id);
-        report.bytesAfter += chunk.storedSize;
-      }
+      const i = next++;
+      results[i] = await recompressOne(nw, batch[i], level, encoders);
     }
   };
   await Promise.all(Array.from({ length: encoders.size * 2 }, worker));
+  // Written one after another in the batch's order, which keeps a NAR's frames in its order.
+  for (const [i, chunk] of batch.entries()) {
+    const result = results[i];
+    if (result === undefined) {
+      report.skipped++;
+      continue;
+    }
+    const { storedLength, frame } = result;
+    report.chunks++;
+    report.bytesBefore += chunk.storedSize;
+    const storedSize = frame.byteLength; // put may take the buffer over
+    if (storedSize + MIN_SAVING <= storedLength) {
+      await nw.chunks.put(chunk.id, frame);
+      smaller.push({ id: chunk.id, oldStoredSize: chunk.storedSize, storedSize, zstdLevel: level });
+      report.bytesAfter += storedSize;
+    } else if (storedLength < chunk.storedSize) {
+      // Rewritten by a run that crashed before recording it: record the file as it is.
+      smaller.push({ id: chunk.id, oldStoredSize: chunk.storedSize, storedSize: storedLength, zstdLevel: level });
+      report.bytesAfter += storedLength;
+    } else {
+      notWorth.push(chunk.id);
+      report.bytesAfter += chunk.storedSize;
+    }
+  }
   // Durable files before records that promise their sizes.
   await nw.chunks.flush();
   const recorded = await nw.meta.recordRecompressed(smaller);

@@ -287,6 +287,13 @@ export function metadataStatements(d: SqlDialect) {
          AND encoding = 'zstd'
        ORDER BY id LIMIT ?`,
     ),
+    narsToRecompress: sql(
+      `SELECT * FROM nars WHERE id IN (
+         SELECT nar_chunks.nar_id FROM chunks JOIN nar_chunks ON nar_chunks.chunk_id = chunks.id
+         WHERE chunks.zstd_level IS NULL AND chunks.damaged_at IS NULL AND chunks.unreferenced_since IS NULL
+           AND chunks.encoding = 'zstd' AND nar_chunks.nar_id > ?)
+       ORDER BY id LIMIT ?`,
+    ),
     recordRecompressed: list(
       `UPDATE chunks SET stored_size = c.stored_size, zstd_level = c.zstd_level
        FROM ${d.listRows([

@@ -427,6 +427,8 @@ export interface MetadataStore {
 
   /** Up to `limit` plain chunks as ingested (zstdLevel null), in use and not damaged, with ids above `after`, ascending. */
   chunksToRecompress(after: Uint8Array, limit: number): Promise<ChunkRecord[]>;
+  /** Up to `limit` NARs with ids above `afterId`, ascending, that use a chunk chunksToRecompress would list. */
+  narsToRecompress(afterId: number, limit: number): Promise<NarRecord[]>;
   /**
    * In one transaction: records the new stored sizes and levels of chunks whose record still has
    * `oldStoredSize` (the others changed meanwhile and are left alone), and moves the stored size

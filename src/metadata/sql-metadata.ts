@@ -383,6 +383,10 @@ export abstract class SqlMetadata implements MetadataStore {
     return (await this.#runner.all(this.#q.chunksToRecompress, [after, limit])).map(toChunk);
   }
 
+  async narsToRecompress(afterId: number, limit: number): Promise<NarRecord[]> {
+    return (await this.#runner.all(this.#q.narsToRecompress, [afterId, limit])).map(toNar);
+  }
+
   async recordRecompressed(chunks: RecompressedChunk[]): Promise<number> {
     if (chunks.length === 0) return 0;
     const q = this.#q;

@@ -907,6 +907,16 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
     const todo = await meta.chunksToRecompress(new Uint8Array(0), 10);
     assert.deepEqual(todo.map((r) => hex(r.id)).sort(), [a, b, c].map((r) => hex(r.id)).sort());
     assert.ok(todo.every((r) => r.zstdLevel === null));
+    assert.deepEqual(
+      (await meta.narsToRecompress(0, 10)).map((n) => n.narHash),
+      [x, y, z].map((n) => n.narHash),
+      'every NAR using such a chunk, in id order',
+    );
+    assert.deepEqual(
+      (await meta.narsToRecompress(x.id, 1)).map((n) => n.narHash),
+      [y.narHash],
+      'ids above afterId, up to limit',
+    );
 
     const recorded = await meta.recordRecompressed([
       { id: a.id, oldStoredSize: a.storedSize, storedSize: a.storedSize - 100, zstdLevel: 19 },
@@ -926,6 +936,11 @@ export function metadataConformance(backend: string, target: ConformanceTarget):
       [hex(c.id)],
     );
     assert.deepEqual(await meta.chunksToRecompress(c.id, 10), [], 'ids above `after` only');
+    assert.deepEqual(
+      (await meta.narsToRecompress(0, 10)).map((n) => n.narHash),
+      [y, z].map((n) => n.narHash),
+      'x has no chunk left as ingested',
+    );
 
     // An ingest writes a back at its ingest size (a repair): the record and every NAR using it follow.
     const w = await meta.commitNar({ ...newNar('rc-w', [{ ...a, written: true }]), ingestStartedAt: Date.now() });

@@ -18,6 +18,9 @@ import { unzstd } from '../../helpers/zstd-cli.ts';
 import { addPath, bodyOf, realisticNar, tempNarwhal } from '../../helpers/narwhal-fixtures.ts';
 import { seededBytes, versionNar } from '../../helpers/test-data.ts';
 import { writeNar } from '../../../src/nix/nar-writer.ts';
+import { chunkEntries } from '../../../src/chunking/chunk-table.ts';
+import { chunkFrame } from '../../helpers/pack-store-contents.ts';
+import { planReads } from '../../../src/storage/pack-files.ts';
 
 /** The sum of the sizes of the chunk files, as the store has them. */
 async function fileBytes(nw: Narwhal): Promise<number> {
@@ -207,6 +210,33 @@ test('a delta pass that leaves a fifth of a large pack dead gives that space bac
     assert.ok(after <= before[0] - 0.9 * saved, `packs ${before[0]} -> ${after} bytes`);
     for (const [i, record] of records.entries())
       assertSameBytes(await collect(readNarBytes(t.nw, (await openNar(t.nw, record.narHash))!)), nars[i]);
+  } finally {
+    await t.close();
+  }
+});
+
+test("recompression writes a NAR's frames in the NAR's order, so that reading it takes a few long reads", async () => {
+  const t = await tempNarwhal({ zstdLevel: 1 });
+  try {
+    // Two NARs apart in every chunk: a walk by chunk id would interleave their frames.
+    const records = [];
+    for (const seed of [1, 2])
+      records.push(await ingestNar(t.nw, bodyOf(versionNar(seed, 20_000)), { compression: 'none' }));
+    const report = await recompressChunks(t.nw, { level: 9 });
+    for (const record of records) {
+      const nar = (await t.nw.meta.getNar(record.narHash))!;
+      const frames = [...chunkEntries(nar.chunkTable)].map((entry) => {
+        const { path, offset, length } = chunkFrame(join(t.dir, 'chunks'), entry.id);
+        return { pack: path, offset, length };
+      });
+      const reads = planReads(frames).length;
+      const kept = 2 * frames.length - report.rewritten; // not worth rewriting, of either NAR at most
+      assert.ok(
+        report.rewritten > frames.length,
+        `most frames rewritten (${report.rewritten} of ${2 * frames.length})`,
+      );
+      assert.ok(reads <= kept + 1, `${reads} reads for ${frames.length} frames, ${kept} not rewritten`);
+    }
   } finally {
     await t.close();
   }
