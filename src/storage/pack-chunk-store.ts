@@ -115,11 +115,7 @@ export class PackChunkStore
 
   async getFrames(ids: Uint8Array[]): Promise<StoredFrame[]> {
     for (let attempt = 0; ; attempt++) {
-      const locations = this.#locateMany(ids).map((location, i) => {
-        if (!location)
-          throw new NarwhalError('chunk-missing', `chunk ${chunkHex(ids[i])} is missing from the chunk store`);
-        return location;
-      });
+      const locations = this.locateFrames(ids).frames;
       try {
         const frames = await this.#files.readMany(locations);
         return frames.map((stored, i) => ({ stored, crc: locations[i].crc }));

@@ -6,9 +6,9 @@ import type { PackLocation } from './pack-index.ts';
 /**
  * Frames of packs read synchronously, for a worker thread (the check workers, src/serving): the
  * main thread then makes one call for a batch of frames rather than a read each, whose promise
- * costs it tens of microseconds. A NAR's frames need not lie in its order in the packs
- * (recompression and compaction rewrite them in other orders), so a batch of frames is often as
- * many reads (docs/benchmarks.md, "Serving old versions").
+ * costs it tens of microseconds. A NAR's frames need not lie in its order in the packs (the delta
+ * pass writes them in another order), so a batch of frames may take several reads
+ * (docs/benchmarks.md, "Serving old versions").
  *
  * The frames land back to back in one buffer, in the order asked. Each pack is opened for the call
  * and closed after it, so no handle outlives a pack that compaction deletes; a pack deleted
