@@ -149,20 +149,19 @@ const WORKER_READ_FRAMES = 8;
 
 /**
  * Stored frames of several chunks: from a pack store, WORKER_READ_FRAMES or more are read on a
- * check worker in one call (unless `onWorker` is false); the lookup is made again if compaction
- * deleted a pack meanwhile, then the store's own read takes over.
+ * check worker in one call (unless `onWorker` is false). If compaction deleted a pack between the
+ * lookup and the read, the store's own read takes over: it looks the frames up again.
  */
 async function readFrames(nw: Narwhal, ids: Uint8Array[], onWorker = true): Promise<StoredFrame[]> {
-  if (onWorker && hasFramePlaces(nw.chunks) && ids.length >= WORKER_READ_FRAMES)
-    for (let attempt = 0; attempt < 2; attempt++) {
-      const placed = nw.chunks.locateFrames(ids);
-      try {
-        const frames = await readFramesOnWorker(placed);
-        return frames.map((stored, i) => ({ stored, crc: placed.frames[i].crc }));
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      }
+  if (onWorker && hasFramePlaces(nw.chunks) && ids.length >= WORKER_READ_FRAMES) {
+    const placed = nw.chunks.locateFrames(ids);
+    try {
+      const frames = await readFramesOnWorker(placed);
+      return frames.map((stored, i) => ({ stored, crc: placed.frames[i].crc }));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
+  }
   if (hasFrameReads(nw.chunks)) return nw.chunks.getFrames(ids);
   return Promise.all(ids.map(async (id) => ({ stored: await nw.chunks.get(id) })));
 }
