@@ -22,15 +22,16 @@ export function isConnectionLost(err: unknown): boolean {
 }
 
 /**
- * fetch, sent again (up to AGAIN times) when the connection is lost before an answer. Only for
- * requests whose body can be sent again and that do the same when repeated.
+ * fetch, sent again (up to AGAIN times) when the connection is lost before an answer; a failure
+ * that remains is named by asServerFailure with `doing`. Only for requests whose body can be sent
+ * again and that do the same when repeated.
  */
-export async function fetchAgainIfLost(url: string, init: RequestInit): Promise<Response> {
+export async function fetchAgainIfLost(url: string, init: RequestInit, doing: string): Promise<Response> {
   for (let attempt = 0; ; attempt++) {
     try {
       return await fetch(url, init);
     } catch (err) {
-      if (attempt >= AGAIN || !isConnectionLost(err)) throw err;
+      if (attempt >= AGAIN || !isConnectionLost(err)) throw asServerFailure(err, doing);
     }
   }
 }

@@ -289,13 +289,15 @@ async function missingChunks(
 ): Promise<Set<string>> {
   const asked = Buffer.concat(ids);
   count(asked.length);
-  const res = await fetchAgainIfLost(`${cache.api}/missing-chunks`, {
-    method: 'POST',
-    headers: { ...cache.headers, 'Content-Type': 'application/octet-stream' },
-    body: asked,
-  }).catch((err: unknown) => {
-    throw asServerFailure(err, 'asking which chunks to send');
-  });
+  const res = await fetchAgainIfLost(
+    `${cache.api}/missing-chunks`,
+    {
+      method: 'POST',
+      headers: { ...cache.headers, 'Content-Type': 'application/octet-stream' },
+      body: asked,
+    },
+    'asking which chunks to send',
+  );
   if (!res.ok) {
     throw new NarwhalError('bad-request', `asking which chunks to send: ${res.status} ${(await res.text()).trim()}`);
   }

@@ -114,12 +114,11 @@ async function lackingPaths(cacheUrl: string, infos: PathInfo[], headers: Record
 }
 
 async function hasNarinfo(cacheUrl: string, path: string, headers: Record<string, string>): Promise<boolean> {
-  const res = await fetchAgainIfLost(`${cacheUrl}/${basename(path).slice(0, 32)}.narinfo`, {
-    method: 'HEAD',
-    headers,
-  }).catch((err: unknown) => {
-    throw asServerFailure(err, `looking up ${path} in the cache`);
-  });
+  const res = await fetchAgainIfLost(
+    `${cacheUrl}/${basename(path).slice(0, 32)}.narinfo`,
+    { method: 'HEAD', headers },
+    `looking up ${path} in the cache`,
+  );
   if (res.status !== 200 && res.status !== 404) {
     throw new NarwhalError('unavailable', `looking up ${path} in the cache: ${res.status}`);
   }
@@ -146,13 +145,15 @@ async function putNarinfo(
     sigs,
     ca: info.ca,
   });
-  const res = await fetchAgainIfLost(`${cacheUrl}/${basename(info.path).slice(0, 32)}.narinfo`, {
-    method: 'PUT',
-    headers: { ...headers, 'Content-Type': 'text/x-nix-narinfo' },
-    body: text,
-  }).catch((err: unknown) => {
-    throw asServerFailure(err, `uploading the narinfo of ${info.path}`);
-  });
+  const res = await fetchAgainIfLost(
+    `${cacheUrl}/${basename(info.path).slice(0, 32)}.narinfo`,
+    {
+      method: 'PUT',
+      headers: { ...headers, 'Content-Type': 'text/x-nix-narinfo' },
+      body: text,
+    },
+    `uploading the narinfo of ${info.path}`,
+  );
   if (!res.ok)
     throw new NarwhalError(
       'bad-request',

@@ -28,7 +28,7 @@ test('a request whose connection is lost before an answer is sent again, with it
   const server = await serverDropping(1);
   try {
     await assert.rejects(fetch(server.url, { method: 'POST', body: 'ids' }), isConnectionLost);
-    const res = await fetchAgainIfLost(server.url, { method: 'POST', body: Buffer.from('ids') });
+    const res = await fetchAgainIfLost(server.url, { method: 'POST', body: Buffer.from('ids') }, 'asking');
     assert.equal(res.status, 200);
     assert.equal(await res.text(), 'answer 2');
   } finally {
@@ -39,14 +39,14 @@ test('a request whose connection is lost before an answer is sent again, with it
 test('a connection lost every time fails after two more tries; an error answer is not sent again', async () => {
   const dropping = await serverDropping(10);
   try {
-    await assert.rejects(fetchAgainIfLost(dropping.url, { method: 'POST', body: 'ids' }), isConnectionLost);
+    await assert.rejects(fetchAgainIfLost(dropping.url, { method: 'POST', body: 'ids' }, 'asking'), isConnectionLost);
     assert.equal(dropping.seen(), 3);
   } finally {
     await dropping.close();
   }
   const failing = await serverDropping(0, 500);
   try {
-    assert.equal((await fetchAgainIfLost(failing.url, { method: 'POST', body: 'ids' })).status, 500);
+    assert.equal((await fetchAgainIfLost(failing.url, { method: 'POST', body: 'ids' }, 'asking')).status, 500);
     assert.equal(failing.seen(), 1);
   } finally {
     await failing.close();
@@ -56,9 +56,11 @@ test('a connection lost every time fails after two more tries; an error answer i
 test('a lost connection, named by asServerFailure, is one line saying what failed and is still sent again', async () => {
   const dropping = await serverDropping(10);
   try {
-    const err = await fetchAgainIfLost(dropping.url, { method: 'POST', body: 'ids' }).catch((e: unknown) =>
-      asServerFailure(e, 'asking which chunks to send'),
-    );
+    const err = await fetchAgainIfLost(
+      dropping.url,
+      { method: 'POST', body: 'ids' },
+      'asking which chunks to send',
+    ).catch((e: unknown) => e);
     assert.ok(err instanceof NarwhalError);
     assert.equal(err.code, 'unavailable');
     assert.match(err.message, /^asking which chunks to send: the connection to the server failed \(\w+\): .+$/);
