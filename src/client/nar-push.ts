@@ -96,21 +96,15 @@ export async function pushNar(
   narSize: number,
   progress: (bytes: number) => void = () => undefined,
 ): Promise<NarPushFigures> {
-  let deltas = true;
   for (let attempt = 0; ; attempt++) {
     try {
-      return await pushNarOnce(cache, path, narHash, narSize, progress, deltas);
+      return await pushNarOnce(cache, path, narHash, narSize, progress);
     } catch (err) {
       if (err instanceof BasesRefused) {
         cache.refusedBases ??= new Set();
         for (const hex of err.bases) cache.refusedBases.add(hex);
       }
       // A connection lost under the upload is sent again whole: the server commits nothing of a cut body.
-      // The cut may hide the server's answer: a 409 refusing delta bases comes before the rest of the
-      // body is read, and the server closes a connection with more than 16 MB of it left to read
-      // (src/server/send-text.ts), which the client sees as a closed connection, try after try
-      // (seen with two concurrent `push-cpu --jobs 8` runs). The next try sends no deltas.
-      if (isConnectionLost(err)) deltas = false;
       const again = (err instanceof NarwhalError && err.code === 'conflict') || isConnectionLost(err);
       if (attempt >= RETRIES || !again) throw asServerFailure(err, `uploading the NAR of ${path} (try ${attempt + 1})`);
     }
@@ -139,7 +133,6 @@ async function pushNarOnce(
   narHash: string,
   narSize: number,
   progress: (bytes: number) => void,
-  deltas: boolean,
 ): Promise<NarPushFigures> {
   const figures: NarPushFigures = { chunks: 0, chunksSent: 0, deltasSent: 0, bytesSent: 0 };
   const count = (bytes: number): void => {
@@ -159,7 +152,7 @@ async function pushNarOnce(
   let previous: Awaited<ReturnType<typeof previousVersion>>;
   try {
     previous =
-      deltas && cache.hasPath && narSize >= MIN_DELTA_NAR_BYTES && (cache.chunkListVersion ?? CHUNK_LIST_VERSION) >= 2
+      cache.hasPath && narSize >= MIN_DELTA_NAR_BYTES && (cache.chunkListVersion ?? CHUNK_LIST_VERSION) >= 2
         ? await previousVersion(path, cache.hasPath, cache.storeVersions)
         : undefined;
   } catch (err) {
