@@ -92,6 +92,7 @@ async function main(argv: string[]): Promise<void> {
   const xz = STATIC_CACHES.find((kind) => kind.id === 'xz')!;
   const staticEnv = nixEnv(join(work, 'clients', 'push-static'));
   const xzBytes = new Map<string, number>();
+  await mkdir(join(work, 'static-xz'));
   for (const s of ds.series) {
     await nixCopyTo(fileStoreUrl(join(staticRoot, 'zstd'), zstd), s.paths, staticEnv, s.narBytes);
     const before = (await diskUsage(join(work, 'static-xz'))).apparent;
