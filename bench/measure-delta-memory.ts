@@ -3,6 +3,12 @@
  * speed"), a few minutes on the quick dataset rather than the whole `npm run bench --quick`:
  *
  *   node bench/measure-delta-memory.ts [--baseline DIR] [--rounds N] [--work DIR] [--keep]
+ *                                      [--series ID,ID...] [--at-once-too]
+ *
+ * Series are pushed a release at a time, oldest first; --at-once-too adds this checkout with each
+ * series pushed in one `nix copy`, as the bench did before (Nix's order, not the versions').
+ * --series takes the full dataset's series of those ids instead (for example `swc,typescript`),
+ * pushed in that order into the same server, as `npm run bench` does with all of them.
  *
  * Per Narwhal measured (this checkout, and with --baseline another checkout of Narwhal with its
  * node_modules, in the same run): every series pushed with `nix copy` into one `narwhal serve`,
@@ -18,22 +24,34 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildDataset, type Dataset } from './dataset.ts';
+import { diskUsage } from './disk-usage.ts';
 import { loadAverage } from './environment.ts';
 import { nixEnv, run } from './exec.ts';
 import { mb, table, times } from './format.ts';
 import { measureSubstitute, type Substituter } from './measure-substitute.ts';
-import { MODES } from './modes.ts';
+import { MODES, type Mode } from './modes.ts';
 import { REPO } from './sources.ts';
 import { deltaPass, pushClientConfig, recompress, startNarwhal, type NarwhalServer } from './systems/narwhal.ts';
 import { startNginx } from './systems/nginx.ts';
-import { fileStoreUrl, nixCopyTo, STATIC_CACHES } from './systems/static-cache.ts';
+import { fileStoreUrl, nixCopySeriesTo, nixCopyTo, STATIC_CACHES } from './systems/static-cache.ts';
 
 interface Variant {
   id: string;
   bin: string;
+  /** Each series pushed in one `nix copy` (its own order), not a release at a time. */
+  atOnce?: boolean;
   server?: NarwhalServer;
   /** Per series: the delta pass's CPU seconds, peak RSS, deltas made. */
-  passes: { series: string; cpuSeconds: number; peakRssBytes: number; narBytes: number; deltas: number }[];
+  passes: {
+    series: string;
+    cpuSeconds: number;
+    peakRssBytes: number;
+    narBytes: number;
+    deltas: number;
+    /** What the data dir grew by with the series, recompressed, and then after the delta pass. */
+    storedPlain: number;
+    storedDeltas: number;
+  }[];
   pushPeakRssBytes?: number;
 }
 
@@ -45,6 +63,8 @@ async function main(argv: string[]): Promise<void> {
       rounds: { type: 'string', default: '3' },
       work: { type: 'string' },
       keep: { type: 'boolean', default: false },
+      series: { type: 'string' },
+      'at-once-too': { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -57,19 +77,28 @@ async function main(argv: string[]): Promise<void> {
   await rm(work, { recursive: true, force: true });
   await mkdir(work, { recursive: true });
   const loadBefore = await loadAverage();
-  const ds = await buildDataset(MODES.quick, work, nixEnv(join(work, 'clients', 'dataset')), log);
+  const ds = await buildDataset(datasetMode(values.series), work, nixEnv(join(work, 'clients', 'dataset')), log);
   log(`dataset: ${ds.totalPaths} store paths, ${(ds.totalNarBytes / 1e6).toFixed(1)} MB of NAR`);
 
   // This checkout's bin itself: node_modules/.bin/narwhal would be wherever node_modules points.
   const variants: Variant[] = [{ id: 'this checkout', bin: join(REPO, 'bin/narwhal.js'), passes: [] }];
+  if (values['at-once-too'])
+    variants.unshift({ id: 'pushed at once', bin: join(REPO, 'bin/narwhal.js'), atOnce: true, passes: [] });
   if (values.baseline !== undefined)
     variants.unshift({ id: 'baseline', bin: join(resolve(values.baseline), 'bin/narwhal.js'), passes: [] });
 
   const staticRoot = join(work, 'static');
   const zstd = STATIC_CACHES.find((kind) => kind.id === 'zstd')!;
+  const xz = STATIC_CACHES.find((kind) => kind.id === 'xz')!;
   const staticEnv = nixEnv(join(work, 'clients', 'push-static'));
-  for (const s of ds.series)
+  const xzBytes = new Map<string, number>();
+  await mkdir(join(work, 'static-xz'));
+  for (const s of ds.series) {
     await nixCopyTo(fileStoreUrl(join(staticRoot, 'zstd'), zstd), s.paths, staticEnv, s.narBytes);
+    const before = (await diskUsage(join(work, 'static-xz'))).apparent;
+    await nixCopyTo(fileStoreUrl(join(work, 'static-xz'), xz), s.paths, staticEnv, s.narBytes);
+    xzBytes.set(s.id, (await diskUsage(join(work, 'static-xz'))).apparent - before);
+  }
 
   try {
     for (const [i, v] of variants.entries()) {
@@ -93,11 +122,22 @@ async function main(argv: string[]): Promise<void> {
       await nginx.stop();
     }
     const servePeaks = await Promise.all(variants.map((v) => v.server!.peakRss()));
-    report(ds, variants, servePeaks, substitute, rounds, loadBefore, await loadAverage());
+    report(ds, variants, servePeaks, substitute, xzBytes, rounds, loadBefore, await loadAverage());
   } finally {
     for (const v of variants) await v.server?.stop();
     if (!values.keep) await rm(work, { recursive: true, force: true });
   }
+}
+
+/** The quick dataset, or the full dataset's series named in `ids` (comma-separated), in that order. */
+function datasetMode(ids: string | undefined): Mode {
+  if (ids === undefined) return MODES.quick;
+  const series = ids.split(',').map((id) => {
+    const spec = MODES.full.series.find((s) => s.id === id);
+    if (spec === undefined) throw new Error(`--series: no series ${id} in the full dataset`);
+    return spec;
+  });
+  return { ...MODES.full, series };
 }
 
 /**
@@ -126,17 +166,25 @@ async function pushAndPass(ds: Dataset, v: Variant, work: string, log: (line: st
   const server = v.server!;
   const home = join(work, 'clients', `push-${server.pid}`);
   const env = nixEnv(home, await pushClientConfig(server, home));
+  let before = (await diskUsage(server.dataDir)).apparent;
   for (const s of ds.series) {
-    await nixCopyTo(`${server.cacheUrl}?compression=zstd`, s.paths, env, s.narBytes);
+    const url = `${server.cacheUrl}?compression=zstd`;
+    if (v.atOnce) await nixCopyTo(url, s.paths, env, s.narBytes);
+    else await nixCopySeriesTo(url, s, env);
     await recompress(server.dataDir, v.bin);
+    const plain = (await diskUsage(server.dataDir)).apparent;
     const pass = await deltaPass(server.dataDir, join(work, 'delta-pass.time'), v.bin);
+    const after = (await diskUsage(server.dataDir)).apparent;
     v.passes.push({
       series: s.id,
       cpuSeconds: pass.cpuSeconds,
       peakRssBytes: pass.peakRssBytes,
       narBytes: s.narBytes,
       deltas: pass.report.deltas,
+      storedPlain: plain - before,
+      storedDeltas: after - before,
     });
+    before = after;
     log(
       `${v.id}: delta pass after ${s.id}: ${pass.report.deltas} deltas, ${pass.cpuSeconds.toFixed(1)} CPU s, ` +
         `peak RSS ${mb(pass.peakRssBytes)}`,
@@ -161,6 +209,7 @@ function report(
   variants: Variant[],
   servePeaks: number[],
   substitute: Awaited<ReturnType<typeof measureSubstitute>>,
+  xzBytes: Map<string, number>,
   rounds: number,
   loadBefore: string,
   loadAfter: string,
@@ -188,6 +237,33 @@ function report(
           mb(servePeaks[i]),
         ];
       }),
+    ),
+  );
+  lines.push(
+    '',
+    table(
+      [
+        'Narwhal',
+        'series',
+        'without deltas',
+        'with deltas',
+        'vs without',
+        'static xz',
+        'with deltas vs xz',
+        'delta pass MB of NAR per CPU s',
+      ],
+      variants.flatMap((v) =>
+        v.passes.map((p) => [
+          v.id,
+          ds.series.find((s) => s.id === p.series)!.title,
+          mb(p.storedPlain),
+          mb(p.storedDeltas),
+          times(p.storedDeltas / p.storedPlain),
+          mb(xzBytes.get(p.series)!),
+          times(p.storedDeltas / xzBytes.get(p.series)!),
+          (p.narBytes / 1e6 / p.cpuSeconds).toFixed(1),
+        ]),
+      ),
     ),
   );
   const nginx = substitute.find((s) => s.id === 'nginx')!;

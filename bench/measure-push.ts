@@ -19,7 +19,7 @@ import {
   type NarwhalStats,
 } from './systems/narwhal.ts';
 import { rawBytes } from './systems/raw.ts';
-import { fileStoreUrl, nixCopyTo, STATIC_CACHES } from './systems/static-cache.ts';
+import { fileStoreUrl, nixCopySeriesTo, STATIC_CACHES } from './systems/static-cache.ts';
 
 export interface PushPhase {
   storage: StorageSystem[];
@@ -189,7 +189,7 @@ async function pushSeries(
   let before = ZERO_USAGE;
   let totalSeconds = 0;
   for (const s of ds.series) {
-    seconds[s.id] = await nixCopyTo(url, s.paths, env, s.narBytes);
+    seconds[s.id] = await nixCopySeriesTo(url, s, env);
     totalSeconds += seconds[s.id];
     await settle?.(s.id, before);
     const after = await weigh();

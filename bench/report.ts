@@ -289,8 +289,9 @@ export function renderReport(r: Results): { markdown: string; charts: Record<str
   );
   md.push(timedTable(r.push, seriesCols, seriesHeads, r.totals.narBytes, undefined), '');
   md.push(
-    'Each series is one `nix copy --to` of its store paths (Nix 2.8, no daemon), series after series into one store;',
-    'the total is their sum. Nix dumps, compresses and uploads each NAR; the static caches write files locally.',
+    'Each series is pushed with one `nix copy --to` per release or generation, oldest first, as a release flow publishes',
+    "them (Nix 2.8, no daemon; Narwhal's delta pass keeps plain the NAR of a package stored last), series after series",
+    'into one store; the total is their sum. Nix dumps, compresses and uploads each NAR; the static caches write files locally.',
     '"then narwhal recompress" is the recompression run after each series (`narwhal recompress`, all cores), which',
     '`narwhal serve` does by itself on one core once no upload has come for a minute; pushes do not wait for it.',
     '',

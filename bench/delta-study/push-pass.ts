@@ -17,7 +17,7 @@ import { nixEnv, run } from '../exec.ts';
 import type { ModeName } from '../modes.ts';
 import { REPO } from '../sources.ts';
 import { narwhalStats, pushClientConfig, recompress, startNarwhal } from '../systems/narwhal.ts';
-import { nixCopyTo } from '../systems/static-cache.ts';
+import { nixCopySeriesTo } from '../systems/static-cache.ts';
 import { studyDataset, studyWorkDir } from './dataset.ts';
 
 const { values, positionals } = parseArgs({
@@ -58,7 +58,7 @@ async function push(): Promise<void> {
     try {
       const home = join(work, s.id, 'client');
       const env = nixEnv(home, await pushClientConfig(server, home));
-      const copy = await nixCopyTo(`${server.cacheUrl}?compression=zstd`, s.paths, env, s.narBytes);
+      const copy = await nixCopySeriesTo(`${server.cacheUrl}?compression=zstd`, s, env);
       await server.stop();
       await cp(dataDir, pushed, { recursive: true });
       if (values['pushed-only']) continue;

@@ -4,6 +4,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { SeriesData } from '../dataset.ts';
 import { run } from '../exec.ts';
 
 export interface StaticCacheKind {
@@ -40,6 +41,23 @@ export async function nixCopyTo(
   bytes: number,
 ): Promise<number> {
   return (await run('nix', ['copy', '--to', storeUrl, ...paths], { env, timeoutSeconds: copyTimeout(bytes) })).seconds;
+}
+
+/**
+ * `nix copy --to` a series one release (or generation) at a time, oldest first, as a release flow
+ * publishes them; resolves to the summed wall time in seconds. One `nix copy` of several paths
+ * sends them in an order of its own, not the versions', and Narwhal's delta pass takes the NAR of a
+ * package stored last as its newest, the one kept plain (docs/storage.md, "Delta storage"): pushed
+ * at once, swc's newest release ended at the bottom of chains of depth 3 (docs/benchmarks.md,
+ * "Serving swc").
+ */
+export async function nixCopySeriesTo(storeUrl: string, series: SeriesData, env: NodeJS.ProcessEnv): Promise<number> {
+  let seconds = 0;
+  for (const paths of series.stepPaths) {
+    const bytes = series.nars.filter((n) => paths.includes(n.storePath)).reduce((sum, n) => sum + n.narSize, 0);
+    seconds += await nixCopyTo(storeUrl, paths, env, bytes);
+  }
+  return seconds;
 }
 
 /** `nix copy --from` a substituter into a separate store root, without signature checks. */

@@ -3,8 +3,9 @@ import type { DeltaCandidate, DeltaChunk, DeltaCursor } from '../metadata/metada
 import { isNarwhalError } from '../errors.ts';
 import { InFlight } from '../runtime/in-flight.ts';
 import { WorkerPool, transferable } from '../runtime/worker-pool.ts';
-import { type BaseReader, MAX_DELTA_DEPTH } from '../serving/chunk-content.ts';
-import { baseReader, readFrame } from '../serving/chunk-damage.ts';
+import { MAX_DELTA_DEPTH } from '../serving/chunk-content.ts';
+import { chunkHex } from '../storage/chunk-store.ts';
+import { type BatchInputs, readBatchInputs } from './delta-batch-inputs.ts';
 import type { SketchBackfillOptions } from './sketch-backfill.ts';
 import { finishPendingDeltas } from './delta-recovery.ts';
 import type { DeltaBaseInput, DeltaRequest, DeltaResult } from './delta-encode-worker.ts';
@@ -158,15 +159,21 @@ async function encodeBatch(pass: Pass, batch: DeltaCandidate[]): Promise<void> {
   const { nw, report } = pass;
   const bases = new DeltaBases(nw);
   const tried: Uint8Array[] = [];
-  const reader = baseReader(nw);
+  const chosen: { chunk: DeltaCandidate; options: BaseOption[] }[] = [];
+  for (const chunk of batch) {
+    report.examined++;
+    const options = await bases.options(chunk);
+    if (options.length === 0) tried.push(chunk.id);
+    else chosen.push({ chunk, options });
+  }
+  const inputs = await readBatchInputs(
+    nw,
+    chosen.map(({ chunk }) => chunk.id),
+    chosen.flatMap(({ options }) => options.flatMap((option) => option.bases)),
+  );
   const jobs = new InFlight<Rewrite | Uint8Array | undefined>(pass.workers.size * IN_FLIGHT_PER_WORKER);
   try {
-    for (const chunk of batch) {
-      report.examined++;
-      const options = await bases.options(chunk);
-      if (options.length === 0) tried.push(chunk.id);
-      else await jobs.add(() => deltaOf(pass, chunk, options, reader));
-    }
+    for (const { chunk, options } of chosen) await jobs.add(() => deltaOf(pass, chunk, options, inputs));
   } finally {
     // No delta is left computing when the batch ends, whatever ended it.
     await jobs.settled();
@@ -265,29 +272,29 @@ async function reserve<C extends Choice>(nw: Narwhal, chosen: C[], report: Delta
  * chunk or a base missing or damaged, verify's business; a file not the plain frame recorded).
  */
 async function deltaOf(
-  { nw, level, margin, workers, report }: Pass,
+  { level, margin, workers, report }: Pass,
   chunk: DeltaCandidate,
   options: BaseOption[],
-  reader: BaseReader,
+  { frames, contents }: BatchInputs,
 ): Promise<Rewrite | Uint8Array | undefined> {
   try {
-    const { stored } = await readFrame(nw, chunk.id);
+    const frame = frames.get(chunkHex(chunk.id))!;
+    if (frame instanceof Error) throw frame;
+    // A copy of its own, moved to the worker: the chunk may be another's base in this batch.
+    const stored = new Uint8Array(frame);
     // A file not as recorded (a recompression cut short) is left to recompression.
     if (stored.byteLength !== chunk.storedSize || !isPlain(stored) || chunk.size === 0) return undefined;
-    const inputs: DeltaBaseInput[][] = [];
-    for (const option of options) {
-      // A plain base is decoded on the worker; one stored as a delta needs its own bases, read here.
-      inputs.push(
-        await Promise.all(
-          option.bases.map(async (id): Promise<DeltaBaseInput> => {
-            const frame = (await readFrame(nw, id)).stored;
-            return isPlain(frame)
-              ? { id: id.slice(), stored: frame }
-              : { id: id.slice(), content: await reader.content(id, 0) };
-          }),
-        ),
-      );
-    }
+    // A plain base is decoded on the worker; one stored as a delta comes decoded with its chain.
+    const inputs = options.map((option) =>
+      option.bases.map((id): DeltaBaseInput => {
+        const base = frames.get(chunkHex(id))!;
+        if (base instanceof Error) throw base;
+        if (isPlain(base)) return { id: id.slice(), stored: base };
+        const content = contents.get(chunkHex(id))!;
+        if (content instanceof Error) throw content;
+        return { id: id.slice(), content };
+      }),
+    );
     const request: DeltaRequest = {
       id: chunk.id.slice(),
       stored,
@@ -297,10 +304,8 @@ async function deltaOf(
       maxBytes: Math.floor(margin * chunk.storedSize),
       plainMargin: chunk.zstdLevel === null || chunk.zstdLevel < level ? margin : undefined,
     };
-    const transfer = [stored, ...inputs.flat().map((base) => base.stored)].flatMap((bytes) =>
-      bytes ? transferable(bytes) : [],
-    );
-    const result = await workers.run(request, transfer);
+    // Only the chunk's frame is moved: the batch's other chunks may share its bases.
+    const result = await workers.run(request, transferable(stored));
     report.contentBytes += chunk.size * options.length;
     report.encodeMs += result.encodeMs;
     if (!result.delta || result.option === undefined) return chunk.id;

@@ -6,6 +6,8 @@
 import { test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { zstdDecompressSync } from 'node:zlib';
 import { chunkEntries } from '../../../src/chunking/chunk-table.ts';
 import { encodeDelta, parseStored } from '../../../src/delta/stored-form.ts';
@@ -22,6 +24,7 @@ import type { NarRecord } from '../../../src/metadata/metadata-store.ts';
 import { MAX_DELTA_DEPTH } from '../../../src/serving/chunk-content.ts';
 import { readNarBytes, readStoredFrames } from '../../../src/serving/nar-reader.ts';
 import { assertSameBytes } from '../../helpers/bytes.ts';
+import { damageChunk } from '../../helpers/damage.ts';
 import { addPath, bodyOf, randomHashPart, tempNarwhal, type TempNarwhal } from '../../helpers/narwhal-fixtures.ts';
 import { versionNar } from '../../helpers/test-data.ts';
 import { unzstd } from '../../helpers/zstd-cli.ts';
@@ -486,6 +489,87 @@ test('a chunk found not worth a delta is passed by until a newer NAR of its pack
     assert.ok(after.encoded > 0 && after.byPlace === after.encoded);
     assert.equal((await encodeDeltas(t.nw)).examined, 0);
     await assertWhole(t, [first, second]);
+  } finally {
+    await t.close();
+  }
+});
+
+/**
+ * Three versions; the oldest's changed chunks are left out of a first run (marked tried), in which
+ * the middle version's become deltas of the newest, then let in for a second: their bases are
+ * deltas themselves, read and decoded with their chains for the whole batch (delta-batch-inputs.ts).
+ */
+async function oldestAfterMiddle(t: TempNarwhal, seed: number) {
+  const versions = [
+    await ingestVersion(t, seed),
+    await ingestVersion(t, seed + 1000),
+    await ingestVersion(t, seed + 2000),
+  ];
+  const later = new Set([...ids(versions[1].record), ...ids(versions[2].record)]);
+  const oldest = [...new Set(ids(versions[0].record).filter((id) => !later.has(id)))].map((id) =>
+    Buffer.from(id, 'hex'),
+  );
+  await backfillSketches(t.nw);
+  await t.nw.meta.markDeltaTried(oldest, Date.now());
+  const first = await encodeDeltas(t.nw);
+  assert.ok(first.encoded > 0, 'the middle version has deltas of the newest');
+  const db = new DatabaseSync(join(t.dir, 'narwhal.sqlite'));
+  try {
+    db.prepare('UPDATE chunks SET delta_tried_at = NULL').run();
+  } finally {
+    db.close();
+  }
+  return { versions, oldest };
+}
+
+/** The bases below a stored chunk, at every depth. */
+async function basesBelow(t: TempNarwhal, id: Uint8Array): Promise<string[]> {
+  const form = parseStored(await t.nw.chunks.get(id));
+  if (form.kind !== 'delta') return [];
+  const below = await Promise.all(form.bases.map((base) => basesBelow(t, base)));
+  return [...form.bases.map(hex), ...below.flat()];
+}
+
+test('bases stored as deltas themselves are decoded with their chains; every version reads back whole', async () => {
+  const t = await tempNarwhal();
+  try {
+    const { versions, oldest } = await oldestAfterMiddle(t, 1000);
+    const second = await encodeDeltas(t.nw);
+    assert.equal(second.finished, true);
+    const depths = await Promise.all(oldest.map(async (id) => (await t.nw.meta.getChunk(id))!.deltaDepth));
+    assert.ok(
+      depths.some((depth) => depth >= 2),
+      `some of the oldest version's chunks are deltas of deltas (depths ${depths.join(' ')})`,
+    );
+    await assertWhole(t, versions);
+  } finally {
+    await t.close();
+  }
+});
+
+test('a base whose chain is damaged on disk: the pass goes on, and no delta is built on it', async () => {
+  const t = await tempNarwhal();
+  try {
+    // Other versions than the test before: the check workers keep the bases they decoded from
+    // trusted chains, and one they keep is not read again (as when serving, chunk-content.ts).
+    const { oldest } = await oldestAfterMiddle(t, 11_000);
+    // The newest version's chunks below the middle version's deltas are damaged behind the store's back.
+    const damaged = new Set<string>();
+    const rows = new DatabaseSync(join(t.dir, 'narwhal.sqlite'))
+      .prepare('SELECT DISTINCT base_id FROM chunk_bases')
+      .all() as { base_id: Uint8Array }[];
+    for (const { base_id } of rows) {
+      await damageChunk(t.nw.chunks, base_id, 'flip');
+      damaged.add(hex(base_id));
+    }
+    assert.ok(damaged.size > 0);
+    const second = await encodeDeltas(t.nw);
+    assert.equal(second.finished, true, 'the run went through every chunk');
+    assert.ok(second.examined >= oldest.length, 'the oldest version was looked at');
+    for (const id of oldest) {
+      const below = await basesBelow(t, id);
+      assert.ok(!below.some((base) => damaged.has(base)), `chunk ${hex(id)} is not built on a damaged chunk`);
+    }
   } finally {
     await t.close();
   }
