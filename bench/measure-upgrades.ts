@@ -12,7 +12,7 @@ import type { Dataset, SeriesData } from './dataset.ts';
 import { nixEnv, run } from './exec.ts';
 import type { PushUpgrade, Upgrade, UpgradeLink } from './results.ts';
 import { startRelay } from './relay.ts';
-import { narwhalPush, narwhalPushSeries, pushClientConfig, startNarwhal, startSubstituter } from './systems/narwhal.ts';
+import { narwhalPush, pushClientConfig, startNarwhal, startSubstituter } from './systems/narwhal.ts';
 import { nixCopyFrom, nixCopyTo } from './systems/static-cache.ts';
 
 /** The link the throttled figures are taken on. */
@@ -144,13 +144,13 @@ export async function pushUpgrades(ds: Dataset, work: string, log: (line: string
   return figures;
 }
 
-/** `narwhal push` of every series into an empty Narwhal, a release at a time and without a relay, as `nix copy --to` is timed in the push table. */
+/** `narwhal push` of every series into an empty Narwhal, without a relay, as `nix copy --to` is timed in the push table. */
 export async function wholePush(ds: Dataset, work: string, log: (line: string) => void): Promise<number> {
   const server = await startNarwhal(join(work, 'server'));
   const env = nixEnv(join(work, 'client'));
   let seconds = 0;
   try {
-    for (const s of ds.series) seconds += await narwhalPushSeries(server.cacheUrl, server.token, s, env);
+    for (const s of ds.series) seconds += (await narwhalPush(server.cacheUrl, server.token, s.paths, env)).seconds;
     log(`upgrades: narwhal push of the whole dataset took ${seconds.toFixed(1)} s`);
   } finally {
     await server.stop();

@@ -14,7 +14,7 @@ import type { SeriesData } from './dataset.ts';
 import { nixEnv } from './exec.ts';
 import { pushUpgrades, wholePush } from './measure-upgrades.ts';
 import { pushClientConfig, startNarwhal } from './systems/narwhal.ts';
-import { nixCopySeriesTo } from './systems/static-cache.ts';
+import { nixCopyTo } from './systems/static-cache.ts';
 import { MODES } from './modes.ts';
 import { seriesInStore } from './series-in-store.ts';
 
@@ -55,7 +55,7 @@ if (values.whole) {
       join(work, 'whole-copy-client'),
       await pushClientConfig(server, join(work, 'whole-copy-client')),
     );
-    for (const s of series) theirs += await nixCopySeriesTo(`${server.cacheUrl}?compression=zstd`, s, env);
+    for (const s of series) theirs += await nixCopyTo(`${server.cacheUrl}?compression=zstd`, s.paths, env, s.narBytes);
   } finally {
     await server.stop();
   }

@@ -1,7 +1,7 @@
 /**
  * The push report's "whole dataset into an empty cache" row alone (section 7's wholePush against
  * section 2's `nix copy --to` Narwhal ?compression=zstd), each series after the other into a fresh
- * server as those do (a release at a time, oldest first), repeated in rounds. With `--baseline DIR` (another checkout, e.g.
+ * server as those do, repeated in rounds. With `--baseline DIR` (another checkout, e.g.
  * `git archive main | tar -x -C DIR` with node_modules copied) its server and `narwhal push` are
  * timed too, in the same rounds.
  *
@@ -15,8 +15,8 @@ import { buildDataset } from './dataset.ts';
 import { nixEnv } from './exec.ts';
 import { medianBy } from './median.ts';
 import { MODES, type ModeName } from './modes.ts';
-import { NARWHAL_BIN, narwhalPushSeries, pushClientConfig, startNarwhal } from './systems/narwhal.ts';
-import { nixCopySeriesTo } from './systems/static-cache.ts';
+import { NARWHAL_BIN, narwhalPush, pushClientConfig, startNarwhal } from './systems/narwhal.ts';
+import { nixCopyTo } from './systems/static-cache.ts';
 
 const { values } = parseArgs({
   options: {
@@ -47,7 +47,8 @@ const systems: { id: string; push: (round: string) => Promise<number> }[] = [
       try {
         const env = nixEnv(join(dir, 'client'), await pushClientConfig(server, join(dir, 'client')));
         let seconds = 0;
-        for (const s of ds.series) seconds += await nixCopySeriesTo(`${server.cacheUrl}?compression=zstd`, s, env);
+        for (const s of ds.series)
+          seconds += await nixCopyTo(`${server.cacheUrl}?compression=zstd`, s.paths, env, s.narBytes);
         return seconds;
       } finally {
         await server.stop();
@@ -63,7 +64,7 @@ const narwhal = (id: string, bin: string) => ({
       const env = nixEnv(join(dir, 'client'));
       let seconds = 0;
       for (const s of ds.series) {
-        const took = await narwhalPushSeries(server.cacheUrl, server.token, s, env, bin);
+        const took = (await narwhalPush(server.cacheUrl, server.token, s.paths, env, bin)).seconds;
         log(`${id}: ${s.id} ${took.toFixed(2)} s`);
         seconds += took;
       }

@@ -88,8 +88,8 @@ export function renderUpgradeSection(r: Results): string[] {
     '',
     'Each into a Narwhal of its own that received every release before, the same way; bytes from the client to the',
     'server counted by the relay (loopback, unthrottled).',
-    `The whole dataset pushed with \`narwhal push\` into an empty Narwhal, a release at a time as the push table pushes it,`,
-    `took ${seconds(u.wholePushSeconds)} (\`nix copy --to\` Narwhal: see the push table).`,
+    `The whole dataset pushed with \`narwhal push\` into an empty Narwhal took ${seconds(u.wholePushSeconds)} (\`nix copy --to\``,
+    `Narwhal: see the push table).`,
     '',
   );
   return md;

@@ -4,7 +4,6 @@
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { SeriesData } from '../dataset.ts';
 import { peakRss, run, startDaemon, type Daemon } from '../exec.ts';
 import { REPO } from '../sources.ts';
 
@@ -173,20 +172,4 @@ export async function narwhalPush(
     env: { ...env, PATH: narwhalEnv().PATH, NARWHAL_TOKEN: token },
   });
   return { seconds, bytesSent: (JSON.parse(stdout) as { bytesSent: number }).bytesSent };
-}
-
-/**
- * `narwhal push` of a series one release (or generation) at a time, oldest first, as
- * `nixCopySeriesTo` (static-cache.ts) times `nix copy --to`; resolves to the summed wall time.
- */
-export async function narwhalPushSeries(
-  cacheUrl: string,
-  token: string,
-  series: SeriesData,
-  env: NodeJS.ProcessEnv,
-  bin = NARWHAL_BIN,
-): Promise<number> {
-  let seconds = 0;
-  for (const paths of series.stepPaths) seconds += (await narwhalPush(cacheUrl, token, paths, env, bin)).seconds;
-  return seconds;
 }
