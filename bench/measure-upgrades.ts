@@ -12,7 +12,13 @@ import type { Dataset, SeriesData } from './dataset.ts';
 import { nixEnv, run } from './exec.ts';
 import type { PushUpgrade, Upgrade, UpgradeLink } from './results.ts';
 import { startRelay } from './relay.ts';
-import { narwhalPush, pushClientConfig, startNarwhal, startSubstituter } from './systems/narwhal.ts';
+import {
+  type NarwhalServer,
+  narwhalPush,
+  pushClientConfig,
+  startNarwhal,
+  startSubstituter,
+} from './systems/narwhal.ts';
 import { nixCopyFrom, nixCopyTo } from './systems/static-cache.ts';
 
 /** The link the throttled figures are taken on. */
@@ -23,6 +29,8 @@ export interface UpgradeFigures {
   push: PushUpgrade[];
   /** The whole dataset pushed into an empty Narwhal by `narwhal push`, seconds (compare: nix copy --to). */
   wholePushSeconds: number;
+  /** `nix copy --to` of the same, series by series, in the same run. */
+  wholeCopySeconds: number;
 }
 
 export async function measureUpgrades(
@@ -42,8 +50,8 @@ export async function measureUpgrades(
     }
   }
   const push = await pushUpgrades(ds, join(work, 'upgrades-push'), log);
-  const wholePushSeconds = await wholePush(ds, join(work, 'upgrades-whole'), log);
-  return { fetch, push, wholePushSeconds };
+  const whole = await wholePush(ds, join(work, 'upgrades-whole'), log);
+  return { fetch, push, wholePushSeconds: whole.pushSeconds, wholeCopySeconds: whole.copySeconds };
 }
 
 const bytesOf = (s: SeriesData, paths: string[]): number =>
@@ -144,18 +152,41 @@ export async function pushUpgrades(ds: Dataset, work: string, log: (line: string
   return figures;
 }
 
-/** `narwhal push` of every series into an empty Narwhal, without a relay, as `nix copy --to` is timed in the push table. */
-export async function wholePush(ds: Dataset, work: string, log: (line: string) => void): Promise<number> {
-  const server = await startNarwhal(join(work, 'server'));
-  const env = nixEnv(join(work, 'client'));
-  let seconds = 0;
-  try {
+/**
+ * The whole dataset into an empty Narwhal, one push per series, without a relay: `nix copy --to
+ * ?compression=zstd` and then `narwhal push`, each into a fresh server. The push table's `nix copy`
+ * goes a release at a time (for the delta pass's order), so this row times its own baseline.
+ */
+export async function wholePush(
+  ds: Dataset,
+  work: string,
+  log: (line: string) => void,
+): Promise<{ pushSeconds: number; copySeconds: number }> {
+  const timed = async (how: string, push: (server: NarwhalServer, dir: string) => Promise<number>) => {
+    const dir = join(work, how);
+    const server = await startNarwhal(join(dir, 'server'));
+    try {
+      const seconds = await push(server, dir);
+      log(`upgrades: ${how} of the whole dataset took ${seconds.toFixed(1)} s`);
+      return seconds;
+    } finally {
+      await server.stop();
+      await rm(dir, { recursive: true, force: true });
+      await run('sync', []);
+    }
+  };
+  const copySeconds = await timed('nix copy --to', async (server, dir) => {
+    const env = nixEnv(join(dir, 'client'), await pushClientConfig(server, join(dir, 'client')));
+    let seconds = 0;
+    for (const s of ds.series)
+      seconds += await nixCopyTo(`${server.cacheUrl}?compression=zstd`, s.paths, env, s.narBytes);
+    return seconds;
+  });
+  const pushSeconds = await timed('narwhal push', async (server, dir) => {
+    const env = nixEnv(join(dir, 'client'));
+    let seconds = 0;
     for (const s of ds.series) seconds += (await narwhalPush(server.cacheUrl, server.token, s.paths, env)).seconds;
-    log(`upgrades: narwhal push of the whole dataset took ${seconds.toFixed(1)} s`);
-  } finally {
-    await server.stop();
-    await rm(join(work, 'server'), { recursive: true, force: true });
-  }
-  await run('sync', []);
-  return seconds;
+    return seconds;
+  });
+  return { pushSeconds, copySeconds };
 }

@@ -11,10 +11,7 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { SeriesData } from './dataset.ts';
-import { nixEnv } from './exec.ts';
 import { pushUpgrades, wholePush } from './measure-upgrades.ts';
-import { pushClientConfig, startNarwhal } from './systems/narwhal.ts';
-import { nixCopyTo } from './systems/static-cache.ts';
 import { MODES } from './modes.ts';
 import { seriesInStore } from './series-in-store.ts';
 
@@ -43,24 +40,13 @@ const figures = await pushUpgrades(
   log,
 );
 if (values.whole) {
-  const ours = await wholePush(
+  const { pushSeconds, copySeconds } = await wholePush(
     { series, largest: series[0].nars[0], totalNarBytes: 0, totalPaths: 0 },
     join(work, 'whole'),
     log,
   );
-  const server = await startNarwhal(join(work, 'whole-copy'));
-  let theirs = 0;
-  try {
-    const env = nixEnv(
-      join(work, 'whole-copy-client'),
-      await pushClientConfig(server, join(work, 'whole-copy-client')),
-    );
-    for (const s of series) theirs += await nixCopyTo(`${server.cacheUrl}?compression=zstd`, s.paths, env, s.narBytes);
-  } finally {
-    await server.stop();
-  }
   console.log(
-    `whole series into an empty Narwhal: narwhal push ${ours.toFixed(1)} s, nix copy --to zstd ${theirs.toFixed(1)} s (${(ours / theirs).toFixed(2)}x)`,
+    `whole series into an empty Narwhal: narwhal push ${pushSeconds.toFixed(1)} s, nix copy --to zstd ${copySeconds.toFixed(1)} s (${(pushSeconds / copySeconds).toFixed(2)}x)`,
   );
 }
 await rm(work, { recursive: true, force: true });

@@ -1,7 +1,7 @@
 /**
- * The push report's "whole dataset into an empty cache" row alone (section 7's wholePush against
- * section 2's `nix copy --to` Narwhal ?compression=zstd), each series after the other into a fresh
- * server as those do, repeated in rounds. With `--baseline DIR` (another checkout, e.g.
+ * The push report's "whole dataset into an empty cache" row alone (section 7's wholePush: `nix copy
+ * --to` Narwhal ?compression=zstd against `narwhal push`), each series after the other into a fresh
+ * server as it does, repeated in rounds. With `--baseline DIR` (another checkout, e.g.
  * `git archive main | tar -x -C DIR` with node_modules copied) its server and `narwhal push` are
  * timed too, in the same rounds.
  *

@@ -88,8 +88,10 @@ export function renderUpgradeSection(r: Results): string[] {
     '',
     'Each into a Narwhal of its own that received every release before, the same way; bytes from the client to the',
     'server counted by the relay (loopback, unthrottled).',
-    `The whole dataset pushed with \`narwhal push\` into an empty Narwhal took ${seconds(u.wholePushSeconds)} (\`nix copy --to\``,
-    `Narwhal: see the push table).`,
+    `The whole dataset pushed into an empty Narwhal, one push per series: \`narwhal push\` ${seconds(u.wholePushSeconds)},`,
+    u.wholeCopySeconds === undefined
+      ? '`nix copy --to` Narwhal: see the push table.'
+      : `\`nix copy --to ?compression=zstd\` ${seconds(u.wholeCopySeconds)} (each into a fresh server, in this run).`,
     '',
   );
   return md;

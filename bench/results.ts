@@ -175,7 +175,7 @@ export interface Results {
   /** Narwhal's own `stats --json` after the push, for cross-checking the disk figures. */
   narwhalStats: Record<string, number>;
   /** Fetching and pushing one release after another (absent in results of runs before it existed). */
-  upgrades?: { fetch: Upgrade[]; push: PushUpgrade[]; wholePushSeconds: number };
+  upgrades?: { fetch: Upgrade[]; push: PushUpgrade[]; wholePushSeconds: number; wholeCopySeconds?: number };
   /** Pull-through first and second fetch, and storage (absent in results of runs before it existed). */
   pullThrough?: PullThroughFigures;
   /** Per series, the delta pass run after it (absent in results of runs before it existed). */

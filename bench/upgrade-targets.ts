@@ -57,7 +57,8 @@ export function judgeUpgradeTargets(r: Figures): TargetResult[] {
     const ours = u.push.filter((p) => p.system === 'narwhal-push').reduce((a, p) => a + p.bytes, 0);
     return base > 0 ? ours / base : undefined;
   };
-  const nixCopy = r.push.find((p) => p.id === 'narwhal-zstd')?.seconds.total;
+  // The same run's own `nix copy --to` of the whole dataset; runs before it compared with the push table.
+  const nixCopy = u?.wholeCopySeconds ?? r.push.find((p) => p.id === 'narwhal-zstd')?.seconds.total;
   return [
     judge(
       'substituter: bytes of release upgrades vs .nar.zst from nginx',
