@@ -5,7 +5,8 @@ import type { Narwhal } from '../context/narwhal.ts';
 
 /**
  * Deltas prepared for upgrades (upgrade-deltas.ts), on disk under the data dir, one file per
- * upgrade (`<from NAR id>-<to NAR id>.deltas`), so that every process of `serve --processes N`
+ * upgrade (`<from NAR id>-<to NAR id>.<random>.deltas`: a name is never reused, so that an index
+ * read earlier never points into another file's bytes), so that every process of `serve --processes N`
  * finds them and a restart keeps them. A file is the deltas back to back, then its index sorted
  * by key (KEY_BYTES of key, u64 offset, u32 length, u32 flags), then a trailer (u64 index offset,
  * u32 count, MAGIC). A key names a chunk and the bases of its delta (deltaKey), so an entry is
@@ -36,7 +37,6 @@ export function deltaKey(id: Uint8Array, bases: readonly Uint8Array[]): Uint8Arr
 
 interface DeltaFile {
   name: string;
-  handle: FileHandle;
   /** The sorted index. */
   index: Buffer;
   count: number;
@@ -75,10 +75,7 @@ export class PreparedDeltas {
     this.#dirTime = dirTime;
     const names = new Set(dirTime < 0 ? [] : (await readdir(this.dir)).filter((n) => n.endsWith(SUFFIX)));
     const kept: DeltaFile[] = [];
-    for (const file of this.#files) {
-      if (names.delete(file.name)) kept.push(file);
-      else await file.handle.close().catch(() => {});
-    }
+    for (const file of this.#files) if (names.delete(file.name)) kept.push(file);
     for (const name of names) {
       const file = await openDeltaFile(join(this.dir, name), name).catch(() => undefined);
       if (file) kept.push(file);
@@ -113,11 +110,14 @@ export class PreparedDeltas {
     const offset = file.index.readUIntLE(entry + KEY_BYTES, 6);
     const length = file.index.readUInt32LE(entry + 24);
     const delta = Buffer.allocUnsafe(length);
+    // Opened per read: no handle outlives the request, and a file another process removed is a miss.
+    const handle = await open(join(this.dir, file.name), 'r').catch(() => undefined);
+    if (!handle) return undefined;
     try {
-      const { bytesRead } = await file.handle.read(delta, 0, length, offset);
+      const { bytesRead } = await handle.read(delta, 0, length, offset);
       if (bytesRead !== length) return undefined;
-    } catch {
-      return undefined; // closed meanwhile: removed by another process
+    } finally {
+      await handle.close();
     }
     if (Date.now() - file.touchedAt >= TOUCH_MS) {
       file.touchedAt = Date.now();
@@ -129,25 +129,25 @@ export class PreparedDeltas {
 
   /** Whether the upgrade from NAR `from` to NAR `to` has its file. */
   async has(from: number, to: number): Promise<boolean> {
-    return stat(join(this.dir, fileName(from, to))).then(
-      () => true,
-      () => false,
-    );
+    await this.refresh();
+    const prefix = `${from}-${to}.`;
+    return this.#files.some((f) => f.name.startsWith(prefix));
   }
 
   /** A writer of the upgrade's file, which appears whole once finished. */
   async writer(from: number, to: number): Promise<DeltaFileWriter> {
     await mkdir(this.dir, { recursive: true });
-    const temp = join(this.dir, `${TEMP_PREFIX}${fileName(from, to)}-${process.pid}-${randomBytes(4).toString('hex')}`);
+    const name = `${from}-${to}.${randomBytes(8).toString('hex')}${SUFFIX}`;
+    const temp = join(this.dir, `${TEMP_PREFIX}${name}`);
     const handle = await open(temp, 'wx');
-    return new DeltaFileWriter(this, handle, temp, fileName(from, to), Math.floor(this.maxBytes * FILE_SHARE));
+    return new DeltaFileWriter(this, handle, temp, name, Math.floor(this.maxBytes * FILE_SHARE));
   }
 
   /** Removes the files of upgrades whose NAR at either end `exists` says is gone; returns how many. */
   async dropUnless(exists: (narId: number) => Promise<boolean>): Promise<number> {
     let dropped = 0;
     for (const name of await readdir(this.dir).catch(() => [] as string[])) {
-      const ends = /^(\d+)-(\d+)\.deltas$/.exec(name);
+      const ends = /^(\d+)-(\d+)\.[0-9a-f]+\.deltas$/.exec(name);
       if (!ends) continue;
       if ((await exists(Number(ends[1]))) && (await exists(Number(ends[2])))) continue;
       await unlink(join(this.dir, name)).catch(() => {});
@@ -177,15 +177,6 @@ export class PreparedDeltas {
       total -= file.size;
     }
     await this.refresh();
-  }
-
-  /** Closes this process's open files. */
-  async close(): Promise<void> {
-    const files = this.#files;
-    this.#files = [];
-    this.#lastHit = undefined;
-    this.#dirTime = -1;
-    for (const file of files) await file.handle.close().catch(() => {});
   }
 }
 
@@ -263,8 +254,6 @@ export class DeltaFileWriter {
   }
 }
 
-const fileName = (from: number, to: number): string => `${from}-${to}${SUFFIX}`;
-
 async function openDeltaFile(path: string, name: string): Promise<DeltaFile | undefined> {
   const handle = await open(path, 'r');
   try {
@@ -279,10 +268,11 @@ async function openDeltaFile(path: string, name: string): Promise<DeltaFile | un
     }
     const index = Buffer.alloc(count * ENTRY_BYTES);
     await handle.read(index, 0, index.length, indexAt);
-    return { name, handle, index, count, touchedAt: 0 };
+    return { name, index, count, touchedAt: 0 };
   } catch {
-    await handle.close();
     return undefined;
+  } finally {
+    await handle.close();
   }
 }
 
