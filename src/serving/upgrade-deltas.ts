@@ -6,7 +6,7 @@ import { compareVersions } from '../nix/store-path.ts';
 import { chunkHex } from '../storage/chunk-store.ts';
 import { chunkFrames, MAX_COMPUTED_DELTAS } from './chunk-frames.ts';
 import type { WantedChunk } from './chunk-frames-body.ts';
-import { placeHints } from './place-hints.ts';
+import { hintsAround, PlaceMap } from './place-hints.ts';
 import { preparedDeltasOf } from './prepared-deltas.ts';
 
 /** NARs waiting for their deltas at most; more are dropped (their first request computes them). */
@@ -69,7 +69,7 @@ const nameOf = (storePath: string): string => storePath.slice(storePath.lastInde
 
 /**
  * Asks chunkFrames, as a substituter holding `fromNar` would ask for `toNar`, for every chunk of
- * `toNar` that `fromNar` lacks, with the hints it would give (place-hints.ts), and drops the
+ * `toNar` that `fromNar` lacks, with the hints it would give (place-hints.ts, PlaceMap), and drops the
  * answers: the deltas decided on go to the upgrade's file of prepared deltas (prepared-deltas.ts)
  * under the keys such requests look up, in NAR order, up to the file's share of the bound (the
  * first chunks of the NAR, those Nix waits for first, when an upgrade's deltas exceed it). An
@@ -85,11 +85,12 @@ export async function upgradeDeltas(nw: Narwhal, cache: CacheRecord, fromNar: nu
   const fromEnd = (i: number): number => chunkEntry(from, i).end;
   const held = new Set<string>();
   for (const entry of chunkEntries(from)) held.add(chunkHex(entry.id));
-  const narSize = chunkEntry(to, chunkCount(to) - 1).end;
+  const placed = (table: Uint8Array) => [...chunkEntries(table)].map((e) => ({ key: chunkHex(e.id), end: e.end }));
+  const placeMap = new PlaceMap(placed(from), placed(to));
   const wanted: WantedChunk[] = [];
   for (const entry of chunkEntries(to)) {
     if (held.has(chunkHex(entry.id))) continue;
-    const hints = placeHints(fromCount, fromEnd, entry.start, narSize).map((j) => chunkEntry(from, j).id);
+    const hints = hintsAround(fromCount, fromEnd, placeMap.place(entry.start)).map((j) => chunkEntry(from, j).id);
     if (hints.length > 0) wanted.push({ id: entry.id, hints });
   }
   if (wanted.length === 0) return 0;

@@ -18,7 +18,7 @@ import { serializeNarinfo } from '../../../src/nix/narinfo.ts';
 import { createNarwhalServer } from '../../../src/server/server.ts';
 import { chunkFrames } from '../../../src/serving/chunk-frames.ts';
 import type { WantedChunk } from '../../../src/serving/chunk-frames-body.ts';
-import { placeHints } from '../../../src/serving/place-hints.ts';
+import { hintsAround, PlaceMap } from '../../../src/serving/place-hints.ts';
 import { upgradeDeltasSettled } from '../../../src/serving/upgrade-deltas.ts';
 import { openNarwhal } from '../../../src/tenancy/open-narwhal.ts';
 import { createToken } from '../../../src/tenancy/tokens.ts';
@@ -72,11 +72,13 @@ async function serve(dataDir: string, upgradeDeltaBytes?: number) {
 function upgradeRequest(from: NarRecord, to: NarRecord): WantedChunk[] {
   const old = [...chunkEntries(from.chunkTable)];
   const held = new Set(old.map((e) => hex(e.id)));
+  const placed = (entries: { id: Uint8Array; end: number }[]) => entries.map((e) => ({ key: hex(e.id), end: e.end }));
+  const places = new PlaceMap(placed(old), placed([...chunkEntries(to.chunkTable)]));
   return [...chunkEntries(to.chunkTable)]
     .filter((e) => !held.has(hex(e.id)))
     .map((e) => ({
       id: e.id,
-      hints: placeHints(old.length, (i) => old[i].end, e.start, to.narSize).map((i) => old[i].id),
+      hints: hintsAround(old.length, (i) => old[i].end, places.place(e.start)).map((i) => old[i].id),
     }));
 }
 
