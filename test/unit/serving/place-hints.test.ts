@@ -7,8 +7,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { hintsAround, PlaceMap, placeHints, type PlacedChunk } from '../../../src/serving/place-hints.ts';
 
-/** Chunks of 100 bytes each, named by `keys`. */
-const list = (keys: string[]): PlacedChunk[] => keys.map((key, i) => ({ key, end: (i + 1) * 100 }));
+/** Chunks of C bytes each, named by `keys` (large, so that the places compared lie far apart). */
+const C = 1 << 20;
+const list = (keys: string[]): PlacedChunk[] => keys.map((key, i) => ({ key, end: (i + 1) * C }));
 
 test('a chunk changed after an inserted stretch is placed where it was, between the chunks both share', () => {
   const earlier = list(['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']);
@@ -16,25 +17,25 @@ test('a chunk changed after an inserted stretch is placed where it was, between 
   const newer = list(['a', 'x', 'y', 'v', 'w', 'b', 'c', 'd', 'E', 'f', 'g', 'h']);
   const map = new PlaceMap(earlier, newer);
   const endAt = (i: number): number => earlier[i].end;
-  assert.equal(map.place(800), 400, '"E" starts where "e" did');
-  assert.deepEqual(hintsAround(earlier.length, endAt, map.place(800)), [2, 3, 4, 5, 6], 'centred on "e"');
+  assert.equal(map.place(8 * C), 4 * C, '"E" starts where "e" did');
+  assert.deepEqual(hintsAround(earlier.length, endAt, map.place(8 * C)), [2, 3, 4, 5, 6], 'centred on "e"');
   // The NAR's relative place puts it a chunk off.
-  assert.notDeepEqual(placeHints(earlier.length, endAt, 800, 1200), [2, 3, 4, 5, 6]);
+  assert.notDeepEqual(placeHints(earlier.length, endAt, 8 * C, 12 * C), [2, 3, 4, 5, 6]);
 });
 
 test('a stretch with no shared chunk is placed in proportion between the shared ones around it', () => {
-  const earlier = list(['a', 'p', 'q', 'r', 'z']);
-  const newer = list(['a', 'P', 'Q', 'R', 'S', 'T', 'U', 'z']); // the middle grew from 3 to 6 chunks
+  const earlier = list(['a', 'p', 'q', 'r', 'z', 'k', 'l', 'm']);
+  const newer = list(['a', 'P', 'Q', 'R', 'S', 'T', 'U', 'z', 'k', 'l', 'm']); // the middle grew from 3 to 6 chunks
   const map = new PlaceMap(earlier, newer);
-  assert.equal(map.place(100), 100);
-  assert.equal(map.place(400), 250, 'halfway through the grown stretch is halfway through the old one');
-  assert.equal(map.place(700), 400, '"z" where it was');
+  assert.equal(map.place(1 * C), 1 * C);
+  assert.equal(map.place(4 * C), 2.5 * C, 'halfway through the grown stretch is halfway through the old one');
+  assert.equal(map.place(7 * C), 4 * C, '"z" where it was');
 });
 
 test('with nothing shared, the place is the relative one; an empty earlier version gives no hints', () => {
   const earlier = list(['a', 'b', 'c', 'd']);
   const newer = list(['w', 'x', 'y', 'z', 'v', 'u', 't', 's']);
-  assert.equal(new PlaceMap(earlier, newer).place(400), 200);
+  assert.equal(new PlaceMap(earlier, newer).place(4 * C), 2 * C);
   assert.deepEqual(
     hintsAround(0, () => 0, 0),
     [],
@@ -45,5 +46,20 @@ test('a shared chunk out of order (moved) does not bend the places of the others
   const earlier = list(['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']);
   const newer = list(['a', 'g', 'b', 'c', 'D', 'e', 'f', 'h']); // "g" moved to the front, "d" changed
   const map = new PlaceMap(earlier, newer);
-  assert.equal(map.place(400), 300, '"D" starts where "d" did');
+  assert.equal(map.place(4 * C), 3 * C, '"D" starts where "d" did');
+});
+
+test('a pinned place near the relative one gives way to it', () => {
+  const earlier: PlacedChunk[] = [
+    { key: 'a', end: 1000 },
+    { key: 'b', end: 2000 },
+    { key: 'c', end: 3000 },
+  ];
+  const newer: PlacedChunk[] = [
+    { key: 'a', end: 1500 },
+    { key: 'B', end: 2500 },
+    { key: 'c', end: 3000 },
+  ];
+  // Pinned, "B" starts at 1000 (the end of "a"); relatively at 1500, within a few hundred KB.
+  assert.equal(new PlaceMap(earlier, newer).place(1500), 1500);
 });
