@@ -1,12 +1,13 @@
 /** Chunks of a local version named as hints per chunk wanted, around the same place. */
 export const PLACE_HINTS = 5;
 /**
- * How far the pinned place must lie from the relative one to be taken. Nearer, the relative place
- * did better (node 22.17.1 -> 22.18.0, NARs of one size: 7.8 MB fetched against 9.9 MB pinned,
- * the pins about 30 KB off it); far, the pinned one (22.19.0 -> 22.20.0, 11.5 MB grown: 15.6 MB
+ * By how much of its size a NAR must differ from the earlier version for its places to be pinned.
+ * Of about one size, the relative place did better (node 22.17.1 -> 22.18.0: 7.8 MB fetched against
+ * 9.9 MB pinned, the pins about 30 KB off it, and 8.1 MB taking the pinned place only where it lay
+ * more than 256 KiB from the relative one); grown by 6%, the pinned one (22.19.0 -> 22.20.0: 15.6 MB
  * against 34.9 MB).
  */
-const FAR = 256 << 10;
+const GROWN = 0.01;
 
 /** A chunk of a NAR's list: a key that is the same for the same content (its id as hex), and its end offset. */
 export interface PlacedChunk {
@@ -51,8 +52,8 @@ export function hintsAround(count: number, endAt: (i: number) => number, place: 
  * offset between two pins is placed in proportion between their places in the earlier version. A
  * file that grew or a file added before a place shifts it by what it adds; the NAR's relative place
  * (placeHints), which this is with no shared chunk, shifts every place after it by a share of the
- * whole growth. Where the two places lie within FAR of each other, the relative one is taken. Client
- * and server build it from the same two chunk lists, so they name the same hints.
+ * whole growth. For NARs within GROWN of one size the relative place is taken. Client and server
+ * build it from the same two chunk lists, so they name the same hints.
  */
 export class PlaceMap {
   /** Pins: offsets in the newer NAR and the matching ones in the earlier, both increasing. */
@@ -60,6 +61,7 @@ export class PlaceMap {
   readonly #from: number[] = [0];
   readonly #newerSize: number;
   readonly #earlierSize: number;
+  readonly #pinnedPlaces: boolean;
 
   constructor(earlier: Iterable<PlacedChunk>, newer: Iterable<PlacedChunk>) {
     const starts = new Map<string, { start: number; end: number }>();
@@ -79,6 +81,7 @@ export class PlaceMap {
     const newerSize = at;
     this.#newerSize = newerSize;
     this.#earlierSize = earlierSize;
+    this.#pinnedPlaces = Math.abs(newerSize - earlierSize) > GROWN * earlierSize;
     for (const i of longestIncreasing(shared.map((s) => s.from))) {
       const s = shared[i];
       if (s.to < this.#to.at(-1)! || s.from < this.#from.at(-1)!) continue;
@@ -93,9 +96,8 @@ export class PlaceMap {
 
   /** The earlier version's offset for offset `start` of the newer NAR. */
   place(start: number): number {
-    const relative = Math.floor((start / Math.max(1, this.#newerSize)) * this.#earlierSize);
-    const pinned = this.#pinned(start);
-    return Math.abs(pinned - relative) > FAR ? pinned : relative;
+    if (this.#pinnedPlaces) return this.#pinned(start);
+    return Math.floor((start / Math.max(1, this.#newerSize)) * this.#earlierSize);
   }
 
   #pinned(start: number): number {

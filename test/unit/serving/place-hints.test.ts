@@ -44,22 +44,19 @@ test('with nothing shared, the place is the relative one; an empty earlier versi
 
 test('a shared chunk out of order (moved) does not bend the places of the others', () => {
   const earlier = list(['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']);
-  const newer = list(['a', 'g', 'b', 'c', 'D', 'e', 'f', 'h']); // "g" moved to the front, "d" changed
+  // Two chunks added in front, "g" moved forward, "d" changed.
+  const newer = list(['n', 'm', 'a', 'g', 'b', 'c', 'D', 'e', 'f', 'h']);
   const map = new PlaceMap(earlier, newer);
-  assert.equal(map.place(4 * C), 3 * C, '"D" starts where "d" did');
+  assert.equal(map.place(6 * C), 3 * C, '"D" starts where "d" did');
 });
 
-test('a pinned place near the relative one gives way to it', () => {
-  const earlier: PlacedChunk[] = [
-    { key: 'a', end: 1000 },
-    { key: 'b', end: 2000 },
-    { key: 'c', end: 3000 },
-  ];
-  const newer: PlacedChunk[] = [
-    { key: 'a', end: 1500 },
-    { key: 'B', end: 2500 },
-    { key: 'c', end: 3000 },
-  ];
-  // Pinned, "B" starts at 1000 (the end of "a"); relatively at 1500, within a few hundred KB.
-  assert.equal(new PlaceMap(earlier, newer).place(1500), 1500);
+test('NARs of about one size are placed relatively', () => {
+  const earlier = list(['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']);
+  const newer = list(['a', 'x', 'b', 'c', 'd', 'E', 'f', 'h']); // "g" dropped, "x" added: one size
+  const endAt = (i: number): number => earlier[i].end;
+  assert.equal(new PlaceMap(earlier, newer).place(5 * C), 5 * C);
+  assert.deepEqual(
+    hintsAround(earlier.length, endAt, new PlaceMap(earlier, newer).place(5 * C)),
+    placeHints(earlier.length, endAt, 5 * C, 8 * C),
+  );
 });
