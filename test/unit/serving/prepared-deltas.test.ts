@@ -1,6 +1,6 @@
 /**
  * Upgrade deltas prepared on disk (src/serving/prepared-deltas.ts): kept under the data dir across
- * a restart and used by the next server on it, dropped when GC removes the older version, and held
+ * a restart and used by the next server on it, used by another process on the same data dir, dropped when GC removes the older version, and held
  * within their bound in bytes.
  */
 import { after, test } from 'node:test';
@@ -124,6 +124,23 @@ test('a prepared upgrade survives a restart: the next server on the data dir sen
     assert.ok(kinds['kept-delta'] > 0, 'the deltas prepared before the restart were sent');
   } finally {
     await second.stop();
+  }
+});
+
+test('another process on the same data dir sends the deltas one process prepared', async () => {
+  const dir = await dataDir();
+  const preparing = await serve(dir);
+  const other = await serve(dir); // as `serve --processes 2` runs two over one data dir
+  try {
+    const v1 = await preparing.upload(versionNar(1500, 200_000), 'shared-1.0');
+    const v2 = await preparing.upload(versionNar(2500, 200_000), 'shared-1.1');
+    await upgradeDeltasSettled();
+    const kinds = await answerKinds(other.nw, upgradeRequest(v1.record, v2.record));
+    assert.equal(kinds['computed-delta'] ?? 0, 0, 'the other process computed nothing');
+    assert.ok(kinds['kept-delta'] > 0, 'it sent the deltas the first one prepared');
+  } finally {
+    await other.stop();
+    await preparing.stop();
   }
 });
 
