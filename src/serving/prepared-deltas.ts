@@ -9,7 +9,7 @@ import type { Narwhal } from '../context/narwhal.ts';
  * read earlier never points into another file's bytes), so that every process of `serve --processes N`
  * finds them and a restart keeps them. A file is the deltas back to back, then its index sorted
  * by key (KEY_BYTES of key, u64 offset, u32 length, u32 flags), then a trailer (u64 index offset,
- * u32 count, MAGIC). A key names a chunk and the bases of its delta (deltaKey), so an entry is
+ * u32 count, MAGIC); a writer's temporary file (TEMP_PREFIX) is renamed into place once whole. A key names a chunk and the bases of its delta (deltaKey), so an entry is
  * right whatever NAR it came from; whether the requester may read the chunk and its bases is the
  * caller's check. An entry flagged NOT_WORTH says that no delta against those bases pays.
  * Files beyond the bound in bytes go, the least recently used first (a file used is touched).
@@ -73,7 +73,8 @@ export class PreparedDeltas {
     );
     if (dirTime === this.#dirTime) return;
     this.#dirTime = dirTime;
-    const names = new Set(dirTime < 0 ? [] : (await readdir(this.dir)).filter((n) => n.endsWith(SUFFIX)));
+    const listed = dirTime < 0 ? [] : await readdir(this.dir).catch(() => [] as string[]);
+    const names = new Set(listed.filter((n) => n.endsWith(SUFFIX) && !n.startsWith(TEMP_PREFIX)));
     const kept: DeltaFile[] = [];
     for (const file of this.#files) if (names.delete(file.name)) kept.push(file);
     for (const name of names) {
@@ -114,10 +115,10 @@ export class PreparedDeltas {
     const handle = await open(join(this.dir, file.name), 'r').catch(() => undefined);
     if (!handle) return undefined;
     try {
-      const { bytesRead } = await handle.read(delta, 0, length, offset);
-      if (bytesRead !== length) return undefined;
+      const read = await handle.read(delta, 0, length, offset).catch(() => undefined);
+      if (read?.bytesRead !== length) return undefined;
     } finally {
-      await handle.close();
+      await handle.close().catch(() => {});
     }
     if (Date.now() - file.touchedAt >= TOUCH_MS) {
       file.touchedAt = Date.now();
