@@ -5,7 +5,7 @@ import { parseStored } from '../delta/stored-form.ts';
 import { NarwhalError } from '../errors.ts';
 import { ExactReader } from '../runtime/exact-reader.ts';
 import { encodeWantedChunks, readChunkFrame, type WantedChunk } from '../serving/chunk-frames-body.ts';
-import { placeHints } from '../serving/place-hints.ts';
+import { hintsAround, PlaceMap } from '../serving/place-hints.ts';
 import type { CaibxChunk } from '../storage/caibx.ts';
 import { decodeWithDictionary, ZstdFrameDecoder } from '../storage/zstd-frames.ts';
 import type { ChunkCache } from './chunk-cache.ts';
@@ -148,7 +148,8 @@ class Assembly {
   readonly #chunks: CaibxChunk[];
   readonly #versions: LocalChunkList[];
   readonly #figures: AssemblyFigures;
-  readonly #narSize: number;
+  /** Where this NAR's offsets lie in the first local version (the one hints come from). */
+  readonly #placeMap: PlaceMap;
   /** Chunks of the local versions, by id (hex). */
   readonly #places = new Map<string, LocalPlace>();
   readonly #recent = new Map<string, Promise<Uint8Array | undefined>>();
@@ -172,7 +173,10 @@ class Assembly {
     this.#chunks = chunks;
     this.#versions = versions;
     this.#figures = figures;
-    this.#narSize = chunks.at(-1)?.end ?? 0;
+    this.#placeMap = new PlaceMap(
+      (versions[0]?.chunks ?? []).map((c) => ({ key: c.hex, end: c.end })),
+      chunks.map((c) => ({ key: Buffer.from(c.id).toString('hex'), end: c.end })),
+    );
     for (const version of versions) {
       let start = 0;
       for (const { hex, end } of version.chunks) {
@@ -298,7 +302,7 @@ class Assembly {
   }
 
   /**
-   * The chunks of the first local version at the same relative place and their neighbours, in NAR
+   * The chunks of the first local version at the same place (PlaceMap) and their neighbours, in NAR
    * order (place-hints.ts: the server has deltas against these ready for the common upgrade).
    */
   #hints(start: number): Uint8Array[] {
@@ -306,7 +310,7 @@ class Assembly {
     if (!version) return [];
     const chunks = version.chunks;
     const hints: Uint8Array[] = [];
-    for (const i of placeHints(chunks.length, (j) => chunks[j].end, start, this.#narSize)) {
+    for (const i of hintsAround(chunks.length, (j) => chunks[j].end, this.#placeMap.place(start))) {
       const near = chunks[i];
       if (this.#places.has(near.hex) || this.#cache.has(near.hex)) hints.push(Buffer.from(near.hex, 'hex'));
     }

@@ -17,6 +17,10 @@ export interface NarwhalOptions {
   upstreamNegativeMs: number;
   /** A netrc file with credentials for upstreams (machine, login, password). */
   netrcFile?: string;
+  /** The data dir, where a process keeps files of its own beside the stores (serving/prepared-deltas.ts). */
+  dataDir?: string;
+  /** Bytes of upgrade deltas prepared ahead kept on disk under the data dir at most. */
+  upgradeDeltaBytes: number;
 }
 
 export const DEFAULT_OPTIONS: NarwhalOptions = {
@@ -24,6 +28,7 @@ export const DEFAULT_OPTIONS: NarwhalOptions = {
   zstdLevel: DEFAULT_ZSTD_LEVEL,
   upstreamTimeoutMs: 10_000,
   upstreamNegativeMs: 60_000,
+  upgradeDeltaBytes: 1024 ** 3,
 };
 
 /** Everything an operation needs: the two stores, the settings and this process's state beside them. No HTTP in here. */

@@ -10,6 +10,7 @@ import {
 import { HOLD_STALE_MS } from '../context/ingest-holds.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 import type { CacheRecord, PathRecord } from '../metadata/metadata-store.ts';
+import { dropDeltasOfGoneNars } from '../serving/prepared-deltas.ts';
 
 /**
  * Garbage collection. One run:
@@ -196,6 +197,8 @@ async function collectUnderLease(nw: Narwhal, options: GcOptions): Promise<GcRep
   };
   try {
     await collect(nw, options, report, keepLease);
+    // Upgrades prepared ahead whose NAR is gone are of no use, and their bases may be gone too.
+    if (report.nars > 0) await dropDeltasOfGoneNars(nw);
   } finally {
     await nw.meta.releaseLease(GC_LEASE, holder);
   }

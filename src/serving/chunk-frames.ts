@@ -8,8 +8,8 @@ import { encodeChunk } from '../storage/chunk-codec.ts';
 import type { EncodeRequest, EncodeResult } from '../storage/zstd-encode-worker.ts';
 import { readCheckedChunk } from './chunk-damage.ts';
 import { encodeChunkFrame, type WantedChunk } from './chunk-frames-body.ts';
-import { ComputedDeltas } from './computed-deltas.ts';
 import { PLACE_HINTS } from './place-hints.ts';
+import { deltaKey, preparedDeltasOf } from './prepared-deltas.ts';
 
 /** Deltas computed per request at most (each costs a zstd pass with a dictionary); the rest go plain. */
 export const MAX_COMPUTED_DELTAS = 256;
@@ -23,7 +23,8 @@ const DELTA_MARGIN = 0.8;
 /** Answers prepared ahead of the one being sent (their deltas computed at once on the workers). */
 const AHEAD = 8;
 
-const computedDeltas = new ComputedDeltas();
+/** Receives, while preparing an upgrade, each delta decided on by its key (null: none pays). */
+export type DeltaSink = (key: Uint8Array, delta: Uint8Array | null) => void;
 
 /** Computes deltas beside the main thread, which a request's deltas would otherwise hold for seconds. */
 let encoders: WorkerPool<EncodeRequest, EncodeResult> | undefined;
@@ -40,14 +41,19 @@ const encodeOnWorker = (data: Uint8Array, dictionary: Uint8Array, level: number)
  * answer depends on nothing the caller could not read through the cache). A chunk stored as a
  * delta whose bases the client holds goes as stored; otherwise a delta is computed against the
  * chunks the client says resemble it where that is clearly smaller; else a plain zstd frame.
- * Each answer is counted in the metrics unless `recorded` is false (deltas prepared ahead).
+ * A delta prepared ahead (prepared-deltas.ts) under the same chunk and bases is sent as kept.
+ * Each answer is counted in the metrics, unless `prepared` is given: then the request is the
+ * server's own, preparing an upgrade, and every delta decided on goes to it.
  */
 export async function* chunkFrames(
   nw: Narwhal,
   cache: CacheRecord,
   wanted: readonly WantedChunk[],
-  recorded = true,
+  prepared?: DeltaSink,
 ): AsyncGenerator<Uint8Array> {
+  const recorded = prepared === undefined;
+  const kept = preparedDeltasOf(nw);
+  await kept?.refresh();
   type Answer = Parameters<typeof nw.metrics.recordChunkAnswer>[0];
   const reply = (id: Uint8Array, answer: Answer, payload: Uint8Array): Uint8Array => {
     if (recorded) nw.metrics.recordChunkAnswer(answer);
@@ -82,9 +88,10 @@ export async function* chunkFrames(
   const answer = async (id: Uint8Array, bases: Uint8Array[]): Promise<Uint8Array> => {
     const record = (await isVisible(id)) ? await nw.meta.getChunk(id) : undefined;
     if (!record) return reply(id, 'absent', new Uint8Array(0));
-    const key = bases.length > 0 ? ComputedDeltas.key(id, bases) : undefined;
-    const kept = key === undefined ? undefined : computedDeltas.get(key);
-    if (kept) return reply(id, 'kept-delta', kept);
+    const key = bases.length > 0 ? deltaKey(id, bases) : undefined;
+    const keptDelta = key === undefined || !kept ? undefined : await kept.get(key);
+    if (keptDelta !== undefined) prepared?.(key!, keptDelta);
+    if (keptDelta) return reply(id, 'kept-delta', keptDelta);
     const read = await readCheckedChunk(nw, { index: 0, id, start: 0, end: record.size }, true).catch(absentIfDamaged);
     if (!read) return reply(id, 'absent', new Uint8Array(0));
     const form = read.delta ? parseStored(read.stored) : undefined;
@@ -93,7 +100,7 @@ export async function* chunkFrames(
     }
     const plain = read.delta ? await encodeChunk(read.data!, FRAME_LEVEL) : read.stored;
     const found = [];
-    for (const hint of kept === null ? [] : bases) {
+    for (const hint of keptDelta === null ? [] : bases) {
       const baseContent = await content(hint);
       if (baseContent) found.push({ id: hint, content: baseContent });
     }
@@ -104,7 +111,7 @@ export async function* chunkFrames(
         frame,
       );
       const pays = delta.length <= DELTA_MARGIN * plain.length;
-      computedDeltas.set(key!, pays ? delta : null);
+      prepared?.(key!, pays ? delta : null);
       if (pays) return reply(id, 'computed-delta', delta);
     }
     return reply(id, 'frame', plain);

@@ -6,15 +6,11 @@ import { compareVersions } from '../nix/store-path.ts';
 import { chunkHex } from '../storage/chunk-store.ts';
 import { chunkFrames, MAX_COMPUTED_DELTAS } from './chunk-frames.ts';
 import type { WantedChunk } from './chunk-frames-body.ts';
-import { placeHints } from './place-hints.ts';
+import { hintsAround, PlaceMap } from './place-hints.ts';
+import { preparedDeltasOf } from './prepared-deltas.ts';
 
 /** NARs waiting for their deltas at most; more are dropped (their first request computes them). */
 const MAX_WAITING = 64;
-/**
- * Bytes of answers prepared per upgrade at most: half of what the kept deltas hold (computed-deltas.ts),
- * so that one huge upgrade neither pushes out the others nor evicts its own first deltas.
- */
-const MAX_PREPARED_BYTES = 16 << 20;
 
 /** Other NARs of the package looked at for the versions just below and above. */
 const OTHERS = 16;
@@ -73,12 +69,15 @@ const nameOf = (storePath: string): string => storePath.slice(storePath.lastInde
 
 /**
  * Asks chunkFrames, as a substituter holding `fromNar` would ask for `toNar`, for every chunk of
- * `toNar` that `fromNar` lacks, with the hints it would give (place-hints.ts), and drops the
- * answers: what it computes is kept (computed-deltas.ts) under the keys such requests look up.
- * Stops after MAX_PREPARED_BYTES of answers (the first chunks of the NAR, those Nix waits for
- * first). Returns the number of chunks asked for.
+ * `toNar` that `fromNar` lacks, with the hints it would give (place-hints.ts, PlaceMap), and drops the
+ * answers: the deltas decided on go to the upgrade's file of prepared deltas (prepared-deltas.ts)
+ * under the keys such requests look up, in NAR order, up to the file's share of the bound (the
+ * first chunks of the NAR, those Nix waits for first, when an upgrade's deltas exceed it). An
+ * upgrade that has its file already is skipped. Returns the number of chunks asked for.
  */
 export async function upgradeDeltas(nw: Narwhal, cache: CacheRecord, fromNar: number, toNar: number): Promise<number> {
+  const store = preparedDeltasOf(nw);
+  if (!store || (await store.has(fromNar, toNar))) return 0;
   const from = await nw.meta.narChunkTable(fromNar);
   const to = await nw.meta.narChunkTable(toNar);
   if (!from || !to || from.length === 0 || to.length === 0) return 0;
@@ -86,21 +85,28 @@ export async function upgradeDeltas(nw: Narwhal, cache: CacheRecord, fromNar: nu
   const fromEnd = (i: number): number => chunkEntry(from, i).end;
   const held = new Set<string>();
   for (const entry of chunkEntries(from)) held.add(chunkHex(entry.id));
-  const narSize = chunkEntry(to, chunkCount(to) - 1).end;
+  const placed = (table: Uint8Array) => [...chunkEntries(table)].map((e) => ({ key: chunkHex(e.id), end: e.end }));
+  const placeMap = new PlaceMap(placed(from), placed(to));
   const wanted: WantedChunk[] = [];
   for (const entry of chunkEntries(to)) {
     if (held.has(chunkHex(entry.id))) continue;
-    const hints = placeHints(fromCount, fromEnd, entry.start, narSize).map((j) => chunkEntry(from, j).id);
+    const hints = hintsAround(fromCount, fromEnd, placeMap.place(entry.start)).map((j) => chunkEntry(from, j).id);
     if (hints.length > 0) wanted.push({ id: entry.id, hints });
   }
-  let bytes = 0;
+  if (wanted.length === 0) return 0;
+  const writer = await store.writer(fromNar, toNar);
   let asked = 0;
-  for (; asked < wanted.length && bytes < MAX_PREPARED_BYTES; asked += MAX_COMPUTED_DELTAS) {
-    await uploadsPaused(nw);
-    // Only what chunkFrames keeps matters; the answers are counted to bound the work.
-    for await (const answer of chunkFrames(nw, cache, wanted.slice(asked, asked + MAX_COMPUTED_DELTAS), false)) {
-      bytes += answer.length;
+  try {
+    for (; asked < wanted.length && !writer.full; asked += MAX_COMPUTED_DELTAS) {
+      await uploadsPaused(nw);
+      // Only what goes to the writer matters.
+      for await (const _ of chunkFrames(nw, cache, wanted.slice(asked, asked + MAX_COMPUTED_DELTAS), writer.add));
+      await writer.flush();
     }
+    await writer.finish();
+  } catch (err) {
+    await writer.abort();
+    throw err;
   }
   return Math.min(asked, wanted.length);
 }

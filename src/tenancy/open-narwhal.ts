@@ -20,7 +20,7 @@ export const DEFAULT_CACHE = 'main';
 export async function openNarwhal(config: OpenConfig): Promise<Narwhal> {
   const meta = await openMetadataStore(config.database ?? `sqlite:${join(config.dataDir, 'narwhal.sqlite')}`);
   const chunks = await openChunkStore(config.storage ?? defaultStorage(config.dataDir));
-  const nw = createNarwhal(meta, chunks, config.options);
+  const nw = createNarwhal(meta, chunks, { dataDir: config.dataDir, ...config.options });
   if (!(await meta.getCache(DEFAULT_CACHE))) {
     await createCache(nw, DEFAULT_CACHE, { isPublic: true }).catch((err: unknown) => {
       if (!isNarwhalError(err, 'conflict')) throw err; // another process created it meanwhile

@@ -26,7 +26,7 @@ import {
   readChunkFrame,
   type WantedChunk,
 } from '../../../src/serving/chunk-frames-body.ts';
-import { placeHints } from '../../../src/serving/place-hints.ts';
+import { hintsAround, PlaceMap } from '../../../src/serving/place-hints.ts';
 import { upgradeDeltasSettled } from '../../../src/serving/upgrade-deltas.ts';
 import { createToken } from '../../../src/tenancy/tokens.ts';
 import { narHashOf, randomHashPart, tempNarwhal, type TempNarwhal } from '../../helpers/narwhal-fixtures.ts';
@@ -84,11 +84,13 @@ describe('deltas prepared for upgrades', () => {
   const upgradeRequest = (from: NarRecord, to: NarRecord): WantedChunk[] => {
     const old = [...chunkEntries(from.chunkTable)];
     const held = new Set(old.map((e) => hex(e.id)));
+    const placed = (entries: { id: Uint8Array; end: number }[]) => entries.map((e) => ({ key: hex(e.id), end: e.end }));
+    const places = new PlaceMap(placed(old), placed([...chunkEntries(to.chunkTable)]));
     return [...chunkEntries(to.chunkTable)]
       .filter((e) => !held.has(hex(e.id)))
       .map((e) => ({
         id: e.id,
-        hints: placeHints(old.length, (i) => old[i].end, e.start, to.narSize).map((i) => old[i].id),
+        hints: hintsAround(old.length, (i) => old[i].end, places.place(e.start)).map((i) => old[i].id),
       }));
   };
 
