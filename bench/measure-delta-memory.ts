@@ -2,7 +2,9 @@
  * Issue 19's memory and serving rows on their own (docs/benchmarks.md, "Delta memory and serving
  * speed"), a few minutes on the quick dataset rather than the whole `npm run bench --quick`:
  *
- *   node bench/measure-delta-memory.ts [--baseline DIR] [--rounds N] [--work DIR] [--keep]
+ *   node bench/measure-delta-memory.ts [--baseline DIR] [--rounds N] [--work DIR] [--keep] [--full]
+ *
+ * --full: the full dataset (`npm run bench`'s four series, 1.5 GB of NAR) instead of the quick one.
  *
  * Per Narwhal measured (this checkout, and with --baseline another checkout of Narwhal with its
  * node_modules, in the same run): every series pushed with `nix copy` into one `narwhal serve`,
@@ -45,6 +47,7 @@ async function main(argv: string[]): Promise<void> {
       rounds: { type: 'string', default: '3' },
       work: { type: 'string' },
       keep: { type: 'boolean', default: false },
+      full: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -57,7 +60,12 @@ async function main(argv: string[]): Promise<void> {
   await rm(work, { recursive: true, force: true });
   await mkdir(work, { recursive: true });
   const loadBefore = await loadAverage();
-  const ds = await buildDataset(MODES.quick, work, nixEnv(join(work, 'clients', 'dataset')), log);
+  const ds = await buildDataset(
+    values.full ? MODES.full : MODES.quick,
+    work,
+    nixEnv(join(work, 'clients', 'dataset')),
+    log,
+  );
   log(`dataset: ${ds.totalPaths} store paths, ${(ds.totalNarBytes / 1e6).toFixed(1)} MB of NAR`);
 
   // This checkout's bin itself: node_modules/.bin/narwhal would be wherever node_modules points.

@@ -11,11 +11,15 @@ import type {
   WorkerResult,
 } from './chunk-check-worker.ts';
 
-/** Started on first use; idle workers keep no process alive. */
+/**
+ * Started on first use; idle workers keep no process alive, and end after IDLE_MS without a
+ * request, with the bases they keep.
+ */
 let workers: WorkerPool<WorkerRequest, WorkerResult> | undefined;
+export const IDLE_MS = 30_000;
 
 function pool(): WorkerPool<WorkerRequest, WorkerResult> {
-  workers ??= new WorkerPool(new URL('./chunk-check-worker.ts', import.meta.url));
+  workers ??= new WorkerPool(new URL('./chunk-check-worker.ts', import.meta.url), undefined, { idleMs: IDLE_MS });
   return workers;
 }
 
