@@ -3,12 +3,13 @@
  * speed"), a few minutes on the quick dataset rather than the whole `npm run bench --quick`:
  *
  *   node bench/measure-delta-memory.ts [--baseline DIR] [--rounds N] [--work DIR] [--keep]
- *                                      [--series ID,ID...] [--at-once-too]
+ *                                      [--series ID,ID...] [--at-once-too] [--full]
  *
  * Series are pushed a release at a time, oldest first; --at-once-too adds this checkout with each
  * series pushed in one `nix copy`, as the bench did before (Nix's order, not the versions').
  * --series takes the full dataset's series of those ids instead (for example `swc,typescript`),
  * pushed in that order into the same server, as `npm run bench` does with all of them.
+ * --full: the full dataset (`npm run bench`'s four series, 1.5 GB of NAR) instead of the quick one.
  *
  * Per Narwhal measured (this checkout, and with --baseline another checkout of Narwhal with its
  * node_modules, in the same run): every series pushed with `nix copy` into one `narwhal serve`,
@@ -65,6 +66,7 @@ async function main(argv: string[]): Promise<void> {
       keep: { type: 'boolean', default: false },
       series: { type: 'string' },
       'at-once-too': { type: 'boolean', default: false },
+      full: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -77,7 +79,12 @@ async function main(argv: string[]): Promise<void> {
   await rm(work, { recursive: true, force: true });
   await mkdir(work, { recursive: true });
   const loadBefore = await loadAverage();
-  const ds = await buildDataset(datasetMode(values.series), work, nixEnv(join(work, 'clients', 'dataset')), log);
+  const ds = await buildDataset(
+    datasetMode(values.series, values.full),
+    work,
+    nixEnv(join(work, 'clients', 'dataset')),
+    log,
+  );
   log(`dataset: ${ds.totalPaths} store paths, ${(ds.totalNarBytes / 1e6).toFixed(1)} MB of NAR`);
 
   // This checkout's bin itself: node_modules/.bin/narwhal would be wherever node_modules points.
@@ -130,8 +137,8 @@ async function main(argv: string[]): Promise<void> {
 }
 
 /** The quick dataset, or the full dataset's series named in `ids` (comma-separated), in that order. */
-function datasetMode(ids: string | undefined): Mode {
-  if (ids === undefined) return MODES.quick;
+function datasetMode(ids: string | undefined, full: boolean): Mode {
+  if (ids === undefined) return full ? MODES.full : MODES.quick;
   const series = ids.split(',').map((id) => {
     const spec = MODES.full.series.find((s) => s.id === id);
     if (spec === undefined) throw new Error(`--series: no series ${id} in the full dataset`);

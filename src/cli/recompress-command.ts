@@ -5,6 +5,7 @@ import { DEFAULT_RECOMPRESS_LEVEL, describeRecompression, recompressChunks } fro
 import { parseZstdLevel, STORE_OPTIONS } from './options.ts';
 import { printJsonOr } from './output.ts';
 import { Progress } from '../runtime/progress.ts';
+import { limitCheckWorkers } from '../serving/chunk-check.ts';
 
 /** `narwhal recompress`: one recompression run over every chunk still as ingested (src/maintenance/recompress.ts). */
 export async function recompressCommand(args: string[]): Promise<number> {
@@ -19,6 +20,8 @@ export async function recompressCommand(args: string[]): Promise<number> {
     strict: true,
   });
   const level = parseZstdLevel('--level', values.level);
+  // One run, whose main thread bounds it: a second check worker added its heap and kept bases, not speed.
+  limitCheckWorkers(1);
   const nw = await openNarwhal({ dataDir: values['data-dir'], storage: values.storage, database: values.database });
   try {
     const progress = new Progress('recompress', { quiet: values.json });

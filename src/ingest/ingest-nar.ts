@@ -14,6 +14,7 @@ import { NarChunkWriter, ingestBlocks } from './nar-chunk-writer.ts';
 import type { SharedSlots } from './shared-slots.ts';
 import { StreamChunker, type BlockCuts } from './stream-chunker.ts';
 import type { Narwhal } from '../context/narwhal.ts';
+import { scavengerByVolume } from '../runtime/v8-scavenge.ts';
 
 export interface IngestRequest {
   /** How the body is compressed; 'auto' tells gzip from an uncompressed NAR by its first bytes. */
@@ -48,6 +49,15 @@ export async function ingestNar(nw: Narwhal, body: Readable, request: IngestRequ
   }
 }
 
+/**
+ * A young-generation collection of the main thread every so many bytes of NAR ingested, for all
+ * uploads together. A body passes through the main thread as buffers of 64-128 KiB (socket reads,
+ * decompressed output) that are dead once copied into a block, but V8 collects them by their JS
+ * objects, which are small: it left 40-100 MB of them waiting (docs/benchmarks.md, "Delta memory
+ * and serving speed").
+ */
+const collectBodyGarbage = scavengerByVolume(16 * 1024 * 1024);
+
 /** Block size handed to the NAR checks and the chunker. */
 const COALESCE_BYTES = WASM_BLOCK_BYTES;
 
@@ -72,6 +82,7 @@ async function ingestHeld(nw: Narwhal, body: Readable, request: IngestRequest, s
       throw new NarwhalError('too-large', `NAR exceeds the size limit of ${nw.options.maxNarSize} bytes`);
     }
     validator.push(data);
+    collectBodyGarbage(data.length);
   };
 
   const chunks = new IngestedChunks();

@@ -5,8 +5,9 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
-import { WasmChunker } from '../chunking/wasm-chunker.ts';
+import { WASM_BLOCK_BYTES, WasmChunker } from '../chunking/wasm-chunker.ts';
 import type { WorkerReply } from '../runtime/worker-pool.ts';
+import { scavengerByVolume } from '../runtime/v8-scavenge.ts';
 
 export type StreamChunkRequest =
   | { op: 'block'; stream: number; bytes: Uint8Array }
@@ -36,6 +37,15 @@ interface StreamState {
 }
 
 const streams = new Map<number, StreamState>();
+
+/**
+ * A full collection every STREAMS_PER_COLLECTION streams ended: each stream's chunker holds a
+ * WebAssembly memory of about WASM_BLOCK_BYTES outside the JS heap, and this thread allocates so
+ * little on the heap that V8 otherwise left those of every upload so far (24 MB after 20 uploads,
+ * growing: docs/benchmarks.md, "Delta memory and serving speed").
+ */
+const STREAMS_PER_COLLECTION = 8;
+const collect = scavengerByVolume(STREAMS_PER_COLLECTION * WASM_BLOCK_BYTES, STREAMS_PER_COLLECTION * WASM_BLOCK_BYTES);
 
 function stateOf(stream: number): StreamState {
   let state = streams.get(stream);
@@ -95,4 +105,5 @@ parentPort!.on('message', (request: StreamChunkRequest & { seq: number }) => {
     reply = { seq: request.seq, error: { message: (err as Error).message } };
   }
   parentPort!.postMessage(reply, transfer);
+  if (request.op !== 'block') collect(WASM_BLOCK_BYTES);
 });

@@ -27,6 +27,10 @@ export interface WorkerReply<R> {
 /**
  * A fixed set of worker threads running one script, with request/response by sequence number.
  * Workers start on first use and are unref'd while idle, so an idle pool keeps no process alive.
+ * With `idleMs`, they end once no request has been pending for that long, and start again on the
+ * next: each holds a V8 heap of its own and what it keeps (10-40 MB), which a server that only
+ * serves now and then would otherwise hold for good (docs/benchmarks.md, "Delta memory and
+ * serving speed").
  */
 export class WorkerPool<Q extends object, R> {
   readonly size: number;
@@ -37,10 +41,13 @@ export class WorkerPool<Q extends object, R> {
   readonly #pending = new Map<number, { resolve: (result: R) => void; reject: (err: Error) => void }>();
   /** Workers whose thread ended with an error: what is sent to them fails at once rather than waiting for ever. */
   readonly #dead = new Map<Worker, Error>();
+  readonly #idleMs: number | undefined;
+  #idleTimer: NodeJS.Timeout | undefined;
 
-  constructor(script: URL, size = Math.max(1, availableParallelism())) {
+  constructor(script: URL, size = Math.max(1, availableParallelism()), options: { idleMs?: number } = {}) {
     this.#script = script;
     this.size = size;
+    this.#idleMs = options.idleMs;
   }
 
   /** Starts the workers now rather than on first use, which would wait for them to load. */
@@ -65,6 +72,8 @@ export class WorkerPool<Q extends object, R> {
     const dead = this.#dead.get(worker);
     if (dead) return Promise.reject(dead);
     const seq = this.#seq++;
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
     return new Promise<R>((resolve, reject) => {
       if (this.#pending.size === 0) for (const w of this.#workers) w.ref();
       this.#pending.set(seq, { resolve, reject });
@@ -73,6 +82,8 @@ export class WorkerPool<Q extends object, R> {
   }
 
   async close(): Promise<void> {
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
     const workers = this.#workers;
     this.#workers = [];
     this.#dead.clear();
@@ -96,9 +107,22 @@ export class WorkerPool<Q extends object, R> {
     const pending = this.#pending.get(seq);
     if (!pending) return;
     this.#pending.delete(seq);
-    if (this.#pending.size === 0) for (const w of this.#workers) w.unref();
+    if (this.#pending.size === 0) {
+      for (const w of this.#workers) w.unref();
+      if (this.#idleMs !== undefined) {
+        this.#idleTimer = setTimeout(() => void this.#endIfIdle(), this.#idleMs);
+        this.#idleTimer.unref();
+      }
+    }
     if (error) pending.reject(Object.assign(new Error(error.message), { code: error.code }));
     else pending.resolve(result as R);
+  }
+
+  /** Ends the workers if still idle; the next request starts new ones. */
+  async #endIfIdle(): Promise<void> {
+    this.#idleTimer = undefined;
+    if (this.#pending.size > 0 || this.#workers.length === 0) return;
+    await this.close();
   }
 
   #failAll(err: Error): void {

@@ -116,7 +116,9 @@ parentPort!.on('message', (request: WorkerRequest & { seq: number }) => {
       size = request.run.chunks.reduce((sum, chunk) => sum + chunk.size, 0);
       reply = { seq: request.seq, result: decodeRun(request.run, transfer) };
     } else {
-      size = request.size;
+      // The bases came in copies, and a delta's dictionary is another: garbage as much as the chunk.
+      const baseBytes = request.bases?.reduce((sum, base) => sum + base.byteLength, 0) ?? 0;
+      size = (request.size ?? MAX_CHUNK) + 2 * baseBytes;
       reply = { seq: request.seq, result: check(request, transfer) };
     }
   } catch (err) {

@@ -11,11 +11,27 @@ import type {
   WorkerResult,
 } from './chunk-check-worker.ts';
 
-/** Started on first use; idle workers keep no process alive. */
+/**
+ * Started on first use; idle workers keep no process alive, and end after IDLE_MS without a
+ * request, with the bases they keep.
+ */
 let workers: WorkerPool<WorkerRequest, WorkerResult> | undefined;
+export const IDLE_MS = 30_000;
+/** Workers the pool starts: one per core unless limited. */
+let size: number | undefined;
+
+/**
+ * Makes the pool of this process `count` workers rather than one per core, before its first use:
+ * for a process that checks chunks for one task at a time (`narwhal recompress`), where each
+ * worker more is a V8 heap and kept bases more (docs/benchmarks.md, "Delta memory and serving speed").
+ */
+export function limitCheckWorkers(count: number): void {
+  if (workers) throw new Error('the check workers have started already');
+  size = count;
+}
 
 function pool(): WorkerPool<WorkerRequest, WorkerResult> {
-  workers ??= new WorkerPool(new URL('./chunk-check-worker.ts', import.meta.url));
+  workers ??= new WorkerPool(new URL('./chunk-check-worker.ts', import.meta.url), size, { idleMs: IDLE_MS });
   return workers;
 }
 
@@ -53,7 +69,7 @@ export async function checkDeltaKeepingBases(
   sent: Set<string>,
 ): Promise<Uint8Array> {
   const baseIds = bases.map((base) => Buffer.from(base.id).toString('hex'));
-  const affinity = bases[0].id[0] % (workers?.size ?? availableParallelism());
+  const affinity = bases[0].id[0] % (workers?.size ?? size ?? availableParallelism());
   const empty = new Uint8Array(0);
   const send = (all: boolean): Promise<{ stored: Uint8Array; data?: Uint8Array }> => {
     const contents = bases.map((base, i) => (all || !sent.has(`${affinity}:${baseIds[i]}`) ? base.content : empty));

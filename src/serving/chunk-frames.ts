@@ -7,6 +7,7 @@ import { transferable, WorkerPool } from '../runtime/worker-pool.ts';
 import { encodeChunk } from '../storage/chunk-codec.ts';
 import type { EncodeRequest, EncodeResult } from '../storage/zstd-encode-worker.ts';
 import { readCheckedChunk } from './chunk-damage.ts';
+import { IDLE_MS } from './chunk-check.ts';
 import { encodeChunkFrame, type WantedChunk } from './chunk-frames-body.ts';
 import { PLACE_HINTS } from './place-hints.ts';
 import { deltaKey, preparedDeltasOf } from './prepared-deltas.ts';
@@ -31,6 +32,8 @@ let encoders: WorkerPool<EncodeRequest, EncodeResult> | undefined;
 const encodeOnWorker = (data: Uint8Array, dictionary: Uint8Array, level: number): Promise<Uint8Array> => {
   encoders ??= new WorkerPool<EncodeRequest, EncodeResult>(
     new URL('../storage/zstd-encode-worker.ts', import.meta.url),
+    undefined,
+    { idleMs: IDLE_MS },
   );
   return encoders.run({ data, dictionary, level }, transferable(dictionary));
 };

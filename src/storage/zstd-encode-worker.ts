@@ -26,7 +26,7 @@ export type EncodeResult = Uint8Array;
 /** A frame per chunk of an EncodeAllRequest, in order. */
 export type EncodeAllResult = Uint8Array[];
 
-const scavenge = scavengerByVolume();
+const scavenge = scavengerByVolume(undefined, 16 * 1024 * 1024);
 const encoder = encoderPerLevel();
 
 parentPort!.on('message', (request: (EncodeRequest | EncodeAllRequest) & { seq: number }) => {

@@ -19,3 +19,18 @@ test('a worker that dies fails what it was asked, and later requests to it fail 
     await pool.close();
   }
 });
+
+test('with idleMs, workers end once idle that long and new ones answer the next request', async () => {
+  const pool = new WorkerPool<object, number>(new URL('./fixtures/thread-id-worker.ts', import.meta.url), 1, {
+    idleMs: 50,
+  });
+  try {
+    const first = await pool.run({});
+    assert.equal(await pool.run({}), first, 'a busy pool keeps its worker');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const after = await pool.run({});
+    assert.notEqual(after, first, 'the idle worker ended and another one answered');
+  } finally {
+    await pool.close();
+  }
+});
