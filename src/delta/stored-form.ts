@@ -157,3 +157,12 @@ function concatenated(parts: readonly Uint8Array[]): Uint8Array {
   }
   return whole;
 }
+
+/** Whether stored bytes claim to be a delta; a malformed claim counts as one, to be checked and refused as one. */
+export function claimsDelta(stored: Uint8Array): boolean {
+  try {
+    return parseStored(stored).kind === 'delta';
+  } catch {
+    return true;
+  }
+}

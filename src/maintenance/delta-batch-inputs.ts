@@ -1,7 +1,7 @@
-import { NarwhalError, isNarwhalError } from '../errors.ts';
-import { parseStored } from '../delta/stored-form.ts';
+import { NarwhalError } from '../errors.ts';
+import { claimsDelta } from '../delta/stored-form.ts';
 import { decodeDeltasWithChains } from '../serving/chunk-content.ts';
-import { readFrame } from '../serving/chunk-damage.ts';
+import { isDamage, readFrame } from '../serving/chunk-damage.ts';
 import { chunkHex, type StoredFrame } from '../storage/chunk-store.ts';
 import { hasFrameReads } from '../storage/chunk-store-capabilities.ts';
 import type { Narwhal } from '../context/narwhal.ts';
@@ -41,7 +41,7 @@ export async function readBatchInputs(nw: Narwhal, chunks: Uint8Array[], bases: 
   const deltas = [];
   for (const id of distinct(bases)) {
     const frame = byId.get(chunkHex(id))!;
-    if (frame instanceof NarwhalError || !isDelta(frame.stored)) continue;
+    if (frame instanceof NarwhalError || !claimsDelta(frame.stored)) continue;
     const record = await nw.meta.getChunk(id);
     if (record === undefined) contents.set(chunkHex(id), missing(id));
     else deltas.push({ id, top: frame, size: record.size });
@@ -86,18 +86,6 @@ function distinct(ids: Uint8Array[]): Uint8Array[] {
   });
 }
 
-function isDelta(stored: Uint8Array): boolean {
-  try {
-    return parseStored(stored).kind === 'delta';
-  } catch {
-    return true;
-  }
-}
-
 function missing(id: Uint8Array): NarwhalError {
   return new NarwhalError('chunk-missing', `chunk ${chunkHex(id)} is not recorded`);
-}
-
-export function isDamage(err: unknown): boolean {
-  return isNarwhalError(err, 'chunk-missing') || isNarwhalError(err, 'chunk-corrupt');
 }

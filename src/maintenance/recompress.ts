@@ -5,7 +5,7 @@ import { WorkerPool, transferable } from '../runtime/worker-pool.ts';
 import type { EncodeRequest, EncodeResult } from '../storage/zstd-encode-worker.ts';
 import { isNarwhalError } from '../errors.ts';
 import { checkChunk } from '../serving/chunk-check.ts';
-import { parseStored } from '../delta/stored-form.ts';
+import { claimsDelta } from '../delta/stored-form.ts';
 import { backfillSketches } from './sketch-backfill.ts';
 import { type DeltaEncodeReport, encodeDeltas } from './delta-encode.ts';
 import { type PagesEnd, walkChunkPages } from './chunk-pages.ts';
@@ -309,21 +309,13 @@ async function recompressOne(
     if (storedLength > chunk.storedSize) return undefined;
     // Never recompressed as if plain: chunksToRecompress lists plain chunks only, and a file
     // rewritten as a delta before its record says so is left to the pass that wrote it.
-    if (isDeltaOrMalformed(stored)) return undefined;
+    if (claimsDelta(stored)) return undefined;
     data = (await checkChunk(chunk.id, stored, chunk.size, true)).data!;
   } catch (err) {
     if (isNarwhalError(err, 'chunk-missing') || isNarwhalError(err, 'chunk-corrupt')) return undefined;
     throw err;
   }
   return { storedLength, frame: await encoders.run({ data, level }, transferable(data)) };
-}
-
-function isDeltaOrMalformed(stored: Uint8Array): boolean {
-  try {
-    return parseStored(stored).kind === 'delta';
-  } catch {
-    return true;
-  }
 }
 
 /** One line for logs and the CLI. */

@@ -9,7 +9,7 @@ import {
   decodeDeltaWithChain,
 } from './chunk-content.ts';
 import { checkChunk, readFramesOnWorker } from './chunk-check.ts';
-import { parseStored } from '../delta/stored-form.ts';
+import { claimsDelta } from '../delta/stored-form.ts';
 import type { ChunkTableEntry } from '../chunking/chunk-table.ts';
 import type { Narwhal } from '../context/narwhal.ts';
 import type { StoredFrame } from '../storage/chunk-store.ts';
@@ -130,7 +130,7 @@ const affinityOf = (entry: ChunkTableEntry): number => Math.floor(entry.index / 
 function deltaRuns(entries: ChunkTableEntry[], frames: StoredFrame[]): Map<number, number[]> {
   const runs = new Map<number, number[]>();
   entries.forEach((entry, i) => {
-    if (!isDelta(frames[i].stored)) return;
+    if (!claimsDelta(frames[i].stored)) return;
     const affinity = affinityOf(entry);
     const run = runs.get(affinity);
     if (run) run.push(i);
@@ -206,7 +206,7 @@ async function checkFrame(
   bases: BaseReader | undefined,
 ): Promise<CheckedChunk> {
   const size = entry.end - entry.start;
-  if (isDelta(stored)) {
+  if (claimsDelta(stored)) {
     if (bases instanceof BaseReader) return { entry, ...(await checkStoredChunk(entry.id, stored, size, true, bases)) };
     const read = (ids: Uint8Array[]): Promise<StoredFrame[]> => readFrames(nw, ids);
     return {
@@ -227,15 +227,7 @@ async function checkFrame(
   return { entry, ...checked };
 }
 
-/** Whether the stored bytes claim to be a delta (a malformed claim is checked, and refused, as one). */
-function isDelta(stored: Uint8Array): boolean {
-  try {
-    return parseStored(stored).kind === 'delta';
-  } catch {
-    return true;
-  }
-}
-
-function isDamage(err: unknown): boolean {
+/** Whether `err` says a chunk is missing or damaged (verify's business), not that something else failed. */
+export function isDamage(err: unknown): boolean {
   return isNarwhalError(err, 'chunk-missing') || isNarwhalError(err, 'chunk-corrupt');
 }
