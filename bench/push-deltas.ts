@@ -6,14 +6,12 @@
  *
  *   node bench/push-deltas.ts [--series node,swc,typescript] [--work DIR] [--whole]
  */
-import { readdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { parseArgs } from 'node:util';
-import type { SeriesData } from './dataset.ts';
 import { pushUpgrades, wholePush } from './measure-upgrades.ts';
-import { MODES } from './modes.ts';
-import { seriesInStore } from './series-in-store.ts';
+import { releaseSeriesInStore } from './series-in-store.ts';
 
 const { values } = parseArgs({
   options: {
@@ -27,12 +25,7 @@ const wanted = values.series.split(',');
 const work = values.work ?? join(tmpdir(), 'narwhal-bench-push-deltas');
 const log = (line: string): void => console.error(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
 
-const store = await readdir('/nix/store');
-const series: SeriesData[] = [];
-for (const spec of MODES.full.series) {
-  if (spec.kind !== 'releases' || !wanted.includes(spec.id)) continue;
-  series.push(await seriesInStore(spec, store));
-}
+const series = await releaseSeriesInStore(wanted);
 await rm(work, { recursive: true, force: true });
 const figures = await pushUpgrades(
   { series, largest: series[0].nars[0], totalNarBytes: 0, totalPaths: 0 },

@@ -8,15 +8,14 @@
  *
  *   node bench/restore-floor.ts [--series node] [--upgrades 4] [--rounds 1] [--work DIR]
  */
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { SeriesData } from './dataset.ts';
 import { nixEnv } from './exec.ts';
 import { fetchUpgrade } from './measure-upgrades.ts';
-import { MODES } from './modes.ts';
-import { seriesInStore } from './series-in-store.ts';
+import { releaseSeriesInStore } from './series-in-store.ts';
 import { startNginx } from './systems/nginx.ts';
 import { nixCopyFrom, nixCopyTo } from './systems/static-cache.ts';
 
@@ -32,11 +31,7 @@ const wanted = values.series.split(',');
 const work = values.work ?? join(tmpdir(), 'narwhal-bench-restore-floor');
 const log = (line: string): void => console.error(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
 
-const store = await readdir('/nix/store');
-const series: SeriesData[] = [];
-for (const spec of MODES.full.series) {
-  if (spec.kind === 'releases' && wanted.includes(spec.id)) series.push(await seriesInStore(spec, store));
-}
+const series = await releaseSeriesInStore(wanted);
 await rm(work, { recursive: true, force: true });
 await mkdir(work, { recursive: true });
 const first = (s: SeriesData): number => Math.max(0, s.steps.length - 1 - Number(values.upgrades));

@@ -1,6 +1,7 @@
+import { readdir } from 'node:fs/promises';
 import type { SeriesData } from './dataset.ts';
 import { run } from './exec.ts';
-import type { ReleaseSeriesSpec } from './modes.ts';
+import { MODES, type ReleaseSeriesSpec } from './modes.ts';
 import { sourceKey } from './sources.ts';
 
 /** The series' releases as a full bench run added them to the store (`store`: the names in /nix/store): per release, the path of that name with the largest NAR. */
@@ -34,4 +35,14 @@ export async function seriesInStore(spec: ReleaseSeriesSpec, store: string[]): P
     regularFiles: 0,
     narBytes: nars.reduce((a, n) => a + n.narSize, 0),
   };
+}
+
+/** The full dataset's release series named in `ids`, as the Nix store holds them (in the dataset's order). */
+export async function releaseSeriesInStore(ids: readonly string[]): Promise<SeriesData[]> {
+  const store = await readdir('/nix/store');
+  const series: SeriesData[] = [];
+  for (const spec of MODES.full.series) {
+    if (spec.kind === 'releases' && ids.includes(spec.id)) series.push(await seriesInStore(spec, store));
+  }
+  return series;
 }

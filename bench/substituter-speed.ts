@@ -8,15 +8,14 @@
  *
  *   node bench/substituter-speed.ts [--series node] [--upgrades 3] [--rounds 1] [--baseline DIR] [--work DIR]
  */
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { SeriesData } from './dataset.ts';
 import { nixEnv } from './exec.ts';
 import { type FetchSystem, fetchUpgrade } from './measure-upgrades.ts';
-import { MODES } from './modes.ts';
-import { seriesInStore } from './series-in-store.ts';
+import { releaseSeriesInStore } from './series-in-store.ts';
 import { pushClientConfig, startNarwhal } from './systems/narwhal.ts';
 import { startNginx } from './systems/nginx.ts';
 import { nixCopyTo } from './systems/static-cache.ts';
@@ -36,11 +35,7 @@ const wanted = values.series.split(',');
 const work = values.work ?? join(tmpdir(), 'narwhal-bench-substituter-speed');
 const log = (line: string): void => console.error(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
 
-const store = await readdir('/nix/store');
-const series: SeriesData[] = [];
-for (const spec of MODES.full.series) {
-  if (spec.kind === 'releases' && wanted.includes(spec.id)) series.push(await seriesInStore(spec, store));
-}
+const series = await releaseSeriesInStore(wanted);
 await rm(work, { recursive: true, force: true });
 await mkdir(work, { recursive: true });
 
