@@ -101,7 +101,8 @@ test('two replicas on PostgreSQL run the delta pass at once: no chunk lost or do
       encoded += after - before;
     }
     assert.ok(encoded > 0, 'chunks are stored as deltas');
-    assert.ok(encodedBy[0] > 0 && encodedBy[1] > 0, `both passes encoded chunks (${encodedBy.join(' + ')})`);
+    // Which pass takes which batch is up to the scheduler: on a loaded machine one may take them all.
+    t.diagnostic(`encoded by each pass: ${encodedBy.join(' + ')}`);
     for (const nw of [a, b]) {
       const report = await verifyStore(nw);
       assert.deepEqual(
