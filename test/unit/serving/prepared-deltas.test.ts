@@ -10,7 +10,6 @@ import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chunkEntries } from '../../../src/chunking/chunk-table.ts';
 import { closeNarwhal, type Narwhal } from '../../../src/context/narwhal.ts';
 import { runGc } from '../../../src/maintenance/gc.ts';
 import type { NarRecord } from '../../../src/metadata/metadata-store.ts';
@@ -18,14 +17,13 @@ import { serializeNarinfo } from '../../../src/nix/narinfo.ts';
 import { createNarwhalServer } from '../../../src/server/server.ts';
 import { chunkFrames } from '../../../src/serving/chunk-frames.ts';
 import type { WantedChunk } from '../../../src/serving/chunk-frames-body.ts';
-import { hintsAround, PlaceMap } from '../../../src/serving/place-hints.ts';
 import { upgradeDeltasSettled } from '../../../src/serving/upgrade-deltas.ts';
 import { openNarwhal } from '../../../src/tenancy/open-narwhal.ts';
 import { createToken } from '../../../src/tenancy/tokens.ts';
 import { narHashOf, randomHashPart } from '../../helpers/narwhal-fixtures.ts';
 import { versionNar } from '../../helpers/test-data.ts';
+import { upgradeRequest } from '../../helpers/upgrade-request.ts';
 
-const hex = (id: Uint8Array): string => Buffer.from(id).toString('hex');
 const dirs: string[] = [];
 after(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
 
@@ -66,20 +64,6 @@ async function serve(dataDir: string, upgradeDeltaBytes?: number) {
     await closeNarwhal(nw);
   };
   return { nw, upload, stop };
-}
-
-/** What a substituter holding `from` asks for to assemble `to`: the chunks it lacks, hinted by place. */
-function upgradeRequest(from: NarRecord, to: NarRecord): WantedChunk[] {
-  const old = [...chunkEntries(from.chunkTable)];
-  const held = new Set(old.map((e) => hex(e.id)));
-  const placed = (entries: { id: Uint8Array; end: number }[]) => entries.map((e) => ({ key: hex(e.id), end: e.end }));
-  const places = new PlaceMap(placed(old), placed([...chunkEntries(to.chunkTable)]));
-  return [...chunkEntries(to.chunkTable)]
-    .filter((e) => !held.has(hex(e.id)))
-    .map((e) => ({
-      id: e.id,
-      hints: hintsAround(old.length, (i) => old[i].end, places.place(e.start)).map((i) => old[i].id),
-    }));
 }
 
 /** The answers of the request by kind, as the server's metrics count them. */

@@ -26,11 +26,11 @@ import {
   readChunkFrame,
   type WantedChunk,
 } from '../../../src/serving/chunk-frames-body.ts';
-import { hintsAround, PlaceMap } from '../../../src/serving/place-hints.ts';
 import { upgradeDeltasSettled } from '../../../src/serving/upgrade-deltas.ts';
 import { createToken } from '../../../src/tenancy/tokens.ts';
 import { narHashOf, randomHashPart, tempNarwhal, type TempNarwhal } from '../../helpers/narwhal-fixtures.ts';
 import { versionNar } from '../../helpers/test-data.ts';
+import { upgradeRequest } from '../../helpers/upgrade-request.ts';
 
 const hex = (id: Uint8Array): string => Buffer.from(id).toString('hex');
 /** `f`, callable many times, running once. */
@@ -78,20 +78,6 @@ describe('deltas prepared for upgrades', () => {
     const res = await fetch(`${base}/main/${hashPart}.narinfo`, { method: 'PUT', body: text, headers: push });
     assert.equal(res.status, 204, await res.text());
     return { record, hashPart };
-  };
-
-  /** What a substituter holding `from` asks for to assemble `to`: the chunks it lacks, hinted by place. */
-  const upgradeRequest = (from: NarRecord, to: NarRecord): WantedChunk[] => {
-    const old = [...chunkEntries(from.chunkTable)];
-    const held = new Set(old.map((e) => hex(e.id)));
-    const placed = (entries: { id: Uint8Array; end: number }[]) => entries.map((e) => ({ key: hex(e.id), end: e.end }));
-    const places = new PlaceMap(placed(old), placed([...chunkEntries(to.chunkTable)]));
-    return [...chunkEntries(to.chunkTable)]
-      .filter((e) => !held.has(hex(e.id)))
-      .map((e) => ({
-        id: e.id,
-        hints: hintsAround(old.length, (i) => old[i].end, places.place(e.start)).map((i) => old[i].id),
-      }));
   };
 
   /** Asks in batches as the substituter does; every answer must decode to its chunk. */
